@@ -1,0 +1,264 @@
+/*
+ * NAME
+ *	addr - mail addresses: RFC 5321 paths and local mailbox names
+ * DESCRIPTION
+ *	See addr.h.  The grammar is RFC 5321 section 4.1.2; a quoted local
+ *	part is kept quoted in the output, exactly as received, so that it can
+ *	be relayed unchanged.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+
+static int
+is_atext(unsigned char c)
+{
+	return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+static int
+is_ldh(unsigned char c)
+{
+	return isalnum(c) || c == '-';
+}
+
+/* Dot-string: Atom *("." Atom).  Returns its length, or -EINVAL. */
+static int
+scan_dot_string(const char *s)
+{
+	const char *p = s;
+
+	for (;;) {
+		if (!is_atext((unsigned char)*p))
+			return -EINVAL;
+		while (is_atext((unsigned char)*p))
+			p++;
+		if (*p != '.')
+			break;
+		p++;
+	}
+	return (int)(p - s);
+}
+
+/* Quoted-string of RFC 5321. */
+static int
+scan_quoted_string(const char *s)
+{
+	const char *p = s + 1;
+
+	for (;;) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"')
+			return (int)(p + 1 - s);
+		if (c == '\\') {
+			if ((unsigned char)p[1] < 32 || (unsigned char)p[1] > 126)
+				return -EINVAL;
+			p += 2;
+			continue;
+		}
+		if (c < 32 || c > 126)
+			return -EINVAL;
+		p++;
+	}
+}
+
+/* sub-domain *("." sub-domain) with labels of 1..63. */
+static int
+scan_domain(const char *s)
+{
+	const char *p = s, *label;
+
+	for (;;) {
+		label = p;
+		if (!isalnum((unsigned char)*p))
+			return -EINVAL;
+		while (is_ldh((unsigned char)*p))
+			p++;
+		if (p[-1] == '-' || p - label > 63)
+			return -EINVAL;
+		if (*p != '.')
+			break;
+		p++;
+	}
+	return (int)(p - s);
+}
+
+static int
+literal_valid(const char *s, size_t len)
+{
+	char buf[64];
+	unsigned char bin[16];
+
+	if (len < 3 || s[0] != '[' || s[len - 1] != ']' || len - 2 >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s + 1, len - 2);
+	buf[len - 2] = '\0';
+	if (strncasecmp(buf, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, buf + 5, bin) == 1 ? 0 : -EINVAL;
+	return inet_pton(AF_INET, buf, bin) == 1 ? 0 : -EINVAL;
+}
+
+/* Domain or address literal at s; returns its length or -EINVAL. */
+static int
+scan_domain_or_literal(const char *s)
+{
+	const char *close;
+
+	if (*s != '[')
+		return scan_domain(s);
+	if ((close = strchr(s, ']')) == NULL)
+		return -EINVAL;
+	if (literal_valid(s, (size_t)(close + 1 - s)) < 0)
+		return -EINVAL;
+	return (int)(close + 1 - s);
+}
+
+int
+addr_domain_valid(const char *domain)
+{
+	int n = scan_domain_or_literal(domain);
+
+	if (n < 0 || domain[n] != '\0')
+		return -EINVAL;
+	return n > ADDR_DOMAIN_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* A-d-l: "@" domain *("," "@" domain) ":" -- parsed and dropped. */
+static int
+skip_source_route(const char *s)
+{
+	const char *p = s;
+	int n;
+
+	if (*p != '@')
+		return 0;
+	for (;;) {
+		p++;
+		if ((n = scan_domain(p)) < 0)
+			return -EINVAL;
+		p += n;
+		if (*p == ':')
+			return (int)(p + 1 - s);
+		if (*p != ',' || p[1] != '@')
+			return -EINVAL;
+		p++;
+	}
+}
+
+static int
+has_8bit(const char *s)
+{
+	for (; *s && *s != '>'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+static int
+parse_mailbox(const char *p, int *locallen, int *domlen)
+{
+	int n;
+
+	n = *p == '"' ? scan_quoted_string(p) : scan_dot_string(p);
+	if (n < 0)
+		return -EINVAL;
+	*locallen = n;
+	if (p[n] != '@')
+		return -EINVAL;
+	if ((*domlen = scan_domain_or_literal(p + n + 1)) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int
+addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, unsigned flags)
+{
+	const char *p = s;
+	int bracketed, locallen, domlen, n;
+	size_t total;
+
+	if (has_8bit(s))
+		return -EILSEQ;
+	bracketed = *p == '<';
+	if (!bracketed && !(flags & ADDR_ALLOW_UNBRACKETED))
+		return -EINVAL;
+	if (bracketed)
+		p++;
+	if (bracketed && *p == '>' && (flags & ADDR_ALLOW_NULL)) {
+		if (outlen < 1)
+			return -ENAMETOOLONG;
+		out[0] = '\0';
+		if (rest)
+			*rest = p + 1;
+		return 0;
+	}
+	if (bracketed && (flags & ADDR_ALLOW_POSTMASTER) && strncasecmp(p, "postmaster>", 11) == 0) {
+		if (outlen < 11)
+			return -ENAMETOOLONG;
+		memcpy(out, p, 10);
+		out[10] = '\0';
+		if (rest)
+			*rest = p + 11;
+		return 0;
+	}
+	if (bracketed) {
+		if ((n = skip_source_route(p)) < 0)
+			return -EINVAL;
+		p += n;
+	}
+	if (parse_mailbox(p, &locallen, &domlen) < 0)
+		return -EINVAL;
+	total = (size_t)locallen + 1 + (size_t)domlen;
+	if (bracketed && p[total] != '>')
+		return -EINVAL;
+	if (!bracketed && p[total] != '\0' && p[total] != ' ')
+		return -EINVAL;
+	if (locallen > ADDR_LOCAL_MAX || domlen > ADDR_DOMAIN_MAX || total >= outlen)
+		return -ENAMETOOLONG;
+	memcpy(out, p, total);
+	out[total] = '\0';
+	if (rest)
+		*rest = p + total + (bracketed ? 1 : 0);
+	return 0;
+}
+
+int
+addr_split(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	if (at == NULL || at == addr || at[1] == '\0')
+		return -EINVAL;
+	return (int)(at - addr);
+}
+
+int
+addr_mailbox_name(const char *addr, char *out, size_t outlen)
+{
+	size_t len, i;
+	int at = addr_split(addr);
+
+	len = at >= 0 ? (size_t)at : strlen(addr);
+	if (len == 0 || addr[0] == '.')
+		return -EINVAL;
+	if (len > ADDR_MAILBOX_MAX || len >= outlen)
+		return -ENAMETOOLONG;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)addr[i];
+
+		if (c >= 0x80)
+			return -EILSEQ;
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-' && c != '+')
+			return -EINVAL;
+		out[i] = (char)tolower(c);
+	}
+	out[len] = '\0';
+	if (strcmp(out, ".") == 0 || strstr(out, "..") != NULL)
+		return -EINVAL;
+	return 0;
+}

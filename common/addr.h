@@ -1,0 +1,59 @@
+/*
+ * NAME
+ *	addr - mail addresses: RFC 5321 paths and local mailbox names
+ * SYNOPSIS
+ *	#include "addr.h"
+ *
+ *	int addr_parse_path(const char *s, char *out, size_t outlen,
+ *			const char **rest, unsigned flags);
+ *	int addr_split(const char *addr);
+ *	int addr_mailbox_name(const char *addr, char *out, size_t outlen);
+ * DESCRIPTION
+ *	addr_parse_path() parses an RFC 5321 Reverse-path or Forward-path at
+ *	the start of s: "<local@domain>", with optional RFC 5321 source route
+ *	("<@a,@b:local@domain>", route dropped), a quoted-string local part,
+ *	a domain or an address literal ("[127.0.0.1]", "[IPv6:...]").  With
+ *	ADDR_ALLOW_NULL the null path "<>" is accepted (out becomes "").  With
+ *	ADDR_ALLOW_POSTMASTER a bare "<Postmaster>" is accepted (RFC 5321
+ *	4.1.1.3).  With ADDR_ALLOW_UNBRACKETED, an address without angle
+ *	brackets is accepted (some clients send it; Postfix accepts it too).
+ *	On success out holds "local@domain" (NUL-terminated) and *rest (if
+ *	rest is not NULL) points after the path, at the ESMTP parameters.
+ *	Errors: -EINVAL malformed, -ENAMETOOLONG local part over 64 octets,
+ *	domain over 255 octets or path longer than outlen, -EILSEQ a byte
+ *	that is not 7-bit printable ASCII (SMTPUTF8 is not offered).
+ *
+ *	addr_split() returns the offset of the last '@' in addr, or -EINVAL if
+ *	there is none or either side is empty.
+ *
+ *	addr_mailbox_name() derives the local mailbox (directory) name from an
+ *	address's local part: lower-cased, made of [a-z0-9._-] and '+', not
+ *	starting with '.', at most ADDR_MAILBOX_MAX octets.  The name is also
+ *	a safe single path component.  Errors: -EINVAL (a character that is no
+ *	valid mailbox name, empty, leading dot), -ENAMETOOLONG.
+ *
+ *	addr_domain_valid() checks a domain name (letters, digits, hyphens,
+ *	dots, labels of 1..63) or an address literal; 0 or -EINVAL.
+ * THREADS
+ *	Pure functions; thread-safe.
+ */
+#ifndef SPOOLGATE_ADDR_H
+#define SPOOLGATE_ADDR_H
+
+#include <stddef.h>
+
+#define ADDR_MAX		512	/* RFC 5321 path limit is 256; room for quoting */
+#define ADDR_LOCAL_MAX		64
+#define ADDR_DOMAIN_MAX		255
+#define ADDR_MAILBOX_MAX	64
+
+#define ADDR_ALLOW_NULL		0x1
+#define ADDR_ALLOW_POSTMASTER	0x2
+#define ADDR_ALLOW_UNBRACKETED	0x4
+
+int addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, unsigned flags);
+int addr_split(const char *addr);
+int addr_mailbox_name(const char *addr, char *out, size_t outlen);
+int addr_domain_valid(const char *domain);
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * NAME
+ *	cfg - the configuration file
+ * DESCRIPTION
+ *	See cfg.h.  The keys are one table (cfg_keys) of {section, key, type,
+ *	offset}; parsing a value is one function per type.  inih reads the
+ *	file and reports the line of the first error; the handler keeps the
+ *	first message so that the final error names file, line, section and key.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "log.h"
+
+enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT };
+
+struct cfg_key {
+	const char     *section;
+	const char     *key;
+	enum cfg_type	type;
+	size_t		offset;
+	unsigned long	min, max;	/* for numbers */
+};
+
+#define K(sec, key, type, field, min, max) { sec, key, type, offsetof(struct cfg, field), min, max }
+
+static const struct cfg_key cfg_keys[] = {
+	K("spool", "dir", T_PATH, spool_dir, 0, 0),
+	K("spool", "local_domains", T_DOMAINS, local_domains, 0, 0),
+	K("spool", "mailboxes", T_MAILBOXES, mailboxes, 0, 0),
+	K("spool", "user", T_STRING, user, 0, 0),
+	K("spool", "hostname", T_STRING, hostname, 0, 0),
+	K("smtpd", "listen", T_HOSTPORT, listen, 0, 0),
+	K("smtpd", "banner", T_STRING, banner, 0, 0),
+	K("smtpd", "max_sessions", T_UINT, max_sessions, 1, 100000),
+	K("smtpd", "max_line", T_UINT, max_line, 512, 1u << 20),
+	K("smtpd", "max_recipients", T_UINT, max_recipients, 1, 10000),
+	K("smtpd", "max_message_size", T_ULONG, max_message_size, 1024, 1ul << 40),
+	K("smtpd", "idle_timeout", T_UINT, idle_timeout, 1, 86400),
+	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
+	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
+	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
+	K("relay", "smarthost", T_HOSTPORT, smarthost, 0, 0),
+	K("relay", "retry_min", T_UINT, retry_min, 1, 86400),
+	K("relay", "retry_max", T_UINT, retry_max, 1, 7 * 86400),
+	K("relay", "max_queue_lifetime", T_UINT, max_queue_lifetime, 1, 365 * 86400),
+	K("relay", "max_deliveries", T_UINT, max_deliveries, 1, 1000),
+	K("relay", "scan_interval", T_UINT, scan_interval, 1, 86400),
+	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
+	K("relay", "command_timeout", T_UINT, command_timeout, 1, 3600),
+	K("relay", "keep_sent", T_BOOL, keep_sent, 0, 0),
+	K("fs", "mountpoint", T_PATH, mountpoint, 0, 0),
+	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
+	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
+};
+
+struct cfg_parse {
+	struct cfg     *cfg;
+	const char     *basedir;	/* directory of the file, for relative paths */
+	char		detail[300];	/* what apply_key() found wrong */
+	char		msg[1024];	/* first error, without file and line */
+	int		err;
+};
+
+static char *
+xstrdup(const char *s)
+{
+	return s == NULL ? NULL : strdup(s);
+}
+
+static void
+free_list(char **list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++) {
+		free(list[i]);
+		list[i] = NULL;
+	}
+	*n = 0;
+}
+
+void
+cfg_free(struct cfg *cfg)
+{
+	free(cfg->path);
+	free(cfg->spool_dir);
+	free(cfg->user);
+	free(cfg->hostname);
+	free(cfg->listen);
+	free(cfg->banner);
+	free(cfg->smarthost);
+	free(cfg->mountpoint);
+	free_list(cfg->local_domains, &cfg->n_local_domains);
+	free_list(cfg->mailboxes, &cfg->n_mailboxes);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static int parse_nets(struct cfg *cfg, const char *value, char *msg, size_t msglen);
+
+void
+cfg_defaults(struct cfg *cfg)
+{
+	char host[256];
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->path = xstrdup("(defaults)");
+	cfg->spool_dir = xstrdup("/var/spool/spoolgate");
+	cfg->local_domains[0] = xstrdup("localhost");
+	cfg->n_local_domains = 1;
+	cfg->any_mailbox = true;
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	cfg->hostname = xstrdup(host);
+	cfg->listen = xstrdup("127.0.0.1:2525");
+	cfg->banner = xstrdup("spoolgate ESMTP");
+	cfg->max_sessions = 100;
+	cfg->max_line = 2048;
+	cfg->max_recipients = 100;
+	cfg->max_message_size = 10485760;
+	cfg->idle_timeout = 300;
+	cfg->max_errors = 20;
+	cfg->max_hops = 50;
+	parse_nets(cfg, "127.0.0.0/8 ::1/128", NULL, 0);
+	cfg->smarthost = xstrdup("127.0.0.1:2525");
+	cfg->retry_min = 60;
+	cfg->retry_max = 3600;
+	cfg->max_queue_lifetime = 432000;
+	cfg->max_deliveries = 4;
+	cfg->scan_interval = 30;
+	cfg->connect_timeout = 30;
+	cfg->command_timeout = 300;
+	cfg->keep_sent = true;
+	cfg->mountpoint = xstrdup("/run/spoolgate/mnt");
+	cfg->allow_other = false;
+	cfg->log_level = LOG_LVL_INFO;
+}
+
+/* Splits value at white space or commas into at most max words. */
+static int
+split_words(const char *value, char **out, size_t max, size_t *n, char *msg, size_t msglen)
+{
+	char *copy, *word, *save = NULL;
+
+	if ((copy = strdup(value)) == NULL)
+		return -ENOMEM;
+	*n = 0;
+	for (word = strtok_r(copy, " \t,", &save); word; word = strtok_r(NULL, " \t,", &save)) {
+		if (*n >= max) {
+			snprintf(msg, msglen, "more than %zu entries", max);
+			free(copy);
+			return -E2BIG;
+		}
+		if ((out[*n] = strdup(word)) == NULL) {
+			free(copy);
+			return -ENOMEM;
+		}
+		(*n)++;
+	}
+	free(copy);
+	return 0;
+}
+
+static int
+parse_number(const char *value, unsigned long min, unsigned long max, unsigned long *out,
+    char *msg, size_t msglen)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*value < '0' || *value > '9') {
+		snprintf(msg, msglen, "'%s' is not a number", value);
+		return -EINVAL;
+	}
+	v = strtoul(value, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		snprintf(msg, msglen, "'%s' is not a number", value);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		snprintf(msg, msglen, "%lu is out of range (%lu..%lu)", v, min, max);
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_bool(const char *value, bool *out, char *msg, size_t msglen)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		if (strcasecmp(value, yes[i]) == 0)
+			return (*out = true), 0;
+		if (strcasecmp(value, no[i]) == 0)
+			return (*out = false), 0;
+	}
+	snprintf(msg, msglen, "'%s' is not yes or no", value);
+	return -EINVAL;
+}
+
+static int
+parse_one_net(const char *word, struct cfg_net *net)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(word, '/');
+	size_t alen = slash ? (size_t)(slash - word) : strlen(word);
+	unsigned long prefix;
+	char *end;
+
+	if (alen == 0 || alen >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, word, alen);
+	addr[alen] = '\0';
+	memset(net, 0, sizeof(*net));
+	if (inet_pton(AF_INET, addr, net->addr) == 1)
+		net->family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, net->addr) == 1)
+		net->family = AF_INET6;
+	else
+		return -EINVAL;
+	net->prefix = net->family == AF_INET ? 32 : 128;
+	if (slash != NULL) {
+		errno = 0;
+		prefix = strtoul(slash + 1, &end, 10);
+		if (slash[1] == '\0' || *end != '\0' || errno != 0 || prefix > net->prefix)
+			return -EINVAL;
+		net->prefix = (unsigned)prefix;
+	}
+	return 0;
+}
+
+static int
+parse_nets(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	char *words[CFG_MAX_LIST];
+	size_t n = 0, i;
+	int r;
+
+	if ((r = split_words(value, words, CFG_MAX_LIST, &n, msg, msglen)) < 0) {
+		free_list(words, &n);
+		return r;
+	}
+	cfg->n_relay_networks = 0;
+	for (i = 0; i < n; i++) {
+		if (parse_one_net(words[i], &cfg->relay_networks[i]) < 0) {
+			if (msg != NULL)
+				snprintf(msg, msglen, "'%s' is not an address or CIDR network", words[i]);
+			free_list(words, &n);
+			return -EINVAL;
+		}
+		cfg->n_relay_networks++;
+	}
+	free_list(words, &n);
+	return 0;
+}
+
+static int
+parse_domains(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	size_t i;
+	int r;
+
+	free_list(cfg->local_domains, &cfg->n_local_domains);
+	r = split_words(value, cfg->local_domains, CFG_MAX_LIST, &cfg->n_local_domains, msg, msglen);
+	if (r < 0)
+		return r;
+	for (i = 0; i < cfg->n_local_domains; i++) {
+		if (addr_domain_valid(cfg->local_domains[i]) < 0) {
+			snprintf(msg, msglen, "'%s' is not a domain name", cfg->local_domains[i]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int
+parse_mailboxes(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	char name[ADDR_MAILBOX_MAX + 1];
+	size_t i;
+	int r;
+
+	free_list(cfg->mailboxes, &cfg->n_mailboxes);
+	cfg->any_mailbox = false;
+	r = split_words(value, cfg->mailboxes, CFG_MAX_LIST, &cfg->n_mailboxes, msg, msglen);
+	if (r < 0)
+		return r;
+	for (i = 0; i < cfg->n_mailboxes; i++) {
+		if (strcmp(cfg->mailboxes[i], "*") == 0) {
+			cfg->any_mailbox = true;
+			continue;
+		}
+		if (addr_mailbox_name(cfg->mailboxes[i], name, sizeof(name)) < 0 ||
+		    strcmp(name, cfg->mailboxes[i]) != 0) {
+			snprintf(msg, msglen, "'%s' is not a valid mailbox name (lower-case letters, digits, . _ - +)",
+			    cfg->mailboxes[i]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int
+parse_path(const char *basedir, const char *value, char **out)
+{
+	char *p;
+
+	if (value[0] == '/' || basedir == NULL || basedir[0] == '\0') {
+		p = strdup(value);
+	} else if (asprintf(&p, "%s/%s", basedir, value) < 0) {
+		p = NULL;
+	}
+	if (p == NULL)
+		return -ENOMEM;
+	free(*out);
+	*out = p;
+	return 0;
+}
+
+static int
+set_string(char **field, const char *value)
+{
+	char *p = strdup(value);
+
+	if (p == NULL)
+		return -ENOMEM;
+	free(*field);
+	*field = p;
+	return 0;
+}
+
+static int
+apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
+{
+	struct cfg *cfg = ps->cfg;
+	void *field = (char *)cfg + k->offset;
+	char host[256];
+	unsigned long v;
+	unsigned port;
+	enum log_level lvl;
+	int r;
+
+	switch (k->type) {
+	case T_STRING:
+		return set_string(field, value);
+	case T_PATH:
+		if (*value == '\0') {
+			snprintf(ps->detail, sizeof(ps->detail), "empty path");
+			return -EINVAL;
+		}
+		return parse_path(ps->basedir, value, field);
+	case T_HOSTPORT:
+		if (cfg_split_hostport(value, host, sizeof(host), &port) < 0) {
+			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not host:port or [ipv6]:port", value);
+			return -EINVAL;
+		}
+		return set_string(field, value);
+	case T_UINT:
+		if ((r = parse_number(value, k->min, k->max, &v, ps->detail, sizeof(ps->detail))) < 0)
+			return r;
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	case T_ULONG:
+		if ((r = parse_number(value, k->min, k->max, &v, ps->detail, sizeof(ps->detail))) < 0)
+			return r;
+		*(unsigned long *)field = v;
+		return 0;
+	case T_BOOL:
+		return parse_bool(value, field, ps->detail, sizeof(ps->detail));
+	case T_DOMAINS:
+		return parse_domains(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_MAILBOXES:
+		return parse_mailboxes(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_NETS:
+		return parse_nets(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_LOGLEVEL:
+		if (log_level_parse(value, &lvl) < 0) {
+			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not one of debug, info, warn, error", value);
+			return -EINVAL;
+		}
+		*(int *)field = (int)lvl;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int
+cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_parse *ps = user;
+	const struct cfg_key *k;
+	int r;
+
+	if (ps->err != 0)
+		return 1;	/* keep the first error only */
+	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
+		if (strcmp(k->section, section) != 0 || strcmp(k->key, name) != 0)
+			continue;
+		ps->detail[0] = '\0';
+		if ((r = apply_key(ps, k, value)) == 0)
+			return 1;
+		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: %s", section, name,
+		    ps->detail[0] ? ps->detail : strerror(-r));
+		ps->err = r;
+		return 0;
+	}
+	snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
+	ps->err = -EINVAL;
+	return 0;
+}
+
+static char *
+directory_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+int
+cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
+{
+	struct cfg_parse ps;
+	FILE *fp;
+	int line, r = 0;
+
+	cfg_defaults(cfg);
+	memset(&ps, 0, sizeof(ps));
+	ps.cfg = cfg;
+	if ((fp = fopen(path, "re")) == NULL) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return r;
+	}
+	free(cfg->path);
+	cfg->path = strdup(path);
+	if ((ps.basedir = directory_of(path)) == NULL || cfg->path == NULL) {
+		fclose(fp);
+		free((char *)ps.basedir);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	line = ini_parse_file(fp, cfg_handler, &ps);
+	fclose(fp);
+	free((char *)ps.basedir);
+	if (line != 0) {
+		if (ps.err == 0) {
+			ps.err = -EINVAL;
+			snprintf(ps.msg, sizeof(ps.msg), "syntax error (expected [section] or key = value)");
+		}
+		snprintf(err, errlen, "%s:%d: %s", path, line, ps.msg);
+		return ps.err;
+	}
+	if (cfg->retry_max < cfg->retry_min) {
+		snprintf(err, errlen, "%s: [relay] retry_max (%u) is less than retry_min (%u)",
+		    path, cfg->retry_max, cfg->retry_min);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+bool
+cfg_domain_is_local(const struct cfg *cfg, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_local_domains; i++)
+		if (strcasecmp(cfg->local_domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+bool
+cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox)
+{
+	size_t i;
+
+	if (cfg->any_mailbox || strcmp(mailbox, "postmaster") == 0)
+		return true;
+	for (i = 0; i < cfg->n_mailboxes; i++)
+		if (strcmp(cfg->mailboxes[i], mailbox) == 0)
+			return true;
+	return false;
+}
+
+static bool
+prefix_matches(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+	unsigned full = bits / 8, rest = bits % 8;
+	unsigned char mask;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	mask = (unsigned char)(0xff << (8 - rest));
+	return (a[full] & mask) == (b[full] & mask);
+}
+
+bool
+cfg_net_allows_relay(const struct cfg *cfg, const struct sockaddr *sa)
+{
+	unsigned char addr[16];
+	int family;
+	size_t i;
+
+	if (sa->sa_family == AF_INET) {
+		family = AF_INET;
+		memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			family = AF_INET;
+			memcpy(addr, a6->s6_addr + 12, 4);
+		} else {
+			family = AF_INET6;
+			memcpy(addr, a6->s6_addr, 16);
+		}
+	} else {
+		return false;
+	}
+	for (i = 0; i < cfg->n_relay_networks; i++) {
+		const struct cfg_net *n = &cfg->relay_networks[i];
+
+		if (n->family == family && prefix_matches(addr, n->addr, n->prefix))
+			return true;
+	}
+	return false;
+}
+
+int
+cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon, *hstart = spec, *hend;
+	unsigned long p;
+	char *end;
+
+	if (spec[0] == '[') {
+		hstart = spec + 1;
+		if ((hend = strchr(hstart, ']')) == NULL || hend[1] != ':')
+			return -EINVAL;
+		colon = hend + 1;
+	} else {
+		if ((colon = strrchr(spec, ':')) == NULL || memchr(spec, ':', (size_t)(colon - spec)))
+			return -EINVAL;
+		hend = colon;
+	}
+	if (hend == hstart || (size_t)(hend - hstart) >= hostlen || colon[1] == '\0')
+		return -EINVAL;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (*end != '\0' || errno != 0 || p == 0 || p > 65535 || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	memcpy(host, hstart, (size_t)(hend - hstart));
+	host[hend - hstart] = '\0';
+	*port = (unsigned)p;
+	return 0;
+}

@@ -1,0 +1,100 @@
+/*
+ * NAME
+ *	cfg - the configuration file
+ * SYNOPSIS
+ *	#include "cfg.h"
+ *
+ *	void cfg_defaults(struct cfg *cfg);
+ *	int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
+ *	void cfg_free(struct cfg *cfg);
+ * DESCRIPTION
+ *	One INI file (parsed with inih) configures both daemons; each reads
+ *	the sections it needs.  docs in README.md and etc/spoolgate.conf list
+ *	every key.  Relative paths are taken relative to the directory of the
+ *	configuration file, so the file can be used from any working directory.
+ *
+ *	cfg_defaults() fills every field with its default.  cfg_load() applies
+ *	cfg_defaults() and then the file.  On error it returns -errno and
+ *	writes a message into err that names the file, the line and the key,
+ *	e.g. "etc/spoolgate.conf:12: [smtpd] max_sessions: 'many' is not a
+ *	number".  Unknown sections and keys are errors too: a typo must not
+ *	silently leave a default in place.
+ *
+ *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
+ *	of local_domains.  cfg_net_allows_relay() tells whether a client
+ *	address may relay (relay_networks, CIDR list).
+ * OWNERSHIP
+ *	Strings in struct cfg are owned by it and freed by cfg_free().
+ */
+#ifndef SPOOLGATE_CFG_H
+#define SPOOLGATE_CFG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#define CFG_MAX_LIST	32
+
+struct cfg_net {
+	int		family;		/* AF_INET or AF_INET6 */
+	unsigned char	addr[16];
+	unsigned	prefix;
+};
+
+struct cfg {
+	char	       *path;			/* the file this came from, or "(defaults)" */
+
+	/* [spool] */
+	char	       *spool_dir;		/* dir = /var/spool/spoolgate */
+	char	       *local_domains[CFG_MAX_LIST];	/* local_domains = localhost */
+	size_t		n_local_domains;
+	char	       *mailboxes[CFG_MAX_LIST];	/* mailboxes = *   (or a list of names) */
+	size_t		n_mailboxes;
+	bool		any_mailbox;		/* mailboxes = *: any valid name is created on demand */
+	char	       *user;			/* user = spoolgate: drop root to this user */
+	char	       *hostname;		/* hostname = (gethostname) */
+
+	/* [smtpd] */
+	char	       *listen;			/* listen = 127.0.0.1:2525 (host:port, [v6]:port) */
+	unsigned	max_sessions;		/* 100 */
+	unsigned	max_line;		/* 2048: longest command line, CRLF included */
+	unsigned	max_recipients;		/* 100 */
+	unsigned long	max_message_size;	/* 10485760 bytes */
+	unsigned	idle_timeout;		/* 300 s */
+	unsigned	max_errors;		/* 20 */
+	unsigned	max_hops;		/* 50 Received: headers */
+	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */
+	size_t		n_relay_networks;
+	char	       *banner;			/* banner = spoolgate ESMTP */
+
+	/* [relay] */
+	char	       *smarthost;		/* smarthost = 127.0.0.1:2525 */
+	unsigned	retry_min;		/* 60 s: first backoff */
+	unsigned	retry_max;		/* 3600 s: longest backoff */
+	unsigned	max_queue_lifetime;	/* 432000 s (5 days), then failed/ */
+	unsigned	max_deliveries;		/* 4 concurrent */
+	unsigned	scan_interval;		/* 30 s: safety-net scan of queue/ */
+	unsigned	connect_timeout;	/* 30 s */
+	unsigned	command_timeout;	/* 300 s */
+	bool		keep_sent;		/* keep_sent = yes: delivered go to sent/, else removed */
+
+	/* [fs] */
+	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
+	bool		allow_other;		/* allow_other = no */
+
+	/* [log] */
+	int		log_level;		/* level = info (enum log_level) */
+};
+
+void cfg_defaults(struct cfg *cfg);
+int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
+void cfg_free(struct cfg *cfg);
+
+bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
+bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
+bool cfg_net_allows_relay(const struct cfg *cfg, const struct sockaddr *sa);
+
+/* Parse "host:port" or "[v6]:port" into host (no brackets) and port. 0 or -EINVAL. */
+int cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port);
+
+#endif

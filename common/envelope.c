@@ -1,0 +1,376 @@
+/*
+ * NAME
+ *	envelope - the envelope and delivery record of a queued message
+ * DESCRIPTION
+ *	See envelope.h for the format.  The parser is strict because the
+ *	record crosses a process boundary: it checks every line, every key
+ *	and every number, and rejects what it does not know.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "envelope.h"
+
+#define ENVELOPE_MAGIC	"spoolgate-envelope"
+#define ENVELOPE_VERSION 1
+
+static const char *const rcpt_state_names[] = {
+	[RCPT_PENDING] = "pending",
+	[RCPT_SENT] = "sent",
+	[RCPT_FAILED] = "failed",
+};
+
+const char *
+rcpt_state_name(enum rcpt_state state)
+{
+	return (unsigned)state <= RCPT_FAILED ? rcpt_state_names[state] : "unknown";
+}
+
+static int
+replace_string(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (value != NULL && (copy = strdup(value)) == NULL)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+int
+envelope_init(struct envelope *env, const char *id, const char *from, const char *origin)
+{
+	memset(env, 0, sizeof(*env));
+	if (strlen(id) >= sizeof(env->id))
+		return -EINVAL;
+	strcpy(env->id, id);
+	if (replace_string(&env->from, from) < 0 || replace_string(&env->origin, origin) < 0) {
+		envelope_free(env);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+envelope_free(struct envelope *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		free(env->rcpt[i].addr);
+		free(env->rcpt[i].reply);
+	}
+	free(env->rcpt);
+	free(env->from);
+	free(env->origin);
+	free(env->last_host);
+	free(env->last_reply);
+	memset(env, 0, sizeof(*env));
+}
+
+static int
+append_rcpt(struct envelope *env, const char *addr, enum rcpt_state state, const char *reply)
+{
+	struct envelope_rcpt *grown, *r;
+
+	if (env->nrcpt >= ENVELOPE_MAX_RCPT)
+		return -E2BIG;
+	grown = realloc(env->rcpt, (env->nrcpt + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	env->rcpt = grown;
+	r = &env->rcpt[env->nrcpt];
+	memset(r, 0, sizeof(*r));
+	if ((r->addr = strdup(addr)) == NULL)
+		return -ENOMEM;
+	if (reply != NULL && (r->reply = strdup(reply)) == NULL) {
+		free(r->addr);
+		return -ENOMEM;
+	}
+	r->state = state;
+	env->nrcpt++;
+	return 0;
+}
+
+int
+envelope_add_rcpt(struct envelope *env, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++)
+		if (strcmp(env->rcpt[i].addr, addr) == 0)
+			return 0;
+	return append_rcpt(env, addr, RCPT_PENDING, NULL);
+}
+
+int
+envelope_set_rcpt(struct envelope *env, size_t i, enum rcpt_state state, const char *reply)
+{
+	if (i >= env->nrcpt)
+		return -EINVAL;
+	if (replace_string(&env->rcpt[i].reply, reply) < 0)
+		return -ENOMEM;
+	env->rcpt[i].state = state;
+	return 0;
+}
+
+int
+envelope_set_last(struct envelope *env, const char *host, const char *reply)
+{
+	if (replace_string(&env->last_host, host) < 0 || replace_string(&env->last_reply, reply) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+size_t
+envelope_count(const struct envelope *env, enum rcpt_state state)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == state)
+			n++;
+	return n;
+}
+
+int
+envelope_copy(struct envelope *dst, const struct envelope *src)
+{
+	size_t i;
+	int r;
+
+	if ((r = envelope_init(dst, src->id, src->from, src->origin)) < 0)
+		return r;
+	dst->created = src->created;
+	dst->data_offset = src->data_offset;
+	dst->attempts = src->attempts;
+	dst->next_attempt = src->next_attempt;
+	for (i = 0; i < src->nrcpt; i++)
+		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0)
+			goto fail;
+	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0)
+		goto fail;
+	return 0;
+fail:
+	envelope_free(dst);
+	return r;
+}
+
+/* Text fields must not break the line format. */
+static int
+value_is_clean(const char *v)
+{
+	for (; v && *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+envelope_format(const struct envelope *env, char **out, size_t *outlen)
+{
+	char *buf = NULL;
+	size_t len = 0, i;
+	FILE *fp;
+
+	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
+	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply))
+		return -EINVAL;
+	if ((fp = open_memstream(&buf, &len)) == NULL)
+		return -ENOMEM;
+	fprintf(fp, "%s: %d\nid: %s\ncreated: %lld\n", ENVELOPE_MAGIC, ENVELOPE_VERSION,
+	    env->id, env->created);
+	if (env->origin != NULL)
+		fprintf(fp, "origin: %s\n", env->origin);
+	fprintf(fp, "from: <%s>\ndata-offset: %lld\n", env->from ? env->from : "", env->data_offset);
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct envelope_rcpt *r = &env->rcpt[i];
+
+		if (!value_is_clean(r->addr) || !value_is_clean(r->reply)) {
+			fclose(fp);
+			free(buf);
+			return -EINVAL;
+		}
+		fprintf(fp, "rcpt: %s <%s>%s%s\n", rcpt_state_name(r->state), r->addr,
+		    r->reply ? " " : "", r->reply ? r->reply : "");
+	}
+	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
+	if (env->last_host != NULL)
+		fprintf(fp, "last-host: %s\n", env->last_host);
+	if (env->last_reply != NULL)
+		fprintf(fp, "last-reply: %s\n", env->last_reply);
+	if (fclose(fp) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+static int
+parse_ll(const char *v, long long *out)
+{
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -EBADMSG;
+	errno = 0;
+	*out = strtoll(v, &end, 10);
+	return (errno != 0 || *end != '\0') ? -EBADMSG : 0;
+}
+
+/* "<addr>" possibly followed by " rest"; addr must not contain '<' '>'. */
+static int
+parse_bracketed(char *v, char **addr, char **rest)
+{
+	char *close;
+
+	if (*v != '<' || (close = strchr(v, '>')) == NULL)
+		return -EBADMSG;
+	*close = '\0';
+	*addr = v + 1;
+	if (strchr(*addr, '<') != NULL)
+		return -EBADMSG;
+	if (close[1] == '\0')
+		*rest = NULL;
+	else if (close[1] == ' ' && close[2] != '\0')
+		*rest = close + 2;
+	else
+		return -EBADMSG;
+	return 0;
+}
+
+static int
+parse_rcpt_line(struct envelope *env, char *v)
+{
+	char *sp = strchr(v, ' '), *addr, *reply;
+	enum rcpt_state st;
+
+	if (sp == NULL)
+		return -EBADMSG;
+	*sp = '\0';
+	for (st = RCPT_PENDING; st <= RCPT_FAILED; st++)
+		if (strcmp(v, rcpt_state_names[st]) == 0)
+			break;
+	if (st > RCPT_FAILED || parse_bracketed(sp + 1, &addr, &reply) < 0 || *addr == '\0')
+		return -EBADMSG;
+	return append_rcpt(env, addr, st, reply);
+}
+
+static int
+parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
+{
+	long long n;
+	char *addr, *rest;
+
+	if (strcmp(key, ENVELOPE_MAGIC) == 0)
+		return (*seen |= 1, strcmp(v, "1") == 0 ? 0 : -EBADMSG);
+	if (strcmp(key, "id") == 0) {
+		if (*v == '\0' || strlen(v) >= sizeof(env->id) || strchr(v, '/'))
+			return -EBADMSG;
+		strcpy(env->id, v);
+		return (*seen |= 2), 0;
+	}
+	if (strcmp(key, "from") == 0) {
+		if (parse_bracketed(v, &addr, &rest) < 0 || rest != NULL)
+			return -EBADMSG;
+		*seen |= 4;
+		return replace_string(&env->from, addr);
+	}
+	if (strcmp(key, "rcpt") == 0)
+		return parse_rcpt_line(env, v);
+	if (strcmp(key, "origin") == 0)
+		return replace_string(&env->origin, v);
+	if (strcmp(key, "last-host") == 0)
+		return replace_string(&env->last_host, v);
+	if (strcmp(key, "last-reply") == 0)
+		return replace_string(&env->last_reply, v);
+	if (parse_ll(v, &n) < 0)
+		return -EBADMSG;
+	if (strcmp(key, "created") == 0)
+		env->created = n;
+	else if (strcmp(key, "data-offset") == 0)
+		env->data_offset = n;
+	else if (strcmp(key, "next-attempt") == 0)
+		env->next_attempt = n;
+	else if (strcmp(key, "attempts") == 0 && n <= UINT_MAX)
+		env->attempts = (unsigned)n;
+	else
+		return -EBADMSG;
+	return 0;
+}
+
+int
+envelope_parse(const char *buf, size_t len, struct envelope *env)
+{
+	char *copy, *line, *next, *colon;
+	unsigned seen = 0;
+	int r = 0;
+
+	memset(env, 0, sizeof(*env));
+	if (len > ENVELOPE_MAX_SIZE || memchr(buf, '\0', len) != NULL)
+		return -EBADMSG;
+	if ((copy = strndup(buf, len)) == NULL)
+		return -ENOMEM;
+	for (line = copy; r == 0 && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) == NULL) {
+			r = -EBADMSG;	/* every line ends in LF: a cut file is corrupt */
+			break;
+		}
+		*next++ = '\0';
+		if ((colon = strstr(line, ": ")) == NULL || !value_is_clean(line)) {
+			r = -EBADMSG;
+			break;
+		}
+		*colon = '\0';
+		r = parse_line(env, line, colon + 2, &seen);
+	}
+	free(copy);
+	if (r == 0 && (seen != 7 || env->nrcpt == 0 || env->data_offset < 0))
+		r = -EBADMSG;
+	if (r < 0)
+		envelope_free(env);
+	return r;
+}
+
+int
+envelope_read_at(int dirfd, const char *name, struct envelope *env)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	size_t got = 0;
+	int fd, r;
+
+	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
+		r = S_ISREG(st.st_mode) ? -EBADMSG : -EINVAL;
+		close(fd);
+		return r;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	r = got == (size_t)st.st_size ? envelope_parse(buf, got, env) : -EIO;
+	free(buf);
+	return r;
+}

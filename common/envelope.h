@@ -1,0 +1,84 @@
+/*
+ * NAME
+ *	envelope - the envelope and delivery record of a queued message
+ * SYNOPSIS
+ *	#include "envelope.h"
+ * DESCRIPTION
+ *	A queued message is two files: its data (data/<id>, immutable) and
+ *	its envelope record (queue/<id>, active/<claim>, sent/<id> or
+ *	failed/<id>).  The record is text, one "key: value" per line, so that
+ *	a person can read it through the mount or with cat:
+ *
+ *	    spoolgate-envelope: 1
+ *	    id: 1764442059.M123456P4242Q7
+ *	    created: 1764442059
+ *	    origin: smtp 127.0.0.1
+ *	    from: <alice@example.org>
+ *	    data-offset: 31
+ *	    rcpt: pending <bob@example.net>
+ *	    rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2
+ *	    rcpt: failed <dave@example.net> 550 5.1.1 <dave@example.net>: no such user
+ *	    attempts: 2
+ *	    next-attempt: 1764442159
+ *	    last-host: 127.0.0.1:2525
+ *	    last-reply: 451 4.3.0 Local error in processing
+ *
+ *	envelope_parse() reads that format strictly (it crosses a process
+ *	boundary): unknown keys, a missing id/from/rcpt, a recipient line
+ *	without angle brackets, a value with a control character: -EBADMSG.
+ *	envelope_format() writes it; the result always parses back equal.
+ * OWNERSHIP
+ *	struct envelope owns all its strings; envelope_free() releases them
+ *	and leaves a zeroed struct.  Not thread-safe per object; distinct
+ *	objects may be used from distinct threads.
+ */
+#ifndef SPOOLGATE_ENVELOPE_H
+#define SPOOLGATE_ENVELOPE_H
+
+#include <stddef.h>
+
+#define ENVELOPE_ID_MAX		64
+#define ENVELOPE_MAX_RCPT	10000
+#define ENVELOPE_MAX_SIZE	(4u << 20)	/* a record larger than this is corrupt */
+
+enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
+
+struct envelope_rcpt {
+	char	       *addr;		/* without angle brackets */
+	enum rcpt_state	state;
+	char	       *reply;		/* last reply for this recipient, or NULL */
+};
+
+struct envelope {
+	char			id[ENVELOPE_ID_MAX];
+	long long		created;	/* unix seconds */
+	char		       *origin;		/* "smtp 127.0.0.1", "fs outbox/report.eml" */
+	char		       *from;		/* "" for the null reverse-path */
+	long long		data_offset;	/* bytes of data/<id> before the message (Return-Path line) */
+	struct envelope_rcpt   *rcpt;
+	size_t			nrcpt;
+	unsigned		attempts;
+	long long		next_attempt;	/* unix seconds; 0 = now */
+	char		       *last_host;	/* or NULL */
+	char		       *last_reply;	/* or NULL */
+};
+
+/* 0 or -ENOMEM / -EINVAL (id too long). */
+int envelope_init(struct envelope *env, const char *id, const char *from, const char *origin);
+/* Adds a pending recipient; duplicates are ignored. 0, -ENOMEM, -E2BIG. */
+int envelope_add_rcpt(struct envelope *env, const char *addr);
+/* Sets rcpt i's state and reply (reply copied, may be NULL). 0 or -ENOMEM. */
+int envelope_set_rcpt(struct envelope *env, size_t i, enum rcpt_state state, const char *reply);
+/* Sets last_host / last_reply (copied, may be NULL). 0 or -ENOMEM. */
+int envelope_set_last(struct envelope *env, const char *host, const char *reply);
+size_t envelope_count(const struct envelope *env, enum rcpt_state state);
+/* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
+int envelope_format(const struct envelope *env, char **out, size_t *outlen);
+int envelope_parse(const char *buf, size_t len, struct envelope *env);
+/* Reads and parses dirfd/name (O_NOFOLLOW). 0, -errno, -EBADMSG. */
+int envelope_read_at(int dirfd, const char *name, struct envelope *env);
+void envelope_free(struct envelope *env);
+int envelope_copy(struct envelope *dst, const struct envelope *src);
+const char *rcpt_state_name(enum rcpt_state state);
+
+#endif

@@ -1,0 +1,444 @@
+/*
+ * NAME
+ *	outbox - submit a file as sendmail -t would
+ * DESCRIPTION
+ *	See outbox.h.  The header section is split into fields here (folded
+ *	lines, CRLF or LF); the address lists are parsed by GMime, which
+ *	knows RFC 5322 groups, display names, comments and quoting far better
+ *	than a hand-written parser would.  Every address GMime returns is then
+ *	checked as an RFC 5321 mailbox (addr_parse_path), because that is what
+ *	the relay will have to send.
+ */
+#include <errno.h>
+#include <gmime/gmime.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+#include "outbox.h"
+
+#define COPY_CHUNK	(64u << 10)
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void
+gmime_start(void)
+{
+	g_mime_init();
+}
+
+static int
+fail(int err, char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && whylen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+void
+outbox_headers_free(struct outbox_headers *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->nrcpt; i++)
+		free(h->rcpt[i]);
+	free(h->rcpt);
+	free(h->from);
+	free(h->drop);
+	memset(h, 0, sizeof(*h));
+}
+
+static int
+add_rcpt(struct outbox_headers *h, const char *addr)
+{
+	char **grown;
+	size_t i;
+
+	for (i = 0; i < h->nrcpt; i++)
+		if (strcasecmp(h->rcpt[i], addr) == 0)
+			return 0;
+	if (h->nrcpt >= ENVELOPE_MAX_RCPT)
+		return -E2BIG;
+	if ((grown = realloc(h->rcpt, (h->nrcpt + 1) * sizeof(*grown))) == NULL)
+		return -ENOMEM;
+	h->rcpt = grown;
+	if ((h->rcpt[h->nrcpt] = strdup(addr)) == NULL)
+		return -ENOMEM;
+	h->nrcpt++;
+	return 0;
+}
+
+static int
+add_drop(struct outbox_headers *h, off_t start, off_t end)
+{
+	struct outbox_range *grown = realloc(h->drop, (h->ndrop + 1) * sizeof(*grown));
+
+	if (grown == NULL)
+		return -ENOMEM;
+	h->drop = grown;
+	h->drop[h->ndrop].start = start;
+	h->drop[h->ndrop].end = end;
+	h->ndrop++;
+	return 0;
+}
+
+/* The address must be one the relay can send: an RFC 5321 mailbox. */
+static int
+check_mailbox(const char *field, const char *addr, char *why, size_t whylen)
+{
+	char path[ADDR_MAX + 3], out[ADDR_MAX];
+	int r;
+
+	if (strlen(addr) > ADDR_MAX - 1)
+		return fail(-EINVAL, why, whylen, "%s: address too long", field);
+	snprintf(path, sizeof(path), "<%s>", addr);
+	if ((r = addr_parse_path(path, out, sizeof(out), NULL, 0)) < 0)
+		return fail(-EINVAL, why, whylen, "%s: '%s' is not a valid mail address (%s)",
+		    field, addr, strerror(-r));
+	return 0;
+}
+
+typedef int (*mailbox_fn)(struct outbox_headers *h, const char *field, const char *addr,
+		char *why, size_t whylen);
+
+static int
+walk_list(InternetAddressList *list, struct outbox_headers *h, const char *field, mailbox_fn fn,
+    char *why, size_t whylen)
+{
+	int i, n = internet_address_list_length(list), r;
+
+	for (i = 0; i < n; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+
+		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+			InternetAddressList *members = internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
+
+			if (members != NULL && (r = walk_list(members, h, field, fn, why, whylen)) != 0)
+				return r;
+			continue;
+		}
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+
+			if ((r = fn(h, field, addr ? addr : "", why, whylen)) != 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int
+take_rcpt(struct outbox_headers *h, const char *field, const char *addr, char *why, size_t whylen)
+{
+	int r;
+
+	if ((r = check_mailbox(field, addr, why, whylen)) < 0)
+		return r;
+	if ((r = add_rcpt(h, addr)) < 0)
+		return fail(r, why, whylen, "%s: too many recipients", field);
+	return 0;
+}
+
+static int
+take_sender(struct outbox_headers *h, const char *field, const char *addr, char *why, size_t whylen)
+{
+	int r;
+
+	if (h->from != NULL)
+		return 1;	/* the first mailbox wins; stop walking */
+	if ((r = check_mailbox(field, addr, why, whylen)) < 0)
+		return r;
+	if ((h->from = strdup(addr)) == NULL)
+		return -ENOMEM;
+	return 1;
+}
+
+static int
+parse_address_field(struct outbox_headers *h, const char *field, const char *value, mailbox_fn fn,
+    char *why, size_t whylen)
+{
+	InternetAddressList *list;
+	const char *p;
+	int r;
+
+	for (p = value; *p == ' ' || *p == '\t'; p++)
+		;
+	if (*p == '\0')
+		return 0;	/* an empty To: is legal and names nobody */
+	list = internet_address_list_parse(NULL, value);
+	if (list == NULL || internet_address_list_length(list) == 0) {
+		if (list != NULL)
+			g_object_unref(list);
+		return fail(-EINVAL, why, whylen, "%s: cannot parse address list '%.200s'", field, value);
+	}
+	r = walk_list(list, h, field, fn, why, whylen);
+	g_object_unref(list);
+	return r < 0 ? r : 0;
+}
+
+/* Length of the line at p (up to and including LF, or to end). */
+static size_t
+line_length(const char *p, const char *end)
+{
+	const char *lf = memchr(p, '\n', (size_t)(end - p));
+
+	return lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+}
+
+static int
+is_blank_line(const char *p, size_t n)
+{
+	return (n == 1 && p[0] == '\n') || (n == 2 && p[0] == '\r' && p[1] == '\n');
+}
+
+/* Field name: printable ASCII except ':' (RFC 5322 2.2), then ':'. */
+static size_t
+field_name_length(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && p[i] != ':'; i++)
+		if ((unsigned char)p[i] < 33 || (unsigned char)p[i] > 126)
+			return 0;
+	return i < n && i > 0 ? i : 0;
+}
+
+/* Unfolds a field's value (continuation lines joined, CR/LF dropped). */
+static char *
+unfold(const char *p, size_t n)
+{
+	char *out = malloc(n + 1);
+	size_t i, o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (p[i] != '\r' && p[i] != '\n')
+			out[o++] = p[i];
+	out[o] = '\0';
+	return out;
+}
+
+static int
+handle_field(struct outbox_headers *h, const char *name, size_t namelen, const char *value,
+    size_t vlen, off_t start, off_t end, char *why, size_t whylen)
+{
+	static const char *const rcpt_fields[] = { "To", "Cc", "Bcc" };
+	char field[16], *v;
+	size_t i;
+	int r = 0, is_rcpt = -1;
+
+	if (namelen >= sizeof(field))
+		return 0;
+	snprintf(field, sizeof(field), "%.*s", (int)namelen, name);
+	for (i = 0; i < 3; i++)
+		if (strcasecmp(field, rcpt_fields[i]) == 0)
+			is_rcpt = (int)i;
+	if (is_rcpt < 0 && strcasecmp(field, "From") != 0 && strcasecmp(field, "Sender") != 0)
+		return 0;
+	if ((v = unfold(value, vlen)) == NULL)
+		return -ENOMEM;
+	if (is_rcpt >= 0)
+		r = parse_address_field(h, field, v, take_rcpt, why, whylen);
+	else if (strcasecmp(field, "Sender") == 0 || h->from == NULL) {
+		free(h->from);	/* Sender: names the sender even after From: */
+		h->from = NULL;
+		r = parse_address_field(h, field, v, take_sender, why, whylen);
+	}
+	free(v);
+	if (r == 0 && is_rcpt == 2)
+		r = add_drop(h, start, end);
+	return r;
+}
+
+int
+outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, char *why, size_t whylen)
+{
+	const char *p = buf, *end = buf + len;
+	unsigned lineno = 1;
+	int r = 0;
+
+	pthread_once(&gmime_once, gmime_start);
+	memset(out, 0, sizeof(*out));
+	while (p < end) {
+		size_t n = line_length(p, end), namelen, flen;
+		const char *field = p;
+
+		if (is_blank_line(p, n)) {
+			p += n;
+			break;
+		}
+		if (memchr(p, '\0', n) != NULL) {
+			r = fail(-EBADMSG, why, whylen, "NUL byte in the header section");
+			break;
+		}
+		if ((namelen = field_name_length(p, n)) == 0) {
+			r = fail(-EBADMSG, why, whylen, "not a message: header line %u is not a 'Name: value' field",
+			    lineno);
+			break;
+		}
+		/* The field goes on while lines start with white space. */
+		flen = n;
+		while (field + flen < end && (field[flen] == ' ' || field[flen] == '\t')) {
+			flen += line_length(field + flen, end);
+			lineno++;
+		}
+		lineno++;
+		if ((r = handle_field(out, field, namelen, field + namelen + 1, flen - namelen - 1,
+		    field - buf, field + flen - buf, why, whylen)) < 0)
+			break;
+		p = field + flen;
+	}
+	out->body_start = p - buf;
+	if (r == 0 && p == buf)
+		r = fail(-EBADMSG, why, whylen, "not a message: empty file");
+	if (r == 0 && out->from == NULL)
+		r = fail(-EBADMSG, why, whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
+	if (r == 0 && out->nrcpt == 0)
+		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: no address in To:, Cc: or Bcc:");
+	if (r < 0)
+		outbox_headers_free(out);
+	return r;
+}
+
+/* Reads up to max bytes from offset 0 of fd. */
+static ssize_t
+read_head(int fd, char *buf, size_t max)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < max) {
+		n = pread(fd, buf + got, max - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Copies [from, to) of fd into msg. */
+static int
+copy_range(int fd, struct spool_msg *msg, off_t from, off_t to, char *chunk)
+{
+	ssize_t n;
+	int r;
+
+	while (from < to) {
+		size_t want = (size_t)(to - from) < COPY_CHUNK ? (size_t)(to - from) : COPY_CHUNK;
+
+		n = pread(fd, chunk, want, from);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;	/* the file shrank under us */
+		if ((r = spool_msg_write(msg, chunk, (size_t)n)) < 0)
+			return r;
+		from += n;
+	}
+	return 0;
+}
+
+/* The message minus its Bcc: fields. */
+static int
+copy_without_bcc(int fd, off_t size, const struct outbox_headers *h, struct spool_msg *msg)
+{
+	char *chunk = malloc(COPY_CHUNK);
+	off_t pos = 0;
+	size_t i;
+	int r = 0;
+
+	if (chunk == NULL)
+		return -ENOMEM;
+	for (i = 0; r == 0 && i < h->ndrop; i++) {
+		r = copy_range(fd, msg, pos, h->drop[i].start, chunk);
+		pos = h->drop[i].end;
+	}
+	if (r == 0)
+		r = copy_range(fd, msg, pos, size, chunk);
+	free(chunk);
+	return r;
+}
+
+static int
+queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers *h,
+    const char *origin, char id[SPOOL_ID_MAX])
+{
+	struct spool_msg *msg;
+	struct envelope env;
+	size_t i;
+	int r;
+
+	if ((r = spool_msg_create(spool, NULL, &msg)) < 0)
+		return r;
+	r = envelope_init(&env, spool_msg_id(msg), h->from, origin);
+	for (i = 0; r == 0 && i < h->nrcpt; i++)
+		r = envelope_add_rcpt(&env, h->rcpt[i]);
+	if (r == 0)
+		r = copy_without_bcc(fd, size, h, msg);
+	if (r == 0)
+		r = spool_msg_queue(msg, &env);
+	if (r == 0)
+		r = spool_msg_commit(msg);
+	if (r == 0)
+		snprintf(id, SPOOL_ID_MAX, "%s", spool_msg_id(msg));
+	envelope_free(&env);
+	spool_msg_free(msg);
+	return r;
+}
+
+int
+outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max_size,
+    char id[SPOOL_ID_MAX], char *why, size_t whylen)
+{
+	struct outbox_headers h;
+	struct stat st;
+	size_t headmax;
+	ssize_t got;
+	char *head;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return fail(-errno, why, whylen, "cannot stat the file: %s", strerror(errno));
+	if ((unsigned long long)st.st_size > max_size)
+		return fail(-EFBIG, why, whylen, "message of %lld bytes exceeds the limit of %lu bytes",
+		    (long long)st.st_size, max_size);
+	headmax = (size_t)st.st_size < OUTBOX_MAX_HEADER ? (size_t)st.st_size : OUTBOX_MAX_HEADER;
+	if ((head = malloc(headmax + 1)) == NULL)
+		return fail(-ENOMEM, why, whylen, "out of memory");
+	if ((got = read_head(fd, head, headmax)) < 0) {
+		free(head);
+		return fail((int)got, why, whylen, "cannot read the file: %s", strerror((int)-got));
+	}
+	r = outbox_parse_headers(head, (size_t)got, &h, why, whylen);
+	free(head);
+	if (r < 0)
+		return r;
+	if ((size_t)h.body_start == (size_t)got && got == (ssize_t)OUTBOX_MAX_HEADER && st.st_size > got) {
+		outbox_headers_free(&h);
+		return fail(-EFBIG, why, whylen, "header section larger than %u bytes", OUTBOX_MAX_HEADER);
+	}
+	r = queue_copy(spool, fd, st.st_size, &h, origin, id);
+	if (r < 0)
+		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));
+	outbox_headers_free(&h);
+	return r;
+}

@@ -1,0 +1,341 @@
+/*
+ * NAME
+ *	queue - the outbound queue: scan, claim, finish
+ * DESCRIPTION
+ *	See queue.h.  A claim's life, each step one atomic rename:
+ *
+ *	    queue/<id> -> active/<id>@<host>,<pid>          (claim)
+ *	    tmp/<new record> -> active/<claim>              (record updated, synced)
+ *	    active/<claim> -> queue/<id> | sent/<id> | failed/<id>
+ *
+ *	so at every instant the record exists under exactly one name.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "queue.h"
+
+struct queue_claim {
+	struct spool   *spool;
+	char		id[SPOOL_ID_MAX];
+	char		claim[SPOOL_NAME_MAX];	/* name under active/ */
+	char		newrec[SPOOL_NAME_MAX];	/* tmp/ name of the updated record */
+	struct envelope	env;
+	int		datafd;
+	enum queue_outcome outcome;
+	int		prepared, finished, drop_sent;
+};
+
+static const char *const outcome_names[] = {
+	[QUEUE_DEFERRED] = "deferred",
+	[QUEUE_SENT] = "sent",
+	[QUEUE_FAILED] = "failed",
+};
+
+const char *
+queue_outcome_name(enum queue_outcome outcome)
+{
+	return (unsigned)outcome <= QUEUE_FAILED ? outcome_names[outcome] : "unknown";
+}
+
+static int
+valid_id(const char *id)
+{
+	return id[0] != '\0' && id[0] != '.' && strchr(id, '/') == NULL && strchr(id, '@') == NULL &&
+	    strlen(id) < SPOOL_ID_MAX;
+}
+
+/* A record that does not parse is moved aside to failed/ so that it stays visible. */
+static void
+set_aside_corrupt(struct spool *spool, const char *id, int err)
+{
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_FAILED), id) == 0)
+		fsync(spool_dirfd(spool, SPOOL_DIR_FAILED));
+	log_error("queue-corrupt", "id=%s error=\"%s\" action=\"moved to failed/\"", id, strerror(-err));
+}
+
+int
+queue_scan(struct spool *spool, queue_scan_fn cb, void *arg)
+{
+	struct envelope env;
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0, stop = 0;
+
+	fd = openat(spool_dirfd(spool, SPOOL_DIR_QUEUE), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while (!stop && (de = readdir(d)) != NULL) {
+		if (!valid_id(de->d_name))
+			continue;
+		r = envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), de->d_name, &env);
+		if (r == -ENOENT)
+			continue;	/* claimed meanwhile */
+		if (r == -EBADMSG) {
+			set_aside_corrupt(spool, de->d_name, r);
+			continue;
+		}
+		if (r < 0)
+			break;
+		stop = cb(de->d_name, env.next_attempt, arg);
+		envelope_free(&env);
+		r = 0;
+	}
+	closedir(d);
+	return r;
+}
+
+static int finish_now(struct queue_claim *qc, enum queue_outcome outcome);
+
+/* A record whose data is gone can never be delivered: say so in failed/. */
+static void
+fail_without_data(struct queue_claim *qc)
+{
+	const char *why = "451 4.3.0 message data file missing from the spool";
+	size_t i;
+
+	for (i = 0; i < qc->env.nrcpt; i++)
+		if (qc->env.rcpt[i].state == RCPT_PENDING)
+			envelope_set_rcpt(&qc->env, i, RCPT_FAILED, why);
+	envelope_set_last(&qc->env, NULL, why);
+	if (finish_now(qc, QUEUE_FAILED) == 0)
+		log_error("queue-failed", "id=%s reason=\"%s\"", qc->id, why);
+}
+
+int
+queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
+{
+	struct queue_claim *qc;
+	int r;
+
+	if (!valid_id(id))
+		return -EINVAL;
+	if ((qc = calloc(1, sizeof(*qc))) == NULL)
+		return -ENOMEM;
+	qc->spool = spool;
+	qc->datafd = -1;
+	snprintf(qc->id, sizeof(qc->id), "%s", id);
+	snprintf(qc->claim, sizeof(qc->claim), "%s@%s,%ld", id, spool_hostname(spool), (long)getpid());
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0) {
+		r = -errno;
+		free(qc);
+		return r;
+	}
+	if ((r = envelope_read_at(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, &qc->env)) < 0) {
+		queue_claim_release(qc);
+		free(qc);
+		if (r == -EBADMSG)
+			set_aside_corrupt(spool, id, r);
+		return r;
+	}
+	qc->datafd = openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (qc->datafd < 0) {
+		r = -errno;
+		log_error("queue-claim", "id=%s error=\"data file: %s\"", id, strerror(-r));
+		if (r == -ENOENT)
+			fail_without_data(qc);
+		queue_claim_free(qc);
+		return r;
+	}
+	*out = qc;
+	return 0;
+}
+
+struct envelope *
+queue_claim_envelope(struct queue_claim *qc)
+{
+	return &qc->env;
+}
+
+int
+queue_claim_data_fd(const struct queue_claim *qc)
+{
+	return qc->datafd;
+}
+
+const char *
+queue_claim_id(const struct queue_claim *qc)
+{
+	return qc->id;
+}
+
+int
+queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	char *text;
+	size_t len;
+	int fd, r;
+
+	qc->outcome = outcome;
+	qc->drop_sent = outcome == QUEUE_SENT && !keep_sent;
+	if (qc->drop_sent) {
+		qc->prepared = 1;
+		return 0;
+	}
+	if ((r = envelope_format(&qc->env, &text, &len)) < 0)
+		return r;
+	if ((fd = spool_tmpfile(qc->spool, qc->newrec)) < 0) {
+		free(text);
+		return fd;
+	}
+	r = spool_write_all(fd, text, len);
+	free(text);
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r < 0) {
+		unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_TMP), qc->newrec, 0);
+		qc->newrec[0] = '\0';
+		return r;
+	}
+	qc->prepared = 1;
+	return 0;
+}
+
+static enum spool_dir
+outcome_dir(enum queue_outcome outcome)
+{
+	switch (outcome) {
+	case QUEUE_SENT:
+		return SPOOL_DIR_SENT;
+	case QUEUE_FAILED:
+		return SPOOL_DIR_FAILED;
+	default:
+		return SPOOL_DIR_QUEUE;
+	}
+}
+
+static int
+publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
+{
+	struct spool *spool = qc->spool;
+	int r;
+
+	if (unlinkat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, 0) < 0)
+		return -errno;
+	unlinkat(spool_dirfd(spool, SPOOL_DIR_DATA), qc->id, 0);
+	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, "data")) < 0)
+		return r;
+	return 0;
+}
+
+int
+queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
+{
+	struct spool *spool = qc->spool;
+	enum spool_dir dest = outcome_dir(qc->outcome);
+	int r;
+
+	if (!qc->prepared)
+		return -EINVAL;
+	if (qc->drop_sent) {
+		if ((r = publish_drop(qc, dirs)) < 0)
+			return r;
+		qc->finished = 1;
+		return 0;
+	}
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
+		return -errno;
+	qc->newrec[0] = '\0';
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(spool, dest), qc->id) < 0)
+		return -errno;
+	qc->finished = 1;
+	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, spool_dir_name(dest))) < 0)
+		return r;
+	return 0;
+}
+
+int
+queue_claim_release(struct queue_claim *qc)
+{
+	if (qc->finished)
+		return 0;
+	if (renameat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(qc->spool, SPOOL_DIR_QUEUE), qc->id) < 0)
+		return -errno;
+	qc->finished = 1;
+	return 0;
+}
+
+void
+queue_claim_free(struct queue_claim *qc)
+{
+	int r;
+
+	if (qc == NULL)
+		return;
+	if (!qc->finished && (r = queue_claim_release(qc)) < 0)
+		log_error("queue-release", "id=%s claim=%s error=\"%s\" action=\"recovery returns it at next start\"",
+		    qc->id, qc->claim, strerror(-r));
+	if (qc->newrec[0] != '\0')
+		unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_TMP), qc->newrec, 0);
+	if (qc->datafd >= 0)
+		close(qc->datafd);
+	envelope_free(&qc->env);
+	free(qc);
+}
+
+static int
+claim_prefix_match(int dirfd, const char *id)
+{
+	struct dirent *de;
+	size_t n = strlen(id);
+	int fd, found = 0;
+	DIR *d;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return 0;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return 0;
+	}
+	while (!found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, id, n) == 0 && de->d_name[n] == '@';
+	closedir(d);
+	return found;
+}
+
+int
+queue_locate(struct spool *spool, const char *id)
+{
+	static const enum spool_dir order[] = { SPOOL_DIR_QUEUE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
+	struct stat st;
+	size_t i;
+
+	if (!valid_id(id))
+		return -EINVAL;
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (fstatat(spool_dirfd(spool, order[i]), id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return order[i];
+	if (claim_prefix_match(spool_dirfd(spool, SPOOL_DIR_ACTIVE), id))
+		return SPOOL_DIR_ACTIVE;
+	return -ENOENT;
+}
+
+/* Prepare, publish and sync at once (rare paths, not the runner's). */
+static int
+finish_now(struct queue_claim *qc, enum queue_outcome outcome)
+{
+	struct spool_dirset *dirs = spool_dirset_new(qc->spool);
+	int r;
+
+	if (dirs == NULL)
+		return -ENOMEM;
+	r = queue_finish_prepare(qc, outcome, true);
+	if (r == 0)
+		r = queue_finish_publish(qc, dirs);
+	if (r == 0)
+		r = spool_dirset_sync(dirs);
+	spool_dirset_free(dirs);
+	return r;
+}

@@ -1,0 +1,63 @@
+/*
+ * NAME
+ *	queue - the outbound queue: scan, claim, finish
+ * SYNOPSIS
+ *	#include "queue.h"
+ * DESCRIPTION
+ *	Messages for the relay wait as envelope records in queue/.  A runner
+ *	claims one by renaming queue/<id> to active/<id>@<host>,<pid>: the
+ *	rename is atomic, so two runners (even two gateways on one shared
+ *	spool) never deliver the same message twice.  A claim ends in one of
+ *	three places, each reached by rename after the updated record was
+ *	written and synced:
+ *
+ *	    QUEUE_DEFERRED  back to queue/<id> with attempts and next-attempt
+ *	    QUEUE_SENT      sent/<id> (or removed with its data: keep_sent = no)
+ *	    QUEUE_FAILED    failed/<id> with the remote reply of each recipient
+ *
+ *	queue_scan() lists queue/ and calls cb for each record with its
+ *	next-attempt time (records that do not parse are moved to failed/ as
+ *	corrupt, and logged).  cb returns 0 to go on, non-zero to stop.
+ *
+ *	queue_claim() returns -ENOENT when the record is gone (another runner
+ *	claimed it).  The claim holds the data file open (queue_claim_data_fd,
+ *	positioned nowhere: use pread from data_offset).
+ *
+ *	Finishing is split in two phases for group commit, like spool_msg:
+ *	queue_finish_prepare() writes and syncs the new record under tmp/;
+ *	queue_finish_publish() renames it into place and adds the directories
+ *	to dirs.  queue_claim_release() gives an unfinished claim back to
+ *	queue/ unchanged (shutdown).
+ * THREADS
+ *	A claim belongs to one thread at a time.
+ */
+#ifndef SPOOLGATE_QUEUE_H
+#define SPOOLGATE_QUEUE_H
+
+#include <stdbool.h>
+#include "spool.h"
+#include "envelope.h"
+
+enum queue_outcome { QUEUE_DEFERRED, QUEUE_SENT, QUEUE_FAILED };
+
+struct queue_claim;
+
+typedef int (*queue_scan_fn)(const char *id, long long next_attempt, void *arg);
+
+int queue_scan(struct spool *spool, queue_scan_fn cb, void *arg);
+int queue_claim(struct spool *spool, const char *id, struct queue_claim **out);
+struct envelope *queue_claim_envelope(struct queue_claim *qc);
+int queue_claim_data_fd(const struct queue_claim *qc);
+const char *queue_claim_id(const struct queue_claim *qc);
+
+int queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
+int queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs);
+int queue_claim_release(struct queue_claim *qc);
+void queue_claim_free(struct queue_claim *qc);	/* releases an unfinished claim; NULL ok */
+
+/* Where the record of a message is now: SPOOL_DIR_QUEUE, _ACTIVE, _SENT, _FAILED, or -ENOENT. */
+int queue_locate(struct spool *spool, const char *id);
+
+const char *queue_outcome_name(enum queue_outcome outcome);
+
+#endif

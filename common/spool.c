@@ -1,0 +1,878 @@
+/*
+ * NAME
+ *	spool - the spool directory, message ids and the durable commit
+ * DESCRIPTION
+ *	See spool.h for the layout and the protocol.  Everything is done
+ *	relative to directory descriptors opened once, with O_NOFOLLOW on
+ *	every open and O_EXCL on every create, so a symlink planted in the
+ *	spool is never followed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+
+#define SPOOL_WRITE_BUF		(64u << 10)
+#define SPOOL_FILE_MODE		0640
+#define SPOOL_DIR_MODE		0750
+#define SPOOL_STALE_SECONDS	(24 * 3600)	/* other hosts' temporaries */
+#define SPOOL_ORPHAN_GRACE	600		/* seconds before data without record is removed */
+
+struct spool {
+	char	       *path;
+	int		dirfd[SPOOL_DIR__COUNT];	/* constant after spool_open() */
+	int		chown_needed;
+	uid_t		owner_uid;
+	gid_t		owner_gid;
+	char		host[64];
+	atomic_uint	counter;
+};
+
+struct spool_dirset {
+	struct spool   *spool;
+	char	      **rel;
+	size_t		n, cap;
+};
+
+struct spool_msg {
+	struct spool   *spool;
+	char		id[SPOOL_ID_MAX];
+	char		tmpname[SPOOL_NAME_MAX];	/* tmp/<name> of the data */
+	char		final[SPOOL_NAME_MAX];		/* name in mail/x/new/ */
+	int		fd;
+	char	       *buf;
+	size_t		used;
+	uint64_t	size;
+	int		error;		/* sticky */
+	long long	data_offset;	/* length of the Return-Path line */
+	char	      **mailbox;
+	size_t		nmailbox;
+	size_t		npublished;	/* mailboxes linked so far */
+	int		queued;
+	struct envelope	env;
+	char		envtmp[SPOOL_NAME_MAX];	/* tmp/<name> of the record, "" if none */
+	int		data_published, env_published;
+};
+
+static const char *const spool_dir_names[SPOOL_DIR__COUNT] = {
+	[SPOOL_DIR_ROOT] = ".",
+	[SPOOL_DIR_TMP] = "tmp",
+	[SPOOL_DIR_MAIL] = "mail",
+	[SPOOL_DIR_DATA] = "data",
+	[SPOOL_DIR_QUEUE] = "queue",
+	[SPOOL_DIR_ACTIVE] = "active",
+	[SPOOL_DIR_SENT] = "sent",
+	[SPOOL_DIR_FAILED] = "failed",
+};
+
+const char *
+spool_dir_name(enum spool_dir dir)
+{
+	return (unsigned)dir < SPOOL_DIR__COUNT ? spool_dir_names[dir] : "?";
+}
+
+int
+spool_dirfd(const struct spool *spool, enum spool_dir dir)
+{
+	return (unsigned)dir < SPOOL_DIR__COUNT ? spool->dirfd[dir] : -1;
+}
+
+const char *
+spool_path(const struct spool *spool)
+{
+	return spool->path;
+}
+
+const char *
+spool_hostname(const struct spool *spool)
+{
+	return spool->host;
+}
+
+int
+spool_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+spool_chown_new(const struct spool *spool, int fd)
+{
+	if (spool->chown_needed && fchown(fd, spool->owner_uid, spool->owner_gid) < 0)
+		return -errno;
+	return 0;
+}
+
+/* File names carry the host name; keep it to [A-Za-z0-9-_]. */
+static void
+sanitise_hostname(char *out, size_t outlen)
+{
+	char host[256];
+	size_t i;
+
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	for (i = 0; host[i] && i < outlen - 1; i++) {
+		char c = host[i];
+
+		out[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-') ? c : '_';
+	}
+	out[i] = '\0';
+}
+
+static int
+open_dir_at(int parent, const char *name, int create, const struct spool *spool)
+{
+	int fd;
+
+	if (create && mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
+		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 && spool != NULL)
+			spool_chown_new(spool, fd);
+		return fd < 0 ? -errno : fd;
+	}
+	if (create && errno != EEXIST)
+		return -errno;
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+void
+spool_close(struct spool *spool)
+{
+	int i;
+
+	if (spool == NULL)
+		return;
+	for (i = 0; i < SPOOL_DIR__COUNT; i++)
+		if (spool->dirfd[i] >= 0)
+			close(spool->dirfd[i]);
+	free(spool->path);
+	free(spool);
+}
+
+int
+spool_open(const char *path, struct spool **out)
+{
+	struct spool *spool;
+	struct stat st;
+	int i, fd;
+
+	if ((spool = calloc(1, sizeof(*spool))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < SPOOL_DIR__COUNT; i++)
+		spool->dirfd[i] = -1;
+	if ((spool->path = strdup(path)) == NULL) {
+		spool_close(spool);
+		return -ENOMEM;
+	}
+	sanitise_hostname(spool->host, sizeof(spool->host));
+	if (mkdir(path, SPOOL_DIR_MODE) < 0 && errno != EEXIST)
+		goto fail_errno;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		goto fail_errno;
+	spool->dirfd[SPOOL_DIR_ROOT] = fd;
+	if (fstat(fd, &st) < 0)
+		goto fail_errno;
+	spool->owner_uid = st.st_uid;
+	spool->owner_gid = st.st_gid;
+	spool->chown_needed = geteuid() == 0 && (st.st_uid != 0 || st.st_gid != 0);
+	for (i = SPOOL_DIR_ROOT + 1; i < SPOOL_DIR__COUNT; i++) {
+		fd = open_dir_at(spool->dirfd[SPOOL_DIR_ROOT], spool_dir_names[i], 1, spool);
+		if (fd < 0) {
+			log_error("spool-open", "path=%s dir=%s error=\"%s\"", path, spool_dir_names[i], strerror(-fd));
+			errno = -fd;
+			goto fail_errno;
+		}
+		spool->dirfd[i] = fd;
+	}
+	if (fsync(spool->dirfd[SPOOL_DIR_ROOT]) < 0)
+		goto fail_errno;
+	*out = spool;
+	return 0;
+fail_errno:
+	i = -errno;
+	spool_close(spool);
+	return i;
+}
+
+void
+spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX])
+{
+	struct timeval tv;
+	unsigned n = atomic_fetch_add(&spool->counter, 1);
+
+	gettimeofday(&tv, NULL);
+	snprintf(id, SPOOL_ID_MAX, "%lld.M%06ldP%ldQ%u", (long long)tv.tv_sec, (long)tv.tv_usec,
+	    (long)getpid(), n);
+}
+
+int
+spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
+{
+	char id[SPOOL_ID_MAX];
+	int fd;
+
+	spool_new_id(spool, id);
+	snprintf(name_out, SPOOL_NAME_MAX, "%s.%s", id, spool->host);
+	fd = openat(spool->dirfd[SPOOL_DIR_TMP], name_out,
+	    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, SPOOL_FILE_MODE);
+	if (fd < 0)
+		return -errno;
+	spool_chown_new(spool, fd);
+	return fd;
+}
+
+/* ---- directory sets (group commit) ---- */
+
+struct spool_dirset *
+spool_dirset_new(struct spool *spool)
+{
+	struct spool_dirset *dirs = calloc(1, sizeof(*dirs));
+
+	if (dirs != NULL)
+		dirs->spool = spool;
+	return dirs;
+}
+
+int
+spool_dirset_add(struct spool_dirset *dirs, const char *relpath)
+{
+	char **grown;
+	size_t i;
+
+	for (i = 0; i < dirs->n; i++)
+		if (strcmp(dirs->rel[i], relpath) == 0)
+			return 0;
+	if (dirs->n == dirs->cap) {
+		size_t cap = dirs->cap ? dirs->cap * 2 : 8;
+
+		if ((grown = realloc(dirs->rel, cap * sizeof(*grown))) == NULL)
+			return -ENOMEM;
+		dirs->rel = grown;
+		dirs->cap = cap;
+	}
+	if ((dirs->rel[dirs->n] = strdup(relpath)) == NULL)
+		return -ENOMEM;
+	dirs->n++;
+	return 0;
+}
+
+static void
+dirset_clear(struct spool_dirset *dirs)
+{
+	size_t i;
+
+	for (i = 0; i < dirs->n; i++)
+		free(dirs->rel[i]);
+	dirs->n = 0;
+}
+
+int
+spool_dirset_sync(struct spool_dirset *dirs)
+{
+	int first = 0, fd;
+	size_t i;
+
+	for (i = 0; i < dirs->n; i++) {
+		fd = openat(dirs->spool->dirfd[SPOOL_DIR_ROOT], dirs->rel[i],
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0) {
+			if (first == 0)
+				first = -errno;
+			log_error("spool-sync", "dir=%s error=\"%s\"", dirs->rel[i], strerror(errno));
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	dirset_clear(dirs);
+	return first;
+}
+
+void
+spool_dirset_free(struct spool_dirset *dirs)
+{
+	if (dirs == NULL)
+		return;
+	dirset_clear(dirs);
+	free(dirs->rel);
+	free(dirs);
+}
+
+/* ---- mailboxes ---- */
+
+int
+spool_mailbox_exists(struct spool *spool, const char *name)
+{
+	char rel[SPOOL_NAME_MAX];
+	struct stat st;
+
+	snprintf(rel, sizeof(rel), "%s/new", name);
+	if (fstatat(spool->dirfd[SPOOL_DIR_MAIL], rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return S_ISDIR(st.st_mode) ? 1 : 0;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+static int
+make_subdir(struct spool *spool, int parent, const char *name, int *created)
+{
+	int fd;
+
+	if (mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
+		*created = 1;
+		if ((fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			return -errno;
+		spool_chown_new(spool, fd);
+		close(fd);
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+int
+spool_mailbox_create(struct spool *spool, const char *name, struct spool_dirset *dirs)
+{
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	char rel[SPOOL_NAME_MAX];
+	int created_box = 0, created_sub = 0, mfd, r;
+	size_t i;
+
+	if (strchr(name, '/') != NULL || name[0] == '.' || name[0] == '\0')
+		return -EINVAL;
+	if ((r = make_subdir(spool, spool->dirfd[SPOOL_DIR_MAIL], name, &created_box)) < 0)
+		return r;
+	if ((mfd = openat(spool->dirfd[SPOOL_DIR_MAIL], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	for (i = 0; i < 3; i++) {
+		if ((r = make_subdir(spool, mfd, sub[i], &created_sub)) < 0) {
+			close(mfd);
+			return r;
+		}
+	}
+	if (dirs == NULL) {
+		r = created_sub && fsync(mfd) < 0 ? -errno : 0;
+		if (r == 0 && created_box && fsync(spool->dirfd[SPOOL_DIR_MAIL]) < 0)
+			r = -errno;
+		close(mfd);
+		return r;
+	}
+	close(mfd);
+	snprintf(rel, sizeof(rel), "mail/%s", name);
+	if (created_sub && (r = spool_dirset_add(dirs, rel)) < 0)
+		return r;
+	if (created_box && (r = spool_dirset_add(dirs, "mail")) < 0)
+		return r;
+	return 0;
+}
+
+/* ---- writing a message ---- */
+
+static int
+msg_fail(struct spool_msg *msg, int err)
+{
+	if (msg->error == 0)
+		msg->error = err;
+	return msg->error;
+}
+
+static int
+msg_flush(struct spool_msg *msg)
+{
+	int r;
+
+	if (msg->error != 0)
+		return msg->error;
+	if (msg->used == 0)
+		return 0;
+	if ((r = spool_write_all(msg->fd, msg->buf, msg->used)) < 0)
+		return msg_fail(msg, r);
+	msg->used = 0;
+	return 0;
+}
+
+int
+spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg **out)
+{
+	struct spool_msg *msg;
+	int fd, r;
+
+	if ((msg = calloc(1, sizeof(*msg))) == NULL)
+		return -ENOMEM;
+	msg->spool = spool;
+	msg->fd = -1;
+	if ((msg->buf = malloc(SPOOL_WRITE_BUF)) == NULL) {
+		free(msg);
+		return -ENOMEM;
+	}
+	if ((fd = spool_tmpfile(spool, msg->tmpname)) < 0) {
+		free(msg->buf);
+		free(msg);
+		return fd;
+	}
+	msg->fd = fd;
+	/* The id is the temporary's name without the host suffix. */
+	snprintf(msg->id, sizeof(msg->id), "%.*s", (int)(strrchr(msg->tmpname, '.') - msg->tmpname),
+	    msg->tmpname);
+	snprintf(msg->final, sizeof(msg->final), "%s", msg->tmpname);
+	if (return_path != NULL) {
+		char line[600];
+		int n = snprintf(line, sizeof(line), "Return-Path: <%s>\n", return_path);
+
+		if (n < 0 || (size_t)n >= sizeof(line)) {
+			spool_msg_free(msg);
+			return -ENAMETOOLONG;
+		}
+		if ((r = spool_msg_write(msg, line, (size_t)n)) < 0) {
+			spool_msg_free(msg);
+			return r;
+		}
+		msg->data_offset = n;
+	}
+	*out = msg;
+	return 0;
+}
+
+const char *
+spool_msg_id(const struct spool_msg *msg)
+{
+	return msg->id;
+}
+
+int
+spool_msg_error(const struct spool_msg *msg)
+{
+	return msg->error;
+}
+
+uint64_t
+spool_msg_size(const struct spool_msg *msg)
+{
+	return msg->size;
+}
+
+size_t
+spool_msg_local_count(const struct spool_msg *msg)
+{
+	return msg->nmailbox;
+}
+
+int
+spool_msg_write(struct spool_msg *msg, const void *buf, size_t len)
+{
+	const char *p = buf;
+	size_t room;
+	int r;
+
+	if (msg->error != 0)
+		return msg->error;
+	while (len > 0) {
+		room = SPOOL_WRITE_BUF - msg->used;
+		if (room == 0) {
+			if ((r = msg_flush(msg)) < 0)
+				return r;
+			continue;
+		}
+		if (room > len)
+			room = len;
+		memcpy(msg->buf + msg->used, p, room);
+		msg->used += room;
+		msg->size += room;
+		p += room;
+		len -= room;
+	}
+	return 0;
+}
+
+int
+spool_msg_deliver_local(struct spool_msg *msg, const char *mailbox)
+{
+	char **grown;
+	size_t i;
+
+	if (strchr(mailbox, '/') != NULL || mailbox[0] == '.' || mailbox[0] == '\0')
+		return -EINVAL;
+	for (i = 0; i < msg->nmailbox; i++)
+		if (strcmp(msg->mailbox[i], mailbox) == 0)
+			return 0;
+	if ((grown = realloc(msg->mailbox, (msg->nmailbox + 1) * sizeof(*grown))) == NULL)
+		return -ENOMEM;
+	msg->mailbox = grown;
+	if ((msg->mailbox[msg->nmailbox] = strdup(mailbox)) == NULL)
+		return -ENOMEM;
+	msg->nmailbox++;
+	return 0;
+}
+
+int
+spool_msg_queue(struct spool_msg *msg, const struct envelope *env)
+{
+	int r;
+
+	if (msg->queued)
+		envelope_free(&msg->env);
+	msg->queued = 0;
+	if ((r = envelope_copy(&msg->env, env)) < 0)
+		return r;
+	snprintf(msg->env.id, sizeof(msg->env.id), "%s", msg->id);
+	msg->env.data_offset = msg->data_offset;
+	if (msg->env.created == 0)
+		msg->env.created = (long long)time(NULL);
+	msg->queued = 1;
+	return 0;
+}
+
+static int
+write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOOL_NAME_MAX])
+{
+	char *text;
+	size_t len;
+	int fd, r;
+
+	if ((r = envelope_format(env, &text, &len)) < 0)
+		return r;
+	if ((fd = spool_tmpfile(spool, name)) < 0) {
+		free(text);
+		return fd;
+	}
+	r = spool_write_all(fd, text, len);
+	free(text);
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r < 0) {
+		unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0);
+		name[0] = '\0';
+	}
+	return r;
+}
+
+int
+spool_msg_commit_prepare(struct spool_msg *msg)
+{
+	int r;
+
+	if (msg->nmailbox == 0 && !msg->queued)
+		return msg_fail(msg, -EDESTADDRREQ);
+	if ((r = msg_flush(msg)) < 0)
+		return r;
+	if (fdatasync(msg->fd) < 0)
+		return msg_fail(msg, -errno);
+	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->envtmp)) < 0)
+		return msg_fail(msg, r);
+	return 0;
+}
+
+static int
+publish_local(struct spool_msg *msg, struct spool_dirset *dirs, const char *mailbox)
+{
+	char rel[SPOOL_NAME_MAX * 2];
+	int r;
+
+	if ((r = spool_mailbox_create(msg->spool, mailbox, dirs)) < 0)
+		return r;
+	snprintf(rel, sizeof(rel), "%s/new/%s", mailbox, msg->final);
+	if (linkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, msg->spool->dirfd[SPOOL_DIR_MAIL], rel, 0) < 0)
+		return -errno;
+	snprintf(rel, sizeof(rel), "mail/%s/new", mailbox);
+	return spool_dirset_add(dirs, rel);
+}
+
+int
+spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
+{
+	struct spool *spool = msg->spool;
+	int r;
+
+	if (msg->error != 0)
+		return msg->error;
+	for (; msg->npublished < msg->nmailbox; msg->npublished++)
+		if ((r = publish_local(msg, dirs, msg->mailbox[msg->npublished])) < 0)
+			return msg_fail(msg, r);
+	if (!msg->queued)
+		return 0;
+	if (linkat(spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, spool->dirfd[SPOOL_DIR_DATA], msg->id, 0) < 0)
+		return msg_fail(msg, -errno);
+	msg->data_published = 1;
+	if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[SPOOL_DIR_QUEUE], msg->id) < 0)
+		return msg_fail(msg, -errno);
+	msg->envtmp[0] = '\0';
+	msg->env_published = 1;
+	if ((r = spool_dirset_add(dirs, "data")) < 0 || (r = spool_dirset_add(dirs, "queue")) < 0)
+		return msg_fail(msg, r);
+	return 0;
+}
+
+void
+spool_msg_commit_unpublish(struct spool_msg *msg)
+{
+	struct spool *spool = msg->spool;
+	char rel[SPOOL_NAME_MAX * 2];
+
+	while (msg->npublished > 0) {
+		msg->npublished--;
+		snprintf(rel, sizeof(rel), "%s/new/%s", msg->mailbox[msg->npublished], msg->final);
+		unlinkat(spool->dirfd[SPOOL_DIR_MAIL], rel, 0);
+	}
+	if (msg->env_published)
+		unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], msg->id, 0);
+	if (msg->data_published)
+		unlinkat(spool->dirfd[SPOOL_DIR_DATA], msg->id, 0);
+	msg->env_published = msg->data_published = 0;
+}
+
+int
+spool_msg_commit(struct spool_msg *msg)
+{
+	struct spool_dirset *dirs;
+	int r;
+
+	if ((dirs = spool_dirset_new(msg->spool)) == NULL)
+		return -ENOMEM;
+	r = spool_msg_commit_prepare(msg);
+	if (r == 0)
+		r = spool_msg_commit_publish(msg, dirs);
+	if (r == 0)
+		r = spool_dirset_sync(dirs);
+	if (r < 0)
+		spool_msg_commit_unpublish(msg);
+	spool_dirset_free(dirs);
+	return r;
+}
+
+void
+spool_msg_free(struct spool_msg *msg)
+{
+	size_t i;
+
+	if (msg == NULL)
+		return;
+	if (msg->fd >= 0) {
+		close(msg->fd);
+		unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, 0);
+	}
+	if (msg->envtmp[0] != '\0')
+		unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, 0);
+	for (i = 0; i < msg->nmailbox; i++)
+		free(msg->mailbox[i]);
+	free(msg->mailbox);
+	if (msg->queued)
+		envelope_free(&msg->env);
+	free(msg->buf);
+	free(msg);
+}
+
+/* ---- recovery ---- */
+
+typedef int (*dir_entry_fn)(struct spool *spool, const char *name, void *arg);
+
+/* Calls fn for each entry of a spool directory except dot files. */
+static int
+for_each_entry(struct spool *spool, enum spool_dir dir, dir_entry_fn fn, void *arg)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	if ((fd = openat(spool->dirfd[dir], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		r = fn(spool, de->d_name, arg);
+	}
+	closedir(d);
+	return r;
+}
+
+/* "<sec>.M<usec>P<pid>Q<n>" -> pid, or -1. */
+static long
+pid_of_name(const char *name)
+{
+	const char *p = strchr(name, 'P');
+
+	return p ? strtol(p + 1, NULL, 10) : -1;
+}
+
+static int
+owner_is_dead(const struct spool *spool, const char *host, long pid)
+{
+	if (strcmp(host, spool->host) != 0 || pid <= 0)
+		return 0;
+	if (pid == (long)getpid())
+		return 1;	/* a previous process that had our pid */
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static int
+remove_stale_tmp(struct spool *spool, const char *name, void *arg)
+{
+	struct spool_recovery *stats = arg;
+	const char *dot = strrchr(name, '.');
+	struct stat st;
+	int stale;
+
+	if (fstatat(spool->dirfd[SPOOL_DIR_TMP], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	stale = time(NULL) - st.st_mtime > SPOOL_STALE_SECONDS;
+	if (!stale && dot != NULL)
+		stale = owner_is_dead(spool, dot + 1, pid_of_name(name));
+	if (stale && unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0) == 0) {
+		stats->temporaries_removed++;
+		log_info("recovery-tmp-removed", "name=%s", name);
+	}
+	return 0;
+}
+
+/* active/<id>@<host>,<pid> of a dead runner of this host goes back to queue/. */
+static int
+return_dead_claim(struct spool *spool, const char *name, void *arg)
+{
+	struct spool_recovery *stats = arg;
+	char id[SPOOL_ID_MAX], host[64];
+	const char *at = strchr(name, '@'), *comma = strrchr(name, ',');
+
+	if (at == NULL || comma == NULL || comma < at || (size_t)(at - name) >= sizeof(id) ||
+	    (size_t)(comma - at - 1) >= sizeof(host))
+		return 0;
+	snprintf(id, sizeof(id), "%.*s", (int)(at - name), name);
+	snprintf(host, sizeof(host), "%.*s", (int)(comma - at - 1), at + 1);
+	if (!owner_is_dead(spool, host, strtol(comma + 1, NULL, 10)))
+		return 0;
+	if (renameat(spool->dirfd[SPOOL_DIR_ACTIVE], name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
+		stats->claims_returned++;
+		log_info("recovery-claim-returned", "id=%s claim=%s", id, name);
+	}
+	return 0;
+}
+
+static int
+data_exists(struct spool *spool, const char *id)
+{
+	struct stat st;
+
+	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* A queued record whose data never became durable was never acknowledged. */
+static int
+drop_record_without_data(struct spool *spool, const char *name, void *arg)
+{
+	struct spool_recovery *stats = arg;
+
+	if (data_exists(spool, name)) {
+		stats->queued++;
+		return 0;
+	}
+	if (unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], name, 0) == 0) {
+		stats->records_dropped++;
+		log_warn("recovery-record-dropped", "id=%s reason=\"data file missing: commit never completed\"", name);
+	}
+	return 0;
+}
+
+static int
+record_exists(struct spool *spool, const char *id)
+{
+	static const enum spool_dir dirs[] = { SPOOL_DIR_QUEUE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (fstatat(spool->dirfd[dirs[i]], id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+find_claim_of(struct spool *spool, const char *name, void *arg)
+{
+	const char *id = arg;
+	size_t n = strlen(id);
+
+	(void)spool;
+	return strncmp(name, id, n) == 0 && name[n] == '@';
+}
+
+/*
+ * Data without any record is the remains of a commit that never finished.
+ * A data file linked in the last minutes may belong to a commit that
+ * another live process (spoolgate-fs) is finishing right now: leave it to
+ * the next start.  link(2) updates ctime, so ctime tells.
+ */
+static int
+remove_orphan_data(struct spool *spool, const char *name, void *arg)
+{
+	struct spool_recovery *stats = arg;
+	struct stat st;
+
+	if (fstatat(spool->dirfd[SPOOL_DIR_DATA], name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    time(NULL) - st.st_ctime < SPOOL_ORPHAN_GRACE)
+		return 0;
+	if (record_exists(spool, name) || for_each_entry(spool, SPOOL_DIR_ACTIVE, find_claim_of, (void *)name) > 0)
+		return 0;
+	if (unlinkat(spool->dirfd[SPOOL_DIR_DATA], name, 0) == 0) {
+		stats->orphans_removed++;
+		log_warn("recovery-orphan-removed", "id=%s reason=\"data without envelope record: commit never completed\"", name);
+	}
+	return 0;
+}
+
+static int
+count_mailbox(struct spool *spool, const char *name, void *arg)
+{
+	struct spool_recovery *stats = arg;
+
+	(void)spool;
+	(void)name;
+	stats->mailboxes++;
+	return 0;
+}
+
+int
+spool_recover(struct spool *spool, struct spool_recovery *stats)
+{
+	int r;
+
+	memset(stats, 0, sizeof(*stats));
+	if ((r = for_each_entry(spool, SPOOL_DIR_TMP, remove_stale_tmp, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_ACTIVE, return_dead_claim, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, drop_record_without_data, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_DATA, remove_orphan_data, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_MAIL, count_mailbox, stats)) < 0)
+		return r;
+	if (fsync(spool->dirfd[SPOOL_DIR_QUEUE]) < 0 || fsync(spool->dirfd[SPOOL_DIR_ACTIVE]) < 0 ||
+	    fsync(spool->dirfd[SPOOL_DIR_DATA]) < 0)
+		return -errno;
+	return 0;
+}

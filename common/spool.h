@@ -1,0 +1,139 @@
+/*
+ * NAME
+ *	spool - the spool directory, message ids and the durable commit
+ * SYNOPSIS
+ *	#include "spool.h"
+ * DESCRIPTION
+ *	The spool is a directory of plain files; it is the only interface
+ *	between spoolgate-smtpd and spoolgate-fs.  Layout (docs/architecture.md):
+ *
+ *	    tmp/                    every new file starts here, O_EXCL|O_NOFOLLOW
+ *	    mail/<mailbox>/{tmp,new,cur}   local mailboxes, Maildir
+ *	    data/<id>               message data of queued, sent and failed messages
+ *	    queue/<id>              envelope records waiting for delivery
+ *	    active/<id>@<host>,<pid> records claimed by a queue runner
+ *	    sent/<id>, failed/<id>  records of delivered and refused messages
+ *
+ *	The commit protocol: a message is written under tmp/, then
+ *	fsync(file); link(2)/rename(2) to its final names; fsync of every
+ *	directory that received a name; only then is it acknowledged.  The
+ *	commit is split in phases so that a committer thread can run the
+ *	phases of many messages and sync each directory once for all of them
+ *	(group commit): spool_msg_commit_prepare() for each message,
+ *	spool_msg_commit_publish() for each, one spool_dirset_sync(), and the
+ *	acknowledgements.
+ *
+ *	spool_open() opens (and creates where missing) the layout and keeps a
+ *	descriptor of each directory.  When the process runs as root and the
+ *	spool root belongs to another user, files and directories it creates
+ *	are given to that user, so that a daemon that dropped root can use them.
+ *
+ *	spool_recover() runs at start-up: it removes half-written temporaries
+ *	of dead processes of this host (tmp/), gives claims of dead runners of
+ *	this host back to queue/, drops records whose data never became
+ *	durable, and counts what it kept.
+ *
+ *	spool_new_id() makes a message id unique across hosts, processes and
+ *	time: "<sec>.M<usec>P<pid>Q<counter>", usable as a file name.
+ * ERRORS
+ *	Every function returns 0 (or a count) or -errno.  Write errors are
+ *	sticky on a spool_msg: once a write failed, every later call returns
+ *	the same error, so the caller reports the first cause (ENOSPC, EDQUOT,
+ *	EFBIG, EIO).
+ * THREADS
+ *	A struct spool is safe to share between threads after spool_open().
+ *	A spool_msg belongs to one thread at a time: the session thread writes
+ *	it, hands it to the committer, and gets it back when the commit is done.
+ */
+#ifndef SPOOLGATE_SPOOL_H
+#define SPOOLGATE_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "envelope.h"
+
+#define SPOOL_ID_MAX	ENVELOPE_ID_MAX
+#define SPOOL_NAME_MAX	256
+
+enum spool_dir {
+	SPOOL_DIR_ROOT,
+	SPOOL_DIR_TMP,
+	SPOOL_DIR_MAIL,
+	SPOOL_DIR_DATA,
+	SPOOL_DIR_QUEUE,
+	SPOOL_DIR_ACTIVE,
+	SPOOL_DIR_SENT,
+	SPOOL_DIR_FAILED,
+	SPOOL_DIR__COUNT
+};
+
+struct spool;
+struct spool_msg;
+struct spool_dirset;
+
+struct spool_recovery {
+	unsigned	temporaries_removed;
+	unsigned	claims_returned;
+	unsigned	records_dropped;	/* envelope without durable data */
+	unsigned	orphans_removed;	/* data without any record */
+	unsigned	queued;			/* records in queue/ after recovery */
+	unsigned	mailboxes;
+};
+
+int spool_open(const char *path, struct spool **out);
+void spool_close(struct spool *spool);
+const char *spool_path(const struct spool *spool);
+int spool_dirfd(const struct spool *spool, enum spool_dir dir);
+const char *spool_dir_name(enum spool_dir dir);		/* "tmp", "mail", ... */
+const char *spool_hostname(const struct spool *spool);	/* sanitised, for file names */
+void spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX]);
+int spool_recover(struct spool *spool, struct spool_recovery *stats);
+
+/* Mailboxes.  name must come from addr_mailbox_name(). */
+int spool_mailbox_exists(struct spool *spool, const char *name);	/* 1, 0 or -errno */
+/* Creates mail/<name>/{tmp,new,cur} if missing; directories that got an entry are added to dirs (may be NULL: synced at once). */
+int spool_mailbox_create(struct spool *spool, const char *name, struct spool_dirset *dirs);
+
+/* Directory sets for group commit: each directory fsync'd once. */
+struct spool_dirset *spool_dirset_new(struct spool *spool);
+/* relpath is relative to the spool root, e.g. "queue" or "mail/bob/new". */
+int spool_dirset_add(struct spool_dirset *dirs, const char *relpath);
+int spool_dirset_sync(struct spool_dirset *dirs);	/* syncs and empties; first error wins */
+void spool_dirset_free(struct spool_dirset *dirs);
+
+/*
+ * Writing a message.  return_path: when not NULL a "Return-Path: <...>"
+ * line starts the data (local mailboxes want it); queued copies skip it
+ * (envelope data-offset).
+ */
+int spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg **out);
+const char *spool_msg_id(const struct spool_msg *msg);
+int spool_msg_write(struct spool_msg *msg, const void *buf, size_t len);
+int spool_msg_error(const struct spool_msg *msg);	/* the sticky error, or 0 */
+uint64_t spool_msg_size(const struct spool_msg *msg);	/* bytes written so far */
+/* Targets: a local mailbox (deduplicated) and/or the relay queue. */
+int spool_msg_deliver_local(struct spool_msg *msg, const char *mailbox);
+/* Takes a copy of env; its id and data_offset are set from msg. */
+int spool_msg_queue(struct spool_msg *msg, const struct envelope *env);
+size_t spool_msg_local_count(const struct spool_msg *msg);
+
+/* Commit phases (may run on a committer thread; blocking I/O). */
+int spool_msg_commit_prepare(struct spool_msg *msg);
+int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
+/* After a failed dirset sync: remove the names published, best effort. */
+void spool_msg_commit_unpublish(struct spool_msg *msg);
+/* All phases for one message, with its own sync (the filesystem daemon). */
+int spool_msg_commit(struct spool_msg *msg);
+/* Removes the temporaries (the published names stay) and frees. NULL ok. */
+void spool_msg_free(struct spool_msg *msg);
+
+/* Creates a file under tmp/ with O_CREAT|O_EXCL|O_NOFOLLOW; name_out gets its name. */
+int spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX]);
+/* Gives a new file or directory to the spool owner when running as root. */
+int spool_chown_new(const struct spool *spool, int fd);
+
+/* write(2) all of buf, retrying short writes and EINTR; 0 or -errno. */
+int spool_write_all(int fd, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * NAME
+ *	commitq - the committer thread: group commit off the event loop
+ * SYNOPSIS
+ *	#include "commitq.h"
+ * DESCRIPTION
+ *	Disk syncs must never stall the event loop.  Sessions (end of DATA)
+ *	and the relay (end of a delivery) hand their commit to this queue.
+ *	One committer thread takes every job waiting at that moment (a batch)
+ *	and runs, for the whole batch:
+ *
+ *	    prepare(arg)            each job: write and fsync its files
+ *	    publish(arg, dirs)      each prepared job: link/rename into place
+ *	    spool_dirset_sync(dirs) once: each directory fsync'd once
+ *	    unpublish(arg)          each published job, only if that sync failed
+ *
+ *	and then delivers every job's result to done(arg, result) on the event
+ *	loop thread (0 or -errno).  Under load batches grow, so many sessions
+ *	share each directory sync.
+ *
+ *	commitq_submit() never blocks on disk.  The job struct is owned by the
+ *	caller and must stay valid until done() ran; done() may free it.  done()
+ *	must not assume that whatever submitted the job still exists: look
+ *	it up by id (a session may have been closed meanwhile).
+ *
+ *	commitq_free() stops accepting jobs, waits for the jobs already
+ *	submitted, runs their done() callbacks, and joins the thread.
+ * THREADS
+ *	commitq_submit() and commitq_free() from the event loop thread only.
+ *	prepare/publish/unpublish run on the committer thread; done on the loop.
+ */
+#ifndef SPOOLGATE_COMMITQ_H
+#define SPOOLGATE_COMMITQ_H
+
+#include <event2/event.h>
+#include "../common/spool.h"
+
+struct commitq;
+
+struct commitq_job {
+	int	      (*prepare)(void *arg);
+	int	      (*publish)(void *arg, struct spool_dirset *dirs);
+	void	      (*unpublish)(void *arg);		/* may be NULL */
+	void	      (*done)(void *arg, int result);
+	void	       *arg;
+	/* private to commitq */
+	int		result;
+	int		published;
+	struct commitq_job *next;
+};
+
+int commitq_new(struct event_base *base, struct spool *spool, struct commitq **out);
+int commitq_submit(struct commitq *q, struct commitq_job *job);	/* 0 or -ESHUTDOWN */
+void commitq_free(struct commitq *q);
+
+/* Statistics for logs and benchmarks. */
+struct commitq_stats { unsigned long long jobs, batches, max_batch; };
+void commitq_get_stats(struct commitq *q, struct commitq_stats *out);
+
+#endif
