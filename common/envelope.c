@@ -227,18 +227,41 @@ parse_ll(const char *v, long long *out)
 	return (errno != 0 || *end != '\0') ? -EBADMSG : 0;
 }
 
-/* "<addr>" possibly followed by " rest"; addr must not contain '<' '>'. */
+/*
+ * The '>' that closes a path, skipping quoted local parts (RFC 5321
+ * qtextSMTP allows '<', '>' and space inside quotes).  NULL if none, or
+ * if a '<' stands outside quotes.
+ */
+static char *
+find_path_end(char *p)
+{
+	int quoted = 0;
+
+	for (; *p; p++) {
+		if (quoted && *p == '\\' && p[1] != '\0') {
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && *p == '>')
+			return p;
+		else if (!quoted && *p == '<')
+			return NULL;
+	}
+	return NULL;
+}
+
+/* "<addr>" possibly followed by " rest". */
 static int
 parse_bracketed(char *v, char **addr, char **rest)
 {
 	char *close;
 
-	if (*v != '<' || (close = strchr(v, '>')) == NULL)
+	if (*v != '<' || (close = find_path_end(v + 1)) == NULL)
 		return -EBADMSG;
 	*close = '\0';
 	*addr = v + 1;
-	if (strchr(*addr, '<') != NULL)
-		return -EBADMSG;
 	if (close[1] == '\0')
 		*rest = NULL;
 	else if (close[1] == ' ' && close[2] != '\0')

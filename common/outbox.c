@@ -304,10 +304,10 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 	out->body_start = p - buf;
 	if (r == 0 && p == buf)
 		r = fail(-EBADMSG, why, whylen, "not a message: empty file");
-	if (r == 0 && out->from == NULL)
-		r = fail(-EBADMSG, why, whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
 	if (r == 0 && out->nrcpt == 0)
 		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: no address in To:, Cc: or Bcc:");
+	if (r == 0 && out->from == NULL)
+		r = fail(-EBADMSG, why, whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
 	if (r < 0)
 		outbox_headers_free(out);
 	return r;

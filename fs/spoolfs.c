@@ -1,0 +1,1467 @@
+/*
+ * NAME
+ *	spoolfs - the spool as a filesystem (libfuse3 low-level operations)
+ * DESCRIPTION
+ *	See spoolfs.h for the view and its errors.  Layout of this file:
+ *	paths and spool access (0 or -errno, no FUSE), attributes, directory
+ *	snapshots, then the operations, each of which ends in exactly one
+ *	reply.  Nodes (inode.h) carry a kind and a path; outbox files
+ *	(outfile.h) carry their own state.
+ * SECURITY
+ *	Names from the kernel and from the spool are single path components;
+ *	every spool path is opened component by component with O_NOFOLLOW,
+ *	so a symbolic link planted in the spool is never followed.
+ */
+#define FUSE_USE_VERSION 35
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "cfg.h"
+#include "envelope.h"
+#include "log.h"
+#include "spool.h"
+
+#include "inode.h"
+#include "outfile.h"
+#include "spoolfs.h"
+
+#define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
+#define SPOOLFS_STATUS_SUFFIX	".status"
+#define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
+
+/* Entry and attribute timeouts: the spool changes behind our back. */
+static const double spoolfs_timeout = 0.0;
+
+struct spoolfs {
+	const struct cfg       *cfg;
+	struct spool	       *spool;
+	struct inode_table	nodes;
+	struct outfile_set	outbox;
+	struct timespec		outbox_changed;	/* mtime and ctime of outbox/ */
+	bool			listing_truncated_logged;
+};
+
+/* An open file: a descriptor on the spool file, or an outbox entry. */
+struct spoolfs_file {
+	enum inode_kind		kind;
+	int			fd;		/* -1 for outbox files */
+	off_t			base;		/* bytes of fd before the file's offset 0 */
+	struct outfile	       *of;		/* outbox files only */
+	bool			writable;
+};
+
+/* A listing, taken at opendir so that readdir offsets stay valid. */
+struct spoolfs_dirent {
+	char		       *name;
+	uint64_t		ino;
+	mode_t			type;		/* S_IFDIR or S_IFREG */
+};
+
+struct spoolfs_dir {
+	struct spoolfs_dirent  *ent;
+	size_t			n, cap;
+	struct spoolfs	       *fs;
+	const char	       *path;		/* of the directory, for entry inos */
+};
+
+/* The top of the view, as data. */
+static const struct spoolfs_top {
+	const char	       *name;
+	enum inode_kind		kind;
+	enum inode_area		area;
+	enum spool_dir		dir;		/* whose owner and times it shows */
+	mode_t			mode;
+} spoolfs_top[] = {
+	{ "inbox",  INODE_INBOX,  AREA_NONE,   SPOOL_DIR_MAIL,   0555 },
+	{ "outbox", INODE_OUTBOX, AREA_NONE,   SPOOL_DIR_TMP,    0755 },
+	{ "queue",  INODE_RECDIR, AREA_QUEUE,  SPOOL_DIR_QUEUE,  0555 },
+	{ "sent",   INODE_RECDIR, AREA_SENT,   SPOOL_DIR_SENT,   0555 },
+	{ "failed", INODE_RECDIR, AREA_FAILED, SPOOL_DIR_FAILED, 0555 },
+};
+#define SPOOLFS_NTOP	(sizeof spoolfs_top / sizeof spoolfs_top[0])
+
+static const struct spoolfs_top *
+spoolfs_top_by_name(const char *name)
+{
+	for (size_t i = 0; i < SPOOLFS_NTOP; i++)
+		if (strcmp(spoolfs_top[i].name, name) == 0)
+			return &spoolfs_top[i];
+	return NULL;
+}
+
+static const struct spoolfs_top *
+spoolfs_top_by_kind(enum inode_kind kind, enum inode_area area)
+{
+	for (size_t i = 0; i < SPOOLFS_NTOP; i++)
+		if (spoolfs_top[i].kind == kind && spoolfs_top[i].area == area)
+			return &spoolfs_top[i];
+	return NULL;
+}
+
+static enum spool_dir
+spoolfs_area_dir(enum inode_area area)
+{
+	switch (area) {
+	case AREA_SENT:		return SPOOL_DIR_SENT;
+	case AREA_FAILED:	return SPOOL_DIR_FAILED;
+	default:		return SPOOL_DIR_QUEUE;
+	}
+}
+
+/* ---------------------------------------------------------------- paths */
+
+/* A name from the kernel or the spool that we are willing to show. */
+static bool
+spoolfs_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 0 && len <= NAME_MAX && strchr(name, '/') == NULL &&
+	    strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Spool names that are not shown: hidden files (Maildir temporaries, ...). */
+static bool
+spoolfs_name_visible(const char *name)
+{
+	return spoolfs_name_ok(name) && name[0] != '.';
+}
+
+/* A message id as spool_new_id() makes them; also a safe file name. */
+static bool
+spoolfs_id_ok(const char *id, size_t len)
+{
+	if (len == 0 || len >= ENVELOPE_ID_MAX || id[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int
+spoolfs_child_path(const char *parent, const char *name, char *out, size_t outlen)
+{
+	int n = parent[0] ? snprintf(out, outlen, "%s/%s", parent, name) :
+	    snprintf(out, outlen, "%s", name);
+
+	return n < 0 || (size_t) n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* The mailbox of "inbox/<mailbox>" or "inbox/<mailbox>/<message>". */
+static int
+spoolfs_path_mailbox(const char *path, char *out, size_t outlen)
+{
+	const char *mb = strchr(path, '/'), *end;
+	size_t len;
+
+	if (mb == NULL)
+		return -ENOENT;
+	mb++;
+	end = strchr(mb, '/');
+	len = end ? (size_t) (end - mb) : strlen(mb);
+	if (len == 0 || len >= outlen)
+		return -ENOENT;
+	memcpy(out, mb, len);
+	out[len] = '\0';
+	return 0;
+}
+
+static const char *
+spoolfs_path_leaf(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+/* ---------------------------------------------------------- spool access */
+
+/* Opens dirfd/a[/b] as a directory, following no symbolic link. */
+static int
+spoolfs_open_dir(int dirfd, const char *a, const char *b)
+{
+	const int flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd = openat(dirfd, a, flags), fd2;
+
+	if (fd < 0)
+		return -errno;
+	if (b == NULL)
+		return fd;
+	fd2 = openat(fd, b, flags);
+	if (fd2 < 0)
+		fd2 = -errno;
+	(void) close(fd);
+	return fd2;
+}
+
+static const char *const spoolfs_maildir_subdirs[] = { "new", "cur" };
+
+/*
+ * Finds inbox/<mailbox>/<message> in new/ or cur/ (a reader may move it
+ * between the two) and calls fn with the directory and the name.
+ */
+static int
+spoolfs_mailmsg_at(struct spoolfs *fs, const char *path,
+		   int (*fn)(int dirfd, const char *name, void *arg), void *arg)
+{
+	char mailbox[NAME_MAX + 1];
+	const char *msg = spoolfs_path_leaf(path);
+	int r = -ENOENT;
+
+	if (spoolfs_path_mailbox(path, mailbox, sizeof mailbox) < 0 ||
+	    !spoolfs_name_visible(mailbox) || !spoolfs_name_visible(msg))
+		return -ENOENT;
+	for (size_t i = 0; i < 2; i++) {
+		int dfd = spoolfs_open_dir(spool_dirfd(fs->spool, SPOOL_DIR_MAIL), mailbox,
+		    spoolfs_maildir_subdirs[i]);
+
+		if (dfd < 0)
+			return dfd == -ENOTDIR || dfd == -ELOOP ? -ENOENT : dfd;
+		r = fn(dfd, msg, arg);
+		(void) close(dfd);
+		if (r != -ENOENT)
+			return r;
+	}
+	return r;
+}
+
+static int
+spoolfs_stat_cb(int dirfd, const char *name, void *arg)
+{
+	struct stat *st = arg;
+
+	if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return S_ISREG(st->st_mode) ? 0 : -ENOENT;
+}
+
+static int
+spoolfs_open_cb(int dirfd, const char *name, void *arg)
+{
+	int *fd = arg;
+	struct stat st;
+
+	*fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (*fd < 0)
+		return errno == ELOOP ? -ENOENT : -errno;
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void) close(*fd);
+		*fd = -1;
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int
+spoolfs_unlink_cb(int dirfd, const char *name, void *arg)
+{
+	struct stat st;
+
+	(void) arg;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -ENOENT;
+	return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int
+spoolfs_open_file_at(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0)
+		return errno == ELOOP ? -ENOENT : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void) close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* The claim of id in active/ ("<id>@<host>,<pid>"), opened, or -ENOENT. */
+static int
+spoolfs_open_active(struct spoolfs *fs, const char *id)
+{
+	int dfd = openat(spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE), ".",
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t idlen = strlen(id);
+	struct dirent *de;
+	int r = -ENOENT;
+	DIR *d;
+
+	if (dfd < 0)
+		return -errno;
+	if ((d = fdopendir(dfd)) == NULL) {
+		r = -errno;
+		(void) close(dfd);
+		return r;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, id, idlen) == 0 && de->d_name[idlen] == '@') {
+			r = spoolfs_open_file_at(dirfd(d), de->d_name);
+			break;
+		}
+	closedir(d);
+	return r;
+}
+
+/* Opens the envelope record of id in area (queue/ includes active/). */
+static int
+spoolfs_open_record(struct spoolfs *fs, enum inode_area area, const char *id)
+{
+	int fd = -ENOENT;
+
+	for (int i = 0; i < SPOOLFS_LOCATE_TRIES && fd == -ENOENT; i++) {
+		fd = spoolfs_open_file_at(spool_dirfd(fs->spool, spoolfs_area_dir(area)), id);
+		if (fd == -ENOENT && area == AREA_QUEUE)
+			fd = spoolfs_open_active(fs, id);
+	}
+	return fd;
+}
+
+/* The data-offset of an open envelope record. */
+static int
+spoolfs_record_offset(int recfd, const char *id, off_t *base)
+{
+	struct envelope env;
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int r;
+
+	if (fstat(recfd, &st) < 0)
+		return -errno;
+	if (st.st_size <= 0 || (uint64_t) st.st_size > ENVELOPE_MAX_SIZE)
+		goto corrupt;
+	if ((buf = malloc((size_t) st.st_size)) == NULL)
+		return -ENOMEM;
+	n = pread(recfd, buf, (size_t) st.st_size, 0);
+	if (n < 0) {
+		r = -errno;
+		free(buf);
+		return r;
+	}
+	memset(&env, 0, sizeof env);
+	r = envelope_parse(buf, (size_t) n, &env);
+	free(buf);
+	if (r < 0)
+		goto corrupt;
+	*base = (off_t) env.data_offset;
+	envelope_free(&env);
+	if (*base < 0)
+		goto corrupt;
+	return 0;
+corrupt:
+	log_warn("record-unreadable", "id=%s reason=corrupt", id);
+	return -EIO;
+}
+
+/*
+ * Opens the message of a record: data/<id> and the offset where the
+ * message starts in it.
+ */
+static int
+spoolfs_open_recmsg(struct spoolfs *fs, enum inode_area area, const char *id, off_t *base)
+{
+	int recfd = spoolfs_open_record(fs, area, id), fd, r;
+	struct stat st;
+
+	if (recfd < 0)
+		return recfd;
+	r = spoolfs_record_offset(recfd, id, base);
+	(void) close(recfd);
+	if (r < 0)
+		return r;
+	fd = spoolfs_open_file_at(spool_dirfd(fs->spool, SPOOL_DIR_DATA), id);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || st.st_size < *base) {
+		(void) close(fd);
+		log_warn("record-unreadable", "id=%s reason=data-shorter-than-offset", id);
+		return -EIO;
+	}
+	return fd;
+}
+
+/* Splits "<id>" or "<id>.status" (the leaf of a record path). */
+static int
+spoolfs_record_id(const char *leaf, enum inode_kind kind, char id[ENVELOPE_ID_MAX])
+{
+	size_t len = strlen(leaf);
+	const size_t slen = sizeof SPOOLFS_STATUS_SUFFIX - 1;
+
+	if (kind == INODE_RECSTATUS) {
+		if (len <= slen || strcmp(leaf + len - slen, SPOOLFS_STATUS_SUFFIX) != 0)
+			return -ENOENT;
+		len -= slen;
+	}
+	if (!spoolfs_id_ok(leaf, len))
+		return -ENOENT;
+	memcpy(id, leaf, len);
+	id[len] = '\0';
+	return 0;
+}
+
+/* Opens the spool file behind a file node, for reading. */
+static int
+spoolfs_open_node_file(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		       const char *path, off_t *base)
+{
+	char id[ENVELOPE_ID_MAX];
+	int fd = -1, r;
+
+	*base = 0;
+	switch (kind) {
+	case INODE_MAILMSG:
+		r = spoolfs_mailmsg_at(fs, path, spoolfs_open_cb, &fd);
+		return r < 0 ? r : fd;
+	case INODE_RECMSG:
+		if ((r = spoolfs_record_id(spoolfs_path_leaf(path), kind, id)) < 0)
+			return r;
+		return spoolfs_open_recmsg(fs, area, id, base);
+	case INODE_RECSTATUS:
+		if ((r = spoolfs_record_id(spoolfs_path_leaf(path), kind, id)) < 0)
+			return r;
+		return spoolfs_open_record(fs, area, id);
+	default:
+		return -EISDIR;
+	}
+}
+
+/* ------------------------------------------------------------ attributes */
+
+static void
+spoolfs_make_dir_attr(struct stat *st, mode_t mode)
+{
+	st->st_mode = S_IFDIR | mode;
+	st->st_nlink = 2;
+}
+
+/* Read-only files show their mode on disk without write bits. */
+static void
+spoolfs_make_ro_file_attr(struct stat *st, off_t base)
+{
+	st->st_mode = S_IFREG | (st->st_mode & 07555);
+	st->st_nlink = 1;
+	st->st_size -= base;
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+static int
+spoolfs_stat_top(struct spoolfs *fs, const struct spoolfs_top *top, struct stat *st)
+{
+	if (fstat(spool_dirfd(fs->spool, top->dir), st) < 0)
+		return -errno;
+	spoolfs_make_dir_attr(st, top->mode);
+	if (top->kind == INODE_OUTBOX) {
+		st->st_mtim = fs->outbox_changed;
+		st->st_ctim = fs->outbox_changed;
+	}
+	return 0;
+}
+
+static int
+spoolfs_stat_mailbox(struct spoolfs *fs, const char *path, struct stat *st)
+{
+	char mailbox[NAME_MAX + 1];
+	int mailfd = spool_dirfd(fs->spool, SPOOL_DIR_MAIL);
+
+	if (spoolfs_path_mailbox(path, mailbox, sizeof mailbox) < 0 ||
+	    !spoolfs_name_visible(mailbox))
+		return -ENOENT;
+	if (fstatat(mailfd, mailbox, st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISDIR(st->st_mode))
+		return -ENOENT;
+	/* its times are those of its newest subdirectory: new mail shows */
+	for (size_t i = 0; i < 2; i++) {
+		struct stat sub;
+		int dfd = spoolfs_open_dir(mailfd, mailbox, spoolfs_maildir_subdirs[i]);
+
+		if (dfd < 0)
+			continue;
+		if (fstat(dfd, &sub) == 0 && sub.st_mtime > st->st_mtime) {
+			st->st_mtim = sub.st_mtim;
+			st->st_ctim = sub.st_ctim;
+		}
+		(void) close(dfd);
+	}
+	spoolfs_make_dir_attr(st, st->st_mode & 07777);
+	return 0;
+}
+
+/* The attributes of what path shows now; st_ino is left to the caller. */
+static int
+spoolfs_stat_path(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		  const char *path, struct stat *st)
+{
+	struct outfile *of;
+	off_t base;
+	int fd, r;
+
+	memset(st, 0, sizeof *st);
+	switch (kind) {
+	case INODE_ROOT:
+		if (fstat(spool_dirfd(fs->spool, SPOOL_DIR_ROOT), st) < 0)
+			return -errno;
+		spoolfs_make_dir_attr(st, 0555);
+		return 0;
+	case INODE_INBOX:
+	case INODE_OUTBOX:
+	case INODE_RECDIR:
+		return spoolfs_stat_top(fs, spoolfs_top_by_kind(kind, area), st);
+	case INODE_MAILBOX:
+		return spoolfs_stat_mailbox(fs, path, st);
+	case INODE_MAILMSG:
+		if ((r = spoolfs_mailmsg_at(fs, path, spoolfs_stat_cb, st)) < 0)
+			return r;
+		spoolfs_make_ro_file_attr(st, 0);
+		return 0;
+	case INODE_OUTFILE:
+		if ((of = outfile_find(&fs->outbox, spoolfs_path_leaf(path))) == NULL)
+			return -ENOENT;
+		return outfile_stat(of, st);
+	case INODE_RECMSG:
+	case INODE_RECSTATUS:
+		if ((fd = spoolfs_open_node_file(fs, kind, area, path, &base)) < 0)
+			return fd;
+		r = fstat(fd, st) < 0 ? -errno : 0;
+		(void) close(fd);
+		if (r == 0)
+			spoolfs_make_ro_file_attr(st, base);
+		return r;
+	}
+	return -ENOENT;
+}
+
+/* Attributes of an open file, from its descriptor (it may have moved). */
+static int
+spoolfs_stat_handle(const struct spoolfs_file *h, struct stat *st)
+{
+	if (h->of != NULL)
+		return outfile_stat(h->of, st);
+	if (fstat(h->fd, st) < 0)
+		return -errno;
+	spoolfs_make_ro_file_attr(st, h->base);
+	return 0;
+}
+
+/* What a name in a directory of the given kind stands for. */
+static int
+spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *name,
+		   enum inode_kind *kind, enum inode_area *area)
+{
+	const struct spoolfs_top *top;
+	size_t len = strlen(name), slen = sizeof SPOOLFS_STATUS_SUFFIX - 1;
+
+	*area = parea;
+	switch (parent) {
+	case INODE_ROOT:
+		if ((top = spoolfs_top_by_name(name)) == NULL)
+			return -ENOENT;
+		*kind = top->kind;
+		*area = top->area;
+		return 0;
+	case INODE_INBOX:	*kind = INODE_MAILBOX;	return 0;
+	case INODE_MAILBOX:	*kind = INODE_MAILMSG;	return 0;
+	case INODE_OUTBOX:	*kind = INODE_OUTFILE;	return 0;
+	case INODE_RECDIR:
+		*kind = len > slen && strcmp(name + len - slen, SPOOLFS_STATUS_SUFFIX) == 0 ?
+		    INODE_RECSTATUS : INODE_RECMSG;
+		return 0;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+/* ----------------------------------------------------- directory snapshots */
+
+static int
+spoolfs_dir_add(struct spoolfs_dir *dir, const char *name, mode_t type)
+{
+	char path[PATH_MAX];
+	struct spoolfs_dirent *e;
+
+	if (dir->n >= SPOOLFS_DIR_MAX) {
+		if (!dir->fs->listing_truncated_logged)
+			log_warn("listing-truncated", "dir=%s max=%u", dir->path[0] ? dir->path : "/",
+			    SPOOLFS_DIR_MAX);
+		dir->fs->listing_truncated_logged = true;
+		return 0;
+	}
+	if (dir->n == dir->cap) {
+		size_t cap = dir->cap ? dir->cap * 2 : 32;
+
+		e = reallocarray(dir->ent, cap, sizeof *e);
+		if (e == NULL)
+			return -ENOMEM;
+		dir->ent = e;
+		dir->cap = cap;
+	}
+	e = &dir->ent[dir->n];
+	if ((e->name = strdup(name)) == NULL)
+		return -ENOMEM;
+	e->type = type;
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		e->ino = 0;	/* filled in by the caller */
+	else if (spoolfs_child_path(dir->path, name, path, sizeof path) == 0)
+		e->ino = inode_number(&dir->fs->nodes, path);
+	else {
+		free(e->name);
+		return 0;	/* a name we could not show anyway */
+	}
+	dir->n++;
+	return 0;
+}
+
+static void
+spoolfs_dir_free(struct spoolfs_dir *dir)
+{
+	if (dir == NULL)
+		return;
+	for (size_t i = 0; i < dir->n; i++)
+		free(dir->ent[i].name);
+	free(dir->ent);
+	free(dir);
+}
+
+typedef int (*spoolfs_list_fn)(struct spoolfs_dir *dir, int dirfd, const char *name,
+		unsigned char d_type, void *arg);
+
+/* Calls fn for each visible entry of at/sub (sub NULL: at itself). */
+static int
+spoolfs_list(struct spoolfs_dir *dir, int at, const char *sub, spoolfs_list_fn fn,
+	     void *arg)
+{
+	int fd = sub ? openat(at, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) :
+	    openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	int r = 0;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		r = -errno;
+		(void) close(fd);
+		return r;
+	}
+	errno = 0;
+	while (r == 0 && (de = readdir(d)) != NULL) {
+		if (spoolfs_name_visible(de->d_name))
+			r = fn(dir, dirfd(d), de->d_name, de->d_type, arg);
+		errno = 0;
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(d);
+	return r;
+}
+
+static bool
+spoolfs_dirent_is(int dirfd, const char *name, unsigned char d_type, mode_t type)
+{
+	struct stat st;
+
+	if (d_type != DT_UNKNOWN)
+		return (type == S_IFDIR && d_type == DT_DIR) || (type == S_IFREG && d_type == DT_REG);
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (st.st_mode & S_IFMT) == type;
+}
+
+static int
+spoolfs_list_mailbox_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
+			unsigned char d_type, void *arg)
+{
+	(void) arg;
+	if (!spoolfs_dirent_is(dirfd, name, d_type, S_IFDIR))
+		return 0;
+	return spoolfs_dir_add(dir, name, S_IFDIR);
+}
+
+static int
+spoolfs_list_message_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
+			unsigned char d_type, void *arg)
+{
+	(void) arg;
+	if (!spoolfs_dirent_is(dirfd, name, d_type, S_IFREG))
+		return 0;
+	return spoolfs_dir_add(dir, name, S_IFREG);
+}
+
+/* A record name in queue/, sent/, failed/ ("<id>") or active/ ("<id>@..."). */
+static int
+spoolfs_list_record_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
+		       unsigned char d_type, void *arg)
+{
+	const char *at = strchr(name, '@');
+	size_t len = at ? (size_t) (at - name) : strlen(name);
+	char entry[ENVELOPE_ID_MAX + sizeof SPOOLFS_STATUS_SUFFIX];
+	int r;
+
+	(void) dirfd;
+	(void) d_type;
+	(void) arg;
+	if (!spoolfs_id_ok(name, len))
+		return 0;
+	memcpy(entry, name, len);
+	entry[len] = '\0';
+	if ((r = spoolfs_dir_add(dir, entry, S_IFREG)) < 0)
+		return r;
+	memcpy(entry + len, SPOOLFS_STATUS_SUFFIX, sizeof SPOOLFS_STATUS_SUFFIX);
+	return spoolfs_dir_add(dir, entry, S_IFREG);
+}
+
+static int
+spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_dir *dir)
+{
+	char mailbox[NAME_MAX + 1];
+	int r = 0, mailfd = spool_dirfd(fs->spool, SPOOL_DIR_MAIL), mbfd;
+
+	switch (node->kind) {
+	case INODE_ROOT:
+		for (size_t i = 0; i < SPOOLFS_NTOP && r == 0; i++)
+			r = spoolfs_dir_add(dir, spoolfs_top[i].name, S_IFDIR);
+		return r;
+	case INODE_INBOX:
+		return spoolfs_list(dir, mailfd, NULL, spoolfs_list_mailbox_cb, NULL);
+	case INODE_MAILBOX:
+		if (spoolfs_path_mailbox(node->path, mailbox, sizeof mailbox) < 0)
+			return -ENOENT;
+		if ((mbfd = spoolfs_open_dir(mailfd, mailbox, NULL)) < 0)
+			return mbfd;
+		for (size_t i = 0; i < 2 && r == 0; i++) {
+			r = spoolfs_list(dir, mbfd, spoolfs_maildir_subdirs[i],
+			    spoolfs_list_message_cb, NULL);
+			if (r == -ENOENT)
+				r = 0;	/* a mailbox being created */
+		}
+		(void) close(mbfd);
+		return r;
+	case INODE_OUTBOX:
+		for (struct outfile *of = fs->outbox.head; of && r == 0; of = of->next)
+			if (!of->unlinked)
+				r = spoolfs_dir_add(dir, of->name, S_IFREG);
+		return r;
+	case INODE_RECDIR:
+		r = spoolfs_list(dir, spool_dirfd(fs->spool, spoolfs_area_dir(node->area)), NULL,
+		    spoolfs_list_record_cb, NULL);
+		if (r == 0 && node->area == AREA_QUEUE)
+			r = spoolfs_list(dir, spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE), NULL,
+			    spoolfs_list_record_cb, NULL);
+		return r;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+static uint64_t
+spoolfs_parent_ino(struct spoolfs *fs, const struct inode *node)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(node->path, '/');
+	size_t len;
+	struct inode *p;
+
+	if (slash == NULL)
+		return FUSE_ROOT_ID;
+	len = (size_t) (slash - node->path);
+	memcpy(parent, node->path, len);
+	parent[len] = '\0';
+	p = inode_find(&fs->nodes, parent);
+	return p ? p->ino : inode_number(&fs->nodes, parent);
+}
+
+/* ------------------------------------------------------------ operations */
+
+static struct spoolfs *
+spoolfs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct spoolfs_file *
+spoolfs_file_of(const struct fuse_file_info *fi)
+{
+	return (struct spoolfs_file *) (uintptr_t) fi->fh;
+}
+
+/* The live node of ino, or NULL (forgotten, or its file was removed). */
+static struct inode *
+spoolfs_node(struct spoolfs *fs, fuse_ino_t ino)
+{
+	struct inode *node = inode_get(&fs->nodes, ino);
+
+	return node && !node->detached ? node : NULL;
+}
+
+static void
+spoolfs_touch_outbox(struct spoolfs *fs)
+{
+	clock_gettime(CLOCK_REALTIME, &fs->outbox_changed);
+}
+
+static void
+spoolfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void) userdata;
+	/* open(O_TRUNC) arrives as one request we can check, not a SETATTR */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* every write must reach us before FLUSH: close(2) submits */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+/* Fills e for node and hands its id to the kernel (one lookup counted). */
+static void
+spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
+		    enum inode_kind kind, enum inode_area area, const struct stat *st)
+{
+	struct fuse_entry_param e;
+	struct inode *node;
+	int r;
+
+	if ((r = inode_lookup(&fs->nodes, path, kind, area, &node)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	memset(&e, 0, sizeof e);
+	e.ino = node->ino;
+	e.attr = *st;
+	e.attr.st_ino = node->ino;
+	e.attr_timeout = spoolfs_timeout;
+	e.entry_timeout = spoolfs_timeout;
+	if (fuse_reply_entry(req, &e) != 0)
+		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
+}
+
+static void
+spoolfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *dir = spoolfs_node(fs, parent);
+	char path[PATH_MAX];
+	enum inode_kind kind;
+	enum inode_area area;
+	struct stat st;
+	int r;
+
+	if (dir == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if (!spoolfs_name_ok(name))
+		return (void) fuse_reply_err(req, strlen(name) > NAME_MAX ? ENAMETOOLONG : ENOENT);
+	if ((r = spoolfs_child_kind(dir->kind, dir->area, name, &kind, &area)) < 0 ||
+	    (r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
+	    (r = spoolfs_stat_path(fs, kind, area, path, &st)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	spoolfs_reply_entry(req, fs, path, kind, area, &st);
+}
+
+static void
+spoolfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+
+	inode_forget(&fs->nodes, ino, nlookup);
+	log_debug("forget", "count=1 nodes=%zu", fs->nodes.count);
+	fuse_reply_none(req);
+}
+
+static void
+spoolfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		inode_forget(&fs->nodes, forgets[i].ino, forgets[i].nlookup);
+	log_debug("forget", "count=%zu nodes=%zu", count, fs->nodes.count);
+	fuse_reply_none(req);
+}
+
+static void
+spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *node = inode_get(&fs->nodes, ino);
+	struct stat st;
+	int r;
+
+	if (node == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	/* fstat(2) of an open file: what the descriptor has, even if moved */
+	if (fi != NULL && fi->fh != 0 &&
+	    (node->kind == INODE_MAILMSG || node->kind == INODE_OUTFILE ||
+	     node->kind == INODE_RECMSG || node->kind == INODE_RECSTATUS))
+		r = spoolfs_stat_handle(spoolfs_file_of(fi), &st);
+	else if (node->detached)
+		r = -ENOENT;
+	else
+		r = spoolfs_stat_path(fs, node->kind, node->area, node->path, &st);
+	if (r < 0)
+		return (void) fuse_reply_err(req, -r);
+	st.st_ino = node->ino;
+	fuse_reply_attr(req, &st, spoolfs_timeout);
+}
+
+static int
+spoolfs_set_outfile_times(struct outfile *of, const struct stat *attr, int to_set)
+{
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		ts[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		ts[1] = attr->st_mtim;
+	if (ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT)
+		return 0;
+	return futimens(of->fd, ts) < 0 ? -errno : 0;
+}
+
+/* truncate(2), chmod(2), chown(2), utimensat(2) on an outbox file. */
+static int
+spoolfs_setattr_outfile(struct spoolfs *fs, struct outfile *of, const struct stat *attr,
+			int to_set)
+{
+	int r;
+
+	if ((to_set & FUSE_SET_ATTR_SIZE) &&
+	    (r = outfile_truncate(&fs->outbox, of, attr->st_size)) < 0)
+		return r;
+	if ((r = spoolfs_set_outfile_times(of, attr, to_set)) < 0)
+		return r;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		of->mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_UID)
+		of->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		of->gid = attr->st_gid;
+	return 0;
+}
+
+static void
+spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *node = inode_get(&fs->nodes, ino);
+	struct outfile *of = NULL;
+	struct stat st;
+	int r;
+
+	if (node == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if (node->kind != INODE_OUTFILE)
+		return (void) fuse_reply_err(req, EPERM);
+	if (fi != NULL && fi->fh != 0)
+		of = spoolfs_file_of(fi)->of;
+	else if (!node->detached)
+		of = outfile_find(&fs->outbox, node->name);
+	if (of == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if ((r = spoolfs_setattr_outfile(fs, of, attr, to_set)) < 0 ||
+	    (r = outfile_stat(of, &st)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	st.st_ino = node->ino;
+	fuse_reply_attr(req, &st, spoolfs_timeout);
+}
+
+static struct spoolfs_file *
+spoolfs_file_new(enum inode_kind kind, int fd, off_t base, struct outfile *of, bool writable)
+{
+	struct spoolfs_file *h = calloc(1, sizeof *h);
+
+	if (h == NULL)
+		return NULL;
+	h->kind = kind;
+	h->fd = fd;
+	h->base = base;
+	h->of = of;
+	h->writable = writable;
+	return h;
+}
+
+static void
+spoolfs_file_close(struct spoolfs *fs, struct spoolfs_file *h)
+{
+	if (h->of != NULL) {
+		outfile_release(&fs->outbox, h->of);
+		spoolfs_touch_outbox(fs);
+	} else if (h->fd >= 0)
+		(void) close(h->fd);
+	free(h);
+}
+
+static bool
+spoolfs_flags_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static void
+spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *dir = spoolfs_node(fs, parent), *node;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e;
+	struct spoolfs_file *h;
+	struct outfile *of;
+	char path[PATH_MAX];
+	int r;
+
+	if (dir == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if (dir->kind != INODE_OUTBOX)
+		return (void) fuse_reply_err(req, EPERM);
+	if (!spoolfs_name_ok(name))
+		return (void) fuse_reply_err(req, EINVAL);
+	if ((r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
+	    (r = outfile_create(&fs->outbox, name, mode, ctx->uid, ctx->gid, &of)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	memset(&e, 0, sizeof e);
+	h = spoolfs_file_new(INODE_OUTFILE, -1, 0, of, (fi->flags & O_ACCMODE) != O_RDONLY);
+	r = h == NULL ? -ENOMEM : outfile_stat(of, &e.attr);
+	if (r < 0 || (r = inode_lookup(&fs->nodes, path, INODE_OUTFILE, AREA_NONE, &node)) < 0) {
+		free(h);
+		(void) outfile_unlink(&fs->outbox, name);
+		outfile_release(&fs->outbox, of);
+		return (void) fuse_reply_err(req, -r);
+	}
+	e.ino = e.attr.st_ino = node->ino;
+	e.attr_timeout = e.entry_timeout = spoolfs_timeout;
+	fi->fh = (uintptr_t) h;
+	fi->direct_io = 0;
+	fi->keep_cache = 0;
+	spoolfs_touch_outbox(fs);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* the caller is gone (interrupted): as if it never existed */
+		(void) outfile_unlink(&fs->outbox, name);
+		spoolfs_file_close(fs, h);
+		inode_unref(&fs->nodes, node, 1);
+	}
+}
+
+static int
+spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
+		     struct spoolfs_file **out)
+{
+	struct outfile *of = outfile_find(&fs->outbox, node->name);
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	int r;
+
+	if (of == NULL)
+		return -ENOENT;
+	if (writable && (flags & O_TRUNC) && (r = outfile_truncate(&fs->outbox, of, 0)) < 0)
+		return r;
+	if ((*out = spoolfs_file_new(INODE_OUTFILE, -1, 0, of, writable)) == NULL)
+		return -ENOMEM;
+	outfile_open(of);
+	return 0;
+}
+
+static int
+spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolfs_file **out)
+{
+	off_t base;
+	int fd;
+
+	if (spoolfs_flags_write(flags))
+		return -EACCES;
+	if ((fd = spoolfs_open_node_file(fs, node->kind, node->area, node->path, &base)) < 0)
+		return fd;
+	if ((*out = spoolfs_file_new(node->kind, fd, base, NULL, false)) == NULL) {
+		(void) close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void
+spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *node = spoolfs_node(fs, ino);
+	struct spoolfs_file *h = NULL;
+	int r;
+
+	if (node == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	switch (node->kind) {
+	case INODE_OUTFILE:
+		r = spoolfs_open_outfile(fs, node, fi->flags, &h);
+		break;
+	case INODE_MAILMSG:
+	case INODE_RECMSG:
+	case INODE_RECSTATUS:
+		r = spoolfs_open_ro(fs, node, fi->flags, &h);
+		break;
+	default:
+		r = -EISDIR;
+		break;
+	}
+	if (r < 0)
+		return (void) fuse_reply_err(req, -r);
+	fi->fh = (uintptr_t) h;
+	fi->keep_cache = 0;
+	/* a record's size changes as it moves: read it without the page cache */
+	fi->direct_io = node->kind == INODE_RECSTATUS;
+	if (fuse_reply_open(req, fi) != 0)
+		spoolfs_file_close(fs, h);
+}
+
+static void
+spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	     struct fuse_file_info *fi)
+{
+	struct spoolfs_file *h = spoolfs_file_of(fi);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	off_t base = h->of ? 0 : h->base;
+
+	(void) ino;
+	if (off < 0 || off > INT64_MAX - base)
+		return (void) fuse_reply_err(req, EINVAL);
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = h->of ? h->of->fd : h->fd;
+	buf.buf[0].pos = base + off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void
+spoolfs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+	      struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct spoolfs_file *h = spoolfs_file_of(fi);
+	ssize_t n;
+
+	(void) ino;
+	if (h->of == NULL || !h->writable)
+		return (void) fuse_reply_err(req, EBADF);
+	n = outfile_write(&fs->outbox, h->of, data, size, off);
+	if (n < 0)
+		return (void) fuse_reply_err(req, (int) -n);
+	fuse_reply_write(req, (size_t) n);
+}
+
+/* close(2) returns the answer of FLUSH: the submission happens here. */
+static void
+spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct spoolfs_file *h = spoolfs_file_of(fi);
+	int r = 0;
+
+	(void) ino;
+	if (h->of != NULL && h->writable)
+		r = outfile_submit(&fs->outbox, h->of);
+	fuse_reply_err(req, -r);
+}
+
+static void
+spoolfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void) ino;
+	spoolfs_file_close(spoolfs_of(req), spoolfs_file_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * An outbox file is a draft: it becomes durable when close(2) submits it,
+ * and a temporary that will be thrown away gains nothing from a sync.
+ */
+static void
+spoolfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void) ino;
+	(void) datasync;
+	(void) fi;
+	fuse_reply_err(req, 0);
+}
+
+static void
+spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *node = spoolfs_node(fs, ino);
+	struct spoolfs_dir *dir;
+	int r;
+
+	if (node == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if ((dir = calloc(1, sizeof *dir)) == NULL)
+		return (void) fuse_reply_err(req, ENOMEM);
+	dir->fs = fs;
+	dir->path = node->path;
+	if ((r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
+	    (r = spoolfs_dir_add(dir, "..", S_IFDIR)) < 0 ||
+	    (r = spoolfs_snapshot(fs, node, dir)) < 0) {
+		spoolfs_dir_free(dir);
+		return (void) fuse_reply_err(req, -r);
+	}
+	dir->ent[0].ino = node->ino;
+	dir->ent[1].ino = spoolfs_parent_ino(fs, node);
+	dir->path = NULL;	/* node->path may change: only the snapshot counts */
+	fi->fh = (uintptr_t) dir;
+	if (fuse_reply_open(req, fi) != 0)
+		spoolfs_dir_free(dir);
+}
+
+static void
+spoolfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi)
+{
+	struct spoolfs_dir *dir = (struct spoolfs_dir *) (uintptr_t) fi->fh;
+	size_t used = 0;
+	char *buf;
+
+	(void) ino;
+	if (off < 0)
+		return (void) fuse_reply_err(req, EINVAL);
+	if ((buf = malloc(size ? size : 1)) == NULL)
+		return (void) fuse_reply_err(req, ENOMEM);
+	for (size_t i = (size_t) off; i < dir->n; i++) {
+		struct stat st = { .st_ino = dir->ent[i].ino, .st_mode = dir->ent[i].type };
+		size_t len = fuse_add_direntry(req, buf + used, size - used, dir->ent[i].name,
+		    &st, (off_t) i + 1);
+
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void
+spoolfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void) ino;
+	spoolfs_dir_free((struct spoolfs_dir *) (uintptr_t) fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static int
+spoolfs_unlink_mailmsg(struct spoolfs *fs, const char *path)
+{
+	char mailbox[NAME_MAX + 1], qname[512];
+	int r = spoolfs_mailmsg_at(fs, path, spoolfs_unlink_cb, NULL);
+
+	if (r == 0 && spoolfs_path_mailbox(path, mailbox, sizeof mailbox) == 0)
+		log_info("inbox-deleted", "mailbox=%s name=%s", mailbox,
+		    log_quote(qname, sizeof qname, spoolfs_path_leaf(path)));
+	return r;
+}
+
+static void
+spoolfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *dir = spoolfs_node(fs, parent);
+	char path[PATH_MAX];
+	int r;
+
+	if (dir == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if ((r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	switch (dir->kind) {
+	case INODE_MAILBOX:
+		r = spoolfs_name_ok(name) ? spoolfs_unlink_mailmsg(fs, path) : -ENOENT;
+		break;
+	case INODE_OUTBOX:
+		r = outfile_unlink(&fs->outbox, name);
+		if (r == 0)
+			spoolfs_touch_outbox(fs);
+		break;
+	default:
+		r = -EPERM;
+		break;
+	}
+	if (r == 0)
+		inode_detach(&fs->nodes, path);
+	fuse_reply_err(req, -r);
+}
+
+/* mkdir, rmdir, symlink, link, mknod: the view has a fixed shape. */
+static void
+spoolfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void) parent;
+	(void) name;
+	(void) mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+spoolfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void) parent;
+	(void) name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+spoolfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void) link;
+	(void) parent;
+	(void) name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+spoolfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void) ino;
+	(void) newparent;
+	(void) newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+spoolfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void) parent;
+	(void) name;
+	(void) mode;
+	(void) rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+spoolfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	       const char *newname, unsigned int flags)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct inode *from = spoolfs_node(fs, parent), *to = spoolfs_node(fs, newparent), *node;
+	char oldpath[PATH_MAX], newpath[PATH_MAX];
+	int r;
+
+	if (from == NULL || to == NULL)
+		return (void) fuse_reply_err(req, ENOENT);
+	if (from->kind != INODE_OUTBOX || to->kind != INODE_OUTBOX)
+		return (void) fuse_reply_err(req, EPERM);
+	if (flags & ~(unsigned) RENAME_NOREPLACE)
+		return (void) fuse_reply_err(req, EINVAL);
+	if (!spoolfs_name_ok(newname))
+		return (void) fuse_reply_err(req, EINVAL);
+	if ((r = spoolfs_child_path(from->path, name, oldpath, sizeof oldpath)) < 0 ||
+	    (r = spoolfs_child_path(to->path, newname, newpath, sizeof newpath)) < 0 ||
+	    (r = outfile_rename(&fs->outbox, name, newname, flags & RENAME_NOREPLACE)) < 0)
+		return (void) fuse_reply_err(req, -r);
+	spoolfs_touch_outbox(fs);
+	if ((node = inode_find(&fs->nodes, oldpath)) != NULL) {
+		if (inode_move(&fs->nodes, node, newpath) < 0)
+			inode_detach(&fs->nodes, oldpath);	/* looked up afresh */
+	} else
+		inode_detach(&fs->nodes, newpath);
+	fuse_reply_err(req, 0);
+}
+
+static void
+spoolfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void) ino;
+	if (fstatvfs(spool_dirfd(spoolfs_of(req)->spool, SPOOL_DIR_ROOT), &sv) < 0)
+		return (void) fuse_reply_err(req, errno);
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
+	.init		= spoolfs_init,
+	.lookup		= spoolfs_lookup,
+	.forget		= spoolfs_forget,
+	.forget_multi	= spoolfs_forget_multi,
+	.getattr	= spoolfs_getattr,
+	.setattr	= spoolfs_setattr,
+	.mknod		= spoolfs_mknod,
+	.mkdir		= spoolfs_mkdir,
+	.unlink		= spoolfs_unlink,
+	.rmdir		= spoolfs_rmdir,
+	.symlink	= spoolfs_symlink,
+	.link		= spoolfs_link,
+	.rename		= spoolfs_rename,
+	.create		= spoolfs_create,
+	.open		= spoolfs_open,
+	.read		= spoolfs_read,
+	.write		= spoolfs_write,
+	.flush		= spoolfs_flush,
+	.release	= spoolfs_release,
+	.fsync		= spoolfs_fsync,
+	.opendir	= spoolfs_opendir,
+	.readdir	= spoolfs_readdir,
+	.releasedir	= spoolfs_releasedir,
+	.statfs		= spoolfs_statfs,
+};
+
+const struct fuse_lowlevel_ops *
+spoolfs_ops(void)
+{
+	return &spoolfs_lowlevel_ops;
+}
+
+int
+spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
+{
+	struct spoolfs *fs = calloc(1, sizeof *fs);
+	struct inode *node;
+	int r;
+
+	if (fs == NULL)
+		return -ENOMEM;
+	fs->cfg = cfg;
+	fs->spool = spool;
+	if ((r = inode_table_init(&fs->nodes)) < 0) {
+		free(fs);
+		return r;
+	}
+	for (size_t i = 0; i < SPOOLFS_NTOP; i++) {
+		if ((r = inode_lookup(&fs->nodes, spoolfs_top[i].name, spoolfs_top[i].kind,
+		    spoolfs_top[i].area, &node)) < 0) {
+			inode_table_free(&fs->nodes);
+			free(fs);
+			return r;
+		}
+		node->pinned = true;
+		node->nlookup = 0;	/* the kernel's count starts at its first lookup */
+	}
+	outfile_set_init(&fs->outbox, spool, cfg->max_message_size);
+	spoolfs_touch_outbox(fs);
+	*out = fs;
+	return 0;
+}
+
+void
+spoolfs_free(struct spoolfs *fs)
+{
+	if (fs == NULL)
+		return;
+	outfile_set_free(&fs->outbox);
+	inode_table_free(&fs->nodes);
+	free(fs);
+}

@@ -1,0 +1,76 @@
+/*
+ * NAME
+ *	spoolfs - the spool as a filesystem (libfuse3 low-level operations)
+ * SYNOPSIS
+ *	#define FUSE_USE_VERSION 35
+ *	#include <fuse_lowlevel.h>
+ *	#include "spoolfs.h"
+ *
+ *	int spoolfs_new(const struct cfg *cfg, struct spool *spool,
+ *			struct spoolfs **out);
+ *	const struct fuse_lowlevel_ops *spoolfs_ops(void);
+ *	void spoolfs_free(struct spoolfs *fs);
+ * DESCRIPTION
+ *	What the mount shows:
+ *
+ *	    inbox/<mailbox>/<message>   spool mail/<mailbox>/new and cur, names
+ *	                                as on disk; read-only; rm deletes
+ *	    outbox/<name>               write a message, close it: submitted
+ *	    queue/<id>                  the message of a record in queue/ or
+ *	                                active/ (data/<id> after data-offset)
+ *	    queue/<id>.status           the envelope record, as on disk
+ *	    sent/..., failed/...        the same for sent/ and failed/
+ *
+ *	Nothing is cached but names: every lookup, stat and listing asks the
+ *	spool again, entry and attribute timeouts are 0, so a message that
+ *	arrives or moves shows at once.  Files are read with pread(2) on a
+ *	descriptor opened O_RDONLY|O_NOFOLLOW|O_CLOEXEC at open(2) and kept in
+ *	the file handle, so a message that moves (queue/ -> sent/) or is
+ *	deleted stays readable by whoever has it open.  Listings are snapshots
+ *	taken at opendir(3), so readdir offsets stay valid.
+ *
+ *	Errors a user sees (documented in README.md too):
+ *	  - open for writing of anything outside outbox/: EACCES (the file's
+ *	    mode has no write bit; root gets the same answer);
+ *	  - creating, renaming, linking, or mkdir outside outbox/, unlink in
+ *	    queue/ sent/ failed/, setattr of a read-only file: EPERM (the
+ *	    mount is not read-only as a whole, so EROFS would mislead);
+ *	  - mkdir in outbox/: EPERM (outbox/<address>/ is a later feature);
+ *	  - a rename between outbox/ and another directory: EPERM;
+ *	  - close(2) of an outbox file that is no sendable message: the errno
+ *	    outbox_submit() gives (EDESTADDRREQ, EINVAL, EBADMSG, EFBIG...).
+ *
+ *	Modes: directories 0555, outbox/ 0755, inbox/<mailbox>/ the mode of
+ *	the mailbox directory (rm needs its write bit); message files their
+ *	mode on disk without write bits; outbox files the mode they were
+ *	created with, owned by their creator.
+ *
+ *	Every operation answers its request exactly once, through one reply
+ *	at its end (return (void) fuse_reply_err(req, e) on failure).  The
+ *	work is done by functions that return 0 or -errno, so that a later
+ *	version can keep a request and answer it when the work completes
+ *	(a read that waits for the next message, a close that waits for the
+ *	relay's answer).
+ * THREADS
+ *	The operations run on one thread: spoolgate-fs runs the
+ *	single-threaded fuse_session_loop(), and the node table and the
+ *	outbox set are not locked.  A close(2) in outbox/ syncs the spool
+ *	(tens of milliseconds) and holds up other operations meanwhile.
+ */
+#ifndef SPOOLGATE_FS_SPOOLFS_H
+#define SPOOLGATE_FS_SPOOLFS_H
+
+#include "cfg.h"
+#include "spool.h"
+
+struct spoolfs;
+struct fuse_lowlevel_ops;
+
+/* 0 or -ENOMEM; fs keeps pointers to cfg and spool (they must outlive it). */
+int spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out);
+/* The operations; their userdata is the struct spoolfs. */
+const struct fuse_lowlevel_ops *spoolfs_ops(void);
+/* Frees the node table and removes the temporaries of outbox files still held. */
+void spoolfs_free(struct spoolfs *fs);
+
+#endif
