@@ -71,6 +71,9 @@ struct cfg_parse {
 	char		detail[300];	/* what apply_key() found wrong */
 	char		msg[1024];	/* first error, without file and line */
 	int		err;
+	int		err_line;	/* line of that error */
+	int		line;		/* line being read */
+	FILE	       *fp;
 };
 
 static char *
@@ -419,11 +422,23 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: %s", section, name,
 		    ps->detail[0] ? ps->detail : strerror(-r));
 		ps->err = r;
+		ps->err_line = ps->line;
 		return 0;
 	}
 	snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
 	ps->err = -EINVAL;
+	ps->err_line = ps->line;
 	return 0;
+}
+
+/* inih's reader: fgets that counts lines, so the handler knows where it is. */
+static char *
+read_counting_lines(char *str, int num, void *stream)
+{
+	struct cfg_parse *ps = stream;
+
+	ps->line++;
+	return fgets(str, num, ps->fp);
 }
 
 static char *
@@ -461,13 +476,17 @@ cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
-	line = ini_parse_file(fp, cfg_handler, &ps);
+	ps.fp = fp;
+	line = ini_parse_stream(read_counting_lines, &ps, cfg_handler, &ps);
 	fclose(fp);
 	free((char *)ps.basedir);
 	if (line != 0) {
-		if (ps.err == 0) {
+		/* inih reports the first error's line; a syntax error may come before the handler's. */
+		if (ps.err == 0 || line < ps.err_line) {
 			ps.err = -EINVAL;
 			snprintf(ps.msg, sizeof(ps.msg), "syntax error (expected [section] or key = value)");
+		} else {
+			line = ps.err_line;
 		}
 		snprintf(err, errlen, "%s:%d: %s", path, line, ps.msg);
 		return ps.err;

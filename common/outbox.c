@@ -267,7 +267,7 @@ int
 outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, char *why, size_t whylen)
 {
 	const char *p = buf, *end = buf + len;
-	unsigned lineno = 1;
+	unsigned lineno = 1, nfields = 0;
 	int r = 0;
 
 	pthread_once(&gmime_once, gmime_start);
@@ -296,6 +296,7 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 			lineno++;
 		}
 		lineno++;
+		nfields++;
 		if ((r = handle_field(out, field, namelen, field + namelen + 1, flen - namelen - 1,
 		    field - buf, field + flen - buf, why, whylen)) < 0)
 			break;
@@ -304,6 +305,8 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 	out->body_start = p - buf;
 	if (r == 0 && p == buf)
 		r = fail(-EBADMSG, why, whylen, "not a message: empty file");
+	if (r == 0 && nfields == 0)
+		r = fail(-EBADMSG, why, whylen, "not a message: no header section (the file starts with an empty line)");
 	if (r == 0 && out->nrcpt == 0)
 		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: no address in To:, Cc: or Bcc:");
 	if (r == 0 && out->from == NULL)
@@ -311,6 +314,24 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 	if (r < 0)
 		outbox_headers_free(out);
 	return r;
+}
+
+/* Does the header section end (a blank line) within buf? */
+static int
+has_header_end(const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+
+	while (p < end) {
+		size_t n = line_length(p, end);
+
+		if (p + n == end && p[n - 1] != '\n')
+			return 0;	/* a line cut by the bound */
+		if (is_blank_line(p, n))
+			return 1;
+		p += n;
+	}
+	return 0;
 }
 
 /* Reads up to max bytes from offset 0 of fd. */
@@ -428,14 +449,14 @@ outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max
 		free(head);
 		return fail((int)got, why, whylen, "cannot read the file: %s", strerror((int)-got));
 	}
+	if ((size_t)got == OUTBOX_MAX_HEADER && st.st_size > got && !has_header_end(head, (size_t)got)) {
+		free(head);
+		return fail(-EFBIG, why, whylen, "header section larger than %u bytes", OUTBOX_MAX_HEADER);
+	}
 	r = outbox_parse_headers(head, (size_t)got, &h, why, whylen);
 	free(head);
 	if (r < 0)
 		return r;
-	if ((size_t)h.body_start == (size_t)got && got == (ssize_t)OUTBOX_MAX_HEADER && st.st_size > got) {
-		outbox_headers_free(&h);
-		return fail(-EFBIG, why, whylen, "header section larger than %u bytes", OUTBOX_MAX_HEADER);
-	}
 	r = queue_copy(spool, fd, st.st_size, &h, origin, id);
 	if (r < 0)
 		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));

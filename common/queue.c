@@ -80,10 +80,13 @@ queue_scan(struct spool *spool, queue_scan_fn cb, void *arg)
 		if (!valid_id(de->d_name))
 			continue;
 		r = envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), de->d_name, &env);
-		if (r == -ENOENT)
+		if (r == -ENOENT) {
+			r = 0;
 			continue;	/* claimed meanwhile */
+		}
 		if (r == -EBADMSG) {
 			set_aside_corrupt(spool, de->d_name, r);
+			r = 0;
 			continue;
 		}
 		if (r < 0)

@@ -12,7 +12,8 @@
  *	    prepare(arg)            each job: write and fsync its files
  *	    publish(arg, dirs)      each prepared job: link/rename into place
  *	    spool_dirset_sync(dirs) once: each directory fsync'd once
- *	    unpublish(arg)          each published job, only if that sync failed
+ *	    unpublish(arg)          each job whose own publish failed (its partial
+ *	                            names go), and every published job if the sync failed
  *
  *	and then delivers every job's result to done(arg, result) on the event
  *	loop thread (0 or -errno).  Under load batches grow, so many sessions

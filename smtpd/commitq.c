@@ -1,0 +1,301 @@
+/*
+ * NAME
+ *	commitq - the committer thread: group commit off the event loop
+ * SYNOPSIS
+ *	See commitq.h.
+ * DESCRIPTION
+ *	The event loop appends jobs to the pending list and signals the
+ *	condition variable.  The committer thread takes the WHOLE pending list
+ *	as one batch, runs prepare for each job, publish for each prepared
+ *	one, one spool_dirset_sync() for the batch, unpublish where needed,
+ *	and appends the batch to the done list.  It then writes to an eventfd;
+ *	the loop reads it and runs done() for each finished job, in the order
+ *	the jobs were submitted.  While a batch syncs, new jobs pile up and
+ *	become the next batch: the busier the server, the more messages share
+ *	each directory fsync.
+ *
+ *	A job whose publish fails is unpublished at once (whatever part of it
+ *	was linked into place goes away), like spool_msg_commit() does, so a
+ *	failed job never leaves a partial delivery behind.
+ *
+ *	Locking: q->mu protects pending, done, stopping and the statistics.
+ *	The batch being run and q->dirs belong to the committer thread alone.
+ *	eventfd rather than event_active() from the thread, so that the
+ *	wake-up does not depend on libevent's locking being switched on.
+ * DIAGNOSTICS
+ *	event=commitq-stats jobs=... batches=... max_batch=... at shutdown;
+ *	event=commitq-error when the thread cannot be woken or a sync fails.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "../common/log.h"
+#include "../common/spool.h"
+#include "commitq.h"
+
+struct job_list {
+	struct commitq_job     *head;
+	struct commitq_job    **tail;
+};
+
+struct commitq {
+	struct event_base      *base;
+	struct spool	       *spool;
+	struct spool_dirset    *dirs;		/* committer thread only */
+	pthread_t		thread;
+	bool			thread_started;
+	int			efd;		/* committer -> loop: jobs are done */
+	struct event	       *ev_done;
+
+	pthread_mutex_t		mu;
+	pthread_cond_t		cv;
+	struct job_list		pending;	/* protected by mu */
+	struct job_list		done;		/* protected by mu */
+	bool			stopping;	/* protected by mu */
+	struct commitq_stats	stats;		/* protected by mu */
+};
+
+static void
+list_init(struct job_list *l)
+{
+	l->head = NULL;
+	l->tail = &l->head;
+}
+
+static void
+list_append(struct job_list *l, struct commitq_job *job)
+{
+	job->next = NULL;
+	*l->tail = job;
+	l->tail = &job->next;
+}
+
+/* Moves all of src to the end of dst. */
+static void
+list_splice(struct job_list *dst, struct job_list *src)
+{
+	if (src->head == NULL)
+		return;
+	*dst->tail = src->head;
+	dst->tail = src->tail;
+	list_init(src);
+}
+
+/* The batch protocol of commitq.h; returns the batch size. */
+static unsigned long long
+run_batch(struct commitq *q, struct commitq_job *batch)
+{
+	struct commitq_job *job;
+	unsigned long long n = 0;
+	bool any_published = false;
+	int r;
+
+	for (job = batch; job != NULL; job = job->next, n++) {
+		job->published = 0;
+		job->result = job->prepare(job->arg);
+	}
+	for (job = batch; job != NULL; job = job->next) {
+		if (job->result != 0)
+			continue;
+		job->result = job->publish(job->arg, q->dirs);
+		if (job->result == 0) {
+			job->published = 1;
+			any_published = true;
+		} else if (job->unpublish != NULL) {
+			job->unpublish(job->arg);
+		}
+	}
+	if (!any_published)
+		return n;
+	if ((r = spool_dirset_sync(q->dirs)) == 0)
+		return n;
+	log_error("commitq-error", "op=sync jobs=%llu error=%d", n, -r);
+	for (job = batch; job != NULL; job = job->next) {
+		if (!job->published)
+			continue;
+		if (job->unpublish != NULL)
+			job->unpublish(job->arg);
+		job->published = 0;
+		job->result = r;
+	}
+	return n;
+}
+
+static void
+wake_loop(struct commitq *q)
+{
+	uint64_t one = 1;
+
+	/* An eventfd counter only fails to take 1 when it is about to overflow. */
+	while (write(q->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+static void *
+committer(void *arg)
+{
+	struct commitq *q = arg;
+	struct job_list batch;
+	sigset_t all;
+	unsigned long long n;
+
+	/* Signals are the loop's business (evsignal). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (q->pending.head == NULL && !q->stopping)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->pending.head == NULL)
+			break;			/* stopping, and nothing left */
+		list_init(&batch);
+		list_splice(&batch, &q->pending);
+		pthread_mutex_unlock(&q->mu);
+
+		n = run_batch(q, batch.head);
+
+		pthread_mutex_lock(&q->mu);
+		list_splice(&q->done, &batch);
+		q->stats.jobs += n;
+		q->stats.batches++;
+		if (n > q->stats.max_batch)
+			q->stats.max_batch = n;
+		pthread_mutex_unlock(&q->mu);
+		wake_loop(q);
+		pthread_mutex_lock(&q->mu);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* Runs done() of every finished job, in submission order. */
+static void
+run_done(struct commitq *q)
+{
+	struct job_list done;
+	struct commitq_job *job, *next;
+
+	list_init(&done);
+	pthread_mutex_lock(&q->mu);
+	list_splice(&done, &q->done);
+	pthread_mutex_unlock(&q->mu);
+	for (job = done.head; job != NULL; job = next) {
+		next = job->next;		/* done() may free the job */
+		job->done(job->arg, job->result);
+	}
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t count;
+
+	(void)what;
+	while (read(fd, &count, sizeof(count)) < 0 && errno == EINTR)
+		;
+	run_done(arg);
+}
+
+int
+commitq_new(struct event_base *base, struct spool *spool, struct commitq **out)
+{
+	struct commitq *q;
+	int r;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return -ENOMEM;
+	q->base = base;
+	q->spool = spool;
+	q->efd = -1;
+	list_init(&q->pending);
+	list_init(&q->done);
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	if ((q->dirs = spool_dirset_new(spool)) == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((q->ev_done = event_new(base, q->efd, EV_READ | EV_PERSIST, done_cb, q)) == NULL ||
+	    event_add(q->ev_done, NULL) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = pthread_create(&q->thread, NULL, committer, q)) != 0) {
+		r = -r;
+		goto fail;
+	}
+	q->thread_started = true;
+	*out = q;
+	return 0;
+fail:
+	commitq_free(q);
+	return r;
+}
+
+int
+commitq_submit(struct commitq *q, struct commitq_job *job)
+{
+	pthread_mutex_lock(&q->mu);
+	if (q->stopping) {
+		pthread_mutex_unlock(&q->mu);
+		return -ESHUTDOWN;
+	}
+	job->result = 0;
+	job->published = 0;
+	list_append(&q->pending, job);
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+void
+commitq_get_stats(struct commitq *q, struct commitq_stats *out)
+{
+	pthread_mutex_lock(&q->mu);
+	*out = q->stats;
+	pthread_mutex_unlock(&q->mu);
+}
+
+void
+commitq_free(struct commitq *q)
+{
+	struct commitq_stats st;
+
+	if (q == NULL)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->stopping = true;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	if (q->thread_started) {
+		/* The thread finishes every job submitted before it stops. */
+		pthread_join(q->thread, NULL);
+		run_done(q);
+		commitq_get_stats(q, &st);
+		log_info("commitq-stats", "jobs=%llu batches=%llu max_batch=%llu", st.jobs, st.batches,
+		    st.max_batch);
+	}
+	if (q->ev_done != NULL)
+		event_free(q->ev_done);
+	if (q->efd >= 0)
+		close(q->efd);
+	spool_dirset_free(q->dirs);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+}

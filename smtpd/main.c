@@ -1,0 +1,301 @@
+/*
+ * NAME
+ *	spoolgate-smtpd - the SMTP server and relay of spoolgate
+ * SYNOPSIS
+ *	spoolgate-smtpd -c FILE [-n]
+ *	spoolgate-smtpd -h | -V
+ * DESCRIPTION
+ *	Reads the configuration FILE, opens and recovers the spool, binds the
+ *	listener of [smtpd] listen, drops root for [spool] user, and then
+ *	serves SMTP and runs the relay's queue runner on one event loop.
+ *	Disk syncs happen on the committer thread (commitq), never on the loop.
+ *
+ *	-n	check the configuration, print what is wrong, exit 0 or 1.
+ *	-h	usage.  -V	version.
+ *
+ *	SIGTERM and SIGINT stop it cleanly: no new connection is accepted,
+ *	idle sessions get 421 4.3.2, a message being committed still gets its
+ *	reply, the relay gives its claims back, pending commits finish; exit 0.
+ * SECURITY
+ *	Started as root it binds first and then becomes [spool] user
+ *	(initgroups, setgid, setuid; checked to be irreversible).  As root
+ *	without a user it refuses to start: an SMTP listener facing the
+ *	network does not run as root.
+ * DIAGNOSTICS
+ *	Configuration errors go to stderr as one line naming file, line and
+ *	key, exit 1.  Everything else is logged as key=value lines on stderr:
+ *	event=recovery at start-up, event=listening addr=... once ready (tests
+ *	wait for that line), event=stopped at exit.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "../common/cfg.h"
+#include "../common/log.h"
+#include "../common/spool.h"
+#include "commitq.h"
+#include "relay.h"
+#include "server.h"
+
+#define PROG	"spoolgate-smtpd"
+
+struct daemon {
+	struct cfg		cfg;
+	struct event_base      *base;
+	struct spool	       *spool;
+	struct server	       *srv;
+	struct commitq	       *cq;
+	struct relay	       *relay;
+	struct event	       *ev_term;
+	struct event	       *ev_int;
+	bool			stopping;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: %s -c FILE [-n]\n"
+	    "       %s -h | -V\n"
+	    "  -c FILE  configuration file (see etc/spoolgate.conf)\n"
+	    "  -n       check the configuration and exit (0: good, 1: errors printed)\n"
+	    "  -h       this help\n"
+	    "  -V       print the version\n", PROG, PROG);
+}
+
+/*
+ * When started as root with a user to become, a spool directory that does
+ * not exist yet is created for that user, so that the daemon can still use
+ * it once it is no longer root (spool_open() gives what it creates inside
+ * to the owner of the spool root).
+ */
+static int
+prepare_spool_dir(const struct cfg *cfg, const struct passwd *pw)
+{
+	int fd;
+
+	if (pw == NULL)
+		return 0;
+	if (mkdir(cfg->spool_dir, 0750) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	if ((fd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The user to become, or NULL when not root; refuses root without one. */
+static int
+lookup_user(const struct cfg *cfg, struct passwd **out)
+{
+	*out = NULL;
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->user == NULL || cfg->user[0] == '\0') {
+		fprintf(stderr, "%s: %s: running as root without [spool] user: refusing to serve SMTP as root; "
+		    "set user = <unprivileged account> or start it as that user\n", PROG, cfg->path);
+		return -EPERM;
+	}
+	errno = 0;
+	if ((*out = getpwnam(cfg->user)) == NULL) {
+		fprintf(stderr, "%s: %s: [spool] user: no such user '%s'%s%s\n", PROG, cfg->path, cfg->user,
+		    errno ? ": " : "", errno ? strerror(errno) : "");
+		return -ENOENT;
+	}
+	if ((*out)->pw_uid == 0) {
+		fprintf(stderr, "%s: %s: [spool] user: '%s' is root; name an unprivileged account\n", PROG,
+		    cfg->path, cfg->user);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int
+drop_privileges(const struct cfg *cfg, const struct passwd *pw)
+{
+	if (pw == NULL)
+		return 0;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_error("privileges", "user=%s error=\"%s\"", pw->pw_name, strerror(errno));
+		return -errno;
+	}
+	if (setuid(0) == 0 || geteuid() == 0) {
+		log_error("privileges", "user=%s error=\"root could be regained\"", pw->pw_name);
+		return -EPERM;
+	}
+	if (access(cfg->spool_dir, R_OK | W_OK | X_OK) < 0) {
+		log_error("privileges", "user=%s spool=%s error=\"%s\" hint=\"chown -R %s the spool\"", pw->pw_name,
+		    cfg->spool_dir, strerror(errno), pw->pw_name);
+		return -EACCES;
+	}
+	log_info("privileges", "user=%s uid=%u gid=%u", pw->pw_name, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
+}
+
+static void
+drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (d->stopping) {
+		log_warn("stop", "signal=%d reason=\"second signal: not waiting any longer\"", (int)sig);
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = true;
+	log_info("stop", "signal=%d", (int)sig);
+	server_shutdown(d->srv, drained, d);
+}
+
+static int
+start(struct daemon *d)
+{
+	struct spool_recovery rec;
+	struct passwd *pw;
+	int r;
+
+	if (lookup_user(&d->cfg, &pw) < 0)
+		return -1;
+	log_init("smtpd", (enum log_level)d->cfg.log_level);
+	if ((r = prepare_spool_dir(&d->cfg, pw)) < 0 || (r = spool_open(d->cfg.spool_dir, &d->spool)) < 0) {
+		log_error("spool-open", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
+		return -1;
+	}
+	if ((r = spool_recover(d->spool, &rec)) < 0) {
+		log_error("recovery", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
+		return -1;
+	}
+	log_info("recovery", "temporaries_removed=%u claims_returned=%u records_dropped=%u orphans_removed=%u "
+	    "queued=%u mailboxes=%u", rec.temporaries_removed, rec.claims_returned, rec.records_dropped,
+	    rec.orphans_removed, rec.queued, rec.mailboxes);
+	/*
+	 * No evthread_use_pthreads(): only the loop thread touches libevent;
+	 * the committer wakes it through an eventfd (commitq.c).
+	 */
+	if ((d->base = event_base_new()) == NULL) {
+		log_error("startup", "error=\"cannot create the event loop\"");
+		return -1;
+	}
+	if (server_new(d->base, &d->cfg, d->spool, &d->srv) < 0)
+		return -1;
+	if (drop_privileges(&d->cfg, pw) < 0)
+		return -1;
+	if ((r = commitq_new(d->base, d->spool, &d->cq)) < 0) {
+		log_error("startup", "error=\"cannot start the committer: %s\"", strerror(-r));
+		return -1;
+	}
+	if ((r = relay_new(d->base, &d->cfg, d->spool, d->cq, &d->relay)) < 0) {
+		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
+		return -1;
+	}
+	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
+	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
+	    evsignal_add(d->ev_term, NULL) < 0 || evsignal_add(d->ev_int, NULL) < 0) {
+		log_error("startup", "error=\"cannot watch signals\"");
+		return -1;
+	}
+	server_start(d->srv, d->cq, d->relay);
+	log_info("listening", "addr=%s hostname=%s version=%s", server_address(d->srv), d->srv->hostname,
+	    SPOOLGATE_VERSION);
+	return 0;
+}
+
+/* Order matters: commit callbacks look sessions up in the server's table. */
+static void
+stop(struct daemon *d)
+{
+	if (d->relay != NULL)
+		relay_free(d->relay);
+	commitq_free(d->cq);	/* runs the done() of what is still in flight */
+	server_free(d->srv);
+	if (d->ev_term != NULL)
+		event_free(d->ev_term);
+	if (d->ev_int != NULL)
+		event_free(d->ev_int);
+	if (d->base != NULL)
+		event_base_free(d->base);
+	spool_close(d->spool);
+	cfg_free(&d->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	const char *path = NULL;
+	bool check_only = false;
+	char err[1024];
+	int c, status;
+
+	memset(&d, 0, sizeof(d));
+	while ((c = getopt(argc, argv, "c:nhV")) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("%s %s\n", PROG, SPOOLGATE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (cfg_load(path, &d.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		cfg_free(&d.cfg);
+		return 1;
+	}
+	if (check_only) {
+		struct passwd *pw;
+
+		if (lookup_user(&d.cfg, &pw) < 0) {
+			cfg_free(&d.cfg);
+			return 1;
+		}
+		printf("%s: %s: configuration ok\n", PROG, path);
+		cfg_free(&d.cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);	/* a vanished client is an error return, not a death */
+	status = start(&d) == 0 && event_base_dispatch(d.base) >= 0 ? 0 : 1;
+	stop(&d);
+	if (status == 0)
+		log_info("stopped", NULL);
+	return status;
+}

@@ -1,0 +1,307 @@
+/*
+ * NAME
+ *	server - the SMTP listener and the table of live sessions
+ * SYNOPSIS
+ *	See server.h.
+ * DESCRIPTION
+ *	One evconnlistener accepts; each connection becomes a session
+ *	(session.c) or, over cfg->max_sessions, a one-line 421 refusal.
+ *	Sessions are kept in a small chained hash keyed by their 64-bit id,
+ *	sized once for max_sessions (ids are sequential, so the low bits spread
+ *	them evenly).  An accept error (EMFILE, ENFILE, ENOBUFS) pauses the
+ *	listener for a second instead of spinning on a socket that stays
+ *	readable.
+ * DIAGNOSTICS
+ *	event=accept-error, shutdown, shutdown-grace.
+ */
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "../common/cfg.h"
+#include "../common/errmap.h"
+#include "../common/log.h"
+#include "server.h"
+#include "session.h"
+
+#define SERVER_BACKLOG		511
+#define ACCEPT_PAUSE		1	/* seconds without accepting after an accept error */
+#define SHUTDOWN_GRACE		30	/* seconds for sessions to finish at shutdown */
+#define SLOTS_MIN		64
+#define SLOTS_MAX		(1u << 16)
+
+struct server_slot {
+	uint64_t		id;
+	struct session	       *session;
+	struct server_slot     *next;
+};
+
+static struct server_slot **
+slot_head(const struct server *srv, uint64_t id)
+{
+	return &srv->slots[id & (srv->nslots - 1)];
+}
+
+int
+server_register(struct server *srv, struct session *s, uint64_t *id)
+{
+	struct server_slot *slot, **head;
+
+	if ((slot = malloc(sizeof(*slot))) == NULL)
+		return -ENOMEM;
+	slot->id = ++srv->next_id;
+	slot->session = s;
+	head = slot_head(srv, slot->id);
+	slot->next = *head;
+	*head = slot;
+	srv->nsessions++;
+	*id = slot->id;
+	return 0;
+}
+
+void
+server_unregister(struct server *srv, uint64_t id)
+{
+	struct server_slot **pp, *slot;
+	void (*drained)(void *);
+
+	for (pp = slot_head(srv, id); (slot = *pp) != NULL; pp = &slot->next) {
+		if (slot->id != id)
+			continue;
+		*pp = slot->next;
+		free(slot);
+		srv->nsessions--;
+		break;
+	}
+	if (srv->stopping && srv->nsessions == 0 && (drained = srv->drained) != NULL) {
+		srv->drained = NULL;
+		drained(srv->drained_arg);
+	}
+}
+
+struct session *
+server_lookup(const struct server *srv, uint64_t id)
+{
+	const struct server_slot *slot;
+
+	for (slot = *slot_head(srv, id); slot != NULL; slot = slot->next)
+		if (slot->id == id)
+			return slot->session;
+	return NULL;
+}
+
+static void
+accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)listener;
+	if (srv->stopping) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (srv->nsessions >= srv->cfg->max_sessions) {
+		session_refuse(srv, fd, REPLY_TOO_MANY_SESSIONS);
+		return;
+	}
+	session_accept(srv, fd, sa, salen);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (!srv->stopping)
+		evconnlistener_enable(srv->listener);
+}
+
+static void
+accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval tv = { ACCEPT_PAUSE, 0 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	log_error("accept-error", "addr=%s error=\"%s\" pause=%ds", srv->addr, strerror(err), ACCEPT_PAUSE);
+	evconnlistener_disable(listener);
+	evtimer_add(srv->ev_resume, &tv);
+}
+
+/* "ip:port" or "[ip6]:port" of a bound socket. */
+static void
+format_address(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+		snprintf(out, size, "[%s]:%u", ip, ntohs(a->sin6_port));
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+		snprintf(out, size, "%s:%u", ip, ntohs(a->sin_port));
+	}
+}
+
+static int
+server_bind(struct server *srv)
+{
+	char host[256], port[16];
+	struct addrinfo hints, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	unsigned portnum;
+	int r;
+
+	if (cfg_split_hostport(srv->cfg->listen, host, sizeof(host), &portnum) < 0) {
+		log_error("listen", "listen=%s error=\"not host:port or [ipv6]:port\"", srv->cfg->listen);
+		return -EINVAL;
+	}
+	snprintf(port, sizeof(port), "%u", portnum);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((r = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0) {
+		log_error("listen", "listen=%s error=\"%s\"", srv->cfg->listen, gai_strerror(r));
+		return -EINVAL;
+	}
+	srv->listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED,
+	    SERVER_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+	r = errno;
+	freeaddrinfo(ai);
+	if (srv->listener == NULL) {
+		log_error("listen", "listen=%s error=\"%s\"", srv->cfg->listen, strerror(r));
+		return r ? -r : -EADDRNOTAVAIL;
+	}
+	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+	if (getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sslen) == 0)
+		format_address(&ss, srv->addr, sizeof(srv->addr));
+	else
+		snprintf(srv->addr, sizeof(srv->addr), "%s", srv->cfg->listen);
+	return 0;
+}
+
+int
+server_new(struct event_base *base, const struct cfg *cfg, struct spool *spool, struct server **out)
+{
+	struct server *srv;
+	int r;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return -ENOMEM;
+	srv->base = base;
+	srv->cfg = cfg;
+	srv->spool = spool;
+	srv->hostname = cfg->hostname != NULL && cfg->hostname[0] != '\0' ? cfg->hostname : spool_hostname(spool);
+	for (srv->nslots = SLOTS_MIN; srv->nslots < 2 * (size_t)cfg->max_sessions && srv->nslots < SLOTS_MAX;)
+		srv->nslots *= 2;
+	if ((srv->slots = calloc(srv->nslots, sizeof(*srv->slots))) == NULL ||
+	    (srv->ev_resume = evtimer_new(base, resume_cb, srv)) == NULL) {
+		server_free(srv);
+		return -ENOMEM;
+	}
+	if ((r = server_bind(srv)) < 0) {
+		server_free(srv);
+		return r;
+	}
+	*out = srv;
+	return 0;
+}
+
+const char *
+server_address(const struct server *srv)
+{
+	return srv->addr;
+}
+
+void
+server_start(struct server *srv, struct commitq *cq, struct relay *relay)
+{
+	srv->cq = cq;
+	srv->relay = relay;
+	evconnlistener_enable(srv->listener);
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	void (*drained)(void *) = srv->drained;
+
+	(void)fd;
+	(void)what;
+	log_warn("shutdown-grace", "sessions=%u reason=\"sessions did not end in %ds\"", srv->nsessions,
+	    SHUTDOWN_GRACE);
+	srv->drained = NULL;
+	if (drained != NULL)
+		drained(srv->drained_arg);
+}
+
+void
+server_shutdown(struct server *srv, void (*drained)(void *), void *arg)
+{
+	struct timeval tv = { SHUTDOWN_GRACE, 0 };
+	struct server_slot *slot;
+	size_t i;
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	srv->drained = drained;
+	srv->drained_arg = arg;
+	evconnlistener_disable(srv->listener);
+	event_del(srv->ev_resume);
+	log_info("shutdown", "sessions=%u", srv->nsessions);
+	/* session_stop() only schedules frees, so the chains stay intact here. */
+	for (i = 0; i < srv->nslots; i++)
+		for (slot = srv->slots[i]; slot != NULL; slot = slot->next)
+			session_stop(slot->session);
+	if (srv->nsessions == 0) {
+		srv->drained = NULL;
+		drained(arg);
+		return;
+	}
+	if ((srv->ev_grace = evtimer_new(srv->base, grace_cb, srv)) == NULL || evtimer_add(srv->ev_grace, &tv) < 0) {
+		srv->drained = NULL;
+		drained(arg);		/* no timer: do not risk waiting forever */
+	}
+}
+
+void
+server_free(struct server *srv)
+{
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	srv->drained = NULL;
+	for (i = 0; srv->slots != NULL && i < srv->nslots; i++)
+		while (srv->slots[i] != NULL)
+			session_free(srv->slots[i]->session);	/* unregisters it */
+	if (srv->listener != NULL)
+		evconnlistener_free(srv->listener);
+	if (srv->ev_resume != NULL)
+		event_free(srv->ev_resume);
+	if (srv->ev_grace != NULL)
+		event_free(srv->ev_grace);
+	free(srv->slots);
+	free(srv);
+}

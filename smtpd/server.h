@@ -1,0 +1,93 @@
+/*
+ * NAME
+ *	server - the SMTP listener and the table of live sessions
+ * SYNOPSIS
+ *	#include "server.h"
+ *
+ *	int server_new(struct event_base *base, const struct cfg *cfg,
+ *			struct spool *spool, struct server **out);
+ *	void server_start(struct server *srv, struct commitq *cq, struct relay *relay);
+ *	void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
+ *	void server_free(struct server *srv);
+ * DESCRIPTION
+ *	server_new() binds the listening socket of cfg->listen ("host:port",
+ *	"[v6]:port") but accepts nothing yet, so that the caller can bind while
+ *	still root and drop privileges before any client is served.  Errors:
+ *	-EINVAL (listen not parsable), -errno of socket/bind/listen.
+ *	server_address() is the bound address as "ip:port" / "[ip]:port" (the
+ *	real port when the configured one was 0).
+ *
+ *	server_start() gives the server the committer and the relay (which
+ *	sessions use at the end of DATA) and starts accepting.  A connection
+ *	over cfg->max_sessions gets 421 4.7.0 and is closed at once.
+ *
+ *	server_shutdown() stops accepting and asks every session to end: idle
+ *	sessions get 421 4.3.2 and are closed, a session whose message is
+ *	being committed gets its reply first.  drained(arg) is called once no
+ *	session is left, or after a grace period, whichever comes first.
+ *
+ *	Sessions are found by a 64-bit id that is never reused in a process:
+ *	work that finishes later (a commit) looks its session up with
+ *	server_lookup() and gets NULL when the session is gone.
+ *	server_register() and server_unregister() are for session.c.
+ * OWNERSHIP
+ *	The server owns the listener and every session; server_free() frees
+ *	sessions still alive.  It does not own cfg, spool, cq or relay, which
+ *	must outlive it; call it after commitq_free() so that commit callbacks
+ *	still find the table.
+ * THREADS
+ *	Event loop thread only.
+ */
+#ifndef SPOOLGATE_SERVER_H
+#define SPOOLGATE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "../common/cfg.h"
+#include "../common/spool.h"
+#include "commitq.h"
+#include "relay.h"
+
+struct session;
+struct server_slot;
+
+#define SERVER_ADDR_MAX	64	/* "[ipv6]:port" */
+
+struct server {
+	struct event_base      *base;
+	const struct cfg       *cfg;
+	struct spool	       *spool;
+	struct commitq	       *cq;		/* from server_start() */
+	struct relay	       *relay;		/* from server_start() */
+	struct evconnlistener  *listener;
+	struct event	       *ev_resume;	/* accepting again after EMFILE & co */
+	struct event	       *ev_grace;	/* shutdown grace period */
+	char			addr[SERVER_ADDR_MAX];
+	const char	       *hostname;	/* our name in replies and Received: */
+
+	struct server_slot    **slots;		/* live sessions by id, chained */
+	size_t			nslots;		/* a power of two */
+	unsigned		nsessions;
+	uint64_t		next_id;
+
+	bool			stopping;
+	void		      (*drained)(void *arg);
+	void		       *drained_arg;
+};
+
+int server_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct server **out);
+const char *server_address(const struct server *srv);
+void server_start(struct server *srv, struct commitq *cq, struct relay *relay);
+void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
+void server_free(struct server *srv);
+
+/* The session table (for session.c). */
+int server_register(struct server *srv, struct session *s, uint64_t *id);	/* 0 or -ENOMEM */
+void server_unregister(struct server *srv, uint64_t id);
+struct session *server_lookup(const struct server *srv, uint64_t id);
+
+#endif

@@ -1,0 +1,1294 @@
+/*
+ * NAME
+ *	session - one SMTP conversation (RFC 5321) on a bufferevent
+ * SYNOPSIS
+ *	See session.h.
+ * DESCRIPTION
+ *	A session is an enum of states and ONE command table; the state
+ *	changes only through session_enter(), which logs old -> new.  Every
+ *	reply goes through smtp_reply() / reply_send(): the code and enhanced
+ *	code come from the errmap table, refusals are logged and counted there.
+ *
+ *	Input is processed by process_input(), in order, as long as there is a
+ *	complete command (PIPELINING: many commands may arrive in one read).
+ *	It stops while the message of the session is being committed (its 250
+ *	must come before the reply of any later command), while the output is
+ *	over OUT_HIGH (a client that does not read its replies is not read
+ *	either), and when the session is closing.  The input buffer is bounded
+ *	by the read high-water mark, so a stopped session holds bounded memory.
+ *
+ *	The message after DATA never sits in memory: smtp_data_decode() runs
+ *	over the input buffer, byte by byte across reads, and what it yields
+ *	goes through spool_msg_write() (buffered) into a file under tmp/.
+ *	At the end of data the targets are registered and the commit is handed
+ *	to commitq; the reply comes from commit_done() on the loop thread, which
+ *	finds the session again by its id.
+ *
+ *	Closing is flush-then-close: the state becomes CLOSING, reading stops,
+ *	and when the output has been written our side is shut down and what
+ *	the client still sends is dropped until its FIN (a lingering close, so
+ *	that unread input does not turn the close into a RST that destroys the
+ *	last reply), at most LINGER_TIMEOUT seconds and LINGER_MAX bytes.  Then
+ *	(or when a write times out) the deferred ev_free event runs
+ *	session_free().  Nothing frees a session from inside its own
+ *	bufferevent callbacks.
+ *
+ *	A client that half-closes after pipelining its commands still gets
+ *	every reply, the 250 of a commit in flight included.
+ * DIAGNOSTICS
+ *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
+ *	rejected (a message refused at the end of data), discarded (the
+ *	session ended during DATA), commit-failed, spool-error, state and
+ *	command (debug).  Lines about a message carry id=<message id>.
+ * SECURITY
+ *	Every byte comes from the network: command lines are capped at
+ *	cfg->max_line, the message at cfg->max_message_size (the rest is read
+ *	and dropped), recipients at cfg->max_recipients, errors at
+ *	cfg->max_errors, idle time at cfg->idle_timeout.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "../common/addr.h"
+#include "../common/cfg.h"
+#include "../common/envelope.h"
+#include "../common/errmap.h"
+#include "../common/log.h"
+#include "../common/spool.h"
+#include "commitq.h"
+#include "relay.h"
+#include "server.h"
+#include "session.h"
+#include "smtp_parse.h"
+
+#define REPLY_LINE_MAX	512			/* RFC 5321 4.5.3.1.5, CRLF included */
+#define OUT_HIGH	(64 * 1024)		/* stop reading above this much unsent output */
+#define IN_HIGH_MIN	(64 * 1024)		/* read high-water mark, at least a line */
+#define DATA_CHUNK	16384			/* decoded bytes per spool_msg_write() */
+#define CLOSE_TIMEOUT	10			/* seconds to flush the last reply */
+#define LINGER_TIMEOUT	2			/* seconds to wait for the client's FIN */
+#define LINGER_MAX	(1024 * 1024)		/* bytes dropped while lingering */
+
+enum smtp_state {
+	ST_GREETED,		/* greeting sent, HELO/EHLO expected */
+	ST_IDLE,		/* HELO/EHLO done, no transaction */
+	ST_MAIL,		/* MAIL accepted, no recipient yet */
+	ST_RCPT,		/* at least one recipient accepted */
+	ST_DATA,		/* receiving the message */
+	ST_COMMIT,		/* message complete, its commit in flight */
+	ST_CLOSING,		/* last reply queued: flush, then free */
+	ST__COUNT
+};
+
+static const char *const state_names[ST__COUNT] = {
+	[ST_GREETED] = "greeted",
+	[ST_IDLE] = "idle",
+	[ST_MAIL] = "mail",
+	[ST_RCPT] = "rcpt",
+	[ST_DATA] = "data",
+	[ST_COMMIT] = "commit",
+	[ST_CLOSING] = "closing",
+};
+
+#define ST(x)		(1u << (x))
+#define ST_ANY		(ST(ST_GREETED) | ST(ST_IDLE) | ST(ST_MAIL) | ST(ST_RCPT))
+
+struct rcpt {
+	char	       *addr;		/* without brackets */
+	char	       *mailbox;	/* local mailbox, or NULL: for the relay */
+};
+
+/* The mail transaction: at most one per session. */
+struct txn {
+	char		from[ADDR_MAX];
+	struct rcpt    *rcpt;
+	size_t		nrcpt;
+	size_t		cap;
+	unsigned	refused;	/* RCPTs refused in this transaction */
+	/* from DATA on */
+	struct spool_msg *msg;
+	struct smtp_data dec;
+	struct smtp_hdrscan hdr;
+	uint64_t	octets;		/* bytes received after the DATA line */
+	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
+};
+
+struct session {
+	uint64_t	id;
+	struct server  *srv;
+	struct bufferevent *bev;
+	struct event   *ev_free;	/* deferred session_free() */
+	enum smtp_state	state;
+	char		ip[INET6_ADDRSTRLEN];
+	bool		ipv6;
+	bool		may_relay;
+	bool		esmtp;
+	char		helo[SMTP_HELO_MAX];
+	unsigned	errors;		/* 4xx/5xx replies sent */
+	bool		discarding;	/* dropping the rest of an over-long line */
+	bool		eof;		/* the client closed its side */
+	bool		out_paused;	/* reading stopped: output over OUT_HIGH */
+	bool		processing;	/* process_input() is on the stack */
+	bool		free_scheduled;
+	bool		lingering;	/* last reply sent, our side shut down */
+	size_t		lingered;	/* bytes dropped while lingering */
+	char	       *line;		/* cfg->max_line + 1 */
+	struct txn	txn;
+};
+
+/* A commit in flight: owned by itself, not by the session. */
+struct session_commit {
+	struct commitq_job job;
+	struct server  *srv;
+	uint64_t	session_id;
+	struct spool_msg *msg;
+	bool		queued;		/* recipients for the relay */
+	size_t		nrcpt;
+	uint64_t	size;
+	char		from[ADDR_MAX];
+	char		client[INET6_ADDRSTRLEN];
+};
+
+typedef void cmd_handler(struct session *s, const char *arg);
+
+enum arg_policy { ARG_NONE, ARG_OPTIONAL, ARG_REQUIRED };
+
+struct smtp_command {
+	const char     *verb;
+	unsigned	states;		/* ST() mask where it is in sequence */
+	enum arg_policy	arg;
+	cmd_handler    *handler;
+	const char     *help;
+};
+
+static cmd_handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn;
+
+static const struct smtp_command commands[] = {
+	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
+	{ "HELO", ST_ANY, ARG_REQUIRED, cmd_helo, "HELO <domain>" },
+	{ "MAIL", ST(ST_IDLE), ARG_REQUIRED, cmd_mail,
+	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
+	{ "RCPT", ST(ST_MAIL) | ST(ST_RCPT), ARG_REQUIRED, cmd_rcpt, "RCPT TO:<address>" },
+	{ "DATA", ST(ST_RCPT), ARG_NONE, cmd_data, "DATA" },
+	{ "RSET", ST_ANY, ARG_NONE, cmd_rset, "RSET" },
+	{ "NOOP", ST_ANY, ARG_OPTIONAL, cmd_noop, "NOOP [<string>]" },
+	{ "QUIT", ST_ANY, ARG_NONE, cmd_quit, "QUIT" },
+	{ "HELP", ST_ANY, ARG_OPTIONAL, cmd_help, "HELP [<command>]" },
+	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
+	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
+};
+#define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+/* Why a command came out of sequence; verb NULL matches every verb. */
+static const struct {
+	enum smtp_state	state;
+	const char     *verb;
+	const char     *detail;
+} sequence_errors[] = {
+	{ ST_GREETED, NULL, "send HELO/EHLO first" },
+	{ ST_MAIL, "MAIL", "nested MAIL command" },
+	{ ST_RCPT, "MAIL", "nested MAIL command" },
+	{ ST_IDLE, NULL, "need MAIL command" },
+	{ ST_MAIL, "DATA", "need RCPT command" },
+};
+
+/* The extensions EHLO announces; each is honoured by cmd_mail(). */
+static const char *const ehlo_keywords[] = {
+	"PIPELINING",			/* RFC 2920 */
+	"SIZE",				/* RFC 1870, followed by the limit */
+	"8BITMIME",			/* RFC 6152 */
+	"ENHANCEDSTATUSCODES",		/* RFC 2034 */
+};
+#define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
+
+static void process_input(struct session *s);
+
+/* ------------------------------------------------------------------ */
+/* State, closing, freeing                                             */
+/* ------------------------------------------------------------------ */
+
+static void
+session_enter(struct session *s, enum smtp_state next)
+{
+	if (s->state == next)
+		return;
+	log_debug("state", "session=%" PRIu64 " client=%s old=%s new=%s", s->id, s->ip,
+	    state_names[s->state], state_names[next]);
+	s->state = next;
+}
+
+static void
+session_schedule_free(struct session *s)
+{
+	if (s->free_scheduled)
+		return;
+	s->free_scheduled = true;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	event_active(s->ev_free, 0, 0);
+}
+
+/*
+ * The last reply has left: shut our side down and read (and drop) what
+ * the client still sends until its FIN.  Closing a socket with unread
+ * input makes the kernel send a RST, which can destroy the 421 or 221 the
+ * client has not read yet; this lingering close lets it arrive.
+ */
+static void
+session_linger(struct session *s)
+{
+	struct timeval tv = { LINGER_TIMEOUT, 0 };
+
+	if (s->lingering || s->free_scheduled)
+		return;
+	s->lingering = true;
+	evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+	if (s->eof || shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
+		session_schedule_free(s);
+		return;
+	}
+	bufferevent_set_timeouts(s->bev, &tv, NULL);
+	bufferevent_enable(s->bev, EV_READ);
+}
+
+/* Input after the last reply: dropped, within bounds. */
+static void
+session_linger_read(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	s->lingered += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (s->lingered > LINGER_MAX)
+		session_schedule_free(s);
+}
+
+/* Flush what is queued, then linger, then free: CLOSING accepts nothing more. */
+static void
+session_close(struct session *s)
+{
+	struct timeval tv = { CLOSE_TIMEOUT, 0 };
+
+	if (s->state == ST_CLOSING)
+		return;
+	session_enter(s, ST_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		session_linger(s);
+		return;
+	}
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	bufferevent_enable(s->bev, EV_WRITE);
+}
+
+static void
+txn_reset(struct session *s)
+{
+	struct txn *t = &s->txn;
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		free(t->rcpt[i].addr);
+		free(t->rcpt[i].mailbox);
+	}
+	free(t->rcpt);
+	spool_msg_free(t->msg);		/* a message being received leaves tmp/ */
+	memset(t, 0, sizeof(*t));
+}
+
+void
+session_free(struct session *s)
+{
+	uint64_t id = s->id;
+	struct server *srv = s->srv;
+
+	if (s->txn.msg != NULL)
+		log_info("discarded", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64
+		    " reason=\"session ended before the end of data\"",
+		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets);
+	log_info("disconnect", "session=%" PRIu64 " client=%s errors=%u", s->id, s->ip, s->errors);
+	txn_reset(s);
+	bufferevent_free(s->bev);
+	event_free(s->ev_free);
+	free(s->line);
+	free(s);
+	server_unregister(srv, id);	/* last: it may end the event loop */
+}
+
+static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                             */
+/* ------------------------------------------------------------------ */
+
+#define REPLY_NO_ESC	0x1	/* greeting, HELO/EHLO: RFC 2034 says no enhanced code */
+
+/* Appends to a reply line, never past the room kept for CRLF. */
+static void __attribute__((format(printf, 3, 4)))
+reply_append(char *buf, size_t *n, const char *fmt, ...)
+{
+	size_t room = REPLY_LINE_MAX - 2 - *n;
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(buf + *n, room + 1, fmt, ap);
+	va_end(ap);
+	*n += len < 0 ? 0 : (size_t)len > room ? room : (size_t)len;
+}
+
+/*
+ * One reply line: "code[- ]esc text\r\n", cut to REPLY_LINE_MAX.  The
+ * greeting and 421 name the server first (RFC 5321 3.1, 4.2).  Bytes that
+ * could break the line (CR, LF, controls) never reach the wire, whatever
+ * the text holds.
+ */
+static size_t
+reply_format(char *buf, const struct errmap_reply *r, bool more, unsigned flags,
+		const char *host, const char *text)
+{
+	size_t n = 0, i;
+
+	reply_append(buf, &n, "%d%c", r->code, more ? '-' : ' ');
+	if (!(flags & REPLY_NO_ESC) && r->esc[0] != '\0')
+		reply_append(buf, &n, "%s ", r->esc);
+	if (r->code == 421 || r->id == REPLY_GREETING)
+		reply_append(buf, &n, "%s ", host);
+	for (i = 0; text[i] != '\0' && n < REPLY_LINE_MAX - 2; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		buf[n++] = (char)(c < 32 || c > 126 ? '?' : c);
+	}
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	return n;
+}
+
+static void
+log_refusal(struct session *s, const char *line, size_t len)
+{
+	char q[REPLY_LINE_MAX + 16], text[REPLY_LINE_MAX];
+
+	memcpy(text, line, len - 2);		/* without CRLF */
+	text[len - 2] = '\0';
+	if (s->txn.msg != NULL)
+		log_info("refused", "id=%s session=%" PRIu64 " client=%s state=%s reply=%s",
+		    spool_msg_id(s->txn.msg), s->id, s->ip, state_names[s->state],
+		    log_quote(q, sizeof(q), text));
+	else
+		log_info("refused", "session=%" PRIu64 " client=%s state=%s reply=%s", s->id, s->ip,
+		    state_names[s->state], log_quote(q, sizeof(q), text));
+}
+
+static void
+reply_write(struct session *s, const char *buf, size_t len)
+{
+	if (bufferevent_write(s->bev, buf, len) < 0)
+		session_schedule_free(s);	/* out of memory: nothing sensible to say */
+}
+
+/*
+ * The one place where replies are written: n lines of one reply (n > 1
+ * for EHLO and HELP).  A 4xx/5xx is logged and counted; max_errors of
+ * them end the session with 421 4.7.0.
+ */
+static void
+reply_send(struct session *s, enum reply_id id, unsigned flags, const char *const *lines, size_t n)
+{
+	const struct errmap_reply *r = errmap_get(id);
+	char buf[REPLY_LINE_MAX];
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++) {
+		len = reply_format(buf, r, i + 1 < n, flags, s->srv->hostname, lines[i]);
+		reply_write(s, buf, len);
+	}
+	if (r->code < 400)
+		return;
+	log_refusal(s, buf, len);
+	if (r->code == 421 || s->state == ST_CLOSING)
+		return;
+	if (++s->errors >= s->srv->cfg->max_errors) {
+		r = errmap_get(REPLY_TOO_MANY_ERRORS);
+		len = reply_format(buf, r, false, 0, s->srv->hostname, r->text);
+		reply_write(s, buf, len);
+		log_refusal(s, buf, len);
+		session_close(s);
+	}
+}
+
+/* A one-line reply; fmt (may be NULL: the table's text) gives the text. */
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...)
+{
+	char text[REPLY_LINE_MAX];
+	const char *line = text;
+	va_list ap;
+
+	if (fmt == NULL) {
+		line = errmap_get(id)->text;
+	} else {
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof(text), fmt, ap);
+		va_end(ap);
+	}
+	reply_send(s, id, 0, &line, 1);
+}
+
+void
+session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id)
+{
+	const struct errmap_reply *r = errmap_get(id);
+	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16];
+	size_t len = reply_format(buf, r, false, 0, srv->hostname, r->text);
+
+	/* Best effort: the socket buffer of a new connection takes one line. */
+	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("refuse-send", "error=%d", errno);
+	evutil_closesocket(fd);
+	buf[len - 2] = '\0';
+	log_warn("refused", "reply=%s sessions=%u", log_quote(q, sizeof(q), buf), srv->nsessions);
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Back to "no transaction", which is ST_GREETED before HELO. */
+static void
+txn_abort(struct session *s)
+{
+	txn_reset(s);
+	if (s->state == ST_MAIL || s->state == ST_RCPT || s->state == ST_DATA || s->state == ST_COMMIT)
+		session_enter(s, ST_IDLE);
+}
+
+/* Adds a recipient; a duplicate is accepted and delivered once. */
+static int
+txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
+{
+	struct rcpt *grown;
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		if (mailbox != NULL && t->rcpt[i].mailbox != NULL && strcmp(mailbox, t->rcpt[i].mailbox) == 0)
+			return 0;
+		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && strcmp(addr, t->rcpt[i].addr) == 0)
+			return 0;
+	}
+	if (t->nrcpt == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 4;
+
+		if ((grown = realloc(t->rcpt, cap * sizeof(*grown))) == NULL)
+			return -ENOMEM;
+		t->rcpt = grown;
+		t->cap = cap;
+	}
+	t->rcpt[t->nrcpt].addr = strdup(addr);
+	t->rcpt[t->nrcpt].mailbox = mailbox ? strdup(mailbox) : NULL;
+	if (t->rcpt[t->nrcpt].addr == NULL || (mailbox != NULL && t->rcpt[t->nrcpt].mailbox == NULL)) {
+		free(t->rcpt[t->nrcpt].addr);
+		free(t->rcpt[t->nrcpt].mailbox);
+		return -ENOMEM;
+	}
+	t->nrcpt++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands                                                            */
+/* ------------------------------------------------------------------ */
+
+/* HELO and EHLO: true when the client is greeted (and any transaction reset). */
+static bool
+greet(struct session *s, const char *arg, bool esmtp)
+{
+	if (smtp_parse_helo(arg, s->helo, sizeof(s->helo)) < 0) {
+		smtp_reply(s, REPLY_SYNTAX, "invalid domain name in %s", esmtp ? "EHLO" : "HELO");
+		return false;
+	}
+	txn_abort(s);
+	s->esmtp = esmtp;
+	session_enter(s, ST_IDLE);
+	return true;
+}
+
+static void
+cmd_helo(struct session *s, const char *arg)
+{
+	const char *line = s->srv->hostname;
+
+	if (greet(s, arg, false))
+		reply_send(s, REPLY_OK, REPLY_NO_ESC, &line, 1);
+}
+
+static void
+cmd_ehlo(struct session *s, const char *arg)
+{
+	char first[REPLY_LINE_MAX], size[64];
+	const char *lines[1 + N_EHLO_KEYWORDS];
+	size_t i;
+
+	if (!greet(s, arg, true))
+		return;
+	snprintf(first, sizeof(first), "%s Hello %s [%s]", s->srv->hostname, s->helo, s->ip);
+	lines[0] = first;
+	for (i = 0; i < N_EHLO_KEYWORDS; i++) {
+		lines[i + 1] = ehlo_keywords[i];
+		if (strcmp(ehlo_keywords[i], "SIZE") == 0) {
+			snprintf(size, sizeof(size), "SIZE %lu", s->srv->cfg->max_message_size);
+			lines[i + 1] = size;
+		}
+	}
+	reply_send(s, REPLY_OK, REPLY_NO_ESC, lines, 1 + N_EHLO_KEYWORDS);
+}
+
+/* A refused MAIL/RCPT argument: the table's text, then what was wrong. */
+static void
+reply_parse_error(struct session *s, const struct smtp_perror *why)
+{
+	const char *text = errmap_get(why->reply)->text;
+
+	if (why->detail != NULL)
+		smtp_reply(s, why->reply, "%s: %s", text, why->detail);
+	else
+		smtp_reply(s, why->reply, NULL);
+}
+
+static void
+cmd_mail(struct session *s, const char *arg)
+{
+	struct smtp_mail mail;
+	struct smtp_perror why;
+
+	if (smtp_parse_mail(arg, &mail, &why) < 0) {
+		reply_parse_error(s, &why);
+		return;
+	}
+	if (mail.has_size && mail.size > s->srv->cfg->max_message_size) {
+		smtp_reply(s, REPLY_MESSAGE_TOO_BIG, "%s (%lu octets)",
+		    errmap_get(REPLY_MESSAGE_TOO_BIG)->text, s->srv->cfg->max_message_size);
+		return;
+	}
+	txn_reset(s);
+	snprintf(s->txn.from, sizeof(s->txn.from), "%s", mail.from);
+	session_enter(s, ST_MAIL);
+	smtp_reply(s, REPLY_SENDER_OK, NULL);
+}
+
+/* Local mailbox of a recipient in a local domain, or the reply refusing it. */
+static int
+local_mailbox(struct session *s, const char *addr, char *mbox, size_t size, enum reply_id *why)
+{
+	int err;
+
+	if (strchr(addr, '@') == NULL) {	/* "<Postmaster>" alone, RFC 5321 4.1.1.3 */
+		snprintf(mbox, size, "postmaster");
+		return 0;
+	}
+	if ((err = addr_mailbox_name(addr, mbox, size)) < 0) {
+		*why = errmap_from_errno(-err)->id;
+		return err;
+	}
+	if (!cfg_mailbox_is_known(s->srv->cfg, mbox)) {
+		*why = REPLY_NO_SUCH_USER;
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void
+cmd_rcpt(struct session *s, const char *arg)
+{
+	const struct cfg *cfg = s->srv->cfg;
+	struct smtp_rcpt rcpt;
+	struct smtp_perror why;
+	char mbox[ADDR_MAILBOX_MAX + 1];
+	enum reply_id refusal;
+	int at, err;
+
+	if (s->txn.nrcpt >= cfg->max_recipients) {
+		smtp_reply(s, REPLY_TOO_MANY_RCPTS, "%s (at most %u)",
+		    errmap_get(REPLY_TOO_MANY_RCPTS)->text, cfg->max_recipients);
+		return;
+	}
+	if (smtp_parse_rcpt(arg, &rcpt, &why) < 0) {
+		s->txn.refused++;
+		reply_parse_error(s, &why);
+		return;
+	}
+	at = addr_split(rcpt.to);
+	if (at < 0 || cfg_domain_is_local(cfg, rcpt.to + at + 1)) {
+		if (local_mailbox(s, rcpt.to, mbox, sizeof(mbox), &refusal) < 0) {
+			s->txn.refused++;
+			smtp_reply(s, refusal, "<%s>: %s", rcpt.to, errmap_get(refusal)->text);
+			return;
+		}
+		err = txn_add_rcpt(&s->txn, rcpt.to, mbox);
+	} else if (s->may_relay) {
+		err = txn_add_rcpt(&s->txn, rcpt.to, NULL);
+	} else {
+		s->txn.refused++;
+		smtp_reply(s, REPLY_RELAY_DENIED, "<%s>: %s", rcpt.to, errmap_get(REPLY_RELAY_DENIED)->text);
+		return;
+	}
+	if (err < 0) {
+		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+		return;
+	}
+	session_enter(s, ST_RCPT);
+	smtp_reply(s, REPLY_RCPT_OK, NULL);
+}
+
+/* RFC 5322 date of now, in local time. */
+static void
+rfc5322_date(char *buf, size_t size)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (localtime_r(&now, &tm) == NULL || strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		snprintf(buf, size, "Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+/* Our trace header (RFC 5321 4.4), folded as Postfix folds it. */
+static int
+write_received(struct session *s)
+{
+	char hdr[2048], date[64], forwho[ADDR_MAX + 16] = "";
+	int n;
+
+	rfc5322_date(date, sizeof(date));
+	if (s->txn.nrcpt == 1)
+		snprintf(forwho, sizeof(forwho), "\n\tfor <%s>", s->txn.rcpt[0].addr);
+	n = snprintf(hdr, sizeof(hdr),
+	    "Received: from %s (unknown [%s%s])\n\tby %s (spoolgate) with %s id %s%s;\n\t%s\n",
+	    s->helo, s->ipv6 ? "IPv6:" : "", s->ip, s->srv->hostname, s->esmtp ? "ESMTP" : "SMTP",
+	    spool_msg_id(s->txn.msg), forwho, date);
+	if (n < 0 || (size_t)n >= sizeof(hdr))
+		return -ENAMETOOLONG;
+	return spool_msg_write(s->txn.msg, hdr, (size_t)n);
+}
+
+static void
+cmd_data(struct session *s, const char *arg)
+{
+	struct txn *t = &s->txn;
+	int err;
+
+	(void)arg;
+	if ((err = spool_msg_create(s->srv->spool, t->from, &t->msg)) < 0) {
+		t->msg = NULL;
+		log_error("spool-error", "session=%" PRIu64 " client=%s op=create error=%d", s->id, s->ip, -err);
+		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+		return;
+	}
+	/* A write error is remembered and reported after the data (no 250). */
+	t->err = write_received(s);
+	smtp_data_init(&t->dec);
+	smtp_hdrscan_init(&t->hdr);
+	t->octets = 0;
+	session_enter(s, ST_DATA);
+	smtp_reply(s, REPLY_START_DATA, NULL);
+}
+
+static void
+cmd_rset(struct session *s, const char *arg)
+{
+	(void)arg;
+	txn_abort(s);
+	smtp_reply(s, REPLY_OK, NULL);
+}
+
+static void
+cmd_noop(struct session *s, const char *arg)
+{
+	(void)arg;
+	smtp_reply(s, REPLY_OK, NULL);
+}
+
+static void
+cmd_quit(struct session *s, const char *arg)
+{
+	(void)arg;
+	smtp_reply(s, REPLY_BYE, NULL);
+	session_close(s);
+}
+
+static void
+cmd_vrfy(struct session *s, const char *arg)
+{
+	(void)arg;
+	smtp_reply(s, REPLY_CANNOT_VRFY, NULL);
+}
+
+static void
+cmd_expn(struct session *s, const char *arg)
+{
+	(void)arg;
+	smtp_reply(s, REPLY_NOT_IMPLEMENTED, "EXPN: %s", errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+}
+
+static const struct smtp_command *
+command_lookup(const char *verb)
+{
+	size_t i;
+
+	for (i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].verb, verb) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+cmd_help(struct session *s, const char *arg)
+{
+	char verbs[REPLY_LINE_MAX], up[SMTP_VERB_MAX];
+	const char *lines[2];
+	const struct smtp_command *c;
+	size_t i, n = 0;
+
+	if (*arg != '\0') {
+		for (i = 0; arg[i] != '\0' && i + 1 < sizeof(up); i++)
+			up[i] = (char)(arg[i] >= 'a' && arg[i] <= 'z' ? arg[i] - 'a' + 'A' : arg[i]);
+		up[i] = '\0';
+		if (arg[i] != '\0' || (c = command_lookup(up)) == NULL) {
+			smtp_reply(s, REPLY_PARAM_NOT_IMPLEMENTED, "HELP: no such topic");
+			return;
+		}
+		smtp_reply(s, REPLY_HELP, "Syntax: %s", c->help);
+		return;
+	}
+	for (i = 0; i < N_COMMANDS; i++)
+		n += (size_t)snprintf(verbs + n, sizeof(verbs) - n, "%s%s", i ? " " : "", commands[i].verb);
+	lines[0] = "spoolgate, RFC 5321; commands:";
+	lines[1] = verbs;
+	reply_send(s, REPLY_HELP, 0, lines, 2);
+}
+
+/* 503, or 554 for DATA after every RCPT was refused (RFC 5321 3.3). */
+static void
+sequence_error(struct session *s, const struct smtp_command *c)
+{
+	size_t i;
+
+	if (strcmp(c->verb, "DATA") == 0 && s->state == ST_MAIL && s->txn.refused > 0) {
+		smtp_reply(s, REPLY_NO_VALID_RCPTS, NULL);
+		return;
+	}
+	for (i = 0; i < sizeof(sequence_errors) / sizeof(sequence_errors[0]); i++) {
+		if (sequence_errors[i].state != s->state)
+			continue;
+		if (sequence_errors[i].verb == NULL || strcmp(sequence_errors[i].verb, c->verb) == 0) {
+			smtp_reply(s, REPLY_BAD_SEQUENCE, "%s: %s", errmap_get(REPLY_BAD_SEQUENCE)->text,
+			    sequence_errors[i].detail);
+			return;
+		}
+	}
+	smtp_reply(s, REPLY_BAD_SEQUENCE, NULL);
+}
+
+/* One complete command line, line ending removed. */
+static void
+dispatch(struct session *s, size_t len)
+{
+	const struct smtp_command *c;
+	struct smtp_cmdline cl;
+	int err;
+
+	err = smtp_parse_command(s->line, len, &cl);
+	if (err == -EILSEQ) {
+		smtp_reply(s, REPLY_SYNTAX, "%s: NUL or CR byte in command line", errmap_get(REPLY_SYNTAX)->text);
+		return;
+	}
+	if (err < 0 || (c = command_lookup(cl.verb)) == NULL) {
+		smtp_reply(s, REPLY_UNKNOWN_COMMAND, NULL);
+		return;
+	}
+	log_debug("command", "session=%" PRIu64 " verb=%s", s->id, c->verb);
+	if (c->arg == ARG_NONE && *cl.arg != '\0') {
+		smtp_reply(s, REPLY_NO_PARAMS, "%s: %s", errmap_get(REPLY_NO_PARAMS)->text, c->help);
+		return;
+	}
+	if (c->arg == ARG_REQUIRED && *cl.arg == '\0') {
+		smtp_reply(s, REPLY_SYNTAX, "Syntax: %s", c->help);
+		return;
+	}
+	if (!(c->states & ST(s->state))) {
+		sequence_error(s, c);
+		return;
+	}
+	c->handler(s, cl.arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA and the commit                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Decoded message bytes: watched for Received:, written unless refused. */
+static void
+data_store(struct session *s, const char *buf, size_t len)
+{
+	struct txn *t = &s->txn;
+	int err;
+
+	if (len == 0)
+		return;
+	smtp_hdrscan_feed(&t->hdr, buf, len);
+	if (t->err == 0 && t->hdr.received > s->srv->cfg->max_hops)
+		t->err = -ELOOP;
+	if (t->err != 0)
+		return;				/* read and dropped until the end */
+	if ((err = spool_msg_write(t->msg, buf, len)) < 0) {
+		t->err = err;
+		log_warn("spool-error", "id=%s session=%" PRIu64 " op=write error=%d", spool_msg_id(t->msg),
+		    s->id, -err);
+	}
+}
+
+/* Feeds the input to the DATA machine; true once <CRLF>.<CRLF> was read. */
+static bool
+data_consume(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct txn *t = &s->txn;
+	uint64_t limit = (uint64_t)s->srv->cfg->max_message_size + 3;	/* + ".\r\n" */
+	char out[DATA_CHUNK];
+
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v[8];
+		size_t consumed = 0;
+		int i, n, rc = SMTP_DATA_MORE;
+
+		n = evbuffer_peek(in, -1, NULL, v, 8);
+		if (n > 8)
+			n = 8;
+		for (i = 0; i < n && rc == SMTP_DATA_MORE; i++) {
+			const char *base = v[i].iov_base;
+			size_t off = 0, used, olen;
+
+			while (off < v[i].iov_len && rc == SMTP_DATA_MORE) {
+				rc = smtp_data_decode(&t->dec, base + off, v[i].iov_len - off, &used,
+				    out, sizeof(out), &olen);
+				off += used;
+				t->octets += used;
+				if (t->err == 0 && t->octets > limit)
+					t->err = -EFBIG;
+				data_store(s, out, olen);
+			}
+			consumed += off;
+		}
+		evbuffer_drain(in, consumed);
+		if (rc == SMTP_DATA_END)
+			return true;
+	}
+	return false;
+}
+
+static int
+commit_prepare(void *arg)
+{
+	struct session_commit *c = arg;
+
+	return spool_msg_commit_prepare(c->msg);
+}
+
+static int
+commit_publish(void *arg, struct spool_dirset *dirs)
+{
+	struct session_commit *c = arg;
+
+	return spool_msg_commit_publish(c->msg, dirs);
+}
+
+static void
+commit_unpublish(void *arg)
+{
+	struct session_commit *c = arg;
+
+	spool_msg_commit_unpublish(c->msg);
+}
+
+/* The reply to a committed message, sent by the session that still waits for it. */
+static void
+session_commit_done(struct session *s, const char *id, int result)
+{
+	if (result == 0)
+		smtp_reply(s, REPLY_QUEUED, "%s as %s", errmap_get(REPLY_QUEUED)->text, id);
+	else
+		smtp_reply(s, errmap_from_errno(-result)->id, NULL);
+	if (s->state == ST_CLOSING)
+		return;				/* max_errors reached */
+	session_enter(s, ST_IDLE);
+	if (s->srv->stopping) {
+		smtp_reply(s, REPLY_SHUTDOWN, NULL);
+		session_close(s);
+		return;
+	}
+	process_input(s);			/* the pipelined commands that waited */
+}
+
+/* On the loop thread, when the commit is over: the session may be gone. */
+static void
+commit_done(void *arg, int result)
+{
+	struct session_commit *c = arg;
+	struct session *s = server_lookup(c->srv, c->session_id);
+	const char *id = spool_msg_id(c->msg);
+	char from[ADDR_MAX + 2], q[ADDR_MAX + 8];
+
+	if (result == 0) {
+		snprintf(from, sizeof(from), "<%s>", c->from);	/* "<>" shows the null sender */
+		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s%s", id,
+		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client,
+		    s == NULL ? " session=gone" : "");
+		if (c->queued && c->srv->relay != NULL)
+			relay_kick(c->srv->relay);
+	} else {
+		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
+		    errmap_from_errno(-result)->code);
+	}
+	if (s != NULL && s->state == ST_COMMIT)
+		session_commit_done(s, id, result);
+	spool_msg_free(c->msg);
+	free(c);
+}
+
+/* Registers where the message goes: local mailboxes, the relay's queue. */
+static int
+data_register_targets(struct session *s, bool *queued)
+{
+	struct txn *t = &s->txn;
+	struct envelope env;
+	char origin[INET6_ADDRSTRLEN + 8];
+	size_t i;
+	int err = 0;
+
+	*queued = false;
+	for (i = 0; i < t->nrcpt && err == 0; i++)
+		if (t->rcpt[i].mailbox != NULL)
+			err = spool_msg_deliver_local(t->msg, t->rcpt[i].mailbox);
+	for (i = 0; i < t->nrcpt && err == 0; i++)
+		if (t->rcpt[i].mailbox == NULL)
+			*queued = true;
+	if (err < 0 || !*queued)
+		return err;
+	snprintf(origin, sizeof(origin), "smtp %s", s->ip);
+	if ((err = envelope_init(&env, spool_msg_id(t->msg), t->from, origin)) < 0)
+		return err;
+	for (i = 0; i < t->nrcpt && err == 0; i++)
+		if (t->rcpt[i].mailbox == NULL)
+			err = envelope_add_rcpt(&env, t->rcpt[i].addr);
+	if (err == 0)
+		err = spool_msg_queue(t->msg, &env);
+	envelope_free(&env);
+	return err;
+}
+
+static void
+data_reject(struct session *s, int err)
+{
+	const struct errmap_reply *r = errmap_from_errno(-err);
+
+	log_info("rejected", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64 " error=%d reply=%d",
+	    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets, -err, r->code);
+	smtp_reply(s, r->id, NULL);
+	if (s->state != ST_CLOSING)
+		txn_abort(s);
+}
+
+/* <CRLF>.<CRLF> was read: refuse, or hand the message to the committer. */
+static void
+data_finish(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct session_commit *c;
+	bool queued;
+	int err;
+
+	if (t->octets - 3 > s->srv->cfg->max_message_size && t->err == 0)
+		t->err = -EFBIG;
+	if (t->err == 0)
+		t->err = spool_msg_error(t->msg);
+	if (t->err == 0)
+		t->err = data_register_targets(s, &queued);
+	if (t->err != 0) {
+		data_reject(s, t->err);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		data_reject(s, -ENOMEM);
+		return;
+	}
+	c->job.prepare = commit_prepare;
+	c->job.publish = commit_publish;
+	c->job.unpublish = commit_unpublish;
+	c->job.done = commit_done;
+	c->job.arg = c;
+	c->srv = s->srv;
+	c->session_id = s->id;
+	c->msg = t->msg;
+	c->queued = queued;
+	c->nrcpt = t->nrcpt;
+	c->size = spool_msg_size(t->msg);
+	snprintf(c->from, sizeof(c->from), "%s", t->from);
+	snprintf(c->client, sizeof(c->client), "%s", s->ip);
+	if ((err = commitq_submit(s->srv->cq, &c->job)) < 0) {
+		free(c);
+		data_reject(s, err);
+		return;
+	}
+	t->msg = NULL;				/* the job owns it now */
+	txn_reset(s);
+	session_enter(s, ST_COMMIT);
+}
+
+/* ------------------------------------------------------------------ */
+/* Input                                                               */
+/* ------------------------------------------------------------------ */
+
+enum step { STEP_AGAIN, STEP_NEED_INPUT, STEP_WAIT };
+
+/*
+ * Takes one command line out of the input into s->line, or handles a line
+ * over cfg->max_line: 500 5.5.2 at once, then everything up to the next
+ * LF is dropped and the session goes on.
+ */
+static enum step
+read_command(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = s->srv->cfg->max_line, len;
+	struct evbuffer_ptr eol;
+
+	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	if (s->discarding) {
+		if (eol.pos < 0) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return STEP_NEED_INPUT;
+		}
+		evbuffer_drain(in, (size_t)eol.pos + 1);
+		s->discarding = false;
+		return STEP_AGAIN;
+	}
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) < max)
+			return STEP_NEED_INPUT;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		s->discarding = true;
+		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		return STEP_AGAIN;
+	}
+	len = (size_t)eol.pos + 1;		/* with the LF */
+	if (len > max) {
+		evbuffer_drain(in, len);
+		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		return STEP_AGAIN;
+	}
+	evbuffer_remove(in, s->line, len);
+	len--;					/* LF */
+	if (len > 0 && s->line[len - 1] == '\r')
+		len--;
+	dispatch(s, len);
+	return STEP_AGAIN;
+}
+
+static enum step
+process_step(struct session *s)
+{
+	if (s->free_scheduled || s->state == ST_CLOSING || s->state == ST_COMMIT)
+		return STEP_WAIT;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
+		/* The client does not read its replies: stop reading it too. */
+		s->out_paused = true;
+		bufferevent_disable(s->bev, EV_READ);
+		return STEP_WAIT;
+	}
+	if (s->state == ST_DATA) {
+		if (!data_consume(s))
+			return STEP_NEED_INPUT;
+		data_finish(s);
+		return STEP_AGAIN;
+	}
+	return read_command(s);
+}
+
+static void
+process_input(struct session *s)
+{
+	enum step step;
+
+	if (s->processing)
+		return;
+	s->processing = true;
+	while ((step = process_step(s)) == STEP_AGAIN)
+		;
+	s->processing = false;
+	/* The client half-closed and every complete command was answered. */
+	if (step == STEP_NEED_INPUT && s->eof)
+		session_close(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bufferevent callbacks                                               */
+/* ------------------------------------------------------------------ */
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CLOSING)
+		session_linger_read(s);
+	else
+		process_input(s);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CLOSING) {
+		session_linger(s);
+		return;
+	}
+	if (s->out_paused) {
+		s->out_paused = false;
+		if (!s->eof)
+			bufferevent_enable(s->bev, EV_READ);
+		process_input(s);
+	}
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		s->eof = true;
+		bufferevent_disable(s->bev, EV_READ);
+		if (s->lingering)
+			session_schedule_free(s);	/* the client's FIN: all done */
+		else if (s->state != ST_CLOSING)
+			process_input(s);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		log_debug("connection-error", "session=%" PRIu64 " client=%s error=%d", s->id, s->ip,
+		    EVUTIL_SOCKET_ERROR());
+		session_schedule_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_WRITING) || s->state == ST_CLOSING) {
+			/* The client does not take its replies: give up on it. */
+			session_schedule_free(s);
+		} else if (s->state == ST_COMMIT) {
+			bufferevent_enable(s->bev, EV_READ);	/* our fault, not idleness */
+		} else {
+			smtp_reply(s, REPLY_IDLE_TIMEOUT, NULL);
+			session_close(s);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Birth and death                                                     */
+/* ------------------------------------------------------------------ */
+
+static void
+peer_name(struct session *s, const struct sockaddr *sa)
+{
+	const void *a = NULL;
+
+	if (sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	s->ipv6 = sa->sa_family == AF_INET6;
+	if (a == NULL || inet_ntop(sa->sa_family, a, s->ip, sizeof(s->ip)) == NULL)
+		snprintf(s->ip, sizeof(s->ip), "unknown");
+}
+
+void
+session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+	const struct cfg *cfg = srv->cfg;
+	struct timeval idle = { (time_t)cfg->idle_timeout, 0 };
+	size_t in_high = cfg->max_line + 1 > IN_HIGH_MIN ? cfg->max_line + 1 : IN_HIGH_MIN;
+	struct session *s;
+
+	(void)salen;
+	if ((s = calloc(1, sizeof(*s))) == NULL || (s->line = malloc(cfg->max_line + 1)) == NULL)
+		goto fail;
+	s->srv = srv;
+	s->state = ST_GREETED;
+	peer_name(s, sa);
+	s->may_relay = cfg_net_allows_relay(cfg, sa);
+	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL)
+		goto fail;
+	if ((s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		goto fail;
+	fd = -1;				/* the bufferevent owns it now */
+	if (server_register(srv, s, &s->id) < 0)
+		goto fail;
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
+	bufferevent_set_timeouts(s->bev, &idle, &idle);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("connect", "session=%" PRIu64 " client=%s relay=%s", s->id, s->ip, s->may_relay ? "yes" : "no");
+	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
+	return;
+fail:
+	log_error("session-error", "error=%d reason=\"cannot set up a session\"", ENOMEM);
+	if (fd >= 0)
+		evutil_closesocket(fd);
+	if (s != NULL) {
+		if (s->bev != NULL)
+			bufferevent_free(s->bev);
+		if (s->ev_free != NULL)
+			event_free(s->ev_free);
+		free(s->line);
+		free(s);
+	}
+}
+
+void
+session_stop(struct session *s)
+{
+	struct timeval tv = { CLOSE_TIMEOUT, 0 };
+
+	if (s->state == ST_CLOSING || s->free_scheduled)
+		return;
+	if (s->state == ST_COMMIT)
+		return;			/* commit_done() replies, then says 421 */
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	smtp_reply(s, REPLY_SHUTDOWN, NULL);
+	session_close(s);
+}

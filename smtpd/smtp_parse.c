@@ -1,0 +1,486 @@
+/*
+ * NAME
+ *	smtp_parse - command lines, MAIL/RCPT arguments, the DATA byte machine
+ * SYNOPSIS
+ *	See smtp_parse.h.
+ * DESCRIPTION
+ *	Pure functions over the bytes a client sent.  Every input is bounded
+ *	by the caller (the line limit) and every copy here is bounded by the
+ *	size of its destination.  ESMTP parameters are looked up in one table
+ *	per command, so a new extension is one row and one small function.
+ * SECURITY
+ *	Everything here parses untrusted network input: no byte is assumed
+ *	printable, no length is assumed to fit.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/addr.h"
+#include "../common/errmap.h"
+#include "smtp_parse.h"
+
+#define SMTP_PARAM_KEY_MAX	32	/* longest ESMTP keyword we look at, + NUL */
+
+static bool
+is_blank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static const char *
+skip_blanks(const char *p)
+{
+	while (is_blank((unsigned char)*p))
+		p++;
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command lines                                                       */
+/* ------------------------------------------------------------------ */
+
+int
+smtp_parse_command(char *line, size_t len, struct smtp_cmdline *out)
+{
+	size_t i, vlen;
+	char *p;
+
+	out->verb[0] = '\0';
+	out->arg = "";
+
+	/*
+	 * A NUL would silently cut the line short for every str* function
+	 * below, and a CR inside a command line is no part of any command:
+	 * refuse both instead of guessing what the client meant.
+	 */
+	for (i = 0; i < len; i++)
+		if (line[i] == '\0' || line[i] == '\r')
+			return -EILSEQ;
+	line[len] = '\0';
+	while (len > 0 && is_blank((unsigned char)line[len - 1]))
+		line[--len] = '\0';
+
+	p = (char *)skip_blanks(line);
+	for (vlen = 0; isalpha((unsigned char)p[vlen]); vlen++)
+		if (vlen + 1 >= SMTP_VERB_MAX)
+			return -EINVAL;
+	if (vlen == 0 || (p[vlen] != '\0' && !is_blank((unsigned char)p[vlen])))
+		return -EINVAL;
+	for (i = 0; i < vlen; i++)
+		out->verb[i] = (char)toupper((unsigned char)p[i]);
+	out->verb[vlen] = '\0';
+	out->arg = skip_blanks(p + vlen);
+	return 0;
+}
+
+int
+smtp_parse_helo(const char *arg, char *out, size_t outlen)
+{
+	size_t len = strlen(arg), i;
+
+	if (len == 0)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)arg[i] <= ' ' || (unsigned char)arg[i] > '~')
+			return -EINVAL;
+	if (len >= SMTP_HELO_MAX || len >= outlen)
+		return -ENAMETOOLONG;
+	memcpy(out, arg, len + 1);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* ESMTP parameters                                                    */
+/* ------------------------------------------------------------------ */
+
+static int
+refuse(struct smtp_perror *why, enum reply_id reply, const char *detail, int err)
+{
+	why->reply = reply;
+	why->detail = detail;
+	return err;
+}
+
+static int
+param_size(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	uint64_t n = 0;
+	const char *p;
+
+	if (value == NULL || *value == '\0')
+		return refuse(why, REPLY_SYNTAX, "SIZE needs a number", -EINVAL);
+	for (p = value; *p; p++) {
+		unsigned d;
+
+		if (!isdigit((unsigned char)*p))
+			return refuse(why, REPLY_SYNTAX, "SIZE value is not a number", -EINVAL);
+		d = (unsigned)(*p - '0');
+		/* Saturate: a size beyond 64 bits is simply too big. */
+		n = n > (UINT64_MAX - d) / 10 ? UINT64_MAX : n * 10 + d;
+	}
+	mail->has_size = true;
+	mail->size = n;
+	return 0;
+}
+
+static int
+param_body(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value != NULL && strcasecmp(value, "7BIT") == 0)
+		mail->body = SMTP_BODY_7BIT;
+	else if (value != NULL && strcasecmp(value, "8BITMIME") == 0)
+		mail->body = SMTP_BODY_8BITMIME;
+	else
+		return refuse(why, REPLY_SYNTAX, "BODY must be 7BIT or 8BITMIME", -EINVAL);
+	return 0;
+}
+
+/* The MAIL parameters of the extensions that EHLO announces. */
+struct mail_param {
+	const char     *keyword;
+	int	      (*apply)(const char *value, struct smtp_mail *mail, struct smtp_perror *why);
+};
+
+static const struct mail_param mail_params[] = {
+	{ "SIZE", param_size },		/* RFC 1870 */
+	{ "BODY", param_body },		/* RFC 6152 */
+};
+#define N_MAIL_PARAMS	(sizeof(mail_params) / sizeof(mail_params[0]))
+
+/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+static bool
+keyword_valid(const char *kw, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || !isalnum((unsigned char)kw[0]))
+		return false;
+	for (i = 1; i < len; i++)
+		if (!isalnum((unsigned char)kw[i]) && kw[i] != '-')
+			return false;
+	return true;
+}
+
+/* esmtp-value = 1*(%d33-60 / %d62-126) */
+static bool
+value_valid(const char *v, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 33 || (unsigned char)v[i] > 126 || v[i] == '=')
+			return false;
+	return true;
+}
+
+/*
+ * Walks "KEY[=VALUE] KEY[=VALUE] ..." and applies each known keyword
+ * (mail may be NULL with no table: every parameter is then unknown).
+ * Syntax is checked before meaning, so a malformed parameter is a 501 and
+ * only a well-formed but unknown one is a 555.
+ */
+static int
+parse_params(const char *p, const struct mail_param *table, size_t ntable,
+		struct smtp_mail *mail, struct smtp_perror *why)
+{
+	unsigned seen = 0;
+
+	for (;;) {
+		char key[SMTP_PARAM_KEY_MAX], value[ADDR_MAX];
+		const char *tok, *eq, *end;
+		size_t klen, vlen, i;
+
+		p = skip_blanks(p);
+		if (*p == '\0')
+			return 0;
+		tok = p;
+		while (*p != '\0' && !is_blank((unsigned char)*p))
+			p++;
+		end = p;
+		eq = memchr(tok, '=', (size_t)(end - tok));
+		klen = (size_t)((eq ? eq : end) - tok);
+		if (!keyword_valid(tok, klen) || klen >= sizeof(key))
+			return refuse(why, REPLY_SYNTAX, "malformed parameter", -EINVAL);
+		memcpy(key, tok, klen);
+		key[klen] = '\0';
+		if (eq != NULL) {
+			vlen = (size_t)(end - eq - 1);
+			if (!value_valid(eq + 1, vlen))
+				return refuse(why, REPLY_SYNTAX, "malformed parameter value", -EINVAL);
+			if (vlen >= sizeof(value))
+				return refuse(why, REPLY_SYNTAX, "parameter value too long", -EINVAL);
+			memcpy(value, eq + 1, vlen);
+			value[vlen] = '\0';
+		}
+		for (i = 0; i < ntable; i++)
+			if (strcasecmp(key, table[i].keyword) == 0)
+				break;
+		if (i == ntable)
+			return refuse(why, REPLY_BAD_PARAMETER, "parameter not recognized", -EINVAL);
+		if (seen & (1u << i))
+			return refuse(why, REPLY_SYNTAX, "duplicate parameter", -EINVAL);
+		seen |= 1u << i;
+		if (table[i].apply(eq ? value : NULL, mail, why) < 0)
+			return -EINVAL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* MAIL and RCPT                                                       */
+/* ------------------------------------------------------------------ */
+
+/* "FROM:" / "TO:" in any case, then optional blanks: returns the path or NULL. */
+static const char *
+after_keyword(const char *arg, const char *kw)
+{
+	size_t len = strlen(kw);
+
+	if (strncasecmp(arg, kw, len) != 0)
+		return NULL;
+	return skip_blanks(arg + len);
+}
+
+/* What follows a path must be the end or blanks before parameters. */
+static bool
+path_ends_cleanly(const char *rest)
+{
+	return *rest == '\0' || is_blank((unsigned char)*rest);
+}
+
+int
+smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why)
+{
+	const char *p, *rest = NULL;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if ((p = after_keyword(arg, "FROM:")) == NULL)
+		return refuse(why, REPLY_SYNTAX, "syntax: MAIL FROM:<address>", -EINVAL);
+	err = addr_parse_path(p, out->from, sizeof(out->from), &rest, ADDR_ALLOW_NULL);
+	if (err == 0 && !path_ends_cleanly(rest))
+		err = -EINVAL;
+	if (err == -EINVAL)
+		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
+	if (err < 0)
+		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
+	return parse_params(rest, mail_params, N_MAIL_PARAMS, out, why);
+}
+
+int
+smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
+{
+	const char *p, *rest = NULL;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if ((p = after_keyword(arg, "TO:")) == NULL)
+		return refuse(why, REPLY_SYNTAX, "syntax: RCPT TO:<address>", -EINVAL);
+	err = addr_parse_path(p, out->to, sizeof(out->to), &rest, ADDR_ALLOW_POSTMASTER);
+	if (err == 0 && !path_ends_cleanly(rest))
+		err = -EINVAL;
+	if (err < 0)
+		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
+	/* No RCPT parameter is announced (no DSN yet): each is unknown. */
+	return parse_params(rest, NULL, 0, NULL, why);
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;		/* RFC 3461: upper case only */
+}
+
+ssize_t
+smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen)
+{
+	size_t i = 0, o = 0;
+
+	while (i < inlen) {
+		unsigned char c = (unsigned char)in[i];
+		int hi, lo;
+
+		if (o + 1 >= outlen)
+			return -ENAMETOOLONG;
+		if (c == '+') {
+			if (inlen - i < 3 || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
+				return -EINVAL;
+			out[o++] = (char)(hi * 16 + lo);
+			i += 3;
+		} else if (c >= 33 && c <= 126 && c != '=') {
+			out[o++] = (char)c;
+			i++;
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (outlen == 0)
+		return -ENAMETOOLONG;
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA                                                                */
+/* ------------------------------------------------------------------ */
+
+void
+smtp_data_init(struct smtp_data *d)
+{
+	/* The CRLF of the DATA command itself is the first CRLF of <CRLF>.<CRLF>. */
+	d->state = SMTP_DATA_BOL;
+}
+
+/*
+ * Each state remembers the bytes held back ("." or ".\r" or "\r") until
+ * the next byte says what they were, so a chunk may end anywhere.  One
+ * input byte yields at most two output bytes, hence the 2-byte headroom.
+ */
+int
+smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, size_t *used,
+		char *out, size_t outcap, size_t *outlen)
+{
+	enum smtp_data_state st = d->state;
+	size_t i = 0, o = 0;
+	int rc = SMTP_DATA_MORE;
+
+	while (i < inlen && outcap - o >= 2) {
+		char c;
+
+		if (st == SMTP_DATA_TEXT) {
+			/* The common case: copy a run of ordinary bytes at once. */
+			size_t n = 0, max = inlen - i < outcap - o ? inlen - i : outcap - o;
+
+			while (n < max && in[i + n] != '\r' && in[i + n] != '\n')
+				n++;
+			if (n > 0) {
+				memcpy(out + o, in + i, n);
+				o += n;
+				i += n;
+				continue;
+			}
+		}
+		c = in[i++];
+		switch (st) {
+		case SMTP_DATA_BOL:
+			if (c == '.')
+				st = SMTP_DATA_DOT;
+			else if (c == '\r')
+				st = SMTP_DATA_CR;
+			else {
+				out[o++] = c;
+				st = SMTP_DATA_TEXT;
+			}
+			break;
+		case SMTP_DATA_DOT:
+			if (c == '\r')
+				st = SMTP_DATA_DOT_CR;
+			else if (c == '\n') {
+				/* "." ended by a bare LF: content, kept as is. */
+				out[o++] = '.';
+				out[o++] = '\n';
+				st = SMTP_DATA_TEXT;
+			} else {
+				out[o++] = c;		/* the stuffed '.' is dropped */
+				st = SMTP_DATA_TEXT;
+			}
+			break;
+		case SMTP_DATA_DOT_CR:
+			if (c == '\n') {
+				rc = SMTP_DATA_END;
+				st = SMTP_DATA_BOL;
+				goto done;
+			}
+			/* ".\r" + more: a stuffed line holding a bare CR. */
+			out[o++] = '\r';
+			if (c == '\r')
+				st = SMTP_DATA_CR;
+			else {
+				out[o++] = c;
+				st = SMTP_DATA_TEXT;
+			}
+			break;
+		case SMTP_DATA_TEXT:
+			if (c == '\r')
+				st = SMTP_DATA_CR;
+			else
+				out[o++] = c;		/* '\n': a bare LF, no line start */
+			break;
+		case SMTP_DATA_CR:
+			if (c == '\n') {
+				out[o++] = '\n';
+				st = SMTP_DATA_BOL;
+			} else if (c == '\r') {
+				out[o++] = '\r';	/* the previous CR was bare */
+			} else {
+				out[o++] = '\r';
+				out[o++] = c;
+				st = SMTP_DATA_TEXT;
+			}
+			break;
+		}
+	}
+done:
+	d->state = st;
+	*used = i;
+	*outlen = o;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Received: headers                                                   */
+/* ------------------------------------------------------------------ */
+
+static const char received_prefix[] = "received:";
+#define RECEIVED_LEN	(sizeof(received_prefix) - 1)
+
+void
+smtp_hdrscan_init(struct smtp_hdrscan *h)
+{
+	h->done = false;
+	h->bol = true;
+	h->match = 0;
+	h->received = 0;
+}
+
+void
+smtp_hdrscan_feed(struct smtp_hdrscan *h, const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && !h->done; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (h->bol) {
+			if (c == '\n') {
+				h->done = true;		/* the empty line ends the header */
+				return;
+			}
+			h->bol = false;
+			h->match = 0;
+		}
+		if (c == '\n') {
+			h->bol = true;
+			continue;
+		}
+		if (h->match >= RECEIVED_LEN)
+			continue;		/* decided for this line */
+		if (tolower(c) != received_prefix[h->match]) {
+			h->match = SIZE_MAX;
+			continue;
+		}
+		if (++h->match == RECEIVED_LEN) {
+			h->received++;
+			h->match = SIZE_MAX;
+		}
+	}
+}
