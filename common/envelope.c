@@ -90,7 +90,7 @@ append_rcpt(struct envelope *env, const char *addr, enum rcpt_state state, const
 	memset(r, 0, sizeof(*r));
 	if ((r->addr = strdup(addr)) == NULL)
 		return -ENOMEM;
-	if (reply != NULL && (r->reply = strdup(reply)) == NULL) {
+	if (reply != NULL && reply[0] != '\0' && (r->reply = strdup(reply)) == NULL) {
 		free(r->addr);
 		return -ENOMEM;
 	}
@@ -115,6 +115,8 @@ envelope_set_rcpt(struct envelope *env, size_t i, enum rcpt_state state, const c
 {
 	if (i >= env->nrcpt)
 		return -EINVAL;
+	if (reply != NULL && reply[0] == '\0')
+		reply = NULL;	/* an empty reply is no reply */
 	if (replace_string(&env->rcpt[i].reply, reply) < 0)
 		return -ENOMEM;
 	env->rcpt[i].state = state;
@@ -178,6 +180,7 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 {
 	char *buf = NULL;
 	size_t len = 0, i;
+	int has_reply;
 	FILE *fp;
 
 	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
@@ -198,8 +201,9 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 			free(buf);
 			return -EINVAL;
 		}
+		has_reply = r->reply != NULL && r->reply[0] != '\0';
 		fprintf(fp, "rcpt: %s <%s>%s%s\n", rcpt_state_name(r->state), r->addr,
-		    r->reply ? " " : "", r->reply ? r->reply : "");
+		    has_reply ? " " : "", has_reply ? r->reply : "");
 	}
 	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
 	if (env->last_host != NULL)

@@ -253,9 +253,14 @@ handle_field(struct outbox_headers *h, const char *name, size_t namelen, const c
 	if (is_rcpt >= 0)
 		r = parse_address_field(h, field, v, take_rcpt, why, whylen);
 	else if (strcasecmp(field, "Sender") == 0 || h->from == NULL) {
-		free(h->from);	/* Sender: names the sender even after From: */
+		char *before = h->from;	/* Sender: names the sender even after From: */
+
 		h->from = NULL;
 		r = parse_address_field(h, field, v, take_sender, why, whylen);
+		if (h->from == NULL)
+			h->from = before;	/* an empty Sender: names nobody */
+		else
+			free(before);
 	}
 	free(v);
 	if (r == 0 && is_rcpt == 2)
