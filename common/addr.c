@@ -150,12 +150,22 @@ skip_source_route(const char *s)
 	}
 }
 
+/* An 8-bit byte in the path (up to its closing '>', quotes skipped)? */
 static int
 has_8bit(const char *s)
 {
-	for (; *s && *s != '>'; s++)
+	int quoted = 0;
+
+	for (; *s; s++) {
 		if ((unsigned char)*s >= 0x80)
 			return 1;
+		if (quoted && *s == '\\' && s[1] != '\0')
+			s++;
+		else if (*s == '"')
+			quoted = !quoted;
+		else if (!quoted && *s == '>')
+			return 0;
+	}
 	return 0;
 }
 

@@ -361,6 +361,8 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 		r = parse_line(env, line, colon + 2, &seen);
 	}
 	free(copy);
+	if (r == -E2BIG)
+		r = -EBADMSG;	/* more recipients than any writer could have put there */
 	if (r == 0 && (seen != 7 || env->nrcpt == 0 || env->data_offset < 0))
 		r = -EBADMSG;
 	if (r < 0)

@@ -67,7 +67,7 @@ queue_scan(struct spool *spool, queue_scan_fn cb, void *arg)
 	struct envelope env;
 	struct dirent *de;
 	DIR *d;
-	int fd, r = 0, stop = 0;
+	int fd, r = 0, stop = 0, first = 0;
 
 	fd = openat(spool_dirfd(spool, SPOOL_DIR_QUEUE), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -84,19 +84,25 @@ queue_scan(struct spool *spool, queue_scan_fn cb, void *arg)
 			r = 0;
 			continue;	/* claimed meanwhile */
 		}
-		if (r == -EBADMSG) {
+		if (r == -EBADMSG || r == -ELOOP || r == -EINVAL) {
+			/* Not a record (corrupt, a symlink, a directory): one odd entry must not stop the queue. */
 			set_aside_corrupt(spool, de->d_name, r);
 			r = 0;
 			continue;
 		}
-		if (r < 0)
-			break;
+		if (r < 0) {
+			/* EMFILE, EIO...: may pass; try the other entries, report the error. */
+			if (first == 0)
+				first = r;
+			log_error("queue-scan", "id=%s error=\"%s\"", de->d_name, strerror(-r));
+			r = 0;
+			continue;
+		}
 		stop = cb(de->d_name, env.next_attempt, arg);
 		envelope_free(&env);
-		r = 0;
 	}
 	closedir(d);
-	return r;
+	return first;
 }
 
 static int finish_now(struct queue_claim *qc, enum queue_outcome outcome);

@@ -1,0 +1,552 @@
+/*
+ * NAME
+ *	test_cfg - unit tests of the configuration file
+ * SYNOPSIS
+ *	test_cfg
+ * DESCRIPTION
+ *	cfg_defaults() sets every documented default; a file that sets every
+ *	key is read back field by field; each kind of error (bad number, out
+ *	of range, unknown key, unknown section, bad bool, bad CIDR, bad
+ *	mailbox name, a syntax error, ...) fails and its message names
+ *	"file:line: [section] key"; relative paths are resolved against the
+ *	directory of the file; cfg_net_allows_relay() for IPv4, IPv6 and
+ *	IPv4-mapped IPv6 clients; cfg_split_hostport().  The files are written
+ *	into a temporary directory under /tmp.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+
+#define PATH_LEN	1024
+
+static char tmpbase[PATH_LEN];
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void
+base_setup(void)
+{
+	snprintf(tmpbase, sizeof(tmpbase), "/tmp/sg-cfg-XXXXXX");
+	if (mkdtemp(tmpbase) == NULL) {
+		perror("mkdtemp");
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void
+base_teardown(void)
+{
+	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes text to tmpbase/name; the full path into path. */
+static void
+write_conf(const char *name, const char *text, char *path)
+{
+	FILE *fp;
+	int n = snprintf(path, PATH_LEN, "%.900s/%.100s", tmpbase, name);
+
+	ck_assert(n > 0 && n < PATH_LEN);
+	ck_assert_ptr_nonnull(fp = fopen(path, "w"));
+	ck_assert_int_eq(fputs(text, fp) >= 0, 1);
+	ck_assert_int_eq(fclose(fp), 0);
+}
+
+START_TEST(test_defaults)
+{
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	ck_assert_str_eq(cfg.path, "(defaults)");
+	ck_assert_str_eq(cfg.spool_dir, "/var/spool/spoolgate");
+	ck_assert_uint_eq(cfg.n_local_domains, 1);
+	ck_assert_str_eq(cfg.local_domains[0], "localhost");
+	ck_assert(cfg.any_mailbox);
+	ck_assert_uint_eq(cfg.n_mailboxes, 0);
+	ck_assert_ptr_nonnull(cfg.hostname);
+	ck_assert(cfg.hostname[0] != '\0');
+	ck_assert_str_eq(cfg.listen, "127.0.0.1:2525");
+	ck_assert_str_eq(cfg.banner, "spoolgate ESMTP");
+	ck_assert_uint_eq(cfg.max_sessions, 100);
+	ck_assert_uint_eq(cfg.max_line, 2048);
+	ck_assert_uint_eq(cfg.max_recipients, 100);
+	ck_assert_uint_eq(cfg.max_message_size, 10485760);
+	ck_assert_uint_eq(cfg.idle_timeout, 300);
+	ck_assert_uint_eq(cfg.max_errors, 20);
+	ck_assert_uint_eq(cfg.max_hops, 50);
+	ck_assert_uint_eq(cfg.n_relay_networks, 2);
+	ck_assert_int_eq(cfg.relay_networks[0].family, AF_INET);
+	ck_assert_uint_eq(cfg.relay_networks[0].prefix, 8);
+	ck_assert_int_eq(cfg.relay_networks[0].addr[0], 127);
+	ck_assert_int_eq(cfg.relay_networks[1].family, AF_INET6);
+	ck_assert_uint_eq(cfg.relay_networks[1].prefix, 128);
+	ck_assert_str_eq(cfg.smarthost, "127.0.0.1:2525");
+	ck_assert_uint_eq(cfg.retry_min, 60);
+	ck_assert_uint_eq(cfg.retry_max, 3600);
+	ck_assert_uint_eq(cfg.max_queue_lifetime, 432000);
+	ck_assert_uint_eq(cfg.max_deliveries, 4);
+	ck_assert_uint_eq(cfg.scan_interval, 30);
+	ck_assert_uint_eq(cfg.connect_timeout, 30);
+	ck_assert_uint_eq(cfg.command_timeout, 300);
+	ck_assert(cfg.keep_sent);
+	ck_assert_str_eq(cfg.mountpoint, "/run/spoolgate/mnt");
+	ck_assert(!cfg.allow_other);
+	ck_assert_int_eq(cfg.log_level, LOG_LVL_INFO);
+	ck_assert(cfg_domain_is_local(&cfg, "LocalHost"));
+	ck_assert(!cfg_domain_is_local(&cfg, "example.org"));
+	ck_assert(cfg_mailbox_is_known(&cfg, "anyone"));
+	cfg_free(&cfg);
+	ck_assert_ptr_null(cfg.spool_dir);
+}
+END_TEST
+
+static const char full_conf[] =
+	"# every key, none at its default\n"
+	"[spool]\n"
+	"dir = /srv/spool\n"
+	"local_domains = example.org, Example.NET localhost\n"
+	"mailboxes = alice bob.smith carol+x\n"
+	"user = mailer\n"
+	"hostname = mx1.example.org\n"
+	"\n"
+	"[smtpd]\n"
+	"listen = [::1]:2526\n"
+	"banner = test banner here\n"
+	"max_sessions = 7\n"
+	"max_line = 1000\n"
+	"max_recipients = 3\n"
+	"max_message_size = 2048\n"
+	"idle_timeout = 5\n"
+	"max_errors = 4\n"
+	"max_hops = 9\n"
+	"relay_networks = 10.0.0.0/8, 2001:db8::/32 192.0.2.7\n"
+	"\n"
+	"[relay]\n"
+	"smarthost = mail.example.net:587\n"
+	"retry_min = 2\n"
+	"retry_max = 20\n"
+	"max_queue_lifetime = 600\n"
+	"max_deliveries = 2\n"
+	"scan_interval = 1\n"
+	"connect_timeout = 3\n"
+	"command_timeout = 6\n"
+	"keep_sent = no\n"
+	"\n"
+	"[fs]\n"
+	"mountpoint = /mnt/sg\n"
+	"allow_other = yes\n"
+	"\n"
+	"[log]\n"
+	"level = debug\n";
+
+START_TEST(test_full_file)
+{
+	char path[PATH_LEN], err[512] = "";
+	struct cfg cfg;
+	int r;
+
+	write_conf("full.conf", full_conf, path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "cfg_load = %d: %s", r, err);
+	ck_assert_str_eq(cfg.path, path);
+	ck_assert_str_eq(cfg.spool_dir, "/srv/spool");
+	ck_assert_uint_eq(cfg.n_local_domains, 3);
+	ck_assert_str_eq(cfg.local_domains[0], "example.org");
+	ck_assert_str_eq(cfg.local_domains[1], "Example.NET");
+	ck_assert_str_eq(cfg.local_domains[2], "localhost");
+	ck_assert(cfg_domain_is_local(&cfg, "example.net"));
+	ck_assert(cfg_domain_is_local(&cfg, "EXAMPLE.ORG"));
+	ck_assert(!cfg_domain_is_local(&cfg, "example.com"));
+	ck_assert(!cfg.any_mailbox);
+	ck_assert_uint_eq(cfg.n_mailboxes, 3);
+	ck_assert(cfg_mailbox_is_known(&cfg, "alice"));
+	ck_assert(cfg_mailbox_is_known(&cfg, "bob.smith"));
+	ck_assert(cfg_mailbox_is_known(&cfg, "carol+x"));
+	ck_assert(cfg_mailbox_is_known(&cfg, "postmaster"));
+	ck_assert(!cfg_mailbox_is_known(&cfg, "dave"));
+	ck_assert_str_eq(cfg.user, "mailer");
+	ck_assert_str_eq(cfg.hostname, "mx1.example.org");
+	ck_assert_str_eq(cfg.listen, "[::1]:2526");
+	ck_assert_str_eq(cfg.banner, "test banner here");
+	ck_assert_uint_eq(cfg.max_sessions, 7);
+	ck_assert_uint_eq(cfg.max_line, 1000);
+	ck_assert_uint_eq(cfg.max_recipients, 3);
+	ck_assert_uint_eq(cfg.max_message_size, 2048);
+	ck_assert_uint_eq(cfg.idle_timeout, 5);
+	ck_assert_uint_eq(cfg.max_errors, 4);
+	ck_assert_uint_eq(cfg.max_hops, 9);
+	ck_assert_uint_eq(cfg.n_relay_networks, 3);
+	ck_assert_int_eq(cfg.relay_networks[1].family, AF_INET6);
+	ck_assert_uint_eq(cfg.relay_networks[1].prefix, 32);
+	ck_assert_uint_eq(cfg.relay_networks[2].prefix, 32);
+	ck_assert_str_eq(cfg.smarthost, "mail.example.net:587");
+	ck_assert_uint_eq(cfg.retry_min, 2);
+	ck_assert_uint_eq(cfg.retry_max, 20);
+	ck_assert_uint_eq(cfg.max_queue_lifetime, 600);
+	ck_assert_uint_eq(cfg.max_deliveries, 2);
+	ck_assert_uint_eq(cfg.scan_interval, 1);
+	ck_assert_uint_eq(cfg.connect_timeout, 3);
+	ck_assert_uint_eq(cfg.command_timeout, 6);
+	ck_assert(!cfg.keep_sent);
+	ck_assert_str_eq(cfg.mountpoint, "/mnt/sg");
+	ck_assert(cfg.allow_other);
+	ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
+	cfg_free(&cfg);
+}
+END_TEST
+
+/* The shipped configuration must load. */
+START_TEST(test_shipped_file)
+{
+	static const char *const cands[] = { "../etc/spoolgate.conf", "etc/spoolgate.conf",
+		"/work/main/etc/spoolgate.conf" };
+	char err[512] = "", path[PATH_LEN];
+	const char *src = getenv("SPOOLGATE_SRC");
+	struct cfg cfg;
+	size_t i;
+	int r;
+
+	path[0] = '\0';
+	if (src != NULL)
+		snprintf(path, sizeof(path), "%.900s/etc/spoolgate.conf", src);
+	for (i = 0; (path[0] == '\0' || access(path, R_OK) != 0) && i < sizeof(cands) / sizeof(cands[0]); i++)
+		snprintf(path, sizeof(path), "%s", cands[i]);
+	if (access(path, R_OK) != 0) {
+		fprintf(stderr, "test_cfg: etc/spoolgate.conf not found, skipped\n");
+		return;
+	}
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s: %s", path, err);
+	cfg_free(&cfg);
+}
+END_TEST
+
+static const struct err_case {
+	const char     *what;
+	const char     *text;
+	int		line;		/* 0: no line in the message */
+	const char     *where;		/* "[section] key", or NULL */
+	const char     *detail;	/* a part of the message */
+} err_cases[] = {
+	{ "bad number", "[smtpd]\nmax_sessions = many\n", 2, "[smtpd] max_sessions", "'many' is not a number" },
+	{ "number with junk", "[smtpd]\nmax_line = 1000x\n", 2, "[smtpd] max_line", "not a number" },
+	{ "negative number", "[smtpd]\nmax_errors = -1\n", 2, "[smtpd] max_errors", "not a number" },
+	{ "number too big for unsigned long", "[smtpd]\nmax_message_size = 99999999999999999999999\n", 2,
+	    "[smtpd] max_message_size", "not a number" },
+	{ "out of range low", "[smtpd]\nmax_sessions = 0\n", 2, "[smtpd] max_sessions", "out of range" },
+	{ "out of range high", "# c\n; c\n[relay]\nretry_min = 86401\n", 4, "[relay] retry_min", "out of range" },
+	{ "max_line below 512", "[smtpd]\nmax_line = 100\n", 2, "[smtpd] max_line", "out of range" },
+	{ "unknown key", "[smtpd]\nmax_session = 5\n", 2, "[smtpd] max_session", "unknown key" },
+	{ "unknown key after good ones", "[smtpd]\nmax_sessions = 5\nmax_errors = 3\n\ncolour = blue\n", 5,
+	    "[smtpd] colour", "unknown" },
+	{ "key of another section", "[relay]\nmax_sessions = 5\n", 2, "[relay] max_sessions", "unknown" },
+	{ "unknown section", "[smtpd]\nmax_sessions = 5\n[smptd]\nmax_errors = 3\n", 4, "[smptd] max_errors", "unknown" },
+	{ "key before any section", "dir = /x\n", 1, "[] dir", "unknown" },
+	{ "bad bool", "[relay]\nkeep_sent = maybe\n", 2, "[relay] keep_sent", "'maybe' is not yes or no" },
+	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
+	{ "bad CIDR prefix", "[smtpd]\nrelay_networks = 10.0.0.0/33\n", 2, "[smtpd] relay_networks", "10.0.0.0/33" },
+	{ "bad CIDR v6 prefix", "[smtpd]\nrelay_networks = ::1/129\n", 2, "[smtpd] relay_networks", "::1/129" },
+	{ "CIDR without prefix", "[smtpd]\nrelay_networks = 10.0.0.0/\n", 2, "[smtpd] relay_networks", "10.0.0.0/" },
+	{ "CIDR not an address", "[smtpd]\nrelay_networks = 127.0.0.1 localnet\n", 2, "[smtpd] relay_networks", "localnet" },
+	{ "CIDR junk prefix", "[smtpd]\nrelay_networks = 10.0.0.0/8x\n", 2, "[smtpd] relay_networks", "10.0.0.0/8x" },
+	{ "bad mailbox name upper", "[spool]\nmailboxes = alice Bob\n", 2, "[spool] mailboxes", "'Bob'" },
+	{ "bad mailbox name dot", "[spool]\nmailboxes = .hidden\n", 2, "[spool] mailboxes", "'.hidden'" },
+	{ "bad mailbox name slash", "[spool]\nmailboxes = a/b\n", 2, "[spool] mailboxes", "'a/b'" },
+	{ "bad domain", "[spool]\nlocal_domains = exa_mple.org\n", 2, "[spool] local_domains", "exa_mple.org" },
+	{ "bad log level", "[log]\nlevel = loud\n", 2, "[log] level", "'loud'" },
+	{ "bad listen", "[smtpd]\nlisten = 127.0.0.1\n", 2, "[smtpd] listen", "host:port" },
+	{ "bad smarthost port", "[relay]\nsmarthost = host:70000\n", 2, "[relay] smarthost", "host:port" },
+	{ "empty path", "[spool]\ndir =\n", 2, "[spool] dir", "empty" },
+	{ "syntax error", "[smtpd]\nmax_sessions = 5\nthis line is not ini\n", 3, NULL, "syntax error" },
+	{ "unclosed section", "[smtpd\nmax_sessions = 5\n", 1, NULL, "syntax error" },
+	{ "retry_max below retry_min", "[relay]\nretry_min = 100\nretry_max = 50\n", 0, "[relay] retry_max", "retry_min" },
+};
+#define N_ERR_CASES	(sizeof(err_cases) / sizeof(err_cases[0]))
+
+START_TEST(test_error_names_file_line_key)
+{
+	const struct err_case *c = &err_cases[_i];
+	char path[PATH_LEN], name[32], err[1024] = "", prefix[PATH_LEN + 32];
+	struct cfg cfg;
+	int r;
+
+	snprintf(name, sizeof(name), "err%d.conf", _i);
+	write_conf(name, c->text, path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r < 0, "%s: cfg_load accepted:\n%s", c->what, c->text);
+	if (c->line > 0)
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", path, c->line);
+	else
+		snprintf(prefix, sizeof(prefix), "%s: ", path);
+	ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "%s: message '%s' does not start with '%s'",
+	    c->what, err, prefix);
+	if (c->where != NULL)
+		ck_assert_msg(strstr(err, c->where) != NULL, "%s: message '%s' does not name '%s'",
+		    c->what, err, c->where);
+	ck_assert_msg(strstr(err, c->detail) != NULL, "%s: message '%s' does not say '%s'",
+	    c->what, err, c->detail);
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+	char err[512] = "";
+	struct cfg cfg;
+
+	ck_assert_int_eq(cfg_load("/nonexistent/spoolgate.conf", &cfg, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "/nonexistent/spoolgate.conf") != NULL, "message '%s'", err);
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_relative_paths)
+{
+	char sub[PATH_LEN], path[PATH_LEN], want[PATH_LEN], err[512] = "";
+	struct cfg cfg;
+	int r;
+
+	snprintf(sub, sizeof(sub), "%.900s/etc", tmpbase);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	write_conf("etc/rel.conf", "[spool]\ndir = ../var/spool\n[fs]\nmountpoint = mnt\n", path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	snprintf(want, sizeof(want), "%.900s/etc/../var/spool", tmpbase);
+	ck_assert_str_eq(cfg.spool_dir, want);
+	snprintf(want, sizeof(want), "%.900s/etc/mnt", tmpbase);
+	ck_assert_str_eq(cfg.mountpoint, want);
+	cfg_free(&cfg);
+
+	/* absolute paths stay as they are */
+	write_conf("etc/abs.conf", "[spool]\ndir = /srv/x\n", path);
+	ck_assert_int_eq(cfg_load(path, &cfg, err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg.spool_dir, "/srv/x");
+	cfg_free(&cfg);
+
+	/* a file named relative to the working directory */
+	ck_assert_int_eq(chdir(sub), 0);
+	ck_assert_int_eq(cfg_load("rel.conf", &cfg, err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg.spool_dir, "./../var/spool");
+	cfg_free(&cfg);
+}
+END_TEST
+
+/* ---- relay networks ---- */
+
+static int
+allows(const struct cfg *cfg, const char *addr)
+{
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+
+	memset(&sin, 0, sizeof(sin));
+	memset(&sin6, 0, sizeof(sin6));
+	if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
+		sin.sin_family = AF_INET;
+		return cfg_net_allows_relay(cfg, (struct sockaddr *)&sin);
+	}
+	ck_assert_msg(inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1, "test table: bad address %s", addr);
+	sin6.sin6_family = AF_INET6;
+	return cfg_net_allows_relay(cfg, (struct sockaddr *)&sin6);
+}
+
+static const struct net_case {
+	const char     *addr;
+	int		want;
+} net_cases[] = {
+	/* relay_networks = 10.0.0.0/8 192.168.1.0/24 172.16.0.0/12 198.51.100.7 2001:db8::/32 ::1 fe80::/10 */
+	{ "10.0.0.0", 1 }, { "10.1.2.3", 1 }, { "10.255.255.255", 1 }, { "11.0.0.1", 0 }, { "9.255.255.255", 0 },
+	{ "192.168.1.0", 1 }, { "192.168.1.255", 1 }, { "192.168.2.1", 0 }, { "192.168.0.255", 0 },
+	{ "172.16.0.1", 1 }, { "172.31.255.255", 1 }, { "172.32.0.0", 0 }, { "172.15.255.255", 0 },
+	{ "198.51.100.7", 1 }, { "198.51.100.8", 0 }, { "198.51.100.6", 0 },
+	{ "127.0.0.1", 0 }, { "0.0.0.0", 0 }, { "255.255.255.255", 0 },
+	{ "2001:db8::1", 1 }, { "2001:db8:ffff:ffff::1", 1 }, { "2001:db9::1", 0 }, { "2001:db7::1", 0 },
+	{ "::1", 1 }, { "::2", 0 }, { "::", 0 },
+	{ "fe80::1", 1 }, { "febf:ffff::1", 1 }, { "fec0::1", 0 },
+	/* IPv4-mapped IPv6: the IPv4 rules apply */
+	{ "::ffff:10.1.2.3", 1 }, { "::ffff:192.168.1.9", 1 }, { "::ffff:11.0.0.1", 0 },
+	{ "::ffff:127.0.0.1", 0 }, { "::ffff:198.51.100.7", 1 },
+	/* IPv4-compatible (deprecated) is no mapped address */
+	{ "::10.1.2.3", 0 },
+};
+#define N_NET_CASES	(sizeof(net_cases) / sizeof(net_cases[0]))
+
+static void
+load_nets(struct cfg *cfg, const char *nets, const char *name)
+{
+	char path[PATH_LEN], text[512], err[512] = "";
+	int r;
+
+	snprintf(text, sizeof(text), "[smtpd]\nrelay_networks = %s\n", nets);
+	write_conf(name, text, path);
+	r = cfg_load(path, cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+}
+
+START_TEST(test_net_allows_relay)
+{
+	const struct net_case *c = &net_cases[_i];
+	struct cfg cfg;
+	char name[32];
+
+	snprintf(name, sizeof(name), "net%d.conf", _i);
+	load_nets(&cfg, "10.0.0.0/8 192.168.1.0/24 172.16.0.0/12 198.51.100.7 2001:db8::/32 ::1 fe80::/10", name);
+	ck_assert_uint_eq(cfg.n_relay_networks, 7);
+	ck_assert_msg(allows(&cfg, c->addr) == c->want, "%s: relay %s, want %s", c->addr,
+	    c->want ? "refused" : "allowed", c->want ? "allowed" : "refused");
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_net_defaults_and_edges)
+{
+	struct sockaddr_un sun;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	ck_assert(allows(&cfg, "127.0.0.1"));
+	ck_assert(allows(&cfg, "127.255.0.9"));
+	ck_assert(allows(&cfg, "::1"));
+	ck_assert(allows(&cfg, "::ffff:127.0.0.1"));
+	ck_assert(!allows(&cfg, "128.0.0.1"));
+	ck_assert(!allows(&cfg, "10.0.0.1"));
+	ck_assert(!allows(&cfg, "::2"));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert(!cfg_net_allows_relay(&cfg, (struct sockaddr *)&sun));
+	cfg_free(&cfg);
+
+	load_nets(&cfg, "0.0.0.0/0", "all4.conf");
+	ck_assert(allows(&cfg, "1.2.3.4"));
+	ck_assert(allows(&cfg, "::ffff:1.2.3.4"));
+	ck_assert(!allows(&cfg, "2001:db8::1"));
+	cfg_free(&cfg);
+
+	load_nets(&cfg, "::/0", "all6.conf");
+	ck_assert(allows(&cfg, "2001:db8::1"));
+	ck_assert(!allows(&cfg, "1.2.3.4"));
+	cfg_free(&cfg);
+
+	/* an empty list relays for nobody */
+	load_nets(&cfg, "", "none.conf");
+	ck_assert_uint_eq(cfg.n_relay_networks, 0);
+	ck_assert(!allows(&cfg, "127.0.0.1"));
+	cfg_free(&cfg);
+}
+END_TEST
+
+/* ---- host:port ---- */
+
+static const struct hp_case {
+	const char     *spec;
+	int		want;
+	const char     *host;
+	unsigned	port;
+} hp_cases[] = {
+	{ "127.0.0.1:2525", 0, "127.0.0.1", 2525 },
+	{ "localhost:25", 0, "localhost", 25 },
+	{ "mail.example.org:65535", 0, "mail.example.org", 65535 },
+	{ "[::1]:25", 0, "::1", 25 },
+	{ "[2001:db8::1]:587", 0, "2001:db8::1", 587 },
+	{ "h:1", 0, "h", 1 },
+	{ "host", -EINVAL, NULL, 0 },
+	{ "host:", -EINVAL, NULL, 0 },
+	{ ":25", -EINVAL, NULL, 0 },
+	{ "host:0", -EINVAL, NULL, 0 },
+	{ "host:65536", -EINVAL, NULL, 0 },
+	{ "host:99999999999999999999", -EINVAL, NULL, 0 },
+	{ "host:-1", -EINVAL, NULL, 0 },
+	{ "host:+25", -EINVAL, NULL, 0 },
+	{ "host: 25", -EINVAL, NULL, 0 },
+	{ "host:25x", -EINVAL, NULL, 0 },
+	{ "::1:25", -EINVAL, NULL, 0 },
+	{ "[::1]", -EINVAL, NULL, 0 },
+	{ "[::1]25", -EINVAL, NULL, 0 },
+	{ "[::1:25", -EINVAL, NULL, 0 },
+	{ "[]:25", -EINVAL, NULL, 0 },
+	{ "", -EINVAL, NULL, 0 },
+};
+#define N_HP_CASES	(sizeof(hp_cases) / sizeof(hp_cases[0]))
+
+START_TEST(test_split_hostport)
+{
+	const struct hp_case *c = &hp_cases[_i];
+	char host[256] = "";
+	unsigned port = 0;
+	int r = cfg_split_hostport(c->spec, host, sizeof(host), &port);
+
+	ck_assert_msg(r == c->want, "cfg_split_hostport(\"%s\") = %d, want %d", c->spec, r, c->want);
+	if (r == 0) {
+		ck_assert_str_eq(host, c->host);
+		ck_assert_uint_eq(port, c->port);
+	}
+}
+END_TEST
+
+START_TEST(test_split_hostport_hostlen)
+{
+	char host[10];
+	unsigned port;
+
+	ck_assert_int_eq(cfg_split_hostport("123456789:25", host, sizeof(host), &port), 0);
+	ck_assert_str_eq(host, "123456789");
+	ck_assert_int_eq(cfg_split_hostport("1234567890:25", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(cfg_split_hostport("[123456789a]:25", host, sizeof(host), &port), -EINVAL);
+}
+END_TEST
+
+static Suite *
+cfg_suite(void)
+{
+	Suite *s = suite_create("cfg");
+	TCase *tc;
+
+	tc = tcase_create("load");
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_full_file);
+	tcase_add_test(tc, test_shipped_file);
+	tcase_add_loop_test(tc, test_error_names_file_line_key, 0, N_ERR_CASES);
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_relative_paths);
+	tcase_add_loop_test(tc, test_net_allows_relay, 0, N_NET_CASES);
+	tcase_add_test(tc, test_net_defaults_and_edges);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostport");
+	tcase_add_loop_test(tc, test_split_hostport, 0, N_HP_CASES);
+	tcase_add_test(tc, test_split_hostport_hostlen);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(cfg_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

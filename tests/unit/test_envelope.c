@@ -1,0 +1,586 @@
+/*
+ * NAME
+ *	test_envelope - unit tests of the envelope record format
+ * SYNOPSIS
+ *	test_envelope
+ * DESCRIPTION
+ *	envelope_format() followed by envelope_parse() gives back every field
+ *	(recipient states and replies included), for full records, minimal
+ *	ones and addresses RFC 5321 allows (quoted local parts).  The strict
+ *	parser rejects a table of damaged records (unknown key, missing
+ *	id/from/rcpt, bad numbers, control characters, a record cut in the
+ *	middle of a line, NUL bytes, more recipients than the bound); each
+ *	damaged record is made from a good
+ *	one that is checked to parse first, so a rejection means the damage
+ *	was seen.  envelope_add_rcpt() deduplicates; envelope_read_at() reads
+ *	a real file in a temporary directory.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "envelope.h"
+
+static char tmpbase[] = "/tmp/sg-envelope-XXXXXX";
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void
+base_setup(void)
+{
+	if (mkdtemp(tmpbase) == NULL) {
+		perror("mkdtemp");
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void
+base_teardown(void)
+{
+	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int
+streq_null(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static void
+assert_env_equal(const struct envelope *a, const struct envelope *b)
+{
+	size_t i;
+
+	ck_assert_str_eq(a->id, b->id);
+	ck_assert_int_eq(a->created, b->created);
+	ck_assert_msg(streq_null(a->origin, b->origin), "origin '%s' != '%s'", a->origin, b->origin);
+	ck_assert_msg(streq_null(a->from, b->from), "from '%s' != '%s'", a->from, b->from);
+	ck_assert_int_eq(a->data_offset, b->data_offset);
+	ck_assert_uint_eq(a->nrcpt, b->nrcpt);
+	for (i = 0; i < a->nrcpt; i++) {
+		ck_assert_msg(strcmp(a->rcpt[i].addr, b->rcpt[i].addr) == 0, "rcpt %zu '%s' != '%s'",
+		    i, a->rcpt[i].addr, b->rcpt[i].addr);
+		ck_assert_int_eq(a->rcpt[i].state, b->rcpt[i].state);
+		ck_assert_msg(streq_null(a->rcpt[i].reply, b->rcpt[i].reply), "rcpt %zu reply '%s' != '%s'",
+		    i, a->rcpt[i].reply, b->rcpt[i].reply);
+	}
+	ck_assert_uint_eq(a->attempts, b->attempts);
+	ck_assert_int_eq(a->next_attempt, b->next_attempt);
+	ck_assert_msg(streq_null(a->last_host, b->last_host), "last_host '%s' != '%s'", a->last_host, b->last_host);
+	ck_assert_msg(streq_null(a->last_reply, b->last_reply), "last_reply '%s' != '%s'",
+	    a->last_reply, b->last_reply);
+}
+
+/* Format, parse, compare; and the second format is byte-identical. */
+static void
+assert_round_trip(const struct envelope *env)
+{
+	struct envelope back;
+	char *text, *again;
+	size_t len, len2;
+	int r;
+
+	ck_assert_int_eq(envelope_format(env, &text, &len), 0);
+	ck_assert_uint_eq(len, strlen(text));
+	r = envelope_parse(text, len, &back);
+	ck_assert_msg(r == 0, "record does not parse back (%s):\n%s", strerror(-r), text);
+	assert_env_equal(env, &back);
+	ck_assert_int_eq(envelope_format(&back, &again, &len2), 0);
+	ck_assert_uint_eq(len, len2);
+	ck_assert_mem_eq(text, again, len);
+	free(text);
+	free(again);
+	envelope_free(&back);
+}
+
+static void
+make_full(struct envelope *env)
+{
+	ck_assert_int_eq(envelope_init(env, "1764442059.M123456P4242Q7", "alice@example.org",
+	    "smtp 127.0.0.1"), 0);
+	env->created = 1764442059;
+	env->data_offset = 31;
+	ck_assert_int_eq(envelope_add_rcpt(env, "bob@example.net"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(env, "carol@example.net"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(env, "dave@example.net"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(env, "erin@example.net"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok: queued as 4F2"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 2, RCPT_FAILED,
+	    "550 5.1.1 <dave@example.net>: no such user"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 3, RCPT_PENDING, "451 4.3.0 try again: later"), 0);
+	env->attempts = 2;
+	env->next_attempt = 1764442159;
+	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "451 4.3.0 Local error in processing"), 0);
+}
+
+START_TEST(test_round_trip_full)
+{
+	struct envelope env;
+
+	make_full(&env);
+	ck_assert_uint_eq(envelope_count(&env, RCPT_PENDING), 2);
+	ck_assert_uint_eq(envelope_count(&env, RCPT_SENT), 1);
+	ck_assert_uint_eq(envelope_count(&env, RCPT_FAILED), 1);
+	assert_round_trip(&env);
+	envelope_free(&env);
+	ck_assert_uint_eq(env.nrcpt, 0);
+	ck_assert_ptr_null(env.from);
+}
+END_TEST
+
+START_TEST(test_round_trip_minimal)
+{
+	struct envelope env;
+
+	/* null reverse-path, no origin, no last host/reply, zeros */
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q0", "", NULL), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@localhost"), 0);
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_round_trip_large_numbers)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "9223372036.M999999P4194304Q4294967295", "a@b", "fs outbox/x y.eml"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	env.created = 9223372036854775807LL;
+	env.next_attempt = 4102444800LL;
+	env.data_offset = 1LL << 40;
+	env.attempts = 4294967295u;
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+/* addr_parse_path() accepts these; the record must carry them. */
+static const char *const odd_addrs[] = {
+	"\"john doe\"@example.org",
+	"\"a\\\"b\"@example.org",
+	"a@[127.0.0.1]",
+	"a@[IPv6:::1]",
+	"x!#$%&'*+-/=?^_`{|}~@example.org",
+	"\"a>b\"@example.org",
+	"\"a<b\"@example.org",
+	"\"a> b\"@example.org",
+};
+#define N_ODD_ADDRS	(sizeof(odd_addrs) / sizeof(odd_addrs[0]))
+
+/* As the recipient (with a reply after it, as in a finished record). */
+START_TEST(test_round_trip_odd_rcpt)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "plain@example.org", "smtp ::1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, odd_addrs[_i]), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "plain@example.org"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 0, RCPT_FAILED, "550 5.1.1 <x>: no"), 0);
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+/* As the sender. */
+START_TEST(test_round_trip_odd_from)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", odd_addrs[_i], "smtp ::1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "plain@example.org"), 0);
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+/* Replies as the relay may record them: empty (stored as no reply), spaces, brackets, colons. */
+static const char *const odd_replies[] = {
+	"",
+	" ",
+	"550",
+	"  550 leading spaces",
+	"550 trailing space ",
+	"550 5.1.1 <a@b> <c@d> >> <<",
+	"451 4.4.1 \"quoted\" text: with: colons",
+};
+#define N_ODD_REPLIES	(sizeof(odd_replies) / sizeof(odd_replies[0]))
+
+START_TEST(test_round_trip_odd_replies)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b", "smtp 127.0.0.1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "e@f"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 0, RCPT_FAILED, odd_replies[_i]), 0);
+	ck_assert_int_eq(envelope_set_last(&env, odd_replies[_i], odd_replies[_i]), 0);
+	if (odd_replies[_i][0] == '\0')	/* an empty reply is no reply */
+		ck_assert_ptr_null(env.rcpt[0].reply);
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_format_rejects_line_breaks)
+{
+	struct envelope env;
+	char *text = NULL;
+	size_t len;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b", "smtp\n127.0.0.1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	ck_assert_int_eq(envelope_format(&env, &text, &len), -EINVAL);
+	envelope_free(&env);
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b", "smtp"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 0, RCPT_FAILED, "550 no\r\nrcpt: pending <evil@x>"), 0);
+	ck_assert_int_eq(envelope_format(&env, &text, &len), -EINVAL);
+	envelope_free(&env);
+}
+END_TEST
+
+/* A good record; each bad case below edits one thing in it. */
+static const char good_record[] =
+	"spoolgate-envelope: 1\n"
+	"id: 1764442059.M123456P4242Q7\n"
+	"created: 1764442059\n"
+	"origin: smtp 127.0.0.1\n"
+	"from: <alice@example.org>\n"
+	"data-offset: 31\n"
+	"rcpt: pending <bob@example.net>\n"
+	"rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n"
+	"attempts: 2\n"
+	"next-attempt: 1764442159\n"
+	"last-host: 127.0.0.1:2525\n"
+	"last-reply: 451 4.3.0 Local error in processing\n";
+
+static const struct bad_case {
+	const char     *what;
+	const char     *find;		/* replaced in good_record; NULL: append */
+	const char     *with;
+} bad_cases[] = {
+	{ "unknown key", NULL, "colour: blue\n" },
+	{ "unknown key with number", NULL, "priority: 1\n" },
+	{ "missing magic", "spoolgate-envelope: 1\n", "" },
+	{ "wrong version", "spoolgate-envelope: 1\n", "spoolgate-envelope: 2\n" },
+	{ "missing id", "id: 1764442059.M123456P4242Q7\n", "" },
+	{ "empty id", "id: 1764442059.M123456P4242Q7\n", "id: \n" },
+	{ "id with slash", "id: 1764442059.M123456P4242Q7\n", "id: ../../etc/passwd\n" },
+	{ "id too long", "id: 1764442059.M123456P4242Q7\n",
+	    "id: 0123456789012345678901234567890123456789012345678901234567890123456789\n" },
+	{ "missing from", "from: <alice@example.org>\n", "" },
+	{ "from without brackets", "from: <alice@example.org>\n", "from: alice@example.org\n" },
+	{ "from with trailing text", "from: <alice@example.org>\n", "from: <alice@example.org> x\n" },
+	{ "missing rcpt", "rcpt: pending <bob@example.net>\nrcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n", "" },
+	{ "rcpt without brackets", "rcpt: pending <bob@example.net>\n", "rcpt: pending bob@example.net\n" },
+	{ "rcpt unknown state", "rcpt: pending <bob@example.net>\n", "rcpt: maybe <bob@example.net>\n" },
+	{ "rcpt empty address", "rcpt: pending <bob@example.net>\n", "rcpt: pending <>\n" },
+	{ "rcpt without state", "rcpt: pending <bob@example.net>\n", "rcpt: <bob@example.net>\n" },
+	{ "rcpt reply glued", "rcpt: pending <bob@example.net>\n", "rcpt: pending <bob@example.net>250 ok\n" },
+	{ "bad number", "created: 1764442059\n", "created: 1764442059x\n" },
+	{ "empty number", "created: 1764442059\n", "created: \n" },
+	{ "negative number", "data-offset: 31\n", "data-offset: -31\n" },
+	{ "number with space", "attempts: 2\n", "attempts:  2\n" },
+	{ "number overflow", "created: 1764442059\n", "created: 99999999999999999999999\n" },
+	{ "attempts over unsigned", "attempts: 2\n", "attempts: 4294967296\n" },
+	{ "hex number", "next-attempt: 1764442159\n", "next-attempt: 0x10\n" },
+	{ "line without colon", "attempts: 2\n", "attempts 2\n" },
+	{ "line without space after colon", "attempts: 2\n", "attempts:2\n" },
+	{ "blank line", "attempts: 2\n", "attempts: 2\n\n" },
+	{ "control char in origin", "origin: smtp 127.0.0.1\n", "origin: smtp\x01 127.0.0.1\n" },
+	{ "tab in reply", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451\t4.3.0\n" },
+	{ "CR before LF", "last-host: 127.0.0.1:2525\n", "last-host: 127.0.0.1:2525\r\n" },
+	{ "DEL in from", "from: <alice@example.org>\n", "from: <ali\x7f" "ce@example.org>\n" },
+	{ "ESC in key", "attempts: 2\n", "att\x1b" "empts: 2\n" },
+	{ "cut in the middle of a line", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451 4.3" },
+	{ "no final LF", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451 4.3.0 Local error in processing" },
+};
+#define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
+
+static char *
+edit_record(const struct bad_case *c)
+{
+	const char *at;
+	char *out;
+	size_t pre;
+
+	if (c->find == NULL) {
+		ck_assert_int_ge(asprintf(&out, "%s%s", good_record, c->with), 0);
+		return out;
+	}
+	at = strstr(good_record, c->find);
+	ck_assert_msg(at != NULL, "test table: '%s' not in the good record", c->find);
+	pre = (size_t)(at - good_record);
+	ck_assert_int_ge(asprintf(&out, "%.*s%s%s", (int)pre, good_record, c->with, at + strlen(c->find)), 0);
+	return out;
+}
+
+START_TEST(test_good_record_parses)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_parse(good_record, strlen(good_record), &env), 0);
+	ck_assert_str_eq(env.id, "1764442059.M123456P4242Q7");
+	ck_assert_int_eq(env.created, 1764442059);
+	ck_assert_str_eq(env.origin, "smtp 127.0.0.1");
+	ck_assert_str_eq(env.from, "alice@example.org");
+	ck_assert_int_eq(env.data_offset, 31);
+	ck_assert_uint_eq(env.nrcpt, 2);
+	ck_assert_str_eq(env.rcpt[0].addr, "bob@example.net");
+	ck_assert_int_eq(env.rcpt[0].state, RCPT_PENDING);
+	ck_assert_ptr_null(env.rcpt[0].reply);
+	ck_assert_str_eq(env.rcpt[1].addr, "carol@example.net");
+	ck_assert_int_eq(env.rcpt[1].state, RCPT_SENT);
+	ck_assert_str_eq(env.rcpt[1].reply, "250 2.0.0 Ok: queued as 4F2");
+	ck_assert_uint_eq(env.attempts, 2);
+	ck_assert_int_eq(env.next_attempt, 1764442159);
+	ck_assert_str_eq(env.last_host, "127.0.0.1:2525");
+	ck_assert_str_eq(env.last_reply, "451 4.3.0 Local error in processing");
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_bad_record)
+{
+	const struct bad_case *c = &bad_cases[_i];
+	struct envelope env;
+	char *text = edit_record(c);
+	int r;
+
+	r = envelope_parse(text, strlen(text), &env);
+	ck_assert_msg(r == -EBADMSG, "%s: envelope_parse = %d (%s), want -EBADMSG; record:\n%s",
+	    c->what, r, strerror(-r), text);
+	/* A failed parse leaves nothing to free. */
+	ck_assert_uint_eq(env.nrcpt, 0);
+	ck_assert_ptr_null(env.from);
+	ck_assert_ptr_null(env.rcpt);
+	free(text);
+}
+END_TEST
+
+START_TEST(test_bad_record_nul)
+{
+	char buf[sizeof(good_record)];
+	struct envelope env;
+	size_t len = strlen(good_record);
+
+	memcpy(buf, good_record, len);
+	buf[40] = '\0';
+	ck_assert_int_eq(envelope_parse(buf, len, &env), -EBADMSG);
+	/* NUL as the very last byte, after a complete record */
+	memcpy(buf, good_record, len);
+	buf[len] = '\0';
+	ck_assert_int_eq(envelope_parse(buf, len + 1, &env), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_bad_record_sizes)
+{
+	struct envelope env;
+	char *big;
+	size_t len = ENVELOPE_MAX_SIZE + 1;
+
+	ck_assert_int_eq(envelope_parse("", 0, &env), -EBADMSG);
+	/* len bounds the parse: a good record with its last LF outside len is cut */
+	ck_assert_int_eq(envelope_parse(good_record, strlen(good_record) - 1, &env), -EBADMSG);
+	ck_assert_ptr_nonnull(big = malloc(len));
+	memset(big, 'a', len);
+	ck_assert_int_eq(envelope_parse(big, len, &env), -EBADMSG);
+	free(big);
+}
+END_TEST
+
+/* More rcpt lines than ENVELOPE_MAX_RCPT: corrupt, like any other broken record. */
+START_TEST(test_bad_record_too_many_rcpts)
+{
+	struct envelope env;
+	char *buf;
+	size_t len = 0, i, cap = 64 + (size_t)(ENVELOPE_MAX_RCPT + 1) * 32;
+	int r;
+
+	ck_assert_ptr_nonnull(buf = malloc(cap));
+	len += (size_t)sprintf(buf + len, "spoolgate-envelope: 1\nid: 1.M1P1Q1\nfrom: <a@b>\n");
+	for (i = 0; i <= ENVELOPE_MAX_RCPT; i++)
+		len += (size_t)sprintf(buf + len, "rcpt: pending <r%zu@x>\n", i);
+	r = envelope_parse(buf, len, &env);
+	ck_assert_msg(r == -EBADMSG, "%u recipients: envelope_parse = %d (%s), want -EBADMSG",
+	    ENVELOPE_MAX_RCPT + 1, r, strerror(-r));
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_add_rcpt_dedupes)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b", NULL), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@x"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "carol@x"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@x"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 1, RCPT_SENT, "250 ok"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "carol@x"), 0);
+	ck_assert_uint_eq(env.nrcpt, 2);
+	ck_assert_str_eq(env.rcpt[0].addr, "bob@x");
+	ck_assert_str_eq(env.rcpt[1].addr, "carol@x");
+	/* adding a duplicate does not reset its state */
+	ck_assert_int_eq(env.rcpt[1].state, RCPT_SENT);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 2, RCPT_SENT, NULL), -EINVAL);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_add_rcpt_bound)
+{
+	struct envelope env;
+	char addr[32];
+	size_t i;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b", NULL), 0);
+	for (i = 0; i < ENVELOPE_MAX_RCPT; i++) {
+		snprintf(addr, sizeof(addr), "r%zu@x", i);
+		ck_assert_int_eq(envelope_add_rcpt(&env, addr), 0);
+	}
+	ck_assert_int_eq(envelope_add_rcpt(&env, "one-too-many@x"), -E2BIG);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "r0@x"), 0);	/* a duplicate is no new recipient */
+	ck_assert_uint_eq(env.nrcpt, ENVELOPE_MAX_RCPT);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_init_and_copy)
+{
+	struct envelope a, b;
+	char longid[ENVELOPE_ID_MAX + 1];
+
+	memset(longid, 'x', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = '\0';
+	ck_assert_int_eq(envelope_init(&a, longid, "a@b", NULL), -EINVAL);
+	longid[ENVELOPE_ID_MAX - 1] = '\0';
+	ck_assert_int_eq(envelope_init(&a, longid, "a@b", NULL), 0);
+	envelope_free(&a);
+
+	make_full(&a);
+	ck_assert_int_eq(envelope_copy(&b, &a), 0);
+	assert_env_equal(&a, &b);
+	envelope_free(&a);
+	/* the copy owns its strings */
+	ck_assert_str_eq(b.rcpt[2].reply, "550 5.1.1 <dave@example.net>: no such user");
+	envelope_free(&b);
+	ck_assert_str_eq(rcpt_state_name(RCPT_PENDING), "pending");
+	ck_assert_str_eq(rcpt_state_name(RCPT_SENT), "sent");
+	ck_assert_str_eq(rcpt_state_name(RCPT_FAILED), "failed");
+}
+END_TEST
+
+static int
+write_file_at(int dirfd, const char *name, const char *buf, size_t len)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, buf, len);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+START_TEST(test_read_at)
+{
+	char dir[sizeof(tmpbase) + 16], *text;
+	struct envelope env, back;
+	size_t len;
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/read_at", tmpbase);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_ge(dfd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	make_full(&env);
+	ck_assert_int_eq(envelope_format(&env, &text, &len), 0);
+	ck_assert_int_eq(write_file_at(dfd, "rec", text, len), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "rec", &back), 0);
+	assert_env_equal(&env, &back);
+	envelope_free(&back);
+
+	/* cut file: the last line has no LF */
+	ck_assert_int_eq(write_file_at(dfd, "cut", text, len - 5), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "cut", &back), -EBADMSG);
+	/* empty file */
+	ck_assert_int_eq(write_file_at(dfd, "empty", "", 0), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "empty", &back), -EBADMSG);
+	/* missing, a symlink (never followed), a directory */
+	ck_assert_int_eq(envelope_read_at(dfd, "missing", &back), -ENOENT);
+	ck_assert_int_eq(symlinkat("rec", dfd, "link"), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "link", &back), -ELOOP);
+	ck_assert_int_eq(mkdirat(dfd, "adir", 0700), 0);
+	ck_assert_int_lt(envelope_read_at(dfd, "adir", &back), 0);
+
+	free(text);
+	envelope_free(&env);
+	close(dfd);
+}
+END_TEST
+
+static Suite *
+envelope_suite(void)
+{
+	Suite *s = suite_create("envelope");
+	TCase *tc;
+
+	tc = tcase_create("round_trip");
+	tcase_add_test(tc, test_round_trip_full);
+	tcase_add_test(tc, test_round_trip_minimal);
+	tcase_add_test(tc, test_round_trip_large_numbers);
+	tcase_add_loop_test(tc, test_round_trip_odd_rcpt, 0, N_ODD_ADDRS);
+	tcase_add_loop_test(tc, test_round_trip_odd_from, 0, N_ODD_ADDRS);
+	tcase_add_loop_test(tc, test_round_trip_odd_replies, 0, N_ODD_REPLIES);
+	tcase_add_test(tc, test_format_rejects_line_breaks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strict_parse");
+	tcase_add_test(tc, test_good_record_parses);
+	tcase_add_loop_test(tc, test_bad_record, 0, N_BAD_CASES);
+	tcase_add_test(tc, test_bad_record_nul);
+	tcase_add_test(tc, test_bad_record_sizes);
+	tcase_add_test(tc, test_bad_record_too_many_rcpts);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("objects");
+	tcase_add_test(tc, test_add_rcpt_dedupes);
+	tcase_add_test(tc, test_add_rcpt_bound);
+	tcase_add_test(tc, test_init_and_copy);
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_test(tc, test_read_at);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(envelope_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

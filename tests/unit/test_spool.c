@@ -1,0 +1,1354 @@
+/*
+ * NAME
+ *	test_spool - unit tests of the spool (layout, ids, commit, recovery) and the queue
+ * SYNOPSIS
+ *	test_spool
+ * DESCRIPTION
+ *	Every test works on a real spool in a fresh directory under
+ *	/tmp/sg-spool-XXXXXX (removed at the end).
+ *
+ *	spool: spool_open() creates the layout and refuses symlinks in it;
+ *	spool_new_id() is unique over 100000 calls from four threads; a
+ *	message for two local mailboxes and the relay queue is invisible
+ *	outside tmp/ until published, then appears in mail/a/new and
+ *	mail/b/new as one inode shared with data/<id>, with queue/<id> whose
+ *	data-offset is the length of the Return-Path line, and leaves tmp/
+ *	empty once freed; write errors are sticky (EFBIG through
+ *	RLIMIT_FSIZE always; ENOSPC on a 64 KB tmpfs when running as root,
+ *	skipped otherwise), the first cause wins and nothing becomes
+ *	visible; unpublish removes the published names, and a publish that
+ *	fails half-way takes back what it linked (and only that);
+ *	spool_recover() removes temporaries of dead
+ *	processes and old ones, returns dead claims, drops records without
+ *	data, keeps fresh orphan data (the 600 s grace: ctime cannot be set
+ *	back, so the removal of old orphans is not tested here) and counts.
+ *
+ *	queue: scan, claim (a second claim of the same id is -ENOENT),
+ *	finish as DEFERRED, SENT (kept or dropped with its data), FAILED
+ *	(per-recipient replies kept), release (also of a prepared claim),
+ *	corrupt records and records without data moved to failed/, and a
+ *	scan that no odd entry of queue/ (symlink, directory, record over
+ *	the recipient bound) can stop.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "queue.h"
+#include "spool.h"
+
+#define PATH_LEN	1024
+
+static char tmpbase[PATH_LEN];
+static char tmpfs_mount[PATH_LEN];	/* unmounted by the teardown if a test died */
+
+/* snprintf into a PATH_LEN buffer; a cut path is a test failure, not a silent error. */
+static void pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+pathf(char *out, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, PATH_LEN, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= PATH_LEN) {
+		fprintf(stderr, "path too long: %s\n", out);
+		abort();
+	}
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Once per test case, in the parent process. */
+static void
+base_setup(void)
+{
+	snprintf(tmpbase, sizeof(tmpbase), "/tmp/sg-spool-XXXXXX");
+	if (mkdtemp(tmpbase) == NULL) {
+		perror("mkdtemp");
+		exit(EXIT_FAILURE);
+	}
+	pathf(tmpfs_mount, "%s/tmpfs", tmpbase);
+}
+
+static void
+base_teardown(void)
+{
+	umount2(tmpfs_mount, MNT_DETACH);
+	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+/* ---- helpers ---- */
+
+/* A fresh spool in tmpbase/<name>. */
+static struct spool *
+open_spool(const char *name, char path[PATH_LEN])
+{
+	struct spool *spool;
+	int r;
+
+	pathf(path, "%s/%s", tmpbase, name);
+	r = spool_open(path, &spool);
+	ck_assert_msg(r == 0, "spool_open(%s) = %s", path, strerror(-r));
+	return spool;
+}
+
+static int
+exists_at(struct spool *spool, enum spool_dir dir, const char *name)
+{
+	struct stat st;
+
+	return fstatat(spool_dirfd(spool, dir), name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Entries of spool_root/rel (no dot files); -1 if it cannot be opened. */
+static int
+count_entries(const char *root, const char *rel)
+{
+	char path[PATH_LEN];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	pathf(path, "%s/%s", root, rel);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* The only entry of a directory (asserts there is exactly one). */
+static void
+only_entry(const char *root, const char *rel, char *name, size_t namelen)
+{
+	char path[PATH_LEN];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	pathf(path, "%s/%s", root, rel);
+	ck_assert_msg((d = opendir(path)) != NULL, "cannot open %s", path);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(name, namelen, "%s", de->d_name);
+		n++;
+	}
+	closedir(d);
+	ck_assert_msg(n == 1, "%s has %d entries, want 1", path, n);
+}
+
+static char *
+read_path(const char *path, size_t *lenp)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	ck_assert_msg((fd = open(path, O_RDONLY)) >= 0, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size + 1));
+	while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	ck_assert_uint_eq(got, (size_t)st.st_size);
+	buf[got] = '\0';
+	*lenp = got;
+	return buf;
+}
+
+static void
+write_path(const char *path, const char *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+
+	ck_assert_msg(fd >= 0, "create %s: %s", path, strerror(errno));
+	ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+static void
+write_record(const char *path, const struct envelope *env)
+{
+	char *text;
+	size_t len;
+
+	ck_assert_int_eq(envelope_format(env, &text, &len), 0);
+	write_path(path, text, len);
+	free(text);
+}
+
+/* A test payload of len bytes, every byte value, no pattern of period 2^k. */
+static char *
+make_payload(size_t len)
+{
+	char *p = malloc(len);
+	size_t i;
+
+	ck_assert_ptr_nonnull(p);
+	for (i = 0; i < len; i++)
+		p[i] = (char)((i * 7 + i / 251) & 0xff);
+	return p;
+}
+
+/* Writes buf in chunks of awkward sizes, across the 64 KB write buffer. */
+static void
+write_chunked(struct spool_msg *msg, const char *buf, size_t len)
+{
+	static const size_t sizes[] = { 1, 7, 4096, 65535, 3, 65536, 100000, 13 };
+	size_t off = 0, i = 0, n;
+
+	while (off < len) {
+		n = sizes[i++ % (sizeof(sizes) / sizeof(sizes[0]))];
+		if (n > len - off)
+			n = len - off;
+		ck_assert_int_eq(spool_msg_write(msg, buf + off, n), 0);
+		off += n;
+	}
+}
+
+/* A pid that existed a moment ago and is dead now. */
+static pid_t
+dead_pid(void)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	ck_assert_int_eq(kill(pid, 0), -1);
+	return pid;
+}
+
+/* ---- layout and ids ---- */
+
+START_TEST(test_open_creates_layout)
+{
+	static const enum spool_dir dirs[] = { SPOOL_DIR_TMP, SPOOL_DIR_MAIL, SPOOL_DIR_DATA,
+		SPOOL_DIR_QUEUE, SPOOL_DIR_ACTIVE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
+	static const char *const names[] = { "tmp", "mail", "data", "queue", "active", "sent", "failed" };
+	char path[PATH_LEN], sub[PATH_LEN];
+	struct spool *spool, *again;
+	struct stat st, st2;
+	const char *h;
+	size_t i;
+
+	spool = open_spool("layout", path);
+	ck_assert_str_eq(spool_path(spool), path);
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		ck_assert_str_eq(spool_dir_name(dirs[i]), names[i]);
+		pathf(sub, "%s/%s", path, names[i]);
+		ck_assert_msg(lstat(sub, &st) == 0 && S_ISDIR(st.st_mode), "%s is not a directory", sub);
+		ck_assert_int_eq(fstat(spool_dirfd(spool, dirs[i]), &st2), 0);
+		ck_assert_msg(st.st_ino == st2.st_ino, "descriptor of %s is another directory", names[i]);
+	}
+	ck_assert_int_eq(fstat(spool_dirfd(spool, SPOOL_DIR_ROOT), &st2), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(st.st_ino == st2.st_ino);
+	ck_assert_int_eq(spool_dirfd(spool, SPOOL_DIR__COUNT), -1);
+	h = spool_hostname(spool);
+	ck_assert_msg(h[0] != '\0', "empty host name");
+	for (; *h; h++)
+		ck_assert_msg(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", *h) != NULL,
+		    "host name has '%c'", *h);
+	/* opening an existing spool works and changes nothing */
+	ck_assert_int_eq(spool_open(path, &again), 0);
+	spool_close(again);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_open_refuses_symlink_and_file)
+{
+	char path[PATH_LEN], sub[PATH_LEN], elsewhere[PATH_LEN];
+	struct spool *spool = NULL;
+
+	pathf(path, "%s/evil", tmpbase);
+	pathf(elsewhere, "%s/elsewhere", tmpbase);
+	ck_assert_int_eq(mkdir(path, 0750), 0);
+	ck_assert_int_eq(mkdir(elsewhere, 0750), 0);
+	pathf(sub, "%s/queue", path);
+	ck_assert_int_eq(symlink(elsewhere, sub), 0);
+	ck_assert_int_lt(spool_open(path, &spool), 0);
+	ck_assert_int_eq(count_entries(elsewhere, "."), 0);
+
+	pathf(path, "%s/plainfile", tmpbase);
+	ck_assert_int_eq(mkdir(path, 0750), 0);
+	pathf(sub, "%s/data", path);
+	write_path(sub, "x", 1);
+	ck_assert_int_lt(spool_open(path, &spool), 0);
+}
+END_TEST
+
+#define ID_THREADS	4
+#define ID_PER_THREAD	25000
+
+struct id_job {
+	struct spool   *spool;
+	char	      (*ids)[SPOOL_ID_MAX];
+};
+
+static void *
+make_ids(void *arg)
+{
+	struct id_job *job = arg;
+	size_t i;
+
+	for (i = 0; i < ID_PER_THREAD; i++)
+		spool_new_id(job->spool, job->ids[i]);
+	return NULL;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+START_TEST(test_new_id_unique)
+{
+	char path[PATH_LEN], (*ids)[SPOOL_ID_MAX];
+	struct id_job jobs[ID_THREADS];
+	pthread_t th[ID_THREADS];
+	struct spool *spool = open_spool("ids", path);
+	size_t i, n = ID_THREADS * ID_PER_THREAD;
+	long long sec;
+	long usec, pid;
+	unsigned q;
+	int used;
+
+	ck_assert_ptr_nonnull(ids = calloc(n, SPOOL_ID_MAX));
+	for (i = 0; i < ID_THREADS; i++) {
+		jobs[i].spool = spool;
+		jobs[i].ids = ids + i * ID_PER_THREAD;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, make_ids, &jobs[i]), 0);
+	}
+	for (i = 0; i < ID_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < n; i++) {
+		used = 0;
+		ck_assert_msg(sscanf(ids[i], "%lld.M%6ldP%ldQ%u%n", &sec, &usec, &pid, &q, &used) == 4 &&
+		    ids[i][used] == '\0', "id '%s' is not <sec>.M<usec>P<pid>Q<n>", ids[i]);
+		ck_assert_int_eq(pid, (long)getpid());
+		ck_assert_msg(strchr(ids[i], '/') == NULL && ids[i][0] != '.', "id '%s' is no file name", ids[i]);
+	}
+	qsort(ids, n, SPOOL_ID_MAX, cmp_id);
+	for (i = 1; i < n; i++)
+		ck_assert_msg(strcmp(ids[i - 1], ids[i]) != 0, "id '%s' made twice", ids[i]);
+	free(ids);
+	spool_close(spool);
+}
+END_TEST
+
+/* ---- writing and committing ---- */
+
+#define RETURN_PATH	"alice@example.org"
+#define RP_LINE		"Return-Path: <" RETURN_PATH ">\n"
+#define PAYLOAD_LEN	(200u << 10)
+
+START_TEST(test_commit_two_mailboxes_and_queue)
+{
+	char path[PATH_LEN], p[PATH_LEN], final[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("commit", path);
+	struct spool_dirset *dirs;
+	struct spool_msg *msg;
+	struct envelope env, rec;
+	struct stat sa, sb, sd;
+	char *payload = make_payload(PAYLOAD_LEN), *a, *b;
+	size_t alen, blen, rplen = strlen(RP_LINE);
+
+	ck_assert_int_eq(spool_msg_create(spool, RETURN_PATH, &msg), 0);
+	snprintf(id, sizeof(id), "%s", spool_msg_id(msg));
+	write_chunked(msg, payload, PAYLOAD_LEN);
+	ck_assert_uint_eq(spool_msg_size(msg), rplen + PAYLOAD_LEN);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "b"), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	ck_assert_uint_eq(spool_msg_local_count(msg), 2);
+	ck_assert_int_eq(envelope_init(&env, "ignored", RETURN_PATH, "smtp 127.0.0.1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@example.net"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "carol@example.net"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), 0);
+	/* prepared: durable under tmp/, visible nowhere else */
+	ck_assert_int_eq(count_entries(path, "tmp"), 2);
+	ck_assert_int_eq(count_entries(path, "mail"), 0);
+	ck_assert_int_eq(count_entries(path, "data"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+
+	ck_assert_ptr_nonnull(dirs = spool_dirset_new(spool));
+	ck_assert_int_eq(spool_msg_commit_publish(msg, dirs), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	spool_dirset_free(dirs);
+
+	/* mail/{a,b}/new/<id>.<host>, one inode with data/<id> */
+	pathf(final, "%s.%s", id, spool_hostname(spool));
+	pathf(p, "%s/mail/a/new/%s", path, final);
+	ck_assert_msg(stat(p, &sa) == 0, "%s missing", p);
+	a = read_path(p, &alen);
+	pathf(p, "%s/mail/b/new/%s", path, final);
+	ck_assert_msg(stat(p, &sb) == 0, "%s missing", p);
+	b = read_path(p, &blen);
+	pathf(p, "%s/data/%s", path, id);
+	ck_assert_msg(stat(p, &sd) == 0, "%s missing", p);
+	ck_assert(sa.st_ino == sb.st_ino && sa.st_ino == sd.st_ino);
+	ck_assert_uint_eq(alen, rplen + PAYLOAD_LEN);
+	ck_assert_uint_eq(blen, alen);
+	ck_assert_mem_eq(a, RP_LINE, rplen);
+	ck_assert(memcmp(a + rplen, payload, PAYLOAD_LEN) == 0);
+	ck_assert(memcmp(a, b, alen) == 0);
+	ck_assert_int_eq(count_entries(path, "mail/a/new"), 1);
+	ck_assert_int_eq(count_entries(path, "mail/a/tmp"), 0);
+	ck_assert_int_eq(count_entries(path, "mail/a/cur"), 0);
+
+	/* queue/<id>: the record, data-offset skips the Return-Path line */
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &rec), 0);
+	ck_assert_str_eq(rec.id, id);
+	ck_assert_str_eq(rec.from, RETURN_PATH);
+	ck_assert_str_eq(rec.origin, "smtp 127.0.0.1");
+	ck_assert_int_eq(rec.data_offset, (long long)rplen);
+	ck_assert_uint_eq(rec.nrcpt, 2);
+	ck_assert_str_eq(rec.rcpt[0].addr, "bob@example.net");
+	ck_assert_int_eq(rec.rcpt[0].state, RCPT_PENDING);
+	ck_assert_str_eq(rec.rcpt[1].addr, "carol@example.net");
+	ck_assert_int_gt(rec.created, 0);
+	envelope_free(&rec);
+
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(stat(p, &sd), 0);
+	ck_assert_uint_eq(sd.st_nlink, 3);	/* a, b, data */
+	free(a);
+	free(b);
+	free(payload);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_commit_queue_only)
+{
+	char path[PATH_LEN], p[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("queueonly", path);
+	struct spool_msg *msg;
+	struct envelope env, rec;
+	static const char body[] = "From: a@b\nTo: c@d\n\nhello\n";
+	size_t len;
+	char *data;
+
+	ck_assert_int_eq(spool_msg_create(spool, NULL, &msg), 0);
+	snprintf(id, sizeof(id), "%s", spool_msg_id(msg));
+	ck_assert_int_eq(spool_msg_write(msg, body, sizeof(body) - 1), 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "a@b", "fs outbox/m.eml"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(spool_msg_commit(msg), 0);
+	spool_msg_free(msg);
+
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(count_entries(path, "mail"), 0);
+	pathf(p, "%s/data/%s", path, id);
+	data = read_path(p, &len);
+	ck_assert_uint_eq(len, sizeof(body) - 1);
+	ck_assert_mem_eq(data, body, len);
+	free(data);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &rec), 0);
+	ck_assert_int_eq(rec.data_offset, 0);
+	ck_assert_str_eq(rec.id, id);
+	envelope_free(&rec);
+	spool_close(spool);
+}
+END_TEST
+
+/* Several messages, one directory set, one sync. */
+START_TEST(test_group_commit)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("group", path);
+	struct spool_msg *msg[5];
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+	size_t i;
+
+	ck_assert_ptr_nonnull(dirs);
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg[i]), 0);
+		ck_assert_int_eq(spool_msg_write(msg[i], "Subject: s\n\nb\n", 14), 0);
+		ck_assert_int_eq(spool_msg_deliver_local(msg[i], i % 2 ? "odd" : "even"), 0);
+		ck_assert_int_eq(spool_msg_commit_prepare(msg[i]), 0);
+	}
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(spool_msg_commit_publish(msg[i], dirs), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);	/* emptied: nothing left to sync */
+	for (i = 0; i < 5; i++)
+		spool_msg_free(msg[i]);
+	spool_dirset_free(dirs);
+	ck_assert_int_eq(count_entries(path, "mail/even/new"), 3);
+	ck_assert_int_eq(count_entries(path, "mail/odd/new"), 2);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_no_target_is_sticky)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("notarget", path);
+	struct spool_msg *msg;
+
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(spool_msg_write(msg, "a\n", 2), 0);
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), -EDESTADDRREQ);
+	ck_assert_int_eq(spool_msg_error(msg), -EDESTADDRREQ);
+	ck_assert_int_eq(spool_msg_write(msg, "b\n", 2), -EDESTADDRREQ);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_deliver_local_names)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("names", path);
+	struct spool_msg *msg;
+
+	ck_assert_int_eq(spool_msg_create(spool, NULL, &msg), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "../etc"), -EINVAL);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a/b"), -EINVAL);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, ".hidden"), -EINVAL);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, ""), -EINVAL);
+	ck_assert_uint_eq(spool_msg_local_count(msg), 0);
+	spool_msg_free(msg);
+	{
+		char rp[700];
+
+		memset(rp, 'a', sizeof(rp) - 1);
+		rp[sizeof(rp) - 1] = '\0';
+		rp[300] = '@';
+		ck_assert_int_eq(spool_msg_create(spool, rp, &msg), -ENAMETOOLONG);
+		ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	}
+	ck_assert_int_eq(spool_mailbox_create(spool, "../x", NULL), -EINVAL);
+	ck_assert_int_eq(spool_mailbox_create(spool, ".x", NULL), -EINVAL);
+	ck_assert_int_eq(spool_mailbox_exists(spool, "bob"), 0);
+	ck_assert_int_eq(spool_mailbox_create(spool, "bob", NULL), 0);
+	ck_assert_int_eq(spool_mailbox_exists(spool, "bob"), 1);
+	ck_assert_int_eq(spool_mailbox_create(spool, "bob", NULL), 0);
+	ck_assert_int_eq(count_entries(path, "mail/bob"), 3);	/* tmp new cur */
+	ck_assert_int_eq(count_entries(path, "mail/bob/cur"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+/* Writes 1 MB and returns the first error from write or prepare. */
+static int
+write_until_error(struct spool_msg *msg)
+{
+	char chunk[4096];
+	size_t i;
+	int r;
+
+	memset(chunk, 'x', sizeof(chunk));
+	chunk[sizeof(chunk) - 1] = '\n';
+	for (i = 0; i < 256; i++)
+		if ((r = spool_msg_write(msg, chunk, sizeof(chunk))) < 0)
+			return r;
+	return spool_msg_commit_prepare(msg);
+}
+
+/* After a write error nothing of the message is visible and tmp/ ends empty. */
+static void
+check_sticky_and_invisible(struct spool *spool, const char *path, struct spool_msg *msg, int err)
+{
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+
+	ck_assert_int_eq(spool_msg_error(msg), err);
+	ck_assert_int_eq(spool_msg_write(msg, "more\n", 5), err);
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), err);
+	ck_assert_int_eq(spool_msg_commit_publish(msg, dirs), err);
+	ck_assert_int_eq(spool_msg_commit(msg), err);
+	spool_dirset_free(dirs);
+	ck_assert_msg(count_entries(path, "mail/a/new") <= 0, "a message appeared in new/ after %s", strerror(-err));
+	ck_assert_int_eq(count_entries(path, "data"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+}
+
+START_TEST(test_sticky_error_efbig)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("efbig", path);
+	struct rlimit old, lim;
+	struct spool_msg *msg;
+	struct envelope env;
+	void (*oldsig)(int);
+	int r;
+
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "x@y", NULL), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "r@z"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 100000;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	r = write_until_error(msg);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, oldsig);
+	ck_assert_msg(r == -EFBIG, "writing past RLIMIT_FSIZE gave %d (%s), want -EFBIG", r, strerror(-r));
+	check_sticky_and_invisible(spool, path, msg, -EFBIG);
+
+	/* The first cause wins: a later fault (no target) does not replace it. */
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	r = write_until_error(msg);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, oldsig);
+	ck_assert_int_eq(r, -EFBIG);
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), -EFBIG);
+	ck_assert_int_eq(spool_msg_error(msg), -EFBIG);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_sticky_error_enospc)
+{
+	struct spool *spool;
+	struct spool_msg *msg;
+	int r;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_spool: not root, ENOSPC on tmpfs skipped\n");
+		return;
+	}
+	ck_assert_int_eq(mkdir(tmpfs_mount, 0750), 0);
+	if (mount("tmpfs", tmpfs_mount, "tmpfs", 0, "size=64k") < 0) {
+		fprintf(stderr, "test_spool: cannot mount tmpfs (%s), ENOSPC skipped\n", strerror(errno));
+		return;
+	}
+	ck_assert_int_eq(spool_open(tmpfs_mount, &spool), 0);
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	r = write_until_error(msg);
+	ck_assert_msg(r == -ENOSPC, "writing 1 MB into 64 KB gave %d (%s), want -ENOSPC", r, strerror(-r));
+	check_sticky_and_invisible(spool, tmpfs_mount, msg, -ENOSPC);
+	spool_close(spool);
+	ck_assert_int_eq(umount(tmpfs_mount), 0);
+}
+END_TEST
+
+START_TEST(test_unpublish)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("unpublish", path);
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+	struct spool_msg *msg;
+	struct envelope env;
+
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(spool_msg_write(msg, "Subject: s\n\nb\n", 14), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "b"), 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "x@y", NULL), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "r@z"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), 0);
+	ck_assert_int_eq(spool_msg_commit_publish(msg, dirs), 0);
+	ck_assert_int_eq(count_entries(path, "mail/a/new"), 1);
+	ck_assert_int_eq(count_entries(path, "mail/b/new"), 1);
+	ck_assert_int_eq(count_entries(path, "data"), 1);
+	ck_assert_int_eq(count_entries(path, "queue"), 1);
+	spool_msg_commit_unpublish(msg);
+	ck_assert_int_eq(count_entries(path, "mail/a/new"), 0);
+	ck_assert_int_eq(count_entries(path, "mail/b/new"), 0);
+	ck_assert_int_eq(count_entries(path, "data"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	spool_msg_commit_unpublish(msg);	/* twice is harmless */
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_dirset_free(dirs);
+	spool_close(spool);
+}
+END_TEST
+
+/* A target that cannot take the message: what was published is taken back. */
+START_TEST(test_publish_failure_takes_back)
+{
+	char path[PATH_LEN], p[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("pubfail", path);
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+	struct spool_msg *msg;
+	int r;
+
+	/* mail/b is a file: mailbox b cannot be created, a was linked first */
+	pathf(p, "%s/mail/b", path);
+	write_path(p, "x", 1);
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	ck_assert_int_eq(spool_msg_write(msg, "Subject: s\n\nb\n", 14), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "b"), 0);
+	ck_assert_int_eq(spool_msg_commit_prepare(msg), 0);
+	r = spool_msg_commit_publish(msg, dirs);
+	ck_assert_msg(r < 0, "publish into a file named like a mailbox succeeded");
+	ck_assert_int_eq(spool_msg_error(msg), r);
+	spool_msg_commit_unpublish(msg);
+	ck_assert_int_eq(count_entries(path, "mail/a/new"), 0);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+
+	/* spool_msg_commit() does the same by itself; a name it did not create stays */
+	ck_assert_int_eq(spool_msg_create(spool, "x@y", &msg), 0);
+	snprintf(id, sizeof(id), "%s", spool_msg_id(msg));
+	pathf(p, "%s/data/%s", path, id);
+	write_path(p, "not ours", 8);
+	ck_assert_int_eq(spool_msg_write(msg, "Subject: s\n\nb\n", 14), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "a"), 0);
+	{
+		struct envelope env;
+
+		ck_assert_int_eq(envelope_init(&env, "x", "x@y", NULL), 0);
+		ck_assert_int_eq(envelope_add_rcpt(&env, "r@z"), 0);
+		ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+		envelope_free(&env);
+	}
+	ck_assert_int_eq(spool_msg_commit(msg), -EEXIST);
+	ck_assert_int_eq(count_entries(path, "mail/a/new"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_msg(exists_at(spool, SPOOL_DIR_DATA, id), "a data file the commit did not create was removed");
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+
+	/* a directory set reports the first directory it cannot sync, then is empty */
+	ck_assert_int_eq(spool_dirset_add(dirs, "queue"), 0);
+	ck_assert_int_eq(spool_dirset_add(dirs, "no-such-dir"), 0);
+	ck_assert_int_eq(spool_dirset_add(dirs, "queue"), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), -ENOENT);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	spool_dirset_free(dirs);
+	spool_close(spool);
+}
+END_TEST
+
+/* ---- recovery ---- */
+
+static void
+plant_tmp(const char *path, const char *name, int age_days)
+{
+	char p[PATH_LEN];
+	struct timespec ts[2];
+
+	pathf(p, "%s/tmp/%s", path, name);
+	write_path(p, "half-written", 12);
+	if (age_days > 0) {
+		clock_gettime(CLOCK_REALTIME, &ts[0]);
+		ts[0].tv_sec -= age_days * 86400L;
+		ts[1] = ts[0];
+		ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
+}
+
+START_TEST(test_recover)
+{
+	char path[PATH_LEN], p[PATH_LEN], name[PATH_LEN];
+	struct spool *spool = open_spool("recover", path);
+	const char *host = spool_hostname(spool);
+	struct spool_recovery st;
+	struct envelope env;
+	long now = (long)time(NULL);
+	pid_t dead = dead_pid();
+
+	/* tmp/: dead pid of this host (removed), live pid 1 (kept), other host (kept), old (removed) */
+	pathf(name, "%ld.M000001P%ldQ1.%s", now, (long)dead, host);
+	plant_tmp(path, name, 0);
+	pathf(name, "%ld.M000002P1Q1.%s", now, host);
+	plant_tmp(path, name, 0);
+	pathf(name, "%ld.M000003P%ldQ1.otherhost", now, (long)dead);
+	plant_tmp(path, name, 0);
+	pathf(name, "%ld.M000004P1Q2.%s", now - 2 * 86400, host);
+	plant_tmp(path, name, 2);
+
+	/* active/: a dead runner's claim with data (back to queue/), a live runner's claim (kept) */
+	ck_assert_int_eq(envelope_init(&env, "100.M1P1Q1", "a@b", "smtp 127.0.0.1"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	pathf(p, "%s/active/100.M1P1Q1@%s,%ld", path, host, (long)dead);
+	write_record(p, &env);
+	pathf(p, "%s/data/100.M1P1Q1", path);
+	write_path(p, "data", 4);
+	snprintf(env.id, sizeof(env.id), "100.M1P1Q2");
+	pathf(p, "%s/active/100.M1P1Q2@%s,1", path, host);
+	write_record(p, &env);
+	pathf(p, "%s/data/100.M1P1Q2", path);
+	write_path(p, "data", 4);
+
+	/* queue/: a record whose data never became durable (dropped) */
+	snprintf(env.id, sizeof(env.id), "100.M1P1Q3");
+	pathf(p, "%s/queue/100.M1P1Q3", path);
+	write_record(p, &env);
+	/* data/: a fresh orphan (kept: within the 600 s grace it may be a commit in progress) */
+	pathf(p, "%s/data/100.M1P1Q4", path);
+	write_path(p, "orphan", 6);
+	envelope_free(&env);
+	ck_assert_int_eq(spool_mailbox_create(spool, "a", NULL), 0);
+	ck_assert_int_eq(spool_mailbox_create(spool, "b", NULL), 0);
+
+	ck_assert_int_eq(spool_recover(spool, &st), 0);
+	ck_assert_uint_eq(st.temporaries_removed, 2);
+	ck_assert_uint_eq(st.claims_returned, 1);
+	ck_assert_uint_eq(st.records_dropped, 1);
+	ck_assert_uint_eq(st.orphans_removed, 0);
+	ck_assert_uint_eq(st.queued, 1);
+	ck_assert_uint_eq(st.mailboxes, 2);
+
+	ck_assert_int_eq(count_entries(path, "tmp"), 2);
+	pathf(name, "%ld.M000002P1Q1.%s", now, host);
+	ck_assert_msg(exists_at(spool, SPOOL_DIR_TMP, name), "live process's temporary removed");
+	pathf(name, "%ld.M000003P%ldQ1.otherhost", now, (long)dead);
+	ck_assert_msg(exists_at(spool, SPOOL_DIR_TMP, name), "other host's temporary removed");
+	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q1"));
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), "100.M1P1Q1", &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q3"));
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q4"));
+	ck_assert_int_eq(count_entries(path, "data"), 3);
+
+	/* a second run finds nothing more to do */
+	ck_assert_int_eq(spool_recover(spool, &st), 0);
+	ck_assert_uint_eq(st.temporaries_removed + st.claims_returned + st.records_dropped + st.orphans_removed, 0);
+	ck_assert_uint_eq(st.queued, 1);
+	spool_close(spool);
+}
+END_TEST
+
+/* ---- queue ---- */
+
+static const char queued_body[] = "From: a@example.org\nTo: r1@example.net\nSubject: q\n\nbody line\n";
+
+/* Queues one message for rcpts (NULL-terminated); its id into id. */
+static void
+queue_one(struct spool *spool, const char *const *rcpts, char id[SPOOL_ID_MAX])
+{
+	struct spool_msg *msg;
+	struct envelope env;
+
+	ck_assert_int_eq(spool_msg_create(spool, "a@example.org", &msg), 0);
+	ck_assert_int_eq(spool_msg_write(msg, queued_body, sizeof(queued_body) - 1), 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "a@example.org", "smtp 127.0.0.1"), 0);
+	for (; *rcpts; rcpts++)
+		ck_assert_int_eq(envelope_add_rcpt(&env, *rcpts), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(spool_msg_commit(msg), 0);
+	snprintf(id, SPOOL_ID_MAX, "%s", spool_msg_id(msg));
+	spool_msg_free(msg);
+}
+
+struct scan_seen {
+	char		ids[8][SPOOL_ID_MAX];
+	long long	next[8];
+	int		n;
+	int		stop_after;
+};
+
+static int
+scan_cb(const char *id, long long next_attempt, void *arg)
+{
+	struct scan_seen *s = arg;
+
+	if (s->n < 8) {
+		snprintf(s->ids[s->n], SPOOL_ID_MAX, "%s", id);
+		s->next[s->n] = next_attempt;
+	}
+	s->n++;
+	return s->stop_after > 0 && s->n >= s->stop_after;
+}
+
+static int
+seen_id(const struct scan_seen *s, const char *id)
+{
+	int i;
+
+	for (i = 0; i < s->n && i < 8; i++)
+		if (strcmp(s->ids[i], id) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *const two_rcpts[] = { "r1@example.net", "r2@example.net", NULL };
+
+/* Prepare, publish and sync a finish. */
+static void
+finish(struct spool *spool, struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+
+	ck_assert_int_eq(queue_finish_prepare(qc, outcome, keep_sent), 0);
+	ck_assert_int_eq(queue_finish_publish(qc, dirs), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	spool_dirset_free(dirs);
+}
+
+START_TEST(test_scan_claim_release)
+{
+	char path[PATH_LEN], id1[SPOOL_ID_MAX], id2[SPOOL_ID_MAX], claim[PATH_LEN], want[PATH_LEN], p[PATH_LEN];
+	struct spool *spool = open_spool("claim", path);
+	struct scan_seen seen = { .n = 0 };
+	struct queue_claim *qc, *qc2;
+	struct envelope *env;
+	char buf[256], *before, *after;
+	size_t blen, alen;
+	ssize_t n;
+
+	queue_one(spool, two_rcpts, id1);
+	queue_one(spool, two_rcpts, id2);
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 2);
+	ck_assert(seen_id(&seen, id1) && seen_id(&seen, id2));
+	ck_assert_int_eq(seen.next[0], 0);
+	memset(&seen, 0, sizeof(seen));
+	seen.stop_after = 1;
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+
+	pathf(p, "%s/queue/%s", path, id1);
+	before = read_path(p, &blen);
+	ck_assert_int_eq(queue_locate(spool, id1), SPOOL_DIR_QUEUE);
+	ck_assert_int_eq(queue_claim(spool, id1, &qc), 0);
+	ck_assert_str_eq(queue_claim_id(qc), id1);
+	/* renamed into active/<id>@<host>,<pid> */
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, id1));
+	only_entry(path, "active", claim, sizeof(claim));
+	pathf(want, "%s@%s,%ld", id1, spool_hostname(spool), (long)getpid());
+	ck_assert_str_eq(claim, want);
+	ck_assert_int_eq(queue_locate(spool, id1), SPOOL_DIR_ACTIVE);
+	env = queue_claim_envelope(qc);
+	ck_assert_str_eq(env->id, id1);
+	ck_assert_str_eq(env->from, "a@example.org");
+	ck_assert_uint_eq(env->nrcpt, 2);
+	/* the data, read from data_offset, is the message without Return-Path */
+	n = pread(queue_claim_data_fd(qc), buf, sizeof(buf), env->data_offset);
+	ck_assert_int_eq(n, (ssize_t)sizeof(queued_body) - 1);
+	ck_assert_mem_eq(buf, queued_body, (size_t)n);
+
+	/* a second claim of the same id: gone */
+	ck_assert_int_eq(queue_claim(spool, id1, &qc2), -ENOENT);
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_str_eq(seen.ids[0], id2);
+
+	/* release: back in queue/, unchanged */
+	ck_assert_int_eq(queue_claim_release(qc), 0);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	after = read_path(p, &alen);
+	ck_assert_uint_eq(alen, blen);
+	ck_assert_mem_eq(after, before, blen);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id1), SPOOL_DIR_QUEUE);
+
+	/* freeing an unfinished claim releases it too, even a prepared one (shutdown) */
+	ck_assert_int_eq(queue_claim(spool, id2, &qc), 0);
+	ck_assert_int_eq(queue_finish_publish(qc, NULL), -EINVAL);	/* not prepared */
+	queue_claim_envelope(qc)->attempts = 7;
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
+	queue_claim_free(qc);
+	{
+		struct envelope rec;
+
+		ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id2, &rec), 0);
+		ck_assert_uint_eq(rec.attempts, 0);	/* unchanged: the update was never published */
+		envelope_free(&rec);
+	}
+	ck_assert_int_eq(queue_locate(spool, id2), SPOOL_DIR_QUEUE);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	free(before);
+	free(after);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_finish_deferred)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("deferred", path);
+	struct scan_seen seen = { .n = 0 };
+	struct queue_claim *qc;
+	struct envelope *env, rec;
+	long long later = (long long)time(NULL) + 600;
+
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	env = queue_claim_envelope(qc);
+	env->attempts++;
+	env->next_attempt = later;
+	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_PENDING, "451 4.3.0 try later"), 0);
+	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "451 4.3.0 try later"), 0);
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+	/* prepared: the new record waits in tmp/, the claim is still the record */
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	{
+		struct spool_dirset *dirs = spool_dirset_new(spool);
+
+		ck_assert_int_eq(queue_finish_publish(qc, dirs), 0);
+		ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+		spool_dirset_free(dirs);
+	}
+	queue_claim_free(qc);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_QUEUE);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &rec), 0);
+	ck_assert_uint_eq(rec.attempts, 1);
+	ck_assert_int_eq(rec.next_attempt, later);
+	ck_assert_int_eq(rec.rcpt[0].state, RCPT_SENT);
+	ck_assert_int_eq(rec.rcpt[1].state, RCPT_PENDING);
+	ck_assert_str_eq(rec.rcpt[1].reply, "451 4.3.0 try later");
+	ck_assert_str_eq(rec.last_host, "127.0.0.1:2525");
+	envelope_free(&rec);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, id));
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_int_eq(seen.next[0], later);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_finish_sent_keep)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("sentkeep", path);
+	struct queue_claim *qc;
+	struct envelope *env, rec;
+
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	env = queue_claim_envelope(qc);
+	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
+	finish(spool, qc, QUEUE_SENT, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, id));
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_SENT), id, &rec), 0);
+	ck_assert_uint_eq(envelope_count(&rec, RCPT_SENT), 2);
+	ck_assert_str_eq(rec.rcpt[1].reply, "250 2.0.0 Ok: queued as A");
+	envelope_free(&rec);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_finish_sent_drop)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("sentdrop", path);
+	struct queue_claim *qc;
+
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	finish(spool, qc, QUEUE_SENT, false);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), -ENOENT);
+	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, id));
+	ck_assert_int_eq(count_entries(path, "sent"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_finish_failed)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("failed", path);
+	struct queue_claim *qc;
+	struct envelope *env, rec;
+
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	env = queue_claim_envelope(qc);
+	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_FAILED, "550 5.1.1 <r1@example.net>: no such user"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_FAILED, "552 5.2.2 mailbox full"), 0);
+	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "552 5.2.2 mailbox full"), 0);
+	finish(spool, qc, QUEUE_FAILED, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_FAILED);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, id));
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_FAILED), id, &rec), 0);
+	ck_assert_int_eq(rec.rcpt[0].state, RCPT_FAILED);
+	ck_assert_str_eq(rec.rcpt[0].reply, "550 5.1.1 <r1@example.net>: no such user");
+	ck_assert_int_eq(rec.rcpt[1].state, RCPT_FAILED);
+	ck_assert_str_eq(rec.rcpt[1].reply, "552 5.2.2 mailbox full");
+	ck_assert_str_eq(rec.last_reply, "552 5.2.2 mailbox full");
+	envelope_free(&rec);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_scan_moves_corrupt_to_failed)
+{
+	char path[PATH_LEN], p[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("corrupt", path);
+	struct scan_seen seen = { .n = 0 };
+	struct queue_claim *qc;
+	static const char garbage[] = "this is no envelope\n";
+	int r;
+
+	queue_one(spool, two_rcpts, id);
+	pathf(p, "%s/queue/1.M1P1Q1", path);
+	write_path(p, garbage, sizeof(garbage) - 1);
+	pathf(p, "%s/queue/1.M1P1Q2", path);
+	write_path(p, "spoolgate-envelope: 1\nid: 1.M1P1Q2\n", 35);	/* cut */
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_str_eq(seen.ids[0], id);
+	ck_assert_int_eq(queue_locate(spool, "1.M1P1Q1"), SPOOL_DIR_FAILED);
+	ck_assert_int_eq(queue_locate(spool, "1.M1P1Q2"), SPOOL_DIR_FAILED);
+	ck_assert_int_eq(count_entries(path, "queue"), 1);
+
+	/* a corrupt record as the only (so the last) entry: the scan itself still succeeds */
+	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_SENT), id), 0);
+	pathf(p, "%s/queue/1.M1P1Q4", path);
+	write_path(p, garbage, sizeof(garbage) - 1);
+	memset(&seen, 0, sizeof(seen));
+	r = queue_scan(spool, scan_cb, &seen);
+	ck_assert_msg(r == 0, "queue_scan with only a corrupt record = %d (%s), want 0", r, strerror(-r));
+	ck_assert_int_eq(seen.n, 0);
+	ck_assert_int_eq(queue_locate(spool, "1.M1P1Q4"), SPOOL_DIR_FAILED);
+
+	/* a corrupt record met by a claim goes to failed/ too */
+	pathf(p, "%s/queue/1.M1P1Q3", path);
+	write_path(p, garbage, sizeof(garbage) - 1);
+	ck_assert_int_eq(queue_claim(spool, "1.M1P1Q3", &qc), -EBADMSG);
+	ck_assert_int_eq(queue_locate(spool, "1.M1P1Q3"), SPOOL_DIR_FAILED);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+/* A record with more recipients than ENVELOPE_MAX_RCPT: no valid record. */
+static void
+write_too_many_rcpts(const char *path, const char *id)
+{
+	FILE *fp = fopen(path, "w");
+	size_t i;
+
+	ck_assert_ptr_nonnull(fp);
+	fprintf(fp, "spoolgate-envelope: 1\nid: %s\ncreated: 1\nfrom: <a@b>\ndata-offset: 0\n", id);
+	for (i = 0; i <= ENVELOPE_MAX_RCPT; i++)
+		fprintf(fp, "rcpt: pending <r%zu@x>\n", i);
+	fprintf(fp, "attempts: 0\nnext-attempt: 0\n");
+	ck_assert_int_eq(fclose(fp), 0);
+}
+
+/*
+ * Entries in queue/ that are no readable record (a symlink, a directory,
+ * a record over the recipient bound) must not stop the scan: each is
+ * tested alone (so it is the last entry), then all with good records.
+ */
+START_TEST(test_scan_survives_odd_entries)
+{
+	char path[PATH_LEN], p[PATH_LEN], ids[3][SPOOL_ID_MAX];
+	struct spool *spool = open_spool("oddentries", path);
+	struct scan_seen seen;
+	int r, i;
+
+	pathf(p, "%s/queue/1.M1P1Q5", path);
+	ck_assert_int_eq(symlink("../data/1.M1P1Q5", p), 0);
+	memset(&seen, 0, sizeof(seen));
+	r = queue_scan(spool, scan_cb, &seen);
+	ck_assert_msg(r == 0, "queue_scan with a symlink in queue/ = %d (%s)", r, strerror(-r));
+
+	/* Set aside into failed/, where it stays visible. */
+	pathf(p, "%s/failed/1.M1P1Q5", path);
+	ck_assert_int_eq(unlink(p), 0);
+	pathf(p, "%s/queue/1.M1P1Q6", path);
+	ck_assert_int_eq(mkdir(p, 0750), 0);
+	memset(&seen, 0, sizeof(seen));
+	r = queue_scan(spool, scan_cb, &seen);
+	ck_assert_msg(r == 0, "queue_scan with a directory in queue/ = %d (%s)", r, strerror(-r));
+
+	pathf(p, "%s/failed/1.M1P1Q6", path);
+	ck_assert_int_eq(rmdir(p), 0);
+	pathf(p, "%s/queue/1.M1P1Q7", path);
+	write_too_many_rcpts(p, "1.M1P1Q7");
+	memset(&seen, 0, sizeof(seen));
+	r = queue_scan(spool, scan_cb, &seen);
+	ck_assert_msg(r == 0, "queue_scan with a record of %u recipients = %d (%s)", ENVELOPE_MAX_RCPT + 1,
+	    r, strerror(-r));
+	ck_assert_msg(queue_locate(spool, "1.M1P1Q7") == SPOOL_DIR_FAILED, "over-long record not set aside");
+
+	/* all at once, with good records around them */
+	pathf(p, "%s/queue/1.M1P1Q5", path);
+	ck_assert_int_eq(symlink("../data/1.M1P1Q5", p), 0);
+	pathf(p, "%s/queue/1.M1P1Q6", path);
+	ck_assert_int_eq(mkdir(p, 0750), 0);
+	pathf(p, "%s/queue/1.M1P1Q8", path);
+	write_too_many_rcpts(p, "1.M1P1Q8");
+	for (i = 0; i < 3; i++)
+		queue_one(spool, two_rcpts, ids[i]);
+	memset(&seen, 0, sizeof(seen));
+	r = queue_scan(spool, scan_cb, &seen);
+	ck_assert_msg(r == 0, "queue_scan = %d (%s)", r, strerror(-r));
+	ck_assert_int_eq(seen.n, 3);
+	for (i = 0; i < 3; i++)
+		ck_assert_msg(seen_id(&seen, ids[i]), "good record %s not scanned", ids[i]);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_claim_without_data)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("nodata", path);
+	struct queue_claim *qc = NULL;
+	struct envelope rec;
+	size_t i;
+
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(unlinkat(spool_dirfd(spool, SPOOL_DIR_DATA), id, 0), 0);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), -ENOENT);
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_FAILED);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_FAILED), id, &rec), 0);
+	for (i = 0; i < rec.nrcpt; i++) {
+		ck_assert_int_eq(rec.rcpt[i].state, RCPT_FAILED);
+		ck_assert_ptr_nonnull(rec.rcpt[i].reply);
+		ck_assert_msg(strstr(rec.rcpt[i].reply, "data") != NULL, "reason '%s' does not say why",
+		    rec.rcpt[i].reply);
+	}
+	ck_assert_ptr_nonnull(rec.last_reply);
+	ck_assert_msg(strstr(rec.last_reply, "missing") != NULL, "last-reply '%s'", rec.last_reply);
+	envelope_free(&rec);
+	spool_close(spool);
+}
+END_TEST
+
+START_TEST(test_claim_bad_ids)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("badids", path);
+	struct queue_claim *qc;
+
+	ck_assert_int_eq(queue_claim(spool, "", &qc), -EINVAL);
+	ck_assert_int_eq(queue_claim(spool, "../queue/x", &qc), -EINVAL);
+	ck_assert_int_eq(queue_claim(spool, ".hidden", &qc), -EINVAL);
+	ck_assert_int_eq(queue_claim(spool, "a@b", &qc), -EINVAL);
+	ck_assert_int_eq(queue_claim(spool, "1.M1P1Q9", &qc), -ENOENT);
+	ck_assert_int_eq(queue_locate(spool, "a/b"), -EINVAL);
+	ck_assert_int_eq(queue_locate(spool, "1.M1P1Q9"), -ENOENT);
+	ck_assert_str_eq(queue_outcome_name(QUEUE_DEFERRED), "deferred");
+	ck_assert_str_eq(queue_outcome_name(QUEUE_SENT), "sent");
+	ck_assert_str_eq(queue_outcome_name(QUEUE_FAILED), "failed");
+	spool_close(spool);
+}
+END_TEST
+
+static Suite *
+spool_suite(void)
+{
+	Suite *s = suite_create("spool");
+	TCase *tc;
+
+	tc = tcase_create("spool");
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_open_creates_layout);
+	tcase_add_test(tc, test_open_refuses_symlink_and_file);
+	tcase_add_test(tc, test_new_id_unique);
+	tcase_add_test(tc, test_commit_two_mailboxes_and_queue);
+	tcase_add_test(tc, test_commit_queue_only);
+	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_no_target_is_sticky);
+	tcase_add_test(tc, test_deliver_local_names);
+	tcase_add_test(tc, test_sticky_error_efbig);
+	tcase_add_test(tc, test_sticky_error_enospc);
+	tcase_add_test(tc, test_unpublish);
+	tcase_add_test(tc, test_publish_failure_takes_back);
+	tcase_add_test(tc, test_recover);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("queue");
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_test(tc, test_scan_claim_release);
+	tcase_add_test(tc, test_finish_deferred);
+	tcase_add_test(tc, test_finish_sent_keep);
+	tcase_add_test(tc, test_finish_sent_drop);
+	tcase_add_test(tc, test_finish_failed);
+	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
+	tcase_add_test(tc, test_scan_survives_odd_entries);
+	tcase_add_test(tc, test_claim_without_data);
+	tcase_add_test(tc, test_claim_bad_ids);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(spool_suite());
+	int failed;
+
+	log_init("test_spool", LOG_LVL_WARN);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
