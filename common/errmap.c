@@ -52,6 +52,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_HOST_UNREACHABLE, 451, "4.4.1", EHOSTUNREACH, FE, "No answer from host: host unreachable"),
 	ROW(REPLY_NET_UNREACHABLE, 451, "4.4.1", ENETUNREACH, FE, "No answer from host: network unreachable"),
 	ROW(REPLY_TIMED_OUT, 451, "4.4.2", ETIMEDOUT, FE | PR, "Connection timed out"),
+	ROW(REPLY_REMOTE_PROTOCOL, 451, "4.5.0", 0, PR, "Protocol error in the remote server's reply"),
 	ROW(REPLY_ATRN_LOCKED, 451, "4.4.0", 0, PR, "Unable to process ATRN request now"),
 	ROW(REPLY_NO_STORAGE, 452, "4.3.1", ENOSPC, FE | PR, "Insufficient system storage"),
 	ROW(REPLY_NO_MEMORY, 452, "4.3.1", ENOMEM, FE, "Insufficient system resources"),

@@ -459,7 +459,7 @@ dlv_abort(struct delivery *d, const struct errmap_reply *row, const char *fmt, .
 static void
 dlv_unexpected(struct delivery *d, const struct relay_reply *rep)
 {
-	dlv_abort(d, errmap_get(REPLY_LOCAL_ERROR), "unexpected reply from %s while %s: %s",
+	dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "unexpected reply from %s while %s: %s",
 	    smarthost(d->relay), dlv_steps[d->state].doing, rep->text);
 }
 
@@ -825,20 +825,20 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > RELAY_LINE_MAX)
-				dlv_abort(d, errmap_get(REPLY_LOCAL_ERROR), "reply line from %s over %d octets while %s",
+				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
 				    smarthost(d->relay), RELAY_LINE_MAX, dlv_steps[d->state].doing);
 			return;
 		}
 		len = (size_t)eol.pos;
 		if (len > RELAY_LINE_MAX - eol_len) {	/* eol_len is 1 or 2 */
-			dlv_abort(d, errmap_get(REPLY_LOCAL_ERROR), "reply line from %s over %d octets while %s",
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
 			    smarthost(d->relay), RELAY_LINE_MAX, dlv_steps[d->state].doing);
 			return;
 		}
 		evbuffer_remove(in, line, len + eol_len);
 		line[len] = '\0';
 		if (dlv_steps[d->state].on_reply == NULL) {
-			dlv_abort(d, errmap_get(REPLY_LOCAL_ERROR), "%s spoke out of turn while %s",
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
 			    smarthost(d->relay), dlv_steps[d->state].doing);
 			return;
 		}
@@ -847,7 +847,7 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 				dlv_close(d);
 				return;
 			}
-			dlv_abort(d, errmap_get(REPLY_LOCAL_ERROR), "%s reply from %s while %s",
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s reply from %s while %s",
 			    rc == -E2BIG ? "overlong" : "malformed", smarthost(d->relay),
 			    dlv_steps[d->state].doing);
 			return;
