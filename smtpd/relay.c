@@ -562,26 +562,38 @@ dlv_start_mail(struct delivery *d)
 	dlv_enter(d, DLV_MAIL);
 }
 
+/*
+ * A 4xx or 5xx before any recipient was accepted ends the transaction for
+ * every recipient still open: 4xx defers them, 5xx fails them.  Returns
+ * false for any other reply.
+ */
+static bool
+dlv_refused_all(struct delivery *d, const struct relay_reply *rep)
+{
+	switch (relay_reply_class(rep->code)) {
+	case 4:
+		dlv_defer_all(d, rep->text);
+		break;
+	case 5:
+		dlv_fail_all(d, rep->text);
+		break;
+	default:
+		return false;
+	}
+	dlv_end(d);
+	return true;
+}
+
 static void
 dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
 {
-	switch (relay_reply_class(rep->code)) {
-	case 2:
-		if (rep->code != 220)
-			break;
+	if (rep->code == 220) {
 		if (dlv_send_hello(d, "EHLO") == 0)
 			dlv_enter(d, DLV_EHLO);
 		return;
-	case 4:
-		dlv_defer_all(d, rep->text);
-		dlv_end(d);
-		return;
-	case 5:
-		dlv_fail_all(d, rep->text);
-		dlv_end(d);
-		return;
 	}
-	dlv_unexpected(d, rep);
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
 }
 
 static void
@@ -592,59 +604,40 @@ dlv_on_ehlo(struct delivery *d, const struct relay_reply *rep)
 		d->caps = rep->caps;
 		dlv_start_mail(d);
 		return;
-	case 4:
-		dlv_defer_all(d, rep->text);
-		dlv_end(d);
-		return;
 	case 5:
 		/* RFC 5321 3.2: a server that does not know EHLO still knows HELO. */
 		if (dlv_send_hello(d, "HELO") == 0)
 			dlv_enter(d, DLV_HELO);
 		return;
 	}
-	dlv_unexpected(d, rep);
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
 }
 
 static void
 dlv_on_helo(struct delivery *d, const struct relay_reply *rep)
 {
-	switch (relay_reply_class(rep->code)) {
-	case 2:
+	if (relay_reply_class(rep->code) == 2) {
 		memset(&d->caps, 0, sizeof(d->caps));
 		dlv_start_mail(d);
 		return;
-	case 4:
-		dlv_defer_all(d, rep->text);
-		dlv_end(d);
-		return;
-	case 5:
-		dlv_fail_all(d, rep->text);
-		dlv_end(d);
-		return;
 	}
-	dlv_unexpected(d, rep);
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
 }
 
 static void
 dlv_on_mail(struct delivery *d, const struct relay_reply *rep)
 {
-	switch (relay_reply_class(rep->code)) {
-	case 2:
+	if (relay_reply_class(rep->code) == 2) {
 		if (!d->caps.pipelining && dlv_send_rcpt(d, 0) < 0)
 			return;
 		dlv_enter(d, DLV_RCPT);
 		return;
-	case 4:
-		/* Pipelined RCPT and DATA replies that follow are read and ignored in DLV_QUIT. */
-		dlv_defer_all(d, rep->text);
-		dlv_end(d);
-		return;
-	case 5:
-		dlv_fail_all(d, rep->text);
-		dlv_end(d);
-		return;
 	}
-	dlv_unexpected(d, rep);
+	/* Pipelined RCPT and DATA replies that follow are read and ignored in DLV_QUIT. */
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
 }
 
 static void
