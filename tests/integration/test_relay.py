@@ -1,0 +1,578 @@
+#!/usr/bin/python3
+"""test_relay - the relay inside spoolgate-smtpd, fed through the mount.
+
+The whole loop of ./run (outbox/ -> relay -> own SMTP listener -> inbox/),
+delivery to real sinks (aiosmtpd in this process; Postfix's smtp-sink):
+CRLF line endings on the wire, dots intact after unstuffing, no Bcc, the
+envelope from the headers; a 4xx keeps the message queued and it is
+delivered on retry; a 5xx moves it to failed/ with the remote reply in
+failed/<id>.status; nothing listening keeps it queued with attempts
+growing; inotify: delivered within 2 s with scan_interval = 300.
+Skipped (77) where FUSE is not available.
+"""
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness
+from harness import log, parse_record, split_stored, wait_until
+
+NOTICE_LIMIT = 2.0		# seconds from close() to the sink: inotify, not the scan
+
+
+def setUpModule():
+    why = harness.fuse_available()
+    if why:
+        raise unittest.SkipTest(why)
+
+
+def token():
+    return uuid.uuid4().hex[:12]
+
+
+def drop(gw, data, name=None):
+    """Write data into outbox/ (create, write, close must all succeed).
+    Returns (id of the new record, monotonic time of the close)."""
+    before = gw.record_ids()
+    path = os.path.join(gw.mnt, 'outbox', name or ('m-%s.eml' % token()))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)		# raises if the submission failed
+    t = time.monotonic()
+    new = gw.record_ids() - before
+    if len(new) != 1:
+        raise AssertionError('expected one new record after close, got %s' % new)
+    return new.pop(), t
+
+
+def record(gw, msgid):
+    where, text = gw.find_record(msgid)
+    return where, (parse_record(text) if text else None), text
+
+
+def wait_record(gw, msgid, pred, timeout, what):
+    """Wait until pred(where, rec) holds for the record of msgid."""
+    def check():
+        where, rec, text = record(gw, msgid)
+        return (where, rec, text) if rec is not None and pred(where, rec) else None
+    try:
+        return wait_until(check, timeout, what, interval=0.05)
+    except AssertionError:
+        where, rec, text = record(gw, msgid)
+        raise AssertionError('%s; record is in %s:\n%s' % (what, where, text))
+
+
+# ---------------------------------------------------------------- the sink
+
+class Sink:
+    """An aiosmtpd server in this process that keeps every DATA it gets.
+    Policy: rcpt_rules maps an address to a reply for its RCPT; data_rule(msg)
+    may return a reply for the DATA (e.g. a 451) instead of accepting."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        self.lock = threading.Lock()
+        self.received = []		# accepted transactions
+        self.attempts = []		# every DATA, accepted or not
+        self.rcpt_rules = {}
+        self.mail_rules = {}		# sender -> reply for its MAIL
+        self.data_rule = None
+        self.data_delay = None		# fn(msg) -> seconds to wait before replying
+        self.port = harness.free_port()
+        self.controller = Controller(self, hostname='127.0.0.1', port=self.port,
+                                     server_hostname='sink.test')
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            rule = self.mail_rules.get(address.lower())
+        if rule:
+            return rule
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return '250 2.1.0 sender ok'
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            rule = self.rcpt_rules.get(address.lower())
+        if rule:
+            return rule
+        envelope.rcpt_tos.append(address)
+        return '250 2.1.5 recipient ok'
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = {'from': envelope.mail_from, 'rcpt': list(envelope.rcpt_tos),
+               'mail_options': list(envelope.mail_options),
+               'data': envelope.original_content, 't': time.monotonic()}
+        with self.lock:
+            self.attempts.append(msg)
+            rule = self.data_rule
+            delay = self.data_delay(msg) if self.data_delay else 0
+        if delay:
+            await asyncio.sleep(delay)
+        status = rule(msg) if rule else None
+        if status:
+            return status
+        with self.lock:
+            self.received.append(msg)
+        return '250 2.0.0 sink got it'
+
+    def find(self, needle, attempts=False):
+        with self.lock:
+            return [m for m in (self.attempts if attempts else self.received)
+                    if needle.encode() in m['data']]
+
+
+def sink_message(tok, to='bob@example.net', cc='carol@example.net', bcc='eve@example.net',
+                 body=None):
+    hdr = ('From: Alice <alice@example.org>\nTo: %s\n' % to
+           + ('Cc: %s\n' % cc if cc else '')
+           + ('Bcc: %s\n' % bcc if bcc else '')
+           + 'Subject: relay %s\nDate: Sat, 29 Nov 2025 10:00:00 +0000\n'
+             'Message-ID: <%s@test>\n' % (tok, tok))
+    return hdr, (body if body is not None else 'plain body %s\n' % tok)
+
+
+class ToSink(unittest.TestCase):
+    """smarthost = an aiosmtpd sink; scan_interval = 300 so only inotify
+    can make a delivery fast."""
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            cls.sink = Sink()
+        except ImportError as e:
+            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+        cls.addClassCleanup(cls.sink.stop)
+        cls.gw = harness.Instance('relay-sink', smarthost='127.0.0.1:%d' % cls.sink.port,
+                                  scan_interval=300, retry_min=1, retry_max=2,
+                                  command_timeout=10)
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.gw.start_smtpd()
+        cls.gw.start_fs()
+
+    def test_delivery_format_and_latency(self):
+        """bare-LF, dot-leading lines arrive as CRLF, unstuffed dots intact, no Bcc, within 2 s"""
+        tok = token()
+        body = ('.leading dot\n..two dots\n.\nmiddle line\n...\n'
+                'last line without newline %s' % tok)
+        hdr, body = sink_message(tok, body=body)
+        msgid, t_close = drop(self.gw, (hdr + '\n' + body).encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        latency = got[0]['t'] - t_close
+        log('  %s at the sink %.2fs after close (scan_interval=300)' % (msgid, latency))
+        self.assertEqual(len(got), 1, 'delivered %d times' % len(got))
+        m = got[0]
+        data = m['data']
+        self.assertEqual(m['from'], 'alice@example.org')
+        self.assertEqual(sorted(a.lower() for a in m['rcpt']),
+                         ['bob@example.net', 'carol@example.net', 'eve@example.net'])
+        # Every line ending on the wire was CRLF (aiosmtpd keeps them as sent).
+        self.assertNotIn(b'\n', data.replace(b'\r\n', b''), 'bare LF on the wire')
+        self.assertTrue(data.endswith(b'\r\n'), 'message does not end with CRLF')
+        self.assertNotIn(b'bcc:', data.lower(), 'Bcc header was sent')
+        self.assertNotIn(b'eve@example.net', data)
+        head, sep, sent_body = data.partition(b'\r\n\r\n')
+        self.assertEqual(sep, b'\r\n\r\n')
+        for line in hdr.splitlines():
+            if not line.startswith('Bcc:'):
+                self.assertIn(line.encode() + b'\r\n', head + b'\r\n')
+        expected = body.replace('\n', '\r\n').encode() + b'\r\n'
+        self.assertEqual(sent_body, expected)
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertEqual(sorted(s for s, _, _ in rec['rcpt']), ['sent'] * 3, text)
+        self.assertTrue(all('250' in reply for _, _, reply in rec['rcpt']), text)
+        self.assertIn(msgid + '.status', os.listdir(os.path.join(self.gw.mnt, 'sent')))
+        self.assertLessEqual(latency, NOTICE_LIMIT,
+                             'queued message noticed after %.2fs: inotify does not work'
+                             % latency)
+
+    def test_no_bare_cr_on_the_wire(self):
+        """a bare CR in the source is not sent as a bare CR (RFC 5321 2.3.8 MUST NOT)"""
+        tok = token()
+        hdr, body = sink_message(tok, cc=None, bcc=None,
+                                 body='before\rafter %s\r\nnext\n' % tok)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        data = got[0]['data']
+        self.assertNotIn(b'\r', data.replace(b'\r\n', b''), 'bare CR on the wire: %r' % data)
+        self.assertNotIn(b'\n', data.replace(b'\r\n', b''), 'bare LF on the wire: %r' % data)
+        self.assertIn(b'before', data)
+        self.assertIn(b'after %s' % tok.encode(), data)
+        self.assertTrue(data.endswith(b'\r\nnext\r\n'), data)
+
+    def test_4xx_then_retry(self):
+        """451 at DATA: stays queued with attempts >= 1, delivered on retry (retry_min=1)"""
+        tok = token()
+        accept = threading.Event()
+
+        def rule(msg):
+            if tok.encode() in msg['data'] and not accept.is_set():
+                return '451 4.3.0 try later'
+            return None
+        self.sink.data_rule = rule
+        self.addCleanup(setattr, self.sink, 'data_rule', None)
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(
+            self.gw, msgid,
+            lambda w, r: w == 'queue' and int(r.get('attempts', '0')) >= 1,
+            10, 'a deferred record of %s' % msgid)
+        self.assertIn('451', rec.get('last-reply', ''), text)
+        self.assertEqual(rec['rcpt'][0][0], 'pending', text)
+        self.assertEqual(self.sink.find(tok), [], 'accepted although the sink said 451')
+        self.assertGreaterEqual(len(self.sink.find(tok, attempts=True)), 1)
+        log('  deferred after 451: attempts=%s next-attempt=%s'
+            % (rec.get('attempts'), rec.get('next-attempt')))
+        accept.set()
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 20,
+                                       'record of %s in sent/ after the retry' % msgid)
+        self.assertGreaterEqual(int(rec.get('attempts', '0')), 2, text)
+        self.assertEqual(len(self.sink.find(tok)), 1)
+
+    def test_4xx_one_rcpt_only_pending_resent(self):
+        """452 to one RCPT: the other is sent; the retry sends only the pending one"""
+        tok = token()
+        later = 'later-%s@example.net' % tok
+        self.sink.rcpt_rules[later] = '452 4.2.2 mailbox full, try later'
+        hdr, body = sink_message(tok, to='bob@example.net', cc=later, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(
+            self.gw, msgid, lambda w, r: w == 'queue' and int(r.get('attempts', '0')) >= 1,
+            10, 'a deferred record of %s' % msgid)
+        states = {a: st for st, a, _ in rec['rcpt']}
+        self.assertEqual(states, {'bob@example.net': 'sent', later: 'pending'}, text)
+        del self.sink.rcpt_rules[later]
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 20,
+                                       'record of %s in sent/' % msgid)
+        got = self.sink.find(tok)
+        self.assertEqual(len(got), 2, 'expected two transactions, got %d' % len(got))
+        self.assertEqual([a.lower() for a in got[0]['rcpt']], ['bob@example.net'])
+        self.assertEqual([a.lower() for a in got[1]['rcpt']], [later],
+                         'the retry must send only the pending recipient')
+
+    def test_5xx_to_mail(self):
+        """550 to MAIL FROM: every recipient fails, record in failed/ with the reply"""
+        tok = token()
+        sender = 'banned-%s@example.org' % tok
+        self.sink.mail_rules[sender] = '550 5.7.1 sender banned'
+        msg = ('From: %s\nTo: bob@example.net, carol@example.net\nSubject: relay %s\n\nx\n'
+               % (sender, tok)).encode()
+        msgid, _ = drop(self.gw, msg)
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'failed', 10,
+                                       'record of %s in failed/' % msgid)
+        self.assertEqual(sorted(st for st, _, _ in rec['rcpt']), ['failed', 'failed'], text)
+        self.assertIn('550 5.7.1 sender banned', text)
+
+    def test_5xx_failed(self):
+        """550 5.1.1 to RCPT: moved to failed/, failed/<id>.status holds the reply"""
+        tok = token()
+        nobody = 'nobody-%s@example.net' % tok
+        self.sink.rcpt_rules[nobody] = '550 5.1.1 no such user'
+        hdr, body = sink_message(tok, to=nobody, cc=None, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'failed', 10,
+                                       'record of %s in failed/' % msgid)
+        with open(os.path.join(self.gw.mnt, 'failed', msgid + '.status')) as f:
+            status = f.read()
+        self.assertIn('550 5.1.1 no such user', status)
+        rec = parse_record(status)
+        self.assertEqual(rec['rcpt'][0][:2], ('failed', nobody), status)
+        self.assertIn('127.0.0.1:%d' % self.sink.port, rec.get('last-host', ''), status)
+        with open(os.path.join(self.gw.mnt, 'failed', msgid), 'rb') as f:
+            self.assertIn(tok.encode(), f.read())
+        self.assertEqual(self.sink.find(tok), [])
+
+    def test_5xx_one_of_two(self):
+        """one recipient refused (550), one accepted: failed/ records both outcomes"""
+        tok = token()
+        nobody = 'nobody-%s@example.net' % tok
+        self.sink.rcpt_rules[nobody] = '550 5.1.1 no such user'
+        hdr, body = sink_message(tok, to='bob@example.net', cc=nobody, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'failed', 10,
+                                       'record of %s in failed/' % msgid)
+        states = {a: s for s, a, _ in rec['rcpt']}
+        self.assertEqual(states, {'bob@example.net': 'sent', nobody: 'failed'}, text)
+        got = self.sink.find(tok)
+        self.assertEqual(len(got), 1)
+        self.assertEqual([a.lower() for a in got[0]['rcpt']], ['bob@example.net'])
+
+
+class NothingListening(unittest.TestCase):
+
+    def test_stays_queued(self):
+        """smarthost refuses connections: stays in queue/, attempts grow, 4xx last reply"""
+        gw = harness.Instance('relay-dead', retry_min=1, retry_max=2, scan_interval=300)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        hdr, body = sink_message(token(), cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(
+            gw, msgid, lambda w, r: w == 'queue' and int(r.get('attempts', '0')) >= 2,
+            15, 'two failed attempts of %s' % msgid)
+        self.assertTrue(rec.get('last-reply', '').startswith('4'), text)
+        self.assertEqual(rec['rcpt'][0][0], 'pending', text)
+        self.assertNotIn(msgid, os.listdir(os.path.join(gw.mnt, 'failed')))
+        self.assertNotIn(msgid, os.listdir(os.path.join(gw.mnt, 'sent')))
+        log('  after refused connections: attempts=%s last-reply=%r'
+            % (rec.get('attempts'), rec.get('last-reply')))
+
+
+class Lifetime(unittest.TestCase):
+
+    def test_expired(self):
+        """max_queue_lifetime=2 with nothing listening: the message ends in failed/ as expired"""
+        gw = harness.Instance('relay-expire', retry_min=1, retry_max=1, max_queue_lifetime=2)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        hdr, body = sink_message(token(), cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'failed', 20,
+                                       'record of %s in failed/ after expiry' % msgid)
+        self.assertEqual(rec['rcpt'][0][0], 'failed', text)
+        self.assertIn('expired', text)
+        with open(os.path.join(gw.mnt, 'failed', msgid + '.status')) as f:
+            self.assertIn('expired', f.read())
+
+
+class KeepSentNo(unittest.TestCase):
+
+    def test_keep_sent_no(self):
+        """keep_sent = no: a delivered message leaves no record and no data behind"""
+        sink = Sink()
+        self.addCleanup(sink.stop)
+        gw = harness.Instance('relay-nokeep', smarthost='127.0.0.1:%d' % sink.port,
+                              keep_sent=False, retry_min=1, retry_max=2)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        tok = token()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        wait_until(lambda: sink.find(tok), 10, 'the sink to get %s' % msgid)
+        wait_until(lambda: gw.find_record(msgid) == (None, None), 10,
+                   'the record of %s to be removed' % msgid)
+        self.assertEqual(gw.listdir('sent'), [])
+        wait_until(lambda: msgid not in gw.listdir('data'), 5, 'data/%s to be removed' % msgid)
+
+
+class QueuedWhileDown(unittest.TestCase):
+
+    def test_queued_before_smtpd_starts(self):
+        """a message dropped while smtpd is down is delivered once smtpd starts"""
+        sink = Sink()
+        self.addCleanup(sink.stop)
+        gw = harness.Instance('relay-down', smarthost='127.0.0.1:%d' % sink.port,
+                              retry_min=1, retry_max=2)
+        self.addCleanup(gw.cleanup)
+        gw.start_fs()
+        tok = token()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        self.assertEqual(record(gw, msgid)[0], 'queue')
+        time.sleep(0.5)
+        self.assertEqual(sink.find(tok), [])
+        gw.start_smtpd()
+        wait_until(lambda: sink.find(tok), 10, 'the sink to get %s after smtpd started' % msgid)
+        wait_record(gw, msgid, lambda w, r: w == 'sent', 10, 'record of %s in sent/' % msgid)
+
+
+class RelayCrash(unittest.TestCase):
+
+    def test_kill9_during_delivery(self):
+        """kill -9 smtpd while a delivery waits for the sink: after restart the claim is
+        given back and the message is delivered"""
+        sink = Sink()
+        self.addCleanup(sink.stop)
+        tok = token()
+        first = threading.Event()
+        stalled_done = threading.Event()
+        t_stall = []
+
+        def delay(msg):
+            if tok.encode() in msg['data'] and not first.is_set():
+                first.set()
+                t_stall.append(time.monotonic())
+                msg['stalled'] = True
+                return 5
+            return 0
+
+        def rule(msg):
+            # The stalled attempt answers a dead connection: it must not count.
+            if msg.get('stalled'):
+                stalled_done.set()
+                return '451 4.3.0 connection is gone anyway'
+            return None
+        sink.data_delay = delay
+        sink.data_rule = rule
+        gw = harness.Instance('relay-crash', smarthost='127.0.0.1:%d' % sink.port,
+                              retry_min=1, retry_max=2, command_timeout=30)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        self.assertTrue(first.wait(10), 'the delivery never reached DATA')
+        where, _, text = record(gw, msgid)
+        self.assertEqual(where, 'active', 'record during the delivery is in %s' % where)
+        gw.kill('smtpd')
+        log('  killed -9 during the delivery of %s' % msgid)
+        mark = gw._log_size('smtpd')
+        gw.start_smtpd()
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'sent', 20,
+                                       'record of %s in sent/ after restart' % msgid)
+        # The stalled handler is cancelled with its connection, or answers it
+        # after 5 s; either way it must not have counted.
+        stalled_done.wait(max(0.0, t_stall[0] + 5.5 - time.monotonic()))
+        self.assertEqual(len(sink.find(tok)), 1)
+        self.assertIn('event=recovery', gw.read_log('smtpd', mark))
+
+
+class Shutdown(unittest.TestCase):
+
+    def test_sigterm_gives_claims_back(self):
+        """SIGTERM during a delivery (silent smarthost): smtpd exits 0, the record is back in queue/"""
+        stall = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(stall.close)
+        stall.bind(('127.0.0.1', 0))
+        stall.listen(16)
+        gw = harness.Instance('relay-term', smarthost='127.0.0.1:%d' % stall.getsockname()[1],
+                              connect_timeout=300, command_timeout=300)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        hdr, body = sink_message(token(), cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        wait_until(lambda: record(gw, msgid)[0] == 'active', 10, 'the claim of %s' % msgid)
+        t0 = time.monotonic()
+        self.assertEqual(gw.kill('smtpd', signal.SIGTERM), 0, 'smtpd exit status on SIGTERM')
+        self.assertLess(time.monotonic() - t0, 5, 'shutdown waited for the silent smarthost')
+        where, rec, text = record(gw, msgid)
+        self.assertEqual(where, 'queue', 'record after shutdown is in %s' % where)
+        self.assertEqual(gw.listdir('active'), [])
+
+
+class FullLoop(unittest.TestCase):
+    """./run's setup: the smarthost is the gateway's own listener."""
+
+    def test_outbox_to_inbox(self):
+        """outbox/ -> relay -> own SMTP -> inbox/bob/ (and Bcc'd inbox/eve/), record in sent/"""
+        gw = harness.Instance('relay-loop', retry_min=1, retry_max=2)
+        self.addCleanup(gw.cleanup)
+        gw.cfg['smarthost'] = '127.0.0.1:%d' % gw.port
+        gw.start_smtpd()
+        gw.start_fs()
+        tok = token()
+        hdr, body = sink_message(tok, to='Bob <bob@localhost>', cc=None, bcc='eve@localhost',
+                                 body='.dot first\nloop body %s\n' % tok)
+        msgid, t_close = drop(gw, (hdr + '\n' + body).encode())
+
+        def arrived(box):
+            d = os.path.join(gw.mnt, 'inbox', box)
+            try:
+                names = os.listdir(d)
+            except FileNotFoundError:
+                return None
+            for n in names:
+                with open(os.path.join(d, n), 'rb') as f:
+                    data = f.read()
+                if tok.encode() in data:
+                    return data
+            return None
+        data = wait_until(lambda: arrived('bob'), 10, 'the message in inbox/bob/')
+        log('  in inbox/bob/ %.2fs after close' % (time.monotonic() - t_close))
+        rp, received, content = split_stored(data)
+        self.assertEqual(rp, b'Return-Path: <alice@example.org>')
+        self.assertNotIn(b'bcc:', content.lower())
+        self.assertTrue(content.endswith(b'\n\n.dot first\nloop body %s\n' % tok.encode()),
+                        content)
+        self.assertIsNotNone(wait_until(lambda: arrived('eve'), 10, 'the Bcc copy in inbox/eve/'))
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertIn(msgid + '.status', os.listdir(os.path.join(gw.mnt, 'sent')))
+        self.assertTrue(all(s == 'sent' for s, _, _ in rec['rcpt']), text)
+
+
+class PostfixSink(unittest.TestCase):
+    """Postfix's smtp-sink as the smarthost (it offers PIPELINING)."""
+
+    def test_smtp_sink(self):
+        """delivered to smtp-sink: envelope and content in its dump, record in sent/"""
+        sink_bin = shutil.which('smtp-sink') or '/usr/sbin/smtp-sink'
+        if not os.access(sink_bin, os.X_OK):
+            self.skipTest('smtp-sink (postfix) is not installed')
+        dump = tempfile.mkdtemp(prefix='spoolgate-sink-')
+        self.addCleanup(shutil.rmtree, dump, True)
+        port = harness.free_port()
+        argv = [sink_bin]
+        if harness.IS_ROOT:
+            pw = pwd.getpwnam('postfix')
+            os.chown(dump, pw.pw_uid, pw.pw_gid)
+            argv += ['-u', 'postfix']
+        argv += ['-d', os.path.join(dump, 'm.'), '127.0.0.1:%d' % port, '10']
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def stop_sink():
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.addCleanup(stop_sink)
+
+        def sink_up():
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(sink_up, 10, 'smtp-sink to listen')
+        gw = harness.Instance('relay-pfsink', smarthost='127.0.0.1:%d' % port,
+                              retry_min=1, retry_max=2)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        tok = token()
+        hdr, body = sink_message(tok, body='.dot line %s\nsecond\n' % tok)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+
+        def dumped():
+            for n in os.listdir(dump):
+                with open(os.path.join(dump, n), 'rb') as f:
+                    data = f.read()
+                if tok.encode() in data:
+                    return data
+            return None
+        data = wait_until(dumped, 10, 'the message in the smtp-sink dump')
+        self.assertIn(b'X-Mail-Args: <alice@example.org>', data)
+        for a in (b'bob@example.net', b'carol@example.net', b'eve@example.net'):
+            self.assertIn(b'X-Rcpt-Args: <' + a + b'>', data)
+        self.assertIn(b'\n.dot line %s\nsecond\n' % tok.encode(), data)
+        self.assertNotIn(b'Bcc:', data)
+        wait_record(gw, msgid, lambda w, r: w == 'sent', 10, 'record of %s in sent/' % msgid)
+
+
+if __name__ == '__main__':
+    harness.main(binaries=(harness.SMTPD, harness.FS))
