@@ -415,7 +415,18 @@ class Instance:
         return ids
 
     def find_record(self, msgid):
-        """(where, text) of the record of msgid, or (None, None)."""
+        """(where, text) of the record of msgid, or (None, None).
+
+        A live relay moves the record (queue/ -> active/ -> queue/) while we
+        look, so a record missed in one pass is looked for again."""
+        for _ in range(20):
+            where, text = self._find_record_once(msgid)
+            if where is not None:
+                return where, text
+            time.sleep(0.01)
+        return None, None
+
+    def _find_record_once(self, msgid):
         for d in ('queue', 'sent', 'failed'):
             p = self.path(d, msgid)
             try:
