@@ -123,7 +123,8 @@ spool_write_all(int fd, const void *buf, size_t len)
 int
 spool_chown_new(const struct spool *spool, int fd)
 {
-	if (spool->chown_needed && fchown(fd, spool->owner_uid, spool->owner_gid) < 0)
+	/* Only root makes files for another user; after dropping root they are ours already. */
+	if (spool->chown_needed && geteuid() == 0 && fchown(fd, spool->owner_uid, spool->owner_gid) < 0)
 		return -errno;
 	return 0;
 }
@@ -366,6 +367,8 @@ spool_mailbox_create(struct spool *spool, const char *name, struct spool_dirset 
 
 	if (strchr(name, '/') != NULL || name[0] == '.' || name[0] == '\0')
 		return -EINVAL;
+	if (spool_mailbox_exists(spool, name) == 1)
+		return 0;	/* the common case: one stat instead of four mkdir */
 	if ((r = make_subdir(spool, spool->dirfd[SPOOL_DIR_MAIL], name, &created_box)) < 0)
 		return r;
 	if ((mfd = openat(spool->dirfd[SPOOL_DIR_MAIL], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
@@ -571,6 +574,18 @@ write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOO
 		name[0] = '\0';
 	}
 	return r;
+}
+
+int
+spool_msg_commit_start(struct spool_msg *msg)
+{
+	int r;
+
+	if ((r = msg_flush(msg)) < 0)
+		return r;
+	/* A hint: if it fails, fdatasync in _prepare reports what matters. */
+	(void)sync_file_range(msg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return 0;
 }
 
 int

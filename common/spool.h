@@ -118,7 +118,13 @@ int spool_msg_deliver_local(struct spool_msg *msg, const char *mailbox);
 int spool_msg_queue(struct spool_msg *msg, const struct envelope *env);
 size_t spool_msg_local_count(const struct spool_msg *msg);
 
-/* Commit phases (may run on a committer thread; blocking I/O). */
+/*
+ * Commit phases (may run on a committer thread; blocking I/O).  _start is
+ * optional: it writes out the buffer and starts writeback without waiting,
+ * so that a committer can start the writes of a whole batch before it
+ * waits for the first fdatasync in _prepare.
+ */
+int spool_msg_commit_start(struct spool_msg *msg);
 int spool_msg_commit_prepare(struct spool_msg *msg);
 int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
 /* After a failed dirset sync: remove the names published, best effort. */

@@ -102,8 +102,11 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 
 	for (job = batch; job != NULL; job = job->next, n++) {
 		job->published = 0;
-		job->result = job->prepare(job->arg);
+		job->result = job->start != NULL ? job->start(job->arg) : 0;
 	}
+	for (job = batch; job != NULL; job = job->next)
+		if (job->result == 0)
+			job->result = job->prepare(job->arg);
 	for (job = batch; job != NULL; job = job->next) {
 		if (job->result != 0)
 			continue;

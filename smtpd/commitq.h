@@ -9,6 +9,8 @@
  *	One committer thread takes every job waiting at that moment (a batch)
  *	and runs, for the whole batch:
  *
+ *	    start(arg)              each job (if set): start writeback of its files,
+ *	                            so the disk works on the whole batch at once
  *	    prepare(arg)            each job: write and fsync its files
  *	    publish(arg, dirs)      each prepared job: link/rename into place
  *	    spool_dirset_sync(dirs) once: each directory fsync'd once
@@ -39,6 +41,7 @@
 struct commitq;
 
 struct commitq_job {
+	int	      (*start)(void *arg);		/* may be NULL */
 	int	      (*prepare)(void *arg);
 	int	      (*publish)(void *arg, struct spool_dirset *dirs);
 	void	      (*unpublish)(void *arg);		/* may be NULL */

@@ -907,6 +907,14 @@ data_consume(struct session *s)
 }
 
 static int
+commit_start(void *arg)
+{
+	struct session_commit *c = arg;
+
+	return spool_msg_commit_start(c->msg);
+}
+
+static int
 commit_prepare(void *arg)
 {
 	struct session_commit *c = arg;
@@ -1041,6 +1049,7 @@ data_finish(struct session *s)
 		data_reject(s, -ENOMEM);
 		return;
 	}
+	c->job.start = commit_start;
 	c->job.prepare = commit_prepare;
 	c->job.publish = commit_publish;
 	c->job.unpublish = commit_unpublish;
