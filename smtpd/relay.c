@@ -683,6 +683,16 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 
 static void dlv_fill_body(struct delivery *d);
 
+/* The reply to DATA or to the final dot decides for every accepted recipient. */
+static void
+dlv_settle_transaction(struct delivery *d, const struct relay_reply *rep)
+{
+	dlv_note_reply(d, rep->text);
+	dlv_settle_accepted(d, rep);
+	dlv_conclude(d, NULL);
+	dlv_end(d);
+}
+
 static void
 dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 {
@@ -713,10 +723,7 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 	switch (relay_reply_class(rep->code)) {
 	case 4:
 	case 5:
-		dlv_note_reply(d, rep->text);
-		dlv_settle_accepted(d, rep);
-		dlv_conclude(d, NULL);
-		dlv_end(d);
+		dlv_settle_transaction(d, rep);
 		return;
 	}
 	dlv_unexpected(d, rep);
@@ -729,10 +736,7 @@ dlv_on_dot(struct delivery *d, const struct relay_reply *rep)
 	case 2:
 	case 4:
 	case 5:
-		dlv_note_reply(d, rep->text);
-		dlv_settle_accepted(d, rep);
-		dlv_conclude(d, NULL);
-		dlv_end(d);
+		dlv_settle_transaction(d, rep);
 		return;
 	}
 	dlv_unexpected(d, rep);
