@@ -27,7 +27,6 @@
 #define SPOOL_FILE_MODE		0640
 #define SPOOL_DIR_MODE		0750
 #define SPOOL_STALE_SECONDS	(24 * 3600)	/* other hosts' temporaries */
-#define SPOOL_ORPHAN_GRACE	600		/* seconds before data without record is removed */
 
 struct spool {
 	char	       *path;
@@ -839,22 +838,41 @@ find_claim_of(struct spool *spool, const char *name, void *arg)
 	return strncmp(name, id, n) == 0 && name[n] == '@';
 }
 
+/* Does tmp/ hold "<id>.<host>", the temporary of a commit still under way? */
+static int
+tmp_twin_of(struct spool *spool, const char *name, void *arg)
+{
+	const char *id = arg;
+	size_t n = strlen(id);
+
+	(void)spool;
+	return strncmp(name, id, n) == 0 && name[n] == '.';
+}
+
+static int
+record_anywhere(struct spool *spool, const char *id)
+{
+	return record_exists(spool, id) || for_each_entry(spool, SPOOL_DIR_ACTIVE, find_claim_of, (void *)id) > 0;
+}
+
 /*
- * Data without any record is the remains of a commit that never finished.
- * A data file linked in the last minutes may belong to a commit that
- * another live process (spoolgate-fs) is finishing right now: leave it to
- * the next start.  link(2) updates ctime, so ctime tells.
+ * Data without any record is the remains of a commit that never finished:
+ * the data is linked into data/ before the record is renamed into queue/,
+ * and the temporary in tmp/ is removed only after both.  So data whose
+ * temporary is still there belongs to a commit under way (a live
+ * spoolgate-fs, another gateway on a shared spool): it stays.  The stale
+ * temporaries of dead processes of this host are gone already (first
+ * step of recovery).  A runner may be moving the record between
+ * directories while we look: look twice before removing.
  */
 static int
 remove_orphan_data(struct spool *spool, const char *name, void *arg)
 {
 	struct spool_recovery *stats = arg;
-	struct stat st;
 
-	if (fstatat(spool->dirfd[SPOOL_DIR_DATA], name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    time(NULL) - st.st_ctime < SPOOL_ORPHAN_GRACE)
-		return 0;
-	if (record_exists(spool, name) || for_each_entry(spool, SPOOL_DIR_ACTIVE, find_claim_of, (void *)name) > 0)
+	if (record_anywhere(spool, name) ||
+	    for_each_entry(spool, SPOOL_DIR_TMP, tmp_twin_of, (void *)name) > 0 ||
+	    record_anywhere(spool, name))
 		return 0;
 	if (unlinkat(spool->dirfd[SPOOL_DIR_DATA], name, 0) == 0) {
 		stats->orphans_removed++;

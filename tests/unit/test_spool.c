@@ -20,8 +20,8 @@
  *	fails half-way takes back what it linked (and only that);
  *	spool_recover() removes temporaries of dead
  *	processes and old ones, returns dead claims, drops records without
- *	data, keeps fresh orphan data (the 600 s grace: ctime cannot be set
- *	back, so the removal of old orphans is not tested here) and counts.
+ *	data, removes orphan data whose commit is dead, keeps orphan data
+ *	whose temporary is still in tmp/ (a commit under way), and counts.
  *
  *	queue: scan, claim (a second claim of the same id is -ENOENT),
  *	finish as DEFERRED, SENT (kept or dropped with its data), FAILED
@@ -828,9 +828,13 @@ START_TEST(test_recover)
 	snprintf(env.id, sizeof(env.id), "100.M1P1Q3");
 	pathf(p, "%s/queue/100.M1P1Q3", path);
 	write_record(p, &env);
-	/* data/: a fresh orphan (kept: within the 600 s grace it may be a commit in progress) */
+	/* data/: an orphan of a dead commit (removed), and one whose temporary is alive (kept) */
 	pathf(p, "%s/data/100.M1P1Q4", path);
 	write_path(p, "orphan", 6);
+	pathf(p, "%s/data/100.M1P1Q5", path);
+	write_path(p, "in flight", 9);
+	pathf(name, "100.M1P1Q5.%s", host);
+	plant_tmp(path, name, 0);
 	envelope_free(&env);
 	ck_assert_int_eq(spool_mailbox_create(spool, "a", NULL), 0);
 	ck_assert_int_eq(spool_mailbox_create(spool, "b", NULL), 0);
@@ -839,11 +843,11 @@ START_TEST(test_recover)
 	ck_assert_uint_eq(st.temporaries_removed, 2);
 	ck_assert_uint_eq(st.claims_returned, 1);
 	ck_assert_uint_eq(st.records_dropped, 1);
-	ck_assert_uint_eq(st.orphans_removed, 0);
+	ck_assert_uint_eq(st.orphans_removed, 1);
 	ck_assert_uint_eq(st.queued, 1);
 	ck_assert_uint_eq(st.mailboxes, 2);
 
-	ck_assert_int_eq(count_entries(path, "tmp"), 2);
+	ck_assert_int_eq(count_entries(path, "tmp"), 3);
 	pathf(name, "%ld.M000002P1Q1.%s", now, host);
 	ck_assert_msg(exists_at(spool, SPOOL_DIR_TMP, name), "live process's temporary removed");
 	pathf(name, "%ld.M000003P%ldQ1.otherhost", now, (long)dead);
@@ -853,7 +857,8 @@ START_TEST(test_recover)
 	envelope_free(&env);
 	ck_assert_int_eq(count_entries(path, "active"), 1);
 	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q3"));
-	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q4"));
+	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q4"));
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q5"));
 	ck_assert_int_eq(count_entries(path, "data"), 3);
 
 	/* a second run finds nothing more to do */
