@@ -275,7 +275,7 @@ class Instance:
         except OSError:
             return ''
 
-    def _start(self, which, argv, ready):
+    def _start(self, which, argv, ready, env=None):
         if which in self.procs and self.procs[which].poll() is None:
             raise DaemonError('%s already running' % which)
         start = self._log_size(which)
@@ -283,7 +283,8 @@ class Instance:
         _logs_seen.append(('%s/%s' % (self.name, which), self.logs[which]))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, cwd=self.dir)
+                                    stderr=subprocess.STDOUT, cwd=self.dir,
+                                    env=dict(os.environ, **env) if env else None)
         finally:
             logf.close()
         self.procs[which] = proc
@@ -302,9 +303,10 @@ class Instance:
                                   % (which, ready, START_TIMEOUT, text))
             time.sleep(0.05)
 
-    def start_smtpd(self):
+    def start_smtpd(self, env=None):
+        """env: extra environment variables for the daemon (LD_PRELOAD...)."""
         self.write_config()
-        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening')
+        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env)
 
     def start_fs(self):
         if is_mounted(self.mnt):
