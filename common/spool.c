@@ -138,7 +138,7 @@ sanitise_hostname(char *out, size_t outlen)
 	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	for (i = 0; host[i] && i < outlen - 1; i++) {
+	for (i = 0; i < outlen - 1 && host[i]; i++) {
 		char c = host[i];
 
 		out[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
