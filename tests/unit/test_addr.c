@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "testutil.h"
 
 #define NUL_ALLOWED	ADDR_ALLOW_NULL
 #define PM		ADDR_ALLOW_POSTMASTER
@@ -346,11 +347,5 @@ addr_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(addr_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(addr_suite());
 }

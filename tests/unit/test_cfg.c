@@ -16,7 +16,6 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,35 +26,22 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "testutil.h"
 
 #define PATH_LEN	1024
 
 static char tmpbase[PATH_LEN];
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void
 base_setup(void)
 {
-	snprintf(tmpbase, sizeof(tmpbase), "/tmp/sg-cfg-XXXXXX");
-	if (mkdtemp(tmpbase) == NULL) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
+	testutil_mkdtemp(tmpbase, sizeof(tmpbase), "cfg");
 }
 
 static void
 base_teardown(void)
 {
-	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(tmpbase);
 }
 
 /* Writes text to tmpbase/name; the full path into path. */
@@ -542,11 +528,5 @@ cfg_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(cfg_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(cfg_suite());
 }

@@ -18,7 +18,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,32 +25,20 @@
 #include <unistd.h>
 
 #include "envelope.h"
+#include "testutil.h"
 
-static char tmpbase[] = "/tmp/sg-envelope-XXXXXX";
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
+static char tmpbase[64];
 
 static void
 base_setup(void)
 {
-	if (mkdtemp(tmpbase) == NULL) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
+	testutil_mkdtemp(tmpbase, sizeof(tmpbase), "envelope");
 }
 
 static void
 base_teardown(void)
 {
-	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(tmpbase);
 }
 
 static int
@@ -576,11 +563,5 @@ envelope_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(envelope_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(envelope_suite());
 }

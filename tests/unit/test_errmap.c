@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "errmap.h"
+#include "testutil.h"
 
 /* The codes of shared/reply-codes.md, hard-coded so the test runs anywhere. */
 static const int required_codes[] = {
@@ -434,11 +435,5 @@ errmap_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(errmap_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(errmap_suite());
 }

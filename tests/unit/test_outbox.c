@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,36 +33,23 @@
 #include "log.h"
 #include "outbox.h"
 #include "spool.h"
+#include "testutil.h"
 
 #define PATH_LEN	1024
 #define MAX_RCPT	8
 
 static char tmpbase[PATH_LEN];
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void
 base_setup(void)
 {
-	snprintf(tmpbase, sizeof(tmpbase), "/tmp/sg-outbox-XXXXXX");
-	if (mkdtemp(tmpbase) == NULL) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
+	testutil_mkdtemp(tmpbase, sizeof(tmpbase), "outbox");
 }
 
 static void
 base_teardown(void)
 {
-	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(tmpbase);
 }
 
 static const struct hdr_case {
@@ -536,12 +522,6 @@ outbox_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(outbox_suite());
-	int failed;
-
 	log_init("test_outbox", LOG_LVL_WARN);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(outbox_suite());
 }

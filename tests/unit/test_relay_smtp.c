@@ -27,6 +27,7 @@
 #include "common/errmap.h"
 #include "common/queue.h"
 #include "smtpd/relay_smtp.h"
+#include "testutil.h"
 
 /*
  * Reply parser.
@@ -777,11 +778,5 @@ relay_smtp_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(relay_smtp_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(relay_smtp_suite());
 }

@@ -20,6 +20,7 @@
 
 #include "../../common/errmap.h"
 #include "../../smtpd/smtp_parse.h"
+#include "testutil.h"
 
 #define LINE(s)	s, sizeof(s) - 1	/* literal with its length: NULs allowed */
 
@@ -514,11 +515,5 @@ smtp_parse_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(smtp_parse_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return testutil_run(smtp_parse_suite());
 }

@@ -34,7 +34,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -52,6 +51,7 @@
 #include "log.h"
 #include "queue.h"
 #include "spool.h"
+#include "testutil.h"
 
 #define PATH_LEN	1024
 
@@ -76,25 +76,11 @@ pathf(char *out, const char *fmt, ...)
 	}
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Once per test case, in the parent process. */
 static void
 base_setup(void)
 {
-	snprintf(tmpbase, sizeof(tmpbase), "/tmp/sg-spool-XXXXXX");
-	if (mkdtemp(tmpbase) == NULL) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
+	testutil_mkdtemp(tmpbase, sizeof(tmpbase), "spool");
 	pathf(tmpfs_mount, "%s/tmpfs", tmpbase);
 }
 
@@ -102,7 +88,7 @@ static void
 base_teardown(void)
 {
 	umount2(tmpfs_mount, MNT_DETACH);
-	nftw(tmpbase, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	testutil_rmtree(tmpbase);
 }
 
 /* ---- helpers ---- */
@@ -1348,12 +1334,6 @@ spool_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(spool_suite());
-	int failed;
-
 	log_init("test_spool", LOG_LVL_WARN);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testutil_run(spool_suite());
 }
