@@ -6,15 +6,17 @@
  * DESCRIPTION
  *	See relay.h for what it does; this is how.
  *
- *	Finding work.  Scans of queue/ are requested by inotify (a record
- *	renamed or linked into queue/), by relay_kick(), by a periodic timer
- *	(scan_interval) and by a timer set for the earliest next-attempt seen
- *	in the last scan.  Requests are coalesced: the scan runs from a short
- *	timer (RELAY_SCAN_DELAY_MS), so a burst of new messages costs one
- *	scan, well within the one second promised.  queue_scan() reads every
- *	record, so a scan is skipped while every delivery slot is busy; the
- *	due ids it found wait in a bounded backlog that feeds slots as they
- *	free up, and a new scan is made once the backlog ran dry.
+ *	Finding work.  inotify names each record renamed into queue/ (a new
+ *	message, or a deferred one given back): that one record is read, and
+ *	it goes to the backlog when due, else it arms the timer of the
+ *	earliest next-attempt.  Full scans of queue/ run from a periodic timer
+ *	(scan_interval, the safety net), from that due timer, after lost
+ *	inotify events, and from relay_kick() when inotify is unavailable.
+ *	Scan requests are coalesced by a short timer (RELAY_SCAN_DELAY_MS).
+ *	queue_scan() reads every record, so a scan is skipped while every
+ *	delivery slot is busy; the due ids wait in a bounded backlog that
+ *	feeds slots as they free up, and a new scan is made once the backlog
+ *	ran dry after an overflow.
  *
  *	A delivery.  One claim, one connection, one state machine: the table
  *	dlv_steps says, for each state, what the delivery is waiting for and
@@ -39,8 +41,7 @@
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
- *	with 451 4.3.0 and what happened (errmap has no 4xx row for a remote
- *	protocol error; its EPROTO row is 554, which would fail them).
+ *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.
  *
  *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending;
  *	when the same transaction delivered to others, the record is given
@@ -122,6 +123,7 @@ struct relay {
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
+	long long		due_at;		/* when due_ev fires (unix s), 0 = not armed */
 	struct event	       *reap_ev;	/* frees closed deliveries */
 	bool			scan_scheduled;
 	bool			scan_wanted;	/* rescan once the backlog is used up */
@@ -1241,6 +1243,18 @@ scan_one(const char *id, long long next_attempt, void *arg)
 	return 0;
 }
 
+/* The due timer fires at the earliest next-attempt known. */
+static void
+relay_arm_due(struct relay *r, long long when, long long now)
+{
+	struct timeval tv = { when > now ? when - now : 0, 0 };
+
+	if (r->due_at != 0 && r->due_at <= when)
+		return;
+	r->due_at = when;
+	evtimer_add(r->due_ev, &tv);
+}
+
 static void
 relay_scan(struct relay *r)
 {
@@ -1252,13 +1266,10 @@ relay_scan(struct relay *r)
 	if ((err = queue_scan(r->spool, scan_one, &sc)) < 0)
 		log_error("relay-scan-failed", "error=\"%s\"", strerror(-err));
 	r->scan_wanted = sc.overflow;
-	if (sc.earliest > 0) {
-		struct timeval tv = { sc.earliest - sc.now, 0 };
-
-		evtimer_add(r->due_ev, &tv);
-	} else {
-		evtimer_del(r->due_ev);
-	}
+	r->due_at = 0;
+	evtimer_del(r->due_ev);
+	if (sc.earliest > 0)
+		relay_arm_due(r, sc.earliest, sc.now);
 	log_debug("relay-scan", "due=%zu overflow=%s next=%lld", r->nbacklog, sc.overflow ? "yes" : "no",
 	    sc.earliest);
 }
@@ -1302,9 +1313,46 @@ relay_request_scan(struct relay *r)
 static void
 relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct relay *r = arg;
+
 	(void)fd;
 	(void)what;
-	relay_request_scan(arg);
+	if (r->due_ev != NULL && !evtimer_pending(r->due_ev, NULL))
+		r->due_at = 0;
+	relay_request_scan(r);
+}
+
+/*
+ * One record that appeared in queue/ (a new message, or a deferred one
+ * given back): due now goes to the backlog, due later arms the due timer.
+ * Reading one record instead of scanning queue/ keeps a long queue (a
+ * smarthost that is down for a day) from costing a full scan per arrival.
+ */
+static void
+relay_consider(struct relay *r, const char *id)
+{
+	struct envelope env;
+	long long now = now_seconds();
+	int err;
+
+	if (id[0] == '.' || strchr(id, '@') != NULL)
+		return;
+	err = envelope_read_at(spool_dirfd(r->spool, SPOOL_DIR_QUEUE), id, &env);
+	if (err == -ENOENT)
+		return;			/* claimed already */
+	if (err < 0) {
+		relay_request_scan(r);	/* the scan sets what is no record aside */
+		return;
+	}
+	if (r->backlog_pos == r->nbacklog)
+		r->backlog_pos = r->nbacklog = 0;	/* all taken: start over */
+	if (env.next_attempt > now)
+		relay_arm_due(r, env.next_attempt, now);
+	else if (r->nbacklog < RELAY_BACKLOG_MAX)
+		snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
+	else
+		r->scan_wanted = true;
+	envelope_free(&env);
 }
 
 static void
@@ -1312,17 +1360,25 @@ relay_inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct relay *r = arg;
-	bool seen = false;
 	ssize_t n;
 
 	(void)what;
-	/* Which names changed does not matter: a scan reads their next-attempt. */
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		seen = true;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		const char *p = buf;
+
+		while (p < buf + n) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				relay_request_scan(r);	/* events were lost: look at everything */
+			else if (ev->len > 0)
+				relay_consider(r, ev->name);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
 		log_warn("relay-inotify", "error=\"%s\"", strerror(errno));
-	if (seen)
-		relay_request_scan(r);
+	relay_dispatch(r);
 }
 
 static int
@@ -1336,7 +1392,7 @@ relay_watch_queue(struct relay *r)
 		return -ENAMETOOLONG;
 	if ((r->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		return -errno;
-	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) < 0)
+	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
 		return -errno;
 	r->inotify_ev = event_new(r->base, r->inotify_fd, EV_READ | EV_PERSIST, relay_inotify_cb, r);
 	if (r->inotify_ev == NULL || event_add(r->inotify_ev, NULL) < 0)
@@ -1440,7 +1496,8 @@ relay_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 void
 relay_kick(struct relay *relay)
 {
-	if (relay != NULL)
+	/* With inotify the rename into queue/ has told us already. */
+	if (relay != NULL && relay->inotify_ev == NULL)
 		relay_request_scan(relay);
 }
 

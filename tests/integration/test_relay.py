@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -336,6 +337,36 @@ class NothingListening(unittest.TestCase):
         self.assertNotIn(msgid, os.listdir(os.path.join(gw.mnt, 'sent')))
         log('  after refused connections: attempts=%s last-reply=%r'
             % (rec.get('attempts'), rec.get('last-reply')))
+
+
+class LongQueue(unittest.TestCase):
+
+    def test_arrival_reads_one_record(self):
+        """a queue of deferred messages: each new arrival is attempted without a rescan of queue/"""
+        gw = harness.Instance('relay-longq', scan_interval=300)   # retry_min 3600: all stay deferred
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+
+        def send(n):
+            ids = []
+            with smtplib.SMTP(*gw.smtp_addr, timeout=10) as c:
+                for i in range(n):
+                    c.sendmail('a@localhost', ['x%d@example.net' % i], 'Subject: %d\r\n\r\nbody\r\n' % i)
+                    ids.append(gw.read_log('smtpd').rsplit('event=accepted id=', 1)[1].split()[0])
+            return ids
+
+        def all_attempted(ids):
+            return lambda: all((lambda r: r[0] == 'queue' and 'attempts: 1' in (r[1] or ''))(
+                gw.find_record(i)) for i in ids)
+
+        first = send(30)
+        wait_until(all_attempted(first), 30, 'a first attempt of the 30 messages')
+        scans = gw.read_log('smtpd').count('event=relay-scan ')
+        later = send(5)
+        wait_until(all_attempted(later), 30, 'a first attempt of the 5 new messages')
+        self.assertEqual(gw.read_log('smtpd').count('event=relay-scan '), scans,
+                         'a new arrival rescanned the whole queue')
+        log('  35 deferred in queue/, %d full scans, none for the last 5 arrivals' % scans)
 
 
 class Lifetime(unittest.TestCase):
