@@ -404,6 +404,17 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 	return -EINVAL;
 }
 
+static bool
+section_is_known(const char *section)
+{
+	const struct cfg_key *k;
+
+	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++)
+		if (strcmp(k->section, section) == 0)
+			return true;
+	return false;
+}
+
 static int
 cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -425,7 +436,11 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		ps->err_line = ps->line;
 		return 0;
 	}
-	snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
+	if (section_is_known(section))
+		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
+	else
+		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown section [%s] (known: spool, smtpd, relay, fs, log)",
+		    section, name, section);
 	ps->err = -EINVAL;
 	ps->err_line = ps->line;
 	return 0;

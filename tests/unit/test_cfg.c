@@ -245,7 +245,7 @@ static const struct err_case {
 	{ "unknown key after good ones", "[smtpd]\nmax_sessions = 5\nmax_errors = 3\n\ncolour = blue\n", 5,
 	    "[smtpd] colour", "unknown" },
 	{ "key of another section", "[relay]\nmax_sessions = 5\n", 2, "[relay] max_sessions", "unknown" },
-	{ "unknown section", "[smtpd]\nmax_sessions = 5\n[smptd]\nmax_errors = 3\n", 4, "[smptd] max_errors", "unknown" },
+	{ "unknown section", "[smtpd]\nmax_sessions = 5\n[smptd]\nmax_errors = 3\n", 4, "[smptd] max_errors", "unknown section [smptd]" },
 	{ "key before any section", "dir = /x\n", 1, "[] dir", "unknown" },
 	{ "bad bool", "[relay]\nkeep_sent = maybe\n", 2, "[relay] keep_sent", "'maybe' is not yes or no" },
 	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
