@@ -11,7 +11,8 @@
  *
  *	    start(arg)              each job (if set): start writeback of its files,
  *	                            so the disk works on the whole batch at once
- *	    prepare(arg)            each job: write and fsync its files
+ *	    prepare(arg)            each job: write and fsync its files (on several
+ *	                            threads at once, so the flushes overlap)
  *	    publish(arg, dirs)      each prepared job: link/rename into place
  *	    spool_dirset_sync(dirs) once: each directory fsync'd once
  *	    unpublish(arg)          each job whose own publish failed (its partial
@@ -30,7 +31,9 @@
  *	submitted, runs their done() callbacks, and joins the thread.
  * THREADS
  *	commitq_submit() and commitq_free() from the event loop thread only.
- *	prepare/publish/unpublish run on the committer thread; done on the loop.
+ *	start/publish/unpublish run on the committer thread, prepare on the
+ *	committer or one of its helper threads (prepare must be thread-safe
+ *	across distinct jobs); done on the loop.
  */
 #ifndef SPOOLGATE_COMMITQ_H
 #define SPOOLGATE_COMMITQ_H
