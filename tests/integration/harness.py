@@ -409,11 +409,20 @@ class Instance:
         return sorted(out)
 
     def record_ids(self):
-        """Ids of every envelope record: queue/, active/, sent/, failed/."""
+        """Ids of every envelope record: queue/, active/, sent/, failed/.
+
+        A live relay moves records (queue/ -> active/ -> queue/) while the
+        directories are listed one after the other, so one pass can miss a
+        record; passes are repeated until one finds nothing new."""
         ids = set()
-        for d in ('queue', 'active', 'sent', 'failed'):
-            for n in self.listdir(d):
-                ids.add(n.split('@', 1)[0] if d == 'active' else n)
+        for attempt in range(20):
+            found = set()
+            for d in ('queue', 'active', 'sent', 'failed'):
+                for n in self.listdir(d):
+                    found.add(n.split('@', 1)[0] if d == 'active' else n)
+            if attempt > 0 and found <= ids:
+                break
+            ids |= found
         return ids
 
     def find_record(self, msgid):
