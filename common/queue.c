@@ -294,26 +294,6 @@ queue_claim_free(struct queue_claim *qc)
 	free(qc);
 }
 
-static int
-claim_prefix_match(int dirfd, const char *id)
-{
-	struct dirent *de;
-	size_t n = strlen(id);
-	int fd, found = 0;
-	DIR *d;
-
-	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return 0;
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return 0;
-	}
-	while (!found && (de = readdir(d)) != NULL)
-		found = strncmp(de->d_name, id, n) == 0 && de->d_name[n] == '@';
-	closedir(d);
-	return found;
-}
-
 int
 queue_locate(struct spool *spool, const char *id)
 {
@@ -326,7 +306,7 @@ queue_locate(struct spool *spool, const char *id)
 	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (fstatat(spool_dirfd(spool, order[i]), id, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			return order[i];
-	if (claim_prefix_match(spool_dirfd(spool, SPOOL_DIR_ACTIVE), id))
+	if (spool_claim_exists(spool, id))
 		return SPOOL_DIR_ACTIVE;
 	return -ENOENT;
 }

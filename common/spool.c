@@ -849,10 +849,16 @@ tmp_twin_of(struct spool *spool, const char *name, void *arg)
 	return strncmp(name, id, n) == 0 && name[n] == '.';
 }
 
+int
+spool_claim_exists(struct spool *spool, const char *id)
+{
+	return for_each_entry(spool, SPOOL_DIR_ACTIVE, find_claim_of, (void *)id) > 0;
+}
+
 static int
 record_anywhere(struct spool *spool, const char *id)
 {
-	return record_exists(spool, id) || for_each_entry(spool, SPOOL_DIR_ACTIVE, find_claim_of, (void *)id) > 0;
+	return record_exists(spool, id) || spool_claim_exists(spool, id);
 }
 
 /*

@@ -89,6 +89,8 @@ const char *spool_dir_name(enum spool_dir dir);		/* "tmp", "mail", ... */
 const char *spool_hostname(const struct spool *spool);	/* sanitised, for file names */
 void spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX]);
 int spool_recover(struct spool *spool, struct spool_recovery *stats);
+/* Is there a claim active/<id>@<host>,<pid> of this id?  1 or 0. */
+int spool_claim_exists(struct spool *spool, const char *id);
 
 /* Mailboxes.  name must come from addr_mailbox_name(). */
 int spool_mailbox_exists(struct spool *spool, const char *name);	/* 1, 0 or -errno */
