@@ -5,7 +5,11 @@
  *	#include "outbox.h"
  *
  *	int outbox_submit(struct spool *spool, int fd, const char *origin,
- *			char id[SPOOL_ID_MAX], char *why, size_t whylen);
+ *			unsigned long max_size, char id[SPOOL_ID_MAX],
+ *			char *why, size_t whylen);
+ *	int outbox_reject(struct spool *spool, int fd, off_t keep,
+ *			const char *origin, int err, const char *why,
+ *			char id[SPOOL_ID_MAX]);
  * DESCRIPTION
  *	Reads the RFC 5322 message in fd (from offset 0) and queues it for
  *	the relay.  The envelope comes from its headers as "sendmail -t"
@@ -28,7 +32,17 @@
  *	have sent.
  *
  *	outbox_parse_headers() does the header work alone on a buffer (for
- *	tests and for checking before copying).
+ *	tests and for checking before copying): spoolgate-fs runs it on the
+ *	header section as soon as a writer has written it, so that a file
+ *	that will be refused fails at write(2), not only at close(2).  It
+ *	commits nothing.
+ *
+ *	outbox_reject() keeps a refused submission where a person finds it:
+ *	the first keep bytes of fd become failed/<id>, with a record whose
+ *	"rejected:" line (envelope.h) holds the reply of err, its errno
+ *	name and "rejected at submission: <why>".  It is committed as durably
+ *	as a queued message (spool_msg_reject) and never reaches the relay.
+ *	0 with id set, or -errno (the spool could not take it either).
  * THREADS
  *	Thread-safe for distinct fds.
  */
@@ -58,5 +72,7 @@ int outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out
 void outbox_headers_free(struct outbox_headers *h);
 int outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max_size,
 		char id[SPOOL_ID_MAX], char *why, size_t whylen);
+int outbox_reject(struct spool *spool, int fd, off_t keep, const char *origin, int err,
+		const char *why, char id[SPOOL_ID_MAX]);
 
 #endif
