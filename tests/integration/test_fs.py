@@ -756,5 +756,42 @@ class Restart(unittest.TestCase):
         self.assertFalse(harness.is_mounted(gw.mnt), 'still mounted after SIGTERM')
 
 
+class Unmount(unittest.TestCase):
+    """An unmount while listings and files are still open frees them (an
+    AddressSanitizer build, ./test --sanitize, turns a leak into exit 1)."""
+
+    def test_unmount_with_open_handles(self):
+        """SIGTERM with open directories and files: exit 0, no leak reported"""
+        gw = harness.Instance('fs-unmount')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        with smtplib.SMTP('127.0.0.1', gw.port, timeout=15) as s:
+            s.sendmail('alice@example.org', ['bob@localhost'], 'Subject: u\r\n\r\nbody\r\n')
+        held = []
+        for d in ('', 'inbox', 'inbox/bob', 'outbox', 'queue'):
+            it = os.scandir(os.path.join(gw.mnt, d))	# an open listing
+            next(it, None)
+            held.append(it)
+        name = os.listdir(os.path.join(gw.mnt, 'inbox', 'bob'))[0]
+        files = [os.open(os.path.join(gw.mnt, 'inbox', 'bob', name), os.O_RDONLY),
+                 os.open(os.path.join(gw.mnt, 'outbox', 'draft.eml'), os.O_WRONLY | os.O_CREAT,
+                         0o644)]
+        try:
+            status = gw.kill('fs', signal.SIGTERM)
+        finally:
+            for it in held:
+                it.close()
+            for fd in files:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        text = gw.read_log('fs')
+        self.assertNotIn('LeakSanitizer', text)
+        self.assertEqual(status, 0, 'fs exit status with open handles at unmount')
+        self.assertIn('event=outbox-discarded name=draft.eml reason=shutdown', text)
+
+
 if __name__ == '__main__':
     harness.main(binaries=(harness.SMTPD, harness.FS))
