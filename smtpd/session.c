@@ -343,6 +343,7 @@ free_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 
 #define REPLY_NO_ESC	0x1	/* greeting, HELO/EHLO: RFC 2034 says no enhanced code */
+#define REPLY_UNCOUNTED	0x2	/* a refusal that is no client error (max_errors) */
 
 /* Appends to a reply line, never past the room kept for CRLF. */
 static void __attribute__((format(printf, 3, 4)))
@@ -410,8 +411,8 @@ reply_write(struct session *s, const char *buf, size_t len)
 
 /*
  * The one place where replies are written: n lines of one reply (n > 1
- * for EHLO and HELP).  A 4xx/5xx is logged and counted; max_errors of
- * them end the session with 421 4.7.0.
+ * for EHLO and HELP).  A 4xx/5xx is logged and counted (unless
+ * REPLY_UNCOUNTED); max_errors of them end the session with 421 4.7.0.
  */
 static void
 reply_send(struct session *s, enum reply_id id, unsigned flags, const char *const *lines, size_t n)
@@ -427,7 +428,7 @@ reply_send(struct session *s, enum reply_id id, unsigned flags, const char *cons
 	if (r->code < 400)
 		return;
 	log_refusal(s, buf, len);
-	if (r->code == 421 || s->state == ST_CLOSING)
+	if (r->code == 421 || s->state == ST_CLOSING || (flags & REPLY_UNCOUNTED))
 		return;
 	if (++s->errors >= s->srv->cfg->max_errors) {
 		r = errmap_get(REPLY_TOO_MANY_ERRORS);
@@ -439,21 +440,38 @@ reply_send(struct session *s, enum reply_id id, unsigned flags, const char *cons
 }
 
 /* A one-line reply; fmt (may be NULL: the table's text) gives the text. */
-static void __attribute__((format(printf, 3, 4)))
-smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...)
+static void
+smtp_vreply(struct session *s, enum reply_id id, unsigned flags, const char *fmt, va_list ap)
 {
 	char text[REPLY_LINE_MAX];
 	const char *line = text;
+
+	if (fmt == NULL)
+		line = errmap_get(id)->text;
+	else
+		vsnprintf(text, sizeof(text), fmt, ap);
+	reply_send(s, id, flags, &line, 1);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...)
+{
 	va_list ap;
 
-	if (fmt == NULL) {
-		line = errmap_get(id)->text;
-	} else {
-		va_start(ap, fmt);
-		vsnprintf(text, sizeof(text), fmt, ap);
-		va_end(ap);
-	}
-	reply_send(s, id, 0, &line, 1);
+	va_start(ap, fmt);
+	smtp_vreply(s, id, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* A refusal that is not held against the client (it does not count toward max_errors). */
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply_uncounted(struct session *s, enum reply_id id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_vreply(s, id, REPLY_UNCOUNTED, fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -629,7 +647,12 @@ cmd_rcpt(struct session *s, const char *arg)
 	int at, err;
 
 	if (s->txn.nrcpt >= cfg->max_recipients) {
-		smtp_reply(s, REPLY_TOO_MANY_RCPTS, "%s (at most %u)",
+		/*
+		 * RFC 5321 4.5.3.1.10: a client that pipelined more recipients
+		 * than we take sends DATA for those accepted.  The overshoot is
+		 * our limit, not a client error: it must not end the session.
+		 */
+		smtp_reply_uncounted(s, REPLY_TOO_MANY_RCPTS, "%s (at most %u)",
 		    errmap_get(REPLY_TOO_MANY_RCPTS)->text, cfg->max_recipients);
 		return;
 	}

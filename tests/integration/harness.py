@@ -703,7 +703,11 @@ def main(binaries=(SMTPD,)):
     atexit.register(_cleanup_all)
     require_binaries(*binaries)
     log('spoolgate integration: build=%s src=%s root=%s' % (BUILD, SRC, IS_ROOT))
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules['__main__'])
+    # Test names on the command line (Class or Class.test_x) run only those.
+    if len(sys.argv) > 1:
+        suite = unittest.defaultTestLoader.loadTestsFromNames(sys.argv[1:], sys.modules['__main__'])
+    else:
+        suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules['__main__'])
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
     if not result.wasSuccessful():
         _any_failure = True

@@ -82,6 +82,30 @@ class Limits(unittest.TestCase):
             self.assertIsNotNone(gw.find_mail(box, msgid), '%s did not get the message' % box)
         self.assertEqual(gw.mailbox_files('r4'), [])
 
+    def test_recipient_overshoot_pipelined(self):
+        """125 pipelined RCPTs then DATA: 100 x 250, 25 x 452 4.5.3, no 421; delivered to the 100"""
+        gw = gateway(self, 'lim-rcpt-pipe', max_recipients=100, max_errors=20)
+        c = session(self, gw)
+        batch = b'MAIL FROM:<a@example.org>\r\n'
+        batch += b''.join(b'RCPT TO:<p%d@localhost>\r\n' % i for i in range(125))
+        batch += b'DATA\r\n'
+        c.send(batch)
+        assert_reply(self, c.reply(), 250, what='MAIL')
+        for i in range(125):
+            r = c.reply()
+            if i < 100:
+                assert_reply(self, r, 250, what='RCPT %d' % i)
+            else:
+                assert_reply(self, r, 452, '4.5.3', 'RCPT %d over max_recipients' % i)
+        assert_reply(self, c.reply(), 354, what='DATA after the overshoot (RFC 5321 4.5.3.1.10)')
+        r = c.cmd('Subject: many\r\n\r\nmany\r\n.')
+        assert_reply(self, r, 250, '2.0.0', 'end of data')
+        msgid = queued_id(r.text)
+        for i in (0, 99):
+            self.assertIsNotNone(gw.find_mail('p%d' % i, msgid), 'p%d has no copy' % i)
+        self.assertIsNone(gw.find_mail('p100', msgid), 'p100 was over the limit')
+        assert_reply(self, c.cmd('NOOP'), 250, what='session goes on')
+
     def test_max_message_size(self):
         """max_message_size=100000: 150 KB -> 552 5.3.4 after the data, nothing stored"""
         gw = gateway(self, 'lim-size', max_message_size=100000)
