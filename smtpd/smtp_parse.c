@@ -265,10 +265,13 @@ smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why)
 	err = addr_parse_path(p, out->from, sizeof(out->from), &rest, ADDR_ALLOW_NULL);
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
-	if (err == -EINVAL)
-		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
+	/* Sender errors carry sender codes: X.1.7 (RFC 3463), 5.6.7 (RFC 6531). */
+	if (err == -EILSEQ)
+		return refuse(why, REPLY_NON_ASCII_SENDER, NULL, err);
+	if (err == -ENAMETOOLONG)
+		return refuse(why, REPLY_SENDER_TOO_LONG, NULL, err);
 	if (err < 0)
-		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
+		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
 	return parse_params(rest, mail_params, N_MAIL_PARAMS, out, why);
 }
 
@@ -281,9 +284,13 @@ smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
 	memset(out, 0, sizeof(*out));
 	if ((p = after_keyword(arg, "TO:")) == NULL)
 		return refuse(why, REPLY_SYNTAX, "syntax: RCPT TO:<address>", -EINVAL);
+	if (strncmp(p, "<>", 2) == 0 && path_ends_cleanly(p + 2))
+		return refuse(why, REPLY_NULL_RCPT, NULL, -EINVAL);
 	err = addr_parse_path(p, out->to, sizeof(out->to), &rest, ADDR_ALLOW_POSTMASTER);
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
+	if (err == -EILSEQ)
+		return refuse(why, REPLY_NON_ASCII_RCPT, NULL, err);
 	if (err < 0)
 		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
 	/* No RCPT parameter is announced (no DSN yet): each is unknown. */

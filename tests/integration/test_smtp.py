@@ -225,12 +225,17 @@ class SmtpDialogue(unittest.TestCase):
         assert_reply(self, c.cmd('NOOP'), 250, what='session goes on')
 
     def test_bad_addresses(self):
-        """malformed recipient 553 5.1.3; malformed sender 501/553"""
+        """malformed recipient 553 5.1.3; sender errors carry sender codes: 553 5.1.7, 553 5.6.7; RCPT TO:<> 501 5.1.3"""
         c = self.raw()
         c.ehlo()
-        r = c.cmd('MAIL FROM:<a@@example.org>')
-        self.assertIn(r.code, (501, 553), 'malformed sender: %r' % r)
+        assert_reply(self, c.cmd('MAIL FROM:<a@@example.org>'), 553, '5.1.7', 'malformed sender')
+        assert_reply(self, c.cmd('MAIL FROM:<' + 'a' * 65 + '@example.org>'), 553, '5.1.7',
+                     'sender local part over 64 octets')
+        assert_reply(self, c.cmd('MAIL FROM:<j\u00f6rg@example.org>'), 553, '5.6.7',
+                     'non-ASCII sender without SMTPUTF8')
         assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<>'), 501, '5.1.3', 'null recipient')
+        assert_reply(self, c.cmd('RCPT TO:<b\u00f6b@localhost>'), 553, '5.6.7', 'non-ASCII recipient')
         for bad in ('<bob@@localhost>', '<bob@local..host>', '<"a"b@localhost>',
                     '<bob@localhost'):
             assert_reply(self, c.cmd('RCPT TO:' + bad), 553, '5.1.3', 'RCPT TO:' + bad)
