@@ -128,6 +128,17 @@ addr_domain_valid(const char *domain)
 	return n > ADDR_DOMAIN_MAX ? -ENAMETOOLONG : 0;
 }
 
+/*
+ * RFC 5321 4.1.1.1: "EHLO" SP ( Domain / address-literal ).  The name is
+ * written into Received: (RFC 5321 4.4), so nothing else may pass: no
+ * comment or angle brackets, no ';', no '_', no trailing dot.
+ */
+int
+addr_helo_valid(const char *name)
+{
+	return addr_domain_valid(name);
+}
+
 /* A-d-l: "@" domain *("," "@" domain) ":" -- parsed and dropped. */
 static int
 skip_source_route(const char *s)

@@ -33,7 +33,13 @@
  *	valid mailbox name, empty, leading dot), -ENAMETOOLONG.
  *
  *	addr_domain_valid() checks a domain name (letters, digits, hyphens,
- *	dots, labels of 1..63) or an address literal; 0 or -EINVAL.
+ *	dots, labels of 1..63) or an address literal; 0, -EINVAL or
+ *	-ENAMETOOLONG (over ADDR_DOMAIN_MAX).
+ *
+ *	addr_helo_valid() checks the argument of HELO/EHLO: an RFC 5321
+ *	Domain or address-literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") and
+ *	nothing else, so that it can be written into a Received: header as
+ *	is.  0, -EINVAL or -ENAMETOOLONG.
  * THREADS
  *	Pure functions; thread-safe.
  */
@@ -55,5 +61,6 @@ int addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, 
 int addr_split(const char *addr);
 int addr_mailbox_name(const char *addr, char *out, size_t outlen);
 int addr_domain_valid(const char *domain);
+int addr_helo_valid(const char *name);
 
 #endif

@@ -543,7 +543,8 @@ static bool
 greet(struct session *s, const char *arg, bool esmtp)
 {
 	if (smtp_parse_helo(arg, s->helo, sizeof(s->helo)) < 0) {
-		smtp_reply(s, REPLY_SYNTAX, "invalid domain name in %s", esmtp ? "EHLO" : "HELO");
+		smtp_reply(s, REPLY_SYNTAX, "%s needs a domain name or an address literal ([192.0.2.1], [IPv6:...])",
+		    esmtp ? "EHLO" : "HELO");
 		return false;
 	}
 	txn_abort(s);

@@ -89,6 +89,8 @@ smtp_parse_helo(const char *arg, char *out, size_t outlen)
 			return -EINVAL;
 	if (len >= SMTP_HELO_MAX || len >= outlen)
 		return -ENAMETOOLONG;
+	if (addr_helo_valid(arg) < 0)
+		return -EINVAL;
 	memcpy(out, arg, len + 1);
 	return 0;
 }

@@ -30,8 +30,9 @@
  *	byte; -EINVAL no verb, or a verb that is not 1..SMTP_VERB_MAX-1 letters.
  *
  *	smtp_parse_helo() checks the argument of HELO/EHLO: one word of
- *	printable ASCII, at most SMTP_HELO_MAX-1 octets.  0, -EINVAL or
- *	-ENAMETOOLONG.
+ *	printable ASCII, at most SMTP_HELO_MAX-1 octets, that is a domain or
+ *	an address literal (addr_helo_valid()), so that it is safe in
+ *	Received:.  0, -EINVAL or -ENAMETOOLONG.
  *
  *	smtp_parse_mail() parses the argument of MAIL: "FROM:" (any case, blanks
  *	allowed after the colon as many clients send them), the reverse-path

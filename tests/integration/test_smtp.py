@@ -199,6 +199,25 @@ class SmtpDialogue(unittest.TestCase):
         assert_reply(self, c.cmd('DATA'), 354, what='DATA')
         assert_reply(self, c.cmd('Subject: x\r\n\r\nok\r\n.'), 250, '2.0.0')
 
+    def test_helo_names(self):
+        """HELO/EHLO take a domain or address literal only (501 5.5.4); Received: shows the name as given"""
+        c = self.raw()
+        for bad in ('x(by', '<a>', ';', 'a;b', 'host_name', '[1.2.3.4'):
+            for verb in ('EHLO', 'HELO'):
+                assert_reply(self, c.cmd('%s %s' % (verb, bad)), 501, '5.5.4', '%s %s' % (verb, bad))
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 503, '5.5.1', 'MAIL after refused EHLO')
+        for good in ('[127.0.0.1]', '[IPv6:::1]', 'client.example'):
+            c.ehlo(good)
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<helo@localhost>'), 250)
+        assert_reply(self, c.cmd('DATA'), 354)
+        r = c.cmd('Subject: helo\r\n\r\nhi\r\n.')
+        assert_reply(self, r, 250, '2.0.0')
+        name = self.gw.find_mail('helo', queued_id(r.text))
+        _, received, _ = split_stored(self.gw.read_mail('helo', name))
+        self.assertTrue(received.startswith(b'Received: from client.example (unknown [127.0.0.1])'),
+                        received)
+
     def test_ehlo_resets_transaction(self):
         """EHLO in the middle of a transaction resets it: DATA afterwards is 503"""
         c = self.raw()

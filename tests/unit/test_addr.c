@@ -320,6 +320,42 @@ START_TEST(test_domain_valid)
 }
 END_TEST
 
+/* HELO/EHLO names (RFC 5321 4.1.1.1): domain or address literal only. */
+static const struct domain_case helo_cases[] = {
+	{ "client.example", 0 },
+	{ "localhost", 0 },
+	{ "mx-1.example.org", 0 },
+	{ "[192.0.2.1]", 0 },
+	{ "[IPv6:2001:db8::1]", 0 },
+	{ "[IPv6:::1]", 0 },
+	{ "x(by", -EINVAL },		/* an unbalanced comment in Received: */
+	{ "x(by)", -EINVAL },
+	{ "<a>", -EINVAL },
+	{ ";", -EINVAL },
+	{ "a;b", -EINVAL },
+	{ "host_name", -EINVAL },
+	{ "host.", -EINVAL },
+	{ "", -EINVAL },
+	{ "[192.0.2.1", -EINVAL },
+	{ "[192.0.2.256]", -EINVAL },
+	{ "[IPv6:zz::1]", -EINVAL },
+	{ "[example.org]", -EINVAL },
+	{ "a b", -EINVAL },
+	{ "caf\xc3\xa9.example", -EINVAL },
+	{ DOM255, 0 },
+	{ L63 "." L63 "." L63 "." L63 ".a", -ENAMETOOLONG },
+};
+#define N_HELO_CASES	(sizeof(helo_cases) / sizeof(helo_cases[0]))
+
+START_TEST(test_helo_valid)
+{
+	const struct domain_case *c = &helo_cases[_i];
+	int r = addr_helo_valid(c->in);
+
+	ck_assert_msg(r == c->want, "addr_helo_valid(\"%s\") = %d, want %d", c->in, r, c->want);
+}
+END_TEST
+
 static Suite *
 addr_suite(void)
 {
@@ -340,6 +376,7 @@ addr_suite(void)
 
 	tc = tcase_create("domain");
 	tcase_add_loop_test(tc, test_domain_valid, 0, N_DOMAIN_CASES);
+	tcase_add_loop_test(tc, test_helo_valid, 0, N_HELO_CASES);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -102,6 +102,12 @@ static const struct {
 	{ "tab\there", -EINVAL },
 	{ "h\xc3\xa9llo", -EINVAL },
 	{ "ctl\x01", -EINVAL },
+	{ "x(by", -EINVAL },		/* would open a comment in Received: */
+	{ "<a>", -EINVAL },
+	{ ";", -EINVAL },
+	{ "a_b.example", -EINVAL },
+	{ "[1.2.3.4]", 0 },
+	{ "[1.2.3.4", -EINVAL },
 };
 
 START_TEST(test_helo)
@@ -119,7 +125,11 @@ START_TEST(test_helo_overlong)
 {
 	char arg[SMTP_HELO_MAX + 1], out[SMTP_HELO_MAX];
 
-	memset(arg, 'a', sizeof(arg) - 1);
+	size_t i;
+
+	/* Labels "aaa...a." of 50 octets: a valid domain name at every length. */
+	for (i = 0; i < sizeof(arg) - 1; i++)
+		arg[i] = (i % 50 == 49) ? '.' : 'a';
 	arg[sizeof(arg) - 1] = '\0';
 	ck_assert_int_eq(smtp_parse_helo(arg, out, sizeof(out)), -ENAMETOOLONG);
 	arg[SMTP_HELO_MAX - 1] = '\0';		/* the longest that fits */
