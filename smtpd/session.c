@@ -489,6 +489,34 @@ session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id)
 	log_warn("refused", "reply=%s sessions=%u", log_quote(q, sizeof(q), buf), srv->nsessions);
 }
 
+/*
+ * The reply to a spool error (create, write, commit).  Such an error is a
+ * fault of this gateway, not of the message: it is temporary, so that the
+ * client keeps the message and retries.  Only the rows that say something
+ * about the message or its storage stay as the table has them (452 4.3.1
+ * ENOSPC/ENOMEM, 552 5.3.4 EFBIG, 552 5.2.2 EDQUOT, 554 5.4.6 ELOOP, the
+ * 451 rows); any other permanent row (EACCES and EPERM are 550 5.7.1 for
+ * the filesystem's callers) becomes 451 4.3.0: a mailbox directory the
+ * daemon cannot write must not bounce the message.
+ */
+static const struct errmap_reply *
+spool_error_reply(int err)
+{
+	const struct errmap_reply *r = errmap_from_errno(-err);
+
+	if (r->code < 500)
+		return r;
+	switch (err < 0 ? -err : err) {
+	case EFBIG:
+	case EMSGSIZE:
+	case EDQUOT:
+	case ELOOP:
+		return r;
+	default:
+		return errmap_get(REPLY_LOCAL_ERROR);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Transactions                                                        */
 /* ------------------------------------------------------------------ */
@@ -725,7 +753,7 @@ cmd_data(struct session *s, const char *arg)
 	if ((err = spool_msg_create(s->srv->spool, t->from, &t->msg)) < 0) {
 		t->msg = NULL;
 		log_error("spool-error", "session=%" PRIu64 " client=%s op=create error=%d", s->id, s->ip, -err);
-		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+		smtp_reply(s, spool_error_reply(err)->id, NULL);
 		return;
 	}
 	/* A write error is remembered and reported after the data (no 250). */
@@ -969,7 +997,7 @@ session_commit_done(struct session *s, const char *id, int result)
 	if (result == 0)
 		smtp_reply(s, REPLY_QUEUED, "%s as %s", errmap_get(REPLY_QUEUED)->text, id);
 	else
-		smtp_reply(s, errmap_from_errno(-result)->id, NULL);
+		smtp_reply(s, spool_error_reply(result)->id, NULL);
 	if (s->state == ST_CLOSING)
 		return;				/* max_errors reached */
 	session_enter(s, ST_IDLE);
@@ -999,7 +1027,7 @@ commit_done(void *arg, int result)
 			relay_kick(c->srv->relay);
 	} else {
 		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
-		    errmap_from_errno(-result)->code);
+		    spool_error_reply(result)->code);
 	}
 	if (s != NULL && s->state == ST_COMMIT)
 		session_commit_done(s, id, result);
@@ -1041,7 +1069,7 @@ data_register_targets(struct session *s, bool *queued)
 static void
 data_reject(struct session *s, int err)
 {
-	const struct errmap_reply *r = errmap_from_errno(-err);
+	const struct errmap_reply *r = spool_error_reply(err);
 
 	log_info("rejected", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64 " error=%d reply=%d",
 	    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets, -err, r->code);

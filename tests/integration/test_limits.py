@@ -106,6 +106,28 @@ class Limits(unittest.TestCase):
         self.assertIsNone(gw.find_mail('p100', msgid), 'p100 was over the limit')
         assert_reply(self, c.cmd('NOOP'), 250, what='session goes on')
 
+    def test_unwritable_mailbox_is_temporary(self):
+        """chmod 000 mail/alice: 451 4.3.0 (local fault, the client retries), never 550; fine once fixed"""
+        gw = gateway(self, 'lim-perm')
+        c = session(self, gw)
+
+        def send(what):
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250, what=what)
+            assert_reply(self, c.cmd('RCPT TO:<alice@localhost>'), 250, what=what)
+            assert_reply(self, c.cmd('DATA'), 354, what=what)
+            return c.cmd('Subject: %s\r\n\r\nbody\r\n.' % what)
+
+        assert_reply(self, send('first'), 250, '2.0.0', 'first message creates the mailbox')
+        box = gw.path('mail', 'alice')
+        os.chmod(box, 0)
+        self.addCleanup(os.chmod, box, 0o750)
+        r = send('unwritable')
+        assert_reply(self, r, 451, '4.3.0', 'mailbox directory the daemon cannot write')
+        self.assertIn('reply=451', gw.read_log('smtpd'), 'the log does not show the 451')
+        os.chmod(box, 0o750)
+        assert_reply(self, send('again'), 250, '2.0.0', 'after the mailbox was fixed')
+        self.assertEqual(len(gw.mailbox_new('alice')), 2)
+
     def test_max_message_size(self):
         """max_message_size=100000: 150 KB -> 552 5.3.4 after the data, nothing stored"""
         gw = gateway(self, 'lim-size', max_message_size=100000)
