@@ -44,7 +44,13 @@
  *	Every byte comes from the network: command lines are capped at
  *	cfg->max_line, the message at cfg->max_message_size (the rest is read
  *	and dropped), recipients at cfg->max_recipients, errors at
- *	cfg->max_errors, idle time at cfg->idle_timeout.
+ *	cfg->max_errors, idle time at cfg->idle_timeout.  Time is bounded by
+ *	deadlines (as Postfix's smtpd_per_record_deadline): one line, a
+ *	command or a line of the message, must be complete within
+ *	cfg->command_deadline of the end of the previous one, however slowly
+ *	its bytes trickle in, and the session ends after cfg->session_deadline
+ *	(event=deadline, 421 4.4.2).  A commit in flight is our time, not the
+ *	client's: the deadline of the next line starts when it is done.
  */
 
 #include <arpa/inet.h>
@@ -57,6 +63,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +140,9 @@ struct session {
 	struct server  *srv;
 	struct bufferevent *bev;
 	struct event   *ev_free;	/* deferred session_free() */
+	struct event   *ev_deadline;	/* command_deadline / session_deadline */
+	uint64_t	started_ms;	/* monotonic: session start */
+	uint64_t	line_ms;	/* monotonic: the current line's deadline runs from here */
 	enum smtp_state	state;
 	char		ip[INET6_ADDRSTRLEN];
 	bool		ipv6;
@@ -296,6 +306,80 @@ session_close(struct session *s)
 	bufferevent_enable(s->bev, EV_WRITE);
 }
 
+/* ------------------------------------------------------------------ */
+/* Deadlines                                                           */
+/* ------------------------------------------------------------------ */
+
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The earlier of the two deadlines, in monotonic ms. */
+static uint64_t
+deadline_due(const struct session *s, bool *session_wide)
+{
+	uint64_t line = s->line_ms + (uint64_t)s->srv->cfg->command_deadline * 1000;
+	uint64_t whole = s->started_ms + (uint64_t)s->srv->cfg->session_deadline * 1000;
+
+	*session_wide = whole <= line;
+	return *session_wide ? whole : line;
+}
+
+static void
+deadline_arm(struct session *s)
+{
+	uint64_t now = monotonic_ms(), due;
+	struct timeval tv = { 0, 0 };
+	bool session_wide;
+
+	due = deadline_due(s, &session_wide);
+	if (due > now) {
+		tv.tv_sec = (time_t)((due - now) / 1000);
+		tv.tv_usec = (suseconds_t)((due - now) % 1000 * 1000);
+	}
+	evtimer_add(s->ev_deadline, &tv);
+}
+
+/* A line is complete (or our commit is over): the next line's deadline starts now. */
+static void
+deadline_restart(struct session *s)
+{
+	s->line_ms = monotonic_ms();
+	deadline_arm(s);
+}
+
+static void session_close(struct session *s);
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...);
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	uint64_t now = monotonic_ms(), due;
+	bool session_wide;
+
+	(void)fd;
+	(void)what;
+	if (s->state == ST_CLOSING || s->free_scheduled || s->state == ST_COMMIT)
+		return;			/* closing anyway; a commit re-arms when done */
+	due = deadline_due(s, &session_wide);
+	if (now < due) {
+		deadline_arm(s);
+		return;
+	}
+	log_info("deadline", "session=%" PRIu64 " client=%s state=%s kind=%s seconds=%u", s->id, s->ip,
+	    state_names[s->state], session_wide ? "session" : "command",
+	    session_wide ? s->srv->cfg->session_deadline : s->srv->cfg->command_deadline);
+	smtp_reply(s, session_wide ? REPLY_SESSION_DEADLINE : REPLY_COMMAND_DEADLINE, NULL);
+	session_close(s);
+}
+
 static void
 txn_reset(struct session *s)
 {
@@ -325,6 +409,7 @@ session_free(struct session *s)
 	txn_reset(s);
 	bufferevent_free(s->bev);
 	event_free(s->ev_free);
+	event_free(s->ev_deadline);
 	free(s->line);
 	free(s);
 	server_unregister(srv, id);	/* last: it may end the event loop */
@@ -475,18 +560,25 @@ smtp_reply_uncounted(struct session *s, enum reply_id id, const char *fmt, ...)
 }
 
 void
-session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id)
+session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id, const struct sockaddr *sa)
 {
 	const struct errmap_reply *r = errmap_get(id);
-	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16];
+	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16], client[INET6_ADDRSTRLEN] = "unknown";
 	size_t len = reply_format(buf, r, false, 0, srv->hostname, r->text);
+	const void *a = NULL;
 
 	/* Best effort: the socket buffer of a new connection takes one line. */
 	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("refuse-send", "error=%d", errno);
 	evutil_closesocket(fd);
 	buf[len - 2] = '\0';
-	log_warn("refused", "reply=%s sessions=%u", log_quote(q, sizeof(q), buf), srv->nsessions);
+	if (sa != NULL && sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (a != NULL && inet_ntop(sa->sa_family, a, client, sizeof(client)) == NULL)
+		snprintf(client, sizeof(client), "unknown");
+	log_warn("refused", "client=%s reply=%s sessions=%u", client, log_quote(q, sizeof(q), buf), srv->nsessions);
 }
 
 /*
@@ -931,6 +1023,7 @@ data_consume(struct session *s)
 	while (evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v[8];
 		size_t consumed = 0;
+		bool line_ended = false;
 		int i, n, rc = SMTP_DATA_MORE;
 
 		n = evbuffer_peek(in, -1, NULL, v, 8);
@@ -949,9 +1042,13 @@ data_consume(struct session *s)
 					t->err = -EFBIG;
 				data_store(s, out, olen);
 			}
+			if (!line_ended && memchr(base, '\n', off) != NULL)
+				line_ended = true;
 			consumed += off;
 		}
 		evbuffer_drain(in, consumed);
+		if (line_ended)
+			deadline_restart(s);	/* per line of the message, as per command */
 		if (rc == SMTP_DATA_END)
 			return true;
 	}
@@ -1001,6 +1098,7 @@ session_commit_done(struct session *s, const char *id, int result)
 	if (s->state == ST_CLOSING)
 		return;				/* max_errors reached */
 	session_enter(s, ST_IDLE);
+	deadline_restart(s);			/* the commit was our time, not the client's */
 	if (s->srv->stopping) {
 		smtp_reply(s, REPLY_SHUTDOWN, NULL);
 		session_close(s);
@@ -1151,6 +1249,7 @@ read_command(struct session *s)
 		}
 		evbuffer_drain(in, (size_t)eol.pos + 1);
 		s->discarding = false;
+		deadline_restart(s);
 		return STEP_AGAIN;
 	}
 	if (eol.pos < 0) {
@@ -1164,10 +1263,12 @@ read_command(struct session *s)
 	len = (size_t)eol.pos + 1;		/* with the LF */
 	if (len > max) {
 		evbuffer_drain(in, len);
+		deadline_restart(s);
 		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
 		return STEP_AGAIN;
 	}
 	evbuffer_remove(in, s->line, len);
+	deadline_restart(s);
 	len--;					/* LF */
 	if (len > 0 && s->line[len - 1] == '\r')
 		len--;
@@ -1312,17 +1413,20 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	s->state = ST_GREETED;
 	peer_name(s, sa);
 	s->may_relay = cfg_net_allows_relay(cfg, sa);
-	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL)
+	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL ||
+	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL)
 		goto fail;
 	if ((s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		goto fail;
 	fd = -1;				/* the bufferevent owns it now */
-	if (server_register(srv, s, &s->id) < 0)
+	if (server_register(srv, s, sa, &s->id) < 0)
 		goto fail;
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
 	bufferevent_set_timeouts(s->bev, &idle, &idle);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->started_ms = s->line_ms = monotonic_ms();
+	deadline_arm(s);
 	log_info("connect", "session=%" PRIu64 " client=%s relay=%s", s->id, s->ip, s->may_relay ? "yes" : "no");
 	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
 	return;
@@ -1335,6 +1439,8 @@ fail:
 			bufferevent_free(s->bev);
 		if (s->ev_free != NULL)
 			event_free(s->ev_free);
+		if (s->ev_deadline != NULL)
+			event_free(s->ev_deadline);
 		free(s->line);
 		free(s);
 	}
