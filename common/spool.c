@@ -99,6 +99,7 @@ spool_hostname(const struct spool *spool)
 	return spool->host;
 }
 
+
 int
 spool_write_all(int fd, const void *buf, size_t len)
 {
@@ -128,14 +129,16 @@ spool_chown_new(const struct spool *spool, int fd)
 	return 0;
 }
 
-/* File names carry the host name; keep it to [A-Za-z0-9-_]. */
+/* File names carry the host name (name, or the system's when NULL); keep it to [A-Za-z0-9-_]. */
 static void
-sanitise_hostname(char *out, size_t outlen)
+sanitise_hostname(const char *name, char *out, size_t outlen)
 {
 	char host[256];
 	size_t i;
 
-	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+	if (name != NULL && name[0] != '\0')
+		snprintf(host, sizeof(host), "%s", name);
+	else if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
 	for (i = 0; i < outlen - 1 && host[i]; i++) {
@@ -145,6 +148,12 @@ sanitise_hostname(char *out, size_t outlen)
 		    (c >= '0' && c <= '9') || c == '-') ? c : '_';
 	}
 	out[i] = '\0';
+}
+
+void
+spool_set_hostname(struct spool *spool, const char *name)
+{
+	sanitise_hostname(name, spool->host, sizeof(spool->host));
 }
 
 static int
@@ -193,7 +202,7 @@ spool_open(const char *path, struct spool **out)
 		spool_close(spool);
 		return -ENOMEM;
 	}
-	sanitise_hostname(spool->host, sizeof(spool->host));
+	sanitise_hostname(NULL, spool->host, sizeof(spool->host));
 	if (mkdir(path, SPOOL_DIR_MODE) < 0 && errno != EEXIST)
 		goto fail_errno;
 	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)

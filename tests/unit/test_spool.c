@@ -1272,6 +1272,51 @@ START_TEST(test_claim_without_data)
 }
 END_TEST
 
+/*
+ * Two gateways with one system host name but different configured names
+ * on one spool: each knows its claims and temporaries by the configured
+ * name, so recovery of A gives back nothing of B's that is alive.
+ */
+START_TEST(test_configured_hostname_tells_gateways_apart)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX], claim[PATH_LEN], tmpname[SPOOL_NAME_MAX];
+	struct spool *a = open_spool("twohosts", path), *b;
+	const char *rcpts[] = { "r1@example.net", NULL };
+	struct spool_recovery st;
+	struct queue_claim *qc;
+	int fd;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a.example.org");
+	spool_set_hostname(b, "gw-b.example.org");
+	ck_assert_str_eq(spool_hostname(a), "gw-a_example_org");
+	ck_assert_str_eq(spool_hostname(b), "gw-b_example_org");
+
+	queue_one(a, rcpts, id);
+	ck_assert_int_eq(queue_claim(b, id, &qc), 0);
+	pathf(claim, "%s@gw-b_example_org,%ld", id, (long)getpid());
+	ck_assert_msg(exists_at(a, SPOOL_DIR_ACTIVE, claim), "claim not tagged with the configured name");
+	ck_assert_int_ge(fd = spool_tmpfile(b, tmpname), 0);
+	close(fd);
+	ck_assert_msg(strstr(tmpname, ".gw-b_example_org") != NULL, "tmp/%s", tmpname);
+
+	ck_assert_int_eq(spool_recover(a, &st), 0);
+	ck_assert_uint_eq(st.claims_returned, 0);
+	ck_assert_uint_eq(st.temporaries_removed, 0);
+	ck_assert_msg(exists_at(a, SPOOL_DIR_ACTIVE, claim), "A gave back B's live claim");
+	ck_assert_msg(!exists_at(a, SPOOL_DIR_QUEUE, id), "B's claimed record is back in queue/");
+	ck_assert_msg(exists_at(a, SPOOL_DIR_TMP, tmpname), "A removed B's live temporary");
+
+	/* B's own recovery (its pid is ours: a dead predecessor) does give it back. */
+	ck_assert_int_eq(spool_recover(b, &st), 0);
+	ck_assert_uint_eq(st.claims_returned, 1);
+	ck_assert(exists_at(a, SPOOL_DIR_QUEUE, id));
+	queue_claim_free(qc);
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
 START_TEST(test_claim_bad_ids)
 {
 	char path[PATH_LEN];
@@ -1327,6 +1372,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_scan_survives_odd_entries);
 	tcase_add_test(tc, test_claim_without_data);
 	tcase_add_test(tc, test_claim_bad_ids);
+	tcase_add_test(tc, test_configured_hostname_tells_gateways_apart);
 	suite_add_tcase(s, tc);
 	return s;
 }
