@@ -159,13 +159,19 @@ spool_set_hostname(struct spool *spool, const char *name)
 static int
 open_dir_at(int parent, const char *name, int create, const struct spool *spool)
 {
-	int fd;
+	int fd, r;
 
 	if (create && mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
 		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 && spool != NULL)
-			spool_chown_new(spool, fd);
-		return fd < 0 ? -errno : fd;
+		if (fd < 0)
+			return -errno;
+		if (spool != NULL && (r = spool_chown_new(spool, fd)) < 0) {
+			/* Root's directory in the owner's spool: the daemon could not use it after dropping root. */
+			close(fd);
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		return fd;
 	}
 	if (create && errno != EEXIST)
 		return -errno;
@@ -247,7 +253,7 @@ int
 spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 {
 	char id[SPOOL_ID_MAX];
-	int fd;
+	int fd, r;
 
 	spool_new_id(spool, id);
 	snprintf(name_out, SPOOL_NAME_MAX, "%s.%s", id, spool->host);
@@ -255,7 +261,13 @@ spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 	    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, SPOOL_FILE_MODE);
 	if (fd < 0)
 		return -errno;
-	spool_chown_new(spool, fd);
+	if ((r = spool_chown_new(spool, fd)) < 0) {
+		/* A file the spool's owner cannot rename or remove later: refuse it now. */
+		log_error("spool-chown", "name=tmp/%s error=\"%s\"", name_out, strerror(-r));
+		close(fd);
+		unlinkat(spool->dirfd[SPOOL_DIR_TMP], name_out, 0);
+		return r;
+	}
 	return fd;
 }
 
@@ -352,14 +364,23 @@ spool_mailbox_exists(struct spool *spool, const char *name)
 static int
 make_subdir(struct spool *spool, int parent, const char *name, int *created)
 {
-	int fd;
+	int fd, r;
 
 	if (mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
-		*created = 1;
-		if ((fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-			return -errno;
-		spool_chown_new(spool, fd);
+		if ((fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+			r = -errno;
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		r = spool_chown_new(spool, fd);
 		close(fd);
+		if (r < 0) {
+			/* Root's mailbox directory: the daemon could not deliver into it after dropping root. */
+			log_error("spool-chown", "name=%s error=\"%s\"", name, strerror(-r));
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		*created = 1;
 		return 0;
 	}
 	return errno == EEXIST ? 0 : -errno;

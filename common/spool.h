@@ -147,7 +147,12 @@ void spool_msg_free(struct spool_msg *msg);
 
 /* Creates a file under tmp/ with O_CREAT|O_EXCL|O_NOFOLLOW; name_out gets its name. */
 int spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX]);
-/* Gives a new file or directory to the spool owner when running as root. */
+/*
+ * Gives a new file or directory to the spool owner when running as root;
+ * 0 or -errno of fchown.  Its callers here fail the creation when it
+ * fails (and remove what they created): a root-owned file in the owner's
+ * spool is one the daemon cannot rename or remove once it dropped root.
+ */
 int spool_chown_new(const struct spool *spool, int fd);
 
 /* write(2) all of buf, retrying short writes and EINTR; 0 or -errno. */
