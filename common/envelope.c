@@ -381,7 +381,12 @@ envelope_read_at(int dirfd, const char *name, struct envelope *env)
 
 	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
+	if (fstat(fd, &st) < 0) {
+		r = -errno;		/* st is not filled in: nothing to judge it by */
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
 		r = S_ISREG(st.st_mode) ? -EBADMSG : -EINVAL;
 		close(fd);
 		return r;
