@@ -16,6 +16,7 @@
  *	a real file in a temporary directory.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -490,6 +491,31 @@ write_file_at(int dirfd, const char *name, const char *buf, size_t len)
 	return n == (ssize_t)len ? 0 : -EIO;
 }
 
+/*
+ * fstat() as envelope_read_at() sees it (fstat64 with 64-bit offsets): this
+ * definition in the test program takes the place of libc's, so a test can
+ * make it fail.  A failing call leaves a struct that looks like a small
+ * regular file, as an uninitialised one might.
+ */
+static int fstat_fails_with;
+
+int
+fstat64(int fd, struct stat64 *st)
+{
+	static int (*real)(int, struct stat64 *);
+
+	if (fstat_fails_with != 0) {
+		memset(st, 0, sizeof(*st));
+		st->st_mode = S_IFREG | 0600;
+		st->st_size = 10;
+		errno = fstat_fails_with;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fstat64");
+	return real(fd, st);
+}
+
 START_TEST(test_read_at)
 {
 	char dir[sizeof(tmpbase) + 16], *text;
@@ -519,6 +545,12 @@ START_TEST(test_read_at)
 	ck_assert_int_eq(envelope_read_at(dfd, "link", &back), -ELOOP);
 	ck_assert_int_eq(mkdirat(dfd, "adir", 0700), 0);
 	ck_assert_int_lt(envelope_read_at(dfd, "adir", &back), 0);
+	/* fstat fails: its error, not a judgement of a struct it did not fill */
+	fstat_fails_with = EIO;
+	ck_assert_int_eq(envelope_read_at(dfd, "rec", &back), -EIO);
+	fstat_fails_with = 0;
+	ck_assert_int_eq(envelope_read_at(dfd, "rec", &back), 0);
+	envelope_free(&back);
 
 	free(text);
 	envelope_free(&env);
