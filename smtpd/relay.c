@@ -179,6 +179,7 @@ struct delivery {
 	size_t			nwire, rcpt_replied, naccepted;
 	size_t			ndelivered;	/* recipients sent in this attempt */
 	bool			rcpt_overflow;	/* some got 452 "too many recipients" */
+	bool			expire_only;	/* lifetime ran out while queued: no attempt */
 
 	unsigned long long	msg_size;
 	long long		data_pos;
@@ -376,8 +377,11 @@ dlv_conclude(struct delivery *d, const char *open_reply)
 		dlv_note_reply(d, open_reply);
 	}
 	dlv_settle_open(d, RCPT_PENDING, d->last_reply[0] ? d->last_reply : NULL);
-	if ((err = envelope_set_last(d->env, smarthost(r), d->last_reply[0] ? d->last_reply : NULL)) < 0 ||
-	    (err = relay_settle(d->env, now_seconds(), &r->policy, &v)) < 0 ||
+	if (d->expire_only)
+		err = relay_expire(d->env, now_seconds(), &r->policy, &v);	/* the last attempt's record stays */
+	else if ((err = envelope_set_last(d->env, smarthost(r), d->last_reply[0] ? d->last_reply : NULL)) == 0)
+		err = relay_settle(d->env, now_seconds(), &r->policy, &v);
+	if (err < 0 ||
 	    (f = calloc(1, sizeof(*f))) == NULL) {
 		err = err < 0 ? err : -ENOMEM;
 		log_error("relay-finish-failed", "id=%s error=\"%s\" action=\"claim returned to queue/ unchanged\"",
@@ -1059,6 +1063,13 @@ relay_start(struct relay *r, const char *id)
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->deliveries, d, link);
 
+	if (relay_expired(d->env, now_seconds(), &r->policy)) {
+		/* max_queue_lifetime ran out while it waited: it fails now, without another attempt. */
+		d->expire_only = true;
+		dlv_conclude(d, NULL);
+		dlv_close(d);
+		return;
+	}
 	if ((err = dlv_pick_rcpts(d)) < 0) {
 		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
 		return;

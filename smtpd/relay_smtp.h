@@ -76,10 +76,16 @@
  *	Policy.  relay_backoff() is the delay before attempt attempts+1:
  *	retry_min doubled per attempt after the first, capped at retry_max.
  *	relay_outcome() decides from the recipients' states: all sent, sent;
- *	none pending and one failed, failed; else deferred.  relay_settle()
- *	ends an attempt on env: attempts + 1; when the message is older than
- *	max_queue_lifetime, its pending recipients fail ("expired after N
- *	attempts: <last reply>"); the outcome; for a deferral next_attempt.
+ *	none pending and one failed, failed; else deferred.  relay_expired()
+ *	is true when env has pending recipients and its max_queue_lifetime
+ *	has run out (now >= created + lifetime).  relay_settle() ends an
+ *	attempt on env: attempts + 1; once the lifetime has run out, its
+ *	pending recipients fail with "554 5.4.7 Delivery time expired (after
+ *	N s and M attempts; last reply: <reply>)"; the outcome; for a deferral
+ *	next_attempt, which is never later than created + lifetime (the
+ *	message expires when its time runs out, not at the attempt after).
+ *	relay_expire() is the same without an attempt (attempts unchanged):
+ *	for a record whose lifetime ran out while it waited.
  * THREADS
  *	Pure functions over caller-owned memory; thread-safe.
  */
@@ -156,7 +162,10 @@ struct relay_verdict {
 
 unsigned relay_backoff(unsigned attempts, unsigned retry_min, unsigned retry_max);
 enum queue_outcome relay_outcome(const struct envelope *env);
+bool relay_expired(const struct envelope *env, long long now, const struct relay_policy *p);
 int relay_settle(struct envelope *env, long long now, const struct relay_policy *p,
+		struct relay_verdict *v);
+int relay_expire(struct envelope *env, long long now, const struct relay_policy *p,
 		struct relay_verdict *v);
 
 #endif

@@ -391,6 +391,33 @@ class Lifetime(unittest.TestCase):
         with open(os.path.join(gw.mnt, 'failed', msgid + '.status')) as f:
             self.assertIn('expired', f.read())
 
+    def test_expires_when_lifetime_runs_out(self):
+        """retry 60 s, lifetime 3 s, dead smarthost: failed/ at the lifetime, not at the next retry; 554 5.4.7"""
+        gw = harness.Instance('relay-expire-on-time', retry_min=60, retry_max=60, max_queue_lifetime=3,
+                              scan_interval=300)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        c = harness.RawSMTP(gw.smtp_addr)
+        self.addCleanup(c.close)
+        c.ehlo()
+        harness.assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        harness.assert_reply(self, c.cmd('RCPT TO:<far@example.net>'), 250)
+        harness.assert_reply(self, c.cmd('DATA'), 354)
+        r = c.cmd('Subject: expire\r\n\r\nbody\r\n.')
+        harness.assert_reply(self, r, 250, '2.0.0')
+        msgid = harness.queued_id(r.text)
+        t0 = time.monotonic()
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'failed', 20,
+                                       'record of %s in failed/ when its 3 s run out' % msgid)
+        log('  failed/ after %.1fs (retry was 60 s)' % (time.monotonic() - t0))
+        self.assertEqual(rec['attempts'], '1', 'no attempt after the lifetime: %s' % text)
+        state, addr, reply = rec['rcpt'][0]
+        self.assertEqual(state, 'failed', text)
+        self.assertTrue(reply.startswith('554 5.4.7 Delivery time expired'), text)
+        self.assertIn('last reply: 451 4.4.1', reply)
+        self.assertTrue(rec['last-reply'].startswith('554 5.4.7'), text)
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-failed id=%s .*expired=yes' % re.escape(msgid))
+
 
 class KeepSentNo(unittest.TestCase):
 
