@@ -38,8 +38,8 @@
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
  *	rejected (a message refused at the end of data), discarded (the
- *	session ended during DATA), commit-failed, spool-error, state and
- *	command (debug).  Lines about a message carry id=<message id>.
+ *	session ended during DATA), commit-failed, spool-error, deadline
+ *	(kind=command or kind=session), state and command (debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
  *	cfg->max_line, the message at cfg->max_message_size (the rest is read
