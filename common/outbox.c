@@ -67,7 +67,7 @@ add_rcpt(struct outbox_headers *h, const char *addr)
 	size_t i;
 
 	for (i = 0; i < h->nrcpt; i++)
-		if (strcasecmp(h->rcpt[i], addr) == 0)
+		if (addr_same_mailbox(h->rcpt[i], addr))
 			return 0;
 	if (h->nrcpt >= ENVELOPE_MAX_RCPT)
 		return -E2BIG;

@@ -494,7 +494,7 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 	for (i = 0; i < t->nrcpt; i++) {
 		if (mailbox != NULL && t->rcpt[i].mailbox != NULL && strcmp(mailbox, t->rcpt[i].mailbox) == 0)
 			return 0;
-		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && strcmp(addr, t->rcpt[i].addr) == 0)
+		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && addr_same_mailbox(addr, t->rcpt[i].addr))
 			return 0;
 	}
 	if (t->nrcpt == t->cap) {
