@@ -576,6 +576,11 @@ dlv_prepare_body(struct delivery *d)
 	}
 	d->convfd = fd;
 	d->msg_size = after.size;
+	/* The record says so too (its "conversion:" line, in the .status file). */
+	snprintf(why, sizeof(why), "7bit for %s (%s), attempt %u", smarthost(d->relay),
+	    dlv_conversion_reason(&d->scan), d->env->attempts + 1);
+	if (envelope_set_conversion(d->env, why) < 0)
+		log_warn("relay-convert-note", "id=%s error=\"%s\"", d->id, strerror(ENOMEM));
 	log_info("relay-converted", "id=%s host=%s to=7bit reason=%s size=%llu converted-size=%llu", d->id,
 	    smarthost(d->relay), dlv_conversion_reason(&d->scan), d->scan.size, after.size);
 	return 0;

@@ -227,7 +227,9 @@ class ToSink(unittest.TestCase):
             f.write(data.encode())
         got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % tok)
         wire = got[0]['data']
-        msgid = re.search(rb'\sid (\S+) \(uid', wire).group(1).decode()
+        m = re.search(rb'\sid (\S+) \(uid', wire)
+        self.assertIsNotNone(m, 'no Received: header of the submission in %r' % wire[:400])
+        msgid = m.group(1).decode()
         head, _, body = wire.partition(b'\r\n\r\n')
         self.assertNotIn(b'return-path', head.lower(), 'a Return-Path: header was relayed')
         self.assertEqual(body, b'Return-Path: <this body line stays>\r\n')
@@ -483,6 +485,10 @@ class SevenBitPeer(unittest.TestCase):
         self.assertEqual(decoded, body)
         self.assertRegex(self.gw.read_log('smtpd'),
                          r'event=relay-converted id=%s .*to=7bit' % re.escape(msgid))
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertRegex(rec.get('conversion', ''), r'^7bit for 127\.0\.0\.1:%d \(\S+\), attempt 1$'
+                         % self.sink.port, text)
         return m
 
     def test_8bit_body_from_outbox(self):
