@@ -8,6 +8,11 @@ envelope from the headers; a 4xx keeps the message queued and it is
 delivered on retry; a 5xx moves it to failed/ with the remote reply in
 failed/<id>.status; nothing listening keeps it queued with attempts
 growing; inotify: delivered within 2 s with scan_interval = 300.
+What goes out is well formed: outbox files carry Received/Date/Message-ID
+and no Return-Path; a@b.c and A@B.C are two recipients; a raw-socket sink
+with and without 8BITMIME shows 8-bit bodies and 1505-octet lines arriving
+converted (all 7-bit, decoding to the bytes written) or as they are with
+BODY=8BITMIME, and an 8-bit header failing with 554 5.6.3.
 Skipped (77) where FUSE is not available.
 """
 

@@ -13,7 +13,14 @@
  *	that is no header, NUL bytes (-EBADMSG).
  *
  *	outbox_submit() on a real spool under /tmp and a real file: the
- *	record in queue/<id> lists the recipients, data/<id> has no Bcc;
+ *	record in queue/<id> lists the recipients, data/<id> starts with
+ *	Received: (uid, file name), Date: and Message-ID: and has no Bcc: and
+ *	no Return-Path: (folded or not; the body keeps its lines); a file
+ *	with its own Date: and Message-ID: gets no second one; a hostile file
+ *	name (parentheses, CR LF, C1, non-UTF-8, 255 octets) stays one
+ *	quoted, folded token that cannot end the comment or the header;
+ *	outbox_quote_name() and outbox_format_date() (in several zones) on
+ *	tables;
  *	over the size limit (-EFBIG), without recipients or with a bad
  *	address nothing is queued and tmp/ is left empty; a header section
  *	over OUTBOX_MAX_HEADER is -EFBIG wherever the bound cuts it.
