@@ -283,3 +283,14 @@ addr_mailbox_name(const char *addr, char *out, size_t outlen)
 		return -EINVAL;
 	return 0;
 }
+
+bool
+addr_same_mailbox(const char *a, const char *b)
+{
+	int at_a = addr_split(a), at_b = addr_split(b);
+
+	if (at_a < 0 || at_b < 0)
+		return strcmp(a, b) == 0;
+	return at_a == at_b && memcmp(a, b, (size_t)at_a) == 0 &&
+	    strcasecmp(a + at_a + 1, b + at_b + 1) == 0;
+}

@@ -72,6 +72,7 @@ envelope_free(struct envelope *env)
 	free(env->origin);
 	free(env->last_host);
 	free(env->last_reply);
+	free(env->conversion);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -131,6 +132,12 @@ envelope_set_last(struct envelope *env, const char *host, const char *reply)
 	return 0;
 }
 
+int
+envelope_set_conversion(struct envelope *env, const char *text)
+{
+	return replace_string(&env->conversion, text) < 0 ? -ENOMEM : 0;
+}
+
 size_t
 envelope_count(const struct envelope *env, enum rcpt_state state)
 {
@@ -157,7 +164,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0)
 			goto fail;
-	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0)
+	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
+	    (r = envelope_set_conversion(dst, src->conversion)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -184,7 +192,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	FILE *fp;
 
 	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
-	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply))
+	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply) ||
+	    !value_is_clean(env->conversion))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
 		return -ENOMEM;
@@ -206,10 +215,13 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		    has_reply ? " " : "", has_reply ? r->reply : "");
 	}
 	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
+	if (env->conversion != NULL)
+		fprintf(fp, "conversion: %s\n", env->conversion);
 	if (env->last_host != NULL)
 		fprintf(fp, "last-host: %s\n", env->last_host);
 	if (env->last_reply != NULL)
 		fprintf(fp, "last-reply: %s\n", env->last_reply);
+
 	if (fclose(fp) != 0) {
 		free(buf);
 		return -ENOMEM;
@@ -320,6 +332,8 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
 		return replace_string(&env->last_host, v);
 	if (strcmp(key, "last-reply") == 0)
 		return replace_string(&env->last_reply, v);
+	if (strcmp(key, "conversion") == 0)
+		return replace_string(&env->conversion, v);
 	if (parse_ll(v, &n) < 0)
 		return -EBADMSG;
 	if (strcmp(key, "created") == 0)

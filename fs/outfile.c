@@ -23,10 +23,12 @@
 #define OUTFILE_ORIGIN_MAX	(10 + 255 + 1)
 
 void
-outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size)
+outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
+    const char *hostname)
 {
 	set->spool = spool;
 	set->max_size = max_size;
+	set->hostname = hostname;
 	set->head = NULL;
 	set->count = 0;
 }
@@ -269,7 +271,12 @@ outfile_submit_as(struct outfile_set *set, struct outfile *of, const char *name)
 		outfile_origin(name, origin, sizeof origin);
 		why[0] = '\0';
 		id[0] = '\0';
-		r = outbox_submit(set->spool, of->fd, origin, set->max_size, id, why, sizeof why);
+		const struct outbox_source src = {
+			.origin = origin, .name = name, .uid = of->uid,
+			.hostname = set->hostname, .max_size = set->max_size,
+		};
+
+		r = outbox_submit(set->spool, of->fd, &src, id, why, sizeof why);
 	}
 	of->dirty = false;
 	of->result = r;

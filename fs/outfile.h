@@ -5,7 +5,7 @@
  *	#include "outfile.h"
  *
  *	void outfile_set_init(struct outfile_set *set, struct spool *spool,
- *			unsigned long max_size);
+ *			unsigned long max_size, const char *hostname);
  *	int outfile_create(struct outfile_set *set, const char *name,
  *			mode_t mode, uid_t uid, gid_t gid, struct outfile **out);
  *	struct outfile *outfile_find(struct outfile_set *set, const char *name);
@@ -27,6 +27,9 @@
  *	once it is closed: outfile_submit() hands its fd
  *	to outbox_submit(), which queues it durably as sendmail -t would, or
  *	refuses it with the errno of the SMTP reply a server would have given.
+ *	The submission names the file, its creator's uid and the set's
+ *	hostname (outfile_set_init(); the caller keeps it alive), which the
+ *	queued message's Received: and Message-ID: headers record.
  *
  *	The life of an entry:
  *	  - outfile_create() makes it (one open handle); outfile_open() counts
@@ -93,11 +96,13 @@ struct outfile {
 struct outfile_set {
 	struct spool   *spool;
 	unsigned long	max_size;
+	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };
 
-void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size);
+void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
+		const char *hostname);
 void outfile_set_free(struct outfile_set *set);
 
 bool outfile_name_is_held(const char *name);

@@ -344,7 +344,7 @@ finish_line(int n, size_t size)
 
 int
 relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize)
+		unsigned long long msgsize, bool eightbit)
 {
 	char size_param[32] = "";
 	int r;
@@ -355,7 +355,7 @@ relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps
 	if (caps->size)
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
 	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s\r\n", from, size_param,
-	    caps->eightbitmime ? " BODY=8BITMIME" : ""), size);
+	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : ""), size);
 }
 
 int

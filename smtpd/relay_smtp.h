@@ -15,7 +15,8 @@
  *	size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
  *
  *	int relay_cmd_mail(char *buf, size_t size, const char *from,
- *			const struct relay_caps *caps, unsigned long long msgsize);
+ *			const struct relay_caps *caps, unsigned long long msgsize,
+ *			bool eightbit);
  *	int relay_cmd_rcpt(char *buf, size_t size, const char *to);
  *	int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
  *	int relay_local_reply(char *buf, size_t size,
@@ -67,7 +68,8 @@
  *	character, a space or an angle bracket (the envelope crossed a
  *	process boundary), -ENAMETOOLONG when it does not fit.  MAIL gets
  *	SIZE=<msgsize> when the server offered SIZE and BODY=8BITMIME when
- *	it offered 8BITMIME.  relay_local_reply() writes the reply of an
+ *	the content is 8-bit (eightbit) and the server offered 8BITMIME
+ *	(RFC 6152; a 7-bit body is sent without BODY=).  relay_local_reply() writes the reply of an
  *	errmap row (errmap_from_errno(ECONNREFUSED), errmap_get(...)) as a
  *	reply line, "451 4.4.1 No answer from host: connection refused
  *	(detail)", with the same sanitising and bound as a remote reply; it
@@ -143,7 +145,7 @@ size_t relay_dot_encode(struct relay_dot *st, const char *in, size_t inlen, size
 size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
 
 int relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize);
+		unsigned long long msgsize, bool eightbit);
 int relay_cmd_rcpt(char *buf, size_t size, const char *to);
 int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
 int relay_local_reply(char *buf, size_t size, const struct errmap_reply *row, const char *detail);

@@ -131,6 +131,7 @@ struct txn {
 	struct spool_msg *msg;
 	struct smtp_data dec;
 	struct smtp_hdrscan hdr;
+	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
 	uint64_t	octets;		/* bytes received after the DATA line */
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
@@ -632,7 +633,7 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 	for (i = 0; i < t->nrcpt; i++) {
 		if (mailbox != NULL && t->rcpt[i].mailbox != NULL && strcmp(mailbox, t->rcpt[i].mailbox) == 0)
 			return 0;
-		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && strcmp(addr, t->rcpt[i].addr) == 0)
+		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && addr_same_mailbox(addr, t->rcpt[i].addr))
 			return 0;
 	}
 	if (t->nrcpt == t->cap) {
@@ -852,6 +853,7 @@ cmd_data(struct session *s, const char *arg)
 	t->err = write_received(s);
 	smtp_data_init(&t->dec);
 	smtp_hdrscan_init(&t->hdr);
+	smtp_hdrfilter_init(&t->filter);
 	t->octets = 0;
 	session_enter(s, ST_DATA);
 	smtp_reply(s, REPLY_START_DATA, NULL);
@@ -990,25 +992,52 @@ dispatch(struct session *s, size_t len)
 /* DATA and the commit                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Decoded message bytes: watched for Received:, written unless refused. */
+static void
+data_write(struct session *s, const char *buf, size_t len)
+{
+	struct txn *t = &s->txn;
+	int err;
+
+	if (len > 0 && (err = spool_msg_write(t->msg, buf, len)) < 0) {
+		t->err = err;
+		log_warn("spool-error", "id=%s session=%" PRIu64 " op=write error=%d", spool_msg_id(t->msg),
+		    s->id, -err);
+	}
+}
+
+/*
+ * Decoded message bytes: watched for Received:, written unless refused,
+ * without the sender's Return-Path: fields (ours comes first).
+ */
 static void
 data_store(struct session *s, const char *buf, size_t len)
 {
 	struct txn *t = &s->txn;
-	int err;
+	char kept[DATA_CHUNK + SMTP_HDRFILTER_HOLD];
 
 	if (len == 0)
 		return;
 	smtp_hdrscan_feed(&t->hdr, buf, len);
 	if (t->err == 0 && t->hdr.received > s->srv->cfg->max_hops)
 		t->err = -ELOOP;
-	if (t->err != 0)
-		return;				/* read and dropped until the end */
-	if ((err = spool_msg_write(t->msg, buf, len)) < 0) {
-		t->err = err;
-		log_warn("spool-error", "id=%s session=%" PRIu64 " op=write error=%d", spool_msg_id(t->msg),
-		    s->id, -err);
+	while (t->err == 0 && len > 0) {	/* else read and dropped until the end */
+		size_t n = len < DATA_CHUNK ? len : DATA_CHUNK;
+
+		data_write(s, kept, smtp_hdrfilter_feed(&t->filter, buf, n, kept));
+		buf += n;
+		len -= n;
 	}
+}
+
+/* The end of the data: what the Return-Path filter still holds. */
+static void
+data_store_end(struct session *s)
+{
+	char kept[SMTP_HDRFILTER_HOLD];
+	size_t len = smtp_hdrfilter_finish(&s->txn.filter, kept);
+
+	if (s->txn.err == 0)
+		data_write(s, kept, len);
 }
 
 /* Feeds the input to the DATA machine; true once <CRLF>.<CRLF> was read. */
@@ -1049,8 +1078,10 @@ data_consume(struct session *s)
 		evbuffer_drain(in, consumed);
 		if (line_ended)
 			deadline_restart(s);	/* per line of the message, as per command */
-		if (rc == SMTP_DATA_END)
+		if (rc == SMTP_DATA_END) {
+			data_store_end(s);
 			return true;
+		}
 	}
 	return false;
 }

@@ -356,6 +356,36 @@ START_TEST(test_helo_valid)
 }
 END_TEST
 
+static const struct same_case {
+	const char     *a, *b;
+	bool		same;
+} same_cases[] = {
+	{ "a@b.c", "a@b.c", true },
+	{ "a@b.c", "a@B.C", true },		/* domains ignore case */
+	{ "a@b.c", "A@b.c", false },		/* local parts do not */
+	{ "a@b.c", "A@B.C", false },
+	{ "Bob@x.org", "bob@x.org", false },
+	{ "a@b.c", "a@b.cd", false },
+	{ "a@b.c", "ab@.c", false },
+	{ "a@b@c.d", "a@b@C.D", true },		/* the last '@' splits */
+	{ "a@b@c.d", "a@B@c.d", false },
+	{ "\"A b\"@x.y", "\"A b\"@X.Y", true },
+	{ "Postmaster", "Postmaster", true },	/* no domain: exact */
+	{ "Postmaster", "postmaster", false },
+	{ "", "", true },
+};
+#define N_SAME_CASES	(sizeof(same_cases) / sizeof(same_cases[0]))
+
+START_TEST(test_same_mailbox)
+{
+	const struct same_case *c = &same_cases[_i];
+
+	ck_assert_msg(addr_same_mailbox(c->a, c->b) == c->same, "'%s' vs '%s': want %s",
+	    c->a, c->b, c->same ? "same" : "different");
+	ck_assert_msg(addr_same_mailbox(c->b, c->a) == c->same, "'%s' vs '%s' (swapped)", c->b, c->a);
+}
+END_TEST
+
 static Suite *
 addr_suite(void)
 {
@@ -372,6 +402,10 @@ addr_suite(void)
 	tcase_add_loop_test(tc, test_mailbox_name, 0, N_MAILBOX_CASES);
 	tcase_add_test(tc, test_mailbox_name_8bit_and_outlen);
 	tcase_add_test(tc, test_split);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("same_mailbox");
+	tcase_add_loop_test(tc, test_same_mailbox, 0, N_SAME_CASES);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("domain");

@@ -257,6 +257,7 @@ static const char good_record[] =
 	"rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n"
 	"attempts: 2\n"
 	"next-attempt: 1764442159\n"
+	"conversion: 7bit for 127.0.0.1:2525 (line-over-998), attempt 2\n"
 	"last-host: 127.0.0.1:2525\n"
 	"last-reply: 451 4.3.0 Local error in processing\n";
 
@@ -294,6 +295,7 @@ static const struct bad_case {
 	{ "line without space after colon", "attempts: 2\n", "attempts:2\n" },
 	{ "blank line", "attempts: 2\n", "attempts: 2\n\n" },
 	{ "control char in origin", "origin: smtp 127.0.0.1\n", "origin: smtp\x01 127.0.0.1\n" },
+	{ "control char in conversion", "conversion: 7bit", "conversion: 7\x1b[2Jbit" },
 	{ "tab in reply", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451\t4.3.0\n" },
 	{ "CR before LF", "last-host: 127.0.0.1:2525\n", "last-host: 127.0.0.1:2525\r\n" },
 	{ "DEL in from", "from: <alice@example.org>\n", "from: <ali\x7f" "ce@example.org>\n" },
@@ -342,6 +344,7 @@ START_TEST(test_good_record_parses)
 	ck_assert_int_eq(env.next_attempt, 1764442159);
 	ck_assert_str_eq(env.last_host, "127.0.0.1:2525");
 	ck_assert_str_eq(env.last_reply, "451 4.3.0 Local error in processing");
+	ck_assert_str_eq(env.conversion, "7bit for 127.0.0.1:2525 (line-over-998), attempt 2");
 	envelope_free(&env);
 }
 END_TEST

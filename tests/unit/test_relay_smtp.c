@@ -509,21 +509,26 @@ START_TEST(cmd_mail)
 	struct relay_caps none = { 0 }, all = { .pipelining = true, .size = true, .eightbitmime = true };
 	char buf[128];
 
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false), 25);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234), 0);
+	/* BODY=8BITMIME only for 8-bit content, and only to a server that offers it (RFC 6152) */
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false), 0);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234\r\n");
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true), 0);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<\"j doe\"@x.example>\r\n");
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0), -EILSEQ);
-	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false), -EILSEQ);
+	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false), -ENAMETOOLONG);
 	/* Exactly fits: 25 octets and the NUL. */
-	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0), 25);
-	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false), -ENAMETOOLONG);
 }
 END_TEST
 
