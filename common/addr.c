@@ -128,6 +128,17 @@ addr_domain_valid(const char *domain)
 	return n > ADDR_DOMAIN_MAX ? -ENAMETOOLONG : 0;
 }
 
+/*
+ * RFC 5321 4.1.1.1: "EHLO" SP ( Domain / address-literal ).  The name is
+ * written into Received: (RFC 5321 4.4), so nothing else may pass: no
+ * comment or angle brackets, no ';', no '_', no trailing dot.
+ */
+int
+addr_helo_valid(const char *name)
+{
+	return addr_domain_valid(name);
+}
+
 /* A-d-l: "@" domain *("," "@" domain) ":" -- parsed and dropped. */
 static int
 skip_source_route(const char *s)
@@ -271,4 +282,15 @@ addr_mailbox_name(const char *addr, char *out, size_t outlen)
 	if (strcmp(out, ".") == 0 || strstr(out, "..") != NULL)
 		return -EINVAL;
 	return 0;
+}
+
+bool
+addr_same_mailbox(const char *a, const char *b)
+{
+	int at_a = addr_split(a), at_b = addr_split(b);
+
+	if (at_a < 0 || at_b < 0)
+		return strcmp(a, b) == 0;
+	return at_a == at_b && memcmp(a, b, (size_t)at_a) == 0 &&
+	    strcasecmp(a + at_a + 1, b + at_b + 1) == 0;
 }

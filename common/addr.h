@@ -8,6 +8,7 @@
  *			const char **rest, unsigned flags);
  *	int addr_split(const char *addr);
  *	int addr_mailbox_name(const char *addr, char *out, size_t outlen);
+ *	bool addr_same_mailbox(const char *a, const char *b);
  * DESCRIPTION
  *	addr_parse_path() parses an RFC 5321 Reverse-path or Forward-path at
  *	the start of s: "<local@domain>", with optional RFC 5321 source route
@@ -32,14 +33,30 @@
  *	a safe single path component.  Errors: -EINVAL (a character that is no
  *	valid mailbox name, empty, leading dot), -ENAMETOOLONG.
  *
+ *	addr_same_mailbox() tells whether two addresses ("local@domain", as
+ *	addr_parse_path() gives them) name the same mailbox: the local parts
+ *	are compared exactly, because only the receiving host may say that
+ *	Bob and bob are one mailbox (RFC 5321 2.4), and the domains without
+ *	regard to ASCII case (domain names are case-insensitive).  An address
+ *	without '@' is compared exactly.  This is the one rule that both
+ *	outbox submissions and SMTP transactions use to drop a duplicate
+ *	recipient.
+ *
  *	addr_domain_valid() checks a domain name (letters, digits, hyphens,
- *	dots, labels of 1..63) or an address literal; 0 or -EINVAL.
+ *	dots, labels of 1..63) or an address literal; 0, -EINVAL or
+ *	-ENAMETOOLONG (over ADDR_DOMAIN_MAX).
+ *
+ *	addr_helo_valid() checks the argument of HELO/EHLO: an RFC 5321
+ *	Domain or address-literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") and
+ *	nothing else, so that it can be written into a Received: header as
+ *	is.  0, -EINVAL or -ENAMETOOLONG.
  * THREADS
  *	Pure functions; thread-safe.
  */
 #ifndef SPOOLGATE_ADDR_H
 #define SPOOLGATE_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ADDR_MAX		512	/* RFC 5321 path limit is 256; room for quoting */
@@ -55,5 +72,7 @@ int addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, 
 int addr_split(const char *addr);
 int addr_mailbox_name(const char *addr, char *out, size_t outlen);
 int addr_domain_valid(const char *domain);
+int addr_helo_valid(const char *name);
+bool addr_same_mailbox(const char *a, const char *b);
 
 #endif

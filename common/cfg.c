@@ -44,10 +44,13 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "listen", T_HOSTPORT, listen, 0, 0),
 	K("smtpd", "banner", T_STRING, banner, 0, 0),
 	K("smtpd", "max_sessions", T_UINT, max_sessions, 1, 100000),
+	K("smtpd", "max_sessions_per_client", T_UINT, max_sessions_per_client, 1, 100000),
 	K("smtpd", "max_line", T_UINT, max_line, 512, 1u << 20),
 	K("smtpd", "max_recipients", T_UINT, max_recipients, 1, 10000),
 	K("smtpd", "max_message_size", T_ULONG, max_message_size, 1024, 1ul << 40),
 	K("smtpd", "idle_timeout", T_UINT, idle_timeout, 1, 86400),
+	K("smtpd", "command_deadline", T_UINT, command_deadline, 1, 86400),
+	K("smtpd", "session_deadline", T_UINT, session_deadline, 1, 7 * 86400),
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
@@ -130,10 +133,13 @@ cfg_defaults(struct cfg *cfg)
 	cfg->listen = xstrdup("127.0.0.1:2525");
 	cfg->banner = xstrdup("spoolgate ESMTP");
 	cfg->max_sessions = 100;
+	cfg->max_sessions_per_client = 10;
 	cfg->max_line = 2048;
 	cfg->max_recipients = 100;
 	cfg->max_message_size = 10485760;
 	cfg->idle_timeout = 300;
+	cfg->command_deadline = 300;
+	cfg->session_deadline = 3600;
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
 	parse_nets(cfg, "127.0.0.0/8 ::1/128", NULL, 0);

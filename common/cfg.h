@@ -57,10 +57,13 @@ struct cfg {
 	/* [smtpd] */
 	char	       *listen;			/* listen = 127.0.0.1:2525 (host:port, [v6]:port) */
 	unsigned	max_sessions;		/* 100 */
+	unsigned	max_sessions_per_client;	/* 10 from one IP address */
 	unsigned	max_line;		/* 2048: longest command line, CRLF included */
 	unsigned	max_recipients;		/* 100 */
 	unsigned long	max_message_size;	/* 10485760 bytes */
-	unsigned	idle_timeout;		/* 300 s */
+	unsigned	idle_timeout;		/* 300 s without a byte */
+	unsigned	command_deadline;	/* 300 s for one command line or message line */
+	unsigned	session_deadline;	/* 3600 s for a whole session */
 	unsigned	max_errors;		/* 20 */
 	unsigned	max_hops;		/* 50 Received: headers */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */

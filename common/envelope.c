@@ -73,6 +73,7 @@ envelope_free(struct envelope *env)
 	free(env->last_host);
 	free(env->last_reply);
 	free(env->rejected);
+	free(env->conversion);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -132,6 +133,12 @@ envelope_set_last(struct envelope *env, const char *host, const char *reply)
 	return 0;
 }
 
+int
+envelope_set_conversion(struct envelope *env, const char *text)
+{
+	return replace_string(&env->conversion, text) < 0 ? -ENOMEM : 0;
+}
+
 size_t
 envelope_count(const struct envelope *env, enum rcpt_state state)
 {
@@ -159,7 +166,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0)
 			goto fail;
 	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
-	    (r = replace_string(&dst->rejected, src->rejected)) < 0)
+	    (r = replace_string(&dst->rejected, src->rejected)) < 0 ||
+	    (r = envelope_set_conversion(dst, src->conversion)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -251,6 +259,7 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 
 	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
 	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply) ||
+	    !value_is_clean(env->conversion) ||
 	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
@@ -275,10 +284,13 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	if (env->rejected != NULL)
 		fprintf(fp, "rejected: %s\n", env->rejected);
 	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
+	if (env->conversion != NULL)
+		fprintf(fp, "conversion: %s\n", env->conversion);
 	if (env->last_host != NULL)
 		fprintf(fp, "last-host: %s\n", env->last_host);
 	if (env->last_reply != NULL)
 		fprintf(fp, "last-reply: %s\n", env->last_reply);
+
 	if (fclose(fp) != 0) {
 		free(buf);
 		return -ENOMEM;
@@ -394,6 +406,8 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
 			return -EBADMSG;
 		return replace_string(&env->rejected, v);
 	}
+	if (strcmp(key, "conversion") == 0)
+		return replace_string(&env->conversion, v);
 	if (parse_ll(v, &n) < 0)
 		return -EBADMSG;
 	if (strcmp(key, "created") == 0)
@@ -457,7 +471,12 @@ envelope_read_at(int dirfd, const char *name, struct envelope *env)
 
 	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
+	if (fstat(fd, &st) < 0) {
+		r = -errno;		/* st is not filled in: nothing to judge it by */
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
 		r = S_ISREG(st.st_mode) ? -EBADMSG : -EINVAL;
 		close(fd);
 		return r;

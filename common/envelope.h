@@ -20,8 +20,13 @@
  *	    rcpt: failed <dave@example.net> 550 5.1.1 <dave@example.net>: no such user
  *	    attempts: 2
  *	    next-attempt: 1764442159
+ *	    conversion: 7bit for 127.0.0.1:2525 (line-over-998), attempt 2
  *	    last-host: 127.0.0.1:2525
  *	    last-reply: 451 4.3.0 Local error in processing
+ *
+ *	conversion (optional) says that what the relay sent was a 7-bit copy
+ *	made for a server that could not take the stored message as it is
+ *	(mime7bit.h), to which host, why, at which attempt.
  *
  *	A file refused when it was submitted through outbox/ is kept in
  *	failed/ with a record that says why, in a "rejected:" line: the
@@ -86,6 +91,7 @@ struct envelope {
 	char		       *last_reply;	/* or NULL */
 	char		       *rejected;	/* "<code> <esc> <ERRNO> <text>" of a refused
 						   submission, or NULL */
+	char		       *conversion;	/* the last conversion for transport, or NULL */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -103,6 +109,8 @@ int envelope_set_last(struct envelope *env, const char *host, const char *reply)
  */
 int envelope_set_rejected(struct envelope *env, int code, const char *esc, const char *errname,
 		const char *why);
+/* Sets conversion (copied, may be NULL). 0 or -ENOMEM. */
+int envelope_set_conversion(struct envelope *env, const char *text);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);
 /* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
 int envelope_format(const struct envelope *env, char **out, size_t *outlen);

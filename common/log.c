@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -114,6 +115,88 @@ needs_quoting(const char *value)
 	return 0;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence (RFC 3629: shortest form, no
+ * surrogates, at most U+10FFFF) of 2 to 4 bytes at p, its code point in
+ * *cp; 0 when p does not start one.
+ */
+static size_t
+utf8_sequence(const unsigned char *p, unsigned *cp)
+{
+	size_t n, i;
+	unsigned c;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		c = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;		/* also stops at the NUL */
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
+/*
+ * Characters that are valid UTF-8 but no text for a log line: C1 controls
+ * (U+0080..U+009F, e.g. U+009B, the 8-bit CSI of terminals), line and
+ * paragraph separators, and the bidi controls that reorder what a person
+ * sees (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069).
+ */
+static bool
+invisible_control(unsigned cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f || cp == 0x2028 || cp == 0x2029 ||
+	    (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*
+ * What stands for the bytes at p in a quoted value: esc gets it, the
+ * return value is how many bytes of p it covers.  Printable ASCII stays,
+ * '"' and '\\' get a backslash, controls and DEL become \xNN, a
+ * well-formed UTF-8 character stays as it is unless it is an invisible
+ * control (then each of its bytes is \xNN), any other byte >= 0x80 is \xNN.
+ */
+static size_t
+quote_one(const unsigned char *p, char esc[32], size_t *esclen)
+{
+	unsigned cp;
+	size_t n, i, used = 0;
+
+	if (*p == '"' || *p == '\\') {
+		*esclen = (size_t)snprintf(esc, 32, "\\%c", *p);
+		return 1;
+	}
+	if (*p < 0x80) {
+		if (*p < ' ' || *p == 0x7f)
+			*esclen = (size_t)snprintf(esc, 32, "\\x%02x", *p);
+		else
+			*esclen = (size_t)snprintf(esc, 32, "%c", *p);
+		return 1;
+	}
+	if ((n = utf8_sequence(p, &cp)) == 0) {
+		*esclen = (size_t)snprintf(esc, 32, "\\x%02x", *p);
+		return 1;
+	}
+	for (i = 0; i < n; i++)
+		used += invisible_control(cp) ? (size_t)snprintf(esc + used, 32 - used, "\\x%02x", p[i])
+		    : (size_t)snprintf(esc + used, 32 - used, "%c", p[i]);
+	*esclen = used;
+	return n;
+}
+
 const char *
 log_quote(char *buf, size_t size, const char *value)
 {
@@ -134,16 +217,11 @@ log_quote(char *buf, size_t size, const char *value)
 		return buf;
 	}
 	buf[used++] = '"';
-	for (p = (const unsigned char *)value; *p; p++) {
-		char esc[5];
-		size_t n;
+	for (p = (const unsigned char *)value; *p;) {
+		char esc[32];
+		size_t n, took;
 
-		if (*p == '"' || *p == '\\')
-			n = (size_t)snprintf(esc, sizeof(esc), "\\%c", *p);
-		else if (*p < ' ' || *p == 0x7f)
-			n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
-		else
-			n = (size_t)snprintf(esc, sizeof(esc), "%c", *p);
+		took = quote_one(p, esc, &n);
 		if (n > size - used - 5) {	/* room for '...', '"' and NUL */
 			memcpy(buf + used, "...", 3);
 			used += 3;
@@ -151,6 +229,7 @@ log_quote(char *buf, size_t size, const char *value)
 		}
 		memcpy(buf + used, esc, n);
 		used += n;
+		p += took;
 	}
 	buf[used++] = '"';
 	buf[used] = '\0';

@@ -18,9 +18,18 @@
  *	one write(2), so lines from several threads never interleave.
  *
  *	log_quote() formats value for use after "key=": as is when it holds
- *	no space, quote, backslash or control character, else in double
- *	quotes with those escaped.  It writes into buf and returns buf (never
- *	a static buffer); values longer than the buffer are cut and end in "...".
+ *	no space, '=', quote, backslash, control character or byte >= 0x7f,
+ *	else in double quotes: '"' and '\\' get a backslash; control
+ *	characters and DEL become \xNN; a well-formed UTF-8 character stays
+ *	as it is (a name like "r\xc3\xa9sum\xc3\xa9.eml" reads as the person
+ *	wrote it), except the invisible controls a terminal acts on or that
+ *	reorder the line (C1 controls U+0080..U+009F, i.e. \xc2\x80..\xc2\x9f,
+ *	U+200E/F, U+2028/9, U+202A..E, U+2066..9), whose bytes become \xNN;
+ *	every other byte >= 0x80 (a lone 0x9b, broken or overlong UTF-8)
+ *	becomes \xNN.  So a log line is one line of printable text whatever a
+ *	file name or a client holds.  It writes into buf and returns buf
+ *	(never a static buffer); values longer than the buffer are cut and end
+ *	in "..." (never inside an escape or a UTF-8 character).
  * THREADS
  *	log_init() once at start-up; log_event() and log_quote() are thread-safe.
  */

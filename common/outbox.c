@@ -13,11 +13,13 @@
 #include <gmime/gmime.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -68,7 +70,7 @@ add_rcpt(struct outbox_headers *h, const char *addr)
 	size_t i;
 
 	for (i = 0; i < h->nrcpt; i++)
-		if (strcasecmp(h->rcpt[i], addr) == 0)
+		if (addr_same_mailbox(h->rcpt[i], addr))
 			return 0;
 	if (h->nrcpt >= ENVELOPE_MAX_RCPT)
 		return -E2BIG;
@@ -244,6 +246,12 @@ handle_field(struct outbox_headers *h, const char *name, size_t namelen, const c
 	if (namelen >= sizeof(field))
 		return 0;
 	snprintf(field, sizeof(field), "%.*s", (int)namelen, name);
+	if (strcasecmp(field, "Return-Path") == 0)
+		return add_drop(h, start, end);	/* only the final delivery writes one (RFC 5321 4.4) */
+	if (strcasecmp(field, "Date") == 0)
+		h->has_date = true;
+	if (strcasecmp(field, "Message-ID") == 0)
+		h->has_message_id = true;
 	for (i = 0; i < 3; i++)
 		if (strcasecmp(field, rcpt_fields[i]) == 0)
 			is_rcpt = (int)i;
@@ -384,9 +392,9 @@ copy_range(int fd, struct spool_msg *msg, off_t from, off_t to, char *chunk)
 	return 0;
 }
 
-/* The message minus its Bcc: fields. */
+/* The message minus its Bcc: and Return-Path: fields. */
 static int
-copy_without_bcc(int fd, off_t size, const struct outbox_headers *h, struct spool_msg *msg)
+copy_without_dropped(int fd, off_t size, const struct outbox_headers *h, struct spool_msg *msg)
 {
 	char *chunk = malloc(COPY_CHUNK);
 	off_t pos = 0;
@@ -405,9 +413,135 @@ copy_without_bcc(int fd, off_t size, const struct outbox_headers *h, struct spoo
 	return r;
 }
 
+/*
+ * A file name as it goes into the Received: comment: printable ASCII
+ * stays, every other octet and the ones that mean something in a comment
+ * or in this notation ('(', ')', '\\', '"', '%', space) become %XX.  The
+ * result is one token of visible ASCII whatever the name holds (control
+ * characters, parentheses, non-UTF-8), so it can never end the comment
+ * or the header, and a fold inside it is plainly not part of the name.
+ */
+size_t
+outbox_quote_name(const char *name, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		bool plain = *p > 0x20 && *p < 0x7f && strchr("()\\\"%", *p) == NULL;
+
+		if (o + (plain ? 1 : 3) >= outlen)
+			break;
+		if (plain) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	if (outlen > 0)
+		out[o] = '\0';
+	return o;
+}
+
+/* The host name for Message-ID and Received:, when it is a usable domain. */
+static const char *
+trace_hostname(const struct spool *spool, const char *configured)
+{
+	if (configured != NULL && configured[0] != '\0' && addr_domain_valid(configured) == 0)
+		return configured;
+	if (addr_domain_valid(spool_hostname(spool)) == 0)
+		return spool_hostname(spool);
+	return "localhost";
+}
+
+/*
+ * RFC 5322 3.3 date-time in local time with a numeric zone, e.g.
+ * "Wed, 02 Dec 2026 06:30:00 +0100".  Names are written from our own
+ * tables: strftime's %a and %b follow the locale.
+ */
+int
+outbox_format_date(time_t t, char *out, size_t outlen)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	long off, n;
+
+	if (localtime_r(&t, &tm) == NULL)
+		return -EOVERFLOW;
+	off = tm.tm_gmtoff / 60;
+	n = snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+#define TRACE_LINE	78	/* RFC 5322 2.1.1: lines SHOULD stay within 78 characters */
+#define TRACE_FOLD	64	/* octets of a quoted name per folded line */
+
+/* The end of the next piece of a quoted name: at most TRACE_FOLD octets, never inside a %XX. */
+static size_t
+fold_end(const char *quoted, size_t at, size_t qlen)
+{
+	size_t end = qlen - at <= TRACE_FOLD ? qlen : at + TRACE_FOLD;
+
+	if (end < qlen && quoted[end - 1] == '%')
+		end -= 1;
+	else if (end < qlen && quoted[end - 2] == '%')
+		end -= 2;
+	return end;
+}
+
+/*
+ * Received: records the submission as Postfix's pickup does for a local
+ * one (by whom, the writer's uid, the file), then Date: and Message-ID:
+ * when the file has none (as sendmail -t would add them).
+ */
+static int
+write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
+    const struct outbox_source *src, const char *host)
+{
+	char quoted[3 * SPOOL_NAME_MAX + 1], date[64], line[512];
+	size_t qlen, at, next;
+	int r, n;
+
+	if ((r = outbox_format_date(time(NULL), date, sizeof(date))) < 0)
+		return r;
+	qlen = outbox_quote_name(src->name != NULL ? src->name : "", quoted, sizeof(quoted));
+	n = snprintf(line, sizeof(line), "Received: by %s (spoolgate, from outbox)\n"
+	    "\tid %s (uid %lu,%s", host, spool_msg_id(msg), (unsigned long)src->uid,
+	    strlen(spool_msg_id(msg)) + 20 + 6 + qlen + 2 <= TRACE_LINE ? " file " : "\n\tfile ");
+	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+		return r;
+	for (at = 0; at < qlen; at = next) {
+		next = fold_end(quoted, at, qlen);
+		if (at > 0 && (r = spool_msg_write(msg, "\n\t", 2)) < 0)
+			return r;
+		if ((r = spool_msg_write(msg, quoted + at, next - at)) < 0)
+			return r;
+	}
+	n = snprintf(line, sizeof(line), ");\n\t%s\n", date);
+	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+		return r;
+	if (!h->has_date) {
+		n = snprintf(line, sizeof(line), "Date: %s\n", date);
+		if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+			return r;
+	}
+	if (!h->has_message_id) {
+		n = snprintf(line, sizeof(line), "Message-ID: <%s@%s>\n", spool_msg_id(msg), host);
+		if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int
 queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers *h,
-    const char *origin, char id[SPOOL_ID_MAX])
+    const struct outbox_source *src, char id[SPOOL_ID_MAX])
 {
 	struct spool_msg *msg;
 	struct envelope env;
@@ -416,11 +550,13 @@ queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers 
 
 	if ((r = spool_msg_create(spool, NULL, &msg)) < 0)
 		return r;
-	r = envelope_init(&env, spool_msg_id(msg), h->from, origin);
+	r = envelope_init(&env, spool_msg_id(msg), h->from, src->origin);
 	for (i = 0; r == 0 && i < h->nrcpt; i++)
 		r = envelope_add_rcpt(&env, h->rcpt[i]);
 	if (r == 0)
-		r = copy_without_bcc(fd, size, h, msg);
+		r = write_trace_headers(msg, h, src, trace_hostname(spool, src->hostname));
+	if (r == 0)
+		r = copy_without_dropped(fd, size, h, msg);
 	if (r == 0)
 		r = spool_msg_queue(msg, &env);
 	if (r == 0)
@@ -433,9 +569,10 @@ queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers 
 }
 
 int
-outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max_size,
+outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
     char id[SPOOL_ID_MAX], char *why, size_t whylen)
 {
+	unsigned long max_size = src->max_size;
 	struct outbox_headers h;
 	struct stat st;
 	size_t headmax;
@@ -463,7 +600,7 @@ outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max
 	free(head);
 	if (r < 0)
 		return r;
-	r = queue_copy(spool, fd, st.st_size, &h, origin, id);
+	r = queue_copy(spool, fd, st.st_size, &h, src, id);
 	if (r < 0)
 		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));
 	outbox_headers_free(&h);

@@ -4,19 +4,42 @@
  * SYNOPSIS
  *	#include "outbox.h"
  *
- *	int outbox_submit(struct spool *spool, int fd, const char *origin,
- *			unsigned long max_size, char id[SPOOL_ID_MAX],
- *			char *why, size_t whylen);
+ *	int outbox_submit(struct spool *spool, int fd,
+ *			const struct outbox_source *src,
+ *			char id[SPOOL_ID_MAX], char *why, size_t whylen);
  *	int outbox_reject(struct spool *spool, int fd, off_t keep,
  *			const char *origin, int err, const char *why,
  *			char id[SPOOL_ID_MAX]);
+ *	size_t outbox_quote_name(const char *name, char *out, size_t outlen);
+ *	int outbox_format_date(time_t t, char *out, size_t outlen);
  * DESCRIPTION
  *	Reads the RFC 5322 message in fd (from offset 0) and queues it for
  *	the relay.  The envelope comes from its headers as "sendmail -t"
  *	takes it: the sender from Sender: or else From: (the first mailbox),
  *	the recipients from To:, Cc: and Bcc: (groups, display names,
- *	comments and folded lines understood, via GMime).  Bcc: headers are
- *	removed from what is queued.  Resent-* headers are not used.
+ *	comments and folded lines understood, via GMime), a duplicate
+ *	dropped by addr_same_mailbox() (local parts exact, domains in any
+ *	case).  Bcc: headers are removed from what is queued, and so is every
+ *	Return-Path: header (with its folded lines): only the final delivery
+ *	writes one (RFC 5321 4.4).  Resent-* headers are not used.
+ *
+ *	src says where the message comes from: origin is the envelope's
+ *	origin ("fs outbox/<name> uid=<uid>", no control characters), name the file's
+ *	name under outbox/ (any bytes), uid the writer, hostname the
+ *	configured host name (NULL or not a valid domain: the spool's host
+ *	name, else "localhost"), max_size the size limit.  The queued message
+ *	starts with a trace header that records the submission, as Postfix
+ *	does for a local one:
+ *
+ *	    Received: by <hostname> (spoolgate, from outbox)
+ *	            id <id> (uid <uid>, file <name>);
+ *	            <date>
+ *
+ *	where <name> is outbox_quote_name(name), folded every 64 octets,
+ *	followed by "Date: <date>" and "Message-ID: <<id>@<hostname>>" when
+ *	the message has no Date: or Message-ID: field (RFC 5322 3.6 requires
+ *	Date:; sendmail -t adds both).  The date is outbox_format_date() of
+ *	the submission time.
  *
  *	When it returns 0 the message is durable in queue/ (data and record
  *	synced, directories synced) and id holds its id.  Otherwise nothing
@@ -43,13 +66,27 @@
  *	name and "rejected at submission: <why>".  It is committed as durably
  *	as a queued message (spool_msg_reject) and never reaches the relay.
  *	0 with id set, or -errno (the spool could not take it either).
+ *
+ *	outbox_quote_name() writes name into out (outlen octets, always
+ *	NUL-terminated when outlen > 0) so that it is safe inside a header
+ *	comment: printable ASCII stays, every other octet and '(', ')', '\\',
+ *	'"', '%' and space become %XX (upper-case hex).  It returns the
+ *	length written; a name that does not fit is cut at a whole %XX.
+ *	3 * strlen(name) + 1 octets always suffice.
+ *
+ *	outbox_format_date() writes t as an RFC 5322 date-time in local time
+ *	with a numeric zone ("Wed, 02 Dec 2026 06:30:00 +0100"), day and month
+ *	names in English whatever the locale; 0, or -ENAMETOOLONG when outlen
+ *	is too small, -EOVERFLOW when t has no local time.
  * THREADS
  *	Thread-safe for distinct fds.
  */
 #ifndef SPOOLGATE_OUTBOX_H
 #define SPOOLGATE_OUTBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <sys/types.h>
 #include "spool.h"
 #include "envelope.h"
@@ -58,21 +95,33 @@
 
 struct outbox_range { off_t start, end; };	/* [start, end) of bytes to drop */
 
+struct outbox_source {
+	const char	       *origin;		/* envelope origin, "fs outbox/<name> uid=<uid>" */
+	const char	       *name;		/* the file's name under outbox/, any bytes */
+	uid_t			uid;		/* the writer */
+	const char	       *hostname;	/* configured host name, or NULL */
+	unsigned long		max_size;	/* bytes */
+};
+
 struct outbox_headers {
 	char		       *from;		/* envelope sender, "" if none found */
 	char		      **rcpt;		/* recipients, deduplicated */
 	size_t			nrcpt;
-	struct outbox_range    *drop;		/* Bcc: headers, folded lines included */
+	struct outbox_range    *drop;		/* Bcc: and Return-Path: headers, folded lines included */
 	size_t			ndrop;
+	bool			has_date;	/* a Date: field is present */
+	bool			has_message_id;	/* a Message-ID: field is present */
 	off_t			body_start;	/* offset of the first body byte */
 };
 
 int outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out,
 		char *why, size_t whylen);
 void outbox_headers_free(struct outbox_headers *h);
-int outbox_submit(struct spool *spool, int fd, const char *origin, unsigned long max_size,
+int outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 		char id[SPOOL_ID_MAX], char *why, size_t whylen);
 int outbox_reject(struct spool *spool, int fd, off_t keep, const char *origin, int err,
 		const char *why, char id[SPOOL_ID_MAX]);
+size_t outbox_quote_name(const char *name, char *out, size_t outlen);
+int outbox_format_date(time_t t, char *out, size_t outlen);
 
 #endif

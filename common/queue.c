@@ -52,13 +52,30 @@ valid_id(const char *id)
 	    strlen(id) < SPOOL_ID_MAX;
 }
 
-/* A record that does not parse is moved aside to failed/ so that it stays visible. */
+/*
+ * A record that does not parse is moved aside to failed/ so that it stays
+ * visible.  The log says what really happened: moved and synced, moved but
+ * not durably (a crash may bring it back to queue/, where the next scan
+ * moves it again), or left in queue/ because the rename failed.
+ */
 static void
 set_aside_corrupt(struct spool *spool, const char *id, int err)
 {
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_FAILED), id) == 0)
-		fsync(spool_dirfd(spool, SPOOL_DIR_FAILED));
-	log_error("queue-corrupt", "id=%s error=\"%s\" action=\"moved to failed/\"", id, strerror(-err));
+	int r = 0;
+
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_FAILED), id) < 0) {
+		r = -errno;
+		log_error("queue-corrupt", "id=%s error=\"%s\" action=\"left in queue/\" move_error=\"%s\"", id,
+		    strerror(-err), strerror(-r));
+		return;
+	}
+	if (fsync(spool_dirfd(spool, SPOOL_DIR_FAILED)) < 0 || fsync(spool_dirfd(spool, SPOOL_DIR_QUEUE)) < 0)
+		r = -errno;
+	if (r < 0)
+		log_error("queue-corrupt", "id=%s error=\"%s\" action=\"moved to failed/, not synced\" sync_error=\"%s\"",
+		    id, strerror(-err), strerror(-r));
+	else
+		log_error("queue-corrupt", "id=%s error=\"%s\" action=\"moved to failed/\"", id, strerror(-err));
 }
 
 int

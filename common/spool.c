@@ -100,6 +100,7 @@ spool_hostname(const struct spool *spool)
 	return spool->host;
 }
 
+
 int
 spool_write_all(int fd, const void *buf, size_t len)
 {
@@ -129,14 +130,16 @@ spool_chown_new(const struct spool *spool, int fd)
 	return 0;
 }
 
-/* File names carry the host name; keep it to [A-Za-z0-9-_]. */
+/* File names carry the host name (name, or the system's when NULL); keep it to [A-Za-z0-9-_]. */
 static void
-sanitise_hostname(char *out, size_t outlen)
+sanitise_hostname(const char *name, char *out, size_t outlen)
 {
 	char host[256];
 	size_t i;
 
-	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+	if (name != NULL && name[0] != '\0')
+		snprintf(host, sizeof(host), "%s", name);
+	else if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
 	for (i = 0; i < outlen - 1 && host[i]; i++) {
@@ -148,16 +151,28 @@ sanitise_hostname(char *out, size_t outlen)
 	out[i] = '\0';
 }
 
+void
+spool_set_hostname(struct spool *spool, const char *name)
+{
+	sanitise_hostname(name, spool->host, sizeof(spool->host));
+}
+
 static int
 open_dir_at(int parent, const char *name, int create, const struct spool *spool)
 {
-	int fd;
+	int fd, r;
 
 	if (create && mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
 		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 && spool != NULL)
-			spool_chown_new(spool, fd);
-		return fd < 0 ? -errno : fd;
+		if (fd < 0)
+			return -errno;
+		if (spool != NULL && (r = spool_chown_new(spool, fd)) < 0) {
+			/* Root's directory in the owner's spool: the daemon could not use it after dropping root. */
+			close(fd);
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		return fd;
 	}
 	if (create && errno != EEXIST)
 		return -errno;
@@ -194,7 +209,7 @@ spool_open(const char *path, struct spool **out)
 		spool_close(spool);
 		return -ENOMEM;
 	}
-	sanitise_hostname(spool->host, sizeof(spool->host));
+	sanitise_hostname(NULL, spool->host, sizeof(spool->host));
 	if (mkdir(path, SPOOL_DIR_MODE) < 0 && errno != EEXIST)
 		goto fail_errno;
 	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -239,7 +254,7 @@ int
 spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 {
 	char id[SPOOL_ID_MAX];
-	int fd;
+	int fd, r;
 
 	spool_new_id(spool, id);
 	snprintf(name_out, SPOOL_NAME_MAX, "%s.%s", id, spool->host);
@@ -247,7 +262,13 @@ spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 	    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, SPOOL_FILE_MODE);
 	if (fd < 0)
 		return -errno;
-	spool_chown_new(spool, fd);
+	if ((r = spool_chown_new(spool, fd)) < 0) {
+		/* A file the spool's owner cannot rename or remove later: refuse it now. */
+		log_error("spool-chown", "name=tmp/%s error=\"%s\"", name_out, strerror(-r));
+		close(fd);
+		unlinkat(spool->dirfd[SPOOL_DIR_TMP], name_out, 0);
+		return r;
+	}
 	return fd;
 }
 
@@ -344,14 +365,23 @@ spool_mailbox_exists(struct spool *spool, const char *name)
 static int
 make_subdir(struct spool *spool, int parent, const char *name, int *created)
 {
-	int fd;
+	int fd, r;
 
 	if (mkdirat(parent, name, SPOOL_DIR_MODE) == 0) {
-		*created = 1;
-		if ((fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-			return -errno;
-		spool_chown_new(spool, fd);
+		if ((fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+			r = -errno;
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		r = spool_chown_new(spool, fd);
 		close(fd);
+		if (r < 0) {
+			/* Root's mailbox directory: the daemon could not deliver into it after dropping root. */
+			log_error("spool-chown", "name=%s error=\"%s\"", name, strerror(-r));
+			unlinkat(parent, name, AT_REMOVEDIR);
+			return r;
+		}
+		*created = 1;
 		return 0;
 	}
 	return errno == EEXIST ? 0 : -errno;

@@ -24,7 +24,15 @@
  *	acknowledgements.
  *
  *	spool_open() opens (and creates where missing) the layout and keeps a
- *	descriptor of each directory.  When the process runs as root and the
+ *	descriptor of each directory.  spool_set_hostname() sets the host
+ *	name that this process writes into file names (tmp/<id>.<host>,
+ *	mail/x/new/<id>.<host>, active/<id>@<host>,<pid>) and by which
+ *	recovery knows its own files: the configured [spool] hostname, so
+ *	that gateways sharing a spool are told apart even when their system
+ *	host names are equal.  Until it is called (or with NULL or "") the
+ *	system host name is used.  Call it before the spool is shared with
+ *	other threads; the name is cut to 63 octets of [A-Za-z0-9-], any
+ *	other byte becomes '_'.  When the process runs as root and the
  *	spool root belongs to another user, files and directories it creates
  *	are given to that user, so that a daemon that dropped root can use them.
  *
@@ -87,6 +95,7 @@ const char *spool_path(const struct spool *spool);
 int spool_dirfd(const struct spool *spool, enum spool_dir dir);
 const char *spool_dir_name(enum spool_dir dir);		/* "tmp", "mail", ... */
 const char *spool_hostname(const struct spool *spool);	/* sanitised, for file names */
+void spool_set_hostname(struct spool *spool, const char *name);
 void spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX]);
 int spool_recover(struct spool *spool, struct spool_recovery *stats);
 /* Is there a claim active/<id>@<host>,<pid> of this id?  1 or 0. */
@@ -144,7 +153,12 @@ void spool_msg_free(struct spool_msg *msg);
 
 /* Creates a file under tmp/ with O_CREAT|O_EXCL|O_NOFOLLOW; name_out gets its name. */
 int spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX]);
-/* Gives a new file or directory to the spool owner when running as root. */
+/*
+ * Gives a new file or directory to the spool owner when running as root;
+ * 0 or -errno of fchown.  Its callers here fail the creation when it
+ * fails (and remove what they created): a root-owned file in the owner's
+ * spool is one the daemon cannot rename or remove once it dropped root.
+ */
 int spool_chown_new(const struct spool *spool, int fd);
 
 /* write(2) all of buf, retrying short writes and EINTR; 0 or -errno. */

@@ -387,6 +387,7 @@ main(int argc, char **argv)
 		    strerror(-r));
 		goto out;
 	}
+	spool_set_hostname(spool, cfg.hostname);	/* the name in tmp/ that smtpd's recovery knows */
 	raise_fd_limit();
 	if (prepare_mountpoint(cfg.mountpoint, mnt, sizeof mnt) < 0)
 		goto out;

@@ -24,10 +24,12 @@
 #define OUTFILE_ORIGIN_MAX	(10 + 255 + 16)
 
 void
-outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size)
+outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
+    const char *hostname)
 {
 	set->spool = spool;
 	set->max_size = max_size;
+	set->hostname = hostname;
 	set->head = NULL;
 	set->count = 0;
 }
@@ -338,7 +340,12 @@ outfile_end(struct outfile_set *set, struct outfile *of, const char *name)
 	outfile_origin(name, of->writer.uid, origin, sizeof origin);
 	why[0] = '\0';
 	id[0] = '\0';
-	r = outbox_submit(set->spool, of->fd, origin, set->max_size, id, why, sizeof why);
+	const struct outbox_source src = {
+		.origin = origin, .name = name, .uid = of->writer.uid,
+		.hostname = set->hostname, .max_size = set->max_size,
+	};
+
+	r = outbox_submit(set->spool, of->fd, &src, id, why, sizeof why);
 	if (r < 0)
 		return outfile_refuse(set, of, name, r, why[0] ? why : strerror(-r));
 	of->state = OUTFILE_SUBMITTED;

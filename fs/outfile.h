@@ -5,7 +5,7 @@
  *	#include "outfile.h"
  *
  *	void outfile_set_init(struct outfile_set *set, struct spool *spool,
- *			unsigned long max_size);
+ *			unsigned long max_size, const char *hostname);
  *	int outfile_create(struct outfile_set *set, const char *name,
  *			mode_t mode, const struct outfile_writer *w,
  *			bool writable, struct outfile **out);
@@ -29,7 +29,11 @@
  *	its descriptor is kept, so a killed daemon leaves nothing behind).
  *	It is a message to send once it is closed: outbox_submit() queues it
  *	durably as sendmail -t would, or refuses it with the errno of the SMTP
- *	reply a server would have given.
+ *	reply a server would have given.  The submission names the file, its
+ *	writer's uid and the set's hostname (outfile_set_init(); the caller
+ *	keeps it alive), which the queued message's Received: and
+ *	Message-ID: headers record; the envelope's origin is
+ *	"fs outbox/<name> uid=<uid>".
  *
  *	An entry is in one of three states:
  *
@@ -150,11 +154,13 @@ struct outfile {
 struct outfile_set {
 	struct spool   *spool;
 	unsigned long	max_size;
+	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };
 
-void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size);
+void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
+		const char *hostname);
 void outfile_set_free(struct outfile_set *set);
 
 bool outfile_name_is_held(const char *name);

@@ -1609,7 +1609,7 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 		node->pinned = true;
 		node->nlookup = 0;	/* the kernel's count starts at its first lookup */
 	}
-	outfile_set_init(&fs->outbox, spool, cfg->max_message_size);
+	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
 	spoolfs_touch_outbox(fs);
 	*out = fs;
 	return 0;

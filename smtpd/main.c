@@ -186,6 +186,7 @@ start(struct daemon *d)
 		log_error("spool-open", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
 		return -1;
 	}
+	spool_set_hostname(d->spool, d->cfg.hostname);	/* claims and recovery know us by it */
 	if ((r = spool_recover(d->spool, &rec)) < 0) {
 		log_error("recovery", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
 		return -1;

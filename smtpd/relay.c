@@ -88,6 +88,7 @@
 #include "../common/envelope.h"
 #include "../common/errmap.h"
 #include "../common/log.h"
+#include "../common/mime7bit.h"
 #include "../common/queue.h"
 #include "../common/spool.h"
 #include "commitq.h"
@@ -179,8 +180,11 @@ struct delivery {
 	size_t			nwire, rcpt_replied, naccepted;
 	size_t			ndelivered;	/* recipients sent in this attempt */
 	bool			rcpt_overflow;	/* some got 452 "too many recipients" */
+	bool			expire_only;	/* lifetime ran out while queued: no attempt */
 
-	unsigned long long	msg_size;
+	unsigned long long	msg_size;	/* of what goes after DATA */
+	struct mime7bit_scan	scan;		/* of the stored data */
+	int			convfd;		/* a 7-bit copy made for this server, or -1 */
 	long long		data_pos;
 	struct relay_dot	dot;
 	char		       *chunk;		/* RELAY_CHUNK, while in DLV_BODY */
@@ -376,8 +380,11 @@ dlv_conclude(struct delivery *d, const char *open_reply)
 		dlv_note_reply(d, open_reply);
 	}
 	dlv_settle_open(d, RCPT_PENDING, d->last_reply[0] ? d->last_reply : NULL);
-	if ((err = envelope_set_last(d->env, smarthost(r), d->last_reply[0] ? d->last_reply : NULL)) < 0 ||
-	    (err = relay_settle(d->env, now_seconds(), &r->policy, &v)) < 0 ||
+	if (d->expire_only)
+		err = relay_expire(d->env, now_seconds(), &r->policy, &v);	/* the last attempt's record stays */
+	else if ((err = envelope_set_last(d->env, smarthost(r), d->last_reply[0] ? d->last_reply : NULL)) == 0)
+		err = relay_settle(d->env, now_seconds(), &r->policy, &v);
+	if (err < 0 ||
 	    (f = calloc(1, sizeof(*f))) == NULL) {
 		err = err < 0 ? err : -ENOMEM;
 		log_error("relay-finish-failed", "id=%s error=\"%s\" action=\"claim returned to queue/ unchanged\"",
@@ -523,6 +530,66 @@ dlv_end(struct delivery *d)
 		dlv_close(d);
 }
 
+static const char *
+dlv_conversion_reason(const struct mime7bit_scan *s)
+{
+	if (s->longest_line > MIME7BIT_LINE_MAX)
+		return "line-over-998";
+	if (s->nul)
+		return "nul";
+	return "8bit-without-8bitmime";
+}
+
+/*
+ * What goes after DATA: the stored data, or, when this server could cut
+ * or corrupt it (a line over 998 octets, NUL, 8-bit octets and no
+ * 8BITMIME), a 7-bit copy made by mime7bit in an unlinked temporary of
+ * the spool.  A message that cannot be made 7-bit fails with 554 5.6.3
+ * rather than be sent.  Returns 0, or -errno when the delivery has ended.
+ */
+static int
+dlv_prepare_body(struct delivery *d)
+{
+	char why[256], reply[RELAY_REPLY_TEXT_MAX], name[SPOOL_NAME_MAX], qwhy[512];
+	struct mime7bit_scan after;
+	int fd, r;
+
+	if (d->convfd >= 0 || !mime7bit_needed(&d->scan, d->caps.eightbitmime))
+		return 0;
+	why[0] = '\0';
+	if ((fd = r = spool_tmpfile(d->relay->spool, name)) >= 0) {
+		(void)unlinkat(spool_dirfd(d->relay->spool, SPOOL_DIR_TMP), name, 0);
+		r = mime7bit_convert(d->datafd, d->env->data_offset, fd, &after, why, sizeof(why));
+	} else {
+		snprintf(why, sizeof(why), "a temporary file for the conversion: %s", strerror(-r));
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			(void)close(fd);
+		log_warn("relay-convert-failed", "id=%s host=%s reason=%s error=%d why=%s", d->id,
+		    smarthost(d->relay), dlv_conversion_reason(&d->scan), -r, log_quote(qwhy, sizeof(qwhy), why));
+		if (r == -EILSEQ || r == -EBADMSG) {	/* the message itself: it will never do */
+			relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED), why);
+			dlv_fail_all(d, reply);
+		} else {
+			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-r), why);
+			dlv_defer_all(d, reply);
+		}
+		dlv_end(d);
+		return r;
+	}
+	d->convfd = fd;
+	d->msg_size = after.size;
+	/* The record says so too (its "conversion:" line, in the .status file). */
+	snprintf(why, sizeof(why), "7bit for %s (%s), attempt %u", smarthost(d->relay),
+	    dlv_conversion_reason(&d->scan), d->env->attempts + 1);
+	if (envelope_set_conversion(d->env, why) < 0)
+		log_warn("relay-convert-note", "id=%s error=\"%s\"", d->id, strerror(ENOMEM));
+	log_info("relay-converted", "id=%s host=%s to=7bit reason=%s size=%llu converted-size=%llu", d->id,
+	    smarthost(d->relay), dlv_conversion_reason(&d->scan), d->scan.size, after.size);
+	return 0;
+}
+
 /*
  * MAIL FROM, and with PIPELINING every RCPT TO and DATA in the same write
  * (RFC 2920); the replies are then read in order.
@@ -534,6 +601,8 @@ dlv_start_mail(struct delivery *d)
 	size_t w;
 	int n;
 
+	if (dlv_prepare_body(d) < 0)
+		return;
 	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
@@ -544,7 +613,10 @@ dlv_start_mail(struct delivery *d)
 		dlv_end(d);
 		return;
 	}
-	if ((n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size)) < 0) {
+	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
+	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
+	    d->scan.eightbit && d->convfd < 0);
+	if (n < 0) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
 		relay_local_reply(reply, sizeof(reply), errmap_from_errno(-n), "the sender address cannot be sent");
@@ -714,7 +786,7 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 			return;
 		}
 		relay_dot_init(&d->dot);
-		d->data_pos = d->env->data_offset;
+		d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
 		dlv_enter(d, DLV_BODY);
 		/* Nothing is read while the body goes out; write errors still show. */
 		bufferevent_disable(d->bev, EV_READ);
@@ -766,7 +838,7 @@ dlv_fill_body(struct delivery *d)
 		size_t consumed, produced;
 		ssize_t n;
 
-		n = pread(d->datafd, d->chunk, RELAY_CHUNK, (off_t)d->data_pos);
+		n = pread(d->convfd >= 0 ? d->convfd : d->datafd, d->chunk, RELAY_CHUNK, (off_t)d->data_pos);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -923,6 +995,8 @@ dlv_free(struct delivery *d)
 	}
 	if (d->bev != NULL)
 		bufferevent_free(d->bev);
+	if (d->convfd >= 0)
+		(void)close(d->convfd);
 	free(d->chunk);
 	free(d->rcpts);
 	free(d->wire);
@@ -1012,7 +1086,8 @@ dlv_measure(struct delivery *d)
 	 * queue file has no CRs either.  RFC 1870 allows an estimate.
 	 */
 	d->msg_size = (unsigned long long)(st.st_size - d->env->data_offset);
-	return 0;
+	/* 8-bit octets, NUL, long lines: whether a server may take it as it is. */
+	return mime7bit_scan_fd(d->datafd, d->env->data_offset, &d->scan);
 }
 
 static int
@@ -1052,6 +1127,7 @@ relay_start(struct relay *r, const char *id)
 		return;
 	}
 	d->relay = r;
+	d->convfd = -1;
 	d->qc = qc;
 	d->env = queue_claim_envelope(qc);
 	d->datafd = queue_claim_data_fd(qc);
@@ -1059,6 +1135,13 @@ relay_start(struct relay *r, const char *id)
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->deliveries, d, link);
 
+	if (relay_expired(d->env, now_seconds(), &r->policy)) {
+		/* max_queue_lifetime ran out while it waited: it fails now, without another attempt. */
+		d->expire_only = true;
+		dlv_conclude(d, NULL);
+		dlv_close(d);
+		return;
+	}
 	if ((err = dlv_pick_rcpts(d)) < 0) {
 		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
 		return;

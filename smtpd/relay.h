@@ -18,7 +18,9 @@
  *	pending.  The record then moves through commitq: to sent/ when every
  *	recipient is sent, to failed/ when none is pending and one failed, else
  *	back to queue/ with next-attempt = now + backoff (retry_min doubling up
- *	to retry_max); after max_queue_lifetime pending recipients fail.
+ *	to retry_max), never later than created + max_queue_lifetime.  When
+ *	the lifetime has run out the pending recipients fail (554 5.4.7), a
+ *	record claimed after that without another attempt.
  *
  *	relay_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  relay_free() stops: deliveries in flight are abandoned and

@@ -344,7 +344,7 @@ finish_line(int n, size_t size)
 
 int
 relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize)
+		unsigned long long msgsize, bool eightbit)
 {
 	char size_param[32] = "";
 	int r;
@@ -355,7 +355,7 @@ relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps
 	if (caps->size)
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
 	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s\r\n", from, size_param,
-	    caps->eightbitmime ? " BODY=8BITMIME" : ""), size);
+	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : ""), size);
 }
 
 int
@@ -437,17 +437,28 @@ relay_outcome(const struct envelope *env)
 	return QUEUE_DEFERRED;
 }
 
-/* Written so that neither a created time in the future nor a bogus one can overflow. */
+/*
+ * The lifetime runs out at created + lifetime.  Written so that neither a
+ * created time in the future nor a bogus one can overflow.
+ */
 static bool
 is_expired(long long created, long long now, unsigned lifetime)
 {
-	return created < now - (long long)lifetime;
+	return created <= now - (long long)lifetime;
 }
 
-static int
-expire_pending(struct envelope *env)
+bool
+relay_expired(const struct envelope *env, long long now, const struct relay_policy *p)
 {
-	char why[RELAY_REPLY_TEXT_MAX + 64];
+	return envelope_count(env, RCPT_PENDING) > 0 && is_expired(env->created, now, p->max_queue_lifetime);
+}
+
+/* Each pending recipient fails with "554 5.4.7 Delivery time expired (after N s and M attempts; last reply: ...)". */
+static int
+expire_pending(struct envelope *env, long long now)
+{
+	char why[RELAY_REPLY_TEXT_MAX], detail[RELAY_REPLY_TEXT_MAX];
+	long long age = now > env->created ? now - env->created : 0;
 	size_t i;
 	int r;
 
@@ -457,10 +468,42 @@ expire_pending(struct envelope *env)
 		if (env->rcpt[i].state != RCPT_PENDING)
 			continue;
 		last = env->rcpt[i].reply ? env->rcpt[i].reply :
-		    env->last_reply ? env->last_reply : "no reply";
-		snprintf(why, sizeof(why), "expired after %u attempts: %s", env->attempts, last);
+		    env->last_reply ? env->last_reply : "none";
+		snprintf(detail, sizeof(detail), "after %lld s and %u attempts; last reply: %s", age, env->attempts,
+		    last);
+		relay_local_reply(why, sizeof(why), errmap_get(REPLY_DELIVERY_EXPIRED), detail);
 		if ((r = envelope_set_rcpt(env, i, RCPT_FAILED, why)) < 0)
 			return r;
+	}
+	return 0;
+}
+
+static int
+settle(struct envelope *env, long long now, const struct relay_policy *p, struct relay_verdict *v,
+		bool attempted)
+{
+	long long left;
+	int r;
+
+	if (attempted && env->attempts < UINT_MAX)
+		env->attempts++;
+	v->expired = false;
+	v->delay = 0;
+	if (relay_expired(env, now, p)) {
+		if ((r = expire_pending(env, now)) < 0)
+			return r;
+		v->expired = true;
+	}
+	v->outcome = relay_outcome(env);
+	if (v->outcome == QUEUE_DEFERRED) {
+		v->delay = relay_backoff(env->attempts, p->retry_min, p->retry_max);
+		/* Never past the lifetime: the message expires when it runs out, not at the attempt after. */
+		left = env->created - now;		/* > -lifetime: not expired */
+		if (left < (long long)v->delay - (long long)p->max_queue_lifetime)
+			v->delay = (unsigned)(left + (long long)p->max_queue_lifetime);
+		env->next_attempt = now + v->delay;
+	} else {
+		env->next_attempt = 0;
 	}
 	return 0;
 }
@@ -469,23 +512,12 @@ int
 relay_settle(struct envelope *env, long long now, const struct relay_policy *p,
 		struct relay_verdict *v)
 {
-	int r;
+	return settle(env, now, p, v, true);
+}
 
-	if (env->attempts < UINT_MAX)
-		env->attempts++;
-	v->expired = false;
-	v->delay = 0;
-	if (envelope_count(env, RCPT_PENDING) > 0 && is_expired(env->created, now, p->max_queue_lifetime)) {
-		if ((r = expire_pending(env)) < 0)
-			return r;
-		v->expired = true;
-	}
-	v->outcome = relay_outcome(env);
-	if (v->outcome == QUEUE_DEFERRED) {
-		v->delay = relay_backoff(env->attempts, p->retry_min, p->retry_max);
-		env->next_attempt = now + v->delay;
-	} else {
-		env->next_attempt = 0;
-	}
-	return 0;
+int
+relay_expire(struct envelope *env, long long now, const struct relay_policy *p,
+		struct relay_verdict *v)
+{
+	return settle(env, now, p, v, false);
 }

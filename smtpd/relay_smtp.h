@@ -15,7 +15,8 @@
  *	size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
  *
  *	int relay_cmd_mail(char *buf, size_t size, const char *from,
- *			const struct relay_caps *caps, unsigned long long msgsize);
+ *			const struct relay_caps *caps, unsigned long long msgsize,
+ *			bool eightbit);
  *	int relay_cmd_rcpt(char *buf, size_t size, const char *to);
  *	int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
  *	int relay_local_reply(char *buf, size_t size,
@@ -67,7 +68,8 @@
  *	character, a space or an angle bracket (the envelope crossed a
  *	process boundary), -ENAMETOOLONG when it does not fit.  MAIL gets
  *	SIZE=<msgsize> when the server offered SIZE and BODY=8BITMIME when
- *	it offered 8BITMIME.  relay_local_reply() writes the reply of an
+ *	the content is 8-bit (eightbit) and the server offered 8BITMIME
+ *	(RFC 6152; a 7-bit body is sent without BODY=).  relay_local_reply() writes the reply of an
  *	errmap row (errmap_from_errno(ECONNREFUSED), errmap_get(...)) as a
  *	reply line, "451 4.4.1 No answer from host: connection refused
  *	(detail)", with the same sanitising and bound as a remote reply; it
@@ -76,10 +78,16 @@
  *	Policy.  relay_backoff() is the delay before attempt attempts+1:
  *	retry_min doubled per attempt after the first, capped at retry_max.
  *	relay_outcome() decides from the recipients' states: all sent, sent;
- *	none pending and one failed, failed; else deferred.  relay_settle()
- *	ends an attempt on env: attempts + 1; when the message is older than
- *	max_queue_lifetime, its pending recipients fail ("expired after N
- *	attempts: <last reply>"); the outcome; for a deferral next_attempt.
+ *	none pending and one failed, failed; else deferred.  relay_expired()
+ *	is true when env has pending recipients and its max_queue_lifetime
+ *	has run out (now >= created + lifetime).  relay_settle() ends an
+ *	attempt on env: attempts + 1; once the lifetime has run out, its
+ *	pending recipients fail with "554 5.4.7 Delivery time expired (after
+ *	N s and M attempts; last reply: <reply>)"; the outcome; for a deferral
+ *	next_attempt, which is never later than created + lifetime (the
+ *	message expires when its time runs out, not at the attempt after).
+ *	relay_expire() is the same without an attempt (attempts unchanged):
+ *	for a record whose lifetime ran out while it waited.
  * THREADS
  *	Pure functions over caller-owned memory; thread-safe.
  */
@@ -137,7 +145,7 @@ size_t relay_dot_encode(struct relay_dot *st, const char *in, size_t inlen, size
 size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
 
 int relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize);
+		unsigned long long msgsize, bool eightbit);
 int relay_cmd_rcpt(char *buf, size_t size, const char *to);
 int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
 int relay_local_reply(char *buf, size_t size, const struct errmap_reply *row, const char *detail);
@@ -156,7 +164,10 @@ struct relay_verdict {
 
 unsigned relay_backoff(unsigned attempts, unsigned retry_min, unsigned retry_max);
 enum queue_outcome relay_outcome(const struct envelope *env);
+bool relay_expired(const struct envelope *env, long long now, const struct relay_policy *p);
 int relay_settle(struct envelope *env, long long now, const struct relay_policy *p,
+		struct relay_verdict *v);
+int relay_expire(struct envelope *env, long long now, const struct relay_policy *p,
 		struct relay_verdict *v);
 
 #endif

@@ -5,17 +5,28 @@
  *	See server.h.
  * DESCRIPTION
  *	One evconnlistener accepts; each connection becomes a session
- *	(session.c) or, over cfg->max_sessions, a one-line 421 refusal.
+ *	(session.c) or a one-line 421 refusal: over cfg->max_sessions, or over
+ *	cfg->max_sessions_per_client sessions from its address (counted by a
+ *	walk over the live sessions: at most max_sessions of them).
  *	Sessions are kept in a small chained hash keyed by their 64-bit id,
  *	sized once for max_sessions (ids are sequential, so the low bits spread
- *	them evenly).  An accept error (EMFILE, ENFILE, ENOBUFS) pauses the
- *	listener for a second instead of spinning on a socket that stays
- *	readable.
+ *	them evenly).
+ *
+ *	Out of descriptors: the server keeps one reserve descriptor (/dev/null)
+ *	open.  When accept() fails with EMFILE or ENFILE, it closes the
+ *	reserve, accepts the waiting client, answers 421 4.3.2 and closes it,
+ *	then opens the reserve again: a client is never left in the backlog
+ *	without a word, and each turn of the loop takes one client out of the
+ *	backlog, so it does not spin.  Without a reserve (it could not be
+ *	opened again), or on any other accept error (ENOBUFS...), the listener
+ *	pauses for a second instead of spinning on a socket that stays
+ *	readable, and tries to get its reserve back.
  * DIAGNOSTICS
- *	event=accept-error, shutdown, shutdown-grace.
+ *	event=accept-error, out-of-descriptors, shutdown, shutdown-grace.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -24,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -44,7 +56,26 @@ struct server_slot {
 	uint64_t		id;
 	struct session	       *session;
 	struct server_slot     *next;
+	int			family;		/* the client's address, for the per-client limit */
+	unsigned char		addr[16];
 };
+
+/* The client's address as family and bytes; false for other families. */
+static bool
+client_address(const struct sockaddr *sa, int *family, unsigned char addr[16])
+{
+	memset(addr, 0, 16);
+	*family = sa->sa_family;
+	if (sa->sa_family == AF_INET) {
+		memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
 
 static struct server_slot **
 slot_head(const struct server *srv, uint64_t id)
@@ -53,12 +84,14 @@ slot_head(const struct server *srv, uint64_t id)
 }
 
 int
-server_register(struct server *srv, struct session *s, uint64_t *id)
+server_register(struct server *srv, struct session *s, const struct sockaddr *sa, uint64_t *id)
 {
 	struct server_slot *slot, **head;
 
 	if ((slot = malloc(sizeof(*slot))) == NULL)
 		return -ENOMEM;
+	if (!client_address(sa, &slot->family, slot->addr))
+		slot->family = AF_UNSPEC;
 	slot->id = ++srv->next_id;
 	slot->session = s;
 	head = slot_head(srv, slot->id);
@@ -100,6 +133,25 @@ server_lookup(const struct server *srv, uint64_t id)
 	return NULL;
 }
 
+/* Live sessions from the address of sa. */
+static unsigned
+sessions_from(const struct server *srv, const struct sockaddr *sa)
+{
+	const struct server_slot *slot;
+	unsigned char addr[16];
+	unsigned n = 0;
+	size_t i;
+	int family;
+
+	if (!client_address(sa, &family, addr))
+		return 0;
+	for (i = 0; i < srv->nslots; i++)
+		for (slot = srv->slots[i]; slot != NULL; slot = slot->next)
+			if (slot->family == family && memcmp(slot->addr, addr, sizeof(addr)) == 0)
+				n++;
+	return n;
+}
+
 static void
 accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -111,10 +163,48 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 		return;
 	}
 	if (srv->nsessions >= srv->cfg->max_sessions) {
-		session_refuse(srv, fd, REPLY_TOO_MANY_SESSIONS);
+		session_refuse(srv, fd, REPLY_TOO_MANY_SESSIONS, sa);
+		return;
+	}
+	if (sessions_from(srv, sa) >= srv->cfg->max_sessions_per_client) {
+		session_refuse(srv, fd, REPLY_TOO_MANY_FROM_CLIENT, sa);
 		return;
 	}
 	session_accept(srv, fd, sa, salen);
+}
+
+static int
+reserve_open(struct server *srv)
+{
+	if (srv->reserve_fd < 0)
+		srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return srv->reserve_fd;
+}
+
+/*
+ * accept() failed for want of a descriptor: spend the reserve on the
+ * client that waits, tell it 421 4.3.2, and take the reserve back.
+ * False when there was no reserve or no client could be accepted.
+ */
+static bool
+refuse_with_reserve(struct server *srv)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	int fd;
+
+	if (srv->reserve_fd < 0)
+		return false;
+	close(srv->reserve_fd);
+	srv->reserve_fd = -1;
+	fd = accept4(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sslen,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0)
+		session_refuse(srv, fd, REPLY_OUT_OF_DESCRIPTORS, (struct sockaddr *)&ss);
+	if (reserve_open(srv) < 0)
+		log_error("out-of-descriptors", "addr=%s error=\"%s\" reason=\"cannot reopen the reserve descriptor\"",
+		    srv->addr, strerror(errno));
+	return fd >= 0;
 }
 
 static void
@@ -124,6 +214,7 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	reserve_open(srv);
 	if (!srv->stopping)
 		evconnlistener_enable(srv->listener);
 }
@@ -135,6 +226,11 @@ accept_error_cb(struct evconnlistener *listener, void *arg)
 	struct timeval tv = { ACCEPT_PAUSE, 0 };
 	int err = EVUTIL_SOCKET_ERROR();
 
+	if ((err == EMFILE || err == ENFILE) && refuse_with_reserve(srv)) {
+		log_error("out-of-descriptors", "addr=%s error=\"%s\" sessions=%u action=\"421 4.3.2 to one client\"",
+		    srv->addr, strerror(err), srv->nsessions);
+		return;
+	}
 	log_error("accept-error", "addr=%s error=\"%s\" pause=%ds", srv->addr, strerror(err), ACCEPT_PAUSE);
 	evconnlistener_disable(listener);
 	evtimer_add(srv->ev_resume, &tv);
@@ -210,6 +306,12 @@ server_new(struct event_base *base, const struct cfg *cfg, struct spool *spool, 
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->spool = spool;
+	srv->reserve_fd = -1;
+	if (reserve_open(srv) < 0) {
+		r = -errno;
+		server_free(srv);
+		return r;
+	}
 	srv->hostname = cfg->hostname != NULL && cfg->hostname[0] != '\0' ? cfg->hostname : spool_hostname(spool);
 	for (srv->nslots = SLOTS_MIN; srv->nslots < 2 * (size_t)cfg->max_sessions && srv->nslots < SLOTS_MAX;)
 		srv->nslots *= 2;
@@ -302,6 +404,8 @@ server_free(struct server *srv)
 		event_free(srv->ev_resume);
 	if (srv->ev_grace != NULL)
 		event_free(srv->ev_grace);
+	if (srv->reserve_fd >= 0)
+		close(srv->reserve_fd);
 	free(srv->slots);
 	free(srv);
 }

@@ -19,7 +19,10 @@
  *
  *	server_start() gives the server the committer and the relay (which
  *	sessions use at the end of DATA) and starts accepting.  A connection
- *	over cfg->max_sessions gets 421 4.7.0 and is closed at once.
+ *	over cfg->max_sessions, or over cfg->max_sessions_per_client from one
+ *	address, gets 421 4.7.0 and is closed at once.  When accept() fails
+ *	for want of descriptors (EMFILE, ENFILE), a reserve descriptor kept
+ *	open for the purpose is spent on answering the client 421 4.3.2.
  *
  *	server_shutdown() stops accepting and asks every session to end: idle
  *	sessions get 421 4.3.2 and are closed, a session whose message is
@@ -29,7 +32,8 @@
  *	Sessions are found by a 64-bit id that is never reused in a process:
  *	work that finishes later (a commit) looks its session up with
  *	server_lookup() and gets NULL when the session is gone.
- *	server_register() and server_unregister() are for session.c.
+ *	server_register() (with the client's address, for the per-client
+ *	limit) and server_unregister() are for session.c.
  * OWNERSHIP
  *	The server owns the listener and every session; server_free() frees
  *	sessions still alive.  It does not own cfg, spool, cq or relay, which
@@ -65,6 +69,7 @@ struct server {
 	struct evconnlistener  *listener;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */
 	struct event	       *ev_grace;	/* shutdown grace period */
+	int			reserve_fd;	/* /dev/null, spent when accept() hits EMFILE */
 	char			addr[SERVER_ADDR_MAX];
 	const char	       *hostname;	/* our name in replies and Received: */
 
@@ -86,7 +91,8 @@ void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
 void server_free(struct server *srv);
 
 /* The session table (for session.c). */
-int server_register(struct server *srv, struct session *s, uint64_t *id);	/* 0 or -ENOMEM */
+int server_register(struct server *srv, struct session *s, const struct sockaddr *sa,
+		uint64_t *id);	/* 0 or -ENOMEM */
 void server_unregister(struct server *srv, uint64_t id);
 struct session *server_lookup(const struct server *srv, uint64_t id);
 

@@ -38,13 +38,19 @@
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
  *	rejected (a message refused at the end of data), discarded (the
- *	session ended during DATA), commit-failed, spool-error, state and
- *	command (debug).  Lines about a message carry id=<message id>.
+ *	session ended during DATA), commit-failed, spool-error, deadline
+ *	(kind=command or kind=session), state and command (debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
  *	cfg->max_line, the message at cfg->max_message_size (the rest is read
  *	and dropped), recipients at cfg->max_recipients, errors at
- *	cfg->max_errors, idle time at cfg->idle_timeout.
+ *	cfg->max_errors, idle time at cfg->idle_timeout.  Time is bounded by
+ *	deadlines (as Postfix's smtpd_per_record_deadline): one line, a
+ *	command or a line of the message, must be complete within
+ *	cfg->command_deadline of the end of the previous one, however slowly
+ *	its bytes trickle in, and the session ends after cfg->session_deadline
+ *	(event=deadline, 421 4.4.2).  A commit in flight is our time, not the
+ *	client's: the deadline of the next line starts when it is done.
  */
 
 #include <arpa/inet.h>
@@ -57,6 +63,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,6 +131,7 @@ struct txn {
 	struct spool_msg *msg;
 	struct smtp_data dec;
 	struct smtp_hdrscan hdr;
+	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
 	uint64_t	octets;		/* bytes received after the DATA line */
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
@@ -133,6 +141,9 @@ struct session {
 	struct server  *srv;
 	struct bufferevent *bev;
 	struct event   *ev_free;	/* deferred session_free() */
+	struct event   *ev_deadline;	/* command_deadline / session_deadline */
+	uint64_t	started_ms;	/* monotonic: session start */
+	uint64_t	line_ms;	/* monotonic: the current line's deadline runs from here */
 	enum smtp_state	state;
 	char		ip[INET6_ADDRSTRLEN];
 	bool		ipv6;
@@ -296,6 +307,80 @@ session_close(struct session *s)
 	bufferevent_enable(s->bev, EV_WRITE);
 }
 
+/* ------------------------------------------------------------------ */
+/* Deadlines                                                           */
+/* ------------------------------------------------------------------ */
+
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The earlier of the two deadlines, in monotonic ms. */
+static uint64_t
+deadline_due(const struct session *s, bool *session_wide)
+{
+	uint64_t line = s->line_ms + (uint64_t)s->srv->cfg->command_deadline * 1000;
+	uint64_t whole = s->started_ms + (uint64_t)s->srv->cfg->session_deadline * 1000;
+
+	*session_wide = whole <= line;
+	return *session_wide ? whole : line;
+}
+
+static void
+deadline_arm(struct session *s)
+{
+	uint64_t now = monotonic_ms(), due;
+	struct timeval tv = { 0, 0 };
+	bool session_wide;
+
+	due = deadline_due(s, &session_wide);
+	if (due > now) {
+		tv.tv_sec = (time_t)((due - now) / 1000);
+		tv.tv_usec = (suseconds_t)((due - now) % 1000 * 1000);
+	}
+	evtimer_add(s->ev_deadline, &tv);
+}
+
+/* A line is complete (or our commit is over): the next line's deadline starts now. */
+static void
+deadline_restart(struct session *s)
+{
+	s->line_ms = monotonic_ms();
+	deadline_arm(s);
+}
+
+static void session_close(struct session *s);
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...);
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	uint64_t now = monotonic_ms(), due;
+	bool session_wide;
+
+	(void)fd;
+	(void)what;
+	if (s->state == ST_CLOSING || s->free_scheduled || s->state == ST_COMMIT)
+		return;			/* closing anyway; a commit re-arms when done */
+	due = deadline_due(s, &session_wide);
+	if (now < due) {
+		deadline_arm(s);
+		return;
+	}
+	log_info("deadline", "session=%" PRIu64 " client=%s state=%s kind=%s seconds=%u", s->id, s->ip,
+	    state_names[s->state], session_wide ? "session" : "command",
+	    session_wide ? s->srv->cfg->session_deadline : s->srv->cfg->command_deadline);
+	smtp_reply(s, session_wide ? REPLY_SESSION_DEADLINE : REPLY_COMMAND_DEADLINE, NULL);
+	session_close(s);
+}
+
 static void
 txn_reset(struct session *s)
 {
@@ -325,6 +410,7 @@ session_free(struct session *s)
 	txn_reset(s);
 	bufferevent_free(s->bev);
 	event_free(s->ev_free);
+	event_free(s->ev_deadline);
 	free(s->line);
 	free(s);
 	server_unregister(srv, id);	/* last: it may end the event loop */
@@ -343,6 +429,7 @@ free_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 
 #define REPLY_NO_ESC	0x1	/* greeting, HELO/EHLO: RFC 2034 says no enhanced code */
+#define REPLY_UNCOUNTED	0x2	/* a refusal that is no client error (max_errors) */
 
 /* Appends to a reply line, never past the room kept for CRLF. */
 static void __attribute__((format(printf, 3, 4)))
@@ -410,8 +497,8 @@ reply_write(struct session *s, const char *buf, size_t len)
 
 /*
  * The one place where replies are written: n lines of one reply (n > 1
- * for EHLO and HELP).  A 4xx/5xx is logged and counted; max_errors of
- * them end the session with 421 4.7.0.
+ * for EHLO and HELP).  A 4xx/5xx is logged and counted (unless
+ * REPLY_UNCOUNTED); max_errors of them end the session with 421 4.7.0.
  */
 static void
 reply_send(struct session *s, enum reply_id id, unsigned flags, const char *const *lines, size_t n)
@@ -427,7 +514,7 @@ reply_send(struct session *s, enum reply_id id, unsigned flags, const char *cons
 	if (r->code < 400)
 		return;
 	log_refusal(s, buf, len);
-	if (r->code == 421 || s->state == ST_CLOSING)
+	if (r->code == 421 || s->state == ST_CLOSING || (flags & REPLY_UNCOUNTED))
 		return;
 	if (++s->errors >= s->srv->cfg->max_errors) {
 		r = errmap_get(REPLY_TOO_MANY_ERRORS);
@@ -439,36 +526,88 @@ reply_send(struct session *s, enum reply_id id, unsigned flags, const char *cons
 }
 
 /* A one-line reply; fmt (may be NULL: the table's text) gives the text. */
-static void __attribute__((format(printf, 3, 4)))
-smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...)
+static void
+smtp_vreply(struct session *s, enum reply_id id, unsigned flags, const char *fmt, va_list ap)
 {
 	char text[REPLY_LINE_MAX];
 	const char *line = text;
+
+	if (fmt == NULL)
+		line = errmap_get(id)->text;
+	else
+		vsnprintf(text, sizeof(text), fmt, ap);
+	reply_send(s, id, flags, &line, 1);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply(struct session *s, enum reply_id id, const char *fmt, ...)
+{
 	va_list ap;
 
-	if (fmt == NULL) {
-		line = errmap_get(id)->text;
-	} else {
-		va_start(ap, fmt);
-		vsnprintf(text, sizeof(text), fmt, ap);
-		va_end(ap);
-	}
-	reply_send(s, id, 0, &line, 1);
+	va_start(ap, fmt);
+	smtp_vreply(s, id, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* A refusal that is not held against the client (it does not count toward max_errors). */
+static void __attribute__((format(printf, 3, 4)))
+smtp_reply_uncounted(struct session *s, enum reply_id id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_vreply(s, id, REPLY_UNCOUNTED, fmt, ap);
+	va_end(ap);
 }
 
 void
-session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id)
+session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id, const struct sockaddr *sa)
 {
 	const struct errmap_reply *r = errmap_get(id);
-	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16];
+	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16], client[INET6_ADDRSTRLEN] = "unknown";
 	size_t len = reply_format(buf, r, false, 0, srv->hostname, r->text);
+	const void *a = NULL;
 
 	/* Best effort: the socket buffer of a new connection takes one line. */
 	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("refuse-send", "error=%d", errno);
 	evutil_closesocket(fd);
 	buf[len - 2] = '\0';
-	log_warn("refused", "reply=%s sessions=%u", log_quote(q, sizeof(q), buf), srv->nsessions);
+	if (sa != NULL && sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (a != NULL && inet_ntop(sa->sa_family, a, client, sizeof(client)) == NULL)
+		snprintf(client, sizeof(client), "unknown");
+	log_warn("refused", "client=%s reply=%s sessions=%u", client, log_quote(q, sizeof(q), buf), srv->nsessions);
+}
+
+/*
+ * The reply to a spool error (create, write, commit).  Such an error is a
+ * fault of this gateway, not of the message: it is temporary, so that the
+ * client keeps the message and retries.  Only the rows that say something
+ * about the message or its storage stay as the table has them (452 4.3.1
+ * ENOSPC/ENOMEM, 552 5.3.4 EFBIG, 552 5.2.2 EDQUOT, 554 5.4.6 ELOOP, the
+ * 451 rows); any other permanent row (EACCES and EPERM are 550 5.7.1 for
+ * the filesystem's callers) becomes 451 4.3.0: a mailbox directory the
+ * daemon cannot write must not bounce the message.
+ */
+static const struct errmap_reply *
+spool_error_reply(int err)
+{
+	const struct errmap_reply *r = errmap_from_errno(-err);
+
+	if (r->code < 500)
+		return r;
+	switch (err < 0 ? -err : err) {
+	case EFBIG:
+	case EMSGSIZE:
+	case EDQUOT:
+	case ELOOP:
+		return r;
+	default:
+		return errmap_get(REPLY_LOCAL_ERROR);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -494,7 +633,7 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 	for (i = 0; i < t->nrcpt; i++) {
 		if (mailbox != NULL && t->rcpt[i].mailbox != NULL && strcmp(mailbox, t->rcpt[i].mailbox) == 0)
 			return 0;
-		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && strcmp(addr, t->rcpt[i].addr) == 0)
+		if (mailbox == NULL && t->rcpt[i].mailbox == NULL && addr_same_mailbox(addr, t->rcpt[i].addr))
 			return 0;
 	}
 	if (t->nrcpt == t->cap) {
@@ -525,7 +664,8 @@ static bool
 greet(struct session *s, const char *arg, bool esmtp)
 {
 	if (smtp_parse_helo(arg, s->helo, sizeof(s->helo)) < 0) {
-		smtp_reply(s, REPLY_SYNTAX, "invalid domain name in %s", esmtp ? "EHLO" : "HELO");
+		smtp_reply(s, REPLY_SYNTAX, "%s needs a domain name or an address literal ([192.0.2.1], [IPv6:...])",
+		    esmtp ? "EHLO" : "HELO");
 		return false;
 	}
 	txn_abort(s);
@@ -629,7 +769,12 @@ cmd_rcpt(struct session *s, const char *arg)
 	int at, err;
 
 	if (s->txn.nrcpt >= cfg->max_recipients) {
-		smtp_reply(s, REPLY_TOO_MANY_RCPTS, "%s (at most %u)",
+		/*
+		 * RFC 5321 4.5.3.1.10: a client that pipelined more recipients
+		 * than we take sends DATA for those accepted.  The overshoot is
+		 * our limit, not a client error: it must not end the session.
+		 */
+		smtp_reply_uncounted(s, REPLY_TOO_MANY_RCPTS, "%s (at most %u)",
 		    errmap_get(REPLY_TOO_MANY_RCPTS)->text, cfg->max_recipients);
 		return;
 	}
@@ -701,13 +846,14 @@ cmd_data(struct session *s, const char *arg)
 	if ((err = spool_msg_create(s->srv->spool, t->from, &t->msg)) < 0) {
 		t->msg = NULL;
 		log_error("spool-error", "session=%" PRIu64 " client=%s op=create error=%d", s->id, s->ip, -err);
-		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+		smtp_reply(s, spool_error_reply(err)->id, NULL);
 		return;
 	}
 	/* A write error is remembered and reported after the data (no 250). */
 	t->err = write_received(s);
 	smtp_data_init(&t->dec);
 	smtp_hdrscan_init(&t->hdr);
+	smtp_hdrfilter_init(&t->filter);
 	t->octets = 0;
 	session_enter(s, ST_DATA);
 	smtp_reply(s, REPLY_START_DATA, NULL);
@@ -846,25 +992,52 @@ dispatch(struct session *s, size_t len)
 /* DATA and the commit                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Decoded message bytes: watched for Received:, written unless refused. */
+static void
+data_write(struct session *s, const char *buf, size_t len)
+{
+	struct txn *t = &s->txn;
+	int err;
+
+	if (len > 0 && (err = spool_msg_write(t->msg, buf, len)) < 0) {
+		t->err = err;
+		log_warn("spool-error", "id=%s session=%" PRIu64 " op=write error=%d", spool_msg_id(t->msg),
+		    s->id, -err);
+	}
+}
+
+/*
+ * Decoded message bytes: watched for Received:, written unless refused,
+ * without the sender's Return-Path: fields (ours comes first).
+ */
 static void
 data_store(struct session *s, const char *buf, size_t len)
 {
 	struct txn *t = &s->txn;
-	int err;
+	char kept[DATA_CHUNK + SMTP_HDRFILTER_HOLD];
 
 	if (len == 0)
 		return;
 	smtp_hdrscan_feed(&t->hdr, buf, len);
 	if (t->err == 0 && t->hdr.received > s->srv->cfg->max_hops)
 		t->err = -ELOOP;
-	if (t->err != 0)
-		return;				/* read and dropped until the end */
-	if ((err = spool_msg_write(t->msg, buf, len)) < 0) {
-		t->err = err;
-		log_warn("spool-error", "id=%s session=%" PRIu64 " op=write error=%d", spool_msg_id(t->msg),
-		    s->id, -err);
+	while (t->err == 0 && len > 0) {	/* else read and dropped until the end */
+		size_t n = len < DATA_CHUNK ? len : DATA_CHUNK;
+
+		data_write(s, kept, smtp_hdrfilter_feed(&t->filter, buf, n, kept));
+		buf += n;
+		len -= n;
 	}
+}
+
+/* The end of the data: what the Return-Path filter still holds. */
+static void
+data_store_end(struct session *s)
+{
+	char kept[SMTP_HDRFILTER_HOLD];
+	size_t len = smtp_hdrfilter_finish(&s->txn.filter, kept);
+
+	if (s->txn.err == 0)
+		data_write(s, kept, len);
 }
 
 /* Feeds the input to the DATA machine; true once <CRLF>.<CRLF> was read. */
@@ -879,6 +1052,7 @@ data_consume(struct session *s)
 	while (evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v[8];
 		size_t consumed = 0;
+		bool line_ended = false;
 		int i, n, rc = SMTP_DATA_MORE;
 
 		n = evbuffer_peek(in, -1, NULL, v, 8);
@@ -897,11 +1071,17 @@ data_consume(struct session *s)
 					t->err = -EFBIG;
 				data_store(s, out, olen);
 			}
+			if (!line_ended && memchr(base, '\n', off) != NULL)
+				line_ended = true;
 			consumed += off;
 		}
 		evbuffer_drain(in, consumed);
-		if (rc == SMTP_DATA_END)
+		if (line_ended)
+			deadline_restart(s);	/* per line of the message, as per command */
+		if (rc == SMTP_DATA_END) {
+			data_store_end(s);
 			return true;
+		}
 	}
 	return false;
 }
@@ -945,10 +1125,11 @@ session_commit_done(struct session *s, const char *id, int result)
 	if (result == 0)
 		smtp_reply(s, REPLY_QUEUED, "%s as %s", errmap_get(REPLY_QUEUED)->text, id);
 	else
-		smtp_reply(s, errmap_from_errno(-result)->id, NULL);
+		smtp_reply(s, spool_error_reply(result)->id, NULL);
 	if (s->state == ST_CLOSING)
 		return;				/* max_errors reached */
 	session_enter(s, ST_IDLE);
+	deadline_restart(s);			/* the commit was our time, not the client's */
 	if (s->srv->stopping) {
 		smtp_reply(s, REPLY_SHUTDOWN, NULL);
 		session_close(s);
@@ -975,7 +1156,7 @@ commit_done(void *arg, int result)
 			relay_kick(c->srv->relay);
 	} else {
 		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
-		    errmap_from_errno(-result)->code);
+		    spool_error_reply(result)->code);
 	}
 	if (s != NULL && s->state == ST_COMMIT)
 		session_commit_done(s, id, result);
@@ -1017,7 +1198,7 @@ data_register_targets(struct session *s, bool *queued)
 static void
 data_reject(struct session *s, int err)
 {
-	const struct errmap_reply *r = errmap_from_errno(-err);
+	const struct errmap_reply *r = spool_error_reply(err);
 
 	log_info("rejected", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64 " error=%d reply=%d",
 	    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets, -err, r->code);
@@ -1099,6 +1280,7 @@ read_command(struct session *s)
 		}
 		evbuffer_drain(in, (size_t)eol.pos + 1);
 		s->discarding = false;
+		deadline_restart(s);
 		return STEP_AGAIN;
 	}
 	if (eol.pos < 0) {
@@ -1112,10 +1294,12 @@ read_command(struct session *s)
 	len = (size_t)eol.pos + 1;		/* with the LF */
 	if (len > max) {
 		evbuffer_drain(in, len);
+		deadline_restart(s);
 		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
 		return STEP_AGAIN;
 	}
 	evbuffer_remove(in, s->line, len);
+	deadline_restart(s);
 	len--;					/* LF */
 	if (len > 0 && s->line[len - 1] == '\r')
 		len--;
@@ -1260,17 +1444,20 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	s->state = ST_GREETED;
 	peer_name(s, sa);
 	s->may_relay = cfg_net_allows_relay(cfg, sa);
-	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL)
+	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL ||
+	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL)
 		goto fail;
 	if ((s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		goto fail;
 	fd = -1;				/* the bufferevent owns it now */
-	if (server_register(srv, s, &s->id) < 0)
+	if (server_register(srv, s, sa, &s->id) < 0)
 		goto fail;
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
 	bufferevent_set_timeouts(s->bev, &idle, &idle);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->started_ms = s->line_ms = monotonic_ms();
+	deadline_arm(s);
 	log_info("connect", "session=%" PRIu64 " client=%s relay=%s", s->id, s->ip, s->may_relay ? "yes" : "no");
 	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
 	return;
@@ -1283,6 +1470,8 @@ fail:
 			bufferevent_free(s->bev);
 		if (s->ev_free != NULL)
 			event_free(s->ev_free);
+		if (s->ev_deadline != NULL)
+			event_free(s->ev_deadline);
 		free(s->line);
 		free(s);
 	}

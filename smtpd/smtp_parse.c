@@ -89,6 +89,8 @@ smtp_parse_helo(const char *arg, char *out, size_t outlen)
 			return -EINVAL;
 	if (len >= SMTP_HELO_MAX || len >= outlen)
 		return -ENAMETOOLONG;
+	if (addr_helo_valid(arg) < 0)
+		return -EINVAL;
 	memcpy(out, arg, len + 1);
 	return 0;
 }
@@ -265,10 +267,13 @@ smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why)
 	err = addr_parse_path(p, out->from, sizeof(out->from), &rest, ADDR_ALLOW_NULL);
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
-	if (err == -EINVAL)
-		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
+	/* Sender errors carry sender codes: X.1.7 (RFC 3463), 5.6.7 (RFC 6531). */
+	if (err == -EILSEQ)
+		return refuse(why, REPLY_NON_ASCII_SENDER, NULL, err);
+	if (err == -ENAMETOOLONG)
+		return refuse(why, REPLY_SENDER_TOO_LONG, NULL, err);
 	if (err < 0)
-		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
+		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
 	return parse_params(rest, mail_params, N_MAIL_PARAMS, out, why);
 }
 
@@ -281,9 +286,13 @@ smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
 	memset(out, 0, sizeof(*out));
 	if ((p = after_keyword(arg, "TO:")) == NULL)
 		return refuse(why, REPLY_SYNTAX, "syntax: RCPT TO:<address>", -EINVAL);
+	if (strncmp(p, "<>", 2) == 0 && path_ends_cleanly(p + 2))
+		return refuse(why, REPLY_NULL_RCPT, NULL, -EINVAL);
 	err = addr_parse_path(p, out->to, sizeof(out->to), &rest, ADDR_ALLOW_POSTMASTER);
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
+	if (err == -EILSEQ)
+		return refuse(why, REPLY_NON_ASCII_RCPT, NULL, err);
 	if (err < 0)
 		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
 	/* No RCPT parameter is announced (no DSN yet): each is unknown. */
@@ -483,4 +492,112 @@ smtp_hdrscan_feed(struct smtp_hdrscan *h, const char *buf, size_t len)
 			h->match = SIZE_MAX;
 		}
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Return-Path: headers                                                */
+/* ------------------------------------------------------------------ */
+
+static const char return_path_name[] = "return-path";
+#define RETURN_PATH_LEN	(sizeof(return_path_name) - 1)
+
+void
+smtp_hdrfilter_init(struct smtp_hdrfilter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->bol = true;
+}
+
+enum hold_verdict { HOLD_MORE, HOLD_RETURN_PATH, HOLD_OTHER };
+
+/* Is the held start of a line "Return-Path" [WSP] ":", could it still become one, or not? */
+static enum hold_verdict
+hold_verdict(const struct smtp_hdrfilter *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->held && i < RETURN_PATH_LEN; i++)
+		if (tolower((unsigned char)f->hold[i]) != return_path_name[i])
+			return HOLD_OTHER;
+	for (; i < f->held; i++) {
+		if (f->hold[i] == ':')
+			return i + 1 == f->held ? HOLD_RETURN_PATH : HOLD_OTHER;
+		if (f->hold[i] != ' ' && f->hold[i] != '\t')
+			return HOLD_OTHER;
+	}
+	return f->held < SMTP_HDRFILTER_HOLD ? HOLD_MORE : HOLD_OTHER;
+}
+
+/* The first octet of a header line: a continuation, the end of the header, or a field to look at. */
+static void
+hdrfilter_line_start(struct smtp_hdrfilter *f, char c, char *out, size_t *o)
+{
+	f->bol = false;
+	if (f->dropping && (c == ' ' || c == '\t'))
+		return;				/* a folded line of the dropped field */
+	f->dropping = false;
+	if (c == '\n') {
+		f->done = true;			/* the empty line ends the header section */
+		out[(*o)++] = c;
+		return;
+	}
+	f->matching = true;
+	f->held = 0;
+}
+
+size_t
+smtp_hdrfilter_feed(struct smtp_hdrfilter *f, const char *in, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = in[i];
+
+		if (f->done) {
+			memcpy(out + o, in + i, len - i);
+			return o + (len - i);
+		}
+		if (f->bol) {
+			hdrfilter_line_start(f, c, out, &o);
+			if (!f->matching) {
+				if (c != '\n' && !f->dropping)
+					out[o++] = c;
+				continue;
+			}
+		}
+		if (f->matching) {
+			enum hold_verdict v;
+
+			f->hold[f->held++] = c;
+			v = hold_verdict(f);
+			if (v == HOLD_MORE && c != '\n')
+				continue;
+			if (v == HOLD_RETURN_PATH) {
+				f->dropping = true;
+			} else {		/* another field, or a line cut short */
+				memcpy(out + o, f->hold, f->held);
+				o += f->held;
+			}
+			f->matching = false;
+			f->held = 0;
+			f->bol = c == '\n';
+			continue;
+		}
+		if (!f->dropping)
+			out[o++] = c;
+		if (c == '\n')
+			f->bol = true;
+	}
+	return o;
+}
+
+size_t
+smtp_hdrfilter_finish(struct smtp_hdrfilter *f, char *out)
+{
+	size_t n = f->matching ? f->held : 0;
+
+	memcpy(out, f->hold, n);
+	f->matching = false;
+	f->held = 0;
+	return n;
 }

@@ -16,6 +16,11 @@
  *
  *	void smtp_hdrscan_init(struct smtp_hdrscan *h);
  *	void smtp_hdrscan_feed(struct smtp_hdrscan *h, const char *buf, size_t len);
+ *
+ *	void smtp_hdrfilter_init(struct smtp_hdrfilter *f);
+ *	size_t smtp_hdrfilter_feed(struct smtp_hdrfilter *f, const char *in,
+ *			size_t len, char *out);
+ *	size_t smtp_hdrfilter_finish(struct smtp_hdrfilter *f, char *out);
  * DESCRIPTION
  *	Everything here is a pure function over bytes: no sockets, no
  *	configuration, no allocation.  The session (session.c) feeds it what
@@ -30,8 +35,9 @@
  *	byte; -EINVAL no verb, or a verb that is not 1..SMTP_VERB_MAX-1 letters.
  *
  *	smtp_parse_helo() checks the argument of HELO/EHLO: one word of
- *	printable ASCII, at most SMTP_HELO_MAX-1 octets.  0, -EINVAL or
- *	-ENAMETOOLONG.
+ *	printable ASCII, at most SMTP_HELO_MAX-1 octets, that is a domain or
+ *	an address literal (addr_helo_valid()), so that it is safe in
+ *	Received:.  0, -EINVAL or -ENAMETOOLONG.
  *
  *	smtp_parse_mail() parses the argument of MAIL: "FROM:" (any case, blanks
  *	allowed after the colon as many clients send them), the reverse-path
@@ -73,6 +79,20 @@
  *	smtp_hdrscan_feed() watches the stored (LF) form of a message and
  *	counts the "Received:" header lines (any case) of its header section,
  *	which ends at the first empty line.  It serves the hop limit.
+ *
+ *	smtp_hdrfilter_feed() copies the stored (LF) form of a message from
+ *	in to out without its "Return-Path:" fields (any case, white space
+ *	allowed before the colon as RFC 5322 4.5 obs-optional does), each
+ *	with its folded continuation lines: only the final delivery writes a
+ *	Return-Path (RFC 5321 4.4), and the one smtpd writes comes before the
+ *	data.  Only the header section is filtered (up to the first empty
+ *	line); body lines pass untouched.  The start of a header line is held
+ *	back until it is known not to be a Return-Path (at most
+ *	SMTP_HDRFILTER_HOLD octets), so out must hold len +
+ *	SMTP_HDRFILTER_HOLD octets; it returns the octets written.  Any split
+ *	of the input gives the same output.  smtp_hdrfilter_finish() writes
+ *	what is still held (a message that ends inside a field name) into out
+ *	(SMTP_HDRFILTER_HOLD octets) and returns its length.
  * THREADS
  *	Pure functions; thread-safe on distinct state structs.
  */
@@ -150,5 +170,21 @@ struct smtp_hdrscan {
 
 void smtp_hdrscan_init(struct smtp_hdrscan *h);
 void smtp_hdrscan_feed(struct smtp_hdrscan *h, const char *buf, size_t len);
+
+/* Dropping Return-Path: fields from the header section. */
+#define SMTP_HDRFILTER_HOLD	32
+
+struct smtp_hdrfilter {
+	bool		done;		/* the header section has ended: all passes */
+	bool		bol;		/* at the start of a line */
+	bool		dropping;	/* inside a Return-Path field */
+	bool		matching;	/* holding the start of a line */
+	size_t		held;
+	char		hold[SMTP_HDRFILTER_HOLD];
+};
+
+void smtp_hdrfilter_init(struct smtp_hdrfilter *f);
+size_t smtp_hdrfilter_feed(struct smtp_hdrfilter *f, const char *in, size_t len, char *out);
+size_t smtp_hdrfilter_finish(struct smtp_hdrfilter *f, char *out);
 
 #endif

@@ -142,6 +142,8 @@ _SECTION = {
     'listen': 'smtpd', 'banner': 'smtpd', 'max_sessions': 'smtpd',
     'max_line': 'smtpd', 'max_recipients': 'smtpd', 'max_message_size': 'smtpd',
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
+    'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
+    'session_deadline': 'smtpd',
     'relay_networks': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
@@ -193,6 +195,8 @@ class Instance:
             'listen': '127.0.0.1:%d' % self.port,
             'banner': 'spoolgate ESMTP',
             'max_sessions': 100,
+            # Every test client is 127.0.0.1: only the tests of the limit lower it.
+            'max_sessions_per_client': 100,
             'max_line': 2048,
             'max_recipients': 100,
             'max_message_size': 10485760,
@@ -275,7 +279,7 @@ class Instance:
         except OSError:
             return ''
 
-    def _start(self, which, argv, ready, env=None):
+    def _start(self, which, argv, ready, env=None, preexec=None):
         if which in self.procs and self.procs[which].poll() is None:
             raise DaemonError('%s already running' % which)
         start = self._log_size(which)
@@ -284,7 +288,8 @@ class Instance:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                     stderr=subprocess.STDOUT, cwd=self.dir,
-                                    env=dict(os.environ, **env) if env else None)
+                                    env=dict(os.environ, **env) if env else None,
+                                    preexec_fn=preexec)
         finally:
             logf.close()
         self.procs[which] = proc
@@ -303,10 +308,17 @@ class Instance:
                                   % (which, ready, START_TIMEOUT, text))
             time.sleep(0.05)
 
-    def start_smtpd(self, env=None):
-        """env: extra environment variables for the daemon (LD_PRELOAD...)."""
+    def start_smtpd(self, env=None, nofile=None):
+        """env: extra environment variables for the daemon (LD_PRELOAD...);
+        nofile: its RLIMIT_NOFILE (soft and hard), to run it out of descriptors."""
+        preexec = None
+        if nofile is not None:
+            import resource
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.write_config()
-        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env)
+        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env, preexec)
 
     def start_fs(self):
         if is_mounted(self.mnt):
@@ -524,8 +536,10 @@ class RawSMTP:
     do (pipelining bodies, bare LF, overlong lines).  Every read is bounded
     by a timeout."""
 
-    def __init__(self, addr, timeout=10.0, greeting=True):
-        self.sock = socket.create_connection(addr, timeout=timeout)
+    def __init__(self, addr, timeout=10.0, greeting=True, source=None):
+        """source: the local address to connect from (e.g. '127.0.0.2')."""
+        self.sock = socket.create_connection(addr, timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.timeout = timeout
         self.buf = b''
         self.greeting = self.reply() if greeting else None
@@ -703,7 +717,11 @@ def main(binaries=(SMTPD,)):
     atexit.register(_cleanup_all)
     require_binaries(*binaries)
     log('spoolgate integration: build=%s src=%s root=%s' % (BUILD, SRC, IS_ROOT))
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules['__main__'])
+    # Test names on the command line (Class or Class.test_x) run only those.
+    if len(sys.argv) > 1:
+        suite = unittest.defaultTestLoader.loadTestsFromNames(sys.argv[1:], sys.modules['__main__'])
+    else:
+        suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules['__main__'])
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
     if not result.wasSuccessful():
         _any_failure = True

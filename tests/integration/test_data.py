@@ -146,6 +146,20 @@ class DataPhase(unittest.TestCase):
         self.assertEqual(len(set(self.gw.mailbox_new('bob')) - before), 1)
         self.assertEqual(self.stored_content(queued_id(r.text)), body.replace(b'\r\n', b'\n'))
 
+    def test_return_path_dropped(self):
+        """the sender's Return-Path: fields (folded too) are dropped: one Return-Path, ours; body lines stay"""
+        body = (b'Return-Path: <forged@evil.example>\r\nSubject: rp\r\n'
+                b'return-path:\r\n <folded@evil.example>\r\n\t(more)\r\nX-Kept: 1\r\n\r\n'
+                b'Return-Path: <a body line stays>\r\n')
+        stored_before = set(self.gw.mailbox_new('bob'))
+        content = self.one_message(body + b'.\r\n')
+        self.assertEqual(content, b'Subject: rp\nX-Kept: 1\n\nReturn-Path: <a body line stays>\n')
+        new = set(self.gw.mailbox_new('bob')) - stored_before
+        data = self.gw.read_mail('bob', new.pop())
+        head = data.partition(b'\n\n')[0]
+        fields = [l for l in head.split(b'\n') if l.lower().startswith(b'return-path')]
+        self.assertEqual(fields, [b'Return-Path: <alice@example.org>'])
+
     def test_disconnect_mid_data(self):
         """client gone in the middle of DATA: no message, no temporary left behind"""
         before = set(self.gw.mailbox_new('bob'))

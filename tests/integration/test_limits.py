@@ -82,6 +82,52 @@ class Limits(unittest.TestCase):
             self.assertIsNotNone(gw.find_mail(box, msgid), '%s did not get the message' % box)
         self.assertEqual(gw.mailbox_files('r4'), [])
 
+    def test_recipient_overshoot_pipelined(self):
+        """125 pipelined RCPTs then DATA: 100 x 250, 25 x 452 4.5.3, no 421; delivered to the 100"""
+        gw = gateway(self, 'lim-rcpt-pipe', max_recipients=100, max_errors=20)
+        c = session(self, gw)
+        batch = b'MAIL FROM:<a@example.org>\r\n'
+        batch += b''.join(b'RCPT TO:<p%d@localhost>\r\n' % i for i in range(125))
+        batch += b'DATA\r\n'
+        c.send(batch)
+        assert_reply(self, c.reply(), 250, what='MAIL')
+        for i in range(125):
+            r = c.reply()
+            if i < 100:
+                assert_reply(self, r, 250, what='RCPT %d' % i)
+            else:
+                assert_reply(self, r, 452, '4.5.3', 'RCPT %d over max_recipients' % i)
+        assert_reply(self, c.reply(), 354, what='DATA after the overshoot (RFC 5321 4.5.3.1.10)')
+        r = c.cmd('Subject: many\r\n\r\nmany\r\n.')
+        assert_reply(self, r, 250, '2.0.0', 'end of data')
+        msgid = queued_id(r.text)
+        for i in (0, 99):
+            self.assertIsNotNone(gw.find_mail('p%d' % i, msgid), 'p%d has no copy' % i)
+        self.assertIsNone(gw.find_mail('p100', msgid), 'p100 was over the limit')
+        assert_reply(self, c.cmd('NOOP'), 250, what='session goes on')
+
+    def test_unwritable_mailbox_is_temporary(self):
+        """chmod 000 mail/alice: 451 4.3.0 (local fault, the client retries), never 550; fine once fixed"""
+        gw = gateway(self, 'lim-perm')
+        c = session(self, gw)
+
+        def send(what):
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250, what=what)
+            assert_reply(self, c.cmd('RCPT TO:<alice@localhost>'), 250, what=what)
+            assert_reply(self, c.cmd('DATA'), 354, what=what)
+            return c.cmd('Subject: %s\r\n\r\nbody\r\n.' % what)
+
+        assert_reply(self, send('first'), 250, '2.0.0', 'first message creates the mailbox')
+        box = gw.path('mail', 'alice')
+        os.chmod(box, 0)
+        self.addCleanup(os.chmod, box, 0o750)
+        r = send('unwritable')
+        assert_reply(self, r, 451, '4.3.0', 'mailbox directory the daemon cannot write')
+        self.assertIn('reply=451', gw.read_log('smtpd'), 'the log does not show the 451')
+        os.chmod(box, 0o750)
+        assert_reply(self, send('again'), 250, '2.0.0', 'after the mailbox was fixed')
+        self.assertEqual(len(gw.mailbox_new('alice')), 2)
+
     def test_max_message_size(self):
         """max_message_size=100000: 150 KB -> 552 5.3.4 after the data, nothing stored"""
         gw = gateway(self, 'lim-size', max_message_size=100000)
@@ -130,6 +176,132 @@ class Limits(unittest.TestCase):
         # The sessions in place were not disturbed.
         for c in conns[1:]:
             assert_reply(self, c.cmd('NOOP'), 250)
+
+    def test_max_sessions_per_client(self):
+        """max_sessions_per_client=3: the 4th from 127.0.0.1 gets 421 4.7.0; 127.0.0.2 is still served"""
+        gw = gateway(self, 'lim-client', max_sessions_per_client=3)
+        conns = []
+        for i in range(3):
+            c = RawSMTP(gw.smtp_addr)
+            self.addCleanup(c.close)
+            self.assertEqual(c.greeting.code, 220, c.greeting)
+            conns.append(c)
+        extra = RawSMTP(gw.smtp_addr, greeting=False)
+        self.addCleanup(extra.close)
+        r = extra.reply()
+        assert_reply(self, r, 421, '4.7.0', '4th session from one address')
+        self.assertIn('from your address', r.text)
+        self.assertTrue(extra.wait_closed(5), 'not closed after 421')
+        other = RawSMTP(gw.smtp_addr, source='127.0.0.2')
+        self.addCleanup(other.close)
+        self.assertEqual(other.greeting.code, 220, 'another client must be served: %r' % other.greeting)
+        self.assertIn('client=127.0.0.1 reply="421 4.7.0', gw.read_log('smtpd'))
+        assert_reply(self, conns[0].cmd('QUIT'), 221)
+        conns[0].wait_closed(5)
+
+        def slot_free():
+            c = RawSMTP(gw.smtp_addr, greeting=False)
+            try:
+                return c.reply().code == 220
+            finally:
+                c.close()
+        harness.wait_until(slot_free, 5, 'a slot for 127.0.0.1 after QUIT', interval=0.2)
+
+    def test_command_deadline(self):
+        """command_deadline=3: a command trickling in byte by byte is cut with 421 4.4.2 (idle_timeout is not restarted by bytes)"""
+        gw = gateway(self, 'lim-cmd', idle_timeout=60, command_deadline=3)
+        c = session(self, gw)
+        t0 = time.monotonic()
+        closed = None
+        for b in b'NOOP' + b'x' * 40:
+            try:
+                c.send(bytes([b]))
+            except OSError:
+                break
+            if not c.nothing_more(0.5):
+                closed = c.reply()
+                break
+        waited = time.monotonic() - t0
+        self.assertIsNotNone(closed, 'a line trickling in for %.0fs was never cut' % waited)
+        assert_reply(self, closed, 421, '4.4.2', 'command deadline')
+        self.assertIn('Command deadline', closed.text)
+        self.assertTrue(c.wait_closed(5), 'not closed after the 421')
+        self.assertIn('event=deadline', gw.read_log('smtpd'))
+        self.assertIn('kind=command', gw.read_log('smtpd'))
+        # Whole commands, each well within the deadline, keep a session alive.
+        c2 = session(self, gw)
+        for i in range(4):
+            time.sleep(1)
+            assert_reply(self, c2.cmd('NOOP'), 250, what='NOOP %d' % i)
+        # A message that arrives line by line is not cut either.
+        assert_reply(self, c2.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c2.cmd('RCPT TO:<slow@localhost>'), 250)
+        assert_reply(self, c2.cmd('DATA'), 354)
+        for i in range(4):
+            c2.send(b'line %d\r\n' % i)
+            time.sleep(1)
+        assert_reply(self, c2.cmd('.'), 250, '2.0.0', 'slow but steady message')
+
+    def test_session_deadline(self):
+        """session_deadline=3: a session of busy NOOPs is cut with 421 4.4.2 after 3 s"""
+        gw = gateway(self, 'lim-sessdl', session_deadline=3)
+        c = session(self, gw)
+        final = None
+        for i in range(40):
+            r = c.cmd('NOOP')
+            if r.code != 250:
+                final = r
+                break
+            if not c.nothing_more(0.25):
+                final = c.reply()
+                break
+        self.assertIsNotNone(final, 'session never cut')
+        assert_reply(self, final, 421, '4.4.2', 'session deadline')
+        self.assertIn('Session deadline', final.text)
+        self.assertTrue(c.wait_closed(5), 'not closed after the 421')
+        self.assertIn('kind=session', gw.read_log('smtpd'))
+
+    def test_out_of_descriptors(self):
+        """RLIMIT_NOFILE=40: once descriptors run out the next client gets 421 4.3.2 at once; served again after others close"""
+        gw = harness.Instance('lim-nofile')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd(nofile=40)
+        conns = []
+        refused = None
+        for i in range(60):
+            c = RawSMTP(gw.smtp_addr, timeout=5, greeting=False)
+            self.addCleanup(c.close)
+            r = c.reply()		# within 5 s: never left in the backlog
+            if r.code == 421:
+                refused = (i, r, c)
+                break
+            self.assertEqual(r.code, 220, 'connection %d: %r' % (i, r))
+            conns.append(c)
+        self.assertIsNotNone(refused, '60 sessions under RLIMIT_NOFILE=40 and no 421')
+        i, r, c = refused
+        assert_reply(self, r, 421, '4.3.2', 'connection %d, out of descriptors' % i)
+        self.assertTrue(c.wait_closed(5), 'not closed after 421 4.3.2')
+        log('  421 4.3.2 after %d sessions' % i)
+        # More clients while still out: each is answered, none waits.
+        for j in range(3):
+            more = RawSMTP(gw.smtp_addr, timeout=5, greeting=False)
+            self.addCleanup(more.close)
+            assert_reply(self, more.reply(), 421, '4.3.2', 'further client %d' % j)
+        self.assertIn('event=out-of-descriptors', gw.read_log('smtpd'))
+        # The sessions in place still work.
+        assert_reply(self, conns[0].cmd('NOOP'), 250, what='a session in place')
+        for c in conns[:5]:
+            c.cmd('QUIT')
+            c.wait_closed(5)
+
+        def served():
+            c = RawSMTP(gw.smtp_addr, timeout=5, greeting=False)
+            try:
+                return c.reply().code == 220
+            finally:
+                c.close()
+        harness.wait_until(served, 10, 'a greeting once descriptors are free', interval=0.2)
+        self.assertTrue(gw.running('smtpd'), 'smtpd died')
 
     def test_idle_timeout(self):
         """idle_timeout=2: an idle session gets 421 4.4.2 and is closed"""

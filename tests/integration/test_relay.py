@@ -8,10 +8,18 @@ envelope from the headers; a 4xx keeps the message queued and it is
 delivered on retry; a 5xx moves it to failed/ with the remote reply in
 failed/<id>.status; nothing listening keeps it queued with attempts
 growing; inotify: delivered within 2 s with scan_interval = 300.
+What goes out is well formed: outbox files carry Received/Date/Message-ID
+and no Return-Path; a@b.c and A@B.C are two recipients; a raw-socket sink
+with and without 8BITMIME shows 8-bit bodies and 1505-octet lines arriving
+converted (all 7-bit, decoding to the bytes written) or as they are with
+BODY=8BITMIME, and an 8-bit header failing with 554 5.6.3.
 Skipped (77) where FUSE is not available.
 """
 
 import asyncio
+import email
+import email.policy
+import email.utils
 import os
 import pwd
 import re
@@ -19,6 +27,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import socketserver
 import subprocess
 import tempfile
 import sys
@@ -211,6 +220,51 @@ class ToSink(unittest.TestCase):
                              'queued message noticed after %.2fs: inotify does not work'
                              % latency)
 
+    def test_outbox_trace_headers(self):
+        """an outbox file gets Received (uid, quoted name), Date and Message-ID; its Return-Path is gone"""
+        tok = token()
+        name = 'odd (name) %s \x01\x9b\xff.eml' % tok
+        data = ('Return-Path: <forged@example.org>\nFrom: alice@example.org\nTo: bob@example.net\n'
+                'Subject: trace %s\nreturn-path:\n <folded@example.org>\n\n'
+                'Return-Path: <this body line stays>\n' % tok)
+        path = os.path.join(self.gw.mnt.encode(), b'outbox', name.encode('latin-1'))
+        with open(path, 'wb') as f:
+            f.write(data.encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % tok)
+        wire = got[0]['data']
+        m = re.search(rb'\sid (\S+) \(uid', wire)
+        self.assertIsNotNone(m, 'no Received: header of the submission in %r' % wire[:400])
+        msgid = m.group(1).decode()
+        head, _, body = wire.partition(b'\r\n\r\n')
+        self.assertNotIn(b'return-path', head.lower(), 'a Return-Path: header was relayed')
+        self.assertEqual(body, b'Return-Path: <this body line stays>\r\n')
+        msg = email.message_from_bytes(wire, policy=email.policy.compat32)
+        received = ' '.join(msg['Received'].split())
+        quoted = 'odd%20%28name%29%20' + tok + '%20%01%9B%FF.eml'
+        self.assertRegex(received, r'^by \S+ \(spoolgate, from outbox\) id %s \(uid %d, file %s\); '
+                         % (re.escape(msgid), os.getuid(), re.escape(quoted)))
+        self.assertTrue(all(0x20 <= b < 0x7f or b in (9, 10, 13) for b in head), head)
+        self.assertEqual(msg['Message-ID'], '<%s@%s>' % (msgid, msg['Received'].split()[1]))
+        date = email.utils.parsedate_to_datetime(msg['Date'])
+        self.assertIsNotNone(date.tzinfo, msg['Date'])
+        self.assertLess(abs(time.time() - date.timestamp()), 300)
+        self.assertEqual(msg['Date'], received.rsplit('; ', 1)[1])
+
+    def test_local_part_case_kept(self):
+        """a@b.c and A@B.C are two mailboxes, from outbox/ and over SMTP; a@b.c and a@B.C are one"""
+        tok = token()
+        hdr = ('From: alice@example.org\nTo: a@b.example, A@B.EXAMPLE\nCc: a@B.example\n'
+               'Subject: case %s\n\nbody\n' % tok)
+        msgid, _ = drop(self.gw, hdr.encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        self.assertEqual(sorted(got[0]['rcpt']), ['A@B.EXAMPLE', 'a@b.example'])
+        tok = token()
+        with smtplib.SMTP(*self.gw.smtp_addr) as c:
+            c.sendmail('alice@example.org', ['a@b.example', 'A@B.EXAMPLE', 'a@B.example'],
+                       b'Subject: case %s\r\n\r\nbody\r\n' % tok.encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get the SMTP copy')
+        self.assertEqual(sorted(got[0]['rcpt']), ['A@B.EXAMPLE', 'a@b.example'])
+
     def test_no_bare_cr_on_the_wire(self):
         """a bare CR in the source is not sent as a bare CR (RFC 5321 2.3.8 MUST NOT)"""
         tok = token()
@@ -323,6 +377,221 @@ class ToSink(unittest.TestCase):
         self.assertEqual([a.lower() for a in got[0]['rcpt']], ['bob@example.net'])
 
 
+class RawSink:
+    """A small SMTP server on a raw socket whose EHLO keywords the test
+    chooses (aiosmtpd always offers 8BITMIME).  It records each MAIL line
+    and the DATA exactly as it came off the wire (dot-stuffing undone)."""
+
+    def __init__(self, keywords=('PIPELINING', 'SIZE 20000000')):
+        self.keywords = list(keywords)
+        self.lock = threading.Lock()
+        self.received = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.wfile.write(b'220 rawsink.test ESMTP\r\n')
+                msg = {'rcpt': []}
+                while True:
+                    line = self.rfile.readline(4096)
+                    if not line:
+                        return
+                    verb = line[:4].upper()
+                    if verb == b'EHLO':
+                        kws = ['rawsink.test'] + sink.keywords
+                        for i, kw in enumerate(kws):
+                            sep = '-' if i + 1 < len(kws) else ' '
+                            self.wfile.write(('250%s%s\r\n' % (sep, kw)).encode())
+                    elif verb == b'MAIL':
+                        msg = {'mail': line.rstrip(b'\r\n').decode('ascii', 'replace'), 'rcpt': []}
+                        self.wfile.write(b'250 2.1.0 ok\r\n')
+                    elif verb == b'RCPT':
+                        msg['rcpt'].append(line[8:].strip(b'<>\r\n').decode('ascii', 'replace'))
+                        self.wfile.write(b'250 2.1.5 ok\r\n')
+                    elif verb == b'DATA':
+                        self.wfile.write(b'354 go ahead\r\n')
+                        lines = []
+                        while True:
+                            dl = self.rfile.readline(1 << 20)
+                            if not dl or dl == b'.\r\n':
+                                break
+                            lines.append(dl[1:] if dl.startswith(b'.') else dl)
+                        msg['data'] = b''.join(lines)
+                        with sink.lock:
+                            sink.received.append(msg)
+                        self.wfile.write(b'250 2.0.0 raw sink got it\r\n')
+                    elif verb == b'QUIT':
+                        self.wfile.write(b'221 2.0.0 bye\r\n')
+                        return
+                    else:
+                        self.wfile.write(b'250 2.0.0 ok\r\n')
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(('127.0.0.1', 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def find(self, needle):
+        with self.lock:
+            return [m for m in self.received if needle.encode() in m['data']]
+
+
+def assert_7bit_wire(tc, data):
+    """Nothing a 7-bit server may cut or corrupt: ASCII only, lines of at most 998 octets."""
+    tc.assertTrue(all(b < 0x80 and b != 0 for b in data), 'an 8-bit or NUL octet was sent')
+    longest = max(len(line) for line in data.split(b'\r\n'))
+    tc.assertLessEqual(longest, 998, 'a line of %d octets was sent' % longest)
+
+
+def decoded_body(data):
+    """The body of a single-part message as a reader decodes it, LF line endings."""
+    msg = email.message_from_bytes(data, policy=email.policy.compat32)
+    return msg, msg.get_payload(decode=True).replace(b'\r\n', b'\n')
+
+
+EIGHTBIT_BODY = ('Gr\u00fc\u00dfe aus K\u00f6ln, \u65e5\u672c\n'.encode('utf-8')
+                 + b'latin-1 \xe9t\xe9 and raw \x80\xff octets\n.leading dot\n')
+LONG_LINE = b'long:' + b'0123456789' * 150 + b'\n'		# 1505 octets
+
+
+class SevenBitPeer(unittest.TestCase):
+    """The smarthost offers no 8BITMIME: 8-bit content and long lines
+    arrive converted (quoted-printable), all 7-bit, decoding to the bytes
+    that were written; what cannot be converted fails with 554 5.6.3."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = RawSink()
+        cls.addClassCleanup(cls.sink.stop)
+        cls.gw = harness.Instance('relay-7bit', smarthost='127.0.0.1:%d' % cls.sink.port,
+                                  hostname='gw.example', retry_min=1, retry_max=2,
+                                  command_timeout=10)
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.gw.start_smtpd()
+        cls.gw.start_fs()
+
+    def converted(self, tok, body, msgid):
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        self.assertEqual(len(got), 1)
+        m = got[0]
+        assert_7bit_wire(self, m['data'])
+        self.assertNotIn('BODY=8BITMIME', m['mail'].upper(), 'BODY=8BITMIME to a 7-bit server')
+        msg, decoded = decoded_body(m['data'])
+        self.assertEqual(msg['MIME-Version'], '1.0')
+        self.assertEqual(msg['Content-Transfer-Encoding'], 'quoted-printable')
+        self.assertEqual(decoded, body)
+        self.assertRegex(self.gw.read_log('smtpd'),
+                         r'event=relay-converted id=%s .*to=7bit' % re.escape(msgid))
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertRegex(rec.get('conversion', ''), r'^7bit for 127\.0\.0\.1:%d \(\S+\), attempt 1$'
+                         % self.sink.port, text)
+        return m
+
+    def test_8bit_body_from_outbox(self):
+        """8-bit body to a server without 8BITMIME: quoted-printable, decodes to the original bytes"""
+        tok = token()
+        hdr, _ = sink_message(tok, cc=None, bcc=None)
+        body = b'body %s\n' % tok.encode() + EIGHTBIT_BODY
+        msgid, _ = drop(self.gw, hdr.encode() + b'\n' + body)
+        self.converted(tok, body, msgid)
+        self.assertRegex(self.gw.read_log('smtpd'),
+                         r'event=relay-converted id=%s .*reason=8bit-without-8bitmime' % re.escape(msgid))
+
+    def test_long_line_from_outbox(self):
+        """a 1505-octet line is never sent as such: quoted-printable soft breaks, same bytes decoded"""
+        tok = token()
+        hdr, _ = sink_message(tok, cc=None, bcc=None)
+        body = b'body %s\n' % tok.encode() + LONG_LINE + b'end\n'
+        msgid, _ = drop(self.gw, hdr.encode() + b'\n' + body)
+        self.converted(tok, body, msgid)
+        self.assertRegex(self.gw.read_log('smtpd'),
+                         r'event=relay-converted id=%s .*reason=line-over-998' % re.escape(msgid))
+
+    def test_8bitmime_from_smtp(self):
+        """a message received with BODY=8BITMIME is relayed to the 7-bit server converted"""
+        tok = token()
+        body = b'body %s\n' % tok.encode() + EIGHTBIT_BODY + LONG_LINE
+        data = (b'From: a@example.org\r\nTo: far@example.net\r\nSubject: smtp %s\r\n\r\n'
+                % tok.encode()) + body.replace(b'\n', b'\r\n')
+        with smtplib.SMTP(*self.gw.smtp_addr) as c:
+            c.ehlo()
+            self.assertEqual(c.mail('a@example.org', ['BODY=8BITMIME'])[0], 250)
+            self.assertEqual(c.rcpt('far@example.net')[0], 250)
+            code, text = c.data(data)
+            self.assertEqual(code, 250, text)
+        m = self.converted(tok, body, harness.queued_id(text))
+        self.assertEqual(m['rcpt'], ['far@example.net'])
+
+    def test_8bit_header_refused(self):
+        """8-bit octets in a header cannot be transfer-encoded: failed/ with 554 5.6.3, nothing sent"""
+        tok = token()
+        data = ('From: a@example.org\nTo: b@example.net\nSubject: caf\u00e9 %s\n\nb\u00f6dy\n'
+                % tok).encode('utf-8')
+        msgid, _ = drop(self.gw, data)
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'failed', 10,
+                                       'record of %s in failed/' % msgid)
+        self.assertIn('554 5.6.3', text)
+        self.assertIn('header', text)
+        self.assertEqual(self.sink.find(tok), [])
+
+
+class EightBitPeer(unittest.TestCase):
+    """The smarthost offers 8BITMIME: 8-bit content goes as it is with
+    BODY=8BITMIME; a 7-bit message carries no BODY=; a line over 998
+    octets is converted all the same."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = RawSink(keywords=('PIPELINING', '8BITMIME', 'SIZE 20000000'))
+        cls.addClassCleanup(cls.sink.stop)
+        cls.gw = harness.Instance('relay-8bit', smarthost='127.0.0.1:%d' % cls.sink.port,
+                                  hostname='gw.example', retry_min=1, retry_max=2,
+                                  command_timeout=10)
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.gw.start_smtpd()
+        cls.gw.start_fs()
+
+    def test_8bit_sent_as_is(self):
+        """8-bit body to an 8BITMIME server: the same bytes, MAIL with BODY=8BITMIME"""
+        tok = token()
+        hdr, _ = sink_message(tok, cc=None, bcc=None)
+        body = b'body %s\n' % tok.encode() + EIGHTBIT_BODY
+        msgid, _ = drop(self.gw, hdr.encode() + b'\n' + body)
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        self.assertTrue(got[0]['mail'].endswith(' BODY=8BITMIME'), got[0]['mail'])
+        self.assertTrue(got[0]['data'].endswith(b'\r\n\r\n' + body.replace(b'\n', b'\r\n')),
+                        got[0]['data'][-300:])
+        self.assertNotIn('relay-converted id=%s' % msgid, self.gw.read_log('smtpd'))
+
+    def test_7bit_without_body_param(self):
+        """a 7-bit message is not announced as 8BITMIME"""
+        tok = token()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        self.assertNotIn('BODY=', got[0]['mail'].upper())
+
+    def test_long_line_converted(self):
+        """8BITMIME does not allow lines over 998 octets: converted for this server too"""
+        tok = token()
+        hdr, _ = sink_message(tok, cc=None, bcc=None)
+        body = b'body %s\n' % tok.encode() + LONG_LINE + EIGHTBIT_BODY
+        msgid, _ = drop(self.gw, hdr.encode() + b'\n' + body)
+        got = wait_until(lambda: self.sink.find(tok), 10, 'the sink to get %s' % msgid)
+        assert_7bit_wire(self, got[0]['data'])
+        self.assertEqual(decoded_body(got[0]['data'])[1], body)
+        self.assertNotIn('BODY=8BITMIME', got[0]['mail'])
+
+
 class NothingListening(unittest.TestCase):
 
     def test_stays_queued(self):
@@ -390,6 +659,33 @@ class Lifetime(unittest.TestCase):
         self.assertIn('expired', text)
         with open(os.path.join(gw.mnt, 'failed', msgid + '.status')) as f:
             self.assertIn('expired', f.read())
+
+    def test_expires_when_lifetime_runs_out(self):
+        """retry 60 s, lifetime 3 s, dead smarthost: failed/ at the lifetime, not at the next retry; 554 5.4.7"""
+        gw = harness.Instance('relay-expire-on-time', retry_min=60, retry_max=60, max_queue_lifetime=3,
+                              scan_interval=300)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        c = harness.RawSMTP(gw.smtp_addr)
+        self.addCleanup(c.close)
+        c.ehlo()
+        harness.assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        harness.assert_reply(self, c.cmd('RCPT TO:<far@example.net>'), 250)
+        harness.assert_reply(self, c.cmd('DATA'), 354)
+        r = c.cmd('Subject: expire\r\n\r\nbody\r\n.')
+        harness.assert_reply(self, r, 250, '2.0.0')
+        msgid = harness.queued_id(r.text)
+        t0 = time.monotonic()
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'failed', 20,
+                                       'record of %s in failed/ when its 3 s run out' % msgid)
+        log('  failed/ after %.1fs (retry was 60 s)' % (time.monotonic() - t0))
+        self.assertEqual(rec['attempts'], '1', 'no attempt after the lifetime: %s' % text)
+        state, addr, reply = rec['rcpt'][0]
+        self.assertEqual(state, 'failed', text)
+        self.assertTrue(reply.startswith('554 5.4.7 Delivery time expired'), text)
+        self.assertIn('last reply: 451 4.4.1', reply)
+        self.assertTrue(rec['last-reply'].startswith('554 5.4.7'), text)
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-failed id=%s .*expired=yes' % re.escape(msgid))
 
 
 class KeepSentNo(unittest.TestCase):

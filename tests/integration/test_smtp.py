@@ -199,6 +199,25 @@ class SmtpDialogue(unittest.TestCase):
         assert_reply(self, c.cmd('DATA'), 354, what='DATA')
         assert_reply(self, c.cmd('Subject: x\r\n\r\nok\r\n.'), 250, '2.0.0')
 
+    def test_helo_names(self):
+        """HELO/EHLO take a domain or address literal only (501 5.5.4); Received: shows the name as given"""
+        c = self.raw()
+        for bad in ('x(by', '<a>', ';', 'a;b', 'host_name', '[1.2.3.4'):
+            for verb in ('EHLO', 'HELO'):
+                assert_reply(self, c.cmd('%s %s' % (verb, bad)), 501, '5.5.4', '%s %s' % (verb, bad))
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 503, '5.5.1', 'MAIL after refused EHLO')
+        for good in ('[127.0.0.1]', '[IPv6:::1]', 'client.example'):
+            c.ehlo(good)
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<helo@localhost>'), 250)
+        assert_reply(self, c.cmd('DATA'), 354)
+        r = c.cmd('Subject: helo\r\n\r\nhi\r\n.')
+        assert_reply(self, r, 250, '2.0.0')
+        name = self.gw.find_mail('helo', queued_id(r.text))
+        _, received, _ = split_stored(self.gw.read_mail('helo', name))
+        self.assertTrue(received.startswith(b'Received: from client.example (unknown [127.0.0.1])'),
+                        received)
+
     def test_ehlo_resets_transaction(self):
         """EHLO in the middle of a transaction resets it: DATA afterwards is 503"""
         c = self.raw()
@@ -225,12 +244,17 @@ class SmtpDialogue(unittest.TestCase):
         assert_reply(self, c.cmd('NOOP'), 250, what='session goes on')
 
     def test_bad_addresses(self):
-        """malformed recipient 553 5.1.3; malformed sender 501/553"""
+        """malformed recipient 553 5.1.3; sender errors carry sender codes: 553 5.1.7, 553 5.6.7; RCPT TO:<> 501 5.1.3"""
         c = self.raw()
         c.ehlo()
-        r = c.cmd('MAIL FROM:<a@@example.org>')
-        self.assertIn(r.code, (501, 553), 'malformed sender: %r' % r)
+        assert_reply(self, c.cmd('MAIL FROM:<a@@example.org>'), 553, '5.1.7', 'malformed sender')
+        assert_reply(self, c.cmd('MAIL FROM:<' + 'a' * 65 + '@example.org>'), 553, '5.1.7',
+                     'sender local part over 64 octets')
+        assert_reply(self, c.cmd('MAIL FROM:<j\u00f6rg@example.org>'), 553, '5.6.7',
+                     'non-ASCII sender without SMTPUTF8')
         assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<>'), 501, '5.1.3', 'null recipient')
+        assert_reply(self, c.cmd('RCPT TO:<b\u00f6b@localhost>'), 553, '5.6.7', 'non-ASCII recipient')
         for bad in ('<bob@@localhost>', '<bob@local..host>', '<"a"b@localhost>',
                     '<bob@localhost'):
             assert_reply(self, c.cmd('RCPT TO:' + bad), 553, '5.1.3', 'RCPT TO:' + bad)

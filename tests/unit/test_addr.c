@@ -320,6 +320,72 @@ START_TEST(test_domain_valid)
 }
 END_TEST
 
+/* HELO/EHLO names (RFC 5321 4.1.1.1): domain or address literal only. */
+static const struct domain_case helo_cases[] = {
+	{ "client.example", 0 },
+	{ "localhost", 0 },
+	{ "mx-1.example.org", 0 },
+	{ "[192.0.2.1]", 0 },
+	{ "[IPv6:2001:db8::1]", 0 },
+	{ "[IPv6:::1]", 0 },
+	{ "x(by", -EINVAL },		/* an unbalanced comment in Received: */
+	{ "x(by)", -EINVAL },
+	{ "<a>", -EINVAL },
+	{ ";", -EINVAL },
+	{ "a;b", -EINVAL },
+	{ "host_name", -EINVAL },
+	{ "host.", -EINVAL },
+	{ "", -EINVAL },
+	{ "[192.0.2.1", -EINVAL },
+	{ "[192.0.2.256]", -EINVAL },
+	{ "[IPv6:zz::1]", -EINVAL },
+	{ "[example.org]", -EINVAL },
+	{ "a b", -EINVAL },
+	{ "caf\xc3\xa9.example", -EINVAL },
+	{ DOM255, 0 },
+	{ L63 "." L63 "." L63 "." L63 ".a", -ENAMETOOLONG },
+};
+#define N_HELO_CASES	(sizeof(helo_cases) / sizeof(helo_cases[0]))
+
+START_TEST(test_helo_valid)
+{
+	const struct domain_case *c = &helo_cases[_i];
+	int r = addr_helo_valid(c->in);
+
+	ck_assert_msg(r == c->want, "addr_helo_valid(\"%s\") = %d, want %d", c->in, r, c->want);
+}
+END_TEST
+
+static const struct same_case {
+	const char     *a, *b;
+	bool		same;
+} same_cases[] = {
+	{ "a@b.c", "a@b.c", true },
+	{ "a@b.c", "a@B.C", true },		/* domains ignore case */
+	{ "a@b.c", "A@b.c", false },		/* local parts do not */
+	{ "a@b.c", "A@B.C", false },
+	{ "Bob@x.org", "bob@x.org", false },
+	{ "a@b.c", "a@b.cd", false },
+	{ "a@b.c", "ab@.c", false },
+	{ "a@b@c.d", "a@b@C.D", true },		/* the last '@' splits */
+	{ "a@b@c.d", "a@B@c.d", false },
+	{ "\"A b\"@x.y", "\"A b\"@X.Y", true },
+	{ "Postmaster", "Postmaster", true },	/* no domain: exact */
+	{ "Postmaster", "postmaster", false },
+	{ "", "", true },
+};
+#define N_SAME_CASES	(sizeof(same_cases) / sizeof(same_cases[0]))
+
+START_TEST(test_same_mailbox)
+{
+	const struct same_case *c = &same_cases[_i];
+
+	ck_assert_msg(addr_same_mailbox(c->a, c->b) == c->same, "'%s' vs '%s': want %s",
+	    c->a, c->b, c->same ? "same" : "different");
+	ck_assert_msg(addr_same_mailbox(c->b, c->a) == c->same, "'%s' vs '%s' (swapped)", c->b, c->a);
+}
+END_TEST
+
 static Suite *
 addr_suite(void)
 {
@@ -338,8 +404,13 @@ addr_suite(void)
 	tcase_add_test(tc, test_split);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("same_mailbox");
+	tcase_add_loop_test(tc, test_same_mailbox, 0, N_SAME_CASES);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("domain");
 	tcase_add_loop_test(tc, test_domain_valid, 0, N_DOMAIN_CASES);
+	tcase_add_loop_test(tc, test_helo_valid, 0, N_HELO_CASES);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -73,10 +73,13 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg.listen, "127.0.0.1:2525");
 	ck_assert_str_eq(cfg.banner, "spoolgate ESMTP");
 	ck_assert_uint_eq(cfg.max_sessions, 100);
+	ck_assert_uint_eq(cfg.max_sessions_per_client, 10);
 	ck_assert_uint_eq(cfg.max_line, 2048);
 	ck_assert_uint_eq(cfg.max_recipients, 100);
 	ck_assert_uint_eq(cfg.max_message_size, 10485760);
 	ck_assert_uint_eq(cfg.idle_timeout, 300);
+	ck_assert_uint_eq(cfg.command_deadline, 300);
+	ck_assert_uint_eq(cfg.session_deadline, 3600);
 	ck_assert_uint_eq(cfg.max_errors, 20);
 	ck_assert_uint_eq(cfg.max_hops, 50);
 	ck_assert_uint_eq(cfg.n_relay_networks, 2);
@@ -118,10 +121,13 @@ static const char full_conf[] =
 	"listen = [::1]:2526\n"
 	"banner = test banner here\n"
 	"max_sessions = 7\n"
+	"max_sessions_per_client = 2\n"
 	"max_line = 1000\n"
 	"max_recipients = 3\n"
 	"max_message_size = 2048\n"
 	"idle_timeout = 5\n"
+	"command_deadline = 11\n"
+	"session_deadline = 600\n"
 	"max_errors = 4\n"
 	"max_hops = 9\n"
 	"relay_networks = 10.0.0.0/8, 2001:db8::/32 192.0.2.7\n"
@@ -174,6 +180,9 @@ START_TEST(test_full_file)
 	ck_assert_str_eq(cfg.listen, "[::1]:2526");
 	ck_assert_str_eq(cfg.banner, "test banner here");
 	ck_assert_uint_eq(cfg.max_sessions, 7);
+	ck_assert_uint_eq(cfg.max_sessions_per_client, 2);
+	ck_assert_uint_eq(cfg.command_deadline, 11);
+	ck_assert_uint_eq(cfg.session_deadline, 600);
 	ck_assert_uint_eq(cfg.max_line, 1000);
 	ck_assert_uint_eq(cfg.max_recipients, 3);
 	ck_assert_uint_eq(cfg.max_message_size, 2048);
@@ -239,6 +248,13 @@ static const struct err_case {
 	{ "number too big for unsigned long", "[smtpd]\nmax_message_size = 99999999999999999999999\n", 2,
 	    "[smtpd] max_message_size", "not a number" },
 	{ "out of range low", "[smtpd]\nmax_sessions = 0\n", 2, "[smtpd] max_sessions", "out of range" },
+	{ "per-client limit 0", "[smtpd]\nmax_sessions_per_client = 0\n", 2, "[smtpd] max_sessions_per_client",
+	  "out of range" },
+	{ "command deadline 0", "[smtpd]\ncommand_deadline = 0\n", 2, "[smtpd] command_deadline", "out of range" },
+	{ "session deadline words", "[smtpd]\nsession_deadline = 1h\n", 2, "[smtpd] session_deadline",
+	  "not a number" },
+	{ "session deadline too long", "[smtpd]\nsession_deadline = 604801\n", 2, "[smtpd] session_deadline",
+	  "out of range" },
 	{ "out of range high", "# c\n; c\n[relay]\nretry_min = 86401\n", 4, "[relay] retry_min", "out of range" },
 	{ "max_line below 512", "[smtpd]\nmax_line = 100\n", 2, "[smtpd] max_line", "out of range" },
 	{ "unknown key", "[smtpd]\nmax_session = 5\n", 2, "[smtpd] max_session", "unknown key" },

@@ -22,6 +22,7 @@
  *	record without recipients parses only when it is rejected.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -331,6 +332,7 @@ static const char good_record[] =
 	"rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n"
 	"attempts: 2\n"
 	"next-attempt: 1764442159\n"
+	"conversion: 7bit for 127.0.0.1:2525 (line-over-998), attempt 2\n"
 	"last-host: 127.0.0.1:2525\n"
 	"last-reply: 451 4.3.0 Local error in processing\n";
 
@@ -368,6 +370,7 @@ static const struct bad_case {
 	{ "line without space after colon", "attempts: 2\n", "attempts:2\n" },
 	{ "blank line", "attempts: 2\n", "attempts: 2\n\n" },
 	{ "control char in origin", "origin: smtp 127.0.0.1\n", "origin: smtp\x01 127.0.0.1\n" },
+	{ "control char in conversion", "conversion: 7bit", "conversion: 7\x1b[2Jbit" },
 	{ "tab in reply", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451\t4.3.0\n" },
 	{ "CR before LF", "last-host: 127.0.0.1:2525\n", "last-host: 127.0.0.1:2525\r\n" },
 	{ "DEL in from", "from: <alice@example.org>\n", "from: <ali\x7f" "ce@example.org>\n" },
@@ -454,6 +457,7 @@ START_TEST(test_good_record_parses)
 	ck_assert_int_eq(env.next_attempt, 1764442159);
 	ck_assert_str_eq(env.last_host, "127.0.0.1:2525");
 	ck_assert_str_eq(env.last_reply, "451 4.3.0 Local error in processing");
+	ck_assert_str_eq(env.conversion, "7bit for 127.0.0.1:2525 (line-over-998), attempt 2");
 	envelope_free(&env);
 }
 END_TEST
@@ -630,6 +634,31 @@ write_file_at(int dirfd, const char *name, const char *buf, size_t len)
 	return n == (ssize_t)len ? 0 : -EIO;
 }
 
+/*
+ * fstat() as envelope_read_at() sees it (fstat64 with 64-bit offsets): this
+ * definition in the test program takes the place of libc's, so a test can
+ * make it fail.  A failing call leaves a struct that looks like a small
+ * regular file, as an uninitialised one might.
+ */
+static int fstat_fails_with;
+
+int
+fstat64(int fd, struct stat64 *st)
+{
+	static int (*real)(int, struct stat64 *);
+
+	if (fstat_fails_with != 0) {
+		memset(st, 0, sizeof(*st));
+		st->st_mode = S_IFREG | 0600;
+		st->st_size = 10;
+		errno = fstat_fails_with;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fstat64");
+	return real(fd, st);
+}
+
 START_TEST(test_read_at)
 {
 	char dir[sizeof(tmpbase) + 16], *text;
@@ -659,6 +688,12 @@ START_TEST(test_read_at)
 	ck_assert_int_eq(envelope_read_at(dfd, "link", &back), -ELOOP);
 	ck_assert_int_eq(mkdirat(dfd, "adir", 0700), 0);
 	ck_assert_int_lt(envelope_read_at(dfd, "adir", &back), 0);
+	/* fstat fails: its error, not a judgement of a struct it did not fill */
+	fstat_fails_with = EIO;
+	ck_assert_int_eq(envelope_read_at(dfd, "rec", &back), -EIO);
+	fstat_fails_with = 0;
+	ck_assert_int_eq(envelope_read_at(dfd, "rec", &back), 0);
+	envelope_free(&back);
 
 	free(text);
 	envelope_free(&env);

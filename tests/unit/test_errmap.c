@@ -409,6 +409,36 @@ START_TEST(test_esc_checker)
 }
 END_TEST
 
+/* Rows the session and the relay name by id: the code and enhanced code each must carry. */
+static const struct {
+	enum reply_id	id;
+	int		code;
+	const char     *esc;
+} named_rows[] = {
+	{ REPLY_BAD_SENDER_SYNTAX, 553, "5.1.7" },	/* X.1.7: the sender's address (RFC 3463) */
+	{ REPLY_SENDER_TOO_LONG, 553, "5.1.7" },
+	{ REPLY_NON_ASCII_SENDER, 553, "5.6.7" },	/* RFC 6531 */
+	{ REPLY_NON_ASCII_RCPT, 553, "5.6.7" },
+	{ REPLY_NULL_RCPT, 501, "5.1.3" },
+	{ REPLY_TOO_MANY_FROM_CLIENT, 421, "4.7.0" },
+	{ REPLY_OUT_OF_DESCRIPTORS, 421, "4.3.2" },
+	{ REPLY_COMMAND_DEADLINE, 421, "4.4.2" },
+	{ REPLY_SESSION_DEADLINE, 421, "4.4.2" },
+	{ REPLY_DELIVERY_EXPIRED, 554, "5.4.7" },	/* X.4.7: delivery time expired */
+	{ REPLY_LOCAL_ERROR, 451, "4.3.0" },
+};
+#define N_NAMED_ROWS	(sizeof(named_rows) / sizeof(named_rows[0]))
+
+START_TEST(test_named_row)
+{
+	const struct errmap_reply *r = errmap_get(named_rows[_i].id);
+
+	ck_assert_msg(r->code == named_rows[_i].code && strcmp(r->esc, named_rows[_i].esc) == 0,
+	    "row %d is %d %s, want %d %s", (int)named_rows[_i].id, r->code, r->esc, named_rows[_i].code,
+	    named_rows[_i].esc);
+}
+END_TEST
+
 static Suite *
 errmap_suite(void)
 {
@@ -429,6 +459,7 @@ errmap_suite(void)
 	tcase_add_test(tc, test_texts_are_one_clean_line);
 	tcase_add_test(tc, test_enhanced_class_matches_code);
 	tcase_add_test(tc, test_esc_checker);
+	tcase_add_loop_test(tc, test_named_row, 0, N_NAMED_ROWS);
 	suite_add_tcase(s, tc);
 	return s;
 }

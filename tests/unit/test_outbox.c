@@ -13,7 +13,14 @@
  *	that is no header, NUL bytes (-EBADMSG).
  *
  *	outbox_submit() on a real spool under /tmp and a real file: the
- *	record in queue/<id> lists the recipients, data/<id> has no Bcc;
+ *	record in queue/<id> lists the recipients, data/<id> starts with
+ *	Received: (uid, file name), Date: and Message-ID: and has no Bcc: and
+ *	no Return-Path: (folded or not; the body keeps its lines); a file
+ *	with its own Date: and Message-ID: gets no second one; a hostile file
+ *	name (parentheses, CR LF, C1, non-UTF-8, 255 octets) stays one
+ *	quoted, folded token that cannot end the comment or the header;
+ *	outbox_quote_name() and outbox_format_date() (in several zones) on
+ *	tables;
  *	over the size limit (-EFBIG), without recipients or with a bad
  *	address nothing is queued and tmp/ is left empty; a header section
  *	over OUTBOX_MAX_HEADER is -EFBIG wherever the bound cuts it.
@@ -94,9 +101,12 @@ static const struct hdr_case {
 	  "From: a@x.org\r\nTo: bob@x.org,\r\n carol@x.org\r\nBcc: eve@x.org,\r\n\tfrank@x.org\r\nSubject: s\r\n\r\nbody\r\n",
 	  0, "a@x.org", { "bob@x.org", "carol@x.org", "eve@x.org", "frank@x.org" },
 	  "From: a@x.org\r\nTo: bob@x.org,\r\n carol@x.org\r\nSubject: s\r\n\r\nbody\r\n" },
-	{ "duplicates removed",
+	{ "duplicates removed, BOB is not bob",
 	  "From: a@x.org\nTo: bob@x.org, bob@x.org\nCc: Bob <BOB@x.org>\nBcc: bob@x.org\n\nb\n",
-	  0, "a@x.org", { "bob@x.org" }, "From: a@x.org\nTo: bob@x.org, bob@x.org\nCc: Bob <BOB@x.org>\n\nb\n" },
+	  0, "a@x.org", { "bob@x.org", "BOB@x.org" }, "From: a@x.org\nTo: bob@x.org, bob@x.org\nCc: Bob <BOB@x.org>\n\nb\n" },
+	{ "local parts keep their case, domains do not (addr_same_mailbox)",
+	  "From: a@x.org\nTo: a@b.c, A@B.C\nCc: a@B.C, A@b.c\n\nb\n",
+	  0, "a@x.org", { "a@b.c", "A@B.C" }, NULL },
 	{ "Sender overrides From",
 	  "From: boss@x.org\nSender: secretary@x.org\nTo: bob@x.org\n\nb\n",
 	  0, "secretary@x.org", { "bob@x.org" }, NULL },
@@ -331,6 +341,41 @@ message_file(const char *name, const char *msg, size_t len)
 	return fd;
 }
 
+#define TEST_HOST	"mx.example.org"
+#define TEST_UID	1234
+
+static int
+submit(struct spool *spool, int fd, const char *name, unsigned long max_size, char id[SPOOL_ID_MAX],
+    char *why, size_t whylen)
+{
+	char origin[300];
+	struct outbox_source src = { .origin = origin, .name = name, .uid = TEST_UID,
+		.hostname = TEST_HOST, .max_size = max_size };
+
+	snprintf(origin, sizeof(origin), "fs outbox/%s", name);
+	for (char *p = origin; *p; p++)		/* as fs/outfile.c does */
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
+	return outbox_submit(spool, fd, &src, id, why, whylen);
+}
+
+/* The queued data of id, NUL-terminated, in buf. */
+static size_t
+read_data(const char *spath, const char *id, char *buf, size_t size)
+{
+	char dpath[PATH_LEN * 2];
+	ssize_t n;
+	int dfd;
+
+	snprintf(dpath, sizeof(dpath), "%s/data/%s", spath, id);
+	ck_assert_int_ge(dfd = open(dpath, O_RDONLY), 0);
+	n = read(dfd, buf, size - 1);
+	close(dfd);
+	ck_assert_int_ge(n, 0);
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
 static void
 assert_nothing_queued(const char *spath)
 {
@@ -344,13 +389,17 @@ static const char submit_msg[] =
 	"From: Alice <alice@example.org>\n"
 	"To: bob@example.net\n"
 	"Cc: Carol <carol@example.net>\n"
+	"Return-Path: <forged@example.org>\n"
 	"Bcc: eve@example.net,\n"
 	" frank@example.net\n"
 	"Subject: test\n"
+	"return-path:\n"
+	"\t<folded@example.org>\n"
 	"\n"
 	"body line\n"
 	".dot line\n"
-	"Bcc: in the body\n";
+	"Bcc: in the body\n"
+	"Return-Path: <in-the-body@example.org>\n";
 static const char submit_stripped[] =
 	"From: Alice <alice@example.org>\n"
 	"To: bob@example.net\n"
@@ -359,20 +408,21 @@ static const char submit_stripped[] =
 	"\n"
 	"body line\n"
 	".dot line\n"
-	"Bcc: in the body\n";
+	"Bcc: in the body\n"
+	"Return-Path: <in-the-body@example.org>\n";
 
 START_TEST(test_submit)
 {
 	static const char *const want[] = { "bob@example.net", "carol@example.net", "eve@example.net",
 		"frank@example.net" };
-	char spath[PATH_LEN], dpath[PATH_LEN * 2], id[SPOOL_ID_MAX] = "", why[256] = "", buf[1024];
+	char spath[PATH_LEN], id[SPOOL_ID_MAX] = "", why[256] = "", buf[2048], want_head[512], date[64];
 	struct spool *spool = open_spool("submit", spath);
-	int fd = message_file("m.eml", submit_msg, sizeof(submit_msg) - 1), dfd, r;
+	int fd = message_file("m.eml", submit_msg, sizeof(submit_msg) - 1), r;
+	const char *p, *q;
 	struct envelope env;
-	ssize_t n;
-	size_t i;
+	size_t i, n;
 
-	r = outbox_submit(spool, fd, "fs outbox/m.eml", 1 << 20, id, why, sizeof(why));
+	r = submit(spool, fd, "m.eml", 1 << 20, id, why, sizeof(why));
 	ck_assert_msg(r == 0, "outbox_submit = %d (%s): %s", r, strerror(-r), why);
 	close(fd);
 	ck_assert(id[0] != '\0');
@@ -387,12 +437,20 @@ START_TEST(test_submit)
 		ck_assert_int_eq(env.rcpt[i].state, RCPT_PENDING);
 	}
 	envelope_free(&env);
-	snprintf(dpath, sizeof(dpath), "%s/data/%s", spath, id);
-	ck_assert_int_ge(dfd = open(dpath, O_RDONLY), 0);
-	n = read(dfd, buf, sizeof(buf));
-	close(dfd);
-	ck_assert_int_eq(n, (ssize_t)sizeof(submit_stripped) - 1);
-	ck_assert_mem_eq(buf, submit_stripped, (size_t)n);
+	/* Received:, Date:, Message-ID: first, then the file without Bcc: and Return-Path: */
+	n = read_data(spath, id, buf, sizeof(buf));
+	snprintf(want_head, sizeof(want_head), "Received: by " TEST_HOST " (spoolgate, from outbox)\n"
+	    "\tid %s (uid 1234, file m.eml);\n\t", id);
+	ck_assert_msg(strncmp(buf, want_head, strlen(want_head)) == 0, "trace header: %s", buf);
+	p = buf + strlen(want_head);
+	ck_assert_ptr_nonnull(q = strchr(p, '\n'));
+	ck_assert_uint_lt((size_t)(q - p), sizeof(date));
+	snprintf(date, sizeof(date), "%.*s", (int)(q - p), p);
+	snprintf(want_head, sizeof(want_head), "\nDate: %s\nMessage-ID: <%s@" TEST_HOST ">\n", date, id);
+	ck_assert_msg(strncmp(q, want_head, strlen(want_head)) == 0, "Date, Message-ID: %s", q);
+	p = q + strlen(want_head);
+	ck_assert_uint_eq(n - (size_t)(p - buf), sizeof(submit_stripped) - 1);
+	ck_assert_str_eq(p, submit_stripped);
 	ck_assert_int_eq(count_entries(spath, "tmp"), 0);
 	ck_assert_int_eq(count_entries(spath, "queue"), 1);
 	ck_assert_int_eq(count_entries(spath, "mail"), 0);
@@ -407,12 +465,12 @@ START_TEST(test_submit_size_limit)
 	size_t len = sizeof(submit_msg) - 1;
 	int fd = message_file("big.eml", submit_msg, len), r;
 
-	r = outbox_submit(spool, fd, "fs outbox/big.eml", len - 1, id, why, sizeof(why));
+	r = submit(spool, fd, "big.eml", len - 1, id, why, sizeof(why));
 	ck_assert_msg(r == -EFBIG, "one byte over the limit: %d (%s)", r, strerror(-r));
 	ck_assert_msg(why[0] != '\0', "no reason given");
 	assert_nothing_queued(spath);
 	/* exactly at the limit is fine */
-	r = outbox_submit(spool, fd, "fs outbox/big.eml", len, id, why, sizeof(why));
+	r = submit(spool, fd, "big.eml", len, id, why, sizeof(why));
 	ck_assert_msg(r == 0, "at the limit: %d (%s) %s", r, strerror(-r), why);
 	ck_assert_int_eq(count_entries(spath, "queue"), 1);
 	close(fd);
@@ -443,7 +501,7 @@ START_TEST(test_submit_refused)
 	snprintf(name, sizeof(name), "refused%d", _i);
 	spool = open_spool(name, spath);
 	fd = message_file(name, c->msg, strlen(c->msg));
-	r = outbox_submit(spool, fd, "fs outbox/x.eml", 1 << 20, id, why, sizeof(why));
+	r = submit(spool, fd, "x.eml", 1 << 20, id, why, sizeof(why));
 	ck_assert_msg(r == c->want, "%s: %d (%s), want %d", c->what, r, strerror(-r), c->want);
 	ck_assert_msg(why[0] != '\0', "%s: no reason given", c->what);
 	assert_nothing_queued(spath);
@@ -494,7 +552,7 @@ START_TEST(test_submit_header_too_long)
 	snprintf(name, sizeof(name), "longhdr%d", _i);
 	spool = open_spool(name, spath);
 	fd = message_file(name, msg, at);
-	r = outbox_submit(spool, fd, "fs outbox/x.eml", 1 << 30, id, why, sizeof(why));
+	r = submit(spool, fd, "x.eml", 1 << 30, id, why, sizeof(why));
 	ck_assert_msg(r == -EFBIG, "header of %zu bytes cut %d bytes into a line: %d (%s): %s",
 	    at, cut_at[_i], r, strerror(-r), why);
 	assert_nothing_queued(spath);
@@ -555,6 +613,128 @@ START_TEST(test_reject_kept_in_failed)
 }
 END_TEST
 
+/* A message with its own Date: and Message-ID: keeps them and gets no second one. */
+START_TEST(test_submit_keeps_date_and_message_id)
+{
+	static const char msg[] = "From: a@x.org\nTo: b@x.org\nDATE: Tue, 1 Dec 2026 10:00:00 +0000\n"
+		"message-id: <mine@x.org>\n\nbody\n";
+	char spath[PATH_LEN], id[SPOOL_ID_MAX], why[256] = "", buf[2048];
+	struct spool *spool = open_spool("keepdate", spath);
+	int fd = message_file("keep", msg, sizeof(msg) - 1), r;
+	const char *body;
+
+	r = submit(spool, fd, "keep.eml", 1 << 20, id, why, sizeof(why));
+	ck_assert_msg(r == 0, "%d %s", r, why);
+	read_data(spath, id, buf, sizeof(buf));
+	ck_assert_ptr_nonnull(body = strstr(buf, msg));
+	ck_assert_msg(strncmp(buf, "Received: ", 10) == 0, "%s", buf);
+	ck_assert_msg(strstr(buf, "\nDate: ") == NULL, "a second Date: %s", buf);
+	ck_assert_msg(strstr(buf, "\nMessage-ID: ") == NULL, "a second Message-ID: %s", buf);
+	close(fd);
+	spool_close(spool);
+}
+END_TEST
+
+/*
+ * A file name may hold anything: it must never end the comment or the
+ * header, nor put a control or 8-bit octet into it, and a long one is
+ * folded.
+ */
+START_TEST(test_submit_hostile_name)
+{
+	static const char msg[] = "From: a@x.org\nTo: b@x.org\n\nbody\n";
+	char spath[PATH_LEN], id[SPOOL_ID_MAX], why[256] = "", buf[4096], name[256];
+	struct spool *spool = open_spool("hostile", spath);
+	int fd = message_file("hostile", msg, sizeof(msg) - 1), r, depth = 0;
+	const char *p, *end;
+
+	memset(name, 'n', sizeof(name));
+	memcpy(name, "a) (b\\\r\n\nX-Evil: 1\x9b\xff\" %41", 25);
+	name[255] = '\0';
+	r = submit(spool, fd, name, 1 << 20, id, why, sizeof(why));
+	ck_assert_msg(r == 0, "%d %s", r, why);
+	read_data(spath, id, buf, sizeof(buf));
+	ck_assert_ptr_nonnull(end = strstr(buf, "\nDate: "));
+	for (p = buf; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		ck_assert_msg(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f),
+		    "octet 0x%02x in the Received: header", c);
+		ck_assert_msg(c != '\n' || p[1] == '\t', "the header ends early: %s", buf);
+		depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+		ck_assert_msg(depth >= 0 && depth <= 1, "unbalanced comment: %.*s", (int)(end - buf), buf);
+	}
+	ck_assert_int_eq(depth, 0);
+	for (p = buf; p < end; p = strchr(p, '\n') + 1)
+		ck_assert_msg(strchr(p, '\n') - p <= 78, "a line over 78 octets: %.*s", (int)(end - buf), buf);
+	ck_assert_msg(strstr(buf, "file a%29%20%28b%5C%0D%0A%0AX-Evil:%201%9B%FF%22%20%2541nnn") != NULL,
+	    "name not quoted as expected: %.*s", (int)(end - buf), buf);
+	ck_assert_msg(strstr(buf, "X-Evil: 1") == NULL, "a header injected");
+	close(fd);
+	spool_close(spool);
+}
+END_TEST
+
+static const struct quote_case {
+	const char     *in, *out;
+} quote_cases[] = {
+	{ "report.eml", "report.eml" },
+	{ "", "" },
+	{ "a b", "a%20b" },
+	{ "(x)\\\"%", "%28x%29%5C%22%25" },
+	{ "\x01\x7f\x80\xff\t", "%01%7F%80%FF%09" },
+	{ "caf\xc3\xa9.txt", "caf%C3%A9.txt" },
+};
+
+START_TEST(test_quote_name)
+{
+	const struct quote_case *c = &quote_cases[_i];
+	char out[64];
+
+	ck_assert_uint_eq(outbox_quote_name(c->in, out, sizeof(out)), strlen(c->out));
+	ck_assert_str_eq(out, c->out);
+}
+END_TEST
+
+START_TEST(test_quote_name_bound)
+{
+	char out[5];
+
+	/* "ab" then "%20" does not fit in 4 octets + NUL: cut before it, never in it */
+	ck_assert_uint_eq(outbox_quote_name("ab c", out, sizeof(out)), 2);
+	ck_assert_str_eq(out, "ab");
+	ck_assert_uint_eq(outbox_quote_name("abcdefgh", out, sizeof(out)), 4);
+	ck_assert_str_eq(out, "abcd");
+}
+END_TEST
+
+static const struct date_case {
+	const char     *tz;
+	time_t		t;
+	const char     *want;
+} date_cases[] = {
+	{ "UTC0", 0, "Thu, 01 Jan 1970 00:00:00 +0000" },
+	{ "UTC0", 1796189400, "Wed, 02 Dec 2026 05:30:00 +0000" },
+	{ "IST-5:30", 1796189400, "Wed, 02 Dec 2026 11:00:00 +0530" },
+	{ "EST5", 1796189400, "Wed, 02 Dec 2026 00:30:00 -0500" },
+	{ "NST3:30", 1796189400, "Wed, 02 Dec 2026 02:00:00 -0330" },
+};
+
+START_TEST(test_format_date)
+{
+	const struct date_case *c = &date_cases[_i];
+	char out[64], small[20];
+
+	setenv("TZ", c->tz, 1);
+	tzset();
+	ck_assert_int_eq(outbox_format_date(c->t, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, c->want);
+	ck_assert_int_eq(outbox_format_date(c->t, small, sizeof(small)), -ENAMETOOLONG);
+	unsetenv("TZ");
+	tzset();
+}
+END_TEST
+
 static Suite *
 outbox_suite(void)
 {
@@ -573,6 +753,14 @@ outbox_suite(void)
 	tcase_add_loop_test(tc, test_submit_refused, 0, N_SUBMIT_ERRS);
 	tcase_add_loop_test(tc, test_submit_header_too_long, 0, N_CUTS);
 	tcase_add_test(tc, test_reject_kept_in_failed);
+	tcase_add_test(tc, test_submit_keeps_date_and_message_id);
+	tcase_add_test(tc, test_submit_hostile_name);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("trace");
+	tcase_add_loop_test(tc, test_quote_name, 0, sizeof(quote_cases) / sizeof(quote_cases[0]));
+	tcase_add_test(tc, test_quote_name_bound);
+	tcase_add_loop_test(tc, test_format_date, 0, sizeof(date_cases) / sizeof(date_cases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

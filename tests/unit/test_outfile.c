@@ -56,7 +56,7 @@ setup(void)
 	testutil_mkdtemp(tmpbase, sizeof(tmpbase), "outfile");
 	snprintf(path, sizeof(path), "%s/spool", tmpbase);
 	ck_assert_int_eq(spool_open(path, &spool), 0);
-	outfile_set_init(&set, spool, MAX_SIZE);
+	outfile_set_init(&set, spool, MAX_SIZE, "gw.example.org");
 }
 
 static void

@@ -509,21 +509,26 @@ START_TEST(cmd_mail)
 	struct relay_caps none = { 0 }, all = { .pipelining = true, .size = true, .eightbitmime = true };
 	char buf[128];
 
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false), 25);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234), 0);
+	/* BODY=8BITMIME only for 8-bit content, and only to a server that offers it (RFC 6152) */
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false), 0);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234\r\n");
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true), 0);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<\"j doe\"@x.example>\r\n");
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0), -EILSEQ);
-	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false), -EILSEQ);
+	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false), -ENAMETOOLONG);
 	/* Exactly fits: 25 octets and the NUL. */
-	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0), 25);
-	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false), -ENAMETOOLONG);
 }
 END_TEST
 
@@ -658,6 +663,19 @@ START_TEST(settle_defer_then_backoff)
 	/* The recipient already sent stays sent. */
 	ck_assert_int_eq(env.rcpt[1].state, RCPT_SENT);
 	envelope_free(&env);
+
+	/* The backoff never reaches past the lifetime (created + 100). */
+	p.max_queue_lifetime = 100;
+	make_env(&env, st, 2, 1000000);
+	ck_assert_int_eq(relay_settle(&env, 1000010, &p, &v), 0);
+	ck_assert_int_eq(env.next_attempt, 1000070);
+	ck_assert_int_eq(relay_settle(&env, 1000070, &p, &v), 0);
+	ck_assert_int_eq(v.outcome, QUEUE_DEFERRED);
+	ck_assert_uint_eq(v.delay, 30);
+	ck_assert_int_eq(env.next_attempt, 1000100);
+	ck_assert_int_eq(relay_settle(&env, 1000100, &p, &v), 0);
+	ck_assert(v.expired);
+	envelope_free(&env);
 }
 END_TEST
 
@@ -691,27 +709,43 @@ START_TEST(settle_expiry)
 	struct relay_verdict v;
 	struct envelope env;
 
-	/* Exactly at the lifetime: not yet. */
+	/* One second before the lifetime runs out: not yet, and the next attempt is no later than it. */
 	make_env(&env, st, 3, 5000);
-	ck_assert_int_eq(relay_settle(&env, 6000, &p, &v), 0);
+	ck_assert_int_eq(relay_settle(&env, 5999, &p, &v), 0);
 	ck_assert_int_eq(v.outcome, QUEUE_DEFERRED);
 	ck_assert(!v.expired);
+	ck_assert_uint_eq(v.delay, 1);
+	ck_assert_int_eq(env.next_attempt, 6000);
 	envelope_free(&env);
 
-	/* One second past: the pending recipients fail, with their last reply. */
+	/* When it runs out: the pending recipients fail with 554 5.4.7 and their last reply. */
 	make_env(&env, st, 3, 5000);
 	env.attempts = 2;
 	ck_assert_int_eq(envelope_set_rcpt(&env, 0, RCPT_PENDING, "451 4.3.0 try later"), 0);
 	ck_assert_int_eq(envelope_set_last(&env, "127.0.0.1:2600", "421 4.4.2 Connection lost"), 0);
-	ck_assert_int_eq(relay_settle(&env, 6001, &p, &v), 0);
+	ck_assert_int_eq(relay_settle(&env, 6000, &p, &v), 0);
 	ck_assert_int_eq(v.outcome, QUEUE_FAILED);
 	ck_assert(v.expired);
 	ck_assert_uint_eq(env.attempts, 3);
 	ck_assert_int_eq(env.rcpt[0].state, RCPT_FAILED);
-	ck_assert_str_eq(env.rcpt[0].reply, "expired after 3 attempts: 451 4.3.0 try later");
+	ck_assert_str_eq(env.rcpt[0].reply,
+	    "554 5.4.7 Delivery time expired (after 1000 s and 3 attempts; last reply: 451 4.3.0 try later)");
 	ck_assert_int_eq(env.rcpt[1].state, RCPT_SENT);
 	ck_assert_int_eq(env.rcpt[2].state, RCPT_FAILED);
-	ck_assert_str_eq(env.rcpt[2].reply, "expired after 3 attempts: 421 4.4.2 Connection lost");
+	ck_assert_str_eq(env.rcpt[2].reply,
+	    "554 5.4.7 Delivery time expired (after 1000 s and 3 attempts; last reply: 421 4.4.2 Connection lost)");
+	envelope_free(&env);
+
+	/* relay_expire(): the same without an attempt; nothing to do before the time. */
+	make_env(&env, st, 3, 5000);
+	env.attempts = 2;
+	ck_assert(!relay_expired(&env, 5999, &p));
+	ck_assert(relay_expired(&env, 6000, &p));
+	ck_assert_int_eq(relay_expire(&env, 6500, &p, &v), 0);
+	ck_assert(v.expired);
+	ck_assert_int_eq(v.outcome, QUEUE_FAILED);
+	ck_assert_uint_eq(env.attempts, 2);
+	ck_assert_str_eq(env.rcpt[0].reply, "554 5.4.7 Delivery time expired (after 1500 s and 2 attempts; last reply: none)");
 	envelope_free(&env);
 
 	/* A creation time in the future (clock step) or absurd in the past cannot overflow. */

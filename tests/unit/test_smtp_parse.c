@@ -8,7 +8,10 @@
  *	included, so that a change of the errno table shows up here.  The DATA
  *	machine is checked on the smuggling cases of the issue, on dot
  *	unstuffing and line endings, and on every way of cutting its input
- *	and output into pieces.
+ *	and output into pieces.  The Return-Path filter is checked on a table
+ *	(any case, obsolete space before the colon, folded lines, body lines
+ *	kept, a name past the hold kept) cut at every pair of places, and
+ *	byte by byte through 4000 header and body lines.
  */
 
 #include <check.h>
@@ -102,6 +105,12 @@ static const struct {
 	{ "tab\there", -EINVAL },
 	{ "h\xc3\xa9llo", -EINVAL },
 	{ "ctl\x01", -EINVAL },
+	{ "x(by", -EINVAL },		/* would open a comment in Received: */
+	{ "<a>", -EINVAL },
+	{ ";", -EINVAL },
+	{ "a_b.example", -EINVAL },
+	{ "[1.2.3.4]", 0 },
+	{ "[1.2.3.4", -EINVAL },
 };
 
 START_TEST(test_helo)
@@ -119,7 +128,11 @@ START_TEST(test_helo_overlong)
 {
 	char arg[SMTP_HELO_MAX + 1], out[SMTP_HELO_MAX];
 
-	memset(arg, 'a', sizeof(arg) - 1);
+	size_t i;
+
+	/* Labels "aaa...a." of 50 octets: a valid domain name at every length. */
+	for (i = 0; i < sizeof(arg) - 1; i++)
+		arg[i] = (i % 50 == 49) ? '.' : 'a';
 	arg[sizeof(arg) - 1] = '\0';
 	ck_assert_int_eq(smtp_parse_helo(arg, out, sizeof(out)), -ENAMETOOLONG);
 	arg[SMTP_HELO_MAX - 1] = '\0';		/* the longest that fits */
@@ -155,17 +168,17 @@ static const struct {
 	{ "FROM:<\"john doe\"@b.example>", 0, NULL, "\"john doe\"@b.example", 0, 0, SMTP_BODY_UNSPECIFIED },
 	{ "FROM:<a@[127.0.0.1]>", 0, NULL, "a@[127.0.0.1]", 0, 0, SMTP_BODY_UNSPECIFIED },
 	/* refused */
-	BAD_MAIL("FROM:alice@example.org", 501, "5.1.7"),		/* missing brackets */
-	BAD_MAIL("FROM:<alice@example.org", 501, "5.1.7"),
-	BAD_MAIL("FROM:alice@example.org>", 501, "5.1.7"),
-	BAD_MAIL("FROM:<alice>", 501, "5.1.7"),			/* no domain */
-	BAD_MAIL("FROM:<a@b.example>junk", 501, "5.1.7"),
-	BAD_MAIL("FROM:<Postmaster>", 501, "5.1.7"),			/* only for RCPT */
-	BAD_MAIL("FROM:", 501, "5.1.7"),
+	BAD_MAIL("FROM:alice@example.org", 553, "5.1.7"),		/* missing brackets */
+	BAD_MAIL("FROM:<alice@example.org", 553, "5.1.7"),
+	BAD_MAIL("FROM:alice@example.org>", 553, "5.1.7"),
+	BAD_MAIL("FROM:<alice>", 553, "5.1.7"),			/* no domain */
+	BAD_MAIL("FROM:<a@b.example>junk", 553, "5.1.7"),
+	BAD_MAIL("FROM:<Postmaster>", 553, "5.1.7"),			/* only for RCPT */
+	BAD_MAIL("FROM:", 553, "5.1.7"),
 	BAD_MAIL("<alice@example.org>", 501, "5.5.4"),		/* no FROM: */
 	BAD_MAIL("TO:<alice@example.org>", 501, "5.5.4"),
-	BAD_MAIL("FROM:<al\xc3\xaf" "ce@example.org>", 553, "5.1.3"),	/* 8-bit: no SMTPUTF8 */
-	BAD_MAIL("FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example>", 553, "5.1.3"),
+	BAD_MAIL("FROM:<al\xc3\xaf" "ce@example.org>", 553, "5.6.7"),	/* 8-bit: no SMTPUTF8 (RFC 6531) */
+	BAD_MAIL("FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example>", 553, "5.1.7"),
 	BAD_MAIL("FROM:<> FOO=1", 555, "5.5.4"),			/* unknown parameter */
 	BAD_MAIL("FROM:<> AUTH=<>", 555, "5.5.4"),
 	BAD_MAIL("FROM:<> RET=HDRS", 555, "5.5.4"),			/* DSN is not offered */
@@ -243,14 +256,15 @@ static const struct {
 	{ "TO:<postmaster@localhost>", 0, NULL, "postmaster@localhost" },
 	{ "TO:<@a.example,@b.example:bob@c.example>", 0, NULL, "bob@c.example" },
 	{ "TO:<bob@[IPv6:::1]>", 0, NULL, "bob@[IPv6:::1]" },
-	BAD_RCPT("TO:<>", 553, "5.1.3"),				/* null path is for MAIL */
+	BAD_RCPT("TO:<>", 501, "5.1.3"),				/* null path is for MAIL */
+	BAD_RCPT("TO:<> NOTIFY=NEVER", 501, "5.1.3"),
 	BAD_RCPT("TO:bob@localhost", 553, "5.1.3"),			/* missing brackets */
 	BAD_RCPT("TO:<bob@localhost", 553, "5.1.3"),
 	BAD_RCPT("TO:<bob>", 553, "5.1.3"),
 	BAD_RCPT("TO:<bob@@localhost>", 553, "5.1.3"),
 	BAD_RCPT("TO:<bob@-bad.example>", 553, "5.1.3"),
 	BAD_RCPT("TO:<bob@localhost>x", 553, "5.1.3"),
-	BAD_RCPT("TO:<b\xc3\xb6" "b@localhost>", 553, "5.1.3"),
+	BAD_RCPT("TO:<b\xc3\xb6" "b@localhost>", 553, "5.6.7"),	/* no SMTPUTF8 (RFC 6531) */
 	BAD_RCPT("TO:<bob@localhost> NOTIFY=NEVER", 555, "5.5.4"),	/* DSN not offered */
 	BAD_RCPT("TO:<bob@localhost> =x", 501, "5.5.4"),
 	BAD_RCPT("<bob@localhost>", 501, "5.5.4"),
@@ -487,6 +501,87 @@ START_TEST(test_hdrscan_many)
 }
 END_TEST
 
+/* ---- Return-Path: headers dropped ---- */
+
+static const struct {
+	const char     *msg, *want;
+} rp_cases[] = {
+	{ "Return-Path: <x@y>\nSubject: s\n\nbody\n", "Subject: s\n\nbody\n" },
+	{ "Subject: s\nreturn-path: <x@y>\nRETURN-PATH:<z@y>\nTo: t\n\nb\n", "Subject: s\nTo: t\n\nb\n" },
+	{ "Return-Path:\n <x@y>\n\t(folded)\nTo: t\n\n", "To: t\n\n" },
+	{ "Return-Path \t: <obs@y>\nTo: t\n\n", "To: t\n\n" },
+	{ "Return-Path: <a@y>\nReturn-Path: <b@y>\n folded\n\n", "\n" },
+	{ "To: t\n\nReturn-Path: <in the body>\n", "To: t\n\nReturn-Path: <in the body>\n" },
+	{ "\nReturn-Path: <x@y>\n", "\nReturn-Path: <x@y>\n" },	/* no header section */
+	{ "X-Return-Path: a\nReturn-PathX: b\nReturn-Path\nReturn-Pat: c\n Return-Path: d\n\n",
+	  "X-Return-Path: a\nReturn-PathX: b\nReturn-Path\nReturn-Pat: c\n Return-Path: d\n\n" },
+	{ "Return-Path                                     : long\n\n",	/* past the hold: kept */
+	  "Return-Path                                     : long\n\n" },
+	{ "To: t\n folded Return-Path: x\nReturn-Path: <x@y>\r\n\n", "To: t\n folded Return-Path: x\n\n" },
+	{ "Return-Pa", "Return-Pa" },				/* held, given back by finish */
+	{ "Return-Path: <x@y>", "" },
+	{ "", "" },
+};
+
+/* Runs msg through a filter in pieces cut at cut1 and cut2; returns the output. */
+static size_t
+hdrfilter_run(const char *msg, size_t len, size_t cut1, size_t cut2, char *out)
+{
+	struct smtp_hdrfilter f;
+	size_t o;
+
+	smtp_hdrfilter_init(&f);
+	o = smtp_hdrfilter_feed(&f, msg, cut1, out);
+	o += smtp_hdrfilter_feed(&f, msg + cut1, cut2 - cut1, out + o);
+	o += smtp_hdrfilter_feed(&f, msg + cut2, len - cut2, out + o);
+	o += smtp_hdrfilter_finish(&f, out + o);
+	return o;
+}
+
+START_TEST(test_hdrfilter)
+{
+	const char *msg = rp_cases[_i].msg, *want = rp_cases[_i].want;
+	size_t len = strlen(msg), c1, c2, o;
+	char out[256];
+
+	ck_assert_uint_lt(len + 3 * SMTP_HDRFILTER_HOLD, sizeof(out));
+	for (c1 = 0; c1 <= len; c1++)
+		for (c2 = c1; c2 <= len; c2++) {
+			o = hdrfilter_run(msg, len, c1, c2, out);
+			ck_assert_msg(o == strlen(want) && memcmp(out, want, o) == 0,
+			    "row %d cuts %zu,%zu: '%.*s', want '%s'", _i, c1, c2, (int)o, out, want);
+		}
+}
+END_TEST
+
+/* Byte by byte through a long header and body: bounded state, same output. */
+START_TEST(test_hdrfilter_long)
+{
+	static char msg[200000], want[200000], out[200000 + SMTP_HDRFILTER_HOLD];
+	struct smtp_hdrfilter f;
+	size_t len = 0, wlen = 0, o = 0, i;
+
+	for (i = 0; i < 2000; i++) {
+		if (i % 2) {
+			len += (size_t)sprintf(msg + len, "Return-Path: <%zu@y>\n\tmore\n", i);
+			continue;
+		}
+		len += (size_t)sprintf(msg + len, "X-H: %zu\n", i);
+		wlen += (size_t)sprintf(want + wlen, "X-H: %zu\n", i);
+	}
+	for (i = 0; i < 2000; i++) {
+		len += (size_t)sprintf(msg + len, "%sReturn-Path: <body%zu>\n", i ? "" : "\n", i);
+		wlen += (size_t)sprintf(want + wlen, "%sReturn-Path: <body%zu>\n", i ? "" : "\n", i);
+	}
+	smtp_hdrfilter_init(&f);
+	for (i = 0; i < len; i++)
+		o += smtp_hdrfilter_feed(&f, msg + i, 1, out + o);
+	o += smtp_hdrfilter_finish(&f, out + o);
+	ck_assert_uint_eq(o, wlen);
+	ck_assert_mem_eq(out, want, o);
+}
+END_TEST
+
 #define N(a)	((int)(sizeof(a) / sizeof((a)[0])))
 
 static Suite *
@@ -508,6 +603,8 @@ smtp_parse_suite(void)
 	tcase_add_test(tc, test_data_long_line);
 	tcase_add_loop_test(tc, test_hdrscan, 0, N(hdr_cases));
 	tcase_add_test(tc, test_hdrscan_many);
+	tcase_add_loop_test(tc, test_hdrfilter, 0, N(rp_cases));
+	tcase_add_test(tc, test_hdrfilter_long);
 	suite_add_tcase(s, tc);
 	return s;
 }

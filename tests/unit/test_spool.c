@@ -43,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,23 @@ base_teardown(void)
 }
 
 /* ---- helpers ---- */
+
+/*
+ * fchown() as the spool sees it: this definition in the test program
+ * takes the place of libc's for the spool library linked into it, so a
+ * test can make it fail.  0: the real call.
+ */
+static int fchown_fails_with;
+
+int
+fchown(int fd, uid_t uid, gid_t gid)
+{
+	if (fchown_fails_with != 0) {
+		errno = fchown_fails_with;
+		return -1;
+	}
+	return (int)syscall(SYS_fchown, fd, uid, gid);
+}
 
 /* A fresh spool in tmpbase/<name>. */
 static struct spool *
@@ -666,6 +684,45 @@ START_TEST(test_sticky_error_enospc)
 }
 END_TEST
 
+/* Run as root in another user's spool: a file or directory that cannot be given to the owner is not made. */
+START_TEST(test_chown_failure_fails_the_creation)
+{
+	char path[PATH_LEN], name[SPOOL_NAME_MAX];
+	struct spool *spool;
+	struct stat st;
+	int fd;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_spool: not root, chown failures skipped\n");
+		return;
+	}
+	pathf(path, "%s/chown", tmpbase);
+	ck_assert_int_eq(mkdir(path, 0750), 0);
+	ck_assert_int_eq(chown(path, 65534, 65534), 0);
+	ck_assert_int_eq(spool_open(path, &spool), 0);
+	fchown_fails_with = EPERM;
+	ck_assert_int_eq(spool_tmpfile(spool, name), -EPERM);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(spool_mailbox_create(spool, "bob", NULL), -EPERM);
+	ck_assert_int_eq(count_entries(path, "mail"), 0);
+	fchown_fails_with = 0;
+	ck_assert_int_ge(fd = spool_tmpfile(spool, name), 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_uint_eq(st.st_uid, 65534);
+	close(fd);
+	ck_assert_int_eq(spool_mailbox_create(spool, "bob", NULL), 0);
+	ck_assert_int_eq(spool_mailbox_exists(spool, "bob"), 1);
+	spool_close(spool);
+	/* A spool directory that cannot be given to its owner stops spool_open(). */
+	pathf(name, "%s/tmp", path);
+	testutil_rmtree(name);
+	fchown_fails_with = EPERM;
+	ck_assert_int_eq(spool_open(path, &spool), -EPERM);
+	fchown_fails_with = 0;
+	ck_assert_int_eq(count_entries(path, "tmp"), -1);
+}
+END_TEST
+
 START_TEST(test_unpublish)
 {
 	char path[PATH_LEN];
@@ -1172,6 +1229,59 @@ START_TEST(test_scan_moves_corrupt_to_failed)
 }
 END_TEST
 
+/* What a function writes to stderr (the log), NUL-terminated into buf. */
+static int saved_stderr = -1;
+
+static void
+capture_stderr(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	saved_stderr = dup(STDERR_FILENO);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	close(fd);
+}
+
+static void
+captured_stderr(const char *file, char *buf, size_t size)
+{
+	FILE *fp;
+	size_t n;
+
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	fp = fopen(file, "r");
+	ck_assert_ptr_nonnull(fp);
+	n = fread(buf, 1, size - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+}
+
+/* failed/ cannot take the record (it was removed): the record stays in queue/ and the log says so. */
+START_TEST(test_corrupt_record_that_cannot_move)
+{
+	char path[PATH_LEN], p[PATH_LEN], log[4096];
+	struct spool *spool = open_spool("corrupt-stuck", path);
+	struct scan_seen seen = { .n = 0 };
+	static const char garbage[] = "this is no envelope\n";
+
+	pathf(p, "%s/queue/1.M1P1Q1", path);
+	write_path(p, garbage, sizeof(garbage) - 1);
+	pathf(p, "%s/failed", path);
+	ck_assert_int_eq(rmdir(p), 0);		/* the descriptor now names a removed directory */
+	pathf(p, "%s/scan.log", tmpbase);
+	capture_stderr(p);
+	ck_assert_int_eq(queue_scan(spool, scan_cb, &seen), 0);
+	captured_stderr(p, log, sizeof(log));
+	ck_assert_int_eq(seen.n, 0);
+	ck_assert_msg(exists_at(spool, SPOOL_DIR_QUEUE, "1.M1P1Q1"), "the record vanished");
+	ck_assert_msg(strstr(log, "action=\"left in queue/\"") != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, "moved to failed/") == NULL, "the log claims a move that failed: %s", log);
+	spool_close(spool);
+}
+END_TEST
+
 /* A record with more recipients than ENVELOPE_MAX_RCPT: no valid record. */
 static void
 write_too_many_rcpts(const char *path, const char *id)
@@ -1272,6 +1382,51 @@ START_TEST(test_claim_without_data)
 }
 END_TEST
 
+/*
+ * Two gateways with one system host name but different configured names
+ * on one spool: each knows its claims and temporaries by the configured
+ * name, so recovery of A gives back nothing of B's that is alive.
+ */
+START_TEST(test_configured_hostname_tells_gateways_apart)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX], claim[PATH_LEN], tmpname[SPOOL_NAME_MAX];
+	struct spool *a = open_spool("twohosts", path), *b;
+	const char *rcpts[] = { "r1@example.net", NULL };
+	struct spool_recovery st;
+	struct queue_claim *qc;
+	int fd;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a.example.org");
+	spool_set_hostname(b, "gw-b.example.org");
+	ck_assert_str_eq(spool_hostname(a), "gw-a_example_org");
+	ck_assert_str_eq(spool_hostname(b), "gw-b_example_org");
+
+	queue_one(a, rcpts, id);
+	ck_assert_int_eq(queue_claim(b, id, &qc), 0);
+	pathf(claim, "%s@gw-b_example_org,%ld", id, (long)getpid());
+	ck_assert_msg(exists_at(a, SPOOL_DIR_ACTIVE, claim), "claim not tagged with the configured name");
+	ck_assert_int_ge(fd = spool_tmpfile(b, tmpname), 0);
+	close(fd);
+	ck_assert_msg(strstr(tmpname, ".gw-b_example_org") != NULL, "tmp/%s", tmpname);
+
+	ck_assert_int_eq(spool_recover(a, &st), 0);
+	ck_assert_uint_eq(st.claims_returned, 0);
+	ck_assert_uint_eq(st.temporaries_removed, 0);
+	ck_assert_msg(exists_at(a, SPOOL_DIR_ACTIVE, claim), "A gave back B's live claim");
+	ck_assert_msg(!exists_at(a, SPOOL_DIR_QUEUE, id), "B's claimed record is back in queue/");
+	ck_assert_msg(exists_at(a, SPOOL_DIR_TMP, tmpname), "A removed B's live temporary");
+
+	/* B's own recovery (its pid is ours: a dead predecessor) does give it back. */
+	ck_assert_int_eq(spool_recover(b, &st), 0);
+	ck_assert_uint_eq(st.claims_returned, 1);
+	ck_assert(exists_at(a, SPOOL_DIR_QUEUE, id));
+	queue_claim_free(qc);
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
 START_TEST(test_claim_bad_ids)
 {
 	char path[PATH_LEN];
@@ -1311,6 +1466,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_deliver_local_names);
 	tcase_add_test(tc, test_sticky_error_efbig);
 	tcase_add_test(tc, test_sticky_error_enospc);
+	tcase_add_test(tc, test_chown_failure_fails_the_creation);
 	tcase_add_test(tc, test_unpublish);
 	tcase_add_test(tc, test_publish_failure_takes_back);
 	tcase_add_test(tc, test_recover);
@@ -1325,8 +1481,10 @@ spool_suite(void)
 	tcase_add_test(tc, test_finish_failed);
 	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
 	tcase_add_test(tc, test_scan_survives_odd_entries);
+	tcase_add_test(tc, test_corrupt_record_that_cannot_move);
 	tcase_add_test(tc, test_claim_without_data);
 	tcase_add_test(tc, test_claim_bad_ids);
+	tcase_add_test(tc, test_configured_hostname_tells_gateways_apart);
 	suite_add_tcase(s, tc);
 	return s;
 }
