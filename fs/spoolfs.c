@@ -1265,8 +1265,8 @@ spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case INODE_OUTFILE:
 		w = spoolfs_writer_of(req);
 		r = spoolfs_open_outfile(fs, node, fi->flags, &w, &h);
-		if (r == 0)
-			spoolfs_touch_outbox(fs);	/* O_TRUNC may have made a new message */
+		if (r == 0 && (fi->flags & O_TRUNC))
+			spoolfs_touch_outbox(fs);	/* it may be a new message now */
 		break;
 	case INODE_MAILMSG:
 	case INODE_RECMSG:
