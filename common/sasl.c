@@ -88,6 +88,7 @@ struct sasl_server {
 	void	       *arg;
 	bool		looked_up;	/* scram_secrets was asked */
 	bool		decoy;		/* no such user: made-up secrets */
+	bool		started;	/* GNU SASL has taken a step */
 	bool		pending_ok;	/* SCRAM's server-final sent, waiting for "" */
 	bool		forced;		/* a callback decided the outcome */
 	bool		over;		/* final holds the outcome */
@@ -557,6 +558,17 @@ sasl_server_step(struct sasl_server *server, const char *response, char **challe
 			return server_over(server, SASL_MALFORMED, "a response after the exchange finished");
 		return server_success(server);
 	}
+	if (server->mech == MECH_LOGIN && !server->started && *response != '\0') {
+		/* AUTH LOGIN <user>: GNU SASL would take the user for nothing
+		 * and ask for it again; let it prompt first (RFC 4954 allows an
+		 * initial response for any mechanism). */
+		rc = gsasl_step64(server->session, "", &out);
+		gsasl_free(out);
+		out = NULL;
+		if (rc != GSASL_NEEDS_MORE)
+			return server_failure(server, rc);
+	}
+	server->started = true;
 	rc = gsasl_step64(server->session, response, &out);
 	if (server->forced) {
 		gsasl_free(out);

@@ -97,7 +97,8 @@
  *	client sends) and returns SASL_CONTINUE with *challenge set (send
  *	"334 " and it), SASL_OK with sasl_server_identity() set, or a
  *	failure; after a failure or SASL_OK the exchange is over and further
- *	steps return the same status.
+ *	steps return the same status.  LOGIN takes the user as an initial
+ *	response too ("AUTH LOGIN <base64 user>", which some clients send).
  *
  *	The caller supplies the credentials through struct sasl_server_ops:
  *	    check_password(arg, user, password)   PLAIN and LOGIN: 0 when the

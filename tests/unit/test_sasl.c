@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -289,6 +290,28 @@ START_TEST(test_malformed)
 	if (strcmp(mech, "LOGIN") != 0)		/* LOGIN takes any text as a name */
 		ck_assert_int_eq(server_once(mech, junk), SASL_MALFORMED);
 	gsasl_free(junk);
+}
+END_TEST
+
+/* AUTH LOGIN with the user on the AUTH line, as some clients send it. */
+START_TEST(test_login_initial_response)
+{
+	struct store st = { 0 };
+	struct sasl_server *srv;
+	char *user = b64("alice", 5), *pw = b64("correct horse battery", 21), *chal, *raw;
+	size_t len;
+
+	ck_assert_int_eq(sasl_server_start(ctx, "LOGIN", &ops, &st, &srv), SASL_CONTINUE);
+	ck_assert_int_eq(sasl_server_step(srv, user, &chal), SASL_CONTINUE);
+	ck_assert_int_eq(gsasl_base64_from(chal, strlen(chal), &raw, &len), GSASL_OK);
+	ck_assert_int_eq(strncasecmp(raw, "Password", 8), 0);	/* the user was taken */
+	gsasl_free(raw);
+	free(chal);
+	ck_assert_int_eq(sasl_server_step(srv, pw, &chal), SASL_OK);
+	ck_assert_str_eq(sasl_server_identity(srv), "alice");
+	sasl_server_free(srv);
+	gsasl_free(user);
+	gsasl_free(pw);
 }
 END_TEST
 
@@ -727,6 +750,7 @@ sasl_suite(void)
 	tcase_add_loop_test(tc, test_temporary_failure_each_mechanism, 0, 3);
 	tcase_add_test(tc, test_password_transition);
 	tcase_add_loop_test(tc, test_malformed, 0, 3);
+	tcase_add_test(tc, test_login_initial_response);
 	tcase_add_test(tc, test_authzid_refused);
 	tcase_add_test(tc, test_unknown_mechanism);
 	tcase_add_test(tc, test_client_choice);
