@@ -129,10 +129,6 @@ server_validate_simple(struct sasl_server *srv, Gsasl_session *s)
 		return callback_result(srv, SASL_TEMPFAIL, "no password check configured");
 	if (user == NULL || *user == '\0' || password == NULL)
 		return GSASL_AUTHENTICATION_ERROR;
-	if (authzid_differs(s)) {
-		snprintf(srv->error, sizeof(srv->error), "authorization identity differs from the user");
-		return GSASL_AUTHENTICATION_ERROR;
-	}
 	r = srv->ops->check_password(srv->arg, user, password);
 	if (r == 0)
 		return GSASL_OK;
