@@ -655,7 +655,7 @@ tls_info_get(SSL *ssl, struct tls_info *info)
 	snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(ssl));
 	snprintf(info->cipher, sizeof(info->cipher), "%s",
 	    cipher != NULL ? SSL_CIPHER_get_name(cipher) : "none");
-	info->bits = cipher != NULL ? SSL_CIPHER_get_bits(cipher, NULL) : 0;
+	info->bits = cipher != NULL ? SSL_CIPHER_get_bits(cipher, &info->alg_bits) : 0;
 	info->verified = cert != NULL && SSL_get0_peer_certificate(ssl) != NULL &&
 	    SSL_get_verify_result(ssl) == X509_V_OK;
 	if (cert != NULL) {
@@ -681,4 +681,11 @@ tls_info_format(const struct tls_info *info, char *buf, size_t len)
 		n = m < 0 ? m : n + m;
 	}
 	return n;
+}
+
+int
+tls_info_received(const struct tls_info *info, char *buf, size_t len)
+{
+	return snprintf(buf, len, "using %s with cipher %s (%d/%d bits)", info->version,
+	    info->cipher, info->bits, info->alg_bits);
 }

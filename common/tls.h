@@ -28,6 +28,8 @@
  *	void tls_handshake_error(SSL *ssl, int ret, char *buf, size_t len);
  *	void tls_info_get(SSL *ssl, struct tls_info *info);
  *	int tls_info_format(const struct tls_info *info, char *buf, size_t len);
+int tls_info_received(const struct tls_info *info, char *buf, size_t len);
+ *	int tls_info_received(const struct tls_info *info, char *buf, size_t len);
  *	int tls_private_file_open(const char *path, char *err, size_t errlen);
  * DESCRIPTION
  *	The TLS pieces shared by the relay (client) and the SMTP server.
@@ -95,7 +97,9 @@
  *	    tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256 verified=yes
  *	    peer_cn=mx.test peer_san=DNS:mx.test
  *	(peer_* only when known; values quoted as log_quote() does) and
- *	returns what snprintf would.
+ *	returns what snprintf would.  tls_info_received() writes the comment
+ *	a Received: header carries, as Postfix writes it:
+ *	    using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
  *
  *	tls_private_file_open() opens a file that holds a secret (a TLS key,
  *	SASL credentials) for reading and checks, on the open descriptor, that
@@ -186,6 +190,7 @@ struct tls_info {
 	char		version[16];	/* "TLSv1.3" */
 	char		cipher[64];	/* "TLS_AES_256_GCM_SHA384" */
 	int		bits;		/* secret bits of the cipher */
+	int		alg_bits;	/* bits of the algorithm */
 	bool		verified;	/* chain and name checked and good */
 	char		peer_cn[256];	/* subject CN, "" when none */
 	char		peer_san[512];	/* "DNS:a,DNS:b,IP:1.2.3.4", "" when none */
@@ -193,6 +198,7 @@ struct tls_info {
 
 void tls_info_get(SSL *ssl, struct tls_info *info);
 int tls_info_format(const struct tls_info *info, char *buf, size_t len);
+int tls_info_received(const struct tls_info *info, char *buf, size_t len);
 
 int tls_private_file_open(const char *path, char *err, size_t errlen);
 

@@ -245,7 +245,7 @@ START_TEST(test_verify_ok)
 	struct tls_server *srv = server_with("mx.pem", "mx.key");
 	struct tls_info info;
 	struct hs h;
-	char line[1024];
+	char line[1024], want[1024];
 
 	ck_assert_msg(connect_to(srv, "mx.test", TLS_POLICY_VERIFY, &h, &info),
 	    "client: %s server: %s", h.client_err, h.server_err);
@@ -257,6 +257,10 @@ START_TEST(test_verify_ok)
 	ck_assert_int_gt(tls_info_format(&info, line, sizeof(line)), 0);
 	ck_assert_ptr_nonnull(strstr(line, "tls=TLSv1.3 cipher=TLS_"));
 	ck_assert_ptr_nonnull(strstr(line, "verified=yes peer_cn=mx.test peer_san=DNS:mx.test"));
+	ck_assert_int_gt(tls_info_received(&info, line, sizeof(line)), 0);
+	snprintf(want, sizeof(want), "using TLSv1.3 with cipher %s (%d/%d bits)", info.cipher,
+	    info.bits, info.bits);
+	ck_assert_str_eq(line, want);
 	/* wrapper verifies as verify does */
 	ck_assert(connect_to(srv, "mx.test", TLS_POLICY_WRAPPER, &h, &info));
 	ck_assert_int_eq(info.verified, true);
