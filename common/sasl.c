@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <gsasl.h>
+#include <openssl/evp.h>
 
 #include "sasl.h"
 #include "tls.h"
@@ -34,7 +35,7 @@
 
 struct sasl_ctx {
 	Gsasl	       *gsasl;
-	char		decoy_salt[SASL_SCRAM_SALT_MAX];	/* for users that do not exist */
+	unsigned char	decoy_key[32];	/* makes the salts of users that do not exist */
 };
 
 /* The three mechanisms, strongest first: the client's order of choice. */
@@ -189,14 +190,22 @@ random_key(char *out)
 }
 
 /* Made-up secrets for a user that does not exist: the exchange looks the
- * same and fails at its end. */
+ * same and fails at its end.  The salt is HMAC-SHA-256(decoy_key, user),
+ * so the same name gets the same salt each time, as a real user does,
+ * and two names get different ones. */
 static int
-scram_decoy(struct sasl_server *srv)
+scram_decoy(struct sasl_server *srv, const char *user)
 {
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	size_t mac_len = 0;
+
 	srv->decoy = true;
 	srv->secrets.iterations = DECOY_ITERATIONS;
-	snprintf(srv->secrets.salt, sizeof(srv->secrets.salt), "%s", srv->ctx->decoy_salt);
-	if (random_key(srv->secrets.stored_key) != 0 || random_key(srv->secrets.server_key) != 0)
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, srv->ctx->decoy_key,
+	    sizeof(srv->ctx->decoy_key), (const unsigned char *)user, strlen(user), mac,
+	    sizeof(mac), &mac_len) == NULL || mac_len < SCRAM_SALT_LEN ||
+	    b64_of((const char *)mac, SCRAM_SALT_LEN, srv->secrets.salt, sizeof(srv->secrets.salt)) != 0 ||
+	    random_key(srv->secrets.stored_key) != 0 || random_key(srv->secrets.server_key) != 0)
 		return callback_result(srv, SASL_TEMPFAIL, "out of memory");
 	snprintf(srv->error, sizeof(srv->error), "no such user");
 	return GSASL_OK;
@@ -218,7 +227,7 @@ scram_lookup(struct sasl_server *srv, Gsasl_session *s)
 	if (r == 0)
 		return callback_result(srv, SASL_TEMPFAIL, "the stored SCRAM secrets are malformed");
 	if (r == -ENOENT)
-		return scram_decoy(srv);
+		return scram_decoy(srv, user);
 	if (r == -ENOKEY)
 		return callback_result(srv, SASL_TRANSITION, "the user has no SCRAM key yet");
 	snprintf(srv->error, sizeof(srv->error), "SCRAM secrets lookup failed: %s", strerror(-r));
@@ -280,8 +289,6 @@ int
 sasl_ctx_new(struct sasl_ctx **out)
 {
 	struct sasl_ctx *ctx = calloc(1, sizeof(*ctx));
-	char raw[SCRAM_SALT_LEN], *b64 = NULL;
-	size_t len;
 
 	*out = NULL;
 	if (ctx == NULL)
@@ -291,13 +298,10 @@ sasl_ctx_new(struct sasl_ctx **out)
 		return -ENOMEM;
 	}
 	gsasl_callback_set(ctx->gsasl, property_callback);
-	if (gsasl_nonce(raw, sizeof(raw)) != GSASL_OK ||
-	    gsasl_base64_to(raw, sizeof(raw), &b64, &len) != GSASL_OK) {
+	if (gsasl_nonce((char *)ctx->decoy_key, sizeof(ctx->decoy_key)) != GSASL_OK) {
 		sasl_ctx_free(ctx);
 		return -ENOMEM;
 	}
-	snprintf(ctx->decoy_salt, sizeof(ctx->decoy_salt), "%s", b64);
-	gsasl_free(b64);
 	*out = ctx;
 	return 0;
 }
@@ -308,6 +312,7 @@ sasl_ctx_free(struct sasl_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	gsasl_done(ctx->gsasl);
+	explicit_bzero(ctx->decoy_key, sizeof(ctx->decoy_key));
 	free(ctx);
 }
 

@@ -109,7 +109,8 @@
  *	        user's stored secrets and return 0; -ENOENT for no such user
  *	        (the exchange then runs to its end with made-up secrets and
  *	        fails as a wrong password does, so the first round does not
- *	        tell a client which users exist); -ENOKEY for a user without a
+ *	        tell a client which users exist: a made-up salt stays the same
+ *	        for one name within a context); -ENOKEY for a user without a
  *	        SCRAM key (SASL_TRANSITION); any other -errno: SASL_TEMPFAIL.
  *	Either may be NULL: the mechanism then fails with SASL_TEMPFAIL.
  *	A client that asks to act as another identity (an authorization

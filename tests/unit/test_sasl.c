@@ -217,6 +217,45 @@ START_TEST(test_unknown_user_each_mechanism)
 }
 END_TEST
 
+/* The salt in the server-first message of a SCRAM exchange for user. */
+static void
+scram_salt_of(const char *user, char *salt, size_t len)
+{
+	struct store st = { 0 };
+	struct sasl_client *cl;
+	struct sasl_server *srv;
+	char *initial, *chal, *raw, *s;
+	size_t n;
+
+	ck_assert_int_eq(sasl_client_start(ctx, "SCRAM-SHA-256", user, "pw", &cl, &initial), 0);
+	ck_assert_int_eq(sasl_server_start(ctx, "SCRAM-SHA-256", &ops, &st, &srv), SASL_CONTINUE);
+	ck_assert_int_eq(sasl_server_step(srv, initial, &chal), SASL_CONTINUE);
+	ck_assert_int_eq(gsasl_base64_from(chal, strlen(chal), &raw, &n), GSASL_OK);
+	ck_assert_ptr_nonnull(s = strstr(raw, ",s="));
+	snprintf(salt, len, "%.*s", (int)strcspn(s + 3, ","), s + 3);
+	gsasl_free(raw);
+	free(chal);
+	free(initial);
+	sasl_client_free(cl);
+	sasl_server_free(srv);
+}
+
+/* An unknown name keeps its made-up salt, as a real user keeps its own. */
+START_TEST(test_unknown_user_salt_is_stable)
+{
+	char a1[64], a2[64], b[64], alice[64];
+
+	scram_salt_of("mallory", a1, sizeof(a1));
+	scram_salt_of("mallory", a2, sizeof(a2));
+	scram_salt_of("trudy", b, sizeof(b));
+	scram_salt_of("alice", alice, sizeof(alice));
+	ck_assert_str_eq(a1, a2);
+	ck_assert_str_ne(a1, b);
+	ck_assert_uint_eq(strlen(a1), strlen(alice));
+	ck_assert_str_eq(alice, users[0].scram.salt);
+}
+END_TEST
+
 START_TEST(test_temporary_failure_each_mechanism)
 {
 	const char *mech = all_mechs[_i];
@@ -747,6 +786,7 @@ sasl_suite(void)
 	tcase_add_loop_test(tc, test_success_each_mechanism, 0, 3);
 	tcase_add_loop_test(tc, test_wrong_password_each_mechanism, 0, 3);
 	tcase_add_loop_test(tc, test_unknown_user_each_mechanism, 0, 3);
+	tcase_add_test(tc, test_unknown_user_salt_is_stable);
 	tcase_add_loop_test(tc, test_temporary_failure_each_mechanism, 0, 3);
 	tcase_add_test(tc, test_password_transition);
 	tcase_add_loop_test(tc, test_malformed, 0, 3);
