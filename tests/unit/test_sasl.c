@@ -13,6 +13,8 @@
  *	credentials; text that is not base64 and base64 the mechanism cannot
  *	parse are malformed; "*" cancels; a failing credential store is a
  *	temporary failure; SCRAM for carol asks for a password transition;
+ *	an unknown SCRAM user gets the same made-up salt each time;
+ *	AUTH LOGIN with the user as initial response;
  *	an authorization identity other than the user is refused.  The
  *	client's choice of mechanism (order, plaintext refusal), a SCRAM
  *	server whose signature is wrong, and the credentials file (format,
@@ -21,7 +23,8 @@
  *	Interoperability: the real gsasl command (package gsasl) as the
  *	client against this module's server for each mechanism, and as the
  *	SCRAM-SHA-256 server against this module's client, over pipes (its
- *	--quiet mode writes one base64 line per step and reads one).
+ *	--quiet mode writes one base64 line per step and reads one); and
+ *	sasl_scram_secrets_make() against gsasl --mkpasswd for the same salt.
  */
 #include <check.h>
 #include <errno.h>
