@@ -11,6 +11,8 @@ SPOOLGATE_PACKAGES=(
 	libfuse3-dev fuse3                            # the mount (fusermount3)
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
+	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
+	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer
