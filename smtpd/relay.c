@@ -67,8 +67,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -92,6 +90,7 @@
 #include "../common/queue.h"
 #include "../common/spool.h"
 #include "commitq.h"
+#include "nexthop.h"
 #include "relay.h"
 #include "relay_smtp.h"
 
@@ -115,8 +114,7 @@ struct relay {
 	struct commitq	       *cq;
 	struct relay_policy	policy;
 
-	struct sockaddr_storage	peer;		/* the smarthost */
-	socklen_t		peerlen;
+	struct nexthop		hop;		/* the smarthost: the only route */
 	char			helo_name[RELAY_HOST_MAX];
 
 	int			inotify_fd;	/* -1 when unavailable */
@@ -251,7 +249,7 @@ now_seconds(void)
 static const char *
 smarthost(const struct relay *r)
 {
-	return r->cfg->smarthost;
+	return r->hop.name;
 }
 
 /*
@@ -551,6 +549,7 @@ static int
 dlv_prepare_body(struct delivery *d)
 {
 	char why[256], reply[RELAY_REPLY_TEXT_MAX], name[SPOOL_NAME_MAX], qwhy[512];
+	char note[NEXTHOP_NAME_MAX + 64];
 	struct mime7bit_scan after;
 	int fd, r;
 
@@ -581,9 +580,9 @@ dlv_prepare_body(struct delivery *d)
 	d->convfd = fd;
 	d->msg_size = after.size;
 	/* The record says so too (its "conversion:" line, in the .status file). */
-	snprintf(why, sizeof(why), "7bit for %s (%s), attempt %u", smarthost(d->relay),
+	snprintf(note, sizeof(note), "7bit for %s (%s), attempt %u", smarthost(d->relay),
 	    dlv_conversion_reason(&d->scan), d->env->attempts + 1);
-	if (envelope_set_conversion(d->env, why) < 0)
+	if (envelope_set_conversion(d->env, note) < 0)
 		log_warn("relay-convert-note", "id=%s error=\"%s\"", d->id, strerror(ENOMEM));
 	log_info("relay-converted", "id=%s host=%s to=7bit reason=%s size=%llu converted-size=%llu", d->id,
 	    smarthost(d->relay), dlv_conversion_reason(&d->scan), d->scan.size, after.size);
@@ -597,7 +596,7 @@ dlv_prepare_body(struct delivery *d)
 static void
 dlv_start_mail(struct delivery *d)
 {
-	char line[RELAY_CMD_MAX], why[128];
+	char line[RELAY_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
 	size_t w;
 	int n;
 
@@ -1104,7 +1103,7 @@ dlv_connect(struct delivery *d)
 	/* While connecting, the write timeout is the connect timeout. */
 	bufferevent_set_timeouts(d->bev, &rtv, &ctv);
 	d->state = DLV_CONNECTING;
-	if (bufferevent_socket_connect(d->bev, (struct sockaddr *)&r->peer, (int)r->peerlen) < 0)
+	if (bufferevent_socket_connect(d->bev, (struct sockaddr *)&r->hop.addr, (int)r->hop.addrlen) < 0)
 		return errno ? -errno : -ECONNREFUSED;
 	return 0;
 }
@@ -1483,32 +1482,6 @@ relay_watch_queue(struct relay *r)
 	return 0;
 }
 
-static int
-relay_parse_smarthost(struct relay *r)
-{
-	char host[RELAY_HOST_MAX];
-	unsigned port;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&r->peer;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&r->peer;
-
-	if (cfg_split_hostport(r->cfg->smarthost, host, sizeof(host), &port) < 0 || port == 0 || port > 65535)
-		return -EINVAL;
-	memset(&r->peer, 0, sizeof(r->peer));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		r->peerlen = sizeof(*sin);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		r->peerlen = sizeof(*sin6);
-		return 0;
-	}
-	return -EINVAL;		/* names need MX/A lookups: a later issue */
-}
-
 /* EHLO needs a domain (RFC 5321 4.1.1.1); a host name that is none is replaced. */
 static void
 relay_pick_helo_name(struct relay *r)
@@ -1543,7 +1516,7 @@ relay_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	LIST_INIT(&r->deliveries);
 	LIST_INIT(&r->dead);
 	LIST_INIT(&r->finishes);
-	if ((err = relay_parse_smarthost(r)) < 0) {
+	if ((err = nexthop_from_smarthost(cfg->smarthost, &r->hop)) < 0) {
 		log_error("relay-config", "smarthost=%s error=\"not a numeric host:port or [ipv6]:port\"",
 		    cfg->smarthost ? cfg->smarthost : "(none)");
 		free(r);
