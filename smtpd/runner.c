@@ -1,26 +1,26 @@
 /*
  * NAME
- *	relay - the queue runner inside spoolgate-smtpd
+ *	runner - the relay's queue runner inside spoolgate-smtpd
  * SYNOPSIS
- *	#include "relay.h"
+ *	#include "runner.h"
  * DESCRIPTION
- *	See relay.h for what it does; this is how.
+ *	See runner.h for what it does; this is how.
  *
  *	Finding work.  inotify names each record renamed into queue/ (a new
  *	message, or a deferred one given back): that one record is read, and
  *	it goes to the backlog when due, else it arms the timer of the
  *	earliest next-attempt.  Full scans of queue/ run from a periodic timer
  *	(scan_interval, the safety net), from that due timer, after lost
- *	inotify events, and from relay_kick() when inotify is unavailable.
- *	Scan requests are coalesced by a short timer (RELAY_SCAN_DELAY_MS).
+ *	inotify events, and from runner_kick() when inotify is unavailable.
+ *	Scan requests are coalesced by a short timer (RUNNER_SCAN_DELAY_MS).
  *	queue_scan() reads every record, so a scan is skipped while every
  *	delivery slot is busy; the due ids wait in a bounded backlog that
  *	feeds slots as they free up, and a new scan is made once the backlog
  *	ran dry after an overflow.
  *
- *	A job.  Each claim is a struct relay_job, from queue_claim() to the
+ *	A job.  Each claim is a struct runner_job, from queue_claim() to the
  *	end of its commit; it holds one of the max_deliveries slots all that
- *	time.  The data path reads in one direction: relay_start() claims the
+ *	time.  The data path reads in one direction: runner_start() claims the
  *	record and hands its envelope and data file to the delivery agent
  *	(delivery.c) with the route (struct nexthop: the smarthost); the
  *	delivery fills in each recipient's fate and calls job_delivered()
@@ -30,11 +30,11 @@
  *	the loop.  A record whose lifetime ran out while it waited is settled
  *	without a delivery (relay_expire()).
  *
- *	Ownership.  A job owns its claim.  It points back at the relay only
- *	to give the slot back, and relay_free() clears that pointer, so a
- *	done() that runs after relay_free() (commitq_free() comes later at
+ *	Ownership.  A job owns its claim.  It points back at the runner only
+ *	to give the slot back, and runner_free() clears that pointer, so a
+ *	done() that runs after runner_free() (commitq_free() comes later at
  *	shutdown) touches nothing that died.  The delivery agent owns the
- *	connections; relay_free() frees it first, then gives back the claims
+ *	connections; runner_free() frees it first, then gives back the claims
  *	of deliveries that never reported.
  *
  *	Too many recipients.  When the delivery says a RCPT was refused with
@@ -76,17 +76,17 @@
 #include "commitq.h"
 #include "delivery.h"
 #include "nexthop.h"
-#include "relay.h"
+#include "runner.h"
 #include "relay_smtp.h"
 
-#define RELAY_SCAN_DELAY_MS	50		/* coalesces a burst of triggers */
-#define RELAY_BACKLOG_MAX	1024		/* due ids kept between scans */
-#define RELAY_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
-#define RELAY_FINISH_RETRY_MAX	300
+#define RUNNER_SCAN_DELAY_MS	50		/* coalesces a burst of triggers */
+#define RUNNER_BACKLOG_MAX	1024		/* due ids kept between scans */
+#define RUNNER_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
+#define RUNNER_FINISH_RETRY_MAX	300
 
-struct relay_job;
+struct runner_job;
 
-struct relay {
+struct runner {
 	struct event_base      *base;
 	const struct cfg       *cfg;
 	struct spool	       *spool;
@@ -109,14 +109,14 @@ struct relay {
 	size_t			nbacklog, backlog_pos;
 
 	unsigned		nclaims;	/* jobs: claims held */
-	LIST_HEAD(, relay_job)	jobs;
+	LIST_HEAD(, runner_job)	jobs;
 };
 
 /* One claim, from queue_claim() until its record is durable. */
-struct relay_job {
+struct runner_job {
 	struct commitq_job	cj;
-	LIST_ENTRY(relay_job)	link;
-	struct relay	       *relay;		/* NULL after relay_free() */
+	LIST_ENTRY(runner_job)	link;
+	struct runner	       *runner;		/* NULL after runner_free() */
 	struct queue_claim     *qc;		/* owned */
 	char			id[SPOOL_ID_MAX];
 	bool			delivering;	/* the delivery has the envelope */
@@ -134,9 +134,9 @@ struct relay_job {
 	struct event	       *retry_ev;
 };
 
-static void relay_request_scan(struct relay *r);
-static void relay_dispatch(struct relay *r);
-static void job_submit(struct relay_job *j);
+static void runner_request_scan(struct runner *r);
+static void runner_dispatch(struct runner *r);
+static void job_submit(struct runner_job *j);
 
 static long long
 now_seconds(void)
@@ -145,11 +145,11 @@ now_seconds(void)
 }
 
 static void
-relay_release_slot(struct relay *r)
+runner_release_slot(struct runner *r)
 {
 	if (r->nclaims > 0)
 		r->nclaims--;
-	relay_dispatch(r);
+	runner_dispatch(r);
 }
 
 /*
@@ -158,9 +158,9 @@ relay_release_slot(struct relay *r)
 
 /* The claim goes back to queue/ unchanged (or stays in active/ for recovery). */
 static void
-job_free(struct relay_job *j)
+job_free(struct runner_job *j)
 {
-	if (j->relay != NULL)
+	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
 	if (j->retry_ev != NULL)
@@ -170,14 +170,14 @@ job_free(struct relay_job *j)
 
 /* The record could not take the outcome: the claim goes back as it was. */
 static void
-job_give_back(struct relay_job *j, int err)
+job_give_back(struct runner_job *j, int err)
 {
-	struct relay *r = j->relay;
+	struct runner *r = j->runner;
 
 	log_error("relay-finish-failed", "id=%s error=\"%s\" action=\"claim returned to queue/ unchanged\"",
 	    j->id, strerror(-err));
 	job_free(j);
-	relay_release_slot(r);
+	runner_release_slot(r);
 }
 
 /*
@@ -186,7 +186,7 @@ job_give_back(struct relay_job *j, int err)
  * failure the one that refused, not a 250 that came after them.
  */
 static void
-job_explain(struct relay_job *j, struct envelope *env, enum queue_outcome outcome, const char *host)
+job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *host)
 {
 	enum rcpt_state want = outcome == QUEUE_DEFERRED ? RCPT_PENDING : RCPT_FAILED;
 	size_t i;
@@ -206,7 +206,7 @@ job_explain(struct relay_job *j, struct envelope *env, enum queue_outcome outcom
 }
 
 static void
-job_log_rcpts(const struct relay_job *j, const struct envelope *env, const size_t *rcpts, size_t n)
+job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size_t *rcpts, size_t n)
 {
 	char addr[RELAY_REPLY_TEXT_MAX], reply[RELAY_REPLY_TEXT_MAX + 8];
 	size_t i;
@@ -222,12 +222,12 @@ job_log_rcpts(const struct relay_job *j, const struct envelope *env, const size_
 
 /* The settled envelope goes to commitq with its verdict. */
 static void
-job_commit(struct relay_job *j, const struct envelope *env, const struct relay_verdict *v)
+job_commit(struct runner_job *j, const struct envelope *env, const struct relay_verdict *v)
 {
 	j->outcome = v->outcome;
 	j->expired = v->expired;
 	j->delay = v->delay;
-	j->keep_sent = j->relay->cfg->keep_sent;
+	j->keep_sent = j->runner->cfg->keep_sent;
 	j->attempts = env->attempts;
 	j->next_attempt = env->next_attempt;
 	job_submit(j);
@@ -237,8 +237,8 @@ job_commit(struct relay_job *j, const struct envelope *env, const struct relay_v
 static void
 job_delivered(void *arg, const struct delivery_result *res)
 {
-	struct relay_job *j = arg;
-	struct relay *r = j->relay;
+	struct runner_job *j = arg;
+	struct runner *r = j->runner;
 	struct envelope *env = queue_claim_envelope(j->qc);
 	struct relay_verdict v;
 	int err;
@@ -267,9 +267,9 @@ job_delivered(void *arg, const struct delivery_result *res)
 
 /* max_queue_lifetime ran out while it waited: it fails now, without another attempt. */
 static void
-job_expire(struct relay_job *j)
+job_expire(struct runner_job *j)
 {
-	struct relay *r = j->relay;
+	struct runner *r = j->runner;
 	struct envelope *env = queue_claim_envelope(j->qc);
 	struct relay_verdict v;
 	int err;
@@ -284,9 +284,9 @@ job_expire(struct relay_job *j)
 }
 
 static void
-job_deliver(struct relay_job *j)
+job_deliver(struct runner_job *j)
 {
-	struct relay *r = j->relay;
+	struct runner *r = j->runner;
 	struct delivery_request req = {
 		.id = j->id,
 		.env = queue_claim_envelope(j->qc),
@@ -308,10 +308,10 @@ job_deliver(struct relay_job *j)
 }
 
 static void
-relay_start(struct relay *r, const char *id)
+runner_start(struct runner *r, const char *id)
 {
 	struct queue_claim *qc;
-	struct relay_job *j;
+	struct runner_job *j;
 	int err;
 
 	if ((err = queue_claim(r->spool, id, &qc)) < 0) {
@@ -324,9 +324,9 @@ relay_start(struct relay *r, const char *id)
 		queue_claim_free(qc);
 		return;
 	}
-	j->relay = r;
+	j->runner = r;
 	j->qc = qc;
-	j->retry_delay = RELAY_FINISH_RETRY_MIN;
+	j->retry_delay = RUNNER_FINISH_RETRY_MIN;
 	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->jobs, j, link);
@@ -343,7 +343,7 @@ relay_start(struct relay *r, const char *id)
 static int
 job_prepare(void *arg)
 {
-	struct relay_job *j = arg;
+	struct runner_job *j = arg;
 
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
 }
@@ -351,24 +351,24 @@ job_prepare(void *arg)
 static int
 job_publish(void *arg, struct spool_dirset *dirs)
 {
-	struct relay_job *j = arg;
+	struct runner_job *j = arg;
 
 	return queue_finish_publish(j->qc, dirs);
 }
 
 /* The job is over: its slot goes to the next one. */
 static void
-job_finished(struct relay_job *j)
+job_finished(struct runner_job *j)
 {
-	struct relay *r = j->relay;
+	struct runner *r = j->runner;
 
 	job_free(j);
 	if (r != NULL)
-		relay_release_slot(r);
+		runner_release_slot(r);
 }
 
 static void
-job_log_outcome(const struct relay_job *j)
+job_log_outcome(const struct runner_job *j)
 {
 	char reply[RELAY_REPLY_TEXT_MAX + 8];
 
@@ -399,8 +399,8 @@ job_retry_cb(evutil_socket_t fd, short what, void *arg)
 static void
 job_committed(void *arg, int result)
 {
-	struct relay_job *j = arg;
-	struct relay *r = j->relay;
+	struct runner_job *j = arg;
+	struct runner *r = j->runner;
 	struct timeval tv;
 	int where;
 
@@ -438,11 +438,11 @@ job_committed(void *arg, int result)
 	tv.tv_sec = j->retry_delay;
 	tv.tv_usec = 0;
 	evtimer_add(j->retry_ev, &tv);
-	j->retry_delay = j->retry_delay > RELAY_FINISH_RETRY_MAX / 2 ? RELAY_FINISH_RETRY_MAX : j->retry_delay * 2;
+	j->retry_delay = j->retry_delay > RUNNER_FINISH_RETRY_MAX / 2 ? RUNNER_FINISH_RETRY_MAX : j->retry_delay * 2;
 }
 
 static void
-job_submit(struct relay_job *j)
+job_submit(struct runner_job *j)
 {
 	int err;
 
@@ -452,7 +452,7 @@ job_submit(struct relay_job *j)
 	j->cj.unpublish = NULL;	/* a rename into place is not undone: the sync is retried by whoever reads it */
 	j->cj.done = job_committed;
 	j->cj.arg = j;
-	if ((err = commitq_submit(j->relay->cq, &j->cj)) < 0) {
+	if ((err = commitq_submit(j->runner->cq, &j->cj)) < 0) {
 		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"claim returned to queue/ "
 		    "unchanged\"", j->id, queue_outcome_name(j->outcome), strerror(-err));
 		job_finished(j);
@@ -464,7 +464,7 @@ job_submit(struct relay_job *j)
  */
 
 struct scan_ctx {
-	struct relay   *relay;
+	struct runner   *runner;
 	long long	now;
 	long long	earliest;	/* of the records not yet due; 0 = none */
 	bool		overflow;
@@ -474,14 +474,14 @@ static int
 scan_one(const char *id, long long next_attempt, void *arg)
 {
 	struct scan_ctx *sc = arg;
-	struct relay *r = sc->relay;
+	struct runner *r = sc->runner;
 
 	if (next_attempt > sc->now) {
 		if (sc->earliest == 0 || next_attempt < sc->earliest)
 			sc->earliest = next_attempt;
 		return 0;
 	}
-	if (r->nbacklog >= RELAY_BACKLOG_MAX) {
+	if (r->nbacklog >= RUNNER_BACKLOG_MAX) {
 		sc->overflow = true;
 		return 0;	/* go on: the earliest deferred one still matters */
 	}
@@ -491,7 +491,7 @@ scan_one(const char *id, long long next_attempt, void *arg)
 
 /* The due timer fires at the earliest next-attempt known. */
 static void
-relay_arm_due(struct relay *r, long long when, long long now)
+runner_arm_due(struct runner *r, long long when, long long now)
 {
 	struct timeval tv = { when > now ? when - now : 0, 0 };
 
@@ -502,9 +502,9 @@ relay_arm_due(struct relay *r, long long when, long long now)
 }
 
 static void
-relay_scan(struct relay *r)
+runner_scan(struct runner *r)
 {
-	struct scan_ctx sc = { .relay = r, .now = now_seconds() };
+	struct scan_ctx sc = { .runner = r, .now = now_seconds() };
 	int err;
 
 	r->nbacklog = r->backlog_pos = 0;
@@ -515,24 +515,24 @@ relay_scan(struct relay *r)
 	r->due_at = 0;
 	evtimer_del(r->due_ev);
 	if (sc.earliest > 0)
-		relay_arm_due(r, sc.earliest, sc.now);
+		runner_arm_due(r, sc.earliest, sc.now);
 	log_debug("relay-scan", "due=%zu overflow=%s next=%lld", r->nbacklog, sc.overflow ? "yes" : "no",
 	    sc.earliest);
 }
 
 static void
-relay_dispatch(struct relay *r)
+runner_dispatch(struct runner *r)
 {
 	while (r->nclaims < r->cfg->max_deliveries && r->backlog_pos < r->nbacklog)
-		relay_start(r, r->backlog[r->backlog_pos++]);
+		runner_start(r, r->backlog[r->backlog_pos++]);
 	if (r->nclaims < r->cfg->max_deliveries && r->backlog_pos >= r->nbacklog && r->scan_wanted)
-		relay_request_scan(r);
+		runner_request_scan(r);
 }
 
 static void
-relay_scan_cb(evutil_socket_t fd, short what, void *arg)
+runner_scan_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct relay *r = arg;
+	struct runner *r = arg;
 
 	(void)fd;
 	(void)what;
@@ -541,14 +541,14 @@ relay_scan_cb(evutil_socket_t fd, short what, void *arg)
 		r->scan_wanted = true;	/* a slot that frees up asks again */
 		return;
 	}
-	relay_scan(r);
-	relay_dispatch(r);
+	runner_scan(r);
+	runner_dispatch(r);
 }
 
 static void
-relay_request_scan(struct relay *r)
+runner_request_scan(struct runner *r)
 {
-	struct timeval tv = { 0, RELAY_SCAN_DELAY_MS * 1000 };
+	struct timeval tv = { 0, RUNNER_SCAN_DELAY_MS * 1000 };
 
 	if (r->scan_scheduled)
 		return;
@@ -557,15 +557,15 @@ relay_request_scan(struct relay *r)
 }
 
 static void
-relay_timer_cb(evutil_socket_t fd, short what, void *arg)
+runner_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct relay *r = arg;
+	struct runner *r = arg;
 
 	(void)fd;
 	(void)what;
 	if (r->due_ev != NULL && !evtimer_pending(r->due_ev, NULL))
 		r->due_at = 0;
-	relay_request_scan(r);
+	runner_request_scan(r);
 }
 
 /*
@@ -575,7 +575,7 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
  * smarthost that is down for a day) from costing a full scan per arrival.
  */
 static void
-relay_consider(struct relay *r, const char *id)
+runner_consider(struct runner *r, const char *id)
 {
 	struct envelope env;
 	long long now = now_seconds();
@@ -587,14 +587,14 @@ relay_consider(struct relay *r, const char *id)
 	if (err == -ENOENT)
 		return;			/* claimed already */
 	if (err < 0) {
-		relay_request_scan(r);	/* the scan sets what is no record aside */
+		runner_request_scan(r);	/* the scan sets what is no record aside */
 		return;
 	}
 	if (r->backlog_pos == r->nbacklog)
 		r->backlog_pos = r->nbacklog = 0;	/* all taken: start over */
 	if (env.next_attempt > now)
-		relay_arm_due(r, env.next_attempt, now);
-	else if (r->nbacklog < RELAY_BACKLOG_MAX)
+		runner_arm_due(r, env.next_attempt, now);
+	else if (r->nbacklog < RUNNER_BACKLOG_MAX)
 		snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
 	else
 		r->scan_wanted = true;
@@ -602,10 +602,10 @@ relay_consider(struct relay *r, const char *id)
 }
 
 static void
-relay_inotify_cb(evutil_socket_t fd, short what, void *arg)
+runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	struct relay *r = arg;
+	struct runner *r = arg;
 	ssize_t n;
 
 	(void)what;
@@ -616,19 +616,19 @@ relay_inotify_cb(evutil_socket_t fd, short what, void *arg)
 			const struct inotify_event *ev = (const struct inotify_event *)p;
 
 			if (ev->mask & IN_Q_OVERFLOW)
-				relay_request_scan(r);	/* events were lost: look at everything */
+				runner_request_scan(r);	/* events were lost: look at everything */
 			else if (ev->len > 0)
-				relay_consider(r, ev->name);
+				runner_consider(r, ev->name);
 			p += sizeof(*ev) + ev->len;
 		}
 	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
 		log_warn("relay-inotify", "error=\"%s\"", strerror(errno));
-	relay_dispatch(r);
+	runner_dispatch(r);
 }
 
 static int
-relay_watch_queue(struct relay *r)
+runner_watch_queue(struct runner *r)
 {
 	char path[PATH_MAX];
 	int n;
@@ -640,18 +640,18 @@ relay_watch_queue(struct relay *r)
 		return -errno;
 	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
 		return -errno;
-	r->inotify_ev = event_new(r->base, r->inotify_fd, EV_READ | EV_PERSIST, relay_inotify_cb, r);
+	r->inotify_ev = event_new(r->base, r->inotify_fd, EV_READ | EV_PERSIST, runner_inotify_cb, r);
 	if (r->inotify_ev == NULL || event_add(r->inotify_ev, NULL) < 0)
 		return -ENOMEM;
 	return 0;
 }
 
 int
-relay_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
-		struct commitq *cq, struct relay **out)
+runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct commitq *cq, struct runner **out)
 {
 	struct timeval every;
-	struct relay *r;
+	struct runner *r;
 	int err;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
@@ -675,17 +675,17 @@ relay_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		free(r);
 		return err;
 	}
-	r->backlog = calloc(RELAY_BACKLOG_MAX, sizeof(*r->backlog));
-	r->scan_ev = evtimer_new(base, relay_scan_cb, r);
-	r->due_ev = evtimer_new(base, relay_timer_cb, r);
-	r->interval_ev = event_new(base, -1, EV_PERSIST, relay_timer_cb, r);
+	r->backlog = calloc(RUNNER_BACKLOG_MAX, sizeof(*r->backlog));
+	r->scan_ev = evtimer_new(base, runner_scan_cb, r);
+	r->due_ev = evtimer_new(base, runner_timer_cb, r);
+	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
 	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL) {
-		relay_free(r);
+		runner_free(r);
 		return -ENOMEM;
 	}
 	every.tv_sec = cfg->scan_interval;
 	every.tv_usec = 0;
-	if ((err = relay_watch_queue(r)) < 0) {
+	if ((err = runner_watch_queue(r)) < 0) {
 		/* Without inotify the promise of "within a second" needs a poll. */
 		log_warn("relay-inotify", "error=\"%s\" action=\"scanning queue/ every second\"", strerror(-err));
 		every.tv_sec = 1;
@@ -694,23 +694,23 @@ relay_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	log_info("relay-started", "smarthost=%s helo=%s max_deliveries=%u scan_interval=%ld inotify=%s",
 	    r->hop.name, delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
 	    r->inotify_ev != NULL ? "yes" : "no");
-	relay_request_scan(r);	/* whatever the last run left in queue/ */
+	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	*out = r;
 	return 0;
 }
 
 void
-relay_kick(struct relay *relay)
+runner_kick(struct runner *r)
 {
 	/* With inotify the rename into queue/ has told us already. */
-	if (relay != NULL && relay->inotify_ev == NULL)
-		relay_request_scan(relay);
+	if (r != NULL && r->inotify_ev == NULL)
+		runner_request_scan(r);
 }
 
 void
-relay_free(struct relay *r)
+runner_free(struct runner *r)
 {
-	struct relay_job *j, *next;
+	struct runner_job *j, *next;
 
 	if (r == NULL)
 		return;
@@ -729,13 +729,13 @@ relay_free(struct relay *r)
 	/*
 	 * Claims of deliveries in flight go back to queue/ unchanged.  Jobs
 	 * in commitq stay there: their done() runs later (at commitq_free)
-	 * and must not find the relay.  Those waiting to retry a failed
+	 * and must not find the runner.  Those waiting to retry a failed
 	 * write give their claim back, as recovery would.
 	 */
 	for (j = LIST_FIRST(&r->jobs); j != NULL; j = next) {
 		next = LIST_NEXT(j, link);
 		LIST_REMOVE(j, link);
-		j->relay = NULL;
+		j->runner = NULL;
 		if (j->delivering) {
 			log_info("relay-abandoned", "id=%s action=\"claim returned to queue/\"", j->id);
 			job_free(j);
