@@ -283,6 +283,7 @@ START_TEST(test_convert_refused)
 
 	if (c->msg == NULL) {
 		msg = malloc(2000);
+		ck_assert_ptr_nonnull(msg);
 		len = (size_t)sprintf(msg, "From: a@x.org\nX-Long: %01200d\n\nbody \xe9\n", 0);
 	} else {
 		len = strlen(c->msg);
