@@ -401,6 +401,10 @@ lookup_start_addresses(struct dns_lookup *lk)
 	size_t h;
 	int r;
 
+	if (lk->nhosts == 0) {
+		lookup_deliver(lk);	/* no address to wait for: fail now, not at the deadline */
+		return;
+	}
 	for (h = 0; h < lk->nhosts; h++) {
 		struct dns_host *host = &lk->hosts[h];
 

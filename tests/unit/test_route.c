@@ -291,6 +291,15 @@ START_TEST(test_rdata_lengths)
 	buf[2] = 64;
 	ck_assert_int_eq(route_mx_rdata_parse(buf, 2 + 1 + 64 + 1, &mx), -EBADMSG);
 	ck_assert_int_eq(route_mx_rdata_parse(NULL, 0, &mx), -EBADMSG);
+	/* A compression pointer (0xc0) followed by enough bytes to pass as a 192-byte label. */
+	buf[2] = 0xc0;
+	memset(buf + 3, 'a', 192);
+	buf[3 + 192] = 0;
+	ck_assert_int_eq(route_mx_rdata_parse(buf, 3 + 192 + 1, &mx), -EBADMSG);
+	/* The same with 63, the longest label, is a name. */
+	buf[2] = 63;
+	buf[3 + 63] = 0;
+	ck_assert_int_eq(route_mx_rdata_parse(buf, 3 + 63 + 1, &mx), 0);
 }
 END_TEST
 
@@ -328,7 +337,7 @@ static const struct plan_case {
 	size_t		max;
 	int		want;
 	enum reply_id	reply;		/* for failures */
-	const char     *hosts[6];	/* expected order */
+	const char     *hosts[6];	/* expected order; hosts[0] is a part of the text of a failure */
 	size_t		nhosts;
 } plan_cases[] = {
 	{ "sorted by preference", { MX(30, "c"), MX(10, "a"), MX(20, "b") }, 3, true, 8, 0, 0,
@@ -339,8 +348,10 @@ static const struct plan_case {
 	{ "max cuts the highest preferences", { MX(30, "c"), MX(10, "a"), MX(20, "b") }, 3, true, 2, 0, 0,
 	  { "a", "b" }, 2 },
 	{ "no MX: implicit MX", { MX(0, "") }, 0, true, 8, 0, 0, { "dom.example" }, 1 },
-	{ "null MX", { MX(0, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX, { NULL }, 0 },
-	{ "null MX at preference 10 is no host", { MX(10, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX, { NULL }, 0 },
+	{ "null MX", { MX(0, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX, { "has a null MX (RFC 7505)" }, 0 },
+	{ "null MX at preference 10 is no host", { MX(10, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX,
+	  { "only null MX records" }, 0 },
+	{ "two null MX", { MX(0, "."), MX(0, ".") }, 2, true, 8, -EPERM, REPLY_NULL_MX, { "only null MX records" }, 0 },
 	{ "\".\" among real hosts is dropped", { MX(0, "."), MX(10, "a") }, 2, true, 8, 0, 0, { "a" }, 1 },
 	{ "equal preferences stay together", { MX(20, "x"), MX(10, "a"), MX(20, "y"), MX(10, "b") }, 4, true, 8,
 	  0, 0, { "a", "b", "x", "y" }, 4 },
@@ -368,6 +379,8 @@ START_TEST(test_plan)
 		ck_assert_int_eq(errmap_get(fail.reply)->code, 556);
 		ck_assert_str_eq(errmap_get(fail.reply)->esc, "5.1.10");
 		ck_assert_msg(strstr(fail.text, "dom.example") != NULL, "%s", fail.text);
+		ck_assert_msg(strstr(fail.text, c->hosts[0]) != NULL, "%s: \"%s\" lacks \"%s\"", c->what, fail.text,
+		    c->hosts[0]);
 		ck_assert_uint_eq(n, 0);
 		return;
 	}
