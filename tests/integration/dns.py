@@ -127,8 +127,9 @@ class Blackhole:
         self.tcp.close()
 
 
-def query(port, name, rtype=15, timeout=1.0):
-    """One UDP query to 127.0.0.1:port; returns the rcode, or None without answer."""
+def query(port, name, rtype=15, timeout=1.0, raw=False):
+    """One UDP query to 127.0.0.1:port; returns the rcode (with raw: the
+    whole answer packet), or None without answer."""
     qid = os.getpid() & 0xffff
     header = struct.pack('>HHHHHH', qid, 0x0100, 1, 0, 0, 0)
     qname = b''.join(bytes([len(p)]) + p.encode() for p in name.rstrip('.').split('.')) + b'\0'
@@ -141,7 +142,7 @@ def query(port, name, rtype=15, timeout=1.0):
             return None
     if len(data) < 12 or struct.unpack('>H', data[:2])[0] != qid:
         return None
-    return data[3] & 0x0f
+    return data if raw else data[3] & 0x0f
 
 
 class TestDNS:

@@ -7,6 +7,9 @@ program build/tests/dns_probe resolves next hops through smtpd/dns.c
 
 * MX order: hosts sorted by preference whatever order the answer has
   (libunbound rotates it), each with its address and the port of the route.
+  The server compresses the MX names on the wire; the rdata parser refuses
+  compression pointers, so these answers show that libunbound's rdata is
+  uncompressed.
 * Equal preferences are shuffled: permutations that no rotation of the
   answer gives appear; the higher preference stays last.
 * No MX: the domain itself (implicit MX), IPv6 before IPv4.
@@ -24,6 +27,7 @@ program build/tests/dns_probe resolves next hops through smtpd/dns.c
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import unittest
@@ -113,6 +117,27 @@ class DNSRouting(unittest.TestCase):
             self.assertEqual(a.status, 0, a)
             self.assertEqual(a.targets, want, a)
         log('12 lookups of multi: always mx1, mx2, mx3')
+
+    def test_server_compresses_mx_names(self):
+        """The MX test above reads libunbound's rdata with a parser that refuses
+        compression pointers; it passes only because libunbound hands rdata
+        uncompressed.  Check that the wire answer it came from is compressed."""
+        data = dns.query(self.server.port, 'multi.' + Z, 15, raw=True)
+        self.assertIsNotNone(data)
+        ancount = struct.unpack('>H', data[6:8])[0]
+        pos = 12 + len('multi.' + Z) + 2 + 4		# header, question name, type and class
+        compressed = 0
+        for _ in range(ancount):
+            while data[pos] != 0 and data[pos] & 0xc0 != 0xc0:	# the owner name
+                pos += data[pos] + 1
+            pos += 2 if data[pos] & 0xc0 == 0xc0 else 1
+            rtype, _, _, rdlen = struct.unpack('>HHIH', data[pos:pos + 10])
+            pos += 10
+            rdata = data[pos:pos + rdlen]
+            pos += rdlen
+            if rtype == 15 and rdata[-2] & 0xc0 == 0xc0:
+                compressed += 1
+        self.assertEqual(compressed, 3, data)
 
     def test_route_port_is_used(self):
         a = self.one(mx('multi', 2526))
