@@ -27,6 +27,7 @@
 #include <unbound.h>
 
 #include "dns.h"
+#include "errmap.h"
 #include "log.h"
 #include "route.h"
 
@@ -220,30 +221,60 @@ lookup_cancel_queries(struct dns_lookup *lk)
 	lk->outstanding = 0;
 }
 
+/* Takes the lookup off the list: dns_cancel() no longer finds it. */
 static void
-lookup_free(struct dns_lookup *lk)
+lookup_unlink(struct dns_lookup *lk)
+{
+	TAILQ_REMOVE(&lk->d->lookups, lk, link);
+	lk->d->npending--;
+}
+
+static void
+lookup_destroy(struct dns_lookup *lk)
 {
 	lookup_cancel_queries(lk);
 	if (lk->deadline != NULL)
 		event_free(lk->deadline);
 	if (lk->now != NULL)
 		event_free(lk->now);
-	TAILQ_REMOVE(&lk->d->lookups, lk, link);
-	lk->d->npending--;
 	free(lk);
 }
 
-/* Calls the callback once and frees the lookup. */
+static void
+lookup_free(struct dns_lookup *lk)
+{
+	lookup_unlink(lk);
+	lookup_destroy(lk);
+}
+
+static void
+log_answer(const struct dns_lookup *lk, const struct dns_answer *ans)
+{
+	char q[sizeof(ans->fail.text) * 4 + 3];
+
+	if (ans->status == 0) {
+		log_event(LOG_LVL_DEBUG, "dns-resolved", "id=%llu host=%s port=%u targets=%zu first=%s",
+		    (unsigned long long)lk->id, lk->nh.host, lk->nh.port, ans->n_targets, ans->targets[0].host);
+		return;
+	}
+	log_event(LOG_LVL_DEBUG, "dns-failed", "id=%llu host=%s reply=%d esc=%s text=%s",
+	    (unsigned long long)lk->id, lk->nh.host, errmap_get(ans->fail.reply)->code,
+	    errmap_get(ans->fail.reply)->esc, log_quote(q, sizeof(q), ans->fail.text));
+}
+
+/*
+ * Calls the callback once and frees the lookup.  The lookup is off the list
+ * before the callback runs, so a dns_cancel() of its id from inside finds
+ * nothing, and a new dns_resolve() from inside is safe.
+ */
 static void
 lookup_finish(struct dns_lookup *lk, const struct dns_answer *ans)
 {
-	dns_done_fn done = lk->done;
-	void *arg = lk->arg;
-	uint64_t id = lk->id;
-
 	lookup_cancel_queries(lk);
-	done(arg, id, ans);
-	lookup_free(lk);
+	lookup_unlink(lk);
+	log_answer(lk, ans);
+	lk->done(lk->arg, lk->id, ans);
+	lookup_destroy(lk);
 }
 
 static void

@@ -38,7 +38,8 @@
  *	null MX, no address for any MX host) or -EAGAIN (temporary: SERVFAIL,
  *	a timeout, a malformed answer, the resolver's own errors) with
  *	answer->fail (reply id and the DNS answer as text).  The answer and its
- *	targets live until done returns; copy what you keep.  *id (may be
+ *	targets live until done returns; copy what you keep.  done may call
+ *	dns_resolve() and dns_cancel(), never dns_free().  *id (may be
  *	NULL) names the lookup for dns_cancel().  Returns 0, -EAGAIN when
  *	DNS_MAX_PENDING lookups are already pending, -ENOMEM.
  *
@@ -53,6 +54,9 @@
  * LIMITS
  *	DNS_MAX_HOSTS mail hosts are tried (the lowest preferences), at most
  *	DNS_MAX_ADDRS addresses in all, ROUTE_MX_MAX MX records read.
+ * DIAGNOSTICS
+ *	Each finished lookup is logged at debug level (event=dns-resolved or
+ *	dns-failed, with its id); malformed MX records at warn (dns-malformed).
  * THREADS
  *	Loop thread only.  libunbound's worker thread never calls back here.
  */

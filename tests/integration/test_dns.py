@@ -21,6 +21,9 @@ program build/tests/dns_probe resolves next hops through smtpd/dns.c
 * A lookup that gets no answer ends at the deadline with 451 4.4.3, and
   meanwhile the loop runs: a timer keeps firing and other lookups started
   after it finish before it.
+* At the deadline, the addresses that did arrive are used (an MX host
+  whose lookup never ends does not hide the one that answered).
+* The system resolver (/etc/resolv.conf) can be set up.
 * A cancelled lookup never calls back; freeing the resolver with lookups
   pending ends at once.
 """
@@ -218,6 +221,17 @@ class DNSRouting(unittest.TestCase):
         self.assertGreater(self.server.blackhole.queries, before, 'the slow server was never asked')
         self.assertIn('pending=0', end)
         log('slow lookup: %s; %d timer ticks meanwhile' % (slow.text, slow.ticks))
+
+    def test_deadline_keeps_the_addresses_that_came(self):
+        a = self.one(mx('partial'), timeout_s=1)
+        self.assertEqual(a.status, 0, a)
+        self.assertEqual(a.targets, [('mx1.' + Z, '127.0.0.2', '25')], a)
+
+    def test_system_resolver(self):
+        """resolver = "" reads /etc/resolv.conf; an address literal needs no DNS at all."""
+        p = subprocess.run([PROBE, 'system', '127.0.0.1:2525'], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('targets=127.0.0.1/127.0.0.1/2525', p.stdout)
 
     def test_cancel_never_calls_back(self):
         answers, end = probe(self.server, [mx('slow'), mx('multi')], timeout_s=30, options=['-c', '0'], wall=20)

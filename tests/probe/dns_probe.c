@@ -41,6 +41,7 @@ static struct dns *dns;
 static unsigned long ticks;
 static size_t finished, nspecs, expected, stop_after;
 static uint64_t ids[MAX_SPECS];
+static int in_resolve;		/* a callback from inside dns_resolve() is an error */
 
 static uint32_t
 identity(void *arg, uint32_t bound)
@@ -79,6 +80,8 @@ done_cb(void *arg, uint64_t id, const struct dns_answer *ans)
 {
 	size_t i = (size_t)(uintptr_t)arg, k;
 
+	if (in_resolve)
+		printf("error i=%zu called back from inside dns_resolve\n", i);
 	if (ids[i] != 0 && ids[i] != id)
 		printf("error i=%zu id=%llu expected=%llu\n", i, (unsigned long long)id, (unsigned long long)ids[i]);
 	printf("done i=%zu order=%zu ticks=%lu status=%d", i, finished, ticks, ans->status);
@@ -160,7 +163,10 @@ main(int argc, char **argv)
 			fprintf(stderr, "bad spec: %s\n", argv[optind + 1 + i]);
 			return 2;
 		}
-		if ((r = dns_resolve(dns, &nh, done_cb, (void *)(uintptr_t)i, &ids[i])) < 0) {
+		in_resolve = 1;
+		r = dns_resolve(dns, &nh, done_cb, (void *)(uintptr_t)i, &ids[i]);
+		in_resolve = 0;
+		if (r < 0) {
 			fprintf(stderr, "dns_resolve(%s): %s\n", argv[optind + 1 + i], strerror(-r));
 			return 2;
 		}
