@@ -134,9 +134,8 @@ configure_resolver(struct ub_ctx *ctx, const char *resolver, char *err, size_t e
 		return -EINVAL;
 	}
 	snprintf(fwd, sizeof(fwd), "%s@%u", nh.host, nh.port);
-	/* A DNS server on loopback (a local cache, the tests' unbound) must be asked. */
-	if ((r = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no")) != 0 ||
-	    (r = ub_ctx_set_fwd(ctx, fwd)) != 0) {
+	/* A forwarder on loopback (a local cache, the tests' unbound) is asked as any other. */
+	if ((r = ub_ctx_set_fwd(ctx, fwd)) != 0) {
 		snprintf(err, errlen, "resolver %s: %s", resolver, ub_strerror(r));
 		return -EINVAL;
 	}
