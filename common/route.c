@@ -103,6 +103,17 @@ route_parse_target(const char *spec, struct route_nexthop *nh)
 	return route_parse_nexthop(spec, nh);
 }
 
+static const char *
+route_lookup_wildcard(const struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_routes; i++)
+		if (strcmp(cfg->routes[i].domain, "*") == 0)
+			return cfg->routes[i].target;
+	return NULL;
+}
+
 /* The configured target for domain, or NULL: exact, nearest ".parent", "*". */
 static const char *
 route_lookup(const struct cfg *cfg, const char *domain)
@@ -117,28 +128,46 @@ route_lookup(const struct cfg *cfg, const char *domain)
 		for (i = 0; i < cfg->n_routes; i++)
 			if (cfg->routes[i].domain[0] == '.' && strcasecmp(cfg->routes[i].domain, p) == 0)
 				return cfg->routes[i].target;
-	for (i = 0; i < cfg->n_routes; i++)
-		if (strcmp(cfg->routes[i].domain, "*") == 0)
-			return cfg->routes[i].target;
-	return NULL;
+	return route_lookup_wildcard(cfg);
+}
+
+/* "[192.0.2.1]" or "[IPv6:2001:db8::1]" (already valid) -> the address itself. */
+static void
+literal_as_nexthop(const char *domain, struct route_nexthop *nh)
+{
+	const char *a = domain + 1;
+	size_t len;
+
+	if (strncasecmp(a, "IPv6:", 5) == 0)
+		a += 5;
+	len = strlen(a) - 1;	/* without ']' */
+	memcpy(nh->host, a, len);
+	nh->host[len] = '\0';
+	nh->literal = true;
+	nh->mx_lookup = false;
+	nh->recipient_mx = false;
 }
 
 int
 route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh)
 {
-	const char *target;
+	bool is_literal = domain[0] == '[';
+	const char *target = NULL;
 	int r;
 
 	if (strlen(domain) > ROUTE_HOST_MAX)
 		return -ENAMETOOLONG;
-	if (domain[0] == '[' || addr_domain_valid(domain) < 0)
+	if (addr_domain_valid(domain) < 0)
 		return -EINVAL;
-	target = route_lookup(cfg, domain);
+	/* An address literal has no name to match: only "*" and the smarthost apply. */
+	target = is_literal ? route_lookup_wildcard(cfg) : route_lookup(cfg, domain);
 	if (target == NULL)
 		target = cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx";
 	if ((r = route_parse_target(target, nh)) < 0)
 		return r;
-	if (nh->recipient_mx)
+	if (nh->recipient_mx && is_literal)
+		literal_as_nexthop(domain, nh);
+	else if (nh->recipient_mx)
 		snprintf(nh->host, sizeof(nh->host), "%s", domain);
 	return 0;
 }

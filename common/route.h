@@ -40,8 +40,11 @@
  *	nearest ".parent" entry (".example.org" matches every name under
  *	example.org, not example.org itself), then "*", then the smarthost;
  *	an empty smarthost means "mx".  A route by MX ends with nh->host set
- *	to the domain and nh->recipient_mx true.  -EINVAL when domain is not a
- *	domain name, -ENAMETOOLONG when it does not fit.
+ *	to the domain and nh->recipient_mx true.  A recipient domain that is an
+ *	address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") matches only "*"
+ *	and the smarthost; routed by MX it goes to that address (nh->literal,
+ *	no DNS).  -EINVAL when domain is neither a domain name nor an address
+ *	literal, -ENAMETOOLONG when it does not fit.
  *
  *	route_mx_rdata_parse() reads one MX record's rdata (RFC 1035 3.3.9:
  *	16-bit preference, then an uncompressed domain name; libunbound hands

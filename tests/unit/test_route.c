@@ -7,7 +7,7 @@
  *	Tables of next hop strings and what they parse into (MX lookup or
  *	not, literals, bad forms); of recipient domains and the route that
  *	route_pick() chooses from a [routes] table (exact, .parent, *,
- *	smarthost, empty smarthost = MX); of MX rdata byte strings, good and
+ *	smarthost, empty smarthost = MX; address literals); of MX rdata byte strings, good and
  *	malformed (truncated, compression pointers, long labels, bytes after
  *	the name, bad characters); of MX answers and the host order that
  *	route_mx_plan() makes (preference order, equal preferences shuffled by
@@ -15,6 +15,7 @@
  *	DNS failures and their class (NXDOMAIN 550 5.1.2 for the recipient's
  *	domain, 451 4.4.3 otherwise).
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -159,8 +160,16 @@ static const struct pick_case {
 	{ "relay.example.net:25", false, "example.com", 0, "relay.example.net", 25, true, false },
 	{ "", false, "example.com", 0, "example.com", 25, true, true },
 	{ "", false, "literal.example", 0, "192.0.2.9", 25, false, false },
+	/* address literals: only * and the smarthost apply; by MX they are the address */
+	{ "", false, "[192.0.2.7]", 0, "192.0.2.7", 25, false, false },
+	{ "", false, "[IPv6:2001:db8::7]", 0, "2001:db8::7", 25, false, false },
+	{ "", false, "[ipv6:::1]", 0, "::1", 25, false, false },
+	{ "127.0.0.1:2525", false, "[192.0.2.7]", 0, "127.0.0.1", 2525, false, false },
+	{ "127.0.0.1:2525", true, "[192.0.2.7]", 0, "star.example", 26, false, false },
 	/* domains that are no domains */
-	{ "", false, "[127.0.0.1]", -EINVAL, NULL, 0, false, false },
+	{ "", false, "[127.0.0.1", -EINVAL, NULL, 0, false, false },
+	{ "", false, "[999.0.0.1]", -EINVAL, NULL, 0, false, false },
+	{ "", false, "[2001:db8::7]", -EINVAL, NULL, 0, false, false },
 	{ "", false, "a..b", -EINVAL, NULL, 0, false, false },
 	{ "", false, "", -EINVAL, NULL, 0, false, false },
 };
@@ -173,6 +182,14 @@ add_route(struct cfg *cfg, const char *domain, const char *target)
 	cfg->routes[cfg->n_routes].domain = strdup(domain);
 	cfg->routes[cfg->n_routes].target = strdup(target);
 	cfg->n_routes++;
+}
+
+static bool
+host_is_address(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
 START_TEST(test_pick)
@@ -198,6 +215,7 @@ START_TEST(test_pick)
 		ck_assert_uint_eq(nh.port, c->port);
 		ck_assert_msg(nh.mx_lookup == c->mx_lookup, "%s: mx_lookup %d", c->domain, nh.mx_lookup);
 		ck_assert_msg(nh.recipient_mx == c->recipient_mx, "%s: recipient_mx %d", c->domain, nh.recipient_mx);
+		ck_assert_msg(nh.literal == host_is_address(c->host), "%s: literal %d", c->domain, nh.literal);
 	}
 	cfg_free(&cfg);
 }
