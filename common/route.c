@@ -250,9 +250,31 @@ sort_by_preference(struct route_mx *a, size_t n)
 	}
 }
 
+/*
+ * RFC 5321 5.1: when this host is one of the MX hosts, it and every host
+ * with the same or a higher preference are dropped (they would send the
+ * mail back here).  hosts are sorted.  Returns the hosts that remain.
+ */
+static size_t
+drop_self(const struct route_mx *hosts, size_t n, const char *self)
+{
+	size_t i;
+
+	if (self == NULL || *self == '\0')
+		return n;
+	for (i = 0; i < n; i++)
+		if (strcasecmp(hosts[i].host, self) == 0)
+			break;
+	if (i == n)
+		return n;
+	while (i > 0 && hosts[i - 1].preference == hosts[i].preference)
+		i--;
+	return i;
+}
+
 int
-route_mx_plan(const char *domain, const struct route_mx *mx, size_t n, route_rand_fn rnd, void *rarg,
-    struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail)
+route_mx_plan(const char *domain, const char *self, const struct route_mx *mx, size_t n, route_rand_fn rnd,
+    void *rarg, struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail)
 {
 	struct route_mx all[ROUTE_MX_MAX];
 	size_t i, k = 0;
@@ -266,10 +288,10 @@ route_mx_plan(const char *domain, const struct route_mx *mx, size_t n, route_ran
 	if (max == 0)
 		return 0;
 	if (n == 0) {
-		hosts[0].preference = 0;
-		snprintf(hosts[0].host, sizeof(hosts[0].host), "%s", domain);
-		*nhosts = 1;
-		return 0;
+		/* Implicit MX (RFC 5321 5.1): the domain itself, at preference 0. */
+		all[0].preference = 0;
+		snprintf(all[0].host, sizeof(all[0].host), "%s", domain);
+		k = 1;
 	}
 	for (i = 0; i < n && k < ROUTE_MX_MAX; i++)
 		if (strcmp(mx[i].host, ".") != 0)
@@ -282,6 +304,12 @@ route_mx_plan(const char *domain, const struct route_mx *mx, size_t n, route_ran
 	}
 	shuffle(all, k, rnd, rarg);
 	sort_by_preference(all, k);
+	if ((k = drop_self(all, k, self)) == 0) {
+		fail->reply = REPLY_MAIL_LOOP;
+		snprintf(fail->text, sizeof(fail->text),
+		    "mail for %s loops back to myself: %s is its best MX host", domain, self);
+		return -EPERM;
+	}
 	for (i = 0; i < k && i < max; i++)
 		hosts[i] = all[i];
 	*nhosts = i;

@@ -10,8 +10,8 @@
  *	    struct route_nexthop *nh);
  *	int route_mx_rdata_parse(const unsigned char *rdata, size_t len,
  *	    struct route_mx *mx);
- *	int route_mx_plan(const char *domain, const struct route_mx *mx,
- *	    size_t n, route_rand_fn rnd, void *rarg,
+ *	int route_mx_plan(const char *domain, const char *self,
+ *	    const struct route_mx *mx, size_t n, route_rand_fn rnd, void *rarg,
  *	    struct route_mx *hosts, size_t max, size_t *nhosts,
  *	    struct route_fail *fail);
  *	int route_dns_fail(const struct route_nexthop *nh, const char *qname,
@@ -59,6 +59,10 @@
  *	answer's order); no record gives the implicit MX (domain itself);
  *	a single record "0 ." is a null MX (RFC 7505): -EPERM with fail set
  *	to REPLY_NULL_MX (556 5.1.10); "." among other records is dropped.
+ *	When self (this gateway's host name, may be NULL) is one of the hosts,
+ *	it and every host of the same or a higher preference are dropped (RFC
+ *	5321 5.1); when none is left: -EPERM, REPLY_MAIL_LOOP (554 5.4.6,
+ *	"loops back to myself").  Names are compared, not addresses.
  *	At most max hosts are returned (the lowest preferences).  0 or -EPERM.
  *
  *	route_dns_fail() classifies a DNS lookup that gave no usable answer:
@@ -129,8 +133,8 @@ int route_parse_nexthop(const char *spec, struct route_nexthop *nh);
 int route_parse_target(const char *spec, struct route_nexthop *nh);
 int route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh);
 int route_mx_rdata_parse(const unsigned char *rdata, size_t len, struct route_mx *mx);
-int route_mx_plan(const char *domain, const struct route_mx *mx, size_t n, route_rand_fn rnd, void *rarg,
-    struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail);
+int route_mx_plan(const char *domain, const char *self, const struct route_mx *mx, size_t n, route_rand_fn rnd,
+    void *rarg, struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail);
 int route_dns_fail(const struct route_nexthop *nh, const char *qname, const char *qtype,
     enum route_dns_rcode rc, struct route_fail *fail);
 int route_no_address(const struct route_nexthop *nh, bool temporary, const char *detail, struct route_fail *fail);

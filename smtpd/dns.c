@@ -77,6 +77,7 @@ struct dns {
 	struct ub_ctx	       *ctx;
 	struct event	       *ev;
 	unsigned		timeout_s;
+	char			self[ROUTE_HOST_MAX + 1];	/* this gateway's name: never an MX to use */
 	uint64_t		next_id;
 	size_t			npending;
 	route_rand_fn		rnd;
@@ -143,7 +144,7 @@ configure_resolver(struct ub_ctx *ctx, const char *resolver, char *err, size_t e
 }
 
 int
-dns_new(struct event_base *base, const char *resolver, unsigned timeout_s, struct dns **out,
+dns_new(struct event_base *base, const char *resolver, unsigned timeout_s, const char *self, struct dns **out,
     char *err, size_t errlen)
 {
 	struct dns *d;
@@ -157,6 +158,7 @@ dns_new(struct event_base *base, const char *resolver, unsigned timeout_s, struc
 	TAILQ_INIT(&d->lookups);
 	d->base = base;
 	d->timeout_s = timeout_s ? timeout_s : 30;
+	snprintf(d->self, sizeof(d->self), "%s", self != NULL ? self : "");
 	d->next_id = 1;
 	d->rnd = default_random;
 	if ((d->ctx = ub_ctx_create()) == NULL) {
@@ -500,7 +502,7 @@ mx_cb(void *mydata, int err, struct ub_result *res)
 	}
 	if (bad > 0)
 		log_event(LOG_LVL_WARN, "dns-malformed", "name=%s type=MX skipped=%zu", lk->nh.host, bad);
-	if ((r = route_mx_plan(lk->nh.host, mx, n, lk->d->rnd, lk->d->rarg, plan, DNS_MAX_HOSTS, &nplan,
+	if ((r = route_mx_plan(lk->nh.host, lk->d->self, mx, n, lk->d->rnd, lk->d->rarg, plan, DNS_MAX_HOSTS, &nplan,
 	    &fail)) < 0) {
 		lookup_fail(lk, r, &fail);
 		return;

@@ -5,7 +5,8 @@
  *	#include "dns.h"
  *
  *	int dns_new(struct event_base *base, const char *resolver,
- *	    unsigned timeout_s, struct dns **out, char *err, size_t errlen);
+ *	    unsigned timeout_s, const char *self, struct dns **out,
+ *	    char *err, size_t errlen);
  *	int dns_resolve(struct dns *d, const struct route_nexthop *nh,
  *	    dns_done_fn done, void *arg, uint64_t *id);
  *	int dns_cancel(struct dns *d, uint64_t id);
@@ -22,6 +23,8 @@
  *	system's /etc/resolv.conf and /etc/hosts, or "ip:port" / "[ipv6]:port"
  *	of one DNS server that is asked recursively (the tests' unbound).
  *	timeout_s bounds one whole resolution (MX, then A/AAAA of the hosts).
+ *	self is this gateway's host name (cfg hostname, may be NULL): an MX
+ *	list that names it is cut there (RFC 5321 5.1, route_mx_plan()).
  *	On error returns -errno and a message in err.
  *
  *	dns_resolve() resolves a next hop (route.h):
@@ -35,7 +38,8 @@
  *	answer->targets in the order to try (per host in MX order, its IPv6
  *	addresses then its IPv4 addresses, each with nh->port and the host name
  *	for TLS), or -EPERM (permanent: NXDOMAIN of the recipient's domain,
- *	null MX, no address for any MX host) or -EAGAIN (temporary: SERVFAIL,
+ *	null MX, no address for any MX host, an MX list that loops back here)
+ *	or -EAGAIN (temporary: SERVFAIL,
  *	a timeout, a malformed answer, the resolver's own errors) with
  *	answer->fail (reply id and the DNS answer as text).  The answer and its
  *	targets live until done returns; copy what you keep.  done may call
@@ -92,8 +96,8 @@ struct dns_answer {
 
 typedef void (*dns_done_fn)(void *arg, uint64_t id, const struct dns_answer *answer);
 
-int dns_new(struct event_base *base, const char *resolver, unsigned timeout_s, struct dns **out,
-    char *err, size_t errlen);
+int dns_new(struct event_base *base, const char *resolver, unsigned timeout_s, const char *self,
+    struct dns **out, char *err, size_t errlen);
 int dns_resolve(struct dns *d, const struct route_nexthop *nh, dns_done_fn done, void *arg, uint64_t *id);
 int dns_cancel(struct dns *d, uint64_t id);
 size_t dns_pending(const struct dns *d);

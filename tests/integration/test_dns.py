@@ -12,6 +12,8 @@ program build/tests/dns_probe resolves next hops through smtpd/dns.c
   uncompressed.
 * Equal preferences are shuffled: permutations that no rotation of the
   answer gives appear; the higher preference stays last.
+* An MX list that names this host is cut there (RFC 5321 5.1); when this
+  host is the best MX: 554 5.4.6.
 * No MX: the domain itself (implicit MX), IPv6 before IPv4.
 * Null MX: 556 5.1.10.  NXDOMAIN of the recipient's domain: 550 5.1.2 with
   the DNS answer.  MX hosts without addresses: 550 5.4.4.
@@ -158,6 +160,12 @@ class DNSRouting(unittest.TestCase):
         cyclic = {('eq1', 'eq2', 'eq3'), ('eq2', 'eq3', 'eq1'), ('eq3', 'eq1', 'eq2')}
         log('orders of the equal preferences in 40 lookups: %s' % sorted(orders))
         self.assertTrue(orders - cyclic, 'only rotations of the answer: %s' % orders)
+
+    def test_mx_list_naming_this_host_is_cut(self):
+        a = self.one(mx('multi'), options=['-s', 'MX2.' + Z])
+        self.assertEqual(a.hosts, ['mx1.' + Z], a)
+        a = self.one(mx('multi'), options=['-s', 'mx1.' + Z])
+        self.assert_fails(a, -1, 554, '5.4.6', 'loops back to myself')
 
     def test_implicit_mx(self):
         a = self.one(mx('nomx'))

@@ -2,7 +2,7 @@
  * NAME
  *	dns_probe - resolve next hops through smtpd/dns.c on a libevent loop
  * SYNOPSIS
- *	dns_probe [-t timeout_s] [-k] [-c index] [-x count] RESOLVER SPEC...
+ *	dns_probe [-t timeout_s] [-k] [-c index] [-x count] [-s self] RESOLVER SPEC...
  * DESCRIPTION
  *	The test program of tests/integration/test_dns.py.  Starts one lookup
  *	per SPEC at once on one loop, with a 20 ms timer ticking beside them,
@@ -17,7 +17,8 @@
  *	-t sets the lookup deadline (default 30 s); -k replaces the MX shuffle
  *	by the identity (to see the sort alone); -c cancels lookup INDEX right
  *	after starting it (it must never print); -x stops after COUNT lookups
- *	finished and frees the resolver with the others pending.
+ *	finished and frees the resolver with the others pending; -s names
+ *	this host (an MX list that names it is cut there).
  * EXIT STATUS
  *	0 when the loop ran to the end, 2 on usage or setup errors.
  */
@@ -129,16 +130,18 @@ main(int argc, char **argv)
 	struct event *tick;
 	char err[256];
 	unsigned timeout_s = 30;
+	const char *self = NULL;
 	long cancel = -1;
 	int c, keep = 0, r;
 	size_t i;
 
-	while ((c = getopt(argc, argv, "t:kc:x:")) != -1) {
+	while ((c = getopt(argc, argv, "t:kc:x:s:")) != -1) {
 		switch (c) {
 		case 't': timeout_s = (unsigned)atoi(optarg); break;
 		case 'k': keep = 1; break;
 		case 'c': cancel = atol(optarg); break;
 		case 'x': stop_after = (size_t)atol(optarg); break;
+		case 's': self = optarg; break;
 		default: return 2;
 		}
 	}
@@ -148,7 +151,7 @@ main(int argc, char **argv)
 	}
 	log_init("dns_probe", LOG_LVL_DEBUG);
 	base = event_base_new();
-	if ((r = dns_new(base, strcmp(argv[optind], "system") == 0 ? "" : argv[optind], timeout_s, &dns,
+	if ((r = dns_new(base, strcmp(argv[optind], "system") == 0 ? "" : argv[optind], timeout_s, self, &dns,
 	    err, sizeof(err))) < 0) {
 		fprintf(stderr, "dns_new: %s\n", err);
 		return 2;

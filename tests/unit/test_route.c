@@ -11,7 +11,9 @@
  *	malformed (truncated, compression pointers, long labels, bytes after
  *	the name, bad characters); of MX answers and the host order that
  *	route_mx_plan() makes (preference order, equal preferences shuffled by
- *	an injected random source, implicit MX, null MX 556 5.1.10); and of
+ *	an injected random source, implicit MX, null MX 556 5.1.10, this
+ *	host in the list cut off with its preference, 554 5.4.6 when it is the
+ *	best); and of
  *	DNS failures and their class (NXDOMAIN 550 5.1.2 for the recipient's
  *	domain, 451 4.4.3 otherwise).
  */
@@ -357,25 +359,37 @@ static const struct plan_case {
 	enum reply_id	reply;		/* for failures */
 	const char     *hosts[6];	/* expected order; hosts[0] is a part of the text of a failure */
 	size_t		nhosts;
+	const char     *self;		/* this host's name, or NULL */
 } plan_cases[] = {
 	{ "sorted by preference", { MX(30, "c"), MX(10, "a"), MX(20, "b") }, 3, true, 8, 0, 0,
-	  { "a", "b", "c" }, 3 },
+	  { "a", "b", "c" }, 3, NULL },
 	{ "the answer's rotation does not matter", { MX(20, "b"), MX(30, "c"), MX(10, "a") }, 3, true, 8, 0, 0,
-	  { "a", "b", "c" }, 3 },
-	{ "preference 0 first", { MX(5, "b"), MX(0, "a") }, 2, true, 8, 0, 0, { "a", "b" }, 2 },
+	  { "a", "b", "c" }, 3, NULL },
+	{ "preference 0 first", { MX(5, "b"), MX(0, "a") }, 2, true, 8, 0, 0, { "a", "b" }, 2, NULL },
 	{ "max cuts the highest preferences", { MX(30, "c"), MX(10, "a"), MX(20, "b") }, 3, true, 2, 0, 0,
-	  { "a", "b" }, 2 },
-	{ "no MX: implicit MX", { MX(0, "") }, 0, true, 8, 0, 0, { "dom.example" }, 1 },
-	{ "null MX", { MX(0, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX, { "has a null MX (RFC 7505)" }, 0 },
+	  { "a", "b" }, 2, NULL },
+	{ "no MX: implicit MX", { MX(0, "") }, 0, true, 8, 0, 0, { "dom.example" }, 1, NULL },
+	{ "null MX", { MX(0, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX, { "has a null MX (RFC 7505)" }, 0, NULL },
 	{ "null MX at preference 10 is no host", { MX(10, ".") }, 1, true, 8, -EPERM, REPLY_NULL_MX,
-	  { "only null MX records" }, 0 },
-	{ "two null MX", { MX(0, "."), MX(0, ".") }, 2, true, 8, -EPERM, REPLY_NULL_MX, { "only null MX records" }, 0 },
-	{ "\".\" among real hosts is dropped", { MX(0, "."), MX(10, "a") }, 2, true, 8, 0, 0, { "a" }, 1 },
+	  { "only null MX records" }, 0, NULL },
+	{ "two null MX", { MX(0, "."), MX(0, ".") }, 2, true, 8, -EPERM, REPLY_NULL_MX, { "only null MX records" }, 0, NULL },
+	{ "\".\" among real hosts is dropped", { MX(0, "."), MX(10, "a") }, 2, true, 8, 0, 0, { "a" }, 1, NULL },
 	{ "equal preferences stay together", { MX(20, "x"), MX(10, "a"), MX(20, "y"), MX(10, "b") }, 4, true, 8,
-	  0, 0, { "a", "b", "x", "y" }, 4 },
+	  0, 0, { "a", "b", "x", "y" }, 4, NULL },
+	/* RFC 5321 5.1: this host and every host at its preference or above are dropped */
+	{ "self is the last MX", { MX(10, "a"), MX(20, "me.example"), MX(30, "c") }, 3, true, 8, 0, 0, { "a" }, 1,
+	  "me.example" },
+	{ "self shares a preference", { MX(10, "a"), MX(20, "b"), MX(20, "ME.example") }, 3, true, 8, 0, 0, { "a" }, 1,
+	  "me.example" },
+	{ "self is the best MX", { MX(20, "b"), MX(10, "me.example") }, 2, true, 8, -EPERM, REPLY_MAIL_LOOP,
+	  { "loops back to myself" }, 0, "me.example" },
+	{ "self ties for the best MX", { MX(10, "b"), MX(10, "me.example") }, 2, true, 8, -EPERM, REPLY_MAIL_LOOP,
+	  { "loops back to myself" }, 0, "me.example" },
+	{ "self not in the list", { MX(10, "a"), MX(20, "b") }, 2, true, 8, 0, 0, { "a", "b" }, 2, "me.example" },
+	{ "implicit MX is self", { MX(0, "") }, 0, true, 8, -EPERM, REPLY_MAIL_LOOP, { "loops back" }, 0, "dom.example" },
 	/* scripted zeros: Fisher-Yates swaps each last with the first: a b x y -> rotations */
 	{ "shuffled equal preferences", { MX(10, "a"), MX(10, "b"), MX(10, "c") }, 3, false, 8, 0, 0,
-	  { "b", "c", "a" }, 3 },
+	  { "b", "c", "a" }, 3, NULL },
 };
 #define N_PLAN_CASES	(sizeof(plan_cases) / sizeof(plan_cases[0]))
 
@@ -389,13 +403,18 @@ START_TEST(test_plan)
 	size_t n = 99, i;
 	int r;
 
-	r = route_mx_plan("dom.example", c->mx, c->n, c->shuffle_identity ? keep_order : scripted,
+	r = route_mx_plan("dom.example", c->self, c->mx, c->n, c->shuffle_identity ? keep_order : scripted,
 	    c->shuffle_identity ? NULL : &s, hosts, c->max, &n, &fail);
 	ck_assert_msg(r == c->want, "%s: route_mx_plan = %d, want %d", c->what, r, c->want);
 	if (r != 0) {
 		ck_assert_int_eq(fail.reply, c->reply);
-		ck_assert_int_eq(errmap_get(fail.reply)->code, 556);
-		ck_assert_str_eq(errmap_get(fail.reply)->esc, "5.1.10");
+		if (c->reply == REPLY_NULL_MX) {
+			ck_assert_int_eq(errmap_get(fail.reply)->code, 556);
+			ck_assert_str_eq(errmap_get(fail.reply)->esc, "5.1.10");
+		} else {
+			ck_assert_int_eq(errmap_get(fail.reply)->code, 554);
+			ck_assert_str_eq(errmap_get(fail.reply)->esc, "5.4.6");
+		}
 		ck_assert_msg(strstr(fail.text, "dom.example") != NULL, "%s", fail.text);
 		ck_assert_msg(strstr(fail.text, c->hosts[0]) != NULL, "%s: \"%s\" lacks \"%s\"", c->what, fail.text,
 		    c->hosts[0]);
@@ -429,7 +448,7 @@ START_TEST(test_plan_shuffle_reaches_every_order)
 			v[0] = a;
 			v[1] = b;
 			s.at = 0;
-			ck_assert_int_eq(route_mx_plan("d.example", mx, 5, scripted, &s, hosts, 8, &n, &fail), 0);
+			ck_assert_int_eq(route_mx_plan("d.example", NULL, mx, 5, scripted, &s, hosts, 8, &n, &fail), 0);
 			ck_assert_uint_eq(n, 5);
 			ck_assert_str_eq(hosts[0].host, "first");
 			ck_assert_str_eq(hosts[4].host, "last");
@@ -461,9 +480,9 @@ START_TEST(test_plan_bad_random_source)
 	struct route_fail fail;
 	size_t n;
 
-	ck_assert_int_eq(route_mx_plan("d.example", mx, 2, too_big, NULL, hosts, 2, &n, &fail), 0);
+	ck_assert_int_eq(route_mx_plan("d.example", NULL, mx, 2, too_big, NULL, hosts, 2, &n, &fail), 0);
 	ck_assert_uint_eq(n, 2);
-	ck_assert_int_eq(route_mx_plan("d.example", mx, 2, NULL, NULL, hosts, 2, &n, &fail), 0);
+	ck_assert_int_eq(route_mx_plan("d.example", NULL, mx, 2, NULL, NULL, hosts, 2, &n, &fail), 0);
 	ck_assert_str_eq(hosts[0].host, "a");
 }
 END_TEST
