@@ -51,7 +51,7 @@ struct dns_query {
 struct dns_host {
 	struct route_mx		mx;
 	struct dns_query	q[2];		/* [0] AAAA, [1] A */
-	struct sockaddr_storage	addrs[2][DNS_MAX_ADDRS];
+	struct sockaddr_storage	addrs[2][DNS_MAX_HOST_ADDRS];
 	size_t			naddrs[2];
 };
 
@@ -371,7 +371,7 @@ collect_addresses(struct dns_host *host, int rrtype, const struct ub_result *res
 	size_t f = rrtype == RR_AAAA ? 0 : 1, want = rrtype == RR_AAAA ? 16 : 4;
 	int i;
 
-	for (i = 0; res->data[i] != NULL && host->naddrs[f] < DNS_MAX_ADDRS; i++) {
+	for (i = 0; res->data[i] != NULL && host->naddrs[f] < DNS_MAX_HOST_ADDRS; i++) {
 		struct sockaddr_storage *ss = &host->addrs[f][host->naddrs[f]];
 
 		if (res->len[i] < 0 || (size_t)res->len[i] != want)

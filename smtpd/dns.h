@@ -57,7 +57,12 @@
  *	frees the context; call it on shutdown.  NULL is allowed.
  * LIMITS
  *	DNS_MAX_HOSTS mail hosts are tried (the lowest preferences), at most
- *	DNS_MAX_ADDRS addresses in all, ROUTE_MX_MAX MX records read.
+ *	DNS_MAX_HOST_ADDRS IPv6 and as many IPv4 addresses of each, at most
+ *	DNS_MAX_ADDRS addresses in all; ROUTE_MX_MAX MX records are read.  A
+ *	pending lookup holds about 20 KiB; at most DNS_MAX_PENDING are pending.
+ *
+ *	libunbound starts its worker thread at the first lookup: create the
+ *	context after the daemon has forked (if it does), not before.
  * DIAGNOSTICS
  *	Each finished lookup is logged at debug level (event=dns-resolved or
  *	dns-failed, with its id); malformed MX records at warn (dns-malformed).
@@ -77,6 +82,7 @@ struct event_base;
 struct dns;
 
 #define DNS_MAX_HOSTS	10
+#define DNS_MAX_HOST_ADDRS	8
 #define DNS_MAX_ADDRS	32
 #define DNS_MAX_PENDING	1024
 
