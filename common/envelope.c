@@ -72,6 +72,7 @@ envelope_free(struct envelope *env)
 	free(env->origin);
 	free(env->last_host);
 	free(env->last_reply);
+	free(env->rejected);
 	free(env->conversion);
 	memset(env, 0, sizeof(*env));
 }
@@ -165,6 +166,7 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0)
 			goto fail;
 	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
+	    (r = replace_string(&dst->rejected, src->rejected)) < 0 ||
 	    (r = envelope_set_conversion(dst, src->conversion)) < 0)
 		goto fail;
 	return 0;
@@ -183,6 +185,70 @@ value_is_clean(const char *v)
 	return 1;
 }
 
+/* Length of a run of characters of class fn at p. */
+static size_t
+span(const char *p, int (*fn)(int))
+{
+	size_t n = 0;
+
+	while (p[n] != '\0' && fn((unsigned char)p[n]))
+		n++;
+	return n;
+}
+
+static int
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_errno_char(int c)
+{
+	return (c >= 'A' && c <= 'Z') || is_digit(c);
+}
+
+/* "<code> <x.y.z> <ERRNO> <text>" (envelope.h); NULL-safe for the caller. */
+static int
+rejected_is_valid(const char *v)
+{
+	size_t n;
+
+	if (!value_is_clean(v) || (v[0] != '4' && v[0] != '5') || span(v, is_digit) != 3 || v[3] != ' ')
+		return 0;
+	v += 4;
+	if (v[0] != v[-4] || v[1] != '.')	/* the class of the code and of the esc agree */
+		return 0;
+	v += 2;
+	for (int part = 0; part < 2; part++) {
+		n = span(v, is_digit);
+		if (n < 1 || n > 3 || v[n] != (part == 0 ? '.' : ' '))
+			return 0;
+		v += n + 1;
+	}
+	if (v[0] != 'E' || (n = span(v, is_errno_char)) < 2 || v[n] != ' ')
+		return 0;
+	v += n + 1;
+	return v[0] != '\0' && v[0] != ' ';
+}
+
+int
+envelope_set_rejected(struct envelope *env, int code, const char *esc, const char *errname,
+		      const char *why)
+{
+	char *line;
+
+	if (asprintf(&line, "%d %s %s %s", code, esc, errname, why) < 0)
+		return -ENOMEM;
+	if (!rejected_is_valid(line)) {
+		free(line);
+		return -EINVAL;
+	}
+	free(env->rejected);
+	env->rejected = line;
+	return 0;
+}
+
 int
 envelope_format(const struct envelope *env, char **out, size_t *outlen)
 {
@@ -193,7 +259,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 
 	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
 	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply) ||
-	    !value_is_clean(env->conversion))
+	    !value_is_clean(env->conversion) ||
+	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
 		return -ENOMEM;
@@ -214,6 +281,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		fprintf(fp, "rcpt: %s <%s>%s%s\n", rcpt_state_name(r->state), r->addr,
 		    has_reply ? " " : "", has_reply ? r->reply : "");
 	}
+	if (env->rejected != NULL)
+		fprintf(fp, "rejected: %s\n", env->rejected);
 	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
 	if (env->conversion != NULL)
 		fprintf(fp, "conversion: %s\n", env->conversion);
@@ -332,6 +401,11 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
 		return replace_string(&env->last_host, v);
 	if (strcmp(key, "last-reply") == 0)
 		return replace_string(&env->last_reply, v);
+	if (strcmp(key, "rejected") == 0) {
+		if (env->rejected != NULL || !rejected_is_valid(v))
+			return -EBADMSG;
+		return replace_string(&env->rejected, v);
+	}
 	if (strcmp(key, "conversion") == 0)
 		return replace_string(&env->conversion, v);
 	if (parse_ll(v, &n) < 0)
@@ -377,7 +451,9 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 	free(copy);
 	if (r == -E2BIG)
 		r = -EBADMSG;	/* more recipients than any writer could have put there */
-	if (r == 0 && (seen != 7 || env->nrcpt == 0 || env->data_offset < 0))
+	/* only a record of a refused submission may name nobody */
+	if (r == 0 && (seen != 7 || (env->nrcpt == 0 && env->rejected == NULL) ||
+	    env->data_offset < 0))
 		r = -EBADMSG;
 	if (r < 0)
 		envelope_free(env);

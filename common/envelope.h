@@ -27,10 +27,34 @@
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
+ *
+ *	A file refused when it was submitted through outbox/ is kept in
+ *	failed/ with a record that says why, in a "rejected:" line: the
+ *	reply an SMTP server would have given, the errno the writer got, and
+ *	a sentence.  Such a record may have no recipient (the header that
+ *	should have named them is what was refused) and "from: <>" when no
+ *	sender could be read:
+ *
+ *	    spoolgate-envelope: 1
+ *	    id: 1764442060.M5P4243Q1
+ *	    created: 1764442060
+ *	    origin: fs outbox/report.eml uid=1000
+ *	    from: <>
+ *	    data-offset: 0
+ *	    rejected: 554 5.5.1 EDESTADDRREQ rejected at submission: no recipient
+ *	    attempts: 0
+ *	    next-attempt: 0
+ *
+ *	The value of "rejected:" is "<code> <x.y.z> <ERRNO> <text>": a 4xx or
+ *	5xx code, an RFC 3463 enhanced code, an errno name (E and capitals or
+ *	digits) and a text that is not empty.
+ *
  *	envelope_parse() reads that format strictly (it crosses a process
- *	boundary): unknown keys, a missing id/from/rcpt, a recipient line
- *	without angle brackets, a value with a control character: -EBADMSG.
- *	envelope_format() writes it; the result always parses back equal.
+ *	boundary): unknown keys, a missing id/from, no rcpt in a record that
+ *	is not rejected, a recipient line without angle brackets, a
+ *	"rejected:" value not of the form above, a value with a control
+ *	character: -EBADMSG.  envelope_format() writes it; the result always
+ *	parses back equal.
  * OWNERSHIP
  *	struct envelope owns all its strings; envelope_free() releases them
  *	and leaves a zeroed struct.  Not thread-safe per object; distinct
@@ -65,6 +89,8 @@ struct envelope {
 	long long		next_attempt;	/* unix seconds; 0 = now */
 	char		       *last_host;	/* or NULL */
 	char		       *last_reply;	/* or NULL */
+	char		       *rejected;	/* "<code> <esc> <ERRNO> <text>" of a refused
+						   submission, or NULL */
 	char		       *conversion;	/* the last conversion for transport, or NULL */
 };
 
@@ -76,6 +102,13 @@ int envelope_add_rcpt(struct envelope *env, const char *addr);
 int envelope_set_rcpt(struct envelope *env, size_t i, enum rcpt_state state, const char *reply);
 /* Sets last_host / last_reply (copied, may be NULL). 0 or -ENOMEM. */
 int envelope_set_last(struct envelope *env, const char *host, const char *reply);
+/*
+ * Marks the record as refused at submission: code (4xx/5xx), esc
+ * ("x.y.z"), errname ("EDESTADDRREQ") and why (a sentence) make the
+ * "rejected:" line.  0, -ENOMEM, -EINVAL (a part of the wrong form).
+ */
+int envelope_set_rejected(struct envelope *env, int code, const char *esc, const char *errname,
+		const char *why);
 /* Sets conversion (copied, may be NULL). 0 or -ENOMEM. */
 int envelope_set_conversion(struct envelope *env, const char *text);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);

@@ -100,6 +100,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_TXN_FAILED, 554, "5.0.0", EPROTO, PR, "Transaction failed"),
 	ROW(REPLY_NO_VALID_RCPTS, 554, "5.5.1", EDESTADDRREQ, FE | PR, "No valid recipients"),
 	ROW(REPLY_NOT_A_MESSAGE, 554, "5.6.0", EBADMSG, FE | PR, "Transaction failed: not a valid RFC 5322 message"),
+	ROW(REPLY_EMPTY_MESSAGE, 554, "5.6.0", ENODATA, FE, "Transaction failed: empty message"),
 	ROW(REPLY_CONVERSION_UNSUPPORTED, 554, "5.6.3", 0, PR, "Conversion required but not supported"),
 	ROW(REPLY_MAIL_LOOP, 554, "5.4.6", ELOOP, FE | PR, "Too many hops: mail forwarding loop"),
 	ROW(REPLY_DELIVERY_EXPIRED, 554, "5.4.7", 0, PR, "Delivery time expired"),

@@ -123,6 +123,7 @@ enum reply_id {
 	REPLY_TXN_FAILED,	/* 554 5.0.0 */
 	REPLY_NO_VALID_RCPTS,	/* 554 5.5.1, EDESTADDRREQ */
 	REPLY_NOT_A_MESSAGE,	/* 554 5.6.0, EBADMSG */
+	REPLY_EMPTY_MESSAGE,	/* 554 5.6.0, ENODATA: an empty outbox file */
 	REPLY_CONVERSION_UNSUPPORTED,/* 554 5.6.3: cannot be made 7-bit for the peer */
 	REPLY_MAIL_LOOP,	/* 554 5.4.6, ELOOP */
 	REPLY_DELIVERY_EXPIRED,	/* 554 5.4.7: max_queue_lifetime ran out */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "errmap.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -603,5 +604,51 @@ outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 	if (r < 0)
 		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));
 	outbox_headers_free(&h);
+	return r;
+}
+
+/* A "rejected:" text must stay on one line (envelope.h): controls become '?'. */
+static void
+clean_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+int
+outbox_reject(struct spool *spool, int fd, off_t keep, const char *origin, int err,
+    const char *why, char id[SPOOL_ID_MAX])
+{
+	const struct errmap_reply *reply = errmap_from_errno(err);
+	const char *errname = strerrorname_np(err);
+	struct spool_msg *msg;
+	struct envelope env;
+	char text[1024], *chunk;
+	int r;
+
+	snprintf(text, sizeof(text), "rejected at submission: %s", why && why[0] ? why : strerror(err));
+	clean_line(text);
+	if ((chunk = malloc(COPY_CHUNK)) == NULL)
+		return -ENOMEM;
+	if ((r = spool_msg_create(spool, NULL, &msg)) < 0) {
+		free(chunk);
+		return r;
+	}
+	r = envelope_init(&env, spool_msg_id(msg), "", origin);
+	if (r == 0)
+		r = envelope_set_rejected(&env, reply->code, reply->esc, errname ? errname : "EUNKNOWN",
+		    text);
+	if (r == 0)
+		r = copy_range(fd, msg, 0, keep, chunk);
+	if (r == 0)
+		r = spool_msg_reject(msg, &env);
+	if (r == 0)
+		r = spool_msg_commit(msg);
+	if (r == 0)
+		snprintf(id, SPOOL_ID_MAX, "%s", spool_msg_id(msg));
+	envelope_free(&env);
+	spool_msg_free(msg);
+	free(chunk);
 	return r;
 }

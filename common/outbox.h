@@ -7,6 +7,9 @@
  *	int outbox_submit(struct spool *spool, int fd,
  *			const struct outbox_source *src,
  *			char id[SPOOL_ID_MAX], char *why, size_t whylen);
+ *	int outbox_reject(struct spool *spool, int fd, off_t keep,
+ *			const char *origin, int err, const char *why,
+ *			char id[SPOOL_ID_MAX]);
  *	size_t outbox_quote_name(const char *name, char *out, size_t outlen);
  *	int outbox_format_date(time_t t, char *out, size_t outlen);
  * DESCRIPTION
@@ -21,7 +24,7 @@
  *	writes one (RFC 5321 4.4).  Resent-* headers are not used.
  *
  *	src says where the message comes from: origin is the envelope's
- *	origin ("fs outbox/<name>", no control characters), name the file's
+ *	origin ("fs outbox/<name> uid=<uid>", no control characters), name the file's
  *	name under outbox/ (any bytes), uid the writer, hostname the
  *	configured host name (NULL or not a valid domain: the spool's host
  *	name, else "localhost"), max_size the size limit.  The queued message
@@ -52,7 +55,17 @@
  *	have sent.
  *
  *	outbox_parse_headers() does the header work alone on a buffer (for
- *	tests and for checking before copying).
+ *	tests and for checking before copying): spoolgate-fs runs it on the
+ *	header section as soon as a writer has written it, so that a file
+ *	that will be refused fails at write(2), not only at close(2).  It
+ *	commits nothing.
+ *
+ *	outbox_reject() keeps a refused submission where a person finds it:
+ *	the first keep bytes of fd become failed/<id>, with a record whose
+ *	"rejected:" line (envelope.h) holds the reply of err, its errno
+ *	name and "rejected at submission: <why>".  It is committed as durably
+ *	as a queued message (spool_msg_reject) and never reaches the relay.
+ *	0 with id set, or -errno (the spool could not take it either).
  *
  *	outbox_quote_name() writes name into out (outlen octets, always
  *	NUL-terminated when outlen > 0) so that it is safe inside a header
@@ -83,7 +96,7 @@
 struct outbox_range { off_t start, end; };	/* [start, end) of bytes to drop */
 
 struct outbox_source {
-	const char	       *origin;		/* envelope origin, "fs outbox/<name>" */
+	const char	       *origin;		/* envelope origin, "fs outbox/<name> uid=<uid>" */
 	const char	       *name;		/* the file's name under outbox/, any bytes */
 	uid_t			uid;		/* the writer */
 	const char	       *hostname;	/* configured host name, or NULL */
@@ -106,6 +119,8 @@ int outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out
 void outbox_headers_free(struct outbox_headers *h);
 int outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 		char id[SPOOL_ID_MAX], char *why, size_t whylen);
+int outbox_reject(struct spool *spool, int fd, off_t keep, const char *origin, int err,
+		const char *why, char id[SPOOL_ID_MAX]);
 size_t outbox_quote_name(const char *name, char *out, size_t outlen);
 int outbox_format_date(time_t t, char *out, size_t outlen);
 

@@ -59,6 +59,7 @@ struct spool_msg {
 	size_t		nmailbox;
 	size_t		npublished;	/* mailboxes linked so far */
 	int		queued;
+	enum spool_dir	record_dir;	/* where the record goes: queue/, or failed/ (rejected) */
 	struct envelope	env;
 	char		envtmp[SPOOL_NAME_MAX];	/* tmp/<name> of the record, "" if none */
 	int		data_published, env_published;
@@ -562,8 +563,9 @@ spool_msg_deliver_local(struct spool_msg *msg, const char *mailbox)
 	return 0;
 }
 
-int
-spool_msg_queue(struct spool_msg *msg, const struct envelope *env)
+/* The record of msg will be published as record_dir/<id>. */
+static int
+msg_set_record(struct spool_msg *msg, const struct envelope *env, enum spool_dir record_dir)
 {
 	int r;
 
@@ -577,7 +579,22 @@ spool_msg_queue(struct spool_msg *msg, const struct envelope *env)
 	if (msg->env.created == 0)
 		msg->env.created = (long long)time(NULL);
 	msg->queued = 1;
+	msg->record_dir = record_dir;
 	return 0;
+}
+
+int
+spool_msg_queue(struct spool_msg *msg, const struct envelope *env)
+{
+	return msg_set_record(msg, env, SPOOL_DIR_QUEUE);
+}
+
+int
+spool_msg_reject(struct spool_msg *msg, const struct envelope *env)
+{
+	if (env->rejected == NULL)
+		return -EINVAL;
+	return msg_set_record(msg, env, SPOOL_DIR_FAILED);
 }
 
 static int
@@ -664,11 +681,12 @@ spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
 	if (linkat(spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, spool->dirfd[SPOOL_DIR_DATA], msg->id, 0) < 0)
 		return msg_fail(msg, -errno);
 	msg->data_published = 1;
-	if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[SPOOL_DIR_QUEUE], msg->id) < 0)
+	if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[msg->record_dir], msg->id) < 0)
 		return msg_fail(msg, -errno);
 	msg->envtmp[0] = '\0';
 	msg->env_published = 1;
-	if ((r = spool_dirset_add(dirs, "data")) < 0 || (r = spool_dirset_add(dirs, "queue")) < 0)
+	if ((r = spool_dirset_add(dirs, "data")) < 0 ||
+	    (r = spool_dirset_add(dirs, spool_dir_name(msg->record_dir))) < 0)
 		return msg_fail(msg, r);
 	return 0;
 }
@@ -685,7 +703,7 @@ spool_msg_commit_unpublish(struct spool_msg *msg)
 		unlinkat(spool->dirfd[SPOOL_DIR_MAIL], rel, 0);
 	}
 	if (msg->env_published)
-		unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], msg->id, 0);
+		unlinkat(spool->dirfd[msg->record_dir], msg->id, 0);
 	if (msg->data_published)
 		unlinkat(spool->dirfd[SPOOL_DIR_DATA], msg->id, 0);
 	msg->env_published = msg->data_published = 0;

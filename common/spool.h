@@ -127,6 +127,12 @@ uint64_t spool_msg_size(const struct spool_msg *msg);	/* bytes written so far */
 int spool_msg_deliver_local(struct spool_msg *msg, const char *mailbox);
 /* Takes a copy of env; its id and data_offset are set from msg. */
 int spool_msg_queue(struct spool_msg *msg, const struct envelope *env);
+/*
+ * As spool_msg_queue(), but the record goes to failed/<id> (never to the
+ * relay): a submission that was refused, kept with its reason.  env must
+ * carry a "rejected:" line (envelope_set_rejected), else -EINVAL.
+ */
+int spool_msg_reject(struct spool_msg *msg, const struct envelope *env);
 size_t spool_msg_local_count(const struct spool_msg *msg);
 
 /*

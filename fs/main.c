@@ -16,7 +16,8 @@
  *	unmount from outside (fusermount3 -u).
  *
  *	The daemon holds no state the spool does not have, except outbox
- *	files being written: it may be killed and restarted at any time.  It
+ *	files being written and the names of those submitted in the last
+ *	minute: it may be killed and restarted at any time.  It
  *	does not run spool recovery (spoolgate-smtpd does), so it never
  *	disturbs a commit in progress.  A mount left behind by a killed
  *	instance ("Transport endpoint is not connected") is detached at start.

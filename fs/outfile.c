@@ -6,6 +6,7 @@
  *	OUTFILE_MAX entries, and outbox/ is a place files pass through.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,8 @@
 
 #include "outfile.h"
 
-/* Longest name we put into an envelope origin ("fs outbox/<name>"). */
-#define OUTFILE_ORIGIN_MAX	(10 + 255 + 1)
+/* Longest envelope origin we make ("fs outbox/<name> uid=<uid>"). */
+#define OUTFILE_ORIGIN_MAX	(10 + 255 + 16)
 
 void
 outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
@@ -47,8 +48,8 @@ outfile_errno_name(int err)
 	return name ? name : "unknown";
 }
 
-struct outfile *
-outfile_find(struct outfile_set *set, const char *name)
+static struct outfile *
+outfile_lookup_entry(struct outfile_set *set, const char *name)
 {
 	for (struct outfile *of = set->head; of; of = of->next)
 		if (!of->unlinked && strcmp(of->name, name) == 0)
@@ -78,6 +79,56 @@ outfile_destroy(struct outfile_set *set, struct outfile *of)
 	free(of);
 }
 
+/* ------------------------------------------------ submitted names linger */
+
+static bool
+outfile_lingering(const struct outfile *of)
+{
+	return of->state == OUTFILE_SUBMITTED && of->refs == 0 && !of->unlinked;
+}
+
+static bool
+outfile_older(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+void
+outfile_expire(struct outfile_set *set)
+{
+	struct outfile *of, *next, *oldest;
+	struct timespec now;
+	size_t lingering = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (of = set->head; of; of = next) {
+		next = of->next;
+		if (!outfile_lingering(of))
+			continue;
+		if (now.tv_sec - of->submitted.tv_sec >= OUTFILE_LINGER_SECONDS)
+			outfile_destroy(set, of);
+		else
+			lingering++;
+	}
+	for (; lingering > OUTFILE_SUBMITTED_MAX; lingering--) {
+		oldest = NULL;
+		for (of = set->head; of; of = of->next)
+			if (outfile_lingering(of) &&
+			    (oldest == NULL || outfile_older(&of->submitted, &oldest->submitted)))
+				oldest = of;
+		outfile_destroy(set, oldest);
+	}
+}
+
+struct outfile *
+outfile_find(struct outfile_set *set, const char *name)
+{
+	outfile_expire(set);
+	return outfile_lookup_entry(set, name);
+}
+
+/* ------------------------------------------------------------- entries */
+
 /*
  * A temporary in spool tmp/ whose name is removed at once: only the
  * descriptor is needed (outbox_submit() reads it), so nothing is left in
@@ -99,15 +150,14 @@ outfile_anonymous_tmpfile(struct spool *spool)
 	return fd;
 }
 
-int
-outfile_create(struct outfile_set *set, const char *name, mode_t mode, uid_t uid,
-	       gid_t gid, struct outfile **out)
+/* A new draft named name, not open yet (refs 0). */
+static int
+outfile_new_entry(struct outfile_set *set, const char *name, mode_t mode, uid_t uid, gid_t gid,
+		  struct outfile **out)
 {
 	struct outfile *of;
 	int fd;
 
-	if (outfile_find(set, name) != NULL)
-		return -EEXIST;
 	if (set->count >= OUTFILE_MAX)
 		return -ENFILE;
 	if ((of = calloc(1, sizeof *of)) == NULL)
@@ -122,7 +172,7 @@ outfile_create(struct outfile_set *set, const char *name, mode_t mode, uid_t uid
 		return fd;
 	}
 	of->fd = fd;
-	of->refs = 1;
+	of->state = OUTFILE_WRITING;
 	of->mode = mode & 07777;
 	of->uid = uid;
 	of->gid = gid;
@@ -133,19 +183,193 @@ outfile_create(struct outfile_set *set, const char *name, mode_t mode, uid_t uid
 	return 0;
 }
 
-void
-outfile_open(struct outfile *of)
+int
+outfile_create(struct outfile_set *set, const char *name, mode_t mode,
+	       const struct outfile_writer *w, bool writable, struct outfile **out)
 {
+	struct outfile *of;
+	int r;
+
+	if (outfile_find(set, name) != NULL)
+		return -EEXIST;
+	if ((r = outfile_new_entry(set, name, mode, w->uid, w->gid, &of)) < 0)
+		return r;
+	of->refs = 1;
+	of->writers = writable ? 1 : 0;
+	of->writer = *w;
+	*out = of;
+	return 0;
+}
+
+static off_t
+outfile_size(const struct outfile *of)
+{
+	struct stat st;
+
+	return fstat(of->fd, &st) == 0 ? st.st_size : -1;
+}
+
+static void
+outfile_drop(struct outfile_set *set, struct outfile *of, const char *reason)
+{
+	char qname[512];
+	bool news = of->state == OUTFILE_WRITING && !outfile_name_is_held(of->name) &&
+	    outfile_size(of) > 0;
+
+	of->unlinked = true;
+	/* editors' swap files and submitted names come and go: only a dropped draft is news */
+	log_event(news ? LOG_LVL_INFO : LOG_LVL_DEBUG, "outbox-dropped", "name=%s reason=%s",
+	    log_quote(qname, sizeof qname, of->name), reason);
+	if (of->refs == 0)
+		outfile_destroy(set, of);
+}
+
+/* A fresh start: nothing written, nothing checked, nothing refused. */
+static void
+outfile_reset(struct outfile *of)
+{
+	of->state = OUTFILE_WRITING;
+	of->refusal = 0;
+	of->head_scanned = 0;
+	of->head_end = 0;
+}
+
+int
+outfile_open(struct outfile_set *set, struct outfile **pof, int flags,
+	     const struct outfile_writer *w)
+{
+	struct outfile *of = *pof, *fresh;
+	int r;
+
+	if ((flags & O_ACCMODE) == O_RDONLY) {
+		of->refs++;
+		return 0;
+	}
+	if (of->writers > 0)
+		return -EBUSY;		/* one writer at a time, never a mixed message */
+	if (of->state != OUTFILE_WRITING) {
+		if (!(flags & O_TRUNC))
+			return of->state == OUTFILE_REFUSED ? of->refusal : -EBUSY;
+		/* a new whole file: a new message under the same name */
+		if ((r = outfile_new_entry(set, of->name, of->mode, of->uid, of->gid, &fresh)) < 0)
+			return r;
+		outfile_drop(set, of, "replaced");
+		of = fresh;
+	} else if ((flags & O_TRUNC) && (r = outfile_truncate(set, of, 0)) < 0)
+		return r;
 	of->refs++;
+	of->writers++;
+	of->writer = *w;
+	*pof = of;
+	return 0;
+}
+
+/* ------------------------------------------------------------- outcomes */
+
+/*
+ * Envelope values must not hold control characters (envelope.h), and a
+ * file name may: those bytes become '?' in the origin.
+ */
+static void
+outfile_origin(const char *name, uid_t uid, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "fs outbox/%s uid=%u", name, (unsigned) uid);
+
+	if (n < 0)
+		out[0] = '\0';
+	for (char *p = out; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p == 0x7f)
+			*p = '?';
+}
+
+/* id: the failed/ record that keeps it, or NULL (kept_err says why not, 0: not meant to). */
+static void
+outfile_log_rejected(const char *name, int err, const char *why, const char *id, int kept_err)
+{
+	const struct errmap_reply *r = errmap_from_errno(err);
+	char qname[512], qreply[512], qwhy[1024], reply[400], kept[128];
+
+	snprintf(reply, sizeof reply, "%d%s%s %s", r->code, r->esc[0] ? " " : "", r->esc,
+	    r->text);
+	if (id != NULL)
+		snprintf(kept, sizeof kept, " id=%s", id);
+	else if (kept_err != 0)
+		snprintf(kept, sizeof kept, " kept=no error=%s", outfile_errno_name(-kept_err));
+	else
+		kept[0] = '\0';
+	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s%s",
+	    log_quote(qname, sizeof qname, name), outfile_errno_name(err),
+	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why), kept);
+}
+
+/*
+ * The entry is refused (err < 0): from now on every write and close says
+ * so.  What was written (up to max_size) goes to failed/ with why,
+ * unless the name is held or was removed (a draft nobody submitted).
+ * Returns err.
+ */
+static int
+outfile_refuse(struct outfile_set *set, struct outfile *of, const char *name, int err,
+	       const char *why)
+{
+	char origin[OUTFILE_ORIGIN_MAX], id[SPOOL_ID_MAX];
+	off_t size = outfile_size(of), keep;
+	int r = 0;
+
+	of->state = OUTFILE_REFUSED;
+	of->refusal = err;
+	if (outfile_name_is_held(name) || of->unlinked) {
+		/* a draft nobody submitted */
+		outfile_log_rejected(name, -err, why, NULL, 0);
+		return err;
+	}
+	keep = size < 0 ? 0 : (uint64_t) size > set->max_size ? (off_t) set->max_size : size;
+	outfile_origin(name, of->writer.uid, origin, sizeof origin);
+	r = outbox_reject(set->spool, of->fd, keep, origin, -err, why, id);
+	outfile_log_rejected(name, -err, why, r == 0 ? id : NULL, r);
+	return err;
+}
+
+/* The message is complete: queue it, or refuse it. */
+static int
+outfile_end(struct outfile_set *set, struct outfile *of, const char *name)
+{
+	char origin[OUTFILE_ORIGIN_MAX], id[SPOOL_ID_MAX], why[512], qname[512];
+	int r;
+
+	outfile_origin(name, of->writer.uid, origin, sizeof origin);
+	why[0] = '\0';
+	id[0] = '\0';
+	const struct outbox_source src = {
+		.origin = origin, .name = name, .uid = of->writer.uid,
+		.hostname = set->hostname, .max_size = set->max_size,
+	};
+
+	r = outbox_submit(set->spool, of->fd, &src, id, why, sizeof why);
+	if (r < 0)
+		return outfile_refuse(set, of, name, r, why[0] ? why : strerror(-r));
+	of->state = OUTFILE_SUBMITTED;
+	clock_gettime(CLOCK_MONOTONIC, &of->submitted);
+	log_info("outbox-submitted", "id=%s name=%s size=%lld uid=%u", id,
+	    log_quote(qname, sizeof qname, name), (long long) outfile_size(of),
+	    (unsigned) of->writer.uid);
+	return 0;
+}
+
+static int
+outfile_refuse_empty(const char *name)
+{
+	outfile_log_rejected(name, ENODATA, "empty file: nothing was written", NULL, 0);
+	return -ENODATA;
 }
 
 void
-outfile_release(struct outfile_set *set, struct outfile *of)
+outfile_release(struct outfile_set *set, struct outfile *of, bool writable)
 {
-	char qname[512];
-
 	if (of->refs > 0)
 		of->refs--;
+	if (writable && of->writers > 0)
+		of->writers--;
 	if (of->refs > 0)
 		return;
 	if (of->unlinked) {
@@ -154,63 +378,235 @@ outfile_release(struct outfile_set *set, struct outfile *of)
 	}
 	if (outfile_name_is_held(of->name))
 		return;		/* kept for a rename, see outfile.h */
-	if (of->dirty)
-		/* a close whose FLUSH never completed (interrupted): not sent */
-		log_warn("outbox-discarded", "name=%s reason=not-flushed",
-		    log_quote(qname, sizeof qname, of->name));
-	outfile_destroy(set, of);
+	if (of->state == OUTFILE_WRITING) {
+		/* never ended by its opener's close: now is the end, told to no one */
+		if (outfile_size(of) == 0)
+			(void) outfile_refuse_empty(of->name);
+		else
+			(void) outfile_end(set, of, of->name);
+	}
+	if (of->state != OUTFILE_SUBMITTED)
+		outfile_destroy(set, of);	/* a refused file is in failed/ */
+}
+
+int
+outfile_flush(struct outfile_set *set, struct outfile *of, bool ends)
+{
+	if (of->unlinked)
+		return 0;
+	switch (of->state) {
+	case OUTFILE_SUBMITTED:
+		return 0;
+	case OUTFILE_REFUSED:
+		return of->refusal;
+	case OUTFILE_WRITING:
+		break;
+	}
+	if (outfile_name_is_held(of->name) || !ends)
+		return 0;	/* a draft, or a copy of the descriptor closed */
+	if (outfile_size(of) == 0)
+		return -ENODATA;	/* the release logs it */
+	return outfile_end(set, of, of->name);
+}
+
+/* ------------------------------------------------------ writing, checked */
+
+static int
+outfile_pwrite_all(int fd, const char *buf, size_t size, off_t off)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t) done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t) n;
+	}
+	return 0;
+}
+
+static ssize_t
+outfile_pread_all(int fd, char *buf, size_t size, off_t off)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t n = pread(fd, buf + done, size - done, off + (off_t) done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t) n;
+	}
+	return (ssize_t) done;
+}
+
+/*
+ * Looks for the empty line that ends the header section in buf, which
+ * holds the file's bytes [base, base + len); the search starts at from
+ * (base <= from, and base == from only when from == 0, so that the byte
+ * before is known).  Returns the offset just past the empty line, 0 if
+ * there is none yet; *next is where the next search starts (a CR at the
+ * very end may begin "\r\n").
+ */
+static off_t
+outfile_find_header_end(const char *buf, size_t len, off_t base, off_t from, off_t *next)
+{
+	off_t end = base + (off_t) len;
+
+	for (off_t p = from; p < end; p++) {
+		char c = buf[p - base];
+
+		if (p > 0 && buf[p - 1 - base] != '\n')
+			continue;	/* not at the start of a line */
+		if (c == '\n')
+			return p + 1;
+		if (c == '\r' && p + 1 < end && buf[p + 1 - base] == '\n')
+			return p + 2;
+		if (c == '\r' && p + 1 == end) {
+			*next = p;
+			return 0;
+		}
+	}
+	*next = end;
+	return 0;
+}
+
+/* Runs the header checks of a submission on [0, of->head_end). */
+static int
+outfile_check_header(struct outfile_set *set, struct outfile *of)
+{
+	struct outbox_headers h;
+	char why[512];
+	ssize_t got;
+	char *buf = malloc((size_t) of->head_end);
+	int r;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	got = outfile_pread_all(of->fd, buf, (size_t) of->head_end, 0);
+	if (got != (ssize_t) of->head_end) {
+		free(buf);
+		return outfile_refuse(set, of, of->name, got < 0 ? (int) got : -EIO,
+		    "cannot read back what was written");
+	}
+	why[0] = '\0';
+	r = outbox_parse_headers(buf, (size_t) got, &h, why, sizeof why);
+	free(buf);
+	if (r < 0)
+		return outfile_refuse(set, of, of->name, r, why[0] ? why : strerror(-r));
+	outbox_headers_free(&h);
+	return 0;
+}
+
+/*
+ * After a write at off: does the file now hold its whole header section?
+ * Then check it as a submission would, once.  Only the header section is
+ * ever read back, and at most OUTBOX_MAX_HEADER bytes of it.
+ */
+static int
+outfile_watch_header(struct outfile_set *set, struct outfile *of, off_t off)
+{
+	const off_t bound = OUTBOX_MAX_HEADER;
+	off_t size = outfile_size(of), limit, base, next = 0;
+	ssize_t got;
+	char *buf, why[128];
+
+	if (off < of->head_end)
+		of->head_end = 0;	/* the header changed after it was checked */
+	if (of->head_end != 0)
+		return 0;
+	if (off < of->head_scanned)
+		of->head_scanned = off;
+	if (size < 0)
+		return outfile_refuse(set, of, of->name, -EIO, "cannot stat the file");
+	limit = size < bound ? size : bound;
+	if (limit <= of->head_scanned)
+		return 0;
+	base = of->head_scanned > 0 ? of->head_scanned - 1 : 0;
+	if ((buf = malloc((size_t) (limit - base))) == NULL)
+		return -ENOMEM;
+	got = outfile_pread_all(of->fd, buf, (size_t) (limit - base), base);
+	if (got != limit - base) {
+		free(buf);
+		return outfile_refuse(set, of, of->name, got < 0 ? (int) got : -EIO,
+		    "cannot read back what was written");
+	}
+	of->head_end = outfile_find_header_end(buf, (size_t) got, base, of->head_scanned, &next);
+	free(buf);
+	if (of->head_end != 0)
+		return outfile_check_header(set, of);
+	of->head_scanned = next;
+	if (size > bound) {
+		snprintf(why, sizeof why, "header section larger than %u bytes", OUTBOX_MAX_HEADER);
+		return outfile_refuse(set, of, of->name, -EFBIG, why);
+	}
+	return 0;
 }
 
 ssize_t
 outfile_write(struct outfile_set *set, struct outfile *of, const void *buf, size_t size,
 	      off_t off)
 {
-	size_t done = 0;
+	char why[256];
+	size_t fits = size;
+	bool over;
+	int r;
 
-	if (of->write_error)
-		return of->write_error;
+	if (of->state == OUTFILE_REFUSED)
+		return of->refusal;
+	if (of->state == OUTFILE_SUBMITTED)
+		return -EBUSY;		/* sent already: never a fragment after it */
 	if (off < 0)
 		return -EINVAL;
-	if ((uint64_t) off > set->max_size || size > set->max_size - (uint64_t) off) {
-		of->write_error = -EFBIG;
-		of->dirty = true;	/* so that close(2) reports it */
-		return -EFBIG;
+	over = (uint64_t) off > set->max_size || size > set->max_size - (uint64_t) off;
+	if (over)
+		fits = (uint64_t) off < set->max_size ? set->max_size - (size_t) off : 0;
+	if ((r = outfile_pwrite_all(of->fd, buf, fits, off)) < 0) {
+		snprintf(why, sizeof why, "a write to the file failed (%s); nothing was sent",
+		    strerror(-r));
+		return outfile_refuse(set, of, of->name, r, why);
 	}
-	while (done < size) {
-		ssize_t n = pwrite(of->fd, (const char *) buf + done, size - done,
-		    off + (off_t) done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			of->write_error = n < 0 ? -errno : -EIO;
-			of->dirty = true;
-			return of->write_error;
-		}
-		done += (size_t) n;
+	if (over) {
+		snprintf(why, sizeof why, "larger than the limit of %lu bytes; the first %lu bytes "
+		    "are kept", set->max_size, set->max_size);
+		return outfile_refuse(set, of, of->name, -EFBIG, why);
 	}
-	of->dirty = true;
-	return (ssize_t) done;
+	if (!outfile_name_is_held(of->name) && !of->unlinked &&
+	    (r = outfile_watch_header(set, of, off)) < 0)
+		return r;
+	return (ssize_t) size;
 }
 
 int
 outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size)
 {
-	struct stat st;
+	off_t now;
 
 	if (size < 0)
 		return -EINVAL;
+	if (of->state == OUTFILE_SUBMITTED)
+		return -EBUSY;
+	if (of->state == OUTFILE_REFUSED && size != 0)
+		return of->refusal;
 	if ((uint64_t) size > set->max_size)
 		return -EFBIG;
-	if (fstat(of->fd, &st) < 0)
+	if ((now = outfile_size(of)) < 0)
 		return -errno;
-	if (st.st_size == size)
-		return 0;
-	if (ftruncate(of->fd, size) < 0)
+	if (now != size && ftruncate(of->fd, size) < 0)
 		return -errno;
 	if (size == 0)
-		of->write_error = 0;	/* a fresh start */
-	of->dirty = true;
+		outfile_reset(of);	/* a fresh start */
+	if (size < of->head_end)
+		of->head_end = 0;
+	if (size < of->head_scanned)
+		of->head_scanned = size;
 	return 0;
 }
 
@@ -226,94 +622,7 @@ outfile_stat(const struct outfile *of, struct stat *st)
 	return 0;
 }
 
-/*
- * Envelope values must not hold control characters (envelope.h), and a
- * file name may: those bytes become '?' in the origin.
- */
-static void
-outfile_origin(const char *name, char *out, size_t outlen)
-{
-	int n = snprintf(out, outlen, "fs outbox/%s", name);
-
-	if (n < 0)
-		out[0] = '\0';
-	for (char *p = out; *p; p++)
-		if ((unsigned char) *p < 0x20 || (unsigned char) *p == 0x7f)
-			*p = '?';
-}
-
-static void
-outfile_log_rejected(const char *name, int err, const char *why)
-{
-	const struct errmap_reply *r = errmap_from_errno(err);
-	char qname[512], qreply[512], qwhy[1024], reply[400];
-
-	snprintf(reply, sizeof reply, "%d%s%s %s", r->code, r->esc[0] ? " " : "", r->esc,
-	    r->text);
-	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s",
-	    log_quote(qname, sizeof qname, name), outfile_errno_name(err),
-	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why));
-}
-
-/* Submits of's content under the name it will have; records the result. */
-static int
-outfile_submit_as(struct outfile_set *set, struct outfile *of, const char *name)
-{
-	char origin[OUTFILE_ORIGIN_MAX], id[SPOOL_ID_MAX], why[512], qname[512];
-	struct stat st;
-	int r;
-
-	if (of->write_error) {
-		snprintf(why, sizeof why, "a write to the file failed (%s); nothing was sent",
-		    strerror(-of->write_error));
-		r = of->write_error;
-	} else {
-		outfile_origin(name, origin, sizeof origin);
-		why[0] = '\0';
-		id[0] = '\0';
-		const struct outbox_source src = {
-			.origin = origin, .name = name, .uid = of->uid,
-			.hostname = set->hostname, .max_size = set->max_size,
-		};
-
-		r = outbox_submit(set->spool, of->fd, &src, id, why, sizeof why);
-	}
-	of->dirty = false;
-	of->result = r;
-	if (r < 0) {
-		outfile_log_rejected(name, -r, why[0] ? why : strerror(-r));
-		return r;
-	}
-	log_info("outbox-submitted", "id=%s name=%s size=%lld", id,
-	    log_quote(qname, sizeof qname, name),
-	    fstat(of->fd, &st) == 0 ? (long long) st.st_size : -1LL);
-	return 0;
-}
-
-int
-outfile_submit(struct outfile_set *set, struct outfile *of)
-{
-	if (of->unlinked || outfile_name_is_held(of->name))
-		return 0;
-	if (!of->dirty)
-		return of->result;	/* nothing new: the answer of the last close */
-	return outfile_submit_as(set, of, of->name);
-}
-
-static void
-outfile_drop(struct outfile_set *set, struct outfile *of, const char *reason)
-{
-	char qname[512];
-
-	of->unlinked = true;
-	/* editors' swap files come and go: only a dropped message is news */
-	if (of->dirty)
-		log_event(outfile_name_is_held(of->name) ? LOG_LVL_DEBUG : LOG_LVL_INFO,
-		    "outbox-dropped", "name=%s reason=%s",
-		    log_quote(qname, sizeof qname, of->name), reason);
-	if (of->refs == 0)
-		outfile_destroy(set, of);
-}
+/* ---------------------------------------------------------------- names */
 
 int
 outfile_unlink(struct outfile_set *set, const char *name)
@@ -329,7 +638,8 @@ outfile_unlink(struct outfile_set *set, const char *name)
 int
 outfile_rename(struct outfile_set *set, const char *from, const char *to, bool noreplace)
 {
-	struct outfile *src = outfile_find(set, from), *dst = outfile_find(set, to);
+	struct outfile *src = outfile_find(set, from), *dst = outfile_lookup_entry(set, to);
+	bool submits = outfile_name_is_held(from) && !outfile_name_is_held(to);
 	char *newname;
 	int r;
 
@@ -339,21 +649,22 @@ outfile_rename(struct outfile_set *set, const char *from, const char *to, bool n
 		return 0;
 	if (dst != NULL && noreplace)
 		return -EEXIST;
+	/* a held file becomes sendable: now is its close */
+	if (submits && src->state == OUTFILE_REFUSED)
+		return src->refusal;
+	if (submits && src->state == OUTFILE_WRITING && outfile_size(src) == 0)
+		return outfile_refuse_empty(to);
 	if ((newname = strdup(to)) == NULL)
 		return -ENOMEM;
-	/* a held file becomes sendable: now is its close (again, if it failed) */
-	if (outfile_name_is_held(from) && !outfile_name_is_held(to) &&
-	    (src->dirty || src->result < 0)) {
-		if ((r = outfile_submit_as(set, src, to)) < 0) {
-			free(newname);
-			return r;
-		}
+	if (submits && src->state == OUTFILE_WRITING && (r = outfile_end(set, src, to)) < 0) {
+		free(newname);
+		return r;
 	}
 	if (dst != NULL)
 		outfile_drop(set, dst, "replaced");
 	free(src->name);
 	src->name = newname;
-	if (src->refs == 0 && !outfile_name_is_held(src->name))
+	if (src->refs == 0 && !outfile_name_is_held(src->name) && src->state != OUTFILE_SUBMITTED)
 		outfile_destroy(set, src);
 	return 0;
 }
@@ -366,7 +677,7 @@ outfile_set_free(struct outfile_set *set)
 	while (set->head != NULL) {
 		struct outfile *of = set->head;
 
-		if (!of->unlinked)
+		if (!of->unlinked && of->state == OUTFILE_WRITING)
 			log_warn("outbox-discarded", "name=%s reason=shutdown",
 			    log_quote(qname, sizeof qname, of->name));
 		outfile_destroy(set, of);

@@ -7,66 +7,108 @@
  *	void outfile_set_init(struct outfile_set *set, struct spool *spool,
  *			unsigned long max_size, const char *hostname);
  *	int outfile_create(struct outfile_set *set, const char *name,
- *			mode_t mode, uid_t uid, gid_t gid, struct outfile **out);
+ *			mode_t mode, const struct outfile_writer *w,
+ *			bool writable, struct outfile **out);
  *	struct outfile *outfile_find(struct outfile_set *set, const char *name);
- *	void outfile_open(struct outfile *of);
- *	void outfile_release(struct outfile_set *set, struct outfile *of);
+ *	int outfile_open(struct outfile_set *set, struct outfile **of,
+ *			int flags, const struct outfile_writer *w);
+ *	void outfile_release(struct outfile_set *set, struct outfile *of,
+ *			bool writable);
  *	ssize_t outfile_write(struct outfile_set *set, struct outfile *of,
  *			const void *buf, size_t size, off_t off);
  *	int outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size);
- *	int outfile_submit(struct outfile_set *set, struct outfile *of);
+ *	int outfile_flush(struct outfile_set *set, struct outfile *of, bool ends);
  *	int outfile_unlink(struct outfile_set *set, const char *name);
  *	int outfile_rename(struct outfile_set *set, const char *from,
  *			const char *to, bool noreplace);
+ *	void outfile_expire(struct outfile_set *set);
  *	void outfile_set_free(struct outfile_set *set);
  * DESCRIPTION
  *	A file created in outbox/ lives in a temporary of the spool (made in
  *	tmp/ by spool_tmpfile(), O_EXCL|O_NOFOLLOW, and unlinked at once: only
- *	its descriptor is kept, so a killed daemon leaves nothing behind and
- *	tmp/ holds nothing once a file is closed).  It is a message to send
- *	once it is closed: outfile_submit() hands its fd
- *	to outbox_submit(), which queues it durably as sendmail -t would, or
- *	refuses it with the errno of the SMTP reply a server would have given.
- *	The submission names the file, its creator's uid and the set's
- *	hostname (outfile_set_init(); the caller keeps it alive), which the
- *	queued message's Received: and Message-ID: headers record.
+ *	its descriptor is kept, so a killed daemon leaves nothing behind).
+ *	It is a message to send once it is closed: outbox_submit() queues it
+ *	durably as sendmail -t would, or refuses it with the errno of the SMTP
+ *	reply a server would have given.  The submission names the file, its
+ *	writer's uid and the set's hostname (outfile_set_init(); the caller
+ *	keeps it alive), which the queued message's Received: and
+ *	Message-ID: headers record; the envelope's origin is
+ *	"fs outbox/<name> uid=<uid>".
  *
- *	The life of an entry:
- *	  - outfile_create() makes it (one open handle); outfile_open() counts
- *	    each further open, outfile_release() each close.  The entry is
- *	    listed in outbox/ while it is open.
- *	  - outfile_write()/outfile_truncate() change it and mark it dirty.
- *	    Past max_size: -EFBIG.  A failed write is sticky: the entry will
- *	    not be submitted (a partial message must never be sent) until it
- *	    is truncated to 0 and written again.
- *	  - outfile_submit() (at FLUSH, i.e. close(2)) submits a dirty entry
- *	    and remembers the result; submitting an entry that has not changed
- *	    since returns that result again and queues nothing (dup'ed file
- *	    descriptors flush once each).  An entry never written is not
- *	    submitted (touch, ": >"): 0.
- *	  - A name starting with '.' is held: closing it submits nothing and
- *	    the entry stays (listed, in tmp/) after its last close, because
- *	    editors and rsync write a dotfile and rename it when complete.
- *	    outfile_rename() from a held name to a sendable one submits it
- *	    (unless it was submitted already and not changed since); if the
- *	    submission fails the rename fails with its errno and nothing
- *	    changes, and a later rename tries again.  Held entries last as long as this process: a restart
- *	    loses them (an editor's swap file, an rsync transfer in progress).
- *	  - outfile_unlink() drops an entry: never submitted; its temporary is
- *	    closed at its last close.
- *	  - An entry that is not held is removed at its last close.
+ *	An entry is in one of three states:
+ *
+ *	  WRITING    a draft.  outfile_write() checks it as it grows: the
+ *	             write that completes the header section (the first empty
+ *	             line, or a first line that is empty) runs the header
+ *	             checks of a submission (outbox_parse_headers(): sender,
+ *	             recipients, addresses, "not a message"), and the write
+ *	             that goes past max_size, or past OUTBOX_MAX_HEADER
+ *	             without an end of the header section, is refused (EFBIG).
+ *	             A refusal makes the entry REFUSED.
+ *	  SUBMITTED  queued.  The name stays for OUTFILE_LINGER_SECONDS after
+ *	             its last close (at most OUTFILE_SUBMITTED_MAX such names,
+ *	             the oldest go first), so that install, cp -p, chmod and
+ *	             touch -r, which touch a file after they closed it, work:
+ *	             stat, read, chmod, chown and utimens show or change the
+ *	             name's attributes only and never send again.  Writing to
+ *	             it, or opening it for writing without O_TRUNC (>>, 'a',
+ *	             'r+'), is -EBUSY; an open with O_TRUNC is a new message
+ *	             that replaces the name (outfile_open() returns the new
+ *	             entry).  outfile_unlink() removes the name, not the
+ *	             queued message.
+ *	  REFUSED    refused at submission: the bytes written so far (up to
+ *	             max_size) are kept as failed/<id> with a record that says
+ *	             why (outbox_reject()), logged, and every later write and
+ *	             close returns the refusal's errno.  The name goes at its
+ *	             last close; a truncation to 0 starts a new draft.
+ *
+ *	When the message ends: every close(2) of a descriptor is a FLUSH, and
+ *	the caller (spoolfs) says whether this one ends the message: the
+ *	close of the last descriptor that the process that opened the file
+ *	for writing (writer.pid) holds on it.  Then close(2) returns the
+ *	result of the submission.  The closes of copies end nothing: a child
+ *	that inherited the descriptor ("{ cat a; cat b; } > outbox/f"), a
+ *	shell's dup2 around "echo x >&3", the first descriptor of "> f".  If
+ *	the last handle is released and the draft was never ended that way
+ *	(the opener closed before a child wrote), the submission happens
+ *	then, with nobody to tell but the log and failed/.  A draft of 0
+ *	bytes at its end is refused with -ENODATA (touch, ": > f", a write of
+ *	nothing) and logged at its release; it leaves nothing in failed/
+ *	(there is nothing to keep).
+ *
+ *	Writers: at most one open file handle that may write (dup'ed
+ *	descriptors and forked children share that one); a second open for
+ *	writing while it is open is -EBUSY.  Handles that only read are
+ *	counted in refs.
+ *
+ *	A name starting with '.' is held: it is not checked while written,
+ *	closing it submits nothing, and it stays (listed, in tmp/) after its
+ *	last close, because editors and rsync write a dotfile and rename it
+ *	when complete.  outfile_rename() from a held name to a sendable one
+ *	submits it; if the submission is refused the rename fails with its
+ *	errno, the entry stays under its held name, REFUSED, and failed/ has
+ *	it.  Held entries last as long as this process.
+ *
+ *	outfile_unlink() drops an entry (a draft is then never submitted);
+ *	its temporary is closed at its last close.  outfile_expire() forgets
+ *	submitted names past their time; outfile_find() and outfile_create()
+ *	call it.
  *
  *	Every outcome is logged: event=outbox-submitted id=... name=...,
- *	event=outbox-rejected name=... errno=... reply="..." why="...",
- *	event=outbox-dropped, event=outbox-discarded.
+ *	event=outbox-rejected name=... errno=... reply="..." why="..."
+ *	id=<failed/ record> (or kept=no error=... when not even failed/
+ *	could take it), event=outbox-dropped, event=outbox-discarded.
  * ERRORS
  *	0 (or a byte count) or -errno: -ENOENT no such entry, -EEXIST,
- *	-ENFILE more than OUTFILE_MAX entries, -EFBIG, the errors of
- *	spool_tmpfile(), pwrite(2), ftruncate(2), and those outbox_submit()
- *	documents (-EBADMSG, -EDESTADDRREQ, -EINVAL, -ENOSPC, -EIO, ...).
+ *	-ENFILE more than OUTFILE_MAX entries, -EBUSY (a second writer, or a
+ *	submitted name opened to write without O_TRUNC), -EFBIG, -ENODATA,
+ *	the errors of spool_tmpfile(), pwrite(2), ftruncate(2), and those
+ *	outbox_submit() documents (-EBADMSG, -EDESTADDRREQ, -EINVAL, -ENOSPC,
+ *	-EIO, ...).
  * THREADS
  *	Not thread-safe: the set belongs to the FUSE session loop thread.
- *	outfile_submit() blocks on disk syncs (see spoolfs.h).
+ *	outfile_flush() and a refusing outfile_write() block on disk syncs
+ *	(see spoolfs.h).
  */
 #ifndef SPOOLGATE_FS_OUTFILE_H
 #define SPOOLGATE_FS_OUTFILE_H
@@ -74,19 +116,35 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "spool.h"
 
-#define OUTFILE_MAX	1024	/* entries in outbox/ at once (each holds an fd) */
+#define OUTFILE_MAX		1024	/* entries in outbox/ at once (each holds an fd) */
+#define OUTFILE_SUBMITTED_MAX	64	/* submitted names kept after their last close */
+#define OUTFILE_LINGER_SECONDS	60	/* ... and for how long */
+
+enum outfile_state { OUTFILE_WRITING, OUTFILE_SUBMITTED, OUTFILE_REFUSED };
+
+/* Who opens a file for writing: the process whose close ends the message. */
+struct outfile_writer {
+	pid_t		pid;		/* process (thread group) id */
+	uid_t		uid;
+	gid_t		gid;
+};
 
 struct outfile {
 	char	       *name;		/* its name in outbox/ */
 	int		fd;		/* O_RDWR on the temporary (unlinked) */
+	enum outfile_state state;
 	unsigned	refs;		/* open file handles */
-	bool		dirty;		/* changed since the last submission */
+	unsigned	writers;	/* of which may write: 0 or 1 */
 	bool		unlinked;	/* dropped: never submitted */
-	int		write_error;	/* sticky: 0 or -errno of a failed change */
-	int		result;		/* of the last submission: 0 or -errno */
+	int		refusal;	/* REFUSED: -errno */
+	struct outfile_writer writer;	/* the last one that opened it to write */
+	off_t		head_scanned;	/* [0, head_scanned) holds no end of the header */
+	off_t		head_end;	/* 0, or just past the empty line, checked */
+	struct timespec	submitted;	/* CLOCK_MONOTONIC, SUBMITTED */
 	mode_t		mode;		/* permission bits shown */
 	uid_t		uid;		/* owner shown: the creator */
 	gid_t		gid;
@@ -107,18 +165,20 @@ void outfile_set_free(struct outfile_set *set);
 
 bool outfile_name_is_held(const char *name);
 struct outfile *outfile_find(struct outfile_set *set, const char *name);
-int outfile_create(struct outfile_set *set, const char *name, mode_t mode, uid_t uid,
-		gid_t gid, struct outfile **out);
-void outfile_open(struct outfile *of);
-void outfile_release(struct outfile_set *set, struct outfile *of);
+int outfile_create(struct outfile_set *set, const char *name, mode_t mode,
+		const struct outfile_writer *w, bool writable, struct outfile **out);
+int outfile_open(struct outfile_set *set, struct outfile **of, int flags,
+		const struct outfile_writer *w);
+void outfile_release(struct outfile_set *set, struct outfile *of, bool writable);
 
 ssize_t outfile_write(struct outfile_set *set, struct outfile *of, const void *buf,
 		size_t size, off_t off);
 int outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size);
 int outfile_stat(const struct outfile *of, struct stat *st);
 
-int outfile_submit(struct outfile_set *set, struct outfile *of);
+int outfile_flush(struct outfile_set *set, struct outfile *of, bool ends);
 int outfile_unlink(struct outfile_set *set, const char *name);
 int outfile_rename(struct outfile_set *set, const char *from, const char *to, bool noreplace);
+void outfile_expire(struct outfile_set *set);
 
 #endif

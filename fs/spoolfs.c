@@ -45,6 +45,9 @@
 /* Entry and attribute timeouts: the spool changes behind our back. */
 static const double spoolfs_timeout = 0.0;
 
+struct spoolfs_file;
+struct spoolfs_dir;
+
 struct spoolfs {
 	const struct cfg       *cfg;
 	struct spool	       *spool;
@@ -52,15 +55,19 @@ struct spoolfs {
 	struct outfile_set	outbox;
 	struct timespec		outbox_changed;	/* mtime and ctime of outbox/ */
 	bool			listing_truncated_logged;
+	struct spoolfs_file    *files;		/* every open file handle */
+	struct spoolfs_dir     *dirs;		/* every open listing */
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
 struct spoolfs_file {
 	enum inode_kind		kind;
+	uint64_t		ino;		/* of its node: fstat after rm or a move */
 	int			fd;		/* -1 for outbox files */
 	off_t			base;		/* bytes of fd before the file's offset 0 */
 	struct outfile	       *of;		/* outbox files only */
 	bool			writable;
+	struct spoolfs_file    *prev, *next;	/* fs->files */
 };
 
 /* A listing, taken at opendir so that readdir offsets stay valid. */
@@ -75,6 +82,7 @@ struct spoolfs_dir {
 	size_t			n, cap;
 	struct spoolfs	       *fs;
 	const char	       *path;		/* of the directory, for entry inos */
+	struct spoolfs_dir     *prev, *next;	/* fs->dirs, once opened */
 };
 
 /* The top of the view, as data. */
@@ -462,7 +470,7 @@ static void
 spoolfs_make_ro_file_attr(struct stat *st, off_t base)
 {
 	st->st_mode = S_IFREG | (st->st_mode & 07555);
-	st->st_nlink = 1;
+	st->st_nlink = st->st_nlink > 0 ? 1 : 0;	/* 0: removed while open */
 	st->st_size -= base;
 	st->st_blocks = (st->st_size + 511) / 512;
 }
@@ -566,6 +574,23 @@ spoolfs_stat_handle(const struct spoolfs_file *h, struct stat *st)
 	return 0;
 }
 
+/* An open handle of node ino, or NULL. */
+static struct spoolfs_file *
+spoolfs_open_file_of_node(struct spoolfs *fs, uint64_t ino)
+{
+	for (struct spoolfs_file *h = fs->files; h; h = h->next)
+		if (h->ino == ino)
+			return h;
+	return NULL;
+}
+
+static bool
+spoolfs_kind_is_file(enum inode_kind kind)
+{
+	return kind == INODE_MAILMSG || kind == INODE_OUTFILE || kind == INODE_RECMSG ||
+	    kind == INODE_RECSTATUS;
+}
+
 /* What a name in a directory of the given kind stands for. */
 static int
 spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *name,
@@ -639,6 +664,12 @@ spoolfs_dir_free(struct spoolfs_dir *dir)
 {
 	if (dir == NULL)
 		return;
+	if (dir->prev != NULL)
+		dir->prev->next = dir->next;
+	else if (dir->fs->dirs == dir)
+		dir->fs->dirs = dir->next;
+	if (dir->next != NULL)
+		dir->next->prev = dir->prev;
 	for (size_t i = 0; i < dir->n; i++)
 		free(dir->ent[i].name);
 	free(dir->ent);
@@ -759,6 +790,7 @@ spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_di
 		(void) close(mbfd);
 		return r;
 	case INODE_OUTBOX:
+		outfile_expire(&fs->outbox);
 		for (struct outfile *of = fs->outbox.head; of && r == 0; of = of->next)
 			if (!of->unlinked)
 				r = spoolfs_dir_add(dir, of->name, S_IFREG);
@@ -901,20 +933,25 @@ spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = inode_get(&fs->nodes, ino);
+	struct spoolfs_file *h;
 	struct stat st;
 	int r;
 
 	if (node == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	/* fstat(2) of an open file: what the descriptor has, even if moved */
-	if (fi != NULL && fi->fh != 0 &&
-	    (node->kind == INODE_MAILMSG || node->kind == INODE_OUTFILE ||
-	     node->kind == INODE_RECMSG || node->kind == INODE_RECSTATUS))
+	if (fi != NULL && fi->fh != 0 && spoolfs_kind_is_file(node->kind))
 		r = spoolfs_stat_handle(spoolfs_file_of(fi), &st);
-	else if (node->detached)
-		r = -ENOENT;
-	else
-		r = spoolfs_stat_path(fs, node->kind, node->area, node->path, &st);
+	else {
+		r = node->detached ? -ENOENT :
+		    spoolfs_stat_path(fs, node->kind, node->area, node->path, &st);
+		/*
+		 * The kernel sends no handle with fstat(2): a file removed (rm)
+		 * or moved (queue/ -> sent/) while open is found by its node.
+		 */
+		if (r == -ENOENT && (h = spoolfs_open_file_of_node(fs, node->ino)) != NULL)
+			r = spoolfs_stat_handle(h, &st);
+	}
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
@@ -987,30 +1024,139 @@ spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	fuse_reply_attr(req, &st, spoolfs_timeout);
 }
 
+/* A new handle, in fs->files until spoolfs_file_close(). */
 static struct spoolfs_file *
-spoolfs_file_new(enum inode_kind kind, int fd, off_t base, struct outfile *of, bool writable)
+spoolfs_file_new(struct spoolfs *fs, enum inode_kind kind, uint64_t ino, int fd, off_t base,
+		 struct outfile *of, bool writable)
 {
 	struct spoolfs_file *h = calloc(1, sizeof *h);
 
 	if (h == NULL)
 		return NULL;
 	h->kind = kind;
+	h->ino = ino;
 	h->fd = fd;
 	h->base = base;
 	h->of = of;
 	h->writable = writable;
+	h->next = fs->files;
+	if (fs->files != NULL)
+		fs->files->prev = h;
+	fs->files = h;
 	return h;
+}
+
+static void
+spoolfs_file_unlist(struct spoolfs *fs, struct spoolfs_file *h)
+{
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		fs->files = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
 }
 
 static void
 spoolfs_file_close(struct spoolfs *fs, struct spoolfs_file *h)
 {
+	spoolfs_file_unlist(fs, h);
 	if (h->of != NULL) {
-		outfile_release(&fs->outbox, h->of);
+		outfile_release(&fs->outbox, h->of, h->writable);
 		spoolfs_touch_outbox(fs);
 	} else if (h->fd >= 0)
 		(void) close(h->fd);
 	free(h);
+}
+
+/*
+ * The process (thread group) of the thread a request comes from: the
+ * kernel names the thread, and a program may open on one thread and
+ * close on another.  The thread id itself when /proc does not say.
+ */
+static pid_t
+spoolfs_process_of(pid_t tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	long tgid;
+	int fd;
+
+	if (tid <= 0)
+		return tid;
+	snprintf(path, sizeof path, "/proc/%d/status", (int) tid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return tid;
+	n = read(fd, buf, sizeof buf - 1);
+	(void) close(fd);
+	if (n <= 0)
+		return tid;
+	buf[n] = '\0';
+	if ((p = strstr(buf, "\nTgid:")) == NULL || (tgid = strtol(p + 6, NULL, 10)) <= 0)
+		return tid;
+	return (pid_t) tgid;
+}
+
+/*
+ * Does process pid hold another descriptor, open for writing, on the
+ * file of node ino?  /proc/<pid>/fdinfo says, without a request to this
+ * filesystem (a stat of /proc/<pid>/fd/N would ask us, and we are busy).
+ * The descriptor being closed is already out of the table.  A process
+ * whose /proc we may not read holds nothing more, as far as we know.
+ */
+static bool
+spoolfs_process_writes_to(pid_t pid, uint64_t ino)
+{
+	char path[64], buf[256], *p;
+	struct dirent *de;
+	bool found = false;
+	int dfd, fd;
+	ssize_t n;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%d/fdinfo", (int) pid);
+	if ((dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return false;
+	if ((d = fdopendir(dfd)) == NULL) {
+		(void) close(dfd);
+		return false;
+	}
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' ||
+		    (fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		n = read(fd, buf, sizeof buf - 1);
+		(void) close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if ((p = strstr(buf, "\nino:\t")) == NULL || strtoull(p + 6, NULL, 10) != ino)
+			continue;
+		found = strncmp(buf, "pos:", 4) == 0 && (p = strstr(buf, "\nflags:\t")) != NULL &&
+		    (strtoul(p + 8, NULL, 8) & O_ACCMODE) != O_RDONLY;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Is this close(2) the end of the message?  Only the process that opened
+ * it for writing ends it (a child that inherited a copy does not), and
+ * only with its last descriptor on it: a shell closes copies all the
+ * time (dup2 around "echo x >&3", the first descriptor of "> f").
+ */
+static bool
+spoolfs_close_ends_message(const struct spoolfs_file *h, uint64_t ino, pid_t closer)
+{
+	return closer == h->of->writer.pid && !spoolfs_process_writes_to(closer, ino);
+}
+
+static struct outfile_writer
+spoolfs_writer_of(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	return (struct outfile_writer) { spoolfs_process_of(ctx->pid), ctx->uid, ctx->gid };
 }
 
 static bool
@@ -1025,7 +1171,8 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent), *node;
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct outfile_writer w = spoolfs_writer_of(req);
+	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct fuse_entry_param e;
 	struct spoolfs_file *h;
 	struct outfile *of;
@@ -1039,15 +1186,18 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (!spoolfs_name_ok(name))
 		return (void) fuse_reply_err(req, EINVAL);
 	if ((r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
-	    (r = outfile_create(&fs->outbox, name, mode, ctx->uid, ctx->gid, &of)) < 0)
+	    (r = outfile_create(&fs->outbox, name, mode, &w, writable, &of)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	memset(&e, 0, sizeof e);
-	h = spoolfs_file_new(INODE_OUTFILE, -1, 0, of, (fi->flags & O_ACCMODE) != O_RDONLY);
-	r = h == NULL ? -ENOMEM : outfile_stat(of, &e.attr);
-	if (r < 0 || (r = inode_lookup(&fs->nodes, path, INODE_OUTFILE, AREA_NONE, &node)) < 0) {
-		free(h);
+	if ((r = outfile_stat(of, &e.attr)) < 0 ||
+	    (r = inode_lookup(&fs->nodes, path, INODE_OUTFILE, AREA_NONE, &node)) < 0 ||
+	    (h = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, of, writable)) == NULL) {
+		if (r == 0) {
+			inode_unref(&fs->nodes, node, 1);
+			r = -ENOMEM;
+		}
 		(void) outfile_unlink(&fs->outbox, name);
-		outfile_release(&fs->outbox, of);
+		outfile_release(&fs->outbox, of, writable);
 		return (void) fuse_reply_err(req, -r);
 	}
 	e.ino = e.attr.st_ino = node->ino;
@@ -1066,7 +1216,7 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 
 static int
 spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
-		     struct spoolfs_file **out)
+		     const struct outfile_writer *w, struct spoolfs_file **out)
 {
 	struct outfile *of = outfile_find(&fs->outbox, node->name);
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
@@ -1074,11 +1224,12 @@ spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
 
 	if (of == NULL)
 		return -ENOENT;
-	if (writable && (flags & O_TRUNC) && (r = outfile_truncate(&fs->outbox, of, 0)) < 0)
+	if ((r = outfile_open(&fs->outbox, &of, flags, w)) < 0)
 		return r;
-	if ((*out = spoolfs_file_new(INODE_OUTFILE, -1, 0, of, writable)) == NULL)
+	if ((*out = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, of, writable)) == NULL) {
+		outfile_release(&fs->outbox, of, writable);
 		return -ENOMEM;
-	outfile_open(of);
+	}
 	return 0;
 }
 
@@ -1092,7 +1243,7 @@ spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolf
 		return -EACCES;
 	if ((fd = spoolfs_open_node_file(fs, node->kind, node->area, node->path, &base)) < 0)
 		return fd;
-	if ((*out = spoolfs_file_new(node->kind, fd, base, NULL, false)) == NULL) {
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, base, NULL, false)) == NULL) {
 		(void) close(fd);
 		return -ENOMEM;
 	}
@@ -1105,13 +1256,17 @@ spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
 	struct spoolfs_file *h = NULL;
+	struct outfile_writer w;
 	int r;
 
 	if (node == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	switch (node->kind) {
 	case INODE_OUTFILE:
-		r = spoolfs_open_outfile(fs, node, fi->flags, &h);
+		w = spoolfs_writer_of(req);
+		r = spoolfs_open_outfile(fs, node, fi->flags, &w, &h);
+		if (r == 0 && (fi->flags & O_TRUNC))
+			spoolfs_touch_outbox(fs);	/* it may be a new message now */
 		break;
 	case INODE_MAILMSG:
 	case INODE_RECMSG:
@@ -1174,9 +1329,9 @@ spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct spoolfs_file *h = spoolfs_file_of(fi);
 	int r = 0;
 
-	(void) ino;
 	if (h->of != NULL && h->writable)
-		r = outfile_submit(&fs->outbox, h->of);
+		r = outfile_flush(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino,
+		    spoolfs_process_of(fuse_req_ctx(req)->pid)));
 	fuse_reply_err(req, -r);
 }
 
@@ -1224,6 +1379,10 @@ spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	dir->ent[0].ino = node->ino;
 	dir->ent[1].ino = spoolfs_parent_ino(fs, node);
 	dir->path = NULL;	/* node->path may change: only the snapshot counts */
+	dir->next = fs->dirs;	/* freed at releasedir, or by spoolfs_free at unmount */
+	if (fs->dirs != NULL)
+		fs->dirs->prev = dir;
+	fs->dirs = dir;
 	fi->fh = (uintptr_t) dir;
 	if (fuse_reply_open(req, fi) != 0)
 		spoolfs_dir_free(dir);
@@ -1461,6 +1620,17 @@ spoolfs_free(struct spoolfs *fs)
 {
 	if (fs == NULL)
 		return;
+	/* an unmount releases nothing: what was still open is freed here */
+	while (fs->dirs != NULL)
+		spoolfs_dir_free(fs->dirs);
+	while (fs->files != NULL) {
+		struct spoolfs_file *h = fs->files;
+
+		spoolfs_file_unlist(fs, h);
+		if (h->of == NULL && h->fd >= 0)
+			(void) close(h->fd);
+		free(h);		/* its outbox entry goes with the set */
+	}
 	outfile_set_free(&fs->outbox);
 	inode_table_free(&fs->nodes);
 	free(fs);

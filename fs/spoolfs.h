@@ -16,6 +16,7 @@
  *	    inbox/<mailbox>/<message>   spool mail/<mailbox>/new and cur, names
  *	                                as on disk; read-only; rm deletes
  *	    outbox/<name>               write a message, close it: submitted
+ *	                                (the name stays a minute; fs/outfile.h)
  *	    queue/<id>                  the message of a record in queue/ or
  *	                                active/ (data/<id> after data-offset)
  *	    queue/<id>.status           the envelope record, as on disk
@@ -26,8 +27,12 @@
  *	arrives or moves shows at once.  Files are read with pread(2) on a
  *	descriptor opened O_RDONLY|O_NOFOLLOW|O_CLOEXEC at open(2) and kept in
  *	the file handle, so a message that moves (queue/ -> sent/) or is
- *	deleted stays readable by whoever has it open.  Listings are snapshots
- *	taken at opendir(3), so readdir offsets stay valid.
+ *	deleted stays readable by whoever has it open; fstat(2) works on it
+ *	too (the kernel sends no handle with it: a node whose path no longer
+ *	leads to a file is answered from an open handle of that node).
+ *	Listings are snapshots taken at opendir(3), so readdir offsets stay
+ *	valid.  Every open handle and listing is on a list of the struct
+ *	spoolfs, and spoolfs_free() frees what an unmount left open.
  *
  *	Errors a user sees (documented in README.md too):
  *	  - open for writing of anything outside outbox/: EACCES (the file's
@@ -37,8 +42,20 @@
  *	    mount is not read-only as a whole, so EROFS would mislead);
  *	  - mkdir in outbox/: EPERM (outbox/<address>/ is a later feature);
  *	  - a rename between outbox/ and another directory: EPERM;
- *	  - close(2) of an outbox file that is no sendable message: the errno
- *	    outbox_submit() gives (EDESTADDRREQ, EINVAL, EBADMSG, EFBIG...).
+ *	  - an outbox file that is no sendable message: the write(2) that
+ *	    completes its header section, or passes max_message_size, fails
+ *	    with the errno a submission would give (EDESTADDRREQ, EINVAL,
+ *	    EBADMSG, EFBIG), and so does every later write and close(2); what
+ *	    is known only at the end (ENOSPC, a header with no empty line
+ *	    after it) fails close(2); an empty file is ENODATA at close(2).
+ *	    The refused file is kept in failed/ (fs/outfile.h);
+ *	  - a second open for writing of an outbox file being written, or an
+ *	    open for writing without O_TRUNC (>>) of a submitted name: EBUSY.
+ *
+ *	Which close(2) ends an outbox message: the close, by the process that
+ *	opened it for writing, of the last descriptor it holds on it (read
+ *	from /proc/<pid>/fdinfo, which asks nothing of this filesystem); see
+ *	fs/outfile.h.
  *
  *	Modes: directories 0555, outbox/ 0755, inbox/<mailbox>/ the mode of
  *	the mailbox directory (rm needs its write bit); message files their
@@ -54,8 +71,9 @@
  * THREADS
  *	The operations run on one thread: spoolgate-fs runs the
  *	single-threaded fuse_session_loop(), and the node table and the
- *	outbox set are not locked.  A close(2) in outbox/ syncs the spool
- *	(tens of milliseconds) and holds up other operations meanwhile.
+ *	outbox set are not locked.  A close(2) in outbox/, and a write(2)
+ *	that is refused (failed/ gets the file), sync the spool (tens of
+ *	milliseconds) and hold up other operations meanwhile.
  */
 #ifndef SPOOLGATE_FS_SPOOLFS_H
 #define SPOOLGATE_FS_SPOOLFS_H
@@ -70,7 +88,11 @@ struct fuse_lowlevel_ops;
 int spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out);
 /* The operations; their userdata is the struct spoolfs. */
 const struct fuse_lowlevel_ops *spoolfs_ops(void);
-/* Frees the node table and removes the temporaries of outbox files still held. */
+/*
+ * Frees the node table, the listings and file handles still open (an
+ * unmount releases none), and removes the temporaries of outbox files
+ * still held.
+ */
 void spoolfs_free(struct spoolfs *fs);
 
 #endif

@@ -12,6 +12,8 @@ SPOOLGATE_PACKAGES=(
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
 	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
+	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
+	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer

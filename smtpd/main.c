@@ -47,7 +47,7 @@
 #include "../common/log.h"
 #include "../common/spool.h"
 #include "commitq.h"
-#include "relay.h"
+#include "runner.h"
 #include "server.h"
 
 #define PROG	"spoolgate-smtpd"
@@ -58,7 +58,7 @@ struct daemon {
 	struct spool	       *spool;
 	struct server	       *srv;
 	struct commitq	       *cq;
-	struct relay	       *relay;
+	struct runner	       *runner;
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	bool			stopping;
@@ -210,7 +210,7 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the committer: %s\"", strerror(-r));
 		return -1;
 	}
-	if ((r = relay_new(d->base, &d->cfg, d->spool, d->cq, &d->relay)) < 0) {
+	if ((r = runner_new(d->base, &d->cfg, d->spool, d->cq, &d->runner)) < 0) {
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
@@ -220,7 +220,7 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot watch signals\"");
 		return -1;
 	}
-	server_start(d->srv, d->cq, d->relay);
+	server_start(d->srv, d->cq, d->runner);
 	log_info("listening", "addr=%s hostname=%s version=%s", server_address(d->srv), d->srv->hostname,
 	    SPOOLGATE_VERSION);
 	return 0;
@@ -230,8 +230,7 @@ start(struct daemon *d)
 static void
 stop(struct daemon *d)
 {
-	if (d->relay != NULL)
-		relay_free(d->relay);
+	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
 	if (d->ev_term != NULL)

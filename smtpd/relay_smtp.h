@@ -30,8 +30,9 @@
  *	Everything in the relay that can be decided without a socket, a
  *	clock or a disk lives here, so that unit tests can drive it with
  *	any input: the reply parser, the EHLO capability parser, the DATA
- *	encoder, the command formatters and the retry policy.  relay.c is
- *	the event-driven glue around them.
+ *	encoder, the command formatters and the retry policy.  delivery.c
+ *	(the SMTP client) and runner.c (the queue runner, which applies the
+ *	policy) are the event-driven glue around them.
  *
  *	Replies (RFC 5321 section 4.2).  relay_reply_begin() prepares r for
  *	the next reply; with ehlo set, the lines after the first are read as

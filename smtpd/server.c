@@ -335,10 +335,10 @@ server_address(const struct server *srv)
 }
 
 void
-server_start(struct server *srv, struct commitq *cq, struct relay *relay)
+server_start(struct server *srv, struct commitq *cq, struct runner *runner)
 {
 	srv->cq = cq;
-	srv->relay = relay;
+	srv->runner = runner;
 	evconnlistener_enable(srv->listener);
 }
 

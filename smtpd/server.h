@@ -6,7 +6,7 @@
  *
  *	int server_new(struct event_base *base, const struct cfg *cfg,
  *			struct spool *spool, struct server **out);
- *	void server_start(struct server *srv, struct commitq *cq, struct relay *relay);
+ *	void server_start(struct server *srv, struct commitq *cq, struct runner *runner);
  *	void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
  *	void server_free(struct server *srv);
  * DESCRIPTION
@@ -17,8 +17,8 @@
  *	server_address() is the bound address as "ip:port" / "[ip]:port" (the
  *	real port when the configured one was 0).
  *
- *	server_start() gives the server the committer and the relay (which
- *	sessions use at the end of DATA) and starts accepting.  A connection
+ *	server_start() gives the server the committer and the relay's queue
+ *	runner (which sessions kick at the end of DATA) and starts accepting.  A connection
  *	over cfg->max_sessions, or over cfg->max_sessions_per_client from one
  *	address, gets 421 4.7.0 and is closed at once.  When accept() fails
  *	for want of descriptors (EMFILE, ENFILE), a reserve descriptor kept
@@ -36,7 +36,7 @@
  *	limit) and server_unregister() are for session.c.
  * OWNERSHIP
  *	The server owns the listener and every session; server_free() frees
- *	sessions still alive.  It does not own cfg, spool, cq or relay, which
+ *	sessions still alive.  It does not own cfg, spool, cq or runner, which
  *	must outlive it; call it after commitq_free() so that commit callbacks
  *	still find the table.
  * THREADS
@@ -53,7 +53,7 @@
 #include "../common/cfg.h"
 #include "../common/spool.h"
 #include "commitq.h"
-#include "relay.h"
+#include "runner.h"
 
 struct session;
 struct server_slot;
@@ -65,7 +65,7 @@ struct server {
 	const struct cfg       *cfg;
 	struct spool	       *spool;
 	struct commitq	       *cq;		/* from server_start() */
-	struct relay	       *relay;		/* from server_start() */
+	struct runner	       *runner;		/* from server_start() */
 	struct evconnlistener  *listener;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */
 	struct event	       *ev_grace;	/* shutdown grace period */
@@ -86,7 +86,7 @@ struct server {
 int server_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct server **out);
 const char *server_address(const struct server *srv);
-void server_start(struct server *srv, struct commitq *cq, struct relay *relay);
+void server_start(struct server *srv, struct commitq *cq, struct runner *runner);
 void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
 void server_free(struct server *srv);
 

@@ -78,7 +78,7 @@
 #include "../common/log.h"
 #include "../common/spool.h"
 #include "commitq.h"
-#include "relay.h"
+#include "runner.h"
 #include "server.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -1152,8 +1152,8 @@ commit_done(void *arg, int result)
 		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s%s", id,
 		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client,
 		    s == NULL ? " session=gone" : "");
-		if (c->queued && c->srv->relay != NULL)
-			relay_kick(c->srv->relay);
+		if (c->queued)
+			runner_kick(c->srv->runner);
 	} else {
 		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
 		    spool_error_reply(result)->code);

@@ -2,13 +2,24 @@
 """test_fs - the spoolgate-fs mount.
 
 inbox/<mailbox>/<message> is the Maildir file, byte for byte, and `rm`
-deletes it; inbox/ takes no new files.  outbox/: cp of a complete RFC 5322
-message submits it at close (queue/<id>.status lists every To/Cc/Bcc
-recipient, queue/<id> has no Bcc header); a file without recipients fails
-at close with EDESTADDRREQ, a malformed address with EINVAL, and nothing is
-queued; a file over max_message_size gets EFBIG.  queue/, sent/, failed/
-are read-only.  The daemon can be killed -9 and restarted and everything
-is still there.  Skipped (77) where FUSE is not available.
+deletes it; inbox/ takes no new files; a message removed or moved while
+open can still be fstat'ed and read (os.fstat, `cat <&3`, `tail -f`).
+outbox/: cp of a complete RFC 5322 message submits it at close
+(queue/<id>.status lists every To/Cc/Bcc recipient, queue/<id> has no Bcc
+header).  A file that will be refused fails at the write(2) that completes
+its header section: without recipients EDESTADDRREQ, a malformed address
+EINVAL, not a message EBADMSG, past max_message_size EFBIG; nothing is
+queued, and failed/<id> keeps what was written with a .status that says
+"rejected at submission" and why.  Through real shells: printf, echo,
+{ ...; } > f exit non-zero with the errno text; touch of a new file fails
+with ENODATA; python's open().write() without close leaves the refusal in
+failed/.  After a submission the name stays: install, cp && ls, cp -p,
+chmod, touch -r work and send nothing more; >> and 'a'/'r+' fail with
+EBUSY; cp again (O_TRUNC) is a new message; rm removes only the name.
+{ cat a; cat b; } > f is one message; a second writer gets EBUSY.
+queue/, sent/, failed/ are read-only.  The daemon can be killed -9 and
+restarted and everything is still there.  Skipped (77) where FUSE is not
+available.
 
 The smarthost is a port where nothing listens and retry_min is large, so
 what is submitted stays queued.
@@ -50,7 +61,8 @@ def message(to='Bob <bob@example.net>', cc='carol@example.net, "Dave D." <dave@e
 
 
 def write_and_close(path, data):
-    """os-level create/write/close; returns None or the errno of the close."""
+    """os-level create/write/close; returns None or the errno of the close
+    (a failing write raises)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
@@ -62,6 +74,42 @@ def write_and_close(path, data):
     except OSError as e:
         return e.errno
     return None
+
+
+def write_refused(path, data):
+    """create, write, close: (errno of the write, errno of the close);
+    None where the call succeeded."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    werr = cerr = None
+    try:
+        os.write(fd, data)
+    except OSError as e:
+        werr = e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        cerr = e.errno
+    return werr, cerr
+
+
+def as_written(queued):
+    """The queued data without what the gateway puts before the message's
+    own first field, From: in these tests (Received:, and Date: and
+    Message-ID: where the file had none)."""
+    at = queued.find(b'\nFrom: ') + 1
+    added = queued[:at]
+    if not at or not added.startswith(b'Received: by '):
+        raise AssertionError('queued data does not start with the trace header: %r' % queued[:200])
+    for line in added.split(b'\n')[:-1]:
+        if not line[:1] in (b' ', b'\t') and not line.startswith((b'Received: ', b'Date: ',
+                                                                   b'Message-ID: ')):
+            raise AssertionError('unexpected line before From: %r' % line)
+    return queued[at:]
+
+
+def sh(cmd, **kw):
+    """bash -c cmd: the CompletedProcess (text)."""
+    return subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, timeout=30, **kw)
 
 
 class Mount(unittest.TestCase):
@@ -84,6 +132,39 @@ class Mount(unittest.TestCase):
             code, text = s.data(('Subject: %s\r\n\r\nbody of %s\r\n' % (subject, subject)).encode())
             self.assertEqual(code, 250, text)
             return queued_id(text)
+
+    def queued_ids(self):
+        """Records the relay sees: queue/, active/, sent/ (not failed/)."""
+        return {i for i in self.gw.record_ids() if not os.path.exists(self.gw.path('failed', i))}
+
+    def failed_ids(self):
+        return set(self.gw.listdir('failed'))
+
+    def assert_kept_in_failed(self, before, name, errname, reply, data, upto=None):
+        """One new failed/<id> keeps data, its .status says why; returns the record.
+        upto: the writer may have written in pieces, and failed/ keeps what
+        came until the refusal: data up to at least that many bytes."""
+        new = self.failed_ids() - before
+        self.assertEqual(len(new), 1, 'expected one new record in failed/, got %s' % new)
+        fid = new.pop()
+        self.assertIn(fid + '.status', os.listdir(self.mnt('failed')))
+        with open(self.mnt('failed', fid + '.status')) as f:
+            status = f.read()
+        rec = parse_record(status)
+        self.assertTrue(rec.get('rejected', '').startswith(
+            '%s %s rejected at submission: ' % (reply, errname)), status)
+        self.assertEqual(rec.get('origin'), 'fs outbox/%s uid=%d' % (name, os.getuid()), status)
+        self.assertEqual(rec['rcpt'], [], status)
+        with open(self.mnt('failed', fid), 'rb') as f:
+            kept = f.read()
+        if upto is None:
+            self.assertEqual(kept, data)
+        else:
+            self.assertTrue(data.startswith(kept) and len(kept) >= upto, kept)
+        self.assertIn('event=outbox-rejected name=%s errno=%s' % (name, errname),
+                      self.gw.read_log('fs'))
+        self.assertIn('id=%s' % fid, self.gw.read_log('fs'))
+        return rec
 
     def submit(self, data, name='msg.eml'):
         """cp a file into outbox/; returns the id of the new record."""
@@ -164,19 +245,23 @@ class Mount(unittest.TestCase):
         with open(self.gw.path('data', msgid), 'rb') as f:
             f.seek(int(rec.get('data-offset', '0')))
             self.assertEqual(f.read(), queued)
-        self.assertNotIn('msg.eml', os.listdir(self.mnt('outbox')), 'closed file still in outbox/')
+        # The name stays after the submission, with what was submitted.
+        self.assertIn('msg.eml', os.listdir(self.mnt('outbox')), 'submitted name vanished at close')
+        self.assertEqual(os.stat(self.mnt('outbox', 'msg.eml')).st_size, len(data))
         log('  submitted %s: %d rcpts, %d bytes, no Bcc' % (msgid, len(rcpts), len(queued)))
 
     def test_outbox_no_recipient(self):
-        """no To/Cc/Bcc: close fails with EDESTADDRREQ and nothing is queued"""
-        before = self.gw.record_ids()
-        data_before = self.gw.listdir('data')
-        err = write_and_close(self.mnt('outbox', 'norcpt.eml'),
-                              message(to=None, cc=None, bcc=None, subject='no rcpt'))
-        self.assertEqual(err, errno.EDESTADDRREQ,
-                         'close returned %s' % (errno.errorcode.get(err, err)))
-        self.assertEqual(self.gw.record_ids(), before)
-        self.assertEqual(self.gw.listdir('data'), data_before)
+        """no To/Cc/Bcc: the write fails with EDESTADDRREQ, so does close; kept in failed/"""
+        before = self.queued_ids()
+        failed_before = self.failed_ids()
+        data = message(to=None, cc=None, bcc=None, subject='no rcpt')
+        werr, cerr = write_refused(self.mnt('outbox', 'norcpt.eml'), data)
+        self.assertEqual((werr, cerr), (errno.EDESTADDRREQ, errno.EDESTADDRREQ),
+                         'write/close returned %s/%s' % (errno.errorcode.get(werr, werr),
+                                                         errno.errorcode.get(cerr, cerr)))
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'norcpt.eml', 'EDESTADDRREQ', '554 5.5.1', data)
+        self.assertNotIn('norcpt.eml', os.listdir(self.mnt('outbox')), 'a refused name stays')
         # The relay in smtpd uses tmp/ too (records being rewritten): only the
         # fs daemon's own temporaries (its pid is in their names) must be gone.
         fs_tmp = 'P%dQ' % self.gw.procs['fs'].pid
@@ -190,51 +275,80 @@ class Mount(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('Destination address required', r.stderr)
-        self.assertEqual(self.gw.record_ids(), before)
+        self.assertEqual(self.queued_ids(), before)
 
     def test_outbox_bad_address(self):
-        """a malformed address: close fails with EINVAL and nothing is queued"""
-        before = self.gw.record_ids()
-        err = write_and_close(self.mnt('outbox', 'bad.eml'),
-                              message(to='bob@bad..domain', cc=None, bcc=None, subject='bad'))
-        self.assertEqual(err, errno.EINVAL, 'close returned %s' % errno.errorcode.get(err, err))
-        self.assertEqual(self.gw.record_ids(), before)
+        """a malformed address: the write fails with EINVAL, nothing is queued, failed/ has it"""
+        before = self.queued_ids()
+        failed_before = self.failed_ids()
+        data = message(to='bob@bad..domain', cc=None, bcc=None, subject='bad')
+        werr, cerr = write_refused(self.mnt('outbox', 'bad.eml'), data)
+        self.assertEqual((werr, cerr), (errno.EINVAL, errno.EINVAL))
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'bad.eml', 'EINVAL', '553 5.1.3', data)
 
     def test_outbox_not_a_message(self):
-        """a header line without a colon: close fails with EBADMSG"""
-        before = self.gw.record_ids()
-        err = write_and_close(self.mnt('outbox', 'junk.eml'),
-                              b'this is not a header\nTo: bob@example.net\n\nbody\n')
-        self.assertEqual(err, errno.EBADMSG, 'close returned %s' % errno.errorcode.get(err, err))
-        self.assertEqual(self.gw.record_ids(), before)
+        """a header line without a colon: the write fails with EBADMSG, failed/ has it"""
+        before = self.queued_ids()
+        failed_before = self.failed_ids()
+        data = b'this is not a header\nTo: bob@example.net\n\nbody\n'
+        werr, cerr = write_refused(self.mnt('outbox', 'junk.eml'), data)
+        self.assertEqual((werr, cerr), (errno.EBADMSG, errno.EBADMSG))
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'junk.eml', 'EBADMSG', '554 5.6.0', data)
+
+    def test_outbox_refused_only_at_close(self):
+        """no empty line: the header is only known at close, which fails; failed/ has it"""
+        before = self.queued_ids()
+        failed_before = self.failed_ids()
+        data = b'From: alice@example.org\nSubject: headers only, no recipient\n'
+        werr, cerr = write_refused(self.mnt('outbox', 'late.eml'), data)
+        self.assertEqual((werr, cerr), (None, errno.EDESTADDRREQ))
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'late.eml', 'EDESTADDRREQ', '554 5.5.1', data)
 
     def test_outbox_too_big(self):
-        """writing past max_message_size fails with EFBIG; nothing queued"""
-        before = self.gw.record_ids()
+        """writing past max_message_size fails with EFBIG; nothing queued; failed/ keeps the first max bytes"""
+        before = self.queued_ids()
+        failed_before = self.failed_ids()
+        head = message(subject='big', body='')
+        body = (b'x' * 999 + b'\n') * (MAX_SIZE // 1000 + 1)
         fd = os.open(self.mnt('outbox', 'big.eml'), os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            os.write(fd, message(subject='big'))
-            chunk = b'x' * 1023 + b'\n'
+            os.write(fd, head)
+            pos = 0
             with self.assertRaises(OSError) as cm:
-                for i in range(MAX_SIZE // len(chunk) + 2):
-                    os.write(fd, chunk)
+                while True:		# the kernel splits a big write: the last part fails
+                    pos += os.write(fd, body[pos:])
             self.assertEqual(cm.exception.errno, errno.EFBIG)
+            with self.assertRaises(OSError) as cm:
+                os.write(fd, b'more\n')
+            self.assertEqual(cm.exception.errno, errno.EFBIG, 'a write after EFBIG')
         finally:
-            try:
+            with self.assertRaises(OSError) as cm:
                 os.close(fd)
-            except OSError:
-                pass
-        self.assertEqual(self.gw.record_ids(), before)
+            self.assertEqual(cm.exception.errno, errno.EFBIG, 'close after EFBIG')
+        self.assertEqual(self.queued_ids(), before)
+        want = (head + body)[:MAX_SIZE]
+        rec = self.assert_kept_in_failed(failed_before, 'big.eml', 'EFBIG', '552 5.3.4', want)
+        self.assertIn('the first %d bytes are kept' % MAX_SIZE, rec['rejected'])
 
     def test_outbox_open_file_listed(self):
-        """a file being written shows in outbox/ and disappears after close"""
+        """a file being written shows in outbox/, and still after its submission; rm removes the name only"""
+        before = self.queued_ids()
         fd = os.open(self.mnt('outbox', 'open.eml'), os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.write(fd, message(subject='listed while open'))
             self.assertIn('open.eml', os.listdir(self.mnt('outbox')))
         finally:
             os.close(fd)
+        self.assertIn('open.eml', os.listdir(self.mnt('outbox')))
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1)
+        os.unlink(self.mnt('outbox', 'open.eml'))
         self.assertNotIn('open.eml', os.listdir(self.mnt('outbox')))
+        self.assertEqual(self.gw.find_record(new.pop())[0] in ('queue', 'active'), True,
+                         'rm of the submitted name removed the queued message')
 
     def test_outbox_dotfile_rename(self):
         """a dotfile is held at close; renaming it to a normal name submits it"""
@@ -302,13 +416,12 @@ class Mount(unittest.TestCase):
             os.ftruncate(fd, 0)
             os.pwrite(fd, message(subject='truncated first', bcc=None), 0)
             fd2 = os.dup(fd)
-            os.close(fd2)		# flush: submits
-            after_first = self.gw.record_ids() - before
-            self.assertEqual(len(after_first), 1, 'first close of a dup did not submit')
+            os.close(fd2)		# a copy: the message goes on
+            self.assertEqual(self.gw.record_ids(), before, 'the close of a dup submitted')
         finally:
-            os.close(fd)		# flush again with nothing new: no second submission
+            os.close(fd)		# the last descriptor of the writer: submits
         new = self.gw.record_ids() - before
-        self.assertEqual(new, after_first, 'a dup\'ed fd submitted twice')
+        self.assertEqual(len(new), 1, 'expected one submission, got %s' % new)
         msgid = new.pop()
         with open(self.mnt('queue', msgid), 'rb') as f:
             data = f.read()
@@ -320,6 +433,268 @@ class Mount(unittest.TestCase):
             self.assertEqual(os.pread(fd, 20, 7), data[7:27])
             self.assertEqual(os.pread(fd, 100, len(data) - 5), data[-5:])
             self.assertEqual(os.pread(fd, 10, len(data) + 10), b'')
+        finally:
+            os.close(fd)
+
+    # ---------------------------------------------------- through real shells
+
+    def src_file(self, name, data):
+        src = os.path.join(self.gw.dir, 'src-' + name)
+        with open(src, 'wb') as f:
+            f.write(data)
+        return src
+
+    def test_shell_printf_refused(self):
+        """bash printf > outbox/x without a recipient: exits 1 with the errno text; failed/ has it"""
+        failed_before = self.failed_ids()
+        before = self.queued_ids()
+        r = sh("printf 'From: a@localhost\\nSubject: x\\n\\nb\\n' > %s" % self.mnt('outbox', 'x'))
+        self.assertNotEqual(r.returncode, 0, 'printf > outbox/x exited 0')
+        self.assertIn('Destination address required', r.stderr)
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'x', 'EDESTADDRREQ', '554 5.5.1',
+                                   b'From: a@localhost\nSubject: x\n\nb\n', upto=30)
+
+    def test_shell_echo_refused(self):
+        """bash echo > outbox/e (an empty first line): exits 1 with 'Bad message'"""
+        failed_before = self.failed_ids()
+        r = sh('echo > %s' % self.mnt('outbox', 'e'))
+        self.assertNotEqual(r.returncode, 0, 'echo > outbox/e exited 0')
+        self.assertIn('Bad message', r.stderr)
+        self.assert_kept_in_failed(failed_before, 'e', 'EBADMSG', '554 5.6.0', b'\n')
+
+    def test_shell_group_refused(self):
+        """{ printf; printf; } > outbox/g without a recipient: exits 1"""
+        failed_before = self.failed_ids()
+        r = sh("{ printf 'From: a@localhost\\n'; printf 'Subject: x\\n\\nb\\n'; } > %s"
+               % self.mnt('outbox', 'g'))
+        self.assertNotEqual(r.returncode, 0, '{ ...; } > outbox/g exited 0')
+        self.assertIn('Destination address required', r.stderr)
+        self.assert_kept_in_failed(failed_before, 'g', 'EDESTADDRREQ', '554 5.5.1',
+                                   b'From: a@localhost\nSubject: x\n\nb\n', upto=30)
+
+    def test_shell_group_with_children(self):
+        """{ cat hdr; cat body; } > outbox/f: a child's close ends nothing; one whole message"""
+        hdr = message(subject='group of children', body='', bcc=None)
+        body = b'first line of the body\nlast line\n'
+        h, b = self.src_file('hdr', hdr), self.src_file('body', body)
+        before = self.queued_ids()
+        r = sh('{ cat %s; /bin/echo between; cat %s; } > %s' % (h, b, self.mnt('outbox', 'grp.eml')))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
+        with open(self.mnt('queue', new.pop()), 'rb') as f:
+            self.assertEqual(as_written(f.read()), hdr + b'between\n' + body)
+
+    def test_shell_exec_fd(self):
+        """exec 3> f; echo ... >&3 line by line; exec 3>&-: one whole message"""
+        before = self.queued_ids()
+        f = self.mnt('outbox', 'fd3.eml')
+        r = sh('exec 3> %s; echo "From: a@localhost" >&3; echo "To: bob@localhost" >&3; '
+               'echo >&3; echo "line 1" >&3; echo "line 2" >&3; exec 3>&-' % f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
+        with open(self.mnt('queue', new.pop()), 'rb') as fh:
+            self.assertEqual(as_written(fh.read()),
+                             b'From: a@localhost\nTo: bob@localhost\n\nline 1\nline 2\n')
+
+    def test_touch_empty(self):
+        """touch outbox/t: close fails with ENODATA, logged; nothing queued, nothing in failed/"""
+        before, failed_before = self.queued_ids(), self.failed_ids()
+        r = subprocess.run(['touch', self.mnt('outbox', 't')], capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0, 'touch of a new outbox file exited 0')
+        self.assertIn('No data available', r.stderr)
+        self.assertEqual(self.queued_ids(), before)
+        self.assertEqual(self.failed_ids(), failed_before)
+        self.assertNotIn('t', os.listdir(self.mnt('outbox')))
+        self.assertIn('event=outbox-rejected name=t errno=ENODATA', self.gw.read_log('fs'))
+        # a write of nothing is empty too; close(2) says so
+        fd = os.open(self.mnt('outbox', 't0'), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b'')
+        with self.assertRaises(OSError) as cm:
+            os.close(fd)
+        self.assertEqual(cm.exception.errno, errno.ENODATA)
+
+    def test_python_write_without_close(self):
+        """open(p,'w').write(...) without close: the write at exit fails; failed/ keeps it"""
+        data = b'From: a@localhost\nSubject: py\n\nno recipient\n'
+        before = self.queued_ids()
+        code = "open(%r, 'w').write(%r)" % (self.mnt('outbox', 'py.eml'), data.decode())
+        # Python reports an error of a close it does at exit only in dev mode.
+        r = subprocess.run([sys.executable, '-X', 'dev', '-c', code], capture_output=True,
+                           text=True, timeout=30)
+        self.assertIn('Destination address required', r.stderr)
+        failed_before = self.failed_ids()
+        r = subprocess.run([sys.executable, '-c', code.replace('py.eml', 'py2.eml')],
+                           capture_output=True, text=True, timeout=30)
+        log('  python without close: exit %d, stderr %r' % (r.returncode, r.stderr.strip()))
+        self.assertEqual(self.queued_ids(), before)
+        self.assert_kept_in_failed(failed_before, 'py2.eml', 'EDESTADDRREQ', '554 5.5.1', data)
+
+    def test_append_after_submit(self):
+        """printf > f; printf >> f: the >> fails with EBUSY, one message without the fragment"""
+        before = self.queued_ids()
+        f = self.mnt('outbox', 'app.eml')
+        r = sh("printf 'From: a@localhost\\nTo: bob@localhost\\nSubject: s\\n\\n' > %s" % f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = sh("printf 'body\\n' >> %s" % f)
+        self.assertNotEqual(r.returncode, 0, '>> on a submitted name exited 0')
+        self.assertIn('Device or resource busy', r.stderr)
+        for mode in ('a', 'r+'):
+            with self.assertRaises(OSError, msg='open mode %s' % mode) as cm:
+                open(f, mode)
+            self.assertEqual(cm.exception.errno, errno.EBUSY)
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
+        with open(self.mnt('queue', new.pop()), 'rb') as fh:
+            self.assertNotIn(b'body', fh.read())
+
+    def test_install_after_close(self):
+        """install -m 644 f outbox/ exits 0 and sends once; the name shows the mode"""
+        src = self.src_file('inst.eml', message(subject='install'))
+        os.chmod(src, 0o600)
+        before = self.queued_ids()
+        r = subprocess.run(['install', '-m', '644', src, self.mnt('outbox') + '/'],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, 'install: %s' % r.stderr)
+        self.assertEqual(len(self.queued_ids() - before), 1)
+        st = os.stat(self.mnt('outbox', os.path.basename(src)))
+        self.assertEqual(st.st_mode & 0o7777, 0o644)
+
+    def test_cp_then_ls_and_read(self):
+        """cp f outbox/ && ls outbox/f; cat shows what was submitted; cp -p, chmod, touch -r send nothing"""
+        data = message(subject='cp ls')
+        src = self.src_file('cpls.eml', data)
+        os.utime(src, (1000000000, 1000000000))
+        dst = self.mnt('outbox', os.path.basename(src))
+        before = self.queued_ids()
+        r = sh('cp %s %s/ && ls %s' % (src, self.mnt('outbox'), dst))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), dst)
+        with open(dst, 'rb') as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(len(self.queued_ids() - before), 1)
+        before = self.queued_ids()
+        r = sh('chmod 600 %s && touch -r %s %s' % (dst, src, dst))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.stat(dst)
+        self.assertEqual(st.st_mode & 0o7777, 0o600)
+        self.assertEqual(int(st.st_mtime), 1000000000)
+        self.assertEqual(self.queued_ids(), before, 'chmod/touch -r sent again')
+        # cp -p: a new message (O_TRUNC), then the attributes on the closed name
+        r = subprocess.run(['cp', '-p', src, dst], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, 'cp -p: %s' % r.stderr)
+        self.assertEqual(len(self.queued_ids() - before), 1)
+        # cp again over the submitted name: a new whole file is a new message
+        other = message(subject='cp again')
+        src2 = self.src_file('other.eml', other)
+        before = self.queued_ids()
+        r = subprocess.run(['cp', src2, dst], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1)
+        with open(dst, 'rb') as f:
+            self.assertEqual(f.read(), other)
+        with open(self.mnt('queue', new.pop()), 'rb') as f:
+            self.assertIn(b'Subject: cp again', f.read())
+
+    def test_two_writers(self):
+        """a second open for writing while one is open: EBUSY; dup and fork are one writer"""
+        before = self.queued_ids()
+        p = self.mnt('outbox', 'same.eml')
+        data = message(subject='one writer', bcc=None)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data[:40])
+            for flags in (os.O_WRONLY, os.O_WRONLY | os.O_TRUNC, os.O_RDWR | os.O_APPEND):
+                with self.assertRaises(OSError, msg='second writer flags %o' % flags) as cm:
+                    os.open(p, flags)
+                self.assertEqual(cm.exception.errno, errno.EBUSY)
+            r = sh('bash -c "printf junk > %s"' % p)
+            self.assertIn('Device or resource busy', r.stderr)
+            fd2 = os.dup(fd)
+            os.write(fd2, data[40:60])
+            os.close(fd2)
+            # a child that inherited the descriptor writes, then exits (its close ends nothing)
+            r = subprocess.run(['bash', '-c', 'cat >&%d' % fd], input=data[60:], pass_fds=(fd,),
+                               capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            os.close(fd)
+        new = self.queued_ids() - before
+        self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
+        with open(self.mnt('queue', new.pop()), 'rb') as f:
+            self.assertEqual(as_written(f.read()), data)
+
+    # ------------------------------------------------------ open, then moved
+
+    def test_fstat_after_rm(self):
+        """an inbox message rm'd while open: fstat, read, cat <&3 and tail -f work"""
+        msgid = self.send_smtp(subject='fstat after rm')
+        name = self.gw.find_mail('bob', msgid)
+        p = self.mnt('inbox', 'bob', name)
+        want = self.gw.read_mail('bob', name)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.unlink(p)
+            self.assertNotIn(name, os.listdir(self.mnt('inbox', 'bob')))
+            st = os.fstat(fd)
+            self.assertEqual(st.st_size, len(want))
+            self.assertEqual(os.read(fd, 1 << 16), want)
+        finally:
+            os.close(fd)
+        # cat <&3 (cat fstat's its input)
+        msgid = self.send_smtp(subject='cat after rm')
+        name = self.gw.find_mail('bob', msgid)
+        p = self.mnt('inbox', 'bob', name)
+        want = self.gw.read_mail('bob', name)
+        r = subprocess.run(['bash', '-c', 'exec 3<"$1"; rm "$1"; cat <&3', 'sh', p],
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, want)
+        # tail -f on a descriptor of a removed message keeps going
+        msgid = self.send_smtp(subject='tail after rm')
+        name = self.gw.find_mail('bob', msgid)
+        p = self.mnt('inbox', 'bob', name)
+        fd = os.open(p, os.O_RDONLY)
+        os.unlink(p)
+        errf = os.path.join(self.gw.dir, 'tail.err')
+        with open(errf, 'wb') as err:
+            tail = subprocess.Popen(['tail', '-n', '+1', '-f'], stdin=fd, stdout=subprocess.PIPE,
+                                    stderr=err)
+        os.close(fd)
+        try:
+            got = b''
+            while b'body of tail after rm' not in got:
+                chunk = tail.stdout.read1(4096)	# returns b'' only when tail has exited
+                if not chunk:
+                    break
+                got += chunk
+            with open(errf, 'rb') as err:
+                errtext = err.read()
+            self.assertIn(b'body of tail after rm', got, errtext)
+            self.assertIsNone(tail.poll(), 'tail -f stopped: %r' % errtext)
+            self.assertEqual(errtext, b'')
+        finally:
+            tail.kill()
+            tail.wait(timeout=10)
+
+    def test_fstat_after_move(self):
+        """queue/<id> open while its record moves to failed/: fstat and read still work"""
+        data = message(subject='moved while open')
+        msgid = self.submit(data, 'mv.eml')
+        fd = os.open(self.mnt('queue', msgid), os.O_RDONLY)
+        try:
+            want = os.pread(fd, 1 << 16, 0)
+            # the relay tries it at once and puts it back (nothing listens): then move it
+            harness.wait_until(lambda: 'attempts: 1\n' in (self.gw.find_record(msgid)[1] or '')
+                               and self.gw.find_record(msgid)[0] == 'queue', 15, 'first attempt')
+            os.rename(self.gw.path('queue', msgid), self.gw.path('failed', msgid))
+            st = os.fstat(fd)
+            self.assertEqual(st.st_size, len(want))
+            self.assertEqual(os.pread(fd, 1 << 16, 0), want)
         finally:
             os.close(fd)
 
@@ -395,6 +770,43 @@ class Restart(unittest.TestCase):
         # SIGTERM unmounts and exits 0.
         self.assertEqual(gw.kill('fs', signal.SIGTERM), 0, 'fs exit status after SIGTERM')
         self.assertFalse(harness.is_mounted(gw.mnt), 'still mounted after SIGTERM')
+
+
+class Unmount(unittest.TestCase):
+    """An unmount while listings and files are still open frees them (an
+    AddressSanitizer build, ./test --sanitize, turns a leak into exit 1)."""
+
+    def test_unmount_with_open_handles(self):
+        """SIGTERM with open directories and files: exit 0, no leak reported"""
+        gw = harness.Instance('fs-unmount')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        with smtplib.SMTP('127.0.0.1', gw.port, timeout=15) as s:
+            s.sendmail('alice@example.org', ['bob@localhost'], 'Subject: u\r\n\r\nbody\r\n')
+        held = []
+        for d in ('', 'inbox', 'inbox/bob', 'outbox', 'queue'):
+            it = os.scandir(os.path.join(gw.mnt, d))	# an open listing
+            next(it, None)
+            held.append(it)
+        name = os.listdir(os.path.join(gw.mnt, 'inbox', 'bob'))[0]
+        files = [os.open(os.path.join(gw.mnt, 'inbox', 'bob', name), os.O_RDONLY),
+                 os.open(os.path.join(gw.mnt, 'outbox', 'draft.eml'), os.O_WRONLY | os.O_CREAT,
+                         0o644)]
+        try:
+            status = gw.kill('fs', signal.SIGTERM)
+        finally:
+            for it in held:
+                it.close()
+            for fd in files:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        text = gw.read_log('fs')
+        self.assertNotIn('LeakSanitizer', text)
+        self.assertEqual(status, 0, 'fs exit status with open handles at unmount')
+        self.assertIn('event=outbox-discarded name=draft.eml reason=shutdown', text)
 
 
 if __name__ == '__main__':

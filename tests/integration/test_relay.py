@@ -220,6 +220,17 @@ class ToSink(unittest.TestCase):
                              'queued message noticed after %.2fs: inotify does not work'
                              % latency)
 
+    def test_sent_record_names_host_and_reply(self):
+        """sent/<id>.status names the host of the attempt and its 250 to the end of data"""
+        tok = token()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(self.gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(self.gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertEqual(rec.get('last-host'), '127.0.0.1:%d' % self.sink.port, text)
+        self.assertTrue(rec.get('last-reply', '').startswith('250'), text)
+        self.assertEqual(rec.get('attempts'), '1', text)
+
     def test_outbox_trace_headers(self):
         """an outbox file gets Received (uid, quoted name), Date and Message-ID; its Return-Path is gone"""
         tok = token()
@@ -707,6 +718,40 @@ class KeepSentNo(unittest.TestCase):
                    'the record of %s to be removed' % msgid)
         self.assertEqual(gw.listdir('sent'), [])
         wait_until(lambda: msgid not in gw.listdir('data'), 5, 'data/%s to be removed' % msgid)
+
+
+class OneRcptSink(Sink):
+    """A sink that takes one recipient per transaction and answers every
+    further RCPT 452 4.5.3, as a server with a recipient limit does."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if envelope.rcpt_tos:
+            return '452 4.5.3 Too many recipients'
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+class TooManyRecipients(unittest.TestCase):
+
+    def test_rest_sent_in_the_next_transaction(self):
+        """452 4.5.3 to a RCPT after one was accepted: the rest goes at once, not after retry_min"""
+        sink = OneRcptSink()
+        self.addCleanup(sink.stop)
+        # A backoff of an hour: only RFC 5321 4.5.3.1.10 handling delivers the rest in time.
+        gw = harness.Instance('relay-overflow', smarthost='127.0.0.1:%d' % sink.port,
+                              scan_interval=300, retry_min=3600, retry_max=3600)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        tok = token()
+        hdr, body = sink_message(tok, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        where, rec, text = wait_record(gw, msgid, lambda w, r: w == 'sent', 10,
+                                       'record of %s in sent/' % msgid)
+        self.assertEqual(rec.get('attempts'), '2', text)
+        got = sink.find(tok)
+        self.assertEqual(sorted(a.lower() for m in got for a in m['rcpt']),
+                         ['bob@example.net', 'carol@example.net'])
+        self.assertEqual([len(m['rcpt']) for m in got], [1, 1])
 
 
 class QueuedWhileDown(unittest.TestCase):

@@ -14,6 +14,12 @@
  *	one that is checked to parse first, so a rejection means the damage
  *	was seen.  envelope_add_rcpt() deduplicates; envelope_read_at() reads
  *	a real file in a temporary directory.
+ *
+ *	A record of a refused outbox submission ("rejected: <code> <esc>
+ *	<ERRNO> <text>", possibly without any recipient and with from <>)
+ *	round-trips; envelope_set_rejected() refuses parts of the wrong form;
+ *	a table of damaged "rejected:" lines is refused by the parser, and a
+ *	record without recipients parses only when it is rejected.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -73,6 +79,8 @@ assert_env_equal(const struct envelope *a, const struct envelope *b)
 	ck_assert_msg(streq_null(a->last_host, b->last_host), "last_host '%s' != '%s'", a->last_host, b->last_host);
 	ck_assert_msg(streq_null(a->last_reply, b->last_reply), "last_reply '%s' != '%s'",
 	    a->last_reply, b->last_reply);
+	ck_assert_msg(streq_null(a->rejected, b->rejected), "rejected '%s' != '%s'",
+	    a->rejected, b->rejected);
 }
 
 /* Format, parse, compare; and the second format is byte-identical. */
@@ -155,6 +163,73 @@ START_TEST(test_round_trip_large_numbers)
 	env.data_offset = 1LL << 40;
 	env.attempts = 4294967295u;
 	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+/* A refused outbox file: no recipient, no sender known. */
+START_TEST(test_round_trip_rejected)
+{
+	struct envelope env, back;
+	char *text;
+	size_t len;
+
+	ck_assert_int_eq(envelope_init(&env, "1764442060.M5P4243Q1", "", "fs outbox/r.eml uid=1000"), 0);
+	env.created = 1764442060;
+	ck_assert_int_eq(envelope_set_rejected(&env, 554, "5.5.1", "EDESTADDRREQ",
+	    "rejected at submission: no recipient: no address in To:, Cc: or Bcc:"), 0);
+	ck_assert_str_eq(env.rejected, "554 5.5.1 EDESTADDRREQ rejected at submission: no recipient: "
+	    "no address in To:, Cc: or Bcc:");
+	assert_round_trip(&env);
+	ck_assert_int_eq(envelope_format(&env, &text, &len), 0);
+	ck_assert_ptr_nonnull(strstr(text, "\nrejected: 554 5.5.1 EDESTADDRREQ rejected at submission: "));
+	ck_assert_int_eq(envelope_parse(text, len, &back), 0);
+	ck_assert_uint_eq(back.nrcpt, 0);
+	ck_assert_str_eq(back.from, "");
+	envelope_free(&back);
+	free(text);
+	/* with recipients too, and copied */
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@example.net"), 0);
+	assert_round_trip(&env);
+	ck_assert_int_eq(envelope_copy(&back, &env), 0);
+	ck_assert_str_eq(back.rejected, env.rejected);
+	envelope_free(&back);
+	envelope_free(&env);
+}
+END_TEST
+
+/* envelope_set_rejected() takes only parts of the documented form. */
+static const struct bad_rejected_part {
+	int		code;
+	const char     *esc, *errname, *why;
+} bad_rejected_parts[] = {
+	{ 250, "2.0.0", "EOK", "fine" },		/* not a refusal */
+	{ 354, "3.0.0", "EX", "x" },
+	{ 5541, "5.5.1", "EX", "x" },
+	{ 554, "4.5.1", "EX", "x" },		/* classes disagree */
+	{ 554, "", "EX", "x" },
+	{ 554, "5.5", "EX", "x" },
+	{ 554, "5.5.1.1", "EX", "x" },
+	{ 554, "5.5555.1", "EX", "x" },
+	{ 554, "5.5.1", "edest", "x" },		/* not an errno name */
+	{ 554, "5.5.1", "E", "x" },
+	{ 554, "5.5.1", "E-X", "x" },
+	{ 554, "5.5.1", "EX", "" },		/* no text */
+	{ 554, "5.5.1", "EX", " leading space" },
+	{ 554, "5.5.1", "EX", "two\nlines" },
+	{ 554, "5.5.1", "EX", "a tab\there" },
+};
+#define N_BAD_REJECTED_PARTS	(sizeof(bad_rejected_parts) / sizeof(bad_rejected_parts[0]))
+
+START_TEST(test_set_rejected_checks)
+{
+	const struct bad_rejected_part *c = &bad_rejected_parts[_i];
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "", "fs outbox/x"), 0);
+	ck_assert_msg(envelope_set_rejected(&env, c->code, c->esc, c->errname, c->why) == -EINVAL,
+	    "case %d: %d %s %s '%s' accepted", _i, c->code, c->esc, c->errname, c->why);
+	ck_assert_ptr_null(env.rejected);
 	envelope_free(&env);
 }
 END_TEST
@@ -305,22 +380,60 @@ static const struct bad_case {
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
+/* A good record of a refused submission; each case below damages it. */
+static const char good_rejected[] =
+	"spoolgate-envelope: 1\n"
+	"id: 1764442060.M5P4243Q1\n"
+	"created: 1764442060\n"
+	"origin: fs outbox/r.eml uid=1000\n"
+	"from: <>\n"
+	"data-offset: 0\n"
+	"rejected: 554 5.5.1 EDESTADDRREQ rejected at submission: no recipient\n"
+	"attempts: 0\n"
+	"next-attempt: 0\n";
+
+static const struct bad_case bad_rejected_cases[] = {
+	{ "no rejected line and no rcpt", "rejected: 554 5.5.1 EDESTADDRREQ rejected at submission: no recipient\n", "" },
+	{ "two rejected lines", NULL, "rejected: 554 5.6.0 EBADMSG again\n" },
+	{ "empty value", "554 5.5.1 EDESTADDRREQ rejected at submission: no recipient", "" },
+	{ "2xx code", "554 5.5.1", "250 2.5.1" },
+	{ "two-digit code", "554 5.5.1", "54 5.5.1" },
+	{ "code and esc disagree", "554 5.5.1", "554 4.5.1" },
+	{ "esc missing", "554 5.5.1 ", "554 " },
+	{ "esc with letters", "5.5.1", "5.x.1" },
+	{ "esc too long a part", "5.5.1", "5.5.1234" },
+	{ "lower-case errno", "EDESTADDRREQ", "edestaddrreq" },
+	{ "errno without E", "EDESTADDRREQ", "DESTADDRREQ" },
+	{ "errno with a dash", "EDESTADDRREQ", "EDEST-ADDRREQ" },
+	{ "no text", "EDESTADDRREQ rejected at submission: no recipient", "EDESTADDRREQ" },
+	{ "empty text", "EDESTADDRREQ rejected at submission: no recipient", "EDESTADDRREQ " },
+	{ "two spaces", "554 5.5.1", "554  5.5.1" },
+	{ "control char in text", "no recipient", "no\x01recipient" },
+};
+#define N_BAD_REJECTED_CASES	(sizeof(bad_rejected_cases) / sizeof(bad_rejected_cases[0]))
+
 static char *
-edit_record(const struct bad_case *c)
+edit_good(const char *good, const struct bad_case *c)
 {
 	const char *at;
 	char *out;
 	size_t pre;
 
 	if (c->find == NULL) {
-		ck_assert_int_ge(asprintf(&out, "%s%s", good_record, c->with), 0);
+		ck_assert_int_ge(asprintf(&out, "%s%s", good, c->with), 0);
 		return out;
 	}
-	at = strstr(good_record, c->find);
+	at = strstr(good, c->find);
 	ck_assert_msg(at != NULL, "test table: '%s' not in the good record", c->find);
-	pre = (size_t)(at - good_record);
-	ck_assert_int_ge(asprintf(&out, "%.*s%s%s", (int)pre, good_record, c->with, at + strlen(c->find)), 0);
+	pre = (size_t)(at - good);
+	ck_assert_int_ge(asprintf(&out, "%.*s%s%s", (int)pre, good, c->with, at + strlen(c->find)), 0);
 	return out;
+}
+
+static char *
+edit_record(const struct bad_case *c)
+{
+	return edit_good(good_record, c);
 }
 
 START_TEST(test_good_record_parses)
@@ -363,6 +476,33 @@ START_TEST(test_bad_record)
 	ck_assert_uint_eq(env.nrcpt, 0);
 	ck_assert_ptr_null(env.from);
 	ck_assert_ptr_null(env.rcpt);
+	free(text);
+}
+END_TEST
+
+START_TEST(test_good_rejected_parses)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_parse(good_rejected, strlen(good_rejected), &env), 0);
+	ck_assert_uint_eq(env.nrcpt, 0);
+	ck_assert_str_eq(env.from, "");
+	ck_assert_str_eq(env.rejected, "554 5.5.1 EDESTADDRREQ rejected at submission: no recipient");
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_bad_rejected)
+{
+	const struct bad_case *c = &bad_rejected_cases[_i];
+	struct envelope env;
+	char *text = edit_good(good_rejected, c);
+	int r;
+
+	r = envelope_parse(text, strlen(text), &env);
+	ck_assert_msg(r == -EBADMSG, "%s: envelope_parse = %d (%s), want -EBADMSG; record:\n%s",
+	    c->what, r, strerror(-r), text);
+	ck_assert_ptr_null(env.rejected);
 	free(text);
 }
 END_TEST
@@ -575,11 +715,15 @@ envelope_suite(void)
 	tcase_add_loop_test(tc, test_round_trip_odd_from, 0, N_ODD_ADDRS);
 	tcase_add_loop_test(tc, test_round_trip_odd_replies, 0, N_ODD_REPLIES);
 	tcase_add_test(tc, test_format_rejects_line_breaks);
+	tcase_add_test(tc, test_round_trip_rejected);
+	tcase_add_loop_test(tc, test_set_rejected_checks, 0, N_BAD_REJECTED_PARTS);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("strict_parse");
 	tcase_add_test(tc, test_good_record_parses);
 	tcase_add_loop_test(tc, test_bad_record, 0, N_BAD_CASES);
+	tcase_add_test(tc, test_good_rejected_parses);
+	tcase_add_loop_test(tc, test_bad_rejected, 0, N_BAD_REJECTED_CASES);
 	tcase_add_test(tc, test_bad_record_nul);
 	tcase_add_test(tc, test_bad_record_sizes);
 	tcase_add_test(tc, test_bad_record_too_many_rcpts);

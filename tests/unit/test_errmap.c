@@ -60,6 +60,7 @@ static const struct errno_case {
 	{ "ELOOP", ELOOP, 554, "5.4.6" },
 	{ "EBADMSG", EBADMSG, 554, NULL },
 	{ "EDESTADDRREQ", EDESTADDRREQ, 554, NULL },
+	{ "ENODATA", ENODATA, 554, "5.6.0" },	/* an empty outbox file */
 	{ "E2BIG", E2BIG, 452, "4.5.3" },
 	{ "EMSGSIZE", EMSGSIZE, 552, "5.3.4" },
 	{ "ETIMEDOUT", ETIMEDOUT, 451, NULL },
@@ -87,7 +88,7 @@ static const struct back_case {
 	{ 451, "4.3.0", EIO },
 	{ 451, "4.4.1", ECONNREFUSED },
 	{ 450, "4.2.0", EAGAIN },
-	{ 554, "5.6.0", EBADMSG },
+	{ 554, "5.6.0", EBADMSG },	/* not ENODATA: that row is not primary */
 	{ 554, "5.4.6", ELOOP },
 	{ 499, NULL, EAGAIN },		/* unknown 4xx */
 	{ 432, "4.7.12", EAGAIN },	/* known 4xx without an errno */

@@ -24,6 +24,12 @@
  *	over the size limit (-EFBIG), without recipients or with a bad
  *	address nothing is queued and tmp/ is left empty; a header section
  *	over OUTBOX_MAX_HEADER is -EFBIG wherever the bound cuts it.
+ *
+ *	outbox_reject() keeps a refused file in failed/: failed/<id> holds the
+ *	first keep bytes, its record parses, names no recipient, says
+ *	"rejected at submission" with the reply and errno name of the error,
+ *	and nothing goes to queue/ (the relay never sees it) nor stays in
+ *	tmp/; control characters in the reason do not break the record.
  */
 #include <check.h>
 #include <dirent.h>
@@ -556,6 +562,57 @@ START_TEST(test_submit_header_too_long)
 }
 END_TEST
 
+/* ---- outbox_reject: a refused file kept in failed/ ---- */
+
+START_TEST(test_reject_kept_in_failed)
+{
+	static const char msg[] = "From: a@x.org\nSubject: s\n\nbody\n";
+	char spath[PATH_LEN], dpath[PATH_LEN * 2], id[SPOOL_ID_MAX] = "", buf[256];
+	struct spool *spool = open_spool("reject", spath);
+	int fd = message_file("r.eml", msg, sizeof(msg) - 1), dfd, r;
+	struct envelope env;
+	ssize_t n;
+
+	r = outbox_reject(spool, fd, (off_t)sizeof(msg) - 1, "fs outbox/r.eml uid=1000", EDESTADDRREQ,
+	    "no recipient: no address in To:, Cc: or Bcc:", id);
+	ck_assert_msg(r == 0, "outbox_reject = %d (%s)", r, strerror(-r));
+	ck_assert(id[0] != '\0');
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_FAILED), id, &env), 0);
+	ck_assert_str_eq(env.id, id);
+	ck_assert_str_eq(env.from, "");
+	ck_assert_str_eq(env.origin, "fs outbox/r.eml uid=1000");
+	ck_assert_uint_eq(env.nrcpt, 0);
+	ck_assert_str_eq(env.rejected, "554 5.5.1 EDESTADDRREQ rejected at submission: no recipient: "
+	    "no address in To:, Cc: or Bcc:");
+	envelope_free(&env);
+	snprintf(dpath, sizeof(dpath), "%s/data/%s", spath, id);
+	ck_assert_int_ge(dfd = open(dpath, O_RDONLY), 0);
+	n = read(dfd, buf, sizeof(buf));
+	close(dfd);
+	ck_assert_int_eq(n, (ssize_t)sizeof(msg) - 1);
+	ck_assert_mem_eq(buf, msg, (size_t)n);
+	ck_assert_int_eq(count_entries(spath, "queue"), 0);
+	ck_assert_int_eq(count_entries(spath, "failed"), 1);
+	ck_assert_int_eq(count_entries(spath, "tmp"), 0);
+
+	/* only the first keep bytes (a file over the size limit), and a reason with a line break */
+	r = outbox_reject(spool, fd, 10, "fs outbox/big.eml uid=0", EFBIG, "too big\nrcpt: x", id);
+	ck_assert_msg(r == 0, "outbox_reject = %d (%s)", r, strerror(-r));
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_FAILED), id, &env), 0);
+	ck_assert_str_eq(env.rejected, "552 5.3.4 EFBIG rejected at submission: too big?rcpt: x");
+	ck_assert_uint_eq(env.nrcpt, 0);
+	envelope_free(&env);
+	snprintf(dpath, sizeof(dpath), "%s/data/%s", spath, id);
+	ck_assert_int_ge(dfd = open(dpath, O_RDONLY), 0);
+	ck_assert_int_eq(read(dfd, buf, sizeof(buf)), 10);
+	close(dfd);
+	ck_assert_int_eq(count_entries(spath, "failed"), 2);
+	ck_assert_int_eq(count_entries(spath, "queue"), 0);
+	close(fd);
+	spool_close(spool);
+}
+END_TEST
+
 /* A message with its own Date: and Message-ID: keeps them and gets no second one. */
 START_TEST(test_submit_keeps_date_and_message_id)
 {
@@ -695,6 +752,7 @@ outbox_suite(void)
 	tcase_add_test(tc, test_submit_size_limit);
 	tcase_add_loop_test(tc, test_submit_refused, 0, N_SUBMIT_ERRS);
 	tcase_add_loop_test(tc, test_submit_header_too_long, 0, N_CUTS);
+	tcase_add_test(tc, test_reject_kept_in_failed);
 	tcase_add_test(tc, test_submit_keeps_date_and_message_id);
 	tcase_add_test(tc, test_submit_hostile_name);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,1085 @@
+/*
+ * NAME
+ *	delivery - one attempt to deliver a claimed message over SMTP
+ * SYNOPSIS
+ *	#include "delivery.h"
+ * DESCRIPTION
+ *	See delivery.h for what it does; this is how.
+ *
+ *	One delivery, one connection, one state machine: the table dlv_steps
+ *	says, for each state, what the delivery is waiting for and which
+ *	function reads the reply; dlv_enter() is the only place the state
+ *	changes.  Replies are read line by line (bounded) into the pure
+ *	parser of relay_smtp.c.  The message body is streamed from the data
+ *	file in DLV_CHUNK pieces, refilled from the write low-water
+ *	callback, so a message is never whole in memory.
+ *
+ *	A delivery has two parts.  The connection (bev, state, the reply
+ *	being read, the peer's capabilities) and the transaction (the
+ *	borrowed envelope and data file, the recipients on the wire, the
+ *	body).  The session steps (connect, greeting, EHLO/HELO) end in
+ *	dlv_session_ready(), where the transaction starts with MAIL; the
+ *	transaction ends in dlv_conclude(), which hands the result back once,
+ *	and dlv_end(), which says QUIT.  STARTTLS and AUTH will be session
+ *	steps before dlv_session_ready(); connection reuse will make dlv_end()
+ *	say RSET and keep the connection in the agent for the next message.
+ *
+ *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
+ *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
+ *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.
+ *
+ *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending and
+ *	sets rcpt_overflow in the result: the runner gives the record back
+ *	due at once when others were delivered (RFC 5321 4.5.3.1.10).
+ *
+ *	Ownership.  The agent owns its deliveries: open ones on a list, closed
+ *	ones on another until the reap event frees them, never from inside
+ *	one of their own callbacks.
+ * DIAGNOSTICS
+ *	One key=value line per event, with id=: relay-attempt (attempt=,
+ *	host=, rcpts=); relay-error (warn) for a connection or protocol
+ *	failure; relay-converted and relay-convert-failed for the 7-bit copy;
+ *	relay-state and relay-reply at debug level trace the state machine.
+ * THREADS
+ *	Event loop thread only.
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "../common/addr.h"
+#include "../common/cfg.h"
+#include "../common/envelope.h"
+#include "../common/errmap.h"
+#include "../common/log.h"
+#include "../common/mime7bit.h"
+#include "../common/spool.h"
+#include "delivery.h"
+#include "nexthop.h"
+#include "relay_smtp.h"
+
+#define DLV_CHUNK		(64u << 10)	/* one pread of message data */
+#define DLV_BODY_LOWAT		(16u << 10)	/* refill the body below this */
+#define DLV_QUIT_WAIT		5		/* seconds we wait for 221 */
+#define DLV_CMD_MAX		1024		/* MAIL/RCPT lines: path 512 + parameters */
+#define DLV_HELO_MAX		300
+
+struct delivery;
+
+struct delivery_agent {
+	struct event_base      *base;
+	struct spool	       *spool;
+	char			helo_name[DLV_HELO_MAX];
+	unsigned		connect_timeout;
+	unsigned		command_timeout;
+	LIST_HEAD(, delivery)	open;
+	LIST_HEAD(, delivery)	dead;		/* closed, freed by reap_ev */
+	struct event	       *reap_ev;
+};
+
+enum dlv_state {
+	DLV_CONNECTING,
+	DLV_GREETING,
+	DLV_EHLO,
+	DLV_HELO,
+	DLV_MAIL,
+	DLV_RCPT,
+	DLV_DATA,
+	DLV_BODY,
+	DLV_DOT,
+	DLV_QUIT,
+	DLV__COUNT
+};
+
+/* Where a recipient of this transaction stands. */
+enum tx_state { TX_WAIT, TX_ACCEPTED, TX_FINAL };
+
+struct delivery {
+	LIST_ENTRY(delivery) link;
+	struct delivery_agent  *agent;
+	char			id[SPOOL_ID_MAX];
+	struct nexthop		hop;
+	delivery_done_fn	done;		/* called once, by dlv_conclude() */
+	void		       *arg;
+
+	/* The connection. */
+	struct bufferevent     *bev;		/* owned */
+	enum dlv_state		state;
+	bool			closing;
+	struct relay_reply	reply;		/* being read */
+	struct relay_caps	caps;
+
+	/* The transaction: env and datafd are the caller's, NULL and -1 once reported. */
+	struct envelope	       *env;
+	int			datafd;
+	char			last_reply[RELAY_REPLY_TEXT_MAX];
+	size_t		       *idx;		/* per recipient tried: its index in env->rcpt */
+	enum tx_state	       *tx;		/* per recipient tried */
+	size_t			nrcpts;
+	size_t		       *wire;		/* recipients sent, in order: replies come so */
+	size_t			nwire, rcpt_replied, naccepted;
+	size_t			ndelivered;	/* recipients sent in this attempt */
+	bool			rcpt_overflow;	/* some got 452 "too many recipients" */
+
+	unsigned long long	msg_size;	/* of what goes after DATA */
+	struct mime7bit_scan	scan;		/* of the stored data */
+	int			convfd;		/* a 7-bit copy made for this server, or -1 */
+	long long		data_pos;
+	struct relay_dot	dot;
+	char		       *chunk;		/* DLV_CHUNK, while in DLV_BODY */
+};
+
+typedef void (*dlv_reply_fn)(struct delivery *, const struct relay_reply *);
+
+static void dlv_on_greeting(struct delivery *, const struct relay_reply *);
+static void dlv_on_ehlo(struct delivery *, const struct relay_reply *);
+static void dlv_on_helo(struct delivery *, const struct relay_reply *);
+static void dlv_on_mail(struct delivery *, const struct relay_reply *);
+static void dlv_on_rcpt(struct delivery *, const struct relay_reply *);
+static void dlv_on_data(struct delivery *, const struct relay_reply *);
+static void dlv_on_dot(struct delivery *, const struct relay_reply *);
+static void dlv_on_quit(struct delivery *, const struct relay_reply *);
+
+static const struct dlv_step {
+	const char     *name;
+	const char     *doing;		/* completes "... while <doing>" */
+	bool		ehlo;		/* the reply carries capabilities */
+	dlv_reply_fn	on_reply;	/* NULL: no reply may arrive now */
+} dlv_steps[DLV__COUNT] = {
+	[DLV_CONNECTING] = { "connecting", "connecting", false, NULL },
+	[DLV_GREETING] = { "greeting", "waiting for the greeting", false, dlv_on_greeting },
+	[DLV_EHLO] = { "ehlo", "waiting for the reply to EHLO", true, dlv_on_ehlo },
+	[DLV_HELO] = { "helo", "waiting for the reply to HELO", false, dlv_on_helo },
+	[DLV_MAIL] = { "mail", "waiting for the reply to MAIL FROM", false, dlv_on_mail },
+	[DLV_RCPT] = { "rcpt", "waiting for the reply to RCPT TO", false, dlv_on_rcpt },
+	[DLV_DATA] = { "data", "waiting for the reply to DATA", false, dlv_on_data },
+	[DLV_BODY] = { "body", "sending the message", false, NULL },
+	[DLV_DOT] = { "dot", "waiting for the reply to the end of data", false, dlv_on_dot },
+	[DLV_QUIT] = { "quit", "waiting for the reply to QUIT", false, dlv_on_quit },
+};
+
+static void dlv_close(struct delivery *d);
+static void dlv_end(struct delivery *d);
+static void dlv_conclude(struct delivery *d, const char *open_reply);
+static void dlv_read_cb(struct bufferevent *bev, void *arg);
+static void dlv_write_cb(struct bufferevent *bev, void *arg);
+static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * The state machine.
+ */
+
+static void
+dlv_enter(struct delivery *d, enum dlv_state next)
+{
+	log_debug("relay-state", "id=%s from=%s to=%s", d->id, dlv_steps[d->state].name,
+	    dlv_steps[next].name);
+	d->state = next;
+	relay_reply_begin(&d->reply, dlv_steps[next].ehlo);
+}
+
+static void
+dlv_note_reply(struct delivery *d, const char *text)
+{
+	snprintf(d->last_reply, sizeof(d->last_reply), "%s", text);
+}
+
+/* Records one recipient's fate in this attempt; TX_ACCEPTED ones wait for the end of data. */
+static void
+dlv_rcpt_final(struct delivery *d, size_t i, enum rcpt_state state, const char *reply)
+{
+	int err;
+
+	d->tx[i] = TX_FINAL;
+	if ((err = envelope_set_rcpt(d->env, d->idx[i], state, reply)) < 0)
+		log_error("relay-rcpt", "id=%s rcpt=%zu error=\"%s\"", d->id, d->idx[i], strerror(-err));
+}
+
+/* Every recipient still open in this attempt (waiting or accepted) gets state and reply. */
+static void
+dlv_settle_open(struct delivery *d, enum rcpt_state state, const char *reply)
+{
+	size_t i;
+
+	for (i = 0; i < d->nrcpts; i++)
+		if (d->tx[i] != TX_FINAL)
+			dlv_rcpt_final(d, i, state, reply);
+}
+
+/* The accepted recipients take the verdict of the end of data (or of DATA itself). */
+static void
+dlv_settle_accepted(struct delivery *d, const struct relay_reply *rep)
+{
+	enum rcpt_state state = relay_reply_class(rep->code) == 2 ? RCPT_SENT :
+	    relay_reply_class(rep->code) == 5 ? RCPT_FAILED : RCPT_PENDING;
+	size_t i;
+
+	for (i = 0; i < d->nrcpts; i++) {
+		if (d->tx[i] != TX_ACCEPTED)
+			continue;
+		dlv_rcpt_final(d, i, state, rep->text);
+		if (state == RCPT_SENT)
+			d->ndelivered++;
+	}
+}
+
+/*
+ * The attempt is over: every recipient still open stays pending with
+ * open_reply (or the last reply), the host and reply go into the record,
+ * and the envelope goes back to its owner with the result.  Idempotent:
+ * once it is reported, nothing is left to do.
+ */
+static void
+dlv_conclude(struct delivery *d, const char *open_reply)
+{
+	struct delivery_result res;
+
+	if (d->env == NULL)
+		return;
+	if (open_reply != NULL) {
+		dlv_settle_open(d, RCPT_PENDING, open_reply);
+		dlv_note_reply(d, open_reply);
+	}
+	dlv_settle_open(d, RCPT_PENDING, d->last_reply[0] ? d->last_reply : NULL);
+	memset(&res, 0, sizeof(res));
+	res.error = envelope_set_last(d->env, d->hop.name, d->last_reply[0] ? d->last_reply : NULL);
+	res.host = d->hop.name;
+	res.reply = d->last_reply;
+	res.rcpts = d->idx;
+	res.nrcpts = d->nrcpts;
+	res.ndelivered = d->ndelivered;
+	res.rcpt_overflow = d->rcpt_overflow;
+	d->env = NULL;
+	d->datafd = -1;
+	d->done(d->arg, &res);
+}
+
+static void
+dlv_defer_all(struct delivery *d, const char *reply)
+{
+	dlv_note_reply(d, reply);
+	dlv_settle_open(d, RCPT_PENDING, reply);
+	dlv_conclude(d, NULL);
+}
+
+static void
+dlv_fail_all(struct delivery *d, const char *reply)
+{
+	dlv_note_reply(d, reply);
+	dlv_settle_open(d, RCPT_FAILED, reply);
+	dlv_conclude(d, NULL);
+}
+
+/* A local or network failure: open recipients stay pending; the connection is dropped. */
+static void
+dlv_abort(struct delivery *d, const struct errmap_reply *row, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+dlv_abort(struct delivery *d, const struct errmap_reply *row, const char *fmt, ...)
+{
+	char detail[RELAY_REPLY_TEXT_MAX], reply[RELAY_REPLY_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	relay_local_reply(reply, sizeof(reply), row, detail);
+	if (d->env != NULL) {
+		char quoted[RELAY_REPLY_TEXT_MAX + 8];
+
+		log_warn("relay-error", "id=%s host=%s state=%s reply=%s", d->id, d->hop.name,
+		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), reply));
+	}
+	dlv_conclude(d, reply);
+	dlv_close(d);
+}
+
+/* A reply that is well formed but makes no sense here. */
+static void
+dlv_unexpected(struct delivery *d, const struct relay_reply *rep)
+{
+	dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "unexpected reply from %s while %s: %s",
+	    d->hop.name, dlv_steps[d->state].doing, rep->text);
+}
+
+static int
+dlv_send(struct delivery *d, const char *line, size_t len)
+{
+	if (bufferevent_write(d->bev, line, len) < 0) {
+		dlv_abort(d, errmap_from_errno(ENOMEM), "buffering a command for %s", d->hop.name);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int
+dlv_send_hello(struct delivery *d, const char *verb)
+{
+	char line[DLV_CMD_MAX];
+	int n;
+
+	if ((n = relay_cmd_hello(line, sizeof(line), verb, d->agent->helo_name)) < 0) {
+		dlv_abort(d, errmap_from_errno(-n), "%s %s: not a name to send", verb, d->agent->helo_name);
+		return n;
+	}
+	return dlv_send(d, line, (size_t)n);
+}
+
+static int
+dlv_send_rcpt(struct delivery *d, size_t w)
+{
+	const struct envelope_rcpt *er = &d->env->rcpt[d->idx[d->wire[w]]];
+	char line[DLV_CMD_MAX];
+	int n;
+
+	/* dlv_pick_rcpts() put only sendable addresses on the wire. */
+	if ((n = relay_cmd_rcpt(line, sizeof(line), er->addr)) < 0) {
+		dlv_abort(d, errmap_from_errno(-n), "formatting RCPT TO");
+		return n;
+	}
+	return dlv_send(d, line, (size_t)n);
+}
+
+/*
+ * QUIT politely when the connection is still in a state to take it.
+ * (Connection reuse will say RSET here and keep the connection.)
+ */
+static void
+dlv_end(struct delivery *d)
+{
+	struct timeval tv = { DLV_QUIT_WAIT, 0 };
+
+	if (d->closing)
+		return;
+	if (d->bev == NULL || d->state == DLV_CONNECTING || d->state == DLV_BODY) {
+		dlv_close(d);
+		return;
+	}
+	if ((unsigned)tv.tv_sec > d->agent->command_timeout)
+		tv.tv_sec = d->agent->command_timeout;
+	dlv_enter(d, DLV_QUIT);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
+		dlv_close(d);
+}
+
+static const char *
+dlv_conversion_reason(const struct mime7bit_scan *s)
+{
+	if (s->longest_line > MIME7BIT_LINE_MAX)
+		return "line-over-998";
+	if (s->nul)
+		return "nul";
+	return "8bit-without-8bitmime";
+}
+
+/*
+ * What goes after DATA: the stored data, or, when this server could cut
+ * or corrupt it (a line over 998 octets, NUL, 8-bit octets and no
+ * 8BITMIME), a 7-bit copy made by mime7bit in an unlinked temporary of
+ * the spool.  A message that cannot be made 7-bit fails with 554 5.6.3
+ * rather than be sent.  Returns 0, or -errno when the delivery has ended.
+ */
+static int
+dlv_prepare_body(struct delivery *d)
+{
+	char why[256], reply[RELAY_REPLY_TEXT_MAX], name[SPOOL_NAME_MAX], qwhy[512];
+	char note[NEXTHOP_NAME_MAX + 64];
+	struct mime7bit_scan after;
+	int fd, r;
+
+	if (d->convfd >= 0 || !mime7bit_needed(&d->scan, d->caps.eightbitmime))
+		return 0;
+	why[0] = '\0';
+	if ((fd = r = spool_tmpfile(d->agent->spool, name)) >= 0) {
+		(void)unlinkat(spool_dirfd(d->agent->spool, SPOOL_DIR_TMP), name, 0);
+		r = mime7bit_convert(d->datafd, d->env->data_offset, fd, &after, why, sizeof(why));
+	} else {
+		snprintf(why, sizeof(why), "a temporary file for the conversion: %s", strerror(-r));
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			(void)close(fd);
+		log_warn("relay-convert-failed", "id=%s host=%s reason=%s error=%d why=%s", d->id,
+		    d->hop.name, dlv_conversion_reason(&d->scan), -r, log_quote(qwhy, sizeof(qwhy), why));
+		if (r == -EILSEQ || r == -EBADMSG) {	/* the message itself: it will never do */
+			relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED), why);
+			dlv_fail_all(d, reply);
+		} else {
+			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-r), why);
+			dlv_defer_all(d, reply);
+		}
+		dlv_end(d);
+		return r;
+	}
+	d->convfd = fd;
+	d->msg_size = after.size;
+	/* The record says so too (its "conversion:" line, in the .status file). */
+	snprintf(note, sizeof(note), "7bit for %s (%s), attempt %u", d->hop.name,
+	    dlv_conversion_reason(&d->scan), d->env->attempts + 1);
+	if (envelope_set_conversion(d->env, note) < 0)
+		log_warn("relay-convert-note", "id=%s error=\"%s\"", d->id, strerror(ENOMEM));
+	log_info("relay-converted", "id=%s host=%s to=7bit reason=%s size=%llu converted-size=%llu", d->id,
+	    d->hop.name, dlv_conversion_reason(&d->scan), d->scan.size, after.size);
+	return 0;
+}
+
+/*
+ * MAIL FROM, and with PIPELINING every RCPT TO and DATA in the same write
+ * (RFC 2920); the replies are then read in order.
+ */
+static void
+dlv_start_mail(struct delivery *d)
+{
+	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
+	size_t w;
+	int n;
+
+	if (dlv_prepare_body(d) < 0)
+		return;
+	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
+		char reply[RELAY_REPLY_TEXT_MAX];
+
+		snprintf(why, sizeof(why), "message of %llu bytes, %s accepts at most %llu",
+		    d->msg_size, d->hop.name, d->caps.size_max);
+		relay_local_reply(reply, sizeof(reply), errmap_from_errno(EFBIG), why);
+		dlv_fail_all(d, reply);
+		dlv_end(d);
+		return;
+	}
+	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
+	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
+	    d->scan.eightbit && d->convfd < 0);
+	if (n < 0) {
+		char reply[RELAY_REPLY_TEXT_MAX];
+
+		relay_local_reply(reply, sizeof(reply), errmap_from_errno(-n), "the sender address cannot be sent");
+		dlv_fail_all(d, reply);
+		dlv_end(d);
+		return;
+	}
+	if (dlv_send(d, line, (size_t)n) < 0)
+		return;
+	if (d->caps.pipelining) {
+		for (w = 0; w < d->nwire; w++)
+			if (dlv_send_rcpt(d, w) < 0)
+				return;
+		if (dlv_send(d, "DATA\r\n", 6) < 0)
+			return;
+	}
+	dlv_enter(d, DLV_MAIL);
+}
+
+/*
+ * The peer knows who we are and what it offers: the transaction starts.
+ * The session steps to come (STARTTLS, then EHLO again, then AUTH) are
+ * states between the EHLO reply and this.
+ */
+static void
+dlv_session_ready(struct delivery *d)
+{
+	dlv_start_mail(d);
+}
+
+/*
+ * A 4xx or 5xx before any recipient was accepted ends the transaction for
+ * every recipient still open: 4xx defers them, 5xx fails them.  Returns
+ * false for any other reply.
+ */
+static bool
+dlv_refused_all(struct delivery *d, const struct relay_reply *rep)
+{
+	switch (relay_reply_class(rep->code)) {
+	case 4:
+		dlv_defer_all(d, rep->text);
+		break;
+	case 5:
+		dlv_fail_all(d, rep->text);
+		break;
+	default:
+		return false;
+	}
+	dlv_end(d);
+	return true;
+}
+
+static void
+dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
+{
+	if (rep->code == 220) {
+		if (dlv_send_hello(d, "EHLO") == 0)
+			dlv_enter(d, DLV_EHLO);
+		return;
+	}
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_ehlo(struct delivery *d, const struct relay_reply *rep)
+{
+	switch (relay_reply_class(rep->code)) {
+	case 2:
+		d->caps = rep->caps;
+		dlv_session_ready(d);
+		return;
+	case 5:
+		/* RFC 5321 3.2: a server that does not know EHLO still knows HELO. */
+		if (dlv_send_hello(d, "HELO") == 0)
+			dlv_enter(d, DLV_HELO);
+		return;
+	}
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_helo(struct delivery *d, const struct relay_reply *rep)
+{
+	if (relay_reply_class(rep->code) == 2) {
+		memset(&d->caps, 0, sizeof(d->caps));
+		dlv_session_ready(d);
+		return;
+	}
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_mail(struct delivery *d, const struct relay_reply *rep)
+{
+	if (relay_reply_class(rep->code) == 2) {
+		if (!d->caps.pipelining && dlv_send_rcpt(d, 0) < 0)
+			return;
+		dlv_enter(d, DLV_RCPT);
+		return;
+	}
+	/* Pipelined RCPT and DATA replies that follow are read and ignored in DLV_QUIT. */
+	if (!dlv_refused_all(d, rep))
+		dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
+{
+	size_t i = d->wire[d->rcpt_replied];
+
+	switch (relay_reply_class(rep->code)) {
+	case 2:
+		d->tx[i] = TX_ACCEPTED;
+		d->naccepted++;
+		break;
+	case 4:
+		dlv_note_reply(d, rep->text);
+		dlv_rcpt_final(d, i, RCPT_PENDING, rep->text);
+		if (relay_reply_is_rcpt_overflow(rep))
+			d->rcpt_overflow = true;
+		break;
+	case 5:
+		dlv_note_reply(d, rep->text);
+		dlv_rcpt_final(d, i, RCPT_FAILED, rep->text);
+		break;
+	default:
+		dlv_unexpected(d, rep);
+		return;
+	}
+	d->rcpt_replied++;
+	if (d->rcpt_replied < d->nwire) {
+		if (!d->caps.pipelining)
+			dlv_send_rcpt(d, d->rcpt_replied);
+		return;
+	}
+	if (d->caps.pipelining) {
+		dlv_enter(d, DLV_DATA);		/* DATA was sent already */
+	} else if (d->naccepted > 0) {
+		if (dlv_send(d, "DATA\r\n", 6) == 0)
+			dlv_enter(d, DLV_DATA);
+	} else {
+		dlv_conclude(d, NULL);
+		dlv_end(d);
+	}
+}
+
+static void dlv_fill_body(struct delivery *d);
+
+/* The reply to DATA or to the final dot decides for every accepted recipient. */
+static void
+dlv_settle_transaction(struct delivery *d, const struct relay_reply *rep)
+{
+	dlv_note_reply(d, rep->text);
+	dlv_settle_accepted(d, rep);
+	dlv_conclude(d, NULL);
+	dlv_end(d);
+}
+
+static void
+dlv_on_data(struct delivery *d, const struct relay_reply *rep)
+{
+	if (rep->code == 354 && d->naccepted == 0) {
+		/*
+		 * Pipelined DATA after every RCPT was refused, and the server
+		 * still wants data: RFC 2920 3.1 says end it empty.
+		 */
+		dlv_conclude(d, NULL);
+		if (dlv_send(d, ".\r\n", 3) == 0)
+			dlv_end(d);
+		return;
+	}
+	if (rep->code == 354) {
+		if ((d->chunk = malloc(DLV_CHUNK)) == NULL) {
+			dlv_abort(d, errmap_from_errno(ENOMEM), "buffer for the message data");
+			return;
+		}
+		relay_dot_init(&d->dot);
+		d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
+		dlv_enter(d, DLV_BODY);
+		/* Nothing is read while the body goes out; write errors still show. */
+		bufferevent_disable(d->bev, EV_READ);
+		bufferevent_setwatermark(d->bev, EV_WRITE, DLV_BODY_LOWAT, 0);
+		dlv_fill_body(d);
+		return;
+	}
+	switch (relay_reply_class(rep->code)) {
+	case 4:
+	case 5:
+		dlv_settle_transaction(d, rep);
+		return;
+	}
+	dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_dot(struct delivery *d, const struct relay_reply *rep)
+{
+	switch (relay_reply_class(rep->code)) {
+	case 2:
+	case 4:
+	case 5:
+		dlv_settle_transaction(d, rep);
+		return;
+	}
+	dlv_unexpected(d, rep);
+}
+
+static void
+dlv_on_quit(struct delivery *d, const struct relay_reply *rep)
+{
+	/* Earlier pipelined replies may come first; only the 221 ends it. */
+	if (rep->code == 221)
+		dlv_close(d);
+}
+
+/*
+ * The body: pread from the data file, encode, append; refilled from the
+ * write callback whenever the output falls below DLV_BODY_LOWAT.
+ */
+static void
+dlv_fill_body(struct delivery *d)
+{
+	struct evbuffer *out = bufferevent_get_output(d->bev);
+
+	while (d->state == DLV_BODY && evbuffer_get_length(out) < DLV_CHUNK) {
+		struct evbuffer_iovec vec;
+		size_t consumed, produced;
+		ssize_t n;
+
+		n = pread(d->convfd >= 0 ? d->convfd : d->datafd, d->chunk, DLV_CHUNK, (off_t)d->data_pos);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+
+			dlv_abort(d, errmap_from_errno(err), "reading the message data: %s", strerror(err));
+			return;
+		}
+		if (n == 0) {
+			char tail[RELAY_DOT_FINISH_MAX];
+			size_t len = relay_dot_finish(&d->dot, tail, sizeof(tail));
+			struct timeval tv = { d->agent->command_timeout, 0 };
+
+			free(d->chunk);
+			d->chunk = NULL;
+			if (evbuffer_add(out, tail, len) < 0) {
+				dlv_abort(d, errmap_from_errno(ENOMEM), "buffering the end of data");
+				return;
+			}
+			dlv_enter(d, DLV_DOT);
+			bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
+			bufferevent_set_timeouts(d->bev, &tv, &tv);
+			bufferevent_enable(d->bev, EV_READ);
+			return;
+		}
+		if (evbuffer_reserve_space(out, RELAY_DOT_ENCODE_MAX((size_t)n), &vec, 1) < 1) {
+			dlv_abort(d, errmap_from_errno(ENOMEM), "buffering the message data");
+			return;
+		}
+		produced = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base, vec.iov_len);
+		vec.iov_len = produced;
+		evbuffer_commit_space(out, &vec, 1);
+		/* The reservation covers the worst case, so all of it was taken. */
+		d->data_pos += (long long)consumed;
+	}
+}
+
+/*
+ * Connection callbacks.
+ */
+
+static void
+dlv_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct delivery *d = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char line[RELAY_LINE_MAX + 1];
+
+	while (!d->closing) {
+		struct evbuffer_ptr eol;
+		struct relay_reply rep;
+		size_t eol_len = 0, len;
+		int rc;
+
+		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > RELAY_LINE_MAX)
+				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
+				    d->hop.name, RELAY_LINE_MAX, dlv_steps[d->state].doing);
+			return;
+		}
+		len = (size_t)eol.pos;
+		if (len > RELAY_LINE_MAX - eol_len) {	/* eol_len is 1 or 2 */
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
+			    d->hop.name, RELAY_LINE_MAX, dlv_steps[d->state].doing);
+			return;
+		}
+		evbuffer_remove(in, line, len + eol_len);
+		line[len] = '\0';
+		if (dlv_steps[d->state].on_reply == NULL) {
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
+			    d->hop.name, dlv_steps[d->state].doing);
+			return;
+		}
+		if ((rc = relay_reply_line(&d->reply, line, len)) < 0) {
+			if (d->state == DLV_QUIT) {
+				dlv_close(d);
+				return;
+			}
+			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s reply from %s while %s",
+			    rc == -E2BIG ? "overlong" : "malformed", d->hop.name,
+			    dlv_steps[d->state].doing);
+			return;
+		}
+		if (rc == 0)
+			continue;
+		rep = d->reply;
+		relay_reply_begin(&d->reply, dlv_steps[d->state].ehlo);
+		log_debug("relay-reply", "id=%s state=%s code=%d", d->id, dlv_steps[d->state].name, rep.code);
+		dlv_steps[d->state].on_reply(d, &rep);
+	}
+}
+
+static void
+dlv_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct delivery *d = arg;
+
+	(void)bev;
+	if (d->state == DLV_BODY && !d->closing)
+		dlv_fill_body(d);
+}
+
+static void
+dlv_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	const struct errmap_reply *row;
+	struct delivery *d = arg;
+	int err;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		struct timeval tv = { d->agent->command_timeout, 0 };
+
+		bufferevent_set_timeouts(bev, &tv, &tv);
+		bufferevent_enable(bev, EV_READ);
+		dlv_enter(d, DLV_GREETING);
+		return;
+	}
+	if (d->state == DLV_QUIT || d->closing) {
+		dlv_close(d);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (what & BEV_EVENT_EOF)
+		err = ECONNRESET;
+	else if ((err = EVUTIL_SOCKET_ERROR()) == 0)
+		err = ECONNRESET;
+	row = errmap_from_errno(err);
+	if (what & BEV_EVENT_EOF)
+		dlv_abort(d, row, "%s closed the connection while %s", d->hop.name,
+		    dlv_steps[d->state].doing);
+	else if (row->err != err)	/* the row does not name this errno: say it */
+		dlv_abort(d, row, "%s: %s, while %s", d->hop.name, strerror(err),
+		    dlv_steps[d->state].doing);
+	else
+		dlv_abort(d, row, "%s, while %s", d->hop.name, dlv_steps[d->state].doing);
+}
+
+/*
+ * A delivery's life.
+ */
+
+/* Frees at once: from the reap event, or at delivery_agent_free(). */
+static void
+dlv_free(struct delivery *d)
+{
+	if (d->bev != NULL)
+		bufferevent_free(d->bev);
+	if (d->convfd >= 0)
+		(void)close(d->convfd);
+	free(d->chunk);
+	free(d->idx);
+	free(d->tx);
+	free(d->wire);
+	free(d);
+}
+
+/* Never frees inside a callback of its own bufferevent: the reap event does. */
+static void
+dlv_close(struct delivery *d)
+{
+	struct delivery_agent *a = d->agent;
+
+	if (d->closing)
+		return;
+	d->closing = true;
+	if (d->bev != NULL) {
+		bufferevent_disable(d->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+	}
+	LIST_REMOVE(d, link);
+	LIST_INSERT_HEAD(&a->dead, d, link);
+	event_active(a->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void
+agent_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery_agent *a = arg;
+	struct delivery *d;
+
+	(void)fd;
+	(void)what;
+	while ((d = LIST_FIRST(&a->dead)) != NULL) {
+		LIST_REMOVE(d, link);
+		dlv_free(d);
+	}
+}
+
+/*
+ * Which recipients go on the wire: the pending ones whose address can be
+ * written as a command.  One that cannot fails now, with its reason.
+ */
+static int
+dlv_pick_rcpts(struct delivery *d)
+{
+	const struct envelope *env = d->env;
+	char line[DLV_CMD_MAX];
+	size_t i, n = envelope_count(env, RCPT_PENDING);
+
+	if (n == 0)
+		return 0;
+	if ((d->idx = calloc(n, sizeof(*d->idx))) == NULL || (d->tx = calloc(n, sizeof(*d->tx))) == NULL ||
+	    (d->wire = calloc(n, sizeof(*d->wire))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < env->nrcpt; i++) {
+		size_t k;
+		int len;
+
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		k = d->nrcpts++;
+		d->idx[k] = i;
+		d->tx[k] = TX_WAIT;
+		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr)) < 0) {
+			char reply[RELAY_REPLY_TEXT_MAX];
+
+			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-len),
+			    "the recipient address cannot be sent");
+			dlv_rcpt_final(d, k, RCPT_FAILED, reply);
+			continue;
+		}
+		d->wire[d->nwire++] = k;
+	}
+	return 0;
+}
+
+/* The data file must hold at least the skipped Return-Path line. */
+static int
+dlv_measure(struct delivery *d)
+{
+	struct stat st;
+
+	if (fstat(d->datafd, &st) < 0)
+		return -errno;
+	if (d->env->data_offset < 0 || (long long)st.st_size < d->env->data_offset)
+		return -EBADMSG;
+	/*
+	 * SIZE= is the stored size, LF line endings: like Postfix, whose
+	 * queue file has no CRs either.  RFC 1870 allows an estimate.
+	 */
+	d->msg_size = (unsigned long long)(st.st_size - d->env->data_offset);
+	/* 8-bit octets, NUL, long lines: whether a server may take it as it is. */
+	return mime7bit_scan_fd(d->datafd, d->env->data_offset, &d->scan);
+}
+
+static int
+dlv_connect(struct delivery *d)
+{
+	struct delivery_agent *a = d->agent;
+	struct timeval rtv = { a->command_timeout, 0 };
+	struct timeval ctv = { a->connect_timeout, 0 };
+
+	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (d->bev == NULL)
+		return -ENOMEM;
+	bufferevent_setcb(d->bev, dlv_read_cb, dlv_write_cb, dlv_event_cb, d);
+	/* While connecting, the write timeout is the connect timeout. */
+	bufferevent_set_timeouts(d->bev, &rtv, &ctv);
+	d->state = DLV_CONNECTING;
+	if (bufferevent_socket_connect(d->bev, (struct sockaddr *)&d->hop.addr, (int)d->hop.addrlen) < 0)
+		return errno ? -errno : -ECONNREFUSED;
+	return 0;
+}
+
+/*
+ * Before the first command: which recipients, how big, whether the data
+ * is fit to send as it is; then the connection.  A failure here reports
+ * at once, inside delivery_start().
+ */
+static void
+dlv_begin(struct delivery *d)
+{
+	int err;
+
+	if ((err = dlv_pick_rcpts(d)) < 0) {
+		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
+		return;
+	}
+	log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu", d->id, d->env->attempts + 1,
+	    d->hop.name, d->nwire);
+	if (d->nwire == 0) {
+		dlv_conclude(d, NULL);
+		dlv_close(d);
+		return;
+	}
+	if ((err = dlv_measure(d)) < 0) {
+		char reply[RELAY_REPLY_TEXT_MAX];
+
+		relay_local_reply(reply, sizeof(reply), errmap_from_errno(-err), "the message data file");
+		if (err == -EBADMSG)	/* a data file shorter than its own header never heals */
+			dlv_fail_all(d, reply);
+		else
+			dlv_defer_all(d, reply);
+		dlv_close(d);
+		return;
+	}
+	/* Callbacks can only run once we return to the loop. */
+	if ((err = dlv_connect(d)) < 0)
+		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->hop.name);
+}
+
+int
+delivery_start(struct delivery_agent *a, const struct delivery_request *req)
+{
+	struct delivery *d;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return -ENOMEM;
+	d->agent = a;
+	d->hop = *req->hop;
+	d->done = req->done;
+	d->arg = req->arg;
+	d->env = req->env;
+	d->datafd = req->datafd;
+	d->convfd = -1;
+	snprintf(d->id, sizeof(d->id), "%s", req->id);
+	LIST_INSERT_HEAD(&a->open, d, link);
+	dlv_begin(d);
+	return 0;
+}
+
+/*
+ * The agent.
+ */
+
+/* EHLO needs a domain (RFC 5321 4.1.1.1); a host name that is none is replaced. */
+static void
+agent_pick_helo_name(struct delivery_agent *a, const char *name)
+{
+	if (name == NULL || addr_domain_valid(name) < 0) {
+		log_warn("relay-helo-name", "hostname=%s action=\"using localhost\"", name ? name : "(none)");
+		name = "localhost";
+	}
+	snprintf(a->helo_name, sizeof(a->helo_name), "%s", name);
+}
+
+int
+delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct delivery_agent **out)
+{
+	struct delivery_agent *a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return -ENOMEM;
+	a->base = base;
+	a->spool = spool;
+	a->connect_timeout = cfg->connect_timeout;
+	a->command_timeout = cfg->command_timeout;
+	LIST_INIT(&a->open);
+	LIST_INIT(&a->dead);
+	agent_pick_helo_name(a, cfg->hostname);
+	if ((a->reap_ev = event_new(base, -1, 0, agent_reap_cb, a)) == NULL) {
+		free(a);
+		return -ENOMEM;
+	}
+	*out = a;
+	return 0;
+}
+
+const char *
+delivery_agent_helo_name(const struct delivery_agent *a)
+{
+	return a->helo_name;
+}
+
+void
+delivery_agent_free(struct delivery_agent *a)
+{
+	struct delivery *d;
+
+	if (a == NULL)
+		return;
+	/* Connections close; a delivery not yet reported is the caller's claim to give back. */
+	while ((d = LIST_FIRST(&a->open)) != NULL) {
+		LIST_REMOVE(d, link);
+		dlv_free(d);
+	}
+	while ((d = LIST_FIRST(&a->dead)) != NULL) {
+		LIST_REMOVE(d, link);
+		dlv_free(d);
+	}
+	event_free(a->reap_ev);
+	free(a);
+}

@@ -1,0 +1,109 @@
+/*
+ * NAME
+ *	delivery - one attempt to deliver a claimed message over SMTP
+ * SYNOPSIS
+ *	#include "delivery.h"
+ *
+ *	int delivery_agent_new(struct event_base *base, const struct cfg *cfg,
+ *			struct spool *spool, struct delivery_agent **out);
+ *	const char *delivery_agent_helo_name(const struct delivery_agent *agent);
+ *	void delivery_agent_free(struct delivery_agent *agent);
+ *
+ *	int delivery_start(struct delivery_agent *agent,
+ *			const struct delivery_request *req);
+ * DESCRIPTION
+ *	The SMTP client of the relay.  The delivery agent owns every
+ *	outgoing connection; the runner hands it a claimed message and gets
+ *	back, once, what became of each recipient.  It knows nothing of the
+ *	queue, the retry policy or the commit: the data path reads in one
+ *	direction, runner -> delivery -> result -> runner.
+ *
+ *	delivery_agent_new() makes an agent on the event loop base.  It
+ *	takes connect_timeout and command_timeout from cfg, and the name for
+ *	EHLO/HELO from cfg->hostname (localhost, with a warning, when that is
+ *	no domain: RFC 5321 4.1.1.1); delivery_agent_helo_name() tells which.
+ *	spool gives the temporary files of a 7-bit conversion.
+ *
+ *	delivery_start() tries req->env's pending recipients at req->hop:
+ *	connect, greeting, EHLO (HELO when EHLO is refused), MAIL, RCPT and
+ *	DATA pipelined when PIPELINING is offered, the stored data after
+ *	req->env->data_offset dot-stuffed with CRLF line endings (or a 7-bit
+ *	copy of it, when the peer could cut or corrupt it: mime7bit), then
+ *	QUIT.  Each recipient's fate goes into req->env (envelope_set_rcpt):
+ *	sent on 2xx, failed on 5xx, pending on 4xx and on any failure of the
+ *	connection or of the peer's protocol; a recipient whose address cannot
+ *	be written as a command fails at once.  The attempt's host and the
+ *	reply that ended it go to envelope_set_last().  Then req->done(req->arg,
+ *	res) runs, exactly once: res->reply is that reply ("" if none),
+ *	res->rcpts the indices in env->rcpt of the recipients this attempt
+ *	took (valid during the call), res->ndelivered how many of them were
+ *	sent, res->rcpt_overflow whether one was refused as one too many
+ *	(relay_reply_is_rcpt_overflow()).  The settling (attempts, next
+ *	attempt, expiry) is the caller's: relay_settle().
+ *
+ *	The connection lives on after done() only to say QUIT, and is freed
+ *	by the agent, never from inside one of its own callbacks.
+ *
+ *	Where the next steps go (see docs/architecture.md): STARTTLS and
+ *	AUTH are states of the table dlv_steps between the EHLO reply and
+ *	MAIL (dlv_session_ready()); connection reuse replaces QUIT after a
+ *	transaction (dlv_end()) by RSET and an idle list in the agent; the
+ *	route's TLS policy and credentials travel in struct nexthop.
+ * OWNERSHIP
+ *	req->env and req->datafd are borrowed from the caller's claim until
+ *	done() runs; the delivery touches neither afterwards.  req->hop is
+ *	copied; req->id and the other strings are copied.  done() may run
+ *	before delivery_start() returns (nothing to send, an unreadable data
+ *	file, a connect() that fails at once).  delivery_agent_free() closes
+ *	every connection without calling any done(): the claims of
+ *	deliveries not yet reported are the caller's to give back.
+ * THREADS
+ *	Event loop thread only.
+ * ERRORS
+ *	delivery_agent_new(): -ENOMEM.  delivery_start(): -ENOMEM when not
+ *	even the delivery could be allocated; then done() is never called.
+ *	Every later failure is a recipient's state and a reply, and in
+ *	res->error -errno when the envelope could not take them (-ENOMEM).
+ */
+#ifndef SPOOLGATE_DELIVERY_H
+#define SPOOLGATE_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <event2/event.h>
+#include "../common/cfg.h"
+#include "../common/envelope.h"
+#include "../common/spool.h"
+#include "nexthop.h"
+
+struct delivery_agent;
+
+struct delivery_result {
+	int		error;		/* 0, or -errno: env could not take the outcome */
+	const char     *host;		/* the next hop's name */
+	const char     *reply;		/* the reply that ended the attempt; "" if none */
+	const size_t   *rcpts;		/* indices in env->rcpt of those this attempt took */
+	size_t		nrcpts;
+	size_t		ndelivered;	/* of them, sent */
+	bool		rcpt_overflow;	/* one was refused as one too many (452 4.5.3) */
+};
+
+typedef void (*delivery_done_fn)(void *arg, const struct delivery_result *res);
+
+struct delivery_request {
+	const char	       *id;		/* the message's, for the log */
+	struct envelope	       *env;		/* borrowed until done() */
+	int			datafd;		/* borrowed until done() */
+	const struct nexthop   *hop;		/* copied */
+	delivery_done_fn	done;
+	void		       *arg;
+};
+
+int delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct delivery_agent **out);
+const char *delivery_agent_helo_name(const struct delivery_agent *agent);
+void delivery_agent_free(struct delivery_agent *agent);
+
+int delivery_start(struct delivery_agent *agent, const struct delivery_request *req);
+
+#endif

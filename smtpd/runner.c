@@ -1,0 +1,748 @@
+/*
+ * NAME
+ *	runner - the relay's queue runner inside spoolgate-smtpd
+ * SYNOPSIS
+ *	#include "runner.h"
+ * DESCRIPTION
+ *	See runner.h for what it does; this is how.
+ *
+ *	Finding work.  inotify names each record renamed into queue/ (a new
+ *	message, or a deferred one given back): that one record is read, and
+ *	it goes to the backlog when due, else it arms the timer of the
+ *	earliest next-attempt.  Full scans of queue/ run from a periodic timer
+ *	(scan_interval, the safety net), from that due timer, after lost
+ *	inotify events, and from runner_kick() when inotify is unavailable.
+ *	Scan requests are coalesced by a short timer (RUNNER_SCAN_DELAY_MS).
+ *	queue_scan() reads every record, so a scan is skipped while every
+ *	delivery slot is busy; the due ids wait in a bounded backlog that
+ *	feeds slots as they free up, and a new scan is made once the backlog
+ *	ran dry after an overflow.
+ *
+ *	A job.  Each claim is a struct runner_job, from queue_claim() to the
+ *	end of its commit; it holds one of the max_deliveries slots all that
+ *	time.  The data path reads in one direction: runner_start() claims the
+ *	record and hands its envelope and data file to the delivery agent
+ *	(delivery.c) with the route (struct nexthop: the smarthost); the
+ *	delivery fills in each recipient's fate and calls job_delivered()
+ *	once; the job settles the envelope (relay_settle(): attempts,
+ *	next-attempt, expiry), explains the outcome, and goes through commitq:
+ *	the record is written and synced on the committer thread, never on
+ *	the loop.  A record whose lifetime ran out while it waited is settled
+ *	without a delivery (relay_expire()).
+ *
+ *	Ownership.  A job owns its claim.  It points back at the runner only
+ *	to give the slot back, and runner_free() clears that pointer, so a
+ *	done() that runs after runner_free() (commitq_free() comes later at
+ *	shutdown) touches nothing that died.  The delivery agent owns the
+ *	connections; runner_free() frees it first, then gives back the claims
+ *	of deliveries that never reported.
+ *
+ *	Too many recipients.  When the delivery says a RCPT was refused with
+ *	452 4.5.3 and the same transaction delivered to others, the record is
+ *	given back due at once (RFC 5321 4.5.3.1.10: send the rest in another
+ *	transaction) instead of waiting for the backoff.
+ * DIAGNOSTICS
+ *	One key=value line per event, with id= where a message is concerned:
+ *	relay-started; relay-rcpt (rcpt=, status=, reply=) for each recipient
+ *	of an attempt; relay-sent, relay-deferred (next=, delay=, attempts=)
+ *	and relay-failed (reply=, expired=) once the record is durable;
+ *	relay-abandoned at shutdown; and at error level relay-finish-failed:
+ *	the record could not be written, it stays in active/ and the write is
+ *	retried (recovery would return it to queue/ at the next start).
+ *	relay-scan at debug level.  The delivery logs its own (delivery.c).
+ * THREADS
+ *	Event loop thread only, except the prepare/publish callbacks of a
+ *	job, which commitq runs on its thread while the job is theirs.
+ */
+#include <sys/types.h>
+#include <sys/inotify.h>
+#include <sys/queue.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "../common/cfg.h"
+#include "../common/envelope.h"
+#include "../common/log.h"
+#include "../common/queue.h"
+#include "../common/spool.h"
+#include "commitq.h"
+#include "delivery.h"
+#include "nexthop.h"
+#include "runner.h"
+#include "relay_smtp.h"
+
+#define RUNNER_SCAN_DELAY_MS	50		/* coalesces a burst of triggers */
+#define RUNNER_BACKLOG_MAX	1024		/* due ids kept between scans */
+#define RUNNER_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
+#define RUNNER_FINISH_RETRY_MAX	300
+
+struct runner_job;
+
+struct runner {
+	struct event_base      *base;
+	const struct cfg       *cfg;
+	struct spool	       *spool;
+	struct commitq	       *cq;
+	struct relay_policy	policy;
+
+	struct nexthop		hop;		/* the smarthost: the only route */
+	struct delivery_agent  *agent;		/* owns the connections */
+
+	int			inotify_fd;	/* -1 when unavailable */
+	struct event	       *inotify_ev;
+	struct event	       *scan_ev;	/* the coalescing timer */
+	struct event	       *interval_ev;	/* scan_interval, persistent */
+	struct event	       *due_ev;		/* earliest next-attempt */
+	long long		due_at;		/* when due_ev fires (unix s), 0 = not armed */
+	bool			scan_scheduled;
+	bool			scan_wanted;	/* rescan once the backlog is used up */
+
+	char		      (*backlog)[SPOOL_ID_MAX];
+	size_t			nbacklog, backlog_pos;
+
+	unsigned		nclaims;	/* jobs: claims held */
+	LIST_HEAD(, runner_job)	jobs;
+};
+
+/* One claim, from queue_claim() until its record is durable. */
+struct runner_job {
+	struct commitq_job	cj;
+	LIST_ENTRY(runner_job)	link;
+	struct runner	       *runner;		/* NULL after runner_free() */
+	struct queue_claim     *qc;		/* owned */
+	char			id[SPOOL_ID_MAX];
+	bool			delivering;	/* the delivery has the envelope */
+
+	/* The outcome, set when the job goes to commitq. */
+	enum queue_outcome	outcome;
+	bool			keep_sent;
+	bool			expired;
+	unsigned		attempts;
+	unsigned		delay;
+	long long		next_attempt;
+	char			reply[RELAY_REPLY_TEXT_MAX];
+
+	unsigned		retry_delay;	/* of a failed commit */
+	struct event	       *retry_ev;
+};
+
+static void runner_request_scan(struct runner *r);
+static void runner_dispatch(struct runner *r);
+static void job_submit(struct runner_job *j);
+
+static long long
+now_seconds(void)
+{
+	return (long long)time(NULL);
+}
+
+static void
+runner_release_slot(struct runner *r)
+{
+	if (r->nclaims > 0)
+		r->nclaims--;
+	runner_dispatch(r);
+}
+
+/*
+ * A job's life.
+ */
+
+/* The claim goes back to queue/ unchanged (or stays in active/ for recovery). */
+static void
+job_free(struct runner_job *j)
+{
+	if (j->runner != NULL)
+		LIST_REMOVE(j, link);
+	queue_claim_free(j->qc);
+	if (j->retry_ev != NULL)
+		event_free(j->retry_ev);
+	free(j);
+}
+
+/* The record could not take the outcome: the claim goes back as it was. */
+static void
+job_give_back(struct runner_job *j, int err)
+{
+	struct runner *r = j->runner;
+
+	log_error("relay-finish-failed", "id=%s error=\"%s\" action=\"claim returned to queue/ unchanged\"",
+	    j->id, strerror(-err));
+	job_free(j);
+	runner_release_slot(r);
+}
+
+/*
+ * last-reply in the record (and reply= in the log) should explain the
+ * outcome: for a deferral the reply that kept a recipient pending, for a
+ * failure the one that refused, not a 250 that came after them.
+ */
+static void
+job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *host)
+{
+	enum rcpt_state want = outcome == QUEUE_DEFERRED ? RCPT_PENDING : RCPT_FAILED;
+	size_t i;
+
+	if (outcome == QUEUE_SENT)
+		return;
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct envelope_rcpt *er = &env->rcpt[i];
+
+		if (er->state == want && er->reply != NULL) {
+			snprintf(j->reply, sizeof(j->reply), "%s", er->reply);
+			if (envelope_set_last(env, host, j->reply) < 0)
+				log_error("relay-rcpt", "id=%s error=\"%s\"", j->id, strerror(ENOMEM));
+			return;
+		}
+	}
+}
+
+static void
+job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size_t *rcpts, size_t n)
+{
+	char addr[RELAY_REPLY_TEXT_MAX], reply[RELAY_REPLY_TEXT_MAX + 8];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct envelope_rcpt *er = &env->rcpt[rcpts[i]];
+
+		log_info("relay-rcpt", "id=%s rcpt=%s status=%s reply=%s", j->id,
+		    log_quote(addr, sizeof(addr), er->addr), rcpt_state_name(er->state),
+		    log_quote(reply, sizeof(reply), er->reply ? er->reply : ""));
+	}
+}
+
+/* The settled envelope goes to commitq with its verdict. */
+static void
+job_commit(struct runner_job *j, const struct envelope *env, const struct relay_verdict *v)
+{
+	j->outcome = v->outcome;
+	j->expired = v->expired;
+	j->delay = v->delay;
+	j->keep_sent = j->runner->cfg->keep_sent;
+	j->attempts = env->attempts;
+	j->next_attempt = env->next_attempt;
+	job_submit(j);
+}
+
+/* The delivery is over: settle the attempt and make it durable. */
+static void
+job_delivered(void *arg, const struct delivery_result *res)
+{
+	struct runner_job *j = arg;
+	struct runner *r = j->runner;
+	struct envelope *env = queue_claim_envelope(j->qc);
+	struct relay_verdict v;
+	int err;
+
+	j->delivering = false;
+	snprintf(j->reply, sizeof(j->reply), "%s", res->reply);
+	if ((err = res->error) == 0)
+		err = relay_settle(env, now_seconds(), &r->policy, &v);
+	if (err < 0) {
+		job_give_back(j, err);
+		return;
+	}
+	if (v.outcome == QUEUE_DEFERRED && res->rcpt_overflow && res->ndelivered > 0) {
+		/*
+		 * RFC 5321 4.5.3.1.10: the server took what it could; the
+		 * rest goes in the next transaction, now, not after a backoff.
+		 * Each such round delivers someone, so the rounds end.
+		 */
+		env->next_attempt = now_seconds();
+		v.delay = 0;
+	}
+	job_explain(j, env, v.outcome, res->host);
+	job_log_rcpts(j, env, res->rcpts, res->nrcpts);
+	job_commit(j, env, &v);
+}
+
+/* max_queue_lifetime ran out while it waited: it fails now, without another attempt. */
+static void
+job_expire(struct runner_job *j)
+{
+	struct runner *r = j->runner;
+	struct envelope *env = queue_claim_envelope(j->qc);
+	struct relay_verdict v;
+	int err;
+
+	/* The last attempt's host and reply stay in the record. */
+	if ((err = relay_expire(env, now_seconds(), &r->policy, &v)) < 0) {
+		job_give_back(j, err);
+		return;
+	}
+	job_explain(j, env, v.outcome, r->hop.name);
+	job_commit(j, env, &v);
+}
+
+static void
+job_deliver(struct runner_job *j)
+{
+	struct runner *r = j->runner;
+	struct delivery_request req = {
+		.id = j->id,
+		.env = queue_claim_envelope(j->qc),
+		.datafd = queue_claim_data_fd(j->qc),
+		.hop = &r->hop,
+		.done = job_delivered,
+		.arg = j,
+	};
+	int err;
+
+	j->delivering = true;
+	/* From here j may be gone: the delivery can report before it returns. */
+	if ((err = delivery_start(r->agent, &req)) < 0) {
+		j->delivering = false;
+		log_error("relay-claim-failed", "id=%s error=\"%s\"", j->id, strerror(-err));
+		job_free(j);
+		r->nclaims--;
+	}
+}
+
+static void
+runner_start(struct runner *r, const char *id)
+{
+	struct queue_claim *qc;
+	struct runner_job *j;
+	int err;
+
+	if ((err = queue_claim(r->spool, id, &qc)) < 0) {
+		if (err != -ENOENT)	/* ENOENT: another runner has it */
+			log_warn("relay-claim-failed", "id=%s error=\"%s\"", id, strerror(-err));
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		log_error("relay-claim-failed", "id=%s error=\"%s\"", id, strerror(ENOMEM));
+		queue_claim_free(qc);
+		return;
+	}
+	j->runner = r;
+	j->qc = qc;
+	j->retry_delay = RUNNER_FINISH_RETRY_MIN;
+	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
+	r->nclaims++;
+	LIST_INSERT_HEAD(&r->jobs, j, link);
+	if (relay_expired(queue_claim_envelope(qc), now_seconds(), &r->policy))
+		job_expire(j);
+	else
+		job_deliver(j);
+}
+
+/*
+ * Finishing through commitq.
+ */
+
+static int
+job_prepare(void *arg)
+{
+	struct runner_job *j = arg;
+
+	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
+}
+
+static int
+job_publish(void *arg, struct spool_dirset *dirs)
+{
+	struct runner_job *j = arg;
+
+	return queue_finish_publish(j->qc, dirs);
+}
+
+/* The job is over: its slot goes to the next one. */
+static void
+job_finished(struct runner_job *j)
+{
+	struct runner *r = j->runner;
+
+	job_free(j);
+	if (r != NULL)
+		runner_release_slot(r);
+}
+
+static void
+job_log_outcome(const struct runner_job *j)
+{
+	char reply[RELAY_REPLY_TEXT_MAX + 8];
+
+	log_quote(reply, sizeof(reply), j->reply);
+	switch (j->outcome) {
+	case QUEUE_SENT:
+		log_info("relay-sent", "id=%s attempts=%u reply=%s", j->id, j->attempts, reply);
+		break;
+	case QUEUE_DEFERRED:
+		log_info("relay-deferred", "id=%s attempts=%u next=%lld delay=%u reply=%s", j->id,
+		    j->attempts, j->next_attempt, j->delay, reply);
+		break;
+	case QUEUE_FAILED:
+		log_info("relay-failed", "id=%s attempts=%u expired=%s reply=%s", j->id, j->attempts,
+		    j->expired ? "yes" : "no", reply);
+		break;
+	}
+}
+
+static void
+job_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	job_submit(arg);
+}
+
+static void
+job_committed(void *arg, int result)
+{
+	struct runner_job *j = arg;
+	struct runner *r = j->runner;
+	struct timeval tv;
+	int where;
+
+	if (result == 0) {
+		job_log_outcome(j);
+		job_finished(j);
+		return;
+	}
+	if (r == NULL) {
+		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"shutting down: claim "
+		    "returned to queue/ unchanged\"", j->id, queue_outcome_name(j->outcome), strerror(-result));
+		job_finished(j);
+		return;
+	}
+	where = queue_locate(r->spool, j->id);
+	if (where != SPOOL_DIR_ACTIVE) {
+		/* Renamed into place, but the directory sync failed: nothing to redo. */
+		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"record moved but its "
+		    "directory was not synced\"", j->id, queue_outcome_name(j->outcome), strerror(-result));
+		job_finished(j);
+		return;
+	}
+	/*
+	 * The record could not be written (a full disk, say).  It stays in
+	 * active/, holding its slot, and the write is tried again: giving it
+	 * back to queue/ now would deliver a sent message again, at once.
+	 */
+	log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"record stays in active/; "
+	    "retry in %us, or recovery returns it to queue/ at the next start\"", j->id,
+	    queue_outcome_name(j->outcome), strerror(-result), j->retry_delay);
+	if (j->retry_ev == NULL && (j->retry_ev = evtimer_new(r->base, job_retry_cb, j)) == NULL) {
+		job_finished(j);
+		return;
+	}
+	tv.tv_sec = j->retry_delay;
+	tv.tv_usec = 0;
+	evtimer_add(j->retry_ev, &tv);
+	j->retry_delay = j->retry_delay > RUNNER_FINISH_RETRY_MAX / 2 ? RUNNER_FINISH_RETRY_MAX : j->retry_delay * 2;
+}
+
+static void
+job_submit(struct runner_job *j)
+{
+	int err;
+
+	memset(&j->cj, 0, sizeof(j->cj));
+	j->cj.prepare = job_prepare;
+	j->cj.publish = job_publish;
+	j->cj.unpublish = NULL;	/* a rename into place is not undone: the sync is retried by whoever reads it */
+	j->cj.done = job_committed;
+	j->cj.arg = j;
+	if ((err = commitq_submit(j->runner->cq, &j->cj)) < 0) {
+		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"claim returned to queue/ "
+		    "unchanged\"", j->id, queue_outcome_name(j->outcome), strerror(-err));
+		job_finished(j);
+	}
+}
+
+/*
+ * Finding work.
+ */
+
+struct scan_ctx {
+	struct runner   *runner;
+	long long	now;
+	long long	earliest;	/* of the records not yet due; 0 = none */
+	bool		overflow;
+};
+
+static int
+scan_one(const char *id, long long next_attempt, void *arg)
+{
+	struct scan_ctx *sc = arg;
+	struct runner *r = sc->runner;
+
+	if (next_attempt > sc->now) {
+		if (sc->earliest == 0 || next_attempt < sc->earliest)
+			sc->earliest = next_attempt;
+		return 0;
+	}
+	if (r->nbacklog >= RUNNER_BACKLOG_MAX) {
+		sc->overflow = true;
+		return 0;	/* go on: the earliest deferred one still matters */
+	}
+	snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
+	return 0;
+}
+
+/* The due timer fires at the earliest next-attempt known. */
+static void
+runner_arm_due(struct runner *r, long long when, long long now)
+{
+	struct timeval tv = { when > now ? when - now : 0, 0 };
+
+	if (r->due_at != 0 && r->due_at <= when)
+		return;
+	r->due_at = when;
+	evtimer_add(r->due_ev, &tv);
+}
+
+static void
+runner_scan(struct runner *r)
+{
+	struct scan_ctx sc = { .runner = r, .now = now_seconds() };
+	int err;
+
+	r->nbacklog = r->backlog_pos = 0;
+	r->scan_wanted = false;
+	if ((err = queue_scan(r->spool, scan_one, &sc)) < 0)
+		log_error("relay-scan-failed", "error=\"%s\"", strerror(-err));
+	r->scan_wanted = sc.overflow;
+	r->due_at = 0;
+	evtimer_del(r->due_ev);
+	if (sc.earliest > 0)
+		runner_arm_due(r, sc.earliest, sc.now);
+	log_debug("relay-scan", "due=%zu overflow=%s next=%lld", r->nbacklog, sc.overflow ? "yes" : "no",
+	    sc.earliest);
+}
+
+static void
+runner_dispatch(struct runner *r)
+{
+	while (r->nclaims < r->cfg->max_deliveries && r->backlog_pos < r->nbacklog)
+		runner_start(r, r->backlog[r->backlog_pos++]);
+	if (r->nclaims < r->cfg->max_deliveries && r->backlog_pos >= r->nbacklog && r->scan_wanted)
+		runner_request_scan(r);
+}
+
+static void
+runner_scan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+
+	(void)fd;
+	(void)what;
+	r->scan_scheduled = false;
+	if (r->nclaims >= r->cfg->max_deliveries) {
+		r->scan_wanted = true;	/* a slot that frees up asks again */
+		return;
+	}
+	runner_scan(r);
+	runner_dispatch(r);
+}
+
+static void
+runner_request_scan(struct runner *r)
+{
+	struct timeval tv = { 0, RUNNER_SCAN_DELAY_MS * 1000 };
+
+	if (r->scan_scheduled)
+		return;
+	r->scan_scheduled = true;
+	evtimer_add(r->scan_ev, &tv);
+}
+
+static void
+runner_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->due_ev != NULL && !evtimer_pending(r->due_ev, NULL))
+		r->due_at = 0;
+	runner_request_scan(r);
+}
+
+/*
+ * One record that appeared in queue/ (a new message, or a deferred one
+ * given back): due now goes to the backlog, due later arms the due timer.
+ * Reading one record instead of scanning queue/ keeps a long queue (a
+ * smarthost that is down for a day) from costing a full scan per arrival.
+ */
+static void
+runner_consider(struct runner *r, const char *id)
+{
+	struct envelope env;
+	long long now = now_seconds();
+	int err;
+
+	if (id[0] == '.' || strchr(id, '@') != NULL)
+		return;
+	err = envelope_read_at(spool_dirfd(r->spool, SPOOL_DIR_QUEUE), id, &env);
+	if (err == -ENOENT)
+		return;			/* claimed already */
+	if (err < 0) {
+		runner_request_scan(r);	/* the scan sets what is no record aside */
+		return;
+	}
+	if (r->backlog_pos == r->nbacklog)
+		r->backlog_pos = r->nbacklog = 0;	/* all taken: start over */
+	if (env.next_attempt > now)
+		runner_arm_due(r, env.next_attempt, now);
+	else if (r->nbacklog < RUNNER_BACKLOG_MAX)
+		snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
+	else
+		r->scan_wanted = true;
+	envelope_free(&env);
+}
+
+static void
+runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct runner *r = arg;
+	ssize_t n;
+
+	(void)what;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		const char *p = buf;
+
+		while (p < buf + n) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				runner_request_scan(r);	/* events were lost: look at everything */
+			else if (ev->len > 0)
+				runner_consider(r, ev->name);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		log_warn("relay-inotify", "error=\"%s\"", strerror(errno));
+	runner_dispatch(r);
+}
+
+static int
+runner_watch_queue(struct runner *r)
+{
+	char path[PATH_MAX];
+	int n;
+
+	n = snprintf(path, sizeof(path), "%s/%s", spool_path(r->spool), spool_dir_name(SPOOL_DIR_QUEUE));
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	if ((r->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+		return -errno;
+	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+		return -errno;
+	r->inotify_ev = event_new(r->base, r->inotify_fd, EV_READ | EV_PERSIST, runner_inotify_cb, r);
+	if (r->inotify_ev == NULL || event_add(r->inotify_ev, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct commitq *cq, struct runner **out)
+{
+	struct timeval every;
+	struct runner *r;
+	int err;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return -ENOMEM;
+	r->base = base;
+	r->cfg = cfg;
+	r->spool = spool;
+	r->cq = cq;
+	r->inotify_fd = -1;
+	r->policy.retry_min = cfg->retry_min;
+	r->policy.retry_max = cfg->retry_max;
+	r->policy.max_queue_lifetime = cfg->max_queue_lifetime;
+	LIST_INIT(&r->jobs);
+	if ((err = nexthop_from_smarthost(cfg->smarthost, &r->hop)) < 0) {
+		log_error("relay-config", "smarthost=%s error=\"not a numeric host:port or [ipv6]:port\"",
+		    cfg->smarthost ? cfg->smarthost : "(none)");
+		free(r);
+		return err;
+	}
+	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		free(r);
+		return err;
+	}
+	r->backlog = calloc(RUNNER_BACKLOG_MAX, sizeof(*r->backlog));
+	r->scan_ev = evtimer_new(base, runner_scan_cb, r);
+	r->due_ev = evtimer_new(base, runner_timer_cb, r);
+	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
+	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL) {
+		runner_free(r);
+		return -ENOMEM;
+	}
+	every.tv_sec = cfg->scan_interval;
+	every.tv_usec = 0;
+	if ((err = runner_watch_queue(r)) < 0) {
+		/* Without inotify the promise of "within a second" needs a poll. */
+		log_warn("relay-inotify", "error=\"%s\" action=\"scanning queue/ every second\"", strerror(-err));
+		every.tv_sec = 1;
+	}
+	event_add(r->interval_ev, &every);
+	log_info("relay-started", "smarthost=%s helo=%s max_deliveries=%u scan_interval=%ld inotify=%s",
+	    r->hop.name, delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
+	    r->inotify_ev != NULL ? "yes" : "no");
+	runner_request_scan(r);	/* whatever the last run left in queue/ */
+	*out = r;
+	return 0;
+}
+
+void
+runner_kick(struct runner *r)
+{
+	/* With inotify the rename into queue/ has told us already. */
+	if (r != NULL && r->inotify_ev == NULL)
+		runner_request_scan(r);
+}
+
+void
+runner_free(struct runner *r)
+{
+	struct runner_job *j, *next;
+
+	if (r == NULL)
+		return;
+	if (r->inotify_ev != NULL)
+		event_free(r->inotify_ev);
+	if (r->inotify_fd >= 0)
+		close(r->inotify_fd);
+	if (r->scan_ev != NULL)
+		event_free(r->scan_ev);
+	if (r->due_ev != NULL)
+		event_free(r->due_ev);
+	if (r->interval_ev != NULL)
+		event_free(r->interval_ev);
+	/* Connections close; deliveries in flight never report. */
+	delivery_agent_free(r->agent);
+	/*
+	 * Claims of deliveries in flight go back to queue/ unchanged.  Jobs
+	 * in commitq stay there: their done() runs later (at commitq_free)
+	 * and must not find the runner.  Those waiting to retry a failed
+	 * write give their claim back, as recovery would.
+	 */
+	for (j = LIST_FIRST(&r->jobs); j != NULL; j = next) {
+		next = LIST_NEXT(j, link);
+		LIST_REMOVE(j, link);
+		j->runner = NULL;
+		if (j->delivering) {
+			log_info("relay-abandoned", "id=%s action=\"claim returned to queue/\"", j->id);
+			job_free(j);
+		} else if (j->retry_ev != NULL && evtimer_pending(j->retry_ev, NULL)) {
+			job_free(j);
+		}
+	}
+	free(r->backlog);
+	free(r);
+}

@@ -1,0 +1,66 @@
+/*
+ * NAME
+ *	runner - the relay's queue runner inside spoolgate-smtpd
+ * SYNOPSIS
+ *	#include "runner.h"
+ *
+ *	int runner_new(struct event_base *base, const struct cfg *cfg,
+ *			struct spool *spool, struct commitq *cq, struct runner **out);
+ *	void runner_kick(struct runner *runner);
+ *	void runner_free(struct runner *runner);
+ * DESCRIPTION
+ *	The relay is three modules, and this is the one the rest of smtpd
+ *	sees.  The runner finds and schedules work and finishes records;
+ *	delivery.h is the SMTP client that makes one attempt; relay_smtp.h
+ *	holds the pure pieces (reply parser, command formatters, retry
+ *	policy); nexthop.h is where a delivery goes.
+ *
+ *	runner_new() starts the runner on the smtpd event loop, with the
+ *	smarthost (a numeric host:port) as the only route.  It watches
+ *	queue/ with inotify (a newly queued message is noticed at once) and
+ *	scans queue/ every scan_interval seconds as a safety net and for
+ *	deferred messages whose next attempt is due.  Up to max_deliveries
+ *	messages are delivered at once, each over its own connection to the
+ *	smarthost: EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
+ *	PIPELINING is offered, the data dot-stuffed with every line ending sent
+ *	as CRLF, then QUIT.
+ *
+ *	Outcome per recipient: 2xx sent, 5xx failed with the reply recorded,
+ *	4xx (or a connection failure, a timeout, a 4xx to MAIL or DATA)
+ *	pending.  The record then moves through commitq: to sent/ when every
+ *	recipient is sent, to failed/ when none is pending and one failed, else
+ *	back to queue/ with next-attempt = now + backoff (retry_min doubling up
+ *	to retry_max), never later than created + max_queue_lifetime.  When
+ *	the lifetime has run out the pending recipients fail (554 5.4.7), a
+ *	record claimed after that without another attempt.
+ *
+ *	runner_kick() asks for a scan at once (e.g. after this process queued a
+ *	message).  runner_free() stops: deliveries in flight are abandoned and
+ *	their claims given back to queue/ unchanged; records being committed
+ *	finish in commitq, so commitq_free() comes after runner_free().
+ * OWNERSHIP
+ *	The runner borrows base, cfg, spool and cq, which must outlive it.
+ *	It owns its claims, its timers and the delivery agent.
+ * THREADS
+ *	Event loop thread only.
+ * ERRORS
+ *	runner_new(): -EINVAL when the smarthost is no numeric host:port or
+ *	[ipv6]:port (logged as relay-config), -ENOMEM.  runner_kick() and
+ *	runner_free() accept NULL.
+ */
+#ifndef SPOOLGATE_RUNNER_H
+#define SPOOLGATE_RUNNER_H
+
+#include <event2/event.h>
+#include "../common/cfg.h"
+#include "../common/spool.h"
+#include "commitq.h"
+
+struct runner;
+
+int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		struct commitq *cq, struct runner **out);
+void runner_kick(struct runner *runner);
+void runner_free(struct runner *runner);
+
+#endif
