@@ -10,8 +10,11 @@
  *	mailbox name, a syntax error, ...) fails and its message names
  *	"file:line: [section] key"; relative paths are resolved against the
  *	directory of the file; cfg_net_allows_relay() for IPv4, IPv6 and
- *	IPv4-mapped IPv6 clients; cfg_split_hostport().  The files are written
- *	into a temporary directory under /tmp.
+ *	IPv4-mapped IPv6 clients; cfg_split_hostport(); every smarthost form
+ *	(names, [names], literals, empty = MX), resolver and dns_timeout,
+ *	[routes] lines (domain, .domain, *; next hop or mx[:port]) with their
+ *	errors (bad target, bad domain, a domain twice, more than 256).  The
+ *	files are written into a temporary directory under /tmp.
  */
 #include <arpa/inet.h>
 #include <check.h>
