@@ -20,6 +20,14 @@
  *	number".  Unknown sections and keys are errors too: a typo must not
  *	silently leave a default in place.
  *
+ *	[relay] smarthost is a next hop as route.h parses it (host:port
+ *	looks up MX first, [host]:port only A/AAAA, address literals as they
+ *	are), or empty: route by the recipient's MX.  [relay] resolver is empty
+ *	(the system's /etc/resolv.conf) or the ip:port of a DNS server.  Each
+ *	key of [routes] is a domain, ".domain" (every name below it) or "*",
+ *	each value a next hop or "mx" / "mx:port"; a domain named twice is an
+ *	error.  route_pick() (route.h) makes the decision.
+ *
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
  *	address may relay (relay_networks, CIDR list).
@@ -34,6 +42,13 @@
 #include <sys/socket.h>
 
 #define CFG_MAX_LIST	32
+#define CFG_MAX_ROUTES	256
+
+/* One line of [routes]: "example.org = [mail.example.org]:587". */
+struct cfg_route {
+	char	       *domain;		/* "example.org", ".example.org" (below it) or "*" */
+	char	       *target;		/* a next hop (route.h) or "mx" / "mx:port" */
+};
 
 struct cfg_net {
 	int		family;		/* AF_INET or AF_INET6 */
@@ -71,7 +86,9 @@ struct cfg {
 	char	       *banner;			/* banner = spoolgate ESMTP */
 
 	/* [relay] */
-	char	       *smarthost;		/* smarthost = 127.0.0.1:2525 */
+	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */
+	char	       *resolver;		/* resolver = "" (resolv.conf) or a DNS server's ip:port */
+	unsigned	dns_timeout;		/* 30 s for one lookup (MX, then A/AAAA) */
 	unsigned	retry_min;		/* 60 s: first backoff */
 	unsigned	retry_max;		/* 3600 s: longest backoff */
 	unsigned	max_queue_lifetime;	/* 432000 s (5 days), then failed/ */
@@ -80,6 +97,10 @@ struct cfg {
 	unsigned	connect_timeout;	/* 30 s */
 	unsigned	command_timeout;	/* 300 s */
 	bool		keep_sent;		/* keep_sent = yes: delivered go to sent/, else removed */
+
+	/* [routes] */
+	struct cfg_route routes[CFG_MAX_ROUTES];
+	size_t		n_routes;
 
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */

@@ -11,11 +11,13 @@ SPOOLGATE_PACKAGES=(
 	libfuse3-dev fuse3                            # the mount (fusermount3)
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
+	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
 	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer
+	unbound                                       # test_dns.py: a real DNS server for the test zone
 	procps psmisc                                 # pkill/fuser in scripts
 )
 
