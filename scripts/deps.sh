@@ -15,6 +15,7 @@ SPOOLGATE_PACKAGES=(
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer
 	procps psmisc                                 # pkill/fuser in scripts
+	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 )
 
 as_root() {
