@@ -31,8 +31,9 @@ fail() { log "FAIL: $*"; exit 1; }
 
 # ---- inside the namespaces: $1 = --inside, $2 = the temporary directory ----
 inside() {
-	local tmp=$1 clone=$1/spoolgate run_pid="" i
-	local mnt=$clone/var/mnt
+	local i
+	# globals: the EXIT trap uses them after this function returned
+	tmp=$1 clone=$1/spoolgate run_pid="" mnt=$1/spoolgate/var/mnt
 
 	# /etc without the user: what a fresh machine has.
 	cp -a /etc "$tmp/etc"
