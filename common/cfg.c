@@ -716,3 +716,40 @@ cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port)
 	*port = (unsigned)p;
 	return 0;
 }
+
+/* The value of one key as the daemons use it: scalar keys only. */
+int
+cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen)
+{
+	const struct cfg_key *k;
+	const void *field;
+	const char *s;
+	int n;
+
+	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
+		if (strcmp(k->section, section) != 0 || strcmp(k->key, key) != 0)
+			continue;
+		field = (const char *)cfg + k->offset;
+		switch (k->type) {
+		case T_STRING:
+		case T_PATH:
+		case T_HOSTPORT:
+			s = *(char *const *)field;
+			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
+			break;
+		case T_UINT:
+			n = snprintf(out, outlen, "%u", *(const unsigned *)field);
+			break;
+		case T_ULONG:
+			n = snprintf(out, outlen, "%lu", *(const unsigned long *)field);
+			break;
+		case T_BOOL:
+			n = snprintf(out, outlen, "%s", *(const bool *)field ? "yes" : "no");
+			break;
+		default:
+			return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */
+		}
+		return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+	}
+	return -ENOENT;
+}

@@ -7,6 +7,8 @@
  *	void cfg_defaults(struct cfg *cfg);
  *	int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
  *	void cfg_free(struct cfg *cfg);
+ *	int cfg_value(const struct cfg *cfg, const char *section, const char *key,
+ *	    char *out, size_t outlen);
  * DESCRIPTION
  *	One INI file (parsed with inih) configures both daemons; each reads
  *	the sections it needs.  docs in README.md and etc/spoolgate.conf list
@@ -31,6 +33,13 @@
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
  *	address may relay (relay_networks, CIDR list).
+ *
+ *	cfg_value() writes the value of one scalar key (text, path, host:port,
+ *	number, yes/no) as the daemons use it into out: paths are absolute
+ *	or relative to the working directory, an unset text is "".  It returns
+ *	0, -ENOENT for a key that does not exist, -EOPNOTSUPP for a list or
+ *	the log level, -ENAMETOOLONG when out is too small.  Scripts use it
+ *	through spoolgate-smtpd -p (./run creates the [spool] user with it).
  * OWNERSHIP
  *	Strings in struct cfg are owned by it and freed by cfg_free().
  */
@@ -113,6 +122,7 @@ struct cfg {
 void cfg_defaults(struct cfg *cfg);
 int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
 void cfg_free(struct cfg *cfg);
+int cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen);
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);

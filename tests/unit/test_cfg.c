@@ -9,7 +9,8 @@
  *	of range, unknown key, unknown section, bad bool, bad CIDR, bad
  *	mailbox name, a syntax error, ...) fails and its message names
  *	"file:line: [section] key"; relative paths are resolved against the
- *	directory of the file; cfg_net_allows_relay() for IPv4, IPv6 and
+ *	directory of the file; cfg_value() prints scalar keys as used and
+ *	refuses unknown keys and lists; cfg_net_allows_relay() for IPv4, IPv6 and
  *	IPv4-mapped IPv6 clients; cfg_split_hostport(); every smarthost form
  *	(names, [names], literals, empty = MX), resolver and dns_timeout,
  *	[routes] lines (domain, .domain, *; next hop or mx[:port]) with their
@@ -390,6 +391,37 @@ START_TEST(test_relative_paths)
 }
 END_TEST
 
+START_TEST(test_value)
+{
+	char path[PATH_LEN], want[PATH_LEN], out[PATH_LEN], small[4], err[512] = "";
+	struct cfg cfg;
+	int r;
+
+	write_conf("value.conf", "[spool]\nuser = mailer\ndir = spool\n[smtpd]\nmax_line = 4096\n"
+	    "[relay]\nkeep_sent = no\n", path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "user", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "mailer");
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "dir", out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%.900s/spool", tmpbase);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "max_line", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "4096");
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "listen", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "127.0.0.1:2525");
+	ck_assert_int_eq(cfg_value(&cfg, "relay", "keep_sent", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "no");
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "banner", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "spoolgate ESMTP");
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "nope", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "user", "spool", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "local_domains", out, sizeof(out)), -EOPNOTSUPP);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "user", small, sizeof(small)), -ENAMETOOLONG);
+	cfg_free(&cfg);
+}
+END_TEST
+
 /* ---- relay networks ---- */
 
 static int
@@ -610,6 +642,7 @@ cfg_suite(void)
 	tcase_add_loop_test(tc, test_error_names_file_line_key, 0, N_ERR_CASES);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_relative_paths);
+	tcase_add_test(tc, test_value);
 	tcase_add_loop_test(tc, test_net_allows_relay, 0, N_NET_CASES);
 	tcase_add_test(tc, test_net_defaults_and_edges);
 	tcase_add_test(tc, test_smarthost_forms);
