@@ -734,6 +734,8 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 		case T_STRING:
 		case T_PATH:
 		case T_HOSTPORT:
+		case T_NEXTHOP:
+		case T_RESOLVER:
 			s = *(char *const *)field;
 			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
 			break;
