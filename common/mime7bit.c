@@ -286,7 +286,7 @@ mime7bit_convert(int in, off_t offset, int out, struct mime7bit_scan *after, cha
 	if ((msg = parse_message(in, offset)) == NULL)
 		return fail(-EBADMSG, why, whylen, "the message cannot be parsed as MIME");
 	encode_tree(g_mime_message_get_mime_part(msg), &changed, &cut, 0);
-	if (cut > 0) {
+	if (cut > 0 && before.nul) {	/* without a NUL, only the end of the message cut it: harmless */
 		g_object_unref(msg);
 		return fail(-EILSEQ, why, whylen, "a NUL octet in the header of a body part or an enclosed "
 		    "message (or a part header cut off by the end of the message) cannot be sent");
