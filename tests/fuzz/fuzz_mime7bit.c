@@ -10,8 +10,8 @@
  *	"after" scan describes, and whose body parts decode (GMime's own
  *	decoders, part by part in the same tree order) to the same octets as
  *	the parts of the input, or as the parts of the input as GMime writes
- *	it back unchanged (a CRLF in a text part counts as the LF it is
- *	written as): the conversion changes transfer encodings, never
+ *	it back unchanged (in a text part, CRs before a LF count as the line
+ *	break they are written as): the conversion changes transfer encodings, never
  *	content.  GMime's rewrite is allowed because GMime does not write
  *	every malformed message back octet for octet (a body that is a lone
  *	CR comes back empty; an empty part of a broken multipart comes back
@@ -106,15 +106,20 @@ parse_fd(int fd)
 }
 
 /* A text part's line break is CRLF or LF alike (RFC 2045 2.10): the output has LF line
- * endings (mime7bit.h), and the relay sends every line ending as CRLF. */
+ * endings (mime7bit.h), and the relay sends every line ending as CRLF.  GMime decodes a
+ * quoted-printable "=0D" before a line break as CR LF, so a CR that ends a line's
+ * content cannot be told from a CRLF: every CR just before a LF is left out. */
 static void
 text_line_breaks(GByteArray *b)
 {
 	guint i, o = 0;
 
-	for (i = 0; i < b->len; i++)
-		if (!(b->data[i] == '\r' && i + 1 < b->len && b->data[i + 1] == '\n'))
-			b->data[o++] = b->data[i];
+	for (i = 0; i < b->len; i++) {
+		if (b->data[i] == '\n')
+			while (o > 0 && b->data[o - 1] == '\r')
+				o--;
+		b->data[o++] = b->data[i];
+	}
 	g_byte_array_set_size(b, o);
 }
 
