@@ -73,6 +73,7 @@
 #include "../common/log.h"
 #include "../common/queue.h"
 #include "../common/spool.h"
+#include "bounce.h"
 #include "commitq.h"
 #include "delivery.h"
 #include "nexthop.h"
@@ -94,6 +95,7 @@ struct runner {
 	struct relay_policy	policy;
 
 	struct nexthop		hop;		/* the smarthost: the only route */
+	struct bounce	       *bounce;		/* delivery status notifications */
 	struct delivery_agent  *agent;		/* owns the connections */
 
 	int			inotify_fd;	/* -1 when unavailable */
@@ -130,6 +132,11 @@ struct runner_job {
 	long long		next_attempt;
 	char			reply[RELAY_REPLY_TEXT_MAX];
 
+	/* A notice to the sender, committed with the record (bounce.h). */
+	struct spool_msg       *dsn_msg;	/* owned, or NULL */
+	bool			dsn_published;
+	int			dsn_err;	/* why it could not be committed */
+
 	unsigned		retry_delay;	/* of a failed commit */
 	struct event	       *retry_ev;
 };
@@ -163,6 +170,7 @@ job_free(struct runner_job *j)
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
+	spool_msg_free(j->dsn_msg);	/* unpublished: removed with its temporaries */
 	if (j->retry_ev != NULL)
 		event_free(j->retry_ev);
 	free(j);
@@ -220,10 +228,23 @@ job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size
 	}
 }
 
+/*
+ * The sender hears of a failure, or of a long delay: bounce.h decides,
+ * records its decision in env and hands over the notice, which goes to
+ * commitq with the record.
+ */
+static void
+job_notify_sender(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
+{
+	j->dsn_msg = bounce_for_outcome(j->runner->bounce, env, queue_claim_data_fd(j->qc), v->outcome,
+	    now_seconds());
+}
+
 /* The settled envelope goes to commitq with its verdict. */
 static void
-job_commit(struct runner_job *j, const struct envelope *env, const struct relay_verdict *v)
+job_commit(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
 {
+	job_notify_sender(j, env, v);
 	j->outcome = v->outcome;
 	j->expired = v->expired;
 	j->delay = v->delay;
@@ -261,6 +282,7 @@ job_delivered(void *arg, const struct delivery_result *res)
 		v.delay = 0;
 	}
 	job_explain(j, env, v.outcome, res->host);
+	bounce_note_attempt(env, res->rcpts, res->nrcpts, res->host, now_seconds());
 	job_log_rcpts(j, env, res->rcpts, res->nrcpts);
 	job_commit(j, env, &v);
 }
@@ -340,20 +362,36 @@ runner_start(struct runner *r, const char *id)
  * Finishing through commitq.
  */
 
+/* A notice that cannot be written does not hold back the record (it says dsn-failed). */
 static int
 job_prepare(void *arg)
 {
 	struct runner_job *j = arg;
 
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0)
+		j->dsn_err = spool_msg_commit_prepare(j->dsn_msg);
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
 }
 
+/*
+ * The record first, then the notice it names: a crash between the two
+ * loses the notice, never sends it twice.  One directory sync for both.
+ */
 static int
 job_publish(void *arg, struct spool_dirset *dirs)
 {
 	struct runner_job *j = arg;
+	int err;
 
-	return queue_finish_publish(j->qc, dirs);
+	if ((err = queue_finish_publish(j->qc, dirs)) < 0)
+		return err;
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0) {
+		if ((j->dsn_err = spool_msg_commit_publish(j->dsn_msg, dirs)) < 0)
+			spool_msg_commit_unpublish(j->dsn_msg);
+		else
+			j->dsn_published = true;
+	}
+	return 0;
 }
 
 /* The job is over: its slot goes to the next one. */
@@ -404,6 +442,12 @@ job_committed(void *arg, int result)
 	struct timeval tv;
 	int where;
 
+	if (j->dsn_msg != NULL && j->dsn_err < 0) {
+		log_error("dsn-failed", "id=%s dsn=%s error=\"%s\" action=\"the record names a notice that was "
+		    "not written\"", j->id, spool_msg_id(j->dsn_msg), strerror(-j->dsn_err));
+		spool_msg_free(j->dsn_msg);
+		j->dsn_msg = NULL;
+	}
 	if (result == 0) {
 		job_log_outcome(j);
 		job_finished(j);
@@ -671,7 +715,12 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		free(r);
 		return err;
 	}
+	if ((err = bounce_new(cfg, spool, &r->bounce)) < 0) {
+		free(r);
+		return err;
+	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		bounce_free(r->bounce);
 		free(r);
 		return err;
 	}
@@ -743,6 +792,7 @@ runner_free(struct runner *r)
 			job_free(j);
 		}
 	}
+	bounce_free(r->bounce);
 	free(r->backlog);
 	free(r);
 }
