@@ -28,7 +28,10 @@
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
  *	the loop.  A record whose lifetime ran out while it waited is settled
- *	without a delivery (relay_expire()).
+ *	without a delivery (relay_expire()).  Before the commit,
+ *	job_notify_sender() asks bounce.h whether the sender gets a notice
+ *	(a failure, or a delay warning); the notice commits in the same
+ *	commitq job, published after the record.
  *
  *	Ownership.  A job owns its claim.  It points back at the runner only
  *	to give the slot back, and runner_free() clears that pointer, so a
