@@ -367,6 +367,22 @@ read_headers(int fd, off_t offset, char **out, size_t *outlen)
 	return 0;
 }
 
+/*
+ * GMime calls text with a CR or NUL 7-bit; RFC 5322 allows neither
+ * alone (an original's header section may hold them): such a part is
+ * quoted-printable.
+ */
+static bool
+has_bare_controls(const char *text, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (text[i] == '\r' || text[i] == '\0')
+			return true;
+	return false;
+}
+
 static GMimePart *
 new_text_part(const char *type, const char *subtype, const char *text, size_t len, bool charset)
 {
@@ -381,8 +397,10 @@ new_text_part(const char *type, const char *subtype, const char *text, size_t le
 	if (charset)
 		g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "us-ascii");
 	enc = g_mime_part_get_best_content_encoding(part, GMIME_ENCODING_CONSTRAINT_7BIT);
-	g_mime_part_set_content_encoding(part, enc == GMIME_CONTENT_ENCODING_DEFAULT ?
-	    GMIME_CONTENT_ENCODING_7BIT : enc);
+	if (enc == GMIME_CONTENT_ENCODING_DEFAULT || enc == GMIME_CONTENT_ENCODING_7BIT)
+		enc = has_bare_controls(text, len) ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE :
+		    GMIME_CONTENT_ENCODING_7BIT;
+	g_mime_part_set_content_encoding(part, enc);
 	return part;
 }
 

@@ -15,7 +15,8 @@
  *	Hostile values (a reply with CR LF and a "." line, 8-bit bytes, a 5000
  *	octet reply, odd recipient addresses, a header section without end)
  *	never change the structure: still three parts, one block per
- *	recipient, every line 7-bit and within 998 octets.
+ *	recipient, every line 7-bit and within 998 octets; a bare CR or a NUL
+ *	in the original's headers is quoted-printable, not sent as it is.
  *	dsn_status_code() and the per-sender limiter (cap, sliding hour,
  *	case, other senders, eviction) are checked with a fake clock.
  */
@@ -448,6 +449,31 @@ START_TEST(test_hostile_values_keep_structure)
 }
 END_TEST
 
+/* A bare CR in the original's headers, and nothing 8-bit: GMime alone would call it 7bit. */
+START_TEST(test_bare_cr_in_headers)
+{
+	static const char orig[] = "Subject: a\rMAIL FROM:<x>\nX-N: b\n\nbody\n";
+	struct envelope env;
+	struct dsn_request req = { .hostname = "gw.example", .id = "1.M1P1Q1", .now = NOW };
+	struct parsed p;
+	int fd;
+
+	make_env(&env);
+	fd = original_fd(orig, sizeof(orig) - 1);
+	req.env = &env;
+	req.datafd = fd;
+	req.data_offset = 0;
+	build_and_parse(&req, &p);
+	assert_wire_safe(p.raw);
+	ck_assert_msg(strstr(p.raw, "Content-Type: text/rfc822-headers\nContent-Transfer-Encoding: quoted-printable") ||
+	    strstr(p.raw, "Content-Type: text/rfc822-headers\nContent-Transfer-Encoding: base64"), "%s", p.raw);
+	ck_assert_str_eq(p.headers, "Subject: a\rMAIL FROM:<x>\nX-N: b\n");
+	parsed_free(&p);
+	close(fd);
+	envelope_free(&env);
+}
+END_TEST
+
 START_TEST(test_status_code)
 {
 	static const struct { const char *reply; bool delayed; const char *want; } cases[] = {
@@ -517,6 +543,7 @@ dsn_suite(void)
 	tcase_add_test(tc, test_delayed_notice_fields);
 	tcase_add_test(tc, test_nothing_to_report);
 	tcase_add_loop_test(tc, test_hostile_values_keep_structure, 0, N_HOSTILE);
+	tcase_add_test(tc, test_bare_cr_in_headers);
 	tcase_add_test(tc, test_status_code);
 	tcase_add_test(tc, test_limiter);
 	suite_add_tcase(s, tc);
