@@ -13,6 +13,8 @@ to an aiosmtpd sink that refuses some recipients:
   log names the others (event=dsn-suppressed reason=cap);
 - a remote sender's report is relayed with MAIL FROM:<>, and when that
   report is refused in turn nothing more is made;
+- a message whose max_queue_lifetime runs out gets one report (5.4.7,
+  with the last host and reply);
 - delay_warning_time: one Action: delayed report while the sink keeps
   answering 451, however many attempts follow.
 """
@@ -204,6 +206,22 @@ class Bounces(unittest.TestCase):
         self.assertEqual(rec.get('dsn'), 'none null-sender')
         self.assertEqual(gw.listdir('queue'), [])
         self.assertEqual(gw.all_files('mail'), [])
+
+    def test_expired_gets_report(self):
+        """max_queue_lifetime runs out while the sink answers 451: one report, Status 5.4.7, the last host's reply"""
+        self.sink.rcpt_rules['slow@example.net'] = '451 4.3.0 try again later'
+        gw = self.gateway('bounce-expired', max_queue_lifetime=2)
+        msgid = submit(gw, 'gina@localhost', ['slow@example.net'], token())
+        text = failed_record(gw, msgid, timeout=20)
+        self.assertIn('554 5.4.7 Delivery time expired', text)
+        self.assertRegex(text, r'\nrcpt-at: \d+ 127\.0\.0\.1:%d\n' % self.sink.port)
+        box = wait_until(lambda: gw.mailbox_new('gina'), 10, 'a report in mail/gina/new')
+        self.assertEqual(len(box), 1)
+        msg, human, status, _ = report_parts(gw.read_mail('gina', box[0]))
+        self.assertIn('Action: failed', status)
+        self.assertIn('Status: 5.4.7', status)
+        self.assertIn('Remote-MTA: dns; 127.0.0.1', status)
+        self.assertIn('last reply: 451 4.3.0 try again later', ' '.join(status.split('\n ')))
 
     def test_delay_warning_once(self):
         """delay_warning_time = 1 and a sink that answers 451: one Action: delayed report"""
