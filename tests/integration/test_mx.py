@@ -14,10 +14,15 @@ the second; null MX fails at once with 556 5.1.10; NXDOMAIN fails with
 550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3; a [routes]
 entry sends one domain to a fixed next hop while another goes by MX, and
 recipients in two destinations make one transaction each, both arriving;
-a smarthost "[name]:port" asks A only and "name:port" MX first.
+a smarthost "[name]:port" asks A only and "name:port" MX first.  SIGTERM
+while a lookup is pending (slow.ZONE never answers) gives the claim back
+unchanged; SIGTERM after one destination of two was delivered commits
+what it did, so it is not sent again.
 """
 
 import os
+import re
+import signal
 import smtplib
 import socket
 import sys
@@ -296,6 +301,50 @@ class NamedSmarthost(unittest.TestCase):
         self.assertEqual(len(self.s2.find(tok)), 1)
         self.assertEqual(self.s10.find(tok), [])
         self.assertEqual(rec['last-host'], 'mx1.%s[127.0.0.2]:%d' % (dns.ZONE, self.port), text)
+
+
+class ShutdownWhileResolving(unittest.TestCase):
+    """slow.ZONE is delegated to a server that never answers: its lookup
+    pends (dns_timeout = 120) while smtpd gets SIGTERM."""
+
+    def setUp(self):
+        self.dns = dns.TestDNS()
+        self.dns.start()
+        self.addCleanup(self.dns.stop)
+        self.gw = harness.Instance('mx-term', resolver=self.dns.addr, dns_timeout=120,
+                                   hostname='gw.example', **mx_cfg())
+        self.addCleanup(self.gw.cleanup)
+        self.gw.start_smtpd()
+
+    def test_claim_given_back(self):
+        """SIGTERM with the only lookup pending: exit 0, the record back in queue/ unchanged"""
+        msgid = submit(self.gw, ['bob@' + dom('slow')], token())
+        wait_until(lambda: self.gw.find_record(msgid)[0] == 'active', WAIT, 'the claim of %s' % msgid)
+        self.assertEqual(self.gw.kill('smtpd', signal.SIGTERM), 0, 'smtpd exit status on SIGTERM')
+        where, text = self.gw.find_record(msgid)
+        self.assertEqual(where, 'queue', text)
+        rec = parse_record(text)
+        self.assertEqual(rec.get('attempts', '0'), '0', text)
+        self.assertEqual(rec['rcpt'][0][0], 'pending', text)
+        self.assertRegex(self.gw.read_log('smtpd'), r'event=relay-abandoned id=%s ' % re.escape(msgid))
+
+    def test_delivered_destination_kept(self):
+        """SIGTERM after multi was delivered, slow pending: ann recorded sent, not sent again"""
+        s1 = Sink('127.0.0.2')
+        self.addCleanup(s1.stop)
+        tok = token()
+        a, b = 'ann@' + dom('multi'), 'ben@' + dom('slow')
+        msgid = submit(self.gw, [a, b], tok)
+        wait_until(lambda: re.search(r'event=relay-rcpt id=%s rcpt=%s status=sent'
+                                     % (re.escape(msgid), re.escape(a)), self.gw.read_log('smtpd')),
+                   WAIT, 'the delivery to %s' % a)
+        self.assertEqual(self.gw.kill('smtpd', signal.SIGTERM), 0, 'smtpd exit status on SIGTERM')
+        where, text = self.gw.find_record(msgid)
+        self.assertEqual(where, 'queue', text)
+        states = {addr: state for state, addr, reply in parse_record(text)['rcpt']}
+        self.assertEqual(states, {a: 'sent', b: 'pending'}, text)
+        self.assertEqual(parse_record(text).get('attempts'), '1', text)
+        self.assertEqual(len(s1.find(tok)), 1)
 
 
 if __name__ == '__main__':
