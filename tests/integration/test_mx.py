@@ -51,9 +51,10 @@ def dom(label):
 class Sink:
     """An aiosmtpd server on (host, port) that keeps every transaction."""
 
-    def __init__(self, host, port=MX_PORT):
+    def __init__(self, host, port=MX_PORT, rcpt_reply=None):
         from aiosmtpd.controller import Controller
         self.host, self.port = host, port
+        self.rcpt_reply = rcpt_reply	# a reply for every RCPT instead of 250
         self.lock = threading.Lock()
         self.received = []
         self.controller = Controller(self, hostname=host, port=port, server_hostname='sink.%s' % host)
@@ -61,6 +62,12 @@ class Sink:
 
     def stop(self):
         self.controller.stop()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return '250 2.1.5 ok'
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -201,6 +208,29 @@ class ByMX(unittest.TestCase):
         self.assertGreaterEqual(g.greeted, 1)
         self.assertEqual(rec['attempts'], '1', text)
         self.assertEqual(rec['last-host'], 'mx2.%s[127.0.0.3]:%d' % (dns.ZONE, MX_PORT), text)
+
+    def test_5xx_is_final(self):
+        """deadmx: mx1 refuses the RCPT with 550: failed, mx2 is not asked"""
+        s1 = Sink('127.0.0.2', rcpt_reply='550 5.1.1 no such user here')
+        self.addCleanup(s1.stop)
+        s2, = self.sinks('127.0.0.3')
+        tok = token()
+        msgid = submit(self.gw, ['bob@' + dom('deadmx')], tok)
+        rec, text = wait_record(self.gw, msgid, 'failed', 'the record of %s in failed/' % msgid)
+        self.assertEqual(rec['rcpt'][0][2], '550 5.1.1 no such user here', text)
+        self.assertEqual(rec['last-host'], 'mx1.%s[127.0.0.2]:%d' % (dns.ZONE, MX_PORT), text)
+        self.assertEqual(s2.find(tok), [])
+
+    def test_ipv6_then_ipv4(self):
+        """v6 (implicit MX): ::1 is tried first and refuses, 127.0.0.9 takes it in the same attempt"""
+        s9, = self.sinks('127.0.0.9')
+        tok = token()
+        msgid = submit(self.gw, ['bob@' + dom('v6')], tok)
+        rec, text = wait_record(self.gw, msgid, 'sent', 'the record of %s in sent/' % msgid)
+        self.assertEqual(len(s9.find(tok)), 1)
+        self.assertEqual(rec['last-host'], '%s[127.0.0.9]:%d' % (dom('v6'), MX_PORT), text)
+        self.assertRegex(self.gw.read_log('smtpd'),
+                         r'event=relay-next-host id=%s host=%s\[::1\]:%d ' % (msgid, re.escape(dom('v6')), MX_PORT))
 
     def test_null_mx(self):
         """nullmx: MX 0 . fails at once with 556 5.1.10, after one attempt"""
