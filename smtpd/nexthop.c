@@ -105,5 +105,5 @@ nexthop_from_smarthost(const char *hostport, struct nexthop *hop)
 		hop->naddrs = 1;
 		return 0;
 	}
-	return -EINVAL;		/* names need MX/A lookups: a later module */
+	return -EINVAL;		/* a name is resolved by the runner (dns_resolve()) */
 }

@@ -40,7 +40,7 @@
  *	Pure function over caller-owned memory; thread-safe.
  * ERRORS
  *	-EINVAL: no port, a port outside 1..65535, a host that is no IPv4
- *	or IPv6 address (names need MX/A lookups, a later module), or a
+ *	or IPv6 address (a name goes through dns_resolve() instead), or a
  *	hostport longer than NEXTHOP_NAME_MAX - 1 octets.
  */
 #ifndef SPOOLGATE_NEXTHOP_H
