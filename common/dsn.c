@@ -143,20 +143,32 @@ dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen)
 	return len < 0 || (size_t)len >= outlen ? -ENAMETOOLONG : 0;
 }
 
-/* Remote-MTA names a host: "[2001:db8::1]:25" -> "2001:db8::1", "mx:25" -> "mx". */
-static void
+/*
+ * Remote-MTA names the host that answered: "mx1.example[192.0.2.1]:25"
+ * -> "mx1.example", "[2001:db8::1]:25" -> "2001:db8::1", "mx:25" ->
+ * "mx".  false for what is no host and port ("mx:example.org", the
+ * destination of a DNS lookup that failed): no server answered.
+ */
+static bool
 host_without_port(const char *host, char *out, size_t outlen)
 {
-	const char *close;
-	size_t n = strlen(host);
+	const char *colon = strrchr(host, ':'), *open = strchr(host, '[');
+	size_t n;
 
-	if (host[0] == '[' && (close = strchr(host, ']')) != NULL) {
+	if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	if (open == host) {
 		host++;
-		n = (size_t)(close - host);
-	} else if (strchr(host, ':') != NULL && strchr(host, ':') == strrchr(host, ':')) {
-		n = (size_t)(strchr(host, ':') - host);
+		n = strcspn(host, "]");
+	} else if (open != NULL) {
+		n = (size_t)(open - host);
+	} else {
+		n = (size_t)(colon - host);
 	}
+	if (n == 0)
+		return false;
 	snprintf(out, outlen, "%.*s", (int)(n < outlen ? n : outlen - 1), host);
+	return true;
 }
 
 static bool
@@ -185,8 +197,7 @@ put_rcpt_fields(FILE *fp, const struct dsn_request *req, const struct envelope_r
 	put_field(fp, "Final-Recipient", line);
 	put_field(fp, "Action", req->delayed ? "delayed" : "failed");
 	put_field(fp, "Status", status);
-	if (r->host != NULL) {
-		host_without_port(r->host, host, sizeof(host));
+	if (r->host != NULL && host_without_port(r->host, host, sizeof(host))) {
 		if ((hclean = clean_copy(host, ENVELOPE_HOST_MAX)) == NULL)
 			goto out;
 		fprintf(fp, "Remote-MTA: dns; %s\n", hclean);

@@ -43,7 +43,9 @@
  *	control character, DEL or 8-bit becomes '?', a reply is cut at
  *	DSN_TEXT_MAX octets and its fields folded at spaces, so no value
  *	can end a field, a part or the message; an 8-bit header section is
- *	quoted-printable.  Remote-MTA names the host without its port.
+ *	quoted-printable.  Remote-MTA names the host without its address and
+ *	port ("mx1.example[192.0.2.1]:25" -> mx1.example), and is left out
+ *	when rcpt-at names no host:port (a DNS failure: no server answered).
  *
  *	dsn_status_code() picks the Status of a recipient: the enhanced code
  *	of reply ("550 5.1.1 ...") when its class agrees with the reply's;

@@ -69,7 +69,7 @@ make_env(struct envelope *env)
 	ck_assert_int_eq(envelope_add_rcpt(env, "carol@example.net"), 0);
 	ck_assert_int_eq(envelope_add_rcpt(env, "dave@example.net"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_FAILED, "550 5.1.1 <bob@example.net>: no such user"), 0);
-	ck_assert_int_eq(envelope_set_rcpt_at(env, 0, "mx1.example.net:25", CREATED + 60), 0);
+	ck_assert_int_eq(envelope_set_rcpt_at(env, 0, "mx1.example.net[192.0.2.1]:25", CREATED + 60), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 2, RCPT_PENDING, "451 4.3.0 try later"), 0);
 	ck_assert_int_eq(envelope_set_rcpt_at(env, 2, "[2001:db8::1]:2525", CREATED + 61), 0);
@@ -296,7 +296,7 @@ START_TEST(test_failed_notice_fields)
 
 	/* the words: who, which host, what it said; not the others */
 	ck_assert_ptr_nonnull(strstr(p.human, "could not be delivered"));
-	ck_assert_ptr_nonnull(strstr(p.human, "<bob@example.net>: the host mx1.example.net:25 said"));
+	ck_assert_ptr_nonnull(strstr(p.human, "<bob@example.net>: the host mx1.example.net[192.0.2.1]:25 said"));
 	ck_assert_ptr_nonnull(strstr(p.human, "550 5.1.1 <bob@example.net>: no such user"));
 	ck_assert_ptr_null(strstr(p.human, "carol@"));
 	ck_assert_ptr_null(strstr(p.human, "dave@"));
@@ -450,6 +450,37 @@ START_TEST(test_hostile_values_keep_structure)
 END_TEST
 
 /* A bare CR in the original's headers, and nothing 8-bit: GMime alone would call it 7bit. */
+/* Remote-MTA from each form of rcpt-at host. */
+START_TEST(test_remote_mta_forms)
+{
+	static const struct { const char *host; const char *want; } cases[] = {
+		{ "mx1.example.net[192.0.2.1]:25", "dns; mx1.example.net" },
+		{ "mx1.example.net[2001:db8::1]:25", "dns; mx1.example.net" },
+		{ "[2001:db8::1]:2525", "dns; 2001:db8::1" },
+		{ "127.0.0.1:2525", "dns; 127.0.0.1" },
+		{ "relay.example:587", "dns; relay.example" },
+		{ "mx:example.org", NULL },	/* a destination whose DNS lookup failed */
+		{ "(none)", NULL },
+		{ ":25", NULL },
+	};
+	struct envelope env;
+	struct dsn_request req = { .hostname = "gw.example", .id = "1.M1P1Q1", .now = NOW, .datafd = -1 };
+	struct parsed p;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		make_env(&env);
+		ck_assert_int_eq(envelope_set_rcpt_at(&env, 0, cases[i].host, CREATED + 60), 0);
+		req.env = &env;
+		build_and_parse(&req, &p);
+		assert_field(&p, 1, "Remote-MTA", cases[i].want);
+		ck_assert_msg(strstr(p.human, cases[i].host) != NULL, "the words name %s", cases[i].host);
+		parsed_free(&p);
+		envelope_free(&env);
+	}
+}
+END_TEST
+
 START_TEST(test_bare_cr_in_headers)
 {
 	static const char orig[] = "Subject: a\rMAIL FROM:<x>\nX-N: b\n\nbody\n";
@@ -543,6 +574,7 @@ dsn_suite(void)
 	tcase_add_test(tc, test_delayed_notice_fields);
 	tcase_add_test(tc, test_nothing_to_report);
 	tcase_add_loop_test(tc, test_hostile_values_keep_structure, 0, N_HOSTILE);
+	tcase_add_test(tc, test_remote_mta_forms);
 	tcase_add_test(tc, test_bare_cr_in_headers);
 	tcase_add_test(tc, test_status_code);
 	tcase_add_test(tc, test_limiter);
