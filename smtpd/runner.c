@@ -32,7 +32,10 @@
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
  *	the loop.  A record whose lifetime ran out while it waited is settled
- *	without a delivery (relay_expire()).
+ *	without a delivery (relay_expire()).  Before the commit,
+ *	job_notify_sender() asks bounce.h whether the sender gets a notice
+ *	(a failure, or a delay warning); the notice commits in the same
+ *	commitq job, published after the record.
  *
  *	Ownership.  A job owns its claim.  It points back at the runner only
  *	to give the slot back, and runner_free() clears that pointer, so a
@@ -79,6 +82,7 @@
 #include "../common/queue.h"
 #include "../common/route.h"
 #include "../common/spool.h"
+#include "bounce.h"
 #include "commitq.h"
 #include "delivery.h"
 #include "dns.h"
@@ -101,6 +105,7 @@ struct runner {
 	struct relay_policy	policy;
 
 	struct dns	       *dns;		/* NULL when no route needs DNS */
+	struct bounce	       *bounce;		/* delivery status notifications */
 	struct delivery_agent  *agent;		/* owns the connections */
 	bool			stopping;	/* runner_free(): no new claims */
 
@@ -156,6 +161,11 @@ struct runner_job {
 	long long		next_attempt;
 	char			reply[RELAY_REPLY_TEXT_MAX];
 
+	/* A notice to the sender, committed with the record (bounce.h). */
+	struct spool_msg       *dsn_msg;	/* owned, or NULL */
+	bool			dsn_published;
+	int			dsn_err;	/* why it could not be committed */
+
 	unsigned		retry_delay;	/* of a failed commit */
 	struct event	       *retry_ev;
 };
@@ -190,6 +200,7 @@ job_free(struct runner_job *j)
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
+	spool_msg_free(j->dsn_msg);	/* unpublished: removed with its temporaries */
 	if (j->retry_ev != NULL)
 		event_free(j->retry_ev);
 	free(j->dests);
@@ -255,10 +266,23 @@ job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size
 	}
 }
 
+/*
+ * The sender hears of a failure, or of a long delay: bounce.h decides,
+ * records its decision in env and hands over the notice, which goes to
+ * commitq with the record.
+ */
+static void
+job_notify_sender(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
+{
+	j->dsn_msg = bounce_for_outcome(j->runner->bounce, env, queue_claim_data_fd(j->qc), v->outcome,
+	    now_seconds());
+}
+
 /* The settled envelope goes to commitq with its verdict. */
 static void
-job_commit(struct runner_job *j, const struct envelope *env, const struct relay_verdict *v)
+job_commit(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
 {
+	job_notify_sender(j, env, v);
 	j->outcome = v->outcome;
 	j->expired = v->expired;
 	j->delay = v->delay;
@@ -445,6 +469,8 @@ job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
 	    rcpt_state_name(state), log_quote(quoted, sizeof(quoted), reply));
 	for (m = 0; m < dest->n; m++)
 		job_rcpt_outcome(j, j->dest_rcpts[dest->first + m], state, dest->host, reply);
+	bounce_note_attempt(queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n, dest->host,
+	    now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
 	j->cur_dest++;
 	job_next_dest(j);
@@ -477,6 +503,7 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 	snprintf(dest->host, sizeof(dest->host), "%s", res->host);
 	j->rcpt_overflow |= res->rcpt_overflow;
 	j->ndelivered += res->ndelivered;
+	bounce_note_attempt(queue_claim_envelope(j->qc), res->rcpts, res->nrcpts, res->host, now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), res->rcpts, res->nrcpts);
 	j->cur_dest++;
 	job_next_dest(j);
@@ -622,20 +649,36 @@ runner_start(struct runner *r, const char *id)
  * Finishing through commitq.
  */
 
+/* A notice that cannot be written does not hold back the record (it says dsn-failed). */
 static int
 job_prepare(void *arg)
 {
 	struct runner_job *j = arg;
 
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0)
+		j->dsn_err = spool_msg_commit_prepare(j->dsn_msg);
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
 }
 
+/*
+ * The record first, then the notice it names: a crash between the two
+ * loses the notice, never sends it twice.  One directory sync for both.
+ */
 static int
 job_publish(void *arg, struct spool_dirset *dirs)
 {
 	struct runner_job *j = arg;
+	int err;
 
-	return queue_finish_publish(j->qc, dirs);
+	if ((err = queue_finish_publish(j->qc, dirs)) < 0)
+		return err;
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0) {
+		if ((j->dsn_err = spool_msg_commit_publish(j->dsn_msg, dirs)) < 0)
+			spool_msg_commit_unpublish(j->dsn_msg);
+		else
+			j->dsn_published = true;
+	}
+	return 0;
 }
 
 /* The job is over: its slot goes to the next one. */
@@ -686,6 +729,12 @@ job_committed(void *arg, int result)
 	struct timeval tv;
 	int where;
 
+	if (j->dsn_msg != NULL && j->dsn_err < 0) {
+		log_error("dsn-failed", "id=%s dsn=%s error=\"%s\" action=\"the record names a notice that was "
+		    "not written\"", j->id, spool_msg_id(j->dsn_msg), strerror(-j->dsn_err));
+		spool_msg_free(j->dsn_msg);
+		j->dsn_msg = NULL;
+	}
 	if (result == 0) {
 		job_log_outcome(j);
 		job_finished(j);
@@ -984,7 +1033,13 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		free(r);
 		return err;
 	}
+	if ((err = bounce_new(cfg, spool, &r->bounce)) < 0) {
+		dns_free(r->dns);
+		free(r);
+		return err;
+	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		bounce_free(r->bounce);
 		dns_free(r->dns);
 		free(r);
 		return err;
@@ -1087,6 +1142,7 @@ runner_free(struct runner *r)
 			job_free(j);
 		}
 	}
+	bounce_free(r->bounce);
 	free(r->backlog);
 	free(r);
 }

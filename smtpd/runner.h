@@ -45,7 +45,9 @@
  *	back to queue/ with next-attempt = now + backoff (retry_min doubling up
  *	to retry_max), never later than created + max_queue_lifetime.  When
  *	the lifetime has run out the pending recipients fail (554 5.4.7), a
- *	record claimed after that without another attempt.
+ *	record claimed after that without another attempt.  The sender of a
+ *	message that ends in failed/ (and, with delay_warning_time, of one
+ *	that waits that long) gets a delivery status notification: bounce.h.
  *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,

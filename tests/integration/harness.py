@@ -160,6 +160,7 @@ _SECTION = {
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
     'command_timeout': 'relay', 'keep_sent': 'relay',
+    'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
     'mountpoint': 'fs', 'allow_other': 'fs',
