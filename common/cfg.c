@@ -61,6 +61,8 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "retry_min", T_UINT, retry_min, 1, 86400),
 	K("relay", "retry_max", T_UINT, retry_max, 1, 7 * 86400),
 	K("relay", "max_queue_lifetime", T_UINT, max_queue_lifetime, 1, 365 * 86400),
+	K("relay", "bounce_limit_per_hour", T_UINT, bounce_limit_per_hour, 1, 64),
+	K("relay", "delay_warning_time", T_UINT, delay_warning_time, 0, 365 * 86400),
 	K("relay", "max_deliveries", T_UINT, max_deliveries, 1, 1000),
 	K("relay", "scan_interval", T_UINT, scan_interval, 1, 86400),
 	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
@@ -166,6 +168,8 @@ cfg_defaults(struct cfg *cfg)
 	cfg->retry_min = 60;
 	cfg->retry_max = 3600;
 	cfg->max_queue_lifetime = 432000;
+	cfg->bounce_limit_per_hour = 10;
+	cfg->delay_warning_time = 0;
 	cfg->max_deliveries = 4;
 	cfg->scan_interval = 30;
 	cfg->connect_timeout = 30;

@@ -101,6 +101,8 @@ struct cfg {
 	unsigned	retry_min;		/* 60 s: first backoff */
 	unsigned	retry_max;		/* 3600 s: longest backoff */
 	unsigned	max_queue_lifetime;	/* 432000 s (5 days), then failed/ */
+	unsigned	bounce_limit_per_hour;	/* 10 delivery status notifications per sender (1..64) */
+	unsigned	delay_warning_time;	/* 0 = off; else s a message waits before one delay warning */
 	unsigned	max_deliveries;		/* 4 concurrent */
 	unsigned	scan_interval;		/* 30 s: safety-net scan of queue/ */
 	unsigned	connect_timeout;	/* 30 s */

@@ -66,6 +66,7 @@ envelope_free(struct envelope *env)
 	for (i = 0; i < env->nrcpt; i++) {
 		free(env->rcpt[i].addr);
 		free(env->rcpt[i].reply);
+		free(env->rcpt[i].host);
 	}
 	free(env->rcpt);
 	free(env->from);
@@ -74,6 +75,8 @@ envelope_free(struct envelope *env)
 	free(env->last_reply);
 	free(env->rejected);
 	free(env->conversion);
+	free(env->dsn);
+	free(env->dsn_delayed);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -163,9 +166,12 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->attempts = src->attempts;
 	dst->next_attempt = src->next_attempt;
 	for (i = 0; i < src->nrcpt; i++)
-		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0)
+		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
+		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0)
 			goto fail;
 	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
+	    (r = replace_string(&dst->dsn, src->dsn)) < 0 ||
+	    (r = replace_string(&dst->dsn_delayed, src->dsn_delayed)) < 0 ||
 	    (r = replace_string(&dst->rejected, src->rejected)) < 0 ||
 	    (r = envelope_set_conversion(dst, src->conversion)) < 0)
 		goto fail;
@@ -232,6 +238,59 @@ rejected_is_valid(const char *v)
 	return v[0] != '\0' && v[0] != ' ';
 }
 
+/* A host name of "rcpt-at:": printable, no space, not empty. */
+static int
+rcpt_host_is_valid(const char *h)
+{
+	return h[0] != '\0' && value_is_clean(h) && strchr(h, ' ') == NULL &&
+	    strlen(h) <= ENVELOPE_HOST_MAX;
+}
+
+static int
+is_id_char(int c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '.';
+}
+
+static int
+is_why_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || c == '-';
+}
+
+/* "dsn:" values: a message id, or "none <why>". */
+static int
+dsn_value_is_valid(const char *v)
+{
+	size_t n;
+
+	if (strncmp(v, "none ", 5) == 0) {
+		n = span(v + 5, is_why_char);
+		return n > 0 && v[5 + n] == '\0';
+	}
+	n = span(v, is_id_char);	/* ids start with their time: "none" is no id */
+	return is_digit((unsigned char)v[0]) && n < ENVELOPE_ID_MAX && v[n] == '\0';
+}
+
+int
+envelope_set_rcpt_at(struct envelope *env, size_t i, const char *host, long long at)
+{
+	if (i >= env->nrcpt || (host != NULL && (!rcpt_host_is_valid(host) || at < 0)))
+		return -EINVAL;
+	if (replace_string(&env->rcpt[i].host, host) < 0)
+		return -ENOMEM;
+	env->rcpt[i].at = host != NULL ? at : 0;
+	return 0;
+}
+
+int
+envelope_set_dsn(struct envelope *env, bool delayed, const char *value)
+{
+	if (value != NULL && !dsn_value_is_valid(value))
+		return -EINVAL;
+	return replace_string(delayed ? &env->dsn_delayed : &env->dsn, value) < 0 ? -ENOMEM : 0;
+}
+
 int
 envelope_set_rejected(struct envelope *env, int code, const char *esc, const char *errname,
 		      const char *why)
@@ -260,6 +319,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	if (!value_is_clean(env->from) || !value_is_clean(env->origin) ||
 	    !value_is_clean(env->last_host) || !value_is_clean(env->last_reply) ||
 	    !value_is_clean(env->conversion) ||
+	    (env->dsn != NULL && !dsn_value_is_valid(env->dsn)) ||
+	    (env->dsn_delayed != NULL && !dsn_value_is_valid(env->dsn_delayed)) ||
 	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
@@ -272,7 +333,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct envelope_rcpt *r = &env->rcpt[i];
 
-		if (!value_is_clean(r->addr) || !value_is_clean(r->reply)) {
+		if (!value_is_clean(r->addr) || !value_is_clean(r->reply) ||
+		    (r->host != NULL && (!rcpt_host_is_valid(r->host) || r->at < 0))) {
 			fclose(fp);
 			free(buf);
 			return -EINVAL;
@@ -280,9 +342,15 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		has_reply = r->reply != NULL && r->reply[0] != '\0';
 		fprintf(fp, "rcpt: %s <%s>%s%s\n", rcpt_state_name(r->state), r->addr,
 		    has_reply ? " " : "", has_reply ? r->reply : "");
+		if (r->host != NULL)
+			fprintf(fp, "rcpt-at: %lld %s\n", r->at, r->host);
 	}
 	if (env->rejected != NULL)
 		fprintf(fp, "rejected: %s\n", env->rejected);
+	if (env->dsn != NULL)
+		fprintf(fp, "dsn: %s\n", env->dsn);
+	if (env->dsn_delayed != NULL)
+		fprintf(fp, "dsn-delayed: %s\n", env->dsn_delayed);
 	fprintf(fp, "attempts: %u\nnext-attempt: %lld\n", env->attempts, env->next_attempt);
 	if (env->conversion != NULL)
 		fprintf(fp, "conversion: %s\n", env->conversion);
@@ -373,8 +441,31 @@ parse_rcpt_line(struct envelope *env, char *v)
 	return append_rcpt(env, addr, st, reply);
 }
 
+/* "rcpt-at: <seconds> <host>" belongs to the rcpt line right before it. */
 static int
-parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
+parse_rcpt_at(struct envelope *env, char *v, bool after_rcpt)
+{
+	char *sp = strchr(v, ' ');
+	long long at;
+
+	if (!after_rcpt || env->nrcpt == 0 || sp == NULL)
+		return -EBADMSG;
+	*sp = '\0';
+	if (parse_ll(v, &at) < 0 || !rcpt_host_is_valid(sp + 1))
+		return -EBADMSG;
+	return envelope_set_rcpt_at(env, env->nrcpt - 1, sp + 1, at) == -ENOMEM ? -ENOMEM : 0;
+}
+
+static int
+parse_dsn(char **field, const char *v)
+{
+	if (*field != NULL || !dsn_value_is_valid(v))
+		return -EBADMSG;
+	return replace_string(field, v);
+}
+
+static int
+parse_line(struct envelope *env, char *key, char *v, unsigned *seen, bool after_rcpt)
 {
 	long long n;
 	char *addr, *rest;
@@ -395,6 +486,12 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen)
 	}
 	if (strcmp(key, "rcpt") == 0)
 		return parse_rcpt_line(env, v);
+	if (strcmp(key, "rcpt-at") == 0)
+		return parse_rcpt_at(env, v, after_rcpt);
+	if (strcmp(key, "dsn") == 0)
+		return parse_dsn(&env->dsn, v);
+	if (strcmp(key, "dsn-delayed") == 0)
+		return parse_dsn(&env->dsn_delayed, v);
 	if (strcmp(key, "origin") == 0)
 		return replace_string(&env->origin, v);
 	if (strcmp(key, "last-host") == 0)
@@ -428,6 +525,7 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 {
 	char *copy, *line, *next, *colon;
 	unsigned seen = 0;
+	bool after_rcpt = false;
 	int r = 0;
 
 	memset(env, 0, sizeof(*env));
@@ -446,7 +544,8 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 			break;
 		}
 		*colon = '\0';
-		r = parse_line(env, line, colon + 2, &seen);
+		r = parse_line(env, line, colon + 2, &seen, after_rcpt);
+		after_rcpt = strcmp(line, "rcpt") == 0;
 	}
 	free(copy);
 	if (r == -E2BIG)

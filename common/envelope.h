@@ -24,6 +24,18 @@
  *	    last-host: 127.0.0.1:2525
  *	    last-reply: 451 4.3.0 Local error in processing
  *
+ *	A recipient line may be followed by one "rcpt-at: <unix-seconds>
+ *	<host>" line: the host (next hop name, no space) that gave that
+ *	recipient its reply, and when.  It belongs to the rcpt line right
+ *	before it; records written before it existed simply lack it.
+ *
+ *	"dsn: <value>" (at most once) says which delivery status
+ *	notification (RFC 3464) was made when the message failed, so that a
+ *	restart never makes a second one: the notice's message id, or
+ *	"none <why>" (null-sender, rejected, cap, error) when none was sent
+ *	on purpose.  "dsn-delayed: <value>" (same form) is the one delay
+ *	warning.  Both are written before "attempts:".
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -63,10 +75,12 @@
 #ifndef SPOOLGATE_ENVELOPE_H
 #define SPOOLGATE_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ENVELOPE_ID_MAX		64
 #define ENVELOPE_MAX_RCPT	10000
+#define ENVELOPE_HOST_MAX	255		/* a rcpt-at: host */
 #define ENVELOPE_MAX_SIZE	(4u << 20)	/* a record larger than this is corrupt */
 
 enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
@@ -75,6 +89,8 @@ struct envelope_rcpt {
 	char	       *addr;		/* without angle brackets */
 	enum rcpt_state	state;
 	char	       *reply;		/* last reply for this recipient, or NULL */
+	char		       *host;		/* the host that gave it ("rcpt-at:"), or NULL */
+	long long		at;		/* when (unix seconds); 0 when host is NULL */
 };
 
 struct envelope {
@@ -92,6 +108,8 @@ struct envelope {
 	char		       *rejected;	/* "<code> <esc> <ERRNO> <text>" of a refused
 						   submission, or NULL */
 	char		       *conversion;	/* the last conversion for transport, or NULL */
+	char		       *dsn;		/* "dsn:" the failure notice: its id or "none <why>" */
+	char		       *dsn_delayed;	/* "dsn-delayed:" the delay warning, same form */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -109,6 +127,20 @@ int envelope_set_last(struct envelope *env, const char *host, const char *reply)
  */
 int envelope_set_rejected(struct envelope *env, int code, const char *esc, const char *errname,
 		const char *why);
+/*
+ * Records where and when rcpt i got its reply ("rcpt-at:" line): host
+ * copied (NULL clears both).  0, -ENOMEM, -EINVAL (i out of range, host
+ * empty or with a space or control character, at < 0).
+ */
+int envelope_set_rcpt_at(struct envelope *env, size_t i, const char *host, long long at);
+/*
+ * Records the delivery status notification sent about this message
+ * (delayed = false: "dsn:", the failure notice; true: "dsn-delayed:",
+ * the delay warning).  value is the notice's message id, or "none <why>"
+ * (why: lower-case letters and '-') when none was sent on purpose.
+ * 0, -ENOMEM, -EINVAL (value of another form).
+ */
+int envelope_set_dsn(struct envelope *env, bool delayed, const char *value);
 /* Sets conversion (copied, may be NULL). 0 or -ENOMEM. */
 int envelope_set_conversion(struct envelope *env, const char *text);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);

@@ -38,7 +38,9 @@
  * DIAGNOSTICS
  *	One key=value line per event, with id=: relay-attempt (attempt=,
  *	host=, rcpts=); relay-error (warn) for a connection or protocol
- *	failure; relay-converted and relay-convert-failed for the 7-bit copy;
+ *	failure; relay-next-host (warn) when an address of the next hop did
+ *	not answer and the next one is tried (host=, state=, why=);
+ *	relay-converted and relay-convert-failed for the 7-bit copy;
  *	relay-state and relay-reply at debug level trace the state machine.
  * THREADS
  *	Event loop thread only.
@@ -110,7 +112,8 @@ struct delivery {
 	LIST_ENTRY(delivery) link;
 	struct delivery_agent  *agent;
 	char			id[SPOOL_ID_MAX];
-	struct nexthop		hop;
+	struct nexthop		hop;		/* name: the address being tried, once it has a host */
+	size_t			cur_addr;	/* index in hop.addrs */
 	delivery_done_fn	done;		/* called once, by dlv_conclude() */
 	void		       *arg;
 
@@ -125,6 +128,8 @@ struct delivery {
 	struct envelope	       *env;
 	int			datafd;
 	char			last_reply[RELAY_REPLY_TEXT_MAX];
+	const size_t	       *only;		/* the caller's recipients to try (NULL: all pending) */
+	size_t			nonly;
 	size_t		       *idx;		/* per recipient tried: its index in env->rcpt */
 	enum tx_state	       *tx;		/* per recipient tried */
 	size_t			nrcpts;
@@ -176,6 +181,7 @@ static void dlv_conclude(struct delivery *d, const char *open_reply);
 static void dlv_read_cb(struct bufferevent *bev, void *arg);
 static void dlv_write_cb(struct bufferevent *bev, void *arg);
 static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
+static bool dlv_next_address(struct delivery *d, const char *why);
 
 /*
  * The state machine.
@@ -524,6 +530,9 @@ dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
 			dlv_enter(d, DLV_EHLO);
 		return;
 	}
+	/* RFC 5321 5: a host that will not talk now is skipped for the next one. */
+	if (relay_reply_class(rep->code) == 4 && dlv_next_address(d, rep->text))
+		return;
 	if (!dlv_refused_all(d, rep))
 		dlv_unexpected(d, rep);
 }
@@ -745,7 +754,8 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
-	while (!d->closing) {
+	/* bev != d->bev: the greeting moved the delivery to the next address. */
+	while (!d->closing && bev == d->bev) {
 		struct evbuffer_ptr eol;
 		struct relay_reply rep;
 		size_t eol_len = 0, len;
@@ -825,6 +835,10 @@ dlv_event_cb(struct bufferevent *bev, short what, void *arg)
 		err = ECONNRESET;
 	else if ((err = EVUTIL_SOCKET_ERROR()) == 0)
 		err = ECONNRESET;
+	/* No answer, or gone before the greeting: RFC 5321 5 says try the next address. */
+	if ((d->state == DLV_CONNECTING || d->state == DLV_GREETING) &&
+	    dlv_next_address(d, (what & BEV_EVENT_EOF) ? "closed the connection" : strerror(err)))
+		return;
 	row = errmap_from_errno(err);
 	if (what & BEV_EVENT_EOF)
 		dlv_abort(d, row, "%s closed the connection while %s", d->hop.name,
@@ -896,18 +910,19 @@ dlv_pick_rcpts(struct delivery *d)
 {
 	const struct envelope *env = d->env;
 	char line[DLV_CMD_MAX];
-	size_t i, n = envelope_count(env, RCPT_PENDING);
+	size_t i, j, n = d->only != NULL ? d->nonly : env->nrcpt;
 
-	if (n == 0)
+	if (envelope_count(env, RCPT_PENDING) == 0 || n == 0)
 		return 0;
 	if ((d->idx = calloc(n, sizeof(*d->idx))) == NULL || (d->tx = calloc(n, sizeof(*d->tx))) == NULL ||
 	    (d->wire = calloc(n, sizeof(*d->wire))) == NULL)
 		return -ENOMEM;
-	for (i = 0; i < env->nrcpt; i++) {
+	for (j = 0; j < n; j++) {
 		size_t k;
 		int len;
 
-		if (env->rcpt[i].state != RCPT_PENDING)
+		i = d->only != NULL ? d->only[j] : j;
+		if (i >= env->nrcpt || env->rcpt[i].state != RCPT_PENDING)
 			continue;
 		k = d->nrcpts++;
 		d->idx[k] = i;
@@ -944,13 +959,23 @@ dlv_measure(struct delivery *d)
 	return mime7bit_scan_fd(d->datafd, d->env->data_offset, &d->scan);
 }
 
+/*
+ * Connects to the address d->cur_addr.  An address with a host name
+ * (from DNS) names the peer from now on: "mx1.example[192.0.2.1]:25" in
+ * the log, in local replies and in the record's last-host.
+ */
 static int
 dlv_connect(struct delivery *d)
 {
 	struct delivery_agent *a = d->agent;
 	struct timeval rtv = { a->command_timeout, 0 };
 	struct timeval ctv = { a->connect_timeout, 0 };
+	const struct nexthop_addr *na = &d->hop.addrs[d->cur_addr];
 
+	if (d->cur_addr >= d->hop.naddrs)
+		return -EDESTADDRREQ;
+	if (na->host[0] != '\0')
+		nexthop_describe(na, d->hop.name, sizeof(d->hop.name));
 	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (d->bev == NULL)
 		return -ENOMEM;
@@ -958,9 +983,40 @@ dlv_connect(struct delivery *d)
 	/* While connecting, the write timeout is the connect timeout. */
 	bufferevent_set_timeouts(d->bev, &rtv, &ctv);
 	d->state = DLV_CONNECTING;
-	if (bufferevent_socket_connect(d->bev, (struct sockaddr *)&d->hop.addr, (int)d->hop.addrlen) < 0)
+	if (bufferevent_socket_connect(d->bev, (const struct sockaddr *)&na->addr, (int)na->addrlen) < 0)
 		return errno ? -errno : -ECONNREFUSED;
 	return 0;
+}
+
+/*
+ * RFC 5321 5: when an address does not answer (refused, timed out, closed
+ * before the greeting, a 4xx greeting), the next one is tried.  Returns
+ * false when there is none left: the caller ends the attempt as before.
+ * May run inside a callback of the old bufferevent: freeing it there is
+ * safe (libevent holds a reference while its callback runs).
+ */
+static bool
+dlv_next_address(struct delivery *d, const char *why)
+{
+	char quoted[RELAY_REPLY_TEXT_MAX + 8];
+	int err;
+
+	while (d->cur_addr + 1 < d->hop.naddrs) {
+		log_warn("relay-next-host", "id=%s host=%s state=%s why=%s", d->id, d->hop.name,
+		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), why));
+		if (d->bev != NULL) {
+			bufferevent_disable(d->bev, EV_READ | EV_WRITE);
+			bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+			bufferevent_free(d->bev);
+			d->bev = NULL;
+		}
+		memset(&d->caps, 0, sizeof(d->caps));
+		d->cur_addr++;
+		if ((err = dlv_connect(d)) == 0)
+			return true;
+		why = strerror(-err);
+	}
+	return false;
 }
 
 /*
@@ -996,7 +1052,7 @@ dlv_begin(struct delivery *d)
 		return;
 	}
 	/* Callbacks can only run once we return to the loop. */
-	if ((err = dlv_connect(d)) < 0)
+	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
 		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->hop.name);
 }
 
@@ -1013,6 +1069,8 @@ delivery_start(struct delivery_agent *a, const struct delivery_request *req)
 	d->arg = req->arg;
 	d->env = req->env;
 	d->datafd = req->datafd;
+	d->only = req->rcpts;
+	d->nonly = req->nrcpts;
 	d->convfd = -1;
 	snprintf(d->id, sizeof(d->id), "%s", req->id);
 	LIST_INSERT_HEAD(&a->open, d, link);

@@ -21,14 +21,21 @@
  *	A job.  Each claim is a struct runner_job, from queue_claim() to the
  *	end of its commit; it holds one of the max_deliveries slots all that
  *	time.  The data path reads in one direction: runner_start() claims the
- *	record and hands its envelope and data file to the delivery agent
- *	(delivery.c) with the route (struct nexthop: the smarthost); the
- *	delivery fills in each recipient's fate and calls job_delivered()
- *	once; the job settles the envelope (relay_settle(): attempts,
+ *	record; job_route() groups its pending recipients by next hop
+ *	(route_pick()); for each destination in turn job_next_dest() resolves
+ *	the next hop (dns_resolve(); a literal needs none) and hands the
+ *	envelope, the data file, the destination's recipients and the
+ *	addresses (struct nexthop) to the delivery agent (delivery.c); the
+ *	delivery fills in each recipient's fate and calls job_dest_delivered()
+ *	once (a DNS failure fills them in without a delivery); after the last
+ *	destination the job settles the envelope (relay_settle(): attempts,
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
  *	the loop.  A record whose lifetime ran out while it waited is settled
- *	without a delivery (relay_expire()).
+ *	without a delivery (relay_expire()).  Before the commit,
+ *	job_notify_sender() asks bounce.h whether the sender gets a notice
+ *	(a failure, or a delay warning); the notice commits in the same
+ *	commitq job, published after the record.
  *
  *	Ownership.  A job owns its claim.  It points back at the runner only
  *	to give the slot back, and runner_free() clears that pointer, so a
@@ -44,7 +51,8 @@
  * DIAGNOSTICS
  *	One key=value line per event, with id= where a message is concerned:
  *	relay-started; relay-rcpt (rcpt=, status=, reply=) for each recipient
- *	of an attempt; relay-sent, relay-deferred (next=, delay=, attempts=)
+ *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
+ *	gave a destination no address; relay-sent, relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
@@ -72,9 +80,12 @@
 #include "../common/envelope.h"
 #include "../common/log.h"
 #include "../common/queue.h"
+#include "../common/route.h"
 #include "../common/spool.h"
+#include "bounce.h"
 #include "commitq.h"
 #include "delivery.h"
+#include "dns.h"
 #include "nexthop.h"
 #include "runner.h"
 #include "relay_smtp.h"
@@ -93,8 +104,10 @@ struct runner {
 	struct commitq	       *cq;
 	struct relay_policy	policy;
 
-	struct nexthop		hop;		/* the smarthost: the only route */
+	struct dns	       *dns;		/* NULL when no route needs DNS */
+	struct bounce	       *bounce;		/* delivery status notifications */
 	struct delivery_agent  *agent;		/* owns the connections */
+	bool			stopping;	/* runner_free(): no new claims */
 
 	int			inotify_fd;	/* -1 when unavailable */
 	struct event	       *inotify_ev;
@@ -112,6 +125,13 @@ struct runner {
 	LIST_HEAD(, runner_job)	jobs;
 };
 
+/* One next hop of a message and the recipients that go there (see "Routing" below). */
+struct runner_dest {
+	struct route_nexthop	nh;
+	size_t			first, n;	/* its recipients: dest_rcpts[first .. first+n) */
+	char			host[NEXTHOP_NAME_MAX];	/* who answered last, for job_explain() */
+};
+
 /* One claim, from queue_claim() until its record is durable. */
 struct runner_job {
 	struct commitq_job	cj;
@@ -119,7 +139,18 @@ struct runner_job {
 	struct runner	       *runner;		/* NULL after runner_free() */
 	struct queue_claim     *qc;		/* owned */
 	char			id[SPOOL_ID_MAX];
-	bool			delivering;	/* the delivery has the envelope */
+	bool			delivering;	/* routing or a delivery has the envelope */
+
+	/* The routes of this attempt: one destination per next hop. */
+	struct runner_dest     *dests;		/* owned, ndests */
+	size_t			ndests, cur_dest;
+	size_t		       *dest_rcpts;	/* owned: recipient indices, grouped per destination */
+	size_t		       *dest_of;	/* owned: per env->rcpt, its destination or SIZE_MAX */
+	bool			resolving;	/* dns_id is pending */
+	uint64_t		dns_id;
+	struct nexthop		hop;		/* of the current destination */
+	bool			rcpt_overflow;	/* of any destination */
+	size_t			ndelivered;
 
 	/* The outcome, set when the job goes to commitq. */
 	enum queue_outcome	outcome;
@@ -129,6 +160,11 @@ struct runner_job {
 	unsigned		delay;
 	long long		next_attempt;
 	char			reply[RELAY_REPLY_TEXT_MAX];
+
+	/* A notice to the sender, committed with the record (bounce.h). */
+	struct spool_msg       *dsn_msg;	/* owned, or NULL */
+	bool			dsn_published;
+	int			dsn_err;	/* why it could not be committed */
 
 	unsigned		retry_delay;	/* of a failed commit */
 	struct event	       *retry_ev;
@@ -149,7 +185,8 @@ runner_release_slot(struct runner *r)
 {
 	if (r->nclaims > 0)
 		r->nclaims--;
-	runner_dispatch(r);
+	if (!r->stopping)
+		runner_dispatch(r);
 }
 
 /*
@@ -163,8 +200,12 @@ job_free(struct runner_job *j)
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
+	spool_msg_free(j->dsn_msg);	/* unpublished: removed with its temporaries */
 	if (j->retry_ev != NULL)
 		event_free(j->retry_ev);
+	free(j->dests);
+	free(j->dest_rcpts);
+	free(j->dest_of);
 	free(j);
 }
 
@@ -186,9 +227,10 @@ job_give_back(struct runner_job *j, int err)
  * failure the one that refused, not a 250 that came after them.
  */
 static void
-job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *host)
+job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *last)
 {
 	enum rcpt_state want = outcome == QUEUE_DEFERRED ? RCPT_PENDING : RCPT_FAILED;
+	char host[NEXTHOP_NAME_MAX];
 	size_t i;
 
 	if (outcome == QUEUE_SENT)
@@ -197,8 +239,12 @@ job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outco
 		const struct envelope_rcpt *er = &env->rcpt[i];
 
 		if (er->state == want && er->reply != NULL) {
+			/* The host of that recipient's destination, when this attempt had one. */
+			if (j->dest_of != NULL && j->dest_of[i] != SIZE_MAX && j->dests[j->dest_of[i]].host[0])
+				last = j->dests[j->dest_of[i]].host;
+			snprintf(host, sizeof(host), "%s", last != NULL ? last : "");
 			snprintf(j->reply, sizeof(j->reply), "%s", er->reply);
-			if (envelope_set_last(env, host, j->reply) < 0)
+			if (envelope_set_last(env, host[0] ? host : NULL, j->reply) < 0)
 				log_error("relay-rcpt", "id=%s error=\"%s\"", j->id, strerror(ENOMEM));
 			return;
 		}
@@ -220,10 +266,23 @@ job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size
 	}
 }
 
+/*
+ * The sender hears of a failure, or of a long delay: bounce.h decides,
+ * records its decision in env and hands over the notice, which goes to
+ * commitq with the record.
+ */
+static void
+job_notify_sender(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
+{
+	j->dsn_msg = bounce_for_outcome(j->runner->bounce, env, queue_claim_data_fd(j->qc), v->outcome,
+	    now_seconds());
+}
+
 /* The settled envelope goes to commitq with its verdict. */
 static void
-job_commit(struct runner_job *j, const struct envelope *env, const struct relay_verdict *v)
+job_commit(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
 {
+	job_notify_sender(j, env, v);
 	j->outcome = v->outcome;
 	j->expired = v->expired;
 	j->delay = v->delay;
@@ -233,25 +292,25 @@ job_commit(struct runner_job *j, const struct envelope *env, const struct relay_
 	job_submit(j);
 }
 
-/* The delivery is over: settle the attempt and make it durable. */
+/*
+ * The attempt is over, every destination tried: settle it and make it
+ * durable.  Also at shutdown for a job some of whose destinations were
+ * tried already, so that what they delivered is not sent again.
+ */
 static void
-job_delivered(void *arg, const struct delivery_result *res)
+job_settle(struct runner_job *j)
 {
-	struct runner_job *j = arg;
 	struct runner *r = j->runner;
 	struct envelope *env = queue_claim_envelope(j->qc);
 	struct relay_verdict v;
 	int err;
 
 	j->delivering = false;
-	snprintf(j->reply, sizeof(j->reply), "%s", res->reply);
-	if ((err = res->error) == 0)
-		err = relay_settle(env, now_seconds(), &r->policy, &v);
-	if (err < 0) {
+	if ((err = relay_settle(env, now_seconds(), &r->policy, &v)) < 0) {
 		job_give_back(j, err);
 		return;
 	}
-	if (v.outcome == QUEUE_DEFERRED && res->rcpt_overflow && res->ndelivered > 0) {
+	if (v.outcome == QUEUE_DEFERRED && j->rcpt_overflow && j->ndelivered > 0) {
 		/*
 		 * RFC 5321 4.5.3.1.10: the server took what it could; the
 		 * rest goes in the next transaction, now, not after a backoff.
@@ -260,8 +319,7 @@ job_delivered(void *arg, const struct delivery_result *res)
 		env->next_attempt = now_seconds();
 		v.delay = 0;
 	}
-	job_explain(j, env, v.outcome, res->host);
-	job_log_rcpts(j, env, res->rcpts, res->nrcpts);
+	job_explain(j, env, v.outcome, env->last_host);
 	job_commit(j, env, &v);
 }
 
@@ -279,32 +337,283 @@ job_expire(struct runner_job *j)
 		job_give_back(j, err);
 		return;
 	}
-	job_explain(j, env, v.outcome, r->hop.name);
+	job_explain(j, env, v.outcome, env->last_host);
 	job_commit(j, env, &v);
+}
+
+/*
+ * Routing: the recipients of a message into destinations.
+ *
+ * Each pending recipient's domain goes through route_pick() ([routes],
+ * smarthost, MX); recipients with the same next hop form one destination
+ * and get one transaction.  The destinations are tried one after the
+ * other within the job's slot: resolve (dns_resolve(), asynchronous; an
+ * address literal needs no DNS), then deliver to the addresses in order.
+ * Every outcome, DNS or SMTP, lands in the one envelope of the claim,
+ * which is settled and committed once, after the last destination.
+ */
+
+static void job_next_dest(struct runner_job *j);
+
+static bool
+same_nexthop(const struct route_nexthop *a, const struct route_nexthop *b)
+{
+	return a->port == b->port && a->mx_lookup == b->mx_lookup && a->literal == b->literal &&
+	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0;
+}
+
+/* How a destination is named before an address answers: "[host]:port", "host:port", "mx:domain". */
+static void
+dest_name(const struct route_nexthop *nh, char *buf, size_t size)
+{
+	if (nh->recipient_mx && !nh->literal)
+		snprintf(buf, size, "mx:%s", nh->host);
+	else if (nh->literal && strchr(nh->host, ':') != NULL)
+		snprintf(buf, size, "[%s]:%u", nh->host, nh->port);
+	else if (nh->literal || nh->mx_lookup)
+		snprintf(buf, size, "%s:%u", nh->host, nh->port);
+	else
+		snprintf(buf, size, "[%s]:%u", nh->host, nh->port);
+}
+
+/* One recipient's fate decided here, not by a server: the state, the reply, the record's last host. */
+static void
+job_rcpt_outcome(struct runner_job *j, size_t i, enum rcpt_state state, const char *host, const char *reply)
+{
+	struct envelope *env = queue_claim_envelope(j->qc);
+
+	if (envelope_set_rcpt(env, i, state, reply) < 0 || envelope_set_last(env, host, reply) < 0)
+		log_error("relay-rcpt", "id=%s rcpt=%zu error=\"%s\"", j->id, i, strerror(ENOMEM));
+}
+
+/* The pending recipients of a domain no route can take fail here. */
+static void
+job_unroutable(struct runner_job *j, size_t i, int err)
+{
+	char reply[RELAY_REPLY_TEXT_MAX];
+
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_DNS_NXDOMAIN),
+	    err == -ENAMETOOLONG ? "the domain is too long to route" : "no domain to route by");
+	job_rcpt_outcome(j, i, RCPT_FAILED, "(none)", reply);
+	job_log_rcpts(j, queue_claim_envelope(j->qc), &i, 1);
+}
+
+/* Finds or adds the destination of nh; returns its index. */
+static size_t
+job_dest_index(struct runner_job *j, const struct route_nexthop *nh)
+{
+	size_t k;
+
+	for (k = 0; k < j->ndests; k++)
+		if (same_nexthop(&j->dests[k].nh, nh))
+			return k;
+	j->dests[k].nh = *nh;
+	j->ndests++;
+	return k;
+}
+
+/* Groups the pending recipients by next hop.  0 or -ENOMEM. */
+static int
+job_route(struct runner_job *j)
+{
+	const struct envelope *env = queue_claim_envelope(j->qc);
+	struct route_nexthop nh;
+	size_t i, k, n = env->nrcpt ? env->nrcpt : 1, *fill;
+
+	j->dests = calloc(n, sizeof(*j->dests));
+	j->dest_rcpts = calloc(n, sizeof(*j->dest_rcpts));
+	j->dest_of = calloc(n, sizeof(*j->dest_of));
+	if (j->dests == NULL || j->dest_rcpts == NULL || j->dest_of == NULL)
+		return -ENOMEM;
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+		int err;
+
+		j->dest_of[i] = SIZE_MAX;
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		if ((err = route_pick(j->runner->cfg, at != NULL ? at + 1 : "", &nh)) < 0) {
+			job_unroutable(j, i, err);
+			continue;
+		}
+		k = job_dest_index(j, &nh);
+		j->dest_of[i] = k;
+		j->dests[k].n++;
+	}
+	for (k = 1; k < j->ndests; k++)
+		j->dests[k].first = j->dests[k - 1].first + j->dests[k - 1].n;
+	if ((fill = calloc(n, sizeof(*fill))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < env->nrcpt; i++) {
+		if ((k = j->dest_of[i]) == SIZE_MAX)
+			continue;
+		j->dest_rcpts[j->dests[k].first + fill[k]++] = i;
+	}
+	free(fill);
+	return 0;
+}
+
+/* Every recipient of the current destination gets the outcome of its DNS lookup. */
+static void
+job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
+{
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	enum rcpt_state state = status == -EPERM ? RCPT_FAILED : RCPT_PENDING;
+	char reply[RELAY_REPLY_TEXT_MAX], quoted[RELAY_REPLY_TEXT_MAX + 8];
+	size_t m;
+
+	relay_local_reply(reply, sizeof(reply), errmap_get(fail->reply), fail->text);
+	snprintf(j->reply, sizeof(j->reply), "%s", reply);
+	dest_name(&dest->nh, dest->host, sizeof(dest->host));
+	log_info("relay-route-failed", "id=%s route=%s status=%s reply=%s", j->id, dest->host,
+	    rcpt_state_name(state), log_quote(quoted, sizeof(quoted), reply));
+	for (m = 0; m < dest->n; m++)
+		job_rcpt_outcome(j, j->dest_rcpts[dest->first + m], state, dest->host, reply);
+	bounce_note_attempt(queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n, dest->host,
+	    now_seconds());
+	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
+	j->cur_dest++;
+	job_next_dest(j);
+}
+
+/* A local failure before the delivery could start: the destination's recipients stay pending. */
+static void
+job_dest_local_error(struct runner_job *j, int err, const char *what)
+{
+	struct route_fail fail;
+
+	fail.reply = errmap_from_errno(-err)->id;
+	snprintf(fail.text, sizeof(fail.text), "%s: %s", what, strerror(-err));
+	job_dest_failed(j, -EAGAIN, &fail);
+}
+
+/* One destination's transaction is over: its recipients' fate is in the envelope. */
+static void
+job_dest_delivered(void *arg, const struct delivery_result *res)
+{
+	struct runner_job *j = arg;
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+
+	if (res->error < 0) {
+		j->delivering = false;
+		job_give_back(j, res->error);
+		return;
+	}
+	snprintf(j->reply, sizeof(j->reply), "%s", res->reply);
+	snprintf(dest->host, sizeof(dest->host), "%s", res->host);
+	j->rcpt_overflow |= res->rcpt_overflow;
+	j->ndelivered += res->ndelivered;
+	bounce_note_attempt(queue_claim_envelope(j->qc), res->rcpts, res->nrcpts, res->host, now_seconds());
+	job_log_rcpts(j, queue_claim_envelope(j->qc), res->rcpts, res->nrcpts);
+	j->cur_dest++;
+	job_next_dest(j);
+}
+
+static void
+job_dest_deliver(struct runner_job *j)
+{
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	struct delivery_request req = {
+		.id = j->id,
+		.env = queue_claim_envelope(j->qc),
+		.datafd = queue_claim_data_fd(j->qc),
+		.hop = &j->hop,
+		.rcpts = &j->dest_rcpts[dest->first],
+		.nrcpts = dest->n,
+		.done = job_dest_delivered,
+		.arg = j,
+	};
+	int err;
+
+	/* From here j may be gone: the delivery can report before it returns. */
+	if ((err = delivery_start(j->runner->agent, &req)) < 0)
+		job_dest_local_error(j, err, "starting the delivery");
+}
+
+/* The addresses of the current destination are known: deliver there. */
+static void
+job_resolved(void *arg, uint64_t id, const struct dns_answer *ans)
+{
+	struct runner_job *j = arg;
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	size_t t;
+
+	(void)id;
+	j->resolving = false;
+	if (ans->status < 0) {
+		job_dest_failed(j, ans->status, &ans->fail);
+		return;
+	}
+	memset(&j->hop, 0, sizeof(j->hop));
+	dest_name(&dest->nh, j->hop.name, sizeof(j->hop.name));
+	for (t = 0; t < ans->n_targets; t++)
+		if (nexthop_add_addr(&j->hop, (const struct sockaddr *)&ans->targets[t].addr,
+		    ans->targets[t].addrlen, ans->targets[t].host) < 0)
+			break;
+	if (j->hop.naddrs == 0) {
+		job_dest_local_error(j, -EDESTADDRREQ, "the DNS answer has no usable address");
+		return;
+	}
+	job_dest_deliver(j);
+}
+
+/* An address literal (a numeric smarthost or route, user@[192.0.2.1]) needs no DNS. */
+static int
+job_literal_hop(struct runner_job *j, const struct route_nexthop *nh)
+{
+	char spec[NEXTHOP_NAME_MAX];
+
+	dest_name(nh, spec, sizeof(spec));
+	return nexthop_from_smarthost(spec, &j->hop);
+}
+
+/* The next destination, or the end of the attempt. */
+static void
+job_next_dest(struct runner_job *j)
+{
+	struct runner *r = j->runner;
+	struct runner_dest *dest;
+	int err;
+
+	if (j->cur_dest >= j->ndests) {
+		job_settle(j);
+		return;
+	}
+	dest = &j->dests[j->cur_dest];
+	if (dest->nh.literal) {
+		if ((err = job_literal_hop(j, &dest->nh)) < 0)
+			job_dest_local_error(j, err, "the address of the next hop");
+		else
+			job_dest_deliver(j);
+		return;
+	}
+	if (r->dns == NULL) {
+		job_dest_local_error(j, -ENOTSUP, "no resolver");
+		return;
+	}
+	j->resolving = true;
+	if ((err = dns_resolve(r->dns, &dest->nh, job_resolved, j, &j->dns_id)) < 0) {
+		j->resolving = false;
+		job_dest_local_error(j, err, "asking DNS");
+	}
 }
 
 static void
 job_deliver(struct runner_job *j)
 {
 	struct runner *r = j->runner;
-	struct delivery_request req = {
-		.id = j->id,
-		.env = queue_claim_envelope(j->qc),
-		.datafd = queue_claim_data_fd(j->qc),
-		.hop = &r->hop,
-		.done = job_delivered,
-		.arg = j,
-	};
 	int err;
 
 	j->delivering = true;
-	/* From here j may be gone: the delivery can report before it returns. */
-	if ((err = delivery_start(r->agent, &req)) < 0) {
+	if ((err = job_route(j)) < 0) {
 		j->delivering = false;
 		log_error("relay-claim-failed", "id=%s error=\"%s\"", j->id, strerror(-err));
 		job_free(j);
 		r->nclaims--;
+		return;
 	}
+	/* From here j may be gone: a destination can report before this returns. */
+	job_next_dest(j);
 }
 
 static void
@@ -340,20 +649,36 @@ runner_start(struct runner *r, const char *id)
  * Finishing through commitq.
  */
 
+/* A notice that cannot be written does not hold back the record (it says dsn-failed). */
 static int
 job_prepare(void *arg)
 {
 	struct runner_job *j = arg;
 
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0)
+		j->dsn_err = spool_msg_commit_prepare(j->dsn_msg);
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
 }
 
+/*
+ * The record first, then the notice it names: a crash between the two
+ * loses the notice, never sends it twice.  One directory sync for both.
+ */
 static int
 job_publish(void *arg, struct spool_dirset *dirs)
 {
 	struct runner_job *j = arg;
+	int err;
 
-	return queue_finish_publish(j->qc, dirs);
+	if ((err = queue_finish_publish(j->qc, dirs)) < 0)
+		return err;
+	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0) {
+		if ((j->dsn_err = spool_msg_commit_publish(j->dsn_msg, dirs)) < 0)
+			spool_msg_commit_unpublish(j->dsn_msg);
+		else
+			j->dsn_published = true;
+	}
+	return 0;
 }
 
 /* The job is over: its slot goes to the next one. */
@@ -404,6 +729,12 @@ job_committed(void *arg, int result)
 	struct timeval tv;
 	int where;
 
+	if (j->dsn_msg != NULL && j->dsn_err < 0) {
+		log_error("dsn-failed", "id=%s dsn=%s error=\"%s\" action=\"the record names a notice that was "
+		    "not written\"", j->id, spool_msg_id(j->dsn_msg), strerror(-j->dsn_err));
+		spool_msg_free(j->dsn_msg);
+		j->dsn_msg = NULL;
+	}
 	if (result == 0) {
 		job_log_outcome(j);
 		job_finished(j);
@@ -646,6 +977,39 @@ runner_watch_queue(struct runner *r)
 	return 0;
 }
 
+/* Whether a target of the configuration ("mx", a host name) needs DNS; an unparsable one counts. */
+static bool
+target_needs_dns(const char *target)
+{
+	struct route_nexthop nh;
+
+	return route_parse_target(target, &nh) < 0 || !nh.literal;
+}
+
+/*
+ * The resolver, when a route can need it: an empty smarthost (MX), a host
+ * name, a route by name or by MX.  A configuration of address literals only
+ * (the default, a numeric smarthost) makes no DNS context at all.
+ */
+static int
+runner_open_dns(struct runner *r)
+{
+	const struct cfg *cfg = r->cfg;
+	bool need = cfg->smarthost == NULL || cfg->smarthost[0] == '\0' || target_needs_dns(cfg->smarthost);
+	char err[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < cfg->n_routes && !need; i++)
+		need = target_needs_dns(cfg->routes[i].target);
+	if (!need)
+		return 0;
+	if ((rc = dns_new(r->base, cfg->resolver, cfg->dns_timeout, cfg->hostname, &r->dns, err, sizeof(err))) < 0)
+		log_error("relay-config", "resolver=%s error=\"%s\"",
+		    cfg->resolver != NULL && cfg->resolver[0] ? cfg->resolver : "system", err);
+	return rc;
+}
+
 int
 runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out)
@@ -665,13 +1029,18 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	r->policy.retry_max = cfg->retry_max;
 	r->policy.max_queue_lifetime = cfg->max_queue_lifetime;
 	LIST_INIT(&r->jobs);
-	if ((err = nexthop_from_smarthost(cfg->smarthost, &r->hop)) < 0) {
-		log_error("relay-config", "smarthost=%s error=\"not a numeric host:port or [ipv6]:port\"",
-		    cfg->smarthost ? cfg->smarthost : "(none)");
+	if ((err = runner_open_dns(r)) < 0) {
+		free(r);
+		return err;
+	}
+	if ((err = bounce_new(cfg, spool, &r->bounce)) < 0) {
+		dns_free(r->dns);
 		free(r);
 		return err;
 	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		bounce_free(r->bounce);
+		dns_free(r->dns);
 		free(r);
 		return err;
 	}
@@ -691,8 +1060,10 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		every.tv_sec = 1;
 	}
 	event_add(r->interval_ev, &every);
-	log_info("relay-started", "smarthost=%s helo=%s max_deliveries=%u scan_interval=%ld inotify=%s",
-	    r->hop.name, delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
+	log_info("relay-started", "smarthost=%s routes=%zu dns=%s helo=%s max_deliveries=%u scan_interval=%ld "
+	    "inotify=%s", cfg->smarthost != NULL && cfg->smarthost[0] ? cfg->smarthost : "mx", cfg->n_routes,
+	    r->dns != NULL ? (cfg->resolver != NULL && cfg->resolver[0] ? cfg->resolver : "system") : "none",
+	    delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
 	    r->inotify_ev != NULL ? "yes" : "no");
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	*out = r;
@@ -705,6 +1076,28 @@ runner_kick(struct runner *r)
 	/* With inotify the rename into queue/ has told us already. */
 	if (r != NULL && r->inotify_ev == NULL)
 		runner_request_scan(r);
+}
+
+/*
+ * At shutdown, a job that has tried some of its destinations already
+ * keeps what they did: it is settled and committed (the recipients not
+ * tried stay pending), so that what was delivered is not sent again.
+ * Jobs that tried none give their claim back below, as before.
+ */
+static void
+runner_settle_partial(struct runner *r)
+{
+	struct runner_job *j, *next;
+
+	for (j = LIST_FIRST(&r->jobs); j != NULL; j = next) {
+		next = LIST_NEXT(j, link);
+		if (!j->delivering || j->cur_dest == 0)
+			continue;
+		log_info("relay-abandoned", "id=%s action=\"%zu of %zu destinations tried: recorded\"", j->id,
+		    j->cur_dest, j->ndests);
+		j->resolving = false;
+		job_settle(j);	/* to commitq, or freed (and off the list) on a failure */
+	}
 }
 
 void
@@ -724,8 +1117,14 @@ runner_free(struct runner *r)
 		event_free(r->due_ev);
 	if (r->interval_ev != NULL)
 		event_free(r->interval_ev);
+	r->stopping = true;
 	/* Connections close; deliveries in flight never report. */
 	delivery_agent_free(r->agent);
+	r->agent = NULL;
+	/* Lookups pending are cancelled: their callbacks never run. */
+	dns_free(r->dns);
+	r->dns = NULL;
+	runner_settle_partial(r);
 	/*
 	 * Claims of deliveries in flight go back to queue/ unchanged.  Jobs
 	 * in commitq stay there: their done() runs later (at commitq_free)
@@ -743,6 +1142,7 @@ runner_free(struct runner *r)
 			job_free(j);
 		}
 	}
+	bounce_free(r->bounce);
 	free(r->backlog);
 	free(r);
 }

@@ -13,15 +13,28 @@
  *	sees.  The runner finds and schedules work and finishes records;
  *	delivery.h is the SMTP client that makes one attempt; relay_smtp.h
  *	holds the pure pieces (reply parser, command formatters, retry
- *	policy); nexthop.h is where a delivery goes.
+ *	policy); nexthop.h is where a delivery goes; route.h decides it and
+ *	dns.h resolves it.
  *
- *	runner_new() starts the runner on the smtpd event loop, with the
- *	smarthost (a numeric host:port) as the only route.  It watches
+ *	runner_new() starts the runner on the smtpd event loop.  It watches
  *	queue/ with inotify (a newly queued message is noticed at once) and
  *	scans queue/ every scan_interval seconds as a safety net and for
  *	deferred messages whose next attempt is due.  Up to max_deliveries
- *	messages are delivered at once, each over its own connection to the
- *	smarthost: EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
+ *	messages are delivered at once.
+ *
+ *	Routing.  Each pending recipient's domain is routed by route_pick()
+ *	([routes]: exact, nearest .parent, "*"; then smarthost; an empty
+ *	smarthost means MX); recipients with the same next hop make one
+ *	destination, and the destinations of a message are tried one after
+ *	the other within its delivery slot.  A next hop by name is resolved
+ *	with dns_resolve() (asynchronous, on the loop: the claim waits); an
+ *	address literal needs no DNS.  A DNS answer that gives no address
+ *	decides for the destination's recipients at once: permanent ones
+ *	(NXDOMAIN of the recipient's domain 550 5.1.2, null MX 556 5.1.10, no
+ *	address for any MX host 550 5.4.4, an MX list looping back 554 5.4.6)
+ *	fail, temporary ones (SERVFAIL, timeout: 451 4.4.3) stay pending, each
+ *	with the DNS answer in its reply.  Otherwise one connection tries the
+ *	addresses in order (delivery.h): EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
  *	PIPELINING is offered, the data dot-stuffed with every line ending sent
  *	as CRLF, then QUIT.
  *
@@ -32,20 +45,27 @@
  *	back to queue/ with next-attempt = now + backoff (retry_min doubling up
  *	to retry_max), never later than created + max_queue_lifetime.  When
  *	the lifetime has run out the pending recipients fail (554 5.4.7), a
- *	record claimed after that without another attempt.
+ *	record claimed after that without another attempt.  The sender of a
+ *	message that ends in failed/ (and, with delay_warning_time, of one
+ *	that waits that long) gets a delivery status notification: bounce.h.
  *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
- *	message).  runner_free() stops: deliveries in flight are abandoned and
- *	their claims given back to queue/ unchanged; records being committed
- *	finish in commitq, so commitq_free() comes after runner_free().
+ *	message).  runner_free() stops: pending DNS lookups are cancelled,
+ *	deliveries in flight are abandoned and their claims given back to
+ *	queue/ unchanged, except a message some of whose destinations were
+ *	tried already: it is settled and committed with what they did (the
+ *	rest stays pending), so that nothing delivered is sent again.  Records
+ *	being committed finish in commitq, so commitq_free() comes after
+ *	runner_free().
  * OWNERSHIP
  *	The runner borrows base, cfg, spool and cq, which must outlive it.
  *	It owns its claims, its timers and the delivery agent.
  * THREADS
  *	Event loop thread only.
  * ERRORS
- *	runner_new(): -EINVAL when the smarthost is no numeric host:port or
- *	[ipv6]:port (logged as relay-config), -ENOMEM.  runner_kick() and
+ *	runner_new(): the error of dns_new() when a route needs DNS and the
+ *	resolver cannot be set up (logged as relay-config; a configuration of
+ *	address literals only makes no resolver), -ENOMEM.  runner_kick() and
  *	runner_free() accept NULL.
  */
 #ifndef SPOOLGATE_RUNNER_H

@@ -31,11 +31,15 @@ check_equal(const struct envelope *a, const struct envelope *b)
 	FUZZ_CHECK(a->next_attempt == b->next_attempt, "next_attempt");
 	FUZZ_CHECK(same_str(a->last_host, b->last_host), "last_host");
 	FUZZ_CHECK(same_str(a->last_reply, b->last_reply), "last_reply");
+	FUZZ_CHECK(same_str(a->dsn, b->dsn), "dsn");
+	FUZZ_CHECK(same_str(a->dsn_delayed, b->dsn_delayed), "dsn_delayed");
 	FUZZ_CHECK(a->nrcpt == b->nrcpt, "nrcpt %zu != %zu", a->nrcpt, b->nrcpt);
 	for (i = 0; i < a->nrcpt; i++) {
 		FUZZ_CHECK(same_str(a->rcpt[i].addr, b->rcpt[i].addr), "rcpt %zu address", i);
 		FUZZ_CHECK(a->rcpt[i].state == b->rcpt[i].state, "rcpt %zu state", i);
 		FUZZ_CHECK(same_str(a->rcpt[i].reply, b->rcpt[i].reply), "rcpt %zu reply", i);
+		FUZZ_CHECK(same_str(a->rcpt[i].host, b->rcpt[i].host), "rcpt %zu host", i);
+		FUZZ_CHECK(a->rcpt[i].at == b->rcpt[i].at, "rcpt %zu at", i);
 	}
 }
 

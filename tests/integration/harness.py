@@ -160,10 +160,13 @@ _SECTION = {
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
     'command_timeout': 'relay', 'keep_sent': 'relay',
+    'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
+    'resolver': 'relay', 'dns_timeout': 'relay',
+    'routes': 'routes',		# a dict: domain -> target, one line each
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'relay', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'relay', 'routes', 'fs', 'log']
 
 
 def _fmt(value):
@@ -246,6 +249,9 @@ class Instance:
         sections = {s: [] for s in _ORDER}
         for key, value in self.cfg.items():
             if value is None:
+                continue
+            if key == 'routes':
+                sections['routes'].extend('%s = %s' % kv for kv in value.items())
                 continue
             sections[_SECTION[key]].append('%s = %s' % (key, _fmt(value)))
         with open(self.conf, 'w') as f:

@@ -99,6 +99,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.retry_min, 60);
 	ck_assert_uint_eq(cfg.retry_max, 3600);
 	ck_assert_uint_eq(cfg.max_queue_lifetime, 432000);
+	ck_assert_uint_eq(cfg.bounce_limit_per_hour, 10);
+	ck_assert_uint_eq(cfg.delay_warning_time, 0);
 	ck_assert_uint_eq(cfg.max_deliveries, 4);
 	ck_assert_uint_eq(cfg.scan_interval, 30);
 	ck_assert_uint_eq(cfg.connect_timeout, 30);
@@ -146,6 +148,8 @@ static const char full_conf[] =
 	"retry_min = 2\n"
 	"retry_max = 20\n"
 	"max_queue_lifetime = 600\n"
+	"bounce_limit_per_hour = 3\n"
+	"delay_warning_time = 120\n"
 	"max_deliveries = 2\n"
 	"scan_interval = 1\n"
 	"connect_timeout = 3\n"
@@ -222,6 +226,8 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.retry_min, 2);
 	ck_assert_uint_eq(cfg.retry_max, 20);
 	ck_assert_uint_eq(cfg.max_queue_lifetime, 600);
+	ck_assert_uint_eq(cfg.bounce_limit_per_hour, 3);
+	ck_assert_uint_eq(cfg.delay_warning_time, 120);
 	ck_assert_uint_eq(cfg.max_deliveries, 2);
 	ck_assert_uint_eq(cfg.scan_interval, 1);
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
@@ -309,6 +315,9 @@ static const struct err_case {
 	{ "resolver by name", "[relay]\nresolver = dns.example.org:53\n", 2, "[relay] resolver", "ip:port" },
 	{ "resolver without port", "[relay]\nresolver = 127.0.0.1\n", 2, "[relay] resolver", "ip:port" },
 	{ "dns_timeout 0", "[relay]\ndns_timeout = 0\n", 2, "[relay] dns_timeout", "out of range" },
+	{ "bounce cap 0", "[relay]\nbounce_limit_per_hour = 0\n", 2, "[relay] bounce_limit_per_hour", "out of range" },
+	{ "bounce cap over 64", "[relay]\nbounce_limit_per_hour = 65\n", 2, "[relay] bounce_limit_per_hour", "out of range" },
+	{ "delay warning negative", "[relay]\ndelay_warning_time = -1\n", 2, "[relay] delay_warning_time", "" },
 	{ "route to nothing", "[routes]\nexample.org =\n", 2, "[routes] example.org", "is not mx" },
 	{ "route to a word", "[routes]\nexample.org = direct\n", 2, "[routes] example.org", "'direct'" },
 	{ "route mx bad port", "[routes]\n* = mx:0\n", 2, "[routes] *", "'mx:0'" },

@@ -20,6 +20,12 @@
  *	round-trips; envelope_set_rejected() refuses parts of the wrong form;
  *	a table of damaged "rejected:" lines is refused by the parser, and a
  *	record without recipients parses only when it is rejected.
+ *
+ *	"rcpt-at:" (host and time of a recipient's reply) and "dsn:" /
+ *	"dsn-delayed:" (the notice made about the message) round-trip; a
+ *	table of damaged ones (rcpt-at not right after its rcpt, twice, a
+ *	host with a space, dsn twice or of another form) is refused; the
+ *	setters refuse what would break the line format.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -73,7 +79,13 @@ assert_env_equal(const struct envelope *a, const struct envelope *b)
 		ck_assert_int_eq(a->rcpt[i].state, b->rcpt[i].state);
 		ck_assert_msg(streq_null(a->rcpt[i].reply, b->rcpt[i].reply), "rcpt %zu reply '%s' != '%s'",
 		    i, a->rcpt[i].reply, b->rcpt[i].reply);
+		ck_assert_msg(streq_null(a->rcpt[i].host, b->rcpt[i].host), "rcpt %zu host '%s' != '%s'",
+		    i, a->rcpt[i].host, b->rcpt[i].host);
+		ck_assert_int_eq(a->rcpt[i].at, b->rcpt[i].at);
 	}
+	ck_assert_msg(streq_null(a->dsn, b->dsn), "dsn '%s' != '%s'", a->dsn, b->dsn);
+	ck_assert_msg(streq_null(a->dsn_delayed, b->dsn_delayed), "dsn-delayed '%s' != '%s'",
+	    a->dsn_delayed, b->dsn_delayed);
 	ck_assert_uint_eq(a->attempts, b->attempts);
 	ck_assert_int_eq(a->next_attempt, b->next_attempt);
 	ck_assert_msg(streq_null(a->last_host, b->last_host), "last_host '%s' != '%s'", a->last_host, b->last_host);
@@ -120,6 +132,9 @@ make_full(struct envelope *env)
 	ck_assert_int_eq(envelope_set_rcpt(env, 2, RCPT_FAILED,
 	    "550 5.1.1 <dave@example.net>: no such user"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 3, RCPT_PENDING, "451 4.3.0 try again: later"), 0);
+	ck_assert_int_eq(envelope_set_rcpt_at(env, 2, "mx1.example.net", 1764442100), 0);
+	ck_assert_int_eq(envelope_set_rcpt_at(env, 3, "[2001:db8::1]:25", 1764442101), 0);
+	ck_assert_int_eq(envelope_set_dsn(env, true, "1764442160.M1P4242Q9"), 0);
 	env->attempts = 2;
 	env->next_attempt = 1764442159;
 	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "451 4.3.0 Local error in processing"), 0);
@@ -380,6 +395,51 @@ static const struct bad_case {
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
+/* A failed record with the lines of delivery status notifications. */
+static const char good_dsn_record[] =
+	"spoolgate-envelope: 1\n"
+	"id: 1764442059.M123456P4242Q7\n"
+	"created: 1764442059\n"
+	"from: <alice@localhost>\n"
+	"data-offset: 31\n"
+	"rcpt: failed <bob@example.net> 550 5.1.1 no such user\n"
+	"rcpt-at: 1764442100 mx1.example.net:25\n"
+	"rcpt: sent <carol@example.net> 250 2.0.0 Ok\n"
+	"dsn: 1764442101.M5P4242Q8\n"
+	"dsn-delayed: none cap\n"
+	"attempts: 2\n"
+	"next-attempt: 0\n";
+
+static const struct bad_case bad_dsn_cases[] = {
+	{ "rcpt-at before any rcpt", "rcpt: failed", "rcpt-at: 1 h\nrcpt: failed" },
+	{ "rcpt-at twice", "rcpt-at: 1764442100 mx1.example.net:25\n",
+	    "rcpt-at: 1764442100 mx1.example.net:25\nrcpt-at: 1764442100 mx1.example.net:25\n" },
+	{ "rcpt-at not right after its rcpt", "dsn: 1764442101.M5P4242Q8\n",
+	    "dsn: 1764442101.M5P4242Q8\nrcpt-at: 5 mx\n" },
+	{ "rcpt-at without host", "1764442100 mx1.example.net:25", "1764442100" },
+	{ "rcpt-at empty host", "1764442100 mx1.example.net:25", "1764442100 " },
+	{ "rcpt-at host with space", "mx1.example.net:25", "mx1 example.net:25" },
+	{ "rcpt-at bad time", "1764442100 mx1", "17644x2100 mx1" },
+	{ "rcpt-at negative time", "1764442100 mx1", "-1 mx1" },
+	{ "rcpt-at host too long", "mx1.example.net:25",
+	    "mx111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+	    "111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+	    "11111111111111111111111111111111111111111111111111111111111111111111111" },
+	{ "dsn twice", NULL, "dsn: 1.M1P1Q1\n" },
+	{ "dsn id not starting with a digit", "1764442101.M5P4242Q8", "M5P4242Q8" },
+	{ "dsn-delayed twice", NULL, "dsn-delayed: none cap\n" },
+	{ "dsn empty", "dsn: 1764442101.M5P4242Q8\n", "dsn: \n" },
+	{ "dsn with slash", "1764442101.M5P4242Q8", "../x" },
+	{ "dsn with space", "1764442101.M5P4242Q8", "1764442101 M5P4242Q8" },
+	{ "dsn none without why", "none cap", "none " },
+	{ "dsn none with capitals", "none cap", "none Cap" },
+	{ "dsn none with two words", "none cap", "none cap x" },
+	{ "dsn id too long", "1764442101.M5P4242Q8",
+	    "0123456789012345678901234567890123456789012345678901234567890123456789" },
+};
+#define N_BAD_DSN_CASES	(sizeof(bad_dsn_cases) / sizeof(bad_dsn_cases[0]))
+
+
 /* A good record of a refused submission; each case below damages it. */
 static const char good_rejected[] =
 	"spoolgate-envelope: 1\n"
@@ -458,6 +518,57 @@ START_TEST(test_good_record_parses)
 	ck_assert_str_eq(env.last_host, "127.0.0.1:2525");
 	ck_assert_str_eq(env.last_reply, "451 4.3.0 Local error in processing");
 	ck_assert_str_eq(env.conversion, "7bit for 127.0.0.1:2525 (line-over-998), attempt 2");
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_good_dsn_record_parses)
+{
+	struct envelope env;
+
+	ck_assert_int_eq(envelope_parse(good_dsn_record, strlen(good_dsn_record), &env), 0);
+	ck_assert_uint_eq(env.nrcpt, 2);
+	ck_assert_str_eq(env.rcpt[0].host, "mx1.example.net:25");
+	ck_assert_int_eq(env.rcpt[0].at, 1764442100);
+	ck_assert_ptr_null(env.rcpt[1].host);
+	ck_assert_int_eq(env.rcpt[1].at, 0);
+	ck_assert_str_eq(env.dsn, "1764442101.M5P4242Q8");
+	ck_assert_str_eq(env.dsn_delayed, "none cap");
+	assert_round_trip(&env);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_bad_dsn_record)
+{
+	const struct bad_case *c = &bad_dsn_cases[_i];
+	struct envelope env;
+	char *text = edit_good(good_dsn_record, c);
+	int r;
+
+	r = envelope_parse(text, strlen(text), &env);
+	ck_assert_msg(r == -EBADMSG, "%s: envelope_parse = %d, want -EBADMSG; record:\n%s", c->what, r, text);
+	free(text);
+}
+END_TEST
+
+START_TEST(test_set_dsn_and_at_check)
+{
+	struct envelope env;
+
+	make_full(&env);
+	ck_assert_int_eq(envelope_set_dsn(&env, false, "none null-sender"), 0);
+	ck_assert_int_eq(envelope_set_dsn(&env, false, "none"), -EINVAL);
+	ck_assert_int_eq(envelope_set_dsn(&env, false, "a/b"), -EINVAL);
+	ck_assert_int_eq(envelope_set_dsn(&env, false, "a\nrcpt: x"), -EINVAL);
+	ck_assert_str_eq(env.dsn, "none null-sender");
+	ck_assert_int_eq(envelope_set_rcpt_at(&env, 0, "a b", 1), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_at(&env, 0, "a\r\n", 1), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_at(&env, 0, "", 1), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_at(&env, 0, "h", -1), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_at(&env, 99, "h", 1), -EINVAL);
+	ck_assert_ptr_null(env.rcpt[0].host);
+	assert_round_trip(&env);
 	envelope_free(&env);
 }
 END_TEST
@@ -724,6 +835,9 @@ envelope_suite(void)
 	tcase_add_loop_test(tc, test_bad_record, 0, N_BAD_CASES);
 	tcase_add_test(tc, test_good_rejected_parses);
 	tcase_add_loop_test(tc, test_bad_rejected, 0, N_BAD_REJECTED_CASES);
+	tcase_add_test(tc, test_good_dsn_record_parses);
+	tcase_add_loop_test(tc, test_bad_dsn_record, 0, N_BAD_DSN_CASES);
+	tcase_add_test(tc, test_set_dsn_and_at_check);
 	tcase_add_test(tc, test_bad_record_nul);
 	tcase_add_test(tc, test_bad_record_sizes);
 	tcase_add_test(tc, test_bad_record_too_many_rcpts);

@@ -1,0 +1,580 @@
+/*
+ * NAME
+ *	dsn - delivery status notifications (RFC 3464) from an envelope
+ * DESCRIPTION
+ *	See dsn.h.  The three parts are made as text first (every value
+ *	made 7-bit and bounded by clean_copy()), then assembled by GMime,
+ *	which writes the boundaries, the Content-Type parameters and the
+ *	header encodings.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <gmime/gmime.h>
+
+#include "dsn.h"
+
+#define DSN_FOLD	76	/* fold a field's value at a space past this column */
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void
+gmime_start(void)
+{
+	g_mime_init();		/* counted by GMime: outbox.c and mime7bit.c may call it too */
+}
+
+/*
+ * A copy of s that cannot break a line, a field or a part: control
+ * characters, DEL and 8-bit octets become '?', at most max octets
+ * (then "...").  NULL on ENOMEM.
+ */
+static char *
+clean_copy(const char *s, size_t max)
+{
+	size_t n = strlen(s), i;
+	bool cut = n > max;
+	char *out;
+
+	if (cut)
+		n = max;
+	if ((out = malloc(n + 4)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	strcpy(out + n, cut ? "..." : "");
+	return out;
+}
+
+/*
+ * value after prefix, folded at spaces so that lines stay short: a
+ * continuation line starts with the space it was folded at (a field, RFC
+ * 5322 2.2.3) or, with indent, after indent (the words of the text part).
+ */
+static void
+put_folded(FILE *fp, const char *prefix, const char *value, const char *indent)
+{
+	size_t start = strlen(prefix), col = start;
+	const char *p = value;
+
+	fputs(prefix, fp);
+	while (*p != '\0') {
+		size_t word = strcspn(p + 1, " ") + 1;	/* up to the next space */
+
+		if (col + word > DSN_FOLD && col > start && *p == ' ') {
+			fputc('\n', fp);
+			col = 0;
+			if (indent != NULL) {
+				fputs(indent, fp);
+				col = strlen(indent);
+				p++;		/* the indent replaces the space */
+				word--;
+			}
+		}
+		fwrite(p, 1, word, fp);
+		col += word;
+		p += word;
+	}
+	fputc('\n', fp);
+}
+
+static void
+put_field(FILE *fp, const char *name, const char *value)
+{
+	char prefix[64];
+
+	snprintf(prefix, sizeof(prefix), "%s: ", name);
+	put_folded(fp, prefix, value, NULL);
+}
+
+static char *
+format_date(long long t)
+{
+	GDateTime *dt = g_date_time_new_from_unix_local(t);
+	char *s, *copy;
+
+	if (dt == NULL)
+		return strdup("Thu, 01 Jan 1970 00:00:00 +0000");
+	s = g_mime_utils_header_format_date(dt);
+	g_date_time_unref(dt);
+	copy = s != NULL ? strdup(s) : NULL;
+	g_free(s);
+	return copy;
+}
+
+int
+dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen)
+{
+	char cls = delayed ? '4' : '5';
+	size_t n;
+	int len;
+
+	if (reply != NULL && (reply[0] == '4' || reply[0] == '5') && isdigit((unsigned char)reply[1]) &&
+	    isdigit((unsigned char)reply[2])) {
+		const char *esc = reply[3] == ' ' ? reply + 4 : NULL;
+
+		if (!delayed || reply[0] == '4')
+			cls = reply[0];
+		if (esc != NULL && esc[0] == cls && esc[1] == '.') {
+			/* class "." 1*3digit "." 1*3digit (RFC 3463) */
+			const char *p = esc + 2;
+			size_t a = strspn(p, "0123456789"), b;
+
+			if (a >= 1 && a <= 3 && p[a] == '.') {
+				b = strspn(p + a + 1, "0123456789");
+				if (b >= 1 && b <= 3 && (p[a + 1 + b] == ' ' || p[a + 1 + b] == '\0')) {
+					n = 2 + a + 1 + b;
+					len = snprintf(out, outlen, "%.*s", (int)n, esc);
+					return len < 0 || (size_t)len >= outlen ? -ENAMETOOLONG : 0;
+				}
+			}
+		}
+	}
+	len = snprintf(out, outlen, "%c.0.0", cls);
+	return len < 0 || (size_t)len >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Remote-MTA names the host that answered: "mx1.example[192.0.2.1]:25"
+ * -> "mx1.example", "[2001:db8::1]:25" -> "2001:db8::1", "mx:25" ->
+ * "mx".  false for what is no host and port ("mx:example.org", the
+ * destination of a DNS lookup that failed): no server answered.
+ */
+static bool
+host_without_port(const char *host, char *out, size_t outlen)
+{
+	const char *colon = strrchr(host, ':'), *open = strchr(host, '[');
+	size_t n;
+
+	if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	if (open == host) {
+		host++;
+		n = strcspn(host, "]");
+	} else if (open != NULL) {
+		n = (size_t)(open - host);
+	} else {
+		n = (size_t)(colon - host);
+	}
+	if (n == 0)
+		return false;
+	snprintf(out, outlen, "%.*s", (int)(n < outlen ? n : outlen - 1), host);
+	return true;
+}
+
+static bool
+rcpt_wanted(const struct dsn_request *req, const struct envelope_rcpt *r)
+{
+	return r->state == (req->delayed ? RCPT_PENDING : RCPT_FAILED);
+}
+
+/* One recipient's block of the delivery-status part (RFC 3464 2.3). */
+static int
+put_rcpt_fields(FILE *fp, const struct dsn_request *req, const struct envelope_rcpt *r)
+{
+	char status[16], host[ENVELOPE_HOST_MAX + 1], *addr, *reply = NULL, *hclean = NULL, *date = NULL;
+	char *line = NULL;
+	int err = -ENOMEM;
+
+	if ((addr = clean_copy(r->addr, DSN_TEXT_MAX)) == NULL)
+		return -ENOMEM;
+	if (r->reply != NULL && r->reply[0] != '\0' && (reply = clean_copy(r->reply, DSN_TEXT_MAX)) == NULL)
+		goto out;
+	dsn_status_code(reply, req->delayed, status, sizeof(status));
+	if (asprintf(&line, "rfc822; %s", addr) < 0) {
+		line = NULL;
+		goto out;
+	}
+	put_field(fp, "Final-Recipient", line);
+	put_field(fp, "Action", req->delayed ? "delayed" : "failed");
+	put_field(fp, "Status", status);
+	if (r->host != NULL && host_without_port(r->host, host, sizeof(host))) {
+		if ((hclean = clean_copy(host, ENVELOPE_HOST_MAX)) == NULL)
+			goto out;
+		fprintf(fp, "Remote-MTA: dns; %s\n", hclean);
+	}
+	if (reply != NULL) {
+		free(line);
+		if (asprintf(&line, "smtp; %s", reply) < 0) {
+			line = NULL;
+			goto out;
+		}
+		put_field(fp, "Diagnostic-Code", line);
+	}
+	if (r->host != NULL && r->at > 0) {
+		if ((date = format_date(r->at)) == NULL)
+			goto out;
+		put_field(fp, "Last-Attempt-Date", date);
+	}
+	if (req->delayed && req->expires > 0) {
+		free(date);
+		if ((date = format_date(req->expires)) == NULL)
+			goto out;
+		put_field(fp, "Will-Retry-Until", date);
+	}
+	err = 0;
+out:
+	free(addr);
+	free(reply);
+	free(hclean);
+	free(date);
+	free(line);
+	return err;
+}
+
+static int
+delivery_status_text(const struct dsn_request *req, char **out, size_t *outlen)
+{
+	char *buf = NULL, *host = NULL, *date = NULL;
+	size_t len = 0, i;
+	FILE *fp;
+	int err = 0;
+
+	if ((fp = open_memstream(&buf, &len)) == NULL)
+		return -ENOMEM;
+	if ((host = clean_copy(req->hostname, 255)) == NULL || (date = format_date(req->env->created)) == NULL)
+		err = -ENOMEM;
+	if (err == 0) {
+		fprintf(fp, "Reporting-MTA: dns; %s\n", host);
+		put_field(fp, "Arrival-Date", date);
+	}
+	for (i = 0; err == 0 && i < req->env->nrcpt; i++) {
+		if (!rcpt_wanted(req, &req->env->rcpt[i]))
+			continue;
+		fputc('\n', fp);
+		err = put_rcpt_fields(fp, req, &req->env->rcpt[i]);
+	}
+	free(host);
+	free(date);
+	if (fclose(fp) != 0 && err == 0)
+		err = -ENOMEM;
+	if (err < 0) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/* The first part: the same facts, in words. */
+static int
+human_text(const struct dsn_request *req, char **out, size_t *outlen)
+{
+	char *buf = NULL, *host = NULL, *arrived = NULL;
+	size_t len = 0, i;
+	FILE *fp;
+	int err = 0;
+
+	if ((fp = open_memstream(&buf, &len)) == NULL)
+		return -ENOMEM;
+	if ((host = clean_copy(req->hostname, 255)) == NULL || (arrived = format_date(req->env->created)) == NULL)
+		err = -ENOMEM;
+	if (err == 0) {
+		fprintf(fp, "This is the mail system at host %s.\n\n", host);
+		if (req->delayed)
+			fprintf(fp, "Your message of %s has not been delivered yet to the\n"
+			    "recipients below. The mail system keeps trying; you do not\n"
+			    "need to send it again. This is a warning only.\n\n", arrived);
+		else
+			fprintf(fp, "Your message of %s could not be delivered to the\n"
+			    "recipients below. It will not be tried again.\n\n", arrived);
+		if (req->delayed && req->expires > 0) {
+			char *until = format_date(req->expires);
+
+			if (until == NULL)
+				err = -ENOMEM;
+			else
+				fprintf(fp, "It gives up on %s.\n\n", until);
+			free(until);
+		}
+	}
+	for (i = 0; err == 0 && i < req->env->nrcpt; i++) {
+		const struct envelope_rcpt *r = &req->env->rcpt[i];
+		char *addr = NULL, *reply = NULL, *rhost = NULL, *when = NULL;
+
+		if (!rcpt_wanted(req, r))
+			continue;
+		addr = clean_copy(r->addr, DSN_TEXT_MAX);
+		reply = clean_copy(r->reply != NULL && r->reply[0] != '\0' ? r->reply : "no reply recorded",
+		    DSN_TEXT_MAX);
+		rhost = r->host != NULL ? clean_copy(r->host, ENVELOPE_HOST_MAX) : NULL;
+		when = r->host != NULL && r->at > 0 ? format_date(r->at) : NULL;
+		if (addr == NULL || reply == NULL || (r->host != NULL && rhost == NULL))
+			err = -ENOMEM;
+		else if (rhost != NULL)
+			fprintf(fp, "<%s>: the host %s said%s%s:\n", addr, rhost, when ? " on " : "",
+			    when ? when : "");
+		else
+			fprintf(fp, "<%s>: %s:\n", addr, req->delayed ? "not delivered yet" : "refused");
+		if (err == 0)
+			put_folded(fp, "    ", reply, "    ");
+		if (err == 0)
+			fputc('\n', fp);
+		free(addr);
+		free(reply);
+		free(rhost);
+		free(when);
+	}
+	if (err == 0 && req->datafd >= 0)
+		fprintf(fp, "The headers of your message are attached.\n");
+	free(host);
+	free(arrived);
+	if (fclose(fp) != 0 && err == 0)
+		err = -ENOMEM;
+	if (err < 0) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/*
+ * The original's header section: up to the first empty line, at most
+ * DSN_HEADERS_MAX octets, cut after the last whole line when longer.
+ */
+static int
+read_headers(int fd, off_t offset, char **out, size_t *outlen)
+{
+	char *buf, *end;
+	size_t got = 0, len;
+	ssize_t n;
+
+	if ((buf = malloc(DSN_HEADERS_MAX + 1)) == NULL)
+		return -ENOMEM;
+	while (got < DSN_HEADERS_MAX) {
+		n = pread(fd, buf + got, DSN_HEADERS_MAX - got, offset + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			return -EIO;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	len = got;
+	if (got > 0 && buf[0] == '\n')
+		len = 0;				/* no header at all */
+	else if ((end = memmem(buf, got, "\n\n", 2)) != NULL)
+		len = (size_t)(end - buf) + 1;		/* keep the last header's LF */
+	else if (got == DSN_HEADERS_MAX && (end = memrchr(buf, '\n', got)) != NULL)
+		len = (size_t)(end - buf) + 1;
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/*
+ * GMime calls text with a CR or NUL 7-bit; RFC 5322 allows neither
+ * alone (an original's header section may hold them): such a part is
+ * quoted-printable.
+ */
+static bool
+has_bare_controls(const char *text, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (text[i] == '\r' || text[i] == '\0')
+			return true;
+	return false;
+}
+
+static GMimePart *
+new_text_part(const char *type, const char *subtype, const char *text, size_t len, bool charset)
+{
+	GMimePart *part = g_mime_part_new_with_type(type, subtype);
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(text, len);
+	GMimeDataWrapper *content = g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
+	GMimeContentEncoding enc;
+
+	g_mime_part_set_content(part, content);
+	g_object_unref(content);
+	g_object_unref(stream);
+	if (charset)
+		g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "us-ascii");
+	enc = g_mime_part_get_best_content_encoding(part, GMIME_ENCODING_CONSTRAINT_7BIT);
+	if (enc == GMIME_CONTENT_ENCODING_DEFAULT || enc == GMIME_CONTENT_ENCODING_7BIT)
+		enc = has_bare_controls(text, len) ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE :
+		    GMIME_CONTENT_ENCODING_7BIT;
+	g_mime_part_set_content_encoding(part, enc);
+	return part;
+}
+
+static void
+add_part(GMimeMultipart *mp, GMimePart *part)
+{
+	g_mime_multipart_add(mp, GMIME_OBJECT(part));
+	g_object_unref(part);
+}
+
+static int
+set_headers(GMimeMessage *msg, const struct dsn_request *req)
+{
+	char *host, *to, *from, *mid, *date;
+	int err = 0;
+
+	host = clean_copy(req->hostname, 255);
+	to = clean_copy(req->env->from, DSN_TEXT_MAX);
+	date = format_date(req->now);
+	from = mid = NULL;
+	if (host == NULL || to == NULL || date == NULL || asprintf(&from, "MAILER-DAEMON@%s", host) < 0 ||
+	    asprintf(&mid, "%s@%s", req->id, host) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, "Mail Delivery System", from);
+	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, NULL, to);
+	g_mime_message_set_subject(msg, req->delayed ? "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender", NULL);
+	g_mime_object_set_header(GMIME_OBJECT(msg), "Date", date, NULL);
+	g_mime_message_set_message_id(msg, mid);
+	g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-replied", NULL);
+out:
+	free(host);
+	free(to);
+	free(from);
+	free(mid);
+	free(date);
+	return err;
+}
+
+static int
+assemble(const struct dsn_request *req, const char *human, size_t hlen, const char *status, size_t slen,
+	 const char *headers, size_t hdrlen, char **out, size_t *outlen)
+{
+	GMimeMessage *msg = g_mime_message_new(TRUE);
+	GMimeMultipart *mp = g_mime_multipart_new_with_subtype("report");
+	GMimeStream *mem;
+	GByteArray *bytes;
+	int err;
+
+	g_mime_object_set_content_type_parameter(GMIME_OBJECT(mp), "report-type", "delivery-status");
+	add_part(mp, new_text_part("text", "plain", human, hlen, true));
+	add_part(mp, new_text_part("message", "delivery-status", status, slen, false));
+	if (headers != NULL)
+		add_part(mp, new_text_part("text", "rfc822-headers", headers, hdrlen, false));
+	g_mime_message_set_mime_part(msg, GMIME_OBJECT(mp));
+	g_object_unref(mp);
+	if ((err = set_headers(msg, req)) < 0) {
+		g_object_unref(msg);
+		return err;
+	}
+	mem = g_mime_stream_mem_new();
+	if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), NULL, mem) < 0) {
+		g_object_unref(mem);
+		g_object_unref(msg);
+		return -ENOMEM;
+	}
+	bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+	*out = malloc(bytes->len + 1);
+	if (*out != NULL) {
+		memcpy(*out, bytes->data, bytes->len);
+		(*out)[bytes->len] = '\0';
+		*outlen = bytes->len;
+	}
+	g_object_unref(mem);
+	g_object_unref(msg);
+	return *out != NULL ? 0 : -ENOMEM;
+}
+
+int
+dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
+{
+	char *human = NULL, *status = NULL, *headers = NULL;
+	size_t hlen = 0, slen = 0, hdrlen = 0, i, n = 0;
+	int err;
+
+	if (req->hostname == NULL || req->hostname[0] == '\0' || req->id == NULL || req->id[0] == '\0' ||
+	    req->env == NULL || req->env->from == NULL)
+		return -EINVAL;
+	for (i = 0; i < req->env->nrcpt; i++)
+		n += rcpt_wanted(req, &req->env->rcpt[i]);
+	if (n == 0)
+		return -EINVAL;
+	pthread_once(&gmime_once, gmime_start);
+	if ((err = human_text(req, &human, &hlen)) < 0 ||
+	    (err = delivery_status_text(req, &status, &slen)) < 0 ||
+	    (req->datafd >= 0 && (err = read_headers(req->datafd, req->data_offset, &headers, &hdrlen)) < 0))
+		goto out;
+	err = assemble(req, human, hlen, status, slen, hdrlen > 0 ? headers : NULL, hdrlen, out, outlen);
+out:
+	free(human);
+	free(status);
+	free(headers);
+	return err;
+}
+
+/*
+ * The per-sender cap.
+ */
+
+void
+dsn_limiter_init(struct dsn_limiter *lim, unsigned per_hour)
+{
+	memset(lim, 0, sizeof(*lim));
+	lim->per_hour = per_hour == 0 ? 1 :
+	    per_hour > DSN_LIMITER_MAX_PER_HOUR ? DSN_LIMITER_MAX_PER_HOUR : per_hour;
+}
+
+static struct dsn_limiter_slot *
+limiter_slot(struct dsn_limiter *lim, const char *key, long long now)
+{
+	struct dsn_limiter_slot *s, *free_slot = NULL, *oldest = &lim->slot[0];
+	size_t i;
+
+	for (i = 0; i < DSN_LIMITER_SLOTS; i++) {
+		s = &lim->slot[i];
+		if (s->n > 0 && s->last <= now - 3600)
+			s->n = 0;		/* nothing of it counts any more */
+		if (s->n > 0 && strcmp(s->sender, key) == 0)
+			return s;
+		if (s->n == 0 && free_slot == NULL)
+			free_slot = s;
+		if (s->last < oldest->last)
+			oldest = s;
+	}
+	/* Every slot busy within the hour: the sender seen least recently goes. */
+	s = free_slot != NULL ? free_slot : oldest;
+	memset(s, 0, sizeof(*s));
+	snprintf(s->sender, sizeof(s->sender), "%s", key);
+	return s;
+}
+
+bool
+dsn_limiter_allow(struct dsn_limiter *lim, const char *sender, long long now)
+{
+	struct dsn_limiter_slot *s;
+	char key[sizeof(s->sender)];
+	size_t i;
+
+	for (i = 0; sender[i] != '\0' && i + 1 < sizeof(key); i++)
+		key[i] = (char)tolower((unsigned char)sender[i]);
+	key[i] = '\0';
+	s = limiter_slot(lim, key, now);
+	/* Forget the sends older than an hour (the ring holds them oldest first). */
+	while (s->n > 0 && s->times[(s->head + DSN_LIMITER_MAX_PER_HOUR - s->n) % DSN_LIMITER_MAX_PER_HOUR]
+	    <= now - 3600)
+		s->n--;
+	if (s->n >= lim->per_hour)
+		return false;
+	s->times[s->head] = now;
+	s->head = (s->head + 1) % DSN_LIMITER_MAX_PER_HOUR;
+	s->n++;
+	s->last = now;
+	return true;
+}
