@@ -163,22 +163,49 @@ encode_part(GMimePart *part, unsigned *changed)
 	(*changed)++;
 }
 
-/* Every leaf under obj, through multiparts and enclosed messages. */
+/*
+ * GMime keeps a header's raw value as a C string with its line end: one cut
+ * at a NUL octet has none, and writing it back glues the next header (a new
+ * Content-Transfer-Encoding, say) onto it.  A header section that ends with
+ * the end of the message has none either.
+ */
+static bool
+headers_whole(GMimeObject *obj)
+{
+	GMimeHeaderList *list = g_mime_object_get_header_list(obj);
+	int i, n = list != NULL ? g_mime_header_list_get_count(list) : 0;
+
+	for (i = 0; i < n; i++) {
+		const char *raw = g_mime_header_get_raw_value(g_mime_header_list_get_header_at(list, i));
+		size_t len = raw != NULL ? strlen(raw) : 0;
+
+		if (len == 0 || raw[len - 1] != '\n')
+			return false;
+	}
+	return true;
+}
+
+/* Every leaf under obj, through multiparts and enclosed messages; *cut counts
+ * the header sections below the top one that GMime could not keep whole. */
 static void
-encode_tree(GMimeObject *obj, unsigned *changed, unsigned depth)
+encode_tree(GMimeObject *obj, unsigned *changed, unsigned *cut, unsigned depth)
 {
 	if (obj == NULL || depth > 64)
 		return;			/* GMime bounds nesting too; a message that deep stays as it is */
+	if (depth > 0 && !headers_whole(obj))
+		(*cut)++;		/* the top header section was checked for NUL octets */
 	if (GMIME_IS_MULTIPART(obj)) {
 		int i, n = g_mime_multipart_get_count(GMIME_MULTIPART(obj));
 
 		for (i = 0; i < n; i++)
-			encode_tree(g_mime_multipart_get_part(GMIME_MULTIPART(obj), i), changed, depth + 1);
+			encode_tree(g_mime_multipart_get_part(GMIME_MULTIPART(obj), i), changed, cut, depth + 1);
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
 
+		if (m != NULL && !headers_whole(GMIME_OBJECT(m)))
+			(*cut)++;
 		if (m != NULL)
-			encode_tree(g_mime_message_get_mime_part(m), changed, depth + 1);
+			encode_tree(g_mime_message_get_mime_part(m), changed, cut, depth + 1);
 	} else if (GMIME_IS_PART(obj)) {
 		encode_part(GMIME_PART(obj), changed);
 	}
@@ -242,7 +269,7 @@ mime7bit_convert(int in, off_t offset, int out, struct mime7bit_scan *after, cha
 {
 	struct mime7bit_scan before, scanned;
 	GMimeMessage *msg;
-	unsigned changed = 0;
+	unsigned changed = 0, cut = 0;
 	off_t start;
 	int r;
 
@@ -258,7 +285,12 @@ mime7bit_convert(int in, off_t offset, int out, struct mime7bit_scan *after, cha
 		return fail(-errno, why, whylen, "the output file: %s", strerror(errno));
 	if ((msg = parse_message(in, offset)) == NULL)
 		return fail(-EBADMSG, why, whylen, "the message cannot be parsed as MIME");
-	encode_tree(g_mime_message_get_mime_part(msg), &changed, 0);
+	encode_tree(g_mime_message_get_mime_part(msg), &changed, &cut, 0);
+	if (cut > 0 && before.nul) {	/* without a NUL, only the end of the message cut it: harmless */
+		g_object_unref(msg);
+		return fail(-EILSEQ, why, whylen, "a NUL octet in the header of a body part or an enclosed "
+		    "message (or a part header cut off by the end of the message) cannot be sent");
+	}
 	if (changed > 0 && g_mime_object_get_header(GMIME_OBJECT(msg), "MIME-Version") == NULL)
 		g_mime_object_set_header(GMIME_OBJECT(msg), "MIME-Version", "1.0", NULL);
 	r = write_message(msg, out);

@@ -38,8 +38,10 @@
  *	              encoding: 8-bit octets in a header (RFC 2047 would be
  *	              needed, and a sender's header is not ours to rewrite),
  *	              in a multipart preamble or epilogue or in an enclosed
- *	              message/rfc822 header, or a header line over 998
- *	              octets; why says which.  The relay answers it as
+ *	              message/rfc822 header, a NUL octet in the header of a
+ *	              body part or enclosed message (GMime cuts the header
+ *	              there and would glue the next one onto it), or a header
+ *	              line over 998 octets; why says which.  The relay answers it as
  *	              554 5.6.3 (conversion required but not supported).
  *	    -EIO, -ENOSPC, -ENOMEM  reading or writing failed
  *	Both fds stay open and belong to the caller.

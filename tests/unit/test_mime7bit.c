@@ -262,16 +262,24 @@ START_TEST(test_convert_multipart)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_mime7bit: GMime cut the X-A: header at its NUL
+ * and wrote the new Content-Transfer-Encoding onto the same line, so the
+ * part arrived as literal "=E9=00" text. */
+#define NUL_IN_PART_HEADER "From: a@x.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n" \
+	"--B\nX-A: a\0b\nContent-Type: text/plain\n\n\xe9\0\n--B--\n"
+
 static const struct refusal {
 	const char     *what;
 	const char     *msg;
 	const char     *why;		/* a word the reason must hold */
+	size_t		len;		/* 0: strlen(msg) */
 } refusals[] = {
-	{ "8-bit header", "From: a@x.org\nSubject: caf\xc3\xa9\n\nbody \xe9\n", "header" },
+	{ "8-bit header", "From: a@x.org\nSubject: caf\xc3\xa9\n\nbody \xe9\n", "header", 0 },
 	{ "8-bit epilogue",
 	  "From: a@x.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n--B\n\n\xe9\n--B--\n\xe9pilogue\n",
-	  "epilogue" },
-	{ "header line over 998", NULL, "998" },
+	  "epilogue", 0 },
+	{ "header line over 998", NULL, "998", 0 },
+	{ "NUL in a body part header", NUL_IN_PART_HEADER, "NUL", sizeof(NUL_IN_PART_HEADER) - 1 },
 };
 
 START_TEST(test_convert_refused)
@@ -286,7 +294,7 @@ START_TEST(test_convert_refused)
 		ck_assert_ptr_nonnull(msg);
 		len = (size_t)sprintf(msg, "From: a@x.org\nX-Long: %01200d\n\nbody \xe9\n", 0);
 	} else {
-		len = strlen(c->msg);
+		len = c->len ? c->len : strlen(c->msg);
 	}
 	in = file_with(msg ? msg : c->msg, len);
 	ck_assert_int_eq(mime7bit_convert(in, 0, fd, NULL, why, sizeof(why)), -EILSEQ);
