@@ -24,6 +24,20 @@
  *	    last-host: 127.0.0.1:2525
  *	    last-reply: 451 4.3.0 Local error in processing
  *
+ *	last-tls and last-auth (optional) describe the last attempt's
+ *	connection: its TLS protocol, cipher, whether the peer certificate
+ *	was verified (chain and name) and the name it was checked against;
+ *	the SASL mechanism and the user name the relay authenticated as
+ *	(never a password).  An attempt in plaintext or without AUTH has
+ *	no such line:
+ *
+ *	    last-tls: TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test
+ *	    last-auth: SCRAM-SHA-256 user=me@example.net
+ *
+ *	Their values are strict: "<version> <cipher> verified=yes|no
+ *	peer=<name>" and "<MECHANISM> user=<name>", each word printable
+ *	ASCII without blanks.
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -63,6 +77,7 @@
 #ifndef SPOOLGATE_ENVELOPE_H
 #define SPOOLGATE_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ENVELOPE_ID_MAX		64
@@ -92,6 +107,8 @@ struct envelope {
 	char		       *rejected;	/* "<code> <esc> <ERRNO> <text>" of a refused
 						   submission, or NULL */
 	char		       *conversion;	/* the last conversion for transport, or NULL */
+	char		       *last_tls;	/* "<version> <cipher> verified=yes peer=<name>", or NULL */
+	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -111,6 +128,14 @@ int envelope_set_rejected(struct envelope *env, int code, const char *esc, const
 		const char *why);
 /* Sets conversion (copied, may be NULL). 0 or -ENOMEM. */
 int envelope_set_conversion(struct envelope *env, const char *text);
+/*
+ * Sets last_tls from its parts (NULL version: no TLS, the line goes).
+ * 0, -ENOMEM, -EINVAL (a part empty or with a blank or control character).
+ */
+int envelope_set_last_tls(struct envelope *env, const char *version, const char *cipher,
+		bool verified, const char *peer);
+/* Sets last_auth (NULL mech: no AUTH, the line goes). 0, -ENOMEM, -EINVAL. */
+int envelope_set_last_auth(struct envelope *env, const char *mech, const char *user);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);
 /* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
 int envelope_format(const struct envelope *env, char **out, size_t *outlen);
