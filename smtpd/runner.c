@@ -72,6 +72,8 @@
 #include "../common/envelope.h"
 #include "../common/log.h"
 #include "../common/queue.h"
+#include "../common/sasl.h"
+#include "../common/tls.h"
 #include "../common/spool.h"
 #include "commitq.h"
 #include "delivery.h"
@@ -94,6 +96,7 @@ struct runner {
 	struct relay_policy	policy;
 
 	struct nexthop		hop;		/* the smarthost: the only route */
+	struct sasl_creds      *creds;		/* the credentials file, or NULL */
 	struct delivery_agent  *agent;		/* owns the connections */
 
 	int			inotify_fd;	/* -1 when unavailable */
@@ -646,6 +649,54 @@ runner_watch_queue(struct runner *r)
 	return 0;
 }
 
+/*
+ * Reads the credentials file ([relay] credentials) and gives the next hop
+ * its TLS policy and credentials.  On failure nothing changes: at start
+ * the daemon refuses to run, at a reload the old credentials stay.
+ */
+static int
+runner_load_security(struct runner *r, const char *why)
+{
+	const struct cfg *cfg = r->cfg;
+	struct sasl_creds *creds = NULL;
+	struct nexthop hop = r->hop;
+	char err[1024], qerr[1100];
+	int e;
+
+	if (cfg->relay_credentials != NULL &&
+	    (e = sasl_creds_load(cfg->relay_credentials, &creds, err, sizeof(err))) < 0) {
+		log_error("relay-credentials", "path=%s event=%s error=%s action=\"%s\"", cfg->relay_credentials, why,
+		    log_quote(qerr, sizeof(qerr), err),
+		    r->creds != NULL || strcmp(why, "reload") == 0 ? "keeping the credentials loaded before" :
+		    "not starting");
+		return e;
+	}
+	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
+		log_error("relay-credentials", "path=%s event=%s error=\"%s\"",
+		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
+		nexthop_wipe(&hop);
+		sasl_creds_free(creds);
+		return e;
+	}
+	nexthop_wipe(&r->hop);
+	r->hop = hop;
+	nexthop_wipe(&hop);
+	sasl_creds_free(r->creds);
+	r->creds = creds;
+	log_info("relay-security", "event=%s smarthost=%s tls=%s tls_ca_file=%s credentials=%s entries=%zu auth=%s "
+	    "auth_plaintext=%s", why, r->hop.name, tls_policy_name(r->hop.tls),
+	    r->hop.tls_ca_file[0] ? r->hop.tls_ca_file : "(system)",
+	    cfg->relay_credentials ? cfg->relay_credentials : "(none)", sasl_creds_count(creds),
+	    r->hop.auth ? "yes" : "no", r->hop.auth_plaintext ? "yes" : "no");
+	return 0;
+}
+
+int
+runner_reload(struct runner *r)
+{
+	return r == NULL ? 0 : runner_load_security(r, "reload");
+}
+
 int
 runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out)
@@ -671,7 +722,13 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		free(r);
 		return err;
 	}
+	if ((err = runner_load_security(r, "start")) < 0) {
+		free(r);
+		return err;
+	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		sasl_creds_free(r->creds);
+		nexthop_wipe(&r->hop);
 		free(r);
 		return err;
 	}
@@ -744,5 +801,7 @@ runner_free(struct runner *r)
 		}
 	}
 	free(r->backlog);
+	sasl_creds_free(r->creds);
+	nexthop_wipe(&r->hop);
 	free(r);
 }

@@ -7,6 +7,7 @@
  *	int runner_new(struct event_base *base, const struct cfg *cfg,
  *			struct spool *spool, struct commitq *cq, struct runner **out);
  *	void runner_kick(struct runner *runner);
+ *	int runner_reload(struct runner *runner);
  *	void runner_free(struct runner *runner);
  * DESCRIPTION
  *	The relay is three modules, and this is the one the rest of smtpd
@@ -34,6 +35,15 @@
  *	the lifetime has run out the pending recipients fail (554 5.4.7), a
  *	record claimed after that without another attempt.
  *
+ *	The smarthost's TLS policy and credentials come from [relay] tls,
+ *	tls_ca_file, credentials and auth_plaintext (nexthop_set_security()).
+ *	runner_new() reads the credentials file and fails when it cannot
+ *	(a mode that lets group or others read it, a bad line: logged as
+ *	relay-credentials with the file and the reason).  runner_reload()
+ *	reads it again (SIGHUP): on success the next attempts use the new
+ *	credentials, on failure the old ones stay and the reason is logged;
+ *	deliveries in flight keep the copy they started with.
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: deliveries in flight are abandoned and
  *	their claims given back to queue/ unchanged; records being committed
@@ -45,7 +55,9 @@
  *	Event loop thread only.
  * ERRORS
  *	runner_new(): -EINVAL when the smarthost is no numeric host:port or
- *	[ipv6]:port (logged as relay-config), -ENOMEM.  runner_kick() and
+ *	[ipv6]:port (logged as relay-config), sasl_creds_load()'s errors
+ *	(-EPERM for a file others may read, -EINVAL, -ENOENT, ...), -ENOMEM.
+ *	runner_reload(): the same errors, with nothing changed.  runner_kick() and
  *	runner_free() accept NULL.
  */
 #ifndef SPOOLGATE_RUNNER_H
@@ -61,6 +73,7 @@ struct runner;
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
+int runner_reload(struct runner *runner);
 void runner_free(struct runner *runner);
 
 #endif
