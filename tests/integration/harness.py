@@ -149,6 +149,8 @@ _SECTION = {
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
     'command_timeout': 'relay', 'keep_sent': 'relay',
+    'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
+    'auth_plaintext': 'relay',
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
