@@ -19,7 +19,8 @@ Reusable pieces for tests that need a TLS- and AUTH-capable server:
 
 Each Service is one smtpd listener in master.cf with its own -o overrides:
 Service('starttls', tls='may'), Service('smtps', wrapper=True),
-Service('plain', tls='none', auth=False), Service('other', cert='other').
+Service('plain', tls='none', auth=False), Service('other', cert='other'),
+Service('plainauth', tls='none', mechs='plain', auth_only=False).
 
 Needs root (Postfix's master) and the Debian packages postfix, sasl2-bin,
 libsasl2-modules, libsasl2-modules-db (scripts/deps.sh).
@@ -106,13 +107,15 @@ class TestCA:
 class Service:
     """One smtpd listener of the private Postfix."""
 
-    def __init__(self, name, tls='may', wrapper=False, auth=True, cert=None, mechs=None):
+    def __init__(self, name, tls='may', wrapper=False, auth=True, cert=None, mechs=None,
+                 auth_only=True):
         self.name = name
         self.tls = tls			# smtpd_tls_security_level
         self.wrapper = wrapper		# smtpd_tls_wrappermode (RFC 8314)
         self.auth = auth		# SASL offered (after TLS only)
         self.cert = cert		# label of another certificate, or None
         self.mechs = mechs		# smtpd_sasl_mechanism_filter ("plain"), or all three
+        self.auth_only = auth_only	# smtpd_tls_auth_only: AUTH offered only after TLS
         self.port = free_port()
 
     @property
@@ -126,6 +129,8 @@ class Service:
         if not self.auth:
             opts += ['smtpd_sasl_auth_enable=no',
                      'smtpd_recipient_restrictions=permit_mynetworks,reject']
+        if not self.auth_only:
+            opts.append('smtpd_tls_auth_only=no')
         if self.mechs:
             opts.append('smtpd_sasl_mechanism_filter=%s' % self.mechs)
         if self.cert:

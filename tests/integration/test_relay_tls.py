@@ -74,6 +74,7 @@ class RelayTLSTest(unittest.TestCase):
             peers.Service('smtps', wrapper=True, mechs='plain'),
             peers.Service('plain', tls='none', auth=False),
             peers.Service('other', cert='other'),
+            peers.Service('plainauth', tls='none', mechs='plain', auth_only=False),
         ], extra_certs={'other': other})
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.addClassCleanup(cls.pf.stop)
@@ -279,6 +280,28 @@ class RelayTLSTest(unittest.TestCase):
         self.assertEqual(rec.get('last-auth'), 'SCRAM-SHA-256 user=%s' % USER)
         self.assertTrue(self.arrived(tag).endswith(self.stored(gw, msgid, rec)))
         self.assertIsNone(gw.procs['smtpd'].poll(), 'the daemon restarted or died')
+
+    def test_no_password_in_plaintext_unless_auth_plaintext(self):
+        svc = self.pf.services['plainauth']	# no STARTTLS, AUTH PLAIN only
+        since = self.service_lines('plainauth')
+        gw = self.gateway(svc, tls='none')
+        msgid = self.send(gw, uuid.uuid4().hex[:12])
+        rec = self.outcome(gw, msgid, 'queue')
+        self.assertRegex(rec['rcpt'][0][2], r'^454 4\.7\.0 .*offers only AUTH PLAIN, which would send the password '
+                         r'without TLS \(auth_plaintext = no\)')
+        wait_until(lambda: 'disconnect from' in '\n'.join(self.pf.service_log('plainauth').splitlines()[since:]),
+                   5, 'the peer logging the disconnect')
+        self.assertNotIn('auth=', '\n'.join(self.pf.service_log('plainauth').splitlines()[since:]))
+        self.assert_peer_saw_no_mail('plainauth', since)
+        gw.cleanup()
+        # The route says so explicitly: PLAIN without TLS.
+        gw = self.gateway(svc, tls='none', auth_plaintext=True)
+        tag = uuid.uuid4().hex[:12]
+        msgid = self.send(gw, tag)
+        rec = self.outcome(gw, msgid, 'sent')
+        self.assertEqual(rec.get('last-auth'), 'PLAIN user=%s' % USER)
+        self.assertNotIn('last-tls', rec)
+        self.arrived(tag)
 
     def test_credentials_readable_by_others_refuse_start(self):
         gw = harness.Instance('tls', smarthost=self.pf.services['starttls'].addr)
