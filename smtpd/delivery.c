@@ -20,9 +20,12 @@
  *	body).  The session steps (connect, greeting, EHLO/HELO) end in
  *	dlv_session_ready(), where the transaction starts with MAIL; the
  *	transaction ends in dlv_conclude(), which hands the result back once,
- *	and dlv_end(), which says QUIT.  STARTTLS and AUTH will be session
- *	steps before dlv_session_ready(); connection reuse will make dlv_end()
- *	say RSET and keep the connection in the agent for the next message.
+ *	and dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
+ *	filter over the socket's bufferevent, then EHLO again) and AUTH are
+ *	session steps that dlv_session_ready() takes as the next hop's policy
+ *	says; implicit TLS (wrapper) puts the filter in place at the connect.
+ *	Connection reuse will make dlv_end() say RSET and keep the connection
+ *	in the agent for the next message.
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
