@@ -12,7 +12,9 @@ leave through its relay:
   the message arrives byte for byte in the peer's Maildir, Postfix logs
   sasl_method=SCRAM-SHA-256, the record says last-tls ... verified=yes
   and last-auth, and no log holds the password;
-- PLAIN over implicit TLS (tls = wrapper);
+- PLAIN over implicit TLS (tls = wrapper); LOGIN where only LOGIN is offered;
+- no PLAIN without TLS unless auth_plaintext = yes;
+- policy may against a certificate for another name: delivered, verified=no;
 - policy encrypt against the service without STARTTLS: deferred with
   4.7.0 and the reason, the peer saw no MAIL;
 - policy verify against the certificate for another name: deferred with
@@ -75,6 +77,7 @@ class RelayTLSTest(unittest.TestCase):
             peers.Service('plain', tls='none', auth=False),
             peers.Service('other', cert='other'),
             peers.Service('plainauth', tls='none', mechs='plain', auth_only=False),
+            peers.Service('login', mechs='login'),
         ], extra_certs={'other': other})
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.addClassCleanup(cls.pf.stop)
@@ -206,6 +209,18 @@ class RelayTLSTest(unittest.TestCase):
         self.assertEqual(rec.get('last-auth'), 'PLAIN user=%s' % USER)
         wait_until(lambda: 'sasl_method=PLAIN, sasl_username=%s' % USER in self.pf.service_log('smtps'),
                    5, 'Postfix logging the PLAIN login on the implicit-TLS service')
+        self.assert_no_password_logged(gw)
+
+    def test_login_when_only_login_is_offered(self):
+        svc = self.pf.services['login']
+        gw = self.gateway(svc)
+        tag = uuid.uuid4().hex[:12]
+        msgid = self.send(gw, tag)
+        rec = self.outcome(gw, msgid, 'sent')
+        self.assertEqual(rec.get('last-auth'), 'LOGIN user=%s' % USER)
+        self.assertTrue(self.arrived(tag).endswith(self.stored(gw, msgid, rec)))
+        wait_until(lambda: 'sasl_method=LOGIN, sasl_username=%s' % USER in self.pf.service_log('login'),
+                   5, 'Postfix logging the LOGIN login')
         self.assert_no_password_logged(gw)
 
     # ------------------------------------------------------------ refusals
