@@ -22,8 +22,10 @@
 #include "addr.h"
 #include "cfg.h"
 #include "log.h"
+#include "route.h"
 
-enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT, T_TLSPOLICY };
+enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY };
 
 struct cfg_key {
 	const char     *section;
@@ -54,7 +56,9 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
-	K("relay", "smarthost", T_HOSTPORT, smarthost, 0, 0),
+	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
+	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
+	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
 	K("relay", "retry_min", T_UINT, retry_min, 1, 86400),
 	K("relay", "retry_max", T_UINT, retry_max, 1, 7 * 86400),
 	K("relay", "max_queue_lifetime", T_UINT, max_queue_lifetime, 1, 365 * 86400),
@@ -101,6 +105,18 @@ free_list(char **list, size_t *n)
 	*n = 0;
 }
 
+static void
+free_routes(struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_routes; i++) {
+		free(cfg->routes[i].domain);
+		free(cfg->routes[i].target);
+	}
+	cfg->n_routes = 0;
+}
+
 static int set_string(char **field, const char *value);
 
 /* The relay's TLS and AUTH keys (tls.h and sasl.h give them meaning). */
@@ -141,6 +157,8 @@ cfg_free(struct cfg *cfg)
 	free(cfg->listen);
 	free(cfg->banner);
 	free(cfg->smarthost);
+	free(cfg->resolver);
+	free_routes(cfg);
 	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
 	free_list(cfg->local_domains, &cfg->n_local_domains);
@@ -179,6 +197,8 @@ cfg_defaults(struct cfg *cfg)
 	cfg->max_hops = 50;
 	parse_nets(cfg, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
+	cfg->resolver = xstrdup("");
+	cfg->dns_timeout = 30;
 	cfg->retry_min = 60;
 	cfg->retry_max = 3600;
 	cfg->max_queue_lifetime = 432000;
@@ -395,6 +415,7 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 {
 	struct cfg *cfg = ps->cfg;
 	void *field = (char *)cfg + k->offset;
+	struct route_nexthop nh;
 	char host[256];
 	unsigned long v;
 	unsigned port;
@@ -413,6 +434,20 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 	case T_HOSTPORT:
 		if (cfg_split_hostport(value, host, sizeof(host), &port) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not host:port or [ipv6]:port", value);
+			return -EINVAL;
+		}
+		return set_string(field, value);
+	case T_NEXTHOP:
+		if (*value != '\0' && route_parse_nexthop(value, &nh) < 0) {
+			snprintf(ps->detail, sizeof(ps->detail),
+			    "'%s' is not host:port, [host]:port, ip:port, [ipv6]:port or empty (route by MX)", value);
+			return -EINVAL;
+		}
+		return set_string(field, value);
+	case T_RESOLVER:
+		if (*value != '\0' && (route_parse_nexthop(value, &nh) < 0 || !nh.literal)) {
+			snprintf(ps->detail, sizeof(ps->detail),
+			    "'%s' is not ip:port or [ipv6]:port of a DNS server, or empty (/etc/resolv.conf)", value);
 			return -EINVAL;
 		}
 		return set_string(field, value);
@@ -447,10 +482,65 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 	return -EINVAL;
 }
 
+/* "example.org", ".example.org" or "*". */
+static bool
+route_domain_valid(const char *domain)
+{
+	if (strcmp(domain, "*") == 0)
+		return true;
+	if (domain[0] == '.')
+		domain++;
+	return domain[0] != '[' && strlen(domain) <= ROUTE_HOST_MAX && addr_domain_valid(domain) == 0;
+}
+
+/* One line of [routes]. */
+static int
+apply_route(struct cfg_parse *ps, const char *domain, const char *target)
+{
+	struct cfg *cfg = ps->cfg;
+	struct route_nexthop nh;
+	struct cfg_route *rt;
+	size_t i;
+
+	if (!route_domain_valid(domain)) {
+		snprintf(ps->detail, sizeof(ps->detail), "'%s' is not a domain, .domain or *", domain);
+		return -EINVAL;
+	}
+	for (i = 0; i < cfg->n_routes; i++) {
+		if (strcasecmp(cfg->routes[i].domain, domain) == 0) {
+			snprintf(ps->detail, sizeof(ps->detail), "a second route for '%s'", domain);
+			return -EEXIST;
+		}
+	}
+	if (route_parse_target(target, &nh) < 0) {
+		snprintf(ps->detail, sizeof(ps->detail),
+		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port or [ipv6]:port", target);
+		return -EINVAL;
+	}
+	if (cfg->n_routes >= CFG_MAX_ROUTES) {
+		snprintf(ps->detail, sizeof(ps->detail), "more than %d routes", CFG_MAX_ROUTES);
+		return -E2BIG;
+	}
+	rt = &cfg->routes[cfg->n_routes];
+	rt->domain = strdup(domain);
+	rt->target = strdup(target);
+	if (rt->domain == NULL || rt->target == NULL) {
+		free(rt->domain);
+		free(rt->target);
+		rt->domain = rt->target = NULL;
+		return -ENOMEM;
+	}
+	cfg->n_routes++;
+	return 0;
+}
+
 static bool
 section_is_known(const char *section)
 {
 	const struct cfg_key *k;
+
+	if (strcmp(section, "routes") == 0)
+		return true;
 
 	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++)
 		if (strcmp(k->section, section) == 0)
@@ -467,6 +557,15 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 
 	if (ps->err != 0)
 		return 1;	/* keep the first error only */
+	if (strcmp(section, "routes") == 0) {
+		ps->detail[0] = '\0';
+		if ((r = apply_route(ps, name, value)) == 0)
+			return 1;
+		snprintf(ps->msg, sizeof(ps->msg), "[routes] %s: %s", name, ps->detail[0] ? ps->detail : strerror(-r));
+		ps->err = r;
+		ps->err_line = ps->line;
+		return 0;
+	}
 	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
 		if (strcmp(k->section, section) != 0 || strcmp(k->key, name) != 0)
 			continue;
@@ -482,7 +581,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 	if (section_is_known(section))
 		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
 	else
-		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown section [%s] (known: spool, smtpd, relay, fs, log)",
+		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown section [%s] (known: spool, smtpd, relay, routes, fs, log)",
 		    section, name, section);
 	ps->err = -EINVAL;
 	ps->err_line = ps->line;
@@ -654,4 +753,44 @@ cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port)
 	host[hend - hstart] = '\0';
 	*port = (unsigned)p;
 	return 0;
+}
+
+/* The value of one key as the daemons use it: scalar keys only. */
+int
+cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen)
+{
+	const struct cfg_key *k;
+	const void *field;
+	const char *s;
+	int n;
+
+	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
+		if (strcmp(k->section, section) != 0 || strcmp(k->key, key) != 0)
+			continue;
+		field = (const char *)cfg + k->offset;
+		switch (k->type) {
+		case T_STRING:
+		case T_PATH:
+		case T_HOSTPORT:
+		case T_NEXTHOP:
+		case T_RESOLVER:
+		case T_TLSPOLICY:
+			s = *(char *const *)field;
+			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
+			break;
+		case T_UINT:
+			n = snprintf(out, outlen, "%u", *(const unsigned *)field);
+			break;
+		case T_ULONG:
+			n = snprintf(out, outlen, "%lu", *(const unsigned long *)field);
+			break;
+		case T_BOOL:
+			n = snprintf(out, outlen, "%s", *(const bool *)field ? "yes" : "no");
+			break;
+		default:
+			return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */
+		}
+		return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+	}
+	return -ENOENT;
 }

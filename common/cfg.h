@@ -7,6 +7,8 @@
  *	void cfg_defaults(struct cfg *cfg);
  *	int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
  *	void cfg_free(struct cfg *cfg);
+ *	int cfg_value(const struct cfg *cfg, const char *section, const char *key,
+ *	    char *out, size_t outlen);
  * DESCRIPTION
  *	One INI file (parsed with inih) configures both daemons; each reads
  *	the sections it needs.  docs in README.md and etc/spoolgate.conf list
@@ -20,9 +22,24 @@
  *	number".  Unknown sections and keys are errors too: a typo must not
  *	silently leave a default in place.
  *
+ *	[relay] smarthost is a next hop as route.h parses it (host:port
+ *	looks up MX first, [host]:port only A/AAAA, address literals as they
+ *	are), or empty: route by the recipient's MX.  [relay] resolver is empty
+ *	(the system's /etc/resolv.conf) or the ip:port of a DNS server.  Each
+ *	key of [routes] is a domain, ".domain" (every name below it) or "*",
+ *	each value a next hop or "mx" / "mx:port"; a domain named twice is an
+ *	error.  route_pick() (route.h) makes the decision.
+ *
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
  *	address may relay (relay_networks, CIDR list).
+ *
+ *	cfg_value() writes the value of one scalar key (text, path, host:port,
+ *	number, yes/no) as the daemons use it into out: paths are absolute
+ *	or relative to the working directory, an unset text is "".  It returns
+ *	0, -ENOENT for a key that does not exist, -EOPNOTSUPP for a list or
+ *	the log level, -ENAMETOOLONG when out is too small.  Scripts use it
+ *	through spoolgate-smtpd -p (./run creates the [spool] user with it).
  * OWNERSHIP
  *	Strings in struct cfg are owned by it and freed by cfg_free().
  */
@@ -34,6 +51,13 @@
 #include <sys/socket.h>
 
 #define CFG_MAX_LIST	32
+#define CFG_MAX_ROUTES	256
+
+/* One line of [routes]: "example.org = [mail.example.org]:587". */
+struct cfg_route {
+	char	       *domain;		/* "example.org", ".example.org" (below it) or "*" */
+	char	       *target;		/* a next hop (route.h) or "mx" / "mx:port" */
+};
 
 struct cfg_net {
 	int		family;		/* AF_INET or AF_INET6 */
@@ -71,7 +95,9 @@ struct cfg {
 	char	       *banner;			/* banner = spoolgate ESMTP */
 
 	/* [relay] */
-	char	       *smarthost;		/* smarthost = 127.0.0.1:2525 */
+	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */
+	char	       *resolver;		/* resolver = "" (resolv.conf) or a DNS server's ip:port */
+	unsigned	dns_timeout;		/* 30 s for one lookup (MX, then A/AAAA) */
 	unsigned	retry_min;		/* 60 s: first backoff */
 	unsigned	retry_max;		/* 3600 s: longest backoff */
 	unsigned	max_queue_lifetime;	/* 432000 s (5 days), then failed/ */
@@ -86,6 +112,10 @@ struct cfg {
 	char	       *relay_credentials;	/* credentials = (none): sasl.h's file format */
 	bool		relay_auth_plaintext;	/* auth_plaintext = no: never AUTH without TLS */
 
+	/* [routes] */
+	struct cfg_route routes[CFG_MAX_ROUTES];
+	size_t		n_routes;
+
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
 	bool		allow_other;		/* allow_other = no */
@@ -97,6 +127,7 @@ struct cfg {
 void cfg_defaults(struct cfg *cfg);
 int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
 void cfg_free(struct cfg *cfg);
+int cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen);
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);

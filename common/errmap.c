@@ -56,6 +56,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_HOST_UNREACHABLE, 451, "4.4.1", EHOSTUNREACH, FE, "No answer from host: host unreachable"),
 	ROW(REPLY_NET_UNREACHABLE, 451, "4.4.1", ENETUNREACH, FE, "No answer from host: network unreachable"),
 	ROW(REPLY_TIMED_OUT, 451, "4.4.2", ETIMEDOUT, FE | PR, "Connection timed out"),
+	ROW(REPLY_DNS_TEMPFAIL, 451, "4.4.3", 0, PR, "Directory server failure: the DNS lookup failed, try again later"),
 	ROW(REPLY_REMOTE_PROTOCOL, 451, "4.5.0", 0, PR, "Protocol error in the remote server's reply"),
 	ROW(REPLY_ATRN_LOCKED, 451, "4.4.0", 0, PR, "Unable to process ATRN request now"),
 	ROW(REPLY_NO_STORAGE, 452, "4.3.1", ENOSPC, FE | PR, "Insufficient system storage"),
@@ -80,6 +81,8 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_MECH_TOO_WEAK, 534, "5.7.9", 0, PR, "Authentication mechanism is too weak"),
 	ROW(REPLY_ENCRYPTION_REQUIRED, 538, "5.7.11", 0, PR, "Encryption required for requested authentication mechanism"),
 	ROW(REPLY_NO_SUCH_USER, 550, "5.1.1", ENOENT, FE | PR, "Mailbox unavailable: no such user here"),
+	ROW(REPLY_DNS_NXDOMAIN, 550, "5.1.2", 0, PR, "Bad destination system address: the domain does not exist"),
+	ROW(REPLY_NO_MAIL_HOST, 550, "5.4.4", 0, PR, "Unable to route: no address for the domain's mail hosts"),
 	ROW(REPLY_RELAY_DENIED, 550, "5.7.1", EACCES, PR, "Relay access denied"),
 	ROW(REPLY_ACCESS_DENIED, 550, "5.7.1", EACCES, FE, "Mailbox unavailable: permission denied"),
 	ROW(REPLY_NOT_PERMITTED, 550, "5.7.1", EPERM, FE, "Mailbox unavailable: operation not permitted"),
@@ -104,6 +107,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_PROTOCOL_ERROR, 554, "5.5.0", EPROTO, FE | PR, "Transaction failed: protocol error"),
 	ROW(REPLY_CLIENT_BLOCKED, 554, "5.7.1", EACCES, PR, "Access denied: no SMTP service for you here"),
 	ROW(REPLY_BAD_PARAMETER, 555, "5.5.4", 0, PR, "MAIL FROM/RCPT TO parameters not recognized or not implemented"),
+	ROW(REPLY_NULL_MX, 556, "5.1.10", 0, PR, "Recipient address has null MX: the domain accepts no mail"),
 };
 
 const struct errmap_reply *

@@ -78,6 +78,7 @@ enum reply_id {
 	REPLY_HOST_UNREACHABLE,	/* 451 4.4.1, EHOSTUNREACH */
 	REPLY_NET_UNREACHABLE,	/* 451 4.4.1, ENETUNREACH */
 	REPLY_TIMED_OUT,	/* 451 4.4.2, ETIMEDOUT */
+	REPLY_DNS_TEMPFAIL,	/* 451 4.4.3: SERVFAIL, no DNS answer in time */
 	REPLY_REMOTE_PROTOCOL,	/* 451 4.5.0: the other server's reply made no sense */
 	REPLY_ATRN_LOCKED,	/* 451 */
 	REPLY_NO_STORAGE,	/* 452 4.3.1, ENOSPC */
@@ -103,6 +104,8 @@ enum reply_id {
 	REPLY_MECH_TOO_WEAK,	/* 534 5.7.9 */
 	REPLY_ENCRYPTION_REQUIRED,/* 538 5.7.11 */
 	REPLY_NO_SUCH_USER,	/* 550 5.1.1, ENOENT */
+	REPLY_DNS_NXDOMAIN,	/* 550 5.1.2: the recipient's domain does not exist */
+	REPLY_NO_MAIL_HOST,	/* 550 5.4.4: no address for any mail host of the domain */
 	REPLY_RELAY_DENIED,	/* 550 5.7.1 */
 	REPLY_ACCESS_DENIED,	/* 550 5.7.1, EACCES */
 	REPLY_NOT_PERMITTED,	/* 550 5.7.1, EPERM */
@@ -127,6 +130,7 @@ enum reply_id {
 	REPLY_PROTOCOL_ERROR,	/* 554 5.5.0, EPROTO */
 	REPLY_CLIENT_BLOCKED,	/* 554 5.7.1 */
 	REPLY_BAD_PARAMETER,	/* 555 5.5.4 */
+	REPLY_NULL_MX,		/* 556 5.1.10: the domain has a null MX (RFC 7505) */
 	REPLY__COUNT
 };
 
@@ -136,7 +140,7 @@ enum reply_id {
 
 struct errmap_reply {
 	enum reply_id	id;
-	int		code;		/* 211 .. 555 */
+	int		code;		/* 211 .. 556 */
 	const char     *esc;		/* RFC 3463 "x.y.z", or "" where none applies */
 	int		err;		/* errno this reply stands for, 0 if none */
 	unsigned	flags;		/* ERRMAP_* */

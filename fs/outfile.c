@@ -234,6 +234,17 @@ outfile_reset(struct outfile *of)
 	of->head_end = 0;
 }
 
+/* A refused open(2) is logged: the writer sees EBUSY, the operator sees why. */
+static int
+outfile_open_refused(const struct outfile *of, const char *why)
+{
+	char qname[512];
+
+	log_warn("outbox-open-refused", "name=%s errno=EBUSY why=\"%s\"",
+	    log_quote(qname, sizeof qname, of->name), why);
+	return -EBUSY;
+}
+
 int
 outfile_open(struct outfile_set *set, struct outfile **pof, int flags,
 	     const struct outfile_writer *w)
@@ -245,11 +256,14 @@ outfile_open(struct outfile_set *set, struct outfile **pof, int flags,
 		of->refs++;
 		return 0;
 	}
-	if (of->writers > 0)
-		return -EBUSY;		/* one writer at a time, never a mixed message */
+	if (of->writers > 0)		/* one writer at a time, never a mixed message */
+		return outfile_open_refused(of, "another open(2) is writing this file");
 	if (of->state != OUTFILE_WRITING) {
-		if (!(flags & O_TRUNC))
-			return of->state == OUTFILE_REFUSED ? of->refusal : -EBUSY;
+		if (of->state == OUTFILE_REFUSED && !(flags & O_TRUNC))
+			return of->refusal;
+		if (!(flags & O_TRUNC))	/* >> after a submission would send a fragment */
+			return outfile_open_refused(of, "already submitted; "
+			    "only a new whole file (O_TRUNC) may reuse the name");
 		/* a new whole file: a new message under the same name */
 		if ((r = outfile_new_entry(set, of->name, of->mode, of->uid, of->gid, &fresh)) < 0)
 			return r;

@@ -2,8 +2,10 @@
 # scripts/deps.sh: install what spoolgate needs to build, run and test, where missing.
 # Sourced by ./run and ./test.  Debian 12 packages only; needs root (or sudo).
 #
-#   deps_install     apt-get install the packages that dpkg does not show as installed
-#   deps_user NAME   create the unprivileged system user the daemons drop root to
+#   deps_install       apt-get install the packages that dpkg does not show as installed
+#   deps_install_fuzz  the same for what ./test --fuzz needs (clang, libFuzzer)
+#   deps_user NAME     create the unprivileged system user the daemons drop root to
+#   deps_build DIR [MESON-OPTIONS...]  meson setup DIR (once, with the options), ninja
 
 SPOOLGATE_PACKAGES=(
 	gcc libc6-dev pkg-config meson ninja-build   # build
@@ -11,14 +13,21 @@ SPOOLGATE_PACKAGES=(
 	libfuse3-dev fuse3                            # the mount (fusermount3)
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
+	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
 	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
+	unbound                                       # test_dns.py: a real DNS server for the test zone
 	procps psmisc                                 # pkill/fuser in scripts
+	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 )
+
+# Only ./test --fuzz: libFuzzer comes with clang's runtime libraries.  The
+# replay of the corpora in ./test and ./test --sanitize needs gcc alone.
+SPOOLGATE_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -26,14 +35,22 @@ as_root() {
 
 deps_missing() {
 	local p
-	for p in "${SPOOLGATE_PACKAGES[@]}"; do
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
 	done
 }
 
 deps_install() {
+	deps_install_list "${SPOOLGATE_PACKAGES[@]}"
+}
+
+deps_install_fuzz() {
+	deps_install_list "${SPOOLGATE_FUZZ_PACKAGES[@]}"
+}
+
+deps_install_list() {
 	local missing
-	missing=$(deps_missing | tr '\n' ' ')
+	missing=$(deps_missing "$@" | tr '\n' ' ')
 	[ -z "${missing// /}" ] && return 0
 	echo "spoolgate: installing: $missing" >&2
 	# Postfix must not ask questions nor configure itself as the system MTA.
@@ -52,8 +69,9 @@ deps_user() {
 
 deps_build() {
 	local dir=$1
+	shift
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" >/dev/null
+		meson setup "$dir" "$@" >/dev/null
 	fi
 	ninja -C "$dir" >&2
 }

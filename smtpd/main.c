@@ -2,7 +2,7 @@
  * NAME
  *	spoolgate-smtpd - the SMTP server and relay of spoolgate
  * SYNOPSIS
- *	spoolgate-smtpd -c FILE [-n]
+ *	spoolgate-smtpd -c FILE [-n | -p SECTION.KEY]
  *	spoolgate-smtpd -h | -V
  * DESCRIPTION
  *	Reads the configuration FILE, opens and recovers the spool, binds the
@@ -11,6 +11,10 @@
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
  *	-n	check the configuration, print what is wrong, exit 0 or 1.
+ *	-p SECTION.KEY
+ *		print the value of one key (e.g. spool.user, fs.mountpoint) as
+ *		the daemon would use it and exit; the file must parse, but the
+ *		user need not exist yet (./run reads the user to create so).
  *	-h	usage.  -V	version.
  *
  *	SIGTERM and SIGINT stop it cleanly: no new connection is accepted,
@@ -74,10 +78,11 @@ struct daemon {
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: %s -c FILE [-n]\n"
+	fprintf(fp, "usage: %s -c FILE [-n | -p SECTION.KEY]\n"
 	    "       %s -h | -V\n"
 	    "  -c FILE  configuration file (see etc/spoolgate.conf)\n"
 	    "  -n       check the configuration and exit (0: good, 1: errors printed)\n"
+	    "  -p SECTION.KEY  print the value of one key (e.g. spool.user) and exit\n"
 	    "  -h       this help\n"
 	    "  -V       print the version\n", PROG, PROG);
 }
@@ -152,6 +157,29 @@ drop_privileges(const struct cfg *cfg, const struct passwd *pw)
 		return -EACCES;
 	}
 	log_info("privileges", "user=%s uid=%u gid=%u", pw->pw_name, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
+}
+
+/* -p SECTION.KEY: one value for scripts, without checking the user. */
+static int
+print_value(const struct cfg *cfg, const char *name)
+{
+	char section[32], value[4096];
+	const char *dot = strchr(name, '.');
+	int r;
+
+	if (dot == NULL || (size_t)(dot - name) >= sizeof(section)) {
+		fprintf(stderr, "%s: -p %s: expected SECTION.KEY, e.g. spool.user\n", PROG, name);
+		return 1;
+	}
+	memcpy(section, name, (size_t)(dot - name));
+	section[dot - name] = '\0';
+	if ((r = cfg_value(cfg, section, dot + 1, value, sizeof(value))) < 0) {
+		fprintf(stderr, "%s: -p %s: %s\n", PROG, name,
+		    r == -ENOENT ? "no such key" : r == -EOPNOTSUPP ? "a list, not printable" : strerror(-r));
+		return 1;
+	}
+	printf("%s\n", value);
 	return 0;
 }
 
@@ -268,19 +296,22 @@ int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	const char *path = NULL;
+	const char *path = NULL, *print_key = NULL;
 	bool check_only = false;
 	char err[1024];
 	int c, status;
 
 	memset(&d, 0, sizeof(d));
-	while ((c = getopt(argc, argv, "c:nhV")) != -1) {
+	while ((c = getopt(argc, argv, "c:np:hV")) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
 			break;
 		case 'n':
 			check_only = true;
+			break;
+		case 'p':
+			print_key = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -301,6 +332,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", PROG, err);
 		cfg_free(&d.cfg);
 		return 1;
+	}
+	if (print_key != NULL) {
+		status = print_value(&d.cfg, print_key);
+		cfg_free(&d.cfg);
+		return status;
 	}
 	if (check_only) {
 		struct passwd *pw;

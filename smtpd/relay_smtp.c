@@ -483,7 +483,9 @@ static int
 expire_pending(struct envelope *env, long long now)
 {
 	char why[RELAY_REPLY_TEXT_MAX], detail[RELAY_REPLY_TEXT_MAX];
-	long long age = now > env->created ? now - env->created : 0;
+	/* in unsigned arithmetic: a bogus created time far in the past cannot overflow */
+	unsigned long long age = now > env->created ?
+	    (unsigned long long)now - (unsigned long long)env->created : 0;
 	size_t i;
 	int r;
 
@@ -494,7 +496,7 @@ expire_pending(struct envelope *env, long long now)
 			continue;
 		last = env->rcpt[i].reply ? env->rcpt[i].reply :
 		    env->last_reply ? env->last_reply : "none";
-		snprintf(detail, sizeof(detail), "after %lld s and %u attempts; last reply: %s", age, env->attempts,
+		snprintf(detail, sizeof(detail), "after %llu s and %u attempts; last reply: %s", age, env->attempts,
 		    last);
 		relay_local_reply(why, sizeof(why), errmap_get(REPLY_DELIVERY_EXPIRED), detail);
 		if ((r = envelope_set_rcpt(env, i, RCPT_FAILED, why)) < 0)

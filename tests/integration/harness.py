@@ -13,6 +13,15 @@ Environment:
     SPOOLGATE_SRC     source root (defaults to ../.. from here)
     SPOOLGATE_KEEP    keep the temporary directories (default: kept only
                       when a test failed)
+    SPOOLGATE_TIME_SCALE  multiplies the start and stop timeouts (./test
+                      --sanitize sets it: sanitized daemons are slower)
+    ASAN_OPTIONS, UBSAN_OPTIONS  passed on to the daemons, with a log_path
+                      into the instance's sanitizer/ directory added
+
+Sanitizers: each daemon writes its AddressSanitizer, LeakSanitizer and
+UndefinedBehaviorSanitizer reports into <instance>/sanitizer/<daemon>.<pid>
+(a directory the daemon can still write after dropping root).  Any report
+found there fails the script, whatever its tests said, and is printed.
 
 Exit status of a script run through main(): 0 all passed, 1 a failure,
 77 everything skipped (meson's "skipped").
@@ -42,13 +51,15 @@ FS = os.path.join(BUILD, 'fs', 'spoolgate-fs')
 USER = 'spoolgate'
 IS_ROOT = os.geteuid() == 0
 
-START_TIMEOUT = 15.0		# seconds to wait for a readiness line
-STOP_TIMEOUT = 10.0		# seconds between SIGTERM and SIGKILL
+TIME_SCALE = float(os.environ.get('SPOOLGATE_TIME_SCALE') or 1)
+START_TIMEOUT = 15.0 * TIME_SCALE	# seconds to wait for a readiness line
+STOP_TIMEOUT = 10.0 * TIME_SCALE	# seconds between SIGTERM and SIGKILL
 
 _instances = []			# every Instance not yet cleaned up
 _logs_seen = []			# (label, path) of every daemon log, for failure reports
 _any_failure = False
 _finished_dirs = []		# temp dirs of instances cleaned up
+_sanitizer_reports = []		# (path, text) of every sanitizer report found
 
 
 def log(msg):
@@ -190,6 +201,9 @@ class Instance:
                      'fs': os.path.join(self.dir, 'fs.log')}
         self.extra_mounts = []
         os.mkdir(self.spool, 0o755)
+        self.sanitizer_dir = os.path.join(self.dir, 'sanitizer')
+        os.mkdir(self.sanitizer_dir)
+        os.chmod(self.sanitizer_dir, 0o1777)	# written after the drop of root
         self.cfg = {
             'dir': self.spool,
             'local_domains': 'localhost',
@@ -281,6 +295,33 @@ class Instance:
         except OSError:
             return ''
 
+    def _daemon_env(self, which, extra):
+        """The environment of a daemon: ours, extra, and sanitizer reports
+        sent to files that sanitizer_reports() reads."""
+        env = dict(os.environ, **(extra or {}))
+        logs = os.path.join(self.sanitizer_dir, which)
+        asan = [env.get('ASAN_OPTIONS', ''), 'log_path=' + logs]
+        if 'LD_PRELOAD' in env:
+            # The shim comes first in the link order; the runtime does not mind.
+            asan.append('verify_asan_link_order=0')
+        env['ASAN_OPTIONS'] = ':'.join(o for o in asan if o)
+        env['UBSAN_OPTIONS'] = ':'.join(o for o in (env.get('UBSAN_OPTIONS', ''),
+                                                    'log_path=' + logs) if o)
+        return env
+
+    def sanitizer_reports(self):
+        """[(path, text)] of the reports the daemons wrote so far."""
+        found = []
+        if not os.path.isdir(self.sanitizer_dir):	# removed by a test
+            return found
+        for name in sorted(os.listdir(self.sanitizer_dir)):
+            path = os.path.join(self.sanitizer_dir, name)
+            with open(path, 'rb') as f:
+                text = f.read().decode('utf-8', 'replace')
+            if text.strip():
+                found.append((path, text))
+        return found
+
     def _start(self, which, argv, ready, env=None, preexec=None):
         if which in self.procs and self.procs[which].poll() is None:
             raise DaemonError('%s already running' % which)
@@ -290,7 +331,7 @@ class Instance:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                     stderr=subprocess.STDOUT, cwd=self.dir,
-                                    env=dict(os.environ, **env) if env else None,
+                                    env=self._daemon_env(which, env),
                                     preexec_fn=preexec)
         finally:
             logf.close()
@@ -377,6 +418,7 @@ class Instance:
         for m in reversed(self.extra_mounts):
             unmount(m)
         self.extra_mounts = []
+        _sanitizer_reports.extend(self.sanitizer_reports())
         if self in _instances:
             _instances.remove(self)
         # Removed by main() at the end if every test passed: a failure
@@ -729,12 +771,19 @@ def main(binaries=(SMTPD,)):
         _any_failure = True
         _print_logs()
     _cleanup_all()
+    for path, text in _sanitizer_reports:
+        _any_failure = True
+        log('---- sanitizer report %s ----' % path)
+        for line in text.splitlines():
+            log('  ' + line)
+    if _sanitizer_reports:
+        log('FAILED: %d sanitizer report(s) from the daemons (above)' % len(_sanitizer_reports))
     for d in _finished_dirs:
         if _any_failure or os.environ.get('SPOOLGATE_KEEP'):
             log('kept %s' % d)
         elif not any(is_mounted(os.path.join(d, m)) for m in ('mnt', 'spool')):
             shutil.rmtree(d, ignore_errors=True)
-    if not result.wasSuccessful():
+    if not result.wasSuccessful() or _sanitizer_reports:
         sys.exit(1)
     if result.testsRun == 0 or len(result.skipped) == result.testsRun:
         sys.exit(SKIP)

@@ -546,6 +546,7 @@ class Mount(unittest.TestCase):
             with self.assertRaises(OSError, msg='open mode %s' % mode) as cm:
                 open(f, mode)
             self.assertEqual(cm.exception.errno, errno.EBUSY)
+        self.assertIn('event=outbox-open-refused name=app.eml errno=EBUSY', self.gw.read_log('fs'))
         new = self.queued_ids() - before
         self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
         with open(self.mnt('queue', new.pop()), 'rb') as fh:

@@ -9,9 +9,13 @@
  *	of range, unknown key, unknown section, bad bool, bad CIDR, bad
  *	mailbox name, a syntax error, ...) fails and its message names
  *	"file:line: [section] key"; relative paths are resolved against the
- *	directory of the file; cfg_net_allows_relay() for IPv4, IPv6 and
- *	IPv4-mapped IPv6 clients; cfg_split_hostport().  The files are written
- *	into a temporary directory under /tmp.
+ *	directory of the file; cfg_value() prints scalar keys as used and
+ *	refuses unknown keys and lists; cfg_net_allows_relay() for IPv4, IPv6 and
+ *	IPv4-mapped IPv6 clients; cfg_split_hostport(); every smarthost form
+ *	(names, [names], literals, empty = MX), resolver and dns_timeout,
+ *	[routes] lines (domain, .domain, *; next hop or mx[:port]) with their
+ *	errors (bad target, bad domain, a domain twice, more than 256).  The
+ *	files are written into a temporary directory under /tmp.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -89,6 +93,9 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg.relay_networks[1].family, AF_INET6);
 	ck_assert_uint_eq(cfg.relay_networks[1].prefix, 128);
 	ck_assert_str_eq(cfg.smarthost, "127.0.0.1:2525");
+	ck_assert_str_eq(cfg.resolver, "");
+	ck_assert_uint_eq(cfg.dns_timeout, 30);
+	ck_assert_uint_eq(cfg.n_routes, 0);
 	ck_assert_uint_eq(cfg.retry_min, 60);
 	ck_assert_uint_eq(cfg.retry_max, 3600);
 	ck_assert_uint_eq(cfg.max_queue_lifetime, 432000);
@@ -138,6 +145,8 @@ static const char full_conf[] =
 	"\n"
 	"[relay]\n"
 	"smarthost = mail.example.net:587\n"
+	"resolver = [::1]:5353\n"
+	"dns_timeout = 7\n"
 	"retry_min = 2\n"
 	"retry_max = 20\n"
 	"max_queue_lifetime = 600\n"
@@ -150,6 +159,12 @@ static const char full_conf[] =
 	"tls_ca_file = /etc/ca.pem\n"
 	"credentials = /etc/sg/creds\n"
 	"auth_plaintext = yes\n"
+	"\n"
+	"[routes]\n"
+	"example.org = [mail.example.org]:587\n"
+	".example.org = mx:2525\n"
+	"Example.COM = 192.0.2.1:25\n"
+	"* = mx\n"
 	"\n"
 	"[fs]\n"
 	"mountpoint = /mnt/sg\n"
@@ -202,6 +217,16 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.relay_networks[1].prefix, 32);
 	ck_assert_uint_eq(cfg.relay_networks[2].prefix, 32);
 	ck_assert_str_eq(cfg.smarthost, "mail.example.net:587");
+	ck_assert_str_eq(cfg.resolver, "[::1]:5353");
+	ck_assert_uint_eq(cfg.dns_timeout, 7);
+	ck_assert_uint_eq(cfg.n_routes, 4);
+	ck_assert_str_eq(cfg.routes[0].domain, "example.org");
+	ck_assert_str_eq(cfg.routes[0].target, "[mail.example.org]:587");
+	ck_assert_str_eq(cfg.routes[1].domain, ".example.org");
+	ck_assert_str_eq(cfg.routes[1].target, "mx:2525");
+	ck_assert_str_eq(cfg.routes[2].domain, "Example.COM");
+	ck_assert_str_eq(cfg.routes[3].domain, "*");
+	ck_assert_str_eq(cfg.routes[3].target, "mx");
 	ck_assert_uint_eq(cfg.retry_min, 2);
 	ck_assert_uint_eq(cfg.retry_max, 20);
 	ck_assert_uint_eq(cfg.max_queue_lifetime, 600);
@@ -292,6 +317,20 @@ static const struct err_case {
 	{ "bad log level", "[log]\nlevel = loud\n", 2, "[log] level", "'loud'" },
 	{ "bad listen", "[smtpd]\nlisten = 127.0.0.1\n", 2, "[smtpd] listen", "host:port" },
 	{ "bad smarthost port", "[relay]\nsmarthost = host:70000\n", 2, "[relay] smarthost", "host:port" },
+	{ "smarthost v6 without brackets", "[relay]\nsmarthost = ::1:25\n", 2, "[relay] smarthost", "[ipv6]:port" },
+	{ "smarthost without port", "[relay]\nsmarthost = mail.example.org\n", 2, "[relay] smarthost", "host:port" },
+	{ "smarthost bad name", "[relay]\nsmarthost = [mail_x!.org]:25\n", 2, "[relay] smarthost", "mail_x!.org" },
+	{ "smarthost unclosed bracket", "[relay]\nsmarthost = [mail.example.org:25\n", 2, "[relay] smarthost", "host:port" },
+	{ "resolver by name", "[relay]\nresolver = dns.example.org:53\n", 2, "[relay] resolver", "ip:port" },
+	{ "resolver without port", "[relay]\nresolver = 127.0.0.1\n", 2, "[relay] resolver", "ip:port" },
+	{ "dns_timeout 0", "[relay]\ndns_timeout = 0\n", 2, "[relay] dns_timeout", "out of range" },
+	{ "route to nothing", "[routes]\nexample.org =\n", 2, "[routes] example.org", "is not mx" },
+	{ "route to a word", "[routes]\nexample.org = direct\n", 2, "[routes] example.org", "'direct'" },
+	{ "route mx bad port", "[routes]\n* = mx:0\n", 2, "[routes] *", "'mx:0'" },
+	{ "route bad domain", "[routes]\nexa mple.org = mx\n", 2, "[routes] exa mple.org", "not a domain" },
+	{ "route wildcard in name", "[routes]\n*.example.org = mx\n", 2, "[routes] *.example.org", "not a domain" },
+	{ "route twice", "[routes]\nexample.org = mx\n# again\nEXAMPLE.org = [a.example]:25\n", 4,
+	    "[routes] EXAMPLE.org", "second route" },
 	{ "empty path", "[spool]\ndir =\n", 2, "[spool] dir", "empty" },
 	{ "syntax error", "[smtpd]\nmax_sessions = 5\nthis line is not ini\n", 3, NULL, "syntax error" },
 	{ "unclosed section", "[smtpd\nmax_sessions = 5\n", 1, NULL, "syntax error" },
@@ -363,6 +402,39 @@ START_TEST(test_relative_paths)
 	ck_assert_int_eq(chdir(sub), 0);
 	ck_assert_int_eq(cfg_load("rel.conf", &cfg, err, sizeof(err)), 0);
 	ck_assert_str_eq(cfg.spool_dir, "./../var/spool");
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_value)
+{
+	char path[PATH_LEN], want[PATH_LEN], out[PATH_LEN], small[4], err[512] = "";
+	struct cfg cfg;
+	int r;
+
+	write_conf("value.conf", "[spool]\nuser = mailer\ndir = spool\n[smtpd]\nmax_line = 4096\n"
+	    "[relay]\nkeep_sent = no\n", path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "user", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "mailer");
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "dir", out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%.900s/spool", tmpbase);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "max_line", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "4096");
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "listen", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "127.0.0.1:2525");
+	ck_assert_int_eq(cfg_value(&cfg, "relay", "keep_sent", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "no");
+	ck_assert_int_eq(cfg_value(&cfg, "relay", "tls", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "");	/* unset: the relay's default */
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "banner", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "spoolgate ESMTP");
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "nope", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "user", "spool", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "local_domains", out, sizeof(out)), -EOPNOTSUPP);
+	ck_assert_int_eq(cfg_value(&cfg, "spool", "user", small, sizeof(small)), -ENAMETOOLONG);
 	cfg_free(&cfg);
 }
 END_TEST
@@ -531,6 +603,48 @@ START_TEST(test_split_hostport_hostlen)
 }
 END_TEST
 
+/* An empty smarthost means "route by MX"; every old form still loads. */
+START_TEST(test_smarthost_forms)
+{
+	static const char *const good[] = { "", "127.0.0.1:2525", "[127.0.0.1]:25", "[::1]:25",
+		"mail.example.org:587", "[mail.example.org]:587", "localhost:2525" };
+	char path[PATH_LEN], text[256], err[1024] = "";
+	struct cfg cfg;
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "[relay]\nsmarthost = %s\n", good[i]);
+		write_conf("sh.conf", text, path);
+		r = cfg_load(path, &cfg, err, sizeof(err));
+		ck_assert_msg(r == 0, "smarthost '%s': %s", good[i], err);
+		ck_assert_str_eq(cfg.smarthost, good[i]);
+		cfg_free(&cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_too_many_routes)
+{
+	char path[PATH_LEN], err[1024] = "", *text, *p;
+	size_t i, len = (CFG_MAX_ROUTES + 2) * 40 + 16;
+	struct cfg cfg;
+	int r;
+
+	ck_assert_ptr_nonnull(text = malloc(len));
+	p = text + sprintf(text, "[routes]\n");
+	for (i = 0; i <= CFG_MAX_ROUTES; i++)
+		p += sprintf(p, "d%zu.example = mx\n", i);
+	write_conf("many.conf", text, path);
+	free(text);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_int_eq(r, -E2BIG);
+	ck_assert_msg(strstr(err, "more than 256 routes") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, ":258: ") != NULL, "%s", err);
+	cfg_free(&cfg);
+}
+END_TEST
+
 static Suite *
 cfg_suite(void)
 {
@@ -545,8 +659,11 @@ cfg_suite(void)
 	tcase_add_loop_test(tc, test_error_names_file_line_key, 0, N_ERR_CASES);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_relative_paths);
+	tcase_add_test(tc, test_value);
 	tcase_add_loop_test(tc, test_net_allows_relay, 0, N_NET_CASES);
 	tcase_add_test(tc, test_net_defaults_and_edges);
+	tcase_add_test(tc, test_smarthost_forms);
+	tcase_add_test(tc, test_too_many_routes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostport");

@@ -426,6 +426,12 @@ static const struct {
 	{ REPLY_SESSION_DEADLINE, 421, "4.4.2" },
 	{ REPLY_DELIVERY_EXPIRED, 554, "5.4.7" },	/* X.4.7: delivery time expired */
 	{ REPLY_LOCAL_ERROR, 451, "4.3.0" },
+	/* routing (common/route.c) */
+	{ REPLY_DNS_TEMPFAIL, 451, "4.4.3" },	/* X.4.3: directory server failure */
+	{ REPLY_DNS_NXDOMAIN, 550, "5.1.2" },	/* X.1.2: bad destination system address */
+	{ REPLY_NO_MAIL_HOST, 550, "5.4.4" },	/* X.4.4: unable to route */
+	{ REPLY_NULL_MX, 556, "5.1.10" },	/* RFC 7505 */
+	{ REPLY_MAIL_LOOP, 554, "5.4.6" },	/* an MX list that loops back here */
 };
 #define N_NAMED_ROWS	(sizeof(named_rows) / sizeof(named_rows[0]))
 

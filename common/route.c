@@ -1,0 +1,361 @@
+/*
+ * NAME
+ *	route - where a message goes: next hops, per-domain routes, MX order
+ * DESCRIPTION
+ *	See route.h.  Pure functions: the DNS I/O is in smtpd/dns.c.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "cfg.h"
+#include "route.h"
+
+static bool
+is_address_literal(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static bool
+is_ipv6_literal(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* "25" -> 25; 1..65535, digits only. */
+static int
+parse_port(const char *s, unsigned *port)
+{
+	unsigned long p = 0;
+	const char *c;
+
+	if (*s == '\0' || strlen(s) > 5)
+		return -EINVAL;
+	for (c = s; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return -EINVAL;
+		p = p * 10 + (unsigned long)(*c - '0');
+	}
+	if (p == 0 || p > 65535)
+		return -EINVAL;
+	*port = (unsigned)p;
+	return 0;
+}
+
+int
+route_parse_nexthop(const char *spec, struct route_nexthop *nh)
+{
+	const char *hstart = spec, *hend, *colon;
+	bool bracketed = spec[0] == '[';
+	size_t hlen;
+
+	memset(nh, 0, sizeof(*nh));
+	if (bracketed) {
+		hstart = spec + 1;
+		if ((hend = strchr(hstart, ']')) == NULL || hend[1] != ':')
+			return -EINVAL;
+		colon = hend + 1;
+	} else {
+		/* One colon only: an IPv6 address must be written in brackets. */
+		if ((colon = strchr(spec, ':')) == NULL || strchr(colon + 1, ':') != NULL)
+			return -EINVAL;
+		hend = colon;
+	}
+	hlen = (size_t)(hend - hstart);
+	if (hlen == 0 || hlen > ROUTE_HOST_MAX || parse_port(colon + 1, &nh->port) < 0)
+		return -EINVAL;
+	memcpy(nh->host, hstart, hlen);
+	nh->host[hlen] = '\0';
+	if (is_address_literal(nh->host)) {
+		if (!bracketed && is_ipv6_literal(nh->host))
+			return -EINVAL;
+		nh->literal = true;
+		return 0;
+	}
+	if (nh->host[0] == '[' || addr_domain_valid(nh->host) < 0)
+		return -EINVAL;
+	nh->mx_lookup = !bracketed;
+	return 0;
+}
+
+int
+route_parse_target(const char *spec, struct route_nexthop *nh)
+{
+	if (strcasecmp(spec, "mx") == 0 || strncasecmp(spec, "mx:", 3) == 0) {
+		memset(nh, 0, sizeof(*nh));
+		nh->port = ROUTE_DEFAULT_PORT;
+		if (spec[2] == ':' && parse_port(spec + 3, &nh->port) < 0)
+			return -EINVAL;
+		nh->mx_lookup = true;
+		nh->recipient_mx = true;
+		return 0;
+	}
+	return route_parse_nexthop(spec, nh);
+}
+
+static const char *
+route_lookup_wildcard(const struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_routes; i++)
+		if (strcmp(cfg->routes[i].domain, "*") == 0)
+			return cfg->routes[i].target;
+	return NULL;
+}
+
+/* The configured target for domain, or NULL: exact, nearest ".parent", "*". */
+static const char *
+route_lookup(const struct cfg *cfg, const char *domain)
+{
+	const char *p;
+	size_t i;
+
+	for (i = 0; i < cfg->n_routes; i++)
+		if (strcasecmp(cfg->routes[i].domain, domain) == 0)
+			return cfg->routes[i].target;
+	for (p = strchr(domain, '.'); p != NULL; p = strchr(p + 1, '.'))
+		for (i = 0; i < cfg->n_routes; i++)
+			if (cfg->routes[i].domain[0] == '.' && strcasecmp(cfg->routes[i].domain, p) == 0)
+				return cfg->routes[i].target;
+	return route_lookup_wildcard(cfg);
+}
+
+/* "[192.0.2.1]" or "[IPv6:2001:db8::1]" (already valid) -> the address itself. */
+static void
+literal_as_nexthop(const char *domain, struct route_nexthop *nh)
+{
+	const char *a = domain + 1;
+	size_t len;
+
+	if (strncasecmp(a, "IPv6:", 5) == 0)
+		a += 5;
+	len = strlen(a) - 1;	/* without ']' */
+	memcpy(nh->host, a, len);
+	nh->host[len] = '\0';
+	nh->literal = true;
+	nh->mx_lookup = false;
+	nh->recipient_mx = false;
+}
+
+int
+route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh)
+{
+	bool is_literal = domain[0] == '[';
+	const char *target = NULL;
+	int r;
+
+	if (strlen(domain) > ROUTE_HOST_MAX)
+		return -ENAMETOOLONG;
+	if (addr_domain_valid(domain) < 0)
+		return -EINVAL;
+	/* An address literal has no name to match: only "*" and the smarthost apply. */
+	target = is_literal ? route_lookup_wildcard(cfg) : route_lookup(cfg, domain);
+	if (target == NULL)
+		target = cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx";
+	if ((r = route_parse_target(target, nh)) < 0)
+		return r;
+	if (nh->recipient_mx && is_literal)
+		literal_as_nexthop(domain, nh);
+	else if (nh->recipient_mx)
+		snprintf(nh->host, sizeof(nh->host), "%s", domain);
+	return 0;
+}
+
+static bool
+host_byte_ok(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+int
+route_mx_rdata_parse(const unsigned char *rdata, size_t len, struct route_mx *mx)
+{
+	size_t pos = 2, out = 0, lab;
+
+	memset(mx, 0, sizeof(*mx));
+	if (rdata == NULL || len < 3)
+		return -EBADMSG;
+	mx->preference = (unsigned)rdata[0] << 8 | rdata[1];
+	for (;;) {
+		if (pos >= len)
+			return -EBADMSG;	/* no root label */
+		lab = rdata[pos++];
+		if (lab == 0)
+			break;
+		if (lab > 63)
+			return -EBADMSG;	/* a compression pointer or a reserved label type */
+		if (lab > len - pos)
+			return -EBADMSG;	/* label runs past the rdata */
+		/* out bytes so far, plus a dot if not first, plus the label, must fit in 255. */
+		if (out + (out > 0) + lab > ROUTE_HOST_MAX)
+			return -EBADMSG;
+		if (out > 0)
+			mx->host[out++] = '.';
+		for (size_t i = 0; i < lab; i++) {
+			if (!host_byte_ok(rdata[pos + i]))
+				return -EBADMSG;
+			mx->host[out++] = (char)rdata[pos + i];
+		}
+		pos += lab;
+	}
+	if (pos != len)
+		return -EBADMSG;	/* bytes after the name */
+	if (out == 0)
+		mx->host[out++] = '.';
+	mx->host[out] = '\0';
+	return 0;
+}
+
+static void
+shuffle(struct route_mx *a, size_t n, route_rand_fn rnd, void *rarg)
+{
+	struct route_mx tmp;
+	size_t i, j;
+
+	if (rnd == NULL)
+		return;
+	for (i = n; i > 1; i--) {
+		j = rnd(rarg, (uint32_t)i);
+		if (j >= i)
+			j = i - 1;	/* a broken source must not index out of range */
+		tmp = a[i - 1];
+		a[i - 1] = a[j];
+		a[j] = tmp;
+	}
+}
+
+/* Stable insertion sort by preference: the shuffle decides among equals. */
+static void
+sort_by_preference(struct route_mx *a, size_t n)
+{
+	struct route_mx tmp;
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		tmp = a[i];
+		for (j = i; j > 0 && a[j - 1].preference > tmp.preference; j--)
+			a[j] = a[j - 1];
+		a[j] = tmp;
+	}
+}
+
+/*
+ * RFC 5321 5.1: when this host is one of the MX hosts, it and every host
+ * with the same or a higher preference are dropped (they would send the
+ * mail back here).  hosts are sorted.  Returns the hosts that remain.
+ */
+static size_t
+drop_self(const struct route_mx *hosts, size_t n, const char *self)
+{
+	size_t i;
+
+	if (self == NULL || *self == '\0')
+		return n;
+	for (i = 0; i < n; i++)
+		if (strcasecmp(hosts[i].host, self) == 0)
+			break;
+	if (i == n)
+		return n;
+	while (i > 0 && hosts[i - 1].preference == hosts[i].preference)
+		i--;
+	return i;
+}
+
+int
+route_mx_plan(const char *domain, const char *self, const struct route_mx *mx, size_t n, route_rand_fn rnd,
+    void *rarg, struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail)
+{
+	struct route_mx all[ROUTE_MX_MAX];
+	size_t i, k = 0;
+
+	*nhosts = 0;
+	if (n == 1 && mx[0].preference == 0 && strcmp(mx[0].host, ".") == 0) {
+		fail->reply = REPLY_NULL_MX;
+		snprintf(fail->text, sizeof(fail->text), "%s has a null MX (RFC 7505): it accepts no mail", domain);
+		return -EPERM;
+	}
+	if (max == 0)
+		return 0;
+	if (n == 0) {
+		/* Implicit MX (RFC 5321 5.1): the domain itself, at preference 0. */
+		all[0].preference = 0;
+		snprintf(all[0].host, sizeof(all[0].host), "%s", domain);
+		k = 1;
+	}
+	for (i = 0; i < n && k < ROUTE_MX_MAX; i++)
+		if (strcmp(mx[i].host, ".") != 0)
+			all[k++] = mx[i];
+	if (k == 0) {
+		/* Only "." records, more than one or not at preference 0: no mail host either. */
+		fail->reply = REPLY_NULL_MX;
+		snprintf(fail->text, sizeof(fail->text), "%s has only null MX records: it accepts no mail", domain);
+		return -EPERM;
+	}
+	shuffle(all, k, rnd, rarg);
+	sort_by_preference(all, k);
+	if ((k = drop_self(all, k, self)) == 0) {
+		fail->reply = REPLY_MAIL_LOOP;
+		snprintf(fail->text, sizeof(fail->text),
+		    "mail for %s loops back to myself: %s is its best MX host", domain, self);
+		return -EPERM;
+	}
+	for (i = 0; i < k && i < max; i++)
+		hosts[i] = all[i];
+	*nhosts = i;
+	return 0;
+}
+
+const char *
+route_dns_rcode_name(enum route_dns_rcode rc)
+{
+	switch (rc) {
+	case ROUTE_DNS_NXDOMAIN:
+		return "NXDOMAIN";
+	case ROUTE_DNS_SERVFAIL:
+		return "SERVFAIL";
+	case ROUTE_DNS_TIMEOUT:
+		return "no answer in time";
+	case ROUTE_DNS_OTHER:
+		break;
+	}
+	return "resolver error";
+}
+
+int
+route_dns_fail(const struct route_nexthop *nh, const char *qname, const char *qtype, enum route_dns_rcode rc,
+    struct route_fail *fail)
+{
+	bool recipient_domain = nh->recipient_mx && strcasecmp(qname, nh->host) == 0;
+
+	snprintf(fail->text, sizeof(fail->text), "%s lookup of %s: %s", qtype, qname, route_dns_rcode_name(rc));
+	if (rc == ROUTE_DNS_NXDOMAIN && recipient_domain) {
+		fail->reply = REPLY_DNS_NXDOMAIN;
+		return -EPERM;
+	}
+	fail->reply = REPLY_DNS_TEMPFAIL;
+	return -EAGAIN;
+}
+
+int
+route_no_address(const struct route_nexthop *nh, bool temporary, const char *detail, struct route_fail *fail)
+{
+	snprintf(fail->text, sizeof(fail->text), "no address for the mail hosts of %s%s%s", nh->host,
+	    detail != NULL ? ": " : "", detail != NULL ? detail : "");
+	if (nh->recipient_mx && !temporary) {
+		fail->reply = REPLY_NO_MAIL_HOST;
+		return -EPERM;
+	}
+	fail->reply = REPLY_DNS_TEMPFAIL;
+	return -EAGAIN;
+}

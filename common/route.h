@@ -1,0 +1,143 @@
+/*
+ * NAME
+ *	route - where a message goes: next hops, per-domain routes, MX order
+ * SYNOPSIS
+ *	#include "route.h"
+ *
+ *	int route_parse_nexthop(const char *spec, struct route_nexthop *nh);
+ *	int route_parse_target(const char *spec, struct route_nexthop *nh);
+ *	int route_pick(const struct cfg *cfg, const char *domain,
+ *	    struct route_nexthop *nh);
+ *	int route_mx_rdata_parse(const unsigned char *rdata, size_t len,
+ *	    struct route_mx *mx);
+ *	int route_mx_plan(const char *domain, const char *self,
+ *	    const struct route_mx *mx, size_t n, route_rand_fn rnd, void *rarg,
+ *	    struct route_mx *hosts, size_t max, size_t *nhosts,
+ *	    struct route_fail *fail);
+ *	int route_dns_fail(const struct route_nexthop *nh, const char *qname,
+ *	    const char *qtype, enum route_dns_rcode rc, struct route_fail *fail);
+ * DESCRIPTION
+ *	The routing decision, as pure functions: no libevent, no DNS I/O.
+ *	smtpd/dns.c asks the resolver and feeds the answers through these.
+ *
+ *	A next hop is written as in Postfix:
+ *	  host:port	look up the MX records of host, then A/AAAA of each MX
+ *			host (implicit MX: host itself when it has no MX)
+ *	  [host]:port	look up A/AAAA of host only
+ *	  192.0.2.1:port, [192.0.2.1]:port, [2001:db8::1]:port
+ *			an address literal: no DNS at all
+ *	The port is required.  route_parse_nexthop() fills nh (host without
+ *	brackets, port, mx_lookup, literal); -EINVAL when spec is none of these
+ *	or host is no valid host name (addr_domain_valid()).
+ *
+ *	route_parse_target() accepts a next hop, or "mx" (port 25) or
+ *	"mx:PORT": route by the MX records of the recipient's domain.  Such a
+ *	target has nh->recipient_mx set and an empty host, filled in by
+ *	route_pick().
+ *
+ *	route_pick() chooses the route for a recipient domain from cfg's
+ *	[routes] and smarthost: the exact domain (case-insensitive), then the
+ *	nearest ".parent" entry (".example.org" matches every name under
+ *	example.org, not example.org itself), then "*", then the smarthost;
+ *	an empty smarthost means "mx".  A route by MX ends with nh->host set
+ *	to the domain and nh->recipient_mx true.  A recipient domain that is an
+ *	address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") matches only "*"
+ *	and the smarthost; routed by MX it goes to that address (nh->literal,
+ *	no DNS).  -EINVAL when domain is neither a domain name nor an address
+ *	literal, -ENAMETOOLONG when it does not fit.
+ *
+ *	route_mx_rdata_parse() reads one MX record's rdata (RFC 1035 3.3.9:
+ *	16-bit preference, then an uncompressed domain name; libunbound hands
+ *	rdata without compression).  The bytes come from the network and are
+ *	checked: labels of 1..63 bytes, at most 255 bytes of name, letters,
+ *	digits, '-' and '_' only, nothing after the root label; a compression
+ *	pointer is an error.  The root name is returned as ".".  0 or -EBADMSG.
+ *
+ *	route_mx_plan() turns the MX records of domain into the hosts to try,
+ *	in order (RFC 5321 5.1): sorted by preference, equal preferences
+ *	shuffled with rnd (a uniform value below its bound; NULL keeps the
+ *	answer's order); no record gives the implicit MX (domain itself);
+ *	a single record "0 ." is a null MX (RFC 7505): -EPERM with fail set
+ *	to REPLY_NULL_MX (556 5.1.10); "." among other records is dropped.
+ *	When self (this gateway's host name, may be NULL) is one of the hosts,
+ *	it and every host of the same or a higher preference are dropped (RFC
+ *	5321 5.1); when none is left: -EPERM, REPLY_MAIL_LOOP (554 5.4.6,
+ *	"loops back to myself").  Names are compared, not addresses.
+ *	At most max hosts are returned (the lowest preferences).  0 or -EPERM.
+ *
+ *	route_dns_fail() classifies a DNS lookup that gave no usable answer:
+ *	NXDOMAIN of the recipient's own domain is permanent (-EPERM,
+ *	REPLY_DNS_NXDOMAIN, 550 5.1.2); every other case is temporary
+ *	(-EAGAIN, REPLY_DNS_TEMPFAIL, 451 4.4.3): SERVFAIL, a timeout, REFUSED,
+ *	and also NXDOMAIN of a host the configuration names (a smarthost or a
+ *	route): a configuration error must not bounce the queue, it is fixed
+ *	and the queue drains.  fail->text holds the DNS answer, e.g.
+ *	"MX lookup of nosuch.example: NXDOMAIN".
+ *
+ *	route_no_address() classifies the end of a lookup that found mail
+ *	hosts but no address for any of them: permanent (-EPERM,
+ *	REPLY_NO_MAIL_HOST, 550 5.4.4) when the route is the recipient's MX and
+ *	every A/AAAA lookup was answered (no such name, or no record of the
+ *	type); temporary (-EAGAIN, REPLY_DNS_TEMPFAIL) when any lookup failed
+ *	(temporary is true) or the hosts come from the configuration.  detail
+ *	(may be NULL) is appended to the text.
+ * OWNERSHIP
+ *	All structures are plain values; nothing is allocated.
+ * THREADS
+ *	Every function is thread-safe (rnd must be, if it is shared).
+ */
+#ifndef SPOOLGATE_ROUTE_H
+#define SPOOLGATE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errmap.h"
+
+struct cfg;
+
+#define ROUTE_HOST_MAX		255	/* longest host name, text form */
+#define ROUTE_MX_MAX		64	/* MX records read from one answer */
+#define ROUTE_DEFAULT_PORT	25
+
+struct route_nexthop {
+	char		host[ROUTE_HOST_MAX + 1];	/* no brackets */
+	unsigned	port;
+	bool		mx_lookup;	/* host:port -> MX first */
+	bool		literal;	/* host is an IPv4 or IPv6 address */
+	bool		recipient_mx;	/* "mx": host is the recipient's domain */
+};
+
+struct route_mx {
+	unsigned	preference;
+	char		host[ROUTE_HOST_MAX + 1];	/* "." for the null MX */
+};
+
+enum route_dns_rcode {
+	ROUTE_DNS_NXDOMAIN,	/* the name does not exist */
+	ROUTE_DNS_SERVFAIL,	/* the resolver could not answer */
+	ROUTE_DNS_TIMEOUT,	/* no answer in time */
+	ROUTE_DNS_OTHER,	/* REFUSED, FORMERR, a resolver error, ... */
+};
+
+struct route_fail {
+	enum reply_id	reply;	/* REPLY_DNS_NXDOMAIN, REPLY_NULL_MX, REPLY_DNS_TEMPFAIL, ... */
+	char		text[400];	/* what DNS said, for the .status file and the log */
+};
+
+/* Returns a uniform value in [0, bound). */
+typedef uint32_t (*route_rand_fn)(void *arg, uint32_t bound);
+
+int route_parse_nexthop(const char *spec, struct route_nexthop *nh);
+int route_parse_target(const char *spec, struct route_nexthop *nh);
+int route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh);
+int route_mx_rdata_parse(const unsigned char *rdata, size_t len, struct route_mx *mx);
+int route_mx_plan(const char *domain, const char *self, const struct route_mx *mx, size_t n, route_rand_fn rnd,
+    void *rarg, struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail);
+int route_dns_fail(const struct route_nexthop *nh, const char *qname, const char *qtype,
+    enum route_dns_rcode rc, struct route_fail *fail);
+int route_no_address(const struct route_nexthop *nh, bool temporary, const char *detail, struct route_fail *fail);
+const char *route_dns_rcode_name(enum route_dns_rcode rc);
+
+#endif
