@@ -41,7 +41,10 @@
  * DIAGNOSTICS
  *	One key=value line per event, with id=: relay-attempt (attempt=,
  *	host=, rcpts=); relay-error (warn) for a connection or protocol
- *	failure; relay-converted and relay-convert-failed for the 7-bit copy;
+ *	failure; relay-next-host (warn) when an address of the next hop did
+ *	not answer, or under encrypt, verify or wrapper could not give TLS,
+ *	and the next one is tried (host=, state=, why=);
+ *	relay-converted and relay-convert-failed for the 7-bit copy;
  *	relay-state and relay-reply at debug level trace the state machine.
  * THREADS
  *	Event loop thread only.
@@ -132,7 +135,8 @@ struct delivery {
 	LIST_ENTRY(delivery) link;
 	struct delivery_agent  *agent;
 	char			id[SPOOL_ID_MAX];
-	struct nexthop		hop;
+	struct nexthop		hop;		/* name: the address being tried, once it has a host */
+	size_t			cur_addr;	/* index in hop.addrs */
 	delivery_done_fn	done;		/* called once, by dlv_conclude() */
 	void		       *arg;
 
@@ -154,6 +158,8 @@ struct delivery {
 	struct envelope	       *env;
 	int			datafd;
 	char			last_reply[RELAY_REPLY_TEXT_MAX];
+	const size_t	       *only;		/* the caller's recipients to try (NULL: all pending) */
+	size_t			nonly;
 	size_t		       *idx;		/* per recipient tried: its index in env->rcpt */
 	enum tx_state	       *tx;		/* per recipient tried */
 	size_t			nrcpts;
@@ -211,6 +217,7 @@ static void dlv_read_cb(struct bufferevent *bev, void *arg);
 static void dlv_write_cb(struct bufferevent *bev, void *arg);
 static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
 static void dlv_session_ready(struct delivery *d);
+static bool dlv_next_address(struct delivery *d, const char *why);
 
 /*
  * The state machine.
@@ -540,6 +547,32 @@ dlv_security_abort(struct delivery *d, enum reply_id row, const char *fmt, ...)
 	dlv_abort(d, errmap_get(row), "%s", detail);
 }
 
+/*
+ * This address cannot give the TLS the route's policy asks for (no
+ * STARTTLS, refused, a failed handshake or certificate, bytes injected
+ * before the handshake).  Under encrypt, verify and wrapper the next
+ * address of the same next hop is tried, as Postfix does (another MX may
+ * have a good certificate; nothing was sent); when none is left, or under
+ * may, every recipient is deferred.
+ */
+static void
+dlv_tls_unavailable(struct delivery *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+dlv_tls_unavailable(struct delivery *d, const char *fmt, ...)
+{
+	char detail[RELAY_REPLY_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (tls_policy_requires_tls(d->hop.tls) && dlv_next_address(d, detail))
+		return;
+	dlv_abort(d, errmap_get(REPLY_TLS_UNAVAILABLE), "%s", detail);
+}
+
 /* The agent's client context for this next hop's CA file, made on first use. */
 static struct tls_client *
 dlv_tls_client(struct delivery *d, char *err, size_t errlen)
@@ -577,7 +610,7 @@ dlv_start_tls(struct delivery *d)
 	SSL *ssl = NULL;
 
 	if ((client = dlv_tls_client(d, err, sizeof(err))) == NULL ||
-	    tls_client_ssl(client, d->hop.tls_name, d->hop.tls, &ssl, err, sizeof(err)) < 0) {
+	    tls_client_ssl(client, nexthop_peer_name(&d->hop, d->cur_addr), d->hop.tls, &ssl, err, sizeof(err)) < 0) {
 		dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS with %s: %s", d->hop.name, err);
 		return;
 	}
@@ -618,7 +651,7 @@ dlv_tls_failed(struct delivery *d, short what)
 		snprintf(why, sizeof(why), "%s", strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
 	while (bufferevent_get_openssl_error(d->bev) != 0)
 		;
-	dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS handshake with %s failed (policy %s): %s",
+	dlv_tls_unavailable(d, "TLS handshake with %s failed (policy %s): %s",
 	    d->hop.name, tls_policy_name(d->hop.tls), why);
 }
 
@@ -637,7 +670,7 @@ dlv_tls_ready(struct delivery *d)
 	tls_info_format(&d->tls_info, text, sizeof(text));
 	log_info("relay-tls", "id=%s host=%s policy=%s %s", d->id, d->hop.name, tls_policy_name(d->hop.tls), text);
 	if (d->env != NULL && envelope_set_last_tls(d->env, d->tls_info.version, d->tls_info.cipher,
-	    d->tls_info.verified, d->hop.tls_name) < 0)
+	    d->tls_info.verified, nexthop_peer_name(&d->hop, d->cur_addr)) < 0)
 		log_warn("relay-tls-note", "id=%s error=\"the record cannot take this TLS description\"", d->id);
 	memset(&d->caps, 0, sizeof(d->caps));
 	if (!d->greeted) {
@@ -660,7 +693,7 @@ dlv_on_starttls(struct delivery *d, const struct relay_reply *rep)
 		size_t extra = evbuffer_get_length(bufferevent_get_input(d->bev));
 
 		if (extra > 0) {
-			dlv_security_abort(d, REPLY_TLS_UNAVAILABLE,
+			dlv_tls_unavailable(d,
 			    "%s sent %zu octets after its 220 to STARTTLS, before the TLS handshake "
 			    "(response injection); nothing was sent", d->hop.name, extra);
 			return;
@@ -676,7 +709,7 @@ dlv_on_starttls(struct delivery *d, const struct relay_reply *rep)
 		dlv_session_ready(d);
 		return;
 	}
-	dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS is required (policy %s), but %s refused STARTTLS: %s",
+	dlv_tls_unavailable(d, "TLS is required (policy %s), but %s refused STARTTLS: %s",
 	    tls_policy_name(d->hop.tls), d->hop.name, rep->text);
 }
 
@@ -830,7 +863,7 @@ dlv_session_ready(struct delivery *d)
 			return;
 		}
 		if (tls_policy_requires_tls(d->hop.tls)) {
-			dlv_security_abort(d, REPLY_TLS_UNAVAILABLE,
+			dlv_tls_unavailable(d,
 			    "TLS is required (policy %s), but %s did not offer STARTTLS; nothing was sent",
 			    tls_policy_name(d->hop.tls), d->hop.name);
 			return;
@@ -872,6 +905,9 @@ dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
 			dlv_enter(d, DLV_EHLO);
 		return;
 	}
+	/* RFC 5321 5: a host that will not talk now is skipped for the next one. */
+	if (relay_reply_class(rep->code) == 4 && dlv_next_address(d, rep->text))
+		return;
 	if (!dlv_refused_all(d, rep))
 		dlv_unexpected(d, rep);
 }
@@ -1093,8 +1129,11 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
-	/* STARTTLS replaces d->bev by a filter on top of bev: stop reading the old one. */
-	while (!d->closing && d->bev == bev) {
+	/*
+	 * bev != d->bev: STARTTLS replaced d->bev by a filter on top of bev,
+	 * or the delivery moved on to the next address: stop reading the old one.
+	 */
+	while (!d->closing && bev == d->bev) {
 		struct evbuffer_ptr eol;
 		struct relay_reply rep;
 		size_t eol_len = 0, len;
@@ -1185,6 +1224,10 @@ dlv_event_cb(struct bufferevent *bev, short what, void *arg)
 		err = ECONNRESET;
 	else if ((err = EVUTIL_SOCKET_ERROR()) == 0)
 		err = ECONNRESET;
+	/* No answer, or gone before the greeting: RFC 5321 5 says try the next address. */
+	if ((d->state == DLV_CONNECTING || d->state == DLV_GREETING) &&
+	    dlv_next_address(d, (what & BEV_EVENT_EOF) ? "closed the connection" : strerror(err)))
+		return;
 	row = errmap_from_errno(err);
 	if (what & BEV_EVENT_EOF)
 		dlv_abort(d, row, "%s closed the connection while %s", d->hop.name,
@@ -1258,18 +1301,19 @@ dlv_pick_rcpts(struct delivery *d)
 {
 	const struct envelope *env = d->env;
 	char line[DLV_CMD_MAX];
-	size_t i, n = envelope_count(env, RCPT_PENDING);
+	size_t i, j, n = d->only != NULL ? d->nonly : env->nrcpt;
 
-	if (n == 0)
+	if (envelope_count(env, RCPT_PENDING) == 0 || n == 0)
 		return 0;
 	if ((d->idx = calloc(n, sizeof(*d->idx))) == NULL || (d->tx = calloc(n, sizeof(*d->tx))) == NULL ||
 	    (d->wire = calloc(n, sizeof(*d->wire))) == NULL)
 		return -ENOMEM;
-	for (i = 0; i < env->nrcpt; i++) {
+	for (j = 0; j < n; j++) {
 		size_t k;
 		int len;
 
-		if (env->rcpt[i].state != RCPT_PENDING)
+		i = d->only != NULL ? d->only[j] : j;
+		if (i >= env->nrcpt || env->rcpt[i].state != RCPT_PENDING)
 			continue;
 		k = d->nrcpts++;
 		d->idx[k] = i;
@@ -1306,13 +1350,23 @@ dlv_measure(struct delivery *d)
 	return mime7bit_scan_fd(d->datafd, d->env->data_offset, &d->scan);
 }
 
+/*
+ * Connects to the address d->cur_addr.  An address with a host name
+ * (from DNS) names the peer from now on: "mx1.example[192.0.2.1]:25" in
+ * the log, in local replies and in the record's last-host.
+ */
 static int
 dlv_connect(struct delivery *d)
 {
 	struct delivery_agent *a = d->agent;
 	struct timeval rtv = { a->command_timeout, 0 };
 	struct timeval ctv = { a->connect_timeout, 0 };
+	const struct nexthop_addr *na = &d->hop.addrs[d->cur_addr];
 
+	if (d->cur_addr >= d->hop.naddrs)
+		return -EDESTADDRREQ;
+	if (na->host[0] != '\0')
+		nexthop_describe(na, d->hop.name, sizeof(d->hop.name));
 	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (d->bev == NULL)
 		return -ENOMEM;
@@ -1320,9 +1374,54 @@ dlv_connect(struct delivery *d)
 	/* While connecting, the write timeout is the connect timeout. */
 	bufferevent_set_timeouts(d->bev, &rtv, &ctv);
 	d->state = DLV_CONNECTING;
-	if (bufferevent_socket_connect(d->bev, (struct sockaddr *)&d->hop.addr, (int)d->hop.addrlen) < 0)
+	if (bufferevent_socket_connect(d->bev, (const struct sockaddr *)&na->addr, (int)na->addrlen) < 0)
 		return errno ? -errno : -ECONNREFUSED;
 	return 0;
+}
+
+/*
+ * RFC 5321 5: when an address does not answer (refused, timed out, closed
+ * before the greeting, a 4xx greeting), the next one is tried.  Returns
+ * false when there is none left: the caller ends the attempt as before.
+ * May run inside a callback of the old bufferevent: freeing it there is
+ * safe (libevent holds a reference while its callback runs).
+ */
+/* What one connection learned (EHLO, TLS, AUTH) does not carry over to the next. */
+static void
+dlv_forget_session(struct delivery *d)
+{
+	memset(&d->caps, 0, sizeof(d->caps));
+	memset(&d->tls_info, 0, sizeof(d->tls_info));
+	d->greeted = false;
+	d->tls = false;
+	d->starttls_refused = false;
+	d->authenticated = false;
+	sasl_client_free(d->sasl);
+	d->sasl = NULL;
+}
+
+static bool
+dlv_next_address(struct delivery *d, const char *why)
+{
+	char quoted[RELAY_REPLY_TEXT_MAX + 8];
+	int err;
+
+	while (d->cur_addr + 1 < d->hop.naddrs) {
+		log_warn("relay-next-host", "id=%s host=%s state=%s why=%s", d->id, d->hop.name,
+		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), why));
+		if (d->bev != NULL) {
+			bufferevent_disable(d->bev, EV_READ | EV_WRITE);
+			bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+			bufferevent_free(d->bev);
+			d->bev = NULL;
+		}
+		dlv_forget_session(d);
+		d->cur_addr++;
+		if ((err = dlv_connect(d)) == 0)
+			return true;
+		why = strerror(-err);
+	}
+	return false;
 }
 
 /*
@@ -1361,7 +1460,7 @@ dlv_begin(struct delivery *d)
 		return;
 	}
 	/* Callbacks can only run once we return to the loop. */
-	if ((err = dlv_connect(d)) < 0)
+	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
 		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->hop.name);
 }
 
@@ -1378,6 +1477,8 @@ delivery_start(struct delivery_agent *a, const struct delivery_request *req)
 	d->arg = req->arg;
 	d->env = req->env;
 	d->datafd = req->datafd;
+	d->only = req->rcpts;
+	d->nonly = req->nrcpts;
 	d->convfd = -1;
 	snprintf(d->id, sizeof(d->id), "%s", req->id);
 	LIST_INSERT_HEAD(&a->open, d, link);

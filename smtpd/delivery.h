@@ -24,15 +24,21 @@
  *	no domain: RFC 5321 4.1.1.1); delivery_agent_helo_name() tells which.
  *	spool gives the temporary files of a 7-bit conversion.
  *
- *	delivery_start() tries req->env's pending recipients at req->hop:
- *	connect, greeting, EHLO (HELO when EHLO is refused), MAIL, RCPT and
+ *	delivery_start() tries req->env's pending recipients (those of
+ *	req->rcpts, when it is not NULL: one destination's share) at req->hop:
+ *	connect to each of req->hop's addresses in turn until one greets with
+ *	220 (a refused or timed-out connection, one closed before the
+ *	greeting, or a 4xx greeting moves on to the next: RFC 5321 5; the
+ *	last one's failure ends the attempt), greeting, EHLO (HELO when EHLO is refused), MAIL, RCPT and
  *	DATA pipelined when PIPELINING is offered, the stored data after
  *	req->env->data_offset dot-stuffed with CRLF line endings (or a 7-bit
  *	copy of it, when the peer could cut or corrupt it: mime7bit), then
  *	QUIT.  Each recipient's fate goes into req->env (envelope_set_rcpt):
  *	sent on 2xx, failed on 5xx, pending on 4xx and on any failure of the
  *	connection or of the peer's protocol; a recipient whose address cannot
- *	be written as a command fails at once.  The attempt's host and the
+ *	be written as a command fails at once.  The attempt's host (the
+ *	address that answered, "mx1.example[192.0.2.1]:25" when it came
+ *	from DNS, else the next hop's name) and the
  *	reply that ended it go to envelope_set_last().  Then req->done(req->arg,
  *	res) runs, exactly once: res->reply is that reply ("" if none),
  *	res->rcpts the indices in env->rcpt of the recipients this attempt
@@ -62,7 +68,8 @@
  * OWNERSHIP
  *	req->env and req->datafd are borrowed from the caller's claim until
  *	done() runs; the delivery touches neither afterwards.  req->hop is
- *	copied; req->id and the other strings are copied.  done() may run
+ *	copied; req->id and the other strings are copied; req->rcpts is
+ *	borrowed until done() runs.  done() may run
  *	before delivery_start() returns (nothing to send, an unreadable data
  *	file, a connect() that fails at once).  delivery_agent_free() closes
  *	every connection without calling any done(): the claims of
@@ -105,6 +112,8 @@ struct delivery_request {
 	struct envelope	       *env;		/* borrowed until done() */
 	int			datafd;		/* borrowed until done() */
 	const struct nexthop   *hop;		/* copied */
+	const size_t	       *rcpts;		/* indices in env->rcpt to try; NULL: every pending one */
+	size_t			nrcpts;
 	delivery_done_fn	done;
 	void		       *arg;
 };

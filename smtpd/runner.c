@@ -21,10 +21,14 @@
  *	A job.  Each claim is a struct runner_job, from queue_claim() to the
  *	end of its commit; it holds one of the max_deliveries slots all that
  *	time.  The data path reads in one direction: runner_start() claims the
- *	record and hands its envelope and data file to the delivery agent
- *	(delivery.c) with the route (struct nexthop: the smarthost); the
- *	delivery fills in each recipient's fate and calls job_delivered()
- *	once; the job settles the envelope (relay_settle(): attempts,
+ *	record; job_route() groups its pending recipients by next hop
+ *	(route_pick()); for each destination in turn job_next_dest() resolves
+ *	the next hop (dns_resolve(); a literal needs none) and hands the
+ *	envelope, the data file, the destination's recipients and the
+ *	addresses (struct nexthop) to the delivery agent (delivery.c); the
+ *	delivery fills in each recipient's fate and calls job_dest_delivered()
+ *	once (a DNS failure fills them in without a delivery); after the last
+ *	destination the job settles the envelope (relay_settle(): attempts,
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
  *	the loop.  A record whose lifetime ran out while it waited is settled
@@ -44,7 +48,8 @@
  * DIAGNOSTICS
  *	One key=value line per event, with id= where a message is concerned:
  *	relay-started; relay-rcpt (rcpt=, status=, reply=) for each recipient
- *	of an attempt; relay-sent, relay-deferred (next=, delay=, attempts=)
+ *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
+ *	gave a destination no address; relay-sent, relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
@@ -72,11 +77,13 @@
 #include "../common/envelope.h"
 #include "../common/log.h"
 #include "../common/queue.h"
+#include "../common/route.h"
 #include "../common/sasl.h"
 #include "../common/tls.h"
 #include "../common/spool.h"
 #include "commitq.h"
 #include "delivery.h"
+#include "dns.h"
 #include "nexthop.h"
 #include "runner.h"
 #include "relay_smtp.h"
@@ -95,9 +102,10 @@ struct runner {
 	struct commitq	       *cq;
 	struct relay_policy	policy;
 
-	struct nexthop		hop;		/* the smarthost: the only route */
+	struct dns	       *dns;		/* NULL when no route needs DNS */
 	struct sasl_creds      *creds;		/* the credentials file, or NULL */
 	struct delivery_agent  *agent;		/* owns the connections */
+	bool			stopping;	/* runner_free(): no new claims */
 
 	int			inotify_fd;	/* -1 when unavailable */
 	struct event	       *inotify_ev;
@@ -115,6 +123,13 @@ struct runner {
 	LIST_HEAD(, runner_job)	jobs;
 };
 
+/* One next hop of a message and the recipients that go there (see "Routing" below). */
+struct runner_dest {
+	struct route_nexthop	nh;
+	size_t			first, n;	/* its recipients: dest_rcpts[first .. first+n) */
+	char			host[NEXTHOP_NAME_MAX];	/* who answered last, for job_explain() */
+};
+
 /* One claim, from queue_claim() until its record is durable. */
 struct runner_job {
 	struct commitq_job	cj;
@@ -122,7 +137,18 @@ struct runner_job {
 	struct runner	       *runner;		/* NULL after runner_free() */
 	struct queue_claim     *qc;		/* owned */
 	char			id[SPOOL_ID_MAX];
-	bool			delivering;	/* the delivery has the envelope */
+	bool			delivering;	/* routing or a delivery has the envelope */
+
+	/* The routes of this attempt: one destination per next hop. */
+	struct runner_dest     *dests;		/* owned, ndests */
+	size_t			ndests, cur_dest;
+	size_t		       *dest_rcpts;	/* owned: recipient indices, grouped per destination */
+	size_t		       *dest_of;	/* owned: per env->rcpt, its destination or SIZE_MAX */
+	bool			resolving;	/* dns_id is pending */
+	uint64_t		dns_id;
+	struct nexthop		hop;		/* of the current destination */
+	bool			rcpt_overflow;	/* of any destination */
+	size_t			ndelivered;
 
 	/* The outcome, set when the job goes to commitq. */
 	enum queue_outcome	outcome;
@@ -152,7 +178,8 @@ runner_release_slot(struct runner *r)
 {
 	if (r->nclaims > 0)
 		r->nclaims--;
-	runner_dispatch(r);
+	if (!r->stopping)
+		runner_dispatch(r);
 }
 
 /*
@@ -168,6 +195,10 @@ job_free(struct runner_job *j)
 	queue_claim_free(j->qc);
 	if (j->retry_ev != NULL)
 		event_free(j->retry_ev);
+	free(j->dests);
+	free(j->dest_rcpts);
+	free(j->dest_of);
+	nexthop_wipe(&j->hop);
 	free(j);
 }
 
@@ -189,9 +220,10 @@ job_give_back(struct runner_job *j, int err)
  * failure the one that refused, not a 250 that came after them.
  */
 static void
-job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *host)
+job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outcome, const char *last)
 {
 	enum rcpt_state want = outcome == QUEUE_DEFERRED ? RCPT_PENDING : RCPT_FAILED;
+	char host[NEXTHOP_NAME_MAX];
 	size_t i;
 
 	if (outcome == QUEUE_SENT)
@@ -200,8 +232,12 @@ job_explain(struct runner_job *j, struct envelope *env, enum queue_outcome outco
 		const struct envelope_rcpt *er = &env->rcpt[i];
 
 		if (er->state == want && er->reply != NULL) {
+			/* The host of that recipient's destination, when this attempt had one. */
+			if (j->dest_of != NULL && j->dest_of[i] != SIZE_MAX && j->dests[j->dest_of[i]].host[0])
+				last = j->dests[j->dest_of[i]].host;
+			snprintf(host, sizeof(host), "%s", last != NULL ? last : "");
 			snprintf(j->reply, sizeof(j->reply), "%s", er->reply);
-			if (envelope_set_last(env, host, j->reply) < 0)
+			if (envelope_set_last(env, host[0] ? host : NULL, j->reply) < 0)
 				log_error("relay-rcpt", "id=%s error=\"%s\"", j->id, strerror(ENOMEM));
 			return;
 		}
@@ -236,25 +272,25 @@ job_commit(struct runner_job *j, const struct envelope *env, const struct relay_
 	job_submit(j);
 }
 
-/* The delivery is over: settle the attempt and make it durable. */
+/*
+ * The attempt is over, every destination tried: settle it and make it
+ * durable.  Also at shutdown for a job some of whose destinations were
+ * tried already, so that what they delivered is not sent again.
+ */
 static void
-job_delivered(void *arg, const struct delivery_result *res)
+job_settle(struct runner_job *j)
 {
-	struct runner_job *j = arg;
 	struct runner *r = j->runner;
 	struct envelope *env = queue_claim_envelope(j->qc);
 	struct relay_verdict v;
 	int err;
 
 	j->delivering = false;
-	snprintf(j->reply, sizeof(j->reply), "%s", res->reply);
-	if ((err = res->error) == 0)
-		err = relay_settle(env, now_seconds(), &r->policy, &v);
-	if (err < 0) {
+	if ((err = relay_settle(env, now_seconds(), &r->policy, &v)) < 0) {
 		job_give_back(j, err);
 		return;
 	}
-	if (v.outcome == QUEUE_DEFERRED && res->rcpt_overflow && res->ndelivered > 0) {
+	if (v.outcome == QUEUE_DEFERRED && j->rcpt_overflow && j->ndelivered > 0) {
 		/*
 		 * RFC 5321 4.5.3.1.10: the server took what it could; the
 		 * rest goes in the next transaction, now, not after a backoff.
@@ -263,8 +299,7 @@ job_delivered(void *arg, const struct delivery_result *res)
 		env->next_attempt = now_seconds();
 		v.delay = 0;
 	}
-	job_explain(j, env, v.outcome, res->host);
-	job_log_rcpts(j, env, res->rcpts, res->nrcpts);
+	job_explain(j, env, v.outcome, env->last_host);
 	job_commit(j, env, &v);
 }
 
@@ -282,32 +317,294 @@ job_expire(struct runner_job *j)
 		job_give_back(j, err);
 		return;
 	}
-	job_explain(j, env, v.outcome, r->hop.name);
+	job_explain(j, env, v.outcome, env->last_host);
 	job_commit(j, env, &v);
+}
+
+/*
+ * Routing: the recipients of a message into destinations.
+ *
+ * Each pending recipient's domain goes through route_pick() ([routes],
+ * smarthost, MX); recipients with the same next hop form one destination
+ * and get one transaction.  The destinations are tried one after the
+ * other within the job's slot: resolve (dns_resolve(), asynchronous; an
+ * address literal needs no DNS), then deliver to the addresses in order.
+ * Every outcome, DNS or SMTP, lands in the one envelope of the claim,
+ * which is settled and committed once, after the last destination.
+ */
+
+static void job_next_dest(struct runner_job *j);
+
+static bool
+same_nexthop(const struct route_nexthop *a, const struct route_nexthop *b)
+{
+	return a->port == b->port && a->mx_lookup == b->mx_lookup && a->literal == b->literal &&
+	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0 &&
+	    strcmp(a->target, b->target) == 0;	/* the credentials go by the target as written */
+}
+
+/* How a destination is named before an address answers: "[host]:port", "host:port", "mx:domain". */
+static void
+dest_name(const struct route_nexthop *nh, char *buf, size_t size)
+{
+	if (nh->recipient_mx && !nh->literal)
+		snprintf(buf, size, "mx:%s", nh->host);
+	else if (nh->literal && strchr(nh->host, ':') != NULL)
+		snprintf(buf, size, "[%s]:%u", nh->host, nh->port);
+	else if (nh->literal || nh->mx_lookup)
+		snprintf(buf, size, "%s:%u", nh->host, nh->port);
+	else
+		snprintf(buf, size, "[%s]:%u", nh->host, nh->port);
+}
+
+/* One recipient's fate decided here, not by a server: the state, the reply, the record's last host. */
+static void
+job_rcpt_outcome(struct runner_job *j, size_t i, enum rcpt_state state, const char *host, const char *reply)
+{
+	struct envelope *env = queue_claim_envelope(j->qc);
+
+	if (envelope_set_rcpt(env, i, state, reply) < 0 || envelope_set_last(env, host, reply) < 0)
+		log_error("relay-rcpt", "id=%s rcpt=%zu error=\"%s\"", j->id, i, strerror(ENOMEM));
+}
+
+/* The pending recipients of a domain no route can take fail here. */
+static void
+job_unroutable(struct runner_job *j, size_t i, int err)
+{
+	char reply[RELAY_REPLY_TEXT_MAX];
+
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_DNS_NXDOMAIN),
+	    err == -ENAMETOOLONG ? "the domain is too long to route" : "no domain to route by");
+	job_rcpt_outcome(j, i, RCPT_FAILED, "(none)", reply);
+	job_log_rcpts(j, queue_claim_envelope(j->qc), &i, 1);
+}
+
+/* Finds or adds the destination of nh; returns its index. */
+static size_t
+job_dest_index(struct runner_job *j, const struct route_nexthop *nh)
+{
+	size_t k;
+
+	for (k = 0; k < j->ndests; k++)
+		if (same_nexthop(&j->dests[k].nh, nh))
+			return k;
+	j->dests[k].nh = *nh;
+	j->ndests++;
+	return k;
+}
+
+/* Groups the pending recipients by next hop.  0 or -ENOMEM. */
+static int
+job_route(struct runner_job *j)
+{
+	const struct envelope *env = queue_claim_envelope(j->qc);
+	struct route_nexthop nh;
+	size_t i, k, n = env->nrcpt ? env->nrcpt : 1, *fill;
+
+	j->dests = calloc(n, sizeof(*j->dests));
+	j->dest_rcpts = calloc(n, sizeof(*j->dest_rcpts));
+	j->dest_of = calloc(n, sizeof(*j->dest_of));
+	if (j->dests == NULL || j->dest_rcpts == NULL || j->dest_of == NULL)
+		return -ENOMEM;
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+		int err;
+
+		j->dest_of[i] = SIZE_MAX;
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		if ((err = route_pick(j->runner->cfg, at != NULL ? at + 1 : "", &nh)) < 0) {
+			job_unroutable(j, i, err);
+			continue;
+		}
+		k = job_dest_index(j, &nh);
+		j->dest_of[i] = k;
+		j->dests[k].n++;
+	}
+	for (k = 1; k < j->ndests; k++)
+		j->dests[k].first = j->dests[k - 1].first + j->dests[k - 1].n;
+	if ((fill = calloc(n, sizeof(*fill))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < env->nrcpt; i++) {
+		if ((k = j->dest_of[i]) == SIZE_MAX)
+			continue;
+		j->dest_rcpts[j->dests[k].first + fill[k]++] = i;
+	}
+	free(fill);
+	return 0;
+}
+
+/* Every recipient of the current destination gets the outcome of its DNS lookup. */
+static void
+job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
+{
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	enum rcpt_state state = status == -EPERM ? RCPT_FAILED : RCPT_PENDING;
+	char reply[RELAY_REPLY_TEXT_MAX], quoted[RELAY_REPLY_TEXT_MAX + 8];
+	size_t m;
+
+	relay_local_reply(reply, sizeof(reply), errmap_get(fail->reply), fail->text);
+	snprintf(j->reply, sizeof(j->reply), "%s", reply);
+	dest_name(&dest->nh, dest->host, sizeof(dest->host));
+	log_info("relay-route-failed", "id=%s route=%s status=%s reply=%s", j->id, dest->host,
+	    rcpt_state_name(state), log_quote(quoted, sizeof(quoted), reply));
+	for (m = 0; m < dest->n; m++)
+		job_rcpt_outcome(j, j->dest_rcpts[dest->first + m], state, dest->host, reply);
+	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
+	j->cur_dest++;
+	job_next_dest(j);
+}
+
+/* A local failure before the delivery could start: the destination's recipients stay pending. */
+static void
+job_dest_local_error(struct runner_job *j, int err, const char *what)
+{
+	struct route_fail fail;
+
+	fail.reply = errmap_from_errno(-err)->id;
+	snprintf(fail.text, sizeof(fail.text), "%s: %s", what, strerror(-err));
+	job_dest_failed(j, -EAGAIN, &fail);
+}
+
+/* One destination's transaction is over: its recipients' fate is in the envelope. */
+static void
+job_dest_delivered(void *arg, const struct delivery_result *res)
+{
+	struct runner_job *j = arg;
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+
+	if (res->error < 0) {
+		j->delivering = false;
+		job_give_back(j, res->error);
+		return;
+	}
+	snprintf(j->reply, sizeof(j->reply), "%s", res->reply);
+	snprintf(dest->host, sizeof(dest->host), "%s", res->host);
+	j->rcpt_overflow |= res->rcpt_overflow;
+	j->ndelivered += res->ndelivered;
+	job_log_rcpts(j, queue_claim_envelope(j->qc), res->rcpts, res->nrcpts);
+	j->cur_dest++;
+	job_next_dest(j);
+}
+
+/*
+ * The current destination's TLS policy and credentials ([relay] keys, the
+ * credentials line of the route as written, else "*"), from the
+ * credentials loaded last.  Then the delivery.
+ */
+static void
+job_dest_deliver(struct runner_job *j)
+{
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	struct delivery_request req = {
+		.id = j->id,
+		.env = queue_claim_envelope(j->qc),
+		.datafd = queue_claim_data_fd(j->qc),
+		.hop = &j->hop,
+		.rcpts = &j->dest_rcpts[dest->first],
+		.nrcpts = dest->n,
+		.done = job_dest_delivered,
+		.arg = j,
+	};
+	int err;
+
+	snprintf(j->hop.target, sizeof(j->hop.target), "%s", dest->nh.target);
+	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, j->runner->creds)) < 0) {
+		nexthop_wipe(&j->hop);
+		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
+		return;
+	}
+	/* From here j may be gone: the delivery can report before it returns. */
+	if ((err = delivery_start(j->runner->agent, &req)) < 0)
+		job_dest_local_error(j, err, "starting the delivery");
+}
+
+/* The addresses of the current destination are known: deliver there. */
+static void
+job_resolved(void *arg, uint64_t id, const struct dns_answer *ans)
+{
+	struct runner_job *j = arg;
+	struct runner_dest *dest = &j->dests[j->cur_dest];
+	size_t t;
+
+	(void)id;
+	j->resolving = false;
+	if (ans->status < 0) {
+		job_dest_failed(j, ans->status, &ans->fail);
+		return;
+	}
+	memset(&j->hop, 0, sizeof(j->hop));
+	dest_name(&dest->nh, j->hop.name, sizeof(j->hop.name));
+	/* The peer name of an address without a host (none from DNS today): the host asked for. */
+	snprintf(j->hop.tls_name, sizeof(j->hop.tls_name), "%s", dest->nh.host);
+	for (t = 0; t < ans->n_targets; t++)
+		if (nexthop_add_addr(&j->hop, (const struct sockaddr *)&ans->targets[t].addr,
+		    ans->targets[t].addrlen, ans->targets[t].host) < 0)
+			break;
+	if (j->hop.naddrs == 0) {
+		job_dest_local_error(j, -EDESTADDRREQ, "the DNS answer has no usable address");
+		return;
+	}
+	job_dest_deliver(j);
+}
+
+/* An address literal (a numeric smarthost or route, user@[192.0.2.1]) needs no DNS. */
+static int
+job_literal_hop(struct runner_job *j, const struct route_nexthop *nh)
+{
+	char spec[NEXTHOP_NAME_MAX];
+
+	dest_name(nh, spec, sizeof(spec));
+	return nexthop_from_smarthost(spec, &j->hop);
+}
+
+/* The next destination, or the end of the attempt. */
+static void
+job_next_dest(struct runner_job *j)
+{
+	struct runner *r = j->runner;
+	struct runner_dest *dest;
+	int err;
+
+	if (j->cur_dest >= j->ndests) {
+		job_settle(j);
+		return;
+	}
+	dest = &j->dests[j->cur_dest];
+	if (dest->nh.literal) {
+		if ((err = job_literal_hop(j, &dest->nh)) < 0)
+			job_dest_local_error(j, err, "the address of the next hop");
+		else
+			job_dest_deliver(j);
+		return;
+	}
+	if (r->dns == NULL) {
+		job_dest_local_error(j, -ENOTSUP, "no resolver");
+		return;
+	}
+	j->resolving = true;
+	if ((err = dns_resolve(r->dns, &dest->nh, job_resolved, j, &j->dns_id)) < 0) {
+		j->resolving = false;
+		job_dest_local_error(j, err, "asking DNS");
+	}
 }
 
 static void
 job_deliver(struct runner_job *j)
 {
 	struct runner *r = j->runner;
-	struct delivery_request req = {
-		.id = j->id,
-		.env = queue_claim_envelope(j->qc),
-		.datafd = queue_claim_data_fd(j->qc),
-		.hop = &r->hop,
-		.done = job_delivered,
-		.arg = j,
-	};
 	int err;
 
 	j->delivering = true;
-	/* From here j may be gone: the delivery can report before it returns. */
-	if ((err = delivery_start(r->agent, &req)) < 0) {
+	if ((err = job_route(j)) < 0) {
 		j->delivering = false;
 		log_error("relay-claim-failed", "id=%s error=\"%s\"", j->id, strerror(-err));
 		job_free(j);
 		r->nclaims--;
+		return;
 	}
+	/* From here j may be gone: a destination can report before this returns. */
+	job_next_dest(j);
 }
 
 static void
@@ -650,16 +947,18 @@ runner_watch_queue(struct runner *r)
 }
 
 /*
- * Reads the credentials file ([relay] credentials) and gives the next hop
- * its TLS policy and credentials.  On failure nothing changes: at start
- * the daemon refuses to run, at a reload the old credentials stay.
+ * Reads the credentials file ([relay] credentials) and checks the [relay]
+ * security keys on the default route (the smarthost, or "mx").  Every next
+ * hop gets its own security from these when it is routed
+ * (job_secure_hop()).  On failure nothing changes: at start the daemon
+ * refuses to run, at a reload the old credentials stay.
  */
 static int
 runner_load_security(struct runner *r, const char *why)
 {
 	const struct cfg *cfg = r->cfg;
 	struct sasl_creds *creds = NULL;
-	struct nexthop hop = r->hop;
+	struct nexthop hop;
 	char err[1024], qerr[1100];
 	int e;
 
@@ -671,6 +970,10 @@ runner_load_security(struct runner *r, const char *why)
 		    "not starting");
 		return e;
 	}
+	memset(&hop, 0, sizeof(hop));
+	snprintf(hop.target, sizeof(hop.target), "%s",
+	    cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx");
+	snprintf(hop.name, sizeof(hop.name), "%s", hop.target);
 	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
 		log_error("relay-credentials", "path=%s event=%s error=\"%s\"",
 		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
@@ -678,16 +981,14 @@ runner_load_security(struct runner *r, const char *why)
 		sasl_creds_free(creds);
 		return e;
 	}
-	nexthop_wipe(&r->hop);
-	r->hop = hop;
-	nexthop_wipe(&hop);
 	sasl_creds_free(r->creds);
 	r->creds = creds;
 	log_info("relay-security", "event=%s smarthost=%s tls=%s tls_ca_file=%s credentials=%s entries=%zu auth=%s "
-	    "auth_plaintext=%s", why, r->hop.name, tls_policy_name(r->hop.tls),
-	    r->hop.tls_ca_file[0] ? r->hop.tls_ca_file : "(system)",
+	    "auth_plaintext=%s", why, hop.name, tls_policy_name(hop.tls),
+	    hop.tls_ca_file[0] ? hop.tls_ca_file : "(system)",
 	    cfg->relay_credentials ? cfg->relay_credentials : "(none)", sasl_creds_count(creds),
-	    r->hop.auth ? "yes" : "no", r->hop.auth_plaintext ? "yes" : "no");
+	    hop.auth ? "yes" : "no", hop.auth_plaintext ? "yes" : "no");
+	nexthop_wipe(&hop);
 	return 0;
 }
 
@@ -695,6 +996,39 @@ int
 runner_reload(struct runner *r)
 {
 	return r == NULL ? 0 : runner_load_security(r, "reload");
+}
+
+/* Whether a target of the configuration ("mx", a host name) needs DNS; an unparsable one counts. */
+static bool
+target_needs_dns(const char *target)
+{
+	struct route_nexthop nh;
+
+	return route_parse_target(target, &nh) < 0 || !nh.literal;
+}
+
+/*
+ * The resolver, when a route can need it: an empty smarthost (MX), a host
+ * name, a route by name or by MX.  A configuration of address literals only
+ * (the default, a numeric smarthost) makes no DNS context at all.
+ */
+static int
+runner_open_dns(struct runner *r)
+{
+	const struct cfg *cfg = r->cfg;
+	bool need = cfg->smarthost == NULL || cfg->smarthost[0] == '\0' || target_needs_dns(cfg->smarthost);
+	char err[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < cfg->n_routes && !need; i++)
+		need = target_needs_dns(cfg->routes[i].target);
+	if (!need)
+		return 0;
+	if ((rc = dns_new(r->base, cfg->resolver, cfg->dns_timeout, cfg->hostname, &r->dns, err, sizeof(err))) < 0)
+		log_error("relay-config", "resolver=%s error=\"%s\"",
+		    cfg->resolver != NULL && cfg->resolver[0] ? cfg->resolver : "system", err);
+	return rc;
 }
 
 int
@@ -716,19 +1050,18 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	r->policy.retry_max = cfg->retry_max;
 	r->policy.max_queue_lifetime = cfg->max_queue_lifetime;
 	LIST_INIT(&r->jobs);
-	if ((err = nexthop_from_smarthost(cfg->smarthost, &r->hop)) < 0) {
-		log_error("relay-config", "smarthost=%s error=\"not a numeric host:port or [ipv6]:port\"",
-		    cfg->smarthost ? cfg->smarthost : "(none)");
+	if ((err = runner_open_dns(r)) < 0) {
 		free(r);
 		return err;
 	}
 	if ((err = runner_load_security(r, "start")) < 0) {
+		dns_free(r->dns);
 		free(r);
 		return err;
 	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
 		sasl_creds_free(r->creds);
-		nexthop_wipe(&r->hop);
+		dns_free(r->dns);
 		free(r);
 		return err;
 	}
@@ -748,8 +1081,10 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		every.tv_sec = 1;
 	}
 	event_add(r->interval_ev, &every);
-	log_info("relay-started", "smarthost=%s helo=%s max_deliveries=%u scan_interval=%ld inotify=%s",
-	    r->hop.name, delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
+	log_info("relay-started", "smarthost=%s routes=%zu dns=%s helo=%s max_deliveries=%u scan_interval=%ld "
+	    "inotify=%s", cfg->smarthost != NULL && cfg->smarthost[0] ? cfg->smarthost : "mx", cfg->n_routes,
+	    r->dns != NULL ? (cfg->resolver != NULL && cfg->resolver[0] ? cfg->resolver : "system") : "none",
+	    delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
 	    r->inotify_ev != NULL ? "yes" : "no");
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	*out = r;
@@ -762,6 +1097,28 @@ runner_kick(struct runner *r)
 	/* With inotify the rename into queue/ has told us already. */
 	if (r != NULL && r->inotify_ev == NULL)
 		runner_request_scan(r);
+}
+
+/*
+ * At shutdown, a job that has tried some of its destinations already
+ * keeps what they did: it is settled and committed (the recipients not
+ * tried stay pending), so that what was delivered is not sent again.
+ * Jobs that tried none give their claim back below, as before.
+ */
+static void
+runner_settle_partial(struct runner *r)
+{
+	struct runner_job *j, *next;
+
+	for (j = LIST_FIRST(&r->jobs); j != NULL; j = next) {
+		next = LIST_NEXT(j, link);
+		if (!j->delivering || j->cur_dest == 0)
+			continue;
+		log_info("relay-abandoned", "id=%s action=\"%zu of %zu destinations tried: recorded\"", j->id,
+		    j->cur_dest, j->ndests);
+		j->resolving = false;
+		job_settle(j);	/* to commitq, or freed (and off the list) on a failure */
+	}
 }
 
 void
@@ -781,8 +1138,14 @@ runner_free(struct runner *r)
 		event_free(r->due_ev);
 	if (r->interval_ev != NULL)
 		event_free(r->interval_ev);
+	r->stopping = true;
 	/* Connections close; deliveries in flight never report. */
 	delivery_agent_free(r->agent);
+	r->agent = NULL;
+	/* Lookups pending are cancelled: their callbacks never run. */
+	dns_free(r->dns);
+	r->dns = NULL;
+	runner_settle_partial(r);
 	/*
 	 * Claims of deliveries in flight go back to queue/ unchanged.  Jobs
 	 * in commitq stay there: their done() runs later (at commitq_free)
@@ -802,6 +1165,5 @@ runner_free(struct runner *r)
 	}
 	free(r->backlog);
 	sasl_creds_free(r->creds);
-	nexthop_wipe(&r->hop);
 	free(r);
 }

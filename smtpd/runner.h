@@ -14,15 +14,28 @@
  *	sees.  The runner finds and schedules work and finishes records;
  *	delivery.h is the SMTP client that makes one attempt; relay_smtp.h
  *	holds the pure pieces (reply parser, command formatters, retry
- *	policy); nexthop.h is where a delivery goes.
+ *	policy); nexthop.h is where a delivery goes; route.h decides it and
+ *	dns.h resolves it.
  *
- *	runner_new() starts the runner on the smtpd event loop, with the
- *	smarthost (a numeric host:port) as the only route.  It watches
+ *	runner_new() starts the runner on the smtpd event loop.  It watches
  *	queue/ with inotify (a newly queued message is noticed at once) and
  *	scans queue/ every scan_interval seconds as a safety net and for
  *	deferred messages whose next attempt is due.  Up to max_deliveries
- *	messages are delivered at once, each over its own connection to the
- *	smarthost: EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
+ *	messages are delivered at once.
+ *
+ *	Routing.  Each pending recipient's domain is routed by route_pick()
+ *	([routes]: exact, nearest .parent, "*"; then smarthost; an empty
+ *	smarthost means MX); recipients with the same next hop make one
+ *	destination, and the destinations of a message are tried one after
+ *	the other within its delivery slot.  A next hop by name is resolved
+ *	with dns_resolve() (asynchronous, on the loop: the claim waits); an
+ *	address literal needs no DNS.  A DNS answer that gives no address
+ *	decides for the destination's recipients at once: permanent ones
+ *	(NXDOMAIN of the recipient's domain 550 5.1.2, null MX 556 5.1.10, no
+ *	address for any MX host 550 5.4.4, an MX list looping back 554 5.4.6)
+ *	fail, temporary ones (SERVFAIL, timeout: 451 4.4.3) stay pending, each
+ *	with the DNS answer in its reply.  Otherwise one connection tries the
+ *	addresses in order (delivery.h): EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
  *	PIPELINING is offered, the data dot-stuffed with every line ending sent
  *	as CRLF, then QUIT.
  *
@@ -35,8 +48,12 @@
  *	the lifetime has run out the pending recipients fail (554 5.4.7), a
  *	record claimed after that without another attempt.
  *
- *	The smarthost's TLS policy and credentials come from [relay] tls,
- *	tls_ca_file, credentials and auth_plaintext (nexthop_set_security()).
+ *	Every next hop it routes (a literal, a resolved smarthost or [routes]
+ *	target, the recipient's MX) gets its TLS policy and credentials from
+ *	[relay] tls, tls_ca_file, credentials and auth_plaintext
+ *	(nexthop_set_security(), the credentials line of the route as
+ *	written, else "*"); one that cannot (a user or password too long for
+ *	its field) leaves its recipients pending with the reason.
  *	runner_new() reads the credentials file and fails when it cannot
  *	(a mode that lets group or others read it, a bad line: logged as
  *	relay-credentials with the file and the reason).  runner_reload()
@@ -45,19 +62,25 @@
  *	deliveries in flight keep the copy they started with.
  *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
- *	message).  runner_free() stops: deliveries in flight are abandoned and
- *	their claims given back to queue/ unchanged; records being committed
- *	finish in commitq, so commitq_free() comes after runner_free().
+ *	message).  runner_free() stops: pending DNS lookups are cancelled,
+ *	deliveries in flight are abandoned and their claims given back to
+ *	queue/ unchanged, except a message some of whose destinations were
+ *	tried already: it is settled and committed with what they did (the
+ *	rest stays pending), so that nothing delivered is sent again.  Records
+ *	being committed finish in commitq, so commitq_free() comes after
+ *	runner_free().
  * OWNERSHIP
  *	The runner borrows base, cfg, spool and cq, which must outlive it.
  *	It owns its claims, its timers and the delivery agent.
  * THREADS
  *	Event loop thread only.
  * ERRORS
- *	runner_new(): -EINVAL when the smarthost is no numeric host:port or
- *	[ipv6]:port (logged as relay-config), sasl_creds_load()'s errors
+ *	runner_new(): the error of dns_new() when a route needs DNS and the
+ *	resolver cannot be set up (logged as relay-config; a configuration of
+ *	address literals only makes no resolver), sasl_creds_load()'s errors
  *	(-EPERM for a file others may read, -EINVAL, -ENOENT, ...), -ENOMEM.
- *	runner_reload(): the same errors, with nothing changed.  runner_kick() and
+ *	runner_reload(): sasl_creds_load()'s errors, with nothing changed.
+ *	runner_kick() and
  *	runner_free() accept NULL.
  */
 #ifndef SPOOLGATE_RUNNER_H

@@ -162,10 +162,12 @@ _SECTION = {
     'command_timeout': 'relay', 'keep_sent': 'relay',
     'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
     'auth_plaintext': 'relay',
+    'resolver': 'relay', 'dns_timeout': 'relay',
+    'routes': 'routes',		# a dict: domain -> target, one line each
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'relay', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'relay', 'routes', 'fs', 'log']
 
 
 def _fmt(value):
@@ -248,6 +250,9 @@ class Instance:
         sections = {s: [] for s in _ORDER}
         for key, value in self.cfg.items():
             if value is None:
+                continue
+            if key == 'routes':
+                sections['routes'].extend('%s = %s' % kv for kv in value.items())
                 continue
             sections[_SECTION[key]].append('%s = %s' % (key, _fmt(value)))
         with open(self.conf, 'w') as f:
