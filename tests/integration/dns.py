@@ -16,6 +16,10 @@ name, so nothing ever leaves the machine.  The zone holds:
     noaddr.ZONE    MX 10 ghost.ZONE (no such name), nothing else
     deadmx.ZONE    MX 10 mx1 (127.0.0.2), 20 mx2 (127.0.0.3)
     partial.ZONE   MX 10 mx1, 20 host.slow (whose address never comes)
+    amx.ZONE       A 127.0.0.10 and MX 10 mx1: "[amx]:port" and "amx:port" differ
+    tlspeer.ZONE   A 127.0.0.1 (test_relay_tls.py: the name on the peer's certificate)
+    tlsbad.ZONE    A 127.0.0.1 (the same peer, a name its certificate does not carry)
+    tlsmx.ZONE     MX 10 tlsbad, 20 tlspeer
     nosuch.ZONE    NXDOMAIN (as every undefined name in the zone)
     slow.ZONE      delegated to a loopback UDP/TCP socket that reads and never
                    answers: lookups time out
@@ -54,8 +58,11 @@ RECORDS = [
     ('noaddr', 'MX', '10 ghost'),
     ('deadmx', 'MX', '10 mx1'), ('deadmx', 'MX', '20 mx2'),
     ('partial', 'MX', '10 mx1'), ('partial', 'MX', '20 host.slow'),
+    ('amx', 'A', '127.0.0.10'), ('amx', 'MX', '10 mx1'),
     ('mx1', 'A', '127.0.0.2'), ('mx2', 'A', '127.0.0.3'), ('mx3', 'A', '127.0.0.4'),
     ('eq1', 'A', '127.0.0.5'), ('eq2', 'A', '127.0.0.6'), ('eq3', 'A', '127.0.0.7'),
+    ('tlspeer', 'A', '127.0.0.1'), ('tlsbad', 'A', '127.0.0.1'),
+    ('tlsmx', 'MX', '10 tlsbad'), ('tlsmx', 'MX', '20 tlspeer'),
 ]
 
 _servers = []
@@ -98,12 +105,21 @@ class Blackhole:
 
     def __init__(self, rcode=None):
         self.rcode = rcode
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(('127.0.0.1', 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(('127.0.0.1', self.port))
+        # The UDP port may be taken for TCP by someone else: try another.
+        for attempt in range(50):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(('127.0.0.1', 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(('127.0.0.1', self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+                if attempt == 49:
+                    raise
         self.tcp.listen(16)
         self.queries = 0
         self._stop = False

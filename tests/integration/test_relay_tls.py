@@ -24,6 +24,13 @@ leave through its relay:
   others may read keeps the old credentials;
 - a credentials file others may read: the daemon does not start and
   names the file;
+- routing meets TLS (the test unbound of dns.py names the peer): a
+  host-name smarthost [tlspeer.ZONE]:port whose certificate names only
+  tlspeer.ZONE, under verify: delivered, verified=yes peer=tlspeer.ZONE
+  (checked against the name, not 127.0.0.1); the same name on a service
+  with a certificate for other.test: deferred; an MX route whose first MX
+  (tlsbad, same address) fails verification moves on to the second
+  (tlspeer), with the credentials line of the route as written;
 - a hostile raw-socket server that writes "220 Ready to start TLS" and
   "250 injected" in one write: deferred (response injection), nothing
   sent after STARTTLS.
@@ -45,6 +52,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dns
 import harness
 import peers
 from harness import log, parse_record, wait_until
@@ -71,6 +79,7 @@ class RelayTLSTest(unittest.TestCase):
         os.chmod(cls.ca.dir, 0o755)
         cert = cls.ca.issue('mx', dns=['mx.test'], ips=['127.0.0.1'])
         other = cls.ca.issue('other', dns=['other.test'])
+        named = cls.ca.issue('named', dns=[dns.fqdn('tlspeer').rstrip('.')])	# no IP: only the name checks out
         cls.pf = peers.Postfix(os.path.join(cls.dir, 'postfix'), cls.ca, cert, {USER: PASSWORD}, [
             peers.Service('starttls'),
             peers.Service('smtps', wrapper=True, mechs='plain'),
@@ -78,7 +87,8 @@ class RelayTLSTest(unittest.TestCase):
             peers.Service('other', cert='other'),
             peers.Service('plainauth', tls='none', mechs='plain', auth_only=False),
             peers.Service('login', mechs='login'),
-        ], extra_certs={'other': other})
+            peers.Service('named', cert='named'),
+        ], extra_certs={'other': other, 'named': named})
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.addClassCleanup(cls.pf.stop)
         cls.pf.start()
@@ -328,6 +338,58 @@ class RelayTLSTest(unittest.TestCase):
         self.assertRegex(str(cm.exception), r'mode 0640 lets group or others read it')
 
     # ------------------------------------------------------------ hostile peer
+
+    # ------------------------------------------------------------ routing and TLS
+
+    def resolver(self):
+        server = dns.TestDNS()
+        server.start()
+        self.addCleanup(server.stop)
+        return server.addr
+
+    def test_named_smarthost_verified_by_its_name(self):
+        port = self.pf.services['named'].port
+        host = dns.fqdn('tlspeer').rstrip('.')
+        gw = self.gateway('[%s]:%d' % (host, port), tls='verify', resolver=self.resolver(), dns_timeout=5)
+        tag = uuid.uuid4().hex[:12]
+        msgid = self.send(gw, tag)
+        rec = self.outcome(gw, msgid, 'sent')
+        self.arrived(tag)
+        self.assertEqual(rec.get('last-host'), '%s[127.0.0.1]:%d' % (host, port))
+        self.assertRegex(rec.get('last-tls', ''), r'^TLSv1\.[23] \S+ verified=yes peer=%s$' % re.escape(host))
+        self.assertRegex(rec.get('last-auth', ''), r' user=%s$' % re.escape(USER))
+
+    def test_named_smarthost_certificate_for_another_name_is_deferred(self):
+        port = self.pf.services['other'].port
+        host = dns.fqdn('tlspeer').rstrip('.')
+        since = self.service_lines('other')
+        gw = self.gateway('[%s]:%d' % (host, port), tls='verify', resolver=self.resolver(), dns_timeout=5)
+        msgid = self.send(gw, uuid.uuid4().hex[:12])
+        rec = self.outcome(gw, msgid, 'queue')
+        state, _, reply = rec['rcpt'][0]
+        self.assertEqual(state, 'pending')
+        self.assertRegex(reply, r'^4\d\d 4\.7\.\d .*TLS handshake with %s\[127\.0\.0\.1\]:%d failed '
+                         r'\(policy verify\): certificate verify failed: .*mismatch' % (re.escape(host), port))
+        self.assertNotIn('last-tls', rec)
+        wait_until(lambda: 'disconnect from' in '\n'.join(self.pf.service_log('other').splitlines()[since:]),
+                   5, 'the peer logging the disconnect')
+        self.assert_peer_saw_no_mail('other', since)
+
+    def test_mx_that_fails_verification_moves_on_to_the_next(self):
+        port = self.pf.services['named'].port
+        bad, good = dns.fqdn('tlsbad').rstrip('.'), dns.fqdn('tlspeer').rstrip('.')
+        gw = self.gateway('%s:%d' % (dns.fqdn('tlsmx').rstrip('.'), port), tls='verify',
+                          resolver=self.resolver(), dns_timeout=5)
+        tag = uuid.uuid4().hex[:12]
+        msgid = self.send(gw, tag)
+        rec = self.outcome(gw, msgid, 'sent')
+        self.arrived(tag)
+        self.assertEqual(rec.get('last-host'), '%s[127.0.0.1]:%d' % (good, port))
+        self.assertRegex(rec.get('last-tls', ''), r' verified=yes peer=%s$' % re.escape(good))
+        self.assertRegex(rec.get('last-auth', ''), r' user=%s$' % re.escape(USER))
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-next-host id=%s host=%s\[127\.0\.0\.1\]:%d '
+                         r'state=handshake why=".*certificate verify failed.*mismatch'
+                         % (re.escape(msgid), re.escape(bad), port))
 
     def test_response_injection_after_starttls_is_refused(self):
         srv = InjectingServer()
