@@ -24,7 +24,8 @@
 #include "log.h"
 #include "route.h"
 
-enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT, T_NEXTHOP, T_RESOLVER };
+enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY };
 
 struct cfg_key {
 	const char     *section;
@@ -68,6 +69,10 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
 	K("relay", "command_timeout", T_UINT, command_timeout, 1, 3600),
 	K("relay", "keep_sent", T_BOOL, keep_sent, 0, 0),
+	K("relay", "tls", T_TLSPOLICY, relay_tls, 0, 0),
+	K("relay", "tls_ca_file", T_PATH, relay_tls_ca_file, 0, 0),
+	K("relay", "credentials", T_PATH, relay_credentials, 0, 0),
+	K("relay", "auth_plaintext", T_BOOL, relay_auth_plaintext, 0, 0),
 	K("fs", "mountpoint", T_PATH, mountpoint, 0, 0),
 	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
 	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
@@ -114,6 +119,36 @@ free_routes(struct cfg *cfg)
 	cfg->n_routes = 0;
 }
 
+static int set_string(char **field, const char *value);
+
+/* The relay's TLS and AUTH keys (tls.h and sasl.h give them meaning). */
+static void
+cfg_free_relay_tls(struct cfg *cfg)
+{
+	free(cfg->relay_tls);
+	free(cfg->relay_tls_ca_file);
+	free(cfg->relay_credentials);
+	cfg->relay_tls = cfg->relay_tls_ca_file = cfg->relay_credentials = NULL;
+}
+
+/*
+ * The names of tls.h's policies; common/ does not link OpenSSL, so the
+ * list is spelled here and the relay parses the name again with
+ * tls_policy_parse().
+ */
+static int
+parse_tls_policy(const char *value, char **field, char *msg, size_t msglen)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "wrapper" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0)
+			return set_string(field, names[i]);
+	snprintf(msg, msglen, "'%s' is not one of none, may, encrypt, verify, wrapper", value);
+	return -EINVAL;
+}
+
 void
 cfg_free(struct cfg *cfg)
 {
@@ -126,6 +161,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
+	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
 	free_list(cfg->local_domains, &cfg->n_local_domains);
 	free_list(cfg->mailboxes, &cfg->n_mailboxes);
@@ -437,6 +473,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 		return parse_mailboxes(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_NETS:
 		return parse_nets(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_TLSPOLICY:
+		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
 	case T_LOGLEVEL:
 		if (log_level_parse(value, &lvl) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not one of debug, info, warn, error", value);
@@ -740,6 +778,7 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 		case T_HOSTPORT:
 		case T_NEXTHOP:
 		case T_RESOLVER:
+		case T_TLSPOLICY:
 			s = *(char *const *)field;
 			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
 			break;

@@ -108,6 +108,11 @@ struct cfg {
 	unsigned	connect_timeout;	/* 30 s */
 	unsigned	command_timeout;	/* 300 s */
 	bool		keep_sent;		/* keep_sent = yes: delivered go to sent/, else removed */
+	char	       *relay_tls;		/* tls = none|may|encrypt|verify|wrapper; NULL: may,
+						   or verify when the next hop has credentials */
+	char	       *relay_tls_ca_file;	/* tls_ca_file = (the system store) */
+	char	       *relay_credentials;	/* credentials = (none): sasl.h's file format */
+	bool		relay_auth_plaintext;	/* auth_plaintext = no: never AUTH without TLS */
 
 	/* [routes] */
 	struct cfg_route routes[CFG_MAX_ROUTES];

@@ -73,6 +73,8 @@ envelope_free(struct envelope *env)
 	free(env->origin);
 	free(env->last_host);
 	free(env->last_reply);
+	free(env->last_tls);
+	free(env->last_auth);
 	free(env->rejected);
 	free(env->conversion);
 	free(env->dsn);
@@ -142,6 +144,110 @@ envelope_set_conversion(struct envelope *env, const char *text)
 	return replace_string(&env->conversion, text) < 0 ? -ENOMEM : 0;
 }
 
+/* One word of last-tls or last-auth: printable ASCII, no blank, not empty. */
+static bool
+word_is_clean(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* Splits v at single blanks into exactly n words; the words must be clean. */
+static bool
+words_are(const char *v, size_t n, const char **w, size_t *wl)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++) {
+		const char *sp = strchr(v, ' ');
+		size_t len = sp ? (size_t)(sp - v) : strlen(v);
+
+		if (!word_is_clean(v, len) || (k + 1 < n) != (sp != NULL))
+			return false;
+		w[k] = v;
+		wl[k] = len;
+		v = sp ? sp + 1 : v + len;
+	}
+	return true;
+}
+
+static bool
+has_prefix(const char *w, size_t len, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+
+	return len > pl && strncmp(w, prefix, pl) == 0;
+}
+
+/* "<version> <cipher> verified=yes|no peer=<name>" */
+static bool
+last_tls_is_valid(const char *v)
+{
+	const char *w[4];
+	size_t wl[4];
+
+	return words_are(v, 4, w, wl) &&
+	    ((wl[2] == 12 && strncmp(w[2], "verified=yes", 12) == 0) ||
+	     (wl[2] == 11 && strncmp(w[2], "verified=no", 11) == 0)) &&
+	    has_prefix(w[3], wl[3], "peer=");
+}
+
+/* "<MECHANISM> user=<name>" */
+static bool
+last_auth_is_valid(const char *v)
+{
+	const char *w[2];
+	size_t wl[2], i;
+
+	if (!words_are(v, 2, w, wl) || !has_prefix(w[1], wl[1], "user="))
+		return false;
+	for (i = 0; i < wl[0]; i++)
+		if (!((w[0][i] >= 'A' && w[0][i] <= 'Z') || (w[0][i] >= '0' && w[0][i] <= '9') ||
+		    w[0][i] == '-' || w[0][i] == '_'))
+			return false;
+	return true;
+}
+
+int
+envelope_set_last_tls(struct envelope *env, const char *version, const char *cipher,
+		bool verified, const char *peer)
+{
+	char *text;
+	int r;
+
+	if (version == NULL)
+		return replace_string(&env->last_tls, NULL) < 0 ? -ENOMEM : 0;
+	if (cipher == NULL || peer == NULL ||
+	    asprintf(&text, "%s %s verified=%s peer=%s", version, cipher, verified ? "yes" : "no", peer) < 0)
+		return cipher == NULL || peer == NULL ? -EINVAL : -ENOMEM;
+	r = !last_tls_is_valid(text) ? -EINVAL : replace_string(&env->last_tls, text) < 0 ? -ENOMEM : 0;
+	free(text);
+	return r;
+}
+
+int
+envelope_set_last_auth(struct envelope *env, const char *mech, const char *user)
+{
+	char *text;
+	int r;
+
+	if (mech == NULL)
+		return replace_string(&env->last_auth, NULL) < 0 ? -ENOMEM : 0;
+	if (user == NULL)
+		return -EINVAL;
+	if (asprintf(&text, "%s user=%s", mech, user) < 0)
+		return -ENOMEM;
+	r = !last_auth_is_valid(text) ? -EINVAL : replace_string(&env->last_auth, text) < 0 ? -ENOMEM : 0;
+	free(text);
+	return r;
+}
+
 size_t
 envelope_count(const struct envelope *env, enum rcpt_state state)
 {
@@ -173,7 +279,9 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	    (r = replace_string(&dst->dsn, src->dsn)) < 0 ||
 	    (r = replace_string(&dst->dsn_delayed, src->dsn_delayed)) < 0 ||
 	    (r = replace_string(&dst->rejected, src->rejected)) < 0 ||
-	    (r = envelope_set_conversion(dst, src->conversion)) < 0)
+	    (r = envelope_set_conversion(dst, src->conversion)) < 0 ||
+	    (r = replace_string(&dst->last_tls, src->last_tls)) < 0 ||
+	    (r = replace_string(&dst->last_auth, src->last_auth)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -321,6 +429,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	    !value_is_clean(env->conversion) ||
 	    (env->dsn != NULL && !dsn_value_is_valid(env->dsn)) ||
 	    (env->dsn_delayed != NULL && !dsn_value_is_valid(env->dsn_delayed)) ||
+	    (env->last_tls != NULL && !last_tls_is_valid(env->last_tls)) ||
+	    (env->last_auth != NULL && !last_auth_is_valid(env->last_auth)) ||
 	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
@@ -358,6 +468,10 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		fprintf(fp, "last-host: %s\n", env->last_host);
 	if (env->last_reply != NULL)
 		fprintf(fp, "last-reply: %s\n", env->last_reply);
+	if (env->last_tls != NULL)
+		fprintf(fp, "last-tls: %s\n", env->last_tls);
+	if (env->last_auth != NULL)
+		fprintf(fp, "last-auth: %s\n", env->last_auth);
 
 	if (fclose(fp) != 0) {
 		free(buf);
@@ -505,6 +619,16 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, bool after_
 	}
 	if (strcmp(key, "conversion") == 0)
 		return replace_string(&env->conversion, v);
+	if (strcmp(key, "last-tls") == 0) {
+		if (env->last_tls != NULL || !last_tls_is_valid(v))
+			return -EBADMSG;
+		return replace_string(&env->last_tls, v);
+	}
+	if (strcmp(key, "last-auth") == 0) {
+		if (env->last_auth != NULL || !last_auth_is_valid(v))
+			return -EBADMSG;
+		return replace_string(&env->last_auth, v);
+	}
 	if (parse_ll(v, &n) < 0)
 		return -EBADMSG;
 	if (strcmp(key, "created") == 0)

@@ -36,6 +36,20 @@
  *	on purpose.  "dsn-delayed: <value>" (same form) is the one delay
  *	warning.  Both are written before "attempts:".
  *
+ *	last-tls and last-auth (optional) describe the last attempt's
+ *	connection: its TLS protocol, cipher, whether the peer certificate
+ *	was verified (chain and name) and the name it was checked against;
+ *	the SASL mechanism and the user name the relay authenticated as
+ *	(never a password).  An attempt in plaintext or without AUTH has
+ *	no such line:
+ *
+ *	    last-tls: TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test
+ *	    last-auth: SCRAM-SHA-256 user=me@example.net
+ *
+ *	Their values are strict: "<version> <cipher> verified=yes|no
+ *	peer=<name>" and "<MECHANISM> user=<name>", each word printable
+ *	ASCII without blanks.
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -110,6 +124,8 @@ struct envelope {
 	char		       *conversion;	/* the last conversion for transport, or NULL */
 	char		       *dsn;		/* "dsn:" the failure notice: its id or "none <why>" */
 	char		       *dsn_delayed;	/* "dsn-delayed:" the delay warning, same form */
+	char		       *last_tls;	/* "<version> <cipher> verified=yes peer=<name>", or NULL */
+	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -143,6 +159,14 @@ int envelope_set_rcpt_at(struct envelope *env, size_t i, const char *host, long 
 int envelope_set_dsn(struct envelope *env, bool delayed, const char *value);
 /* Sets conversion (copied, may be NULL). 0 or -ENOMEM. */
 int envelope_set_conversion(struct envelope *env, const char *text);
+/*
+ * Sets last_tls from its parts (NULL version: no TLS, the line goes).
+ * 0, -ENOMEM, -EINVAL (a part empty or with a blank or control character).
+ */
+int envelope_set_last_tls(struct envelope *env, const char *version, const char *cipher,
+		bool verified, const char *peer);
+/* Sets last_auth (NULL mech: no AUTH, the line goes). 0, -ENOMEM, -EINVAL. */
+int envelope_set_last_auth(struct envelope *env, const char *mech, const char *user);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);
 /* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
 int envelope_format(const struct envelope *env, char **out, size_t *outlen);

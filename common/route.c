@@ -165,6 +165,7 @@ route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh)
 		target = cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx";
 	if ((r = route_parse_target(target, nh)) < 0)
 		return r;
+	snprintf(nh->target, sizeof(nh->target), "%s", target);	/* a longer one does not parse */
 	if (nh->recipient_mx && is_literal)
 		literal_as_nexthop(domain, nh);
 	else if (nh->recipient_mx)

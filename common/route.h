@@ -43,8 +43,11 @@
  *	to the domain and nh->recipient_mx true.  A recipient domain that is an
  *	address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") matches only "*"
  *	and the smarthost; routed by MX it goes to that address (nh->literal,
- *	no DNS).  -EINVAL when domain is neither a domain name nor an address
- *	literal, -ENAMETOOLONG when it does not fit.
+ *	no DNS).  nh->target is the chosen target as written in the
+ *	configuration ("mx" for an empty smarthost), what the relay's
+ *	credentials file is keyed by (sasl.h).  -EINVAL when domain is neither
+ *	a domain name nor an address literal, -ENAMETOOLONG when it does not
+ *	fit.
  *
  *	route_mx_rdata_parse() reads one MX record's rdata (RFC 1035 3.3.9:
  *	16-bit preference, then an uncompressed domain name; libunbound hands
@@ -107,6 +110,7 @@ struct route_nexthop {
 	bool		mx_lookup;	/* host:port -> MX first */
 	bool		literal;	/* host is an IPv4 or IPv6 address */
 	bool		recipient_mx;	/* "mx": host is the recipient's domain */
+	char		target[ROUTE_HOST_MAX + 10];	/* route_pick(): the target as configured */
 };
 
 struct route_mx {

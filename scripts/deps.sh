@@ -9,7 +9,7 @@
 
 SPOOLGATE_PACKAGES=(
 	gcc libc6-dev pkg-config meson ninja-build   # build
-	libevent-dev                                  # smtpd event loop
+	libevent-dev                                  # smtpd event loop (libevent_openssl: the relay's TLS)
 	libfuse3-dev fuse3                            # the mount (fusermount3)
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
@@ -18,7 +18,8 @@ SPOOLGATE_PACKAGES=(
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
-	postfix                                       # smtp-source/smtp-sink; the benchmark's peer
+	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
+	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
 	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces

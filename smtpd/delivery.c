@@ -20,9 +20,12 @@
  *	body).  The session steps (connect, greeting, EHLO/HELO) end in
  *	dlv_session_ready(), where the transaction starts with MAIL; the
  *	transaction ends in dlv_conclude(), which hands the result back once,
- *	and dlv_end(), which says QUIT.  STARTTLS and AUTH will be session
- *	steps before dlv_session_ready(); connection reuse will make dlv_end()
- *	say RSET and keep the connection in the agent for the next message.
+ *	and dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
+ *	filter over the socket's bufferevent, then EHLO again) and AUTH are
+ *	session steps that dlv_session_ready() takes as the next hop's policy
+ *	says; implicit TLS (wrapper) puts the filter in place at the connect.
+ *	Connection reuse will make dlv_end() say RSET and keep the connection
+ *	in the agent for the next message.
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
@@ -39,7 +42,8 @@
  *	One key=value line per event, with id=: relay-attempt (attempt=,
  *	host=, rcpts=); relay-error (warn) for a connection or protocol
  *	failure; relay-next-host (warn) when an address of the next hop did
- *	not answer and the next one is tried (host=, state=, why=);
+ *	not answer, or under encrypt, verify or wrapper could not give TLS,
+ *	and the next one is tried (host=, state=, why=);
  *	relay-converted and relay-convert-failed for the 7-bit copy;
  *	relay-state and relay-reply at debug level trace the state machine.
  * THREADS
@@ -58,8 +62,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "../common/addr.h"
 #include "../common/cfg.h"
@@ -67,6 +75,8 @@
 #include "../common/errmap.h"
 #include "../common/log.h"
 #include "../common/mime7bit.h"
+#include "../common/sasl.h"
+#include "../common/tls.h"
 #include "../common/spool.h"
 #include "delivery.h"
 #include "nexthop.h"
@@ -77,12 +87,22 @@
 #define DLV_QUIT_WAIT		5		/* seconds we wait for 221 */
 #define DLV_CMD_MAX		1024		/* MAIL/RCPT lines: path 512 + parameters */
 #define DLV_HELO_MAX		300
+#define DLV_TLS_CONTEXTS	8		/* CA files the agent keeps a context for */
 
 struct delivery;
+
+/* One OpenSSL client context per CA file ("" : the system store), made when first needed. */
+struct dlv_tls_context {
+	char			ca_file[PATH_MAX];
+	struct tls_client      *client;
+};
 
 struct delivery_agent {
 	struct event_base      *base;
 	struct spool	       *spool;
+	struct sasl_ctx	       *sasl;
+	struct dlv_tls_context	tls[DLV_TLS_CONTEXTS];
+	size_t			ntls;
 	char			helo_name[DLV_HELO_MAX];
 	unsigned		connect_timeout;
 	unsigned		command_timeout;
@@ -96,6 +116,9 @@ enum dlv_state {
 	DLV_GREETING,
 	DLV_EHLO,
 	DLV_HELO,
+	DLV_STARTTLS,
+	DLV_HANDSHAKE,
+	DLV_AUTH,
 	DLV_MAIL,
 	DLV_RCPT,
 	DLV_DATA,
@@ -122,7 +145,14 @@ struct delivery {
 	enum dlv_state		state;
 	bool			closing;
 	struct relay_reply	reply;		/* being read */
-	struct relay_caps	caps;
+	struct relay_caps	caps;		/* forgotten when TLS starts */
+	bool			greeted;	/* the 220 greeting was read */
+	bool			tls;		/* the connection is encrypted */
+	bool			starttls_refused;	/* under may: go on in plaintext */
+	struct tls_info		tls_info;	/* when tls */
+	struct sasl_client     *sasl;		/* while in DLV_AUTH */
+	const char	       *auth_mech;	/* static, sasl.h's */
+	bool			authenticated;
 
 	/* The transaction: env and datafd are the caller's, NULL and -1 once reported. */
 	struct envelope	       *env;
@@ -151,6 +181,8 @@ typedef void (*dlv_reply_fn)(struct delivery *, const struct relay_reply *);
 static void dlv_on_greeting(struct delivery *, const struct relay_reply *);
 static void dlv_on_ehlo(struct delivery *, const struct relay_reply *);
 static void dlv_on_helo(struct delivery *, const struct relay_reply *);
+static void dlv_on_starttls(struct delivery *, const struct relay_reply *);
+static void dlv_on_auth(struct delivery *, const struct relay_reply *);
 static void dlv_on_mail(struct delivery *, const struct relay_reply *);
 static void dlv_on_rcpt(struct delivery *, const struct relay_reply *);
 static void dlv_on_data(struct delivery *, const struct relay_reply *);
@@ -167,6 +199,9 @@ static const struct dlv_step {
 	[DLV_GREETING] = { "greeting", "waiting for the greeting", false, dlv_on_greeting },
 	[DLV_EHLO] = { "ehlo", "waiting for the reply to EHLO", true, dlv_on_ehlo },
 	[DLV_HELO] = { "helo", "waiting for the reply to HELO", false, dlv_on_helo },
+	[DLV_STARTTLS] = { "starttls", "waiting for the reply to STARTTLS", false, dlv_on_starttls },
+	[DLV_HANDSHAKE] = { "handshake", "negotiating TLS", false, NULL },
+	[DLV_AUTH] = { "auth", "waiting for the reply to AUTH", false, dlv_on_auth },
 	[DLV_MAIL] = { "mail", "waiting for the reply to MAIL FROM", false, dlv_on_mail },
 	[DLV_RCPT] = { "rcpt", "waiting for the reply to RCPT TO", false, dlv_on_rcpt },
 	[DLV_DATA] = { "data", "waiting for the reply to DATA", false, dlv_on_data },
@@ -181,6 +216,7 @@ static void dlv_conclude(struct delivery *d, const char *open_reply);
 static void dlv_read_cb(struct bufferevent *bev, void *arg);
 static void dlv_write_cb(struct bufferevent *bev, void *arg);
 static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
+static void dlv_session_ready(struct delivery *d);
 static bool dlv_next_address(struct delivery *d, const char *why);
 
 /*
@@ -490,13 +526,351 @@ dlv_start_mail(struct delivery *d)
 }
 
 /*
- * The peer knows who we are and what it offers: the transaction starts.
- * The session steps to come (STARTTLS, then EHLO again, then AUTH) are
- * states between the EHLO reply and this.
+ * TLS (RFC 3207 STARTTLS, RFC 8314 implicit TLS) and AUTH (RFC 4954):
+ * the session steps between the EHLO reply and MAIL.
+ */
+
+/* A session step could not be done as the route's policy asks: defer every recipient, drop the connection. */
+static void
+dlv_security_abort(struct delivery *d, enum reply_id row, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+dlv_security_abort(struct delivery *d, enum reply_id row, const char *fmt, ...)
+{
+	char detail[RELAY_REPLY_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	dlv_abort(d, errmap_get(row), "%s", detail);
+}
+
+/*
+ * This address cannot give the TLS the route's policy asks for (no
+ * STARTTLS, refused, a failed handshake or certificate, bytes injected
+ * before the handshake).  Under encrypt, verify and wrapper the next
+ * address of the same next hop is tried, as Postfix does (another MX may
+ * have a good certificate; nothing was sent); when none is left, or under
+ * may, every recipient is deferred.
+ */
+static void
+dlv_tls_unavailable(struct delivery *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+dlv_tls_unavailable(struct delivery *d, const char *fmt, ...)
+{
+	char detail[RELAY_REPLY_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (tls_policy_requires_tls(d->hop.tls) && dlv_next_address(d, detail))
+		return;
+	dlv_abort(d, errmap_get(REPLY_TLS_UNAVAILABLE), "%s", detail);
+}
+
+/* The agent's client context for this next hop's CA file, made on first use. */
+static struct tls_client *
+dlv_tls_client(struct delivery *d, char *err, size_t errlen)
+{
+	struct delivery_agent *a = d->agent;
+	struct dlv_tls_context *c;
+	size_t i;
+
+	for (i = 0; i < a->ntls; i++)
+		if (strcmp(a->tls[i].ca_file, d->hop.tls_ca_file) == 0)
+			return a->tls[i].client;
+	if (a->ntls == DLV_TLS_CONTEXTS) {
+		snprintf(err, errlen, "more than %d CA files", DLV_TLS_CONTEXTS);
+		return NULL;
+	}
+	c = &a->tls[a->ntls];
+	if (tls_client_new(&c->client, d->hop.tls_ca_file[0] ? d->hop.tls_ca_file : NULL, err, errlen) < 0)
+		return NULL;
+	snprintf(c->ca_file, sizeof(c->ca_file), "%s", d->hop.tls_ca_file);
+	a->ntls++;
+	return c->client;
+}
+
+/*
+ * Wraps the connection in an OpenSSL filter and starts the handshake;
+ * BEV_EVENT_CONNECTED on the filter says it is done (dlv_tls_ready()).
+ */
+static void
+dlv_start_tls(struct delivery *d)
+{
+	struct timeval tv = { d->agent->command_timeout, 0 };
+	char err[TLS_ERR_LEN];
+	struct tls_client *client;
+	struct bufferevent *filter;
+	SSL *ssl = NULL;
+
+	if ((client = dlv_tls_client(d, err, sizeof(err))) == NULL ||
+	    tls_client_ssl(client, nexthop_peer_name(&d->hop, d->cur_addr), d->hop.tls, &ssl, err, sizeof(err)) < 0) {
+		dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS with %s: %s", d->hop.name, err);
+		return;
+	}
+	filter = bufferevent_openssl_filter_new(d->agent->base, d->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (filter == NULL) {
+		SSL_free(ssl);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "TLS with %s: no memory for the filter", d->hop.name);
+		return;
+	}
+	/* The filter owns the socket's bufferevent now, and frees it with itself. */
+	d->bev = filter;
+	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+	bufferevent_setcb(filter, dlv_read_cb, dlv_write_cb, dlv_event_cb, d);
+	bufferevent_set_timeouts(filter, &tv, &tv);
+	bufferevent_enable(filter, EV_READ | EV_WRITE);
+	dlv_enter(d, DLV_HANDSHAKE);
+}
+
+/* The handshake failed: one line that says why (the certificate, the alert, the peer). */
+static void
+dlv_tls_failed(struct delivery *d, short what)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(d->bev);
+	char why[TLS_ERR_LEN];
+	unsigned long e;
+
+	why[0] = '\0';
+	if (ssl != NULL && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && SSL_get_verify_result(ssl) != X509_V_OK)
+		tls_handshake_error(ssl, -1, why, sizeof(why));
+	else if ((e = bufferevent_get_openssl_error(d->bev)) != 0)
+		ERR_error_string_n(e, why, sizeof(why));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "the peer closed the connection");
+	else if (what & BEV_EVENT_TIMEOUT)
+		snprintf(why, sizeof(why), "timed out");
+	else
+		snprintf(why, sizeof(why), "%s", strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
+	while (bufferevent_get_openssl_error(d->bev) != 0)
+		;
+	dlv_tls_unavailable(d, "TLS handshake with %s failed (policy %s): %s",
+	    d->hop.name, tls_policy_name(d->hop.tls), why);
+}
+
+/*
+ * The handshake is done: the record and the log say how.  After STARTTLS
+ * everything learned in plaintext is forgotten and EHLO said again
+ * (RFC 3207 4.2); under wrapper the greeting comes now.
+ */
+static void
+dlv_tls_ready(struct delivery *d)
+{
+	char text[1024];
+
+	tls_info_get(bufferevent_openssl_get_ssl(d->bev), &d->tls_info);
+	d->tls = true;
+	tls_info_format(&d->tls_info, text, sizeof(text));
+	log_info("relay-tls", "id=%s host=%s policy=%s %s", d->id, d->hop.name, tls_policy_name(d->hop.tls), text);
+	if (d->env != NULL && envelope_set_last_tls(d->env, d->tls_info.version, d->tls_info.cipher,
+	    d->tls_info.verified, nexthop_peer_name(&d->hop, d->cur_addr)) < 0)
+		log_warn("relay-tls-note", "id=%s error=\"the record cannot take this TLS description\"", d->id);
+	memset(&d->caps, 0, sizeof(d->caps));
+	if (!d->greeted) {
+		dlv_enter(d, DLV_GREETING);
+		return;
+	}
+	if (dlv_send_hello(d, "EHLO") == 0)
+		dlv_enter(d, DLV_EHLO);
+}
+
+static void
+dlv_on_starttls(struct delivery *d, const struct relay_reply *rep)
+{
+	if (rep->code == 220) {
+		/*
+		 * Anything after the 220 was sent before the handshake and would
+		 * be read as if it came through TLS (response injection, the
+		 * client side of CVE-2011-0411): refuse the server.
+		 */
+		size_t extra = evbuffer_get_length(bufferevent_get_input(d->bev));
+
+		if (extra > 0) {
+			dlv_tls_unavailable(d,
+			    "%s sent %zu octets after its 220 to STARTTLS, before the TLS handshake "
+			    "(response injection); nothing was sent", d->hop.name, extra);
+			return;
+		}
+		dlv_start_tls(d);
+		return;
+	}
+	if (!tls_policy_requires_tls(d->hop.tls)) {
+		/* Under may, a refused STARTTLS leaves the session as it was (RFC 3207 4). */
+		log_info("relay-starttls-refused", "id=%s host=%s policy=%s reply=\"%s\"", d->id, d->hop.name,
+		    tls_policy_name(d->hop.tls), rep->text);
+		d->starttls_refused = true;
+		dlv_session_ready(d);
+		return;
+	}
+	dlv_tls_unavailable(d, "TLS is required (policy %s), but %s refused STARTTLS: %s",
+	    tls_policy_name(d->hop.tls), d->hop.name, rep->text);
+}
+
+/* Sends one AUTH line or response, then wipes it: it may hold the password. */
+static int
+dlv_send_secret(struct delivery *d, char *line)
+{
+	size_t len = strlen(line);
+	int r = dlv_send(d, line, len);
+
+	explicit_bzero(line, len);
+	free(line);
+	return r;
+}
+
+/*
+ * AUTH, when the route has credentials and the server offers it:
+ * SCRAM-SHA-256, else PLAIN, else LOGIN; PLAIN and LOGIN only over TLS
+ * unless auth_plaintext.  Returns 1 when AUTH went out, 0 to go on
+ * without it, -1 when the delivery has ended.
+ */
+static int
+dlv_start_auth(struct delivery *d)
+{
+	char *initial = NULL, *line = NULL;
+	int r;
+
+	if (!d->hop.auth || d->authenticated)
+		return 0;
+	if (!d->caps.auth) {
+		log_warn("relay-auth-not-offered", "id=%s host=%s tls=%s action=\"sending without AUTH\"", d->id,
+		    d->hop.name, d->tls ? "yes" : "no");
+		return 0;
+	}
+	r = sasl_client_choose(d->caps.auth_mechs, d->tls, d->hop.auth_plaintext, &d->auth_mech);
+	if (r == -EPERM) {
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "%s offers only AUTH %s, which would send the password "
+		    "without TLS (auth_plaintext = no)", d->hop.name, d->caps.auth_mechs);
+		return -1;
+	}
+	if (r < 0) {
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "no SASL mechanism in common with %s (it offers: %s)",
+		    d->hop.name, d->caps.auth_mechs);
+		return -1;
+	}
+	if ((r = sasl_client_start(d->agent->sasl, d->auth_mech, d->hop.user, d->hop.password, &d->sasl,
+	    &initial)) < 0) {
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s for %s: %s", d->auth_mech, d->hop.name,
+		    strerror(-r));
+		return -1;
+	}
+	if (initial == NULL)
+		r = asprintf(&line, "AUTH %s\r\n", d->auth_mech);
+	else
+		r = asprintf(&line, "AUTH %s %s\r\n", d->auth_mech, initial[0] ? initial : "=");
+	if (initial != NULL) {
+		explicit_bzero(initial, strlen(initial));
+		free(initial);
+	}
+	if (r < 0) {
+		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->hop.name);
+		return -1;
+	}
+	if (dlv_send_secret(d, line) < 0)
+		return -1;
+	dlv_enter(d, DLV_AUTH);
+	return 1;
+}
+
+/* 334: the next step of the mechanism. */
+static void
+dlv_auth_step(struct delivery *d, const struct relay_reply *rep)
+{
+	const char *challenge = rep->text + 3;
+	char *response = NULL, *line;
+	enum sasl_status st;
+
+	while (*challenge == ' ')
+		challenge++;
+	st = sasl_client_step(d->sasl, challenge, &response);
+	if (st != SASL_OK && st != SASL_CONTINUE) {
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s with %s: %s (%s)", d->auth_mech, d->hop.name,
+		    sasl_status_name(st), sasl_client_error(d->sasl));
+		return;
+	}
+	if (asprintf(&line, "%s\r\n", response) < 0) {
+		explicit_bzero(response, strlen(response));
+		free(response);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->hop.name);
+		return;
+	}
+	explicit_bzero(response, strlen(response));
+	free(response);
+	dlv_send_secret(d, line);
+}
+
+static void
+dlv_on_auth(struct delivery *d, const struct relay_reply *rep)
+{
+	char reply[RELAY_REPLY_TEXT_MAX + NEXTHOP_NAME_MAX + 64];
+	char quoted[RELAY_REPLY_TEXT_MAX + 8], qreply[RELAY_REPLY_TEXT_MAX + 8];
+	const struct errmap_reply *row;
+
+	if (rep->code == 334) {
+		dlv_auth_step(d, rep);
+		return;
+	}
+	if (rep->code == 235 && !sasl_client_finished(d->sasl)) {
+		/* A SCRAM server that never proved it knows the password is not the server we mean. */
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "%s accepted AUTH %s without proving itself: %s",
+		    d->hop.name, d->auth_mech, rep->text);
+		return;
+	}
+	sasl_client_free(d->sasl);
+	d->sasl = NULL;
+	if (rep->code == 235) {
+		d->authenticated = true;
+		log_info("relay-auth", "id=%s host=%s mechanism=%s user=%s tls=%s", d->id, d->hop.name, d->auth_mech,
+		    log_quote(quoted, sizeof(quoted), d->hop.user), d->tls ? "yes" : "no");
+		if (d->env != NULL && envelope_set_last_auth(d->env, d->auth_mech, d->hop.user) < 0)
+			log_warn("relay-auth-note", "id=%s error=\"the record cannot take this user name\"", d->id);
+		dlv_start_mail(d);
+		return;
+	}
+	/*
+	 * 535 (wrong password), 454, 432 and anything else: the message waits
+	 * (a soft bounce, as Postfix's smtp_sasl_auth_soft_bounce = yes): an
+	 * expired password must not turn the queue into bounces.
+	 */
+	row = errmap_get(REPLY_AUTH_TEMPFAIL);
+	snprintf(reply, sizeof(reply), "%d %s authentication failed: %s said: %s", row->code, row->esc,
+	    d->hop.name, rep->text);
+	log_error("relay-auth-failed", "id=%s host=%s mechanism=%s user=%s reply=%s", d->id, d->hop.name,
+	    d->auth_mech, log_quote(quoted, sizeof(quoted), d->hop.user),
+	    log_quote(qreply, sizeof(qreply), rep->text));
+	dlv_defer_all(d, reply);
+	dlv_end(d);
+}
+
+/*
+ * The peer knows who we are and what it offers.  First TLS as the
+ * route's policy says, then AUTH, then the transaction starts.
  */
 static void
 dlv_session_ready(struct delivery *d)
 {
+	if (!d->tls && tls_policy_tries_tls(d->hop.tls) && !d->starttls_refused) {
+		if (d->caps.starttls) {
+			if (dlv_send(d, "STARTTLS\r\n", 10) == 0)
+				dlv_enter(d, DLV_STARTTLS);
+			return;
+		}
+		if (tls_policy_requires_tls(d->hop.tls)) {
+			dlv_tls_unavailable(d,
+			    "TLS is required (policy %s), but %s did not offer STARTTLS; nothing was sent",
+			    tls_policy_name(d->hop.tls), d->hop.name);
+			return;
+		}
+	}
+	if (dlv_start_auth(d) != 0)
+		return;
 	dlv_start_mail(d);
 }
 
@@ -526,6 +900,7 @@ static void
 dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
 {
 	if (rep->code == 220) {
+		d->greeted = true;
 		if (dlv_send_hello(d, "EHLO") == 0)
 			dlv_enter(d, DLV_EHLO);
 		return;
@@ -754,7 +1129,10 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
-	/* bev != d->bev: the greeting moved the delivery to the next address. */
+	/*
+	 * bev != d->bev: STARTTLS replaced d->bev by a filter on top of bev,
+	 * or the delivery moved on to the next address: stop reading the old one.
+	 */
 	while (!d->closing && bev == d->bev) {
 		struct evbuffer_ptr eol;
 		struct relay_reply rep;
@@ -817,16 +1195,27 @@ dlv_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct delivery *d = arg;
 	int err;
 
+	if ((what & BEV_EVENT_CONNECTED) && d->state == DLV_HANDSHAKE) {
+		dlv_tls_ready(d);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		struct timeval tv = { d->agent->command_timeout, 0 };
 
 		bufferevent_set_timeouts(bev, &tv, &tv);
 		bufferevent_enable(bev, EV_READ);
-		dlv_enter(d, DLV_GREETING);
+		if (tls_policy_is_wrapper(d->hop.tls))
+			dlv_start_tls(d);	/* RFC 8314: TLS from the first byte */
+		else
+			dlv_enter(d, DLV_GREETING);
 		return;
 	}
 	if (d->state == DLV_QUIT || d->closing) {
 		dlv_close(d);
+		return;
+	}
+	if (d->state == DLV_HANDSHAKE) {
+		dlv_tls_failed(d, what);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
@@ -862,6 +1251,8 @@ dlv_free(struct delivery *d)
 		bufferevent_free(d->bev);
 	if (d->convfd >= 0)
 		(void)close(d->convfd);
+	sasl_client_free(d->sasl);
+	nexthop_wipe(&d->hop);
 	free(d->chunk);
 	free(d->idx);
 	free(d->tx);
@@ -995,6 +1386,20 @@ dlv_connect(struct delivery *d)
  * May run inside a callback of the old bufferevent: freeing it there is
  * safe (libevent holds a reference while its callback runs).
  */
+/* What one connection learned (EHLO, TLS, AUTH) does not carry over to the next. */
+static void
+dlv_forget_session(struct delivery *d)
+{
+	memset(&d->caps, 0, sizeof(d->caps));
+	memset(&d->tls_info, 0, sizeof(d->tls_info));
+	d->greeted = false;
+	d->tls = false;
+	d->starttls_refused = false;
+	d->authenticated = false;
+	sasl_client_free(d->sasl);
+	d->sasl = NULL;
+}
+
 static bool
 dlv_next_address(struct delivery *d, const char *why)
 {
@@ -1010,7 +1415,7 @@ dlv_next_address(struct delivery *d, const char *why)
 			bufferevent_free(d->bev);
 			d->bev = NULL;
 		}
-		memset(&d->caps, 0, sizeof(d->caps));
+		dlv_forget_session(d);
 		d->cur_addr++;
 		if ((err = dlv_connect(d)) == 0)
 			return true;
@@ -1033,8 +1438,11 @@ dlv_begin(struct delivery *d)
 		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
 		return;
 	}
-	log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu", d->id, d->env->attempts + 1,
-	    d->hop.name, d->nwire);
+	log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu tls=%s auth=%s", d->id,
+	    d->env->attempts + 1, d->hop.name, d->nwire, tls_policy_name(d->hop.tls), d->hop.auth ? "yes" : "no");
+	/* last-tls and last-auth describe this attempt, or none. */
+	(void)envelope_set_last_tls(d->env, NULL, NULL, false, NULL);
+	(void)envelope_set_last_auth(d->env, NULL, NULL);
 	if (d->nwire == 0) {
 		dlv_conclude(d, NULL);
 		dlv_close(d);
@@ -1098,6 +1506,7 @@ delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool 
 		struct delivery_agent **out)
 {
 	struct delivery_agent *a;
+	int err;
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return -ENOMEM;
@@ -1108,7 +1517,12 @@ delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool 
 	LIST_INIT(&a->open);
 	LIST_INIT(&a->dead);
 	agent_pick_helo_name(a, cfg->hostname);
+	if ((err = sasl_ctx_new(&a->sasl)) < 0) {
+		free(a);
+		return err;
+	}
 	if ((a->reap_ev = event_new(base, -1, 0, agent_reap_cb, a)) == NULL) {
+		sasl_ctx_free(a->sasl);
 		free(a);
 		return -ENOMEM;
 	}
@@ -1139,5 +1553,8 @@ delivery_agent_free(struct delivery_agent *a)
 		dlv_free(d);
 	}
 	event_free(a->reap_ev);
+	while (a->ntls > 0)
+		tls_client_free(a->tls[--a->ntls].client);
+	sasl_ctx_free(a->sasl);
 	free(a);
 }

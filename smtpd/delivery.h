@@ -50,11 +50,21 @@
  *	The connection lives on after done() only to say QUIT, and is freed
  *	by the agent, never from inside one of its own callbacks.
  *
- *	Where the next steps go (see docs/architecture.md): STARTTLS and
- *	AUTH are states of the table dlv_steps between the EHLO reply and
- *	MAIL (dlv_session_ready()); connection reuse replaces QUIT after a
- *	transaction (dlv_end()) by RSET and an idle list in the agent; the
- *	route's TLS policy and credentials travel in struct nexthop.
+ *	Security, per req->hop (nexthop.h): implicit TLS from the connect
+ *	(wrapper), STARTTLS after the EHLO reply when the policy tries TLS
+ *	and the server offers it, then EHLO again with everything learned
+ *	before forgotten; a policy that requires TLS defers every recipient
+ *	(454 4.7.0 and the reason) when STARTTLS is not offered, refused, the
+ *	handshake or the certificate check fails, or the server sent bytes
+ *	after its 220 before the handshake (response injection).  Then AUTH
+ *	when the hop has credentials and the server offers it: SCRAM-SHA-256,
+ *	else PLAIN, else LOGIN (PLAIN and LOGIN without TLS only with
+ *	auth_plaintext); any refusal defers (454 4.7.0 authentication
+ *	failed: <host> said: <reply>).  Each attempt's TLS and AUTH go to
+ *	req->env (envelope_set_last_tls(), envelope_set_last_auth()).
+ *	Where the next step goes (see docs/architecture.md): connection reuse
+ *	replaces QUIT after a transaction (dlv_end()) by RSET and an idle list
+ *	in the agent.
  * OWNERSHIP
  *	req->env and req->datafd are borrowed from the caller's claim until
  *	done() runs; the delivery touches neither afterwards.  req->hop is

@@ -20,6 +20,12 @@
  *	SIGTERM and SIGINT stop it cleanly: no new connection is accepted,
  *	idle sessions get 421 4.3.2, a message being committed still gets its
  *	reply, the relay gives its claims back, pending commits finish; exit 0.
+ *
+ *	SIGHUP reloads the relay's credentials file ([relay] credentials):
+ *	the next delivery attempts use the new user and password.  A file
+ *	that does not load (others may read it, a bad line) changes nothing
+ *	and is logged (event=relay-credentials, level error).  Nothing else
+ *	is reloaded: other changes of the configuration need a restart.
  * SECURITY
  *	Started as root it binds first and then becomes [spool] user
  *	(initgroups, setgid, setuid; checked to be irreversible).  As root
@@ -65,6 +71,7 @@ struct daemon {
 	struct runner	       *runner;
 	struct event	       *ev_term;
 	struct event	       *ev_int;
+	struct event	       *ev_hup;
 	bool			stopping;
 };
 
@@ -200,6 +207,16 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	server_shutdown(d->srv, drained, d);
 }
 
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	log_info("reload", "signal=%d what=credentials", (int)sig);
+	(void)runner_reload(d->runner);		/* logs what it did, or why not */
+}
+
 static int
 start(struct daemon *d)
 {
@@ -244,7 +261,9 @@ start(struct daemon *d)
 	}
 	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
 	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
-	    evsignal_add(d->ev_term, NULL) < 0 || evsignal_add(d->ev_int, NULL) < 0) {
+	    (d->ev_hup = evsignal_new(d->base, SIGHUP, reload_cb, d)) == NULL ||
+	    evsignal_add(d->ev_term, NULL) < 0 || evsignal_add(d->ev_int, NULL) < 0 ||
+	    evsignal_add(d->ev_hup, NULL) < 0) {
 		log_error("startup", "error=\"cannot watch signals\"");
 		return -1;
 	}
@@ -265,6 +284,8 @@ stop(struct daemon *d)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
 		event_free(d->ev_int);
+	if (d->ev_hup != NULL)
+		event_free(d->ev_hup);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	spool_close(d->spool);

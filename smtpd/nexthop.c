@@ -101,9 +101,62 @@ nexthop_from_smarthost(const char *hostport, struct nexthop *hop)
 	n = snprintf(hop->name, sizeof(hop->name), "%s", hostport);
 	if (n < 0 || (size_t)n >= sizeof(hop->name))
 		return -EINVAL;
+	snprintf(hop->target, sizeof(hop->target), "%s", hostport);	/* as long as name */
+	snprintf(hop->tls_name, sizeof(hop->tls_name), "%s", host);	/* shorter than name */
+	hop->tls = TLS_POLICY_NONE;
 	if (nexthop_set_ipv4(&hop->addrs[0], host, port) == 0 || nexthop_set_ipv6(&hop->addrs[0], host, port) == 0) {
 		hop->naddrs = 1;
 		return 0;
 	}
 	return -EINVAL;		/* a name is resolved by the runner (dns_resolve()) */
+}
+
+static int
+nexthop_copy_field(char *dst, size_t size, const char *src)
+{
+	int n = snprintf(dst, size, "%s", src ? src : "");
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+const char *
+nexthop_peer_name(const struct nexthop *hop, size_t i)
+{
+	if (i < hop->naddrs && hop->addrs[i].host[0] != '\0')
+		return hop->addrs[i].host;
+	return hop->tls_name;
+}
+
+int
+nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct sasl_creds *creds)
+{
+	const struct sasl_cred *cred = NULL;
+	int r;
+
+	nexthop_wipe(hop);
+	if (creds != NULL && (cred = sasl_creds_find(creds, hop->target[0] ? hop->target : hop->name)) == NULL)
+		cred = sasl_creds_find(creds, "*");
+	hop->auth_plaintext = cfg->relay_auth_plaintext;
+	if ((r = nexthop_copy_field(hop->tls_ca_file, sizeof(hop->tls_ca_file), cfg->relay_tls_ca_file)) < 0)
+		return r;
+	if (cred != NULL) {
+		if ((r = nexthop_copy_field(hop->user, sizeof(hop->user), cred->user)) < 0 ||
+		    (r = nexthop_copy_field(hop->password, sizeof(hop->password), cred->password)) < 0) {
+			nexthop_wipe(hop);
+			return r;
+		}
+		hop->auth = true;
+	}
+	if (cfg->relay_tls != NULL)
+		return tls_policy_parse(cfg->relay_tls, &hop->tls);
+	hop->tls = hop->auth ? TLS_POLICY_VERIFY : TLS_POLICY_MAY;
+	return 0;
+}
+
+void
+nexthop_wipe(struct nexthop *hop)
+{
+	explicit_bzero(hop->password, sizeof(hop->password));
+	explicit_bzero(hop->user, sizeof(hop->user));
+	hop->auth = false;
 }

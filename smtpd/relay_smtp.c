@@ -124,6 +124,23 @@ keyword_is(const char *s, size_t len, const char *kw)
 	return strlen(kw) == len && strncasecmp(s, kw, len) == 0;
 }
 
+/* AUTH's mechanisms, appended (a server may send AUTH and AUTH= lines); cut when too long. */
+static void
+reply_add_auth_mechs(struct relay_caps *caps, const char *s, size_t len)
+{
+	size_t have = strlen(caps->auth_mechs), i;
+
+	caps->auth = true;
+	for (i = 0; i < len && have + 2 < sizeof(caps->auth_mechs); i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == 0 && have > 0)
+			caps->auth_mechs[have++] = ' ';
+		caps->auth_mechs[have++] = c < 0x20 || c >= 0x7f ? ' ' : (char)c;
+	}
+	caps->auth_mechs[have] = '\0';
+}
+
 /* One EHLO line after the greeting line: "KEYWORD[ param...]". */
 static void
 reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
@@ -135,6 +152,14 @@ reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
 		kwlen++;
 	if (keyword_is(s, kwlen, "PIPELINING")) {
 		caps->pipelining = true;
+	} else if (keyword_is(s, kwlen, "STARTTLS")) {
+		caps->starttls = true;
+	} else if (keyword_is(s, kwlen, "AUTH")) {
+		for (i = kwlen; i < len && s[i] == ' '; i++)
+			;
+		reply_add_auth_mechs(caps, s + i, len - i);
+	} else if (kwlen >= 5 && strncasecmp(s, "AUTH=", 5) == 0) {
+		reply_add_auth_mechs(caps, s + 5, len - 5);
 	} else if (keyword_is(s, kwlen, "8BITMIME")) {
 		caps->eightbitmime = true;
 	} else if (keyword_is(s, kwlen, "SIZE")) {

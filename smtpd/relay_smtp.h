@@ -106,11 +106,16 @@
 #define RELAY_REPLY_TEXT_MAX	512
 #define RELAY_ESC_MAX		16	/* "5.123.123" and NUL */
 
+#define RELAY_AUTH_MECHS_MAX	256	/* the AUTH keyword's mechanism list, NUL included */
+
 struct relay_caps {
 	bool		pipelining;
 	bool		size;
 	bool		eightbitmime;
+	bool		starttls;	/* RFC 3207 */
+	bool		auth;		/* RFC 4954: AUTH (or the old AUTH=) */
 	unsigned long long size_max;	/* SIZE limit; 0 = none announced */
+	char		auth_mechs[RELAY_AUTH_MECHS_MAX];	/* "PLAIN LOGIN SCRAM-SHA-256" */
 };
 
 struct relay_reply {

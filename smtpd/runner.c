@@ -81,6 +81,8 @@
 #include "../common/log.h"
 #include "../common/queue.h"
 #include "../common/route.h"
+#include "../common/sasl.h"
+#include "../common/tls.h"
 #include "../common/spool.h"
 #include "bounce.h"
 #include "commitq.h"
@@ -106,6 +108,7 @@ struct runner {
 
 	struct dns	       *dns;		/* NULL when no route needs DNS */
 	struct bounce	       *bounce;		/* delivery status notifications */
+	struct sasl_creds      *creds;		/* the credentials file, or NULL */
 	struct delivery_agent  *agent;		/* owns the connections */
 	bool			stopping;	/* runner_free(): no new claims */
 
@@ -206,6 +209,7 @@ job_free(struct runner_job *j)
 	free(j->dests);
 	free(j->dest_rcpts);
 	free(j->dest_of);
+	nexthop_wipe(&j->hop);
 	free(j);
 }
 
@@ -359,7 +363,8 @@ static bool
 same_nexthop(const struct route_nexthop *a, const struct route_nexthop *b)
 {
 	return a->port == b->port && a->mx_lookup == b->mx_lookup && a->literal == b->literal &&
-	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0;
+	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0 &&
+	    strcmp(a->target, b->target) == 0;	/* the credentials go by the target as written */
 }
 
 /* How a destination is named before an address answers: "[host]:port", "host:port", "mx:domain". */
@@ -509,6 +514,11 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 	job_next_dest(j);
 }
 
+/*
+ * The current destination's TLS policy and credentials ([relay] keys, the
+ * credentials line of the route as written, else "*"), from the
+ * credentials loaded last.  Then the delivery.
+ */
 static void
 job_dest_deliver(struct runner_job *j)
 {
@@ -525,6 +535,12 @@ job_dest_deliver(struct runner_job *j)
 	};
 	int err;
 
+	snprintf(j->hop.target, sizeof(j->hop.target), "%s", dest->nh.target);
+	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, j->runner->creds)) < 0) {
+		nexthop_wipe(&j->hop);
+		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
+		return;
+	}
 	/* From here j may be gone: the delivery can report before it returns. */
 	if ((err = delivery_start(j->runner->agent, &req)) < 0)
 		job_dest_local_error(j, err, "starting the delivery");
@@ -546,6 +562,8 @@ job_resolved(void *arg, uint64_t id, const struct dns_answer *ans)
 	}
 	memset(&j->hop, 0, sizeof(j->hop));
 	dest_name(&dest->nh, j->hop.name, sizeof(j->hop.name));
+	/* The peer name of an address without a host (none from DNS today): the host asked for. */
+	snprintf(j->hop.tls_name, sizeof(j->hop.tls_name), "%s", dest->nh.host);
 	for (t = 0; t < ans->n_targets; t++)
 		if (nexthop_add_addr(&j->hop, (const struct sockaddr *)&ans->targets[t].addr,
 		    ans->targets[t].addrlen, ans->targets[t].host) < 0)
@@ -977,6 +995,58 @@ runner_watch_queue(struct runner *r)
 	return 0;
 }
 
+/*
+ * Reads the credentials file ([relay] credentials) and checks the [relay]
+ * security keys on the default route (the smarthost, or "mx").  Every next
+ * hop gets its own security from these when it is routed
+ * (job_secure_hop()).  On failure nothing changes: at start the daemon
+ * refuses to run, at a reload the old credentials stay.
+ */
+static int
+runner_load_security(struct runner *r, const char *why)
+{
+	const struct cfg *cfg = r->cfg;
+	struct sasl_creds *creds = NULL;
+	struct nexthop hop;
+	char err[1024], qerr[1100];
+	int e;
+
+	if (cfg->relay_credentials != NULL &&
+	    (e = sasl_creds_load(cfg->relay_credentials, &creds, err, sizeof(err))) < 0) {
+		log_error("relay-credentials", "path=%s event=%s error=%s action=\"%s\"", cfg->relay_credentials, why,
+		    log_quote(qerr, sizeof(qerr), err),
+		    r->creds != NULL || strcmp(why, "reload") == 0 ? "keeping the credentials loaded before" :
+		    "not starting");
+		return e;
+	}
+	memset(&hop, 0, sizeof(hop));
+	snprintf(hop.target, sizeof(hop.target), "%s",
+	    cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx");
+	snprintf(hop.name, sizeof(hop.name), "%s", hop.target);
+	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
+		log_error("relay-credentials", "path=%s event=%s error=\"%s\"",
+		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
+		nexthop_wipe(&hop);
+		sasl_creds_free(creds);
+		return e;
+	}
+	sasl_creds_free(r->creds);
+	r->creds = creds;
+	log_info("relay-security", "event=%s smarthost=%s tls=%s tls_ca_file=%s credentials=%s entries=%zu auth=%s "
+	    "auth_plaintext=%s", why, hop.name, tls_policy_name(hop.tls),
+	    hop.tls_ca_file[0] ? hop.tls_ca_file : "(system)",
+	    cfg->relay_credentials ? cfg->relay_credentials : "(none)", sasl_creds_count(creds),
+	    hop.auth ? "yes" : "no", hop.auth_plaintext ? "yes" : "no");
+	nexthop_wipe(&hop);
+	return 0;
+}
+
+int
+runner_reload(struct runner *r)
+{
+	return r == NULL ? 0 : runner_load_security(r, "reload");
+}
+
 /* Whether a target of the configuration ("mx", a host name) needs DNS; an unparsable one counts. */
 static bool
 target_needs_dns(const char *target)
@@ -1038,7 +1108,14 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		free(r);
 		return err;
 	}
+	if ((err = runner_load_security(r, "start")) < 0) {
+		bounce_free(r->bounce);
+		dns_free(r->dns);
+		free(r);
+		return err;
+	}
 	if ((err = delivery_agent_new(base, cfg, spool, &r->agent)) < 0) {
+		sasl_creds_free(r->creds);
 		bounce_free(r->bounce);
 		dns_free(r->dns);
 		free(r);
@@ -1144,5 +1221,6 @@ runner_free(struct runner *r)
 	}
 	bounce_free(r->bounce);
 	free(r->backlog);
+	sasl_creds_free(r->creds);
 	free(r);
 }

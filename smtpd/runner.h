@@ -7,6 +7,7 @@
  *	int runner_new(struct event_base *base, const struct cfg *cfg,
  *			struct spool *spool, struct commitq *cq, struct runner **out);
  *	void runner_kick(struct runner *runner);
+ *	int runner_reload(struct runner *runner);
  *	void runner_free(struct runner *runner);
  * DESCRIPTION
  *	The relay is three modules, and this is the one the rest of smtpd
@@ -49,6 +50,19 @@
  *	message that ends in failed/ (and, with delay_warning_time, of one
  *	that waits that long) gets a delivery status notification: bounce.h.
  *
+ *	Every next hop it routes (a literal, a resolved smarthost or [routes]
+ *	target, the recipient's MX) gets its TLS policy and credentials from
+ *	[relay] tls, tls_ca_file, credentials and auth_plaintext
+ *	(nexthop_set_security(), the credentials line of the route as
+ *	written, else "*"); one that cannot (a user or password too long for
+ *	its field) leaves its recipients pending with the reason.
+ *	runner_new() reads the credentials file and fails when it cannot
+ *	(a mode that lets group or others read it, a bad line: logged as
+ *	relay-credentials with the file and the reason).  runner_reload()
+ *	reads it again (SIGHUP): on success the next attempts use the new
+ *	credentials, on failure the old ones stay and the reason is logged;
+ *	deliveries in flight keep the copy they started with.
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -65,7 +79,10 @@
  * ERRORS
  *	runner_new(): the error of dns_new() when a route needs DNS and the
  *	resolver cannot be set up (logged as relay-config; a configuration of
- *	address literals only makes no resolver), -ENOMEM.  runner_kick() and
+ *	address literals only makes no resolver), sasl_creds_load()'s errors
+ *	(-EPERM for a file others may read, -EINVAL, -ENOENT, ...), -ENOMEM.
+ *	runner_reload(): sasl_creds_load()'s errors, with nothing changed.
+ *	runner_kick() and
  *	runner_free() accept NULL.
  */
 #ifndef SPOOLGATE_RUNNER_H
@@ -81,6 +98,7 @@ struct runner;
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
+int runner_reload(struct runner *runner);
 void runner_free(struct runner *runner);
 
 #endif

@@ -17,6 +17,9 @@ name, so nothing ever leaves the machine.  The zone holds:
     deadmx.ZONE    MX 10 mx1 (127.0.0.2), 20 mx2 (127.0.0.3)
     partial.ZONE   MX 10 mx1, 20 host.slow (whose address never comes)
     amx.ZONE       A 127.0.0.10 and MX 10 mx1: "[amx]:port" and "amx:port" differ
+    tlspeer.ZONE   A 127.0.0.1 (test_relay_tls.py: the name on the peer's certificate)
+    tlsbad.ZONE    A 127.0.0.1 (the same peer, a name its certificate does not carry)
+    tlsmx.ZONE     MX 10 tlsbad, 20 tlspeer
     nosuch.ZONE    NXDOMAIN (as every undefined name in the zone)
     slow.ZONE      delegated to a loopback UDP/TCP socket that reads and never
                    answers: lookups time out
@@ -58,6 +61,8 @@ RECORDS = [
     ('amx', 'A', '127.0.0.10'), ('amx', 'MX', '10 mx1'),
     ('mx1', 'A', '127.0.0.2'), ('mx2', 'A', '127.0.0.3'), ('mx3', 'A', '127.0.0.4'),
     ('eq1', 'A', '127.0.0.5'), ('eq2', 'A', '127.0.0.6'), ('eq3', 'A', '127.0.0.7'),
+    ('tlspeer', 'A', '127.0.0.1'), ('tlsbad', 'A', '127.0.0.1'),
+    ('tlsmx', 'MX', '10 tlsbad'), ('tlsmx', 'MX', '20 tlspeer'),
 ]
 
 _servers = []

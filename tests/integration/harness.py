@@ -161,6 +161,8 @@ _SECTION = {
     'scan_interval': 'relay', 'connect_timeout': 'relay',
     'command_timeout': 'relay', 'keep_sent': 'relay',
     'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
+    'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
+    'auth_plaintext': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
     'mountpoint': 'fs', 'allow_other': 'fs',

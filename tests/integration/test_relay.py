@@ -699,7 +699,11 @@ class Lifetime(unittest.TestCase):
         self.assertTrue(reply.startswith('554 5.4.7 Delivery time expired'), text)
         self.assertIn('last reply: 451 4.4.1', reply)
         self.assertTrue(rec['last-reply'].startswith('554 5.4.7'), text)
-        self.assertRegex(gw.read_log('smtpd'), r'event=relay-failed id=%s .*expired=yes' % re.escape(msgid))
+        # The log line follows the durable move to failed/: wait for it, then check what it says.
+        pattern = re.compile(r'event=relay-failed id=%s .*' % re.escape(msgid))
+        line = wait_until(lambda: pattern.search(gw.read_log('smtpd')), 10,
+                          'the relay-failed log line of %s' % msgid).group(0)
+        self.assertRegex(line, r' expired=yes\b', line)
 
 
 class KeepSentNo(unittest.TestCase):

@@ -106,6 +106,10 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.connect_timeout, 30);
 	ck_assert_uint_eq(cfg.command_timeout, 300);
 	ck_assert(cfg.keep_sent);
+	ck_assert_ptr_null(cfg.relay_tls);	/* may, or verify with credentials: nexthop.h */
+	ck_assert_ptr_null(cfg.relay_tls_ca_file);
+	ck_assert_ptr_null(cfg.relay_credentials);
+	ck_assert(!cfg.relay_auth_plaintext);
 	ck_assert_str_eq(cfg.mountpoint, "/run/spoolgate/mnt");
 	ck_assert(!cfg.allow_other);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_INFO);
@@ -155,6 +159,10 @@ static const char full_conf[] =
 	"connect_timeout = 3\n"
 	"command_timeout = 6\n"
 	"keep_sent = no\n"
+	"tls = WRAPPER\n"
+	"tls_ca_file = /etc/ca.pem\n"
+	"credentials = /etc/sg/creds\n"
+	"auth_plaintext = yes\n"
 	"\n"
 	"[routes]\n"
 	"example.org = [mail.example.org]:587\n"
@@ -233,6 +241,10 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
 	ck_assert_uint_eq(cfg.command_timeout, 6);
 	ck_assert(!cfg.keep_sent);
+	ck_assert_str_eq(cfg.relay_tls, "wrapper");
+	ck_assert_str_eq(cfg.relay_tls_ca_file, "/etc/ca.pem");
+	ck_assert_str_eq(cfg.relay_credentials, "/etc/sg/creds");
+	ck_assert(cfg.relay_auth_plaintext);
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/sg");
 	ck_assert(cfg.allow_other);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
@@ -295,6 +307,9 @@ static const struct err_case {
 	{ "unknown section", "[smtpd]\nmax_sessions = 5\n[smptd]\nmax_errors = 3\n", 4, "[smptd] max_errors", "unknown section [smptd]" },
 	{ "key before any section", "dir = /x\n", 1, "[] dir", "unknown" },
 	{ "bad bool", "[relay]\nkeep_sent = maybe\n", 2, "[relay] keep_sent", "'maybe' is not yes or no" },
+	{ "unknown TLS policy", "[relay]\ntls = dane\n", 2, "[relay] tls",
+	    "'dane' is not one of none, may, encrypt, verify, wrapper" },
+	{ "empty credentials path", "[relay]\ncredentials =\n", 2, "[relay] credentials", "empty path" },
 	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
 	{ "bad CIDR prefix", "[smtpd]\nrelay_networks = 10.0.0.0/33\n", 2, "[smtpd] relay_networks", "10.0.0.0/33" },
 	{ "bad CIDR v6 prefix", "[smtpd]\nrelay_networks = ::1/129\n", 2, "[smtpd] relay_networks", "::1/129" },
@@ -421,6 +436,8 @@ START_TEST(test_value)
 	ck_assert_str_eq(out, "127.0.0.1:2525");
 	ck_assert_int_eq(cfg_value(&cfg, "relay", "keep_sent", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "no");
+	ck_assert_int_eq(cfg_value(&cfg, "relay", "tls", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "");	/* unset: the relay's default */
 	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "banner", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "spoolgate ESMTP");
 	ck_assert_int_eq(cfg_value(&cfg, "spool", "nope", out, sizeof(out)), -ENOENT);

@@ -138,6 +138,8 @@ make_full(struct envelope *env)
 	env->attempts = 2;
 	env->next_attempt = 1764442159;
 	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "451 4.3.0 Local error in processing"), 0);
+	ck_assert_int_eq(envelope_set_last_tls(env, "TLSv1.3", "TLS_AES_256_GCM_SHA384", true, "mx.test"), 0);
+	ck_assert_int_eq(envelope_set_last_auth(env, "SCRAM-SHA-256", "me@example.net"), 0);
 }
 
 START_TEST(test_round_trip_full)
@@ -349,7 +351,9 @@ static const char good_record[] =
 	"next-attempt: 1764442159\n"
 	"conversion: 7bit for 127.0.0.1:2525 (line-over-998), attempt 2\n"
 	"last-host: 127.0.0.1:2525\n"
-	"last-reply: 451 4.3.0 Local error in processing\n";
+	"last-reply: 451 4.3.0 Local error in processing\n"
+	"last-tls: TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test\n"
+	"last-auth: SCRAM-SHA-256 user=me@example.net\n";
 
 static const struct bad_case {
 	const char     *what;
@@ -390,8 +394,18 @@ static const struct bad_case {
 	{ "CR before LF", "last-host: 127.0.0.1:2525\n", "last-host: 127.0.0.1:2525\r\n" },
 	{ "DEL in from", "from: <alice@example.org>\n", "from: <ali\x7f" "ce@example.org>\n" },
 	{ "ESC in key", "attempts: 2\n", "att\x1b" "empts: 2\n" },
-	{ "cut in the middle of a line", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451 4.3" },
-	{ "no final LF", "last-reply: 451 4.3.0 Local error in processing\n", "last-reply: 451 4.3.0 Local error in processing" },
+	{ "cut in the middle of a line", "last-auth: SCRAM-SHA-256 user=me@example.net\n", "last-auth: SCRAM-SHA" },
+	{ "no final LF", "last-auth: SCRAM-SHA-256 user=me@example.net\n", "last-auth: SCRAM-SHA-256 user=me@example.net" },
+	{ "last-tls without peer", "verified=yes peer=mx.test\n", "verified=yes\n" },
+	{ "last-tls verified maybe", "verified=yes", "verified=maybe" },
+	{ "last-tls empty peer", "peer=mx.test\n", "peer=\n" },
+	{ "last-tls extra word", "peer=mx.test\n", "peer=mx.test extra\n" },
+	{ "last-tls double blank", "TLSv1.3 TLS_AES", "TLSv1.3  TLS_AES" },
+	{ "last-tls twice", "last-auth:", "last-tls: TLSv1.2 X verified=no peer=a\nlast-auth:" },
+	{ "last-auth without user=", "user=me@example.net", "me@example.net" },
+	{ "last-auth lower-case mechanism", "SCRAM-SHA-256 user", "scram user" },
+	{ "last-auth with a password", "user=me@example.net\n", "user=me@example.net password=x\n" },
+	{ "last-auth empty user", "user=me@example.net\n", "user=\n" },
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -518,6 +532,45 @@ START_TEST(test_good_record_parses)
 	ck_assert_str_eq(env.last_host, "127.0.0.1:2525");
 	ck_assert_str_eq(env.last_reply, "451 4.3.0 Local error in processing");
 	ck_assert_str_eq(env.conversion, "7bit for 127.0.0.1:2525 (line-over-998), attempt 2");
+	ck_assert_str_eq(env.last_tls, "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test");
+	ck_assert_str_eq(env.last_auth, "SCRAM-SHA-256 user=me@example.net");
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_set_last_tls_and_auth)
+{
+	struct envelope env, copy;
+	char *text;
+	size_t len;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@example.org", "test"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "b@example.net"), 0);
+	ck_assert_int_eq(envelope_set_last_tls(&env, "TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384", false,
+	    "127.0.0.1"), 0);
+	ck_assert_str_eq(env.last_tls, "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384 verified=no peer=127.0.0.1");
+	ck_assert_int_eq(envelope_set_last_auth(&env, "PLAIN", "me@example.net"), 0);
+	/* Parts that would make a record that does not parse are refused, the old value stays. */
+	ck_assert_int_eq(envelope_set_last_tls(&env, "TLSv1.3", "X", true, "a b"), -EINVAL);
+	ck_assert_int_eq(envelope_set_last_tls(&env, "", "X", true, "a"), -EINVAL);
+	ck_assert_int_eq(envelope_set_last_auth(&env, "PLAIN", "me\nlast-host: x"), -EINVAL);
+	ck_assert_int_eq(envelope_set_last_auth(&env, "plain", "me"), -EINVAL);
+	ck_assert_str_eq(env.last_auth, "PLAIN user=me@example.net");
+	ck_assert_int_eq(envelope_format(&env, &text, &len), 0);
+	ck_assert_ptr_nonnull(strstr(text, "\nlast-tls: TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384 verified=no peer=127.0.0.1\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nlast-auth: PLAIN user=me@example.net\n"));
+	ck_assert_int_eq(envelope_copy(&copy, &env), 0);
+	ck_assert_str_eq(copy.last_tls, env.last_tls);
+	ck_assert_str_eq(copy.last_auth, env.last_auth);
+	envelope_free(&copy);
+	free(text);
+	/* A later attempt in plaintext and without AUTH drops both lines. */
+	ck_assert_int_eq(envelope_set_last_tls(&env, NULL, NULL, false, NULL), 0);
+	ck_assert_int_eq(envelope_set_last_auth(&env, NULL, NULL), 0);
+	ck_assert_int_eq(envelope_format(&env, &text, &len), 0);
+	ck_assert_ptr_null(strstr(text, "last-tls"));
+	ck_assert_ptr_null(strstr(text, "last-auth"));
+	free(text);
 	envelope_free(&env);
 }
 END_TEST
@@ -832,6 +885,7 @@ envelope_suite(void)
 
 	tc = tcase_create("strict_parse");
 	tcase_add_test(tc, test_good_record_parses);
+	tcase_add_test(tc, test_set_last_tls_and_auth);
 	tcase_add_loop_test(tc, test_bad_record, 0, N_BAD_CASES);
 	tcase_add_test(tc, test_good_rejected_parses);
 	tcase_add_loop_test(tc, test_bad_rejected, 0, N_BAD_REJECTED_CASES);

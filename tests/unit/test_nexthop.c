@@ -8,17 +8,44 @@
  *	name as written; a host name or a missing port is refused; addresses
  *	from DNS are appended in order up to NEXTHOP_ADDRS_MAX; the name of
  *	an address reads "host[192.0.2.1]:25", "192.0.2.1:25" or
- *	"[2001:db8::1]:25".
+ *	"[2001:db8::1]:25".  The name a certificate must carry is the
+ *	address's host name, the configured number only for an address
+ *	without one.  nexthop_set_security(): the default policy is may,
+ *	verify when the hop has credentials; an explicit tls wins; the line
+ *	of the route as written (target) before "*"; nexthop_wipe() leaves
+ *	no password.
  */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "smtpd/nexthop.h"
 #include "testutil.h"
+
+static char dir[256], path[512];
+
+static struct sasl_creds *
+creds_from(const char *text)
+{
+	struct sasl_creds *creds = NULL;
+	char err[512];
+	FILE *f;
+
+	testutil_mkdtemp(dir, sizeof(dir), "nexthop");
+	snprintf(path, sizeof(path), "%s/creds", dir);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	ck_assert_msg(sasl_creds_load(path, &creds, err, sizeof(err)) == 0, "%s", err);
+	testutil_rmtree(dir);
+	return creds;
+}
 
 static struct sockaddr_in
 v4(const char *ip, unsigned port)
@@ -105,6 +132,124 @@ START_TEST(test_add_refuses_bad_input)
 }
 END_TEST
 
+START_TEST(test_peer_name_is_the_host_name)
+{
+	struct sockaddr_in sin = v4("192.0.2.7", 25);
+	struct nexthop hop;
+
+	/* A literal: the number as configured. */
+	ck_assert_int_eq(nexthop_from_smarthost("192.0.2.7:25", &hop), 0);
+	ck_assert_str_eq(nexthop_peer_name(&hop, 0), "192.0.2.7");
+	/* From DNS: each address's own host name, never the address. */
+	memset(&hop, 0, sizeof(hop));
+	snprintf(hop.tls_name, sizeof(hop.tls_name), "example.net");
+	ck_assert_int_eq(nexthop_add_addr(&hop, (struct sockaddr *)&sin, sizeof(sin), "mx1.example.net"), 0);
+	sin = v4("192.0.2.8", 25);
+	ck_assert_int_eq(nexthop_add_addr(&hop, (struct sockaddr *)&sin, sizeof(sin), "mx2.example.net"), 0);
+	ck_assert_str_eq(nexthop_peer_name(&hop, 0), "mx1.example.net");
+	ck_assert_str_eq(nexthop_peer_name(&hop, 1), "mx2.example.net");
+}
+END_TEST
+
+START_TEST(test_credentials_by_target)
+{
+	struct sasl_creds *creds = creds_from("[smtp.example.net]:587 me:pw\n* any:other\n");
+	struct sockaddr_in sin = v4("192.0.2.9", 587);
+	struct nexthop hop;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	/* A resolved smarthost: named by its address, keyed by the route as written. */
+	memset(&hop, 0, sizeof(hop));
+	snprintf(hop.name, sizeof(hop.name), "smtp.example.net[192.0.2.9]:587");
+	snprintf(hop.target, sizeof(hop.target), "[smtp.example.net]:587");
+	ck_assert_int_eq(nexthop_add_addr(&hop, (struct sockaddr *)&sin, sizeof(sin), "smtp.example.net"), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_str_eq(hop.user, "me");
+	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
+	/* An MX route has no line of its own: "*". */
+	snprintf(hop.target, sizeof(hop.target), "mx");
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_str_eq(hop.user, "any");
+	nexthop_wipe(&hop);
+	sasl_creds_free(creds);
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_smarthost_names)
+{
+	struct nexthop hop;
+
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:2525", &hop), 0);
+	ck_assert_str_eq(hop.name, "127.0.0.1:2525");
+	ck_assert_str_eq(hop.tls_name, "127.0.0.1");
+	ck_assert_int_eq(nexthop_from_smarthost("[::1]:465", &hop), 0);
+	ck_assert_str_eq(hop.tls_name, "::1");
+	ck_assert_int_eq(hop.tls, TLS_POLICY_NONE);
+	ck_assert(!hop.auth);
+}
+END_TEST
+
+START_TEST(test_default_policy)
+{
+	struct sasl_creds *creds = creds_from("127.0.0.1:587 me@example.net:pw one\n* any:other\n");
+	struct nexthop hop;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:587", &hop), 0);
+	/* No credentials file: may. */
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL), 0);
+	ck_assert_int_eq(hop.tls, TLS_POLICY_MAY);
+	ck_assert(!hop.auth);
+	ck_assert_str_eq(hop.tls_ca_file, "");
+	/* Its own line: verify, and that user. */
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
+	ck_assert(hop.auth);
+	ck_assert_str_eq(hop.user, "me@example.net");
+	ck_assert_str_eq(hop.password, "pw one");
+	ck_assert(!hop.auth_plaintext);
+	/* Another hop falls back to "*". */
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:465", &hop), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_str_eq(hop.user, "any");
+	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
+	nexthop_wipe(&hop);
+	ck_assert(!hop.auth);
+	ck_assert_str_eq(hop.password, "");
+	ck_assert_str_eq(hop.user, "");
+	sasl_creds_free(creds);
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_explicit_policy_and_keys)
+{
+	struct sasl_creds *creds = creds_from("other:25 me:pw\n");
+	struct nexthop hop;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	cfg.relay_tls = strdup("wrapper");
+	cfg.relay_tls_ca_file = strdup("/etc/ca.pem");
+	cfg.relay_auth_plaintext = true;
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:465", &hop), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(hop.tls, TLS_POLICY_WRAPPER);
+	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
+	ck_assert(hop.auth_plaintext);
+	ck_assert(!hop.auth);		/* no line for this hop, no "*" */
+	free(cfg.relay_tls);
+	cfg.relay_tls = strdup("none");
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(hop.tls, TLS_POLICY_NONE);
+	sasl_creds_free(creds);
+	cfg_free(&cfg);
+}
+END_TEST
+
 static Suite *
 nexthop_suite(void)
 {
@@ -115,6 +260,11 @@ nexthop_suite(void)
 	tcase_add_test(tc, test_smarthost_refused);
 	tcase_add_test(tc, test_add_in_order_and_bounded);
 	tcase_add_test(tc, test_add_refuses_bad_input);
+	tcase_add_test(tc, test_peer_name_is_the_host_name);
+	tcase_add_test(tc, test_smarthost_names);
+	tcase_add_test(tc, test_default_policy);
+	tcase_add_test(tc, test_explicit_policy_and_keys);
+	tcase_add_test(tc, test_credentials_by_target);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -259,7 +259,40 @@ START_TEST(caps_full)
 	ck_assert(r.caps.pipelining);
 	ck_assert(r.caps.size);
 	ck_assert(r.caps.eightbitmime);
+	ck_assert(r.caps.starttls);
+	ck_assert(!r.caps.auth);
 	ck_assert_uint_eq(r.caps.size_max, 10485760ULL);
+}
+END_TEST
+
+START_TEST(caps_auth)
+{
+	static const char *const both[] = { "250-host", "250-AUTH PLAIN LOGIN SCRAM-SHA-256",
+	    "250 AUTH=PLAIN LOGIN" };
+	static const char *const bare[] = { "250-host", "250 auth" };
+	static const char *const lookalike[] = { "250-host", "250-AUTHX PLAIN", "250 STARTTLSX" };
+	struct relay_reply r;
+
+	ck_assert_int_eq(feed(&r, true, both, 3), 1);
+	ck_assert(r.caps.auth);
+	ck_assert_str_eq(r.caps.auth_mechs, "PLAIN LOGIN SCRAM-SHA-256 PLAIN LOGIN");
+	ck_assert(!r.caps.starttls);
+	ck_assert_int_eq(feed(&r, true, bare, 2), 1);
+	ck_assert(r.caps.auth);
+	ck_assert_str_eq(r.caps.auth_mechs, "");
+	ck_assert_int_eq(feed(&r, true, lookalike, 3), 1);
+	ck_assert(!r.caps.auth && !r.caps.starttls);
+	{
+		/* A mechanism list longer than the field is cut, never overflows. */
+		char longline[RELAY_LINE_MAX - 2];
+		const char *lines[2] = { "250-host", longline };
+
+		memset(longline, 'A', sizeof(longline) - 1);
+		memcpy(longline, "250 AUTH ", 9);
+		longline[sizeof(longline) - 1] = '\0';
+		ck_assert_int_eq(feed(&r, true, lines, 2), 1);
+		ck_assert_uint_eq(strlen(r.caps.auth_mechs), RELAY_AUTH_MECHS_MAX - 2);
+	}
 }
 END_TEST
 
@@ -768,6 +801,7 @@ relay_smtp_suite(void)
 
 	tc = tcase_create("reply");
 	tcase_add_test(tc, reply_single_line);
+	tcase_add_test(tc, caps_auth);
 	tcase_add_test(tc, reply_bare_code);
 	tcase_add_test(tc, reply_multi_line);
 	tcase_add_test(tc, reply_enhanced_codes);
