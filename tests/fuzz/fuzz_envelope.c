@@ -33,6 +33,10 @@ check_equal(const struct envelope *a, const struct envelope *b)
 	FUZZ_CHECK(same_str(a->last_reply, b->last_reply), "last_reply");
 	FUZZ_CHECK(same_str(a->dsn, b->dsn), "dsn");
 	FUZZ_CHECK(same_str(a->dsn_delayed, b->dsn_delayed), "dsn_delayed");
+	FUZZ_CHECK(same_str(a->rejected, b->rejected), "rejected");
+	FUZZ_CHECK(same_str(a->conversion, b->conversion), "conversion");
+	FUZZ_CHECK(same_str(a->last_tls, b->last_tls), "last_tls");
+	FUZZ_CHECK(same_str(a->last_auth, b->last_auth), "last_auth");
 	FUZZ_CHECK(a->nrcpt == b->nrcpt, "nrcpt %zu != %zu", a->nrcpt, b->nrcpt);
 	for (i = 0; i < a->nrcpt; i++) {
 		FUZZ_CHECK(same_str(a->rcpt[i].addr, b->rcpt[i].addr), "rcpt %zu address", i);
