@@ -18,6 +18,8 @@
 
 #include <gmime/gmime.h>
 
+#include "spool.h"
+
 #include "dsn.h"
 
 #define DSN_FOLD	76	/* fold a field's value at a space past this column */
@@ -353,18 +355,11 @@ read_headers(int fd, off_t offset, char **out, size_t *outlen)
 
 	if ((buf = malloc(DSN_HEADERS_MAX + 1)) == NULL)
 		return -ENOMEM;
-	while (got < DSN_HEADERS_MAX) {
-		n = pread(fd, buf + got, DSN_HEADERS_MAX - got, offset + (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			free(buf);
-			return -EIO;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	if ((n = spool_pread_all(fd, buf, DSN_HEADERS_MAX, offset)) < 0) {
+		free(buf);
+		return -EIO;
 	}
+	got = (size_t)n;
 	buf[got] = '\0';
 	len = got;
 	if (got > 0 && buf[0] == '\n')

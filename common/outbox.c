@@ -348,25 +348,6 @@ has_header_end(const char *buf, size_t len)
 	return 0;
 }
 
-/* Reads up to max bytes from offset 0 of fd. */
-static ssize_t
-read_head(int fd, char *buf, size_t max)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < max) {
-		n = pread(fd, buf + got, max - got, (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
 
 /* Copies [from, to) of fd into msg. */
 static int
@@ -588,7 +569,7 @@ outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 	headmax = (size_t)st.st_size < OUTBOX_MAX_HEADER ? (size_t)st.st_size : OUTBOX_MAX_HEADER;
 	if ((head = malloc(headmax + 1)) == NULL)
 		return fail(-ENOMEM, why, whylen, "out of memory");
-	if ((got = read_head(fd, head, headmax)) < 0) {
+	if ((got = spool_pread_all(fd, head, headmax, 0)) < 0) {
 		free(head);
 		return fail((int)got, why, whylen, "cannot read the file: %s", strerror((int)-got));
 	}

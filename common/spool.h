@@ -163,5 +163,12 @@ int spool_chown_new(const struct spool *spool, int fd);
 
 /* write(2) all of buf, retrying short writes and EINTR; 0 or -errno. */
 int spool_write_all(int fd, const void *buf, size_t len);
+/* pwrite(2) all of buf at off, retrying short writes and EINTR; 0 or -errno. */
+int spool_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+/*
+ * pread(2) up to len bytes at off, retrying short reads and EINTR: the
+ * bytes read (fewer than len only at the end of the file), or -errno.
+ */
+ssize_t spool_pread_all(int fd, void *buf, size_t len, off_t off);
 
 #endif

@@ -425,42 +425,6 @@ outfile_flush(struct outfile_set *set, struct outfile *of, bool ends)
 
 /* ------------------------------------------------------ writing, checked */
 
-static int
-outfile_pwrite_all(int fd, const char *buf, size_t size, off_t off)
-{
-	size_t done = 0;
-
-	while (done < size) {
-		ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t) done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t) n;
-	}
-	return 0;
-}
-
-static ssize_t
-outfile_pread_all(int fd, char *buf, size_t size, off_t off)
-{
-	size_t done = 0;
-
-	while (done < size) {
-		ssize_t n = pread(fd, buf + done, size - done, off + (off_t) done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t) n;
-	}
-	return (ssize_t) done;
-}
-
 /*
  * Looks for the empty line that ends the header section in buf, which
  * holds the file's bytes [base, base + len); the search starts at from
@@ -504,7 +468,7 @@ outfile_check_header(struct outfile_set *set, struct outfile *of)
 
 	if (buf == NULL)
 		return -ENOMEM;
-	got = outfile_pread_all(of->fd, buf, (size_t) of->head_end, 0);
+	got = spool_pread_all(of->fd, buf, (size_t) of->head_end, 0);
 	if (got != (ssize_t) of->head_end) {
 		free(buf);
 		return outfile_refuse(set, of, of->name, got < 0 ? (int) got : -EIO,
@@ -546,7 +510,7 @@ outfile_watch_header(struct outfile_set *set, struct outfile *of, off_t off)
 	base = of->head_scanned > 0 ? of->head_scanned - 1 : 0;
 	if ((buf = malloc((size_t) (limit - base))) == NULL)
 		return -ENOMEM;
-	got = outfile_pread_all(of->fd, buf, (size_t) (limit - base), base);
+	got = spool_pread_all(of->fd, buf, (size_t) (limit - base), base);
 	if (got != limit - base) {
 		free(buf);
 		return outfile_refuse(set, of, of->name, got < 0 ? (int) got : -EIO,
@@ -582,7 +546,7 @@ outfile_write(struct outfile_set *set, struct outfile *of, const void *buf, size
 	over = (uint64_t) off > set->max_size || size > set->max_size - (uint64_t) off;
 	if (over)
 		fits = (uint64_t) off < set->max_size ? set->max_size - (size_t) off : 0;
-	if ((r = outfile_pwrite_all(of->fd, buf, fits, off)) < 0) {
+	if ((r = spool_pwrite_all(of->fd, buf, fits, off)) < 0) {
 		snprintf(why, sizeof why, "a write to the file failed (%s); nothing was sent",
 		    strerror(-r));
 		return outfile_refuse(set, of, of->name, r, why);
