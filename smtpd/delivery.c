@@ -26,7 +26,11 @@
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
- *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.
+ *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.  So does
+ *	a reply that was already read when the end of data is queued (sent
+ *	with the 354, say): it cannot be the answer to a dot not yet sent.
+ *	Bytes that arrive while the body goes out (reading is off then) are
+ *	read after the dot and cannot be told from its reply.
  *
  *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending and
  *	sets rcpt_overflow in the result: the runner gives the record back
@@ -719,6 +723,12 @@ dlv_fill_body(struct delivery *d)
 			size_t len = relay_dot_finish(&d->dot, tail, sizeof(tail));
 			struct timeval tv = { d->agent->command_timeout, 0 };
 
+			/* A reply read before the dot is even sent acknowledges nothing. */
+			if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0) {
+				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
+				    d->hop.name, dlv_steps[d->state].doing);
+				return;
+			}
 			free(d->chunk);
 			d->chunk = NULL;
 			if (evbuffer_add(out, tail, len) < 0) {

@@ -474,6 +474,11 @@ class Cut(HostileCase):
         self.assertNotIn('\x1b', self.smtpd_log())
         self.assertNotIn('\x00', text)
 
+    def test_reply_out_of_turn(self):
+        """a reply pushed together with 354, while the body is to go out: deferred, not sent"""
+        self.defer_then_heal(r'^451 4\.5\.0 .*spoke out of turn while sending the message',
+                             DATA=b'354 go ahead\r\n250 2.0.0 already got it\r\n')
+
 
 class BadCodes(HostileCase):
     """Codes outside 2xx..5xx or not three digits: 451 4.5.0, deferred."""
