@@ -58,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -125,6 +126,7 @@ struct delivery {
 	struct bufferevent     *bev;		/* owned */
 	enum dlv_state		state;
 	bool			closing;
+	long long		quit_by;	/* DLV_QUIT: monotonic ms when we hang up */
 	struct relay_reply	reply;		/* being read */
 	struct relay_caps	caps;
 
@@ -363,6 +365,15 @@ dlv_send_rcpt(struct delivery *d, size_t w)
 	return dlv_send(d, line, (size_t)n);
 }
 
+static long long
+dlv_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
  * QUIT politely when the connection is still in a state to take it.
  * (Connection reuse will say RSET here and keep the connection.)
@@ -381,6 +392,7 @@ dlv_end(struct delivery *d)
 	if ((unsigned)tv.tv_sec > d->agent->command_timeout)
 		tv.tv_sec = d->agent->command_timeout;
 	dlv_enter(d, DLV_QUIT);
+	d->quit_by = dlv_monotonic_ms() + (long long)tv.tv_sec * 1000;
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
 	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
 		dlv_close(d);
@@ -764,6 +776,11 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
+	/* The wait for 221 is a deadline: a peer that keeps talking does not extend it. */
+	if (d->state == DLV_QUIT && !d->closing && dlv_monotonic_ms() >= d->quit_by) {
+		dlv_close(d);
+		return;
+	}
 	/* bev != d->bev: the greeting moved the delivery to the next address. */
 	while (!d->closing && bev == d->bev) {
 		struct evbuffer_ptr eol;

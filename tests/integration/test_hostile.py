@@ -17,7 +17,8 @@ deferred) and smtpd's VmRSS stays flat.  Replies cut mid-line (closed,
 stalled, a continuation then close), malformed codes (2x0, 99, 600, NUL
 in the code, a code that changes between lines, a bad separator) defer.
 A server that stalls after DATA or before its greeting times out
-(command_timeout) and defers; a 554 to a pipelined MAIL fails the message
+(command_timeout) and defers; one that keeps talking after QUIT (a 250
+every half second, or one octet at a time) is hung up on all the same; a 554 to a pipelined MAIL fails the message
 with no data sent; a 5xx greeting fails it with nothing sent.
 """
 
@@ -531,6 +532,34 @@ class Stalls(HostileCase):
         with self.srv.lock:
             self.assertEqual([c.cmds for c in self.srv.conns if c.cmds], [])
         self.heals(msgid, tok)
+
+
+    def test_chatter_after_quit(self):
+        """after QUIT, a 250 every half second and never a 221: the gateway still hangs up"""
+        def chatter(c):
+            end = time.monotonic() + STALL_GUARD
+            while time.monotonic() < end:
+                c.send(b'250 2.0.0 still here\r\n')
+                time.sleep(0.5)
+        self.play(QUIT=chatter)
+        msgid, tok = self.submit()
+        self.sent(msgid, tok)
+        conn = self.srv.delivered(tok)[0]
+        wait_until(lambda: conn.client_closed, 15, 'the gateway to close after QUIT')
+
+
+    def test_trickle_after_quit(self):
+        """after QUIT, one octet every half second of a reply that never ends: the gateway hangs up"""
+        def trickle(c):
+            end = time.monotonic() + STALL_GUARD
+            while time.monotonic() < end:
+                c.send(b'2')
+                time.sleep(0.5)
+        self.play(QUIT=trickle)
+        msgid, tok = self.submit()
+        self.sent(msgid, tok)
+        conn = self.srv.delivered(tok)[0]
+        wait_until(lambda: conn.client_closed, 15, 'the gateway to close after QUIT')
 
 
 class Refusals(HostileCase):
