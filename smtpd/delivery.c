@@ -32,6 +32,11 @@
  *	Bytes that arrive while the body goes out (reading is off then) are
  *	read after the dot and cannot be told from its reply.
  *
+ *	Timeouts.  connect_timeout bounds the connect; command_timeout
+ *	bounds each silence (the bufferevent's timeouts) and each whole reply
+ *	(reply_by, checked at every read), so a peer trickling a reply gets
+ *	no more time than one that says nothing.
+ *
  *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending and
  *	sets rcpt_overflow in the result: the runner gives the record back
  *	due at once when others were delivered (RFC 5321 4.5.3.1.10).
@@ -126,7 +131,7 @@ struct delivery {
 	struct bufferevent     *bev;		/* owned */
 	enum dlv_state		state;
 	bool			closing;
-	long long		quit_by;	/* DLV_QUIT: monotonic ms when we hang up */
+	long long		reply_by;	/* monotonic ms: the reply being read is due */
 	struct relay_reply	reply;		/* being read */
 	struct relay_caps	caps;
 
@@ -193,12 +198,22 @@ static bool dlv_next_address(struct delivery *d, const char *why);
  * The state machine.
  */
 
+static long long
+dlv_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 dlv_enter(struct delivery *d, enum dlv_state next)
 {
 	log_debug("relay-state", "id=%s from=%s to=%s", d->id, dlv_steps[d->state].name,
 	    dlv_steps[next].name);
 	d->state = next;
+	d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
 	relay_reply_begin(&d->reply, dlv_steps[next].ehlo);
 }
 
@@ -365,15 +380,6 @@ dlv_send_rcpt(struct delivery *d, size_t w)
 	return dlv_send(d, line, (size_t)n);
 }
 
-static long long
-dlv_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * QUIT politely when the connection is still in a state to take it.
  * (Connection reuse will say RSET here and keep the connection.)
@@ -392,7 +398,7 @@ dlv_end(struct delivery *d)
 	if ((unsigned)tv.tv_sec > d->agent->command_timeout)
 		tv.tv_sec = d->agent->command_timeout;
 	dlv_enter(d, DLV_QUIT);
-	d->quit_by = dlv_monotonic_ms() + (long long)tv.tv_sec * 1000;
+	d->reply_by = dlv_monotonic_ms() + (long long)tv.tv_sec * 1000;
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
 	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
 		dlv_close(d);
@@ -776,9 +782,13 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
-	/* The wait for 221 is a deadline: a peer that keeps talking does not extend it. */
-	if (d->state == DLV_QUIT && !d->closing && dlv_monotonic_ms() >= d->quit_by) {
-		dlv_close(d);
+	/*
+	 * command_timeout bounds each reply, not only each silence: a peer
+	 * that trickles octets, lines or (after QUIT) replies does not extend
+	 * it.  The same ending as a read timeout.
+	 */
+	if (!d->closing && dlv_steps[d->state].on_reply != NULL && dlv_monotonic_ms() >= d->reply_by) {
+		dlv_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, d);
 		return;
 	}
 	/* bev != d->bev: the greeting moved the delivery to the next address. */
@@ -822,6 +832,8 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		rep = d->reply;
 		relay_reply_begin(&d->reply, dlv_steps[d->state].ehlo);
+		if (d->state != DLV_QUIT)	/* the next pipelined reply has its own time */
+			d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
 		log_debug("relay-reply", "id=%s state=%s code=%d", d->id, dlv_steps[d->state].name, rep.code);
 		dlv_steps[d->state].on_reply(d, &rep);
 	}

@@ -533,6 +533,28 @@ class Stalls(HostileCase):
             self.assertEqual([c.cmds for c in self.srv.conns if c.cmds], [])
         self.heals(msgid, tok)
 
+    def trickler(self, reply):
+        def act(c):
+            for b in reply:
+                c.send(bytes([b]))
+                time.sleep(0.5)
+            c.stall()
+        return act
+
+    def test_trickle_mail_reply(self):
+        """a reply to MAIL one octet every half second: command_timeout bounds the reply, 451 4.4.2"""
+        self.defer_then_heal(r'^451 4\.4\.2 Connection timed out .*while waiting for the reply to MAIL FROM',
+                             MAIL=self.trickler(b'250 ' + b't' * 2000 + b'\r\n'))
+
+    def test_trickle_dot_reply(self):
+        """a multi-line reply to the dot, a line every half second: not sent, 451 4.4.2"""
+        def act(c):
+            for i in range(LINES_MAX - 1):
+                c.send(b'250-still reading %d\r\n' % i)
+                time.sleep(0.5)
+            c.stall()
+        self.defer_then_heal(r'^451 4\.4\.2 Connection timed out .*while waiting for the reply to the end of data',
+                             DOT=act)
 
     def test_chatter_after_quit(self):
         """after QUIT, a 250 every half second and never a 221: the gateway still hangs up"""
