@@ -29,7 +29,16 @@
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
- *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.
+ *	with 451 4.5.0 (REPLY_REMOTE_PROTOCOL) and what happened.  So does
+ *	a reply that was already read when the end of data is queued (sent
+ *	with the 354, say): it cannot be the answer to a dot not yet sent.
+ *	Bytes that arrive while the body goes out (reading is off then) are
+ *	read after the dot and cannot be told from its reply.
+ *
+ *	Timeouts.  connect_timeout bounds the connect; command_timeout
+ *	bounds each silence (the bufferevent's timeouts) and each whole reply
+ *	(reply_by, checked at every read), so a peer trickling a reply gets
+ *	no more time than one that says nothing.
  *
  *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending and
  *	sets rcpt_overflow in the result: the runner gives the record back
@@ -58,6 +67,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -144,6 +154,7 @@ struct delivery {
 	struct bufferevent     *bev;		/* owned */
 	enum dlv_state		state;
 	bool			closing;
+	long long		reply_by;	/* monotonic ms: the reply being read is due */
 	struct relay_reply	reply;		/* being read */
 	struct relay_caps	caps;		/* forgotten when TLS starts */
 	bool			greeted;	/* the 220 greeting was read */
@@ -223,12 +234,22 @@ static bool dlv_next_address(struct delivery *d, const char *why);
  * The state machine.
  */
 
+static long long
+dlv_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 dlv_enter(struct delivery *d, enum dlv_state next)
 {
 	log_debug("relay-state", "id=%s from=%s to=%s", d->id, dlv_steps[d->state].name,
 	    dlv_steps[next].name);
 	d->state = next;
+	d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
 	relay_reply_begin(&d->reply, dlv_steps[next].ehlo);
 }
 
@@ -413,6 +434,7 @@ dlv_end(struct delivery *d)
 	if ((unsigned)tv.tv_sec > d->agent->command_timeout)
 		tv.tv_sec = d->agent->command_timeout;
 	dlv_enter(d, DLV_QUIT);
+	d->reply_by = dlv_monotonic_ms() + (long long)tv.tv_sec * 1000;
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
 	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
 		dlv_close(d);
@@ -1094,6 +1116,12 @@ dlv_fill_body(struct delivery *d)
 			size_t len = relay_dot_finish(&d->dot, tail, sizeof(tail));
 			struct timeval tv = { d->agent->command_timeout, 0 };
 
+			/* A reply read before the dot is even sent acknowledges nothing. */
+			if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0) {
+				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
+				    d->hop.name, dlv_steps[d->state].doing);
+				return;
+			}
 			free(d->chunk);
 			d->chunk = NULL;
 			if (evbuffer_add(out, tail, len) < 0) {
@@ -1129,6 +1157,16 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[RELAY_LINE_MAX + 1];
 
+	/*
+	 * command_timeout bounds each reply, not only each silence: a peer
+	 * that trickles octets, lines or (after QUIT) replies does not extend
+	 * it.  The same ending as a read timeout.
+	 */
+	if (!d->closing && bev == d->bev && dlv_steps[d->state].on_reply != NULL &&
+	    dlv_monotonic_ms() >= d->reply_by) {
+		dlv_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, d);
+		return;
+	}
 	/*
 	 * bev != d->bev: STARTTLS replaced d->bev by a filter on top of bev,
 	 * or the delivery moved on to the next address: stop reading the old one.
@@ -1173,6 +1211,8 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		rep = d->reply;
 		relay_reply_begin(&d->reply, dlv_steps[d->state].ehlo);
+		if (d->state != DLV_QUIT)	/* the next pipelined reply has its own time */
+			d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
 		log_debug("relay-reply", "id=%s state=%s code=%d", d->id, dlv_steps[d->state].name, rep.code);
 		dlv_steps[d->state].on_reply(d, &rep);
 	}
