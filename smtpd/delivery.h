@@ -103,6 +103,7 @@ struct delivery_result {
 	size_t		nrcpts;
 	size_t		ndelivered;	/* of them, sent */
 	bool		rcpt_overflow;	/* one was refused as one too many (452 4.5.3) */
+	bool		reused;		/* the transaction went over a connection used before */
 };
 
 typedef void (*delivery_done_fn)(void *arg, const struct delivery_result *res);
