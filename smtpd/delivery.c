@@ -1827,6 +1827,8 @@ dlv_quit_now(struct delivery *d)
 		(void)bufferevent_flush(d->bev, EV_WRITE, BEV_FLUSH);	/* through TLS */
 	else
 		under = d->bev;
+	/* The socket bufferevent drains its output only from the loop: this is its last write. */
+	(void)evbuffer_unfreeze(bufferevent_get_output(under), 1);
 	(void)evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
 }
 
