@@ -20,12 +20,13 @@
  *	body).  The session steps (connect, greeting, EHLO/HELO) end in
  *	dlv_session_ready(), where the transaction starts with MAIL; the
  *	transaction ends in dlv_conclude(), which hands the result back once,
- *	and dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
+ *	and dlv_finish(), which leaves the connection idle for the next
+ *	message to the same destination, or dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
  *	filter over the socket's bufferevent, then EHLO again) and AUTH are
  *	session steps that dlv_session_ready() takes as the next hop's policy
  *	says; implicit TLS (wrapper) puts the filter in place at the connect.
- *	Connection reuse will make dlv_end() say RSET and keep the connection
- *	in the agent for the next message.
+ *	Connection reuse: see "Connection reuse" below and
+ *	docs/architecture.md, "The idle pool".
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
@@ -40,7 +41,10 @@
  *	one of their own callbacks.
  * DIAGNOSTICS
  *	One key=value line per event, with id=: relay-attempt (attempt=,
- *	host=, rcpts=); relay-error (warn) for a connection or protocol
+ *	host=, rcpts=, reused=yes conn= or reused=no); relay-reuse-failed
+ *	(RSET refused or the connection gone: reconnect); relay-conn-dropped
+ *	(an idle connection the server closed or spoke on); relay-conn-idle,
+ *	relay-conn-expired, relay-conn-close at debug level; relay-error (warn) for a connection or protocol
  *	failure; relay-next-host (warn) when an address of the next hop did
  *	not answer, or under encrypt, verify or wrapper could not give TLS,
  *	and the next one is tried (host=, state=, why=);

@@ -52,12 +52,13 @@
  *	One key=value line per event, with id= where a message is concerned:
  *	relay-started; relay-rcpt (rcpt=, status=, reply=) for each recipient
  *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
- *	gave a destination no address; relay-sent, relay-deferred (next=, delay=, attempts=)
+ *	gave a destination no address; relay-sent (reused=), relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
  *	retried (recovery would return it to queue/ at the next start).
- *	relay-scan at debug level.  The delivery logs its own (delivery.c).
+ *	relay-scan and relay-dest-wait (a job waits for max_per_destination)
+ *	at debug level.  The delivery logs its own (delivery.c).
  * THREADS
  *	Event loop thread only, except the prepare/publish callbacks of a
  *	job, which commitq runs on its thread while the job is theirs.
