@@ -5,7 +5,8 @@ A raw-socket sink counts connections and records, per connection, the
 transactions it carried.  20 messages to one destination arrive in at most
 max_per_destination connections, each message exactly once, and the idle
 connections say QUIT when smtpd stops; connection_idle_timeout = 0 gives
-one connection per message; connection_reuse_count_limit caps the
+one connection per message, and an idle connection says QUIT after
+connection_idle_timeout; connection_reuse_count_limit caps the
 transactions of one connection; a sink that answers RSET with 421, or that
 closes the connection after each message, makes the gateway reconnect
 without losing, duplicating or deferring anything.  Whether a connection
@@ -103,7 +104,7 @@ class CountingSink:
 
 class Reuse(unittest.TestCase):
 
-    def run_gateway(self, mode='normal', **cfg):
+    def run_gateway(self, mode='normal', n=N, **cfg):
         sink = CountingSink(mode)
         self.addCleanup(sink.stop)
         base = {'smarthost': '127.0.0.1:%d' % sink.port, 'max_deliveries': 8,
@@ -113,17 +114,17 @@ class Reuse(unittest.TestCase):
         gw = harness.Instance('reuse', **base)
         self.addCleanup(gw.cleanup)
         gw.start_smtpd()
-        toks = [uuid.uuid4().hex[:12] for _ in range(N)]
+        toks = [uuid.uuid4().hex[:12] for _ in range(n)]
         with smtplib.SMTP(*gw.smtp_addr, timeout=10) as c:
             for i, t in enumerate(toks):
                 c.sendmail('a@localhost', ['bob%d@example.net' % i],
                            'Subject: %d\r\n\r\nbody token-%s\r\n' % (i, t))
-        wait_until(lambda: gw.read_log('smtpd').count('event=relay-sent ') >= N, 30,
-                   '%d relay-sent lines' % N)
+        wait_until(lambda: gw.read_log('smtpd').count('event=relay-sent ') >= n, 30,
+                   '%d relay-sent lines' % n)
         got = sink.tokens()
         self.assertEqual(sorted(got), sorted(toks), 'every message exactly once')
         smtpd_log = gw.read_log('smtpd')
-        self.assertEqual(len(re.findall(r'event=relay-sent id=\S+ attempts=1 ', smtpd_log)), N,
+        self.assertEqual(len(re.findall(r'event=relay-sent id=\S+ attempts=1 ', smtpd_log)), n,
                          'a message needed more than one attempt')
         self.assertNotIn('event=relay-deferred', smtpd_log)
         return gw, sink
@@ -161,6 +162,13 @@ class Reuse(unittest.TestCase):
         self.assertGreater(max(per), 1, 'no reuse at all: %s' % per)
         self.assertGreaterEqual(len(per), 7, per)
         log('  transactions per connection: %s' % per)
+
+    def test_idle_connection_expires_with_quit(self):
+        """connection_idle_timeout = 1: the idle connections say QUIT on their own"""
+        gw, sink = self.run_gateway(n=4, connection_idle_timeout=1)
+        wait_until(lambda: all(c['quit'] for c in sink.conns), 10, 'QUIT after the idle timeout')
+        self.assertIn('event=relay-conn-expired', gw.read_log('smtpd'))
+        self.assertIsNone(gw.procs['smtpd'].poll(), 'smtpd stopped: the QUIT came from the shutdown')
 
     def test_rset_421_reconnects(self):
         """RSET answered with 421: a fresh connection, nothing lost, duplicated or deferred"""
