@@ -68,6 +68,10 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "scan_interval", T_UINT, scan_interval, 1, 86400),
 	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
 	K("relay", "command_timeout", T_UINT, command_timeout, 1, 3600),
+	K("relay", "connection_idle_timeout", T_UINT, connection_idle_timeout, 0, 3600),
+	K("relay", "connection_reuse_count_limit", T_UINT, connection_reuse_count_limit, 1, 100000),
+	K("relay", "connection_reuse_time_limit", T_UINT, connection_reuse_time_limit, 1, 86400),
+	K("relay", "max_per_destination", T_UINT, max_per_destination, 1, 1000),
 	K("relay", "keep_sent", T_BOOL, keep_sent, 0, 0),
 	K("relay", "tls", T_TLSPOLICY, relay_tls, 0, 0),
 	K("relay", "tls_ca_file", T_PATH, relay_tls_ca_file, 0, 0),
@@ -210,6 +214,10 @@ cfg_defaults(struct cfg *cfg)
 	cfg->scan_interval = 30;
 	cfg->connect_timeout = 30;
 	cfg->command_timeout = 300;
+	cfg->connection_idle_timeout = 5;
+	cfg->connection_reuse_count_limit = 100;
+	cfg->connection_reuse_time_limit = 300;
+	cfg->max_per_destination = 20;
 	cfg->keep_sent = true;
 	cfg->mountpoint = xstrdup("/run/spoolgate/mnt");
 	cfg->allow_other = false;

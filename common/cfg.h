@@ -107,6 +107,11 @@ struct cfg {
 	unsigned	scan_interval;		/* 30 s: safety-net scan of queue/ */
 	unsigned	connect_timeout;	/* 30 s */
 	unsigned	command_timeout;	/* 300 s */
+	unsigned	connection_idle_timeout;	/* 5 s a finished connection waits for the next
+						   message to its destination; 0 = no reuse */
+	unsigned	connection_reuse_count_limit;	/* 100: times one connection is reused */
+	unsigned	connection_reuse_time_limit;	/* 300 s: no reuse after a connection is this old */
+	unsigned	max_per_destination;	/* 20 concurrent deliveries to one next hop */
 	bool		keep_sent;		/* keep_sent = yes: delivered go to sent/, else removed */
 	char	       *relay_tls;		/* tls = none|may|encrypt|verify|wrapper; NULL: may,
 						   or verify when the next hop has credentials */

@@ -20,12 +20,13 @@
  *	body).  The session steps (connect, greeting, EHLO/HELO) end in
  *	dlv_session_ready(), where the transaction starts with MAIL; the
  *	transaction ends in dlv_conclude(), which hands the result back once,
- *	and dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
+ *	and dlv_finish(), which leaves the connection idle for the next
+ *	message to the same destination, or dlv_end(), which says QUIT.  STARTTLS (an OpenSSL bufferevent
  *	filter over the socket's bufferevent, then EHLO again) and AUTH are
  *	session steps that dlv_session_ready() takes as the next hop's policy
  *	says; implicit TLS (wrapper) puts the filter in place at the connect.
- *	Connection reuse will make dlv_end() say RSET and keep the connection
- *	in the agent for the next message.
+ *	Connection reuse: see "Connection reuse" below and
+ *	docs/architecture.md, "The idle pool".
  *
  *	Malformed replies.  A reply that breaks RFC 5321 4.2, or a line over
  *	RELAY_LINE_MAX, drops the connection and keeps the recipients pending
@@ -49,7 +50,10 @@
  *	one of their own callbacks.
  * DIAGNOSTICS
  *	One key=value line per event, with id=: relay-attempt (attempt=,
- *	host=, rcpts=); relay-error (warn) for a connection or protocol
+ *	host=, rcpts=, reused=yes conn= or reused=no); relay-reuse-failed
+ *	(RSET refused or the connection gone: reconnect); relay-conn-dropped
+ *	(an idle connection the server closed or spoke on); relay-conn-idle,
+ *	relay-conn-expired, relay-conn-close at debug level; relay-error (warn) for a connection or protocol
  *	failure; relay-next-host (warn) when an address of the next hop did
  *	not answer, or under encrypt, verify or wrapper could not give TLS,
  *	and the next one is tried (host=, state=, why=);
@@ -62,6 +66,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,7 +121,13 @@ struct delivery_agent {
 	char			helo_name[DLV_HELO_MAX];
 	unsigned		connect_timeout;
 	unsigned		command_timeout;
+	unsigned		idle_timeout;	/* 0: no reuse */
+	unsigned		reuse_count_limit;
+	unsigned		reuse_time_limit;
+	size_t			idle_max, nidle;
+	unsigned		next_conn_id;
 	LIST_HEAD(, delivery)	open;
+	LIST_HEAD(, delivery)	idle;		/* connections waiting for the next message */
 	LIST_HEAD(, delivery)	dead;		/* closed, freed by reap_ev */
 	struct event	       *reap_ev;
 };
@@ -135,6 +146,8 @@ enum dlv_state {
 	DLV_BODY,
 	DLV_DOT,
 	DLV_QUIT,
+	DLV_IDLE,
+	DLV_RSET,
 	DLV__COUNT
 };
 
@@ -145,7 +158,8 @@ struct delivery {
 	LIST_ENTRY(delivery) link;
 	struct delivery_agent  *agent;
 	char			id[SPOOL_ID_MAX];
-	struct nexthop		hop;		/* name: the address being tried, once it has a host */
+	struct nexthop		hop;		/* as requested: the key of connection reuse */
+	char			peer[NEXTHOP_NAME_MAX];	/* the address being tried, once it has a host */
 	size_t			cur_addr;	/* index in hop.addrs */
 	delivery_done_fn	done;		/* called once, by dlv_conclude() */
 	void		       *arg;
@@ -164,6 +178,10 @@ struct delivery {
 	struct sasl_client     *sasl;		/* while in DLV_AUTH */
 	const char	       *auth_mech;	/* static, sasl.h's */
 	bool			authenticated;
+	unsigned		conn_id;	/* the agent's number of this connection, for the log */
+	unsigned		reuses;		/* transactions this connection carried before this one */
+	time_t			connected_at;	/* CLOCK_MONOTONIC seconds */
+	bool			idle;		/* on the agent's idle list */
 
 	/* The transaction: env and datafd are the caller's, NULL and -1 once reported. */
 	struct envelope	       *env;
@@ -199,6 +217,8 @@ static void dlv_on_rcpt(struct delivery *, const struct relay_reply *);
 static void dlv_on_data(struct delivery *, const struct relay_reply *);
 static void dlv_on_dot(struct delivery *, const struct relay_reply *);
 static void dlv_on_quit(struct delivery *, const struct relay_reply *);
+static void dlv_on_idle(struct delivery *, const struct relay_reply *);
+static void dlv_on_rset(struct delivery *, const struct relay_reply *);
 
 static const struct dlv_step {
 	const char     *name;
@@ -219,9 +239,14 @@ static const struct dlv_step {
 	[DLV_BODY] = { "body", "sending the message", false, NULL },
 	[DLV_DOT] = { "dot", "waiting for the reply to the end of data", false, dlv_on_dot },
 	[DLV_QUIT] = { "quit", "waiting for the reply to QUIT", false, dlv_on_quit },
+	[DLV_IDLE] = { "idle", "waiting for the next message", false, dlv_on_idle },
+	[DLV_RSET] = { "rset", "waiting for the reply to RSET", false, dlv_on_rset },
 };
 
 static void dlv_close(struct delivery *d);
+static void dlv_connect_fresh(struct delivery *d, const char *why);
+static void dlv_start_mail(struct delivery *d);
+static int dlv_connect(struct delivery *d);
 static void dlv_end(struct delivery *d);
 static void dlv_conclude(struct delivery *d, const char *open_reply);
 static void dlv_read_cb(struct bufferevent *bev, void *arg);
@@ -317,13 +342,14 @@ dlv_conclude(struct delivery *d, const char *open_reply)
 	}
 	dlv_settle_open(d, RCPT_PENDING, d->last_reply[0] ? d->last_reply : NULL);
 	memset(&res, 0, sizeof(res));
-	res.error = envelope_set_last(d->env, d->hop.name, d->last_reply[0] ? d->last_reply : NULL);
-	res.host = d->hop.name;
+	res.error = envelope_set_last(d->env, d->peer, d->last_reply[0] ? d->last_reply : NULL);
+	res.host = d->peer;
 	res.reply = d->last_reply;
 	res.rcpts = d->idx;
 	res.nrcpts = d->nrcpts;
 	res.ndelivered = d->ndelivered;
 	res.rcpt_overflow = d->rcpt_overflow;
+	res.reused = d->reuses > 0;
 	d->env = NULL;
 	d->datafd = -1;
 	d->done(d->arg, &res);
@@ -363,7 +389,7 @@ dlv_abort(struct delivery *d, const struct errmap_reply *row, const char *fmt, .
 	if (d->env != NULL) {
 		char quoted[RELAY_REPLY_TEXT_MAX + 8];
 
-		log_warn("relay-error", "id=%s host=%s state=%s reply=%s", d->id, d->hop.name,
+		log_warn("relay-error", "id=%s host=%s state=%s reply=%s", d->id, d->peer,
 		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), reply));
 	}
 	dlv_conclude(d, reply);
@@ -375,14 +401,14 @@ static void
 dlv_unexpected(struct delivery *d, const struct relay_reply *rep)
 {
 	dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "unexpected reply from %s while %s: %s",
-	    d->hop.name, dlv_steps[d->state].doing, rep->text);
+	    d->peer, dlv_steps[d->state].doing, rep->text);
 }
 
 static int
 dlv_send(struct delivery *d, const char *line, size_t len)
 {
 	if (bufferevent_write(d->bev, line, len) < 0) {
-		dlv_abort(d, errmap_from_errno(ENOMEM), "buffering a command for %s", d->hop.name);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "buffering a command for %s", d->peer);
 		return -ENOMEM;
 	}
 	return 0;
@@ -436,8 +462,206 @@ dlv_end(struct delivery *d)
 	dlv_enter(d, DLV_QUIT);
 	d->reply_by = dlv_monotonic_ms() + (long long)tv.tv_sec * 1000;
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	bufferevent_enable(d->bev, EV_READ);
 	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
 		dlv_close(d);
+}
+
+/*
+ * Connection reuse.  A transaction that ended with every reply read
+ * leaves its connection on the agent's idle list (dlv_finish()) instead
+ * of saying QUIT; the next delivery to the same destination (same route,
+ * security and address: nexthop_can_share()) takes it (dlv_adopt()),
+ * says RSET and goes straight to MAIL with the EHLO capabilities, TLS and
+ * AUTH the connection already has.  An idle connection that the server
+ * closes, or answers on (421), is dropped quietly; one idle for
+ * idle_timeout says QUIT.  RSET refused or the connection gone: a fresh
+ * connection, as if none had been waiting (dlv_connect_fresh()).
+ */
+
+static time_t
+dlv_now(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* The transaction's memory goes; the connection and what it learned stay. */
+static void
+dlv_forget_transaction(struct delivery *d)
+{
+	if (d->convfd >= 0)
+		(void)close(d->convfd);
+	d->convfd = -1;
+	free(d->chunk);
+	free(d->idx);
+	free(d->tx);
+	free(d->wire);
+	d->chunk = NULL;
+	d->idx = d->wire = NULL;
+	d->tx = NULL;
+	d->only = NULL;
+	d->nonly = d->nrcpts = d->nwire = d->rcpt_replied = d->naccepted = d->ndelivered = 0;
+	d->rcpt_overflow = false;
+	d->last_reply[0] = '\0';
+}
+
+/* Why this connection, its transaction over with every reply read, may not carry another; NULL: it may. */
+static const char *
+dlv_why_not_reused(struct delivery *d, int code)
+{
+	struct delivery_agent *a = d->agent;
+
+	if (a->idle_timeout == 0)
+		return "reuse-disabled";
+	if (d->closing || d->bev == NULL)
+		return "closed";
+	if (code == 421)
+		return "server-closing";
+	if (d->reuses >= a->reuse_count_limit)
+		return "reuse-count-limit";
+	if (dlv_now() - d->connected_at >= (time_t)a->reuse_time_limit)
+		return "reuse-time-limit";
+	if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0)
+		return "unread-input";
+	if (a->nidle >= a->idle_max)
+		return "idle-full";
+	return NULL;
+}
+
+/* Off the idle list, back among the open ones. */
+static void
+dlv_unidle(struct delivery *d)
+{
+	if (!d->idle)
+		return;
+	d->idle = false;
+	d->agent->nidle--;
+	LIST_REMOVE(d, link);
+	LIST_INSERT_HEAD(&d->agent->open, d, link);
+}
+
+/*
+ * The transaction is reported (dlv_conclude()) and its last reply, code,
+ * was read: the connection goes idle, or says QUIT.
+ */
+static void
+dlv_finish(struct delivery *d, int code)
+{
+	struct delivery_agent *a = d->agent;
+	struct timeval tv = { a->idle_timeout, 0 };
+	const char *why;
+
+	if ((why = dlv_why_not_reused(d, code)) != NULL) {
+		log_debug("relay-conn-close", "conn=%u host=%s reuses=%u why=%s", d->conn_id, d->peer, d->reuses, why);
+		dlv_end(d);
+		return;
+	}
+	dlv_forget_transaction(d);
+	LIST_REMOVE(d, link);
+	LIST_INSERT_HEAD(&a->idle, d, link);
+	a->nidle++;
+	d->idle = true;
+	dlv_enter(d, DLV_IDLE);
+	bufferevent_set_timeouts(d->bev, &tv, NULL);
+	bufferevent_enable(d->bev, EV_READ);
+	log_debug("relay-conn-idle", "conn=%u host=%s reuses=%u", d->conn_id, d->peer, d->reuses);
+}
+
+/* The server spoke while the connection was idle (421, most likely): drop it quietly. */
+static void
+dlv_on_idle(struct delivery *d, const struct relay_reply *rep)
+{
+	char quoted[RELAY_REPLY_TEXT_MAX + 8];
+
+	log_info("relay-conn-dropped", "conn=%u host=%s why=%s", d->conn_id, d->peer,
+	    log_quote(quoted, sizeof(quoted), rep->text));
+	dlv_close(d);
+}
+
+/* Closed, failed or timed out while idle. */
+static void
+dlv_idle_event(struct delivery *d, short what)
+{
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_debug("relay-conn-expired", "conn=%u host=%s reuses=%u", d->conn_id, d->peer, d->reuses);
+		dlv_unidle(d);
+		dlv_end(d);
+		return;
+	}
+	log_info("relay-conn-dropped", "conn=%u host=%s why=\"%s\"", d->conn_id, d->peer,
+	    (what & BEV_EVENT_EOF) ? "closed by the server" : "connection error");
+	dlv_close(d);
+}
+
+/* An idle connection for d's destination, or NULL. */
+static struct delivery *
+dlv_find_idle(struct delivery *d, size_t *addr)
+{
+	struct delivery *c;
+	int i;
+
+	LIST_FOREACH(c, &d->agent->idle, link) {
+		if (c->closing || c->state != DLV_IDLE)
+			continue;
+		if ((i = nexthop_can_share(&c->hop, c->cur_addr, &d->hop)) >= 0) {
+			*addr = (size_t)i;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* d takes c's connection and what it learned; c goes. Then RSET. */
+static void
+dlv_adopt(struct delivery *d, struct delivery *c, size_t addr)
+{
+	struct timeval tv = { d->agent->command_timeout, 0 };
+
+	dlv_unidle(c);
+	d->bev = c->bev;
+	c->bev = NULL;
+	bufferevent_setcb(d->bev, dlv_read_cb, dlv_write_cb, dlv_event_cb, d);
+	d->state = DLV_IDLE;
+	d->cur_addr = addr;
+	snprintf(d->peer, sizeof(d->peer), "%s", c->peer);
+	d->caps = c->caps;
+	d->greeted = c->greeted;
+	d->tls = c->tls;
+	d->tls_info = c->tls_info;
+	d->starttls_refused = c->starttls_refused;
+	d->authenticated = c->authenticated;
+	d->auth_mech = c->auth_mech;
+	d->conn_id = c->conn_id;
+	d->reuses = c->reuses;
+	d->connected_at = c->connected_at;
+	dlv_close(c);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	bufferevent_enable(d->bev, EV_READ);
+	if (bufferevent_write(d->bev, "RSET\r\n", 6) < 0) {
+		dlv_connect_fresh(d, "buffering RSET");
+		return;
+	}
+	dlv_enter(d, DLV_RSET);
+}
+
+/* RSET took: this attempt has the connection's TLS and AUTH; straight to MAIL. */
+static void
+dlv_on_rset(struct delivery *d, const struct relay_reply *rep)
+{
+	if (rep->code != 250) {
+		dlv_connect_fresh(d, rep->text);
+		return;
+	}
+	d->reuses++;
+	if (d->tls && envelope_set_last_tls(d->env, d->tls_info.version, d->tls_info.cipher,
+	    d->tls_info.verified, nexthop_peer_name(&d->hop, d->cur_addr)) < 0)
+		log_warn("relay-tls-note", "id=%s error=\"the record cannot take this TLS description\"", d->id);
+	if (d->authenticated && envelope_set_last_auth(d->env, d->auth_mech, d->hop.user) < 0)
+		log_warn("relay-auth-note", "id=%s error=\"the record cannot take this user name\"", d->id);
+	dlv_start_mail(d);
 }
 
 static const char *
@@ -478,7 +702,7 @@ dlv_prepare_body(struct delivery *d)
 		if (fd >= 0)
 			(void)close(fd);
 		log_warn("relay-convert-failed", "id=%s host=%s reason=%s error=%d why=%s", d->id,
-		    d->hop.name, dlv_conversion_reason(&d->scan), -r, log_quote(qwhy, sizeof(qwhy), why));
+		    d->peer, dlv_conversion_reason(&d->scan), -r, log_quote(qwhy, sizeof(qwhy), why));
 		if (r == -EILSEQ || r == -EBADMSG) {	/* the message itself: it will never do */
 			relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED), why);
 			dlv_fail_all(d, reply);
@@ -492,12 +716,12 @@ dlv_prepare_body(struct delivery *d)
 	d->convfd = fd;
 	d->msg_size = after.size;
 	/* The record says so too (its "conversion:" line, in the .status file). */
-	snprintf(note, sizeof(note), "7bit for %s (%s), attempt %u", d->hop.name,
+	snprintf(note, sizeof(note), "7bit for %s (%s), attempt %u", d->peer,
 	    dlv_conversion_reason(&d->scan), d->env->attempts + 1);
 	if (envelope_set_conversion(d->env, note) < 0)
 		log_warn("relay-convert-note", "id=%s error=\"%s\"", d->id, strerror(ENOMEM));
 	log_info("relay-converted", "id=%s host=%s to=7bit reason=%s size=%llu converted-size=%llu", d->id,
-	    d->hop.name, dlv_conversion_reason(&d->scan), d->scan.size, after.size);
+	    d->peer, dlv_conversion_reason(&d->scan), d->scan.size, after.size);
 	return 0;
 }
 
@@ -518,7 +742,7 @@ dlv_start_mail(struct delivery *d)
 		char reply[RELAY_REPLY_TEXT_MAX];
 
 		snprintf(why, sizeof(why), "message of %llu bytes, %s accepts at most %llu",
-		    d->msg_size, d->hop.name, d->caps.size_max);
+		    d->msg_size, d->peer, d->caps.size_max);
 		relay_local_reply(reply, sizeof(reply), errmap_from_errno(EFBIG), why);
 		dlv_fail_all(d, reply);
 		dlv_end(d);
@@ -633,14 +857,14 @@ dlv_start_tls(struct delivery *d)
 
 	if ((client = dlv_tls_client(d, err, sizeof(err))) == NULL ||
 	    tls_client_ssl(client, nexthop_peer_name(&d->hop, d->cur_addr), d->hop.tls, &ssl, err, sizeof(err)) < 0) {
-		dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS with %s: %s", d->hop.name, err);
+		dlv_security_abort(d, REPLY_TLS_UNAVAILABLE, "TLS with %s: %s", d->peer, err);
 		return;
 	}
 	filter = bufferevent_openssl_filter_new(d->agent->base, d->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (filter == NULL) {
 		SSL_free(ssl);
-		dlv_abort(d, errmap_from_errno(ENOMEM), "TLS with %s: no memory for the filter", d->hop.name);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "TLS with %s: no memory for the filter", d->peer);
 		return;
 	}
 	/* The filter owns the socket's bufferevent now, and frees it with itself. */
@@ -674,7 +898,7 @@ dlv_tls_failed(struct delivery *d, short what)
 	while (bufferevent_get_openssl_error(d->bev) != 0)
 		;
 	dlv_tls_unavailable(d, "TLS handshake with %s failed (policy %s): %s",
-	    d->hop.name, tls_policy_name(d->hop.tls), why);
+	    d->peer, tls_policy_name(d->hop.tls), why);
 }
 
 /*
@@ -690,7 +914,7 @@ dlv_tls_ready(struct delivery *d)
 	tls_info_get(bufferevent_openssl_get_ssl(d->bev), &d->tls_info);
 	d->tls = true;
 	tls_info_format(&d->tls_info, text, sizeof(text));
-	log_info("relay-tls", "id=%s host=%s policy=%s %s", d->id, d->hop.name, tls_policy_name(d->hop.tls), text);
+	log_info("relay-tls", "id=%s host=%s policy=%s %s", d->id, d->peer, tls_policy_name(d->hop.tls), text);
 	if (d->env != NULL && envelope_set_last_tls(d->env, d->tls_info.version, d->tls_info.cipher,
 	    d->tls_info.verified, nexthop_peer_name(&d->hop, d->cur_addr)) < 0)
 		log_warn("relay-tls-note", "id=%s error=\"the record cannot take this TLS description\"", d->id);
@@ -717,7 +941,7 @@ dlv_on_starttls(struct delivery *d, const struct relay_reply *rep)
 		if (extra > 0) {
 			dlv_tls_unavailable(d,
 			    "%s sent %zu octets after its 220 to STARTTLS, before the TLS handshake "
-			    "(response injection); nothing was sent", d->hop.name, extra);
+			    "(response injection); nothing was sent", d->peer, extra);
 			return;
 		}
 		dlv_start_tls(d);
@@ -725,14 +949,14 @@ dlv_on_starttls(struct delivery *d, const struct relay_reply *rep)
 	}
 	if (!tls_policy_requires_tls(d->hop.tls)) {
 		/* Under may, a refused STARTTLS leaves the session as it was (RFC 3207 4). */
-		log_info("relay-starttls-refused", "id=%s host=%s policy=%s reply=\"%s\"", d->id, d->hop.name,
+		log_info("relay-starttls-refused", "id=%s host=%s policy=%s reply=\"%s\"", d->id, d->peer,
 		    tls_policy_name(d->hop.tls), rep->text);
 		d->starttls_refused = true;
 		dlv_session_ready(d);
 		return;
 	}
 	dlv_tls_unavailable(d, "TLS is required (policy %s), but %s refused STARTTLS: %s",
-	    tls_policy_name(d->hop.tls), d->hop.name, rep->text);
+	    tls_policy_name(d->hop.tls), d->peer, rep->text);
 }
 
 /* Sends one AUTH line or response, then wipes it: it may hold the password. */
@@ -763,23 +987,23 @@ dlv_start_auth(struct delivery *d)
 		return 0;
 	if (!d->caps.auth) {
 		log_warn("relay-auth-not-offered", "id=%s host=%s tls=%s action=\"sending without AUTH\"", d->id,
-		    d->hop.name, d->tls ? "yes" : "no");
+		    d->peer, d->tls ? "yes" : "no");
 		return 0;
 	}
 	r = sasl_client_choose(d->caps.auth_mechs, d->tls, d->hop.auth_plaintext, &d->auth_mech);
 	if (r == -EPERM) {
 		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "%s offers only AUTH %s, which would send the password "
-		    "without TLS (auth_plaintext = no)", d->hop.name, d->caps.auth_mechs);
+		    "without TLS (auth_plaintext = no)", d->peer, d->caps.auth_mechs);
 		return -1;
 	}
 	if (r < 0) {
 		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "no SASL mechanism in common with %s (it offers: %s)",
-		    d->hop.name, d->caps.auth_mechs);
+		    d->peer, d->caps.auth_mechs);
 		return -1;
 	}
 	if ((r = sasl_client_start(d->agent->sasl, d->auth_mech, d->hop.user, d->hop.password, &d->sasl,
 	    &initial)) < 0) {
-		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s for %s: %s", d->auth_mech, d->hop.name,
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s for %s: %s", d->auth_mech, d->peer,
 		    strerror(-r));
 		return -1;
 	}
@@ -792,7 +1016,7 @@ dlv_start_auth(struct delivery *d)
 		free(initial);
 	}
 	if (r < 0) {
-		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->hop.name);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->peer);
 		return -1;
 	}
 	if (dlv_send_secret(d, line) < 0)
@@ -813,14 +1037,14 @@ dlv_auth_step(struct delivery *d, const struct relay_reply *rep)
 		challenge++;
 	st = sasl_client_step(d->sasl, challenge, &response);
 	if (st != SASL_OK && st != SASL_CONTINUE) {
-		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s with %s: %s (%s)", d->auth_mech, d->hop.name,
+		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "AUTH %s with %s: %s (%s)", d->auth_mech, d->peer,
 		    sasl_status_name(st), sasl_client_error(d->sasl));
 		return;
 	}
 	if (asprintf(&line, "%s\r\n", response) < 0) {
 		explicit_bzero(response, strlen(response));
 		free(response);
-		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->hop.name);
+		dlv_abort(d, errmap_from_errno(ENOMEM), "AUTH for %s", d->peer);
 		return;
 	}
 	explicit_bzero(response, strlen(response));
@@ -842,14 +1066,14 @@ dlv_on_auth(struct delivery *d, const struct relay_reply *rep)
 	if (rep->code == 235 && !sasl_client_finished(d->sasl)) {
 		/* A SCRAM server that never proved it knows the password is not the server we mean. */
 		dlv_security_abort(d, REPLY_AUTH_TEMPFAIL, "%s accepted AUTH %s without proving itself: %s",
-		    d->hop.name, d->auth_mech, rep->text);
+		    d->peer, d->auth_mech, rep->text);
 		return;
 	}
 	sasl_client_free(d->sasl);
 	d->sasl = NULL;
 	if (rep->code == 235) {
 		d->authenticated = true;
-		log_info("relay-auth", "id=%s host=%s mechanism=%s user=%s tls=%s", d->id, d->hop.name, d->auth_mech,
+		log_info("relay-auth", "id=%s host=%s mechanism=%s user=%s tls=%s", d->id, d->peer, d->auth_mech,
 		    log_quote(quoted, sizeof(quoted), d->hop.user), d->tls ? "yes" : "no");
 		if (d->env != NULL && envelope_set_last_auth(d->env, d->auth_mech, d->hop.user) < 0)
 			log_warn("relay-auth-note", "id=%s error=\"the record cannot take this user name\"", d->id);
@@ -863,8 +1087,8 @@ dlv_on_auth(struct delivery *d, const struct relay_reply *rep)
 	 */
 	row = errmap_get(REPLY_AUTH_TEMPFAIL);
 	snprintf(reply, sizeof(reply), "%d %s authentication failed: %s said: %s", row->code, row->esc,
-	    d->hop.name, rep->text);
-	log_error("relay-auth-failed", "id=%s host=%s mechanism=%s user=%s reply=%s", d->id, d->hop.name,
+	    d->peer, rep->text);
+	log_error("relay-auth-failed", "id=%s host=%s mechanism=%s user=%s reply=%s", d->id, d->peer,
 	    d->auth_mech, log_quote(quoted, sizeof(quoted), d->hop.user),
 	    log_quote(qreply, sizeof(qreply), rep->text));
 	dlv_defer_all(d, reply);
@@ -887,7 +1111,7 @@ dlv_session_ready(struct delivery *d)
 		if (tls_policy_requires_tls(d->hop.tls)) {
 			dlv_tls_unavailable(d,
 			    "TLS is required (policy %s), but %s did not offer STARTTLS; nothing was sent",
-			    tls_policy_name(d->hop.tls), d->hop.name);
+			    tls_policy_name(d->hop.tls), d->peer);
 			return;
 		}
 	}
@@ -1015,7 +1239,7 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 			dlv_enter(d, DLV_DATA);
 	} else {
 		dlv_conclude(d, NULL);
-		dlv_end(d);
+		dlv_finish(d, rep->code);
 	}
 }
 
@@ -1028,7 +1252,7 @@ dlv_settle_transaction(struct delivery *d, const struct relay_reply *rep)
 	dlv_note_reply(d, rep->text);
 	dlv_settle_accepted(d, rep);
 	dlv_conclude(d, NULL);
-	dlv_end(d);
+	dlv_finish(d, rep->code);
 }
 
 static void
@@ -1181,20 +1405,20 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > RELAY_LINE_MAX)
 				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
-				    d->hop.name, RELAY_LINE_MAX, dlv_steps[d->state].doing);
+				    d->peer, RELAY_LINE_MAX, dlv_steps[d->state].doing);
 			return;
 		}
 		len = (size_t)eol.pos;
 		if (len > RELAY_LINE_MAX - eol_len) {	/* eol_len is 1 or 2 */
 			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "reply line from %s over %d octets while %s",
-			    d->hop.name, RELAY_LINE_MAX, dlv_steps[d->state].doing);
+			    d->peer, RELAY_LINE_MAX, dlv_steps[d->state].doing);
 			return;
 		}
 		evbuffer_remove(in, line, len + eol_len);
 		line[len] = '\0';
 		if (dlv_steps[d->state].on_reply == NULL) {
 			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
-			    d->hop.name, dlv_steps[d->state].doing);
+			    d->peer, dlv_steps[d->state].doing);
 			return;
 		}
 		if ((rc = relay_reply_line(&d->reply, line, len)) < 0) {
@@ -1203,7 +1427,7 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 				return;
 			}
 			dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s reply from %s while %s",
-			    rc == -E2BIG ? "overlong" : "malformed", d->hop.name,
+			    rc == -E2BIG ? "overlong" : "malformed", d->peer,
 			    dlv_steps[d->state].doing);
 			return;
 		}
@@ -1250,8 +1474,17 @@ dlv_event_cb(struct bufferevent *bev, short what, void *arg)
 			dlv_enter(d, DLV_GREETING);
 		return;
 	}
+	if (d->state == DLV_IDLE && !d->closing) {
+		dlv_idle_event(d, what);
+		return;
+	}
 	if (d->state == DLV_QUIT || d->closing) {
 		dlv_close(d);
+		return;
+	}
+	if (d->state == DLV_RSET) {
+		dlv_connect_fresh(d, (what & BEV_EVENT_EOF) ? "closed the connection" :
+		    (what & BEV_EVENT_TIMEOUT) ? "timed out" : "connection error");
 		return;
 	}
 	if (d->state == DLV_HANDSHAKE) {
@@ -1270,13 +1503,13 @@ dlv_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	row = errmap_from_errno(err);
 	if (what & BEV_EVENT_EOF)
-		dlv_abort(d, row, "%s closed the connection while %s", d->hop.name,
+		dlv_abort(d, row, "%s closed the connection while %s", d->peer,
 		    dlv_steps[d->state].doing);
 	else if (row->err != err)	/* the row does not name this errno: say it */
-		dlv_abort(d, row, "%s: %s, while %s", d->hop.name, strerror(err),
+		dlv_abort(d, row, "%s: %s, while %s", d->peer, strerror(err),
 		    dlv_steps[d->state].doing);
 	else
-		dlv_abort(d, row, "%s, while %s", d->hop.name, dlv_steps[d->state].doing);
+		dlv_abort(d, row, "%s, while %s", d->peer, dlv_steps[d->state].doing);
 }
 
 /*
@@ -1308,6 +1541,7 @@ dlv_close(struct delivery *d)
 
 	if (d->closing)
 		return;
+	dlv_unidle(d);
 	d->closing = true;
 	if (d->bev != NULL) {
 		bufferevent_disable(d->bev, EV_READ | EV_WRITE);
@@ -1406,7 +1640,12 @@ dlv_connect(struct delivery *d)
 	if (d->cur_addr >= d->hop.naddrs)
 		return -EDESTADDRREQ;
 	if (na->host[0] != '\0')
-		nexthop_describe(na, d->hop.name, sizeof(d->hop.name));
+		nexthop_describe(na, d->peer, sizeof(d->peer));
+	else
+		snprintf(d->peer, sizeof(d->peer), "%s", d->hop.name);
+	d->conn_id = ++a->next_conn_id;
+	d->reuses = 0;
+	d->connected_at = dlv_now();
 	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (d->bev == NULL)
 		return -ENOMEM;
@@ -1447,7 +1686,7 @@ dlv_next_address(struct delivery *d, const char *why)
 	int err;
 
 	while (d->cur_addr + 1 < d->hop.naddrs) {
-		log_warn("relay-next-host", "id=%s host=%s state=%s why=%s", d->id, d->hop.name,
+		log_warn("relay-next-host", "id=%s host=%s state=%s why=%s", d->id, d->peer,
 		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), why));
 		if (d->bev != NULL) {
 			bufferevent_disable(d->bev, EV_READ | EV_WRITE);
@@ -1465,6 +1704,31 @@ dlv_next_address(struct delivery *d, const char *why)
 }
 
 /*
+ * The idle connection taken for this delivery failed at RSET (refused,
+ * 421, closed): as if none had been waiting, a fresh connection to the
+ * first address.  No attempt is counted for it.
+ */
+static void
+dlv_connect_fresh(struct delivery *d, const char *why)
+{
+	char quoted[RELAY_REPLY_TEXT_MAX + 8];
+	int err;
+
+	log_info("relay-reuse-failed", "id=%s conn=%u host=%s why=%s action=reconnect", d->id, d->conn_id,
+	    d->peer, log_quote(quoted, sizeof(quoted), why));
+	if (d->bev != NULL) {
+		bufferevent_disable(d->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+	}
+	dlv_forget_session(d);
+	d->cur_addr = 0;
+	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
+		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->peer);
+}
+
+/*
  * Before the first command: which recipients, how big, whether the data
  * is fit to send as it is; then the connection.  A failure here reports
  * at once, inside delivery_start().
@@ -1472,14 +1736,22 @@ dlv_next_address(struct delivery *d, const char *why)
 static void
 dlv_begin(struct delivery *d)
 {
+	struct delivery *idle;
+	size_t idle_addr = 0;
 	int err;
 
 	if ((err = dlv_pick_rcpts(d)) < 0) {
 		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
 		return;
 	}
-	log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu tls=%s auth=%s", d->id,
-	    d->env->attempts + 1, d->hop.name, d->nwire, tls_policy_name(d->hop.tls), d->hop.auth ? "yes" : "no");
+	idle = dlv_find_idle(d, &idle_addr);
+	if (idle != NULL)
+		log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu tls=%s auth=%s reused=yes conn=%u",
+		    d->id, d->env->attempts + 1, idle->peer, d->nwire, tls_policy_name(d->hop.tls),
+		    d->hop.auth ? "yes" : "no", idle->conn_id);
+	else
+		log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu tls=%s auth=%s reused=no", d->id,
+		    d->env->attempts + 1, d->peer, d->nwire, tls_policy_name(d->hop.tls), d->hop.auth ? "yes" : "no");
 	/* last-tls and last-auth describe this attempt, or none. */
 	(void)envelope_set_last_tls(d->env, NULL, NULL, false, NULL);
 	(void)envelope_set_last_auth(d->env, NULL, NULL);
@@ -1499,9 +1771,14 @@ dlv_begin(struct delivery *d)
 		dlv_close(d);
 		return;
 	}
+	/* Nothing ran since dlv_find_idle(): idle is still waiting. */
+	if (idle != NULL) {
+		dlv_adopt(d, idle, idle_addr);
+		return;
+	}
 	/* Callbacks can only run once we return to the loop. */
 	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
-		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->hop.name);
+		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->peer);
 }
 
 int
@@ -1513,6 +1790,7 @@ delivery_start(struct delivery_agent *a, const struct delivery_request *req)
 		return -ENOMEM;
 	d->agent = a;
 	d->hop = *req->hop;
+	snprintf(d->peer, sizeof(d->peer), "%s", d->hop.name);
 	d->done = req->done;
 	d->arg = req->arg;
 	d->env = req->env;
@@ -1554,6 +1832,11 @@ delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool 
 	a->spool = spool;
 	a->connect_timeout = cfg->connect_timeout;
 	a->command_timeout = cfg->command_timeout;
+	a->idle_timeout = cfg->connection_idle_timeout;
+	a->reuse_count_limit = cfg->connection_reuse_count_limit;
+	a->reuse_time_limit = cfg->connection_reuse_time_limit;
+	a->idle_max = cfg->max_deliveries;
+	LIST_INIT(&a->idle);
 	LIST_INIT(&a->open);
 	LIST_INIT(&a->dead);
 	agent_pick_helo_name(a, cfg->hostname);
@@ -1576,6 +1859,23 @@ delivery_agent_helo_name(const struct delivery_agent *a)
 	return a->helo_name;
 }
 
+/* QUIT written to the socket now (the loop runs no more), best effort. */
+static void
+dlv_quit_now(struct delivery *d)
+{
+	struct bufferevent *under = bufferevent_get_underlying(d->bev);
+
+	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
+		return;
+	if (under != NULL)
+		(void)bufferevent_flush(d->bev, EV_WRITE, BEV_FLUSH);	/* through TLS */
+	else
+		under = d->bev;
+	/* The socket bufferevent drains its output only from the loop: this is its last write. */
+	(void)evbuffer_unfreeze(bufferevent_get_output(under), 1);
+	(void)evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
+}
+
 void
 delivery_agent_free(struct delivery_agent *a)
 {
@@ -1583,6 +1883,13 @@ delivery_agent_free(struct delivery_agent *a)
 
 	if (a == NULL)
 		return;
+	/* Idle connections say QUIT, without waiting for the 221. */
+	while ((d = LIST_FIRST(&a->idle)) != NULL) {
+		LIST_REMOVE(d, link);
+		if (!d->closing && d->bev != NULL)
+			dlv_quit_now(d);
+		dlv_free(d);
+	}
 	/* Connections close; a delivery not yet reported is the caller's claim to give back. */
 	while ((d = LIST_FIRST(&a->open)) != NULL) {
 		LIST_REMOVE(d, link);

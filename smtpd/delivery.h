@@ -47,8 +47,18 @@
  *	(relay_reply_is_rcpt_overflow()).  The settling (attempts, next
  *	attempt, expiry) is the caller's: relay_settle().
  *
- *	The connection lives on after done() only to say QUIT, and is freed
- *	by the agent, never from inside one of its own callbacks.
+ *	The connection lives on after done(): when the transaction ended
+ *	with every reply read it waits on the agent's idle list (for
+ *	connection_idle_timeout; 0: never) for the next delivery_start() to
+ *	the same destination (nexthop_can_share(): route, address, TLS policy
+ *	and credentials), which says RSET on it and goes straight to MAIL,
+ *	with the EHLO capabilities, TLS and AUTH it has; a refused RSET or a
+ *	connection gone makes a fresh connection in the same attempt.  A
+ *	connection is reused at most connection_reuse_count_limit times and
+ *	not after connection_reuse_time_limit seconds; at most max_deliveries
+ *	wait.  Otherwise it says QUIT.  It is freed by the agent, never from
+ *	inside one of its own callbacks.  res->reused says whether the
+ *	transaction went over a connection used before.
  *
  *	Security, per req->hop (nexthop.h): implicit TLS from the connect
  *	(wrapper), STARTTLS after the EHLO reply when the policy tries TLS
@@ -62,9 +72,6 @@
  *	auth_plaintext); any refusal defers (454 4.7.0 authentication
  *	failed: <host> said: <reply>).  Each attempt's TLS and AUTH go to
  *	req->env (envelope_set_last_tls(), envelope_set_last_auth()).
- *	Where the next step goes (see docs/architecture.md): connection reuse
- *	replaces QUIT after a transaction (dlv_end()) by RSET and an idle list
- *	in the agent.
  * OWNERSHIP
  *	req->env and req->datafd are borrowed from the caller's claim until
  *	done() runs; the delivery touches neither afterwards.  req->hop is
@@ -73,7 +80,8 @@
  *	before delivery_start() returns (nothing to send, an unreadable data
  *	file, a connect() that fails at once).  delivery_agent_free() closes
  *	every connection without calling any done(): the claims of
- *	deliveries not yet reported are the caller's to give back.
+ *	deliveries not yet reported are the caller's to give back; idle
+ *	connections get a QUIT written before they close.
  * THREADS
  *	Event loop thread only.
  * ERRORS
@@ -103,6 +111,7 @@ struct delivery_result {
 	size_t		nrcpts;
 	size_t		ndelivered;	/* of them, sent */
 	bool		rcpt_overflow;	/* one was refused as one too many (452 4.5.3) */
+	bool		reused;		/* the transaction went over a connection used before */
 };
 
 typedef void (*delivery_done_fn)(void *arg, const struct delivery_result *res);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/cfg.h"
 #include "nexthop.h"
@@ -159,4 +160,55 @@ nexthop_wipe(struct nexthop *hop)
 	explicit_bzero(hop->password, sizeof(hop->password));
 	explicit_bzero(hop->user, sizeof(hop->user));
 	hop->auth = false;
+}
+
+/* Whether two addresses are the same socket address and the same mail host. */
+static bool
+nexthop_same_addr(const struct nexthop_addr *a, const struct nexthop_addr *b)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&a->addr, *sb = (const struct sockaddr *)&b->addr;
+
+	if (a->addrlen != b->addrlen || sa->sa_family != sb->sa_family || strcasecmp(a->host, b->host) != 0)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)sa, *y = (const void *)sb;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)sa, *y = (const void *)sb;
+
+		return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* The route as written, or the name when it has none: what the credentials go by. */
+static const char *
+nexthop_route(const struct nexthop *hop)
+{
+	return hop->target[0] != '\0' ? hop->target : hop->name;
+}
+
+bool
+nexthop_same_security(const struct nexthop *a, const struct nexthop *b)
+{
+	return strcmp(nexthop_route(a), nexthop_route(b)) == 0 && a->tls == b->tls &&
+	    strcmp(a->tls_name, b->tls_name) == 0 && strcmp(a->tls_ca_file, b->tls_ca_file) == 0 &&
+	    a->auth == b->auth && a->auth_plaintext == b->auth_plaintext &&
+	    strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
+}
+
+int
+nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct nexthop *want)
+{
+	size_t i;
+
+	if (conn_addr >= conn->naddrs || !nexthop_same_security(conn, want))
+		return -1;
+	for (i = 0; i < want->naddrs; i++)
+		if (nexthop_same_addr(&conn->addrs[conn_addr], &want->addrs[i]))
+			return (int)i;
+	return -1;
 }

@@ -13,6 +13,12 @@
  *	int nexthop_set_security(struct nexthop *hop, const struct cfg *cfg,
  *	    const struct sasl_creds *creds);
  *	void nexthop_wipe(struct nexthop *hop);
+ *	bool nexthop_same_security(const struct nexthop *a,
+ *	    const struct nexthop *b);
+ *	int nexthop_can_share(const struct nexthop *conn, size_t conn_addr,
+ *	    const struct nexthop *want);
+bool nexthop_same_security(const struct nexthop *a, const struct nexthop *b);
+int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct nexthop *want);
  * DESCRIPTION
  *	A struct nexthop is what the delivery needs to know about its peer
  *	and nothing else: the addresses to connect to, in the order to try
@@ -58,6 +64,18 @@
  *	hop it routes (literal or resolved), with the credentials loaded
  *	last (start, SIGHUP).  nexthop_wipe() clears the password in hop
  *	before its memory goes.
+ *
+ *	nexthop_same_security() tells whether two next hops are the same
+ *	route under the same security: the route as written (target, else
+ *	name), the TLS policy, the peer name and CA file a certificate is
+ *	checked against, and the credentials (user, password,
+ *	auth_plaintext).  nexthop_can_share() is the key of connection reuse
+ *	(delivery.c): a connection made for conn to its address conn_addr
+ *	may carry a delivery for want only when both have the same security
+ *	and that address (the same socket address and mail host) is one of
+ *	want's; it returns that address's index in want, or -1.  So a
+ *	connection authenticated or verified for one route never carries
+ *	mail for another.
  * OWNERSHIP
  *	A plain value: copy it, no pointers inside.  It may hold a password:
  *	whoever drops a copy calls nexthop_wipe().
@@ -116,5 +134,7 @@ void nexthop_describe(const struct nexthop_addr *a, char *buf, size_t size);
 const char *nexthop_peer_name(const struct nexthop *hop, size_t i);
 int nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct sasl_creds *creds);
 void nexthop_wipe(struct nexthop *hop);
+bool nexthop_same_security(const struct nexthop *a, const struct nexthop *b);
+int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct nexthop *want);
 
 #endif

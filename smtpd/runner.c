@@ -52,12 +52,13 @@
  *	One key=value line per event, with id= where a message is concerned:
  *	relay-started; relay-rcpt (rcpt=, status=, reply=) for each recipient
  *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
- *	gave a destination no address; relay-sent, relay-deferred (next=, delay=, attempts=)
+ *	gave a destination no address; relay-sent (reused=), relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
  *	retried (recovery would return it to queue/ at the next start).
- *	relay-scan at debug level.  The delivery logs its own (delivery.c).
+ *	relay-scan and relay-dest-wait (a job waits for max_per_destination)
+ *	at debug level.  The delivery logs its own (delivery.c).
  * THREADS
  *	Event loop thread only, except the prepare/publish callbacks of a
  *	job, which commitq runs on its thread while the job is theirs.
@@ -117,6 +118,7 @@ struct runner {
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
+	struct event	       *wake_ev;	/* a destination has room: resume jobs waiting for it */
 	long long		due_at;		/* when due_ev fires (unix s), 0 = not armed */
 	bool			scan_scheduled;
 	bool			scan_wanted;	/* rescan once the backlog is used up */
@@ -143,6 +145,8 @@ struct runner_job {
 	struct queue_claim     *qc;		/* owned */
 	char			id[SPOOL_ID_MAX];
 	bool			delivering;	/* routing or a delivery has the envelope */
+	bool			at_dest;	/* counts against dests[cur_dest]'s max_per_destination */
+	bool			waiting;	/* for room at dests[cur_dest] */
 
 	/* The routes of this attempt: one destination per next hop. */
 	struct runner_dest     *dests;		/* owned, ndests */
@@ -153,6 +157,7 @@ struct runner_job {
 	uint64_t		dns_id;
 	struct nexthop		hop;		/* of the current destination */
 	bool			rcpt_overflow;	/* of any destination */
+	bool			reused;		/* a delivery went over a connection used before */
 	size_t			ndelivered;
 
 	/* The outcome, set when the job goes to commitq. */
@@ -197,9 +202,12 @@ runner_release_slot(struct runner *r)
  */
 
 /* The claim goes back to queue/ unchanged (or stays in active/ for recovery). */
+static void job_leave_dest(struct runner_job *j);
+
 static void
 job_free(struct runner_job *j)
 {
+	job_leave_dest(j);
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
@@ -381,6 +389,38 @@ dest_name(const struct route_nexthop *nh, char *buf, size_t size)
 		snprintf(buf, size, "[%s]:%u", nh->host, nh->port);
 }
 
+/*
+ * At most max_per_destination jobs at one next hop (resolving or
+ * delivering there); a job that would be one more waits, holding its
+ * slot, and wake_ev resumes it when one leaves.  The wake is an event,
+ * not a call from inside the delivery's done(): by the time it runs the
+ * connection that just finished is on the agent's idle list, ready for
+ * the job that resumes.
+ */
+static bool
+runner_dest_full(struct runner *r, const struct runner_job *j)
+{
+	const struct route_nexthop *nh = &j->dests[j->cur_dest].nh;
+	const struct runner_job *k;
+	unsigned n = 0;
+
+	LIST_FOREACH(k, &r->jobs, link)
+		if (k != j && k->at_dest && same_nexthop(&k->dests[k->cur_dest].nh, nh) &&
+		    ++n >= r->cfg->max_per_destination)
+			return true;
+	return false;
+}
+
+static void
+job_leave_dest(struct runner_job *j)
+{
+	if (!j->at_dest)
+		return;
+	j->at_dest = false;
+	if (j->runner != NULL && !j->runner->stopping && j->runner->wake_ev != NULL)
+		event_active(j->runner->wake_ev, EV_TIMEOUT, 0);
+}
+
 /* One recipient's fate decided here, not by a server: the state, the reply, the record's last host. */
 static void
 job_rcpt_outcome(struct runner_job *j, size_t i, enum rcpt_state state, const char *host, const char *reply)
@@ -477,6 +517,7 @@ job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
 	bounce_note_attempt(queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n, dest->host,
 	    now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
+	job_leave_dest(j);
 	j->cur_dest++;
 	job_next_dest(j);
 }
@@ -510,6 +551,8 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 	j->ndelivered += res->ndelivered;
 	bounce_note_attempt(queue_claim_envelope(j->qc), res->rcpts, res->nrcpts, res->host, now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), res->rcpts, res->nrcpts);
+	j->reused |= res->reused;
+	job_leave_dest(j);
 	j->cur_dest++;
 	job_next_dest(j);
 }
@@ -598,6 +641,13 @@ job_next_dest(struct runner_job *j)
 		return;
 	}
 	dest = &j->dests[j->cur_dest];
+	if (runner_dest_full(r, j)) {
+		j->waiting = true;
+		log_debug("relay-dest-wait", "id=%s max_per_destination=%u", j->id, r->cfg->max_per_destination);
+		return;
+	}
+	j->waiting = false;
+	j->at_dest = true;
 	if (dest->nh.literal) {
 		if ((err = job_literal_hop(j, &dest->nh)) < 0)
 			job_dest_local_error(j, err, "the address of the next hop");
@@ -613,6 +663,26 @@ job_next_dest(struct runner_job *j)
 	if ((err = dns_resolve(r->dns, &dest->nh, job_resolved, j, &j->dns_id)) < 0) {
 		j->resolving = false;
 		job_dest_local_error(j, err, "asking DNS");
+	}
+}
+
+/* Jobs waiting for a destination that has room again go on, oldest claim first. */
+static void
+runner_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+	struct runner_job *j, *pick;
+
+	(void)fd;
+	(void)what;
+	for (;;) {
+		pick = NULL;
+		LIST_FOREACH(j, &r->jobs, link)	/* newest first: the last one found is the oldest */
+			if (j->waiting && !runner_dest_full(r, j))
+				pick = j;
+		if (pick == NULL || r->stopping)
+			return;
+		job_next_dest(pick);	/* may free pick */
 	}
 }
 
@@ -718,7 +788,8 @@ job_log_outcome(const struct runner_job *j)
 	log_quote(reply, sizeof(reply), j->reply);
 	switch (j->outcome) {
 	case QUEUE_SENT:
-		log_info("relay-sent", "id=%s attempts=%u reply=%s", j->id, j->attempts, reply);
+		log_info("relay-sent", "id=%s attempts=%u reused=%s reply=%s", j->id, j->attempts,
+		    j->reused ? "yes" : "no", reply);
 		break;
 	case QUEUE_DEFERRED:
 		log_info("relay-deferred", "id=%s attempts=%u next=%lld delay=%u reply=%s", j->id,
@@ -1125,7 +1196,9 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	r->scan_ev = evtimer_new(base, runner_scan_cb, r);
 	r->due_ev = evtimer_new(base, runner_timer_cb, r);
 	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
-	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL) {
+	r->wake_ev = event_new(base, -1, 0, runner_wake_cb, r);
+	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
+	    r->wake_ev == NULL) {
 		runner_free(r);
 		return -ENOMEM;
 	}
@@ -1195,6 +1268,9 @@ runner_free(struct runner *r)
 	if (r->interval_ev != NULL)
 		event_free(r->interval_ev);
 	r->stopping = true;
+	if (r->wake_ev != NULL)
+		event_free(r->wake_ev);
+	r->wake_ev = NULL;
 	/* Connections close; deliveries in flight never report. */
 	delivery_agent_free(r->agent);
 	r->agent = NULL;

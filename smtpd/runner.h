@@ -21,7 +21,8 @@
  *	queue/ with inotify (a newly queued message is noticed at once) and
  *	scans queue/ every scan_interval seconds as a safety net and for
  *	deferred messages whose next attempt is due.  Up to max_deliveries
- *	messages are delivered at once.
+ *	messages are delivered at once, at most max_per_destination of them
+ *	to one next hop (the others wait, holding their slot).
  *
  *	Routing.  Each pending recipient's domain is routed by route_pick()
  *	([routes]: exact, nearest .parent, "*"; then smarthost; an empty
@@ -37,7 +38,8 @@
  *	with the DNS answer in its reply.  Otherwise one connection tries the
  *	addresses in order (delivery.h): EHLO (HELO if EHLO is refused), MAIL/RCPT/DATA pipelined when
  *	PIPELINING is offered, the data dot-stuffed with every line ending sent
- *	as CRLF, then QUIT.
+ *	as CRLF, then QUIT, or the connection waits for the next message to
+ *	the same destination (connection_idle_timeout, delivery.h).
  *
  *	Outcome per recipient: 2xx sent, 5xx failed with the reply recorded,
  *	4xx (or a connection failure, a timeout, a 4xx to MAIL or DATA)

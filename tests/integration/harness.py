@@ -163,6 +163,8 @@ _SECTION = {
     'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
     'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
     'auth_plaintext': 'relay',
+    'connection_idle_timeout': 'relay', 'connection_reuse_count_limit': 'relay',
+    'connection_reuse_time_limit': 'relay', 'max_per_destination': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
     'mountpoint': 'fs', 'allow_other': 'fs',

@@ -12,6 +12,9 @@ leave through its relay:
   the message arrives byte for byte in the peer's Maildir, Postfix logs
   sasl_method=SCRAM-SHA-256, the record says last-tls ... verified=yes
   and last-auth, and no log holds the password;
+- a second message takes the idle connection of the first: reused=yes,
+  one connection and one SCRAM login for both, both records say last-tls
+  and last-auth, and at shutdown the peer logs rset=1 quit=1 for it;
 - PLAIN over implicit TLS (tls = wrapper); LOGIN where only LOGIN is offered;
 - no PLAIN without TLS unless auth_plaintext = yes;
 - policy may against a certificate for another name: delivered, verified=no;
@@ -205,6 +208,32 @@ class RelayTLSTest(unittest.TestCase):
                          % re.escape(msgid))
         self.assertRegex(logtext, r'event=relay-auth id=%s .*mechanism=SCRAM-SHA-256 user=%s'
                          % (re.escape(msgid), re.escape(USER)))
+        self.assert_no_password_logged(gw)
+
+    def test_connection_reused_with_its_tls_and_auth(self):
+        """a second message takes the idle TLS+AUTH connection: RSET, no second login, QUIT at shutdown"""
+        svc = self.pf.services['starttls']
+        since = self.service_lines('starttls')
+        gw = self.gateway(svc, connection_idle_timeout=120)
+        recs = []
+        for _ in range(2):
+            tag = uuid.uuid4().hex[:12]
+            msgid = self.send(gw, tag)
+            recs.append((msgid, self.outcome(gw, msgid, 'sent')))
+            self.arrived(tag)
+        logtext = gw.read_log('smtpd')
+        self.assertRegex(logtext, r'event=relay-attempt id=%s .*reused=no' % re.escape(recs[0][0]))
+        self.assertRegex(logtext, r'event=relay-attempt id=%s .*reused=yes conn=1\b' % re.escape(recs[1][0]))
+        for msgid, rec in recs:		# the reused connection's TLS and AUTH are this attempt's too
+            self.assertRegex(rec.get('last-tls', ''), r'^TLSv1\.[23] \S+ verified=yes peer=127\.0\.0\.1$')
+            self.assertEqual(rec.get('last-auth'), 'SCRAM-SHA-256 user=%s' % USER)
+        new_lines = lambda: self.pf.service_log('starttls').splitlines()[since:]
+        self.assertEqual(len([l for l in new_lines() if 'TLS connection established' in l]), 1,
+                         'a second TLS session: the first was not reused:\n' + '\n'.join(new_lines()))
+        gw.stop('smtpd')
+        disc = wait_until(lambda: [l for l in new_lines() if 'disconnect from' in l], 5,
+                          'the peer logging the disconnect')
+        self.assertRegex(disc[-1], r' starttls=1 auth=1 mail=2 rcpt=2 data=2 rset=1 quit=1 ')
         self.assert_no_password_logged(gw)
 
     def test_plain_over_implicit_tls(self):

@@ -105,6 +105,10 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.scan_interval, 30);
 	ck_assert_uint_eq(cfg.connect_timeout, 30);
 	ck_assert_uint_eq(cfg.command_timeout, 300);
+	ck_assert_uint_eq(cfg.connection_idle_timeout, 5);
+	ck_assert_uint_eq(cfg.connection_reuse_count_limit, 100);
+	ck_assert_uint_eq(cfg.connection_reuse_time_limit, 300);
+	ck_assert_uint_eq(cfg.max_per_destination, 20);
 	ck_assert(cfg.keep_sent);
 	ck_assert_ptr_null(cfg.relay_tls);	/* may, or verify with credentials: nexthop.h */
 	ck_assert_ptr_null(cfg.relay_tls_ca_file);
@@ -158,6 +162,10 @@ static const char full_conf[] =
 	"scan_interval = 1\n"
 	"connect_timeout = 3\n"
 	"command_timeout = 6\n"
+	"connection_idle_timeout = 0\n"
+	"connection_reuse_count_limit = 7\n"
+	"connection_reuse_time_limit = 60\n"
+	"max_per_destination = 3\n"
 	"keep_sent = no\n"
 	"tls = WRAPPER\n"
 	"tls_ca_file = /etc/ca.pem\n"
@@ -240,6 +248,10 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.scan_interval, 1);
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
 	ck_assert_uint_eq(cfg.command_timeout, 6);
+	ck_assert_uint_eq(cfg.connection_idle_timeout, 0);	/* 0: no reuse */
+	ck_assert_uint_eq(cfg.connection_reuse_count_limit, 7);
+	ck_assert_uint_eq(cfg.connection_reuse_time_limit, 60);
+	ck_assert_uint_eq(cfg.max_per_destination, 3);
 	ck_assert(!cfg.keep_sent);
 	ck_assert_str_eq(cfg.relay_tls, "wrapper");
 	ck_assert_str_eq(cfg.relay_tls_ca_file, "/etc/ca.pem");
@@ -294,6 +306,8 @@ static const struct err_case {
 	{ "per-client limit 0", "[smtpd]\nmax_sessions_per_client = 0\n", 2, "[smtpd] max_sessions_per_client",
 	  "out of range" },
 	{ "command deadline 0", "[smtpd]\ncommand_deadline = 0\n", 2, "[smtpd] command_deadline", "out of range" },
+	{ "max_per_destination 0", "[relay]\nmax_per_destination = 0\n", 2, "[relay] max_per_destination",
+	  "out of range" },
 	{ "session deadline words", "[smtpd]\nsession_deadline = 1h\n", 2, "[smtpd] session_deadline",
 	  "not a number" },
 	{ "session deadline too long", "[smtpd]\nsession_deadline = 604801\n", 2, "[smtpd] session_deadline",

@@ -13,7 +13,10 @@
  *	without one.  nexthop_set_security(): the default policy is may,
  *	verify when the hop has credentials; an explicit tls wins; the line
  *	of the route as written (target) before "*"; nexthop_wipe() leaves
- *	no password.
+ *	no password.  nexthop_can_share(): a connection is shared only with
+ *	the same route, address and security; each of TLS policy, CA file,
+ *	peer name, user, password, auth_plaintext and route changed alone
+ *	forbids it.
  */
 #include <check.h>
 #include <errno.h>
@@ -250,6 +253,68 @@ START_TEST(test_explicit_policy_and_keys)
 }
 END_TEST
 
+/* The key of connection reuse: same route, address and security, or no sharing. */
+START_TEST(test_can_share_only_same_security)
+{
+	static struct nexthop conn, want;
+	struct sockaddr_in sin;
+
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:587", &conn), 0);
+	conn.tls = TLS_POLICY_VERIFY;
+	conn.auth = true;
+	snprintf(conn.user, sizeof(conn.user), "me");
+	snprintf(conn.password, sizeof(conn.password), "pw");
+	want = conn;
+	ck_assert(nexthop_same_security(&conn, &want));
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), 0);
+	/* The same address second in want's list: its index. */
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(587);
+	sin.sin_addr.s_addr = htonl(0x7f000002);
+	want.naddrs = 0;
+	ck_assert_int_eq(nexthop_add_addr(&want, (struct sockaddr *)&sin, sizeof(sin), NULL), 0);
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);	/* another address */
+	want.addrs[1] = conn.addrs[0];
+	want.naddrs = 2;
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), 1);
+	ck_assert_int_eq(nexthop_can_share(&conn, 1, &want), -1);	/* conn has no address 1 */
+	/* Each part of the security, changed alone, forbids sharing. */
+	want = conn;
+	want.tls = TLS_POLICY_MAY;
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	snprintf(want.password, sizeof(want.password), "other");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	snprintf(want.user, sizeof(want.user), "you");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	want.auth = false;
+	want.user[0] = want.password[0] = '\0';
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	want.auth_plaintext = true;
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	snprintf(want.tls_ca_file, sizeof(want.tls_ca_file), "/etc/other-ca.pem");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	want = conn;
+	snprintf(want.tls_name, sizeof(want.tls_name), "mail.example.net");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	/* Another route as written (credentials key) to the same address. */
+	want = conn;
+	snprintf(want.target, sizeof(want.target), "relay.example.net:587");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	/* The same address under another mail host name. */
+	want = conn;
+	snprintf(want.addrs[0].host, sizeof(want.addrs[0].host), "mx.example.net");
+	ck_assert_int_eq(nexthop_can_share(&conn, 0, &want), -1);
+	nexthop_wipe(&conn);
+	nexthop_wipe(&want);
+}
+END_TEST
+
 static Suite *
 nexthop_suite(void)
 {
@@ -265,6 +330,7 @@ nexthop_suite(void)
 	tcase_add_test(tc, test_default_policy);
 	tcase_add_test(tc, test_explicit_policy_and_keys);
 	tcase_add_test(tc, test_credentials_by_target);
+	tcase_add_test(tc, test_can_share_only_same_security);
 	suite_add_tcase(s, tc);
 	return s;
 }
