@@ -1864,13 +1864,23 @@ static void
 dlv_quit_now(struct delivery *d)
 {
 	struct bufferevent *under = bufferevent_get_underlying(d->bev);
+	SSL *ssl = under != NULL ? bufferevent_openssl_get_ssl(d->bev) : NULL;
 
-	if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0)
+	/*
+	 * Through TLS, SSL_write() puts the record straight into the socket
+	 * bufferevent's output: a flush of the filter would leave callbacks
+	 * pending that no loop runs any more, holding the connection.
+	 */
+	if (ssl != NULL) {
+		if (SSL_write(ssl, "QUIT\r\n", 6) <= 0) {
+			ERR_clear_error();
+			return;
+		}
+	} else if (bufferevent_write(d->bev, "QUIT\r\n", 6) < 0) {
 		return;
-	if (under != NULL)
-		(void)bufferevent_flush(d->bev, EV_WRITE, BEV_FLUSH);	/* through TLS */
-	else
+	} else {
 		under = d->bev;
+	}
 	/* The socket bufferevent drains its output only from the loop: this is its last write. */
 	(void)evbuffer_unfreeze(bufferevent_get_output(under), 1);
 	(void)evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
