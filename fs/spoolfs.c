@@ -764,6 +764,55 @@ spoolfs_list_record_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
 }
 
 static int
+spoolfs_dirent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct spoolfs_dirent *) a)->name,
+	    ((const struct spoolfs_dirent *) b)->name);
+}
+
+/* Sorts the entries from index first on and drops the names seen twice. */
+static void
+spoolfs_dir_unique(struct spoolfs_dir *dir, size_t first)
+{
+	size_t i, kept = first;
+
+	if (dir->n <= first)
+		return;
+	qsort(dir->ent + first, dir->n - first, sizeof *dir->ent, spoolfs_dirent_cmp);
+	for (i = first; i < dir->n; i++) {
+		if (kept > first && strcmp(dir->ent[kept - 1].name, dir->ent[i].name) == 0) {
+			free(dir->ent[i].name);
+			continue;
+		}
+		dir->ent[kept++] = dir->ent[i];
+	}
+	dir->n = kept;
+}
+
+/*
+ * queue/ shows the records of queue/ and the claims of active/, and the
+ * relay moves a record between the two at any time.  Listed as queue/,
+ * active/, queue/ again, a record that moves once while we list is seen
+ * in one of the three (a claim before active/ is read, a give-back
+ * after the first queue/), and never twice once duplicates are dropped.
+ */
+static int
+spoolfs_snapshot_queue(struct spoolfs *fs, struct spoolfs_dir *dir)
+{
+	int qfd = spool_dirfd(fs->spool, SPOOL_DIR_QUEUE);
+	int afd = spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE);
+	size_t first = dir->n;
+	int r;
+
+	if ((r = spoolfs_list(dir, qfd, NULL, spoolfs_list_record_cb, NULL)) < 0 ||
+	    (r = spoolfs_list(dir, afd, NULL, spoolfs_list_record_cb, NULL)) < 0 ||
+	    (r = spoolfs_list(dir, qfd, NULL, spoolfs_list_record_cb, NULL)) < 0)
+		return r;
+	spoolfs_dir_unique(dir, first);
+	return 0;
+}
+
+static int
 spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_dir *dir)
 {
 	char mailbox[NAME_MAX + 1];
@@ -796,12 +845,10 @@ spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_di
 				r = spoolfs_dir_add(dir, of->name, S_IFREG);
 		return r;
 	case INODE_RECDIR:
-		r = spoolfs_list(dir, spool_dirfd(fs->spool, spoolfs_area_dir(node->area)), NULL,
+		if (node->area == AREA_QUEUE)
+			return spoolfs_snapshot_queue(fs, dir);
+		return spoolfs_list(dir, spool_dirfd(fs->spool, spoolfs_area_dir(node->area)), NULL,
 		    spoolfs_list_record_cb, NULL);
-		if (r == 0 && node->area == AREA_QUEUE)
-			r = spoolfs_list(dir, spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE), NULL,
-			    spoolfs_list_record_cb, NULL);
-		return r;
 	default:
 		return -ENOTDIR;
 	}
