@@ -25,7 +25,9 @@
  *	flight (ncommits), its claim still in active/ until the record is
  *	durable.  At most RUNNER_COMMITS_PER_SLOT x max_deliveries commits are
  *	in flight: past that no new claim is made, so a slow disk holds the
- *	runner back instead of piling up claims.  The data path reads in one direction: runner_start() claims the
+ *	runner back instead of piling up claims.
+ *
+ *	The data path reads in one direction: runner_start() claims the
  *	record; job_route() groups its pending recipients by next hop
  *	(route_pick()); for each destination in turn job_next_dest() resolves
  *	the next hop (dns_resolve(); a literal needs none) and hands the
@@ -202,15 +204,16 @@ now_seconds(void)
 }
 
 /*
- * Room for one more claim: a free delivery slot, and fewer commits in
- * flight than RUNNER_COMMITS_PER_SLOT x max_deliveries (each holds a
- * claim and its memory: a slow disk holds back new claims).
+ * Room for one more claim: a free delivery slot, and fewer claims in all
+ * than RUNNER_COMMITS_PER_SLOT x max_deliveries.  Every delivery becomes a
+ * commit, so the commits in flight (each holding a claim and its memory)
+ * never exceed that: a slow disk holds back new claims.
  */
 static bool
 runner_has_room(const struct runner *r)
 {
 	return r->nclaims < r->cfg->max_deliveries &&
-	    r->ncommits < RUNNER_COMMITS_PER_SLOT * r->cfg->max_deliveries;
+	    r->nclaims + r->ncommits < RUNNER_COMMITS_PER_SLOT * r->cfg->max_deliveries;
 }
 
 /* The job's delivery slot, or its place among the commits in flight, goes to the next claim. */

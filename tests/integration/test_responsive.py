@@ -19,6 +19,8 @@ makes every fdatasync(2) take 2 seconds, as on a disk with slow flushes.
   in sent/, each delivered once.  Killed with SIGKILL while those commits
   wait for the disk, it delivers the uncommitted messages again after
   recovery: none lost, each record in sent/ once, nothing left in active/.
+  With six queued and a 30 s fdatasync it claims four (4 x max_deliveries)
+  and leaves two in queue/: a slow disk holds the relay back.
 
 The checks are on the order of events, not on durations: the shim's 2 s
 sleep only makes the window wide.
@@ -204,15 +206,15 @@ class SlotFreeDuringCommit(unittest.TestCase):
                                    command_timeout=30)
         self.addCleanup(self.gw.cleanup)
 
-    def queue_messages(self):
-        """Messages queued while the sink holds its greeting; smtpd stopped
+    def queue_messages(self, n=MESSAGES):
+        """n messages queued while the sink holds its greeting; smtpd stopped
         (its one claim goes back to queue/).  Returns {token: id}."""
         gw = self.gw
         gw.start_smtpd()
         ids = {}
         with smtplib.SMTP(*gw.smtp_addr, timeout=10) as c:
             c.ehlo()
-            for i in range(self.MESSAGES):
+            for i in range(n):
                 tok = uuid.uuid4().hex[:12]
                 c.mail('a@localhost')
                 c.rcpt('bob%d@example.net' % i)
@@ -248,12 +250,21 @@ class SlotFreeDuringCommit(unittest.TestCase):
         self.assertIn(first, re.findall(r'event=relay-sent id=(\S+)', gw.read_log('smtpd')))
 
     def test_kill9_while_commits_are_in_flight(self):
-        """kill -9 after the sink took messages whose records were not committed: delivered again, none lost"""
+        """at most 4 x max_deliveries commits in flight; kill -9 then: delivered again, none lost"""
         gw, sink = self.gw, self.sink
-        ids = self.queue_messages()
+        ids = self.queue_messages(6)
         gw.start_smtpd(env={'LD_PRELOAD': self.shim, 'SPOOLGATE_SLOW_FDATASYNC_MS': '30000'})
         sink.open()
-        harness.wait_until(lambda: len(sink.tx) >= 2, 30, 'the sink to get two messages')
+        # max_deliveries = 1: four claims in all (one delivering, three
+        # committing, or four committing), the other two stay in queue/.
+        harness.wait_until(lambda: len(sink.tx) >= 4, 30, 'the sink to get four messages')
+        # The fourth outcome is known (its slot is free) once its relay-rcpt line is written.
+        harness.wait_until(lambda: gw.read_log('smtpd').count('event=relay-rcpt ') >= 4, 30,
+                           'the fourth outcome')
+        self.assertEqual(len(gw.listdir('queue')), 2, 'claims beyond 4 x max_deliveries: %s'
+                         % gw.listdir('active'))
+        self.assertEqual(len(gw.listdir('active')), 4)
+        self.assertEqual(len(sink.tx), 4)
         gw.kill('smtpd')
         with sink.lock:
             before = [t['token'] for t in sink.tx]
