@@ -19,8 +19,15 @@
  *	ran dry after an overflow.
  *
  *	A job.  Each claim is a struct runner_job, from queue_claim() to the
- *	end of its commit; it holds one of the max_deliveries slots all that
- *	time.  The data path reads in one direction: runner_start() claims the
+ *	end of its commit.  It holds one of the max_deliveries slots while it
+ *	routes and delivers; once the outcome is known (job_commit()) the slot
+ *	goes to the next claim and the job becomes one of the commits in
+ *	flight (ncommits), its claim still in active/ until the record is
+ *	durable.  At most RUNNER_COMMITS_PER_SLOT x max_deliveries commits are
+ *	in flight: past that no new claim is made, so a slow disk holds the
+ *	runner back instead of piling up claims.
+ *
+ *	The data path reads in one direction: runner_start() claims the
  *	record; job_route() groups its pending recipients by next hop
  *	(route_pick()); for each destination in turn job_next_dest() resolves
  *	the next hop (dns_resolve(); a literal needs none) and hands the
@@ -36,6 +43,9 @@
  *	job_notify_sender() asks bounce.h whether the sender gets a notice
  *	(a failure, or a delay warning); the notice commits in the same
  *	commitq job, published after the record.
+ *
+ *	A commit that fails (a full disk) is retried with a backoff; the job
+ *	stays among the commits in flight meanwhile.
  *
  *	Ownership.  A job owns its claim.  It points back at the runner only
  *	to give the slot back, and runner_free() clears that pointer, so a
@@ -97,6 +107,7 @@
 #define RUNNER_BACKLOG_MAX	1024		/* due ids kept between scans */
 #define RUNNER_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
 #define RUNNER_FINISH_RETRY_MAX	300
+#define RUNNER_COMMITS_PER_SLOT	4		/* commits in flight per max_deliveries */
 
 struct runner_job;
 
@@ -119,6 +130,7 @@ struct runner {
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
 	struct event	       *wake_ev;	/* a destination has room: resume jobs waiting for it */
+	struct event	       *dispatch_ev;	/* a slot is free: claim the next message */
 	long long		due_at;		/* when due_ev fires (unix s), 0 = not armed */
 	bool			scan_scheduled;
 	bool			scan_wanted;	/* rescan once the backlog is used up */
@@ -126,7 +138,9 @@ struct runner {
 	char		      (*backlog)[SPOOL_ID_MAX];
 	size_t			nbacklog, backlog_pos;
 
-	unsigned		nclaims;	/* jobs: claims held */
+	unsigned		nclaims;	/* jobs holding a delivery slot */
+	unsigned		ncommits;	/* jobs whose outcome is being committed (slot given back) */
+	bool			dispatching;	/* runner_dispatch() is on the stack */
 	LIST_HEAD(, runner_job)	jobs;
 };
 
@@ -147,6 +161,7 @@ struct runner_job {
 	bool			delivering;	/* routing or a delivery has the envelope */
 	bool			at_dest;	/* counts against dests[cur_dest]'s max_per_destination */
 	bool			waiting;	/* for room at dests[cur_dest] */
+	bool			committing;	/* in commitq or waiting to retry: counts in ncommits, not nclaims */
 
 	/* The routes of this attempt: one destination per next hop. */
 	struct runner_dest     *dests;		/* owned, ndests */
@@ -188,11 +203,27 @@ now_seconds(void)
 	return (long long)time(NULL);
 }
 
-static void
-runner_release_slot(struct runner *r)
+/*
+ * Room for one more claim: a free delivery slot, and fewer claims in all
+ * than RUNNER_COMMITS_PER_SLOT x max_deliveries.  Every delivery becomes a
+ * commit, so the commits in flight (each holding a claim and its memory)
+ * never exceed that: a slow disk holds back new claims.
+ */
+static bool
+runner_has_room(const struct runner *r)
 {
-	if (r->nclaims > 0)
-		r->nclaims--;
+	return r->nclaims < r->cfg->max_deliveries &&
+	    r->nclaims + r->ncommits < RUNNER_COMMITS_PER_SLOT * r->cfg->max_deliveries;
+}
+
+/* The job's delivery slot, or its place among the commits in flight, goes to the next claim. */
+static void
+runner_release(struct runner *r, bool committing)
+{
+	unsigned *n = committing ? &r->ncommits : &r->nclaims;
+
+	if (*n > 0)
+		(*n)--;
 	if (!r->stopping)
 		runner_dispatch(r);
 }
@@ -230,7 +261,7 @@ job_give_back(struct runner_job *j, int err)
 	log_error("relay-finish-failed", "id=%s error=\"%s\" action=\"claim returned to queue/ unchanged\"",
 	    j->id, strerror(-err));
 	job_free(j);
-	runner_release_slot(r);
+	runner_release(r, false);
 }
 
 /*
@@ -290,18 +321,32 @@ job_notify_sender(struct runner_job *j, struct envelope *env, const struct relay
 	    now_seconds());
 }
 
-/* The settled envelope goes to commitq with its verdict. */
+/*
+ * The settled envelope goes to commitq with its verdict.  The outcome is
+ * known, so the delivery slot is free from here: the next claim starts
+ * while the record is written and synced.  The claim itself stays in
+ * active/ until the commit is done (job_committed()), so a crash meanwhile
+ * gives it back at recovery, as before.
+ */
 static void
 job_commit(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
 {
+	struct runner *r = j->runner;
+
 	job_notify_sender(j, env, v);
 	j->outcome = v->outcome;
 	j->expired = v->expired;
 	j->delay = v->delay;
-	j->keep_sent = j->runner->cfg->keep_sent;
+	j->keep_sent = r->cfg->keep_sent;
 	j->attempts = env->attempts;
 	j->next_attempt = env->next_attempt;
-	job_submit(j);
+	j->committing = true;
+	r->ncommits++;
+	if (r->nclaims > 0)
+		r->nclaims--;
+	job_submit(j);		/* from here j may be gone */
+	if (!r->stopping && r->dispatch_ev != NULL)
+		event_active(r->dispatch_ev, EV_TIMEOUT, 0);
 }
 
 /*
@@ -769,15 +814,16 @@ job_publish(void *arg, struct spool_dirset *dirs)
 	return 0;
 }
 
-/* The job is over: its slot goes to the next one. */
+/* The job is over: its slot, or its place among the commits in flight, goes to the next one. */
 static void
 job_finished(struct runner_job *j)
 {
 	struct runner *r = j->runner;
+	bool committing = j->committing;
 
 	job_free(j);
 	if (r != NULL)
-		runner_release_slot(r);
+		runner_release(r, committing);
 }
 
 static void
@@ -940,13 +986,38 @@ runner_scan(struct runner *r)
 	    sc.earliest);
 }
 
+/*
+ * Claims from the backlog while there is room.  A job that ends at once
+ * (expired, unroutable) frees its slot from inside runner_start(): the
+ * loop below sees that room, instead of a nested dispatch growing the
+ * stack.
+ */
 static void
 runner_dispatch(struct runner *r)
 {
-	while (r->nclaims < r->cfg->max_deliveries && r->backlog_pos < r->nbacklog)
+	if (r->dispatching)
+		return;
+	r->dispatching = true;
+	while (runner_has_room(r) && r->backlog_pos < r->nbacklog)
 		runner_start(r, r->backlog[r->backlog_pos++]);
-	if (r->nclaims < r->cfg->max_deliveries && r->backlog_pos >= r->nbacklog && r->scan_wanted)
+	r->dispatching = false;
+	if (runner_has_room(r) && r->backlog_pos >= r->nbacklog && r->scan_wanted)
 		runner_request_scan(r);
+}
+
+/*
+ * The slot freed by job_commit() is used from an event, not from inside
+ * the delivery's done(): by the time it runs, the connection that just
+ * finished is on the agent's idle list, ready for the next message.
+ */
+static void
+runner_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+
+	(void)fd;
+	(void)what;
+	runner_dispatch(r);
 }
 
 static void
@@ -957,7 +1028,7 @@ runner_scan_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	r->scan_scheduled = false;
-	if (r->nclaims >= r->cfg->max_deliveries) {
+	if (!runner_has_room(r)) {
 		r->scan_wanted = true;	/* a slot that frees up asks again */
 		return;
 	}
@@ -1197,8 +1268,9 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	r->due_ev = evtimer_new(base, runner_timer_cb, r);
 	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
 	r->wake_ev = event_new(base, -1, 0, runner_wake_cb, r);
+	r->dispatch_ev = event_new(base, -1, 0, runner_dispatch_cb, r);
 	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
-	    r->wake_ev == NULL) {
+	    r->wake_ev == NULL || r->dispatch_ev == NULL) {
 		runner_free(r);
 		return -ENOMEM;
 	}
@@ -1271,6 +1343,9 @@ runner_free(struct runner *r)
 	if (r->wake_ev != NULL)
 		event_free(r->wake_ev);
 	r->wake_ev = NULL;
+	if (r->dispatch_ev != NULL)
+		event_free(r->dispatch_ev);
+	r->dispatch_ev = NULL;
 	/* Connections close; deliveries in flight never report. */
 	delivery_agent_free(r->agent);
 	r->agent = NULL;

@@ -22,7 +22,10 @@
  *	scans queue/ every scan_interval seconds as a safety net and for
  *	deferred messages whose next attempt is due.  Up to max_deliveries
  *	messages are delivered at once, at most max_per_destination of them
- *	to one next hop (the others wait, holding their slot).
+ *	to one next hop (the others wait, holding their slot).  A slot is
+ *	free as soon as the outcome of its message is known; the record is
+ *	then committed in the background (at most 4 x max_deliveries commits
+ *	in flight, the claim in active/ until its commit is done).
  *
  *	Routing.  Each pending recipient's domain is routed by route_pick()
  *	([routes]: exact, nearest .parent, "*"; then smarthost; an empty
