@@ -47,6 +47,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -432,6 +433,117 @@ class RelayTLSTest(unittest.TestCase):
                          r'handshake \(response injection\)')
         wait_until(lambda: srv.done.is_set(), 5, 'the hostile server to see the connection end')
         self.assertEqual(srv.after_starttls, b'', 'the client sent something after the injected 220')
+
+    def test_pipelined_group_is_one_tls_record(self):
+        # libevent's OpenSSL filter makes a record of every write: MAIL, RCPT
+        # and DATA written apart cost the peer's reply a delayed-ACK wait.
+        srv = RecordServer(os.path.join(self.ca.dir, 'mx.pem'), os.path.join(self.ca.dir, 'mx.key'))
+        self.addCleanup(srv.close)
+        gw = self.gateway('127.0.0.1:%d' % srv.port, password=None, tls='encrypt')
+        msgid = self.send(gw, uuid.uuid4().hex[:12])
+        self.outcome(gw, msgid, 'sent')
+        group = [r for r in srv.records if r.startswith(b'MAIL FROM:')]
+        self.assertEqual(len(group), 1, srv.records)
+        self.assertRegex(group[0], rb'^MAIL FROM:<[^\r]*>[^\r]*\r\nRCPT TO:<%s>\r\nDATA\r\n$' % RCPT.encode(),
+                         'MAIL, RCPT and DATA not in one record')
+
+
+class RecordServer:
+    """An SMTP server with PIPELINING and STARTTLS that notes the plaintext of each TLS record it gets."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.records = []
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            f = conn.makefile('rb')
+            conn.sendall(b'220 records.test ESMTP\r\n')
+            while True:
+                line = f.readline().strip().upper()
+                if line.startswith(b'EHLO'):
+                    conn.sendall(b'250-records.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n')
+                elif line == b'STARTTLS':
+                    conn.sendall(b'220 go ahead\r\n')
+                    break
+                else:
+                    return
+            try:
+                self.tls(conn)
+            except (OSError, ssl.SSLError):
+                pass
+
+    def tls(self, conn):
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.ctx.wrap_bio(inc, out, server_side=True)
+        raw, text, handshaken, in_data = b'', b'', False, False
+
+        def flush():
+            data = out.read()
+            if data:
+                conn.sendall(data)
+
+        def say(reply):
+            tls.write(reply)
+            flush()
+
+        while True:
+            while len(raw) < 5 or len(raw) < 5 + int.from_bytes(raw[3:5], 'big'):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                raw += chunk
+            n = 5 + int.from_bytes(raw[3:5], 'big')
+            inc.write(raw[:n])
+            raw = raw[n:]
+            if not handshaken:
+                try:
+                    tls.do_handshake()
+                    handshaken = True
+                except ssl.SSLWantReadError:
+                    pass
+                flush()
+                continue
+            try:
+                plain = tls.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+            self.records.append(plain)
+            text += plain
+            while b'\r\n' in text:
+                line, text = text.split(b'\r\n', 1)
+                verb = line.upper()
+                if in_data:
+                    if line == b'.':
+                        in_data = False
+                        say(b'250 2.0.0 taken\r\n')
+                elif verb.startswith(b'EHLO'):
+                    say(b'250-records.test\r\n250 PIPELINING\r\n')
+                elif verb.startswith((b'MAIL', b'RCPT', b'RSET')):
+                    say(b'250 2.1.0 ok\r\n')
+                elif verb == b'DATA':
+                    in_data = True
+                    say(b'354 go on\r\n')
+                elif verb == b'QUIT':
+                    say(b'221 2.0.0 bye\r\n')
+                    return
+                else:
+                    say(b'500 5.5.1 what\r\n')
+
+    def close(self):
+        self.sock.close()
 
 
 class InjectingServer:
