@@ -36,9 +36,11 @@ import re
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -80,6 +82,26 @@ def wait_until(pred, timeout, what, interval=0.05):
         if time.monotonic() >= deadline:
             raise AssertionError('timed out after %.1fs waiting for %s' % (timeout, what))
         time.sleep(interval)
+
+
+class _ThreadedTCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve_tcp(handler):
+    """A threaded TCP server of the test's own (a sink, a hostile peer) for
+    socketserver handler class `handler`, on a free loopback port
+    (server.server_address[1]), serving from a daemon thread.  stop_tcp()
+    ends it."""
+    server = _ThreadedTCPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop_tcp(server):
+    server.shutdown()
+    server.server_close()
 
 
 def free_port():

@@ -128,18 +128,11 @@ class Hostile:
                 except (ConnectionResetError, BrokenPipeError):
                     conn.client_closed = True
 
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-        self.server = Server(('127.0.0.1', 0), Handler)
+        self.server = harness.serve_tcp(Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        harness.stop_tcp(self.server)
 
     def play(self, conn, step):
         with self.lock:

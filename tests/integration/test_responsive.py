@@ -172,21 +172,15 @@ class GatedSink:
                     else:
                         self.wfile.write(b'250 2.0.0 ok\r\n')
 
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-        self.server = Server(('127.0.0.1', 0), Handler)
+        self.server = harness.serve_tcp(Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def open(self):
         self.gate.set()
 
     def stop(self):
         self.gate.set()
-        self.server.shutdown()
-        self.server.server_close()
+        harness.stop_tcp(self.server)
 
 
 class SlotFreeDuringCommit(unittest.TestCase):

@@ -84,18 +84,11 @@ class CountingSink:
                     else:
                         self.wfile.write(b'250 2.0.0 ok\r\n')
 
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-        self.server = Server(('127.0.0.1', 0), Handler)
+        self.server = harness.serve_tcp(Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        harness.stop_tcp(self.server)
 
     def tokens(self):
         with self.lock:
