@@ -509,14 +509,16 @@ describe_error(struct session *s, short what, char *buf, size_t len)
 {
 	unsigned long e = s->tls ? bufferevent_get_openssl_error(s->bev) : 0;
 
+	int err = EVUTIL_SOCKET_ERROR();
+
 	if (e != 0)
 		ERR_error_string_n(e, buf, len);
 	else if (what & BEV_EVENT_TIMEOUT)
 		snprintf(buf, len, "no reply within %u s", s->src->o.timeout);
-	else if (what & BEV_EVENT_EOF)
-		snprintf(buf, len, "connection closed by the server");
+	else if ((what & BEV_EVENT_ERROR) && err != 0)
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(err));
 	else
-		snprintf(buf, len, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		snprintf(buf, len, "connection closed by the server");
 }
 
 static void
