@@ -139,6 +139,7 @@ struct txn {
 struct session {
 	uint64_t	id;
 	struct server  *srv;
+	const struct server_listener *lst;	/* the listener that accepted it: its policy */
 	struct bufferevent *bev;
 	struct event   *ev_free;	/* deferred session_free() */
 	struct event   *ev_deadline;	/* command_deadline / session_deadline */
@@ -1430,8 +1431,9 @@ peer_name(struct session *s, const struct sockaddr *sa)
 }
 
 void
-session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+session_accept(const struct server_listener *lst, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
+	struct server *srv = lst->srv;
 	const struct cfg *cfg = srv->cfg;
 	struct timeval idle = { (time_t)cfg->idle_timeout, 0 };
 	size_t in_high = cfg->max_line + 1 > IN_HIGH_MIN ? cfg->max_line + 1 : IN_HIGH_MIN;
@@ -1441,9 +1443,10 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	if ((s = calloc(1, sizeof(*s))) == NULL || (s->line = malloc(cfg->max_line + 1)) == NULL)
 		goto fail;
 	s->srv = srv;
+	s->lst = lst;
 	s->state = ST_GREETED;
 	peer_name(s, sa);
-	s->may_relay = cfg_net_allows_relay(cfg, sa);
+	s->may_relay = cfg_net_allows_relay(cfg, lst->cfg, sa);
 	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL ||
 	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL)
 		goto fail;
@@ -1458,7 +1461,8 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->started_ms = s->line_ms = monotonic_ms();
 	deadline_arm(s);
-	log_info("connect", "session=%" PRIu64 " client=%s relay=%s", s->id, s->ip, s->may_relay ? "yes" : "no");
+	log_info("connect", "session=%" PRIu64 " client=%s listener=%s relay=%s", s->id, s->ip, lst->cfg->name,
+	    s->may_relay ? "yes" : "no");
 	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
 	return;
 fail:
