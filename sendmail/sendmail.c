@@ -302,27 +302,87 @@ open_drop_dir(const struct cfg *cfg, struct submitter *who)
 	return 0;
 }
 
-/* -bm: standard input, CRLF to LF, a "." line ends it unless -i. */
+/*
+ * -bm reads standard input as bytes (NULs included: the checks must see
+ * what came): CRLF becomes LF, and without -i a line holding only "."
+ * (LF or CRLF) ends the message.  A CR or a "." is held back until the
+ * next byte says what it was.
+ */
+enum stdin_hold { HOLD_NONE, HOLD_CR, HOLD_DOT, HOLD_DOT_CR };
+
+struct stdin_reader {
+	bool		dot_ends;
+	bool		at_bol;
+	enum stdin_hold	hold;
+	bool		ended;		/* the "." line came */
+};
+
+static void
+emit(struct submit_msg *m, const char *bytes, size_t n)
+{
+	(void)submit_write(m, bytes, n);	/* an error is sticky: submit_end() reports it */
+}
+
+static void
+reader_byte(struct stdin_reader *rd, struct submit_msg *m, char c)
+{
+	switch (rd->hold) {
+	case HOLD_DOT:
+		rd->hold = HOLD_NONE;
+		if (c == '\n') {
+			rd->ended = true;
+			return;
+		}
+		if (c == '\r') {
+			rd->hold = HOLD_DOT_CR;
+			return;
+		}
+		emit(m, ".", 1);
+		rd->at_bol = false;
+		break;
+	case HOLD_DOT_CR:
+		rd->hold = HOLD_NONE;
+		if (c == '\n') {
+			rd->ended = true;
+			return;
+		}
+		emit(m, ".\r", 2);
+		rd->at_bol = false;
+		break;
+	case HOLD_CR:
+		rd->hold = HOLD_NONE;
+		if (c != '\n')
+			emit(m, "\r", 1);	/* a bare CR stays */
+		break;
+	case HOLD_NONE:
+		break;
+	}
+	if (c == '.' && rd->at_bol && rd->dot_ends) {
+		rd->hold = HOLD_DOT;
+		return;
+	}
+	if (c == '\r') {
+		rd->hold = HOLD_CR;
+		return;
+	}
+	emit(m, &c, 1);
+	rd->at_bol = c == '\n';
+}
+
 static int
 read_message(const struct options *o, struct submit_msg *m)
 {
-	char line[8192];
-	bool at_start = true;
-	size_t n;
+	struct stdin_reader rd = { .dot_ends = o->dot_ends, .at_bol = true };
+	char buf[8192];
+	size_t n, i;
 
-	while (fgets(line, sizeof(line), stdin) != NULL) {
-		n = strlen(line);
-		if (at_start && o->dot_ends && (strcmp(line, ".\n") == 0 || strcmp(line, ".\r\n") == 0 ||
-		    strcmp(line, ".") == 0))
-			break;
-		at_start = n > 0 && line[n - 1] == '\n';
-		if (n >= 2 && line[n - 2] == '\r' && line[n - 1] == '\n') {
-			line[n - 2] = '\n';
-			n--;
-		}
-		if (submit_write(m, line, n) < 0 && m->err != -EFBIG)
-			return m->err;
-	}
+	while (!rd.ended && (n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+		for (i = 0; i < n && !rd.ended; i++)
+			reader_byte(&rd, m, buf[i]);
+	if (!rd.ended && rd.hold == HOLD_CR)
+		emit(m, "\r", 1);
+	else if (!rd.ended && rd.hold == HOLD_DOT_CR)
+		emit(m, ".\r", 2);	/* a "." alone at the very end ends the message, as its line would */
 	return ferror(stdin) ? -EIO : 0;
 }
 
