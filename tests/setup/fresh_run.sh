@@ -51,6 +51,14 @@ inside() {
 		fail "something already listens on port $port in the private network namespace"
 	fi
 
+	in_bob() {	# TEXT: within 10 s, a message in var/mnt/inbox/bob/ holds it
+		local n
+		for n in $(seq 1 100); do
+			grep -qs "$1" "$mnt"/inbox/bob/* && return 0
+			sleep 0.1
+		done
+		return 1
+	}
 	daemon_pids() {	# the daemons of this clone, found by their executables
 		local p exe
 		for p in /proc/[0-9]*; do
@@ -87,11 +95,7 @@ inside() {
 	swaks --server "127.0.0.1:$port" --from alice@localhost --to bob@localhost \
 	    --header "Subject: fresh-run" --body "first message of a fresh clone" >"$tmp/swaks.log" 2>&1 ||
 	    { cat "$tmp/swaks.log" >&2; fail "swaks could not send"; }
-	for i in $(seq 1 100); do
-		grep -qs "first message of a fresh clone" "$mnt"/inbox/bob/* && break
-		sleep 0.1
-	done
-	grep -qs "first message of a fresh clone" "$mnt"/inbox/bob/* || fail "the message is not in $mnt/inbox/bob/"
+	in_bob "first message of a fresh clone" || fail "the message is not in $mnt/inbox/bob/"
 	log "the message is in var/mnt/inbox/bob/"
 
 	# spoolgate-sendmail: the group, drop/ and the set-group-id bit are ./run's.
@@ -103,11 +107,7 @@ inside() {
 	printf 'Subject: fresh-run sendmail\n\nsent by spoolgate-sendmail\n' |
 	    SPOOLGATE_CONF="$clone/etc/spoolgate.conf" "$clone/build/sendmail/spoolgate-sendmail" bob@localhost ||
 	    fail "spoolgate-sendmail failed"
-	for i in $(seq 1 100); do
-		grep -qs "sent by spoolgate-sendmail" "$mnt"/inbox/bob/* && break
-		sleep 0.1
-	done
-	grep -qs "sent by spoolgate-sendmail" "$mnt"/inbox/bob/* || fail "the sendmail message is not in inbox/bob/"
+	in_bob "sent by spoolgate-sendmail" || fail "the sendmail message is not in inbox/bob/"
 	log "spoolgate-sendmail's message is in var/mnt/inbox/bob/"
 
 	kill -TERM "$run_pid"
