@@ -242,7 +242,7 @@ cmd_data(struct bs *b, const char *verb, const char *arg)
 
 		reply(b, row->id, "%s", why);
 	} else {
-		reply(b, REPLY_QUEUED, "as %s/%s for the gateway", DROP_DIR, m.name);
+		reply(b, REPLY_QUEUED, "in %s/%s for the gateway", DROP_DIR, m.name);
 	}
 	reset_transaction(b);
 }

@@ -95,6 +95,8 @@ static const struct { const char *from, *to; } damages[] = {
 	{ "rcpt: root\n\n", "rcpt: root\n" },				/* no empty line */
 	{ "extract: no\n", "" },					/* required */
 	{ "rcpt: root\n", "rcpt: \n" },
+	{ "rcpt: root\n", "rcpt: root\nextract: yes\n" },		/* a key again, later */
+	{ "extract: no\nfull-name: Alice \xc3\x89xample\nrcpt: bob@example.org\nrcpt: root\n", "" },	/* ends early */
 };
 #define N_DAMAGES (sizeof(damages) / sizeof(damages[0]))
 
