@@ -139,6 +139,15 @@ reject(struct pickup *p, const char *name, int fd, off_t keep, uid_t uid, const 
 		remove_drop(p, name);
 }
 
+/* What of a refused drop is kept in failed/: at most what a good one may hold. */
+static off_t
+keep_bound(const struct pickup *p, off_t size)
+{
+	unsigned long long bound = (unsigned long long)DROP_RECORD_MAX + p->cfg->max_message_size;
+
+	return size < 0 ? 0 : (unsigned long long)size > bound ? (off_t)bound : size;
+}
+
 /* The checks of the file itself, before a byte of it is believed. */
 static int
 check_file(struct pickup *p, int fd, struct stat *st, struct verdict *v)
@@ -201,11 +210,18 @@ pickup_one(struct pickup *p, const char *name)
 	outbox_quote_name(name, quoted, sizeof(quoted));
 	if (fstatat(p->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return;		/* gone already */
-	fd = openat(p->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		verdict(&v, errno == ELOOP ? -EBADMSG : -errno, "%s", errno == ELOOP ?
-		    "a symbolic link, not a drop" : strerror(errno));
-		if (errno == ELOOP || S_ISDIR(st.st_mode) || errno == EACCES)
+	if (!S_ISREG(st.st_mode)) {
+		/* never opened: a device or a FIFO could act on an open, a link point anywhere */
+		verdict(&v, -EBADMSG, "%s, not a drop", S_ISLNK(st.st_mode) ? "a symbolic link" :
+		    S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+		reject(p, name, -1, 0, st.st_uid, &v);
+		return;
+	}
+	if ((fd = openat(p->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		int err = errno;
+
+		verdict(&v, -err, "cannot open the drop: %s", strerror(err));
+		if (err == EACCES)	/* a mode that shuts the gateway out: no drop of sendmail's */
 			reject(p, name, -1, 0, st.st_uid, &v);
 		return;
 	}
@@ -213,9 +229,7 @@ pickup_one(struct pickup *p, const char *name)
 	if (r == 0)
 		r = check_record(p, fd, &st, &rec, login, sizeof(login), own, sizeof(own), &v);
 	if (r < 0) {
-		reject(p, name, fd, st.st_size < 0 ? 0 : (off_t)(st.st_size <= (off_t)(DROP_RECORD_MAX +
-		    p->cfg->max_message_size) ? st.st_size : (off_t)(DROP_RECORD_MAX + p->cfg->max_message_size)),
-		    st.st_uid, &v);
+		reject(p, name, fd, keep_bound(p, st.st_size), st.st_uid, &v);
 		goto out;
 	}
 	drop_policy(&rec, p->cfg, own, &pol);

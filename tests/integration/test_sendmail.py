@@ -22,7 +22,7 @@ never runs here, and nothing needs it.
 - smtpd stopped: sendmail exits 0, the drop waits in drop/, and the next
   start queues and delivers it;
 - forged drops written into drop/ by root: garbage, a symlink to
-  /etc/shadow, a file claiming uid 0, a sender the owner may not use:
+  /etc/shadow, a FIFO, a file claiming uid 0, a sender the owner may not use:
   each to failed/ with a rejected: line, logged, removed from drop/;
 - spoolgate-mailq: the table and -v of a deferred message, refused to
   the user, --flush makes the runner try it now; a --flush made while
@@ -395,10 +395,12 @@ class Stopped(SendmailBase):
 class Forged(SendmailBase):
     """Drops the gateway must refuse, written straight into drop/ by root."""
 
-    def forge(self, name, content=None, owner=None, symlink_to=None):
+    def forge(self, name, content=None, owner=None, symlink_to=None, fifo=False):
         tmp = self.gw.path('drop', '.' + name)
         if symlink_to:
             os.symlink(symlink_to, tmp)
+        elif fifo:
+            os.mkfifo(tmp, 0o666)
         else:
             with open(tmp, 'wb') as f:
                 f.write(content)
@@ -429,6 +431,10 @@ class Forged(SendmailBase):
         rec, line, msgid = self.forge('link', symlink_to='/etc/shadow')
         self.assertRegex(rec['rejected'], r'^554 5.6.0 EBADMSG .*symbolic link')
         self.assertEqual(os.path.getsize(self.gw.path('data', msgid)), 0)	# nothing was read through it
+
+    def test_fifo(self):
+        rec, line, msgid = self.forge('fifo', fifo=True)
+        self.assertRegex(rec['rejected'], r'^554 5.6.0 EBADMSG .*not a regular file')
 
     def test_claims_another_uid(self):
         rec, line, _ = self.forge('otheruid', self.record(0, 'root@localhost'), owner=self.pw.pw_uid)
