@@ -81,6 +81,7 @@ struct options {
 	const char     *want_sender;	/* -f, -r */
 	const char     *full_name;	/* -F */
 	const char     *conf;		/* -c, -C, SPOOLGATE_CONF */
+	int		queue_tool;	/* -bp: -1, -q: -2 (run spoolgate-mailq), else 0 */
 	char	      **rcpt;		/* the arguments */
 	size_t		nrcpt;
 };
@@ -102,8 +103,10 @@ take_mode(struct options *o, const char *mode)
 		o->smtp = true;
 		return 0;
 	}
-	if (strcmp(mode, "p") == 0 || strcmp(mode, "q") == 0)
-		return -1;	/* the caller runs spoolgate-mailq */
+	if (strcmp(mode, "p") == 0) {
+		o->queue_tool = -1;	/* the caller runs spoolgate-mailq */
+		return 0;
+	}
 	if (strcmp(mode, "i") == 0) {
 		fprintf(stderr, "%s: warning: -bi (newaliases): spoolgate keeps no alias database; nothing done\n", PROG);
 		return EX_OK;
@@ -112,25 +115,25 @@ take_mode(struct options *o, const char *mode)
 	return EX_USAGE;
 }
 
-/* -bp and -q: the queue tools, from the directory of this program. */
+/* -bp and -q: spoolgate-mailq, from the directory of this program, else from PATH. */
 static int
 run_mailq(bool flush)
 {
 	char self[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 20);
 
-	if (n <= 0) {
-		fprintf(stderr, "%s: cannot find spoolgate-mailq: %s\n", PROG, strerror(errno));
-		return EX_OSERR;
-	}
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "spoolgate-mailq");
 	/* The queue tool needs none of our group. */
 	if (setgid(getgid()) < 0)
 		return EX_OSERR;
-	execl(self, "mailq", flush ? "--flush" : (char *)NULL, (char *)NULL);
-	fprintf(stderr, "%s: cannot run %s: %s\n", PROG, self, strerror(errno));
+	if (n > 0) {
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL) {
+			snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "spoolgate-mailq");
+			execl(self, "mailq", flush ? "--flush" : (char *)NULL, (char *)NULL);
+		}
+	}
+	execlp("spoolgate-mailq", "mailq", flush ? "--flush" : (char *)NULL, (char *)NULL);
+	fprintf(stderr, "%s: cannot run spoolgate-mailq: %s\n", PROG, strerror(errno));
 	return EX_OSERR;
 }
 
@@ -179,7 +182,7 @@ parse_options(int argc, char **argv, struct options *o)
 			return take_mode(o, "i");
 		case 'q':
 			if (optarg == NULL)
-				return -2;	/* -q alone: flush the queue */
+				o->queue_tool = -2;	/* -q alone: flush the queue */
 			break;		/* -q<interval>: ignored, as Postfix */
 		case 'B': case 'G': case 'L': case 'N': case 'O': case 'R': case 'U': case 'V': case 'X':
 		case 'e': case 'h': case 'm': case 'n': case 'p': case 'x':
@@ -191,6 +194,8 @@ parse_options(int argc, char **argv, struct options *o)
 			return EX_USAGE;
 		}
 	}
+	if (o->queue_tool != 0)
+		return o->queue_tool;
 	o->rcpt = argv + optind;
 	o->nrcpt = (size_t)(argc - optind);
 	if (o->smtp && o->nrcpt > 0) {
@@ -441,8 +446,11 @@ main(int argc, char **argv)
 	memset(&who, 0, sizeof(who));
 	who.dirfd = -1;
 	status = parse_options(argc, argv, &o);
-	if (status == -1 || status == -2)
+	if (status == -1 || status == -2) {
+		if (o.conf != NULL && setenv("SPOOLGATE_CONF", o.conf, 1) < 0)
+			return EX_OSERR;
 		return run_mailq(status == -2);
+	}
 	if (status != 0 || (status = load_conf(&o, &cfg)) != 0)
 		goto out;
 	umask(077);

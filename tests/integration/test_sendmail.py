@@ -24,7 +24,7 @@ never runs here, and nothing needs it.
 - forged drops written into drop/ by root: garbage, a symlink to
   /etc/shadow, a FIFO, a file claiming uid 0, a sender the owner may not use:
   each to failed/ with a rejected: line, logged, removed from drop/;
-- spoolgate-mailq: the table and -v of a deferred message, refused to
+- spoolgate-mailq (and sendmail -bp): the table and -v of a deferred message, refused to
   the user, --flush makes the runner try it now; a --flush made while
   smtpd is stopped says so (EX_UNAVAILABLE) and is taken at the start.
 """
@@ -485,6 +485,11 @@ class Mailq(SendmailBase):
         self.assertEqual(len(row), 1, table)
         self.assertRegex(row[0], r'%s@localhost +bob@example.org \+1 +451 4.4.1' % TEST_USER)
         self.assertRegex(row[0], r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\d{4}-\d\d-\d\d')
+        path = os.path.dirname(harness.MAILQ) + ':' + os.environ.get('PATH', '/usr/bin:/bin')
+        bp = subprocess.run([self.sendmail, '-bp'], capture_output=True, env=dict(os.environ, PATH=path, **self.env),
+                            timeout=60)
+        self.assertEqual(bp.returncode, 0, bp.stderr)
+        self.assertIn(row[0].encode(), bp.stdout)		# sendmail -bp is mailq
         verbose = self.mailq('-v').stdout.decode()
         self.assertRegex(verbose, r'pending +<carol@example.org> 451 4.4.1')
         denied = self.mailq(user=True)
