@@ -36,9 +36,10 @@
  *	Ignored as Postfix's sendmail ignores them: -B type, -G, -h N, -L
  *	label, -m, -n, -N dsn, -O opt, -o7, -o8, -oA..., -oe*, -od*, -om,
  *	any other -o, -p proto, -R ret, -U, -V envid, -X file, -x, -q with
- *	an interval, -bm's absence.  -bp (and -q alone) run spoolgate-mailq
- *	(and its --flush); -bi and -I (newaliases) do nothing: spoolgate has
- *	no alias database of its own.
+ *	an interval.  -bp (and -q alone) run spoolgate-mailq (and its
+ *	--flush), found beside this program or else in PATH, without the
+ *	group, with -c passed on as SPOOLGATE_CONF; -bi and -I (newaliases)
+ *	do nothing: spoolgate has no alias database of its own.
  * EXIT STATUS
  *	0 the message is in drop/ for the gateway; otherwise sysexits.h as
  *	Postfix's (submit.h): EX_USAGE no recipient or a bad command line,
