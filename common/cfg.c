@@ -407,23 +407,39 @@ parse_nets(struct cfg_net *nets, size_t *n_nets, const char *value, char *msg, s
 	return 0;
 }
 
+typedef bool (*word_check_fn)(const char *word);
+
+/* A list of words (white space or commas), each of which ok() accepts: "'x' is not <what>". */
 static int
-parse_domains(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+parse_checked_words(char **list, size_t *n, const char *value, word_check_fn ok, const char *what, char *msg,
+    size_t msglen)
 {
 	size_t i;
 	int r;
 
-	free_list(cfg->local_domains, &cfg->n_local_domains);
-	r = split_words(value, cfg->local_domains, CFG_MAX_LIST, &cfg->n_local_domains, msg, msglen);
-	if (r < 0)
+	free_list(list, n);
+	if ((r = split_words(value, list, CFG_MAX_LIST, n, msg, msglen)) < 0)
 		return r;
-	for (i = 0; i < cfg->n_local_domains; i++) {
-		if (addr_domain_valid(cfg->local_domains[i]) < 0) {
-			snprintf(msg, msglen, "'%s' is not a domain name", cfg->local_domains[i]);
+	for (i = 0; i < *n; i++) {
+		if (!ok(list[i])) {
+			snprintf(msg, msglen, "'%s' is not %s", list[i], what);
 			return -EINVAL;
 		}
 	}
 	return 0;
+}
+
+static bool
+domain_ok(const char *domain)
+{
+	return addr_domain_valid(domain) == 0;
+}
+
+static int
+parse_domains(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	return parse_checked_words(cfg->local_domains, &cfg->n_local_domains, value, domain_ok, "a domain name",
+	    msg, msglen);
 }
 
 /* A login name as useradd takes it: a letter or '_', then letters, digits, '_', '-', '.' (32 at most). */
@@ -444,20 +460,8 @@ user_name_valid(const char *name)
 static int
 parse_users(struct cfg *cfg, const char *value, char *msg, size_t msglen)
 {
-	size_t i;
-	int r;
-
-	free_list(cfg->trusted_users, &cfg->n_trusted_users);
-	r = split_words(value, cfg->trusted_users, CFG_MAX_LIST, &cfg->n_trusted_users, msg, msglen);
-	if (r < 0)
-		return r;
-	for (i = 0; i < cfg->n_trusted_users; i++) {
-		if (!user_name_valid(cfg->trusted_users[i])) {
-			snprintf(msg, msglen, "'%s' is not a user name", cfg->trusted_users[i]);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	return parse_checked_words(cfg->trusted_users, &cfg->n_trusted_users, value, user_name_valid, "a user name",
+	    msg, msglen);
 }
 
 static int
