@@ -51,6 +51,13 @@
  *	address may relay through listener lst (its relay_networks, CIDR list;
  *	lst NULL: [smtpd]'s).
  *
+ *	[sendmail] is read by spoolgate-sendmail, spoolgate-mailq and the
+ *	gateway's pickup of drops: group (the set-group-id group that may
+ *	write drop/), trusted_users (login names that may choose the envelope
+ *	sender with -f or MAIL FROM), sender_domain (the domain of user@domain
+ *	senders and of unqualified addresses; empty: [spool] hostname).
+ *	cfg_sender_domain() is that domain, cfg_user_is_trusted() the test.
+ *
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
  *	number, yes/no) as the daemons use it into out (section "listener
  *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
@@ -173,6 +180,12 @@ struct cfg {
 	struct cfg_route routes[CFG_MAX_ROUTES];
 	size_t		n_routes;
 
+	/* [sendmail]: spoolgate-sendmail and the gateway's pickup of its drops */
+	char	       *drop_group;		/* group = spoolgate-drop: may write drop/ only */
+	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
+	size_t		n_trusted_users;
+	char	       *sender_domain;		/* sender_domain = "" ([spool] hostname): user@<it> */
+
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
 	bool		allow_other;		/* allow_other = no */
@@ -187,6 +200,8 @@ void cfg_free(struct cfg *cfg);
 int cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen);
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
+const char *cfg_sender_domain(const struct cfg *cfg);
+bool cfg_user_is_trusted(const struct cfg *cfg, const char *login);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
 bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);

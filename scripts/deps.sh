@@ -5,6 +5,8 @@
 #   deps_install       apt-get install the packages that dpkg does not show as installed
 #   deps_install_fuzz  the same for what ./test --fuzz needs (clang, libFuzzer)
 #   deps_user NAME     create the unprivileged system user the daemons drop root to
+#   deps_group NAME    create the system group spoolgate-sendmail is set-group-id to ([sendmail] group)
+#   deps_sendmail BIN GROUP  make BIN set-group-id GROUP (rwxr-sr-x root:GROUP), as a package installs it
 #   deps_build DIR [MESON-OPTIONS...]  meson setup DIR (once, with the options), ninja
 
 SPOOLGATE_PACKAGES=(
@@ -18,6 +20,7 @@ SPOOLGATE_PACKAGES=(
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
+	bsd-mailx                                     # test_sendmail.py: mail -s subject root, through spoolgate-sendmail
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
@@ -65,6 +68,20 @@ deps_user() {
 	[ "$(id -u)" -eq 0 ] || return 0
 	id -u "$name" >/dev/null 2>&1 && return 0
 	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
+}
+
+deps_group() {
+	local name=$1
+	[ "$(id -u)" -eq 0 ] || return 0
+	getent group "$name" >/dev/null 2>&1 && return 0
+	groupadd --system "$name"
+}
+
+deps_sendmail() {
+	local bin=$1 group=$2
+	[ "$(id -u)" -eq 0 ] || return 0
+	chown root:"$group" "$bin"
+	chmod 2755 "$bin"
 }
 
 deps_build() {

@@ -6,9 +6,10 @@
  *	spoolgate-smtpd -h | -V
  * DESCRIPTION
  *	Reads the configuration FILE, opens and recovers the spool, binds
- *	every listener ([smtpd] listen, [listener NAME] sections), drops root
- *	for [spool] user, and then
- *	serves SMTP and runs the relay's queue runner on one event loop.
+ *	every listener ([smtpd] listen, [listener NAME] sections), prepares
+ *	drop/ for spoolgate-sendmail (pickup.h), drops root for [spool] user,
+ *	and then serves SMTP and runs the relay's queue runner on one event
+ *	loop; a thread moves what spoolgate-sendmail dropped into the queue.
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
  *	-n	check the configuration, print what is wrong, exit 0 or 1.
@@ -61,6 +62,7 @@
 #include "../common/log.h"
 #include "../common/spool.h"
 #include "commitq.h"
+#include "pickup.h"
 #include "runner.h"
 #include "server.h"
 
@@ -73,6 +75,7 @@ struct daemon {
 	struct server	       *srv;
 	struct commitq	       *cq;
 	struct runner	       *runner;
+	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -250,6 +253,8 @@ start(struct daemon *d)
 		return -1;
 	}
 	spool_set_hostname(d->spool, d->cfg.hostname);	/* claims and recovery know us by it */
+	if (pw != NULL)
+		(void)pickup_prepare_dir(&d->cfg, pw->pw_uid, pw->pw_gid);	/* logs what it did */
 	if ((r = spool_recover(d->spool, &rec)) < 0) {
 		log_error("recovery", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
 		return -1;
@@ -277,6 +282,10 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
+	if ((r = pickup_new(&d->cfg, d->spool, &d->pickup)) < 0) {
+		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
+		return -1;
+	}
 	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
 	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
 	    (d->ev_hup = evsignal_new(d->base, SIGHUP, reload_cb, d)) == NULL ||
@@ -296,6 +305,7 @@ start(struct daemon *d)
 static void
 stop(struct daemon *d)
 {
+	pickup_free(d->pickup);	/* finishes the drop it is on */
 	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);

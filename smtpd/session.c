@@ -81,7 +81,7 @@
 #include "runner.h"
 #include "server.h"
 #include "session.h"
-#include "smtp_parse.h"
+#include "../common/smtp_parse.h"
 
 #define REPLY_LINE_MAX	512			/* RFC 5321 4.5.3.1.5, CRLF included */
 #define OUT_HIGH	(64 * 1024)		/* stop reading above this much unsent output */

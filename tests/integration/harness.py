@@ -50,6 +50,8 @@ SRC = os.environ.get('SPOOLGATE_SRC') or os.path.abspath(
 BUILD = os.environ.get('SPOOLGATE_BUILD') or os.path.join(SRC, 'build')
 SMTPD = os.path.join(BUILD, 'smtpd', 'spoolgate-smtpd')
 FS = os.path.join(BUILD, 'fs', 'spoolgate-fs')
+SENDMAIL = os.path.join(BUILD, 'sendmail', 'spoolgate-sendmail')
+MAILQ = os.path.join(BUILD, 'sendmail', 'spoolgate-mailq')
 USER = 'spoolgate'
 IS_ROOT = os.geteuid() == 0
 
@@ -192,10 +194,11 @@ _SECTION = {
     # a dict: name -> {key: value}, one [listener NAME] section each
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
+    'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']
 
 
 def _fmt(value):

@@ -118,6 +118,11 @@ START_TEST(test_defaults)
 	ck_assert(!cfg.relay_auth_plaintext);
 	ck_assert_str_eq(cfg.mountpoint, "/run/spoolgate/mnt");
 	ck_assert(!cfg.allow_other);
+	ck_assert_str_eq(cfg.drop_group, "spoolgate-drop");
+	ck_assert_uint_eq(cfg.n_trusted_users, 1);
+	ck_assert_str_eq(cfg.trusted_users[0], "root");
+	ck_assert_str_eq(cfg.sender_domain, "");
+	ck_assert_str_eq(cfg_sender_domain(&cfg), cfg.hostname);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_INFO);
 	ck_assert(cfg_domain_is_local(&cfg, "LocalHost"));
 	ck_assert(!cfg_domain_is_local(&cfg, "example.org"));
@@ -179,6 +184,11 @@ static const char full_conf[] =
 	".example.org = mx:2525\n"
 	"Example.COM = 192.0.2.1:25\n"
 	"* = mx\n"
+	"\n"
+	"[sendmail]\n"
+	"group = maildrop\n"
+	"trusted_users = root, backup _svc-1\n"
+	"sender_domain = mail.example.org\n"
 	"\n"
 	"[fs]\n"
 	"mountpoint = /mnt/sg\n"
@@ -265,6 +275,11 @@ START_TEST(test_full_file)
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/sg");
 	ck_assert(cfg.allow_other);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
+	ck_assert_str_eq(cfg.drop_group, "maildrop");
+	ck_assert_uint_eq(cfg.n_trusted_users, 3);
+	ck_assert(cfg_user_is_trusted(&cfg, "backup") && cfg_user_is_trusted(&cfg, "_svc-1"));
+	ck_assert(!cfg_user_is_trusted(&cfg, "Backup"));
+	ck_assert_str_eq(cfg_sender_domain(&cfg), "mail.example.org");
 	cfg_free(&cfg);
 }
 END_TEST
@@ -330,6 +345,10 @@ static const struct err_case {
 	    "'dane' is not one of none, may, encrypt, verify, wrapper" },
 	{ "empty credentials path", "[relay]\ncredentials =\n", 2, "[relay] credentials", "empty path" },
 	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
+	{ "bad trusted user", "[sendmail]\ntrusted_users = root Bob\n", 2, "[sendmail] trusted_users",
+	    "'Bob' is not a user name" },
+	{ "bad sender domain", "[sendmail]\nsender_domain = a..b\n", 2, "[sendmail] sender_domain",
+	    "'a..b' is not a domain name" },
 	{ "bad CIDR prefix", "[smtpd]\nrelay_networks = 10.0.0.0/33\n", 2, "[smtpd] relay_networks", "10.0.0.0/33" },
 	{ "bad CIDR v6 prefix", "[smtpd]\nrelay_networks = ::1/129\n", 2, "[smtpd] relay_networks", "::1/129" },
 	{ "CIDR without prefix", "[smtpd]\nrelay_networks = 10.0.0.0/\n", 2, "[smtpd] relay_networks", "10.0.0.0/" },

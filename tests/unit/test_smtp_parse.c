@@ -1,6 +1,6 @@
 /*
  * NAME
- *	test_smtp_parse - unit tests of smtpd/smtp_parse.c
+ *	test_smtp_parse - unit tests of common/smtp_parse.c
  * DESCRIPTION
  *	Table-driven: each table row is one line a client could send (good,
  *	bad, overlong, with NUL or 8-bit bytes, without brackets, "<>", with
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "../../common/errmap.h"
-#include "../../smtpd/smtp_parse.h"
+#include "../../common/smtp_parse.h"
 #include "testutil.h"
 
 #define LINE(s)	s, sizeof(s) - 1	/* literal with its length: NULs allowed */

@@ -104,8 +104,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/addr.h"
-#include "../common/errmap.h"
+#include "addr.h"
+#include "errmap.h"
 
 #define SMTP_VERB_MAX	16	/* longest verb + NUL */
 #define SMTP_HELO_MAX	256	/* longest HELO/EHLO argument + NUL */

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/addr.h"
-#include "../common/errmap.h"
+#include "addr.h"
+#include "errmap.h"
 #include "smtp_parse.h"
 
 #define SMTP_PARAM_KEY_MAX	32	/* longest ESMTP keyword we look at, + NUL */
