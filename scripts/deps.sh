@@ -26,6 +26,7 @@ SPOOLGATE_PACKAGES=(
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)
 	systemd mandoc                                # tests/package: systemd-analyze verify/security, mandoc -Tlint
+	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
 )
 
 # Only ./test --fuzz: libFuzzer comes with clang's runtime libraries.  The
