@@ -2,11 +2,13 @@
 # NAME
 #	boot.sh - the installed units under a real systemd, in a throwaway container
 # SYNOPSIS
-#	tests/package/boot.sh     (SPOOLGATE_BUILD: the meson build root)
+#	tests/package/boot.sh          (SPOOLGATE_BUILD: the meson build root)
+#	tests/package/boot.sh DEB      the Debian package instead (scripts/build-deb.sh)
 # DESCRIPTION
 #	This machine's PID 1 need not be systemd, so the test boots one:
-#	an overlay of / (changes on a tmpfs) gets `meson install` of the build,
-#	the user, group and spool as README.md says for an install from source,
+#	an overlay of / (changes on a tmpfs) gets `meson install` of the build
+#	and the user, group and spool as README.md says for an install from
+#	source (or, given a DEB, `dpkg -i` of it, whose postinst makes them),
 #	both units enabled and the machine's own services masked; then
 #	systemd-nspawn boots it (private network, /dev/fuse bound in,
 #	CAP_SYS_ADMIN kept for the FUSE mount) and, from inside, checks that
@@ -33,7 +35,7 @@ fail() { log "FAIL: $*"; exit 1; }
 skip() { log "SKIP: $*"; exit 77; }
 
 if [ "${1:-}" = --inside ]; then
-	work=$2 build=$3
+	work=$2 build=$3 deb=${4:-}
 	root=$work/root
 	nspawn_pid=""
 	stop_container() {
@@ -50,8 +52,16 @@ if [ "${1:-}" = --inside ]; then
 	mount -t overlay overlay -o lowerdir=/,upperdir="$work/upper",workdir="$work/work" "$root"
 	mount -t tmpfs tmpfs /run		# nspawn's own state, private to this namespace
 
-	meson install -C "$build" --no-rebuild --destdir "$root" >"$work/install.log" 2>&1 ||
-		{ cat "$work/install.log" >&2; fail "meson install"; }
+	# A machine without the user.
+	chroot "$root" sh -c 'userdel spoolgate 2>/dev/null; groupdel spoolgate 2>/dev/null; true'
+	if [ -n "$deb" ]; then
+		cp "$deb" "$root/tmp/spoolgate.deb"
+		chroot "$root" env DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/spoolgate.deb >"$work/install.log" 2>&1 ||
+			{ cat "$work/install.log" >&2; fail "dpkg -i"; }
+	else
+		meson install -C "$build" --no-rebuild --destdir "$root" >"$work/install.log" 2>&1 ||
+			{ cat "$work/install.log" >&2; fail "meson install"; }
+	fi
 	unit=$(cd "$root" && find lib usr/lib -path '*/systemd/system/spoolgate-smtpd.service' 2>/dev/null | head -1)
 	[ -n "$unit" ] || fail "no spoolgate-smtpd.service installed"
 	exec_start=$(sed -n 's/^ExecStart=//p' "$root/$unit")
@@ -60,10 +70,10 @@ if [ "${1:-}" = --inside ]; then
 	mnt=$(chroot "$root" "$smtpd" -c "$conf" -p fs.mountpoint)
 	log "installed: $smtpd -c $conf, spool $spool, mount $mnt"
 
-	# A machine without the user, set up as README.md says for a source install.
-	chroot "$root" sh -c 'userdel spoolgate 2>/dev/null; groupdel spoolgate 2>/dev/null; true'
-	chroot "$root" adduser --system --group --quiet --no-create-home --home /nonexistent spoolgate
-	chroot "$root" install -d -o spoolgate -g spoolgate -m 0750 "$spool"
+	if [ -z "$deb" ]; then		# as README.md says for a source install
+		chroot "$root" adduser --system --group --quiet --no-create-home --home /nonexistent spoolgate
+		chroot "$root" install -d -o spoolgate -g spoolgate -m 0750 "$spool"
+	fi
 	# Only what the test needs boots: the machine's own services are masked.
 	for u in $(cd "$root/etc/systemd/system" && find . -path './*.wants/*' -printf '%f\n' | sort -u); do
 		case $u in spoolgate-*|*.target) ;; *) ln -sfn /dev/null "$root/etc/systemd/system/$u" ;; esac
@@ -135,11 +145,17 @@ PY
 	exit 0
 fi
 
-build=${SPOOLGATE_BUILD:?SPOOLGATE_BUILD: the meson build root}
+deb=""
+if [ -n "${1:-}" ]; then
+	deb=$(realpath "$1")
+	build=/nonexistent
+else
+	build=$(realpath "${SPOOLGATE_BUILD:?SPOOLGATE_BUILD: the meson build root}")
+fi
 [ "$(id -u)" -eq 0 ] || skip "needs root"
 command -v systemd-nspawn >/dev/null || skip "systemd-nspawn is not installed (package systemd-container)"
 [ -c /dev/fuse ] || skip "/dev/fuse is missing"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip "no overlayfs"
 work=$(mktemp -d /tmp/sg-boot.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-unshare --mount --propagation private "$(realpath "$0")" --inside "$work" "$(realpath "$build")"
+unshare --mount --propagation private "$(realpath "$0")" --inside "$work" "$build" "$deb"
