@@ -38,13 +38,30 @@ if [ "${1:-}" = --inside ]; then
 	work=$2 build=$3 deb=${4:-}
 	root=$work/root
 	nspawn_pid=""
+	# Power the container off; if its systemd does not answer (it failed, or
+	# its bus is not up yet), SIGKILL to it ends its whole PID namespace.
+	# Killing nspawn alone would leave the container running.
 	stop_container() {
 		[ -n "$nspawn_pid" ] || return 0
-		[ -n "${init:-}" ] && nsenter -t "$init" -a systemctl poweroff >/dev/null 2>&1 || true
+		[ -n "${init:-}" ] || init=$(find_init)
+		[ -n "$init" ] && timeout 20 nsenter -t "$init" -a systemctl poweroff >/dev/null 2>&1 || true
 		for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || return 0; sleep 0.2; done
+		[ -n "$init" ] && kill -KILL "$init" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || return 0; sleep 0.2; done
 		kill -KILL "$nspawn_pid" 2>/dev/null || true
 	}
+	# The container's systemd: nspawn's child, or its grandchild when nspawn forks.
+	find_init() {
+		local p found
+		found=$(pgrep -P "$nspawn_pid" -x systemd || true)
+		for p in $(pgrep -P "$nspawn_pid" || true); do
+			[ -n "$found" ] && break
+			found=$(pgrep -P "$p" -x systemd || true)
+		done
+		printf '%s' "$found"
+	}
 	trap 'stop_container' EXIT
+	trap 'exit 1' TERM INT HUP	# meson's timeout: still power off
 	in_box() { nsenter -t "$init" -a "$@"; }
 
 	mount -t tmpfs tmpfs "$work"
@@ -87,12 +104,7 @@ if [ "${1:-}" = --inside ]; then
 	nspawn_pid=$!
 	init=""
 	for _ in $(seq 300); do
-		# systemd is nspawn's child, or its grandchild when nspawn forks
-		init=$(pgrep -P "$nspawn_pid" -x systemd || true)
-		for p in $(pgrep -P "$nspawn_pid" || true); do
-			[ -n "$init" ] && break
-			init=$(pgrep -P "$p" -x systemd || true)
-		done
+		init=$(find_init)
 		[ -n "$init" ] && break
 		kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/console.log" >&2; fail "systemd-nspawn ended"; }
 		sleep 0.2
