@@ -1194,3 +1194,19 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 		return -ENOENT;
 	return format_value(k, l, out, outlen);
 }
+
+int
+cfg_key_at(size_t i, const char **section, const char **key)
+{
+	const struct cfg_key *k;
+
+	if (i < NKEYS(cfg_keys))
+		k = &cfg_keys[i];
+	else if (i - NKEYS(cfg_keys) < NKEYS(listener_keys))
+		k = &listener_keys[i - NKEYS(cfg_keys)];
+	else
+		return -ENOENT;
+	*section = k->section;
+	*key = k->key;
+	return 0;
+}

@@ -9,6 +9,7 @@
  *	void cfg_free(struct cfg *cfg);
  *	int cfg_value(const struct cfg *cfg, const char *section, const char *key,
  *	    char *out, size_t outlen);
+ *	int cfg_key_at(size_t i, const char **section, const char **key);
  * DESCRIPTION
  *	One INI file (parsed with inih) configures both daemons; each reads
  *	the sections it needs.  docs in README.md and etc/spoolgate.conf list
@@ -65,6 +66,13 @@
  *	0, -ENOENT for a key that does not exist, -EOPNOTSUPP for a list or
  *	the log level, -ENAMETOOLONG when out is too small.  Scripts use it
  *	through spoolgate-smtpd -p (./run creates the [spool] user with it).
+ *
+ *	cfg_key_at() names the i-th key the file accepts (from 0): its
+ *	section ("listener" for the keys of a [listener NAME] section, which
+ *	[smtpd] takes too) and its name, pointers to static strings; it
+ *	returns -ENOENT past the last key.  [routes] keys are domains and
+ *	not listed.  The unit test of the manual page spoolgate.conf(5)
+ *	walks it, so that the page documents exactly the keys there are.
  * OWNERSHIP
  *	Strings in struct cfg are owned by it and freed by cfg_free().
  */
@@ -198,6 +206,7 @@ void cfg_defaults(struct cfg *cfg);
 int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
 void cfg_free(struct cfg *cfg);
 int cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen);
+int cfg_key_at(size_t i, const char **section, const char **key);
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
 const char *cfg_sender_domain(const struct cfg *cfg);

@@ -24,6 +24,11 @@
  *	idle sessions get 421 4.3.2, a message being committed still gets its
  *	reply, the relay gives its claims back, pending commits finish; exit 0.
  *
+ *	Under systemd (Type=notify, etc/systemd/spoolgate-smtpd.service) it
+ *	sends READY=1 once the spool is recovered and every listener is bound
+ *	(with the event=listening line), and STOPPING=1 at the first SIGTERM
+ *	or SIGINT (notify.h); without $NOTIFY_SOCKET nothing is sent.
+ *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
  *	the next delivery attempts use the new user and password.  A file
  *	that does not load (others may read it, a bad line) changes nothing
@@ -60,6 +65,7 @@
 
 #include "../common/cfg.h"
 #include "../common/log.h"
+#include "../common/notify.h"
 #include "../common/spool.h"
 #include "commitq.h"
 #include "pickup.h"
@@ -211,6 +217,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	d->stopping = true;
 	log_info("stop", "signal=%d", (int)sig);
+	notify_stopping();
 	server_shutdown(d->srv, drained, d);
 }
 
@@ -236,6 +243,17 @@ log_listeners(const struct server *srv)
 		log_info("listener", "listener=%s addr=%s tls=%s auth=%s", l->cfg->name, l->addr,
 		    l->cfg->tls != NULL ? l->cfg->tls : "none", cfg_auth_mode_name(l->cfg->auth));
 	}
+}
+
+/* READY=1 for systemd (Type=notify): recovered, every listener bound. */
+static void
+notify_ready_listening(const struct server *srv)
+{
+	char status[128];
+
+	snprintf(status, sizeof(status), "listening on %s (%zu listener%s)", server_address(srv),
+	    srv->nlisteners, srv->nlisteners == 1 ? "" : "s");
+	notify_ready(status);
 }
 
 static int
@@ -298,6 +316,7 @@ start(struct daemon *d)
 	log_listeners(d->srv);
 	log_info("listening", "addr=%s listeners=%zu hostname=%s version=%s", server_address(d->srv),
 	    d->srv->nlisteners, d->srv->hostname, SPOOLGATE_VERSION);
+	notify_ready_listening(d->srv);
 	return 0;
 }
 
