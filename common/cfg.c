@@ -56,6 +56,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
+	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -162,6 +163,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->hostname);
 	free(cfg->listen);
 	free(cfg->banner);
+	free(cfg->auth_users);
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);

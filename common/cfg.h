@@ -93,6 +93,7 @@ struct cfg {
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */
 	size_t		n_relay_networks;
 	char	       *banner;			/* banner = spoolgate ESMTP */
+	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */

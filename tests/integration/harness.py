@@ -177,7 +177,7 @@ _SECTION = {
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
     'session_deadline': 'smtpd',
-    'relay_networks': 'smtpd',
+    'relay_networks': 'smtpd', 'auth_users': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
