@@ -25,7 +25,7 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY };
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_AUTHMODE, T_AUTHMECH };
 
 struct cfg_key {
 	const char     *section;
@@ -57,6 +57,11 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
 	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
+	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
+	K("smtpd", "auth", T_AUTHMODE, auth.mode, 0, 0),
+	K("smtpd", "auth_plaintext", T_BOOL, auth.plaintext, 0, 0),
+	K("smtpd", "auth_min_mechanism", T_AUTHMECH, auth.min_mechanism, 0, 0),
+	K("smtpd", "restrict_sender", T_BOOL, auth.restrict_sender, 0, 0),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -154,6 +159,33 @@ parse_tls_policy(const char *value, char **field, char *msg, size_t msglen)
 	return -EINVAL;
 }
 
+static const char *const auth_mode_names[] = {
+	[CFG_AUTH_NO] = "no", [CFG_AUTH_OFFER] = "offer", [CFG_AUTH_REQUIRED] = "required",
+};
+
+static int
+parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+{
+	for (size_t i = 0; i < sizeof(auth_mode_names) / sizeof(auth_mode_names[0]); i++)
+		if (strcasecmp(value, auth_mode_names[i]) == 0)
+			return (*out = (enum cfg_auth_mode)i), 0;
+	snprintf(msg, msglen, "'%s' is not one of no, offer, required", value);
+	return -EINVAL;
+}
+
+/* sasl.h's mechanisms, spelled here as the TLS policies are (no GNU SASL in common/). */
+static int
+parse_auth_mechanism(const char *value, char **field, char *msg, size_t msglen)
+{
+	static const char *const names[] = { "LOGIN", "PLAIN", "SCRAM-SHA-256" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0)
+			return set_string(field, names[i]);
+	snprintf(msg, msglen, "'%s' is not one of LOGIN, PLAIN, SCRAM-SHA-256", value);
+	return -EINVAL;
+}
+
 void
 cfg_free(struct cfg *cfg)
 {
@@ -164,6 +196,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->listen);
 	free(cfg->banner);
 	free(cfg->auth_users);
+	free(cfg->auth.min_mechanism);
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
@@ -203,6 +236,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->session_deadline = 3600;
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
+	cfg->auth_failure_delay = 1;
 	parse_nets(cfg, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
 	cfg->resolver = xstrdup("");
@@ -485,6 +519,10 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 		return parse_nets(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_TLSPOLICY:
 		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
+	case T_AUTHMODE:
+		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
+	case T_AUTHMECH:
+		return parse_auth_mechanism(value, field, ps->detail, sizeof(ps->detail));
 	case T_LOGLEVEL:
 		if (log_level_parse(value, &lvl) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not one of debug, info, warn, error", value);
@@ -789,6 +827,7 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 		case T_NEXTHOP:
 		case T_RESOLVER:
 		case T_TLSPOLICY:
+		case T_AUTHMECH:
 			s = *(char *const *)field;
 			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
 			break;
@@ -800,6 +839,9 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 			break;
 		case T_BOOL:
 			n = snprintf(out, outlen, "%s", *(const bool *)field ? "yes" : "no");
+			break;
+		case T_AUTHMODE:
+			n = snprintf(out, outlen, "%s", auth_mode_names[*(const enum cfg_auth_mode *)field]);
 			break;
 		default:
 			return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */

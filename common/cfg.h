@@ -65,6 +65,20 @@ struct cfg_net {
 	unsigned	prefix;
 };
 
+/*
+ * The AUTH policy of a listener (RFC 4954): whether AUTH is offered or
+ * required before MAIL, whether PLAIN and LOGIN (which send the password)
+ * may be used without TLS, the weakest mechanism taken (534 below it), and
+ * whether an authenticated user may only send as its own addresses.
+ */
+enum cfg_auth_mode { CFG_AUTH_NO, CFG_AUTH_OFFER, CFG_AUTH_REQUIRED };
+struct cfg_auth_policy {
+	enum cfg_auth_mode mode;		/* auth = no | offer | required */
+	bool		plaintext;		/* auth_plaintext = no */
+	char	       *min_mechanism;		/* auth_min_mechanism = (none): LOGIN, PLAIN or SCRAM-SHA-256 */
+	bool		restrict_sender;	/* restrict_sender = no */
+};
+
 struct cfg {
 	char	       *path;			/* the file this came from, or "(defaults)" */
 
@@ -94,6 +108,8 @@ struct cfg {
 	size_t		n_relay_networks;
 	char	       *banner;			/* banner = spoolgate ESMTP */
 	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
+	unsigned	auth_failure_delay;	/* 1 s before the first 535, doubling per failure */
+	struct cfg_auth_policy auth;		/* auth, auth_plaintext, auth_min_mechanism, restrict_sender */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */

@@ -45,10 +45,11 @@ static const struct {
 	const char     *name;
 	bool		sends_password;		/* PLAIN and LOGIN: needs TLS */
 	bool		initial_response;
+	int		strength;		/* for a listener's minimum */
 } mechs[MECH__COUNT] = {
-	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true },
-	[MECH_PLAIN] = { "PLAIN", true, true },
-	[MECH_LOGIN] = { "LOGIN", true, false },
+	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true, 2 },
+	[MECH_PLAIN] = { "PLAIN", true, true, 1 },
+	[MECH_LOGIN] = { "LOGIN", true, false, 1 },
 };
 
 static const char *const status_names[] = {
@@ -467,6 +468,24 @@ bool
 sasl_server_supports(const char *mech)
 {
 	return mech != NULL && mech_find(mech, strlen(mech)) >= 0;
+}
+
+const char *
+sasl_mech_at(size_t i, bool *sends_password, int *strength)
+{
+	if (i >= MECH__COUNT)
+		return NULL;
+	*sends_password = mechs[i].sends_password;
+	*strength = mechs[i].strength;
+	return mechs[i].name;
+}
+
+const char *
+sasl_mech_lookup(const char *mech, bool *sends_password, int *strength)
+{
+	int m = mech != NULL ? mech_find(mech, strlen(mech)) : -1;
+
+	return m < 0 ? NULL : sasl_mech_at((size_t)m, sends_password, strength);
 }
 
 enum sasl_status

@@ -56,6 +56,8 @@
 #include "../common/cfg.h"
 #include "../common/log.h"
 #include "../common/spool.h"
+#include "../common/userdb.h"
+#include "auth.h"
 #include "commitq.h"
 #include "runner.h"
 #include "server.h"
@@ -69,6 +71,7 @@ struct daemon {
 	struct server	       *srv;
 	struct commitq	       *cq;
 	struct runner	       *runner;
+	struct auth	       *auth;
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -183,6 +186,29 @@ print_value(const struct cfg *cfg, const char *name)
 	return 0;
 }
 
+/* -n: the users file of AUTH loads (as whoever runs the check). */
+static int
+check_auth_users(const struct cfg *cfg)
+{
+	struct userdb *db;
+	char err[1024];
+	int r;
+
+	if (cfg->auth.mode != CFG_AUTH_NO && cfg->auth_users == NULL) {
+		fprintf(stderr, "%s: %s: [smtpd] auth = %s needs auth_users (a file made with spoolgate-passwd)\n",
+		    PROG, cfg->path, cfg->auth.mode == CFG_AUTH_REQUIRED ? "required" : "offer");
+		return -EINVAL;
+	}
+	if (cfg->auth_users == NULL)
+		return 0;
+	if ((r = userdb_load(cfg->auth_users, &db, err, sizeof(err))) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return r;
+	}
+	userdb_free(db);
+	return 0;
+}
+
 static void
 drained(void *arg)
 {
@@ -213,8 +239,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 
 	(void)what;
-	log_info("reload", "signal=%d what=credentials", (int)sig);
+	log_info("reload", "signal=%d what=credentials,auth_users", (int)sig);
 	(void)runner_reload(d->runner);		/* logs what it did, or why not */
+	auth_reload(d->auth);			/* the same */
 }
 
 static int
@@ -259,6 +286,11 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
+	if ((r = auth_new(&d->cfg, d->spool, d->cq, d->cfg.auth.mode != CFG_AUTH_NO, &d->auth)) < 0) {
+		log_error("startup", "error=\"cannot set up AUTH: %s\"", strerror(-r));
+		return -1;
+	}
+	d->srv->auth = d->auth;
 	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
 	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
 	    (d->ev_hup = evsignal_new(d->base, SIGHUP, reload_cb, d)) == NULL ||
@@ -280,6 +312,7 @@ stop(struct daemon *d)
 	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
+	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
 	if (d->ev_term != NULL)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
@@ -341,7 +374,7 @@ main(int argc, char **argv)
 	if (check_only) {
 		struct passwd *pw;
 
-		if (lookup_user(&d.cfg, &pw) < 0) {
+		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0) {
 			cfg_free(&d.cfg);
 			return 1;
 		}

@@ -57,6 +57,7 @@
 
 struct session;
 struct server_slot;
+struct auth;
 
 #define SERVER_ADDR_MAX	64	/* "[ipv6]:port" */
 
@@ -66,6 +67,7 @@ struct server {
 	struct spool	       *spool;
 	struct commitq	       *cq;		/* from server_start() */
 	struct runner	       *runner;		/* from server_start() */
+	struct auth	       *auth;		/* AUTH's users and SASL (auth.h), set before server_start() */
 	struct evconnlistener  *listener;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */
 	struct event	       *ev_grace;	/* shutdown grace period */
