@@ -25,7 +25,8 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_AUTHMODE, T_AUTHMECH };
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS,
+    T_AUTHMECH };
 
 struct cfg_key {
 	const char     *section;
@@ -43,7 +44,6 @@ static const struct cfg_key cfg_keys[] = {
 	K("spool", "mailboxes", T_MAILBOXES, mailboxes, 0, 0),
 	K("spool", "user", T_STRING, user, 0, 0),
 	K("spool", "hostname", T_STRING, hostname, 0, 0),
-	K("smtpd", "listen", T_HOSTPORT, listen, 0, 0),
 	K("smtpd", "banner", T_STRING, banner, 0, 0),
 	K("smtpd", "max_sessions", T_UINT, max_sessions, 1, 100000),
 	K("smtpd", "max_sessions_per_client", T_UINT, max_sessions_per_client, 1, 100000),
@@ -58,10 +58,6 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
 	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
 	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
-	K("smtpd", "auth", T_AUTHMODE, auth.mode, 0, 0),
-	K("smtpd", "auth_plaintext", T_BOOL, auth.plaintext, 0, 0),
-	K("smtpd", "auth_min_mechanism", T_AUTHMECH, auth.min_mechanism, 0, 0),
-	K("smtpd", "restrict_sender", T_BOOL, auth.restrict_sender, 0, 0),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -88,6 +84,31 @@ static const struct cfg_key cfg_keys[] = {
 	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
 };
 
+/*
+ * The keys of a listener, in [listener NAME] and (but relay_networks,
+ * which is [smtpd]'s own there) in [smtpd] for the shorthand listener.
+ */
+#define LK(key, type, field) { "listener", key, type, offsetof(struct cfg_listener, field), 0, 0 }
+
+static const struct cfg_key listener_keys[] = {
+	LK("listen", T_HOSTPORT, listen),
+	LK("tls", T_LISTENER_TLS, tls),
+	LK("tls_cert_file", T_PATH, tls_cert_file),
+	LK("tls_key_file", T_PATH, tls_key_file),
+	LK("tls_chain_file", T_PATH, tls_chain_file),
+	LK("tls_ciphers", T_STRING, tls_ciphers),
+	LK("tls_ciphersuites", T_STRING, tls_ciphersuites),
+	LK("auth", T_AUTHMODE, auth),
+	LK("auth_plaintext", T_BOOL, auth_plaintext),
+	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
+	LK("restrict_sender", T_BOOL, restrict_sender),
+	LK("relay_networks", T_LISTENER_NETS, relay_networks),
+};
+
+#define NKEYS(table)	(sizeof(table) / sizeof((table)[0]))
+#define SHORTHAND	"smtpd"		/* the listener of [smtpd]'s own keys */
+#define SHORTHAND_LISTEN "127.0.0.1:2525"	/* its address unless [smtpd] listen says */
+
 struct cfg_parse {
 	struct cfg     *cfg;
 	const char     *basedir;	/* directory of the file, for relative paths */
@@ -97,6 +118,8 @@ struct cfg_parse {
 	int		err_line;	/* line of that error */
 	int		line;		/* line being read */
 	FILE	       *fp;
+	bool		shorthand_used;	/* a listener key in [smtpd] */
+	bool		named_seen;	/* a [listener NAME] section */
 };
 
 static char *
@@ -131,6 +154,31 @@ free_routes(struct cfg *cfg)
 
 static int set_string(char **field, const char *value);
 
+static void
+listener_free(struct cfg_listener *l)
+{
+	free(l->name);
+	free(l->listen);
+	free(l->tls);
+	free(l->tls_cert_file);
+	free(l->tls_key_file);
+	free(l->tls_chain_file);
+	free(l->tls_ciphers);
+	free(l->tls_ciphersuites);
+	free(l->auth_min_mechanism);
+	memset(l, 0, sizeof(*l));
+}
+
+static void
+free_listeners(struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_listeners; i++)
+		listener_free(&cfg->listeners[i]);
+	cfg->n_listeners = 0;
+}
+
 /* The relay's TLS and AUTH keys (tls.h and sasl.h give them meaning). */
 static void
 cfg_free_relay_tls(struct cfg *cfg)
@@ -159,20 +207,6 @@ parse_tls_policy(const char *value, char **field, char *msg, size_t msglen)
 	return -EINVAL;
 }
 
-static const char *const auth_mode_names[] = {
-	[CFG_AUTH_NO] = "no", [CFG_AUTH_OFFER] = "offer", [CFG_AUTH_REQUIRED] = "required",
-};
-
-static int
-parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
-{
-	for (size_t i = 0; i < sizeof(auth_mode_names) / sizeof(auth_mode_names[0]); i++)
-		if (strcasecmp(value, auth_mode_names[i]) == 0)
-			return (*out = (enum cfg_auth_mode)i), 0;
-	snprintf(msg, msglen, "'%s' is not one of no, offer, required", value);
-	return -EINVAL;
-}
-
 /* sasl.h's mechanisms, spelled here as the TLS policies are (no GNU SASL in common/). */
 static int
 parse_auth_mechanism(const char *value, char **field, char *msg, size_t msglen)
@@ -193,10 +227,9 @@ cfg_free(struct cfg *cfg)
 	free(cfg->spool_dir);
 	free(cfg->user);
 	free(cfg->hostname);
-	free(cfg->listen);
+	free_listeners(cfg);
 	free(cfg->banner);
 	free(cfg->auth_users);
-	free(cfg->auth.min_mechanism);
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
@@ -207,7 +240,7 @@ cfg_free(struct cfg *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-static int parse_nets(struct cfg *cfg, const char *value, char *msg, size_t msglen);
+static int parse_nets(struct cfg_net *nets, size_t *n_nets, const char *value, char *msg, size_t msglen);
 
 void
 cfg_defaults(struct cfg *cfg)
@@ -224,7 +257,9 @@ cfg_defaults(struct cfg *cfg)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
 	cfg->hostname = xstrdup(host);
-	cfg->listen = xstrdup("127.0.0.1:2525");
+	cfg->listeners[0].name = xstrdup(SHORTHAND);
+	cfg->listeners[0].listen = xstrdup(SHORTHAND_LISTEN);
+	cfg->n_listeners = 1;
 	cfg->banner = xstrdup("spoolgate ESMTP");
 	cfg->max_sessions = 100;
 	cfg->max_sessions_per_client = 10;
@@ -237,7 +272,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
 	cfg->auth_failure_delay = 1;
-	parse_nets(cfg, "127.0.0.0/8 ::1/128", NULL, 0);
+	parse_nets(cfg->relay_networks, &cfg->n_relay_networks, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
 	cfg->resolver = xstrdup("");
 	cfg->dns_timeout = 30;
@@ -359,7 +394,7 @@ parse_one_net(const char *word, struct cfg_net *net)
 }
 
 static int
-parse_nets(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+parse_nets(struct cfg_net *nets, size_t *n_nets, const char *value, char *msg, size_t msglen)
 {
 	char *words[CFG_MAX_LIST];
 	size_t n = 0, i;
@@ -369,15 +404,15 @@ parse_nets(struct cfg *cfg, const char *value, char *msg, size_t msglen)
 		free_list(words, &n);
 		return r;
 	}
-	cfg->n_relay_networks = 0;
+	*n_nets = 0;
 	for (i = 0; i < n; i++) {
-		if (parse_one_net(words[i], &cfg->relay_networks[i]) < 0) {
+		if (parse_one_net(words[i], &nets[i]) < 0) {
 			if (msg != NULL)
 				snprintf(msg, msglen, "'%s' is not an address or CIDR network", words[i]);
 			free_list(words, &n);
 			return -EINVAL;
 		}
-		cfg->n_relay_networks++;
+		(*n_nets)++;
 	}
 	free_list(words, &n);
 	return 0;
@@ -458,11 +493,53 @@ set_string(char **field, const char *value)
 	return 0;
 }
 
+/* The names of cfg_auth_mode, in its order. */
+static const char *const auth_mode_names[] = { "no", "offer", "required" };
+
+const char *
+cfg_auth_mode_name(enum cfg_auth_mode mode)
+{
+	return (size_t)mode < NKEYS(auth_mode_names) ? auth_mode_names[mode] : "?";
+}
+
 static int
-apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
+parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS(auth_mode_names); i++) {
+		if (strcasecmp(value, auth_mode_names[i]) == 0) {
+			*out = (enum cfg_auth_mode)i;
+			return 0;
+		}
+	}
+	snprintf(msg, msglen, "'%s' is not one of no, offer, required", value);
+	return -EINVAL;
+}
+
+/* A listener's tls: the relay's policy names but verify (a server does not verify clients). */
+static int
+parse_listener_tls(const char *value, char **field, char *msg, size_t msglen)
+{
+	if (strcasecmp(value, "verify") == 0) {
+		snprintf(msg, msglen, "'%s' is a relay policy; a listener's tls is one of none, may, encrypt, wrapper",
+		    value);
+		return -EINVAL;
+	}
+	if (parse_tls_policy(value, field, msg, msglen) < 0) {
+		snprintf(msg, msglen, "'%s' is not one of none, may, encrypt, wrapper", value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Applies one key to base: the struct cfg, or a struct cfg_listener for listener_keys. */
+static int
+apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char *value)
 {
 	struct cfg *cfg = ps->cfg;
-	void *field = (char *)cfg + k->offset;
+	void *field = (char *)base + k->offset;
+	struct cfg_listener *lst = base;
 	struct route_nexthop nh;
 	char host[256];
 	unsigned long v;
@@ -516,11 +593,18 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, const char *value)
 	case T_MAILBOXES:
 		return parse_mailboxes(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_NETS:
-		return parse_nets(cfg, value, ps->detail, sizeof(ps->detail));
-	case T_TLSPOLICY:
-		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
+		return parse_nets(cfg->relay_networks, &cfg->n_relay_networks, value, ps->detail,
+		    sizeof(ps->detail));
+	case T_LISTENER_NETS:
+		lst->relay_networks_set = true;
+		return parse_nets(lst->relay_networks, &lst->n_relay_networks, value, ps->detail,
+		    sizeof(ps->detail));
+	case T_LISTENER_TLS:
+		return parse_listener_tls(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMODE:
 		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
+	case T_TLSPOLICY:
+		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMECH:
 		return parse_auth_mechanism(value, field, ps->detail, sizeof(ps->detail));
 	case T_LOGLEVEL:
@@ -586,18 +670,120 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 	return 0;
 }
 
+/* "listener NAME" -> NAME; NULL for any other section. */
+static const char *
+listener_section_name(const char *section)
+{
+	static const char prefix[] = "listener ";
+
+	if (strncmp(section, prefix, sizeof(prefix) - 1) != 0)
+		return NULL;
+	return section + sizeof(prefix) - 1;
+}
+
+static bool
+listener_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len >= CFG_LISTENER_NAME_MAX)
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == len;
+}
+
+static struct cfg_listener *
+listener_lookup(struct cfg *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_listeners; i++)
+		if (strcmp(cfg->listeners[i].name, name) == 0)
+			return &cfg->listeners[i];
+	return NULL;
+}
+
+const struct cfg_listener *
+cfg_listener_find(const struct cfg *cfg, const char *name)
+{
+	return listener_lookup((struct cfg *)cfg, name);
+}
+
+/* The listener named name, made when new; NULL with ps->detail set when there is no room. */
+static struct cfg_listener *
+listener_get(struct cfg_parse *ps, const char *name)
+{
+	struct cfg *cfg = ps->cfg;
+	struct cfg_listener *l;
+
+	if ((l = listener_lookup(cfg, name)) != NULL)
+		return l;
+	if (cfg->n_listeners == CFG_MAX_LISTENERS) {
+		snprintf(ps->detail, sizeof(ps->detail), "more than %d listeners", CFG_MAX_LISTENERS);
+		return NULL;
+	}
+	l = &cfg->listeners[cfg->n_listeners];
+	memset(l, 0, sizeof(*l));
+	if ((l->name = strdup(name)) == NULL) {
+		snprintf(ps->detail, sizeof(ps->detail), "out of memory");
+		return NULL;
+	}
+	cfg->n_listeners++;
+	return l;
+}
+
+static const struct cfg_key *
+key_find(const struct cfg_key *table, size_t n, const char *section, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(table[i].section, section) == 0 && strcmp(table[i].key, name) == 0)
+			return &table[i];
+	return NULL;
+}
+
 static bool
 section_is_known(const char *section)
 {
 	const struct cfg_key *k;
 
-	if (strcmp(section, "routes") == 0)
+	if (strcmp(section, "routes") == 0 || listener_section_name(section) != NULL)
 		return true;
 
-	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++)
+	for (k = cfg_keys; k < cfg_keys + NKEYS(cfg_keys); k++)
 		if (strcmp(k->section, section) == 0)
 			return true;
 	return false;
+}
+
+/* Records the first error: "[section] name: what". Returns inih's 0 (stop). */
+static int
+parse_failed(struct cfg_parse *ps, const char *section, const char *name, int r)
+{
+	snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: %s", section, name, ps->detail[0] ? ps->detail : strerror(-r));
+	ps->err = r;
+	ps->err_line = ps->line;
+	return 0;
+}
+
+/* One key of a listener (section is "smtpd" for the shorthand or "listener NAME"). */
+static int
+apply_listener_key(struct cfg_parse *ps, const char *section, const char *lname, const char *name,
+    const char *value)
+{
+	const struct cfg_key *k = key_find(listener_keys, NKEYS(listener_keys), "listener", name);
+	struct cfg_listener *l;
+	int r;
+
+	if (k == NULL) {
+		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
+		return parse_failed(ps, section, name, -EINVAL);
+	}
+	if ((l = listener_get(ps, lname)) == NULL)
+		return parse_failed(ps, section, name, -EINVAL);
+	if ((r = apply_key(ps, k, l, value)) < 0)
+		return parse_failed(ps, section, name, r);
+	return 1;
 }
 
 static int
@@ -605,38 +791,123 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 {
 	struct cfg_parse *ps = user;
 	const struct cfg_key *k;
+	const char *lname;
 	int r;
 
 	if (ps->err != 0)
 		return 1;	/* keep the first error only */
+	ps->detail[0] = '\0';
 	if (strcmp(section, "routes") == 0) {
-		ps->detail[0] = '\0';
 		if ((r = apply_route(ps, name, value)) == 0)
 			return 1;
-		snprintf(ps->msg, sizeof(ps->msg), "[routes] %s: %s", name, ps->detail[0] ? ps->detail : strerror(-r));
-		ps->err = r;
-		ps->err_line = ps->line;
-		return 0;
+		return parse_failed(ps, section, name, r);
 	}
-	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
-		if (strcmp(k->section, section) != 0 || strcmp(k->key, name) != 0)
-			continue;
-		ps->detail[0] = '\0';
-		if ((r = apply_key(ps, k, value)) == 0)
+	if ((k = key_find(cfg_keys, NKEYS(cfg_keys), section, name)) != NULL) {
+		if ((r = apply_key(ps, k, ps->cfg, value)) == 0)
 			return 1;
-		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: %s", section, name,
-		    ps->detail[0] ? ps->detail : strerror(-r));
-		ps->err = r;
-		ps->err_line = ps->line;
-		return 0;
+		return parse_failed(ps, section, name, r);
+	}
+	if (strcmp(section, "smtpd") == 0 && key_find(listener_keys, NKEYS(listener_keys), "listener", name)) {
+		ps->shorthand_used = true;
+		return apply_listener_key(ps, section, SHORTHAND, name, value);
+	}
+	if ((lname = listener_section_name(section)) != NULL) {
+		if (!listener_name_valid(lname) || strcmp(lname, SHORTHAND) == 0) {
+			snprintf(ps->detail, sizeof(ps->detail),
+			    "'%s' is not a listener name (1 to %d letters, digits, '-' or '_'; not \"%s\")",
+			    lname, CFG_LISTENER_NAME_MAX - 1, SHORTHAND);
+			return parse_failed(ps, section, name, -EINVAL);
+		}
+		ps->named_seen = true;
+		return apply_listener_key(ps, section, lname, name, value);
 	}
 	if (section_is_known(section))
-		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown key", section, name);
+		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
-		snprintf(ps->msg, sizeof(ps->msg), "[%s] %s: unknown section [%s] (known: spool, smtpd, relay, routes, fs, log)",
-		    section, name, section);
-	ps->err = -EINVAL;
-	ps->err_line = ps->line;
+		snprintf(ps->detail, sizeof(ps->detail),
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, fs, log)", section);
+	return parse_failed(ps, section, name, -EINVAL);
+}
+
+/* "[smtpd]" or "[listener NAME]", for messages. */
+static void
+listener_section(const struct cfg_listener *l, char *buf, size_t len)
+{
+	if (strcmp(l->name, SHORTHAND) == 0)
+		snprintf(buf, len, "[%s]", SHORTHAND);
+	else
+		snprintf(buf, len, "[listener %s]", l->name);
+}
+
+/* Defaults that depend on other keys, and what no single key can check. */
+static int
+listener_finish(struct cfg *cfg, struct cfg_listener *l, char *msg, size_t msglen)
+{
+	char sect[CFG_LISTENER_NAME_MAX + 16];
+	size_t i;
+
+	listener_section(l, sect, sizeof(sect));
+	if (l->listen == NULL) {
+		snprintf(msg, msglen, "%s has no listen address (listen = host:port)", sect);
+		return -EINVAL;
+	}
+	for (i = 0; &cfg->listeners[i] != l; i++) {
+		if (strcmp(cfg->listeners[i].listen, l->listen) == 0) {
+			snprintf(msg, msglen, "%s listen = %s: already the address of another listener", sect, l->listen);
+			return -EINVAL;
+		}
+	}
+	if (l->tls == NULL && (l->tls = strdup(l->tls_cert_file != NULL ? "may" : "none")) == NULL)
+		return -ENOMEM;
+	if (strcmp(l->tls, "none") != 0 && (l->tls_cert_file == NULL || l->tls_key_file == NULL)) {
+		snprintf(msg, msglen, "%s tls = %s needs tls_cert_file and tls_key_file", sect, l->tls);
+		return -EINVAL;
+	}
+	if (!l->relay_networks_set) {
+		memcpy(l->relay_networks, cfg->relay_networks, sizeof(l->relay_networks));
+		l->n_relay_networks = cfg->n_relay_networks;
+	}
+	return 0;
+}
+
+/*
+ * The [smtpd] shorthand listener: made by a listener key in [smtpd], or
+ * by the absence of any listener; first in the list, listen defaulted.
+ */
+static int
+shorthand_finish(struct cfg_parse *ps)
+{
+	struct cfg *cfg = ps->cfg;
+	struct cfg_listener *l, tmp;
+
+	if (!ps->shorthand_used && cfg->n_listeners > 0)
+		return 0;
+	if ((l = listener_get(ps, SHORTHAND)) == NULL)
+		return -ENOMEM;
+	if (l->listen == NULL && (l->listen = strdup(SHORTHAND_LISTEN)) == NULL)
+		return -ENOMEM;
+	if (l != &cfg->listeners[0]) {
+		tmp = *l;
+		memmove(&cfg->listeners[1], &cfg->listeners[0], (size_t)(l - cfg->listeners) * sizeof(tmp));
+		cfg->listeners[0] = tmp;
+	}
+	return 0;
+}
+
+static int
+listeners_finish(struct cfg_parse *ps, char *msg, size_t msglen)
+{
+	struct cfg *cfg = ps->cfg;
+	size_t i;
+	int r;
+
+	if ((r = shorthand_finish(ps)) < 0) {
+		snprintf(msg, msglen, "out of memory");
+		return r;
+	}
+	for (i = 0; i < cfg->n_listeners; i++)
+		if ((r = listener_finish(cfg, &cfg->listeners[i], msg, msglen)) < 0)
+			return r;
 	return 0;
 }
 
@@ -670,6 +941,7 @@ cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
 	int line, r = 0;
 
 	cfg_defaults(cfg);
+	free_listeners(cfg);		/* the file's, or the shorthand at the end */
 	memset(&ps, 0, sizeof(ps));
 	ps.cfg = cfg;
 	if ((fp = fopen(path, "re")) == NULL) {
@@ -699,6 +971,10 @@ cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
 		}
 		snprintf(err, errlen, "%s:%d: %s", path, line, ps.msg);
 		return ps.err;
+	}
+	if ((r = listeners_finish(&ps, ps.msg, sizeof(ps.msg))) < 0) {
+		snprintf(err, errlen, "%s: %s", path, ps.msg);
+		return r;
 	}
 	if (cfg->retry_max < cfg->retry_min) {
 		snprintf(err, errlen, "%s: [relay] retry_max (%u) is less than retry_min (%u)",
@@ -747,8 +1023,10 @@ prefix_matches(const unsigned char *a, const unsigned char *b, unsigned bits)
 }
 
 bool
-cfg_net_allows_relay(const struct cfg *cfg, const struct sockaddr *sa)
+cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst, const struct sockaddr *sa)
 {
+	const struct cfg_net *nets = lst != NULL ? lst->relay_networks : cfg->relay_networks;
+	size_t n_nets = lst != NULL ? lst->n_relay_networks : cfg->n_relay_networks;
 	unsigned char addr[16];
 	int family;
 	size_t i;
@@ -769,8 +1047,8 @@ cfg_net_allows_relay(const struct cfg *cfg, const struct sockaddr *sa)
 	} else {
 		return false;
 	}
-	for (i = 0; i < cfg->n_relay_networks; i++) {
-		const struct cfg_net *n = &cfg->relay_networks[i];
+	for (i = 0; i < n_nets; i++) {
+		const struct cfg_net *n = &nets[i];
 
 		if (n->family == family && prefix_matches(addr, n->addr, n->prefix))
 			return true;
@@ -808,45 +1086,56 @@ cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port)
 }
 
 /* The value of one key as the daemons use it: scalar keys only. */
-int
-cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen)
+static int
+format_value(const struct cfg_key *k, const void *base, char *out, size_t outlen)
 {
-	const struct cfg_key *k;
-	const void *field;
+	const void *field = (const char *)base + k->offset;
 	const char *s;
 	int n;
 
-	for (k = cfg_keys; k < cfg_keys + sizeof(cfg_keys) / sizeof(cfg_keys[0]); k++) {
-		if (strcmp(k->section, section) != 0 || strcmp(k->key, key) != 0)
-			continue;
-		field = (const char *)cfg + k->offset;
-		switch (k->type) {
-		case T_STRING:
-		case T_PATH:
-		case T_HOSTPORT:
-		case T_NEXTHOP:
-		case T_RESOLVER:
-		case T_TLSPOLICY:
-		case T_AUTHMECH:
-			s = *(char *const *)field;
-			n = snprintf(out, outlen, "%s", s != NULL ? s : "");
-			break;
-		case T_UINT:
-			n = snprintf(out, outlen, "%u", *(const unsigned *)field);
-			break;
-		case T_ULONG:
-			n = snprintf(out, outlen, "%lu", *(const unsigned long *)field);
-			break;
-		case T_BOOL:
-			n = snprintf(out, outlen, "%s", *(const bool *)field ? "yes" : "no");
-			break;
-		case T_AUTHMODE:
-			n = snprintf(out, outlen, "%s", auth_mode_names[*(const enum cfg_auth_mode *)field]);
-			break;
-		default:
-			return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */
-		}
-		return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+	switch (k->type) {
+	case T_STRING:
+	case T_PATH:
+	case T_HOSTPORT:
+	case T_NEXTHOP:
+	case T_RESOLVER:
+	case T_TLSPOLICY:
+	case T_LISTENER_TLS:
+	case T_AUTHMECH:
+		s = *(char *const *)field;
+		n = snprintf(out, outlen, "%s", s != NULL ? s : "");
+		break;
+	case T_UINT:
+		n = snprintf(out, outlen, "%u", *(const unsigned *)field);
+		break;
+	case T_ULONG:
+		n = snprintf(out, outlen, "%lu", *(const unsigned long *)field);
+		break;
+	case T_BOOL:
+		n = snprintf(out, outlen, "%s", *(const bool *)field ? "yes" : "no");
+		break;
+	case T_AUTHMODE:
+		n = snprintf(out, outlen, "%s", cfg_auth_mode_name(*(const enum cfg_auth_mode *)field));
+		break;
+	default:
+		return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */
 	}
-	return -ENOENT;
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+int
+cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen)
+{
+	const struct cfg_listener *l;
+	const struct cfg_key *k;
+	const char *lname = listener_section_name(section);
+
+	if ((k = key_find(cfg_keys, NKEYS(cfg_keys), section, key)) != NULL)
+		return format_value(k, cfg, out, outlen);
+	if (strcmp(section, "smtpd") == 0)
+		lname = SHORTHAND;
+	if (lname == NULL || (k = key_find(listener_keys, NKEYS(listener_keys), "listener", key)) == NULL ||
+	    (l = cfg_listener_find(cfg, lname)) == NULL)
+		return -ENOENT;
+	return format_value(k, l, out, outlen);
 }

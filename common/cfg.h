@@ -30,12 +30,30 @@
  *	each value a next hop or "mx" / "mx:port"; a domain named twice is an
  *	error.  route_pick() (route.h) makes the decision.
  *
+ *	Listeners: each [listener NAME] section (NAME: 1..31 letters, digits,
+ *	'-' or '_') is one listening address with its own policy (struct
+ *	cfg_listener: listen, tls, tls_cert_file, tls_key_file, tls_chain_file,
+ *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, relay_networks).
+ *	The same keys in [smtpd] make the listener named "smtpd", the
+ *	one-listener shorthand of earlier configurations; it exists when the
+ *	file sets one of them in [smtpd] or has no [listener] section at all
+ *	(then with listen = 127.0.0.1:2525).  Every listener needs listen; tls
+ *	is none, may, encrypt (STARTTLS required before MAIL and AUTH) or
+ *	wrapper (implicit TLS, RFC 8314), and all but none need
+ *	tls_cert_file and tls_key_file; without tls, a listener with a
+ *	certificate offers STARTTLS (may), one without does not (none).  A
+ *	listener without relay_networks uses [smtpd]'s.  At most
+ *	CFG_MAX_LISTENERS; a name used twice is one section continued.
+ *	cfg_listener_find() finds one by name (NULL when there is none).
+ *
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
- *	address may relay (relay_networks, CIDR list).
+ *	address may relay through listener lst (its relay_networks, CIDR list;
+ *	lst NULL: [smtpd]'s).
  *
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
- *	number, yes/no) as the daemons use it into out: paths are absolute
+ *	number, yes/no) as the daemons use it into out (section "listener
+ *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
  *	or relative to the working directory, an unset text is "".  It returns
  *	0, -ENOENT for a key that does not exist, -EOPNOTSUPP for a list or
  *	the log level, -ENAMETOOLONG when out is too small.  Scripts use it
@@ -52,6 +70,8 @@
 
 #define CFG_MAX_LIST	32
 #define CFG_MAX_ROUTES	256
+#define CFG_MAX_LISTENERS	16
+#define CFG_LISTENER_NAME_MAX	32	/* [listener NAME]: letters, digits, '-', '_' */
 
 /* One line of [routes]: "example.org = [mail.example.org]:587". */
 struct cfg_route {
@@ -65,18 +85,36 @@ struct cfg_net {
 	unsigned	prefix;
 };
 
+/* What a listener asks of a client before it may do what. */
+enum cfg_auth_mode {
+	CFG_AUTH_NO,		/* auth = no: AUTH not offered */
+	CFG_AUTH_OFFER,		/* auth = offer: offered, MAIL allowed without it */
+	CFG_AUTH_REQUIRED,	/* auth = required: 530 5.7.0 to MAIL before AUTH */
+};
+
 /*
- * The AUTH policy of a listener (RFC 4954): whether AUTH is offered or
- * required before MAIL, whether PLAIN and LOGIN (which send the password)
- * may be used without TLS, the weakest mechanism taken (534 below it), and
- * whether an authenticated user may only send as its own addresses.
+ * One listening address and its policy: a [listener NAME] section, or the
+ * [smtpd] section's own keys (the one-listener shorthand, named "smtpd").
  */
-enum cfg_auth_mode { CFG_AUTH_NO, CFG_AUTH_OFFER, CFG_AUTH_REQUIRED };
-struct cfg_auth_policy {
-	enum cfg_auth_mode mode;		/* auth = no | offer | required */
-	bool		plaintext;		/* auth_plaintext = no */
-	char	       *min_mechanism;		/* auth_min_mechanism = (none): LOGIN, PLAIN or SCRAM-SHA-256 */
-	bool		restrict_sender;	/* restrict_sender = no */
+struct cfg_listener {
+	char	       *name;			/* "smtpd" or NAME */
+	char	       *listen;			/* listen = host:port, [v6]:port */
+	char	       *tls;			/* tls = none|may|encrypt|wrapper (tls.h names);
+						   NULL: may with a certificate, else none */
+	char	       *tls_cert_file;		/* PEM: the certificate, then its chain */
+	char	       *tls_key_file;		/* PEM private key, mode 0600 */
+	char	       *tls_chain_file;		/* PEM intermediates, when not in tls_cert_file */
+	char	       *tls_ciphers;		/* TLS 1.2 cipher list (tls.h default) */
+	char	       *tls_ciphersuites;	/* TLS 1.3 suites (OpenSSL's default) */
+	enum cfg_auth_mode auth;		/* auth = no|offer|required */
+	bool		auth_plaintext;		/* auth_plaintext = no: PLAIN/LOGIN need TLS */
+	char	       *auth_min_mechanism;	/* auth_min_mechanism = (none): LOGIN, PLAIN or
+						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
+	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
+						   may send only as its own addresses (553 5.7.1) */
+	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
+	size_t		n_relay_networks;
+	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
 };
 
 struct cfg {
@@ -92,8 +130,10 @@ struct cfg {
 	char	       *user;			/* user = spoolgate: drop root to this user */
 	char	       *hostname;		/* hostname = (gethostname) */
 
-	/* [smtpd] */
-	char	       *listen;			/* listen = 127.0.0.1:2525 (host:port, [v6]:port) */
+	/* [smtpd], and the listeners: [smtpd] listen & co. are the shorthand
+	 * for one listener named "smtpd" (listeners[0] when it is used). */
+	struct cfg_listener listeners[CFG_MAX_LISTENERS];
+	size_t		n_listeners;
 	unsigned	max_sessions;		/* 100 */
 	unsigned	max_sessions_per_client;	/* 10 from one IP address */
 	unsigned	max_line;		/* 2048: longest command line, CRLF included */
@@ -109,7 +149,6 @@ struct cfg {
 	char	       *banner;			/* banner = spoolgate ESMTP */
 	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
 	unsigned	auth_failure_delay;	/* 1 s before the first 535, doubling per failure */
-	struct cfg_auth_policy auth;		/* auth, auth_plaintext, auth_min_mechanism, restrict_sender */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */
@@ -155,7 +194,10 @@ int cfg_value(const struct cfg *cfg, const char *section, const char *key, char 
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
-bool cfg_net_allows_relay(const struct cfg *cfg, const struct sockaddr *sa);
+bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
+    const struct sockaddr *sa);
+const struct cfg_listener *cfg_listener_find(const struct cfg *cfg, const char *name);
+const char *cfg_auth_mode_name(enum cfg_auth_mode mode);
 
 /* Parse "host:port" or "[v6]:port" into host (no brackets) and port. 0 or -EINVAL. */
 int cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port);

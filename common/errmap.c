@@ -61,6 +61,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_DNS_TEMPFAIL, 451, "4.4.3", 0, PR, "Directory server failure: the DNS lookup failed, try again later"),
 	ROW(REPLY_REMOTE_PROTOCOL, 451, "4.5.0", 0, PR, "Protocol error in the remote server's reply"),
 	ROW(REPLY_ATRN_LOCKED, 451, "4.4.0", 0, PR, "Unable to process ATRN request now"),
+	ROW(REPLY_GREETING_REFUSED, 451, "4.4.0", 0, 0, "Host refused to talk to us"),
 	ROW(REPLY_NO_STORAGE, 452, "4.3.1", ENOSPC, FE | PR, "Insufficient system storage"),
 	ROW(REPLY_NO_MEMORY, 452, "4.3.1", ENOMEM, FE, "Insufficient system resources"),
 	ROW(REPLY_TOO_MANY_RCPTS, 452, "4.5.3", E2BIG, FE | PR, "Too many recipients"),

@@ -83,6 +83,7 @@ enum reply_id {
 	REPLY_DNS_TEMPFAIL,	/* 451 4.4.3: SERVFAIL, no DNS answer in time */
 	REPLY_REMOTE_PROTOCOL,	/* 451 4.5.0: the other server's reply made no sense */
 	REPLY_ATRN_LOCKED,	/* 451 */
+	REPLY_GREETING_REFUSED,	/* 451 4.4.0: the relay's peer greeted with 5xx (skipped, deferred) */
 	REPLY_NO_STORAGE,	/* 452 4.3.1, ENOSPC */
 	REPLY_NO_MEMORY,	/* 452 4.3.1, ENOMEM */
 	REPLY_TOO_MANY_RCPTS,	/* 452 4.5.3 */

@@ -1196,11 +1196,25 @@ dlv_on_greeting(struct delivery *d, const struct relay_reply *rep)
 			dlv_enter(d, DLV_EHLO);
 		return;
 	}
-	/* RFC 5321 5: a host that will not talk now is skipped for the next one. */
-	if (relay_reply_class(rep->code) == 4 && dlv_next_address(d, rep->text))
+	/*
+	 * RFC 5321 5: a host that will not talk now is skipped for the next
+	 * one.  So is one that greets with 5xx (RFC 5321 3.1's 554): one
+	 * misconfigured or blocking MX host is no verdict on the recipients,
+	 * so when no host is left the message is deferred, not failed
+	 * (Postfix's smtp_skip_5xx_greeting = yes).
+	 */
+	switch (relay_reply_class(rep->code)) {
+	case 4:
+		if (!dlv_next_address(d, rep->text))
+			dlv_refused_all(d, rep);
 		return;
-	if (!dlv_refused_all(d, rep))
+	case 5:
+		if (!dlv_next_address(d, rep->text))
+			dlv_abort(d, errmap_get(REPLY_GREETING_REFUSED), "%s greeted with %s", d->peer, rep->text);
+		return;
+	default:
 		dlv_unexpected(d, rep);
+	}
 }
 
 static void

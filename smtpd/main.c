@@ -5,14 +5,16 @@
  *	spoolgate-smtpd -c FILE [-n | -p SECTION.KEY]
  *	spoolgate-smtpd -h | -V
  * DESCRIPTION
- *	Reads the configuration FILE, opens and recovers the spool, binds the
- *	listener of [smtpd] listen, drops root for [spool] user, and then
+ *	Reads the configuration FILE, opens and recovers the spool, binds
+ *	every listener ([smtpd] listen, [listener NAME] sections), drops root
+ *	for [spool] user, and then
  *	serves SMTP and runs the relay's queue runner on one event loop.
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
  *	-n	check the configuration, print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
- *		print the value of one key (e.g. spool.user, fs.mountpoint) as
+ *		print the value of one key (e.g. spool.user, fs.mountpoint,
+ *		"listener submission.listen") as
  *		the daemon would use it and exit; the file must parse, but the
  *		user need not exist yet (./run reads the user to create so).
  *	-h	usage.  -V	version.
@@ -34,8 +36,10 @@
  * DIAGNOSTICS
  *	Configuration errors go to stderr as one line naming file, line and
  *	key, exit 1.  Everything else is logged as key=value lines on stderr:
- *	event=recovery at start-up, event=listening addr=... once ready (tests
- *	wait for that line), event=stopped at exit.
+ *	event=recovery at start-up, event=listener (one per listener: name,
+ *	address, tls, auth), then event=listening addr=... (the first
+ *	listener's) once every listener is bound (tests wait for that line),
+ *	event=stopped at exit.
  */
 
 #include <errno.h>
@@ -186,6 +190,16 @@ print_value(const struct cfg *cfg, const char *name)
 	return 0;
 }
 
+/* Whether any listener offers AUTH. */
+static bool
+auth_offered(const struct cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		if (cfg->listeners[i].auth != CFG_AUTH_NO)
+			return true;
+	return false;
+}
+
 /* -n: the users file of AUTH loads (as whoever runs the check). */
 static int
 check_auth_users(const struct cfg *cfg)
@@ -194,9 +208,9 @@ check_auth_users(const struct cfg *cfg)
 	char err[1024];
 	int r;
 
-	if (cfg->auth.mode != CFG_AUTH_NO && cfg->auth_users == NULL) {
-		fprintf(stderr, "%s: %s: [smtpd] auth = %s needs auth_users (a file made with spoolgate-passwd)\n",
-		    PROG, cfg->path, cfg->auth.mode == CFG_AUTH_REQUIRED ? "required" : "offer");
+	if (auth_offered(cfg) && cfg->auth_users == NULL) {
+		fprintf(stderr, "%s: %s: a listener offers AUTH but [smtpd] auth_users names no users file "
+		    "(make one with spoolgate-passwd)\n", PROG, cfg->path);
 		return -EINVAL;
 	}
 	if (cfg->auth_users == NULL)
@@ -244,6 +258,20 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	auth_reload(d->auth);			/* the same */
 }
 
+/* One line per listener: where it listens and its policy. */
+static void
+log_listeners(const struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		const struct server_listener *l = &srv->listeners[i];
+
+		log_info("listener", "listener=%s addr=%s tls=%s auth=%s", l->cfg->name, l->addr,
+		    l->cfg->tls != NULL ? l->cfg->tls : "none", cfg_auth_mode_name(l->cfg->auth));
+	}
+}
+
 static int
 start(struct daemon *d)
 {
@@ -286,7 +314,7 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
-	if ((r = auth_new(&d->cfg, d->spool, d->cq, d->cfg.auth.mode != CFG_AUTH_NO, &d->auth)) < 0) {
+	if ((r = auth_new(&d->cfg, d->spool, d->cq, auth_offered(&d->cfg), &d->auth)) < 0) {
 		log_error("startup", "error=\"cannot set up AUTH: %s\"", strerror(-r));
 		return -1;
 	}
@@ -300,8 +328,9 @@ start(struct daemon *d)
 		return -1;
 	}
 	server_start(d->srv, d->cq, d->runner);
-	log_info("listening", "addr=%s hostname=%s version=%s", server_address(d->srv), d->srv->hostname,
-	    SPOOLGATE_VERSION);
+	log_listeners(d->srv);
+	log_info("listening", "addr=%s listeners=%zu hostname=%s version=%s", server_address(d->srv),
+	    d->srv->nlisteners, d->srv->hostname, SPOOLGATE_VERSION);
 	return 0;
 }
 

@@ -4,7 +4,8 @@
  * SYNOPSIS
  *	See server.h.
  * DESCRIPTION
- *	One evconnlistener accepts; each connection becomes a session
+ *	One evconnlistener per configured listener accepts; each connection
+ *	becomes a session, which keeps the listener's policy
  *	(session.c) or a one-line 421 refusal: over cfg->max_sessions, or over
  *	cfg->max_sessions_per_client sessions from its address (counted by a
  *	walk over the live sessions: at most max_sessions of them).
@@ -153,11 +154,12 @@ sessions_from(const struct server *srv, const struct sockaddr *sa)
 }
 
 static void
-accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	struct server *srv = arg;
+	struct server_listener *lst = arg;
+	struct server *srv = lst->srv;
 
-	(void)listener;
+	(void)evl;
 	if (srv->stopping) {
 		evutil_closesocket(fd);
 		return;
@@ -170,7 +172,7 @@ accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *
 		session_refuse(srv, fd, REPLY_TOO_MANY_FROM_CLIENT, sa);
 		return;
 	}
-	session_accept(srv, fd, sa, salen);
+	session_accept(lst, fd, sa, salen);
 }
 
 static int
@@ -187,8 +189,9 @@ reserve_open(struct server *srv)
  * False when there was no reserve or no client could be accepted.
  */
 static bool
-refuse_with_reserve(struct server *srv)
+refuse_with_reserve(struct server_listener *lst)
 {
+	struct server *srv = lst->srv;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 	int fd;
@@ -197,13 +200,13 @@ refuse_with_reserve(struct server *srv)
 		return false;
 	close(srv->reserve_fd);
 	srv->reserve_fd = -1;
-	fd = accept4(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sslen,
+	fd = accept4(evconnlistener_get_fd(lst->evl), (struct sockaddr *)&ss, &sslen,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd >= 0)
 		session_refuse(srv, fd, REPLY_OUT_OF_DESCRIPTORS, (struct sockaddr *)&ss);
 	if (reserve_open(srv) < 0)
 		log_error("out-of-descriptors", "addr=%s error=\"%s\" reason=\"cannot reopen the reserve descriptor\"",
-		    srv->addr, strerror(errno));
+		    lst->addr, strerror(errno));
 	return fd >= 0;
 }
 
@@ -211,28 +214,31 @@ static void
 resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
+	size_t i;
 
 	(void)fd;
 	(void)what;
 	reserve_open(srv);
 	if (!srv->stopping)
-		evconnlistener_enable(srv->listener);
+		for (i = 0; i < srv->nlisteners; i++)
+			evconnlistener_enable(srv->listeners[i].evl);
 }
 
 static void
-accept_error_cb(struct evconnlistener *listener, void *arg)
+accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-	struct server *srv = arg;
+	struct server_listener *lst = arg;
+	struct server *srv = lst->srv;
 	struct timeval tv = { ACCEPT_PAUSE, 0 };
 	int err = EVUTIL_SOCKET_ERROR();
 
-	if ((err == EMFILE || err == ENFILE) && refuse_with_reserve(srv)) {
+	if ((err == EMFILE || err == ENFILE) && refuse_with_reserve(lst)) {
 		log_error("out-of-descriptors", "addr=%s error=\"%s\" sessions=%u action=\"421 4.3.2 to one client\"",
-		    srv->addr, strerror(err), srv->nsessions);
+		    lst->addr, strerror(err), srv->nsessions);
 		return;
 	}
-	log_error("accept-error", "addr=%s error=\"%s\" pause=%ds", srv->addr, strerror(err), ACCEPT_PAUSE);
-	evconnlistener_disable(listener);
+	log_error("accept-error", "addr=%s error=\"%s\" pause=%ds", lst->addr, strerror(err), ACCEPT_PAUSE);
+	evconnlistener_disable(evl);
 	evtimer_add(srv->ev_resume, &tv);
 }
 
@@ -256,7 +262,7 @@ format_address(const struct sockaddr_storage *ss, char *out, size_t size)
 }
 
 static int
-server_bind(struct server *srv)
+listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_listener *lc)
 {
 	char host[256], port[16];
 	struct addrinfo hints, *ai = NULL;
@@ -265,8 +271,15 @@ server_bind(struct server *srv)
 	unsigned portnum;
 	int r;
 
-	if (cfg_split_hostport(srv->cfg->listen, host, sizeof(host), &portnum) < 0) {
-		log_error("listen", "listen=%s error=\"not host:port or [ipv6]:port\"", srv->cfg->listen);
+	lst->srv = srv;
+	lst->cfg = lc;
+	if (lc->tls != NULL && strcmp(lc->tls, "none") != 0) {
+		/* Until the server speaks TLS, such a policy would be a silent lie. */
+		log_error("listen", "listener=%s tls=%s error=\"TLS is not served yet\"", lc->name, lc->tls);
+		return -ENOTSUP;
+	}
+	if (cfg_split_hostport(lc->listen, host, sizeof(host), &portnum) < 0) {
+		log_error("listen", "listener=%s listen=%s error=\"not host:port or [ipv6]:port\"", lc->name, lc->listen);
 		return -EINVAL;
 	}
 	snprintf(port, sizeof(port), "%u", portnum);
@@ -275,23 +288,41 @@ server_bind(struct server *srv)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	if ((r = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0) {
-		log_error("listen", "listen=%s error=\"%s\"", srv->cfg->listen, gai_strerror(r));
+		log_error("listen", "listener=%s listen=%s error=\"%s\"", lc->name, lc->listen, gai_strerror(r));
 		return -EINVAL;
 	}
-	srv->listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
+	lst->evl = evconnlistener_new_bind(srv->base, accept_cb, lst,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED,
 	    SERVER_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
 	r = errno;
 	freeaddrinfo(ai);
-	if (srv->listener == NULL) {
-		log_error("listen", "listen=%s error=\"%s\"", srv->cfg->listen, strerror(r));
+	if (lst->evl == NULL) {
+		log_error("listen", "listener=%s listen=%s error=\"%s\"", lc->name, lc->listen, strerror(r));
 		return r ? -r : -EADDRNOTAVAIL;
 	}
-	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
-	if (getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sslen) == 0)
-		format_address(&ss, srv->addr, sizeof(srv->addr));
+	evconnlistener_set_error_cb(lst->evl, accept_error_cb);
+	if (getsockname(evconnlistener_get_fd(lst->evl), (struct sockaddr *)&ss, &sslen) == 0)
+		format_address(&ss, lst->addr, sizeof(lst->addr));
 	else
-		snprintf(srv->addr, sizeof(srv->addr), "%s", srv->cfg->listen);
+		snprintf(lst->addr, sizeof(lst->addr), "%s", lc->listen);
+	return 0;
+}
+
+static int
+server_bind(struct server *srv)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < srv->cfg->n_listeners; i++) {
+		if ((r = listener_bind(srv, &srv->listeners[i], &srv->cfg->listeners[i])) < 0)
+			return r;
+		srv->nlisteners++;
+	}
+	if (srv->nlisteners == 0) {
+		log_error("listen", "error=\"no listener configured\"");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -331,15 +362,18 @@ server_new(struct event_base *base, const struct cfg *cfg, struct spool *spool, 
 const char *
 server_address(const struct server *srv)
 {
-	return srv->addr;
+	return srv->listeners[0].addr;
 }
 
 void
 server_start(struct server *srv, struct commitq *cq, struct runner *runner)
 {
+	size_t i;
+
 	srv->cq = cq;
 	srv->runner = runner;
-	evconnlistener_enable(srv->listener);
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_enable(srv->listeners[i].evl);
 }
 
 static void
@@ -369,7 +403,8 @@ server_shutdown(struct server *srv, void (*drained)(void *), void *arg)
 	srv->stopping = true;
 	srv->drained = drained;
 	srv->drained_arg = arg;
-	evconnlistener_disable(srv->listener);
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i].evl);
 	event_del(srv->ev_resume);
 	log_info("shutdown", "sessions=%u", srv->nsessions);
 	/* session_stop() only schedules frees, so the chains stay intact here. */
@@ -398,8 +433,8 @@ server_free(struct server *srv)
 	for (i = 0; srv->slots != NULL && i < srv->nslots; i++)
 		while (srv->slots[i] != NULL)
 			session_free(srv->slots[i]->session);	/* unregisters it */
-	if (srv->listener != NULL)
-		evconnlistener_free(srv->listener);
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i].evl);
 	if (srv->ev_resume != NULL)
 		event_free(srv->ev_resume);
 	if (srv->ev_grace != NULL)

@@ -10,12 +10,16 @@
  *	void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
  *	void server_free(struct server *srv);
  * DESCRIPTION
- *	server_new() binds the listening socket of cfg->listen ("host:port",
- *	"[v6]:port") but accepts nothing yet, so that the caller can bind while
- *	still root and drop privileges before any client is served.  Errors:
- *	-EINVAL (listen not parsable), -errno of socket/bind/listen.
- *	server_address() is the bound address as "ip:port" / "[ip]:port" (the
- *	real port when the configured one was 0).
+ *	server_new() binds one listening socket per configured listener
+ *	(cfg->listeners: "host:port", "[v6]:port") but accepts nothing yet, so
+ *	that the caller can bind while still root and drop privileges before
+ *	any client is served.  Errors: -EINVAL (listen not parsable), -errno
+ *	of socket/bind/listen; nothing stays bound after an error.  Each
+ *	struct server_listener keeps its configuration (policy: TLS, AUTH,
+ *	relay_networks) and bound address; a session knows the listener that
+ *	accepted it.  server_address() is the first listener's bound address
+ *	as "ip:port" / "[ip]:port" (the real port when the configured one was
+ *	0); srv->listeners[i].addr the others'.
  *
  *	server_start() gives the server the committer and the relay's queue
  *	runner (which sessions kick at the end of DATA) and starts accepting.  A connection
@@ -35,7 +39,7 @@
  *	server_register() (with the client's address, for the per-client
  *	limit) and server_unregister() are for session.c.
  * OWNERSHIP
- *	The server owns the listener and every session; server_free() frees
+ *	The server owns its listeners and every session; server_free() frees
  *	sessions still alive.  It does not own cfg, spool, cq or runner, which
  *	must outlive it; call it after commitq_free() so that commit callbacks
  *	still find the table.
@@ -58,8 +62,17 @@
 struct session;
 struct server_slot;
 struct auth;
+struct server;
 
 #define SERVER_ADDR_MAX	64	/* "[ipv6]:port" */
+
+/* One listening socket and its policy. */
+struct server_listener {
+	struct server	       *srv;
+	const struct cfg_listener *cfg;		/* name, listen, tls, auth, relay_networks */
+	struct evconnlistener  *evl;
+	char			addr[SERVER_ADDR_MAX];	/* bound address */
+};
 
 struct server {
 	struct event_base      *base;
@@ -68,11 +81,11 @@ struct server {
 	struct commitq	       *cq;		/* from server_start() */
 	struct runner	       *runner;		/* from server_start() */
 	struct auth	       *auth;		/* AUTH's users and SASL (auth.h), set before server_start() */
-	struct evconnlistener  *listener;
+	struct server_listener	listeners[CFG_MAX_LISTENERS];
+	size_t			nlisteners;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */
 	struct event	       *ev_grace;	/* shutdown grace period */
 	int			reserve_fd;	/* /dev/null, spent when accept() hits EMFILE */
-	char			addr[SERVER_ADDR_MAX];
 	const char	       *hostname;	/* our name in replies and Received: */
 
 	struct server_slot    **slots;		/* live sessions by id, chained */

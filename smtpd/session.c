@@ -147,6 +147,7 @@ struct txn {
 struct session {
 	uint64_t	id;
 	struct server  *srv;
+	const struct server_listener *lst;	/* the listener that accepted it: its policy */
 	struct bufferevent *bev;
 	struct event   *ev_free;	/* deferred session_free() */
 	struct event   *ev_deadline;	/* command_deadline / session_deadline */
@@ -737,26 +738,26 @@ cmd_ehlo(struct session *s, const char *arg)
 /* AUTH (RFC 4954)                                                     */
 /* ------------------------------------------------------------------ */
 
-/* The AUTH policy of the listener the session came in on. */
-static const struct cfg_auth_policy *
+/* The policy of the listener the session came in on: auth, auth_plaintext, ... */
+static const struct cfg_listener *
 auth_policy(const struct session *s)
 {
-	return &s->srv->cfg->auth;
+	return s->lst->cfg;
 }
 
 /* Why mech (a canonical name) may not be used now, or REPLY_AUTH_OK when it may. */
 static enum reply_id
 auth_mech_refusal(const struct session *s, bool sends_password, int strength)
 {
-	const struct cfg_auth_policy *pol = auth_policy(s);
+	const struct cfg_listener *pol = auth_policy(s);
 	bool ignored;
 	int min = 0;
 
-	if (pol->min_mechanism != NULL)
-		(void)sasl_mech_lookup(pol->min_mechanism, &ignored, &min);
+	if (pol->auth_min_mechanism != NULL)
+		(void)sasl_mech_lookup(pol->auth_min_mechanism, &ignored, &min);
 	if (strength < min)
 		return REPLY_MECH_TOO_WEAK;
-	if (sends_password && !s->tls_active && !pol->plaintext)
+	if (sends_password && !s->tls_active && !pol->auth_plaintext)
 		return REPLY_ENCRYPTION_REQUIRED;
 	return REPLY_AUTH_OK;
 }
@@ -771,7 +772,7 @@ auth_offer(const struct session *s, char *buf, size_t len)
 	size_t n = 0;
 
 	buf[0] = '\0';
-	if (auth_policy(s)->mode == CFG_AUTH_NO || s->srv->auth == NULL)
+	if (auth_policy(s)->auth == CFG_AUTH_NO || s->srv->auth == NULL)
 		return false;
 	for (size_t i = 0; (name = sasl_mech_at(i, &sends_password, &strength)) != NULL; i++)
 		if (auth_mech_refusal(s, sends_password, strength) == REPLY_AUTH_OK && n + strlen(name) + 2 < len)
@@ -895,7 +896,7 @@ cmd_auth(struct session *s, const char *arg)
 	enum reply_id refusal;
 	enum sasl_status st;
 
-	if (auth_policy(s)->mode == CFG_AUTH_NO || s->srv->auth == NULL) {
+	if (auth_policy(s)->auth == CFG_AUTH_NO || s->srv->auth == NULL) {
 		smtp_reply(s, REPLY_NOT_IMPLEMENTED, "AUTH: %s: authentication is not offered on this service",
 		    errmap_get(REPLY_NOT_IMPLEMENTED)->text);
 		return;
@@ -965,7 +966,7 @@ cmd_mail(struct session *s, const char *arg)
 		    errmap_get(REPLY_MESSAGE_TOO_BIG)->text, s->srv->cfg->max_message_size);
 		return;
 	}
-	if (auth_policy(s)->mode == CFG_AUTH_REQUIRED && s->auth_user[0] == '\0') {
+	if (auth_policy(s)->auth == CFG_AUTH_REQUIRED && s->auth_user[0] == '\0') {
 		smtp_reply(s, REPLY_AUTH_REQUIRED, NULL);
 		return;
 	}
@@ -1718,8 +1719,9 @@ peer_name(struct session *s, const struct sockaddr *sa)
 }
 
 void
-session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+session_accept(const struct server_listener *lst, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
+	struct server *srv = lst->srv;
 	const struct cfg *cfg = srv->cfg;
 	struct timeval idle = { (time_t)cfg->idle_timeout, 0 };
 	size_t in_high = cfg->max_line + 1 > IN_HIGH_MIN ? cfg->max_line + 1 : IN_HIGH_MIN;
@@ -1729,9 +1731,10 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	if ((s = calloc(1, sizeof(*s))) == NULL || (s->line = malloc(cfg->max_line + 1)) == NULL)
 		goto fail;
 	s->srv = srv;
+	s->lst = lst;
 	s->state = ST_GREETED;
 	peer_name(s, sa);
-	s->may_relay = cfg_net_allows_relay(cfg, sa);
+	s->may_relay = cfg_net_allows_relay(cfg, lst->cfg, sa);
 	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL ||
 	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL ||
 	    (s->ev_auth_delay = evtimer_new(srv->base, auth_delay_cb, s)) == NULL)
@@ -1747,7 +1750,8 @@ session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->started_ms = s->line_ms = monotonic_ms();
 	deadline_arm(s);
-	log_info("connect", "session=%" PRIu64 " client=%s relay=%s", s->id, s->ip, s->may_relay ? "yes" : "no");
+	log_info("connect", "session=%" PRIu64 " client=%s listener=%s relay=%s", s->id, s->ip, lst->cfg->name,
+	    s->may_relay ? "yes" : "no");
 	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
 	return;
 fail:

@@ -4,15 +4,16 @@
  * SYNOPSIS
  *	#include "session.h"
  *
- *	void session_accept(struct server *srv, evutil_socket_t fd,
+ *	void session_accept(const struct server_listener *lst, evutil_socket_t fd,
  *			const struct sockaddr *sa, int salen);
  *	void session_refuse(struct server *srv, evutil_socket_t fd,
  *			enum reply_id reply, const struct sockaddr *sa);
  *	void session_stop(struct session *s);
  *	void session_free(struct session *s);
  * DESCRIPTION
- *	session_accept() takes a freshly accepted socket, registers a session
- *	with the server, sends the greeting and serves the client: commands
+ *	session_accept() takes a socket freshly accepted by listener lst
+ *	(whose policy the session follows), registers a session with the
+ *	listener's server, sends the greeting and serves the client: commands
  *	are read from a command table, in order, pipelined or not; the message
  *	after DATA is streamed into the spool and committed through commitq,
  *	and its 250 is sent only once the commit is durable.  On any failure
@@ -47,7 +48,8 @@
 #include "../common/errmap.h"
 #include "server.h"
 
-void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+void session_accept(const struct server_listener *lst, evutil_socket_t fd, const struct sockaddr *sa,
+    int salen);
 void session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id reply, const struct sockaddr *sa);
 void session_stop(struct session *s);
 void session_free(struct session *s);

@@ -20,7 +20,7 @@
 
 static const char *const scalar_keys[][2] = {
 	{ "spool", "dir" }, { "spool", "user" }, { "spool", "hostname" },
-	{ "smtpd", "listen" }, { "smtpd", "banner" }, { "smtpd", "max_line" },
+	{ "smtpd", "banner" }, { "smtpd", "max_line" },
 	{ "smtpd", "max_message_size" }, { "relay", "smarthost" }, { "relay", "keep_sent" },
 	{ "fs", "mountpoint" }, { "fs", "allow_other" },
 };
@@ -34,8 +34,16 @@ check_usable(const struct cfg *cfg)
 
 	FUZZ_CHECK(cfg->spool_dir != NULL && cfg->spool_dir[0] != '\0', "no spool dir");
 	FUZZ_CHECK(cfg->mountpoint != NULL && cfg->mountpoint[0] != '\0', "no mountpoint");
-	FUZZ_CHECK(cfg->listen != NULL && cfg_split_hostport(cfg->listen, host, sizeof(host), &port) == 0,
-	    "listen '%s'", cfg->listen ? cfg->listen : "(null)");
+	FUZZ_CHECK(cfg->n_listeners >= 1 && cfg->n_listeners <= CFG_MAX_LISTENERS, "%zu listeners", cfg->n_listeners);
+	for (i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+
+		FUZZ_CHECK(l->listen != NULL && cfg_split_hostport(l->listen, host, sizeof(host), &port) == 0,
+		    "listener %s: listen '%s'", l->name, l->listen ? l->listen : "(null)");
+		FUZZ_CHECK(l->tls != NULL && (strcmp(l->tls, "none") == 0 ||
+		    (l->tls_cert_file != NULL && l->tls_key_file != NULL)), "listener %s: tls without a key", l->name);
+		FUZZ_CHECK(cfg_listener_find(cfg, l->name) == l, "listener %s: not found by name", l->name);
+	}
 	FUZZ_CHECK(cfg->smarthost != NULL && cfg_split_hostport(cfg->smarthost, host, sizeof(host), &port) == 0,
 	    "smarthost '%s'", cfg->smarthost ? cfg->smarthost : "(null)");
 	FUZZ_CHECK(cfg->retry_min <= cfg->retry_max, "retry %u > %u", cfg->retry_min, cfg->retry_max);

@@ -190,10 +190,13 @@ _SECTION = {
     'connection_reuse_time_limit': 'relay', 'max_per_destination': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
+    # a dict: name -> {key: value}, one [listener NAME] section each
+    # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
+    'listeners': 'listeners',
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'relay', 'routes', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'fs', 'log']
 
 
 def _fmt(value):
@@ -280,6 +283,12 @@ class Instance:
             if key == 'routes':
                 sections['routes'].extend('%s = %s' % kv for kv in value.items())
                 continue
+            if key == 'listeners':
+                for name, keys in value.items():
+                    sections['listeners'].append('\n[listener %s]' % name)
+                    sections['listeners'].extend('%s = %s' % (k, _fmt(v)) for k, v in keys.items()
+                                                 if v is not None)
+                continue
             if '.' in key:		# "smtpd.auth_plaintext": a key whose name is in two sections
                 section, name = key.split('.', 1)
                 sections[section].append('%s = %s' % (name, _fmt(value)))
@@ -288,7 +297,9 @@ class Instance:
         with open(self.conf, 'w') as f:
             f.write('# written by tests/integration/harness.py for %s\n' % self.name)
             for s in _ORDER:
-                if sections[s]:
+                if sections[s] and s == 'listeners':
+                    f.write('\n'.join(sections[s]) + '\n')
+                elif sections[s]:
                     f.write('\n[%s]\n' % s)
                     f.write('\n'.join(sections[s]) + '\n')
 
@@ -313,6 +324,18 @@ class Instance:
     @property
     def smtp_addr(self):
         return ('127.0.0.1', self.port)
+
+    def listener_addr(self, name):
+        """(host, port) where listener name is bound, from smtpd's
+        event=listener line of its last start."""
+        found = None
+        for m in re.finditer(r'event=listener listener=(\S+) addr=(\S+)', self.read_log('smtpd')):
+            if m.group(1) == name:
+                found = m.group(2)
+        if found is None:
+            raise DaemonError('no event=listener line for %s' % name)
+        host, port = found.rsplit(':', 1)
+        return (host.strip('[]'), int(port))
 
     # ------------------------------------------------------------ daemons
 

@@ -89,8 +89,10 @@ def b64(text):
 
 
 def gsasl(gw, mech, user, password):
-    """gsasl --smtp against the gateway: (exit status, the server's replies)."""
-    r = subprocess.run(['gsasl', '--client', '--smtp', '--connect=%s:%d' % gw.smtp_addr,
+    """gsasl --smtp against the gateway (or a (host, port) of one of its
+    listeners): (exit status, the server's replies)."""
+    addr = gw if isinstance(gw, tuple) else gw.smtp_addr
+    r = subprocess.run(['gsasl', '--client', '--smtp', '--connect=%s:%d' % addr,
                         '--mechanism=' + mech, '--authentication-id=' + user,
                         '--password=' + password, '--no-starttls'],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
@@ -355,16 +357,28 @@ class AuthOffered(unittest.TestCase):
 
 
 class AuthRequiredNoPlaintext(unittest.TestCase):
-    """auth = required, PLAIN and LOGIN not without TLS (no TLS in this branch)."""
+    """Two listeners of one daemon: mx (auth = no) and submission (auth =
+    required, PLAIN and LOGIN not without TLS; no TLS in this branch)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = new_gateway('authreq', auth='required')
+        cls.gw = new_gateway('authreq', auth=None, listeners={
+            'mx': {'listen': '127.0.0.1:%d' % harness.free_port(), 'auth': 'no'},
+            'submission': {'listen': '127.0.0.1:%d' % harness.free_port(), 'auth': 'required'}})
         cls.addClassCleanup(cls.gw.cleanup)
         cls.gw.start_smtpd()
+        cls.sub = cls.gw.listener_addr('submission')
+
+    def test_mx_listener_offers_no_auth(self):
+        c = RawSMTP(self.gw.listener_addr('mx'))
+        self.addCleanup(c.close)
+        self.assertFalse([l for l in c.ehlo().lines if l.startswith('AUTH')])
+        assert_reply(self, c.cmd('AUTH PLAIN ' + plain('alice@example.org', USERS['alice@example.org'][0])),
+                     502, '5.5.1', 'AUTH where it is not offered')
+        assert_reply(self, c.cmd('MAIL FROM:<x@example.com>'), 250, '2.1.0', 'no AUTH needed on mx')
 
     def test_538_and_530(self):
-        c = RawSMTP(self.gw.smtp_addr)
+        c = RawSMTP(self.sub)
         self.addCleanup(c.close)
         r = c.ehlo()
         self.assertIn('AUTH SCRAM-SHA-256', r.lines, 'PLAIN and LOGIN are not offered in plaintext')
@@ -375,7 +389,7 @@ class AuthRequiredNoPlaintext(unittest.TestCase):
         assert_reply(self, c.cmd('AUTH LOGIN'), 538, '5.7.11', 'LOGIN in plaintext')
 
     def test_scram_then_mail(self):
-        status, replies = gsasl(self.gw, 'SCRAM-SHA-256', 'sam@example.org', USERS['sam@example.org'][0])
+        status, replies = gsasl(self.sub, 'SCRAM-SHA-256', 'sam@example.org', USERS['sam@example.org'][0])
         self.assertEqual(status, 0, replies)
         self.assertIn('235 2.7.0 Authentication successful', replies)
         # gsasl ends the session; swaks cannot SCRAM, so the MAIL after it is
@@ -384,7 +398,7 @@ class AuthRequiredNoPlaintext(unittest.TestCase):
         with open(rc, 'w') as f:
             f.write('account default\nhost %s\nport %d\nauth scram-sha-256\nuser sam@example.org\n'
                     'password %s\ntls off\nfrom sam@example.org\n'
-                    % (self.gw.smtp_addr[0], self.gw.smtp_addr[1], USERS['sam@example.org'][0]))
+                    % (self.sub[0], self.sub[1], USERS['sam@example.org'][0]))
         os.chmod(rc, 0o600)
         r = subprocess.run(['msmtp', '-C', rc, 'x@example.com'], capture_output=True, text=True,
                            input='Subject: required\n\nbody\n', timeout=60)

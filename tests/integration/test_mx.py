@@ -9,7 +9,7 @@ root, as the integration tests run; without root every MX route says
 127.0.0.1 (a relay network), so no FUSE mount is needed.
 
 Checked: the best-preference MX gets the message and the record names it;
-a first MX that refuses connections, or greets with 421, is skipped for
+a first MX that refuses connections, or greets with 421 or 554, is skipped for
 the second; null MX fails at once with 556 5.1.10; NXDOMAIN fails with
 550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3; a [routes]
 entry sends one domain to a fixed next hop while another goes by MX, and
@@ -80,9 +80,11 @@ class Sink:
 
 
 class Greeter421:
-    """A raw server that greets with 421 and hangs up: a host that will not talk now."""
+    """A raw server that greets with 421 (or another refusal) and hangs up:
+    a host that will not talk now."""
 
-    def __init__(self, host, port=MX_PORT):
+    def __init__(self, host, port=MX_PORT, greeting=b'421 4.3.2 too busy, try another host\r\n'):
+        self.greeting = greeting
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -98,7 +100,7 @@ class Greeter421:
             except OSError:
                 return
             with c:
-                c.sendall(b'421 4.3.2 too busy, try another host\r\n')
+                c.sendall(self.greeting)
                 self.greeted += 1
 
     def stop(self):
@@ -208,6 +210,22 @@ class ByMX(unittest.TestCase):
         self.assertGreaterEqual(g.greeted, 1)
         self.assertEqual(rec['attempts'], '1', text)
         self.assertEqual(rec['last-host'], 'mx2.%s[127.0.0.3]:%d' % (dns.ZONE, MX_PORT), text)
+
+    def test_greeting_554_moves_on(self):
+        """deadmx: mx1 greets with 554: mx2 gets it in the same attempt (a 5xx greeting
+        is no verdict on the recipients)"""
+        g = Greeter421('127.0.0.2', greeting=b'554 5.7.1 this host does not talk to you\r\n')
+        self.addCleanup(g.stop)
+        s2, = self.sinks('127.0.0.3')
+        tok = token()
+        msgid = submit(self.gw, ['bob@' + dom('deadmx')], tok)
+        rec, text = wait_record(self.gw, msgid, 'sent', 'the record of %s in sent/' % msgid)
+        self.assertEqual(len(s2.find(tok)), 1)
+        self.assertGreaterEqual(g.greeted, 1)
+        self.assertEqual(rec['attempts'], '1', text)
+        self.assertEqual(rec['last-host'], 'mx2.%s[127.0.0.3]:%d' % (dns.ZONE, MX_PORT), text)
+        self.assertRegex(self.gw.read_log('smtpd'), r'event=relay-next-host id=%s host=mx1\.%s\[127\.0\.0\.2\]'
+                         r'[^\n]*why="554 5\.7\.1 this host' % (msgid, dns.ZONE))
 
     def test_5xx_is_final(self):
         """deadmx: mx1 refuses the RCPT with 550: failed, mx2 is not asked"""

@@ -74,7 +74,9 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.n_mailboxes, 0);
 	ck_assert_ptr_nonnull(cfg.hostname);
 	ck_assert(cfg.hostname[0] != '\0');
-	ck_assert_str_eq(cfg.listen, "127.0.0.1:2525");
+	ck_assert_uint_eq(cfg.n_listeners, 1);
+	ck_assert_str_eq(cfg.listeners[0].name, "smtpd");
+	ck_assert_str_eq(cfg.listeners[0].listen, "127.0.0.1:2525");
 	ck_assert_str_eq(cfg.banner, "spoolgate ESMTP");
 	ck_assert_uint_eq(cfg.max_sessions, 100);
 	ck_assert_uint_eq(cfg.max_sessions_per_client, 10);
@@ -212,7 +214,10 @@ START_TEST(test_full_file)
 	ck_assert(!cfg_mailbox_is_known(&cfg, "dave"));
 	ck_assert_str_eq(cfg.user, "mailer");
 	ck_assert_str_eq(cfg.hostname, "mx1.example.org");
-	ck_assert_str_eq(cfg.listen, "[::1]:2526");
+	ck_assert_uint_eq(cfg.n_listeners, 1);
+	ck_assert_str_eq(cfg.listeners[0].listen, "[::1]:2526");
+	ck_assert_str_eq(cfg.listeners[0].tls, "none");
+	ck_assert_int_eq(cfg.listeners[0].auth, CFG_AUTH_NO);
 	ck_assert_str_eq(cfg.banner, "test banner here");
 	ck_assert_uint_eq(cfg.max_sessions, 7);
 	ck_assert_uint_eq(cfg.max_sessions_per_client, 2);
@@ -357,6 +362,37 @@ static const struct err_case {
 	{ "empty path", "[spool]\ndir =\n", 2, "[spool] dir", "empty" },
 	{ "syntax error", "[smtpd]\nmax_sessions = 5\nthis line is not ini\n", 3, NULL, "syntax error" },
 	{ "unclosed section", "[smtpd\nmax_sessions = 5\n", 1, NULL, "syntax error" },
+ 	{ "listener without listen", "[listener sub]\nauth = offer\n", 0, "[listener sub]", "no listen address" },
+	{ "listener name with a blank", "[listener s b]\nlisten = 127.0.0.1:25\n", 2, "[listener s b] listen",
+	  "'s b' is not a listener name" },
+	{ "listener named smtpd", "[listener smtpd]\nlisten = 127.0.0.1:25\n", 2, "[listener smtpd] listen",
+	  "not a listener name" },
+	{ "listener name too long", "[listener abcdefghijabcdefghijabcdefghij12]\nlisten = 127.0.0.1:25\n", 2,
+	  "listen", "not a listener name" },
+	{ "listener tls verify", "[listener mx]\nlisten = 127.0.0.1:25\ntls = verify\n", 3, "[listener mx] tls",
+	  "a relay policy" },
+	{ "listener tls unknown", "[listener mx]\nlisten = 127.0.0.1:25\ntls = yes\n", 3, "[listener mx] tls",
+	  "none, may, encrypt, wrapper" },
+	{ "listener tls without key", "[listener mx]\nlisten = 127.0.0.1:25\ntls = encrypt\n", 0, "[listener mx]",
+	  "tls = encrypt needs tls_cert_file and tls_key_file" },
+	{ "listener certificate without key", "[listener mx]\nlisten = 127.0.0.1:25\ntls_cert_file = c.pem\n", 0,
+	  "[listener mx]", "tls = may needs tls_cert_file and tls_key_file" },
+	{ "shorthand wrapper without key", "[smtpd]\ntls = wrapper\n", 0, "[smtpd]", "needs tls_cert_file" },
+	{ "listener key of [smtpd]", "[listener mx]\nlisten = 127.0.0.1:25\nmax_sessions = 5\n", 3,
+	  "[listener mx] max_sessions", "unknown key" },
+	{ "listener bad auth", "[listener mx]\nauth = maybe\n", 2, "[listener mx] auth",
+	  "'maybe' is not one of no, offer, required" },
+	{ "listener bad auth_min_mechanism", "[listener mx]\nauth_min_mechanism = CRAM-MD5\n", 2,
+	  "[listener mx] auth_min_mechanism", "'CRAM-MD5' is not one of LOGIN, PLAIN, SCRAM-SHA-256" },
+	{ "listener bad restrict_sender", "[listener mx]\nrestrict_sender = maybe\n", 2,
+	  "[listener mx] restrict_sender", "not yes or no" },
+	{ "auth_failure_delay too long", "[smtpd]\nauth_failure_delay = 61\n", 2, "[smtpd] auth_failure_delay",
+	  "out of range" },
+	{ "listener bad relay_networks", "[listener mx]\nrelay_networks = 10/8\n", 2, "[listener mx] relay_networks",
+	  "'10/8'" },
+	{ "listener bad listen", "[listener mx]\nlisten = 25\n", 2, "[listener mx] listen", "host:port" },
+	{ "two listeners on one address", "[smtpd]\nlisten = 127.0.0.1:25\n[listener b]\nlisten = 127.0.0.1:25\n", 0,
+	  "[listener b]", "already the address of another listener" },
 	{ "retry_max below retry_min", "[relay]\nretry_min = 100\nretry_max = 50\n", 0, "[relay] retry_max", "retry_min" },
 };
 #define N_ERR_CASES	(sizeof(err_cases) / sizeof(err_cases[0]))
@@ -383,6 +419,115 @@ START_TEST(test_error_names_file_line_key)
 		    c->what, err, c->where);
 	ck_assert_msg(strstr(err, c->detail) != NULL, "%s: message '%s' does not say '%s'",
 	    c->what, err, c->detail);
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_listeners)
+{
+	static const char text[] =
+	    "[smtpd]\nrelay_networks = 10.0.0.0/8\nmax_sessions = 50\n"
+	    "[listener mx]\nlisten = 127.0.0.1:25\ntls_cert_file = mx.pem\ntls_key_file = mx.key\n"
+	    "relay_networks =\n"
+	    "[listener submission]\nlisten = [::1]:587\ntls = encrypt\ntls_cert_file = /etc/c.pem\n"
+	    "tls_key_file = /etc/k.pem\ntls_chain_file = chain.pem\nauth = required\n"
+	    "auth_min_mechanism = scram-sha-256\nrestrict_sender = yes\n"
+	    "tls_ciphers = ECDHE+AESGCM\ntls_ciphersuites = TLS_AES_128_GCM_SHA256\n"
+	    "[listener submissions]\nlisten = 127.0.0.1:465\ntls = WRAPPER\ntls_cert_file = /etc/c.pem\n"
+	    "tls_key_file = /etc/k.pem\nauth = offer\nauth_plaintext = yes\n"
+	    "[listener plain]\nlisten = 127.0.0.1:2526\n"
+	    "[listener mx]\nauth = no\n";	/* a section named again continues it */
+	char path[PATH_LEN], want[PATH_LEN], out[PATH_LEN], err[1024] = "";
+	const struct cfg_listener *mx, *sub, *subs, *plain;
+	struct sockaddr_in sin;
+	struct cfg cfg;
+	int r;
+
+	write_conf("listeners.conf", text, path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	/* [smtpd] set no listener key: the shorthand listener is gone. */
+	ck_assert_uint_eq(cfg.n_listeners, 4);
+	ck_assert_ptr_null(cfg_listener_find(&cfg, "smtpd"));
+	ck_assert_ptr_nonnull(mx = cfg_listener_find(&cfg, "mx"));
+	ck_assert_ptr_nonnull(sub = cfg_listener_find(&cfg, "submission"));
+	ck_assert_ptr_nonnull(subs = cfg_listener_find(&cfg, "submissions"));
+	ck_assert_ptr_nonnull(plain = cfg_listener_find(&cfg, "plain"));
+	ck_assert_ptr_eq(mx, &cfg.listeners[0]);
+	ck_assert_str_eq(mx->listen, "127.0.0.1:25");
+	ck_assert_str_eq(mx->tls, "may");		/* a certificate and no tls: STARTTLS offered */
+	snprintf(want, sizeof(want), "%.900s/mx.pem", tmpbase);
+	ck_assert_str_eq(mx->tls_cert_file, want);
+	ck_assert_int_eq(mx->auth, CFG_AUTH_NO);
+	ck_assert(mx->relay_networks_set);
+	ck_assert_uint_eq(mx->n_relay_networks, 0);	/* relay for nobody */
+	ck_assert_str_eq(sub->listen, "[::1]:587");
+	ck_assert_str_eq(sub->tls, "encrypt");
+	ck_assert_str_eq(sub->tls_key_file, "/etc/k.pem");
+	snprintf(want, sizeof(want), "%.900s/chain.pem", tmpbase);
+	ck_assert_str_eq(sub->tls_chain_file, want);
+	ck_assert_str_eq(sub->tls_ciphers, "ECDHE+AESGCM");
+	ck_assert_str_eq(sub->tls_ciphersuites, "TLS_AES_128_GCM_SHA256");
+	ck_assert_int_eq(sub->auth, CFG_AUTH_REQUIRED);
+	ck_assert(!sub->auth_plaintext);
+	ck_assert_str_eq(sub->auth_min_mechanism, "SCRAM-SHA-256");	/* sasl.h's spelling */
+	ck_assert(sub->restrict_sender);
+	ck_assert_ptr_null(mx->auth_min_mechanism);
+	ck_assert(!mx->restrict_sender);
+	ck_assert_uint_eq(sub->n_relay_networks, 1);	/* [smtpd]'s */
+	ck_assert_str_eq(subs->tls, "wrapper");
+	ck_assert_int_eq(subs->auth, CFG_AUTH_OFFER);
+	ck_assert(subs->auth_plaintext);
+	ck_assert_str_eq(plain->tls, "none");
+	ck_assert_ptr_null(plain->tls_cert_file);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	ck_assert_int_eq(inet_pton(AF_INET, "10.1.2.3", &sin.sin_addr), 1);
+	ck_assert(cfg_net_allows_relay(&cfg, NULL, (struct sockaddr *)&sin));
+	ck_assert(cfg_net_allows_relay(&cfg, sub, (struct sockaddr *)&sin));
+	ck_assert(!cfg_net_allows_relay(&cfg, mx, (struct sockaddr *)&sin));
+
+	ck_assert_int_eq(cfg_value(&cfg, "listener submission", "listen", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "[::1]:587");
+	ck_assert_int_eq(cfg_value(&cfg, "listener submission", "auth", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "required");
+	ck_assert_int_eq(cfg_value(&cfg, "listener submission", "auth_min_mechanism", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "SCRAM-SHA-256");
+	ck_assert_int_eq(cfg_value(&cfg, "listener mx", "tls", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "may");
+	ck_assert_int_eq(cfg_value(&cfg, "listener nope", "listen", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "listen", out, sizeof(out)), -ENOENT);
+	ck_assert_int_eq(cfg_value(&cfg, "listener mx", "relay_networks", out, sizeof(out)), -EOPNOTSUPP);
+	cfg_free(&cfg);
+
+	/* A listener key in [smtpd] keeps the shorthand beside named listeners, first. */
+	write_conf("listeners2.conf", "[listener sub]\nlisten = 127.0.0.1:587\n[smtpd]\nlisten = 127.0.0.1:25\n", path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	ck_assert_uint_eq(cfg.n_listeners, 2);
+	ck_assert_str_eq(cfg.listeners[0].name, "smtpd");
+	ck_assert_str_eq(cfg.listeners[0].listen, "127.0.0.1:25");
+	ck_assert_str_eq(cfg.listeners[1].name, "sub");
+	ck_assert_int_eq(cfg_value(&cfg, "smtpd", "listen", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "127.0.0.1:25");
+	cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_too_many_listeners)
+{
+	char path[PATH_LEN], err[1024] = "", text[4096], *p = text;
+	struct cfg cfg;
+	int i, r;
+
+	for (i = 0; i <= CFG_MAX_LISTENERS; i++)
+		p += sprintf(p, "[listener l%d]\nlisten = 127.0.0.1:%d\n", i, 3000 + i);
+	write_conf("manyl.conf", text, path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_int_eq(r, -EINVAL);
+	ck_assert_msg(strstr(err, "more than 16 listeners") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, ":34: [listener l16] listen") != NULL, "%s", err);
 	cfg_free(&cfg);
 }
 END_TEST
@@ -474,11 +619,11 @@ allows(const struct cfg *cfg, const char *addr)
 	memset(&sin6, 0, sizeof(sin6));
 	if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
 		sin.sin_family = AF_INET;
-		return cfg_net_allows_relay(cfg, (struct sockaddr *)&sin);
+		return cfg_net_allows_relay(cfg, NULL, (struct sockaddr *)&sin);
 	}
 	ck_assert_msg(inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1, "test table: bad address %s", addr);
 	sin6.sin6_family = AF_INET6;
-	return cfg_net_allows_relay(cfg, (struct sockaddr *)&sin6);
+	return cfg_net_allows_relay(cfg, NULL, (struct sockaddr *)&sin6);
 }
 
 static const struct net_case {
@@ -544,7 +689,7 @@ START_TEST(test_net_defaults_and_edges)
 	ck_assert(!allows(&cfg, "::2"));
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	ck_assert(!cfg_net_allows_relay(&cfg, (struct sockaddr *)&sun));
+	ck_assert(!cfg_net_allows_relay(&cfg, NULL, (struct sockaddr *)&sun));
 	cfg_free(&cfg);
 
 	load_nets(&cfg, "0.0.0.0/0", "all4.conf");
@@ -687,6 +832,8 @@ cfg_suite(void)
 	tcase_add_test(tc, test_net_defaults_and_edges);
 	tcase_add_test(tc, test_smarthost_forms);
 	tcase_add_test(tc, test_too_many_routes);
+	tcase_add_test(tc, test_listeners);
+	tcase_add_test(tc, test_too_many_listeners);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostport");
