@@ -11,7 +11,8 @@
  *	serves SMTP and runs the relay's queue runner on one event loop.
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
- *	-n	check the configuration, print what is wrong, exit 0 or 1.
+ *	-n	check the configuration (and that the users file of AUTH
+ *		loads), print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
  *		print the value of one key (e.g. spool.user, fs.mountpoint,
  *		"listener submission.listen") as
@@ -24,10 +25,12 @@
  *	reply, the relay gives its claims back, pending commits finish; exit 0.
  *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
- *	the next delivery attempts use the new user and password.  A file
- *	that does not load (others may read it, a bad line) changes nothing
- *	and is logged (event=relay-credentials, level error).  Nothing else
- *	is reloaded: other changes of the configuration need a restart.
+ *	the next delivery attempts use the new user and password; and the
+ *	users file of AUTH ([smtpd] auth_users, auth.h): the next AUTH uses
+ *	it.  A file that does not load (others may read it, a bad line)
+ *	changes nothing and is logged (event=relay-credentials,
+ *	event=auth-users, level error).  Nothing else is reloaded: other
+ *	changes of the configuration need a restart.
  * SECURITY
  *	Started as root it binds first and then becomes [spool] user
  *	(initgroups, setgid, setuid; checked to be irreversible).  As root

@@ -35,11 +35,21 @@
  *
  *	A client that half-closes after pipelining its commands still gets
  *	every reply, the 250 of a commit in flight included.
+ *
+ *	AUTH (RFC 4954) follows the policy of the listener that accepted the
+ *	session (s->lst->cfg: auth, auth_plaintext, auth_min_mechanism,
+ *	restrict_sender).  While an exchange runs (ST_AUTH) each line is a
+ *	response handed to auth.c, never dispatched as a command; a wrong
+ *	password waits in ST_AUTH_DELAY (a timer, nothing read meanwhile) before
+ *	its 535.  tls_active is false until the STARTTLS side sets it; PLAIN and
+ *	LOGIN need it unless auth_plaintext.  An authenticated session may
+ *	relay; its user goes into Received:, the queue record and the log.
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
  *	rejected (a message refused at the end of data), discarded (the
  *	session ended during DATA), commit-failed, spool-error, deadline
- *	(kind=command or kind=session), state and command (debug).  Lines about a message carry id=<message id>.
+ *	(kind=command or kind=session), auth, auth-failed, state and command
+ *	(debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
  *	cfg->max_line, the message at cfg->max_message_size (the rest is read
@@ -50,7 +60,9 @@
  *	cfg->command_deadline of the end of the previous one, however slowly
  *	its bytes trickle in, and the session ends after cfg->session_deadline
  *	(event=deadline, 421 4.4.2).  A commit in flight is our time, not the
- *	client's: the deadline of the next line starts when it is done.
+ *	client's: the deadline of the next line starts when it is done; so
+ *	is the delay before a 535.  AUTH responses are bounded by max_line
+ *	(500 5.5.6), wiped from the line buffer after use, and never logged.
  */
 
 #include <arpa/inet.h>
