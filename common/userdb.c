@@ -333,48 +333,29 @@ db_grow(struct userdb *db)
 	return 0;
 }
 
+/* One line of the file (tls_private_file_lines()'s callback). */
 static int
-db_parse(FILE *fp, const char *path, struct userdb *db, char *err, size_t errlen)
+db_take_line(void *arg, char *line, unsigned lineno, char *why, size_t whylen)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	unsigned lineno = 0;
-	int r = 0;
+	struct userdb *db = arg;
+	struct userdb_user u = { .line = lineno };
+	const char *bad;
+	bool skip = false;
+	int r;
 
-	while (r == 0 && (len = getline(&line, &cap, fp)) >= 0) {
-		struct userdb_user u = { .line = ++lineno };
-		const char *why = NULL;
-		bool skip = false;
-
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if ((size_t)len >= LINE_MAX_BYTES)
-			why = "line longer than 4095 bytes", r = -EINVAL;
-		else if (memchr(line, '\0', (size_t)len) != NULL)
-			why = "NUL byte in the line", r = -EINVAL;
-		else
-			why = parse_line(line, &u, &skip, &r);
-		if (why == NULL && !skip && db->n >= USERS_MAX)
-			why = "more than 100000 users", r = -EINVAL;
-		if (why == NULL && !skip && (r = db_grow(db)) < 0)
-			why = "out of memory";
-		if (why != NULL) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			user_wipe(&u);
-		} else if (!skip) {
-			db->v[db->n++] = u;
-		}
-		explicit_bzero(line, cap);
+	bad = parse_line(line, &u, &skip, &r);
+	if (bad == NULL && !skip && db->n >= USERS_MAX)
+		bad = "more than 100000 users", r = -EINVAL;
+	if (bad == NULL && !skip && (r = db_grow(db)) < 0)
+		bad = "out of memory";
+	if (bad != NULL) {
+		snprintf(why, whylen, "%s", bad);
+		user_wipe(&u);
+		return r;
 	}
-	if (r == 0 && ferror(fp)) {
-		snprintf(err, errlen, "%s: read error", path);
-		r = -EIO;
-	}
-	if (line != NULL)
-		explicit_bzero(line, cap);
-	free(line);
-	return r;
+	if (!skip)
+		db->v[db->n++] = u;
+	return 0;
 }
 
 /* Sorts by name; a name given twice is an error naming both lines. */
@@ -399,30 +380,13 @@ int
 userdb_load(const char *path, struct userdb **out, char *err, size_t errlen)
 {
 	struct userdb *db = NULL;
-	struct stat st;
-	FILE *fp;
-	int fd, r;
+	int r;
 
 	*out = NULL;
-	if ((fd = tls_private_file_open(path, err, errlen)) < 0)
-		return fd;
-	if (fstat(fd, &st) != 0 || st.st_size > FILE_MAX) {
-		r = fstat(fd, &st) != 0 ? -errno : -EFBIG;
-		close(fd);
-		snprintf(err, errlen, "%s: %s", path, r == -EFBIG ? "larger than 16 MiB" : strerror(-r));
-		return r;
-	}
-	if ((fp = fdopen(fd, "r")) == NULL) {
-		r = -errno;
-		close(fd);
-		snprintf(err, errlen, "%s: %s", path, strerror(-r));
-		return r;
-	}
 	if ((r = userdb_new(&db)) < 0)
 		snprintf(err, errlen, "%s: out of memory", path);
-	else if ((r = db_parse(fp, path, db, err, errlen)) == 0)
+	else if ((r = tls_private_file_lines(path, FILE_MAX, LINE_MAX_BYTES, db_take_line, db, err, errlen)) == 0)
 		r = db_sort(db, path, err, errlen);
-	fclose(fp);
 	if (r < 0) {
 		userdb_free(db);
 		return r;

@@ -99,19 +99,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64], err[512] = "";
 	size_t nlines, entries = entry_lines((const char *)data, size, &nlines);
 	int fd = memfd_with((const char *)data, size, path, sizeof(path)), r;
-	unsigned long lineno;
-	char *end;
 
 	r = userdb_load(path, &db, err, sizeof(err));
 	if (r != 0) {
 		FUZZ_CHECK(r == -EINVAL, "errno %d: %s", -r, err);
 		FUZZ_CHECK(db == NULL, "a set returned with an error");
-		FUZZ_CHECK(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':', "'%s' does not name %s",
-		    err, path);
-		lineno = strtoul(err + strlen(path) + 1, &end, 10);
-		FUZZ_CHECK(end != err + strlen(path) + 1 && *end == ':' && lineno >= 1 && lineno <= nlines,
-		    "'%s': no line number of %zu lines", err, nlines);
-		FUZZ_CHECK(strchr(err, '\n') == NULL, "a newline in '%s'", err);
+		fuzz_check_line_error(err, path, nlines);
 	} else {
 		FUZZ_CHECK(userdb_count(db) == entries, "%zu users of %zu entry lines", userdb_count(db), entries);
 		for (size_t i = 0; i < userdb_count(db); i++)
