@@ -30,6 +30,9 @@
 #define FILE_MAX	(16 * 1024 * 1024)
 #define USERS_MAX	100000
 #define SCRAM_KEY_B64	44		/* 32 bytes */
+/* Checked for a user that does not exist, so that the answer takes as long
+ * as for one that does (its password is unknown; any password fails). */
+#define DECOY_HASH	"$y$j9T$YERlvH5n3HffiCvQdxr3k0$wic0Bbgonecsgg3dev7W4j6laPVC6bX.iAK/F9vbD/9"
 
 struct userdb {
 	struct userdb_user *v;
@@ -468,8 +471,12 @@ check_scram_password(const struct sasl_scram_secrets *s, const char *password)
 int
 userdb_check_password(const struct userdb_user *user, const char *password)
 {
-	if (user == NULL || password == NULL || *password == '\0')
+	if (password == NULL || *password == '\0')
 		return -EACCES;
+	if (user == NULL) {
+		(void)check_crypt_password(DECOY_HASH, password);
+		return -EACCES;
+	}
 	if (user->crypt != NULL)
 		return check_crypt_password(user->crypt, password);
 	if (user->has_scram)

@@ -76,7 +76,9 @@
  *	userdb_check_password() checks a password (PLAIN, LOGIN): against
  *	the crypt hash when the user has one (crypt_rn()), else by deriving
  *	the SCRAM keys with the stored salt and iterations; the comparison
- *	takes the same time wherever the strings differ.  0 when it matches,
+ *	takes the same time wherever the strings differ; a user that does not
+ *	exist (NULL) costs a yescrypt check too, so that timing does not tell
+ *	which names exist.  0 when it matches,
  *	-EACCES when not, -ENOMEM, -EINVAL for a hash crypt(3) cannot use.
  *
  *	userdb_may_send_as() tells whether addr (an envelope sender without

@@ -94,14 +94,13 @@ read_line(FILE *fp, char *buf, size_t len)
 	return n > 0 ? 0 : -EINVAL;
 }
 
+/* Echo goes off before the prompt shows: what is typed after it is kept, never echoed. */
 static int
 prompt_tty(FILE *tty, const char *prompt, char *buf, size_t len)
 {
 	struct termios old, quiet;
 	int r;
 
-	fprintf(tty, "%s", prompt);
-	fflush(tty);
 	if (tcgetattr(fileno(tty), &old) < 0)
 		return -errno;
 	quiet = old;
@@ -109,8 +108,10 @@ prompt_tty(FILE *tty, const char *prompt, char *buf, size_t len)
 	quiet.c_lflag |= ECHONL;
 	if (tcsetattr(fileno(tty), TCSAFLUSH, &quiet) < 0)
 		return -errno;
+	fprintf(tty, "%s", prompt);
+	fflush(tty);
 	r = read_line(tty, buf, len);
-	tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	tcsetattr(fileno(tty), TCSANOW, &old);
 	return r;
 }
 
