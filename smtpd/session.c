@@ -1543,13 +1543,24 @@ data_finish(struct session *s)
 
 enum step { STEP_AGAIN, STEP_NEED_INPUT, STEP_WAIT };
 
-/* A line over max_line: a command (500 5.5.2), or a response in an AUTH
- * exchange (500 5.5.6, RFC 4954 section 4), which ends the exchange. */
+/* Whether the input starts with an AUTH command (its initial response may be what is too long). */
+static bool
+input_is_auth_command(struct session *s)
+{
+	char head[5];
+
+	return evbuffer_copyout(bufferevent_get_input(s->bev), head, sizeof(head)) == (ev_ssize_t)sizeof(head) &&
+	    strncasecmp(head, "AUTH ", sizeof(head)) == 0;
+}
+
+/* A line over max_line: a command (500 5.5.2), or a line of AUTH (500
+ * 5.5.6, RFC 4954 section 4): its command, or a response in its exchange,
+ * which ends the exchange.  Called before the line is drained. */
 static void
 line_too_long(struct session *s)
 {
 	if (s->state != ST_AUTH) {
-		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		smtp_reply(s, input_is_auth_command(s) ? REPLY_AUTH_LINE_TOO_LONG : REPLY_LINE_TOO_LONG, NULL);
 		return;
 	}
 	log_info("auth-failed", "session=%" PRIu64 " client=%s mechanism=%s status=line-too-long", s->id, s->ip,
@@ -1584,16 +1595,16 @@ read_command(struct session *s)
 	if (eol.pos < 0) {
 		if (evbuffer_get_length(in) < max)
 			return STEP_NEED_INPUT;
+		line_too_long(s);
 		evbuffer_drain(in, evbuffer_get_length(in));
 		s->discarding = true;
-		line_too_long(s);
 		return STEP_AGAIN;
 	}
 	len = (size_t)eol.pos + 1;		/* with the LF */
 	if (len > max) {
-		evbuffer_drain(in, len);
 		deadline_restart(s);
 		line_too_long(s);
+		evbuffer_drain(in, len);
 		return STEP_AGAIN;
 	}
 	evbuffer_remove(in, s->line, len);

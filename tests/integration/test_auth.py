@@ -260,6 +260,10 @@ class AuthOffered(unittest.TestCase):
         assert_reply(self, c.cmd('AUTH PLAIN'), 334)
         assert_reply(self, c.cmd('A' * 3000), 500, '5.5.6', 'exchange line over max_line')
         assert_reply(self, c.cmd('NOOP'), 250, None, 'the session goes on, out of the exchange')
+        c = self.raw()			# max_errors = 3 here: a fresh session
+        c.ehlo()
+        assert_reply(self, c.cmd('auth plain ' + 'A' * 3000), 500, '5.5.6', 'an AUTH command over max_line')
+        assert_reply(self, c.cmd('NOOP ' + 'A' * 3000), 500, '5.5.2', 'another command over max_line')
 
     def test_unknown_mechanism_504(self):
         c = self.raw()
