@@ -7,12 +7,15 @@
  *	An exchange carries what its callbacks decided (a derived key) to
  *	auth_finish(), which keeps it only when the exchange succeeded.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -22,6 +25,15 @@
 #define AUTH_DIR	"auth"			/* in the spool, mode 0700 */
 #define DERIVED_NAME	"scram-derived"
 #define DERIVED_TMP	"scram-derived.tmp"
+#define AUTH_CLIENTS	256			/* client addresses whose failures are counted */
+#define FAILURES_FORGOTTEN	(15 * 60)	/* seconds after a client's last failure */
+
+/* The failed AUTHs of one client address. */
+struct client_failures {
+	char		client[INET6_ADDRSTRLEN];	/* "" when free */
+	unsigned	failures;
+	time_t		last;		/* monotonic seconds of the last failure */
+};
 
 struct auth {
 	const struct cfg *cfg;
@@ -32,6 +44,7 @@ struct auth {
 	int		dirfd;		/* <spool>/auth, -1 when it could not be made */
 	bool		writing;	/* a write of derived is in flight */
 	bool		dirty;		/* derived changed since that write was formatted */
+	struct client_failures clients[AUTH_CLIENTS];
 };
 
 struct auth_exchange {
@@ -269,6 +282,61 @@ bool
 auth_may_send_as(const struct auth *a, const char *user, const char *addr)
 {
 	return userdb_may_send_as(userdb_find(a->users, user), addr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Failures per client address                                         */
+/* ------------------------------------------------------------------ */
+
+static time_t
+monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* The slot of client, or NULL; stale counts are forgotten on the way. */
+static struct client_failures *
+client_find(struct auth *a, const char *client, time_t now)
+{
+	for (size_t i = 0; i < AUTH_CLIENTS; i++) {
+		struct client_failures *c = &a->clients[i];
+
+		if (c->client[0] != '\0' && now - c->last > FAILURES_FORGOTTEN)
+			c->client[0] = '\0';
+		if (c->client[0] != '\0' && strcmp(c->client, client) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+unsigned
+auth_client_failed(struct auth *a, const char *client)
+{
+	time_t now = monotonic_s();
+	struct client_failures *c = client_find(a, client, now), *oldest = &a->clients[0];
+
+	if (c == NULL) {
+		for (size_t i = 0; i < AUTH_CLIENTS && oldest->client[0] != '\0'; i++)
+			if (a->clients[i].client[0] == '\0' || a->clients[i].last < oldest->last)
+				oldest = &a->clients[i];
+		c = oldest;
+		snprintf(c->client, sizeof(c->client), "%s", client);
+		c->failures = 0;
+	}
+	c->last = now;
+	return c->failures < UINT32_MAX ? ++c->failures : c->failures;
+}
+
+void
+auth_client_succeeded(struct auth *a, const char *client)
+{
+	struct client_failures *c = client_find(a, client, monotonic_s());
+
+	if (c != NULL)
+		c->client[0] = '\0';
 }
 
 /* ------------------------------------------------------------------ */

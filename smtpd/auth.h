@@ -19,6 +19,8 @@
  *
  *	bool auth_may_send_as(const struct auth *a, const char *user,
  *	    const char *addr);
+ *	unsigned auth_client_failed(struct auth *a, const char *client);
+ *	void auth_client_succeeded(struct auth *a, const char *client);
  * DESCRIPTION
  *	auth_new() reads [smtpd] auth_users (userdb.h) and the SCRAM keys
  *	this daemon derived at password transitions, and makes the GNU SASL
@@ -52,6 +54,13 @@
  *
  *	auth_may_send_as() applies restrict_sender: userdb_may_send_as() of
  *	user as it is in the set loaded now (false when it is gone).
+ *
+ *	auth_client_failed() counts a failed AUTH (535) of a client address
+ *	and returns how many it has made, across its sessions: a client that
+ *	reconnects does not start again at the shortest delay.  A count is
+ *	forgotten 15 minutes after the client's last failure, or when it
+ *	succeeds (auth_client_succeeded()).  AUTH_CLIENTS addresses are kept;
+ *	a new one takes the place of the one that failed longest ago.
  * DIAGNOSTICS
  *	event=auth-users (loaded, failed), auth-transition (derived, stored,
  *	store-failed).  No line holds a password, a challenge or a key.
@@ -88,5 +97,7 @@ const char *auth_error(const struct auth_exchange *x);
 void auth_finish(struct auth_exchange *x);
 
 bool auth_may_send_as(const struct auth *a, const char *user, const char *addr);
+unsigned auth_client_failed(struct auth *a, const char *client);
+void auth_client_succeeded(struct auth *a, const char *client);
 
 #endif

@@ -41,7 +41,7 @@
  *	restrict_sender).  While an exchange runs (ST_AUTH) each line is a
  *	response handed to auth.c, never dispatched as a command; a wrong
  *	password waits in ST_AUTH_DELAY (a timer, nothing read meanwhile) before
- *	its 535.  tls_active is false until the STARTTLS side sets it; PLAIN and
+ *	its 535, longer with each failure of the client address (auth.h).  tls_active is false until the STARTTLS side sets it; PLAIN and
  *	LOGIN need it unless auth_plaintext.  An authenticated session may
  *	relay; its user goes into Received:, the queue record and the log.
  * DIAGNOSTICS
@@ -174,7 +174,6 @@ struct session {
 	bool		tls_active;	/* TLS is up on the connection (set by the STARTTLS side) */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" until AUTH succeeded */
 	const char     *auth_mech;	/* its mechanism (a static name), NULL before */
-	unsigned	auth_failures;	/* 535s so far: each waits longer */
 	struct auth_exchange *authx;	/* the exchange of ST_AUTH */
 	struct event   *ev_auth_delay;	/* sends the 535 of ST_AUTH_DELAY */
 	unsigned	errors;		/* 4xx/5xx replies sent */
@@ -823,23 +822,23 @@ auth_succeeded(struct session *s)
 	char q[USERDB_NAME_MAX * 4 + 8];
 
 	snprintf(s->auth_user, sizeof(s->auth_user), "%s", auth_identity(s->authx));
+	auth_client_succeeded(s->srv->auth, s->ip);
 	log_info("auth", "session=%" PRIu64 " client=%s mechanism=%s user=%s tls=%s", s->id, s->ip, s->auth_mech,
 	    log_quote(q, sizeof(q), s->auth_user), s->tls_active ? "yes" : "no");
 	auth_end(s);
 	smtp_reply(s, REPLY_AUTH_OK, NULL);
 }
 
-/* 535 waits: 1x, 2x, 4x ... 16x auth_failure_delay for this session's failures. */
+/* 535 waits: 1x, 2x, 4x ... 16x auth_failure_delay for the client's 1st, 2nd, ... failure. */
 static void
 auth_failed_later(struct session *s)
 {
-	unsigned shift = s->auth_failures < 4 ? s->auth_failures : 4;
+	unsigned failures = auth_client_failed(s->srv->auth, s->ip), shift = failures < 5 ? failures - 1 : 4;
 	uint64_t ms = (uint64_t)s->srv->cfg->auth_failure_delay * 1000 * (1u << shift);
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000) };
 
-	s->auth_failures++;
 	log_info("auth-failed", "session=%" PRIu64 " client=%s mechanism=%s failures=%u delay_ms=%" PRIu64
-	    " why=\"%s\"", s->id, s->ip, s->auth_mech, s->auth_failures, ms, auth_error(s->authx));
+	    " why=\"%s\"", s->id, s->ip, s->auth_mech, failures, ms, auth_error(s->authx));
 	auth_end(s);
 	session_enter(s, ST_AUTH_DELAY);
 	evtimer_add(s->ev_auth_delay, &tv);

@@ -9,8 +9,9 @@ the issue is asserted with its code and enhanced code:
 
     235 2.7.0  PLAIN, LOGIN, SCRAM-SHA-256 succeed
     334        the challenges (SCRAM's three steps, LOGIN's prompts)
-    535 5.7.8  a wrong password, after a delay that doubles per failure
-               (read from the log, never timed), counted into max_errors
+    535 5.7.8  a wrong password, after a delay that doubles per failure of
+               that client address, across its sessions (read from the log,
+               never timed), counted into max_errors
     501 5.5.2  a response that is not base64;  501 5.0.0 "*" cancels
     500 5.5.6  an exchange line over the limit
     504 5.5.4  an unknown mechanism
@@ -219,7 +220,11 @@ class AuthOffered(unittest.TestCase):
         self.assertIn('auth: SCRAM-SHA-256 user=alice@example.org', record)
 
     def test_bad_credentials_delay_grows_and_counts(self):
-        c = self.raw()
+        """From 127.0.0.3: the delay doubles per failure of that client, also
+        in its next session; the third failure in a session ends it (max_errors
+        = 3).  127.0.0.4 starts again at the shortest delay."""
+        c = RawSMTP(self.gw.smtp_addr, timeout=30, source='127.0.0.3')
+        self.addCleanup(c.close)
         c.ehlo()
         for n in (1, 2):
             assert_reply(self, c.cmd('AUTH PLAIN ' + plain('alice@example.org', 'guess %d' % n)), 535, '5.7.8')
@@ -227,13 +232,20 @@ class AuthOffered(unittest.TestCase):
         assert_reply(self, c.reply(), 535, '5.7.8', 'third failure')
         assert_reply(self, c.reply(), 421, '4.7.0', 'max_errors = 3 reached')
         self.assertTrue(c.wait_closed())
+        c = RawSMTP(self.gw.smtp_addr, timeout=30, source='127.0.0.3')
+        self.addCleanup(c.close)
+        c.ehlo()
+        assert_reply(self, c.cmd('AUTH LOGIN ' + b64('alice@example.org')), 334)
+        assert_reply(self, c.cmd(b64('guess 4')), 535, '5.7.8', 'a new session of the same client')
+        other = RawSMTP(self.gw.smtp_addr, timeout=30, source='127.0.0.4')
+        self.addCleanup(other.close)
+        other.ehlo()
+        assert_reply(self, other.cmd('AUTH PLAIN ' + plain('alice@example.org', 'x')), 535, '5.7.8')
         text = self.gw.read_log('smtpd')
-        delays = [int(d) for d in re.findall(r'event=auth-failed session=(?:\d+) .*failures=\d+ delay_ms=(\d+)',
-                                             text)]
-        log('delays seen: %s' % delays)
-        self.assertRegex(text, r'failures=1 delay_ms=1000 ')
-        self.assertRegex(text, r'failures=2 delay_ms=2000 ')
-        self.assertRegex(text, r'failures=3 delay_ms=4000 ')
+        for client, failures, ms in (('127.0.0.3', 1, 1000), ('127.0.0.3', 2, 2000), ('127.0.0.3', 3, 4000),
+                                     ('127.0.0.3', 4, 8000), ('127.0.0.4', 1, 1000)):
+            self.assertRegex(text, r'event=auth-failed session=\d+ client=%s mechanism=\S+ failures=%d '
+                             r'delay_ms=%d ' % (re.escape(client), failures, ms))
 
     def test_not_base64_501(self):
         c = self.raw()
