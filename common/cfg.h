@@ -123,6 +123,10 @@ struct cfg_listener {
 	char	       *tls_ciphersuites;	/* TLS 1.3 suites (OpenSSL's default) */
 	enum cfg_auth_mode auth;		/* auth = no|offer|required */
 	bool		auth_plaintext;		/* auth_plaintext = no: PLAIN/LOGIN need TLS */
+	char	       *auth_min_mechanism;	/* auth_min_mechanism = (none): LOGIN, PLAIN or
+						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
+	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
+						   may send only as its own addresses (553 5.7.1) */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
@@ -158,6 +162,8 @@ struct cfg {
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */
 	size_t		n_relay_networks;
 	char	       *banner;			/* banner = spoolgate ESMTP */
+	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
+	unsigned	auth_failure_delay;	/* 1 s before the first 535, doubling per failure */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */

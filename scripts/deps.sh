@@ -19,9 +19,12 @@ SPOOLGATE_PACKAGES=(
 	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
 	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
+	libcrypt-dev                                  # yescrypt hashes of the server's users (common/userdb.c)
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
 	bsd-mailx                                     # test_sendmail.py: mail -s subject root, through spoolgate-sendmail
+	libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl  # swaks --auth, swaks --tls
+	msmtp nmap                                    # test_auth.py: a user's client, smtp-open-relay
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
