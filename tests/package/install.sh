@@ -59,7 +59,7 @@ for u in spoolgate-smtpd.service spoolgate-fs.service; do
 done
 mans=()
 for m in man8/spoolgate.8 man8/spoolgate-smtpd.8 man8/spoolgate-fs.8 man5/spoolgate.conf.5 \
-    man1/spoolgate-sendmail.1 man1/spoolgate-mailq.1; do
+    man1/spoolgate-sendmail.1 man1/spoolgate-mailq.1 man8/spoolgate-passwd.8; do
 	mans+=("$(one "*/share/man/$m")")
 done
 mandir=$(dirname "$(dirname "$dest${mans[0]}")")
