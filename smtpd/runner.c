@@ -74,7 +74,7 @@
  *	relay-scan and relay-dest-wait (a job waits for max_per_destination)
  *	at debug level.  The delivery logs its own (delivery.c).
  * THREADS
- *	Event loop thread only, except the prepare/publish callbacks of a
+ *	Event loop thread only, except the prepare/publish/release callbacks of a
  *	job, which commitq runs on its thread while the job is theirs.
  */
 #include <sys/types.h>
@@ -820,6 +820,15 @@ job_publish(void *arg, struct spool_dirset *dirs)
 	return 0;
 }
 
+/* On a helper of the committer: the slow part of removing a sent message with its data. */
+static void
+job_release(void *arg)
+{
+	struct runner_job *j = arg;
+
+	queue_finish_release(j->qc);
+}
+
 /* The job is over: its slot, or its place among the commits in flight, goes to the next one. */
 static void
 job_finished(struct runner_job *j)
@@ -922,6 +931,7 @@ job_submit(struct runner_job *j)
 	j->cj.prepare = job_prepare;
 	j->cj.publish = job_publish;
 	j->cj.unpublish = NULL;	/* a rename into place is not undone: the sync is retried by whoever reads it */
+	j->cj.release = job_release;
 	j->cj.done = job_committed;
 	j->cj.arg = j;
 	if ((err = commitq_submit(j->runner->cq, &j->cj)) < 0) {
