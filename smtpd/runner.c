@@ -20,7 +20,8 @@
  *	queue_scan() reads every record, so a scan is skipped while every
  *	delivery slot is busy; the due ids wait in a bounded backlog that
  *	feeds slots as they free up, and a new scan is made once the backlog
- *	ran dry after an overflow.
+ *	ran dry after an overflow: from the next turn of the loop, without
+ *	the coalescing delay, since slots are waiting for it.
  *
  *	A job.  Each claim is a struct runner_job, from queue_claim() to the
  *	end of its commit.  It holds one of the max_deliveries slots while it
@@ -200,6 +201,7 @@ struct runner_job {
 };
 
 static void runner_request_scan(struct runner *r);
+static void runner_scan_soon(struct runner *r);
 static void runner_dispatch(struct runner *r);
 static void job_submit(struct runner_job *j);
 
@@ -1021,7 +1023,7 @@ runner_dispatch(struct runner *r)
 		runner_start(r, r->backlog[r->backlog_pos++]);
 	r->dispatching = false;
 	if (runner_has_room(r) && r->backlog_pos >= r->nbacklog && r->scan_wanted)
-		runner_request_scan(r);
+		runner_scan_soon(r);
 }
 
 /*
@@ -1053,6 +1055,21 @@ runner_scan_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	runner_scan(r);
 	runner_dispatch(r);
+}
+
+/*
+ * The backlog ran dry after an overflow: more records are due, and slots
+ * wait for them.  There is no burst of triggers to coalesce here, so the
+ * scan runs from the next turn of the loop, not RUNNER_SCAN_DELAY_MS later
+ * (50 ms without a claim, every RUNNER_BACKLOG_MAX messages of a long queue).
+ */
+static void
+runner_scan_soon(struct runner *r)
+{
+	struct timeval now = { 0, 0 };
+
+	r->scan_scheduled = true;
+	evtimer_add(r->scan_ev, &now);	/* re-arms a scan already requested, too */
 }
 
 static void
