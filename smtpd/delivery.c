@@ -1405,6 +1405,7 @@ dlv_on_quit(struct delivery *d, const struct relay_reply *rep)
  * file that turns out shorter ends at its end (pread returns 0).
  */
 static bool dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec);
+static void dlv_await_dot(struct delivery *d);
 
 static void
 dlv_fill_body(struct delivery *d)
@@ -1439,32 +1440,42 @@ dlv_fill_body(struct delivery *d)
 		if (last && !dlv_end_data(d, &vec))
 			return;
 		evbuffer_commit_space(out, &vec, 1);
+		if (last) {
+			dlv_await_dot(d);
+			return;
+		}
 	}
 }
 
 /*
- * The end of data, appended to vec (reserved with room for it): from here
- * the delivery waits for the reply to the dot.  A reply read before the
- * dot is even sent acknowledges nothing: false, the delivery has ended.
+ * The end of data, appended to vec (reserved with room for it).  A reply
+ * read before the dot is even sent acknowledges nothing: false, the
+ * delivery has ended.
  */
 static bool
 dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec)
 {
-	struct timeval tv = { d->agent->command_timeout, 0 };
-
 	if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0) {
 		dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
 		    d->hop.name, dlv_steps[d->state].doing);
 		return false;
 	}
 	vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
+	return true;
+}
+
+/* The dot is in the output: reading again, for its reply (enabling may read at once). */
+static void
+dlv_await_dot(struct delivery *d)
+{
+	struct timeval tv = { d->agent->command_timeout, 0 };
+
 	free(d->chunk);
 	d->chunk = NULL;
 	dlv_enter(d, DLV_DOT);
 	bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
 	bufferevent_enable(d->bev, EV_READ);
-	return true;
 }
 
 /*
