@@ -25,7 +25,8 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN };
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
+    T_AUTHMECH };
 
 struct cfg_key {
 	const char     *section;
@@ -55,6 +56,8 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
+	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
+	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -100,6 +103,8 @@ static const struct cfg_key listener_keys[] = {
 	LK("tls_ciphersuites", T_STRING, tls_ciphersuites),
 	LK("auth", T_AUTHMODE, auth),
 	LK("auth_plaintext", T_BOOL, auth_plaintext),
+	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
+	LK("restrict_sender", T_BOOL, restrict_sender),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
 };
 
@@ -163,6 +168,7 @@ listener_free(struct cfg_listener *l)
 	free(l->tls_chain_file);
 	free(l->tls_ciphers);
 	free(l->tls_ciphersuites);
+	free(l->auth_min_mechanism);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -204,6 +210,19 @@ parse_tls_policy(const char *value, char **field, char *msg, size_t msglen)
 	return -EINVAL;
 }
 
+/* sasl.h's mechanisms, spelled here as the TLS policies are (no GNU SASL in common/). */
+static int
+parse_auth_mechanism(const char *value, char **field, char *msg, size_t msglen)
+{
+	static const char *const names[] = { "LOGIN", "PLAIN", "SCRAM-SHA-256" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0)
+			return set_string(field, names[i]);
+	snprintf(msg, msglen, "'%s' is not one of LOGIN, PLAIN, SCRAM-SHA-256", value);
+	return -EINVAL;
+}
+
 void
 cfg_free(struct cfg *cfg)
 {
@@ -213,6 +232,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->hostname);
 	free_listeners(cfg);
 	free(cfg->banner);
+	free(cfg->auth_users);
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
@@ -257,6 +277,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->session_deadline = 3600;
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
+	cfg->auth_failure_delay = 1;
 	parse_nets(cfg->relay_networks, &cfg->n_relay_networks, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
 	cfg->resolver = xstrdup("");
@@ -641,6 +662,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
 	case T_TLSPOLICY:
 		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
+	case T_AUTHMECH:
+		return parse_auth_mechanism(value, field, ps->detail, sizeof(ps->detail));
 	case T_LOGLEVEL:
 		if (log_level_parse(value, &lvl) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not one of debug, info, warn, error", value);
@@ -1157,6 +1180,7 @@ format_value(const struct cfg_key *k, const void *base, char *out, size_t outlen
 	case T_TLSPOLICY:
 	case T_LISTENER_TLS:
 	case T_DOMAIN:
+	case T_AUTHMECH:
 		s = *(char *const *)field;
 		n = snprintf(out, outlen, "%s", s != NULL ? s : "");
 		break;
@@ -1193,4 +1217,20 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 	    (l = cfg_listener_find(cfg, lname)) == NULL)
 		return -ENOENT;
 	return format_value(k, l, out, outlen);
+}
+
+int
+cfg_key_at(size_t i, const char **section, const char **key)
+{
+	const struct cfg_key *k;
+
+	if (i < NKEYS(cfg_keys))
+		k = &cfg_keys[i];
+	else if (i - NKEYS(cfg_keys) < NKEYS(listener_keys))
+		k = &listener_keys[i - NKEYS(cfg_keys)];
+	else
+		return -ENOENT;
+	*section = k->section;
+	*key = k->key;
+	return 0;
 }

@@ -26,7 +26,11 @@
  *	Finishing is split in two phases for group commit, like spool_msg:
  *	queue_finish_prepare() writes and syncs the new record under tmp/;
  *	queue_finish_publish() renames it into place and adds the directories
- *	to dirs.  queue_claim_release() gives an unfinished claim back to
+ *	to dirs.  queue_finish_release(), after a publish that removed the
+ *	record with its data (keep_sent = no), closes the data file: that
+ *	last close frees its blocks (slow with ext4's discard option), so the
+ *	caller chooses the thread; queue_claim_data_fd() is -1 from then on.
+ *	Otherwise it does nothing.  queue_claim_release() gives an unfinished claim back to
  *	queue/ unchanged (shutdown).
  * THREADS
  *	A claim belongs to one thread at a time.
@@ -59,6 +63,7 @@ const char *queue_claim_id(const struct queue_claim *qc);
 
 int queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
 int queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs);
+void queue_finish_release(struct queue_claim *qc);
 int queue_claim_release(struct queue_claim *qc);
 void queue_claim_free(struct queue_claim *qc);	/* releases an unfinished claim; NULL ok */
 

@@ -22,15 +22,21 @@
  *	every job) and the publish phase after it are quick and run on the
  *	committer alone.
  *
+ *	The release phase, after the directory sync, is shared out the same
+ *	way: on a filesystem mounted with discard the last close of an unlinked
+ *	data file (keep_sent = no) costs a synchronous discard, hundreds of
+ *	microseconds, which on one thread (the loop's, or the committer's)
+ *	would bound the rate of the whole relay.
+ *
  *	A job whose publish fails is unpublished at once (whatever part of it
  *	was linked into place goes away), like spool_msg_commit() does, so a
  *	failed job never leaves a partial delivery behind.
  *
  *	Locking: q->mu protects pending, done, stopping and the statistics.
  *	The batch being run and q->dirs belong to the committer thread alone.
- *	q->sync.mu protects the prepare work list (jobs, n, next, left) shared
+ *	q->sync.mu protects the work list (jobs, n, next, left, phase) shared
  *	by the committer and the helper threads; a job is prepared by exactly
- *	one thread, the one that took its index.  Lock order: never both.
+ *	one thread (and released by one), the one that took its index.  Lock order: never both.
  *	eventfd rather than event_active() from the thread, so that the
  *	wake-up does not depend on libevent's locking being switched on.
  * DIAGNOSTICS
@@ -61,7 +67,10 @@ struct job_list {
 
 #define COMMITQ_SYNCERS	4	/* helper threads for the prepare phase */
 
-/* The prepare phase of one batch, shared out among threads. */
+/* The phases of a batch that are shared out among threads. */
+enum sync_phase { SYNC_PREPARE, SYNC_RELEASE };
+
+/* One such phase of one batch. */
 struct syncers {
 	pthread_t		thread[COMMITQ_SYNCERS];
 	unsigned		nthreads;	/* started */
@@ -70,6 +79,7 @@ struct syncers {
 	pthread_cond_t		idle;		/* the last job of the batch is prepared */
 	struct commitq_job    **jobs;		/* protected by mu */
 	size_t			cap, n, next, left;
+	enum sync_phase		phase;		/* what is done to the jobs of the list */
 	bool			stopping;
 };
 
@@ -128,15 +138,26 @@ block_signals(void)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
 
-/* Takes jobs of the current batch and prepares them until none is left to take. Called with sy->mu held. */
+/* One job's share of a phase. */
 static void
-prepare_taken(struct syncers *sy)
+sync_one(enum sync_phase phase, struct commitq_job *job)
+{
+	if (phase == SYNC_PREPARE)
+		job->result = job->prepare(job->arg);
+	else
+		job->release(job->arg);
+}
+
+/* Takes jobs of the current list and does the phase to them until none is left to take. Called with sy->mu held. */
+static void
+work_taken(struct syncers *sy)
 {
 	while (sy->next < sy->n) {
 		struct commitq_job *job = sy->jobs[sy->next++];
+		enum sync_phase phase = sy->phase;
 
 		pthread_mutex_unlock(&sy->mu);
-		job->result = job->prepare(job->arg);
+		sync_one(phase, job);
 		pthread_mutex_lock(&sy->mu);
 		if (--sy->left == 0)
 			pthread_cond_signal(&sy->idle);
@@ -155,15 +176,26 @@ syncer(void *arg)
 			pthread_cond_wait(&sy->work, &sy->mu);
 		if (sy->stopping)
 			break;
-		prepare_taken(sy);
+		work_taken(sy);
 	}
 	pthread_mutex_unlock(&sy->mu);
 	return NULL;
 }
 
-/* prepare() of every job still without error, on the committer and the helpers at once. */
+/* Whether the phase has anything to do to this job. */
+static bool
+sync_wants(enum sync_phase phase, const struct commitq_job *job)
+{
+	return phase == SYNC_PREPARE ? job->result == 0 : job->release != NULL;
+}
+
+/*
+ * The phase for every job that wants it: prepare() of every job still
+ * without error, or release() of every job that has one; on the committer
+ * and the helpers at once.
+ */
 static void
-prepare_all(struct syncers *sy, struct commitq_job *batch, unsigned long long n)
+sync_all(struct syncers *sy, enum sync_phase phase, struct commitq_job *batch, unsigned long long n)
 {
 	struct commitq_job *job, **grown;
 	size_t count = 0;
@@ -172,8 +204,8 @@ prepare_all(struct syncers *sy, struct commitq_job *batch, unsigned long long n)
 		if ((grown = realloc(sy->jobs, n * sizeof(*grown))) == NULL) {
 			/* No room to share the work: do it alone. */
 			for (job = batch; job != NULL; job = job->next)
-				if (job->result == 0)
-					job->result = job->prepare(job->arg);
+				if (sync_wants(phase, job))
+					sync_one(phase, job);
 			return;
 		}
 		pthread_mutex_lock(&sy->mu);
@@ -183,14 +215,15 @@ prepare_all(struct syncers *sy, struct commitq_job *batch, unsigned long long n)
 	}
 	pthread_mutex_lock(&sy->mu);
 	for (job = batch; job != NULL; job = job->next)
-		if (job->result == 0)
+		if (sync_wants(phase, job))
 			sy->jobs[count++] = job;
+	sy->phase = phase;
 	sy->n = count;
 	sy->next = 0;
 	sy->left = count;
 	if (count > 1)
 		pthread_cond_broadcast(&sy->work);
-	prepare_taken(sy);
+	work_taken(sy);
 	while (sy->left > 0)
 		pthread_cond_wait(&sy->idle, &sy->mu);
 	sy->n = sy->next = 0;
@@ -239,7 +272,7 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 		job->published = 0;
 		job->result = job->start != NULL ? job->start(job->arg) : 0;
 	}
-	prepare_all(&q->sync, batch, n);
+	sync_all(&q->sync, SYNC_PREPARE, batch, n);
 	for (job = batch; job != NULL; job = job->next) {
 		if (job->result != 0)
 			continue;
@@ -251,19 +284,18 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 			job->unpublish(job->arg);
 		}
 	}
-	if (!any_published)
-		return n;
-	if ((r = spool_dirset_sync(q->dirs)) == 0)
-		return n;
-	log_error("commitq-error", "op=sync jobs=%llu error=%d", n, -r);
-	for (job = batch; job != NULL; job = job->next) {
-		if (!job->published)
-			continue;
-		if (job->unpublish != NULL)
-			job->unpublish(job->arg);
-		job->published = 0;
-		job->result = r;
+	if (any_published && (r = spool_dirset_sync(q->dirs)) < 0) {
+		log_error("commitq-error", "op=sync jobs=%llu error=%d", n, -r);
+		for (job = batch; job != NULL; job = job->next) {
+			if (!job->published)
+				continue;
+			if (job->unpublish != NULL)
+				job->unpublish(job->arg);
+			job->published = 0;
+			job->result = r;
+		}
 	}
+	sync_all(&q->sync, SYNC_RELEASE, batch, n);
 	return n;
 }
 

@@ -17,6 +17,10 @@
  *	    spool_dirset_sync(dirs) once: each directory fsync'd once
  *	    unpublish(arg)          each job whose own publish failed (its partial
  *	                            names go), and every published job if the sync failed
+ *	    release(arg)            each job (if set), whatever its result: slow
+ *	                            clean-up that need not wait in done() on the loop
+ *	                            (the last close of an unlinked file frees its
+ *	                            blocks), on several threads at once
  *
  *	and then delivers every job's result to done(arg, result) on the event
  *	loop thread (0 or -errno).  Under load batches grow, so many sessions
@@ -31,9 +35,9 @@
  *	submitted, runs their done() callbacks, and joins the thread.
  * THREADS
  *	commitq_submit() and commitq_free() from the event loop thread only.
- *	start/publish/unpublish run on the committer thread, prepare on the
- *	committer or one of its helper threads (prepare must be thread-safe
- *	across distinct jobs); done on the loop.
+ *	start/publish/unpublish run on the committer thread, prepare and
+ *	release on the committer or one of its helper threads (they must be
+ *	thread-safe across distinct jobs); done on the loop.
  */
 #ifndef SPOOLGATE_COMMITQ_H
 #define SPOOLGATE_COMMITQ_H
@@ -48,6 +52,7 @@ struct commitq_job {
 	int	      (*prepare)(void *arg);
 	int	      (*publish)(void *arg, struct spool_dirset *dirs);
 	void	      (*unpublish)(void *arg);		/* may be NULL */
+	void	      (*release)(void *arg);		/* may be NULL */
 	void	      (*done)(void *arg, int result);
 	void	       *arg;
 	/* private to commitq */

@@ -182,6 +182,7 @@ struct delivery {
 	unsigned		reuses;		/* transactions this connection carried before this one */
 	time_t			connected_at;	/* CLOCK_MONOTONIC seconds */
 	bool			idle;		/* on the agent's idle list */
+	bool			rset_pipelined;	/* MAIL, RCPT and DATA went out with the RSET */
 
 	/* The transaction: env and datafd are the caller's, NULL and -1 once reported. */
 	struct envelope	       *env;
@@ -245,7 +246,7 @@ static const struct dlv_step {
 
 static void dlv_close(struct delivery *d);
 static void dlv_connect_fresh(struct delivery *d, const char *why);
-static void dlv_start_mail(struct delivery *d);
+static void dlv_start_mail(struct delivery *d, bool rset);
 static int dlv_connect(struct delivery *d);
 static void dlv_end(struct delivery *d);
 static void dlv_conclude(struct delivery *d, const char *open_reply);
@@ -679,6 +680,11 @@ dlv_adopt(struct delivery *d, struct delivery *c, size_t addr)
 	dlv_close(c);
 	bufferevent_set_timeouts(d->bev, &tv, &tv);
 	bufferevent_enable(d->bev, EV_READ);
+	/* RFC 2920 3.1: RSET may open the pipelined group; without PIPELINING it waits for its reply. */
+	if (d->caps.pipelining) {
+		dlv_start_mail(d, true);
+		return;
+	}
 	if (bufferevent_write(d->bev, "RSET\r\n", 6) < 0) {
 		dlv_connect_fresh(d, "buffering RSET");
 		return;
@@ -686,10 +692,19 @@ dlv_adopt(struct delivery *d, struct delivery *c, size_t addr)
 	dlv_enter(d, DLV_RSET);
 }
 
-/* RSET took: this attempt has the connection's TLS and AUTH; straight to MAIL. */
+/*
+ * RSET took: this attempt has the connection's TLS and AUTH; on to MAIL,
+ * whose reply comes next when it went out with RSET.  RSET refused (or
+ * 421): the connection is dropped, and with it a pipelined MAIL, RCPT and
+ * DATA the server may have taken (no end of data was sent: nothing is
+ * delivered), and a fresh one carries the message.
+ */
 static void
 dlv_on_rset(struct delivery *d, const struct relay_reply *rep)
 {
+	bool pipelined = d->rset_pipelined;
+
+	d->rset_pipelined = false;
 	if (rep->code != 250) {
 		dlv_connect_fresh(d, rep->text);
 		return;
@@ -700,7 +715,10 @@ dlv_on_rset(struct delivery *d, const struct relay_reply *rep)
 		log_warn("relay-tls-note", "id=%s error=\"the record cannot take this TLS description\"", d->id);
 	if (d->authenticated && envelope_set_last_auth(d->env, d->auth_mech, d->hop.user) < 0)
 		log_warn("relay-auth-note", "id=%s error=\"the record cannot take this user name\"", d->id);
-	dlv_start_mail(d);
+	if (pipelined)
+		dlv_enter(d, DLV_MAIL);
+	else
+		dlv_start_mail(d, false);
 }
 
 static const char *
@@ -766,10 +784,12 @@ dlv_prepare_body(struct delivery *d)
 
 /*
  * MAIL FROM, and with PIPELINING every RCPT TO and DATA in the same write
- * (RFC 2920); the replies are then read in order.
+ * (RFC 2920); the replies are then read in order.  rset (a reused
+ * connection with PIPELINING): RSET opens the group, so the reused
+ * connection costs no round trip of its own; its reply comes first.
  */
 static void
-dlv_start_mail(struct delivery *d)
+dlv_start_mail(struct delivery *d, bool rset)
 {
 	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
 	int n;
@@ -800,7 +820,8 @@ dlv_start_mail(struct delivery *d)
 	if (d->caps.pipelining) {
 		struct evbuffer *group = evbuffer_new();
 
-		if (group == NULL || evbuffer_add(group, line, (size_t)n) < 0) {
+		if (group == NULL || (rset && evbuffer_add(group, "RSET\r\n", 6) < 0) ||
+		    evbuffer_add(group, line, (size_t)n) < 0) {
 			if (group != NULL)
 				evbuffer_free(group);
 			dlv_abort(d, errmap_from_errno(ENOMEM), "buffering the pipelined commands for %s", d->peer);
@@ -810,9 +831,12 @@ dlv_start_mail(struct delivery *d)
 		evbuffer_free(group);
 		if (n < 0)
 			return;
-	} else if (dlv_send(d, line, (size_t)n) < 0) {
+		d->rset_pipelined = rset;
+		dlv_enter(d, rset ? DLV_RSET : DLV_MAIL);
 		return;
 	}
+	if (dlv_send(d, line, (size_t)n) < 0)
+		return;
 	dlv_enter(d, DLV_MAIL);
 }
 
@@ -1122,7 +1146,7 @@ dlv_on_auth(struct delivery *d, const struct relay_reply *rep)
 		    log_quote(quoted, sizeof(quoted), d->hop.user), d->tls ? "yes" : "no");
 		if (d->env != NULL && envelope_set_last_auth(d->env, d->auth_mech, d->hop.user) < 0)
 			log_warn("relay-auth-note", "id=%s error=\"the record cannot take this user name\"", d->id);
-		dlv_start_mail(d);
+		dlv_start_mail(d, false);
 		return;
 	}
 	/*
@@ -1162,7 +1186,7 @@ dlv_session_ready(struct delivery *d)
 	}
 	if (dlv_start_auth(d) != 0)
 		return;
-	dlv_start_mail(d);
+	dlv_start_mail(d, false);
 }
 
 /*
@@ -1373,16 +1397,26 @@ dlv_on_quit(struct delivery *d, const struct relay_reply *rep)
 
 /*
  * The body: pread from the data file, encode, append; refilled from the
- * write callback whenever the output falls below DLV_BODY_LOWAT.
+ * write callback whenever the output falls below DLV_BODY_LOWAT.  The end
+ * of data goes in the same piece of the output as the last octets of the
+ * message: over TLS each piece added is a record of its own, and a dot
+ * alone in a record is one more for both sides to make and read.  The
+ * last octets are known by the size measured before MAIL (msg_size); a
+ * file that turns out shorter ends at its end (pread returns 0).
  */
+static bool dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec);
+static void dlv_await_dot(struct delivery *d);
+
 static void
 dlv_fill_body(struct delivery *d)
 {
 	struct evbuffer *out = bufferevent_get_output(d->bev);
+	long long end = (long long)d->msg_size + (d->convfd >= 0 ? 0 : d->env->data_offset);
 
 	while (d->state == DLV_BODY && evbuffer_get_length(out) < DLV_CHUNK) {
 		struct evbuffer_iovec vec;
-		size_t consumed, produced;
+		size_t consumed;
+		bool last;
 		ssize_t n;
 
 		n = pread(d->convfd >= 0 ? d->convfd : d->datafd, d->chunk, DLV_CHUNK, (off_t)d->data_pos);
@@ -1394,39 +1428,54 @@ dlv_fill_body(struct delivery *d)
 			dlv_abort(d, errmap_from_errno(err), "reading the message data: %s", strerror(err));
 			return;
 		}
-		if (n == 0) {
-			char tail[RELAY_DOT_FINISH_MAX];
-			size_t len = relay_dot_finish(&d->dot, tail, sizeof(tail));
-			struct timeval tv = { d->agent->command_timeout, 0 };
-
-			/* A reply read before the dot is even sent acknowledges nothing. */
-			if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0) {
-				dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
-				    d->hop.name, dlv_steps[d->state].doing);
-				return;
-			}
-			free(d->chunk);
-			d->chunk = NULL;
-			if (evbuffer_add(out, tail, len) < 0) {
-				dlv_abort(d, errmap_from_errno(ENOMEM), "buffering the end of data");
-				return;
-			}
-			dlv_enter(d, DLV_DOT);
-			bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
-			bufferevent_set_timeouts(d->bev, &tv, &tv);
-			bufferevent_enable(d->bev, EV_READ);
-			return;
-		}
-		if (evbuffer_reserve_space(out, RELAY_DOT_ENCODE_MAX((size_t)n), &vec, 1) < 1) {
+		last = n == 0 || d->data_pos + n >= end;
+		if (evbuffer_reserve_space(out, RELAY_DOT_ENCODE_MAX((size_t)n) + RELAY_DOT_FINISH_MAX, &vec, 1) < 1) {
 			dlv_abort(d, errmap_from_errno(ENOMEM), "buffering the message data");
 			return;
 		}
-		produced = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base, vec.iov_len);
-		vec.iov_len = produced;
-		evbuffer_commit_space(out, &vec, 1);
-		/* The reservation covers the worst case, so all of it was taken. */
+		/* The reservation covers the worst case, so all of it is taken. */
+		vec.iov_len = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base,
+		    vec.iov_len - RELAY_DOT_FINISH_MAX);
 		d->data_pos += (long long)consumed;
+		if (last && !dlv_end_data(d, &vec))
+			return;
+		evbuffer_commit_space(out, &vec, 1);
+		if (last) {
+			dlv_await_dot(d);
+			return;
+		}
 	}
+}
+
+/*
+ * The end of data, appended to vec (reserved with room for it).  A reply
+ * read before the dot is even sent acknowledges nothing: false, the
+ * delivery has ended.
+ */
+static bool
+dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec)
+{
+	if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0) {
+		dlv_abort(d, errmap_get(REPLY_REMOTE_PROTOCOL), "%s spoke out of turn while %s",
+		    d->hop.name, dlv_steps[d->state].doing);
+		return false;
+	}
+	vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
+	return true;
+}
+
+/* The dot is in the output: reading again, for its reply (enabling may read at once). */
+static void
+dlv_await_dot(struct delivery *d)
+{
+	struct timeval tv = { d->agent->command_timeout, 0 };
+
+	free(d->chunk);
+	d->chunk = NULL;
+	dlv_enter(d, DLV_DOT);
+	bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	bufferevent_enable(d->bev, EV_READ);
 }
 
 /*
@@ -1782,6 +1831,7 @@ dlv_connect_fresh(struct delivery *d, const char *why)
 		d->bev = NULL;
 	}
 	dlv_forget_session(d);
+	d->rset_pipelined = false;
 	d->cur_addr = 0;
 	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
 		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->peer);

@@ -52,8 +52,9 @@
  *	connection_idle_timeout; 0: never) for the next delivery_start() to
  *	the same destination (nexthop_can_share(): route, address, TLS policy
  *	and credentials), which says RSET on it and goes straight to MAIL,
- *	with the EHLO capabilities, TLS and AUTH it has; a refused RSET or a
- *	connection gone makes a fresh connection in the same attempt.  A
+ *	with the EHLO capabilities, TLS and AUTH it has (with PIPELINING,
+ *	RSET goes out in one write with MAIL, RCPT and DATA); a refused RSET
+ *	or a connection gone makes a fresh connection in the same attempt.  A
  *	connection is reused at most connection_reuse_count_limit times and
  *	not after connection_reuse_time_limit seconds; at most max_deliveries
  *	wait.  Otherwise it says QUIT.  It is freed by the agent, never from

@@ -12,7 +12,8 @@
  *	loop; a thread moves what spoolgate-sendmail dropped into the queue.
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
- *	-n	check the configuration, print what is wrong, exit 0 or 1.
+ *	-n	check the configuration (and that the users file of AUTH
+ *		loads), print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
  *		print the value of one key (e.g. spool.user, fs.mountpoint,
  *		"listener submission.listen") as
@@ -24,11 +25,18 @@
  *	idle sessions get 421 4.3.2, a message being committed still gets its
  *	reply, the relay gives its claims back, pending commits finish; exit 0.
  *
+ *	Under systemd (Type=notify, etc/systemd/spoolgate-smtpd.service) it
+ *	sends READY=1 once the spool is recovered and every listener is bound
+ *	(with the event=listening line), and STOPPING=1 at the first SIGTERM
+ *	or SIGINT (notify.h); without $NOTIFY_SOCKET nothing is sent.
+ *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
- *	the next delivery attempts use the new user and password.  A file
- *	that does not load (others may read it, a bad line) changes nothing
- *	and is logged (event=relay-credentials, level error).  Nothing else
- *	is reloaded: other changes of the configuration need a restart.
+ *	the next delivery attempts use the new user and password; and the
+ *	users file of AUTH ([smtpd] auth_users, auth.h): the next AUTH uses
+ *	it.  A file that does not load (others may read it, a bad line)
+ *	changes nothing and is logged (event=relay-credentials,
+ *	event=auth-users, level error).  Nothing else is reloaded: other
+ *	changes of the configuration need a restart.
  * SECURITY
  *	Started as root it binds first and then becomes [spool] user
  *	(initgroups, setgid, setuid; checked to be irreversible).  As root
@@ -60,7 +68,10 @@
 
 #include "../common/cfg.h"
 #include "../common/log.h"
+#include "../common/notify.h"
 #include "../common/spool.h"
+#include "../common/userdb.h"
+#include "auth.h"
 #include "commitq.h"
 #include "pickup.h"
 #include "runner.h"
@@ -76,6 +87,7 @@ struct daemon {
 	struct commitq	       *cq;
 	struct runner	       *runner;
 	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
+	struct auth	       *auth;
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -190,6 +202,39 @@ print_value(const struct cfg *cfg, const char *name)
 	return 0;
 }
 
+/* Whether any listener offers AUTH. */
+static bool
+auth_offered(const struct cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		if (cfg->listeners[i].auth != CFG_AUTH_NO)
+			return true;
+	return false;
+}
+
+/* -n: the users file of AUTH loads (as whoever runs the check). */
+static int
+check_auth_users(const struct cfg *cfg)
+{
+	struct userdb *db;
+	char err[1024];
+	int r;
+
+	if (auth_offered(cfg) && cfg->auth_users == NULL) {
+		fprintf(stderr, "%s: %s: a listener offers AUTH but [smtpd] auth_users names no users file "
+		    "(make one with spoolgate-passwd)\n", PROG, cfg->path);
+		return -EINVAL;
+	}
+	if (cfg->auth_users == NULL)
+		return 0;
+	if ((r = userdb_load(cfg->auth_users, &db, err, sizeof(err))) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return r;
+	}
+	userdb_free(db);
+	return 0;
+}
+
 static void
 drained(void *arg)
 {
@@ -211,6 +256,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	d->stopping = true;
 	log_info("stop", "signal=%d", (int)sig);
+	notify_stopping();
 	server_shutdown(d->srv, drained, d);
 }
 
@@ -220,8 +266,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 
 	(void)what;
-	log_info("reload", "signal=%d what=credentials", (int)sig);
+	log_info("reload", "signal=%d what=credentials,auth_users", (int)sig);
 	(void)runner_reload(d->runner);		/* logs what it did, or why not */
+	auth_reload(d->auth);			/* the same */
 }
 
 /* One line per listener: where it listens and its policy. */
@@ -236,6 +283,17 @@ log_listeners(const struct server *srv)
 		log_info("listener", "listener=%s addr=%s tls=%s auth=%s", l->cfg->name, l->addr,
 		    l->cfg->tls != NULL ? l->cfg->tls : "none", cfg_auth_mode_name(l->cfg->auth));
 	}
+}
+
+/* READY=1 for systemd (Type=notify): recovered, every listener bound. */
+static void
+notify_ready_listening(const struct server *srv)
+{
+	char status[128];
+
+	snprintf(status, sizeof(status), "listening on %s (%zu listener%s)", server_address(srv),
+	    srv->nlisteners, srv->nlisteners == 1 ? "" : "s");
+	notify_ready(status);
 }
 
 static int
@@ -286,6 +344,11 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
 		return -1;
 	}
+	if ((r = auth_new(&d->cfg, d->spool, d->cq, auth_offered(&d->cfg), &d->auth)) < 0) {
+		log_error("startup", "error=\"cannot set up AUTH: %s\"", strerror(-r));
+		return -1;
+	}
+	d->srv->auth = d->auth;
 	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
 	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
 	    (d->ev_hup = evsignal_new(d->base, SIGHUP, reload_cb, d)) == NULL ||
@@ -298,6 +361,7 @@ start(struct daemon *d)
 	log_listeners(d->srv);
 	log_info("listening", "addr=%s listeners=%zu hostname=%s version=%s", server_address(d->srv),
 	    d->srv->nlisteners, d->srv->hostname, SPOOLGATE_VERSION);
+	notify_ready_listening(d->srv);
 	return 0;
 }
 
@@ -309,6 +373,7 @@ stop(struct daemon *d)
 	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
+	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
 	if (d->ev_term != NULL)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
@@ -370,7 +435,7 @@ main(int argc, char **argv)
 	if (check_only) {
 		struct passwd *pw;
 
-		if (lookup_user(&d.cfg, &pw) < 0) {
+		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0) {
 			cfg_free(&d.cfg);
 			return 1;
 		}

@@ -20,7 +20,8 @@
  *	queue_scan() reads every record, so a scan is skipped while every
  *	delivery slot is busy; the due ids wait in a bounded backlog that
  *	feeds slots as they free up, and a new scan is made once the backlog
- *	ran dry after an overflow.
+ *	ran dry after an overflow: from the next turn of the loop, without
+ *	the coalescing delay, since slots are waiting for it.
  *
  *	A job.  Each claim is a struct runner_job, from queue_claim() to the
  *	end of its commit.  It holds one of the max_deliveries slots while it
@@ -74,7 +75,7 @@
  *	relay-scan and relay-dest-wait (a job waits for max_per_destination)
  *	at debug level.  The delivery logs its own (delivery.c).
  * THREADS
- *	Event loop thread only, except the prepare/publish callbacks of a
+ *	Event loop thread only, except the prepare/publish/release callbacks of a
  *	job, which commitq runs on its thread while the job is theirs.
  */
 #include <sys/types.h>
@@ -200,6 +201,7 @@ struct runner_job {
 };
 
 static void runner_request_scan(struct runner *r);
+static void runner_scan_soon(struct runner *r);
 static void runner_dispatch(struct runner *r);
 static void job_submit(struct runner_job *j);
 
@@ -820,6 +822,15 @@ job_publish(void *arg, struct spool_dirset *dirs)
 	return 0;
 }
 
+/* On a helper of the committer: the slow part of removing a sent message with its data. */
+static void
+job_release(void *arg)
+{
+	struct runner_job *j = arg;
+
+	queue_finish_release(j->qc);
+}
+
 /* The job is over: its slot, or its place among the commits in flight, goes to the next one. */
 static void
 job_finished(struct runner_job *j)
@@ -922,6 +933,7 @@ job_submit(struct runner_job *j)
 	j->cj.prepare = job_prepare;
 	j->cj.publish = job_publish;
 	j->cj.unpublish = NULL;	/* a rename into place is not undone: the sync is retried by whoever reads it */
+	j->cj.release = job_release;
 	j->cj.done = job_committed;
 	j->cj.arg = j;
 	if ((err = commitq_submit(j->runner->cq, &j->cj)) < 0) {
@@ -1011,7 +1023,7 @@ runner_dispatch(struct runner *r)
 		runner_start(r, r->backlog[r->backlog_pos++]);
 	r->dispatching = false;
 	if (runner_has_room(r) && r->backlog_pos >= r->nbacklog && r->scan_wanted)
-		runner_request_scan(r);
+		runner_scan_soon(r);
 }
 
 /*
@@ -1043,6 +1055,21 @@ runner_scan_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	runner_scan(r);
 	runner_dispatch(r);
+}
+
+/*
+ * The backlog ran dry after an overflow: more records are due, and slots
+ * wait for them.  There is no burst of triggers to coalesce here, so the
+ * scan runs from the next turn of the loop, not RUNNER_SCAN_DELAY_MS later
+ * (50 ms without a claim, every RUNNER_BACKLOG_MAX messages of a long queue).
+ */
+static void
+runner_scan_soon(struct runner *r)
+{
+	struct timeval now = { 0, 0 };
+
+	r->scan_scheduled = true;
+	evtimer_add(r->scan_ev, &now);	/* re-arms a scan already requested, too */
 }
 
 static void

@@ -273,10 +273,9 @@ listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_
 
 	lst->srv = srv;
 	lst->cfg = lc;
-	if ((lc->tls != NULL && strcmp(lc->tls, "none") != 0) || lc->auth != CFG_AUTH_NO) {
-		/* Until the server speaks TLS and AUTH, such a policy would be a silent lie. */
-		log_error("listen", "listener=%s tls=%s auth=%s error=\"TLS and AUTH are not served yet\"", lc->name,
-		    lc->tls, cfg_auth_mode_name(lc->auth));
+	if (lc->tls != NULL && strcmp(lc->tls, "none") != 0) {
+		/* Until the server speaks TLS, such a policy would be a silent lie. */
+		log_error("listen", "listener=%s tls=%s error=\"TLS is not served yet\"", lc->name, lc->tls);
 		return -ENOTSUP;
 	}
 	if (cfg_split_hostport(lc->listen, host, sizeof(host), &portnum) < 0) {

@@ -179,7 +179,8 @@ _SECTION = {
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
     'session_deadline': 'smtpd',
-    'relay_networks': 'smtpd',
+    'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
+    'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
@@ -290,6 +291,10 @@ class Instance:
                     sections['listeners'].append('\n[listener %s]' % name)
                     sections['listeners'].extend('%s = %s' % (k, _fmt(v)) for k, v in keys.items()
                                                  if v is not None)
+                continue
+            if '.' in key:		# "smtpd.auth_plaintext": a key whose name is in two sections
+                section, name = key.split('.', 1)
+                sections[section].append('%s = %s' % (name, _fmt(value)))
                 continue
             sections[_SECTION[key]].append('%s = %s' % (key, _fmt(value)))
         with open(self.conf, 'w') as f:

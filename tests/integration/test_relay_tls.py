@@ -130,13 +130,13 @@ class RelayTLSTest(unittest.TestCase):
         os.rename(tmp, path)
         return path
 
-    def send(self, gw, tag):
+    def send(self, gw, tag, filler=''):
         """One message through the gateway's SMTP listener; returns its id."""
         # Complete headers: Postfix adds a missing Date: for an authenticated client.
         body = ('From: backup@gw.example\r\nTo: %s\r\nSubject: tls %s\r\n'
                 'Date: Wed, 02 Dec 2026 06:00:00 +0000\r\n'
-                'Message-ID: <%s@gw.example>\r\n\r\nreport %s\r\n.leading dot\r\n'
-                'tail line\r\n' % (RCPT, tag, tag, tag)).encode()
+                'Message-ID: <%s@gw.example>\r\n\r\nreport %s\r\n.leading dot\r\n%s'
+                'tail line\r\n' % (RCPT, tag, tag, tag, filler)).encode()
         with smtplib.SMTP(*gw.smtp_addr, timeout=10) as s:
             s.ehlo('client.example')
             s.mail('backup@gw.example')
@@ -446,6 +446,29 @@ class RelayTLSTest(unittest.TestCase):
         self.assertEqual(len(group), 1, srv.records)
         self.assertRegex(group[0], rb'^MAIL FROM:<[^\r]*>[^\r]*\r\nRCPT TO:<%s>\r\nDATA\r\n$' % RCPT.encode(),
                          'MAIL, RCPT and DATA not in one record')
+
+    def test_reused_connection_rset_in_the_group_and_dot_with_the_body(self):
+        # On a reused connection RSET opens the pipelined group (RFC 2920):
+        # one record, no round trip of its own (fails with RSET written
+        # alone).  The end of data goes in the record of the body's last
+        # octets, after one chunk and after a refill.
+        srv = RecordServer(os.path.join(self.ca.dir, 'mx.pem'), os.path.join(self.ca.dir, 'mx.key'))
+        self.addCleanup(srv.close)
+        gw = self.gateway('127.0.0.1:%d' % srv.port, password=None, tls='encrypt', connection_idle_timeout=120)
+        # The second message is longer than a chunk of the body (64 KB): its end goes out from the refill.
+        for filler in ('', ('filler %s\r\n' % ('x' * 990)) * 100):
+            msgid = self.send(gw, uuid.uuid4().hex[:12], filler)
+            self.outcome(gw, msgid, 'sent')
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-attempt id=%s .*reused=yes' % re.escape(msgid))
+        group = [r for r in srv.records if r.startswith(b'RSET')]
+        self.assertEqual(len(group), 1, srv.records)
+        self.assertRegex(group[0], rb'^RSET\r\nMAIL FROM:<[^\r]*>[^\r]*\r\nRCPT TO:<%s>\r\nDATA\r\n$'
+                         % RCPT.encode(), 'RSET, MAIL, RCPT and DATA not in one record')
+        bodies = [r for r in srv.records if b'tail line' in r]
+        self.assertEqual(len(bodies), 2, srv.records)
+        for r in bodies:
+            self.assertTrue(r.endswith(b'tail line\r\n.\r\n'), 'the dot not with the body: %r' % srv.records)
+        self.assertNotIn(b'.\r\n', srv.records, 'the end of data in a record of its own')
 
 
 class RecordServer:

@@ -7,9 +7,11 @@ max_per_destination connections, each message exactly once, and the idle
 connections say QUIT when smtpd stops; connection_idle_timeout = 0 gives
 one connection per message, and an idle connection says QUIT after
 connection_idle_timeout; connection_reuse_count_limit caps the
-transactions of one connection; a sink that answers RSET with 421, or that
-closes the connection after each message, makes the gateway reconnect
-without losing, duplicating or deferring anything.  Whether a connection
+transactions of one connection; a sink that answers RSET with 421, one
+that refuses RSET with 550 and then takes the MAIL, RCPT and DATA
+pipelined after it, or one that closes the connection after each message,
+makes the gateway reconnect without losing, duplicating or deferring
+anything.  Whether a connection
 may carry another route's mail (TLS policy, credentials) is the unit test
 of nexthop_can_share() (tests/unit/test_nexthop.c).
 Needs no FUSE: messages come in over SMTP.
@@ -33,8 +35,10 @@ N = 20
 
 class CountingSink:
     """A small SMTP server that numbers its connections.  mode: 'normal';
-    'rset421' answers RSET with 421 and closes; 'close' closes the
-    connection after each message's 250."""
+    'rset421' answers RSET with 421 and closes; 'rset550' refuses RSET
+    with 550 and goes on reading (what a pipelined MAIL, RCPT and DATA
+    after it ask for is done: a message ended by the connection's close
+    is dropped); 'close' closes the connection after each message's 250."""
 
     def __init__(self, mode='normal'):
         self.mode = mode
@@ -44,6 +48,12 @@ class CountingSink:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
+                try:
+                    self.converse()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass		# the gateway dropped the connection (rset550)
+
+            def converse(self):
                 conn = {'tx': [], 'quit': False, 'rset': 0}
                 with sink.lock:
                     sink.conns.append(conn)
@@ -61,13 +71,18 @@ class CountingSink:
                         if sink.mode == 'rset421':
                             self.wfile.write(b'421 4.3.2 counting.test closing\r\n')
                             return
+                        if sink.mode == 'rset550':
+                            self.wfile.write(b'550 5.5.1 counting.test will not reset\r\n')
+                            continue
                         self.wfile.write(b'250 2.0.0 ok\r\n')
                     elif verb == b'DATA':
                         self.wfile.write(b'354 go ahead\r\n')
                         lines = []
                         while True:
                             dl = self.rfile.readline(1 << 20)
-                            if not dl or dl == b'.\r\n':
+                            if not dl:
+                                return		# no end of data: nothing delivered
+                            if dl == b'.\r\n':
                                 break
                             lines.append(dl)
                         toks = re.findall(rb'token-([0-9a-f]{12})', b''.join(lines))
@@ -170,6 +185,15 @@ class Reuse(unittest.TestCase):
             self.assertTrue(all(len(c['tx']) == 1 for c in sink.conns))
             self.assertGreater(sum(c['rset'] for c in sink.conns), 0)
         self.assertIn('event=relay-reuse-failed', gw.read_log('smtpd'))
+
+    def test_rset_refused_drops_the_pipelined_transaction(self):
+        """RSET refused with 550 while MAIL, RCPT and DATA follow it in the group: that connection is
+        dropped before any data, a fresh one carries the message, nothing lost, duplicated or deferred"""
+        gw, sink = self.run_gateway('rset550')
+        with sink.lock:
+            self.assertGreater(sum(c['rset'] for c in sink.conns), 0)
+            self.assertTrue(all(len(c['tx']) == 1 for c in sink.conns), sink.conns)
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-reuse-failed .*why="550 5\.5\.1 ')
 
     def test_server_closes_after_each_message(self):
         """the server closes every connection after its message: reconnects, nothing lost or duplicated"""

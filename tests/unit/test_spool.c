@@ -1142,10 +1142,19 @@ START_TEST(test_finish_sent_drop)
 	char path[PATH_LEN], id[SPOOL_ID_MAX];
 	struct spool *spool = open_spool("sentdrop", path);
 	struct queue_claim *qc;
+	struct stat st;
+	int datafd;
 
 	queue_one(spool, two_rcpts, id);
 	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	datafd = queue_claim_data_fd(qc);
 	finish(spool, qc, QUEUE_SENT, false);
+	/* The unlinked data file is closed by the release (its blocks freed there, not at free). */
+	ck_assert_int_eq(queue_claim_data_fd(qc), datafd);
+	queue_finish_release(qc);
+	ck_assert_int_eq(queue_claim_data_fd(qc), -1);
+	ck_assert_int_eq(fstat(datafd, &st), -1);
+	ck_assert_int_eq(errno, EBADF);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), -ENOENT);
 	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, id));
