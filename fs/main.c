@@ -339,8 +339,16 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		fuse_remove_signal_handlers(se);
 		goto out;
 	}
+	if ((r = spoolfs_watch_start(fs, se)) < 0) {
+		fprintf(stderr, "%s: cannot watch the spool %s: %s\n", PROG, spool_path(spool),
+		    strerror(-r));
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		goto out;
+	}
 	log_info("mounted", "mountpoint=%s spool=%s", mnt, spool_path(spool));
 	r = fuse_session_loop(se);
+	spoolfs_watch_stop(fs);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	if (r < 0) {

@@ -37,13 +37,24 @@
 #include "inode.h"
 #include "outfile.h"
 #include "spoolfs.h"
+#include "watch.h"
 
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
 
-/* Entry and attribute timeouts: the spool changes behind our back. */
-static const double spoolfs_timeout = 0.0;
+/*
+ * Entry and attribute timeouts.  A committed message never changes
+ * (inbox/ messages, queue/<id>, sent/<id>, failed/<id>): the kernel keeps
+ * its name, attributes and pages, and the spool watcher (watch.h)
+ * invalidates them when the spool removes, moves or replaces it.  The
+ * timeout bounds what the watcher cannot see (a spool shared over a
+ * network filesystem, an event lost in a race with a lookup).  What
+ * changes is never cached: directories (new mail changes their times),
+ * records (.status), outbox files.
+ */
+#define SPOOLFS_MESSAGE_TIMEOUT	60.0
+#define SPOOLFS_CHANGING_TIMEOUT 0.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
@@ -57,6 +68,8 @@ struct spoolfs {
 	bool			listing_truncated_logged;
 	struct spoolfs_file    *files;		/* every open file handle */
 	struct spoolfs_dir     *dirs;		/* every open listing */
+	struct fuse_session    *se;		/* set while the spool is watched */
+	struct watch	       *watch;
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
@@ -584,6 +597,19 @@ spoolfs_open_file_of_node(struct spoolfs *fs, uint64_t ino)
 	return NULL;
 }
 
+/* Committed messages: immutable, cached by the kernel (see the timeouts). */
+static bool
+spoolfs_kind_is_message(enum inode_kind kind)
+{
+	return kind == INODE_MAILMSG || kind == INODE_RECMSG;
+}
+
+static double
+spoolfs_timeout(enum inode_kind kind)
+{
+	return spoolfs_kind_is_message(kind) ? SPOOLFS_MESSAGE_TIMEOUT : SPOOLFS_CHANGING_TIMEOUT;
+}
+
 static bool
 spoolfs_kind_is_file(enum inode_kind kind)
 {
@@ -926,8 +952,8 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 	e.ino = node->ino;
 	e.attr = *st;
 	e.attr.st_ino = node->ino;
-	e.attr_timeout = spoolfs_timeout;
-	e.entry_timeout = spoolfs_timeout;
+	e.attr_timeout = spoolfs_timeout(kind);
+	e.entry_timeout = spoolfs_timeout(kind);
 	if (fuse_reply_entry(req, &e) != 0)
 		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
 }
@@ -1002,7 +1028,7 @@ spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout);
+	fuse_reply_attr(req, &st, spoolfs_timeout(node->kind));
 }
 
 static int
@@ -1068,7 +1094,7 @@ spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	    (r = outfile_stat(of, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout);
+	fuse_reply_attr(req, &st, spoolfs_timeout(node->kind));
 }
 
 /* A new handle, in fs->files until spoolfs_file_close(). */
@@ -1248,7 +1274,7 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return (void) fuse_reply_err(req, -r);
 	}
 	e.ino = e.attr.st_ino = node->ino;
-	e.attr_timeout = e.entry_timeout = spoolfs_timeout;
+	e.attr_timeout = e.entry_timeout = spoolfs_timeout(INODE_OUTFILE);
 	fi->fh = (uintptr_t) h;
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
@@ -1327,7 +1353,8 @@ spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	fi->fh = (uintptr_t) h;
-	fi->keep_cache = 0;
+	/* a message's pages stay valid until the watcher says it went */
+	fi->keep_cache = spoolfs_kind_is_message(node->kind);
 	/* a record's size changes as it moves: read it without the page cache */
 	fi->direct_io = node->kind == INODE_RECSTATUS;
 	if (fuse_reply_open(req, fi) != 0)
@@ -1624,6 +1651,82 @@ static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.releasedir	= spoolfs_releasedir,
 	.statfs		= spoolfs_statfs,
 };
+
+/* ------------------------------------------------- the spool changed */
+
+/*
+ * On the watch thread: the kernel forgets the name dir/name and what it
+ * cached of the node behind it.  Never on a request's thread (watch.h).
+ */
+static void
+spoolfs_forget_name(struct spoolfs *fs, const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	uint64_t parent = inode_peek(&fs->nodes, dir), child;
+
+	if (spoolfs_child_path(dir, name, path, sizeof path) < 0)
+		return;
+	child = inode_peek(&fs->nodes, path);
+	if (parent != 0)
+		(void) fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+	if (child != 0)
+		(void) fuse_lowlevel_notify_inval_inode(fs->se, child, 0, 0);
+}
+
+static bool
+spoolfs_node_is_cached(const struct inode *node)
+{
+	return spoolfs_kind_is_message(node->kind);
+}
+
+/* Events were lost: every message the kernel knows is forgotten. */
+static void
+spoolfs_forget_all(struct spoolfs *fs)
+{
+	struct inode_known *known;
+	size_t n;
+
+	if (inode_each_known(&fs->nodes, spoolfs_node_is_cached, &known, &n) < 0)
+		return;
+	log_warn("watch-overflow", "forgotten=%zu", n);
+	for (size_t i = 0; i < n; i++) {
+		char *slash = strrchr(known[i].path, '/');
+
+		if (slash == NULL)
+			continue;
+		*slash = '\0';
+		spoolfs_forget_name(fs, known[i].path, slash + 1);
+	}
+	inode_known_free(known, n);
+}
+
+static void
+spoolfs_spool_changed(void *arg, const char *dir, const char *name)
+{
+	struct spoolfs *fs = arg;
+	char status[NAME_MAX + 1];
+
+	if (dir == NULL)
+		return spoolfs_forget_all(fs);
+	spoolfs_forget_name(fs, dir, name);
+	if (strchr(dir, '/') == NULL && strcmp(dir, "inbox") != 0 &&
+	    snprintf(status, sizeof status, "%s%s", name, SPOOLFS_STATUS_SUFFIX) < (int) sizeof status)
+		spoolfs_forget_name(fs, dir, status);	/* queue/<id> and queue/<id>.status */
+}
+
+int
+spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+	return watch_start(fs->spool, spoolfs_spool_changed, fs, &fs->watch);
+}
+
+void
+spoolfs_watch_stop(struct spoolfs *fs)
+{
+	watch_stop(fs->watch);
+	fs->watch = NULL;
+}
 
 const struct fuse_lowlevel_ops *
 spoolfs_ops(void)

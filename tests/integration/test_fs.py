@@ -699,6 +699,61 @@ class Mount(unittest.TestCase):
         finally:
             os.close(fd)
 
+    def test_cache_new_mail_listed(self):
+        """after a listing and stats the kernel may cache, mail delivered by SMTP is listed at once"""
+        first = self.gw.find_mail('cached', self.send_smtp('cached', 'cached first'))
+        box = self.mnt('inbox', 'cached')
+        listed = os.listdir(box)
+        self.assertEqual(listed, [first])
+        for name in listed:
+            os.stat(os.path.join(box, name))
+            with open(os.path.join(box, name), 'rb') as f:
+                f.read()
+        with self.assertRaises(FileNotFoundError):
+            os.stat(os.path.join(box, 'not-yet'))
+        second = self.gw.find_mail('cached', self.send_smtp('cached', 'cached second'))
+        # no wait: the 250 came after the message was in new/
+        self.assertEqual(sorted(os.listdir(box)), sorted([first, second]))
+        with open(os.path.join(box, second), 'rb') as f:
+            self.assertEqual(f.read(), self.gw.read_mail('cached', second))
+
+    def test_cache_spool_changes_seen(self):
+        """cached messages: rm, a move and a replacement made in the spool show promptly"""
+        names = [self.gw.find_mail('spoolside', self.send_smtp('spoolside', 'spool side %d' % i))
+                 for i in range(3)]
+        box = self.mnt('inbox', 'spoolside')
+        for name in names:		# cached: names, attributes, pages
+            with open(os.path.join(box, name), 'rb') as f:
+                f.read()
+            os.stat(os.path.join(box, name))
+        gone, moved, replaced = names
+        os.unlink(self.gw.path('mail', 'spoolside', 'new', gone))
+        os.rename(self.gw.path('mail', 'spoolside', 'new', moved),
+                  self.gw.path('mail', 'spoolside', 'cur', moved + ':2,S'))
+        new_bytes = b'Subject: replaced in the spool\n\na longer body than before, read anew\n'
+        tmp = self.gw.path('mail', 'spoolside', 'tmp', 'replacement')
+        with open(tmp, 'wb') as f:
+            f.write(new_bytes)
+        os.rename(tmp, self.gw.path('mail', 'spoolside', 'new', replaced))
+        for name in (gone, moved):
+            harness.wait_until(lambda: not os.path.exists(os.path.join(box, name)), 10,
+                               'stat of %s to fail after it left new/ in the spool' % name)
+        self.assertEqual(sorted(os.listdir(box)), sorted([moved + ':2,S', replaced]))
+        harness.wait_until(lambda: os.stat(os.path.join(box, replaced)).st_size == len(new_bytes),
+                           10, 'the size of the replaced message')
+        with open(os.path.join(box, replaced), 'rb') as f:
+            self.assertEqual(f.read(), new_bytes)
+        # a queued message whose record moves to failed/ in the spool
+        msgid = self.submit(message(subject='record moves'), 'moves.eml')
+        harness.wait_until(lambda: self.gw.find_record(msgid)[0] == 'queue', 15, 'back in queue/')
+        with open(self.mnt('queue', msgid), 'rb') as f:
+            f.read()
+        os.stat(self.mnt('queue', msgid))
+        os.rename(self.gw.path('queue', msgid), self.gw.path('failed', msgid))
+        harness.wait_until(lambda: not os.path.exists(self.mnt('queue', msgid)), 10,
+                           'queue/%s to go after its record moved to failed/' % msgid)
+        self.assertTrue(os.path.exists(self.mnt('failed', msgid)))
+
     def test_readonly_dirs(self):
         """queue/, sent/, failed/: create, write, unlink, rename, mkdir are refused"""
         msgid = self.submit(message(subject='read only'), 'ro.eml')
