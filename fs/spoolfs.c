@@ -46,15 +46,21 @@
 /*
  * Entry and attribute timeouts.  A committed message never changes
  * (inbox/ messages, queue/<id>, sent/<id>, failed/<id>): the kernel keeps
- * its name, attributes and pages, and the spool watcher (watch.h)
- * invalidates them when the spool removes, moves or replaces it.  The
- * timeout bounds what the watcher cannot see (a spool shared over a
- * network filesystem, an event lost in a race with a lookup).  What
- * changes is never cached: directories (new mail changes their times),
- * records (.status), outbox files.
+ * its name, attributes and pages.  Names outside outbox/ stand for the
+ * same thing as long as they exist: the kernel keeps them too, and the
+ * attributes of directories other than outbox/ (with default_permissions
+ * the kernel checks a directory's mode at every step of a path walk: a
+ * GETATTR per component when they are not cached).  The spool watcher
+ * (watch.h) invalidates a name and its node when the spool removes,
+ * moves or replaces it, and the attributes of its directory when a name
+ * in it comes or goes.  The timeout bounds what the watcher cannot see
+ * (a spool shared over a network filesystem, an event that races with a
+ * lookup).  Never cached: records (.status, rewritten as the relay
+ * works), outbox/ and its files, and outbox names (a submitted name
+ * expires on its own).
  */
-#define SPOOLFS_MESSAGE_TIMEOUT	60.0
-#define SPOOLFS_CHANGING_TIMEOUT 0.0
+#define SPOOLFS_CACHE_TIMEOUT	60.0
+#define SPOOLFS_NO_CACHE	0.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
@@ -95,6 +101,9 @@ struct spoolfs_dir {
 	size_t			n, cap;
 	struct spoolfs	       *fs;
 	const char	       *path;		/* of the directory, for entry inos */
+	char		       *base;		/* its path at opendir, for readdirplus */
+	enum inode_kind		kind;		/* ... and what it was */
+	enum inode_area		area;
 	struct spoolfs_dir     *prev, *next;	/* fs->dirs, once opened */
 };
 
@@ -605,9 +614,25 @@ spoolfs_kind_is_message(enum inode_kind kind)
 }
 
 static double
-spoolfs_timeout(enum inode_kind kind)
+spoolfs_attr_timeout(enum inode_kind kind)
 {
-	return spoolfs_kind_is_message(kind) ? SPOOLFS_MESSAGE_TIMEOUT : SPOOLFS_CHANGING_TIMEOUT;
+	switch (kind) {
+	case INODE_MAILMSG:
+	case INODE_RECMSG:
+	case INODE_ROOT:
+	case INODE_INBOX:
+	case INODE_MAILBOX:
+	case INODE_RECDIR:
+		return SPOOLFS_CACHE_TIMEOUT;
+	default:
+		return SPOOLFS_NO_CACHE;
+	}
+}
+
+static double
+spoolfs_entry_timeout(enum inode_kind kind)
+{
+	return kind == INODE_OUTFILE ? SPOOLFS_NO_CACHE : SPOOLFS_CACHE_TIMEOUT;
 }
 
 static bool
@@ -699,6 +724,7 @@ spoolfs_dir_free(struct spoolfs_dir *dir)
 	for (size_t i = 0; i < dir->n; i++)
 		free(dir->ent[i].name);
 	free(dir->ent);
+	free(dir->base);
 	free(dir);
 }
 
@@ -935,6 +961,19 @@ spoolfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* every write must reach us before FLUSH: close(2) submits */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * Every listing with attributes: ls reads the whole directory before
+	 * its first lstat, so the kernel's "auto" mode (attributes only while
+	 * lookups come between readdir calls) would give them for the first
+	 * batch only.
+	 */
+	/* read replies go from the spool file to /dev/fuse through a pipe */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
 }
 
 /* Fills e for node and hands its id to the kernel (one lookup counted). */
@@ -952,8 +991,8 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 	e.ino = node->ino;
 	e.attr = *st;
 	e.attr.st_ino = node->ino;
-	e.attr_timeout = spoolfs_timeout(kind);
-	e.entry_timeout = spoolfs_timeout(kind);
+	e.attr_timeout = spoolfs_attr_timeout(kind);
+	e.entry_timeout = spoolfs_entry_timeout(kind);
 	if (fuse_reply_entry(req, &e) != 0)
 		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
 }
@@ -1028,7 +1067,7 @@ spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout(node->kind));
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
 }
 
 static int
@@ -1094,7 +1133,7 @@ spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	    (r = outfile_stat(of, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout(node->kind));
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
 }
 
 /* A new handle, in fs->files until spoolfs_file_close(). */
@@ -1274,7 +1313,8 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return (void) fuse_reply_err(req, -r);
 	}
 	e.ino = e.attr.st_ino = node->ino;
-	e.attr_timeout = e.entry_timeout = spoolfs_timeout(INODE_OUTFILE);
+	e.attr_timeout = spoolfs_attr_timeout(INODE_OUTFILE);
+	e.entry_timeout = spoolfs_entry_timeout(INODE_OUTFILE);
 	fi->fh = (uintptr_t) h;
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
@@ -1444,7 +1484,11 @@ spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return (void) fuse_reply_err(req, ENOMEM);
 	dir->fs = fs;
 	dir->path = node->path;
-	if ((r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
+	dir->kind = node->kind;
+	dir->area = node->area;
+	r = -ENOMEM;
+	if ((dir->base = strdup(node->path)) == NULL ||
+	    (r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
 	    (r = spoolfs_dir_add(dir, "..", S_IFDIR)) < 0 ||
 	    (r = spoolfs_snapshot(fs, node, dir)) < 0) {
 		spoolfs_dir_free(dir);
@@ -1485,6 +1529,126 @@ spoolfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		used += len;
 	}
 	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+/*
+ * The attributes of a listed message of a mailbox, from the new/ and cur/
+ * descriptors of the batch (instead of opening both per entry).
+ */
+static int
+spoolfs_stat_listed_mailmsg(const int sub[2], const char *name, struct stat *st)
+{
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < 2 && r == -ENOENT; i++)
+		if (sub[i] >= 0)
+			r = spoolfs_stat_cb(sub[i], name, st);
+	if (r == 0)
+		spoolfs_make_ro_file_attr(st, 0);
+	return r;
+}
+
+/* new/ and cur/ of the mailbox a listing shows, -1 where missing. */
+static void
+spoolfs_open_listed_mailbox(struct spoolfs *fs, const struct spoolfs_dir *dir, int sub[2])
+{
+	char mailbox[NAME_MAX + 1];
+
+	sub[0] = sub[1] = -1;
+	if (dir->kind != INODE_MAILBOX ||
+	    spoolfs_path_mailbox(dir->base, mailbox, sizeof mailbox) < 0)
+		return;
+	for (size_t i = 0; i < 2; i++)
+		sub[i] = spoolfs_open_dir(spool_dirfd(fs->spool, SPOOL_DIR_MAIL), mailbox,
+		    spoolfs_maildir_subdirs[i]);
+}
+
+/*
+ * The entry of a readdirplus: the node and attributes of what the name
+ * shows now, one lookup counted (*node set); or, for "." and ".." and a
+ * name gone since opendir, only its name (e->ino 0: the kernel links
+ * nothing and looks the name up when it is used).
+ */
+static void
+spoolfs_dirent_plus(struct spoolfs *fs, const struct spoolfs_dir *dir, size_t i,
+		    const int sub[2], struct fuse_entry_param *e, struct inode **node)
+{
+	const struct spoolfs_dirent *ent = &dir->ent[i];
+	char path[PATH_MAX];
+	enum inode_kind kind;
+	enum inode_area area;
+	int r;
+
+	memset(e, 0, sizeof *e);
+	*node = NULL;
+	if (i >= 2 && spoolfs_child_kind(dir->kind, dir->area, ent->name, &kind, &area) == 0 &&
+	    spoolfs_child_path(dir->base, ent->name, path, sizeof path) == 0) {
+		r = kind == INODE_MAILMSG && (sub[0] >= 0 || sub[1] >= 0) ?
+		    spoolfs_stat_listed_mailmsg(sub, ent->name, &e->attr) :
+		    spoolfs_stat_path(fs, kind, area, path, &e->attr);
+		if (r == 0 && inode_lookup(&fs->nodes, path, kind, area, node) == 0) {
+			e->ino = (*node)->ino;
+			e->attr.st_ino = (*node)->ino;
+			e->attr_timeout = spoolfs_attr_timeout(kind);
+			e->entry_timeout = spoolfs_entry_timeout(kind);
+			return;
+		}
+		memset(&e->attr, 0, sizeof e->attr);
+	}
+	e->attr.st_ino = ent->ino;
+	e->attr.st_mode = ent->type;
+}
+
+/*
+ * readdir with attributes: "ls -l" costs one request per batch instead of
+ * a LOOKUP per name.  Every node in the reply counts one lookup; if the
+ * reply cannot be sent, they are given back.
+ */
+static void
+spoolfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct spoolfs_dir *dir = (struct spoolfs_dir *) (uintptr_t) fi->fh;
+	struct inode **sent = NULL, *node;
+	size_t used = 0, nsent = 0;
+	struct fuse_entry_param e;
+	int sub[2];
+	char *buf;
+
+	(void) ino;
+	if (off < 0)
+		return (void) fuse_reply_err(req, EINVAL);
+	/* an entry takes more than 64 bytes: at most size / 64 nodes */
+	if ((buf = malloc(size ? size : 1)) == NULL ||
+	    (sent = calloc(size / 64 + 1, sizeof *sent)) == NULL) {
+		free(buf);
+		return (void) fuse_reply_err(req, ENOMEM);
+	}
+	spoolfs_open_listed_mailbox(fs, dir, sub);
+	for (size_t i = (size_t) off; i < dir->n; i++) {
+		size_t len;
+
+		spoolfs_dirent_plus(fs, dir, i, sub, &e, &node);
+		len = fuse_add_direntry_plus(req, buf + used, size - used, dir->ent[i].name, &e,
+		    (off_t) i + 1);
+		if (len > size - used) {
+			if (node != NULL)
+				inode_unref(&fs->nodes, node, 1);
+			break;
+		}
+		used += len;
+		if (node != NULL)
+			sent[nsent++] = node;
+	}
+	for (size_t i = 0; i < 2; i++)
+		if (sub[i] >= 0)
+			(void) close(sub[i]);
+	if (fuse_reply_buf(req, buf, used) != 0)
+		for (size_t i = 0; i < nsent; i++)
+			inode_unref(&fs->nodes, sent[i], 1);
+	free(sent);
 	free(buf);
 }
 
@@ -1648,6 +1812,7 @@ static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.fsync		= spoolfs_fsync,
 	.opendir	= spoolfs_opendir,
 	.readdir	= spoolfs_readdir,
+	.readdirplus	= spoolfs_readdirplus,
 	.releasedir	= spoolfs_releasedir,
 	.statfs		= spoolfs_statfs,
 };
@@ -1667,8 +1832,11 @@ spoolfs_forget_name(struct spoolfs *fs, const char *dir, const char *name)
 	if (spoolfs_child_path(dir, name, path, sizeof path) < 0)
 		return;
 	child = inode_peek(&fs->nodes, path);
-	if (parent != 0)
+	if (parent != 0) {
 		(void) fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+		/* a negative offset: its attributes (times, link count) only */
+		(void) fuse_lowlevel_notify_inval_inode(fs->se, parent, -1, 0);
+	}
 	if (child != 0)
 		(void) fuse_lowlevel_notify_inval_inode(fs->se, child, 0, 0);
 }
@@ -1676,7 +1844,7 @@ spoolfs_forget_name(struct spoolfs *fs, const char *dir, const char *name)
 static bool
 spoolfs_node_is_cached(const struct inode *node)
 {
-	return spoolfs_kind_is_message(node->kind);
+	return spoolfs_entry_timeout(node->kind) > 0 && !node->pinned;
 }
 
 /* Events were lost: every message the kernel knows is forgotten. */

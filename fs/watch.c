@@ -30,7 +30,7 @@
 #include "watch.h"
 
 #define WATCH_MAX_WDS		(1 << 22)	/* table slots: far above max_user_watches */
-#define WATCH_NAME_EVENTS	(IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
+#define WATCH_NAME_EVENTS	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
 #define WATCH_DIR_FLAGS		(IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
 enum watch_kind {
@@ -129,7 +129,9 @@ watch_add(struct watch *w, const char *rel, enum watch_kind kind, const char *vi
 	struct watch_target *t;
 	int wd, r;
 
-	if (snprintf(path, sizeof path, "%s/%s", spool_path(w->spool), rel) >= (int) sizeof path)
+	/* through the spool's descriptor: the configured path may be relative */
+	if (snprintf(path, sizeof path, "/proc/self/fd/%d/%s",
+	    spool_dirfd(w->spool, SPOOL_DIR_ROOT), rel) >= (int) sizeof path)
 		return -ENAMETOOLONG;
 	if ((wd = inotify_add_watch(w->ifd, path, mask | WATCH_DIR_FLAGS)) < 0) {
 		r = -errno;
@@ -319,8 +321,7 @@ watch_start(struct spool *spool, watch_fn fn, void *arg, struct watch **out)
 		return r;
 	}
 	/* mail/ first: a mailbox made while we scan is reported, not missed */
-	(void) watch_add(w, "mail", WATCH_MAIL, "inbox", NULL,
-	    WATCH_NAME_EVENTS | IN_CREATE);
+	(void) watch_add(w, "mail", WATCH_MAIL, "inbox", NULL, WATCH_NAME_EVENTS);
 	for (size_t i = 0; i < sizeof watch_records / sizeof watch_records[0]; i++)
 		(void) watch_add(w, watch_records[i].dir, WATCH_RECORDS, watch_records[i].view,
 		    NULL, WATCH_NAME_EVENTS);

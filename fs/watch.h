@@ -28,10 +28,11 @@
  *	When the kernel dropped events (IN_Q_OVERFLOW) fn is called once with
  *	dir and name NULL: anything may have changed.
  *
- *	Only names that go away or are replaced matter to a cache: the mount
- *	never caches that a name does not exist.  The events watched are
- *	IN_DELETE, IN_MOVED_FROM and IN_MOVED_TO (a rename over a name), and
- *	IN_CREATE of directories under mail/.
+ *	A name that goes away or is replaced matters to the cache of the name;
+ *	any name that comes or goes matters to the cached attributes (times)
+ *	of its directory.  The events watched are IN_CREATE, IN_DELETE,
+ *	IN_MOVED_FROM and IN_MOVED_TO; mail/<mailbox>/ itself is watched for
+ *	IN_CREATE and IN_MOVED_TO of its new/ and cur/.
  *
  *	watch_stop() stops and joins the thread and frees everything; after
  *	it returns fn is not running and will not be called again.
