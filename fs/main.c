@@ -36,7 +36,9 @@
  *	Exit status 0 after a clean unmount, 1 on any error (configuration,
  *	spool, /dev/fuse missing, mount refused), 2 on a usage error.
  * THREADS
- *	One: the single-threaded fuse_session_loop() (spoolfs.h says why).
+ *	libfuse's multi-threaded fuse_session_loop_mt() (a worker per request
+ *	in flight, FS_IDLE_THREADS kept idle), and the spool watcher's thread;
+ *	spoolfs.h says what each may touch.
  */
 #define FUSE_USE_VERSION 35
 
@@ -65,6 +67,7 @@
 #define PROG		"spoolgate-fs"
 #define FUSE_DEVICE	"/dev/fuse"
 #define MAX_FUSE_ARGS	32
+#define FS_IDLE_THREADS	16	/* above the 8 concurrent writers issue 8 asks for */
 
 struct fs_options {
 	const char     *config;
@@ -320,6 +323,8 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 {
 	struct spoolfs *fs = NULL;
 	struct fuse_session *se = NULL;
+	/* one /dev/fuse descriptor; up to FS_IDLE_THREADS workers kept idle */
+	struct fuse_loop_config loop_config = { .clone_fd = 0, .max_idle_threads = FS_IDLE_THREADS };
 	int r, status = 1;
 
 	if ((r = spoolfs_new(cfg, spool, &fs)) < 0) {
@@ -347,7 +352,7 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		goto out;
 	}
 	log_info("mounted", "mountpoint=%s spool=%s", mnt, spool_path(spool));
-	r = fuse_session_loop(se);
+	r = fuse_session_loop_mt(se, &loop_config);
 	spoolfs_watch_stop(fs);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);

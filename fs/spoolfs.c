@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,17 +66,37 @@
 struct spoolfs_file;
 struct spoolfs_dir;
 
+/*
+ * Locking.  The session loop is multi-threaded (fuse_session_loop_mt), so
+ * requests run at once.  lock serialises every operation that touches
+ * what is marked "protected by lock" below: each runs whole under it
+ * (SPOOLFS_SERIALIZED), except
+ *   - read: its handle is its own (the kernel sends no RELEASE while a
+ *     READ of that handle is in flight), the descriptor in it never
+ *     changes, and an outbox entry lives while a handle refers to it;
+ *   - readdir: the snapshot belongs to its handle the same way;
+ *   - flush: it holds lock to decide, lets it go while a submission
+ *     syncs (outfile.h, THREADS), and takes it again to record the outcome,
+ *     so that one close(2) that syncs does not hold up other requests,
+ *     and concurrent closes sync at once (and share directory syncs:
+ *     spool_msg_commit);
+ *   - the refusals (mkdir, link, ...), fsync and statfs, which touch nothing.
+ * Lock order: lock, then nodes.lock (taken inside inode.c for changes).
+ * The spool watcher's thread takes only nodes.lock (inode_peek), never
+ * lock, and sends its notifications holding neither.
+ */
 struct spoolfs {
-	const struct cfg       *cfg;
-	struct spool	       *spool;
-	struct inode_table	nodes;
-	struct outfile_set	outbox;
-	struct timespec		outbox_changed;	/* mtime and ctime of outbox/ */
-	bool			listing_truncated_logged;
-	struct spoolfs_file    *files;		/* every open file handle */
-	struct spoolfs_dir     *dirs;		/* every open listing */
-	struct fuse_session    *se;		/* set while the spool is watched */
-	struct watch	       *watch;
+	pthread_mutex_t		lock;
+	const struct cfg       *cfg;		/* constant */
+	struct spool	       *spool;		/* constant; thread-safe (spool.h) */
+	struct inode_table	nodes;		/* protected by lock (and nodes.lock, inode.h) */
+	struct outfile_set	outbox;		/* protected by lock */
+	struct timespec		outbox_changed;	/* protected by lock: mtime, ctime of outbox/ */
+	bool			listing_truncated_logged;	/* protected by lock */
+	struct spoolfs_file    *files;		/* protected by lock: every open file handle */
+	struct spoolfs_dir     *dirs;		/* protected by lock: every open listing */
+	struct fuse_session    *se;		/* set before the watch starts, then constant */
+	struct watch	       *watch;		/* the session's thread only (start, stop) */
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
@@ -998,7 +1019,7 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 }
 
 static void
-spoolfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+spoolfs_lookup_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
@@ -1020,7 +1041,7 @@ spoolfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 static void
-spoolfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+spoolfs_forget_locked(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 
@@ -1030,7 +1051,7 @@ spoolfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 }
 
 static void
-spoolfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+spoolfs_forget_multi_locked(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 
@@ -1041,7 +1062,7 @@ spoolfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 }
 
 static void
-spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_getattr_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = inode_get(&fs->nodes, ino);
@@ -1110,7 +1131,7 @@ spoolfs_setattr_outfile(struct spoolfs *fs, struct outfile *of, const struct sta
 }
 
 static void
-spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1278,7 +1299,7 @@ spoolfs_flags_write(int flags)
 }
 
 static void
-spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1364,7 +1385,7 @@ spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolf
 }
 
 static void
-spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
@@ -1419,7 +1440,7 @@ spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void
-spoolfs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+spoolfs_write_locked(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1435,22 +1456,37 @@ spoolfs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off
 	fuse_reply_write(req, (size_t) n);
 }
 
-/* close(2) returns the answer of FLUSH: the submission happens here. */
+/*
+ * close(2) returns the answer of FLUSH: the submission happens here, its
+ * syncs without fs->lock (outfile.h, THREADS).
+ */
 static void
 spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct spoolfs_file *h = spoolfs_file_of(fi);
+	struct outfile_submission sub;
+	pid_t closer;
 	int r = 0;
 
-	if (h->of != NULL && h->writable)
-		r = outfile_flush(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino,
-		    spoolfs_process_of(fuse_req_ctx(req)->pid)));
+	if (h->of == NULL || !h->writable)
+		return (void) fuse_reply_err(req, 0);
+	closer = spoolfs_process_of(fuse_req_ctx(req)->pid);
+	pthread_mutex_lock(&fs->lock);
+	r = outfile_flush_begin(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino, closer),
+	    &sub);
+	if (r == 1) {
+		pthread_mutex_unlock(&fs->lock);
+		r = outfile_submission_run(&fs->outbox, &sub);
+		pthread_mutex_lock(&fs->lock);
+		r = outfile_submission_end(&fs->outbox, &sub, r);
+	}
+	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -r);
 }
 
 static void
-spoolfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_release_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void) ino;
 	spoolfs_file_close(spoolfs_of(req), spoolfs_file_of(fi));
@@ -1471,7 +1507,7 @@ spoolfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 }
 
 static void
-spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_opendir_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
@@ -1606,7 +1642,7 @@ spoolfs_dirent_plus(struct spoolfs *fs, const struct spoolfs_dir *dir, size_t i,
  * reply cannot be sent, they are given back.
  */
 static void
-spoolfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+spoolfs_readdirplus_locked(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1653,7 +1689,7 @@ spoolfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void
-spoolfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_releasedir_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void) ino;
 	spoolfs_dir_free((struct spoolfs_dir *) (uintptr_t) fi->fh);
@@ -1673,7 +1709,7 @@ spoolfs_unlink_mailmsg(struct spoolfs *fs, const char *path)
 }
 
 static void
-spoolfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+spoolfs_unlink_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
@@ -1749,7 +1785,7 @@ spoolfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 }
 
 static void
-spoolfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 	       const char *newname, unsigned int flags)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1788,6 +1824,51 @@ spoolfs_statfs(fuse_req_t req, fuse_ino_t ino)
 		return (void) fuse_reply_err(req, errno);
 	fuse_reply_statfs(req, &sv);
 }
+
+/*
+ * The operations that touch shared state run whole under fs->lock (see
+ * struct spoolfs); read, readdir and the refusals need no lock, flush
+ * lets it go while a submission syncs (spoolfs_flush).
+ */
+#define SPOOLFS_SERIALIZED(op, params, args)			\
+static void							\
+spoolfs_##op params						\
+{								\
+	struct spoolfs *fs_ = spoolfs_of(req);			\
+								\
+	pthread_mutex_lock(&fs_->lock);				\
+	spoolfs_##op##_locked args;				\
+	pthread_mutex_unlock(&fs_->lock);			\
+}
+
+SPOOLFS_SERIALIZED(lookup, (fuse_req_t req, fuse_ino_t parent, const char *name),
+    (req, parent, name))
+SPOOLFS_SERIALIZED(forget, (fuse_req_t req, fuse_ino_t ino, uint64_t nlookup),
+    (req, ino, nlookup))
+SPOOLFS_SERIALIZED(forget_multi, (fuse_req_t req, size_t count, struct fuse_forget_data *forgets),
+    (req, count, forgets))
+SPOOLFS_SERIALIZED(getattr, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(setattr, (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi),
+    (req, ino, attr, to_set, fi))
+SPOOLFS_SERIALIZED(unlink, (fuse_req_t req, fuse_ino_t parent, const char *name),
+    (req, parent, name))
+SPOOLFS_SERIALIZED(rename, (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags),
+    (req, parent, name, newparent, newname, flags))
+SPOOLFS_SERIALIZED(create, (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi),
+    (req, parent, name, mode, fi))
+SPOOLFS_SERIALIZED(open, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(write, (fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off, struct fuse_file_info *fi),
+    (req, ino, data, size, off, fi))
+SPOOLFS_SERIALIZED(release, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(opendir, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(readdirplus, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+    (req, ino, size, off, fi))
+SPOOLFS_SERIALIZED(releasedir, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
 
 static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.init		= spoolfs_init,
@@ -1911,6 +1992,7 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 
 	if (fs == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&fs->lock, NULL);
 	fs->cfg = cfg;
 	fs->spool = spool;
 	if ((r = inode_table_init(&fs->nodes)) < 0) {
@@ -1951,5 +2033,6 @@ spoolfs_free(struct spoolfs *fs)
 	}
 	outfile_set_free(&fs->outbox);
 	inode_table_free(&fs->nodes);
+	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }
