@@ -88,6 +88,7 @@
 #include <stddef.h>
 #include <time.h>
 #include <sys/types.h>
+#include "commitgroup.h"
 #include "spool.h"
 #include "envelope.h"
 
@@ -101,6 +102,7 @@ struct outbox_source {
 	uid_t			uid;		/* the writer */
 	const char	       *hostname;	/* configured host name, or NULL */
 	unsigned long		max_size;	/* bytes */
+	struct commitgroup     *group;		/* shares syncs with other threads; NULL: its own */
 };
 
 struct outbox_headers {

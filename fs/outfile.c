@@ -32,6 +32,7 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->hostname = hostname;
 	set->head = NULL;
 	set->count = 0;
+	set->group = NULL;
 }
 
 bool
@@ -379,7 +380,7 @@ outfile_submission_run(const struct outfile_set *set, struct outfile_submission 
 	outfile_origin(sub->name, sub->uid, origin, sizeof origin);
 	const struct outbox_source src = {
 		.origin = origin, .name = sub->name, .uid = sub->uid,
-		.hostname = set->hostname, .max_size = set->max_size,
+		.hostname = set->hostname, .max_size = set->max_size, .group = set->group,
 	};
 
 	return outbox_submit(set->spool, sub->fd, &src, sub->id, sub->why, sizeof sub->why);

@@ -178,6 +178,7 @@ struct outfile_set {
 	struct spool   *spool;
 	unsigned long	max_size;
 	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
+	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };

@@ -31,6 +31,7 @@
 #include <fuse_lowlevel.h>
 
 #include "cfg.h"
+#include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
 #include "spool.h"
@@ -2010,6 +2011,12 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 		node->nlookup = 0;	/* the kernel's count starts at its first lookup */
 	}
 	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
+	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0) {
+		inode_table_free(&fs->nodes);
+		pthread_mutex_destroy(&fs->lock);
+		free(fs);
+		return r;
+	}
 	spoolfs_touch_outbox(fs);
 	*out = fs;
 	return 0;
@@ -2032,6 +2039,14 @@ spoolfs_free(struct spoolfs *fs)
 		free(h);		/* its outbox entry goes with the set */
 	}
 	outfile_set_free(&fs->outbox);
+	if (fs->outbox.group != NULL) {
+		struct commitgroup_stats st;
+
+		commitgroup_get_stats(fs->outbox.group, &st);
+		log_info("outbox-commits", "commits=%llu batches=%llu max_batch=%llu", st.commits,
+		    st.batches, st.max_batch);
+	}
+	commitgroup_free(fs->outbox.group);
 	inode_table_free(&fs->nodes);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
