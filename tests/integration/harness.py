@@ -416,12 +416,13 @@ class Instance:
         self.write_config()
         return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env, preexec)
 
-    def start_fs(self):
+    def start_fs(self, env=None):
+        """env: extra environment variables for the daemon (LD_PRELOAD...)."""
         if is_mounted(self.mnt):
             # A dead mount left by a killed fs daemon: what an operator does.
             unmount(self.mnt)
         self.write_config()
-        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted')
+        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted', env)
 
     def kill(self, which, sig=signal.SIGKILL):
         """Send sig and wait (bounded) for the process to exit."""

@@ -27,6 +27,7 @@ what is submitted stays queued.
 
 import errno
 import os
+import re
 import signal
 import smtplib
 import subprocess
@@ -776,6 +777,56 @@ class Mount(unittest.TestCase):
                 os.rename(p, self.mnt('queue', 'renamed'))
             self.assertIn(cm.exception.errno, REFUSED)
         self.assertEqual(self.gw.find_record(msgid)[0] in ('queue', 'active'), True)
+
+
+class SlowSync(unittest.TestCase):
+    """spoolgate-fs with an LD_PRELOAD shim that makes fdatasync and fsync
+    slow (tests/shim/slow_sync.c): closes in outbox/ that sync do not hold
+    up other requests, and concurrent closes share their directory syncs."""
+
+    WRITERS = 4
+    SLOW_MS = 1500
+
+    def test_closes_sync_while_others_are_served(self):
+        """4 cp into outbox/ syncing: listings are served meanwhile; the closes share batches"""
+        shim = os.environ.get('SPOOLGATE_SLOW_SYNC_SHIM', '')
+        if not os.path.exists(shim):
+            self.skipTest('SPOOLGATE_SLOW_SYNC_SHIM not built (run through meson test)')
+        gw = harness.Instance('fs-slow')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        with smtplib.SMTP('127.0.0.1', gw.port, timeout=15) as c:
+            c.sendmail('alice@example.org', ['bob@localhost'], b'Subject: there\r\n\r\nbody\r\n')
+        gw.start_fs(env={'LD_PRELOAD': shim, 'SPOOLGATE_SLOW_FDATASYNC_MS': str(self.SLOW_MS),
+                         'SPOOLGATE_SLOW_FSYNC_MS': str(self.SLOW_MS)})
+        before = gw.record_ids()
+        cps = []
+        for i in range(self.WRITERS):
+            src = os.path.join(gw.dir, 'slow-%d.eml' % i)
+            with open(src, 'wb') as f:
+                f.write(message(subject='slow %d' % i))
+            cps.append(subprocess.Popen(['cp', src, os.path.join(gw.mnt, 'outbox', 'slow-%d.eml' % i)],
+                                        stderr=subprocess.PIPE))
+        self.addCleanup(lambda: [p.kill() for p in cps if p.poll() is None])
+        # each submission's files wait in tmp/ for their slow syncs
+        harness.wait_until(lambda: len(gw.listdir('tmp')) >= self.WRITERS, 20,
+                           'every submission to reach its syncs')
+        # opendir always asks the daemon: these are served while the closes sync
+        self.assertEqual(len(os.listdir(os.path.join(gw.mnt, 'inbox', 'bob'))), 1)
+        self.assertEqual(len(os.listdir(os.path.join(gw.mnt, 'outbox'))), self.WRITERS)
+        self.assertTrue(all(p.poll() is None for p in cps),
+                        'a close returned before the listings were served: nothing overlapped')
+        for p in cps:
+            self.assertEqual(p.wait(timeout=120), 0, p.stderr.read())
+        self.assertEqual(len(gw.record_ids() - before), self.WRITERS)
+        gw.stop('fs')
+        stats = re.search(r'event=outbox-commits commits=(\d+) batches=(\d+) max_batch=(\d+)',
+                          gw.read_log('fs'))
+        self.assertIsNotNone(stats, 'no outbox-commits line at exit')
+        commits, batches, max_batch = (int(x) for x in stats.groups())
+        log('  %d closes committed in %d batches, largest %d' % (commits, batches, max_batch))
+        self.assertEqual(commits, self.WRITERS)
+        self.assertLess(batches, commits, 'concurrent closes did not share a directory sync')
 
 
 class Restart(unittest.TestCase):
