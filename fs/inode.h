@@ -61,13 +61,14 @@
  * ERRORS
  *	-ENOMEM.
  * THREADS
- *	One thread changes the table: the FUSE session loop thread
- *	(spoolgate-fs runs a single-threaded loop).  It may read the table
- *	(inode_get, inode_find, inode_number, the fields of a node) without
- *	the lock, since nothing else changes it; every change (inode_lookup,
- *	inode_unref, inode_forget, inode_detach, inode_move) is made under
- *	t->lock.  Other threads (the spool watcher) only call inode_peek()
- *	and inode_each_known(), which read under t->lock and return copies.
+ *	Two locks.  The FUSE request threads use the table only under the
+ *	caller's lock (spoolfs.c: fs->lock), which makes them one writer: they
+ *	read it (inode_get, inode_find, inode_number, the fields of a node)
+ *	with that lock alone, and every change (inode_lookup, inode_unref,
+ *	inode_forget, inode_detach, inode_move) also takes t->lock inside.
+ *	Other threads (the spool watcher) hold no fs->lock and call only
+ *	inode_peek() and inode_each_known(), which read under t->lock and
+ *	return copies.  Order: the caller's lock, then t->lock.
  */
 #ifndef SPOOLGATE_FS_INODE_H
 #define SPOOLGATE_FS_INODE_H
@@ -107,8 +108,8 @@ struct inode {
 };
 
 /*
- * Every field is protected by lock against readers on other threads;
- * only the session loop thread writes them (see THREADS).
+ * Every field: written under the caller's lock and lock, read under
+ * either (see THREADS).
  */
 struct inode_table {
 	pthread_mutex_t		lock;

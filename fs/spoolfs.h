@@ -32,12 +32,17 @@
  *	forget a name and its node (fuse_lowlevel_notify_inval_entry and
  *	_inode, from the watch thread) when the spool removes, moves or
  *	replaces it, so that rm in the spool or a record moving to sent/
- *	shows at once.  Nothing else is cached: directories, records (.status,
- *	read with direct_io) and outbox files have timeouts of 0, listings
- *	are read afresh at every opendir, and a name that does not exist is
- *	never cached, so a message that arrives shows at once.  The timeout
- *	bounds what inotify cannot see (another host writing a shared spool).
- *	spoolfs_watch_stop() before the session is unmounted.  Files are read with pread(2) on a
+ *	shows at once.  Names outside outbox/, and the attributes of
+ *	directories other than outbox/, are cached the same way (the watcher
+ *	invalidates a directory's attributes when a name in it comes or goes):
+ *	with default_permissions the kernel checks each directory of a path.
+ *	Nothing else is cached: records (.status, read with direct_io), outbox/
+ *	and its files have timeouts of 0, listings are read afresh at every
+ *	opendir (answered with readdirplus: names and attributes together),
+ *	and a name that does not exist is never cached, so a message that
+ *	arrives shows at once.  The timeout bounds what inotify cannot see
+ *	(another host writing a shared spool).  spoolfs_watch_stop() before
+ *	the session is unmounted.  Files are read with pread(2) on a
  *	descriptor opened O_RDONLY|O_NOFOLLOW|O_CLOEXEC at open(2) and kept in
  *	the file handle, so a message that moves (queue/ -> sent/) or is
  *	deleted stays readable by whoever has it open; fstat(2) works on it
@@ -82,13 +87,17 @@
  *	(a read that waits for the next message, a close that waits for the
  *	relay's answer).
  * THREADS
- *	The operations run on one thread: spoolgate-fs runs the
- *	single-threaded fuse_session_loop(); the outbox set and the lists of
- *	handles are not locked.  The spool watcher's thread reads the node
- *	table under its lock (inode.h) and sends notifications, never while
- *	it holds that lock.  A close(2) in outbox/, and a write(2)
- *	that is refused (failed/ gets the file), sync the spool (tens of
- *	milliseconds) and hold up other operations meanwhile.
+ *	The operations run on libfuse's worker threads (spoolgate-fs runs
+ *	fuse_session_loop_mt()).  One lock in struct spoolfs serialises them,
+ *	except read and readdir, which touch only their own handle, and the
+ *	syncs of a close(2) that submits: flush lets the lock go while they
+ *	run (outfile.h), and concurrent submissions share their directory
+ *	syncs (commitgroup.h).  spoolfs.c says what each lock protects and
+ *	their order.  A write(2) that is refused (failed/ gets the file), a
+ *	submission at the last release and a rename that submits still sync
+ *	under the lock.  The spool watcher's thread reads the node table
+ *	under the table's lock (inode.h) and sends notifications holding no
+ *	lock.
  */
 #ifndef SPOOLGATE_FS_SPOOLFS_H
 #define SPOOLGATE_FS_SPOOLFS_H
