@@ -758,6 +758,15 @@ def assert_reply(tc, r, code, esc=None, what=''):
         tc.assertEqual(r.esc, esc, '%s: expected enhanced code %s, got %r' % (what, esc, r))
 
 
+def batch_stats(tc, text, event, count_key):
+    """The (count, batches, max_batch) of a group-commit statistics line
+    ("event=EVENT COUNT_KEY=n batches=n max_batch=n") in a daemon's log;
+    fails tc if there is none."""
+    m = re.search(r'event=%s %s=(\d+) batches=(\d+) max_batch=(\d+)' % (event, count_key), text)
+    tc.assertIsNotNone(m, 'no %s line in the log' % event)
+    return tuple(int(x) for x in m.groups())
+
+
 def queued_id(reply_text):
     """The id from '250 2.0.0 Ok: queued as <id>'."""
     if isinstance(reply_text, bytes):

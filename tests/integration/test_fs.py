@@ -27,7 +27,6 @@ what is submitted stays queued.
 
 import errno
 import os
-import re
 import signal
 import smtplib
 import subprocess
@@ -820,10 +819,8 @@ class SlowSync(unittest.TestCase):
             self.assertEqual(p.wait(timeout=120), 0, p.stderr.read())
         self.assertEqual(len(gw.record_ids() - before), self.WRITERS)
         gw.stop('fs')
-        stats = re.search(r'event=outbox-commits commits=(\d+) batches=(\d+) max_batch=(\d+)',
-                          gw.read_log('fs'))
-        self.assertIsNotNone(stats, 'no outbox-commits line at exit')
-        commits, batches, max_batch = (int(x) for x in stats.groups())
+        commits, batches, max_batch = harness.batch_stats(self, gw.read_log('fs'), 'outbox-commits',
+                                                          'commits')
         log('  %d closes committed in %d batches, largest %d' % (commits, batches, max_batch))
         self.assertEqual(commits, self.WRITERS)
         self.assertLess(batches, commits, 'concurrent closes did not share a directory sync')
