@@ -375,7 +375,7 @@ class Mount(unittest.TestCase):
         self.assertEqual(self.gw.record_ids(), before)
 
     def test_inbox_many_and_cur(self):
-        """300 messages list completely (readdir offsets); a file moved to cur/ stays visible"""
+        """300 messages list completely (readdir offsets) with their attributes; a file moved to cur/ stays visible"""
         with smtplib.SMTP('127.0.0.1', self.gw.port, timeout=30) as s:
             s.ehlo('client.example')
             for i in range(300):
@@ -386,6 +386,13 @@ class Mount(unittest.TestCase):
         listed = os.listdir(self.mnt('inbox', 'many'))
         self.assertEqual(len(listed), len(set(listed)), 'duplicate names in readdir')
         self.assertEqual(sorted(listed), spool_names)
+        # ls -l: the attributes came with the listing (readdirplus) and are what the spool has
+        for entry in os.scandir(self.mnt('inbox', 'many')):
+            disk = os.stat(self.gw.path('mail', 'many', 'new', entry.name))
+            st = entry.stat(follow_symlinks=False)
+            self.assertEqual((st.st_size, int(st.st_mtime), st.st_mode & 0o7777),
+                             (disk.st_size, int(disk.st_mtime), disk.st_mode & 0o5555), entry.name)
+            self.assertEqual(st.st_ino, entry.inode(), entry.name)
         # A mail reader moves a message to cur/ with an info suffix.
         name = spool_names[0]
         os.rename(self.gw.path('mail', 'many', 'new', name),
