@@ -96,6 +96,8 @@ struct spoolfs {
 	bool			listing_truncated_logged;	/* protected by lock */
 	struct spoolfs_file    *files;		/* protected by lock: every open file handle */
 	struct spoolfs_dir     *dirs;		/* protected by lock: every open listing */
+	void		      (*ready)(void *);	/* protected by lock: run at the first request */
+	void		       *ready_arg;
 	struct fuse_session    *se;		/* set before the watch starts, then constant */
 	struct watch	       *watch;		/* the session's thread only (start, stop) */
 };
@@ -1827,6 +1829,31 @@ spoolfs_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /*
+ * The kernel sends no request before it has processed the reply to INIT:
+ * what must come after it (the mount's read-ahead, which INIT sets) runs
+ * at the first request.  Under fs->lock.
+ */
+static void
+spoolfs_run_ready(struct spoolfs *fs)
+{
+	void (*fn)(void *) = fs->ready;
+
+	if (fn != NULL) {
+		fs->ready = NULL;
+		fn(fs->ready_arg);
+	}
+}
+
+void
+spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->ready = fn;
+	fs->ready_arg = arg;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
  * The operations that touch shared state run whole under fs->lock (see
  * struct spoolfs); read, readdir and the refusals need no lock, flush
  * lets it go while a submission syncs (spoolfs_flush).
@@ -1838,6 +1865,7 @@ spoolfs_##op params						\
 	struct spoolfs *fs_ = spoolfs_of(req);			\
 								\
 	pthread_mutex_lock(&fs_->lock);				\
+	spoolfs_run_ready(fs_);					\
 	spoolfs_##op##_locked args;				\
 	pthread_mutex_unlock(&fs_->lock);			\
 }

@@ -11,6 +11,8 @@
  *	const struct fuse_lowlevel_ops *spoolfs_ops(void);
  *	int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
  *	void spoolfs_watch_stop(struct spoolfs *fs);
+ *	void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg),
+ *			void *arg);
  *	void spoolfs_free(struct spoolfs *fs);
  * DESCRIPTION
  *	What the mount shows:
@@ -113,6 +115,11 @@ struct fuse_session;
 int spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out);
 /* The operations; their userdata is the struct spoolfs. */
 const struct fuse_lowlevel_ops *spoolfs_ops(void);
+/*
+ * fn(arg) runs once, at the first request after the kernel processed the
+ * reply to INIT (under the operations' lock: it must not use the mount).
+ */
+void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg), void *arg);
 /* Watches the spool and invalidates the kernel's caches (0 or -errno). */
 int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
 void spoolfs_watch_stop(struct spoolfs *fs);
