@@ -75,6 +75,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_NULL_RCPT, 501, "5.1.3", 0, PR, "Bad destination mailbox address syntax: the null path <> is no recipient"),
 	ROW(REPLY_NOT_IMPLEMENTED, 502, "5.5.1", ENOSYS, FE | PR, "Command not implemented"),
 	ROW(REPLY_BAD_SEQUENCE, 503, "5.5.1", 0, PR, "Bad sequence of commands"),
+	ROW(REPLY_TLS_ALREADY_ACTIVE, 503, "5.5.1", 0, 0, "Bad sequence of commands: TLS already active"),
 	ROW(REPLY_PARAM_NOT_IMPLEMENTED, 504, "5.5.4", ENOTSUP, FE | PR, "Command parameter not implemented"),
 	ROW(REPLY_NO_MAIL_ACCEPTED, 521, "5.3.2", 0, PR, "Machine does not accept mail"),
 	ROW(REPLY_STARTTLS_REQUIRED, 530, "5.7.0", 0, PR, "Must issue a STARTTLS command first"),
