@@ -18,6 +18,8 @@ SPOOLGATE_PACKAGES=(
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
+	libnet-ssleay-perl                            # swaks --tls (test_starttls.py)
+	testssl.sh                                    # test_starttls.py: a TLS audit of the STARTTLS listener
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
