@@ -35,11 +35,29 @@
  *
  *	A client that half-closes after pipelining its commands still gets
  *	every reply, the 250 of a commit in flight included.
+ *
+ *	TLS (RFC 3207, RFC 8314) follows the listener's policy (s->lst):
+ *	STARTTLS answers 220, drops what was pipelined behind it, stops
+ *	reading and enters ST_TLS, where no command is read; when the 220 has
+ *	left, a deferred event (ev_tls: never inside the bufferevent's own
+ *	callback) hands the socket from the plaintext bufferevent to an
+ *	OpenSSL socket bufferevent.  Its BEV_EVENT_CONNECTED sets tls_active
+ *	and returns to ST_GREETED with everything learned before forgotten
+ *	(session_forget(), which also has to clear AUTH state); any other
+ *	event in ST_TLS is a failed handshake, which ends the session with no
+ *	reply.  Under wrapper a session starts in ST_TLS on the OpenSSL
+ *	bufferevent and greets after the handshake.  starttls_offered() decides
+ *	EHLO's STARTTLS line; session_needs_tls() is the policy "TLS before
+ *	MAIL and AUTH" and session_refuse_without_tls() its 530 5.7.0.
  * DIAGNOSTICS
- *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
+ *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted
+ *	(with tls=<version> cipher=<name>, or tls=no),
  *	rejected (a message refused at the end of data), discarded (the
  *	session ended during DATA), commit-failed, spool-error, deadline
- *	(kind=command or kind=session), state and command (debug).  Lines about a message carry id=<message id>.
+ *	(kind=command or kind=session), tls (a handshake completed),
+ *	tls-failed (reason= from OpenSSL), starttls-injection (octets= thrown
+ *	away), tls-unavailable (no SSL could be made), state and command
+ *	(debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
  *	cfg->max_line, the message at cfg->max_message_size (the rest is read
@@ -50,7 +68,10 @@
  *	cfg->command_deadline of the end of the previous one, however slowly
  *	its bytes trickle in, and the session ends after cfg->session_deadline
  *	(event=deadline, 421 4.4.2).  A commit in flight is our time, not the
- *	client's: the deadline of the next line starts when it is done.
+ *	client's: the deadline of the next line starts when it is done.  A
+ *	TLS handshake must end within command_deadline too (then the session
+ *	ends without a reply: neither plaintext nor TLS can carry one).  Bytes
+ *	sent in plaintext are never read as if they came through TLS.
  */
 
 #include <arpa/inet.h>
