@@ -485,5 +485,44 @@ class TLSGateway(unittest.TestCase):
         self.assertIn('not vulnerable', by_id.get('CRIME_TLS', ''))
 
 
+class WrapperRefusal(unittest.TestCase):
+    """A refusal before a session exists (max_sessions_per_client) on an
+    implicit-TLS listener: closed without a plaintext byte; on a STARTTLS
+    listener the 421 is still said."""
+
+    def test_no_plaintext_into_a_tls_port(self):
+        gw = harness.Instance('wrapper-refusal', max_sessions_per_client=1)
+        self.addCleanup(gw.cleanup)
+        ca = peers.TestCA(os.path.join(gw.dir, 'ca'))
+        cert, key = ca.issue('mx', dns=[NAME], ips=['127.0.0.1'])
+        gw.cfg['listeners'] = {
+            'submissions': dict(listen='127.0.0.1:%d' % harness.free_port(), tls='wrapper',
+                                tls_cert_file=cert, tls_key_file=key),
+            'mx': dict(listen='127.0.0.1:%d' % harness.free_port(), tls='may',
+                       tls_cert_file=cert, tls_key_file=key),
+        }
+        gw.write_config()
+        gw.start_smtpd()
+        for name, sent in (('submissions', False), ('mx', True)):
+            first = socket.create_connection(gw.listener_addr(name), timeout=10)
+            try:
+                if name == 'submissions':
+                    first = client_context(ca.cert).wrap_socket(first, server_hostname=NAME)
+                self.assertTrue(first.recv(100).startswith(b'220 '))	# the first session is served
+                with RawSMTP(gw.listener_addr(name), greeting=False) as second:
+                    self.assertTrue(second.wait_closed(10))
+                    if sent:
+                        self.assertTrue(second.buf.startswith(b'421 4.7.0 '), second.buf)
+                    else:
+                        self.assertEqual(second.buf, b'', 'plaintext sent into an implicit-TLS port')
+                wait_until(lambda: re.search(r'event=refused client=127\.0\.0\.1 listener=%s reply=.* sent=%s'
+                                             % (name, 'yes' if sent else 'no'), gw.read_log('smtpd')),
+                           10, 'the refusal logged with sent=%s' % sent)
+            finally:
+                first.close()
+            wait_until(lambda: gw.read_log('smtpd').count('event=disconnect') >= (1 if not sent else 2),
+                       10, 'the first session gone')
+
+
 if __name__ == '__main__':
     harness.main()
