@@ -372,6 +372,17 @@ class TLSGateway(unittest.TestCase):
             self.wait_log(r'event=tls-failed session=\d+ client=127\.0\.0\.1 listener=mx '
                           r'reason="?(unsupported protocol|no protocols available|version too low)', mark)
 
+    def test_weak_ciphers_refused(self):
+        """a TLS 1.2 client offering only NULL, anonymous, export, DES, RC4 or 3DES ciphers finds none"""
+        mark = self.log_mark()
+        p = subprocess.run([OPENSSL, 's_client', '-starttls', 'smtp', '-connect', '%s:%d' % self.addr['mx'],
+                            '-tls1_2', '-cipher', 'eNULL:aNULL:EXPORT:LOW:RC4:3DES:@SECLEVEL=0'], input=b'',
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        out = p.stdout.decode('utf-8', 'replace')
+        self.assertNotEqual(p.returncode, 0, out)
+        self.assertNotIn('Cipher is', out.replace('Cipher is (NONE)', ''))
+        self.wait_log(r'event=tls-failed session=\d+ client=127\.0\.0\.1 listener=mx reason="no shared cipher"', mark)
+
     def test_renegotiation_refused(self):
         """a TLS 1.2 client that asks to renegotiate (s_client's R) gets the no_renegotiation alert"""
         p = subprocess.Popen([OPENSSL, 's_client', '-starttls', 'smtp', '-connect', '%s:%d' % self.addr['mx'],
