@@ -484,6 +484,10 @@ class TLSGateway(unittest.TestCase):
         # ECDSA, so ROBOT's RSA key transport does not exist here), and -S,
         # whose certificate checks judge the test CA's two-day certificate
         # (no OCSP/CRL, not publicly trusted), not the server's TLS.
+        # --fast makes -s ask through Debian's OpenSSL, which cannot offer
+        # NULL or anonymous ciphers (measured: a listener offering them
+        # passes with --fast; without it -s alone took 3m48s here), so
+        # test_weak_ciphers_refused offers them with s_client at SECLEVEL=0.
         argv = [exe, '--quiet', '--color', '0', '--warnings', 'off', '--nodns', 'none', '--ip', host,
                 '--starttls', 'smtp', '--fast', '--openssl-timeout', '10', '--connect-timeout', '10',
                 '-p', '-s', '-H', '-I', '-R', '-C', '-O', '-F', '-D', '-J', '-4',
