@@ -642,8 +642,8 @@ session_refuse(const struct server_listener *lst, evutil_socket_t fd, enum reply
 		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 	if (a != NULL && inet_ntop(sa->sa_family, a, client, sizeof(client)) == NULL)
 		snprintf(client, sizeof(client), "unknown");
-	log_warn("refused", "client=%s listener=%s reply=%s sent=%s sessions=%u", client, lst->cfg->name,
-	    log_quote(q, sizeof(q), buf), plaintext ? "yes" : "no", srv->nsessions);
+	log_warn("refused", "client=%s reply=%s sessions=%u listener=%s sent=%s", client,
+	    log_quote(q, sizeof(q), buf), srv->nsessions, lst->cfg->name, plaintext ? "yes" : "no");
 }
 
 /*

@@ -539,7 +539,7 @@ class WrapperRefusal(unittest.TestCase):
                         self.assertTrue(second.buf.startswith(b'421 4.7.0 '), second.buf)
                     else:
                         self.assertEqual(second.buf, b'', 'plaintext sent into an implicit-TLS port')
-                wait_until(lambda: re.search(r'event=refused client=127\.0\.0\.1 listener=%s reply=.* sent=%s'
+                wait_until(lambda: re.search(r'event=refused client=127\.0\.0\.1 reply=.* listener=%s sent=%s'
                                              % (name, 'yes' if sent else 'no'), gw.read_log('smtpd')),
                            10, 'the refusal logged with sent=%s' % sent)
             finally:
