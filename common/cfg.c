@@ -25,7 +25,8 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS };
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
+    T_AUTHMECH };
 
 struct cfg_key {
 	const char     *section;
@@ -55,6 +56,8 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
+	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
+	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -76,6 +79,9 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "tls_ca_file", T_PATH, relay_tls_ca_file, 0, 0),
 	K("relay", "credentials", T_PATH, relay_credentials, 0, 0),
 	K("relay", "auth_plaintext", T_BOOL, relay_auth_plaintext, 0, 0),
+	K("sendmail", "group", T_STRING, drop_group, 0, 0),
+	K("sendmail", "trusted_users", T_USERS, trusted_users, 0, 0),
+	K("sendmail", "sender_domain", T_DOMAIN, sender_domain, 0, 0),
 	K("fs", "mountpoint", T_PATH, mountpoint, 0, 0),
 	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
 	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
@@ -97,6 +103,8 @@ static const struct cfg_key listener_keys[] = {
 	LK("tls_ciphersuites", T_STRING, tls_ciphersuites),
 	LK("auth", T_AUTHMODE, auth),
 	LK("auth_plaintext", T_BOOL, auth_plaintext),
+	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
+	LK("restrict_sender", T_BOOL, restrict_sender),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
 };
 
@@ -160,6 +168,7 @@ listener_free(struct cfg_listener *l)
 	free(l->tls_chain_file);
 	free(l->tls_ciphers);
 	free(l->tls_ciphersuites);
+	free(l->auth_min_mechanism);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -201,6 +210,19 @@ parse_tls_policy(const char *value, char **field, char *msg, size_t msglen)
 	return -EINVAL;
 }
 
+/* sasl.h's mechanisms, spelled here as the TLS policies are (no GNU SASL in common/). */
+static int
+parse_auth_mechanism(const char *value, char **field, char *msg, size_t msglen)
+{
+	static const char *const names[] = { "LOGIN", "PLAIN", "SCRAM-SHA-256" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0)
+			return set_string(field, names[i]);
+	snprintf(msg, msglen, "'%s' is not one of LOGIN, PLAIN, SCRAM-SHA-256", value);
+	return -EINVAL;
+}
+
 void
 cfg_free(struct cfg *cfg)
 {
@@ -210,11 +232,15 @@ cfg_free(struct cfg *cfg)
 	free(cfg->hostname);
 	free_listeners(cfg);
 	free(cfg->banner);
+	free(cfg->auth_users);
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
 	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
+	free(cfg->drop_group);
+	free(cfg->sender_domain);
+	free_list(cfg->trusted_users, &cfg->n_trusted_users);
 	free_list(cfg->local_domains, &cfg->n_local_domains);
 	free_list(cfg->mailboxes, &cfg->n_mailboxes);
 	memset(cfg, 0, sizeof(*cfg));
@@ -251,6 +277,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->session_deadline = 3600;
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
+	cfg->auth_failure_delay = 1;
 	parse_nets(cfg->relay_networks, &cfg->n_relay_networks, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
 	cfg->resolver = xstrdup("");
@@ -271,6 +298,10 @@ cfg_defaults(struct cfg *cfg)
 	cfg->keep_sent = true;
 	cfg->mountpoint = xstrdup("/run/spoolgate/mnt");
 	cfg->allow_other = false;
+	cfg->drop_group = xstrdup("spoolgate-drop");
+	cfg->trusted_users[0] = xstrdup("root");
+	cfg->n_trusted_users = 1;
+	cfg->sender_domain = xstrdup("");
 	cfg->log_level = LOG_LVL_INFO;
 }
 
@@ -397,23 +428,61 @@ parse_nets(struct cfg_net *nets, size_t *n_nets, const char *value, char *msg, s
 	return 0;
 }
 
+typedef bool (*word_check_fn)(const char *word);
+
+/* A list of words (white space or commas), each of which ok() accepts: "'x' is not <what>". */
 static int
-parse_domains(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+parse_checked_words(char **list, size_t *n, const char *value, word_check_fn ok, const char *what, char *msg,
+    size_t msglen)
 {
 	size_t i;
 	int r;
 
-	free_list(cfg->local_domains, &cfg->n_local_domains);
-	r = split_words(value, cfg->local_domains, CFG_MAX_LIST, &cfg->n_local_domains, msg, msglen);
-	if (r < 0)
+	free_list(list, n);
+	if ((r = split_words(value, list, CFG_MAX_LIST, n, msg, msglen)) < 0)
 		return r;
-	for (i = 0; i < cfg->n_local_domains; i++) {
-		if (addr_domain_valid(cfg->local_domains[i]) < 0) {
-			snprintf(msg, msglen, "'%s' is not a domain name", cfg->local_domains[i]);
+	for (i = 0; i < *n; i++) {
+		if (!ok(list[i])) {
+			snprintf(msg, msglen, "'%s' is not %s", list[i], what);
 			return -EINVAL;
 		}
 	}
 	return 0;
+}
+
+static bool
+domain_ok(const char *domain)
+{
+	return addr_domain_valid(domain) == 0;
+}
+
+static int
+parse_domains(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	return parse_checked_words(cfg->local_domains, &cfg->n_local_domains, value, domain_ok, "a domain name",
+	    msg, msglen);
+}
+
+/* A login name as useradd takes it: a letter or '_', then letters, digits, '_', '-', '.' (32 at most). */
+static bool
+user_name_valid(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > 32 || !((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
+		return false;
+	for (i = 1; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		    strchr("_-.", name[i]) != NULL))
+			return false;
+	return true;
+}
+
+static int
+parse_users(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	return parse_checked_words(cfg->trusted_users, &cfg->n_trusted_users, value, user_name_valid, "a user name",
+	    msg, msglen);
 }
 
 static int
@@ -571,6 +640,15 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_domains(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_MAILBOXES:
 		return parse_mailboxes(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_USERS:
+		return parse_users(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_DOMAIN:
+		if (*value != '\0' && addr_domain_valid(value) < 0) {
+			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not a domain name (or empty: [spool] hostname)",
+			    value);
+			return -EINVAL;
+		}
+		return set_string(field, value);
 	case T_NETS:
 		return parse_nets(cfg->relay_networks, &cfg->n_relay_networks, value, ps->detail,
 		    sizeof(ps->detail));
@@ -584,6 +662,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
 	case T_TLSPOLICY:
 		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
+	case T_AUTHMECH:
+		return parse_auth_mechanism(value, field, ps->detail, sizeof(ps->detail));
 	case T_LOGLEVEL:
 		if (log_level_parse(value, &lvl) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not one of debug, info, warn, error", value);
@@ -802,7 +882,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, fs, log)", section);
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, sendmail, fs, log)", section);
 	return parse_failed(ps, section, name, -EINVAL);
 }
 
@@ -972,6 +1052,27 @@ cfg_domain_is_local(const struct cfg *cfg, const char *domain)
 	return false;
 }
 
+const char *
+cfg_sender_domain(const struct cfg *cfg)
+{
+	if (cfg->sender_domain != NULL && cfg->sender_domain[0] != '\0')
+		return cfg->sender_domain;
+	if (cfg->hostname != NULL && addr_domain_valid(cfg->hostname) == 0)
+		return cfg->hostname;
+	return "localhost";
+}
+
+bool
+cfg_user_is_trusted(const struct cfg *cfg, const char *login)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_trusted_users; i++)
+		if (strcmp(cfg->trusted_users[i], login) == 0)
+			return true;
+	return false;
+}
+
 bool
 cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox)
 {
@@ -1078,6 +1179,8 @@ format_value(const struct cfg_key *k, const void *base, char *out, size_t outlen
 	case T_RESOLVER:
 	case T_TLSPOLICY:
 	case T_LISTENER_TLS:
+	case T_DOMAIN:
+	case T_AUTHMECH:
 		s = *(char *const *)field;
 		n = snprintf(out, outlen, "%s", s != NULL ? s : "");
 		break;
@@ -1114,4 +1217,20 @@ cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out
 	    (l = cfg_listener_find(cfg, lname)) == NULL)
 		return -ENOENT;
 	return format_value(k, l, out, outlen);
+}
+
+int
+cfg_key_at(size_t i, const char **section, const char **key)
+{
+	const struct cfg_key *k;
+
+	if (i < NKEYS(cfg_keys))
+		k = &cfg_keys[i];
+	else if (i - NKEYS(cfg_keys) < NKEYS(listener_keys))
+		k = &listener_keys[i - NKEYS(cfg_keys)];
+	else
+		return -ENOENT;
+	*section = k->section;
+	*key = k->key;
+	return 0;
 }

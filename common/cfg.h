@@ -9,6 +9,7 @@
  *	void cfg_free(struct cfg *cfg);
  *	int cfg_value(const struct cfg *cfg, const char *section, const char *key,
  *	    char *out, size_t outlen);
+ *	int cfg_key_at(size_t i, const char **section, const char **key);
  * DESCRIPTION
  *	One INI file (parsed with inih) configures both daemons; each reads
  *	the sections it needs.  docs in README.md and etc/spoolgate.conf list
@@ -51,6 +52,13 @@
  *	address may relay through listener lst (its relay_networks, CIDR list;
  *	lst NULL: [smtpd]'s).
  *
+ *	[sendmail] is read by spoolgate-sendmail, spoolgate-mailq and the
+ *	gateway's pickup of drops: group (the set-group-id group that may
+ *	write drop/), trusted_users (login names that may choose the envelope
+ *	sender with -f or MAIL FROM), sender_domain (the domain of user@domain
+ *	senders and of unqualified addresses; empty: [spool] hostname).
+ *	cfg_sender_domain() is that domain, cfg_user_is_trusted() the test.
+ *
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
  *	number, yes/no) as the daemons use it into out (section "listener
  *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
@@ -58,6 +66,13 @@
  *	0, -ENOENT for a key that does not exist, -EOPNOTSUPP for a list or
  *	the log level, -ENAMETOOLONG when out is too small.  Scripts use it
  *	through spoolgate-smtpd -p (./run creates the [spool] user with it).
+ *
+ *	cfg_key_at() names the i-th key the file accepts (from 0): its
+ *	section ("listener" for the keys of a [listener NAME] section, which
+ *	[smtpd] takes too) and its name, pointers to static strings; it
+ *	returns -ENOENT past the last key.  [routes] keys are domains and
+ *	not listed.  The unit test of the manual page spoolgate.conf(5)
+ *	walks it, so that the page documents exactly the keys there are.
  * OWNERSHIP
  *	Strings in struct cfg are owned by it and freed by cfg_free().
  */
@@ -108,6 +123,10 @@ struct cfg_listener {
 	char	       *tls_ciphersuites;	/* TLS 1.3 suites (OpenSSL's default) */
 	enum cfg_auth_mode auth;		/* auth = no|offer|required */
 	bool		auth_plaintext;		/* auth_plaintext = no: PLAIN/LOGIN need TLS */
+	char	       *auth_min_mechanism;	/* auth_min_mechanism = (none): LOGIN, PLAIN or
+						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
+	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
+						   may send only as its own addresses (553 5.7.1) */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
@@ -143,6 +162,8 @@ struct cfg {
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */
 	size_t		n_relay_networks;
 	char	       *banner;			/* banner = spoolgate ESMTP */
+	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
+	unsigned	auth_failure_delay;	/* 1 s before the first 535, doubling per failure */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */
@@ -173,6 +194,12 @@ struct cfg {
 	struct cfg_route routes[CFG_MAX_ROUTES];
 	size_t		n_routes;
 
+	/* [sendmail]: spoolgate-sendmail and the gateway's pickup of its drops */
+	char	       *drop_group;		/* group = spoolgate-drop: may write drop/ only */
+	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
+	size_t		n_trusted_users;
+	char	       *sender_domain;		/* sender_domain = "" ([spool] hostname): user@<it> */
+
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
 	bool		allow_other;		/* allow_other = no */
@@ -185,8 +212,11 @@ void cfg_defaults(struct cfg *cfg);
 int cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen);
 void cfg_free(struct cfg *cfg);
 int cfg_value(const struct cfg *cfg, const char *section, const char *key, char *out, size_t outlen);
+int cfg_key_at(size_t i, const char **section, const char **key);
 
 bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
+const char *cfg_sender_domain(const struct cfg *cfg);
+bool cfg_user_is_trusted(const struct cfg *cfg, const char *login);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
 bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);

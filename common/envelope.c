@@ -75,6 +75,7 @@ envelope_free(struct envelope *env)
 	free(env->last_reply);
 	free(env->last_tls);
 	free(env->last_auth);
+	free(env->auth);
 	free(env->rejected);
 	free(env->conversion);
 	free(env->dsn);
@@ -214,6 +215,41 @@ last_auth_is_valid(const char *v)
 	return true;
 }
 
+/* "<MECHANISM> user=<name>[ mail-auth=<value>]" */
+static bool
+auth_is_valid(const char *v)
+{
+	const char *w[3];
+	size_t wl[3];
+	char *two;
+	bool ok;
+
+	if (!words_are(v, 3, w, wl))
+		return last_auth_is_valid(v);
+	if (!has_prefix(w[2], wl[2], "mail-auth=") || (two = strndup(v, (size_t)(w[2] - v - 1))) == NULL)
+		return false;
+	ok = last_auth_is_valid(two);
+	free(two);
+	return ok;
+}
+
+int
+envelope_set_auth(struct envelope *env, const char *mech, const char *user, const char *mail_auth)
+{
+	char *text;
+	int r;
+
+	if (mech == NULL)
+		return replace_string(&env->auth, NULL) < 0 ? -ENOMEM : 0;
+	if (user == NULL)
+		return -EINVAL;
+	if (asprintf(&text, "%s user=%s%s%s", mech, user, mail_auth ? " mail-auth=" : "", mail_auth ? mail_auth : "") < 0)
+		return -ENOMEM;
+	r = !auth_is_valid(text) ? -EINVAL : replace_string(&env->auth, text) < 0 ? -ENOMEM : 0;
+	free(text);
+	return r;
+}
+
 int
 envelope_set_last_tls(struct envelope *env, const char *version, const char *cipher,
 		bool verified, const char *peer)
@@ -281,7 +317,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	    (r = replace_string(&dst->rejected, src->rejected)) < 0 ||
 	    (r = envelope_set_conversion(dst, src->conversion)) < 0 ||
 	    (r = replace_string(&dst->last_tls, src->last_tls)) < 0 ||
-	    (r = replace_string(&dst->last_auth, src->last_auth)) < 0)
+	    (r = replace_string(&dst->last_auth, src->last_auth)) < 0 ||
+	    (r = replace_string(&dst->auth, src->auth)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -431,6 +468,7 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	    (env->dsn_delayed != NULL && !dsn_value_is_valid(env->dsn_delayed)) ||
 	    (env->last_tls != NULL && !last_tls_is_valid(env->last_tls)) ||
 	    (env->last_auth != NULL && !last_auth_is_valid(env->last_auth)) ||
+	    (env->auth != NULL && !auth_is_valid(env->auth)) ||
 	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
 	if ((fp = open_memstream(&buf, &len)) == NULL)
@@ -440,6 +478,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	if (env->origin != NULL)
 		fprintf(fp, "origin: %s\n", env->origin);
 	fprintf(fp, "from: <%s>\ndata-offset: %lld\n", env->from ? env->from : "", env->data_offset);
+	if (env->auth != NULL)
+		fprintf(fp, "auth: %s\n", env->auth);
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct envelope_rcpt *r = &env->rcpt[i];
 
@@ -623,6 +663,11 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, bool after_
 		if (env->last_tls != NULL || !last_tls_is_valid(v))
 			return -EBADMSG;
 		return replace_string(&env->last_tls, v);
+	}
+	if (strcmp(key, "auth") == 0) {
+		if (env->auth != NULL || !auth_is_valid(v))
+			return -EBADMSG;
+		return replace_string(&env->auth, v);
 	}
 	if (strcmp(key, "last-auth") == 0) {
 		if (env->last_auth != NULL || !last_auth_is_valid(v))

@@ -50,6 +50,13 @@
  *	peer=<name>" and "<MECHANISM> user=<name>", each word printable
  *	ASCII without blanks.
  *
+ *	auth (optional, after data-offset) says that the message came in over
+ *	SMTP from a client that authenticated (RFC 4954): the mechanism, the
+ *	user, and the AUTH= parameter of its MAIL command, decoded ("<>" when
+ *	the client gave none), never a password:
+ *
+ *	    auth: SCRAM-SHA-256 user=alice@example.org mail-auth=<alice@example.org>
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -126,6 +133,8 @@ struct envelope {
 	char		       *dsn_delayed;	/* "dsn-delayed:" the delay warning, same form */
 	char		       *last_tls;	/* "<version> <cipher> verified=yes peer=<name>", or NULL */
 	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
+	char		       *auth;		/* how the sender authenticated to our SMTP server:
+						   "<MECHANISM> user=<name>[ mail-auth=<value>]", or NULL */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -167,6 +176,8 @@ int envelope_set_last_tls(struct envelope *env, const char *version, const char 
 		bool verified, const char *peer);
 /* Sets last_auth (NULL mech: no AUTH, the line goes). 0, -ENOMEM, -EINVAL. */
 int envelope_set_last_auth(struct envelope *env, const char *mech, const char *user);
+/* Sets auth (NULL mech: none); mail_auth (MAIL's AUTH=, decoded) may be NULL. 0, -ENOMEM, -EINVAL. */
+int envelope_set_auth(struct envelope *env, const char *mech, const char *user, const char *mail_auth);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);
 /* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
 int envelope_format(const struct envelope *env, char **out, size_t *outlen);

@@ -113,12 +113,38 @@ check_mailbox(const char *field, const char *addr, char *why, size_t whylen)
 	return 0;
 }
 
-typedef int (*mailbox_fn)(struct outbox_headers *h, const char *field, const char *addr,
-		char *why, size_t whylen);
+/* What one parse of a header section works with. */
+struct parse_ctx {
+	struct outbox_headers	       *h;
+	const struct outbox_policy     *pol;	/* never NULL: outbox_policy_outbox for outbox/ */
+	char			       *why;
+	size_t				whylen;
+};
+
+/* outbox/: the envelope is the headers', and a message needs its own From:. */
+static const struct outbox_policy outbox_policy_outbox = { .rcpt_from_headers = true };
+
+/*
+ * An address without '@' is completed with the policy's domain (sendmail:
+ * "root" is root@<domain>, as Postfix's append_at_myorigin); outbox/ has
+ * none, and addr_parse_path() refuses it.  Returns a malloc'd address.
+ */
+static char *
+qualify(const struct outbox_policy *pol, const char *addr)
+{
+	char *out;
+
+	if (pol->qualify_domain == NULL || addr[0] == '\0' || strchr(addr, '@') != NULL)
+		return strdup(addr);
+	if (asprintf(&out, "%s@%s", addr, pol->qualify_domain) < 0)
+		return NULL;
+	return out;
+}
+
+typedef int (*mailbox_fn)(struct parse_ctx *c, const char *field, const char *addr);
 
 static int
-walk_list(InternetAddressList *list, struct outbox_headers *h, const char *field, mailbox_fn fn,
-    char *why, size_t whylen)
+walk_list(InternetAddressList *list, struct parse_ctx *c, const char *field, mailbox_fn fn)
 {
 	int i, n = internet_address_list_length(list), r;
 
@@ -128,14 +154,14 @@ walk_list(InternetAddressList *list, struct outbox_headers *h, const char *field
 		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
 			InternetAddressList *members = internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
 
-			if (members != NULL && (r = walk_list(members, h, field, fn, why, whylen)) != 0)
+			if (members != NULL && (r = walk_list(members, c, field, fn)) != 0)
 				return r;
 			continue;
 		}
 		if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
 			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
 
-			if ((r = fn(h, field, addr ? addr : "", why, whylen)) != 0)
+			if ((r = fn(c, field, addr ? addr : "")) != 0)
 				return r;
 		}
 	}
@@ -143,34 +169,39 @@ walk_list(InternetAddressList *list, struct outbox_headers *h, const char *field
 }
 
 static int
-take_rcpt(struct outbox_headers *h, const char *field, const char *addr, char *why, size_t whylen)
+take_rcpt(struct parse_ctx *c, const char *field, const char *given)
 {
+	char *addr = qualify(c->pol, given);
 	int r;
 
-	if ((r = check_mailbox(field, addr, why, whylen)) < 0)
-		return r;
-	if ((r = add_rcpt(h, addr)) < 0)
-		return fail(r, why, whylen, "%s: too many recipients", field);
-	return 0;
+	if (addr == NULL)
+		return -ENOMEM;
+	if ((r = check_mailbox(field, addr, c->why, c->whylen)) == 0 && (r = add_rcpt(c->h, addr)) < 0)
+		r = fail(r, c->why, c->whylen, "%s: too many recipients", field);
+	free(addr);
+	return r;
 }
 
 static int
-take_sender(struct outbox_headers *h, const char *field, const char *addr, char *why, size_t whylen)
+take_sender(struct parse_ctx *c, const char *field, const char *given)
 {
+	char *addr;
 	int r;
 
-	if (h->from != NULL)
+	if (c->h->from != NULL)
 		return 1;	/* the first mailbox wins; stop walking */
-	if ((r = check_mailbox(field, addr, why, whylen)) < 0)
-		return r;
-	if ((h->from = strdup(addr)) == NULL)
+	if ((addr = qualify(c->pol, given)) == NULL)
 		return -ENOMEM;
+	if ((r = check_mailbox(field, addr, c->why, c->whylen)) < 0) {
+		free(addr);
+		return r;
+	}
+	c->h->from = addr;
 	return 1;
 }
 
 static int
-parse_address_field(struct outbox_headers *h, const char *field, const char *value, mailbox_fn fn,
-    char *why, size_t whylen)
+parse_address_field(struct parse_ctx *c, const char *field, const char *value, mailbox_fn fn)
 {
 	InternetAddressList *list;
 	const char *p;
@@ -184,9 +215,9 @@ parse_address_field(struct outbox_headers *h, const char *field, const char *val
 	if (list == NULL || internet_address_list_length(list) == 0) {
 		if (list != NULL)
 			g_object_unref(list);
-		return fail(-EINVAL, why, whylen, "%s: cannot parse address list '%.200s'", field, value);
+		return fail(-EINVAL, c->why, c->whylen, "%s: cannot parse address list '%.200s'", field, value);
 	}
-	r = walk_list(list, h, field, fn, why, whylen);
+	r = walk_list(list, c, field, fn);
 	g_object_unref(list);
 	return r < 0 ? r : 0;
 }
@@ -235,10 +266,11 @@ unfold(const char *p, size_t n)
 }
 
 static int
-handle_field(struct outbox_headers *h, const char *name, size_t namelen, const char *value,
-    size_t vlen, off_t start, off_t end, char *why, size_t whylen)
+handle_field(struct parse_ctx *c, const char *name, size_t namelen, const char *value,
+    size_t vlen, off_t start, off_t end)
 {
 	static const char *const rcpt_fields[] = { "To", "Cc", "Bcc" };
+	struct outbox_headers *h = c->h;
 	char field[16], *v;
 	size_t i;
 	int r = 0, is_rcpt = -1;
@@ -252,20 +284,24 @@ handle_field(struct outbox_headers *h, const char *name, size_t namelen, const c
 		h->has_date = true;
 	if (strcasecmp(field, "Message-ID") == 0)
 		h->has_message_id = true;
+	if (strcasecmp(field, "From") == 0)
+		h->has_from = true;
 	for (i = 0; i < 3; i++)
 		if (strcasecmp(field, rcpt_fields[i]) == 0)
 			is_rcpt = (int)i;
+	if (is_rcpt >= 0 && !c->pol->rcpt_from_headers)
+		return is_rcpt == 2 ? add_drop(h, start, end) : 0;	/* Bcc: goes all the same */
 	if (is_rcpt < 0 && strcasecmp(field, "From") != 0 && strcasecmp(field, "Sender") != 0)
 		return 0;
 	if ((v = unfold(value, vlen)) == NULL)
 		return -ENOMEM;
 	if (is_rcpt >= 0)
-		r = parse_address_field(h, field, v, take_rcpt, why, whylen);
+		r = parse_address_field(c, field, v, take_rcpt);
 	else if (strcasecmp(field, "Sender") == 0 || h->from == NULL) {
 		char *before = h->from;	/* Sender: names the sender even after From: */
 
 		h->from = NULL;
-		r = parse_address_field(h, field, v, take_sender, why, whylen);
+		r = parse_address_field(c, field, v, take_sender);
 		if (h->from == NULL)
 			h->from = before;	/* an empty Sender: names nobody */
 		else
@@ -277,16 +313,62 @@ handle_field(struct outbox_headers *h, const char *name, size_t namelen, const c
 	return r;
 }
 
+/* Recipients named outside the message (sendmail's arguments, -bs RCPT), first. */
+static int
+take_given_rcpts(struct parse_ctx *c)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < c->pol->nrcpt; i++)
+		if ((r = take_rcpt(c, "recipient", c->pol->rcpt[i])) < 0)
+			return r;
+	return 0;
+}
+
+/*
+ * The envelope sender: the policy's when it names one (sendmail decided
+ * it), else the headers' (From:, Sender:), which the message must have
+ * unless the policy adds a From: of its own.
+ */
+static int
+settle_sender(struct parse_ctx *c)
+{
+	struct outbox_headers *h = c->h;
+
+	if (c->pol->sender != NULL) {
+		int r = c->pol->sender[0] == '\0' ? 0 : check_mailbox("sender", c->pol->sender, c->why, c->whylen);
+
+		if (r < 0)
+			return r;
+		free(h->from);
+		return (h->from = strdup(c->pol->sender)) == NULL ? -ENOMEM : 0;
+	}
+	if (h->from == NULL)
+		return fail(-EBADMSG, c->why, c->whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
+	return 0;
+}
+
 int
 outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, char *why, size_t whylen)
 {
+	return outbox_check_headers(buf, len, NULL, out, why, whylen);
+}
+
+int
+outbox_check_headers(const char *buf, size_t len, const struct outbox_policy *pol,
+    struct outbox_headers *out, char *why, size_t whylen)
+{
+	struct parse_ctx c = { .h = out, .pol = pol != NULL ? pol : &outbox_policy_outbox,
+		.why = why, .whylen = whylen };
 	const char *p = buf, *end = buf + len;
 	unsigned lineno = 1, nfields = 0;
-	int r = 0;
+	int r;
 
 	pthread_once(&gmime_once, gmime_start);
 	memset(out, 0, sizeof(*out));
-	while (p < end) {
+	r = take_given_rcpts(&c);
+	while (r == 0 && p < end) {
 		size_t n = line_length(p, end), namelen, flen;
 		const char *field = p;
 
@@ -298,7 +380,11 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 			r = fail(-EBADMSG, why, whylen, "NUL byte in the header section");
 			break;
 		}
-		if ((namelen = field_name_length(p, n)) == 0) {
+		if ((namelen = field_name_length(p, n)) == 0 && nfields == 0 && c.pol->headerless_ok) {
+			out->headerless = true;	/* all body: sendmail's "echo text | sendmail root" */
+			break;
+		}
+		if (namelen == 0) {
 			r = fail(-EBADMSG, why, whylen, "not a message: header line %u is not a 'Name: value' field",
 			    lineno);
 			break;
@@ -311,20 +397,25 @@ outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out, ch
 		}
 		lineno++;
 		nfields++;
-		if ((r = handle_field(out, field, namelen, field + namelen + 1, flen - namelen - 1,
-		    field - buf, field + flen - buf, why, whylen)) < 0)
+		if ((r = handle_field(&c, field, namelen, field + namelen + 1, flen - namelen - 1,
+		    field - buf, field + flen - buf)) < 0)
 			break;
 		p = field + flen;
 	}
 	out->body_start = p - buf;
-	if (r == 0 && p == buf)
+	if (r == 0 && p == buf && len == 0 && c.pol->headerless_ok)
+		out->headerless = true;		/* an empty message: the gateway's headers and nothing else */
+	if (r == 0 && p == buf && !out->headerless)
 		r = fail(-EBADMSG, why, whylen, "not a message: empty file");
-	if (r == 0 && nfields == 0)
+	if (r == 0 && nfields == 0 && !c.pol->headerless_ok)
 		r = fail(-EBADMSG, why, whylen, "not a message: no header section (the file starts with an empty line)");
 	if (r == 0 && out->nrcpt == 0)
-		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: no address in To:, Cc: or Bcc:");
-	if (r == 0 && out->from == NULL)
-		r = fail(-EBADMSG, why, whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
+		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: %s", !c.pol->rcpt_from_headers ?
+		    "none given (name them as arguments, or use -t to take them from To:, Cc: and Bcc:)" :
+		    c.pol == &outbox_policy_outbox ? "no address in To:, Cc: or Bcc:" :
+		    "none given, and no address in To:, Cc: or Bcc:");
+	if (r == 0)
+		r = settle_sender(&c);
 	if (r < 0)
 		outbox_headers_free(out);
 	return r;
@@ -373,23 +464,23 @@ copy_range(int fd, struct spool_msg *msg, off_t from, off_t to, char *chunk)
 	return 0;
 }
 
-/* The message minus its Bcc: and Return-Path: fields. */
+/* The message (from start to end of fd) minus its Bcc: and Return-Path: fields. */
 static int
-copy_without_dropped(int fd, off_t size, const struct outbox_headers *h, struct spool_msg *msg)
+copy_without_dropped(int fd, off_t start, off_t end, const struct outbox_headers *h, struct spool_msg *msg)
 {
 	char *chunk = malloc(COPY_CHUNK);
-	off_t pos = 0;
+	off_t pos = start;
 	size_t i;
 	int r = 0;
 
 	if (chunk == NULL)
 		return -ENOMEM;
 	for (i = 0; r == 0 && i < h->ndrop; i++) {
-		r = copy_range(fd, msg, pos, h->drop[i].start, chunk);
-		pos = h->drop[i].end;
+		r = copy_range(fd, msg, pos, start + h->drop[i].start, chunk);
+		pos = start + h->drop[i].end;
 	}
 	if (r == 0)
-		r = copy_range(fd, msg, pos, size, chunk);
+		r = copy_range(fd, msg, pos, end, chunk);
 	free(chunk);
 	return r;
 }
@@ -477,25 +568,40 @@ fold_end(const char *quoted, size_t at, size_t qlen)
 }
 
 /*
- * Received: records the submission as Postfix's pickup does for a local
- * one (by whom, the writer's uid, the file), then Date: and Message-ID:
- * when the file has none (as sendmail -t would add them).
+ * The From: a sendmail submission gets when it has none (as Postfix's
+ * cleanup adds one): the user's address, with the -F name as display name
+ * (GMime quotes it, and encodes it when it is not ASCII, so that no name
+ * can end the header).
  */
 static int
-write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
-    const struct outbox_source *src, const char *host)
+write_from_header(struct spool_msg *msg, const struct outbox_policy *pol)
 {
-	char quoted[3 * SPOOL_NAME_MAX + 1], date[64], line[512];
-	size_t qlen, at, next;
-	int r, n;
+	InternetAddress *ia = internet_address_mailbox_new(pol->from_name, pol->from_addr);
+	char *text;
+	int r;
 
-	if ((r = outbox_format_date(time(NULL), date, sizeof(date))) < 0)
-		return r;
-	qlen = outbox_quote_name(src->name != NULL ? src->name : "", quoted, sizeof(quoted));
-	n = snprintf(line, sizeof(line), "Received: by %s (spoolgate, from outbox)\n"
-	    "\tid %s (uid %lu,%s", host, spool_msg_id(msg), (unsigned long)src->uid,
-	    strlen(spool_msg_id(msg)) + 20 + 6 + qlen + 2 <= TRACE_LINE ? " file " : "\n\tfile ");
-	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+	if (ia == NULL)
+		return -ENOMEM;
+	text = internet_address_to_string(ia, NULL, TRUE);
+	g_object_unref(ia);
+	if (text == NULL)
+		return -ENOMEM;
+	if ((r = spool_msg_write(msg, "From: ", 6)) == 0 && (r = spool_msg_write(msg, text, strlen(text))) == 0)
+		r = spool_msg_write(msg, "\n", 1);
+	g_free(text);
+	return r;
+}
+
+/* The file part of Received: ("file <quoted name>"), folded, for an outbox/ file. */
+static int
+write_trace_name(struct spool_msg *msg, const char *name, size_t idlen)
+{
+	char quoted[3 * SPOOL_NAME_MAX + 1];
+	size_t qlen = outbox_quote_name(name, quoted, sizeof(quoted)), at, next;
+	int r;
+
+	if ((r = spool_msg_write(msg, idlen + 20 + 6 + qlen + 2 <= TRACE_LINE ? ", file " : ",\n\tfile ",
+	    idlen + 20 + 6 + qlen + 2 <= TRACE_LINE ? 7 : 8)) < 0)
 		return r;
 	for (at = 0; at < qlen; at = next) {
 		next = fold_end(quoted, at, qlen);
@@ -504,6 +610,31 @@ write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
 		if ((r = spool_msg_write(msg, quoted + at, next - at)) < 0)
 			return r;
 	}
+	return 0;
+}
+
+/*
+ * Received: records the submission as Postfix's pickup does for a local
+ * one (by whom, the writer's uid, the outbox/ file), then Date: and
+ * Message-ID: when the file has none (as sendmail -t would add them), and
+ * From: for a sendmail submission without one.
+ */
+static int
+write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
+    const struct outbox_source *src, const char *host)
+{
+	char date[64], line[512];
+	int r, n;
+
+	if ((r = outbox_format_date(time(NULL), date, sizeof(date))) < 0)
+		return r;
+	n = snprintf(line, sizeof(line), "Received: by %s (spoolgate, from %s)\n"
+	    "\tid %s (uid %lu", host, src->via != NULL ? src->via : "outbox", spool_msg_id(msg),
+	    (unsigned long)src->uid);
+	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+		return r;
+	if (src->name != NULL && (r = write_trace_name(msg, src->name, strlen(spool_msg_id(msg)))) < 0)
+		return r;
 	n = snprintf(line, sizeof(line), ");\n\t%s\n", date);
 	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
 		return r;
@@ -517,11 +648,14 @@ write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
 		if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
 			return r;
 	}
-	return 0;
+	if (!h->has_from && src->policy != NULL && src->policy->from_addr != NULL &&
+	    (r = write_from_header(msg, src->policy)) < 0)
+		return r;
+	return h->headerless ? spool_msg_write(msg, "\n", 1) : 0;	/* the body starts after our header */
 }
 
 static int
-queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers *h,
+queue_copy(struct spool *spool, int fd, off_t end, const struct outbox_headers *h,
     const struct outbox_source *src, char id[SPOOL_ID_MAX])
 {
 	struct spool_msg *msg;
@@ -537,7 +671,7 @@ queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers 
 	if (r == 0)
 		r = write_trace_headers(msg, h, src, trace_hostname(spool, src->hostname));
 	if (r == 0)
-		r = copy_without_dropped(fd, size, h, msg);
+		r = copy_without_dropped(fd, src->start, end, h, msg);
 	if (r == 0)
 		r = spool_msg_queue(msg, &env);
 	if (r == 0)
@@ -550,11 +684,11 @@ queue_copy(struct spool *spool, int fd, off_t size, const struct outbox_headers 
 }
 
 int
-outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
-    char id[SPOOL_ID_MAX], char *why, size_t whylen)
+outbox_check(int fd, const struct outbox_source *src, struct outbox_headers *h, off_t *end,
+    char *why, size_t whylen)
 {
 	unsigned long max_size = src->max_size;
-	struct outbox_headers h;
+	unsigned long long size;
 	struct stat st;
 	size_t headmax;
 	ssize_t got;
@@ -563,25 +697,41 @@ outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 
 	if (fstat(fd, &st) < 0)
 		return fail(-errno, why, whylen, "cannot stat the file: %s", strerror(errno));
-	if ((unsigned long long)st.st_size > max_size)
-		return fail(-EFBIG, why, whylen, "message of %lld bytes exceeds the limit of %lu bytes",
-		    (long long)st.st_size, max_size);
-	headmax = (size_t)st.st_size < OUTBOX_MAX_HEADER ? (size_t)st.st_size : OUTBOX_MAX_HEADER;
+	if (src->start < 0 || st.st_size < src->start)
+		return fail(-EIO, why, whylen, "the file is shorter than its message's start");
+	size = (unsigned long long)(st.st_size - src->start);
+	if (size > max_size)
+		return fail(-EFBIG, why, whylen, "message of %llu bytes exceeds the limit of %lu bytes",
+		    size, max_size);
+	headmax = size < OUTBOX_MAX_HEADER ? (size_t)size : OUTBOX_MAX_HEADER;
 	if ((head = malloc(headmax + 1)) == NULL)
 		return fail(-ENOMEM, why, whylen, "out of memory");
-	if ((got = spool_pread_all(fd, head, headmax, 0)) < 0) {
+	if ((got = spool_pread_all(fd, head, headmax, src->start)) < 0) {
 		free(head);
 		return fail((int)got, why, whylen, "cannot read the file: %s", strerror((int)-got));
 	}
-	if ((size_t)got == OUTBOX_MAX_HEADER && st.st_size > got && !has_header_end(head, (size_t)got)) {
+	if ((size_t)got == OUTBOX_MAX_HEADER && size > (size_t)got && !has_header_end(head, (size_t)got)) {
 		free(head);
 		return fail(-EFBIG, why, whylen, "header section larger than %u bytes", OUTBOX_MAX_HEADER);
 	}
-	r = outbox_parse_headers(head, (size_t)got, &h, why, whylen);
+	r = outbox_check_headers(head, (size_t)got, src->policy, h, why, whylen);
 	free(head);
-	if (r < 0)
+	if (r == 0 && end != NULL)
+		*end = st.st_size;
+	return r;
+}
+
+int
+outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
+    char id[SPOOL_ID_MAX], char *why, size_t whylen)
+{
+	struct outbox_headers h;
+	off_t end;
+	int r;
+
+	if ((r = outbox_check(fd, src, &h, &end, why, whylen)) < 0)
 		return r;
-	r = queue_copy(spool, fd, st.st_size, &h, src, id);
+	r = queue_copy(spool, fd, end, &h, src, id);
 	if (r < 0)
 		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));
 	outbox_headers_free(&h);

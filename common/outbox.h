@@ -10,6 +10,11 @@
  *	int outbox_reject(struct spool *spool, int fd, off_t keep,
  *			const char *origin, int err, const char *why,
  *			char id[SPOOL_ID_MAX]);
+ *	int outbox_check(int fd, const struct outbox_source *src,
+ *			struct outbox_headers *h, off_t *end, char *why, size_t whylen);
+ *	int outbox_check_headers(const char *buf, size_t len,
+ *			const struct outbox_policy *pol, struct outbox_headers *out,
+ *			char *why, size_t whylen);
  *	size_t outbox_quote_name(const char *name, char *out, size_t outlen);
  *	int outbox_format_date(time_t t, char *out, size_t outlen);
  * DESCRIPTION
@@ -25,9 +30,13 @@
  *
  *	src says where the message comes from: origin is the envelope's
  *	origin ("fs outbox/<name> uid=<uid>", no control characters), name the file's
- *	name under outbox/ (any bytes), uid the writer, hostname the
+ *	name under outbox/ (any bytes; NULL for a submission that is no
+ *	outbox/ file), uid the writer, hostname the
  *	configured host name (NULL or not a valid domain: the spool's host
- *	name, else "localhost"), max_size the size limit.  The queued message
+ *	name, else "localhost"), max_size the size limit, start the offset
+ *	of the message's first byte in fd (0 for outbox/; a sendmail drop
+ *	begins with its own record, drop.h), via the word after "from" in
+ *	Received: (NULL: "outbox").  The queued message
  *	starts with a trace header that records the submission, as Postfix
  *	does for a local one:
  *
@@ -40,6 +49,22 @@
  *	the message has no Date: or Message-ID: field (RFC 5322 3.6 requires
  *	Date:; sendmail -t adds both).  The date is outbox_format_date() of
  *	the submission time.
+ *
+ *	src->policy (NULL for outbox/) is what a sendmail submission adds to
+ *	the rules: sender, the envelope sender decided outside the message
+ *	("" is <>; the headers' From:/Sender: then only need to be valid);
+ *	rcpt, the recipients named outside it (arguments, RCPT of -bs),
+ *	checked as header addresses are and placed first; rcpt_from_headers,
+ *	whether To:, Cc: and Bcc: name recipients too (sendmail -t; Bcc: is
+ *	dropped either way); qualify_domain, appended to an address without
+ *	'@' ("root" is root@<domain>, as Postfix's append_at_myorigin);
+ *	from_addr and from_name, the From: written after the trace header
+ *	when the message has none (with them a missing From: is no error);
+ *	headerless_ok, a message whose first line is no header field (or
+ *	that is empty) is all body, as Postfix's sendmail takes "echo text |
+ *	sendmail root": the gateway's header lines and an empty line come
+ *	before it.
+ *	outbox/ is the policy {rcpt_from_headers = true}, nothing else.
  *
  *	When it returns 0 the message is durable in queue/ (data and record
  *	synced, directories synced) and id holds its id.  Otherwise nothing
@@ -58,7 +83,12 @@
  *	tests and for checking before copying): spoolgate-fs runs it on the
  *	header section as soon as a writer has written it, so that a file
  *	that will be refused fails at write(2), not only at close(2).  It
- *	commits nothing.
+ *	commits nothing.  outbox_check_headers() is the same under a policy
+ *	(NULL: outbox/'s).  outbox_check() is every check of outbox_submit()
+ *	on fd (size, header bound, headers) without queueing: the parsed
+ *	headers go to h (outbox_headers_free() them) and the file's end to
+ *	*end; spoolgate-sendmail runs it before it leaves a drop, and the
+ *	gateway runs outbox_submit() on the drop again, from scratch.
  *
  *	outbox_reject() keeps a refused submission where a person finds it:
  *	the first keep bytes of fd become failed/<id>, with a record whose
@@ -95,12 +125,27 @@
 
 struct outbox_range { off_t start, end; };	/* [start, end) of bytes to drop */
 
+/* What a sendmail submission decides outside the message (see above). */
+struct outbox_policy {
+	const char	       *sender;		/* envelope sender, "" = <>; NULL: From:/Sender: */
+	const char *const      *rcpt;		/* recipients given outside the message */
+	size_t			nrcpt;
+	bool			rcpt_from_headers;	/* To:, Cc:, Bcc: name recipients (-t) */
+	const char	       *qualify_domain;	/* for addresses without '@', or NULL */
+	const char	       *from_addr;	/* From: to add when there is none, or NULL */
+	const char	       *from_name;	/* its display name (-F), or NULL */
+	bool			headerless_ok;	/* a first line that is no header field starts the body */
+};
+
 struct outbox_source {
 	const char	       *origin;		/* envelope origin, "fs outbox/<name> uid=<uid>" */
-	const char	       *name;		/* the file's name under outbox/, any bytes */
+	const char	       *name;		/* the file's name under outbox/, any bytes; or NULL */
 	uid_t			uid;		/* the writer */
 	const char	       *hostname;	/* configured host name, or NULL */
 	unsigned long		max_size;	/* bytes */
+	off_t			start;		/* the message's first byte in fd */
+	const char	       *via;		/* Received: "from <via>"; NULL: "outbox" */
+	const struct outbox_policy *policy;	/* NULL: outbox/'s rules */
 };
 
 struct outbox_headers {
@@ -111,12 +156,18 @@ struct outbox_headers {
 	size_t			ndrop;
 	bool			has_date;	/* a Date: field is present */
 	bool			has_message_id;	/* a Message-ID: field is present */
+	bool			has_from;	/* a From: field is present */
+	bool			headerless;	/* no header section at all (headerless_ok) */
 	off_t			body_start;	/* offset of the first body byte */
 };
 
 int outbox_parse_headers(const char *buf, size_t len, struct outbox_headers *out,
 		char *why, size_t whylen);
+int outbox_check_headers(const char *buf, size_t len, const struct outbox_policy *pol,
+		struct outbox_headers *out, char *why, size_t whylen);
 void outbox_headers_free(struct outbox_headers *h);
+int outbox_check(int fd, const struct outbox_source *src, struct outbox_headers *h, off_t *end,
+		char *why, size_t whylen);
 int outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 		char id[SPOOL_ID_MAX], char *why, size_t whylen);
 int outbox_reject(struct spool *spool, int fd, off_t keep, const char *origin, int err,

@@ -38,6 +38,13 @@
 #include "spool.h"
 #include "envelope.h"
 
+/*
+ * <spool>/flush: spoolgate-mailq --flush writes it; the runner watches the
+ * spool root for it (inotify), removes it and tries every queued message
+ * at once, whatever its next-attempt.
+ */
+#define QUEUE_FLUSH_FILE	"flush"
+
 enum queue_outcome { QUEUE_DEFERRED, QUEUE_SENT, QUEUE_FAILED };
 
 struct queue_claim;

@@ -45,10 +45,11 @@ static const struct {
 	const char     *name;
 	bool		sends_password;		/* PLAIN and LOGIN: needs TLS */
 	bool		initial_response;
+	int		strength;		/* for a listener's minimum */
 } mechs[MECH__COUNT] = {
-	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true },
-	[MECH_PLAIN] = { "PLAIN", true, true },
-	[MECH_LOGIN] = { "LOGIN", true, false },
+	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true, 2 },
+	[MECH_PLAIN] = { "PLAIN", true, true, 1 },
+	[MECH_LOGIN] = { "LOGIN", true, false, 1 },
 };
 
 static const char *const status_names[] = {
@@ -469,6 +470,24 @@ sasl_server_supports(const char *mech)
 	return mech != NULL && mech_find(mech, strlen(mech)) >= 0;
 }
 
+const char *
+sasl_mech_at(size_t i, bool *sends_password, int *strength)
+{
+	if (i >= MECH__COUNT)
+		return NULL;
+	*sends_password = mechs[i].sends_password;
+	*strength = mechs[i].strength;
+	return mechs[i].name;
+}
+
+const char *
+sasl_mech_lookup(const char *mech, bool *sends_password, int *strength)
+{
+	int m = mech != NULL ? mech_find(mech, strlen(mech)) : -1;
+
+	return m < 0 ? NULL : sasl_mech_at((size_t)m, sends_password, strength);
+}
+
 enum sasl_status
 sasl_server_start(struct sasl_ctx *ctx, const char *mech, const struct sasl_server_ops *ops,
     void *arg, struct sasl_server **out)
@@ -796,87 +815,48 @@ creds_add(struct sasl_creds *creds, const struct creds_line *l, unsigned lineno)
 	return 0;
 }
 
-/* Parses every line of fp (at most CREDS_FILE_MAX bytes, checked by the
- * caller) into creds; -errno with err written on the first error. */
+/* One line of the file (tls_private_file_lines()'s callback). */
 static int
-creds_parse(FILE *fp, const char *path, struct sasl_creds *creds, char *err, size_t errlen)
+creds_take_line(void *arg, char *line, unsigned lineno, char *why, size_t whylen)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	unsigned lineno = 0;
-	int r = 0;
+	struct sasl_creds *creds = arg;
+	const struct sasl_cred *dup;
+	struct creds_line l;
+	const char *bad;
+	bool skip = false;
+	int r;
 
-	while (r == 0 && (len = getline(&line, &cap, fp)) >= 0) {
-		struct creds_line l;
-		const struct sasl_cred *dup;
-		const char *why = NULL;
-		bool skip = false;
-
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if ((size_t)len >= CREDS_LINE_MAX)
-			why = "line longer than 1023 bytes";
-		else if (memchr(line, '\0', (size_t)len) != NULL)
-			why = "NUL byte in the line";
-		else
-			why = creds_parse_line(line, &l, &skip);
-		if (why == NULL && !skip && creds->n >= CREDS_MAX)
-			why = "more than 10000 entries";
-		if (why != NULL) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			r = -EINVAL;
-		} else if (!skip && (r = creds_add(creds, &l, lineno)) != 0) {
-			snprintf(err, errlen, "%s: out of memory", path);
-		} else if (!skip && (dup = sasl_creds_find(creds, creds->v[creds->n - 1].route)) !=
-		    &creds->v[creds->n - 1]) {
-			snprintf(err, errlen, "%s:%u: route %s already given on line %u", path, lineno,
-			    creds->v[creds->n - 1].route, dup->line);
-			r = -EINVAL;
-		}
-		explicit_bzero(line, cap);
+	if ((bad = creds_parse_line(line, &l, &skip)) == NULL && !skip && creds->n >= CREDS_MAX)
+		bad = "more than 10000 entries";
+	if (bad != NULL) {
+		snprintf(why, whylen, "%s", bad);
+		return -EINVAL;
 	}
-	if (r == 0 && ferror(fp)) {
-		snprintf(err, errlen, "%s: read error", path);
-		r = -EIO;
+	if (skip)
+		return 0;
+	if ((r = creds_add(creds, &l, lineno)) != 0) {
+		snprintf(why, whylen, "out of memory");
+		return r;
 	}
-	if (line != NULL)
-		explicit_bzero(line, cap);
-	free(line);
-	return r;
+	if ((dup = sasl_creds_find(creds, creds->v[creds->n - 1].route)) != &creds->v[creds->n - 1]) {
+		snprintf(why, whylen, "route %s already given on line %u", creds->v[creds->n - 1].route, dup->line);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int
 sasl_creds_load(const char *path, struct sasl_creds **out, char *err, size_t errlen)
 {
 	struct sasl_creds *creds;
-	struct stat st = { .st_size = 0 };
-	FILE *fp;
-	int fd, r;
+	int r;
 
 	*out = NULL;
-	if ((fd = tls_private_file_open(path, err, errlen)) < 0)
-		return fd;
-	if (fstat(fd, &st) != 0 || st.st_size > CREDS_FILE_MAX) {
-		r = st.st_size > CREDS_FILE_MAX ? -EFBIG : -errno;
-		close(fd);
-		snprintf(err, errlen, "%s: %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-		return r;
-	}
-	if ((fp = fdopen(fd, "r")) == NULL) {
-		r = -errno;
-		close(fd);
-		snprintf(err, errlen, "%s: %s", path, strerror(-r));
-		return r;
-	}
 	if ((creds = calloc(1, sizeof(*creds))) == NULL) {
-		fclose(fp);
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
-	r = creds_parse(fp, path, creds, err, errlen);
-	fclose(fp);
+	r = tls_private_file_lines(path, CREDS_FILE_MAX, CREDS_LINE_MAX, creds_take_line, creds, err, errlen);
 	if (r != 0) {
 		sasl_creds_free(creds);
 		return r;

@@ -20,6 +20,11 @@
  *	void sasl_client_free(struct sasl_client *client);
  *
  *	bool sasl_server_supports(const char *mech);
+const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
+const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *strength);
+ *	const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
+ *	const char *sasl_mech_lookup(const char *mech, bool *sends_password,
+ *	    int *strength);
  *	enum sasl_status sasl_server_start(struct sasl_ctx *ctx, const char *mech,
  *	    const struct sasl_server_ops *ops, void *arg,
  *	    struct sasl_server **out);
@@ -99,6 +104,13 @@
  *	failure; after a failure or SASL_OK the exchange is over and further
  *	steps return the same status.  LOGIN takes the user as an initial
  *	response too ("AUTH LOGIN <base64 user>", which some clients send).
+ *
+ *	sasl_mech_at() walks the three mechanisms, strongest first (NULL
+ *	past the last), and sasl_mech_lookup() finds one by name (any case;
+ *	NULL when unknown); both return the canonical name and tell whether
+ *	the mechanism sends the password itself (PLAIN, LOGIN: not without
+ *	TLS) and its strength for a listener's minimum: LOGIN and PLAIN 1,
+ *	SCRAM-SHA-256 2.
  *
  *	The caller supplies the credentials through struct sasl_server_ops:
  *	    check_password(arg, user, password)   PLAIN and LOGIN: 0 when the
@@ -212,6 +224,8 @@ struct sasl_server_ops {
 };
 
 bool sasl_server_supports(const char *mech);
+const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
+const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *strength);
 enum sasl_status sasl_server_start(struct sasl_ctx *ctx, const char *mech,
     const struct sasl_server_ops *ops, void *arg, struct sasl_server **out);
 enum sasl_status sasl_server_step(struct sasl_server *server, const char *response,

@@ -160,6 +160,73 @@ tls_private_file_open(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/* Each line of fp through fn; the first refusal names path and the line. */
+static int
+private_lines(FILE *fp, const char *path, size_t max_line, tls_line_fn *fn, void *arg, char *err,
+    size_t errlen)
+{
+	char *line = NULL, why[256];
+	size_t cap = 0;
+	ssize_t len;
+	unsigned lineno = 0;
+	int r = 0;
+
+	while (r == 0 && (len = getline(&line, &cap, fp)) >= 0) {
+		lineno++;
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		why[0] = '\0';
+		if ((size_t)len >= max_line) {
+			snprintf(why, sizeof(why), "line longer than %zu bytes", max_line - 1);
+			r = -EINVAL;
+		} else if (memchr(line, '\0', (size_t)len) != NULL) {
+			snprintf(why, sizeof(why), "NUL byte in the line");
+			r = -EINVAL;
+		} else {
+			r = fn(arg, line, lineno, why, sizeof(why));
+		}
+		if (r != 0)
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, why[0] != '\0' ? why : strerror(-r));
+		explicit_bzero(line, cap);
+	}
+	if (r == 0 && ferror(fp)) {
+		snprintf(err, errlen, "%s: read error", path);
+		r = -EIO;
+	}
+	free(line);
+	return r;
+}
+
+int
+tls_private_file_lines(const char *path, size_t max_size, size_t max_line, tls_line_fn *fn, void *arg,
+    char *err, size_t errlen)
+{
+	struct stat st;
+	FILE *fp;
+	int fd, r;
+
+	if ((fd = tls_private_file_open(path, err, errlen)) < 0)
+		return fd;
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size > max_size) {
+		r = fstat(fd, &st) != 0 ? -errno : -EFBIG;
+		close(fd);
+		if (r == -EFBIG)
+			snprintf(err, errlen, "%s: larger than %zu KiB", path, max_size / 1024);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		r = -errno;
+		close(fd);
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	r = private_lines(fp, path, max_line, fn, arg, err, errlen);
+	fclose(fp);
+	return r;
+}
+
 /* Settings both sides share: versions, compression, renegotiation. */
 static int
 ctx_common(SSL_CTX *ctx, int max_version)

@@ -33,6 +33,8 @@ void tls_handshake_error_code(SSL *ssl, unsigned long code, char *buf, size_t le
  *	int tls_info_format(const struct tls_info *info, char *buf, size_t len);
  *	int tls_info_received(const struct tls_info *info, char *buf, size_t len);
  *	int tls_private_file_open(const char *path, char *err, size_t errlen);
+ *	int tls_private_file_lines(const char *path, size_t max_size,
+ *	    size_t max_line, tls_line_fn *fn, void *arg, char *err, size_t errlen);
  * DESCRIPTION
  *	The TLS pieces shared by the relay (client) and the SMTP server.
  *	This module makes contexts and per-connection SSL objects; it does no
@@ -115,6 +117,15 @@ void tls_handshake_error_code(SSL *ssl, unsigned long code, char *buf, size_t le
  *	to read.  It returns the descriptor (O_CLOEXEC) or -errno: -EPERM
  *	with "key.pem: mode 0644 lets group or others read it (chmod 600)",
  *	-EINVAL for a file that is not a regular file, or open's error.
+ *
+ *	tls_private_file_lines() reads such a file line by line (the SASL
+ *	credentials, the SMTP server's users): at most max_size bytes (else
+ *	-EFBIG, "path: larger than N KiB"), each line shorter than max_line
+ *	bytes with its LF (else "path:N: line longer than M bytes") and free
+ *	of NUL bytes; fn(arg, line, lineno, why, whylen) gets each line without
+ *	its LF and returns 0, or -errno with why set ("path:N: why" then goes
+ *	into err).  The line buffer is wiped after every line.  It returns 0,
+ *	-EINVAL (a bad line), fn's -errno, -EIO (a read error), or the open's.
  * ERRORS
  *	Every function that can fail returns 0 (or a descriptor) or -errno
  *	and writes a message a person can act on into err, naming the file
@@ -211,5 +222,9 @@ int tls_info_format(const struct tls_info *info, char *buf, size_t len);
 int tls_info_received(const struct tls_info *info, char *buf, size_t len);
 
 int tls_private_file_open(const char *path, char *err, size_t errlen);
+
+typedef int tls_line_fn(void *arg, char *line, unsigned lineno, char *why, size_t whylen);
+int tls_private_file_lines(const char *path, size_t max_size, size_t max_line, tls_line_fn *fn, void *arg,
+    char *err, size_t errlen);
 
 #endif

@@ -13,7 +13,9 @@
  *	the tests or a service manager); -f is accepted for habit.  Log lines
  *	go to standard error; "event=mounted mountpoint=..." says the mount is
  *	ready.  SIGTERM, SIGINT and SIGHUP unmount and exit 0; so does an
- *	unmount from outside (fusermount3 -u).
+ *	unmount from outside (fusermount3 -u).  Under systemd (Type=notify,
+ *	etc/systemd/spoolgate-fs.service) it sends READY=1 with the mount
+ *	and STOPPING=1 when the session loop ends (notify.h).
  *
  *	The daemon holds no state the spool does not have, except outbox
  *	files being written and the names of those submitted in the last
@@ -58,6 +60,7 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "notify.h"
 #include "spool.h"
 
 #include "spoolfs.h"
@@ -313,6 +316,16 @@ new_session(const struct fs_options *o, const struct cfg *cfg, struct spoolfs *f
 	return se;
 }
 
+/* READY=1 for systemd (Type=notify): the mount is there to use. */
+static void
+notify_mounted(const char *mnt)
+{
+	char status[PATH_MAX + 16];
+
+	snprintf(status, sizeof(status), "mounted at %s", mnt);
+	notify_ready(status);
+}
+
 /* Mounts and serves until a signal or an unmount; the exit status. */
 static int
 serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
@@ -340,7 +353,9 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		goto out;
 	}
 	log_info("mounted", "mountpoint=%s spool=%s", mnt, spool_path(spool));
+	notify_mounted(mnt);
 	r = fuse_session_loop(se);
+	notify_stopping();
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	if (r < 0) {

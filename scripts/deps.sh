@@ -4,7 +4,10 @@
 #
 #   deps_install       apt-get install the packages that dpkg does not show as installed
 #   deps_install_fuzz  the same for what ./test --fuzz needs (clang, libFuzzer)
+#   deps_install_list PACKAGE...  the same for any list (scripts/build-deb.sh: debhelper, lintian)
 #   deps_user NAME     create the unprivileged system user the daemons drop root to
+#   deps_group NAME    create the system group spoolgate-sendmail is set-group-id to ([sendmail] group)
+#   deps_sendmail BIN GROUP  make BIN set-group-id GROUP (rwxr-sr-x root:GROUP), as a package installs it
 #   deps_build DIR [MESON-OPTIONS...]  meson setup DIR (once, with the options), ninja
 
 SPOOLGATE_PACKAGES=(
@@ -16,15 +19,21 @@ SPOOLGATE_PACKAGES=(
 	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
 	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
 	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
+	libcrypt-dev                                  # yescrypt hashes of the server's users (common/userdb.c)
 	check                                         # unit tests
 	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
-	libnet-ssleay-perl                            # swaks --tls (test_starttls.py)
+	bsd-mailx                                     # test_sendmail.py: mail -s subject root, through spoolgate-sendmail
+	libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl  # swaks --auth, swaks --tls
+	msmtp nmap                                    # test_auth.py: a user's client, smtp-open-relay
 	testssl.sh                                    # test_starttls.py: a TLS audit of the STARTTLS listener
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
 	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
+	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)
+	systemd mandoc                                # tests/package: systemd-analyze verify/security, mandoc -Tlint
+	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
 )
 
 # Only ./test --fuzz: libFuzzer comes with clang's runtime libraries.  The
@@ -67,6 +76,20 @@ deps_user() {
 	[ "$(id -u)" -eq 0 ] || return 0
 	id -u "$name" >/dev/null 2>&1 && return 0
 	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
+}
+
+deps_group() {
+	local name=$1
+	[ "$(id -u)" -eq 0 ] || return 0
+	getent group "$name" >/dev/null 2>&1 && return 0
+	groupadd --system "$name"
+}
+
+deps_sendmail() {
+	local bin=$1 group=$2
+	[ "$(id -u)" -eq 0 ] || return 0
+	chown root:"$group" "$bin"
+	chmod 2755 "$bin"
 }
 
 deps_build() {

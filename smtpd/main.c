@@ -6,12 +6,14 @@
  *	spoolgate-smtpd -h | -V
  * DESCRIPTION
  *	Reads the configuration FILE, opens and recovers the spool, binds
- *	every listener ([smtpd] listen, [listener NAME] sections), drops root
- *	for [spool] user, and then
- *	serves SMTP and runs the relay's queue runner on one event loop.
+ *	every listener ([smtpd] listen, [listener NAME] sections), prepares
+ *	drop/ for spoolgate-sendmail (pickup.h), drops root for [spool] user,
+ *	and then serves SMTP and runs the relay's queue runner on one event
+ *	loop; a thread moves what spoolgate-sendmail dropped into the queue.
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
- *	-n	check the configuration, print what is wrong, exit 0 or 1.
+ *	-n	check the configuration (and that the users file of AUTH
+ *		loads), print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
  *		print the value of one key (e.g. spool.user, fs.mountpoint,
  *		"listener submission.listen") as
@@ -23,16 +25,23 @@
  *	idle sessions get 421 4.3.2, a message being committed still gets its
  *	reply, the relay gives its claims back, pending commits finish; exit 0.
  *
+ *	Under systemd (Type=notify, etc/systemd/spoolgate-smtpd.service) it
+ *	sends READY=1 once the spool is recovered and every listener is bound
+ *	(with the event=listening line), and STOPPING=1 at the first SIGTERM
+ *	or SIGINT (notify.h); without $NOTIFY_SOCKET nothing is sent.
+ *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
- *	the next delivery attempts use the new user and password.  A file
- *	that does not load (others may read it, a bad line) changes nothing
- *	and is logged (event=relay-credentials, level error).  It also
- *	reloads every listener's certificate, chain and key
- *	(server_reload_tls()): new sessions get the new ones, sessions open
- *	before keep working; files that do not load keep the old ones in use
- *	(event=tls-reload-failed, naming the file).  By then the daemon is
- *	no longer root: the files must be readable by [spool] user.  Nothing
- *	else is reloaded: other changes of the configuration need a restart.
+ *	the next delivery attempts use the new user and password; and the
+ *	users file of AUTH ([smtpd] auth_users, auth.h): the next AUTH uses
+ *	it.  A file that does not load (others may read it, a bad line)
+ *	changes nothing and is logged (event=relay-credentials,
+ *	event=auth-users, level error).  It also reloads every listener's
+ *	certificate, chain and key (server_reload_tls()): new sessions get
+ *	the new ones, sessions open before keep working; files that do not
+ *	load keep the old ones in use (event=tls-reload-failed, naming the
+ *	file).  By then the daemon is no longer root: the files must be
+ *	readable by [spool] user.  Nothing else is reloaded: other changes of
+ *	the configuration need a restart.
  * SECURITY
  *	Started as root it binds and loads the listeners' TLS keys first
  *	(a key only root may read works) and then becomes [spool] user
@@ -65,8 +74,12 @@
 
 #include "../common/cfg.h"
 #include "../common/log.h"
+#include "../common/notify.h"
 #include "../common/spool.h"
+#include "../common/userdb.h"
+#include "auth.h"
 #include "commitq.h"
+#include "pickup.h"
 #include "runner.h"
 #include "server.h"
 
@@ -79,6 +92,8 @@ struct daemon {
 	struct server	       *srv;
 	struct commitq	       *cq;
 	struct runner	       *runner;
+	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
+	struct auth	       *auth;
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -193,6 +208,39 @@ print_value(const struct cfg *cfg, const char *name)
 	return 0;
 }
 
+/* Whether any listener offers AUTH. */
+static bool
+auth_offered(const struct cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		if (cfg->listeners[i].auth != CFG_AUTH_NO)
+			return true;
+	return false;
+}
+
+/* -n: the users file of AUTH loads (as whoever runs the check). */
+static int
+check_auth_users(const struct cfg *cfg)
+{
+	struct userdb *db;
+	char err[1024];
+	int r;
+
+	if (auth_offered(cfg) && cfg->auth_users == NULL) {
+		fprintf(stderr, "%s: %s: a listener offers AUTH but [smtpd] auth_users names no users file "
+		    "(make one with spoolgate-passwd)\n", PROG, cfg->path);
+		return -EINVAL;
+	}
+	if (cfg->auth_users == NULL)
+		return 0;
+	if ((r = userdb_load(cfg->auth_users, &db, err, sizeof(err))) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return r;
+	}
+	userdb_free(db);
+	return 0;
+}
+
 static void
 drained(void *arg)
 {
@@ -214,6 +262,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	d->stopping = true;
 	log_info("stop", "signal=%d", (int)sig);
+	notify_stopping();
 	server_shutdown(d->srv, drained, d);
 }
 
@@ -223,8 +272,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 
 	(void)what;
-	log_info("reload", "signal=%d what=\"relay credentials, listener certificates\"", (int)sig);
+	log_info("reload", "signal=%d what=credentials,auth_users,certificates", (int)sig);
 	(void)runner_reload(d->runner);		/* logs what it did, or why not */
+	auth_reload(d->auth);			/* the same */
 	server_reload_tls(d->srv);		/* likewise, per listener */
 }
 
@@ -242,6 +292,17 @@ log_listeners(const struct server *srv)
 	}
 }
 
+/* READY=1 for systemd (Type=notify): recovered, every listener bound. */
+static void
+notify_ready_listening(const struct server *srv)
+{
+	char status[128];
+
+	snprintf(status, sizeof(status), "listening on %s (%zu listener%s)", server_address(srv),
+	    srv->nlisteners, srv->nlisteners == 1 ? "" : "s");
+	notify_ready(status);
+}
+
 static int
 start(struct daemon *d)
 {
@@ -257,6 +318,8 @@ start(struct daemon *d)
 		return -1;
 	}
 	spool_set_hostname(d->spool, d->cfg.hostname);	/* claims and recovery know us by it */
+	if (pw != NULL)
+		(void)pickup_prepare_dir(&d->cfg, pw->pw_uid, pw->pw_gid);	/* logs what it did */
 	if ((r = spool_recover(d->spool, &rec)) < 0) {
 		log_error("recovery", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
 		return -1;
@@ -284,6 +347,15 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
+	if ((r = pickup_new(&d->cfg, d->spool, &d->pickup)) < 0) {
+		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
+		return -1;
+	}
+	if ((r = auth_new(&d->cfg, d->spool, d->cq, auth_offered(&d->cfg), &d->auth)) < 0) {
+		log_error("startup", "error=\"cannot set up AUTH: %s\"", strerror(-r));
+		return -1;
+	}
+	d->srv->auth = d->auth;
 	if ((d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d)) == NULL ||
 	    (d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d)) == NULL ||
 	    (d->ev_hup = evsignal_new(d->base, SIGHUP, reload_cb, d)) == NULL ||
@@ -296,6 +368,7 @@ start(struct daemon *d)
 	log_listeners(d->srv);
 	log_info("listening", "addr=%s listeners=%zu hostname=%s version=%s", server_address(d->srv),
 	    d->srv->nlisteners, d->srv->hostname, SPOOLGATE_VERSION);
+	notify_ready_listening(d->srv);
 	return 0;
 }
 
@@ -303,9 +376,11 @@ start(struct daemon *d)
 static void
 stop(struct daemon *d)
 {
+	pickup_free(d->pickup);	/* finishes the drop it is on */
 	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
+	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
 	if (d->ev_term != NULL)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
@@ -367,7 +442,7 @@ main(int argc, char **argv)
 	if (check_only) {
 		struct passwd *pw;
 
-		if (lookup_user(&d.cfg, &pw) < 0) {
+		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0) {
 			cfg_free(&d.cfg);
 			return 1;
 		}

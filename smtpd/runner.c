@@ -13,6 +13,10 @@
  *	(scan_interval, the safety net), from that due timer, after lost
  *	inotify events, and from runner_kick() when inotify is unavailable.
  *	Scan requests are coalesced by a short timer (RUNNER_SCAN_DELAY_MS).
+ *	A second watch, on the spool root, sees <spool>/flush
+ *	(QUEUE_FLUSH_FILE, spoolgate-mailq --flush): the runner removes it and
+ *	the next scan takes every record as due (runner_flush()); at start a
+ *	flush file left while smtpd was stopped is taken the same way.
  *	queue_scan() reads every record, so a scan is skipped while every
  *	delivery slot is busy; the due ids wait in a bounded backlog that
  *	feeds slots as they free up, and a new scan is made once the backlog
@@ -125,7 +129,9 @@ struct runner {
 	bool			stopping;	/* runner_free(): no new claims */
 
 	int			inotify_fd;	/* -1 when unavailable */
+	int			root_wd;	/* the spool root's watch (QUEUE_FLUSH_FILE), or -1 */
 	struct event	       *inotify_ev;
+	bool			flush_wanted;	/* mailq --flush: the next scan takes every record */
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
@@ -932,6 +938,7 @@ job_submit(struct runner_job *j)
 struct scan_ctx {
 	struct runner   *runner;
 	long long	now;
+	long long	due_before;	/* now, or LLONG_MAX for a flush */
 	long long	earliest;	/* of the records not yet due; 0 = none */
 	bool		overflow;
 };
@@ -942,7 +949,7 @@ scan_one(const char *id, long long next_attempt, void *arg)
 	struct scan_ctx *sc = arg;
 	struct runner *r = sc->runner;
 
-	if (next_attempt > sc->now) {
+	if (next_attempt > sc->due_before) {
 		if (sc->earliest == 0 || next_attempt < sc->earliest)
 			sc->earliest = next_attempt;
 		return 0;
@@ -973,6 +980,8 @@ runner_scan(struct runner *r)
 	struct scan_ctx sc = { .runner = r, .now = now_seconds() };
 	int err;
 
+	sc.due_before = r->flush_wanted ? LLONG_MAX : sc.now;
+	r->flush_wanted = false;
 	r->nbacklog = r->backlog_pos = 0;
 	r->scan_wanted = false;
 	if ((err = queue_scan(r->spool, scan_one, &sc)) < 0)
@@ -1092,6 +1101,24 @@ runner_consider(struct runner *r, const char *id)
 	envelope_free(&env);
 }
 
+/*
+ * spoolgate-mailq --flush wrote <spool>/flush: every record is due at the
+ * next scan, whatever its next-attempt.  Removing the file is the answer
+ * mailq waits for.
+ */
+static void
+runner_flush(struct runner *r)
+{
+	if (unlinkat(spool_dirfd(r->spool, SPOOL_DIR_ROOT), QUEUE_FLUSH_FILE, 0) < 0) {
+		if (errno != ENOENT)
+			log_warn("relay-flush", "error=\"cannot remove %s: %s\"", QUEUE_FLUSH_FILE, strerror(errno));
+		return;		/* taken already */
+	}
+	log_info("relay-flush", "action=\"every queued message is tried now\"");
+	r->flush_wanted = true;
+	runner_request_scan(r);
+}
+
 static void
 runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1108,7 +1135,9 @@ runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 
 			if (ev->mask & IN_Q_OVERFLOW)
 				runner_request_scan(r);	/* events were lost: look at everything */
-			else if (ev->len > 0)
+			else if (ev->wd == r->root_wd && ev->len > 0 && strcmp(ev->name, QUEUE_FLUSH_FILE) == 0)
+				runner_flush(r);
+			else if (ev->wd != r->root_wd && ev->len > 0)
 				runner_consider(r, ev->name);
 			p += sizeof(*ev) + ev->len;
 		}
@@ -1130,6 +1159,8 @@ runner_watch_queue(struct runner *r)
 	if ((r->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		return -errno;
 	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+		return -errno;
+	if ((r->root_wd = inotify_add_watch(r->inotify_fd, spool_path(r->spool), IN_MOVED_TO | IN_CLOSE_WRITE)) < 0)
 		return -errno;
 	r->inotify_ev = event_new(r->base, r->inotify_fd, EV_READ | EV_PERSIST, runner_inotify_cb, r);
 	if (r->inotify_ev == NULL || event_add(r->inotify_ev, NULL) < 0)
@@ -1237,6 +1268,7 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	r->spool = spool;
 	r->cq = cq;
 	r->inotify_fd = -1;
+	r->root_wd = -1;
 	r->policy.retry_min = cfg->retry_min;
 	r->policy.retry_max = cfg->retry_max;
 	r->policy.max_queue_lifetime = cfg->max_queue_lifetime;
@@ -1288,6 +1320,7 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	    delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
 	    r->inotify_ev != NULL ? "yes" : "no");
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
+	runner_flush(r);	/* a mailq --flush made while smtpd was stopped */
 	*out = r;
 	return 0;
 }

@@ -68,6 +68,11 @@
  *	credentials, on failure the old ones stay and the reason is logged;
  *	deliveries in flight keep the copy they started with.
  *
+ *	spoolgate-mailq --flush writes <spool>/flush (queue.h): the runner
+ *	sees it by inotify on the spool root (or finds it at start), removes
+ *	it and tries every record of queue/ at once, as if each were due
+ *	(event=relay-flush).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to

@@ -349,12 +349,6 @@ listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_
 
 	lst->srv = srv;
 	lst->cfg = lc;
-	if (lc->auth != CFG_AUTH_NO) {
-		/* Until the server speaks AUTH, such a policy would be a silent lie. */
-		log_error("listen", "listener=%s auth=%s error=\"AUTH is not served yet\"", lc->name,
-		    cfg_auth_mode_name(lc->auth));
-		return -ENOTSUP;
-	}
 	if (cfg_split_hostport(lc->listen, host, sizeof(host), &portnum) < 0) {
 		log_error("listen", "listener=%s listen=%s error=\"not host:port or [ipv6]:port\"", lc->name, lc->listen);
 		return -EINVAL;

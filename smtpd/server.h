@@ -77,6 +77,7 @@
 
 struct session;
 struct server_slot;
+struct auth;
 struct server;
 
 #define SERVER_ADDR_MAX	64	/* "[ipv6]:port" */
@@ -97,6 +98,7 @@ struct server {
 	struct spool	       *spool;
 	struct commitq	       *cq;		/* from server_start() */
 	struct runner	       *runner;		/* from server_start() */
+	struct auth	       *auth;		/* AUTH's users and SASL (auth.h), set before server_start() */
 	struct server_listener	listeners[CFG_MAX_LISTENERS];
 	size_t			nlisteners;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */

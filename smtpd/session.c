@@ -49,14 +49,23 @@
  *	bufferevent and greets after the handshake.  starttls_offered() decides
  *	EHLO's STARTTLS line; session_needs_tls() is the policy "TLS before
  *	MAIL and AUTH" and session_refuse_without_tls() its 530 5.7.0.
+ *	AUTH (RFC 4954) follows the policy of the listener that accepted the
+ *	session (s->lst->cfg: auth, auth_plaintext, auth_min_mechanism,
+ *	restrict_sender).  While an exchange runs (ST_AUTH) each line is a
+ *	response handed to auth.c, never dispatched as a command; a wrong
+ *	password waits in ST_AUTH_DELAY (a timer, nothing read meanwhile) before
+ *	its 535, longer with each failure of the client address (auth.h).
+ *	tls_active is set once a TLS handshake completed; PLAIN and
+ *	LOGIN need it unless auth_plaintext.  An authenticated session may
+ *	relay; its user goes into Received:, the queue record and the log.
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted
  *	(with tls=<version> cipher=<name>, or tls=no),
  *	rejected (a message refused at the end of data), discarded (the
  *	session ended during DATA), commit-failed, spool-error, deadline
- *	(kind=command or kind=session), tls (a handshake completed),
- *	tls-failed (reason= from OpenSSL), starttls-injection (octets= thrown
- *	away), tls-unavailable (no SSL could be made), state and command
+ *	(kind=command or kind=session), auth, auth-failed, tls (a handshake
+ *	completed), tls-failed (reason= from OpenSSL), starttls-injection
+ *	(octets= thrown away), tls-unavailable (no SSL could be made), state and command
  *	(debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
@@ -72,6 +81,9 @@
  *	TLS handshake must end within command_deadline too (then the session
  *	ends without a reply: neither plaintext nor TLS can carry one).  Bytes
  *	sent in plaintext are never read as if they came through TLS.
+ *	client's: the deadline of the next line starts when it is done; so
+ *	is the delay before a 535.  AUTH responses are bounded by max_line
+ *	(500 5.5.6), wiped from the line buffer after use, and never logged.
  */
 
 #include <arpa/inet.h>
@@ -101,13 +113,16 @@
 #include "../common/envelope.h"
 #include "../common/errmap.h"
 #include "../common/log.h"
+#include "../common/sasl.h"
 #include "../common/spool.h"
 #include "../common/tls.h"
+#include "../common/userdb.h"
+#include "auth.h"
 #include "commitq.h"
 #include "runner.h"
 #include "server.h"
 #include "session.h"
-#include "smtp_parse.h"
+#include "../common/smtp_parse.h"
 
 #define REPLY_LINE_MAX	512			/* RFC 5321 4.5.3.1.5, CRLF included */
 #define OUT_HIGH	(64 * 1024)		/* stop reading above this much unsent output */
@@ -122,6 +137,8 @@ enum smtp_state {
 	ST_IDLE,		/* HELO/EHLO done, no transaction */
 	ST_MAIL,		/* MAIL accepted, no recipient yet */
 	ST_RCPT,		/* at least one recipient accepted */
+	ST_AUTH,		/* AUTH exchange: the next line is a response, not a command */
+	ST_AUTH_DELAY,		/* a failed AUTH waits before its 535 */
 	ST_DATA,		/* receiving the message */
 	ST_COMMIT,		/* message complete, its commit in flight */
 	ST_TLS,			/* TLS handshake (after 220 to STARTTLS, or first under wrapper) */
@@ -134,6 +151,8 @@ static const char *const state_names[ST__COUNT] = {
 	[ST_IDLE] = "idle",
 	[ST_MAIL] = "mail",
 	[ST_RCPT] = "rcpt",
+	[ST_AUTH] = "auth",
+	[ST_AUTH_DELAY] = "auth-delay",
 	[ST_DATA] = "data",
 	[ST_COMMIT] = "commit",
 	[ST_TLS] = "tls",
@@ -160,6 +179,7 @@ struct txn {
 	struct smtp_data dec;
 	struct smtp_hdrscan hdr;
 	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
+	char		mail_auth[ADDR_MAX];	/* MAIL's AUTH= of an authenticated client, or "" */
 	uint64_t	octets;		/* bytes received after the DATA line */
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
@@ -179,6 +199,11 @@ struct session {
 	bool		may_relay;
 	bool		esmtp;
 	char		helo[SMTP_HELO_MAX];
+	bool		tls_active;	/* the TLS handshake completed: s->bev is an OpenSSL bufferevent */
+	char		auth_user[USERDB_NAME_MAX + 1];	/* "" until AUTH succeeded */
+	const char     *auth_mech;	/* its mechanism (a static name), NULL before */
+	struct auth_exchange *authx;	/* the exchange of ST_AUTH */
+	struct event   *ev_auth_delay;	/* sends the 535 of ST_AUTH_DELAY */
 	unsigned	errors;		/* 4xx/5xx replies sent */
 	bool		discarding;	/* dropping the rest of an over-long line */
 	bool		eof;		/* the client closed its side */
@@ -186,7 +211,6 @@ struct session {
 	bool		processing;	/* process_input() is on the stack */
 	bool		free_scheduled;
 	bool		lingering;	/* last reply sent, our side shut down */
-	bool		tls_active;	/* the TLS handshake completed: s->bev is an OpenSSL bufferevent */
 	SSL	       *tls_pending;	/* made at STARTTLS, used once its 220 has left */
 	struct event   *ev_tls;	/* deferred: the 220 left, switch to the TLS bufferevent */
 	size_t		lingered;	/* bytes dropped while lingering */
@@ -206,6 +230,7 @@ struct session_commit {
 	char		from[ADDR_MAX];
 	char		client[INET6_ADDRSTRLEN];
 	char		tls[128];	/* "tls=TLSv1.3 cipher=..." or "tls=no", for the log */
+	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
 };
 
 typedef void cmd_handler(struct session *s, const char *arg);
@@ -220,12 +245,13 @@ struct smtp_command {
 	const char     *help;
 };
 
-static cmd_handler cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
+static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
 	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
 	{ "HELO", ST_ANY, ARG_REQUIRED, cmd_helo, "HELO <domain>" },
+	{ "AUTH", ST(ST_IDLE), ARG_REQUIRED, cmd_auth, "AUTH <mechanism> [<initial-response>]" },
 	{ "MAIL", ST(ST_IDLE), ARG_REQUIRED, cmd_mail,
 	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
 	{ "RCPT", ST(ST_MAIL) | ST(ST_RCPT), ARG_REQUIRED, cmd_rcpt, "RCPT TO:<address>" },
@@ -249,6 +275,8 @@ static const struct {
 	{ ST_GREETED, NULL, "send HELO/EHLO first" },
 	{ ST_MAIL, "MAIL", "nested MAIL command" },
 	{ ST_RCPT, "MAIL", "nested MAIL command" },
+	{ ST_MAIL, "AUTH", "AUTH not allowed during a mail transaction" },
+	{ ST_RCPT, "AUTH", "AUTH not allowed during a mail transaction" },
 	{ ST_IDLE, NULL, "need MAIL command" },
 	{ ST_MAIL, "DATA", "need RCPT command" },
 	{ ST_MAIL, "STARTTLS", "MAIL transaction in progress" },
@@ -267,6 +295,7 @@ static const struct {
 	{ "8BITMIME", NULL },			/* RFC 6152 */
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
+	{ "AUTH", NULL },			/* RFC 4954, followed by the mechanisms; only where offered */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -411,8 +440,8 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->state == ST_CLOSING || s->free_scheduled || s->state == ST_COMMIT)
-		return;			/* closing anyway; a commit re-arms when done */
+	if (s->state == ST_CLOSING || s->free_scheduled || s->state == ST_COMMIT || s->state == ST_AUTH_DELAY)
+		return;			/* closing anyway; a commit or an AUTH delay re-arms when done */
 	due = deadline_due(s, &session_wide);
 	if (now < due) {
 		deadline_arm(s);
@@ -459,12 +488,14 @@ session_free(struct session *s)
 		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets);
 	log_info("disconnect", "session=%" PRIu64 " client=%s errors=%u", s->id, s->ip, s->errors);
 	txn_reset(s);
+	auth_finish(s->authx);
 	bufferevent_free(s->bev);
 	SSL_free(s->tls_pending);
 	event_free(s->ev_free);
 	event_free(s->ev_deadline);
 	if (s->ev_tls != NULL)
 		event_free(s->ev_tls);
+	event_free(s->ev_auth_delay);
 	free(s->line);
 	free(s);
 	server_unregister(srv, id);	/* last: it may end the event loop */
@@ -767,6 +798,8 @@ session_forget(struct session *s)
 	txn_abort(s);
 	s->helo[0] = '\0';
 	s->esmtp = false;
+	s->auth_user[0] = '\0';
+	s->auth_mech = NULL;
 	session_enter(s, ST_GREETED);
 }
 
@@ -812,10 +845,12 @@ cmd_helo(struct session *s, const char *arg)
 		reply_send(s, REPLY_OK, REPLY_NO_ESC, &line, 1);
 }
 
+static bool auth_offer(const struct session *s, char *buf, size_t len);
+
 static void
 cmd_ehlo(struct session *s, const char *arg)
 {
-	char first[REPLY_LINE_MAX], size[64];
+	char first[REPLY_LINE_MAX], size[64], auth[128];
 	const char *lines[1 + N_EHLO_KEYWORDS];
 	size_t i, n = 1;
 
@@ -830,10 +865,222 @@ cmd_ehlo(struct session *s, const char *arg)
 		if (strcmp(ehlo_keywords[i].keyword, "SIZE") == 0) {
 			snprintf(size, sizeof(size), "SIZE %lu", s->srv->cfg->max_message_size);
 			lines[n] = size;
+		} else if (strcmp(ehlo_keywords[i].keyword, "AUTH") == 0) {
+			snprintf(auth, sizeof(auth), "AUTH");
+			if (!auth_offer(s, auth + 4, sizeof(auth) - 4))
+				continue;		/* not offered here, or no mechanism now */
+			lines[n] = auth;
 		}
 		n++;
 	}
 	reply_send(s, REPLY_OK, REPLY_NO_ESC, lines, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* AUTH (RFC 4954)                                                     */
+/* ------------------------------------------------------------------ */
+
+/* The policy of the listener the session came in on: auth, auth_plaintext, ... */
+static const struct cfg_listener *
+auth_policy(const struct session *s)
+{
+	return s->lst->cfg;
+}
+
+/* Why mech (a canonical name) may not be used now, or REPLY_AUTH_OK when it may. */
+static enum reply_id
+auth_mech_refusal(const struct session *s, bool sends_password, int strength)
+{
+	const struct cfg_listener *pol = auth_policy(s);
+	bool ignored;
+	int min = 0;
+
+	if (pol->auth_min_mechanism != NULL)
+		(void)sasl_mech_lookup(pol->auth_min_mechanism, &ignored, &min);
+	if (strength < min)
+		return REPLY_MECH_TOO_WEAK;
+	if (sends_password && !s->tls_active && !pol->auth_plaintext)
+		return REPLY_ENCRYPTION_REQUIRED;
+	return REPLY_AUTH_OK;
+}
+
+/* " MECH MECH..." of what may be used now; false when nothing is offered. */
+static bool
+auth_offer(const struct session *s, char *buf, size_t len)
+{
+	const char *name;
+	bool sends_password;
+	int strength;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (auth_policy(s)->auth == CFG_AUTH_NO || s->srv->auth == NULL)
+		return false;
+	for (size_t i = 0; (name = sasl_mech_at(i, &sends_password, &strength)) != NULL; i++)
+		if (auth_mech_refusal(s, sends_password, strength) == REPLY_AUTH_OK && n + strlen(name) + 2 < len)
+			n += (size_t)snprintf(buf + n, len - n, " %s", name);
+	return n > 0;
+}
+
+/* What each outcome of an exchange answers (sasl.h's table). */
+static const struct {
+	enum reply_id	reply;
+	bool		counted;	/* a client error, toward max_errors */
+} auth_outcomes[] = {
+	[SASL_OK] = { REPLY_AUTH_OK, false },
+	[SASL_CONTINUE] = { REPLY_AUTH_CHALLENGE, false },
+	[SASL_BAD_CREDENTIALS] = { REPLY_AUTH_FAILED, true },
+	[SASL_MALFORMED] = { REPLY_AUTH_NOT_BASE64, true },
+	[SASL_CANCELLED] = { REPLY_AUTH_CANCELLED, true },
+	[SASL_UNKNOWN_MECH] = { REPLY_AUTH_UNKNOWN_MECH, true },
+	[SASL_TRANSITION] = { REPLY_PASSWORD_TRANSITION, false },
+	[SASL_TEMPFAIL] = { REPLY_AUTH_TEMPFAIL, false },
+};
+
+/* The exchange is over: wipe it (keeping a derived key on success). */
+static void
+auth_end(struct session *s)
+{
+	auth_finish(s->authx);
+	s->authx = NULL;
+	if (s->state == ST_AUTH)
+		session_enter(s, ST_IDLE);
+}
+
+static void
+auth_succeeded(struct session *s)
+{
+	char q[USERDB_NAME_MAX * 4 + 8];
+
+	snprintf(s->auth_user, sizeof(s->auth_user), "%s", auth_identity(s->authx));
+	auth_client_succeeded(s->srv->auth, s->ip);
+	log_info("auth", "session=%" PRIu64 " client=%s mechanism=%s user=%s tls=%s", s->id, s->ip, s->auth_mech,
+	    log_quote(q, sizeof(q), s->auth_user), s->tls_active ? "yes" : "no");
+	auth_end(s);
+	smtp_reply(s, REPLY_AUTH_OK, NULL);
+}
+
+/* 535 waits: 1x, 2x, 4x ... 16x auth_failure_delay for the client's 1st, 2nd, ... failure. */
+static void
+auth_failed_later(struct session *s)
+{
+	unsigned failures = auth_client_failed(s->srv->auth, s->ip), shift = failures < 5 ? failures - 1 : 4;
+	uint64_t ms = (uint64_t)s->srv->cfg->auth_failure_delay * 1000 * (1u << shift);
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000) };
+
+	log_info("auth-failed", "session=%" PRIu64 " client=%s mechanism=%s failures=%u delay_ms=%" PRIu64
+	    " why=\"%s\"", s->id, s->ip, s->auth_mech, failures, ms, auth_error(s->authx));
+	auth_end(s);
+	session_enter(s, ST_AUTH_DELAY);
+	evtimer_add(s->ev_auth_delay, &tv);
+}
+
+static void
+auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state != ST_AUTH_DELAY)
+		return;				/* closing meanwhile */
+	session_enter(s, ST_IDLE);
+	smtp_reply(s, REPLY_AUTH_FAILED, NULL);
+	deadline_restart(s);			/* the delay was ours, not the client's */
+	process_input(s);
+}
+
+static void
+auth_outcome(struct session *s, enum sasl_status st)
+{
+	if (st == SASL_OK) {
+		auth_succeeded(s);
+		return;
+	}
+	if (st == SASL_BAD_CREDENTIALS) {
+		auth_failed_later(s);
+		return;
+	}
+	log_info("auth-failed", "session=%" PRIu64 " client=%s mechanism=%s status=%s why=\"%s\"", s->id, s->ip,
+	    s->auth_mech ? s->auth_mech : "-", sasl_status_name(st), s->authx ? auth_error(s->authx) : "");
+	auth_end(s);
+	if (auth_outcomes[st].counted)
+		smtp_reply(s, auth_outcomes[st].reply, NULL);
+	else
+		smtp_reply_uncounted(s, auth_outcomes[st].reply, NULL);
+}
+
+/* One step with the client's response ("" for none). */
+static void
+auth_continue(struct session *s, const char *response)
+{
+	char *challenge = NULL;
+	enum sasl_status st = auth_step(s->authx, response, &challenge);
+
+	if (st != SASL_CONTINUE) {
+		auth_outcome(s, st);
+		return;
+	}
+	session_enter(s, ST_AUTH);
+	smtp_reply(s, REPLY_AUTH_CHALLENGE, "%s", challenge);
+	free(challenge);
+}
+
+/* "AUTH mechanism [initial-response]" */
+static void
+cmd_auth(struct session *s, const char *arg)
+{
+	char mech[32];
+	const char *name, *initial;
+	bool sends_password;
+	int strength;
+	size_t len = strcspn(arg, " ");
+	enum reply_id refusal;
+	enum sasl_status st;
+
+	if (auth_policy(s)->auth == CFG_AUTH_NO || s->srv->auth == NULL) {
+		smtp_reply(s, REPLY_NOT_IMPLEMENTED, "AUTH: %s: authentication is not offered on this service",
+		    errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+		return;
+	}
+	if (session_refuse_without_tls(s))
+		return;
+	if (!s->esmtp || s->auth_user[0] != '\0') {
+		smtp_reply(s, REPLY_BAD_SEQUENCE, "%s: %s", errmap_get(REPLY_BAD_SEQUENCE)->text,
+		    s->esmtp ? "already authenticated" : "AUTH needs EHLO, not HELO");
+		return;
+	}
+	initial = arg + len + strspn(arg + len, " ");
+	if (len == 0 || len >= sizeof(mech) || strchr(initial, ' ') != NULL) {
+		smtp_reply(s, REPLY_SYNTAX, "Syntax: AUTH <mechanism> [<initial-response>]");
+		return;
+	}
+	memcpy(mech, arg, len);
+	mech[len] = '\0';
+	if ((name = sasl_mech_lookup(mech, &sends_password, &strength)) == NULL) {
+		smtp_reply(s, REPLY_AUTH_UNKNOWN_MECH, "%s: %s", errmap_get(REPLY_AUTH_UNKNOWN_MECH)->text, mech);
+		return;
+	}
+	if ((refusal = auth_mech_refusal(s, sends_password, strength)) != REPLY_AUTH_OK) {
+		smtp_reply(s, refusal, "%s: %s", errmap_get(refusal)->text, name);
+		return;
+	}
+	s->auth_mech = name;
+	if ((st = auth_start(s->srv->auth, name, &s->authx)) != SASL_CONTINUE) {
+		auth_outcome(s, st);
+		return;
+	}
+	auth_continue(s, strcmp(initial, "=") == 0 ? "" : initial);
+	explicit_bzero(s->line, s->srv->cfg->max_line);	/* a PLAIN initial response holds the password */
+}
+
+/* A line of the exchange (ST_AUTH): the client's response, or "*". */
+static void
+auth_response(struct session *s, size_t len)
+{
+	s->line[len] = '\0';
+	auth_continue(s, s->line);
+	explicit_bzero(s->line, len);		/* a PLAIN response holds the password */
 }
 
 /* A refused MAIL/RCPT argument: the table's text, then what was wrong. */
@@ -865,8 +1112,20 @@ cmd_mail(struct session *s, const char *arg)
 		    errmap_get(REPLY_MESSAGE_TOO_BIG)->text, s->srv->cfg->max_message_size);
 		return;
 	}
+	if (auth_policy(s)->auth == CFG_AUTH_REQUIRED && s->auth_user[0] == '\0') {
+		smtp_reply(s, REPLY_AUTH_REQUIRED, NULL);
+		return;
+	}
+	if (auth_policy(s)->restrict_sender && s->auth_user[0] != '\0' &&
+	    !auth_may_send_as(s->srv->auth, s->auth_user, mail.from)) {
+		smtp_reply(s, REPLY_SENDER_NOT_OWNED, "<%s>: %s", mail.from, errmap_get(REPLY_SENDER_NOT_OWNED)->text);
+		return;
+	}
 	txn_reset(s);
 	snprintf(s->txn.from, sizeof(s->txn.from), "%s", mail.from);
+	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
+	if (mail.has_auth && s->auth_user[0] != '\0')
+		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
 	session_enter(s, ST_MAIL);
 	smtp_reply(s, REPLY_SENDER_OK, NULL);
 }
@@ -925,7 +1184,7 @@ cmd_rcpt(struct session *s, const char *arg)
 			return;
 		}
 		err = txn_add_rcpt(&s->txn, rcpt.to, mbox);
-	} else if (s->may_relay) {
+	} else if (s->may_relay || s->auth_user[0] != '\0') {	/* relay_networks, or AUTH */
 		err = txn_add_rcpt(&s->txn, rcpt.to, NULL);
 	} else {
 		s->txn.refused++;
@@ -951,13 +1210,15 @@ rfc5322_date(char *buf, size_t size)
 		snprintf(buf, size, "Thu, 01 Jan 1970 00:00:00 +0000");
 }
 
-/* The "with" of Received: (RFC 3848): ESMTP, and S when TLS carried it. */
+/* RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both). */
 static const char *
 received_protocol(const struct session *s)
 {
-	if (s->tls_active)
-		return s->esmtp ? "ESMTPS" : "SMTPS";
-	return s->esmtp ? "ESMTP" : "SMTP";
+	static const char *const names[2][2] = { { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } };
+
+	if (!s->esmtp)
+		return "SMTP";
+	return names[s->tls_active][s->auth_user[0] != '\0'];
 }
 
 /* "\n\t(using TLSv1.3 with cipher ... (256/256 bits))" as Postfix writes it, or "". */
@@ -975,20 +1236,23 @@ received_tls(struct session *s, char *buf, size_t len)
 	snprintf(buf, len, "\n\t(%s)", text);
 }
 
-/* Our trace header (RFC 5321 4.4), folded as Postfix folds it. */
+/* Our trace header (RFC 5321 4.4), folded as Postfix folds it; an
+ * authenticated client is named as Postfix does (never a secret). */
 static int
 write_received(struct session *s)
 {
-	char hdr[2048], date[64], forwho[ADDR_MAX + 16] = "", tls[300];
+	char hdr[2048], date[64], forwho[ADDR_MAX + 16] = "", authwho[USERDB_NAME_MAX + 40] = "", tls[300];
 	int n;
 
 	rfc5322_date(date, sizeof(date));
 	if (s->txn.nrcpt == 1)
 		snprintf(forwho, sizeof(forwho), "\n\tfor <%s>", s->txn.rcpt[0].addr);
 	received_tls(s, tls, sizeof(tls));
+	if (s->auth_user[0] != '\0')
+		snprintf(authwho, sizeof(authwho), "\n\t(Authenticated sender: %s)", s->auth_user);
 	n = snprintf(hdr, sizeof(hdr),
-	    "Received: from %s (unknown [%s%s])%s\n\tby %s (spoolgate) with %s id %s%s;\n\t%s\n",
-	    s->helo, s->ipv6 ? "IPv6:" : "", s->ip, tls, s->srv->hostname, received_protocol(s),
+	    "Received: from %s (unknown [%s%s])%s%s\n\tby %s (spoolgate) with %s id %s%s;\n\t%s\n",
+	    s->helo, s->ipv6 ? "IPv6:" : "", s->ip, tls, authwho, s->srv->hostname, received_protocol(s),
 	    spool_msg_id(s->txn.msg), forwho, date);
 	if (n < 0 || (size_t)n >= sizeof(hdr))
 		return -ENAMETOOLONG;
@@ -1359,12 +1623,16 @@ commit_done(void *arg, int result)
 	struct session_commit *c = arg;
 	struct session *s = server_lookup(c->srv, c->session_id);
 	const char *id = spool_msg_id(c->msg);
-	char from[ADDR_MAX + 2], q[ADDR_MAX + 8];
+	char from[ADDR_MAX + 2], q[ADDR_MAX + 8], auth[USERDB_NAME_MAX * 4 + 16] = "";
 
 	if (result == 0) {
 		snprintf(from, sizeof(from), "<%s>", c->from);	/* "<>" shows the null sender */
-		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s %s%s", id,
-		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client, c->tls,
+		if (c->auth_user[0] != '\0') {
+			memcpy(auth, " auth=", 6);
+			log_quote(auth + 6, sizeof(auth) - 6, c->auth_user);
+		}
+		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s %s%s%s", id,
+		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client, c->tls, auth,
 		    s == NULL ? " session=gone" : "");
 		if (c->queued)
 			runner_kick(c->srv->runner);
@@ -1400,6 +1668,11 @@ data_register_targets(struct session *s, bool *queued)
 	snprintf(origin, sizeof(origin), "smtp %s", s->ip);
 	if ((err = envelope_init(&env, spool_msg_id(t->msg), t->from, origin)) < 0)
 		return err;
+	if (s->auth_user[0] != '\0' && (err = envelope_set_auth(&env, s->auth_mech, s->auth_user,
+	    t->mail_auth[0] != '\0' ? t->mail_auth : NULL)) < 0) {
+		envelope_free(&env);
+		return err;
+	}
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
 			err = envelope_add_rcpt(&env, t->rcpt[i].addr);
@@ -1459,6 +1732,7 @@ data_finish(struct session *s)
 	snprintf(c->from, sizeof(c->from), "%s", t->from);
 	snprintf(c->client, sizeof(c->client), "%s", s->ip);
 	session_tls_describe(s, c->tls, sizeof(c->tls));
+	snprintf(c->auth_user, sizeof(c->auth_user), "%s", s->auth_user);
 	if ((err = commitq_submit(s->srv->cq, &c->job)) < 0) {
 		free(c);
 		data_reject(s, err);
@@ -1474,6 +1748,32 @@ data_finish(struct session *s)
 /* ------------------------------------------------------------------ */
 
 enum step { STEP_AGAIN, STEP_NEED_INPUT, STEP_WAIT };
+
+/* Whether the input starts with an AUTH command (its initial response may be what is too long). */
+static bool
+input_is_auth_command(struct session *s)
+{
+	char head[5];
+
+	return evbuffer_copyout(bufferevent_get_input(s->bev), head, sizeof(head)) == (ev_ssize_t)sizeof(head) &&
+	    strncasecmp(head, "AUTH ", sizeof(head)) == 0;
+}
+
+/* A line over max_line: a command (500 5.5.2), or a line of AUTH (500
+ * 5.5.6, RFC 4954 section 4): its command, or a response in its exchange,
+ * which ends the exchange.  Called before the line is drained. */
+static void
+line_too_long(struct session *s)
+{
+	if (s->state != ST_AUTH) {
+		smtp_reply(s, input_is_auth_command(s) ? REPLY_AUTH_LINE_TOO_LONG : REPLY_LINE_TOO_LONG, NULL);
+		return;
+	}
+	log_info("auth-failed", "session=%" PRIu64 " client=%s mechanism=%s status=line-too-long", s->id, s->ip,
+	    s->auth_mech);
+	auth_end(s);
+	smtp_reply(s, REPLY_AUTH_LINE_TOO_LONG, NULL);
+}
 
 /*
  * Takes one command line out of the input into s->line, or handles a line
@@ -1501,16 +1801,16 @@ read_command(struct session *s)
 	if (eol.pos < 0) {
 		if (evbuffer_get_length(in) < max)
 			return STEP_NEED_INPUT;
+		line_too_long(s);
 		evbuffer_drain(in, evbuffer_get_length(in));
 		s->discarding = true;
-		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
 		return STEP_AGAIN;
 	}
 	len = (size_t)eol.pos + 1;		/* with the LF */
 	if (len > max) {
-		evbuffer_drain(in, len);
 		deadline_restart(s);
-		smtp_reply(s, REPLY_LINE_TOO_LONG, NULL);
+		line_too_long(s);
+		evbuffer_drain(in, len);
 		return STEP_AGAIN;
 	}
 	evbuffer_remove(in, s->line, len);
@@ -1518,14 +1818,18 @@ read_command(struct session *s)
 	len--;					/* LF */
 	if (len > 0 && s->line[len - 1] == '\r')
 		len--;
-	dispatch(s, len);
+	if (s->state == ST_AUTH)
+		auth_response(s, len);
+	else
+		dispatch(s, len);
 	return STEP_AGAIN;
 }
 
 static enum step
 process_step(struct session *s)
 {
-	if (s->free_scheduled || s->state == ST_CLOSING || s->state == ST_COMMIT || s->state == ST_TLS)
+	if (s->free_scheduled || s->state == ST_CLOSING || s->state == ST_COMMIT || s->state == ST_AUTH_DELAY ||
+	    s->state == ST_TLS)
 		return STEP_WAIT;
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
 		/* The client does not read its replies: stop reading it too. */
@@ -1748,7 +2052,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if ((what & BEV_EVENT_WRITING) || s->state == ST_CLOSING) {
 			/* The client does not take its replies: give up on it. */
 			session_schedule_free(s);
-		} else if (s->state == ST_COMMIT) {
+		} else if (s->state == ST_COMMIT || s->state == ST_AUTH_DELAY) {
 			bufferevent_enable(s->bev, EV_READ);	/* our fault, not idleness */
 		} else {
 			smtp_reply(s, REPLY_IDLE_TIMEOUT, NULL);
@@ -1821,7 +2125,8 @@ session_accept(const struct server_listener *lst, evutil_socket_t fd, const stru
 	peer_name(s, sa);
 	s->may_relay = cfg_net_allows_relay(cfg, lst->cfg, sa);
 	if ((s->ev_free = event_new(srv->base, -1, 0, free_cb, s)) == NULL ||
-	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL)
+	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL ||
+	    (s->ev_auth_delay = evtimer_new(srv->base, auth_delay_cb, s)) == NULL)
 		goto fail;
 	if (tls_policy_is_wrapper(lst->tls_policy)) {
 		if ((err = session_wrapper_bev(s, fd)) < 0)
@@ -1852,6 +2157,8 @@ fail:
 			event_free(s->ev_free);
 		if (s->ev_deadline != NULL)
 			event_free(s->ev_deadline);
+		if (s->ev_auth_delay != NULL)
+			event_free(s->ev_auth_delay);
 		free(s->line);
 		free(s);
 	}

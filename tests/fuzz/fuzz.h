@@ -8,6 +8,8 @@
  *	FUZZ_CHECK(cond, fmt, ...);
  *	char *fuzz_cstr(const uint8_t *data, size_t size);
  *	uint64_t fuzz_rand(uint64_t *state);
+ *	void fuzz_check_line_error(const char *err, const char *path,
+ *	    size_t nlines);
  * DESCRIPTION
  *	Each fuzz_<name>.c defines LLVMFuzzerTestOneInput() for one parser of
  *	untrusted bytes.  It is linked either with libFuzzer (./test --fuzz,
@@ -21,6 +23,8 @@
  *	(the caller frees it; NULL on memory exhaustion).  fuzz_rand() is a
  *	small deterministic generator (splitmix64) for choices such as chunk
  *	splits, seeded from the input so that a crash reproduces.
+ *	fuzz_check_line_error() checks the refusal of a file parser: one line
+ *	of text "path:N: what" naming a line N of the nlines of the file.
  */
 #ifndef SPOOLGATE_FUZZ_H
 #define SPOOLGATE_FUZZ_H
@@ -62,6 +66,20 @@ fuzz_rand(uint64_t *state)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+static inline void
+fuzz_check_line_error(const char *err, const char *path, size_t nlines)
+{
+	size_t plen = strlen(path);
+	unsigned long lineno;
+	char *end;
+
+	FUZZ_CHECK(strncmp(err, path, plen) == 0 && err[plen] == ':', "'%s' does not name %s", err, path);
+	lineno = strtoul(err + plen + 1, &end, 10);
+	FUZZ_CHECK(end != err + plen + 1 && *end == ':' && lineno >= 1 && lineno <= nlines,
+	    "'%s': no line number of %zu lines", err, nlines);
+	FUZZ_CHECK(strchr(err, '\n') == NULL, "a newline in '%s'", err);
 }
 
 #endif

@@ -17,7 +17,7 @@
  */
 #include "fuzz.h"
 #include "smtpd/relay_smtp.h"
-#include "smtpd/smtp_parse.h"
+#include "common/smtp_parse.h"
 
 /* The input as the far side stores it. */
 static size_t

@@ -103,8 +103,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64], err[512] = "";
 	size_t nlines, entries = 0, i, j;
 	int fd = memfd_create("fuzz_sasl_creds", MFD_CLOEXEC), r;
-	unsigned long lineno;
-	char *end;
 
 	FUZZ_CHECK(lines != NULL, "out of memory");
 	FUZZ_CHECK(fd >= 0 && fchmod(fd, 0600) == 0, "memfd: %s", strerror(errno));
@@ -116,12 +114,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r != 0) {
 		FUZZ_CHECK(r == -EINVAL, "errno %d: %s", -r, err);
 		FUZZ_CHECK(creds == NULL, "a set returned with an error");
-		FUZZ_CHECK(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':', "'%s' does not name %s",
-		    err, path);
-		lineno = strtoul(err + strlen(path) + 1, &end, 10);
-		FUZZ_CHECK(end != err + strlen(path) + 1 && *end == ':' && lineno >= 1 && lineno <= nlines,
-		    "'%s': no line number of %zu lines", err, nlines);
-		FUZZ_CHECK(strchr(err, '\n') == NULL, "a newline in '%s'", err);
+		fuzz_check_line_error(err, path, nlines);
 	} else {
 		for (i = 0; i < nlines; i++)
 			entries += !ignored(&lines[i]);

@@ -17,7 +17,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "smtpd/smtp_parse.h"
+#include "common/smtp_parse.h"
 
 static void
 check_address(const char *a, size_t cap, const char *what)

@@ -15,7 +15,7 @@
  *	where the reference stops and write exactly the reference's bytes.
  */
 #include "fuzz.h"
-#include "smtpd/smtp_parse.h"
+#include "common/smtp_parse.h"
 
 static const char terminator[] = "\r\n.\r\n";
 

@@ -19,7 +19,7 @@
 #include <strings.h>
 
 #include "fuzz.h"
-#include "smtpd/smtp_parse.h"
+#include "common/smtp_parse.h"
 
 static const char name[] = "return-path";
 #define NAME_LEN	(sizeof(name) - 1)

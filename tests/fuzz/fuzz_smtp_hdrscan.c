@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "fuzz.h"
-#include "smtpd/smtp_parse.h"
+#include "common/smtp_parse.h"
 
 static unsigned
 reference_count(const char *in, size_t n, int *ended)

@@ -50,6 +50,8 @@ SRC = os.environ.get('SPOOLGATE_SRC') or os.path.abspath(
 BUILD = os.environ.get('SPOOLGATE_BUILD') or os.path.join(SRC, 'build')
 SMTPD = os.path.join(BUILD, 'smtpd', 'spoolgate-smtpd')
 FS = os.path.join(BUILD, 'fs', 'spoolgate-fs')
+SENDMAIL = os.path.join(BUILD, 'sendmail', 'spoolgate-sendmail')
+MAILQ = os.path.join(BUILD, 'sendmail', 'spoolgate-mailq')
 USER = 'spoolgate'
 IS_ROOT = os.geteuid() == 0
 
@@ -177,7 +179,8 @@ _SECTION = {
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
     'session_deadline': 'smtpd',
-    'relay_networks': 'smtpd',
+    'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
+    'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
@@ -192,10 +195,11 @@ _SECTION = {
     # a dict: name -> {key: value}, one [listener NAME] section each
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
+    'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']
 
 
 def _fmt(value):
@@ -287,6 +291,10 @@ class Instance:
                     sections['listeners'].append('\n[listener %s]' % name)
                     sections['listeners'].extend('%s = %s' % (k, _fmt(v)) for k, v in keys.items()
                                                  if v is not None)
+                continue
+            if '.' in key:		# "smtpd.auth_plaintext": a key whose name is in two sections
+                section, name = key.split('.', 1)
+                sections[section].append('%s = %s' % (name, _fmt(value)))
                 continue
             sections[_SECTION[key]].append('%s = %s' % (key, _fmt(value)))
         with open(self.conf, 'w') as f:

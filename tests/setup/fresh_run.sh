@@ -14,7 +14,9 @@
 #	with no other listener on the machine.
 #
 #	Once the SMTP greeting answers and var/mnt shows inbox/ and outbox/,
-#	one message goes in with swaks and must appear in var/mnt/inbox/bob/.
+#	one message goes in with swaks and must appear in var/mnt/inbox/bob/;
+#	./run must have created the [sendmail] group, var/spool/drop (1730)
+#	and a set-group-id spoolgate-sendmail, whose message must arrive too.
 #	Then SIGTERM to ./run must stop both daemons and unmount var/mnt.
 #	Whatever happens, the daemons are stopped and the directory removed.
 #
@@ -25,6 +27,7 @@
 set -euo pipefail
 
 user=spoolgate		# the [spool] user of etc/spoolgate.conf
+group=spoolgate-drop	# its [sendmail] group
 port=2525		# its [smtpd] listen port
 log() { printf 'fresh_run: %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
@@ -37,16 +40,25 @@ inside() {
 
 	# /etc without the user: what a fresh machine has.
 	cp -a /etc "$tmp/etc"
-	sed -i "/^$user:/d" "$tmp/etc/passwd" "$tmp/etc/group" "$tmp/etc/shadow" "$tmp/etc/gshadow" 2>/dev/null || true
+	sed -i "/^$user:/d; /^$group:/d" "$tmp/etc/passwd" "$tmp/etc/group" "$tmp/etc/shadow" "$tmp/etc/gshadow" \
+	    2>/dev/null || true
 	mount --bind "$tmp/etc" /etc
-	if getent passwd "$user" >/dev/null || getent group "$user" >/dev/null; then
-		fail "the private /etc still knows '$user'"
+	if getent passwd "$user" >/dev/null || getent group "$user" >/dev/null || getent group "$group" >/dev/null; then
+		fail "the private /etc still knows '$user' or '$group'"
 	fi
 	ip link set lo up
 	if ss -Hltn "sport = :$port" | grep -q .; then
 		fail "something already listens on port $port in the private network namespace"
 	fi
 
+	in_bob() {	# TEXT: within 10 s, a message in var/mnt/inbox/bob/ holds it
+		local n
+		for n in $(seq 1 100); do
+			grep -qs "$1" "$mnt"/inbox/bob/* && return 0
+			sleep 0.1
+		done
+		return 1
+	}
 	daemon_pids() {	# the daemons of this clone, found by their executables
 		local p exe
 		for p in /proc/[0-9]*; do
@@ -83,12 +95,20 @@ inside() {
 	swaks --server "127.0.0.1:$port" --from alice@localhost --to bob@localhost \
 	    --header "Subject: fresh-run" --body "first message of a fresh clone" >"$tmp/swaks.log" 2>&1 ||
 	    { cat "$tmp/swaks.log" >&2; fail "swaks could not send"; }
-	for i in $(seq 1 100); do
-		grep -qs "first message of a fresh clone" "$mnt"/inbox/bob/* && break
-		sleep 0.1
-	done
-	grep -qs "first message of a fresh clone" "$mnt"/inbox/bob/* || fail "the message is not in $mnt/inbox/bob/"
+	in_bob "first message of a fresh clone" || fail "the message is not in $mnt/inbox/bob/"
 	log "the message is in var/mnt/inbox/bob/"
+
+	# spoolgate-sendmail: the group, drop/ and the set-group-id bit are ./run's.
+	getent group "$group" >/dev/null || fail "./run did not create the group '$group'"
+	[ "$(stat -c '%a %U %G' "$clone/var/spool/drop")" = "1730 $user $group" ] ||
+	    fail "var/spool/drop is $(stat -c '%a %U %G' "$clone/var/spool/drop"), not 1730 $user $group"
+	[ "$(stat -c '%a %G' "$clone/build/sendmail/spoolgate-sendmail")" = "2755 $group" ] ||
+	    fail "spoolgate-sendmail is not set-group-id $group"
+	printf 'Subject: fresh-run sendmail\n\nsent by spoolgate-sendmail\n' |
+	    SPOOLGATE_CONF="$clone/etc/spoolgate.conf" "$clone/build/sendmail/spoolgate-sendmail" bob@localhost ||
+	    fail "spoolgate-sendmail failed"
+	in_bob "sent by spoolgate-sendmail" || fail "the sendmail message is not in inbox/bob/"
+	log "spoolgate-sendmail's message is in var/mnt/inbox/bob/"
 
 	kill -TERM "$run_pid"
 	wait "$run_pid" || true

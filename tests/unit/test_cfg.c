@@ -118,6 +118,11 @@ START_TEST(test_defaults)
 	ck_assert(!cfg.relay_auth_plaintext);
 	ck_assert_str_eq(cfg.mountpoint, "/run/spoolgate/mnt");
 	ck_assert(!cfg.allow_other);
+	ck_assert_str_eq(cfg.drop_group, "spoolgate-drop");
+	ck_assert_uint_eq(cfg.n_trusted_users, 1);
+	ck_assert_str_eq(cfg.trusted_users[0], "root");
+	ck_assert_str_eq(cfg.sender_domain, "");
+	ck_assert_str_eq(cfg_sender_domain(&cfg), cfg.hostname);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_INFO);
 	ck_assert(cfg_domain_is_local(&cfg, "LocalHost"));
 	ck_assert(!cfg_domain_is_local(&cfg, "example.org"));
@@ -179,6 +184,11 @@ static const char full_conf[] =
 	".example.org = mx:2525\n"
 	"Example.COM = 192.0.2.1:25\n"
 	"* = mx\n"
+	"\n"
+	"[sendmail]\n"
+	"group = maildrop\n"
+	"trusted_users = root, backup _svc-1\n"
+	"sender_domain = mail.example.org\n"
 	"\n"
 	"[fs]\n"
 	"mountpoint = /mnt/sg\n"
@@ -265,6 +275,11 @@ START_TEST(test_full_file)
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/sg");
 	ck_assert(cfg.allow_other);
 	ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
+	ck_assert_str_eq(cfg.drop_group, "maildrop");
+	ck_assert_uint_eq(cfg.n_trusted_users, 3);
+	ck_assert(cfg_user_is_trusted(&cfg, "backup") && cfg_user_is_trusted(&cfg, "_svc-1"));
+	ck_assert(!cfg_user_is_trusted(&cfg, "Backup"));
+	ck_assert_str_eq(cfg_sender_domain(&cfg), "mail.example.org");
 	cfg_free(&cfg);
 }
 END_TEST
@@ -330,6 +345,10 @@ static const struct err_case {
 	    "'dane' is not one of none, may, encrypt, verify, wrapper" },
 	{ "empty credentials path", "[relay]\ncredentials =\n", 2, "[relay] credentials", "empty path" },
 	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
+	{ "bad trusted user", "[sendmail]\ntrusted_users = root Bob\n", 2, "[sendmail] trusted_users",
+	    "'Bob' is not a user name" },
+	{ "bad sender domain", "[sendmail]\nsender_domain = a..b\n", 2, "[sendmail] sender_domain",
+	    "'a..b' is not a domain name" },
 	{ "bad CIDR prefix", "[smtpd]\nrelay_networks = 10.0.0.0/33\n", 2, "[smtpd] relay_networks", "10.0.0.0/33" },
 	{ "bad CIDR v6 prefix", "[smtpd]\nrelay_networks = ::1/129\n", 2, "[smtpd] relay_networks", "::1/129" },
 	{ "CIDR without prefix", "[smtpd]\nrelay_networks = 10.0.0.0/\n", 2, "[smtpd] relay_networks", "10.0.0.0/" },
@@ -382,6 +401,12 @@ static const struct err_case {
 	  "[listener mx] max_sessions", "unknown key" },
 	{ "listener bad auth", "[listener mx]\nauth = maybe\n", 2, "[listener mx] auth",
 	  "'maybe' is not one of no, offer, required" },
+	{ "listener bad auth_min_mechanism", "[listener mx]\nauth_min_mechanism = CRAM-MD5\n", 2,
+	  "[listener mx] auth_min_mechanism", "'CRAM-MD5' is not one of LOGIN, PLAIN, SCRAM-SHA-256" },
+	{ "listener bad restrict_sender", "[listener mx]\nrestrict_sender = maybe\n", 2,
+	  "[listener mx] restrict_sender", "not yes or no" },
+	{ "auth_failure_delay too long", "[smtpd]\nauth_failure_delay = 61\n", 2, "[smtpd] auth_failure_delay",
+	  "out of range" },
 	{ "listener bad relay_networks", "[listener mx]\nrelay_networks = 10/8\n", 2, "[listener mx] relay_networks",
 	  "'10/8'" },
 	{ "listener bad listen", "[listener mx]\nlisten = 25\n", 2, "[listener mx] listen", "host:port" },
@@ -425,6 +450,7 @@ START_TEST(test_listeners)
 	    "relay_networks =\n"
 	    "[listener submission]\nlisten = [::1]:587\ntls = encrypt\ntls_cert_file = /etc/c.pem\n"
 	    "tls_key_file = /etc/k.pem\ntls_chain_file = chain.pem\nauth = required\n"
+	    "auth_min_mechanism = scram-sha-256\nrestrict_sender = yes\n"
 	    "tls_ciphers = ECDHE+AESGCM\ntls_ciphersuites = TLS_AES_128_GCM_SHA256\n"
 	    "[listener submissions]\nlisten = 127.0.0.1:465\ntls = WRAPPER\ntls_cert_file = /etc/c.pem\n"
 	    "tls_key_file = /etc/k.pem\nauth = offer\nauth_plaintext = yes\n"
@@ -463,6 +489,10 @@ START_TEST(test_listeners)
 	ck_assert_str_eq(sub->tls_ciphersuites, "TLS_AES_128_GCM_SHA256");
 	ck_assert_int_eq(sub->auth, CFG_AUTH_REQUIRED);
 	ck_assert(!sub->auth_plaintext);
+	ck_assert_str_eq(sub->auth_min_mechanism, "SCRAM-SHA-256");	/* sasl.h's spelling */
+	ck_assert(sub->restrict_sender);
+	ck_assert_ptr_null(mx->auth_min_mechanism);
+	ck_assert(!mx->restrict_sender);
 	ck_assert_uint_eq(sub->n_relay_networks, 1);	/* [smtpd]'s */
 	ck_assert_str_eq(subs->tls, "wrapper");
 	ck_assert_int_eq(subs->auth, CFG_AUTH_OFFER);
@@ -481,6 +511,8 @@ START_TEST(test_listeners)
 	ck_assert_str_eq(out, "[::1]:587");
 	ck_assert_int_eq(cfg_value(&cfg, "listener submission", "auth", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "required");
+	ck_assert_int_eq(cfg_value(&cfg, "listener submission", "auth_min_mechanism", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "SCRAM-SHA-256");
 	ck_assert_int_eq(cfg_value(&cfg, "listener mx", "tls", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "may");
 	ck_assert_int_eq(cfg_value(&cfg, "listener nope", "listen", out, sizeof(out)), -ENOENT);

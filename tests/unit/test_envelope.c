@@ -140,6 +140,9 @@ make_full(struct envelope *env)
 	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "451 4.3.0 Local error in processing"), 0);
 	ck_assert_int_eq(envelope_set_last_tls(env, "TLSv1.3", "TLS_AES_256_GCM_SHA384", true, "mx.test"), 0);
 	ck_assert_int_eq(envelope_set_last_auth(env, "SCRAM-SHA-256", "me@example.net"), 0);
+	ck_assert_int_eq(envelope_set_auth(env, "PLAIN", "alice@example.org", "<>"), 0);
+	ck_assert_int_eq(envelope_set_auth(env, "PLAIN", "alice", "a b"), -EINVAL);	/* kept as it was */
+	ck_assert_int_eq(envelope_set_auth(env, "plain", "alice", NULL), -EINVAL);
 }
 
 START_TEST(test_round_trip_full)
@@ -345,6 +348,7 @@ static const char good_record[] =
 	"origin: smtp 127.0.0.1\n"
 	"from: <alice@example.org>\n"
 	"data-offset: 31\n"
+	"auth: SCRAM-SHA-256 user=alice@example.org mail-auth=alice@example.org\n"
 	"rcpt: pending <bob@example.net>\n"
 	"rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n"
 	"attempts: 2\n"
@@ -406,6 +410,11 @@ static const struct bad_case {
 	{ "last-auth lower-case mechanism", "SCRAM-SHA-256 user", "scram user" },
 	{ "last-auth with a password", "user=me@example.net\n", "user=me@example.net password=x\n" },
 	{ "last-auth empty user", "user=me@example.net\n", "user=\n" },
+	{ "auth twice", "auth: SCRAM", "auth: PLAIN user=x\nauth: SCRAM" },
+	{ "auth without user=", "SCRAM-SHA-256 user=alice", "SCRAM-SHA-256 alice" },
+	{ "auth with a fourth word", "mail-auth=alice@example.org\n", "mail-auth=alice@example.org x\n" },
+	{ "auth with another third word", "mail-auth=alice@example.org\n", "password=alice@example.org\n" },
+	{ "auth empty mail-auth", "mail-auth=alice@example.org\n", "mail-auth=\n" },
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -534,6 +543,7 @@ START_TEST(test_good_record_parses)
 	ck_assert_str_eq(env.conversion, "7bit for 127.0.0.1:2525 (line-over-998), attempt 2");
 	ck_assert_str_eq(env.last_tls, "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test");
 	ck_assert_str_eq(env.last_auth, "SCRAM-SHA-256 user=me@example.net");
+	ck_assert_str_eq(env.auth, "SCRAM-SHA-256 user=alice@example.org mail-auth=alice@example.org");
 	envelope_free(&env);
 }
 END_TEST

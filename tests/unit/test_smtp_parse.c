@@ -1,6 +1,6 @@
 /*
  * NAME
- *	test_smtp_parse - unit tests of smtpd/smtp_parse.c
+ *	test_smtp_parse - unit tests of common/smtp_parse.c
  * DESCRIPTION
  *	Table-driven: each table row is one line a client could send (good,
  *	bad, overlong, with NUL or 8-bit bytes, without brackets, "<>", with
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "../../common/errmap.h"
-#include "../../smtpd/smtp_parse.h"
+#include "../../common/smtp_parse.h"
 #include "testutil.h"
 
 #define LINE(s)	s, sizeof(s) - 1	/* literal with its length: NULs allowed */
@@ -180,7 +180,11 @@ static const struct {
 	BAD_MAIL("FROM:<al\xc3\xaf" "ce@example.org>", 553, "5.6.7"),	/* 8-bit: no SMTPUTF8 (RFC 6531) */
 	BAD_MAIL("FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.example>", 553, "5.1.7"),
 	BAD_MAIL("FROM:<> FOO=1", 555, "5.5.4"),			/* unknown parameter */
-	BAD_MAIL("FROM:<> AUTH=<>", 555, "5.5.4"),
+	BAD_MAIL("FROM:<> AUTH", 501, "5.5.4"),			/* AUTH= needs a value */
+	BAD_MAIL("FROM:<> AUTH=a+2", 501, "5.5.4"),			/* cut xtext */
+	BAD_MAIL("FROM:<> AUTH=a+zz", 501, "5.5.4"),			/* xtext hex is upper case */
+	BAD_MAIL("FROM:<> AUTH=a+20b", 501, "5.5.4"),			/* a blank, decoded */
+	BAD_MAIL("FROM:<> AUTH=<> AUTH=<>", 501, "5.5.4"),		/* duplicate */
 	BAD_MAIL("FROM:<> RET=HDRS", 555, "5.5.4"),			/* DSN is not offered */
 	BAD_MAIL("FROM:<> SIZE", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> SIZE=", 501, "5.5.4"),
@@ -216,6 +220,27 @@ START_TEST(test_mail)
 		ck_assert_msg(r->code == mail_cases[_i].code && strcmp(r->esc, mail_cases[_i].esc) == 0,
 		    "row %d (%s): %d %s, want %d %s", _i, mail_cases[_i].arg, r->code, r->esc,
 		    mail_cases[_i].code, mail_cases[_i].esc);
+	}
+}
+END_TEST
+
+/* RFC 4954 section 5: AUTH=<> or an xtext mailbox, decoded. */
+START_TEST(test_mail_auth_param)
+{
+	static const struct { const char *arg, *auth; } cases[] = {
+		{ "FROM:<> AUTH=<>", "<>" },
+		{ "FROM:<a@b.example> AUTH=a@b.example", "a@b.example" },
+		{ "FROM:<a@b.example> auth=a+2Bx@b.example SIZE=1", "a+x@b.example" },
+		{ "FROM:<a@b.example>", "" },
+	};
+	struct smtp_mail m;
+	struct smtp_perror why;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_msg(smtp_parse_mail(cases[i].arg, &m, &why) == 0, "%s refused", cases[i].arg);
+		ck_assert_int_eq(m.has_auth, cases[i].auth[0] != '\0');
+		if (m.has_auth)
+			ck_assert_str_eq(m.auth, cases[i].auth);
 	}
 }
 END_TEST
@@ -596,6 +621,7 @@ smtp_parse_suite(void)
 	tcase_add_test(tc, test_helo_overlong);
 	tcase_add_loop_test(tc, test_mail, 0, N(mail_cases));
 	tcase_add_test(tc, test_mail_overlong_path);
+	tcase_add_test(tc, test_mail_auth_param);
 	tcase_add_loop_test(tc, test_rcpt, 0, N(rcpt_cases));
 	tcase_add_loop_test(tc, test_xtext, 0, N(xtext_cases));
 	tcase_add_test(tc, test_xtext_small_buffer);

@@ -42,8 +42,10 @@
  *	smtp_parse_mail() parses the argument of MAIL: "FROM:" (any case, blanks
  *	allowed after the colon as many clients send them), the reverse-path
  *	(addr_parse_path() with ADDR_ALLOW_NULL) and the ESMTP parameters this
- *	server announces: SIZE=<digits> (RFC 1870) and BODY=7BIT|8BITMIME
- *	(RFC 6152).  smtp_parse_rcpt() parses "TO:" and the forward-path
+ *	server announces: SIZE=<digits> (RFC 1870), BODY=7BIT|8BITMIME
+ *	(RFC 6152) and AUTH=<xtext> (RFC 4954; decoded into auth, which must
+ *	be printable without blanks; the session decides whether to trust
+ *	it).  smtp_parse_rcpt() parses "TO:" and the forward-path
  *	(ADDR_ALLOW_POSTMASTER); no RCPT parameter is announced, so any is
  *	refused.  Both return 0, or -errno with why->reply set to the reply the
  *	session must send and why->detail to a short text saying what was
@@ -104,8 +106,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/addr.h"
-#include "../common/errmap.h"
+#include "addr.h"
+#include "errmap.h"
 
 #define SMTP_VERB_MAX	16	/* longest verb + NUL */
 #define SMTP_HELO_MAX	256	/* longest HELO/EHLO argument + NUL */
@@ -128,6 +130,8 @@ struct smtp_mail {
 	bool		has_size;
 	uint64_t	size;			/* SIZE=, saturated */
 	enum smtp_body	body;
+	bool		has_auth;
+	char		auth[ADDR_MAX];		/* AUTH= decoded: "<>" or a mailbox */
 };
 
 struct smtp_rcpt {

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/addr.h"
-#include "../common/errmap.h"
+#include "addr.h"
+#include "errmap.h"
 #include "smtp_parse.h"
 
 #define SMTP_PARAM_KEY_MAX	32	/* longest ESMTP keyword we look at, + NUL */
@@ -141,6 +141,24 @@ param_body(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
 	return 0;
 }
 
+/*
+ * AUTH=<mailbox> or AUTH=<> (RFC 4954 section 5), xtext: decoded, it must
+ * be "<>" or a printable word without blanks, as it goes into the record.
+ */
+static int
+param_auth(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	ssize_t n;
+
+	if (value == NULL || (n = smtp_xtext_decode(value, strlen(value), mail->auth, sizeof(mail->auth))) <= 0)
+		return refuse(why, REPLY_SYNTAX, "AUTH= needs an xtext value (<> or a mailbox)", -EINVAL);
+	for (ssize_t i = 0; i < n; i++)
+		if ((unsigned char)mail->auth[i] <= 0x20 || (unsigned char)mail->auth[i] >= 0x7f)
+			return refuse(why, REPLY_SYNTAX, "AUTH= value with a blank or control character", -EINVAL);
+	mail->has_auth = true;
+	return 0;
+}
+
 /* The MAIL parameters of the extensions that EHLO announces. */
 struct mail_param {
 	const char     *keyword;
@@ -150,6 +168,7 @@ struct mail_param {
 static const struct mail_param mail_params[] = {
 	{ "SIZE", param_size },		/* RFC 1870 */
 	{ "BODY", param_body },		/* RFC 6152 */
+	{ "AUTH", param_auth },		/* RFC 4954 */
 };
 #define N_MAIL_PARAMS	(sizeof(mail_params) / sizeof(mail_params[0]))
 

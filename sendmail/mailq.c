@@ -1,0 +1,341 @@
+/*
+ * NAME
+ *	spoolgate-mailq - the outbound queue as a table; a queue run now
+ * SYNOPSIS
+ *	spoolgate-mailq [-v] [-c FILE]
+ *	spoolgate-mailq --flush [-c FILE]
+ * DESCRIPTION
+ *	Lists the messages waiting for the relay, from the records in queue/
+ *	and active/ (a message being delivered right now is marked '*'), the
+ *	oldest first, one line each:
+ *
+ *	    ID  SIZE  ARRIVAL  NEXT-ATTEMPT  SENDER  RECIPIENTS  LAST-REPLY
+ *
+ *	where RECIPIENTS are the ones still pending (the first, and "+N" for
+ *	the others), NEXT-ATTEMPT "now" when due, "active" while claimed.
+ *	-v adds a line per recipient with its state and its last reply.  An
+ *	empty queue prints "Mail queue is empty" (as Postfix's mailq).
+ *
+ *	--flush asks the relay to try every queued message now, whatever its
+ *	next-attempt: it writes <spool>/flush (QUEUE_FLUSH_FILE), which
+ *	spoolgate-smtpd watches with inotify; the runner removes it and
+ *	starts the run.  mailq waits up to 10 s for that: "queue run
+ *	started", or it says the gateway did not answer (the request stays
+ *	and is taken at the next start) and exits EX_UNAVAILABLE.
+ *
+ *	The configuration is -c FILE, else SPOOLGATE_CONF, else the
+ *	installed one.  mailq is an alias: "sendmail -bp" and "mailq" run it.
+ * SECURITY
+ *	The spool is the gateway user's (mode 0750): root and that user may
+ *	read the queue; anyone else gets "the queue is readable by root and
+ *	<user> only" and EX_NOPERM, before anything is shown.  No privilege
+ *	of its own.
+ * EXIT STATUS
+ *	0, EX_USAGE, EX_CONFIG, EX_NOPERM, EX_IOERR, EX_UNAVAILABLE (--flush
+ *	not answered).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/cfg.h"
+#include "../common/envelope.h"
+#include "../common/queue.h"
+#include "../common/spool.h"
+
+#define PROG		"mailq"
+#define FLUSH_WAIT_MS	10000
+
+struct entry {
+	struct envelope	env;
+	long long	size;
+	bool		active;
+};
+
+struct listing {
+	struct entry   *e;
+	size_t		n, cap;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: %s [-v] [-c FILE]\n       %s --flush [-c FILE]\n", PROG, PROG);
+}
+
+static long long
+data_size(int datafd, const struct envelope *env)
+{
+	struct stat st;
+
+	if (fstatat(datafd, env->id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	return (long long)st.st_size - env->data_offset;
+}
+
+static int
+add_entry(struct listing *l, int dirfd, int datafd, const char *name, bool active)
+{
+	struct entry *grown, *e;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+
+		if ((grown = realloc(l->e, cap * sizeof(*grown))) == NULL)
+			return -ENOMEM;
+		l->e = grown;
+		l->cap = cap;
+	}
+	e = &l->e[l->n];
+	if (envelope_read_at(dirfd, name, &e->env) < 0)
+		return 0;	/* moved meanwhile, or not a record: not ours to judge */
+	e->size = data_size(datafd, &e->env);
+	e->active = active;
+	l->n++;
+	return 0;
+}
+
+static int
+read_dir(struct listing *l, int dirfd, int datafd, bool active)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd = dup(dirfd), r = 0;
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while (r == 0 && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			r = add_entry(l, dirfd, datafd, de->d_name, active);
+	closedir(d);
+	return r;
+}
+
+static int
+by_created(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	return x->env.created < y->env.created ? -1 : x->env.created > y->env.created;
+}
+
+static void
+format_time(long long t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL || strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(out, outlen, "%lld", t);
+}
+
+static void
+print_entry(const struct entry *e, bool verbose, long long now)
+{
+	char arrival[32], next[32], rcpts[600];
+	const struct envelope *env = &e->env;
+	size_t i, pending = envelope_count(env, RCPT_PENDING);
+	const char *first = NULL;
+
+	for (i = 0; i < env->nrcpt && first == NULL; i++)
+		if (env->rcpt[i].state == RCPT_PENDING)
+			first = env->rcpt[i].addr;
+	format_time(env->created, arrival, sizeof(arrival));
+	if (e->active)
+		snprintf(next, sizeof(next), "active");
+	else if (env->next_attempt <= now)
+		snprintf(next, sizeof(next), "now");
+	else
+		format_time(env->next_attempt, next, sizeof(next));
+	if (first == NULL)
+		snprintf(rcpts, sizeof(rcpts), "-");
+	else if (pending > 1)
+		snprintf(rcpts, sizeof(rcpts), "%s +%zu", first, pending - 1);
+	else
+		snprintf(rcpts, sizeof(rcpts), "%s", first);
+	printf("%-32s%c %8lld  %-19s  %-19s  %-24s  %-24s  %s\n", env->id, e->active ? '*' : ' ', e->size,
+	    arrival, next, env->from[0] ? env->from : "<>", rcpts,
+	    env->last_reply != NULL ? env->last_reply : "-");
+	if (!verbose)
+		return;
+	for (i = 0; i < env->nrcpt; i++)
+		printf("    %-8s <%s>%s%s\n", rcpt_state_name(env->rcpt[i].state), env->rcpt[i].addr,
+		    env->rcpt[i].reply ? " " : "", env->rcpt[i].reply ? env->rcpt[i].reply : "");
+	if (env->attempts > 0)
+		printf("    attempts %u, last host %s\n", env->attempts, env->last_host ? env->last_host : "-");
+}
+
+static int
+refuse_reader(const struct cfg *cfg, int err)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	if (err == -EACCES || err == -EPERM)
+		fprintf(stderr, "%s: the queue in %s is readable by root and %s only (you are %s, uid %lu)\n", PROG,
+		    cfg->spool_dir, cfg->user && cfg->user[0] ? cfg->user : "the spool's owner",
+		    pw ? pw->pw_name : "?", (unsigned long)getuid());
+	else
+		fprintf(stderr, "%s: cannot read the queue in %s: %s\n", PROG, cfg->spool_dir, strerror(-err));
+	return err == -EACCES || err == -EPERM ? EX_NOPERM : EX_IOERR;
+}
+
+static int
+open_sub(int root, const char *name)
+{
+	int fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int
+list_queue(const struct cfg *cfg, bool verbose)
+{
+	struct listing l = { 0 };
+	int root, q = -1, a = -1, data = -1, r, status = EX_OK;
+	size_t i, npending = 0;
+
+	if ((root = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return refuse_reader(cfg, -errno);
+	if ((q = open_sub(root, "queue")) < 0 || (a = open_sub(root, "active")) < 0 ||
+	    (data = open_sub(root, "data")) < 0) {
+		status = refuse_reader(cfg, q < 0 ? q : a < 0 ? a : data);
+		goto out;
+	}
+	/* active/ first: a record that moves back to queue/ meanwhile is then seen once at least */
+	if ((r = read_dir(&l, a, data, true)) < 0 || (r = read_dir(&l, q, data, false)) < 0) {
+		status = refuse_reader(cfg, r);
+		goto out;
+	}
+	if (l.n == 0) {
+		printf("Mail queue is empty\n");
+		goto out;
+	}
+	qsort(l.e, l.n, sizeof(*l.e), by_created);
+	printf("%-33s %8s  %-19s  %-19s  %-24s  %-24s  %s\n", "ID", "SIZE", "ARRIVAL", "NEXT-ATTEMPT", "SENDER",
+	    "RECIPIENTS", "LAST-REPLY");
+	for (i = 0; i < l.n; i++) {
+		print_entry(&l.e[i], verbose, (long long)time(NULL));
+		npending += envelope_count(&l.e[i].env, RCPT_PENDING);
+	}
+	printf("-- %zu message%s, %zu recipient%s pending\n", l.n, l.n == 1 ? "" : "s", npending,
+	    npending == 1 ? "" : "s");
+out:
+	for (i = 0; i < l.n; i++)
+		envelope_free(&l.e[i].env);
+	free(l.e);
+	if (q >= 0)
+		close(q);
+	if (a >= 0)
+		close(a);
+	if (data >= 0)
+		close(data);
+	close(root);
+	return status;
+}
+
+/* --flush: the request file, then the wait for the runner to take it. */
+static int
+flush_queue(const struct cfg *cfg)
+{
+	struct stat st;
+	char line[96];
+	int root, fd, n, waited;
+
+	if ((root = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return refuse_reader(cfg, -errno);
+	fd = openat(root, QUEUE_FLUSH_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0 || fstat(root, &st) < 0) {
+		int err = -errno;
+
+		close(root);
+		return refuse_reader(cfg, err);
+	}
+	/* root makes it the gateway's, which removes it */
+	if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
+		fprintf(stderr, "%s: warning: chown %s/%s: %s\n", PROG, cfg->spool_dir, QUEUE_FLUSH_FILE,
+		    strerror(errno));
+	n = snprintf(line, sizeof(line), "flush requested by uid %lu at %lld\n", (unsigned long)getuid(),
+	    (long long)time(NULL));
+	if (write(fd, line, (size_t)n) != n || close(fd) < 0) {
+		close(root);
+		return refuse_reader(cfg, -errno);
+	}
+	for (waited = 0; waited < FLUSH_WAIT_MS; waited += 50) {
+		if (faccessat(root, QUEUE_FLUSH_FILE, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			close(root);
+			printf("%s: queue run started\n", PROG);
+			return EX_OK;
+		}
+		usleep(50 * 1000);
+	}
+	close(root);
+	fprintf(stderr, "%s: spoolgate-smtpd did not take the request within %d s: is it running? "
+	    "%s/%s stays, and its next start runs the queue\n", PROG, FLUSH_WAIT_MS / 1000, cfg->spool_dir,
+	    QUEUE_FLUSH_FILE);
+	return EX_UNAVAILABLE;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "flush", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *conf = NULL;
+	bool verbose = false, flush = false;
+	char err[1024];
+	struct cfg cfg;
+	int c, status;
+
+	while ((c = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'f':
+			flush = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EX_OK;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if (conf == NULL)
+		conf = getenv("SPOOLGATE_CONF");
+	if (conf == NULL || conf[0] == '\0')
+		conf = SPOOLGATE_DEFAULT_CONF;
+	if (cfg_load(conf, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		cfg_free(&cfg);
+		return EX_CONFIG;
+	}
+	status = flush ? flush_queue(&cfg) : list_queue(&cfg, verbose);
+	cfg_free(&cfg);
+	return status;
+}
