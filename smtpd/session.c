@@ -284,6 +284,7 @@ static const struct {
 };
 
 static bool starttls_offered(const struct session *s);
+static bool tls_allows_auth(const struct session *s);
 
 /* The extensions EHLO announces, each when offered() (NULL: always). */
 static const struct {
@@ -295,7 +296,7 @@ static const struct {
 	{ "8BITMIME", NULL },			/* RFC 6152 */
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
-	{ "AUTH", NULL },			/* RFC 4954, followed by the mechanisms; only where offered */
+	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -770,6 +771,13 @@ static bool
 session_needs_tls(const struct session *s)
 {
 	return !s->tls_active && tls_policy_requires_tls(s->lst->tls_policy);
+}
+
+/* AUTH is not offered where it would be refused for want of TLS (530). */
+static bool
+tls_allows_auth(const struct session *s)
+{
+	return !session_needs_tls(s);
 }
 
 /*

@@ -17,7 +17,9 @@ relaying to the gateway with smtp_tls_security_level=encrypt; raw sockets
 for the exact replies, the state reset after TLS and STARTTLS injection
 (CVE-2011-0411); TLS 1.0/1.1 refused, no renegotiation, no compression;
 SIGHUP loads a new certificate for new sessions while an older session
-goes on; testssl.sh finds nothing HIGH or CRITICAL.
+goes on; testssl.sh finds nothing HIGH or CRITICAL.  With AUTH (users from
+spoolgate-passwd): on tls = encrypt, AUTH is neither offered nor accepted
+before STARTTLS (530 5.7.0), and STARTTLS forgets a login made before it.
 """
 
 import glob
@@ -546,6 +548,79 @@ class WrapperRefusal(unittest.TestCase):
                 first.close()
             wait_until(lambda: gw.read_log('smtpd').count('event=disconnect') >= (1 if not sent else 2),
                        10, 'the first session gone')
+
+
+class TLSWithAuth(unittest.TestCase):
+    """TLS meets AUTH (users made by spoolgate-passwd, as in test_auth.py):
+    on a submission listener (tls = encrypt, auth = required) AUTH and MAIL
+    before STARTTLS are 530 5.7.0 and AUTH is offered only after it; a login
+    made in plaintext on an MX listener is forgotten by STARTTLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        import test_auth
+        cls.users = test_auth.USERS
+        cls.plain = staticmethod(test_auth.plain)
+        cls.gw = test_auth.new_gateway('starttls-auth')
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.ca = peers.TestCA(os.path.join(cls.gw.dir, 'ca'))
+        cert, key = cls.ca.issue('mx', dns=[NAME], ips=['127.0.0.1'])
+        tls = {'tls_cert_file': cert, 'tls_key_file': key}
+        cls.gw.cfg['listeners'] = {
+            'submission': dict(listen='127.0.0.1:%d' % harness.free_port(), tls='encrypt', auth='required',
+                               **tls),
+            'mx': dict(listen='127.0.0.1:%d' % harness.free_port(), tls='may', auth='offer',
+                       auth_plaintext=True, **tls),
+        }
+        cls.gw.write_config()
+        cls.gw.start_smtpd()
+
+    def starttls(self, c):
+        assert_reply(self, c.cmd('STARTTLS'), 220, '2.0.0', 'STARTTLS')
+        c.sock = client_context(self.ca.cert).wrap_socket(c.sock, server_hostname=NAME)
+
+    def test_submission_needs_tls_before_auth(self):
+        user = 'alice@example.org'
+        with RawSMTP(self.gw.listener_addr('submission')) as c:
+            lines = c.ehlo().lines
+            self.assertIn('STARTTLS', lines)
+            self.assertFalse(any(l.startswith('AUTH') for l in lines), lines)
+            r = c.cmd('AUTH PLAIN ' + self.plain(user, self.users[user][0]))
+            assert_reply(self, r, 530, '5.7.0', 'AUTH before STARTTLS')
+            self.assertEqual(r.text, '5.7.0 Must issue a STARTTLS command first')
+            assert_reply(self, c.cmd('MAIL FROM:<%s>' % user), 530, '5.7.0', 'MAIL before STARTTLS')
+            self.starttls(c)
+            lines = c.ehlo().lines
+            self.assertNotIn('STARTTLS', lines)
+            self.assertTrue(any(l.startswith('AUTH ') and 'PLAIN' in l for l in lines), lines)
+            assert_reply(self, c.cmd('AUTH PLAIN ' + self.plain(user, self.users[user][0])), 235, '2.7.0')
+            assert_reply(self, c.cmd('MAIL FROM:<%s>' % user), 250)
+            assert_reply(self, c.cmd('RCPT TO:<bob@localhost>'), 250)
+            assert_reply(self, c.cmd('DATA'), 354)
+            r = c.cmd('Subject: tls and auth\r\n\r\nhello\r\n.')
+            assert_reply(self, r, 250, '2.0.0')
+        msgid = queued_id(r.text)
+        wait_until(lambda: self.gw.find_mail('bob', msgid), 10, 'the message stored')
+        head = self.gw.read_mail('bob', self.gw.find_mail('bob', msgid)).split(b'\n\n', 1)[0].decode()
+        self.assertRegex(head, r'\(using TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)\)\n\t'
+                               r'\(Authenticated sender: alice@example\.org\)\n\tby .* with ESMTPSA id ')
+
+    def test_starttls_forgets_a_login(self):
+        user = 'alice@example.org'
+        with RawSMTP(self.gw.listener_addr('mx')) as c:
+            c.ehlo()
+            assert_reply(self, c.cmd('AUTH PLAIN ' + self.plain(user, self.users[user][0])), 235, '2.7.0')
+            assert_reply(self, c.cmd('MAIL FROM:<%s>' % user), 250)
+            assert_reply(self, c.cmd('RCPT TO:<carol@remote.example>'), 250, '2.1.5', 'relay after AUTH')
+            assert_reply(self, c.cmd('RSET'), 250)
+            self.starttls(c)
+            c.ehlo()
+            # the login made in plaintext is gone: no relaying, and AUTH may be given again
+            assert_reply(self, c.cmd('MAIL FROM:<%s>' % user), 250)
+            assert_reply(self, c.cmd('RCPT TO:<carol@remote.example>'), 550, '5.7.1', 'relay after STARTTLS')
+            assert_reply(self, c.cmd('RSET'), 250)
+            assert_reply(self, c.cmd('AUTH PLAIN ' + self.plain(user, self.users[user][0])), 235, '2.7.0',
+                         'AUTH again after STARTTLS')
 
 
 if __name__ == '__main__':
