@@ -13,7 +13,8 @@
 #	systemd-nspawn boots it (private network, /dev/fuse bound in,
 #	CAP_SYS_ADMIN kept for the FUSE mount) and, from inside, checks that
 #	  * both units are active, their Type=notify status texts say
-#	    "listening on 127.0.0.1:25 (1 listener)" and "mounted at ...";
+#	    "listening on 127.0.0.1:25 (2 listeners)" (MX and submission) and
+#	    "mounted at ...";
 #	  * smtpd runs as spoolgate with CAP_NET_BIND_SERVICE as its only
 #	    capability;
 #	  * the FUSE mount is seen outside spoolgate-fs's unit (the container's
@@ -123,7 +124,7 @@ if [ "${1:-}" = --inside ]; then
 			{ in_box systemctl status --no-pager "$u" >&2 || true; fail "$u is not active"; }
 	done
 	status=$(in_box systemctl show -p StatusText --value spoolgate-smtpd)
-	[ "$status" = "listening on 127.0.0.1:25 (1 listener)" ] || fail "smtpd's status: '$status'"
+	[ "$status" = "listening on 127.0.0.1:25 (2 listeners)" ] || fail "smtpd's status: '$status'"
 	status=$(in_box systemctl show -p StatusText --value spoolgate-fs)
 	[ "$status" = "mounted at $mnt" ] || fail "spoolgate-fs's status: '$status'"
 
