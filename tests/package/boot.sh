@@ -91,6 +91,10 @@ if [ "${1:-}" = --inside ]; then
 	if [ -z "$deb" ]; then		# as README.md says for a source install
 		chroot "$root" adduser --system --group --quiet --no-create-home --home /nonexistent spoolgate
 		chroot "$root" install -d -o spoolgate -g spoolgate -m 0750 "$spool"
+		users=$(chroot "$root" "$smtpd" -c "$conf" -p smtpd.auth_users)
+		# Not "install /dev/null": the overlay of / has no devtmpfs, and what
+		# is left at /dev/null on the root filesystem need not be empty.
+		chroot "$root" sh -c 'umask 077 && : > "$1" && chown spoolgate:spoolgate "$1"' sh "$users"
 	fi
 	# Only what the test needs boots: the machine's own services are masked.
 	for u in $(cd "$root/etc/systemd/system" && find . -path './*.wants/*' -printf '%f\n' | sort -u); do
@@ -121,7 +125,7 @@ if [ "${1:-}" = --inside ]; then
 
 	for u in spoolgate-smtpd spoolgate-fs; do
 		[ "$(in_box systemctl is-active "$u")" = active ] ||
-			{ in_box systemctl status --no-pager "$u" >&2 || true; fail "$u is not active"; }
+			{ in_box systemctl status --no-pager "$u" >&2 || true; in_box journalctl --no-pager -u "$u" >&2 || true; fail "$u is not active"; }
 	done
 	status=$(in_box systemctl show -p StatusText --value spoolgate-smtpd)
 	[ "$status" = "listening on 127.0.0.1:25 (2 listeners)" ] || fail "smtpd's status: '$status'"
