@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 import peers
 from harness import RawSMTP, assert_reply, queued_id, wait_until
+from test_auth import make_users
 
-PASSWD = os.path.join(harness.BUILD, 'smtpd', 'spoolgate-passwd')
 NAME = 'mx.test'
 LOCAL = 'gw.test'		# a local domain of the gateway, not of the Postfix client
 
@@ -43,17 +43,6 @@ USERS = {
     'carol': ('carol-crypt-only', ['--crypt-only']),
     'pfx': ('postfix-client-secret', []),
 }
-
-
-def add_users(path, owner):
-    for name, (password, opts) in USERS.items():
-        r = subprocess.run([PASSWD, '-f', path, 'add', '--stdin'] + opts + [name],
-                           input=password + '\n', capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-    if owner and harness.IS_ROOT:
-        import pwd
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
 class Submission(unittest.TestCase):
@@ -68,7 +57,7 @@ class Submission(unittest.TestCase):
         cls.ca = peers.TestCA(os.path.join(cls.gw.dir, 'ca'))
         cls.cert, cls.key = cls.ca.issue('mx', dns=[NAME], ips=['127.0.0.1'])
         cls.users = os.path.join(cls.gw.dir, 'users')
-        add_users(cls.users, cls.gw.cfg.get('user'))
+        make_users(cls.users, cls.gw.cfg.get('user'), USERS)
         port = harness.free_port()
         cls.gw.cfg['auth_users'] = cls.users
         cls.gw.cfg['listeners'] = {'submission': {
