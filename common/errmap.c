@@ -80,6 +80,7 @@ static const struct errmap_reply errmap_table[REPLY__COUNT] = {
 	ROW(REPLY_AUTH_CANCELLED, 501, "5.0.0", 0, PR, "Authentication cancelled"),
 	ROW(REPLY_NOT_IMPLEMENTED, 502, "5.5.1", ENOSYS, FE | PR, "Command not implemented"),
 	ROW(REPLY_BAD_SEQUENCE, 503, "5.5.1", 0, PR, "Bad sequence of commands"),
+	ROW(REPLY_TLS_ALREADY_ACTIVE, 503, "5.5.1", 0, 0, "Bad sequence of commands: TLS already active"),
 	ROW(REPLY_PARAM_NOT_IMPLEMENTED, 504, "5.5.4", ENOTSUP, FE | PR, "Command parameter not implemented"),
 	ROW(REPLY_AUTH_UNKNOWN_MECH, 504, "5.5.4", 0, 0, "Unrecognized authentication type"),
 	ROW(REPLY_NO_MAIL_ACCEPTED, 521, "5.3.2", 0, PR, "Machine does not accept mail"),

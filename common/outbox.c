@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "commitgroup.h"
 #include "errmap.h"
 #include "log.h"
 #include "outbox.h"
@@ -675,7 +676,7 @@ queue_copy(struct spool *spool, int fd, off_t end, const struct outbox_headers *
 	if (r == 0)
 		r = spool_msg_queue(msg, &env);
 	if (r == 0)
-		r = spool_msg_commit(msg);
+		r = src->group ? commitgroup_commit(src->group, msg) : spool_msg_commit(msg);
 	if (r == 0)
 		snprintf(id, SPOOL_ID_MAX, "%s", spool_msg_id(msg));
 	envelope_free(&env);

@@ -118,6 +118,7 @@
 #include <stddef.h>
 #include <time.h>
 #include <sys/types.h>
+#include "commitgroup.h"
 #include "spool.h"
 #include "envelope.h"
 
@@ -146,6 +147,7 @@ struct outbox_source {
 	off_t			start;		/* the message's first byte in fd */
 	const char	       *via;		/* Received: "from <via>"; NULL: "outbox" */
 	const struct outbox_policy *policy;	/* NULL: outbox/'s rules */
+	struct commitgroup     *group;		/* shares syncs with other threads; NULL: its own */
 };
 
 struct outbox_headers {

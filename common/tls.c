@@ -362,7 +362,7 @@ tls_client_free(struct tls_client *client)
 struct tls_server {
 	pthread_mutex_t	lock;		/* protects ctx and the strings */
 	SSL_CTX	       *ctx;		/* the current context */
-	char	       *cert_file, *key_file, *ciphers, *ciphersuites;
+	char	       *cert_file, *key_file, *chain_file, *ciphers, *ciphersuites;
 };
 
 static int
@@ -426,6 +426,39 @@ server_ciphers(SSL_CTX *ctx, const struct tls_server_opts *o, char *err, size_t 
 	return 0;
 }
 
+/* The intermediates of chain_file, sent after the certificate. */
+static int
+server_load_chain(SSL_CTX *ctx, const char *chain_file, char *err, size_t errlen)
+{
+	X509 *cert;
+	FILE *fp;
+	int n = 0, r;
+
+	if ((r = check_readable(chain_file, err, errlen)) != 0)
+		return r;
+	if ((fp = fopen(chain_file, "re")) == NULL) {
+		r = errno;
+		snprintf(err, errlen, "%s: %s", chain_file, strerror(r));
+		return -r;
+	}
+	while ((cert = PEM_read_X509(fp, NULL, no_passphrase, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(ctx, cert) != 1) {
+			X509_free(cert);
+			fclose(fp);
+			snprintf(err, errlen, "%s: %s", chain_file, openssl_reason("cannot add to the chain"));
+			return -ENOMEM;
+		}
+		n++;
+	}
+	fclose(fp);
+	ERR_clear_error();		/* the end of the file reads as an error */
+	if (n == 0) {
+		snprintf(err, errlen, "%s: no certificate found (not PEM?)", chain_file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* A new server context from o, or NULL with err written. */
 static SSL_CTX *
 server_ctx_build(const struct tls_server_opts *o, int *rc, char *err, size_t errlen)
@@ -461,6 +494,8 @@ server_ctx_build(const struct tls_server_opts *o, int *rc, char *err, size_t err
 		    openssl_reason("not PEM?"));
 		goto fail;
 	}
+	if (o->chain_file != NULL && (*rc = server_load_chain(ctx, o->chain_file, err, errlen)) != 0)
+		goto fail;
 	if ((*rc = server_load_key(ctx, o, err, errlen)) != 0)
 		goto fail;
 	return ctx;
@@ -474,9 +509,10 @@ server_strings_free(struct tls_server *s)
 {
 	free(s->cert_file);
 	free(s->key_file);
+	free(s->chain_file);
 	free(s->ciphers);
 	free(s->ciphersuites);
-	s->cert_file = s->key_file = s->ciphers = s->ciphersuites = NULL;
+	s->cert_file = s->key_file = s->chain_file = s->ciphers = s->ciphersuites = NULL;
 }
 
 static int
@@ -495,6 +531,7 @@ server_strings_set(struct tls_server *s, const struct tls_server_opts *o)
 	struct tls_server n = { .ctx = NULL };
 
 	if (dup_opt(&n.cert_file, o->cert_file) != 0 || dup_opt(&n.key_file, o->key_file) != 0 ||
+	    dup_opt(&n.chain_file, o->chain_file) != 0 ||
 	    dup_opt(&n.ciphers, o->ciphers) != 0 || dup_opt(&n.ciphersuites, o->ciphersuites) != 0) {
 		server_strings_free(&n);
 		return -ENOMEM;
@@ -502,6 +539,7 @@ server_strings_set(struct tls_server *s, const struct tls_server_opts *o)
 	server_strings_free(s);
 	s->cert_file = n.cert_file;
 	s->key_file = n.key_file;
+	s->chain_file = n.chain_file;
 	s->ciphers = n.ciphers;
 	s->ciphersuites = n.ciphersuites;
 	return 0;
@@ -538,8 +576,9 @@ tls_server_reload(struct tls_server *server, const struct tls_server_opts *opts,
 
 	pthread_mutex_lock(&server->lock);
 	if (opts == NULL) {
-		cur = (struct tls_server_opts){ server->cert_file, server->key_file,
-		    server->ciphers, server->ciphersuites };
+		cur = (struct tls_server_opts){ .cert_file = server->cert_file,
+		    .key_file = server->key_file, .chain_file = server->chain_file,
+		    .ciphers = server->ciphers, .ciphersuites = server->ciphersuites };
 		opts = &cur;
 	}
 	if ((ctx = server_ctx_build(opts, &r, err, errlen)) == NULL)
@@ -672,17 +711,41 @@ peer_names(SSL *ssl, char *out, size_t len)
 	snprintf(out, len, "peer CN=%s%s%s", cn[0] ? cn : "(none)", san[0] ? " " : "", san);
 }
 
+/* A failed verification of the peer, as one line; false when that is not why. */
+static bool
+verify_failure(SSL *ssl, char *buf, size_t len)
+{
+	long vr = SSL_get_verify_result(ssl);
+	char names[800];
+
+	if (!(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) || vr == X509_V_OK)
+		return false;
+	peer_names(ssl, names, sizeof(names));
+	snprintf(buf, len, "certificate verify failed: %s; %s", X509_verify_cert_error_string(vr), names);
+	return true;
+}
+
+void
+tls_handshake_error_code(SSL *ssl, unsigned long code, char *buf, size_t len)
+{
+	const char *r = code != 0 ? ERR_reason_error_string(code) : NULL;
+
+	if (ssl != NULL && verify_failure(ssl, buf, len))
+		return;
+	if (r != NULL)
+		snprintf(buf, len, "%s", r);
+	else if (code != 0)
+		snprintf(buf, len, "TLS error %lu", code);
+	else
+		snprintf(buf, len, "the peer closed the connection");
+}
+
 void
 tls_handshake_error(SSL *ssl, int ret, char *buf, size_t len)
 {
 	int e = SSL_get_error(ssl, ret);
-	long vr = SSL_get_verify_result(ssl);
-	char names[800];
 
-	if ((SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && vr != X509_V_OK) {
-		peer_names(ssl, names, sizeof(names));
-		snprintf(buf, len, "certificate verify failed: %s; %s",
-		    X509_verify_cert_error_string(vr), names);
+	if (verify_failure(ssl, buf, len)) {
 		ERR_clear_error();
 		return;
 	}

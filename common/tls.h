@@ -26,7 +26,10 @@
  *	void tls_server_free(struct tls_server *server);
  *
  *	void tls_handshake_error(SSL *ssl, int ret, char *buf, size_t len);
+void tls_handshake_error_code(SSL *ssl, unsigned long code, char *buf, size_t len);
  *	void tls_info_get(SSL *ssl, struct tls_info *info);
+ *	void tls_handshake_error_code(SSL *ssl, unsigned long code,
+ *	    char *buf, size_t len);
  *	int tls_info_format(const struct tls_info *info, char *buf, size_t len);
  *	int tls_info_received(const struct tls_info *info, char *buf, size_t len);
  *	int tls_private_file_open(const char *path, char *err, size_t errlen);
@@ -67,7 +70,9 @@
  *	the handshake, under may/encrypt it does not.
  *
  *	tls_server_new() makes a server context from opts: cert_file, a PEM
- *	chain (the server certificate first, then intermediates), key_file, a
+ *	chain (the server certificate first, then intermediates), chain_file
+ *	(optional: more intermediates, for operators who keep them apart from
+ *	the certificate), key_file, a
  *	PEM private key that nobody but its owner may read (see
  *	tls_private_file_open()), optional ciphers (the TLS 1.2 cipher list,
  *	default TLS_SERVER_CIPHERS) and ciphersuites (TLS 1.3, default
@@ -89,6 +94,10 @@
  *	peer CN=other.test DNS:other.test"), else OpenSSL's error queue
  *	("tlsv1 alert protocol version"), else the system error or "the peer
  *	closed the connection".  It clears the thread's OpenSSL error queue.
+ *	tls_handshake_error_code() says the same for an error code already
+ *	taken off the queue (libevent's bufferevent_get_openssl_error()
+ *	collects them): code 0 means none was recorded ("the peer closed the
+ *	connection").
  *
  *	tls_info_get() describes an established connection: protocol
  *	version, cipher, secret bits, whether the peer certificate was
@@ -181,6 +190,7 @@ void tls_client_free(struct tls_client *client);
 struct tls_server_opts {
 	const char     *cert_file;	/* PEM chain, leaf first */
 	const char     *key_file;	/* PEM private key, mode 0600 or stricter */
+	const char     *chain_file;	/* PEM intermediates, NULL: only those in cert_file */
 	const char     *ciphers;	/* TLS 1.2 cipher list, NULL: TLS_SERVER_CIPHERS */
 	const char     *ciphersuites;	/* TLS 1.3 suites, NULL: OpenSSL's default */
 };
@@ -195,6 +205,7 @@ int tls_server_ssl(struct tls_server *server, SSL **out, char *err, size_t errle
 void tls_server_free(struct tls_server *server);
 
 void tls_handshake_error(SSL *ssl, int ret, char *buf, size_t len);
+void tls_handshake_error_code(SSL *ssl, unsigned long code, char *buf, size_t len);
 
 struct tls_info {
 	char		version[16];	/* "TLSv1.3" */

@@ -7,6 +7,7 @@
  *	doubling when the table holds more nodes than buckets.  See inode.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,6 +207,7 @@ inode_table_init(struct inode_table *t)
 	if (t->root == NULL)
 		goto nomem;
 	t->root->pinned = true;
+	pthread_mutex_init(&t->lock, NULL);
 	return 0;
 nomem:
 	free(t->by_ino);
@@ -214,15 +216,17 @@ nomem:
 	return -ENOMEM;
 }
 
-int
-inode_lookup(struct inode_table *t, const char *path, enum inode_kind kind,
+static void inode_detach_locked(struct inode_table *t, const char *path);
+
+static int
+inode_lookup_locked(struct inode_table *t, const char *path, enum inode_kind kind,
 	     enum inode_area area, struct inode **out)
 {
 	struct inode *node = inode_find(t, path);
 
 	if (node != NULL && node->kind != kind) {
 		/* the name now stands for something else: a fresh node */
-		inode_detach(t, path);
+		inode_detach_locked(t, path);
 		node = NULL;
 	}
 	if (node == NULL) {
@@ -248,8 +252,8 @@ inode_free(struct inode_table *t, struct inode *node)
 	free(node);
 }
 
-void
-inode_unref(struct inode_table *t, struct inode *node, uint64_t n)
+static void
+inode_unref_locked(struct inode_table *t, struct inode *node, uint64_t n)
 {
 	/* the kernel never forgets more than it was given; clamp if it did */
 	node->nlookup = n > node->nlookup ? 0 : node->nlookup - n;
@@ -257,17 +261,17 @@ inode_unref(struct inode_table *t, struct inode *node, uint64_t n)
 		inode_free(t, node);
 }
 
-void
-inode_forget(struct inode_table *t, uint64_t ino, uint64_t n)
+static void
+inode_forget_locked(struct inode_table *t, uint64_t ino, uint64_t n)
 {
 	struct inode *node = inode_get(t, ino);
 
 	if (node != NULL)
-		inode_unref(t, node, n);
+		inode_unref_locked(t, node, n);
 }
 
-void
-inode_detach(struct inode_table *t, const char *path)
+static void
+inode_detach_locked(struct inode_table *t, const char *path)
 {
 	struct inode *node = inode_find(t, path);
 
@@ -279,8 +283,8 @@ inode_detach(struct inode_table *t, const char *path)
 		inode_free(t, node);
 }
 
-int
-inode_move(struct inode_table *t, struct inode *node, const char *path)
+static int
+inode_move_locked(struct inode_table *t, struct inode *node, const char *path)
 {
 	char *copy;
 
@@ -288,7 +292,7 @@ inode_move(struct inode_table *t, struct inode *node, const char *path)
 		return 0;
 	if ((copy = strdup(path)) == NULL)
 		return -ENOMEM;
-	inode_detach(t, path);
+	inode_detach_locked(t, path);
 	if (!node->detached)
 		inode_unlink_path(t, node);
 	free(node->path);
@@ -312,5 +316,115 @@ inode_table_free(struct inode_table *t)
 	}
 	free(t->by_ino);
 	free(t->by_path);
+	pthread_mutex_destroy(&t->lock);
 	memset(t, 0, sizeof *t);
+}
+
+/* ------------------------------------------------- changes, under the lock */
+
+int
+inode_lookup(struct inode_table *t, const char *path, enum inode_kind kind,
+	     enum inode_area area, struct inode **out)
+{
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	r = inode_lookup_locked(t, path, kind, area, out);
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+void
+inode_unref(struct inode_table *t, struct inode *node, uint64_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	inode_unref_locked(t, node, n);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void
+inode_forget(struct inode_table *t, uint64_t ino, uint64_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	inode_forget_locked(t, ino, n);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void
+inode_detach(struct inode_table *t, const char *path)
+{
+	pthread_mutex_lock(&t->lock);
+	inode_detach_locked(t, path);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int
+inode_move(struct inode_table *t, struct inode *node, const char *path)
+{
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	r = inode_move_locked(t, node, path);
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+/* ------------------------------------------------- reads from other threads */
+
+uint64_t
+inode_peek(struct inode_table *t, const char *path)
+{
+	struct inode *node;
+	uint64_t ino;
+
+	pthread_mutex_lock(&t->lock);
+	node = inode_find(t, path);
+	ino = node != NULL && node->nlookup > 0 ? node->ino : 0;
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+int
+inode_each_known(struct inode_table *t, bool (*want)(const struct inode *node),
+		 struct inode_known **out, size_t *n)
+{
+	struct inode_known *list = NULL, *grown;
+	size_t cap = 0, used = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->nbuckets && r == 0; i++)
+		for (struct inode *node = t->by_ino[i]; node && r == 0; node = node->ino_next) {
+			if (node->detached || node->nlookup == 0 || !want(node))
+				continue;
+			if (used == cap) {
+				cap = cap ? cap * 2 : 64;
+				if ((grown = reallocarray(list, cap, sizeof *list)) == NULL) {
+					r = -ENOMEM;
+					break;
+				}
+				list = grown;
+			}
+			if ((list[used].path = strdup(node->path)) == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			list[used++].ino = node->ino;
+		}
+	pthread_mutex_unlock(&t->lock);
+	if (r < 0) {
+		inode_known_free(list, used);
+		return r;
+	}
+	*out = list;
+	*n = used;
+	return 0;
+}
+
+void
+inode_known_free(struct inode_known *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i].path);
+	free(list);
 }

@@ -15,6 +15,11 @@
  *	int inode_move(struct inode_table *t, struct inode *node, const char *path);
  *	void inode_detach(struct inode_table *t, const char *path);
  *	uint64_t inode_number(struct inode_table *t, const char *path);
+ *	uint64_t inode_peek(struct inode_table *t, const char *path);
+ *	int inode_each_known(struct inode_table *t,
+ *			bool (*want)(const struct inode *node),
+ *			struct inode_known **out, size_t *n);
+ *	void inode_known_free(struct inode_known *list, size_t n);
  *	void inode_table_free(struct inode_table *t);
  * DESCRIPTION
  *	The kernel names every file by a 64-bit node id and counts how many
@@ -47,15 +52,28 @@
  *	detached set; operations on it answer ENOENT.
  *
  *	inode_number() is the id a path has or would get (for readdir).
+ *
+ *	inode_peek() is the id of the live node of a path that the kernel
+ *	knows (lookup count above 0), else 0: the ids whose caches must be
+ *	invalidated when the spool changes (fs/watch.h).  inode_each_known()
+ *	copies the id and path of every such node that want() accepts (for
+ *	an inotify overflow); free the list with inode_known_free().
  * ERRORS
  *	-ENOMEM.
  * THREADS
- *	Not thread-safe: the table belongs to the FUSE session loop thread
- *	(spoolgate-fs runs a single-threaded loop).
+ *	Two locks.  The FUSE request threads use the table only under the
+ *	caller's lock (spoolfs.c: fs->lock), which makes them one writer: they
+ *	read it (inode_get, inode_find, inode_number, the fields of a node)
+ *	with that lock alone, and every change (inode_lookup, inode_unref,
+ *	inode_forget, inode_detach, inode_move) also takes t->lock inside.
+ *	Other threads (the spool watcher) hold no fs->lock and call only
+ *	inode_peek() and inode_each_known(), which read under t->lock and
+ *	return copies.  Order: the caller's lock, then t->lock.
  */
 #ifndef SPOOLGATE_FS_INODE_H
 #define SPOOLGATE_FS_INODE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,7 +107,12 @@ struct inode {
 	struct inode	       *path_next;
 };
 
+/*
+ * Every field: written under the caller's lock and lock, read under
+ * either (see THREADS).
+ */
 struct inode_table {
+	pthread_mutex_t		lock;
 	struct inode	      **by_ino;
 	struct inode	      **by_path;
 	size_t			nbuckets;	/* power of two, same for both */
@@ -109,5 +132,16 @@ void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n);
 int inode_move(struct inode_table *t, struct inode *node, const char *path);
 void inode_detach(struct inode_table *t, const char *path);
 uint64_t inode_number(struct inode_table *t, const char *path);
+
+/* A node the kernel knows, copied out of the table. */
+struct inode_known {
+	uint64_t		ino;
+	char		       *path;
+};
+
+uint64_t inode_peek(struct inode_table *t, const char *path);
+int inode_each_known(struct inode_table *t, bool (*want)(const struct inode *node),
+		struct inode_known **out, size_t *n);
+void inode_known_free(struct inode_known *list, size_t n);
 
 #endif

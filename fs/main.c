@@ -25,7 +25,8 @@
  *	instance ("Transport endpoint is not connected") is detached at start.
  *
  *	The mount uses default_permissions (the kernel checks modes), and
- *	allow_other when [fs] allow_other = yes.  When started as root it
+ *	allow_other when [fs] allow_other = yes.  As root it sets the mount's
+ *	read-ahead to FS_READAHEAD_KB (raise_readahead() says why).  When started as root it
  *	stays root: files it creates in the spool are given to the spool owner
  *	by the spool library.
  * OPTIONS
@@ -38,7 +39,9 @@
  *	Exit status 0 after a clean unmount, 1 on any error (configuration,
  *	spool, /dev/fuse missing, mount refused), 2 on a usage error.
  * THREADS
- *	One: the single-threaded fuse_session_loop() (spoolfs.h says why).
+ *	libfuse's multi-threaded fuse_session_loop_mt() (a worker per request
+ *	in flight, FS_IDLE_THREADS kept idle), and the spool watcher's thread;
+ *	spoolfs.h says what each may touch.
  */
 #define FUSE_USE_VERSION 35
 
@@ -68,6 +71,8 @@
 #define PROG		"spoolgate-fs"
 #define FUSE_DEVICE	"/dev/fuse"
 #define MAX_FUSE_ARGS	32
+#define FS_READAHEAD_KB	512	/* see raise_readahead() */
+#define FS_IDLE_THREADS	16	/* above the 8 concurrent writers issue 8 asks for */
 
 struct fs_options {
 	const char     *config;
@@ -219,9 +224,14 @@ unescape_mountinfo(char *s)
 	*out = '\0';
 }
 
-/* Is a live FUSE filesystem mounted exactly at mnt (an absolute path)? */
+/*
+ * Is a live FUSE filesystem mounted exactly at mnt (an absolute path)?
+ * dev (may be NULL) gets its device, "major:minor", the name of its
+ * backing device info in /sys/class/bdi.  Reading mountinfo asks nothing
+ * of the mount.
+ */
 static bool
-fuse_mounted_at(const char *mnt)
+fuse_mounted_at(const char *mnt, char dev[32])
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
@@ -231,16 +241,46 @@ fuse_mounted_at(const char *mnt)
 	if (f == NULL)
 		return false;
 	while (!found && getline(&line, &cap, f) > 0) {
-		char point[PATH_MAX], *sep = strstr(line, " - ");
+		char point[PATH_MAX], majmin[32], *sep = strstr(line, " - ");
 
-		if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+		if (sep == NULL || sscanf(line, "%*s %*s %31s %*s %4095s", majmin, point) != 2)
 			continue;
 		unescape_mountinfo(point);
 		found = strcmp(point, mnt) == 0 && strncmp(sep + 3, "fuse", 4) == 0;
+		if (found && dev != NULL)
+			snprintf(dev, 32, "%s", majmin);
 	}
 	free(line);
 	fclose(f);
 	return found;
+}
+
+/*
+ * The kernel reads ahead on the mount in requests of read_ahead_kb (128
+ * by default).  FS_READAHEAD_KB makes cold reads of large messages about
+ * a third faster here; 1024 (the largest request, max_pages = 256) is
+ * several times slower: libfuse splices a reply through a pipe that may
+ * not grow past /proc/sys/fs/pipe-max-size (1 MiB, the reply's header
+ * makes it more) and copies instead (docs/benchmarks.md).  Root only;
+ * otherwise the default stays.  After INIT, whose reply lowers it to
+ * what the kernel proposed: at the first request (spoolfs_when_ready).
+ */
+static void
+raise_readahead(void *arg)
+{
+	const char *mnt = arg;
+	char dev[32], path[96];
+	int fd;
+
+	if (!fuse_mounted_at(mnt, dev))
+		return;
+	snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 ||
+	    dprintf(fd, "%d\n", FS_READAHEAD_KB) < 0) {
+		log_debug("readahead-unchanged", "path=%s error=%s", path, strerror(errno));
+	}
+	if (fd >= 0)
+		(void) close(fd);
 }
 
 /* Creates the mountpoint, clears a dead mount, refuses a live one. */
@@ -270,7 +310,7 @@ prepare_mountpoint(const char *mnt, char *abs, size_t abslen)
 		fprintf(stderr, "%s: mountpoint %s: %s\n", PROG, mnt, strerror(errno));
 		return -1;
 	}
-	if (fuse_mounted_at(abs)) {
+	if (fuse_mounted_at(abs, NULL)) {
 		fprintf(stderr, "%s: a FUSE filesystem is already mounted at %s "
 		    "(another spoolgate-fs?); unmount it first\n", PROG, abs);
 		return -1;
@@ -333,6 +373,8 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 {
 	struct spoolfs *fs = NULL;
 	struct fuse_session *se = NULL;
+	/* one /dev/fuse descriptor; up to FS_IDLE_THREADS workers kept idle */
+	struct fuse_loop_config loop_config = { .clone_fd = 0, .max_idle_threads = FS_IDLE_THREADS };
 	int r, status = 1;
 
 	if ((r = spoolfs_new(cfg, spool, &fs)) < 0) {
@@ -352,9 +394,18 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		fuse_remove_signal_handlers(se);
 		goto out;
 	}
+	spoolfs_when_ready(fs, raise_readahead, (void *) mnt);
+	if ((r = spoolfs_watch_start(fs, se)) < 0) {
+		fprintf(stderr, "%s: cannot watch the spool %s: %s\n", PROG, spool_path(spool),
+		    strerror(-r));
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		goto out;
+	}
 	log_info("mounted", "mountpoint=%s spool=%s", mnt, spool_path(spool));
 	notify_mounted(mnt);
-	r = fuse_session_loop(se);
+	r = fuse_session_loop_mt(se, &loop_config);
+	spoolfs_watch_stop(fs);
 	notify_stopping();
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);

@@ -32,6 +32,7 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->hostname = hostname;
 	set->head = NULL;
 	set->count = 0;
+	set->group = NULL;
 }
 
 bool
@@ -344,30 +345,65 @@ outfile_refuse(struct outfile_set *set, struct outfile *of, const char *name, in
 	return err;
 }
 
-/* The message is complete: queue it, or refuse it. */
+/* The message is complete: queue it, or refuse it (all under the caller's lock). */
 static int
 outfile_end(struct outfile_set *set, struct outfile *of, const char *name)
 {
-	char origin[OUTFILE_ORIGIN_MAX], id[SPOOL_ID_MAX], why[512], qname[512];
+	struct outfile_submission sub;
 	int r;
 
-	outfile_origin(name, of->writer.uid, origin, sizeof origin);
-	why[0] = '\0';
-	id[0] = '\0';
+	if ((r = outfile_submission_begin(set, of, name, &sub)) < 0)
+		return r;
+	return outfile_submission_end(set, &sub, outfile_submission_run(set, &sub));
+}
+
+int
+outfile_submission_begin(struct outfile_set *set, struct outfile *of, const char *name,
+			 struct outfile_submission *sub)
+{
+	(void) set;
+	memset(sub, 0, sizeof *sub);
+	if ((sub->name = strdup(name)) == NULL)
+		return -ENOMEM;
+	sub->of = of;
+	sub->fd = of->fd;
+	sub->uid = of->writer.uid;
+	of->state = OUTFILE_COMMITTING;
+	return 0;
+}
+
+int
+outfile_submission_run(const struct outfile_set *set, struct outfile_submission *sub)
+{
+	char origin[OUTFILE_ORIGIN_MAX];
+
+	outfile_origin(sub->name, sub->uid, origin, sizeof origin);
 	const struct outbox_source src = {
-		.origin = origin, .name = name, .uid = of->writer.uid,
-		.hostname = set->hostname, .max_size = set->max_size,
+		.origin = origin, .name = sub->name, .uid = sub->uid,
+		.hostname = set->hostname, .max_size = set->max_size, .group = set->group,
 	};
 
-	r = outbox_submit(set->spool, of->fd, &src, id, why, sizeof why);
+	return outbox_submit(set->spool, sub->fd, &src, sub->id, sub->why, sizeof sub->why);
+}
+
+int
+outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, int r)
+{
+	struct outfile *of = sub->of;
+	char qname[512];
+
 	if (r < 0)
-		return outfile_refuse(set, of, name, r, why[0] ? why : strerror(-r));
-	of->state = OUTFILE_SUBMITTED;
-	clock_gettime(CLOCK_MONOTONIC, &of->submitted);
-	log_info("outbox-submitted", "id=%s name=%s size=%lld uid=%u", id,
-	    log_quote(qname, sizeof qname, name), (long long) outfile_size(of),
-	    (unsigned) of->writer.uid);
-	return 0;
+		r = outfile_refuse(set, of, sub->name, r, sub->why[0] ? sub->why : strerror(-r));
+	else {
+		of->state = OUTFILE_SUBMITTED;
+		clock_gettime(CLOCK_MONOTONIC, &of->submitted);
+		log_info("outbox-submitted", "id=%s name=%s size=%lld uid=%u", sub->id,
+		    log_quote(qname, sizeof qname, sub->name), (long long) outfile_size(of),
+		    (unsigned) sub->uid);
+	}
+	free(sub->name);
+	sub->name = NULL;
+	return r;
 }
 
 static int
@@ -404,12 +440,16 @@ outfile_release(struct outfile_set *set, struct outfile *of, bool writable)
 }
 
 int
-outfile_flush(struct outfile_set *set, struct outfile *of, bool ends)
+outfile_flush_begin(struct outfile_set *set, struct outfile *of, bool ends,
+		    struct outfile_submission *sub)
 {
+	int r;
+
 	if (of->unlinked)
 		return 0;
 	switch (of->state) {
 	case OUTFILE_SUBMITTED:
+	case OUTFILE_COMMITTING:	/* the close that ends it is under way */
 		return 0;
 	case OUTFILE_REFUSED:
 		return of->refusal;
@@ -420,7 +460,20 @@ outfile_flush(struct outfile_set *set, struct outfile *of, bool ends)
 		return 0;	/* a draft, or a copy of the descriptor closed */
 	if (outfile_size(of) == 0)
 		return -ENODATA;	/* the release logs it */
-	return outfile_end(set, of, of->name);
+	if ((r = outfile_submission_begin(set, of, of->name, sub)) < 0)
+		return r;
+	return 1;
+}
+
+int
+outfile_flush(struct outfile_set *set, struct outfile *of, bool ends)
+{
+	struct outfile_submission sub;
+	int r = outfile_flush_begin(set, of, ends, &sub);
+
+	if (r <= 0)
+		return r;
+	return outfile_submission_end(set, &sub, outfile_submission_run(set, &sub));
 }
 
 /* ------------------------------------------------------ writing, checked */
@@ -539,7 +592,7 @@ outfile_write(struct outfile_set *set, struct outfile *of, const void *buf, size
 
 	if (of->state == OUTFILE_REFUSED)
 		return of->refusal;
-	if (of->state == OUTFILE_SUBMITTED)
+	if (of->state == OUTFILE_SUBMITTED || of->state == OUTFILE_COMMITTING)
 		return -EBUSY;		/* sent already: never a fragment after it */
 	if (off < 0)
 		return -EINVAL;
@@ -569,7 +622,7 @@ outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size)
 
 	if (size < 0)
 		return -EINVAL;
-	if (of->state == OUTFILE_SUBMITTED)
+	if (of->state == OUTFILE_SUBMITTED || of->state == OUTFILE_COMMITTING)
 		return -EBUSY;
 	if (of->state == OUTFILE_REFUSED && size != 0)
 		return of->refusal;

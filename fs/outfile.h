@@ -18,6 +18,12 @@
  *			const void *buf, size_t size, off_t off);
  *	int outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size);
  *	int outfile_flush(struct outfile_set *set, struct outfile *of, bool ends);
+int outfile_flush_begin(struct outfile_set *set, struct outfile *of, bool ends,
+		struct outfile_submission *sub);
+int outfile_submission_begin(struct outfile_set *set, struct outfile *of, const char *name,
+		struct outfile_submission *sub);
+int outfile_submission_run(const struct outfile_set *set, struct outfile_submission *sub);
+int outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, int r);
  *	int outfile_unlink(struct outfile_set *set, const char *name);
  *	int outfile_rename(struct outfile_set *set, const char *from,
  *			const char *to, bool noreplace);
@@ -106,9 +112,21 @@
  *	outbox_submit() documents (-EBADMSG, -EDESTADDRREQ, -EINVAL, -ENOSPC,
  *	-EIO, ...).
  * THREADS
- *	Not thread-safe: the set belongs to the FUSE session loop thread.
- *	outfile_flush() and a refusing outfile_write() block on disk syncs
- *	(see spoolfs.h).
+ *	Not thread-safe: every call but outfile_submission_run() must hold
+ *	the caller's lock over the set (spoolfs.c: fs->lock).  The syncs of a
+ *	submission need not hold it: outfile_flush_begin() returns 1 when
+ *	this close ends the message, with sub filled and the entry
+ *	COMMITTING; the caller lets its lock go, runs
+ *	outfile_submission_run() (outbox_submit(): it reads only sub, the
+ *	entry's descriptor and the set's constant fields), takes the lock
+ *	again and calls outfile_submission_end(), which makes the entry
+ *	SUBMITTED or REFUSED and returns what close(2) returns.  Meanwhile
+ *	the entry stays in the set (the flushing handle holds a reference):
+ *	writes and truncations are -EBUSY as after a submission, other
+ *	closes end nothing, unlink and rename change only its name.
+ *	outfile_flush() is the three steps under one lock.  A refusal, a
+ *	submission at the last release and a rename that submits still
+ *	sync under the lock (see spoolfs.h).
  */
 #ifndef SPOOLGATE_FS_OUTFILE_H
 #define SPOOLGATE_FS_OUTFILE_H
@@ -124,7 +142,12 @@
 #define OUTFILE_SUBMITTED_MAX	64	/* submitted names kept after their last close */
 #define OUTFILE_LINGER_SECONDS	60	/* ... and for how long */
 
-enum outfile_state { OUTFILE_WRITING, OUTFILE_SUBMITTED, OUTFILE_REFUSED };
+enum outfile_state {
+	OUTFILE_WRITING,
+	OUTFILE_COMMITTING,	/* its end is being submitted, without the caller's lock */
+	OUTFILE_SUBMITTED,
+	OUTFILE_REFUSED
+};
 
 /* Who opens a file for writing: the process whose close ends the message. */
 struct outfile_writer {
@@ -155,8 +178,19 @@ struct outfile_set {
 	struct spool   *spool;
 	unsigned long	max_size;
 	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
+	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
+};
+
+/* The end of a message, submitted without the caller's lock (see THREADS). */
+struct outfile_submission {
+	struct outfile *of;		/* COMMITTING until outfile_submission_end() */
+	char	       *name;		/* a copy: the entry may be renamed meanwhile */
+	int		fd;
+	uid_t		uid;
+	char		id[SPOOL_ID_MAX];	/* of the queued message */
+	char		why[512];	/* of a refusal */
 };
 
 void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
@@ -177,6 +211,12 @@ int outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size);
 int outfile_stat(const struct outfile *of, struct stat *st);
 
 int outfile_flush(struct outfile_set *set, struct outfile *of, bool ends);
+int outfile_flush_begin(struct outfile_set *set, struct outfile *of, bool ends,
+		struct outfile_submission *sub);
+int outfile_submission_begin(struct outfile_set *set, struct outfile *of, const char *name,
+		struct outfile_submission *sub);
+int outfile_submission_run(const struct outfile_set *set, struct outfile_submission *sub);
+int outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, int r);
 int outfile_unlink(struct outfile_set *set, const char *name);
 int outfile_rename(struct outfile_set *set, const char *from, const char *to, bool noreplace);
 void outfile_expire(struct outfile_set *set);

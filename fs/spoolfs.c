@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include <fuse_lowlevel.h>
 
 #include "cfg.h"
+#include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
 #include "spool.h"
@@ -37,26 +39,67 @@
 #include "inode.h"
 #include "outfile.h"
 #include "spoolfs.h"
+#include "watch.h"
 
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
 
-/* Entry and attribute timeouts: the spool changes behind our back. */
-static const double spoolfs_timeout = 0.0;
+/*
+ * Entry and attribute timeouts.  A committed message never changes
+ * (inbox/ messages, queue/<id>, sent/<id>, failed/<id>): the kernel keeps
+ * its name, attributes and pages.  Names outside outbox/ stand for the
+ * same thing as long as they exist: the kernel keeps them too, and the
+ * attributes of directories other than outbox/ (with default_permissions
+ * the kernel checks a directory's mode at every step of a path walk: a
+ * GETATTR per component when they are not cached).  The spool watcher
+ * (watch.h) invalidates a name and its node when the spool removes,
+ * moves or replaces it, and the attributes of its directory when a name
+ * in it comes or goes.  The timeout bounds what the watcher cannot see
+ * (a spool shared over a network filesystem, an event that races with a
+ * lookup).  Never cached: records (.status, rewritten as the relay
+ * works), outbox/ and its files, and outbox names (a submitted name
+ * expires on its own).
+ */
+#define SPOOLFS_CACHE_TIMEOUT	60.0
+#define SPOOLFS_NO_CACHE	0.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
 
+/*
+ * Locking.  The session loop is multi-threaded (fuse_session_loop_mt), so
+ * requests run at once.  lock serialises every operation that touches
+ * what is marked "protected by lock" below: each runs whole under it
+ * (SPOOLFS_SERIALIZED), except
+ *   - read: its handle is its own (the kernel sends no RELEASE while a
+ *     READ of that handle is in flight), the descriptor in it never
+ *     changes, and an outbox entry lives while a handle refers to it;
+ *   - readdir: the snapshot belongs to its handle the same way;
+ *   - flush: it holds lock to decide, lets it go while a submission
+ *     syncs (outfile.h, THREADS), and takes it again to record the outcome,
+ *     so that one close(2) that syncs does not hold up other requests,
+ *     and concurrent closes sync at once (and share directory syncs:
+ *     spool_msg_commit);
+ *   - the refusals (mkdir, link, ...), fsync and statfs, which touch nothing.
+ * Lock order: lock, then nodes.lock (taken inside inode.c for changes).
+ * The spool watcher's thread takes only nodes.lock (inode_peek), never
+ * lock, and sends its notifications holding neither.
+ */
 struct spoolfs {
-	const struct cfg       *cfg;
-	struct spool	       *spool;
-	struct inode_table	nodes;
-	struct outfile_set	outbox;
-	struct timespec		outbox_changed;	/* mtime and ctime of outbox/ */
-	bool			listing_truncated_logged;
-	struct spoolfs_file    *files;		/* every open file handle */
-	struct spoolfs_dir     *dirs;		/* every open listing */
+	pthread_mutex_t		lock;
+	const struct cfg       *cfg;		/* constant */
+	struct spool	       *spool;		/* constant; thread-safe (spool.h) */
+	struct inode_table	nodes;		/* protected by lock (and nodes.lock, inode.h) */
+	struct outfile_set	outbox;		/* protected by lock */
+	struct timespec		outbox_changed;	/* protected by lock: mtime, ctime of outbox/ */
+	bool			listing_truncated_logged;	/* protected by lock */
+	struct spoolfs_file    *files;		/* protected by lock: every open file handle */
+	struct spoolfs_dir     *dirs;		/* protected by lock: every open listing */
+	void		      (*ready)(void *);	/* protected by lock: run at the first request */
+	void		       *ready_arg;
+	struct fuse_session    *se;		/* set before the watch starts, then constant */
+	struct watch	       *watch;		/* the session's thread only (start, stop) */
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
@@ -82,6 +125,9 @@ struct spoolfs_dir {
 	size_t			n, cap;
 	struct spoolfs	       *fs;
 	const char	       *path;		/* of the directory, for entry inos */
+	char		       *base;		/* its path at opendir, for readdirplus */
+	enum inode_kind		kind;		/* ... and what it was */
+	enum inode_area		area;
 	struct spoolfs_dir     *prev, *next;	/* fs->dirs, once opened */
 };
 
@@ -584,6 +630,35 @@ spoolfs_open_file_of_node(struct spoolfs *fs, uint64_t ino)
 	return NULL;
 }
 
+/* Committed messages: immutable, cached by the kernel (see the timeouts). */
+static bool
+spoolfs_kind_is_message(enum inode_kind kind)
+{
+	return kind == INODE_MAILMSG || kind == INODE_RECMSG;
+}
+
+static double
+spoolfs_attr_timeout(enum inode_kind kind)
+{
+	switch (kind) {
+	case INODE_MAILMSG:
+	case INODE_RECMSG:
+	case INODE_ROOT:
+	case INODE_INBOX:
+	case INODE_MAILBOX:
+	case INODE_RECDIR:
+		return SPOOLFS_CACHE_TIMEOUT;
+	default:
+		return SPOOLFS_NO_CACHE;
+	}
+}
+
+static double
+spoolfs_entry_timeout(enum inode_kind kind)
+{
+	return kind == INODE_OUTFILE ? SPOOLFS_NO_CACHE : SPOOLFS_CACHE_TIMEOUT;
+}
+
 static bool
 spoolfs_kind_is_file(enum inode_kind kind)
 {
@@ -673,6 +748,7 @@ spoolfs_dir_free(struct spoolfs_dir *dir)
 	for (size_t i = 0; i < dir->n; i++)
 		free(dir->ent[i].name);
 	free(dir->ent);
+	free(dir->base);
 	free(dir);
 }
 
@@ -909,6 +985,19 @@ spoolfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* every write must reach us before FLUSH: close(2) submits */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * Every listing with attributes: ls reads the whole directory before
+	 * its first lstat, so the kernel's "auto" mode (attributes only while
+	 * lookups come between readdir calls) would give them for the first
+	 * batch only.
+	 */
+	/* read replies go from the spool file to /dev/fuse through a pipe */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
 }
 
 /* Fills e for node and hands its id to the kernel (one lookup counted). */
@@ -926,14 +1015,14 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 	e.ino = node->ino;
 	e.attr = *st;
 	e.attr.st_ino = node->ino;
-	e.attr_timeout = spoolfs_timeout;
-	e.entry_timeout = spoolfs_timeout;
+	e.attr_timeout = spoolfs_attr_timeout(kind);
+	e.entry_timeout = spoolfs_entry_timeout(kind);
 	if (fuse_reply_entry(req, &e) != 0)
 		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
 }
 
 static void
-spoolfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+spoolfs_lookup_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
@@ -955,7 +1044,7 @@ spoolfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 static void
-spoolfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+spoolfs_forget_locked(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 
@@ -965,7 +1054,7 @@ spoolfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 }
 
 static void
-spoolfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+spoolfs_forget_multi_locked(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 
@@ -976,7 +1065,7 @@ spoolfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 }
 
 static void
-spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_getattr_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = inode_get(&fs->nodes, ino);
@@ -1002,7 +1091,7 @@ spoolfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout);
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
 }
 
 static int
@@ -1045,7 +1134,7 @@ spoolfs_setattr_outfile(struct spoolfs *fs, struct outfile *of, const struct sta
 }
 
 static void
-spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1068,7 +1157,7 @@ spoolfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	    (r = outfile_stat(of, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_timeout);
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
 }
 
 /* A new handle, in fs->files until spoolfs_file_close(). */
@@ -1213,7 +1302,7 @@ spoolfs_flags_write(int flags)
 }
 
 static void
-spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1248,7 +1337,8 @@ spoolfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return (void) fuse_reply_err(req, -r);
 	}
 	e.ino = e.attr.st_ino = node->ino;
-	e.attr_timeout = e.entry_timeout = spoolfs_timeout;
+	e.attr_timeout = spoolfs_attr_timeout(INODE_OUTFILE);
+	e.entry_timeout = spoolfs_entry_timeout(INODE_OUTFILE);
 	fi->fh = (uintptr_t) h;
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
@@ -1298,7 +1388,7 @@ spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolf
 }
 
 static void
-spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
@@ -1327,7 +1417,8 @@ spoolfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	fi->fh = (uintptr_t) h;
-	fi->keep_cache = 0;
+	/* a message's pages stay valid until the watcher says it went */
+	fi->keep_cache = spoolfs_kind_is_message(node->kind);
 	/* a record's size changes as it moves: read it without the page cache */
 	fi->direct_io = node->kind == INODE_RECSTATUS;
 	if (fuse_reply_open(req, fi) != 0)
@@ -1352,7 +1443,7 @@ spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void
-spoolfs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+spoolfs_write_locked(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1368,22 +1459,37 @@ spoolfs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off
 	fuse_reply_write(req, (size_t) n);
 }
 
-/* close(2) returns the answer of FLUSH: the submission happens here. */
+/*
+ * close(2) returns the answer of FLUSH: the submission happens here, its
+ * syncs without fs->lock (outfile.h, THREADS).
+ */
 static void
 spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct spoolfs_file *h = spoolfs_file_of(fi);
+	struct outfile_submission sub;
+	pid_t closer;
 	int r = 0;
 
-	if (h->of != NULL && h->writable)
-		r = outfile_flush(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino,
-		    spoolfs_process_of(fuse_req_ctx(req)->pid)));
+	if (h->of == NULL || !h->writable)
+		return (void) fuse_reply_err(req, 0);
+	closer = spoolfs_process_of(fuse_req_ctx(req)->pid);
+	pthread_mutex_lock(&fs->lock);
+	r = outfile_flush_begin(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino, closer),
+	    &sub);
+	if (r == 1) {
+		pthread_mutex_unlock(&fs->lock);
+		r = outfile_submission_run(&fs->outbox, &sub);
+		pthread_mutex_lock(&fs->lock);
+		r = outfile_submission_end(&fs->outbox, &sub, r);
+	}
+	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, -r);
 }
 
 static void
-spoolfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_release_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void) ino;
 	spoolfs_file_close(spoolfs_of(req), spoolfs_file_of(fi));
@@ -1404,7 +1510,7 @@ spoolfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 }
 
 static void
-spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_opendir_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
@@ -1417,7 +1523,11 @@ spoolfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return (void) fuse_reply_err(req, ENOMEM);
 	dir->fs = fs;
 	dir->path = node->path;
-	if ((r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
+	dir->kind = node->kind;
+	dir->area = node->area;
+	r = -ENOMEM;
+	if ((dir->base = strdup(node->path)) == NULL ||
+	    (r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
 	    (r = spoolfs_dir_add(dir, "..", S_IFDIR)) < 0 ||
 	    (r = spoolfs_snapshot(fs, node, dir)) < 0) {
 		spoolfs_dir_free(dir);
@@ -1461,8 +1571,128 @@ spoolfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * The attributes of a listed message of a mailbox, from the new/ and cur/
+ * descriptors of the batch (instead of opening both per entry).
+ */
+static int
+spoolfs_stat_listed_mailmsg(const int sub[2], const char *name, struct stat *st)
+{
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < 2 && r == -ENOENT; i++)
+		if (sub[i] >= 0)
+			r = spoolfs_stat_cb(sub[i], name, st);
+	if (r == 0)
+		spoolfs_make_ro_file_attr(st, 0);
+	return r;
+}
+
+/* new/ and cur/ of the mailbox a listing shows, -1 where missing. */
 static void
-spoolfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+spoolfs_open_listed_mailbox(struct spoolfs *fs, const struct spoolfs_dir *dir, int sub[2])
+{
+	char mailbox[NAME_MAX + 1];
+
+	sub[0] = sub[1] = -1;
+	if (dir->kind != INODE_MAILBOX ||
+	    spoolfs_path_mailbox(dir->base, mailbox, sizeof mailbox) < 0)
+		return;
+	for (size_t i = 0; i < 2; i++)
+		sub[i] = spoolfs_open_dir(spool_dirfd(fs->spool, SPOOL_DIR_MAIL), mailbox,
+		    spoolfs_maildir_subdirs[i]);
+}
+
+/*
+ * The entry of a readdirplus: the node and attributes of what the name
+ * shows now, one lookup counted (*node set); or, for "." and ".." and a
+ * name gone since opendir, only its name (e->ino 0: the kernel links
+ * nothing and looks the name up when it is used).
+ */
+static void
+spoolfs_dirent_plus(struct spoolfs *fs, const struct spoolfs_dir *dir, size_t i,
+		    const int sub[2], struct fuse_entry_param *e, struct inode **node)
+{
+	const struct spoolfs_dirent *ent = &dir->ent[i];
+	char path[PATH_MAX];
+	enum inode_kind kind;
+	enum inode_area area;
+	int r;
+
+	memset(e, 0, sizeof *e);
+	*node = NULL;
+	if (i >= 2 && spoolfs_child_kind(dir->kind, dir->area, ent->name, &kind, &area) == 0 &&
+	    spoolfs_child_path(dir->base, ent->name, path, sizeof path) == 0) {
+		r = kind == INODE_MAILMSG && (sub[0] >= 0 || sub[1] >= 0) ?
+		    spoolfs_stat_listed_mailmsg(sub, ent->name, &e->attr) :
+		    spoolfs_stat_path(fs, kind, area, path, &e->attr);
+		if (r == 0 && inode_lookup(&fs->nodes, path, kind, area, node) == 0) {
+			e->ino = (*node)->ino;
+			e->attr.st_ino = (*node)->ino;
+			e->attr_timeout = spoolfs_attr_timeout(kind);
+			e->entry_timeout = spoolfs_entry_timeout(kind);
+			return;
+		}
+		memset(&e->attr, 0, sizeof e->attr);
+	}
+	e->attr.st_ino = ent->ino;
+	e->attr.st_mode = ent->type;
+}
+
+/*
+ * readdir with attributes: "ls -l" costs one request per batch instead of
+ * a LOOKUP per name.  Every node in the reply counts one lookup; if the
+ * reply cannot be sent, they are given back.
+ */
+static void
+spoolfs_readdirplus_locked(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct spoolfs *fs = spoolfs_of(req);
+	struct spoolfs_dir *dir = (struct spoolfs_dir *) (uintptr_t) fi->fh;
+	struct inode **sent = NULL, *node;
+	size_t used = 0, nsent = 0;
+	struct fuse_entry_param e;
+	int sub[2];
+	char *buf;
+
+	(void) ino;
+	if (off < 0)
+		return (void) fuse_reply_err(req, EINVAL);
+	/* an entry takes more than 64 bytes: at most size / 64 nodes */
+	if ((buf = malloc(size ? size : 1)) == NULL ||
+	    (sent = calloc(size / 64 + 1, sizeof *sent)) == NULL) {
+		free(buf);
+		return (void) fuse_reply_err(req, ENOMEM);
+	}
+	spoolfs_open_listed_mailbox(fs, dir, sub);
+	for (size_t i = (size_t) off; i < dir->n; i++) {
+		size_t len;
+
+		spoolfs_dirent_plus(fs, dir, i, sub, &e, &node);
+		len = fuse_add_direntry_plus(req, buf + used, size - used, dir->ent[i].name, &e,
+		    (off_t) i + 1);
+		if (len > size - used) {
+			if (node != NULL)
+				inode_unref(&fs->nodes, node, 1);
+			break;
+		}
+		used += len;
+		if (node != NULL)
+			sent[nsent++] = node;
+	}
+	for (size_t i = 0; i < 2; i++)
+		if (sub[i] >= 0)
+			(void) close(sub[i]);
+	if (fuse_reply_buf(req, buf, used) != 0)
+		for (size_t i = 0; i < nsent; i++)
+			inode_unref(&fs->nodes, sent[i], 1);
+	free(sent);
+	free(buf);
+}
+
+static void
+spoolfs_releasedir_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void) ino;
 	spoolfs_dir_free((struct spoolfs_dir *) (uintptr_t) fi->fh);
@@ -1482,7 +1712,7 @@ spoolfs_unlink_mailmsg(struct spoolfs *fs, const char *path)
 }
 
 static void
-spoolfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+spoolfs_unlink_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
@@ -1558,7 +1788,7 @@ spoolfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 }
 
 static void
-spoolfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 	       const char *newname, unsigned int flags)
 {
 	struct spoolfs *fs = spoolfs_of(req);
@@ -1598,6 +1828,77 @@ spoolfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/*
+ * The kernel sends no request before it has processed the reply to INIT:
+ * what must come after it (the mount's read-ahead, which INIT sets) runs
+ * at the first request.  Under fs->lock.
+ */
+static void
+spoolfs_run_ready(struct spoolfs *fs)
+{
+	void (*fn)(void *) = fs->ready;
+
+	if (fn != NULL) {
+		fs->ready = NULL;
+		fn(fs->ready_arg);
+	}
+}
+
+void
+spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->ready = fn;
+	fs->ready_arg = arg;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
+ * The operations that touch shared state run whole under fs->lock (see
+ * struct spoolfs); read, readdir and the refusals need no lock, flush
+ * lets it go while a submission syncs (spoolfs_flush).
+ */
+#define SPOOLFS_SERIALIZED(op, params, args)			\
+static void							\
+spoolfs_##op params						\
+{								\
+	struct spoolfs *fs_ = spoolfs_of(req);			\
+								\
+	pthread_mutex_lock(&fs_->lock);				\
+	spoolfs_run_ready(fs_);					\
+	spoolfs_##op##_locked args;				\
+	pthread_mutex_unlock(&fs_->lock);			\
+}
+
+SPOOLFS_SERIALIZED(lookup, (fuse_req_t req, fuse_ino_t parent, const char *name),
+    (req, parent, name))
+SPOOLFS_SERIALIZED(forget, (fuse_req_t req, fuse_ino_t ino, uint64_t nlookup),
+    (req, ino, nlookup))
+SPOOLFS_SERIALIZED(forget_multi, (fuse_req_t req, size_t count, struct fuse_forget_data *forgets),
+    (req, count, forgets))
+SPOOLFS_SERIALIZED(getattr, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(setattr, (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi),
+    (req, ino, attr, to_set, fi))
+SPOOLFS_SERIALIZED(unlink, (fuse_req_t req, fuse_ino_t parent, const char *name),
+    (req, parent, name))
+SPOOLFS_SERIALIZED(rename, (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags),
+    (req, parent, name, newparent, newname, flags))
+SPOOLFS_SERIALIZED(create, (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi),
+    (req, parent, name, mode, fi))
+SPOOLFS_SERIALIZED(open, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(write, (fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off, struct fuse_file_info *fi),
+    (req, ino, data, size, off, fi))
+SPOOLFS_SERIALIZED(release, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(opendir, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+SPOOLFS_SERIALIZED(readdirplus, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+    (req, ino, size, off, fi))
+SPOOLFS_SERIALIZED(releasedir, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+    (req, ino, fi))
+
 static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.init		= spoolfs_init,
 	.lookup		= spoolfs_lookup,
@@ -1621,9 +1922,89 @@ static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.fsync		= spoolfs_fsync,
 	.opendir	= spoolfs_opendir,
 	.readdir	= spoolfs_readdir,
+	.readdirplus	= spoolfs_readdirplus,
 	.releasedir	= spoolfs_releasedir,
 	.statfs		= spoolfs_statfs,
 };
+
+/* ------------------------------------------------- the spool changed */
+
+/*
+ * On the watch thread: the kernel forgets the name dir/name and what it
+ * cached of the node behind it.  Never on a request's thread (watch.h).
+ */
+static void
+spoolfs_forget_name(struct spoolfs *fs, const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	uint64_t parent = inode_peek(&fs->nodes, dir), child;
+
+	if (spoolfs_child_path(dir, name, path, sizeof path) < 0)
+		return;
+	child = inode_peek(&fs->nodes, path);
+	if (parent != 0) {
+		(void) fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+		/* a negative offset: its attributes (times, link count) only */
+		(void) fuse_lowlevel_notify_inval_inode(fs->se, parent, -1, 0);
+	}
+	if (child != 0)
+		(void) fuse_lowlevel_notify_inval_inode(fs->se, child, 0, 0);
+}
+
+static bool
+spoolfs_node_is_cached(const struct inode *node)
+{
+	return spoolfs_entry_timeout(node->kind) > 0 && !node->pinned;
+}
+
+/* Events were lost: every message the kernel knows is forgotten. */
+static void
+spoolfs_forget_all(struct spoolfs *fs)
+{
+	struct inode_known *known;
+	size_t n;
+
+	if (inode_each_known(&fs->nodes, spoolfs_node_is_cached, &known, &n) < 0)
+		return;
+	log_warn("watch-overflow", "forgotten=%zu", n);
+	for (size_t i = 0; i < n; i++) {
+		char *slash = strrchr(known[i].path, '/');
+
+		if (slash == NULL)
+			continue;
+		*slash = '\0';
+		spoolfs_forget_name(fs, known[i].path, slash + 1);
+	}
+	inode_known_free(known, n);
+}
+
+static void
+spoolfs_spool_changed(void *arg, const char *dir, const char *name)
+{
+	struct spoolfs *fs = arg;
+	char status[NAME_MAX + 1];
+
+	if (dir == NULL)
+		return spoolfs_forget_all(fs);
+	spoolfs_forget_name(fs, dir, name);
+	if (strchr(dir, '/') == NULL && strcmp(dir, "inbox") != 0 &&
+	    snprintf(status, sizeof status, "%s%s", name, SPOOLFS_STATUS_SUFFIX) < (int) sizeof status)
+		spoolfs_forget_name(fs, dir, status);	/* queue/<id> and queue/<id>.status */
+}
+
+int
+spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+	return watch_start(fs->spool, spoolfs_spool_changed, fs, &fs->watch);
+}
+
+void
+spoolfs_watch_stop(struct spoolfs *fs)
+{
+	watch_stop(fs->watch);
+	fs->watch = NULL;
+}
 
 const struct fuse_lowlevel_ops *
 spoolfs_ops(void)
@@ -1640,6 +2021,7 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 
 	if (fs == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&fs->lock, NULL);
 	fs->cfg = cfg;
 	fs->spool = spool;
 	if ((r = inode_table_init(&fs->nodes)) < 0) {
@@ -1657,6 +2039,12 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 		node->nlookup = 0;	/* the kernel's count starts at its first lookup */
 	}
 	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
+	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0) {
+		inode_table_free(&fs->nodes);
+		pthread_mutex_destroy(&fs->lock);
+		free(fs);
+		return r;
+	}
 	spoolfs_touch_outbox(fs);
 	*out = fs;
 	return 0;
@@ -1679,6 +2067,15 @@ spoolfs_free(struct spoolfs *fs)
 		free(h);		/* its outbox entry goes with the set */
 	}
 	outfile_set_free(&fs->outbox);
+	if (fs->outbox.group != NULL) {
+		struct commitgroup_stats st;
+
+		commitgroup_get_stats(fs->outbox.group, &st);
+		log_info("outbox-commits", "commits=%llu batches=%llu max_batch=%llu", st.commits,
+		    st.batches, st.max_batch);
+	}
+	commitgroup_free(fs->outbox.group);
 	inode_table_free(&fs->nodes);
+	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }

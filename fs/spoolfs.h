@@ -9,6 +9,10 @@
  *	int spoolfs_new(const struct cfg *cfg, struct spool *spool,
  *			struct spoolfs **out);
  *	const struct fuse_lowlevel_ops *spoolfs_ops(void);
+ *	int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
+ *	void spoolfs_watch_stop(struct spoolfs *fs);
+ *	void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg),
+ *			void *arg);
  *	void spoolfs_free(struct spoolfs *fs);
  * DESCRIPTION
  *	What the mount shows:
@@ -22,9 +26,25 @@
  *	    queue/<id>.status           the envelope record, as on disk
  *	    sent/..., failed/...        the same for sent/ and failed/
  *
- *	Nothing is cached but names: every lookup, stat and listing asks the
- *	spool again, entry and attribute timeouts are 0, so a message that
- *	arrives or moves shows at once.  Files are read with pread(2) on a
+ *	Caches: a committed message never changes, so the kernel keeps the
+ *	name, attributes and pages of inbox/ messages and of queue/<id>,
+ *	sent/<id>, failed/<id> (entry and attribute timeouts of a minute,
+ *	keep_cache at open).  spoolfs_watch_start(), called once the session
+ *	is mounted, watches the spool (fs/watch.h) and tells the kernel to
+ *	forget a name and its node (fuse_lowlevel_notify_inval_entry and
+ *	_inode, from the watch thread) when the spool removes, moves or
+ *	replaces it, so that rm in the spool or a record moving to sent/
+ *	shows at once.  Names outside outbox/, and the attributes of
+ *	directories other than outbox/, are cached the same way (the watcher
+ *	invalidates a directory's attributes when a name in it comes or goes):
+ *	with default_permissions the kernel checks each directory of a path.
+ *	Nothing else is cached: records (.status, read with direct_io), outbox/
+ *	and its files have timeouts of 0, listings are read afresh at every
+ *	opendir (answered with readdirplus: names and attributes together),
+ *	and a name that does not exist is never cached, so a message that
+ *	arrives shows at once.  The timeout bounds what inotify cannot see
+ *	(another host writing a shared spool).  spoolfs_watch_stop() before
+ *	the session is unmounted.  Files are read with pread(2) on a
  *	descriptor opened O_RDONLY|O_NOFOLLOW|O_CLOEXEC at open(2) and kept in
  *	the file handle, so a message that moves (queue/ -> sent/) or is
  *	deleted stays readable by whoever has it open; fstat(2) works on it
@@ -69,11 +89,17 @@
  *	(a read that waits for the next message, a close that waits for the
  *	relay's answer).
  * THREADS
- *	The operations run on one thread: spoolgate-fs runs the
- *	single-threaded fuse_session_loop(), and the node table and the
- *	outbox set are not locked.  A close(2) in outbox/, and a write(2)
- *	that is refused (failed/ gets the file), sync the spool (tens of
- *	milliseconds) and hold up other operations meanwhile.
+ *	The operations run on libfuse's worker threads (spoolgate-fs runs
+ *	fuse_session_loop_mt()).  One lock in struct spoolfs serialises them,
+ *	except read and readdir, which touch only their own handle, and the
+ *	syncs of a close(2) that submits: flush lets the lock go while they
+ *	run (outfile.h), and concurrent submissions share their directory
+ *	syncs (commitgroup.h).  spoolfs.c says what each lock protects and
+ *	their order.  A write(2) that is refused (failed/ gets the file), a
+ *	submission at the last release and a rename that submits still sync
+ *	under the lock.  The spool watcher's thread reads the node table
+ *	under the table's lock (inode.h) and sends notifications holding no
+ *	lock.
  */
 #ifndef SPOOLGATE_FS_SPOOLFS_H
 #define SPOOLGATE_FS_SPOOLFS_H
@@ -83,11 +109,20 @@
 
 struct spoolfs;
 struct fuse_lowlevel_ops;
+struct fuse_session;
 
 /* 0 or -ENOMEM; fs keeps pointers to cfg and spool (they must outlive it). */
 int spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out);
 /* The operations; their userdata is the struct spoolfs. */
 const struct fuse_lowlevel_ops *spoolfs_ops(void);
+/*
+ * fn(arg) runs once, at the first request after the kernel processed the
+ * reply to INIT (under the operations' lock: it must not use the mount).
+ */
+void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg), void *arg);
+/* Watches the spool and invalidates the kernel's caches (0 or -errno). */
+int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
+void spoolfs_watch_stop(struct spoolfs *fs);
 /*
  * Frees the node table, the listings and file handles still open (an
  * unmount releases none), and removes the temporaries of outbox files

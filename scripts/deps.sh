@@ -25,6 +25,7 @@ SPOOLGATE_PACKAGES=(
 	bsd-mailx                                     # test_sendmail.py: mail -s subject root, through spoolgate-sendmail
 	libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl  # swaks --auth, swaks --tls
 	msmtp nmap                                    # test_auth.py: a user's client, smtp-open-relay
+	testssl.sh                                    # test_starttls.py: a TLS audit of the STARTTLS listener
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone

@@ -35,10 +35,16 @@
  *	users file of AUTH ([smtpd] auth_users, auth.h): the next AUTH uses
  *	it.  A file that does not load (others may read it, a bad line)
  *	changes nothing and is logged (event=relay-credentials,
- *	event=auth-users, level error).  Nothing else is reloaded: other
- *	changes of the configuration need a restart.
+ *	event=auth-users, level error).  It also reloads every listener's
+ *	certificate, chain and key (server_reload_tls()): new sessions get
+ *	the new ones, sessions open before keep working; files that do not
+ *	load keep the old ones in use (event=tls-reload-failed, naming the
+ *	file).  By then the daemon is no longer root: the files must be
+ *	readable by [spool] user.  Nothing else is reloaded: other changes of
+ *	the configuration need a restart.
  * SECURITY
- *	Started as root it binds first and then becomes [spool] user
+ *	Started as root it binds and loads the listeners' TLS keys first
+ *	(a key only root may read works) and then becomes [spool] user
  *	(initgroups, setgid, setuid; checked to be irreversible).  As root
  *	without a user it refuses to start: an SMTP listener facing the
  *	network does not run as root.
@@ -266,9 +272,10 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 
 	(void)what;
-	log_info("reload", "signal=%d what=credentials,auth_users", (int)sig);
+	log_info("reload", "signal=%d what=credentials,auth_users,certificates", (int)sig);
 	(void)runner_reload(d->runner);		/* logs what it did, or why not */
 	auth_reload(d->auth);			/* the same */
+	server_reload_tls(d->srv);		/* likewise, per listener */
 }
 
 /* One line per listener: where it listens and its policy. */

@@ -22,8 +22,15 @@
  *	opened again), or on any other accept error (ENOBUFS...), the listener
  *	pauses for a second instead of spinning on a socket that stays
  *	readable, and tries to get its reserve back.
+ *
+ *	TLS contexts are made per listener before its socket is bound (so a
+ *	listener that fails to bind leaves no context behind) from the
+ *	listener's tls_* keys; see server.h for what happens when they do not
+ *	load and on SIGHUP.
  * DIAGNOSTICS
- *	event=accept-error, out-of-descriptors, shutdown, shutdown-grace.
+ *	event=accept-error, out-of-descriptors, shutdown, shutdown-grace,
+ *	tls-unavailable (a context that did not load at start), tls-reload
+ *	and tls-reload-failed (SIGHUP).
  */
 
 #include <errno.h>
@@ -165,11 +172,11 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		return;
 	}
 	if (srv->nsessions >= srv->cfg->max_sessions) {
-		session_refuse(srv, fd, REPLY_TOO_MANY_SESSIONS, sa);
+		session_refuse(lst, fd, REPLY_TOO_MANY_SESSIONS, sa);
 		return;
 	}
 	if (sessions_from(srv, sa) >= srv->cfg->max_sessions_per_client) {
-		session_refuse(srv, fd, REPLY_TOO_MANY_FROM_CLIENT, sa);
+		session_refuse(lst, fd, REPLY_TOO_MANY_FROM_CLIENT, sa);
 		return;
 	}
 	session_accept(lst, fd, sa, salen);
@@ -203,7 +210,7 @@ refuse_with_reserve(struct server_listener *lst)
 	fd = accept4(evconnlistener_get_fd(lst->evl), (struct sockaddr *)&ss, &sslen,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd >= 0)
-		session_refuse(srv, fd, REPLY_OUT_OF_DESCRIPTORS, (struct sockaddr *)&ss);
+		session_refuse(lst, fd, REPLY_OUT_OF_DESCRIPTORS, (struct sockaddr *)&ss);
 	if (reserve_open(srv) < 0)
 		log_error("out-of-descriptors", "addr=%s error=\"%s\" reason=\"cannot reopen the reserve descriptor\"",
 		    lst->addr, strerror(errno));
@@ -261,6 +268,75 @@ format_address(const struct sockaddr_storage *ss, char *out, size_t size)
 	}
 }
 
+/* The listener's TLS files, as tls_server_new() takes them. */
+static struct tls_server_opts
+listener_tls_opts(const struct cfg_listener *lc)
+{
+	return (struct tls_server_opts){
+		.cert_file = lc->tls_cert_file,
+		.key_file = lc->tls_key_file,
+		.chain_file = lc->tls_chain_file,
+		.ciphers = lc->tls_ciphers,
+		.ciphersuites = lc->tls_ciphersuites,
+	};
+}
+
+/*
+ * The listener's policy, and its context when it has TLS.  Files that do
+ * not load leave the listener without TLS (logged), not the daemon down:
+ * an MX host keeps taking mail in plaintext while the operator fixes them.
+ */
+static int
+listener_tls_load(struct server_listener *lst)
+{
+	const struct cfg_listener *lc = lst->cfg;
+	struct tls_server_opts o = listener_tls_opts(lc);
+	char err[TLS_ERR_LEN], q[TLS_ERR_LEN + 16];
+
+	if (tls_policy_parse(lc->tls, &lst->tls_policy) < 0 || lst->tls_policy == TLS_POLICY_VERIFY) {
+		log_error("listen", "listener=%s tls=%s error=\"not a listener's TLS policy\"", lc->name, lc->tls);
+		return -EINVAL;
+	}
+	if (lst->tls_policy == TLS_POLICY_NONE)
+		return 0;
+	if (tls_server_new(&lst->tls, &o, err, sizeof(err)) < 0)
+		log_error("tls-unavailable", "listener=%s tls=%s error=%s action=\"%s\"", lc->name, lc->tls,
+		    log_quote(q, sizeof(q), err), lst->tls_policy == TLS_POLICY_WRAPPER ?
+		    "connections are closed until a reload loads the files" :
+		    "STARTTLS is answered 454 4.7.0 until a reload loads the files");
+	return 0;
+}
+
+/* SIGHUP: every listener's files again; a failure keeps what was in use. */
+static void
+listener_tls_reload(struct server_listener *lst)
+{
+	const struct cfg_listener *lc = lst->cfg;
+	struct tls_server_opts o = listener_tls_opts(lc);
+	char err[TLS_ERR_LEN], q[TLS_ERR_LEN + 16];
+	int r;
+
+	if (lst->tls_policy == TLS_POLICY_NONE)
+		return;
+	r = lst->tls != NULL ? tls_server_reload(lst->tls, &o, err, sizeof(err)) :
+	    tls_server_new(&lst->tls, &o, err, sizeof(err));
+	if (r < 0)
+		log_error("tls-reload-failed", "listener=%s error=%s action=\"%s\"", lc->name,
+		    log_quote(q, sizeof(q), err), lst->tls != NULL ? "the previous certificate stays in use" :
+		    "still without TLS");
+	else
+		log_info("tls-reload", "listener=%s cert=%s key=%s", lc->name, lc->tls_cert_file, lc->tls_key_file);
+}
+
+void
+server_reload_tls(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		listener_tls_reload(&srv->listeners[i]);
+}
+
 static int
 listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_listener *lc)
 {
@@ -273,11 +349,6 @@ listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_
 
 	lst->srv = srv;
 	lst->cfg = lc;
-	if (lc->tls != NULL && strcmp(lc->tls, "none") != 0) {
-		/* Until the server speaks TLS, such a policy would be a silent lie. */
-		log_error("listen", "listener=%s tls=%s error=\"TLS is not served yet\"", lc->name, lc->tls);
-		return -ENOTSUP;
-	}
 	if (cfg_split_hostport(lc->listen, host, sizeof(host), &portnum) < 0) {
 		log_error("listen", "listener=%s listen=%s error=\"not host:port or [ipv6]:port\"", lc->name, lc->listen);
 		return -EINVAL;
@@ -291,6 +362,10 @@ listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_
 		log_error("listen", "listener=%s listen=%s error=\"%s\"", lc->name, lc->listen, gai_strerror(r));
 		return -EINVAL;
 	}
+	if ((r = listener_tls_load(lst)) < 0) {
+		freeaddrinfo(ai);
+		return r;
+	}
 	lst->evl = evconnlistener_new_bind(srv->base, accept_cb, lst,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED,
 	    SERVER_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
@@ -298,6 +373,8 @@ listener_bind(struct server *srv, struct server_listener *lst, const struct cfg_
 	freeaddrinfo(ai);
 	if (lst->evl == NULL) {
 		log_error("listen", "listener=%s listen=%s error=\"%s\"", lc->name, lc->listen, strerror(r));
+		tls_server_free(lst->tls);
+		lst->tls = NULL;
 		return r ? -r : -EADDRNOTAVAIL;
 	}
 	evconnlistener_set_error_cb(lst->evl, accept_error_cb);
@@ -433,8 +510,10 @@ server_free(struct server *srv)
 	for (i = 0; srv->slots != NULL && i < srv->nslots; i++)
 		while (srv->slots[i] != NULL)
 			session_free(srv->slots[i]->session);	/* unregisters it */
-	for (i = 0; i < srv->nlisteners; i++)
+	for (i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_free(srv->listeners[i].evl);
+		tls_server_free(srv->listeners[i].tls);
+	}
 	if (srv->ev_resume != NULL)
 		event_free(srv->ev_resume);
 	if (srv->ev_grace != NULL)

@@ -8,6 +8,7 @@
  *			struct spool *spool, struct server **out);
  *	void server_start(struct server *srv, struct commitq *cq, struct runner *runner);
  *	void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
+ *	void server_reload_tls(struct server *srv);
  *	void server_free(struct server *srv);
  * DESCRIPTION
  *	server_new() binds one listening socket per configured listener
@@ -20,6 +21,20 @@
  *	accepted it.  server_address() is the first listener's bound address
  *	as "ip:port" / "[ip]:port" (the real port when the configured one was
  *	0); srv->listeners[i].addr the others'.
+ *
+ *	TLS: a listener whose tls is not none gets its OpenSSL server context
+ *	(tls.h: certificate, chain, key, ciphers) in server_new(), so while
+ *	still root: a key only root may read works.  When the files cannot be
+ *	loaded the error is logged (event=tls-unavailable, naming the file)
+ *	and the listener still starts, with tls NULL: under may it takes mail
+ *	in plaintext and answers STARTTLS 454 4.7.0 (as Postfix does), under
+ *	encrypt it takes no mail at all (MAIL is refused 530), under wrapper
+ *	it closes each connection.  server_reload_tls() (SIGHUP) builds every
+ *	listener's context again from its files: a context that loads
+ *	replaces the old one for new sessions (sessions already in TLS keep
+ *	theirs), one that does not leaves the old one in use and is logged
+ *	(event=tls-reload-failed, naming the file).  A reload happens after
+ *	the drop of root: the files must then be readable by [spool] user.
  *
  *	server_start() gives the server the committer and the relay's queue
  *	runner (which sessions kick at the end of DATA) and starts accepting.  A connection
@@ -56,6 +71,7 @@
 
 #include "../common/cfg.h"
 #include "../common/spool.h"
+#include "../common/tls.h"
 #include "commitq.h"
 #include "runner.h"
 
@@ -72,6 +88,8 @@ struct server_listener {
 	const struct cfg_listener *cfg;		/* name, listen, tls, auth, relay_networks */
 	struct evconnlistener  *evl;
 	char			addr[SERVER_ADDR_MAX];	/* bound address */
+	enum tls_policy		tls_policy;	/* none, may, encrypt or wrapper (cfg->tls) */
+	struct tls_server      *tls;		/* NULL: tls none, or the files did not load */
 };
 
 struct server {
@@ -103,6 +121,7 @@ int server_new(struct event_base *base, const struct cfg *cfg, struct spool *spo
 const char *server_address(const struct server *srv);
 void server_start(struct server *srv, struct commitq *cq, struct runner *runner);
 void server_shutdown(struct server *srv, void (*drained)(void *), void *arg);
+void server_reload_tls(struct server *srv);
 void server_free(struct server *srv);
 
 /* The session table (for session.c). */

@@ -36,19 +36,36 @@
  *	A client that half-closes after pipelining its commands still gets
  *	every reply, the 250 of a commit in flight included.
  *
+ *	TLS (RFC 3207, RFC 8314) follows the listener's policy (s->lst):
+ *	STARTTLS answers 220, drops what was pipelined behind it, stops
+ *	reading and enters ST_TLS, where no command is read; when the 220 has
+ *	left, a deferred event (ev_tls: never inside the bufferevent's own
+ *	callback) hands the socket from the plaintext bufferevent to an
+ *	OpenSSL socket bufferevent.  Its BEV_EVENT_CONNECTED sets tls_active
+ *	and returns to ST_GREETED with everything learned before forgotten
+ *	(session_forget(), which also has to clear AUTH state); any other
+ *	event in ST_TLS is a failed handshake, which ends the session with no
+ *	reply.  Under wrapper a session starts in ST_TLS on the OpenSSL
+ *	bufferevent and greets after the handshake.  starttls_offered() decides
+ *	EHLO's STARTTLS line; session_needs_tls() is the policy "TLS before
+ *	MAIL and AUTH" and session_refuse_without_tls() its 530 5.7.0.
  *	AUTH (RFC 4954) follows the policy of the listener that accepted the
  *	session (s->lst->cfg: auth, auth_plaintext, auth_min_mechanism,
  *	restrict_sender).  While an exchange runs (ST_AUTH) each line is a
  *	response handed to auth.c, never dispatched as a command; a wrong
  *	password waits in ST_AUTH_DELAY (a timer, nothing read meanwhile) before
- *	its 535, longer with each failure of the client address (auth.h).  tls_active is false until the STARTTLS side sets it; PLAIN and
+ *	its 535, longer with each failure of the client address (auth.h).
+ *	tls_active is set once a TLS handshake completed; PLAIN and
  *	LOGIN need it unless auth_plaintext.  An authenticated session may
  *	relay; its user goes into Received:, the queue record and the log.
  * DIAGNOSTICS
- *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted,
+ *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted
+ *	(with tls=<version> cipher=<name>, or tls=no),
  *	rejected (a message refused at the end of data), discarded (the
  *	session ended during DATA), commit-failed, spool-error, deadline
- *	(kind=command or kind=session), auth, auth-failed, state and command
+ *	(kind=command or kind=session), auth, auth-failed, tls (a handshake
+ *	completed), tls-failed (reason= from OpenSSL), starttls-injection
+ *	(octets= thrown away), tls-unavailable (no SSL could be made), state and command
  *	(debug).  Lines about a message carry id=<message id>.
  * SECURITY
  *	Every byte comes from the network: command lines are capped at
@@ -60,6 +77,10 @@
  *	cfg->command_deadline of the end of the previous one, however slowly
  *	its bytes trickle in, and the session ends after cfg->session_deadline
  *	(event=deadline, 421 4.4.2).  A commit in flight is our time, not the
+ *	client's: the deadline of the next line starts when it is done.  A
+ *	TLS handshake must end within command_deadline too (then the session
+ *	ends without a reply: neither plaintext nor TLS can carry one).  Bytes
+ *	sent in plaintext are never read as if they came through TLS.
  *	client's: the deadline of the next line starts when it is done; so
  *	is the delay before a 535.  AUTH responses are bounded by max_line
  *	(500 5.5.6), wiped from the line buffer after use, and never logged.
@@ -81,7 +102,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "../common/addr.h"
 #include "../common/cfg.h"
@@ -90,6 +115,7 @@
 #include "../common/log.h"
 #include "../common/sasl.h"
 #include "../common/spool.h"
+#include "../common/tls.h"
 #include "../common/userdb.h"
 #include "auth.h"
 #include "commitq.h"
@@ -115,6 +141,7 @@ enum smtp_state {
 	ST_AUTH_DELAY,		/* a failed AUTH waits before its 535 */
 	ST_DATA,		/* receiving the message */
 	ST_COMMIT,		/* message complete, its commit in flight */
+	ST_TLS,			/* TLS handshake (after 220 to STARTTLS, or first under wrapper) */
 	ST_CLOSING,		/* last reply queued: flush, then free */
 	ST__COUNT
 };
@@ -128,6 +155,7 @@ static const char *const state_names[ST__COUNT] = {
 	[ST_AUTH_DELAY] = "auth-delay",
 	[ST_DATA] = "data",
 	[ST_COMMIT] = "commit",
+	[ST_TLS] = "tls",
 	[ST_CLOSING] = "closing",
 };
 
@@ -171,7 +199,7 @@ struct session {
 	bool		may_relay;
 	bool		esmtp;
 	char		helo[SMTP_HELO_MAX];
-	bool		tls_active;	/* TLS is up on the connection (set by the STARTTLS side) */
+	bool		tls_active;	/* the TLS handshake completed: s->bev is an OpenSSL bufferevent */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" until AUTH succeeded */
 	const char     *auth_mech;	/* its mechanism (a static name), NULL before */
 	struct auth_exchange *authx;	/* the exchange of ST_AUTH */
@@ -183,6 +211,8 @@ struct session {
 	bool		processing;	/* process_input() is on the stack */
 	bool		free_scheduled;
 	bool		lingering;	/* last reply sent, our side shut down */
+	SSL	       *tls_pending;	/* made at STARTTLS, used once its 220 has left */
+	struct event   *ev_tls;	/* deferred: the 220 left, switch to the TLS bufferevent */
 	size_t		lingered;	/* bytes dropped while lingering */
 	char	       *line;		/* cfg->max_line + 1 */
 	struct txn	txn;
@@ -199,6 +229,7 @@ struct session_commit {
 	uint64_t	size;
 	char		from[ADDR_MAX];
 	char		client[INET6_ADDRSTRLEN];
+	char		tls[128];	/* "tls=TLSv1.3 cipher=..." or "tls=no", for the log */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
 };
 
@@ -215,7 +246,7 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn;
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
@@ -231,6 +262,7 @@ static const struct smtp_command commands[] = {
 	{ "HELP", ST_ANY, ARG_OPTIONAL, cmd_help, "HELP [<command>]" },
 	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
 	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
+	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
 };
 #define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -247,15 +279,24 @@ static const struct {
 	{ ST_RCPT, "AUTH", "AUTH not allowed during a mail transaction" },
 	{ ST_IDLE, NULL, "need MAIL command" },
 	{ ST_MAIL, "DATA", "need RCPT command" },
+	{ ST_MAIL, "STARTTLS", "MAIL transaction in progress" },
+	{ ST_RCPT, "STARTTLS", "MAIL transaction in progress" },
 };
 
-/* The extensions EHLO announces; each is honoured by cmd_mail(). */
-static const char *const ehlo_keywords[] = {
-	"PIPELINING",			/* RFC 2920 */
-	"SIZE",				/* RFC 1870, followed by the limit */
-	"8BITMIME",			/* RFC 6152 */
-	"ENHANCEDSTATUSCODES",		/* RFC 2034 */
-	"AUTH",				/* RFC 4954, followed by the mechanisms; only where offered */
+static bool starttls_offered(const struct session *s);
+static bool tls_allows_auth(const struct session *s);
+
+/* The extensions EHLO announces, each when offered() (NULL: always). */
+static const struct {
+	const char     *keyword;
+	bool	      (*offered)(const struct session *s);
+} ehlo_keywords[] = {
+	{ "PIPELINING", NULL },			/* RFC 2920 */
+	{ "SIZE", NULL },			/* RFC 1870, followed by the limit */
+	{ "8BITMIME", NULL },			/* RFC 6152 */
+	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
+	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
+	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -300,6 +341,8 @@ session_linger(struct session *s)
 		return;
 	s->lingering = true;
 	evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+	if (s->tls_active && !s->eof)
+		(void)SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));	/* close_notify; best effort */
 	if (s->eof || shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
 		session_schedule_free(s);
 		return;
@@ -405,6 +448,13 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		deadline_arm(s);
 		return;
 	}
+	if (s->state == ST_TLS) {
+		/* No reply: plaintext cannot go into a handshake, and TLS is not up. */
+		log_info("tls-failed", "session=%" PRIu64 " client=%s listener=%s reason=\"%s deadline passed\"",
+		    s->id, s->ip, s->lst->cfg->name, session_wide ? "session" : "command");
+		session_schedule_free(s);
+		return;
+	}
 	log_info("deadline", "session=%" PRIu64 " client=%s state=%s kind=%s seconds=%u", s->id, s->ip,
 	    state_names[s->state], session_wide ? "session" : "command",
 	    session_wide ? s->srv->cfg->session_deadline : s->srv->cfg->command_deadline);
@@ -441,8 +491,11 @@ session_free(struct session *s)
 	txn_reset(s);
 	auth_finish(s->authx);
 	bufferevent_free(s->bev);
+	SSL_free(s->tls_pending);
 	event_free(s->ev_free);
 	event_free(s->ev_deadline);
+	if (s->ev_tls != NULL)
+		event_free(s->ev_tls);
 	event_free(s->ev_auth_delay);
 	free(s->line);
 	free(s);
@@ -593,16 +646,25 @@ smtp_reply_uncounted(struct session *s, enum reply_id id, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * A refusal before any session exists.  On an implicit-TLS listener the
+ * client's first bytes are a ClientHello and it reads nothing but TLS: a
+ * plaintext 421 would be garbage to it, and a handshake only to say 421
+ * would spend the CPU an overload lacks.  The connection is closed without
+ * a word (sent=no in the log); the client retries later as for a 421.
+ */
 void
-session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id, const struct sockaddr *sa)
+session_refuse(const struct server_listener *lst, evutil_socket_t fd, enum reply_id id, const struct sockaddr *sa)
 {
+	struct server *srv = lst->srv;
 	const struct errmap_reply *r = errmap_get(id);
 	char buf[REPLY_LINE_MAX], q[REPLY_LINE_MAX + 16], client[INET6_ADDRSTRLEN] = "unknown";
 	size_t len = reply_format(buf, r, false, 0, srv->hostname, r->text);
+	bool plaintext = !tls_policy_is_wrapper(lst->tls_policy);
 	const void *a = NULL;
 
 	/* Best effort: the socket buffer of a new connection takes one line. */
-	if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	if (plaintext && send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("refuse-send", "error=%d", errno);
 	evutil_closesocket(fd);
 	buf[len - 2] = '\0';
@@ -612,7 +674,8 @@ session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id id, const s
 		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 	if (a != NULL && inet_ntop(sa->sa_family, a, client, sizeof(client)) == NULL)
 		snprintf(client, sizeof(client), "unknown");
-	log_warn("refused", "client=%s reply=%s sessions=%u", client, log_quote(q, sizeof(q), buf), srv->nsessions);
+	log_warn("refused", "client=%s reply=%s sessions=%u listener=%s sent=%s", client,
+	    log_quote(q, sizeof(q), buf), srv->nsessions, lst->cfg->name, plaintext ? "yes" : "no");
 }
 
 /*
@@ -689,6 +752,80 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 }
 
 /* ------------------------------------------------------------------ */
+/* TLS policy (RFC 3207)                                               */
+/* ------------------------------------------------------------------ */
+
+/* STARTTLS can be started now: a listener with a usable context, not yet in TLS. */
+static bool
+starttls_offered(const struct session *s)
+{
+	return !s->tls_active && s->lst->tls != NULL && tls_policy_tries_tls(s->lst->tls_policy);
+}
+
+/*
+ * The listener requires TLS (tls = encrypt) and this session has none yet:
+ * MAIL (and AUTH) must wait for STARTTLS.  Under wrapper a session has TLS
+ * from its first byte, so only encrypt can be without it.
+ */
+static bool
+session_needs_tls(const struct session *s)
+{
+	return !s->tls_active && tls_policy_requires_tls(s->lst->tls_policy);
+}
+
+/* AUTH is not offered where it would be refused for want of TLS (530). */
+static bool
+tls_allows_auth(const struct session *s)
+{
+	return !session_needs_tls(s);
+}
+
+/*
+ * The one place that answers 530 5.7.0 "Must issue a STARTTLS command
+ * first": true when it did (the caller stops there).  cmd_mail() calls it
+ * first thing; so does AUTH.
+ */
+static bool
+session_refuse_without_tls(struct session *s)
+{
+	if (!session_needs_tls(s))
+		return false;
+	smtp_reply(s, REPLY_STARTTLS_REQUIRED, NULL);
+	return true;
+}
+
+/*
+ * Everything learned from the client before TLS is forgotten (RFC 3207
+ * 4.2): the greeting, any transaction (STARTTLS is refused inside one, so
+ * there is none, but it costs nothing) and any AUTH state, which belongs
+ * here too.  The client must say EHLO again.
+ */
+static void
+session_forget(struct session *s)
+{
+	txn_abort(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	s->auth_user[0] = '\0';
+	s->auth_mech = NULL;
+	session_enter(s, ST_GREETED);
+}
+
+/* "tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384" or "tls=no", for log lines. */
+static void
+session_tls_describe(struct session *s, char *buf, size_t len)
+{
+	struct tls_info info;
+
+	if (!s->tls_active) {
+		snprintf(buf, len, "tls=no");
+		return;
+	}
+	tls_info_get(bufferevent_openssl_get_ssl(s->bev), &info);
+	snprintf(buf, len, "tls=%s cipher=%s", info.version, info.cipher);
+}
+
+/* ------------------------------------------------------------------ */
 /* Commands                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -730,11 +867,13 @@ cmd_ehlo(struct session *s, const char *arg)
 	snprintf(first, sizeof(first), "%s Hello %s [%s]", s->srv->hostname, s->helo, s->ip);
 	lines[0] = first;
 	for (i = 0; i < N_EHLO_KEYWORDS; i++) {
-		lines[n] = ehlo_keywords[i];
-		if (strcmp(ehlo_keywords[i], "SIZE") == 0) {
+		if (ehlo_keywords[i].offered != NULL && !ehlo_keywords[i].offered(s))
+			continue;
+		lines[n] = ehlo_keywords[i].keyword;
+		if (strcmp(ehlo_keywords[i].keyword, "SIZE") == 0) {
 			snprintf(size, sizeof(size), "SIZE %lu", s->srv->cfg->max_message_size);
 			lines[n] = size;
-		} else if (strcmp(ehlo_keywords[i], "AUTH") == 0) {
+		} else if (strcmp(ehlo_keywords[i].keyword, "AUTH") == 0) {
 			snprintf(auth, sizeof(auth), "AUTH");
 			if (!auth_offer(s, auth + 4, sizeof(auth) - 4))
 				continue;		/* not offered here, or no mechanism now */
@@ -912,6 +1051,8 @@ cmd_auth(struct session *s, const char *arg)
 		    errmap_get(REPLY_NOT_IMPLEMENTED)->text);
 		return;
 	}
+	if (session_refuse_without_tls(s))
+		return;
 	if (!s->esmtp || s->auth_user[0] != '\0') {
 		smtp_reply(s, REPLY_BAD_SEQUENCE, "%s: %s", errmap_get(REPLY_BAD_SEQUENCE)->text,
 		    s->esmtp ? "already authenticated" : "AUTH needs EHLO, not HELO");
@@ -968,6 +1109,8 @@ cmd_mail(struct session *s, const char *arg)
 	struct smtp_mail mail;
 	struct smtp_perror why;
 
+	if (session_refuse_without_tls(s))
+		return;
 	if (smtp_parse_mail(arg, &mail, &why) < 0) {
 		reply_parse_error(s, &why);
 		return;
@@ -1086,22 +1229,38 @@ received_protocol(const struct session *s)
 	return names[s->tls_active][s->auth_user[0] != '\0'];
 }
 
+/* "\n\t(using TLSv1.3 with cipher ... (256/256 bits))" as Postfix writes it, or "". */
+static void
+received_tls(struct session *s, char *buf, size_t len)
+{
+	struct tls_info info;
+	char text[256];
+
+	buf[0] = '\0';
+	if (!s->tls_active)
+		return;
+	tls_info_get(bufferevent_openssl_get_ssl(s->bev), &info);
+	tls_info_received(&info, text, sizeof(text));
+	snprintf(buf, len, "\n\t(%s)", text);
+}
+
 /* Our trace header (RFC 5321 4.4), folded as Postfix folds it; an
  * authenticated client is named as Postfix does (never a secret). */
 static int
 write_received(struct session *s)
 {
-	char hdr[2048], date[64], forwho[ADDR_MAX + 16] = "", authwho[USERDB_NAME_MAX + 40] = "";
+	char hdr[2048], date[64], forwho[ADDR_MAX + 16] = "", authwho[USERDB_NAME_MAX + 40] = "", tls[300];
 	int n;
 
 	rfc5322_date(date, sizeof(date));
 	if (s->txn.nrcpt == 1)
 		snprintf(forwho, sizeof(forwho), "\n\tfor <%s>", s->txn.rcpt[0].addr);
+	received_tls(s, tls, sizeof(tls));
 	if (s->auth_user[0] != '\0')
 		snprintf(authwho, sizeof(authwho), "\n\t(Authenticated sender: %s)", s->auth_user);
 	n = snprintf(hdr, sizeof(hdr),
-	    "Received: from %s (unknown [%s%s])%s\n\tby %s (spoolgate) with %s id %s%s;\n\t%s\n",
-	    s->helo, s->ipv6 ? "IPv6:" : "", s->ip, authwho, s->srv->hostname, received_protocol(s),
+	    "Received: from %s (unknown [%s%s])%s%s\n\tby %s (spoolgate) with %s id %s%s;\n\t%s\n",
+	    s->helo, s->ipv6 ? "IPv6:" : "", s->ip, tls, authwho, s->srv->hostname, received_protocol(s),
 	    spool_msg_id(s->txn.msg), forwho, date);
 	if (n < 0 || (size_t)n >= sizeof(hdr))
 		return -ENAMETOOLONG;
@@ -1166,6 +1325,61 @@ cmd_expn(struct session *s, const char *arg)
 {
 	(void)arg;
 	smtp_reply(s, REPLY_NOT_IMPLEMENTED, "EXPN: %s", errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+}
+
+static void tls_switch_when_flushed(struct session *s);
+static void tls_switch_cb(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * STARTTLS (RFC 3207).  The 220 goes out in plaintext; what the client
+ * pipelined behind STARTTLS is thrown away unread (CVE-2011-0411, the
+ * STARTTLS injection family of 2021: bytes sent in plaintext must not be
+ * answered as if they came through TLS); reading stops, so the client's
+ * ClientHello stays in the socket; once the 220 has left, the socket goes
+ * to an OpenSSL bufferevent (tls_switch_cb()).
+ */
+static void
+cmd_starttls(struct session *s, const char *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char err[TLS_ERR_LEN], q[TLS_ERR_LEN + 16];
+	size_t injected;
+
+	(void)arg;
+	if (s->tls_active) {
+		smtp_reply(s, REPLY_TLS_ALREADY_ACTIVE, NULL);
+		return;
+	}
+	if (!tls_policy_tries_tls(s->lst->tls_policy)) {
+		smtp_reply(s, REPLY_NOT_IMPLEMENTED, "STARTTLS: %s", errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+		return;
+	}
+	if (s->lst->tls == NULL) {
+		smtp_reply_uncounted(s, REPLY_TLS_UNAVAILABLE, NULL);	/* logged at start and at reload */
+		return;
+	}
+	if (s->ev_tls == NULL && (s->ev_tls = event_new(s->srv->base, -1, 0, tls_switch_cb, s)) == NULL) {
+		smtp_reply_uncounted(s, REPLY_TLS_UNAVAILABLE, NULL);
+		return;
+	}
+	if (tls_server_ssl(s->lst->tls, &s->tls_pending, err, sizeof(err)) < 0) {
+		log_error("tls-unavailable", "session=%" PRIu64 " client=%s listener=%s error=%s", s->id, s->ip,
+		    s->lst->cfg->name, log_quote(q, sizeof(q), err));
+		smtp_reply_uncounted(s, REPLY_TLS_UNAVAILABLE, NULL);
+		return;
+	}
+	if ((injected = evbuffer_get_length(in)) > 0) {
+		log_warn("starttls-injection", "session=%" PRIu64 " client=%s listener=%s octets=%zu "
+		    "action=\"discarded: sent after STARTTLS, before the TLS handshake\"", s->id, s->ip,
+		    s->lst->cfg->name, injected);
+		evbuffer_drain(in, injected);
+	}
+	s->discarding = false;
+	bufferevent_disable(s->bev, EV_READ);
+	session_forget(s);
+	session_enter(s, ST_TLS);
+	smtp_reply(s, REPLY_READY_TLS, NULL);
+	tls_switch_when_flushed(s);
 }
 
 static const struct smtp_command *
@@ -1425,8 +1639,8 @@ commit_done(void *arg, int result)
 			memcpy(auth, " auth=", 6);
 			log_quote(auth + 6, sizeof(auth) - 6, c->auth_user);
 		}
-		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s%s%s", id,
-		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client, auth,
+		log_info("accepted", "id=%s from=%s nrcpt=%zu size=%" PRIu64 " client=%s %s%s%s", id,
+		    log_quote(q, sizeof(q), from), c->nrcpt, c->size, c->client, c->tls, auth,
 		    s == NULL ? " session=gone" : "");
 		if (c->queued)
 			runner_kick(c->srv->runner);
@@ -1525,6 +1739,7 @@ data_finish(struct session *s)
 	c->size = spool_msg_size(t->msg);
 	snprintf(c->from, sizeof(c->from), "%s", t->from);
 	snprintf(c->client, sizeof(c->client), "%s", s->ip);
+	session_tls_describe(s, c->tls, sizeof(c->tls));
 	snprintf(c->auth_user, sizeof(c->auth_user), "%s", s->auth_user);
 	if ((err = commitq_submit(s->srv->cq, &c->job)) < 0) {
 		free(c);
@@ -1621,7 +1836,8 @@ read_command(struct session *s)
 static enum step
 process_step(struct session *s)
 {
-	if (s->free_scheduled || s->state == ST_CLOSING || s->state == ST_COMMIT || s->state == ST_AUTH_DELAY)
+	if (s->free_scheduled || s->state == ST_CLOSING || s->state == ST_COMMIT || s->state == ST_AUTH_DELAY ||
+	    s->state == ST_TLS)
 		return STEP_WAIT;
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
 		/* The client does not read its replies: stop reading it too. */
@@ -1655,6 +1871,129 @@ process_input(struct session *s)
 }
 
 /* ------------------------------------------------------------------ */
+/* TLS handshakes                                                      */
+/* ------------------------------------------------------------------ */
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Callbacks, read bound and idle timeouts of s->bev, plaintext or TLS. */
+static void
+session_bev_setup(struct session *s)
+{
+	const struct cfg *cfg = s->srv->cfg;
+	struct timeval idle = { (time_t)cfg->idle_timeout, 0 };
+	size_t in_high = cfg->max_line + 1 > IN_HIGH_MIN ? cfg->max_line + 1 : IN_HIGH_MIN;
+
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
+	bufferevent_set_timeouts(s->bev, &idle, &idle);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* An OpenSSL bufferevent that accepts a handshake on fd and owns fd and ssl, or NULL. */
+static struct bufferevent *
+tls_bev_new(struct session *s, evutil_socket_t fd, SSL *ssl)
+{
+	struct bufferevent *bev = bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev != NULL)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);	/* EOF without close_notify is EOF */
+	return bev;
+}
+
+/* The 220 to STARTTLS is queued: switch once it has left (write_cb() calls again). */
+static void
+tls_switch_when_flushed(struct session *s)
+{
+	if (s->tls_pending != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		event_active(s->ev_tls, 0, 0);
+}
+
+/*
+ * Deferred from write_cb(): the plaintext bufferevent is freed here, not
+ * in its own callback.  Its input is empty and reading was off since
+ * STARTTLS, so the first byte OpenSSL reads is the first byte the client
+ * sent after reading our 220.
+ */
+static void
+tls_switch_cb(evutil_socket_t unused, short what, void *arg)
+{
+	struct session *s = arg;
+	struct bufferevent *plain = s->bev, *bev;
+	evutil_socket_t fd = bufferevent_getfd(plain);
+	SSL *ssl = s->tls_pending;
+
+	(void)unused;
+	(void)what;
+	if (s->free_scheduled || s->state != ST_TLS || ssl == NULL)
+		return;
+	s->tls_pending = NULL;
+	if ((bev = tls_bev_new(s, fd, ssl)) == NULL) {
+		log_error("session-error", "session=%" PRIu64 " client=%s reason=\"cannot set up TLS\"", s->id, s->ip);
+		SSL_free(ssl);
+		session_schedule_free(s);
+		return;
+	}
+	bufferevent_setfd(plain, -1);		/* the socket is the TLS bufferevent's now */
+	bufferevent_free(plain);
+	s->bev = bev;
+	session_bev_setup(s);
+}
+
+/*
+ * The handshake is done.  After STARTTLS the client starts again with
+ * EHLO (session_forget() ran at STARTTLS); under wrapper the greeting
+ * comes now, the first thing said through TLS.
+ */
+static void
+tls_ready(struct session *s)
+{
+	struct tls_info info;
+	char text[1024];
+
+	s->tls_active = true;
+	tls_info_get(bufferevent_openssl_get_ssl(s->bev), &info);
+	tls_info_format(&info, text, sizeof(text));
+	log_info("tls", "session=%" PRIu64 " client=%s listener=%s %s", s->id, s->ip, s->lst->cfg->name, text);
+	session_enter(s, ST_GREETED);
+	deadline_restart(s);
+	if (tls_policy_is_wrapper(s->lst->tls_policy))
+		smtp_reply(s, REPLY_GREETING, "%s", s->srv->cfg->banner ? s->srv->cfg->banner : "ESMTP");
+	process_input(s);
+}
+
+/* The handshake failed: one log line that says why, and the session ends. */
+static void
+tls_failed(struct session *s, short what)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	unsigned long code = ssl != NULL ? bufferevent_get_openssl_error(s->bev) : 0;
+	char why[TLS_ERR_LEN], q[TLS_ERR_LEN + 16];
+
+	if (what & BEV_EVENT_TIMEOUT)
+		snprintf(why, sizeof(why), "timed out");
+	else
+		tls_handshake_error_code(ssl, code, why, sizeof(why));
+	while (ssl != NULL && bufferevent_get_openssl_error(s->bev) != 0)
+		;
+	log_info("tls-failed", "session=%" PRIu64 " client=%s listener=%s reason=%s", s->id, s->ip,
+	    s->lst->cfg->name, log_quote(q, sizeof(q), why));
+	session_schedule_free(s);
+}
+
+static void
+tls_event(struct session *s, short what)
+{
+	if ((what & BEV_EVENT_CONNECTED) && s->tls_pending == NULL)
+		tls_ready(s);
+	else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		tls_failed(s, what);
+}
+
+/* ------------------------------------------------------------------ */
 /* Bufferevent callbacks                                               */
 /* ------------------------------------------------------------------ */
 
@@ -1680,6 +2019,10 @@ write_cb(struct bufferevent *bev, void *arg)
 		session_linger(s);
 		return;
 	}
+	if (s->state == ST_TLS) {
+		tls_switch_when_flushed(s);
+		return;
+	}
 	if (s->out_paused) {
 		s->out_paused = false;
 		if (!s->eof)
@@ -1694,6 +2037,10 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (s->state == ST_TLS) {
+		tls_event(s, what);
+		return;
+	}
 	if (what & BEV_EVENT_EOF) {
 		s->eof = true;
 		bufferevent_disable(s->bev, EV_READ);
@@ -1740,14 +2087,42 @@ peer_name(struct session *s, const struct sockaddr *sa)
 		snprintf(s->ip, sizeof(s->ip), "unknown");
 }
 
+/*
+ * Implicit TLS (RFC 8314): the session starts in ST_TLS on an OpenSSL
+ * bufferevent; the greeting waits for the handshake (tls_ready()).
+ */
+static int
+session_wrapper_bev(struct session *s, evutil_socket_t fd)
+{
+	char err[TLS_ERR_LEN], q[TLS_ERR_LEN + 16];
+	SSL *ssl;
+
+	if (s->lst->tls == NULL) {
+		log_warn("refused", "session=%" PRIu64 " client=%s listener=%s sent=no "
+		    "reason=\"implicit TLS without a certificate (see event=tls-unavailable)\"", s->id, s->ip,
+		    s->lst->cfg->name);
+		return -ENOENT;
+	}
+	if (tls_server_ssl(s->lst->tls, &ssl, err, sizeof(err)) < 0) {
+		log_error("tls-unavailable", "session=%" PRIu64 " client=%s listener=%s error=%s", s->id, s->ip,
+		    s->lst->cfg->name, log_quote(q, sizeof(q), err));
+		return -ENOMEM;
+	}
+	if ((s->bev = tls_bev_new(s, fd, ssl)) == NULL) {
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	s->state = ST_TLS;
+	return 0;
+}
+
 void
 session_accept(const struct server_listener *lst, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
 	struct server *srv = lst->srv;
 	const struct cfg *cfg = srv->cfg;
-	struct timeval idle = { (time_t)cfg->idle_timeout, 0 };
-	size_t in_high = cfg->max_line + 1 > IN_HIGH_MIN ? cfg->max_line + 1 : IN_HIGH_MIN;
 	struct session *s;
+	int err = -ENOMEM;
 
 	(void)salen;
 	if ((s = calloc(1, sizeof(*s))) == NULL || (s->line = malloc(cfg->max_line + 1)) == NULL)
@@ -1761,23 +2136,26 @@ session_accept(const struct server_listener *lst, evutil_socket_t fd, const stru
 	    (s->ev_deadline = evtimer_new(srv->base, deadline_cb, s)) == NULL ||
 	    (s->ev_auth_delay = evtimer_new(srv->base, auth_delay_cb, s)) == NULL)
 		goto fail;
-	if ((s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+	if (tls_policy_is_wrapper(lst->tls_policy)) {
+		if ((err = session_wrapper_bev(s, fd)) < 0)
+			goto fail;
+	} else if ((s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		goto fail;
+	}
 	fd = -1;				/* the bufferevent owns it now */
 	if (server_register(srv, s, sa, &s->id) < 0)
 		goto fail;
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
-	bufferevent_set_timeouts(s->bev, &idle, &idle);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_bev_setup(s);
 	s->started_ms = s->line_ms = monotonic_ms();
 	deadline_arm(s);
 	log_info("connect", "session=%" PRIu64 " client=%s listener=%s relay=%s", s->id, s->ip, lst->cfg->name,
 	    s->may_relay ? "yes" : "no");
-	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
+	if (s->state != ST_TLS)
+		smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
 	return;
 fail:
-	log_error("session-error", "error=%d reason=\"cannot set up a session\"", ENOMEM);
+	if (err == -ENOMEM)
+		log_error("session-error", "error=%d reason=\"cannot set up a session\"", ENOMEM);
 	if (fd >= 0)
 		evutil_closesocket(fd);
 	if (s != NULL) {
@@ -1803,6 +2181,10 @@ session_stop(struct session *s)
 		return;
 	if (s->state == ST_COMMIT)
 		return;			/* commit_done() replies, then says 421 */
+	if (s->state == ST_TLS) {
+		session_schedule_free(s);	/* mid-handshake: nothing can be said */
+		return;
+	}
 	bufferevent_set_timeouts(s->bev, NULL, &tv);
 	smtp_reply(s, REPLY_SHUTDOWN, NULL);
 	session_close(s);

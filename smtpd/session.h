@@ -6,7 +6,7 @@
  *
  *	void session_accept(const struct server_listener *lst, evutil_socket_t fd,
  *			const struct sockaddr *sa, int salen);
- *	void session_refuse(struct server *srv, evutil_socket_t fd,
+ *	void session_refuse(const struct server_listener *lst, evutil_socket_t fd,
  *			enum reply_id reply, const struct sockaddr *sa);
  *	void session_stop(struct session *s);
  *	void session_free(struct session *s);
@@ -23,10 +23,25 @@
  *	in do not restart it), cfg->session_deadline for the whole session;
  *	each ends it with 421 4.4.2.
  *
+ *	TLS follows the listener's tls (server.h): STARTTLS (RFC 3207) is
+ *	offered in EHLO on a listener with a usable certificate (may,
+ *	encrypt) until TLS is up, answered 220 2.0.0, 454 4.7.0 (no usable
+ *	certificate), 502 5.5.1 (tls = none), 501 5.5.4 (an argument), 503
+ *	5.5.1 (inside a transaction or inside TLS); everything learned before
+ *	the handshake is forgotten and bytes pipelined behind STARTTLS are
+ *	discarded (event=starttls-injection).  Under encrypt MAIL before TLS is
+ *	530 5.7.0.  Under wrapper (RFC 8314) the handshake comes first, then
+ *	the greeting.  A failed handshake ends the session without a reply
+ *	(event=tls-failed with OpenSSL's reason).  Received: then names the TLS
+ *	version and cipher and says ESMTPS; event=accepted says tls=... or
+ *	tls=no.
+ *
  *	session_refuse() answers a connection with one reply (421 when there
  *	are too many sessions, too many from its address, or no descriptor
  *	left) without making a session, and closes it; sa (may be NULL) is
- *	the client's address, for the log.
+ *	the client's address, for the log.  On a wrapper listener nothing is
+ *	sent (the client expects a TLS handshake, not plaintext): the
+ *	connection is only closed, and the log line says sent=no.
  *
  *	session_stop() is the server shutting down: the session says 421 4.3.2
  *	and closes, except while its message is being committed, in which case
@@ -50,7 +65,8 @@
 
 void session_accept(const struct server_listener *lst, evutil_socket_t fd, const struct sockaddr *sa,
     int salen);
-void session_refuse(struct server *srv, evutil_socket_t fd, enum reply_id reply, const struct sockaddr *sa);
+void session_refuse(const struct server_listener *lst, evutil_socket_t fd, enum reply_id reply,
+    const struct sockaddr *sa);
 void session_stop(struct session *s);
 void session_free(struct session *s);
 

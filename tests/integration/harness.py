@@ -424,12 +424,13 @@ class Instance:
         self.write_config()
         return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env, preexec)
 
-    def start_fs(self):
+    def start_fs(self, env=None):
+        """env: extra environment variables for the daemon (LD_PRELOAD...)."""
         if is_mounted(self.mnt):
             # A dead mount left by a killed fs daemon: what an operator does.
             unmount(self.mnt)
         self.write_config()
-        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted')
+        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted', env)
 
     def kill(self, which, sig=signal.SIGKILL):
         """Send sig and wait (bounded) for the process to exit."""
@@ -763,6 +764,15 @@ def assert_reply(tc, r, code, esc=None, what=''):
                    ' ' + esc if esc else '', r))
     if esc is not None:
         tc.assertEqual(r.esc, esc, '%s: expected enhanced code %s, got %r' % (what, esc, r))
+
+
+def batch_stats(tc, text, event, count_key):
+    """The (count, batches, max_batch) of a group-commit statistics line
+    ("event=EVENT COUNT_KEY=n batches=n max_batch=n") in a daemon's log;
+    fails tc if there is none."""
+    m = re.search(r'event=%s %s=(\d+) batches=(\d+) max_batch=(\d+)' % (event, count_key), text)
+    tc.assertIsNotNone(m, 'no %s line in the log' % event)
+    return tuple(int(x) for x in m.groups())
 
 
 def queued_id(reply_text):

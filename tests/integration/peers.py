@@ -6,7 +6,9 @@ Reusable pieces for tests that need a TLS- and AUTH-capable server:
     cert, key = ca.issue('mx', dns=['mx.test'], ips=['127.0.0.1'])
                                        a server certificate signed by it.
     pf = Postfix(dir, ca, users={'me@mail.test': 'pw'}, services=[...])
-    pf.start() / pf.stop()             a private Postfix instance: its own
+    pf.start() / pf.stop()             a private Postfix instance (extra_main:
+                                       more main.cf settings, e.g. a
+                                       relayhost: Postfix as a client): its own
                                        config_directory, queue_directory,
                                        data_directory and log (maillog_file
                                        through postlogd), never /etc/postfix;
@@ -171,7 +173,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class Postfix:
     """A private Postfix instance in dir: submission peer with TLS and SASL."""
 
-    def __init__(self, dir, ca, cert, users, services, extra_certs=None):
+    def __init__(self, dir, ca, cert, users, services, extra_certs=None, extra_main=None):
         self.dir = dir
         self.conf = os.path.join(dir, 'etc')
         self.queue = os.path.join(dir, 'queue')
@@ -189,7 +191,7 @@ class Postfix:
         os.chown(self.data, self.uid, self.gid)
         os.chown(self.vmail, self.uid, self.gid)
         certs = dict(extra_certs or {})
-        self._write_main(ca, cert)
+        self._write_main(ca, cert, extra_main or {})
         with open(os.path.join(self.conf, 'master.cf'), 'w') as f:
             for s in services:
                 f.write(s.master_line(certs))
@@ -200,7 +202,7 @@ class Postfix:
         for user, password in users.items():
             self.set_password(user, password)
 
-    def _write_main(self, ca, cert):
+    def _write_main(self, ca, cert, extra):
         cert_file, key_file = cert
         lines = {
             'compatibility_level': '3.6',
@@ -255,6 +257,7 @@ class Postfix:
             'maximal_queue_lifetime': '1h',
             'bounce_queue_lifetime': '1h',
         }
+        lines.update(extra)	# e.g. a relayhost and smtp_tls_* for Postfix as a client
         with open(os.path.join(self.conf, 'main.cf'), 'w') as f:
             for k, v in lines.items():
                 f.write('%s = %s\n' % (k, v))

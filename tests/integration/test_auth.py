@@ -58,8 +58,10 @@ USERS = {
 }
 
 
-def make_users(path, owner=None):
-    for name, (password, opts) in USERS.items():
+def make_users(path, owner=None, users=None):
+    """Users (name -> (password, spoolgate-passwd options); USERS by default)
+    added to the users file path by the real spoolgate-passwd, then given to owner."""
+    for name, (password, opts) in (users or USERS).items():
         r = subprocess.run([PASSWD, '-f', path, 'add', '--stdin'] + opts + [name],
                            input=password + '\n', capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr

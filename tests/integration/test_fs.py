@@ -375,7 +375,7 @@ class Mount(unittest.TestCase):
         self.assertEqual(self.gw.record_ids(), before)
 
     def test_inbox_many_and_cur(self):
-        """300 messages list completely (readdir offsets); a file moved to cur/ stays visible"""
+        """300 messages list completely (readdir offsets) with their attributes; a file moved to cur/ stays visible"""
         with smtplib.SMTP('127.0.0.1', self.gw.port, timeout=30) as s:
             s.ehlo('client.example')
             for i in range(300):
@@ -386,6 +386,13 @@ class Mount(unittest.TestCase):
         listed = os.listdir(self.mnt('inbox', 'many'))
         self.assertEqual(len(listed), len(set(listed)), 'duplicate names in readdir')
         self.assertEqual(sorted(listed), spool_names)
+        # ls -l: the attributes came with the listing (readdirplus) and are what the spool has
+        for entry in os.scandir(self.mnt('inbox', 'many')):
+            disk = os.stat(self.gw.path('mail', 'many', 'new', entry.name))
+            st = entry.stat(follow_symlinks=False)
+            self.assertEqual((st.st_size, int(st.st_mtime), st.st_mode & 0o7777),
+                             (disk.st_size, int(disk.st_mtime), disk.st_mode & 0o5555), entry.name)
+            self.assertEqual(st.st_ino, entry.inode(), entry.name)
         # A mail reader moves a message to cur/ with an info suffix.
         name = spool_names[0]
         os.rename(self.gw.path('mail', 'many', 'new', name),
@@ -699,6 +706,63 @@ class Mount(unittest.TestCase):
         finally:
             os.close(fd)
 
+    def test_cache_new_mail_listed(self):
+        """after a listing and stats the kernel may cache, mail delivered by SMTP is listed at once"""
+        first = self.gw.find_mail('cached', self.send_smtp('cached', 'cached first'))
+        box = self.mnt('inbox', 'cached')
+        listed = os.listdir(box)
+        self.assertEqual(listed, [first])
+        for name in listed:
+            os.stat(os.path.join(box, name))
+            with open(os.path.join(box, name), 'rb') as f:
+                f.read()
+        with self.assertRaises(FileNotFoundError):
+            os.stat(os.path.join(box, 'not-yet'))
+        second = self.gw.find_mail('cached', self.send_smtp('cached', 'cached second'))
+        # no wait: the 250 came after the message was in new/
+        self.assertEqual(sorted(os.listdir(box)), sorted([first, second]))
+        with open(os.path.join(box, second), 'rb') as f:
+            self.assertEqual(f.read(), self.gw.read_mail('cached', second))
+
+    def test_cache_spool_changes_seen(self):
+        """cached messages: rm, a move and a replacement made in the spool show promptly"""
+        names = [self.gw.find_mail('spoolside', self.send_smtp('spoolside', 'spool side %d' % i))
+                 for i in range(3)]
+        box = self.mnt('inbox', 'spoolside')
+        for name in names:		# cached: names, attributes, pages
+            with open(os.path.join(box, name), 'rb') as f:
+                f.read()
+            os.stat(os.path.join(box, name))
+        gone, moved, replaced = names
+        os.unlink(self.gw.path('mail', 'spoolside', 'new', gone))
+        os.rename(self.gw.path('mail', 'spoolside', 'new', moved),
+                  self.gw.path('mail', 'spoolside', 'cur', moved + ':2,S'))
+        new_bytes = b'Subject: replaced in the spool\n\na longer body than before, read anew\n'
+        tmp = self.gw.path('mail', 'spoolside', 'tmp', 'replacement')
+        with open(tmp, 'wb') as f:
+            f.write(new_bytes)
+        os.rename(tmp, self.gw.path('mail', 'spoolside', 'new', replaced))
+        for name in (gone, moved):
+            harness.wait_until(lambda: not os.path.exists(os.path.join(box, name)), 10,
+                               'stat of %s to fail after it left new/ in the spool' % name)
+        self.assertEqual(sorted(os.listdir(box)), sorted([moved + ':2,S', replaced]))
+        harness.wait_until(lambda: os.stat(os.path.join(box, replaced)).st_size == len(new_bytes),
+                           10, 'the size of the replaced message')
+        with open(os.path.join(box, replaced), 'rb') as f:
+            self.assertEqual(f.read(), new_bytes)
+        # a queued message whose record moves to failed/ in the spool
+        msgid = self.submit(message(subject='record moves'), 'moves.eml')
+        # the relay tries it at once and puts it back (nothing listens): then move it
+        harness.wait_until(lambda: 'attempts: 1\n' in (self.gw.find_record(msgid)[1] or '')
+                           and self.gw.find_record(msgid)[0] == 'queue', 15, 'first attempt')
+        with open(self.mnt('queue', msgid), 'rb') as f:
+            f.read()
+        os.stat(self.mnt('queue', msgid))
+        os.rename(self.gw.path('queue', msgid), self.gw.path('failed', msgid))
+        harness.wait_until(lambda: not os.path.exists(self.mnt('queue', msgid)), 10,
+                           'queue/%s to go after its record moved to failed/' % msgid)
+        self.assertTrue(os.path.exists(self.mnt('failed', msgid)))
+
     def test_readonly_dirs(self):
         """queue/, sent/, failed/: create, write, unlink, rename, mkdir are refused"""
         msgid = self.submit(message(subject='read only'), 'ro.eml')
@@ -721,6 +785,54 @@ class Mount(unittest.TestCase):
                 os.rename(p, self.mnt('queue', 'renamed'))
             self.assertIn(cm.exception.errno, REFUSED)
         self.assertEqual(self.gw.find_record(msgid)[0] in ('queue', 'active'), True)
+
+
+class SlowSync(unittest.TestCase):
+    """spoolgate-fs with an LD_PRELOAD shim that makes fdatasync and fsync
+    slow (tests/shim/slow_sync.c): closes in outbox/ that sync do not hold
+    up other requests, and concurrent closes share their directory syncs."""
+
+    WRITERS = 4
+    SLOW_MS = 1500
+
+    def test_closes_sync_while_others_are_served(self):
+        """4 cp into outbox/ syncing: listings are served meanwhile; the closes share batches"""
+        shim = os.environ.get('SPOOLGATE_SLOW_SYNC_SHIM', '')
+        if not os.path.exists(shim):
+            self.skipTest('SPOOLGATE_SLOW_SYNC_SHIM not built (run through meson test)')
+        gw = harness.Instance('fs-slow')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        with smtplib.SMTP('127.0.0.1', gw.port, timeout=15) as c:
+            c.sendmail('alice@example.org', ['bob@localhost'], b'Subject: there\r\n\r\nbody\r\n')
+        gw.start_fs(env={'LD_PRELOAD': shim, 'SPOOLGATE_SLOW_FDATASYNC_MS': str(self.SLOW_MS),
+                         'SPOOLGATE_SLOW_FSYNC_MS': str(self.SLOW_MS)})
+        before = gw.record_ids()
+        cps = []
+        for i in range(self.WRITERS):
+            src = os.path.join(gw.dir, 'slow-%d.eml' % i)
+            with open(src, 'wb') as f:
+                f.write(message(subject='slow %d' % i))
+            cps.append(subprocess.Popen(['cp', src, os.path.join(gw.mnt, 'outbox', 'slow-%d.eml' % i)],
+                                        stderr=subprocess.PIPE))
+        self.addCleanup(lambda: [p.kill() for p in cps if p.poll() is None])
+        # each submission's files wait in tmp/ for their slow syncs
+        harness.wait_until(lambda: len(gw.listdir('tmp')) >= self.WRITERS, 20,
+                           'every submission to reach its syncs')
+        # opendir always asks the daemon: these are served while the closes sync
+        self.assertEqual(len(os.listdir(os.path.join(gw.mnt, 'inbox', 'bob'))), 1)
+        self.assertEqual(len(os.listdir(os.path.join(gw.mnt, 'outbox'))), self.WRITERS)
+        self.assertTrue(all(p.poll() is None for p in cps),
+                        'a close returned before the listings were served: nothing overlapped')
+        for p in cps:
+            self.assertEqual(p.wait(timeout=120), 0, p.stderr.read())
+        self.assertEqual(len(gw.record_ids() - before), self.WRITERS)
+        gw.stop('fs')
+        commits, batches, max_batch = harness.batch_stats(self, gw.read_log('fs'), 'outbox-commits',
+                                                          'commits')
+        log('  %d closes committed in %d batches, largest %d' % (commits, batches, max_batch))
+        self.assertEqual(commits, self.WRITERS)
+        self.assertLess(batches, commits, 'concurrent closes did not share a directory sync')
 
 
 class Restart(unittest.TestCase):

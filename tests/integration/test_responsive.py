@@ -98,10 +98,8 @@ class Responsive(unittest.TestCase):
             self.assertIsNotNone(gw.find_mail('bob', msgid), 'message %s not in mail/bob/new' % msgid)
 
         gw.stop('smtpd')
-        stats = re.search(r'event=commitq-stats jobs=(\d+) batches=(\d+) max_batch=(\d+)',
-                          gw.read_log('smtpd'))
-        self.assertIsNotNone(stats, 'no commitq-stats line at shutdown')
-        jobs, batches, max_batch = (int(x) for x in stats.groups())
+        jobs, batches, max_batch = harness.batch_stats(self, gw.read_log('smtpd'), 'commitq-stats',
+                                                       'jobs')
         log('  commitq: %d jobs in %d batches, largest %d' % (jobs, batches, max_batch))
         self.assertEqual(jobs, 1 + FOLLOWERS)
         self.assertGreaterEqual(max_batch, 2, 'commits that waited together were not grouped')

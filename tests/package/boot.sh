@@ -13,7 +13,8 @@
 #	systemd-nspawn boots it (private network, /dev/fuse bound in,
 #	CAP_SYS_ADMIN kept for the FUSE mount) and, from inside, checks that
 #	  * both units are active, their Type=notify status texts say
-#	    "listening on 127.0.0.1:25 (1 listener)" and "mounted at ...";
+#	    "listening on 127.0.0.1:25 (2 listeners)" (MX and submission) and
+#	    "mounted at ...";
 #	  * smtpd runs as spoolgate with CAP_NET_BIND_SERVICE as its only
 #	    capability;
 #	  * the FUSE mount is seen outside spoolgate-fs's unit (the container's
@@ -90,6 +91,10 @@ if [ "${1:-}" = --inside ]; then
 	if [ -z "$deb" ]; then		# as README.md says for a source install
 		chroot "$root" adduser --system --group --quiet --no-create-home --home /nonexistent spoolgate
 		chroot "$root" install -d -o spoolgate -g spoolgate -m 0750 "$spool"
+		users=$(chroot "$root" "$smtpd" -c "$conf" -p smtpd.auth_users)
+		# Not "install /dev/null": the overlay of / has no devtmpfs, and what
+		# is left at /dev/null on the root filesystem need not be empty.
+		chroot "$root" sh -c 'umask 077 && : > "$1" && chown spoolgate:spoolgate "$1"' sh "$users"
 	fi
 	# Only what the test needs boots: the machine's own services are masked.
 	for u in $(cd "$root/etc/systemd/system" && find . -path './*.wants/*' -printf '%f\n' | sort -u); do
@@ -120,10 +125,10 @@ if [ "${1:-}" = --inside ]; then
 
 	for u in spoolgate-smtpd spoolgate-fs; do
 		[ "$(in_box systemctl is-active "$u")" = active ] ||
-			{ in_box systemctl status --no-pager "$u" >&2 || true; fail "$u is not active"; }
+			{ in_box systemctl status --no-pager "$u" >&2 || true; in_box journalctl --no-pager -u "$u" >&2 || true; fail "$u is not active"; }
 	done
 	status=$(in_box systemctl show -p StatusText --value spoolgate-smtpd)
-	[ "$status" = "listening on 127.0.0.1:25 (1 listener)" ] || fail "smtpd's status: '$status'"
+	[ "$status" = "listening on 127.0.0.1:25 (2 listeners)" ] || fail "smtpd's status: '$status'"
 	status=$(in_box systemctl show -p StatusText --value spoolgate-fs)
 	[ "$status" = "mounted at $mnt" ] || fail "spoolgate-fs's status: '$status'"
 

@@ -3,13 +3,17 @@
  *	slow_sync - an LD_PRELOAD shim that makes fdatasync(2) slow
  * SYNOPSIS
  *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=3000 spoolgate-smtpd ...
+ *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=1500 \
+ *	    SPOOLGATE_SLOW_FSYNC_MS=1500 spoolgate-fs ...
  * DESCRIPTION
- *	For tests only (tests/integration/test_responsive.py): every
- *	fdatasync() sleeps SPOOLGATE_SLOW_FDATASYNC_MS milliseconds before it
- *	does its work, as on a disk whose flushes are slow.  The test shows
- *	that other sessions are served meanwhile (the event loop never
- *	syncs) and that the commits waiting meanwhile share one batch.
- *	fsync(2) is left alone, so start-up recovery is not slowed.
+ *	For tests only (tests/integration/test_responsive.py, test_fs.py):
+ *	every fdatasync() sleeps SPOOLGATE_SLOW_FDATASYNC_MS milliseconds
+ *	before it does its work, as on a disk whose flushes are slow.  The
+ *	tests show that other sessions and requests are served meanwhile
+ *	and that the commits waiting meanwhile share one batch.  fsync(2)
+ *	(the spool's directory syncs) sleeps SPOOLGATE_SLOW_FSYNC_MS when
+ *	that is set, and is left alone otherwise, so that smtpd's start-up
+ *	recovery is not slowed.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -17,15 +21,14 @@
 #include <unistd.h>
 
 int fdatasync(int fd);
+int fsync(int fd);
 
-int
-fdatasync(int fd)
+/* Sleeps the milliseconds the variable name holds, if it is set. */
+static void
+slow_down(const char *name)
 {
-	static int (*real_fdatasync)(int);
-	const char *ms = getenv("SPOOLGATE_SLOW_FDATASYNC_MS");
+	const char *ms = getenv(name);
 
-	if (real_fdatasync == NULL)
-		real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	if (ms != NULL) {
 		long v = strtol(ms, NULL, 10);
 		struct timespec ts = { v / 1000, (v % 1000) * 1000000L };
@@ -33,5 +36,26 @@ fdatasync(int fd)
 		while (nanosleep(&ts, &ts) != 0)
 			;
 	}
+}
+
+int
+fdatasync(int fd)
+{
+	static int (*real_fdatasync)(int);
+
+	if (real_fdatasync == NULL)
+		real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	slow_down("SPOOLGATE_SLOW_FDATASYNC_MS");
 	return real_fdatasync(fd);
+}
+
+int
+fsync(int fd)
+{
+	static int (*real_fsync)(int);
+
+	if (real_fsync == NULL)
+		real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	slow_down("SPOOLGATE_SLOW_FSYNC_MS");
+	return real_fsync(fd);
 }

@@ -18,6 +18,10 @@
  *	skipped otherwise), the first cause wins and nothing becomes
  *	visible; unpublish removes the published names, and a publish that
  *	fails half-way takes back what it linked (and only that);
+ *	commitgroup: eight threads committing at once all get 0, every
+ *	record and data file is there and tmp/ is empty, the statistics count
+ *	eight commits in one to eight batches; a message with no target
+ *	fails alone (-EDESTADDRREQ) and is counted in no batch;
  *	spool_recover() removes temporaries of dead
  *	processes and old ones, returns dead claims, drops records without
  *	data, removes orphan data whose commit is dead, keeps orphan data
@@ -48,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
 #include "queue.h"
@@ -525,6 +530,75 @@ START_TEST(test_group_commit)
 	ck_assert_int_eq(count_entries(path, "mail/even/new"), 3);
 	ck_assert_int_eq(count_entries(path, "mail/odd/new"), 2);
 	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+/* commitgroup: threads committing at once share batches; each gets its own result. */
+struct group_thread {
+	struct spool	       *spool;
+	struct commitgroup     *group;
+	int			result;
+};
+
+static void *
+group_thread_run(void *arg)
+{
+	struct group_thread *t = arg;
+	struct spool_msg *msg;
+	struct envelope env;
+
+	t->result = spool_msg_create(t->spool, NULL, &msg);
+	if (t->result < 0)
+		return NULL;
+	if ((t->result = spool_msg_write(msg, "Subject: s\n\nb\n", 14)) == 0 &&
+	    (t->result = envelope_init(&env, "x", "a@b", "test")) == 0) {
+		if ((t->result = envelope_add_rcpt(&env, "c@d")) == 0 &&
+		    (t->result = spool_msg_queue(msg, &env)) == 0)
+			t->result = commitgroup_commit(t->group, msg);
+		envelope_free(&env);
+	}
+	spool_msg_free(msg);
+	return NULL;
+}
+
+START_TEST(test_commitgroup_threads)
+{
+	enum { N = 8 };
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("commitgroup", path);
+	struct group_thread t[N];
+	struct commitgroup_stats st;
+	struct commitgroup *g;
+	struct spool_msg *msg;
+	pthread_t tid[N];
+	size_t i;
+
+	ck_assert_int_eq(commitgroup_new(spool, &g), 0);
+	for (i = 0; i < N; i++) {
+		t[i] = (struct group_thread) { .spool = spool, .group = g, .result = 1 };
+		ck_assert_int_eq(pthread_create(&tid[i], NULL, group_thread_run, &t[i]), 0);
+	}
+	for (i = 0; i < N; i++) {
+		pthread_join(tid[i], NULL);
+		ck_assert_int_eq(t[i].result, 0);
+	}
+	ck_assert_int_eq(count_entries(path, "queue"), N);
+	ck_assert_int_eq(count_entries(path, "data"), N);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	commitgroup_get_stats(g, &st);
+	ck_assert_uint_eq(st.commits, N);
+	ck_assert_uint_ge(st.batches, 1);
+	ck_assert_uint_le(st.batches, N);
+	ck_assert_uint_ge(st.max_batch, 1);
+	/* a message that cannot be prepared fails alone, and joins no batch */
+	ck_assert_int_eq(spool_msg_create(spool, NULL, &msg), 0);
+	ck_assert_int_eq(commitgroup_commit(g, msg), -EDESTADDRREQ);
+	spool_msg_free(msg);
+	commitgroup_get_stats(g, &st);
+	ck_assert_uint_eq(st.commits, N);
+	ck_assert_int_eq(count_entries(path, "queue"), N);
+	commitgroup_free(g);
 	spool_close(spool);
 }
 END_TEST
@@ -1471,6 +1545,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_commit_two_mailboxes_and_queue);
 	tcase_add_test(tc, test_commit_queue_only);
 	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_commitgroup_threads);
 	tcase_add_test(tc, test_no_target_is_sticky);
 	tcase_add_test(tc, test_deliver_local_names);
 	tcase_add_test(tc, test_sticky_error_efbig);

@@ -455,6 +455,81 @@ START_TEST(test_operator_ciphers)
 }
 END_TEST
 
+/* The certificates a client receives: the leaf, then what chain_file added. */
+static int
+chain_length(const char *chain_file)
+{
+	struct tls_server_opts o = { .cert_file = P("mx.pem"), .key_file = P("mx.key"), .chain_file = chain_file };
+	struct tls_server *srv;
+	char err[TLS_ERR_LEN] = "";
+	struct hs h;
+	SSL *c, *s;
+	int n;
+
+	ck_assert_msg(tls_server_new(&srv, &o, err, sizeof(err)) == 0, "%s", err);
+	c = raw_client(TLS1_2_VERSION, TLS1_3_VERSION);
+	ck_assert_int_eq(tls_server_ssl(srv, &s, err, sizeof(err)), 0);
+	ck_assert(handshake(c, s, &h));
+	n = sk_X509_num(SSL_get_peer_cert_chain(c));
+	hs_close(&h, c, s);
+	tls_server_free(srv);
+	return n;
+}
+
+START_TEST(test_chain_file)
+{
+	static char cert[PATH_LEN], key[PATH_LEN];	/* P()'s buffers rotate */
+	struct tls_server_opts o = { .cert_file = cert, .key_file = key };
+	struct tls_server *srv;
+	char err[TLS_ERR_LEN], want[2 * PATH_LEN];
+
+	snprintf(cert, sizeof(cert), "%s", P("mx.pem"));
+	snprintf(key, sizeof(key), "%s", P("mx.key"));
+	ck_assert_int_eq(chain_length(NULL), 1);
+	ck_assert_int_eq(chain_length(P("ca.pem")), 2);
+	o.chain_file = P("junk.pem");
+	ck_assert_int_eq(tls_server_new(&srv, &o, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: no certificate found (not PEM?)", P("junk.pem"));
+	ck_assert_str_eq(err, want);
+	o.chain_file = P("nope.pem");
+	ck_assert_msg(tls_server_new(&srv, &o, err, sizeof(err)) == -ENOENT, "%s", err);
+	snprintf(want, sizeof(want), "%s: No such file or directory", P("nope.pem"));
+	ck_assert_str_eq(err, want);
+}
+END_TEST
+
+/* The reason of an error code taken off the queue earlier (as libevent does). */
+START_TEST(test_handshake_error_code)
+{
+	char why[TLS_ERR_LEN];
+	struct hs h;
+	SSL *c, *s;
+	struct tls_server *srv = server_with("mx.pem", "mx.key");
+	char err[TLS_ERR_LEN];
+	unsigned long code;
+
+	c = raw_client(TLS1_1_VERSION, TLS1_1_VERSION);
+	ck_assert_int_eq(tls_server_ssl(srv, &s, err, sizeof(err)), 0);
+	ERR_clear_error();
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, h.fds), 0);
+	SSL_set_fd(c, h.fds[0]);
+	SSL_set_fd(s, h.fds[1]);
+	(void)SSL_connect(c);		/* the ClientHello, TLS 1.1 only */
+	ERR_clear_error();
+	ck_assert_int_le(SSL_accept(s), 0);
+	code = ERR_get_error();
+	ERR_clear_error();
+	tls_handshake_error_code(s, code, why, sizeof(why));
+	ck_assert_str_eq(why, "unsupported protocol");
+	tls_handshake_error_code(s, 0, why, sizeof(why));
+	ck_assert_str_eq(why, "the peer closed the connection");
+	tls_handshake_error_code(NULL, 0, why, sizeof(why));
+	ck_assert_str_eq(why, "the peer closed the connection");
+	hs_close(&h, c, s);
+	tls_server_free(srv);
+}
+END_TEST
+
 /* Loading errors */
 
 static int
@@ -620,6 +695,8 @@ tls_suite(void)
 	tcase_add_test(tc, test_no_compression_no_renegotiation);
 	tcase_add_test(tc, test_operator_ciphers);
 	tcase_add_test(tc, test_load_errors);
+	tcase_add_test(tc, test_chain_file);
+	tcase_add_test(tc, test_handshake_error_code);
 	tcase_add_test(tc, test_client_ca_errors);
 	tcase_add_test(tc, test_reload);
 	tcase_add_test(tc, test_private_file_open);
