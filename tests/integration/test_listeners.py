@@ -11,6 +11,7 @@ NAME.listen"` prints a listener's address; a configuration with only
 listener that cannot bind stops the start with a message naming it.
 """
 
+import ctypes
 import os
 import smtplib
 import socket
@@ -86,6 +87,53 @@ class TwoListeners(unittest.TestCase):
         r = subprocess.run([harness.SMTPD, '-c', self.gw.conf, '-p', 'listener nope.listen'],
                            capture_output=True, text=True, timeout=30)
         self.assertNotEqual(r.returncode, 0)
+
+
+def server_socket_of(pid, server_port, client_port):
+    """A duplicate (pidfd_getfd) of the socket process pid accepted for the
+    connection from client_port to server_port on 127.0.0.1."""
+    inode = None
+    with open('/proc/net/tcp') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(':')[1], 16) == server_port and
+                    int(remote.split(':')[1], 16) == client_port):
+                inode = fields[9]
+    if inode is None:
+        raise AssertionError('no connection %d -> %d in /proc/net/tcp' % (client_port, server_port))
+    for name in os.listdir('/proc/%d/fd' % pid):
+        try:
+            target = os.readlink('/proc/%d/fd/%s' % (pid, name))
+        except OSError:
+            continue
+        if target == 'socket:[%s]' % inode:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pidfd = os.pidfd_open(pid)
+            try:
+                fd = libc.syscall(438, pidfd, int(name), 0)	# SYS_pidfd_getfd
+            finally:
+                os.close(pidfd)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), 'pidfd_getfd')
+            return socket.socket(fileno=fd)
+    raise AssertionError('smtpd has no descriptor for socket inode %s' % inode)
+
+
+class NoDelay(unittest.TestCase):
+    """Replies are not held back by Nagle's algorithm: accepted sockets have TCP_NODELAY."""
+
+    def test_accepted_socket_has_tcp_nodelay(self):
+        if not harness.IS_ROOT:
+            self.skipTest('pidfd_getfd of the daemon needs root')
+        gw = harness.Instance('nodelay')
+        self.addCleanup(gw.cleanup)
+        proc = gw.start_smtpd()
+        with RawSMTP(gw.smtp_addr) as c:
+            c.ehlo()
+            sock = server_socket_of(proc.pid, gw.port, c.sock.getsockname()[1])
+            with sock:
+                self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
 
 class OnlyNamedListeners(unittest.TestCase):
