@@ -1213,7 +1213,7 @@ runner_load_security(struct runner *r, const char *why)
 
 	if (cfg->relay_credentials != NULL &&
 	    (e = sasl_creds_load(cfg->relay_credentials, &creds, err, sizeof(err))) < 0) {
-		log_error("relay-credentials", "path=%s event=%s error=%s action=\"%s\"", cfg->relay_credentials, why,
+		log_error("relay-credentials", "path=%s when=%s error=%s action=\"%s\"", cfg->relay_credentials, why,
 		    log_quote(qerr, sizeof(qerr), err),
 		    r->creds != NULL || strcmp(why, "reload") == 0 ? "keeping the credentials loaded before" :
 		    "not starting");
@@ -1224,7 +1224,7 @@ runner_load_security(struct runner *r, const char *why)
 	    cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx");
 	snprintf(hop.name, sizeof(hop.name), "%s", hop.target);
 	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
-		log_error("relay-credentials", "path=%s event=%s error=\"%s\"",
+		log_error("relay-credentials", "path=%s when=%s error=\"%s\"",
 		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
 		nexthop_wipe(&hop);
 		sasl_creds_free(creds);
@@ -1232,7 +1232,7 @@ runner_load_security(struct runner *r, const char *why)
 	}
 	sasl_creds_free(r->creds);
 	r->creds = creds;
-	log_info("relay-security", "event=%s smarthost=%s tls=%s tls_ca_file=%s credentials=%s entries=%zu auth=%s "
+	log_info("relay-security", "when=%s smarthost=%s tls=%s tls_ca_file=%s credentials=%s entries=%zu auth=%s "
 	    "auth_plaintext=%s", why, hop.name, tls_policy_name(hop.tls),
 	    hop.tls_ca_file[0] ? hop.tls_ca_file : "(system)",
 	    cfg->relay_credentials ? cfg->relay_credentials : "(none)", sasl_creds_count(creds),

@@ -323,7 +323,7 @@ class RelayTLSTest(unittest.TestCase):
         bad = self.write_credentials(gw, PASSWORD, mode=0o644)
         mark = len(gw.read_log('smtpd'))
         gw.procs['smtpd'].send_signal(signal.SIGHUP)
-        wait_until(lambda: re.search(r'level=error event=relay-credentials path=%s event=reload .*0644.*'
+        wait_until(lambda: re.search(r'level=error event=relay-credentials path=%s when=reload .*0644.*'
                                      r'keeping the credentials loaded before' % re.escape(bad),
                                      gw.read_log('smtpd')[mark:]), 5, 'the refused reload logged')
         time.sleep(2.5)		# retries with the old password go on failing
