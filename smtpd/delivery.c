@@ -1766,13 +1766,6 @@ dlv_connect(struct delivery *d)
 	return 0;
 }
 
-/*
- * RFC 5321 5: when an address does not answer (refused, timed out, closed
- * before the greeting, a 4xx greeting), the next one is tried.  Returns
- * false when there is none left: the caller ends the attempt as before.
- * May run inside a callback of the old bufferevent: freeing it there is
- * safe (libevent holds a reference while its callback runs).
- */
 /* What one connection learned (EHLO, TLS, AUTH) does not carry over to the next. */
 static void
 dlv_forget_session(struct delivery *d)
@@ -1787,6 +1780,29 @@ dlv_forget_session(struct delivery *d)
 	d->sasl = NULL;
 }
 
+/*
+ * The connection goes, this delivery stays: before another connection of
+ * the same attempt (the next address, or a fresh one after a failed reuse).
+ * May run inside a callback of the old bufferevent: freeing it there is
+ * safe (libevent holds a reference while its callback runs).
+ */
+static void
+dlv_drop_connection(struct delivery *d)
+{
+	if (d->bev != NULL) {
+		bufferevent_disable(d->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+	}
+	dlv_forget_session(d);
+}
+
+/*
+ * RFC 5321 5: when an address does not answer (refused, timed out, closed
+ * before the greeting, a 4xx or 5xx greeting), the next one is tried.  Returns
+ * false when there is none left: the caller ends the attempt as before.
+ */
 static bool
 dlv_next_address(struct delivery *d, const char *why)
 {
@@ -1796,13 +1812,7 @@ dlv_next_address(struct delivery *d, const char *why)
 	while (d->cur_addr + 1 < d->hop.naddrs) {
 		log_warn("relay-next-host", "id=%s host=%s state=%s why=%s", d->id, d->peer,
 		    dlv_steps[d->state].name, log_quote(quoted, sizeof(quoted), why));
-		if (d->bev != NULL) {
-			bufferevent_disable(d->bev, EV_READ | EV_WRITE);
-			bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
-			bufferevent_free(d->bev);
-			d->bev = NULL;
-		}
-		dlv_forget_session(d);
+		dlv_drop_connection(d);
 		d->cur_addr++;
 		if ((err = dlv_connect(d)) == 0)
 			return true;
@@ -1824,13 +1834,7 @@ dlv_connect_fresh(struct delivery *d, const char *why)
 
 	log_info("relay-reuse-failed", "id=%s conn=%u host=%s why=%s action=reconnect", d->id, d->conn_id,
 	    d->peer, log_quote(quoted, sizeof(quoted), why));
-	if (d->bev != NULL) {
-		bufferevent_disable(d->bev, EV_READ | EV_WRITE);
-		bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
-		bufferevent_free(d->bev);
-		d->bev = NULL;
-	}
-	dlv_forget_session(d);
+	dlv_drop_connection(d);
 	d->rset_pipelined = false;
 	d->cur_addr = 0;
 	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
