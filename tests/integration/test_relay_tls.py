@@ -471,13 +471,13 @@ class RelayTLSTest(unittest.TestCase):
         self.assertNotIn(b'.\r\n', srv.records, 'the end of data in a record of its own')
 
 
-class RecordServer:
-    """An SMTP server with PIPELINING and STARTTLS that notes the plaintext of each TLS record it gets."""
+class OneShotServer:
+    """A loopback SMTP server for one connection, on a thread: it greets,
+    then talk(conn, f) plays the rest (f: the connection read by lines)."""
 
-    def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.records = []
+    greeting = b'220 oneshot.test ESMTP\r\n'
+
+    def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(('127.0.0.1', 0))
         self.sock.listen(1)
@@ -493,20 +493,45 @@ class RecordServer:
         with conn:
             conn.settimeout(10)
             f = conn.makefile('rb')
-            conn.sendall(b'220 records.test ESMTP\r\n')
-            while True:
-                line = f.readline().strip().upper()
-                if line.startswith(b'EHLO'):
-                    conn.sendall(b'250-records.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n')
-                elif line == b'STARTTLS':
-                    conn.sendall(b'220 go ahead\r\n')
-                    break
-                else:
-                    return
-            try:
-                self.tls(conn)
-            except (OSError, ssl.SSLError):
-                pass
+            conn.sendall(self.greeting)
+            self.talk(conn, f)
+        self.finished()
+
+    def talk(self, conn, f):
+        raise NotImplementedError
+
+    def finished(self):
+        """The connection is over (not called when none came)."""
+
+    def close(self):
+        self.sock.close()
+
+
+class RecordServer(OneShotServer):
+    """An SMTP server with PIPELINING and STARTTLS that notes the plaintext of each TLS record it gets."""
+
+    greeting = b'220 records.test ESMTP\r\n'
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.records = []
+        super().__init__()
+
+    def talk(self, conn, f):
+        while True:
+            line = f.readline().strip().upper()
+            if line.startswith(b'EHLO'):
+                conn.sendall(b'250-records.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n')
+            elif line == b'STARTTLS':
+                conn.sendall(b'220 go ahead\r\n')
+                break
+            else:
+                return
+        try:
+            self.tls(conn)
+        except (OSError, ssl.SSLError):
+            pass
 
     def tls(self, conn):
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -565,58 +590,43 @@ class RecordServer:
                 else:
                     say(b'500 5.5.1 what\r\n')
 
-    def close(self):
-        self.sock.close()
 
-
-class InjectingServer:
+class InjectingServer(OneShotServer):
     """A raw-socket SMTP server that answers STARTTLS with a 220 and an injected 250 in one write."""
 
+    greeting = b'220 hostile.test ESMTP\r\n'
+
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(1)
-        self.port = self.sock.getsockname()[1]
         self.after_starttls = None
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def serve(self):
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            f = conn.makefile('rb')
-            conn.sendall(b'220 hostile.test ESMTP\r\n')
-            while True:
-                line = f.readline()
-                if not line:
-                    break
-                verb = line.strip().upper()
-                if verb.startswith(b'EHLO'):
-                    conn.sendall(b'250-hostile.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n')
-                elif verb == b'STARTTLS':
-                    conn.sendall(b'220 Ready to start TLS\r\n250 injected\r\n')
-                    rest = b''
-                    try:
-                        while True:
-                            chunk = conn.recv(4096)
-                            if not chunk:
-                                break
-                            rest += chunk
-                    except OSError:
-                        pass
-                    self.after_starttls = rest
-                    break
-                else:
-                    conn.sendall(b'500 unexpected\r\n')
+    def talk(self, conn, f):
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            verb = line.strip().upper()
+            if verb.startswith(b'EHLO'):
+                conn.sendall(b'250-hostile.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n')
+            elif verb == b'STARTTLS':
+                conn.sendall(b'220 Ready to start TLS\r\n250 injected\r\n')
+                rest = b''
+                try:
+                    while True:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        rest += chunk
+                except OSError:
+                    pass
+                self.after_starttls = rest
+                break
+            else:
+                conn.sendall(b'500 unexpected\r\n')
+
+    def finished(self):
         self.done.set()
-
-    def close(self):
-        self.sock.close()
 
 
 if __name__ == '__main__':
