@@ -32,7 +32,7 @@ SPOOLGATE_PACKAGES=(
 	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)
-	systemd mandoc                                # tests/package: systemd-analyze verify/security, mandoc -Tlint
+	systemd mandoc groff-base man-db              # tests/package: systemd-analyze verify/security; mandoc -Tlint, groff -ww, man --warnings
 	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
 )
 
