@@ -12,7 +12,7 @@
  *	brackets or with a source route, a control character, no empty line,
  *	more than DROP_MAX_RCPT recipients).
  *
- *	drop_sender(): a trusted user's own choice (the null sender too), an
+ *	unixuser_sender(): a trusted user's own choice (the null sender too), an
  *	untrusted user's own address and -EPERM for anything else.
  *
  *	outbox_check_headers() under a policy: recipients given outside the
@@ -38,6 +38,7 @@
 #include "cfg.h"
 #include "drop.h"
 #include "outbox.h"
+#include "unixuser.h"
 #include "testutil.h"
 
 static const char good[] =
@@ -140,16 +141,16 @@ START_TEST(test_sender_policy)
 	cfg_defaults(&cfg);
 	free(cfg.sender_domain);
 	cfg.sender_domain = strdup("gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "root", "boss@example.org", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", "boss@example.org", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "boss@example.org");
-	ck_assert_int_eq(drop_sender(&cfg, "root", "", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", "", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "");
-	ck_assert_int_eq(drop_sender(&cfg, "root", NULL, out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", NULL, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "root@gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "boss@example.org", out, sizeof(out)), -EPERM);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "boss@example.org", out, sizeof(out)), -EPERM);
 	ck_assert_str_eq(out, "bob@gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "bob@gw.example", out, sizeof(out)), 0);
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "", out, sizeof(out)), -EPERM);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "bob@gw.example", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "", out, sizeof(out)), -EPERM);
 	cfg_free(&cfg);
 }
 END_TEST
