@@ -28,7 +28,13 @@
  *	allow_other when [fs] allow_other = yes.  As root it sets the mount's
  *	read-ahead to FS_READAHEAD_KB (raise_readahead() says why).  When started as root it
  *	stays root: files it creates in the spool are given to the spool owner
- *	by the spool library.
+ *	by the spool library.  Root is kept for /proc/<pid>/fdinfo of writers
+ *	of every uid (which close ends an outbox message), the unmount at exit
+ *	and the read-ahead; docs/architecture.md ("What spoolgate-fs keeps root
+ *	for") says what dropping to the spool user after the mount broke.
+ *	Users' access to the mount never depends on the daemon's privileges:
+ *	with allow_other it is checked per request from the caller's uid
+ *	(fs/access.h).
  * OPTIONS
  *	-c FILE	the configuration file (required)
  *	-d	debug: log level debug and libfuse's request trace
