@@ -21,7 +21,8 @@
  *	the policy's sender wins over From:; a message without From: is
  *	accepted when the policy adds one; a first line that is no header
  *	makes a headerless message; none of that is allowed for outbox/'s
- *	policy.
+ *	policy.  A writer with own_sender may name only that address (the
+ *	domain in any case) in From: and Sender:, else -EPERM.
  *
  *	drop_create() and drop_commit() in a temporary directory: ".<name>"
  *	with mode 0604 whatever the umask, then "<name>" after the commit.
@@ -197,6 +198,41 @@ START_TEST(test_policy_headers)
 }
 END_TEST
 
+/* An untrusted outbox/ writer: its own address only, in From: or Sender:. */
+START_TEST(test_policy_own_sender)
+{
+	static const struct {
+		const char *msg;
+		int want;
+	} cases[] = {
+		{ "From: Ann <ann@gw.example>\nTo: b@example.org\n\nx\n", 0 },
+		{ "From: ann@GW.EXAMPLE\nTo: b@example.org\n\nx\n", 0 },		/* the domain in any case */
+		{ "From: boss@example.org\nTo: b@example.org\n\nx\n", -EPERM },
+		{ "From: Ann@gw.example\nTo: b@example.org\n\nx\n", -EPERM },		/* a local part is exact */
+		{ "From: ann@gw.example\nSender: boss@example.org\nTo: b@example.org\n\nx\n", -EPERM },
+		{ "From: boss@example.org\nSender: ann@gw.example\nTo: b@example.org\n\nx\n", 0 },
+		{ "To: b@example.org\n\nx\n", -EBADMSG },				/* no From: at all */
+	};
+	struct outbox_policy pol = { .rcpt_from_headers = true, .own_sender = "ann@gw.example", .writer = "ann" };
+	struct outbox_headers h;
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = outbox_check_headers(cases[i].msg, strlen(cases[i].msg), &pol, &h, why, sizeof(why));
+
+		ck_assert_msg(r == cases[i].want, "case %zu: %d, want %d (%s)", i, r, cases[i].want, why);
+		if (r == 0)
+			outbox_headers_free(&h);
+		if (r == -EPERM)
+			ck_assert_msg(strstr(why, "is not ann's to use") != NULL, "%s", why);
+	}
+	pol.own_sender = NULL;	/* trusted */
+	ck_assert_int_eq(outbox_check_headers(cases[2].msg, strlen(cases[2].msg), &pol, &h, why, sizeof(why)), 0);
+	ck_assert_str_eq(h.from, "boss@example.org");
+	outbox_headers_free(&h);
+}
+END_TEST
+
 static char tmpdir[64];
 
 static void
@@ -249,6 +285,7 @@ drop_suite(void)
 	tc = tcase_create("policy");
 	tcase_add_test(tc, test_sender_policy);
 	tcase_add_test(tc, test_policy_headers);
+	tcase_add_test(tc, test_policy_own_sender);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("files");
 	tcase_add_unchecked_fixture(tc, dir_setup, dir_teardown);
