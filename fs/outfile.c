@@ -341,9 +341,13 @@ outfile_origin(const char *name, uid_t uid, const char *login, char *out, size_t
 			*p = '?';
 }
 
-/* id: the failed/ record that keeps it, or NULL (kept_err says why not, 0: not meant to). */
+/*
+ * id: the failed/ record that keeps it, or NULL (kept_err says why not, 0:
+ * not meant to); of: whose it is.
+ */
 static void
-outfile_log_rejected(const char *name, int err, const char *why, const char *id, int kept_err)
+outfile_log_rejected(const struct outfile *of, const char *name, int err, const char *why,
+		     const char *id, int kept_err)
 {
 	const struct errmap_reply *r = errmap_from_errno(err);
 	char qname[512], qreply[512], qwhy[1024], reply[400], kept[128];
@@ -356,9 +360,10 @@ outfile_log_rejected(const char *name, int err, const char *why, const char *id,
 		snprintf(kept, sizeof kept, " kept=no error=%s", outfile_errno_name(-kept_err));
 	else
 		kept[0] = '\0';
-	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s%s",
+	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s uid=%u user=%s%s",
 	    log_quote(qname, sizeof qname, name), outfile_errno_name(err),
-	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why), kept);
+	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why),
+	    (unsigned) of->writer.uid, of->sender.login, kept);
 }
 
 /*
@@ -379,13 +384,13 @@ outfile_refuse(struct outfile_set *set, struct outfile *of, const char *name, in
 	of->refusal = err;
 	if (outfile_name_is_held(name) || of->unlinked) {
 		/* a draft nobody submitted */
-		outfile_log_rejected(name, -err, why, NULL, 0);
+		outfile_log_rejected(of, name, -err, why, NULL, 0);
 		return err;
 	}
 	keep = size < 0 ? 0 : (uint64_t) size > set->max_size ? (off_t) set->max_size : size;
 	outfile_origin(name, of->writer.uid, of->sender.login, origin, sizeof origin);
 	r = outbox_reject(set->spool, of->fd, keep, origin, -err, why, id);
-	outfile_log_rejected(name, -err, why, r == 0 ? id : NULL, r);
+	outfile_log_rejected(of, name, -err, why, r == 0 ? id : NULL, r);
 	return err;
 }
 
@@ -455,9 +460,9 @@ outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, 
 }
 
 static int
-outfile_refuse_empty(const char *name)
+outfile_refuse_empty(const struct outfile *of, const char *name)
 {
-	outfile_log_rejected(name, ENODATA, "empty file: nothing was written", NULL, 0);
+	outfile_log_rejected(of, name, ENODATA, "empty file: nothing was written", NULL, 0);
 	return -ENODATA;
 }
 
@@ -479,7 +484,7 @@ outfile_release(struct outfile_set *set, struct outfile *of, bool writable)
 	if (of->state == OUTFILE_WRITING) {
 		/* never ended by its opener's close: now is the end, told to no one */
 		if (outfile_size(of) == 0)
-			(void) outfile_refuse_empty(of->name);
+			(void) outfile_refuse_empty(of, of->name);
 		else
 			(void) outfile_end(set, of, of->name);
 	}
@@ -734,7 +739,7 @@ outfile_rename(struct outfile_set *set, const char *from, const char *to, bool n
 	if (submits && src->state == OUTFILE_REFUSED)
 		return src->refusal;
 	if (submits && src->state == OUTFILE_WRITING && outfile_size(src) == 0)
-		return outfile_refuse_empty(to);
+		return outfile_refuse_empty(src, to);
 	if ((newname = strdup(to)) == NULL)
 		return -ENOMEM;
 	if (submits && src->state == OUTFILE_WRITING && (r = outfile_end(set, src, to)) < 0) {

@@ -235,6 +235,9 @@ class SharedMount(unittest.TestCase):
         self.assertTrue(rejected.startswith('553 5.7.1 EPERM rejected at submission: sender <%s@localhost>'
                                             % BOB), rejected)
         self.assertIn('uid=%d user=%s' % (self.pw[ALICE].pw_uid, ALICE), parse_record(rec)['origin'])
+        self.assertRegex(self.gw.read_log('fs'), r'event=outbox-rejected name=forged-%s.eml errno=EPERM '
+                         r'reply="553 5.7.1 Sender address rejected: not owned by user" why="[^"]*" '
+                         r'uid=%d user=%s id=' % (tok, self.pw[ALICE].pw_uid, ALICE))
         log('%s as %s: %s' % (ALICE, BOB, rejected))
         # the trusted user chooses its sender
         tok = token()
