@@ -19,7 +19,10 @@ what the outbox sends comes back into inbox/ and its record ends in sent/.
 - the record's origin, the Received: line and the log name uid and login;
 - `cp` of a message whose From: is another user's fails with EPERM,
   "Operation not permitted" printed by cp, and failed/ keeps it with
-  "553 5.7.1 EPERM"; sgtrust may send as anyone.
+  "553 5.7.1 EPERM"; sgtrust may send as anyone;
+- the daemon, root, keeps five capabilities after the mount (effective,
+  permitted and bounding sets read from /proc/PID/status) and no_new_privs,
+  and still sets the mount's read-ahead (512 KiB).
 Skipped (77) without FUSE or without root (useradd, su).
 """
 
@@ -245,6 +248,26 @@ class SharedMount(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         where, _, rec, _ = self.record_of(tok, dirs=('sent', 'queue'))
         self.assertEqual(parse_record(rec)['from'], '<boss@example.org>')
+
+    # ------------------------------------------------------------ the daemon
+
+    def test_daemon_keeps_five_capabilities(self):
+        """after the mount: sys_admin, sys_ptrace, dac_override, chown, fowner, and no more"""
+        kept = (1 << 21) | (1 << 19) | (1 << 1) | (1 << 0) | (1 << 3)
+        with open('/proc/%d/status' % self.gw.procs['fs'].pid) as f:
+            status = dict(line.split(':\t', 1) for line in f.read().splitlines() if ':\t' in line)
+        log('fs daemon: uid %s CapEff %s CapBnd %s NoNewPrivs %s' % (
+            status['Uid'].split()[0], status['CapEff'], status['CapBnd'], status['NoNewPrivs']))
+        for field in ('CapEff', 'CapPrm', 'CapBnd'):
+            self.assertEqual(int(status[field], 16), kept, field)
+        self.assertEqual(status['NoNewPrivs'].strip(), '1')
+        self.assertIn('event=capabilities-dropped', self.gw.read_log('fs'))
+        # what it kept still does its work: the read-ahead set at the first request
+        os.listdir(self.gw.mnt)
+        with open('/proc/self/mountinfo') as f:
+            majmin = [line.split()[2] for line in f if line.split()[4] == self.gw.mnt][0]
+        with open('/sys/class/bdi/%s/read_ahead_kb' % majmin) as f:
+            self.assertEqual(f.read().strip(), '512')
 
 
 if __name__ == '__main__':
