@@ -43,19 +43,21 @@ void
 outfile_set_senders(struct outfile_set *set, const struct cfg *cfg)
 {
 	set->senders = cfg;
+	set->self = geteuid();
 }
 
 /*
  * Who writes: its login, and the one sender it may use unless the set has
- * no sender rule or [sendmail] trusted_users names it (unixuser.h).  A
- * login too long for an address may use none ("-" matches no sender).
+ * no sender rule, [sendmail] trusted_users names it (unixuser.h), or it is
+ * the daemon's own user.  A login too long for an address may use none
+ * ("-" matches no sender).
  */
 static void
 outfile_sender_of(const struct outfile_set *set, uid_t uid, struct outfile_sender *s)
 {
 	unixuser_login(uid, s->login, sizeof s->login);
 	s->own[0] = '\0';
-	if (set->senders == NULL || cfg_user_is_trusted(set->senders, s->login))
+	if (set->senders == NULL || uid == set->self || cfg_user_is_trusted(set->senders, s->login))
 		return;
 	if (unixuser_sender(set->senders, s->login, NULL, s->own, sizeof s->own) < 0)
 		snprintf(s->own, sizeof s->own, "-");

@@ -49,8 +49,11 @@ void outfile_set_free(struct outfile_set *set);
  *	login is not in [sendmail] trusted_users may name only its own
  *	address, login@sender_domain, as From: (or Sender:); any other makes
  *	the write that completes the header section fail with -EPERM (553
- *	5.7.1), as every other refusal.  Without it (unit tests) any writer
- *	may choose its sender.
+ *	5.7.1), as every other refusal.  The user the daemon runs as (its
+ *	effective uid when outfile_set_senders() is called) is free of the
+ *	rule too: it owns the spool and could queue anything itself, and
+ *	without allow_other it is the mount's one user.  Without it (unit
+ *	tests) any writer may choose its sender.
  *
  *	An entry is in one of three states:
  *
@@ -201,6 +204,7 @@ struct outfile_set {
 	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
 	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
 	const struct cfg *senders;	/* the sender rule's configuration, or NULL (no rule) */
+	uid_t		self;		/* the daemon's user, free of the rule */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };
