@@ -30,6 +30,7 @@ Every wait is bounded; nothing here can hang a test run.
 """
 
 import atexit
+import grp
 import os
 import pwd
 import re
@@ -190,6 +191,24 @@ def run_as(user, cmd, data=b'', env=None, timeout=30):
     prefix = ' '.join('%s=%s' % (k, v) for k, v in (env or {}).items())
     return subprocess.run(['su', '-s', '/bin/sh', user, '-c', (prefix + ' ' + cmd).strip()],
                           input=data, capture_output=True, timeout=timeout)
+
+
+def ensure_group(name):
+    """A system group (spoolgate-sendmail's [sendmail] group), made if missing."""
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        subprocess.run(['groupadd', '--system', name], check=True, timeout=30)
+
+
+def install_sendmail(gw, group, setgid=True):
+    """A copy of spoolgate-sendmail in the instance's directory, root:group
+    rwxr-sr-x as a package installs it (or without the set-group-id bit)."""
+    path = os.path.join(gw.dir, 'sendmail' if setgid else 'sendmail-plain')
+    shutil.copy(SENDMAIL, path)
+    os.chown(path, 0, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o2755 if setgid else 0o755)
+    return path
 
 
 # ---------------------------------------------------------------- config

@@ -14,8 +14,10 @@ what the outbox sends comes back into inbox/ and its record ends in sent/.
   root lists every mailbox;
 - outbox/: a draft sgalice holds open is owned by her, mode 0600, and
   `cat` of it by sgbob says "Permission denied"; bob cannot rm it;
-- queue/sent/failed: each user lists only what it submitted, `cat` of
-  another's record is "No such file or directory", root sees both;
+- queue/sent/failed: each user lists only what it submitted (through
+  outbox/ or spoolgate-sendmail, copied set-group-id as a package installs
+  it), `cat` of another's record is "No such file or directory", root sees
+  both;
 - the record's origin, the Received: line and the log name uid and login;
 - `cp` of a message whose From: is another user's fails with EPERM,
   "Operation not permitted" printed by cp, and failed/ keeps it with
@@ -39,6 +41,7 @@ import harness
 from harness import log, parse_record, wait_until
 
 ALICE, BOB, TRUSTED = 'sgalice', 'sgbob', 'sgtrust'
+GROUP = 'spoolgate-drop'
 
 
 def setUpModule():
@@ -65,13 +68,15 @@ class SharedMount(unittest.TestCase):
         for user in (ALICE, BOB, TRUSTED):
             cls.pw[user] = harness.add_user(user)
             cls.addClassCleanup(harness.remove_user, user)
+        harness.ensure_group(GROUP)
         cls.gw = harness.Instance('fsusers', hostname='gw.test', sender_domain='localhost',
                                   trusted_users='root %s' % TRUSTED, allow_other=True,
-                                  mailbox_owners='alerts:%s' % ALICE, retry_min=60)
+                                  mailbox_owners='alerts:%s' % ALICE, retry_min=60, group=GROUP)
         cls.addClassCleanup(cls.gw.cleanup)
         cls.gw.cfg['smarthost'] = '127.0.0.1:%d' % cls.gw.port	# back into inbox/
         cls.gw.start_smtpd()
         cls.gw.start_fs()
+        cls.sendmail = harness.install_sendmail(cls.gw, GROUP)
         cls.src = os.path.join(cls.gw.dir, 'src')	# files every user may read
         os.mkdir(cls.src, 0o755)
 
@@ -225,6 +230,19 @@ class SharedMount(unittest.TestCase):
         self.assertIn(b'origin: fs outbox/', r.stdout)
         r = self.as_user(ALICE, 'stat -c "%%U %%a" sent/%s' % id_a)
         self.assertEqual(r.stdout.decode().strip(), '%s 400' % ALICE)
+
+    def test_sendmail_submissions_are_the_users(self):
+        tok = token()
+        r = harness.run_as(ALICE, '%s -t' % self.sendmail,
+                           message('%s@localhost' % ALICE, '%s@localhost' % BOB, tok),
+                           env={'SPOOLGATE_CONF': self.gw.conf})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, msgid, rec, data = self.record_of(tok, dirs=('sent',))
+        self.assertEqual(parse_record(rec)['origin'], 'sendmail uid=%d user=%s'
+                         % (self.pw[ALICE].pw_uid, ALICE))
+        self.assertIn(b'(uid %d, user %s);' % (self.pw[ALICE].pw_uid, ALICE.encode()), data)
+        self.assertIn(msgid, self.as_user(ALICE, 'ls sent/').stdout.decode().split())
+        self.assertNotIn(msgid, self.as_user(BOB, 'ls sent/').stdout.decode().split())
 
     # ------------------------------------------------------------ senders
 

@@ -29,7 +29,6 @@ never runs here, and nothing needs it.
   smtpd is stopped says so (EX_UNAVAILABLE) and is taken at the start.
 """
 
-import grp
 import os
 import pwd
 import re
@@ -57,19 +56,12 @@ def token():
 
 
 def ensure_group():
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(['groupadd', '--system', GROUP], check=True, timeout=30)
+    harness.ensure_group(GROUP)
 
 
 def install_sendmail(gw, setgid=True):
     """A copy of spoolgate-sendmail in the instance, root:GROUP rwxr-sr-x (or without the bit)."""
-    path = os.path.join(gw.dir, 'sendmail' if setgid else 'sendmail-plain')
-    shutil.copy(harness.SENDMAIL, path)
-    os.chown(path, 0, grp.getgrnam(GROUP).gr_gid)
-    os.chmod(path, 0o2755 if setgid else 0o755)
-    return path
+    return harness.install_sendmail(gw, GROUP, setgid)
 
 
 def as_user(cmd, data=b'', env=None, timeout=30):
