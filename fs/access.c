@@ -12,8 +12,8 @@
 #include "access.h"
 
 #define ACCESS_RECORD_HEAD	4096	/* the origin line comes within it (envelope.h) */
-#define ACCESS_MAILBOX_MODE	0700
-#define ACCESS_RECORD_MODE	0400
+#define ACCESS_MAILBOX_MODE	0700	/* list, enter, rm */
+#define ACCESS_MESSAGE_MODE	0400	/* a message in it, a record */
 
 bool
 access_sees_all(const struct access_caller *c)
@@ -46,7 +46,7 @@ void
 access_mailbox_attr(const struct cfg *cfg, const char *mailbox, struct stat *st)
 {
 	access_mailbox_owner(cfg, mailbox, &st->st_uid, &st->st_gid);
-	st->st_mode = (st->st_mode & S_IFMT) | ACCESS_MAILBOX_MODE;
+	st->st_mode = (st->st_mode & S_IFMT) | (S_ISDIR(st->st_mode) ? ACCESS_MAILBOX_MODE : ACCESS_MESSAGE_MODE);
 }
 
 /* The value of the "origin: " line within the first len bytes of a record. */
@@ -97,7 +97,7 @@ access_record_attr(int recfd, struct stat *st)
 
 	st->st_uid = access_record_submitter(recfd, &uid) == 0 ? uid : 0;
 	st->st_gid = 0;
-	st->st_mode = (st->st_mode & S_IFMT) | ACCESS_RECORD_MODE;
+	st->st_mode = (st->st_mode & S_IFMT) | ACCESS_MESSAGE_MODE;
 }
 
 int

@@ -27,8 +27,9 @@
  *	    messages; anyone else gets -EACCES (access_mailbox()), also for a
  *	    mailbox that does not exist, so that a guessed name tells nothing,
  *	    and listings of inbox/ show a user only its own mailboxes.
- *	    access_mailbox_attr() gives the attributes that say so: owner and
- *	    group the owner's, mode 0700.
+ *	    access_mailbox_attr() gives the attributes that say so, of the
+ *	    mailbox or one of its messages: owner and group the owner's, mode
+ *	    0700 (a message 0400).
  *	  - queue/, sent/, failed/ show a user only what it submitted: the
  *	    uid in the record's origin (unixuser_origin_uid()) is the
  *	    caller's; anything else, a message received by SMTP among them,

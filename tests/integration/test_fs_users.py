@@ -156,6 +156,8 @@ class SharedMount(unittest.TestCase):
             self.assertIn(b'Permission denied', r.stderr, 'a guessed name tells nothing')
         r = self.as_user(ALICE, 'stat -c "%%U %%a" inbox/%s' % ALICE)
         self.assertEqual(r.stdout.decode().strip(), '%s 700' % ALICE)
+        r = self.as_user(ALICE, 'stat -c "%%U %%a" inbox/%s/%s' % (ALICE, mine))
+        self.assertEqual(r.stdout.decode().strip(), '%s 400' % ALICE)
         r = self.as_user(ALICE, 'cat inbox/%s/%s' % (ALICE, mine))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(('body %s' % tok).encode(), r.stdout)
