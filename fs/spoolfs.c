@@ -1468,7 +1468,6 @@ static void
 spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
-	(void) mode;	/* a draft is its writer's alone: SPOOLFS_DRAFT_MODE */
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent), *node;
 	struct outfile_writer w = spoolfs_writer_of(req);
@@ -1479,6 +1478,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char path[PATH_MAX];
 	int r;
 
+	(void) mode;	/* a draft is its writer's alone: SPOOLFS_DRAFT_MODE */
 	if (dir == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	if (dir->kind != INODE_OUTBOX)
