@@ -26,7 +26,7 @@
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
     T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
-    T_AUTHMECH };
+    T_AUTHMECH, T_OWNERS };
 
 struct cfg_key {
 	const char     *section;
@@ -84,6 +84,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("sendmail", "sender_domain", T_DOMAIN, sender_domain, 0, 0),
 	K("fs", "mountpoint", T_PATH, mountpoint, 0, 0),
 	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
+	K("fs", "mailbox_owners", T_OWNERS, mailbox_owners, 0, 0),
 	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
 };
 
@@ -243,6 +244,7 @@ cfg_free(struct cfg *cfg)
 	free_list(cfg->trusted_users, &cfg->n_trusted_users);
 	free_list(cfg->local_domains, &cfg->n_local_domains);
 	free_list(cfg->mailboxes, &cfg->n_mailboxes);
+	free_list(cfg->mailbox_owners, &cfg->n_mailbox_owners);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -485,10 +487,40 @@ parse_users(struct cfg *cfg, const char *value, char *msg, size_t msglen)
 	    msg, msglen);
 }
 
+/* A mailbox name as local delivery makes it (addr_mailbox_name() gives it back unchanged). */
+static bool
+mailbox_name_valid(const char *mailbox)
+{
+	char name[ADDR_MAILBOX_MAX + 1];
+
+	return addr_mailbox_name(mailbox, name, sizeof(name)) == 0 && strcmp(name, mailbox) == 0;
+}
+
+/* "mailbox:login": a mailbox and the Unix user it belongs to. */
+static bool
+mailbox_owner_valid(const char *word)
+{
+	const char *colon = strchr(word, ':');
+	char mailbox[ADDR_MAILBOX_MAX + 1];
+	size_t len;
+
+	if (colon == NULL || (len = (size_t)(colon - word)) == 0 || len >= sizeof(mailbox))
+		return false;
+	memcpy(mailbox, word, len);
+	mailbox[len] = '\0';
+	return mailbox_name_valid(mailbox) && user_name_valid(colon + 1);
+}
+
+static int
+parse_mailbox_owners(struct cfg *cfg, const char *value, char *msg, size_t msglen)
+{
+	return parse_checked_words(cfg->mailbox_owners, &cfg->n_mailbox_owners, value, mailbox_owner_valid,
+	    "mailbox:user (a mailbox name, a colon, a login name)", msg, msglen);
+}
+
 static int
 parse_mailboxes(struct cfg *cfg, const char *value, char *msg, size_t msglen)
 {
-	char name[ADDR_MAILBOX_MAX + 1];
 	size_t i;
 	int r;
 
@@ -502,8 +534,7 @@ parse_mailboxes(struct cfg *cfg, const char *value, char *msg, size_t msglen)
 			cfg->any_mailbox = true;
 			continue;
 		}
-		if (addr_mailbox_name(cfg->mailboxes[i], name, sizeof(name)) < 0 ||
-		    strcmp(name, cfg->mailboxes[i]) != 0) {
+		if (!mailbox_name_valid(cfg->mailboxes[i])) {
 			snprintf(msg, msglen, "'%s' is not a valid mailbox name (lower-case letters, digits, . _ - +)",
 			    cfg->mailboxes[i]);
 			return -EINVAL;
@@ -642,6 +673,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_mailboxes(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_USERS:
 		return parse_users(cfg, value, ps->detail, sizeof(ps->detail));
+	case T_OWNERS:
+		return parse_mailbox_owners(cfg, value, ps->detail, sizeof(ps->detail));
 	case T_DOMAIN:
 		if (*value != '\0' && addr_domain_valid(value) < 0) {
 			snprintf(ps->detail, sizeof(ps->detail), "'%s' is not a domain name (or empty: [spool] hostname)",
@@ -1071,6 +1104,17 @@ cfg_user_is_trusted(const struct cfg *cfg, const char *login)
 		if (strcmp(cfg->trusted_users[i], login) == 0)
 			return true;
 	return false;
+}
+
+const char *
+cfg_mailbox_owner(const struct cfg *cfg, const char *mailbox)
+{
+	size_t i, len = strlen(mailbox);
+
+	for (i = 0; i < cfg->n_mailbox_owners; i++)
+		if (strncmp(cfg->mailbox_owners[i], mailbox, len) == 0 && cfg->mailbox_owners[i][len] == ':')
+			return cfg->mailbox_owners[i] + len + 1;
+	return mailbox;
 }
 
 bool

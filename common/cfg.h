@@ -59,6 +59,11 @@
  *	senders and of unqualified addresses; empty: [spool] hostname).
  *	cfg_sender_domain() is that domain, cfg_user_is_trusted() the test.
  *
+ *	[fs] mailbox_owners maps mailboxes to the Unix users they belong to
+ *	when the mount has allow_other ("alerts:ops postmaster:root");
+ *	cfg_mailbox_owner() is the login a mailbox belongs to: the mapped one,
+ *	else the mailbox's own name (unixuser.h looks it up).
+ *
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
  *	number, yes/no) as the daemons use it into out (section "listener
  *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
@@ -203,6 +208,8 @@ struct cfg {
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
 	bool		allow_other;		/* allow_other = no */
+	char	       *mailbox_owners[CFG_MAX_LIST];	/* mailbox_owners = (none): "mailbox:login" words */
+	size_t		n_mailbox_owners;
 
 	/* [log] */
 	int		log_level;		/* level = info (enum log_level) */
@@ -218,6 +225,7 @@ bool cfg_domain_is_local(const struct cfg *cfg, const char *domain);
 const char *cfg_sender_domain(const struct cfg *cfg);
 bool cfg_user_is_trusted(const struct cfg *cfg, const char *login);
 bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
+const char *cfg_mailbox_owner(const struct cfg *cfg, const char *mailbox);
 bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);
 const struct cfg_listener *cfg_listener_find(const struct cfg *cfg, const char *name);

@@ -217,21 +217,6 @@ drop_record_parse(const char *buf, size_t len, struct drop_record *d)
 	return 0;
 }
 
-int
-drop_sender(const struct cfg *cfg, const char *login, const char *want, char *out, size_t outlen)
-{
-	int n;
-
-	if (want != NULL && cfg_user_is_trusted(cfg, login)) {
-		n = snprintf(out, outlen, "%s", want);
-		return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
-	}
-	n = snprintf(out, outlen, "%s@%s", login, cfg_sender_domain(cfg));
-	if (n < 0 || (size_t)n >= outlen)
-		return -ENAMETOOLONG;
-	return want != NULL && strcmp(want, out) != 0 ? -EPERM : 0;
-}
-
 void
 drop_policy(const struct drop_record *d, const struct cfg *cfg, const char *own, struct outbox_policy *pol)
 {

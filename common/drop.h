@@ -7,8 +7,6 @@
  *	int drop_record_format(const struct drop_record *d, char **out, size_t *outlen);
  *	int drop_record_parse(const char *buf, size_t len, struct drop_record *d);
  *	void drop_record_free(struct drop_record *d);
- *	int drop_sender(const struct cfg *cfg, const char *login, const char *want,
- *			char *out, size_t outlen);
  *	void drop_policy(const struct drop_record *d, const struct cfg *cfg,
  *			const char *own, struct outbox_policy *pol);
  *	int drop_create(int dirfd, char name[DROP_NAME_MAX], char tmp[DROP_NAME_MAX]);
@@ -33,7 +31,7 @@
  *	    <the message, LF line endings>
  *
  *	uid is what the writer says it is; sender the envelope sender it
- *	chose (drop_sender(): a trusted user's own choice, else
+ *	chose (unixuser_sender(), unixuser.h: a trusted user's own choice, else
  *	login@sender_domain), "<>" the null one; extract whether To:, Cc: and
  *	Bcc: name recipients too (-t); full-name (optional) the -F name for a
  *	From: the message lacks; each rcpt a recipient given outside the
@@ -50,12 +48,6 @@
  *	sets d->msg_start to the offset of the message.  -EBADMSG with
  *	nothing allocated otherwise.  drop_record_format() writes what parses
  *	back equal; -EINVAL for a value that would not.
- *
- *	drop_sender() writes into out the envelope sender a user may use:
- *	want (NULL: none asked for; "" the null sender) when login is one of
- *	[sendmail] trusted_users, else login@cfg_sender_domain().  It returns
- *	0, or -EPERM when want was asked for and refused (out then holds the
- *	user's own address), -ENAMETOOLONG.
  *
  *	drop_policy() fills pol (outbox.h) for d: its sender, rcpt and
  *	extract, qualify_domain = cfg_sender_domain(), and a From: of own
@@ -107,7 +99,6 @@ struct drop_record {
 int drop_record_format(const struct drop_record *d, char **out, size_t *outlen);
 int drop_record_parse(const char *buf, size_t len, struct drop_record *d);
 void drop_record_free(struct drop_record *d);
-int drop_sender(const struct cfg *cfg, const char *login, const char *want, char *out, size_t outlen);
 void drop_policy(const struct drop_record *d, const struct cfg *cfg, const char *own,
 		struct outbox_policy *pol);
 int drop_create(int dirfd, char name[DROP_NAME_MAX], char tmp[DROP_NAME_MAX]);

@@ -328,6 +328,22 @@ take_given_rcpts(struct parse_ctx *c)
 }
 
 /*
+ * A writer who may not choose its sender (unixuser_sender()) sends as its
+ * own address only: the sender the headers name must be that one.
+ */
+static int
+check_sender_owned(struct parse_ctx *c)
+{
+	const struct outbox_policy *pol = c->pol;
+
+	if (pol->own_sender == NULL || addr_same_mailbox(c->h->from, pol->own_sender))
+		return 0;
+	return fail(-EPERM, c->why, c->whylen, "sender <%s> (From:/Sender:) is not %s's to use: %s may send as "
+	    "<%s> only (not in [sendmail] trusted_users)", c->h->from, pol->writer ? pol->writer : "the writer",
+	    pol->writer ? pol->writer : "the writer", pol->own_sender);
+}
+
+/*
  * The envelope sender: the policy's when it names one (sendmail decided
  * it), else the headers' (From:, Sender:), which the message must have
  * unless the policy adds a From: of its own.
@@ -347,7 +363,7 @@ settle_sender(struct parse_ctx *c)
 	}
 	if (h->from == NULL)
 		return fail(-EBADMSG, c->why, c->whylen, "not a message: no From: header (RFC 5322 3.6 requires one)");
-	return 0;
+	return check_sender_owned(c);
 }
 
 int
@@ -413,7 +429,7 @@ outbox_check_headers(const char *buf, size_t len, const struct outbox_policy *po
 	if (r == 0 && out->nrcpt == 0)
 		r = fail(-EDESTADDRREQ, why, whylen, "no recipient: %s", !c.pol->rcpt_from_headers ?
 		    "none given (name them as arguments, or use -t to take them from To:, Cc: and Bcc:)" :
-		    c.pol == &outbox_policy_outbox ? "no address in To:, Cc: or Bcc:" :
+		    c.pol->nrcpt == 0 ? "no address in To:, Cc: or Bcc:" :
 		    "none given, and no address in To:, Cc: or Bcc:");
 	if (r == 0)
 		r = settle_sender(&c);
@@ -593,16 +609,19 @@ write_from_header(struct spool_msg *msg, const struct outbox_policy *pol)
 	return r;
 }
 
-/* The file part of Received: ("file <quoted name>"), folded, for an outbox/ file. */
+/*
+ * The file part of Received: ("file <quoted name>"), folded, for an outbox/
+ * file; used is the length of the line so far.
+ */
 static int
-write_trace_name(struct spool_msg *msg, const char *name, size_t idlen)
+write_trace_name(struct spool_msg *msg, const char *name, size_t used)
 {
 	char quoted[3 * SPOOL_NAME_MAX + 1];
 	size_t qlen = outbox_quote_name(name, quoted, sizeof(quoted)), at, next;
+	bool fits = used + 7 + qlen + 2 <= TRACE_LINE;
 	int r;
 
-	if ((r = spool_msg_write(msg, idlen + 20 + 6 + qlen + 2 <= TRACE_LINE ? ", file " : ",\n\tfile ",
-	    idlen + 20 + 6 + qlen + 2 <= TRACE_LINE ? 7 : 8)) < 0)
+	if ((r = spool_msg_write(msg, fits ? ", file " : ",\n\tfile ", fits ? 7 : 8)) < 0)
 		return r;
 	for (at = 0; at < qlen; at = next) {
 		next = fold_end(quoted, at, qlen);
@@ -629,12 +648,17 @@ write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
 
 	if ((r = outbox_format_date(time(NULL), date, sizeof(date))) < 0)
 		return r;
-	n = snprintf(line, sizeof(line), "Received: by %s (spoolgate, from %s)\n"
-	    "\tid %s (uid %lu", host, src->via != NULL ? src->via : "outbox", spool_msg_id(msg),
-	    (unsigned long)src->uid);
+	n = snprintf(line, sizeof(line), "Received: by %s (spoolgate, from %s)\n", host,
+	    src->via != NULL ? src->via : "outbox");
 	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
 		return r;
-	if (src->name != NULL && (r = write_trace_name(msg, src->name, strlen(spool_msg_id(msg)))) < 0)
+	n = snprintf(line, sizeof(line), "\tid %s (uid %lu%s%s", spool_msg_id(msg), (unsigned long)src->uid,
+	    src->user != NULL ? ", user " : "", src->user != NULL ? src->user : "");
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)
+		return r;
+	if (src->name != NULL && (r = write_trace_name(msg, src->name, (size_t)n + 7)) < 0)
 		return r;
 	n = snprintf(line, sizeof(line), ");\n\t%s\n", date);
 	if ((r = spool_msg_write(msg, line, (size_t)n)) < 0)

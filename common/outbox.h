@@ -41,10 +41,11 @@
  *	does for a local one:
  *
  *	    Received: by <hostname> (spoolgate, from outbox)
- *	            id <id> (uid <uid>, file <name>);
+ *	            id <id> (uid <uid>, user <login>, file <name>);
  *	            <date>
  *
- *	where <name> is outbox_quote_name(name), folded every 64 octets,
+ *	("user <login>" when src->user is set, "file <name>" when src->name
+ *	is) where <name> is outbox_quote_name(name), folded every 64 octets,
  *	followed by "Date: <date>" and "Message-ID: <<id>@<hostname>>" when
  *	the message has no Date: or Message-ID: field (RFC 5322 3.6 requires
  *	Date:; sendmail -t adds both).  The date is outbox_format_date() of
@@ -63,8 +64,13 @@
  *	headerless_ok, a message whose first line is no header field (or
  *	that is empty) is all body, as Postfix's sendmail takes "echo text |
  *	sendmail root": the gateway's header lines and an empty line come
- *	before it.
- *	outbox/ is the policy {rcpt_from_headers = true}, nothing else.
+ *	before it; own_sender, when set, the only envelope sender the writer
+ *	may use (an untrusted user's own address, unixuser_sender()): a
+ *	From:/Sender: naming another is -EPERM, 553 5.7.1 "Sender address
+ *	rejected: not owned by user", and writer (its login) names the user
+ *	in why.
+ *	outbox/ is the policy {rcpt_from_headers = true} (NULL), plus
+ *	own_sender for a writer who may not choose its sender (fs/outfile.h).
  *
  *	When it returns 0 the message is durable in queue/ (data and record
  *	synced, directories synced) and id holds its id.  Otherwise nothing
@@ -75,6 +81,7 @@
  *	    -EDESTADDRREQ  no recipient in To:, Cc: or Bcc:
  *	    -EINVAL        a malformed or unusable address (553 5.1.3)
  *	    -EFBIG         larger than max_size
+ *	    -EPERM         a sender the policy's own_sender forbids
  *	    -ENOSPC, -EDQUOT, -EIO  the spool could not take it
  *	The errno is the one errmap gives for the reply an SMTP server would
  *	have sent.
@@ -136,12 +143,15 @@ struct outbox_policy {
 	const char	       *from_addr;	/* From: to add when there is none, or NULL */
 	const char	       *from_name;	/* its display name (-F), or NULL */
 	bool			headerless_ok;	/* a first line that is no header field starts the body */
+	const char	       *own_sender;	/* non-NULL: the headers' sender must be this (-EPERM) */
+	const char	       *writer;		/* the writer's login, for that refusal's text */
 };
 
 struct outbox_source {
 	const char	       *origin;		/* envelope origin, "fs outbox/<name> uid=<uid>" */
 	const char	       *name;		/* the file's name under outbox/, any bytes; or NULL */
 	uid_t			uid;		/* the writer */
+	const char	       *user;		/* its login name, or NULL */
 	const char	       *hostname;	/* configured host name, or NULL */
 	unsigned long		max_size;	/* bytes */
 	off_t			start;		/* the message's first byte in fd */

@@ -28,7 +28,16 @@
  *	allow_other when [fs] allow_other = yes.  As root it sets the mount's
  *	read-ahead to FS_READAHEAD_KB (raise_readahead() says why).  When started as root it
  *	stays root: files it creates in the spool are given to the spool owner
- *	by the spool library.
+ *	by the spool library.  Root is kept for /proc/<pid>/fdinfo of writers
+ *	of every uid (which close ends an outbox message), the unmount at exit
+ *	and the read-ahead; docs/architecture.md ("What spoolgate-fs keeps root
+ *	for") says what dropping to the spool user after the mount broke.  Of
+ *	root's capabilities it keeps those five after the mount and gives up
+ *	every other one, from its bounding set too, and sets no_new_privs
+ *	(drop_unneeded_capabilities(); event=capabilities-dropped).
+ *	Users' access to the mount never depends on the daemon's privileges:
+ *	with allow_other it is checked per request from the caller's uid
+ *	(fs/access.h).
  * OPTIONS
  *	-c FILE	the configuration file (required)
  *	-d	debug: log level debug and libfuse's request trace
@@ -54,10 +63,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include <fuse_lowlevel.h>
 
@@ -356,6 +369,69 @@ new_session(const struct fs_options *o, const struct cfg *cfg, struct spoolfs *f
 	return se;
 }
 
+/*
+ * What root keeps once the filesystem is mounted (docs/architecture.md,
+ * "What spoolgate-fs keeps root for"; the unit's CapabilityBoundingSet is
+ * the same list): umount2 at exit, /proc/<pid>/fdinfo of writers of every
+ * uid, the spool of the [spool] user and the files given to it.
+ */
+static const int fs_kept_caps[] = {
+	CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER,
+};
+
+static bool
+cap_is_kept(int cap)
+{
+	for (size_t i = 0; i < sizeof fs_kept_caps / sizeof fs_kept_caps[0]; i++)
+		if (fs_kept_caps[i] == cap)
+			return true;
+	return false;
+}
+
+/*
+ * As root, after the mount: every other capability goes, from the bounding
+ * set too (setuid, kill, module loading, raw I/O, ...), and no exec may
+ * give one back.  Capabilities are per thread: this runs before any thread
+ * starts (the watcher, libfuse's workers), which inherit the result.
+ * Failing is logged, not fatal: a seccomp filter may forbid it, and the
+ * service manager's bounding set applies then.
+ */
+static void
+drop_unneeded_capabilities(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	int last = CAP_LAST_CAP;
+	char mask[32];
+	FILE *f;
+
+	if (geteuid() != 0)
+		return;
+	if ((f = fopen("/proc/sys/kernel/cap_last_cap", "re")) != NULL) {
+		if (fscanf(f, "%d", &last) != 1 || last < 0 || last > 63)
+			last = CAP_LAST_CAP;
+		fclose(f);
+	}
+	for (int cap = 0; cap <= last; cap++)
+		if (!cap_is_kept(cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
+			log_warn("capabilities-kept", "cap=%d error=%s", cap, strerror(errno));
+			return;
+		}
+	memset(data, 0, sizeof data);
+	for (size_t i = 0; i < sizeof fs_kept_caps / sizeof fs_kept_caps[0]; i++) {
+		int cap = fs_kept_caps[i];
+
+		data[cap / 32].effective |= 1u << (cap % 32);
+		data[cap / 32].permitted |= 1u << (cap % 32);
+	}
+	if (syscall(SYS_capset, &hdr, data) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		log_warn("capabilities-kept", "error=%s", strerror(errno));
+		return;
+	}
+	snprintf(mask, sizeof mask, "%08x%08x", data[1].effective, data[0].effective);
+	log_info("capabilities-dropped", "kept=sys_admin,sys_ptrace,dac_override,chown,fowner mask=%s", mask);
+}
+
 /* READY=1 for systemd (Type=notify): the mount is there to use. */
 static void
 notify_mounted(const char *mnt)
@@ -395,6 +471,7 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		goto out;
 	}
 	spoolfs_when_ready(fs, raise_readahead, (void *) mnt);
+	drop_unneeded_capabilities();
 	if ((r = spoolfs_watch_start(fs, se)) < 0) {
 		fprintf(stderr, "%s: cannot watch the spool %s: %s\n", PROG, spool_path(spool),
 		    strerror(-r));

@@ -13,15 +13,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "cfg.h"
 #include "errmap.h"
 #include "log.h"
 #include "outbox.h"
 #include "spool.h"
+#include "unixuser.h"
 
 #include "outfile.h"
 
-/* Longest envelope origin we make ("fs outbox/<name> uid=<uid>"). */
-#define OUTFILE_ORIGIN_MAX	(10 + 255 + 16)
+/* Longest envelope origin we make ("fs outbox/<name> uid=<uid> user=<login>"). */
+#define OUTFILE_ORIGIN_MAX	(10 + 255 + 16 + 6 + UNIXUSER_LOGIN_MAX)
 
 void
 outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
@@ -33,6 +36,49 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->head = NULL;
 	set->count = 0;
 	set->group = NULL;
+	set->senders = NULL;
+}
+
+void
+outfile_set_senders(struct outfile_set *set, const struct cfg *cfg)
+{
+	set->senders = cfg;
+	set->self = geteuid();
+}
+
+/*
+ * Who writes: its login, and the one sender it may use unless the set has
+ * no sender rule, [sendmail] trusted_users names it (unixuser.h), or it is
+ * the daemon's own user.  A login too long for an address may use none
+ * ("-" matches no sender).
+ */
+static void
+outfile_sender_of(const struct outfile_set *set, uid_t uid, struct outfile_sender *s)
+{
+	unixuser_login(uid, s->login, sizeof s->login);
+	s->own[0] = '\0';
+	if (set->senders == NULL || uid == set->self || cfg_user_is_trusted(set->senders, s->login))
+		return;
+	if (unixuser_sender(set->senders, s->login, NULL, s->own, sizeof s->own) < 0)
+		snprintf(s->own, sizeof s->own, "-");
+}
+
+/* outbox/'s rules for this writer (outbox.h): recipients from the headers, its sender. */
+static void
+outfile_policy(const struct outfile_sender *s, struct outbox_policy *pol)
+{
+	memset(pol, 0, sizeof *pol);
+	pol->rcpt_from_headers = true;
+	pol->own_sender = s->own[0] != '\0' ? s->own : NULL;
+	pol->writer = s->login;
+}
+
+/* A new writer opened the entry: its rules apply from now on. */
+static void
+outfile_set_writer(const struct outfile_set *set, struct outfile *of, const struct outfile_writer *w)
+{
+	of->writer = *w;
+	outfile_sender_of(set, w->uid, &of->sender);
 }
 
 bool
@@ -197,7 +243,7 @@ outfile_create(struct outfile_set *set, const char *name, mode_t mode,
 		return r;
 	of->refs = 1;
 	of->writers = writable ? 1 : 0;
-	of->writer = *w;
+	outfile_set_writer(set, of, w);
 	*out = of;
 	return 0;
 }
@@ -274,7 +320,7 @@ outfile_open(struct outfile_set *set, struct outfile **pof, int flags,
 		return r;
 	of->refs++;
 	of->writers++;
-	of->writer = *w;
+	outfile_set_writer(set, of, w);
 	*pof = of;
 	return 0;
 }
@@ -286,9 +332,9 @@ outfile_open(struct outfile_set *set, struct outfile **pof, int flags,
  * file name may: those bytes become '?' in the origin.
  */
 static void
-outfile_origin(const char *name, uid_t uid, char *out, size_t outlen)
+outfile_origin(const char *name, uid_t uid, const char *login, char *out, size_t outlen)
 {
-	int n = snprintf(out, outlen, "fs outbox/%s uid=%u", name, (unsigned) uid);
+	int n = snprintf(out, outlen, "fs outbox/%s uid=%u user=%s", name, (unsigned) uid, login);
 
 	if (n < 0)
 		out[0] = '\0';
@@ -297,9 +343,13 @@ outfile_origin(const char *name, uid_t uid, char *out, size_t outlen)
 			*p = '?';
 }
 
-/* id: the failed/ record that keeps it, or NULL (kept_err says why not, 0: not meant to). */
+/*
+ * id: the failed/ record that keeps it, or NULL (kept_err says why not, 0:
+ * not meant to); of: whose it is.
+ */
 static void
-outfile_log_rejected(const char *name, int err, const char *why, const char *id, int kept_err)
+outfile_log_rejected(const struct outfile *of, const char *name, int err, const char *why,
+		     const char *id, int kept_err)
 {
 	const struct errmap_reply *r = errmap_from_errno(err);
 	char qname[512], qreply[512], qwhy[1024], reply[400], kept[128];
@@ -312,9 +362,10 @@ outfile_log_rejected(const char *name, int err, const char *why, const char *id,
 		snprintf(kept, sizeof kept, " kept=no error=%s", outfile_errno_name(-kept_err));
 	else
 		kept[0] = '\0';
-	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s%s",
+	log_warn("outbox-rejected", "name=%s errno=%s reply=%s why=%s uid=%u user=%s%s",
 	    log_quote(qname, sizeof qname, name), outfile_errno_name(err),
-	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why), kept);
+	    log_quote(qreply, sizeof qreply, reply), log_quote(qwhy, sizeof qwhy, why),
+	    (unsigned) of->writer.uid, of->sender.login, kept);
 }
 
 /*
@@ -335,13 +386,13 @@ outfile_refuse(struct outfile_set *set, struct outfile *of, const char *name, in
 	of->refusal = err;
 	if (outfile_name_is_held(name) || of->unlinked) {
 		/* a draft nobody submitted */
-		outfile_log_rejected(name, -err, why, NULL, 0);
+		outfile_log_rejected(of, name, -err, why, NULL, 0);
 		return err;
 	}
 	keep = size < 0 ? 0 : (uint64_t) size > set->max_size ? (off_t) set->max_size : size;
-	outfile_origin(name, of->writer.uid, origin, sizeof origin);
+	outfile_origin(name, of->writer.uid, of->sender.login, origin, sizeof origin);
 	r = outbox_reject(set->spool, of->fd, keep, origin, -err, why, id);
-	outfile_log_rejected(name, -err, why, r == 0 ? id : NULL, r);
+	outfile_log_rejected(of, name, -err, why, r == 0 ? id : NULL, r);
 	return err;
 }
 
@@ -368,6 +419,7 @@ outfile_submission_begin(struct outfile_set *set, struct outfile *of, const char
 	sub->of = of;
 	sub->fd = of->fd;
 	sub->uid = of->writer.uid;
+	sub->sender = of->sender;
 	of->state = OUTFILE_COMMITTING;
 	return 0;
 }
@@ -376,11 +428,14 @@ int
 outfile_submission_run(const struct outfile_set *set, struct outfile_submission *sub)
 {
 	char origin[OUTFILE_ORIGIN_MAX];
+	struct outbox_policy pol;
 
-	outfile_origin(sub->name, sub->uid, origin, sizeof origin);
+	outfile_origin(sub->name, sub->uid, sub->sender.login, origin, sizeof origin);
+	outfile_policy(&sub->sender, &pol);
 	const struct outbox_source src = {
-		.origin = origin, .name = sub->name, .uid = sub->uid,
+		.origin = origin, .name = sub->name, .uid = sub->uid, .user = sub->sender.login,
 		.hostname = set->hostname, .max_size = set->max_size, .group = set->group,
+		.policy = &pol,
 	};
 
 	return outbox_submit(set->spool, sub->fd, &src, sub->id, sub->why, sizeof sub->why);
@@ -397,9 +452,9 @@ outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, 
 	else {
 		of->state = OUTFILE_SUBMITTED;
 		clock_gettime(CLOCK_MONOTONIC, &of->submitted);
-		log_info("outbox-submitted", "id=%s name=%s size=%lld uid=%u", sub->id,
+		log_info("outbox-submitted", "id=%s name=%s size=%lld uid=%u user=%s", sub->id,
 		    log_quote(qname, sizeof qname, sub->name), (long long) outfile_size(of),
-		    (unsigned) sub->uid);
+		    (unsigned) sub->uid, sub->sender.login);
 	}
 	free(sub->name);
 	sub->name = NULL;
@@ -407,9 +462,9 @@ outfile_submission_end(struct outfile_set *set, struct outfile_submission *sub, 
 }
 
 static int
-outfile_refuse_empty(const char *name)
+outfile_refuse_empty(const struct outfile *of, const char *name)
 {
-	outfile_log_rejected(name, ENODATA, "empty file: nothing was written", NULL, 0);
+	outfile_log_rejected(of, name, ENODATA, "empty file: nothing was written", NULL, 0);
 	return -ENODATA;
 }
 
@@ -431,7 +486,7 @@ outfile_release(struct outfile_set *set, struct outfile *of, bool writable)
 	if (of->state == OUTFILE_WRITING) {
 		/* never ended by its opener's close: now is the end, told to no one */
 		if (outfile_size(of) == 0)
-			(void) outfile_refuse_empty(of->name);
+			(void) outfile_refuse_empty(of, of->name);
 		else
 			(void) outfile_end(set, of, of->name);
 	}
@@ -514,6 +569,7 @@ static int
 outfile_check_header(struct outfile_set *set, struct outfile *of)
 {
 	struct outbox_headers h;
+	struct outbox_policy pol;
 	char why[512];
 	ssize_t got;
 	char *buf = malloc((size_t) of->head_end);
@@ -528,7 +584,8 @@ outfile_check_header(struct outfile_set *set, struct outfile *of)
 		    "cannot read back what was written");
 	}
 	why[0] = '\0';
-	r = outbox_parse_headers(buf, (size_t) got, &h, why, sizeof why);
+	outfile_policy(&of->sender, &pol);
+	r = outbox_check_headers(buf, (size_t) got, &pol, &h, why, sizeof why);
 	free(buf);
 	if (r < 0)
 		return outfile_refuse(set, of, of->name, r, why[0] ? why : strerror(-r));
@@ -684,7 +741,7 @@ outfile_rename(struct outfile_set *set, const char *from, const char *to, bool n
 	if (submits && src->state == OUTFILE_REFUSED)
 		return src->refusal;
 	if (submits && src->state == OUTFILE_WRITING && outfile_size(src) == 0)
-		return outfile_refuse_empty(to);
+		return outfile_refuse_empty(src, to);
 	if ((newname = strdup(to)) == NULL)
 		return -ENOMEM;
 	if (submits && src->state == OUTFILE_WRITING && (r = outfile_end(set, src, to)) < 0) {

@@ -6,6 +6,7 @@
  *
  *	void outfile_set_init(struct outfile_set *set, struct spool *spool,
  *			unsigned long max_size, const char *hostname);
+ *	void outfile_set_senders(struct outfile_set *set, const struct cfg *cfg);
  *	int outfile_create(struct outfile_set *set, const char *name,
  *			mode_t mode, const struct outfile_writer *w,
  *			bool writable, struct outfile **out);
@@ -28,7 +29,8 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
  *	int outfile_rename(struct outfile_set *set, const char *from,
  *			const char *to, bool noreplace);
  *	void outfile_expire(struct outfile_set *set);
- *	void outfile_set_free(struct outfile_set *set);
+ *	void outfile_set_senders(struct outfile_set *set, const struct cfg *cfg);
+void outfile_set_free(struct outfile_set *set);
  * DESCRIPTION
  *	A file created in outbox/ lives in a temporary of the spool (made in
  *	tmp/ by spool_tmpfile(), O_EXCL|O_NOFOLLOW, and unlinked at once: only
@@ -39,7 +41,19 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
  *	writer's uid and the set's hostname (outfile_set_init(); the caller
  *	keeps it alive), which the queued message's Received: and
  *	Message-ID: headers record; the envelope's origin is
- *	"fs outbox/<name> uid=<uid>".
+ *	"fs outbox/<name> uid=<uid> user=<login>", and Received: names the
+ *	login too.
+ *
+ *	outfile_set_senders() gives the set the sender rule of Unix users
+ *	(unixuser.h; the caller keeps cfg alive): from then on a writer whose
+ *	login is not in [sendmail] trusted_users may name only its own
+ *	address, login@sender_domain, as From: (or Sender:); any other makes
+ *	the write that completes the header section fail with -EPERM (553
+ *	5.7.1), as every other refusal.  The user the daemon runs as (its
+ *	effective uid when outfile_set_senders() is called) is free of the
+ *	rule too: it owns the spool and could queue anything itself, and
+ *	without allow_other it is the mount's one user.  Without it (unit
+ *	tests) any writer may choose its sender.
  *
  *	An entry is in one of three states:
  *
@@ -136,7 +150,10 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
 #include <sys/types.h>
 #include <time.h>
 
+#include "addr.h"
+#include "cfg.h"
 #include "spool.h"
+#include "unixuser.h"
 
 #define OUTFILE_MAX		1024	/* entries in outbox/ at once (each holds an fd) */
 #define OUTFILE_SUBMITTED_MAX	64	/* submitted names kept after their last close */
@@ -156,6 +173,12 @@ struct outfile_writer {
 	gid_t		gid;
 };
 
+/* The sender rule of a writer (outfile_set_senders()). */
+struct outfile_sender {
+	char		login[UNIXUSER_LOGIN_MAX];	/* its login name, "uid<N>" without one */
+	char		own[ADDR_MAX];	/* the one sender it may use; "": any (trusted, no rule) */
+};
+
 struct outfile {
 	char	       *name;		/* its name in outbox/ */
 	int		fd;		/* O_RDWR on the temporary (unlinked) */
@@ -165,6 +188,7 @@ struct outfile {
 	bool		unlinked;	/* dropped: never submitted */
 	int		refusal;	/* REFUSED: -errno */
 	struct outfile_writer writer;	/* the last one that opened it to write */
+	struct outfile_sender sender;	/* ... and its rule */
 	off_t		head_scanned;	/* [0, head_scanned) holds no end of the header */
 	off_t		head_end;	/* 0, or just past the empty line, checked */
 	struct timespec	submitted;	/* CLOCK_MONOTONIC, SUBMITTED */
@@ -179,6 +203,8 @@ struct outfile_set {
 	unsigned long	max_size;
 	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
 	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
+	const struct cfg *senders;	/* the sender rule's configuration, or NULL (no rule) */
+	uid_t		self;		/* the daemon's user, free of the rule */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };
@@ -189,12 +215,14 @@ struct outfile_submission {
 	char	       *name;		/* a copy: the entry may be renamed meanwhile */
 	int		fd;
 	uid_t		uid;
+	struct outfile_sender sender;	/* a copy of the writer's rule */
 	char		id[SPOOL_ID_MAX];	/* of the queued message */
 	char		why[512];	/* of a refusal */
 };
 
 void outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
 		const char *hostname);
+void outfile_set_senders(struct outfile_set *set, const struct cfg *cfg);
 void outfile_set_free(struct outfile_set *set);
 
 bool outfile_name_is_held(const char *name);

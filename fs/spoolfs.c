@@ -36,6 +36,7 @@
 #include "log.h"
 #include "spool.h"
 
+#include "access.h"
 #include "inode.h"
 #include "outfile.h"
 #include "spoolfs.h"
@@ -44,6 +45,7 @@
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
+#define SPOOLFS_DRAFT_MODE	0600		/* an outbox/ file at its creation (access.h) */
 
 /*
  * Entry and attribute timeouts.  A committed message never changes
@@ -89,6 +91,7 @@ struct spoolfs_dir;
 struct spoolfs {
 	pthread_mutex_t		lock;
 	const struct cfg       *cfg;		/* constant */
+	bool			per_user;	/* constant: allow_other, access.h's rules apply */
 	struct spool	       *spool;		/* constant; thread-safe (spool.h) */
 	struct inode_table	nodes;		/* protected by lock (and nodes.lock, inode.h) */
 	struct outfile_set	outbox;		/* protected by lock */
@@ -128,6 +131,7 @@ struct spoolfs_dir {
 	char		       *base;		/* its path at opendir, for readdirplus */
 	enum inode_kind		kind;		/* ... and what it was */
 	enum inode_area		area;
+	struct access_caller	caller;		/* who opened it: a shared mount lists per user */
 	struct spoolfs_dir     *prev, *next;	/* fs->dirs, once opened */
 };
 
@@ -564,10 +568,10 @@ spoolfs_stat_mailbox(struct spoolfs *fs, const char *path, struct stat *st)
 	return 0;
 }
 
-/* The attributes of what path shows now; st_ino is left to the caller. */
+/* The attributes of the spool file behind path; st_ino is left to the caller. */
 static int
-spoolfs_stat_path(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
-		  const char *path, struct stat *st)
+spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		   const char *path, struct stat *st)
 {
 	struct outfile *of;
 	off_t base;
@@ -694,6 +698,159 @@ spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *na
 	}
 }
 
+/* ------------------------------------------- a mount shared by Unix users */
+
+static struct access_caller
+spoolfs_caller(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	return (struct access_caller) { ctx->uid, ctx->gid };
+}
+
+/* The envelope record behind a record node's path, opened (for its submitter). */
+static int
+spoolfs_open_record_of(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		       const char *path)
+{
+	char id[ENVELOPE_ID_MAX];
+	int r;
+
+	if ((r = spoolfs_record_id(spoolfs_path_leaf(path), kind, id)) < 0)
+		return r;
+	return spoolfs_open_record(fs, area, id);
+}
+
+/*
+ * May the caller see what path shows (access.h)?  0; -EACCES for another
+ * user's mailbox and what is in it; -ENOENT for a record another user
+ * submitted.  Everything, when the mount is not shared.
+ */
+static int
+spoolfs_may_see(struct spoolfs *fs, const struct access_caller *c, enum inode_kind kind,
+		enum inode_area area, const char *path)
+{
+	char mailbox[NAME_MAX + 1];
+	int fd, r;
+
+	if (!fs->per_user || access_sees_all(c))
+		return 0;
+	switch (kind) {
+	case INODE_MAILBOX:
+	case INODE_MAILMSG:
+		if (spoolfs_path_mailbox(path, mailbox, sizeof mailbox) < 0)
+			return -ENOENT;
+		return access_mailbox(fs->cfg, c, mailbox);
+	case INODE_RECMSG:
+	case INODE_RECSTATUS:
+		if ((fd = spoolfs_open_record_of(fs, kind, area, path)) < 0)
+			return fd;
+		r = access_record(c, fd);
+		(void) close(fd);
+		return r;
+	default:
+		return 0;
+	}
+}
+
+/* May the caller open, rename, remove or change an outbox/ file? */
+static int
+spoolfs_may_use_outfile(struct spoolfs *fs, const struct access_caller *c,
+			const struct outfile *of)
+{
+	return fs->per_user ? access_outfile(c, of->uid) : 0;
+}
+
+/* The same for a name in outbox/ (0 when there is no such file). */
+static int
+spoolfs_may_use_outfile_named(struct spoolfs *fs, const struct access_caller *c,
+			      const char *name)
+{
+	const struct outfile *of = outfile_find(&fs->outbox, name);
+
+	return of != NULL ? spoolfs_may_use_outfile(fs, c, of) : 0;
+}
+
+/*
+ * What a shared mount shows of owners and modes (access.h): outbox/ 1777,
+ * a mailbox and its messages its owner's, a record its submitter's.
+ */
+static void
+spoolfs_shared_attr(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		    const char *path, struct stat *st)
+{
+	char mailbox[NAME_MAX + 1];
+	int fd;
+
+	if (!fs->per_user)
+		return;
+	switch (kind) {
+	case INODE_OUTBOX:
+		st->st_mode = S_IFDIR | 01777;
+		return;
+	case INODE_MAILBOX:
+	case INODE_MAILMSG:
+		if (spoolfs_path_mailbox(path, mailbox, sizeof mailbox) == 0)
+			access_mailbox_attr(fs->cfg, mailbox, st);
+		return;
+	case INODE_RECMSG:
+	case INODE_RECSTATUS:
+		if ((fd = spoolfs_open_record_of(fs, kind, area, path)) >= 0) {
+			access_record_attr(fd, st);
+			(void) close(fd);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+/* The attributes of what path shows now, for every user; st_ino is left to the caller. */
+static int
+spoolfs_stat_path(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
+		  const char *path, struct stat *st)
+{
+	int r = spoolfs_stat_spool(fs, kind, area, path, st);
+
+	if (r == 0)
+		spoolfs_shared_attr(fs, kind, area, path, st);
+	return r;
+}
+
+/* Does a listing show this mailbox (its own, to a user of a shared mount)? */
+static bool
+spoolfs_dir_shows_mailbox(const struct spoolfs_dir *dir, const char *mailbox)
+{
+	return !dir->fs->per_user || access_mailbox(dir->fs->cfg, &dir->caller, mailbox) == 0;
+}
+
+/* Does a listing show the record dirfd/name (the caller's submissions)? */
+static bool
+spoolfs_dir_shows_record(const struct spoolfs_dir *dir, int dirfd, const char *name)
+{
+	int fd, r;
+
+	if (!dir->fs->per_user || access_sees_all(&dir->caller))
+		return true;
+	if ((fd = spoolfs_open_file_at(dirfd, name)) < 0)
+		return false;
+	r = access_record(&dir->caller, fd);
+	(void) close(fd);
+	return r == 0;
+}
+
+/*
+ * Names filtered per user are never cached by the kernel on a shared
+ * mount: every path walk through them asks again (access.h).
+ */
+static double
+spoolfs_shared_entry_timeout(const struct spoolfs *fs, enum inode_kind kind)
+{
+	if (fs->per_user && (kind == INODE_MAILBOX || kind == INODE_RECMSG || kind == INODE_RECSTATUS))
+		return SPOOLFS_NO_CACHE;
+	return spoolfs_entry_timeout(kind);
+}
+
 /* ----------------------------------------------------- directory snapshots */
 
 static int
@@ -801,7 +958,7 @@ spoolfs_list_mailbox_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
 			unsigned char d_type, void *arg)
 {
 	(void) arg;
-	if (!spoolfs_dirent_is(dirfd, name, d_type, S_IFDIR))
+	if (!spoolfs_dirent_is(dirfd, name, d_type, S_IFDIR) || !spoolfs_dir_shows_mailbox(dir, name))
 		return 0;
 	return spoolfs_dir_add(dir, name, S_IFDIR);
 }
@@ -826,10 +983,9 @@ spoolfs_list_record_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
 	char entry[ENVELOPE_ID_MAX + sizeof SPOOLFS_STATUS_SUFFIX];
 	int r;
 
-	(void) dirfd;
 	(void) d_type;
 	(void) arg;
-	if (!spoolfs_id_ok(name, len))
+	if (!spoolfs_id_ok(name, len) || !spoolfs_dir_shows_record(dir, dirfd, name))
 		return 0;
 	memcpy(entry, name, len);
 	entry[len] = '\0';
@@ -1016,7 +1172,7 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 	e.attr = *st;
 	e.attr.st_ino = node->ino;
 	e.attr_timeout = spoolfs_attr_timeout(kind);
-	e.entry_timeout = spoolfs_entry_timeout(kind);
+	e.entry_timeout = spoolfs_shared_entry_timeout(fs, kind);
 	if (fuse_reply_entry(req, &e) != 0)
 		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
 }
@@ -1026,6 +1182,7 @@ spoolfs_lookup_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
+	struct access_caller caller = spoolfs_caller(req);
 	char path[PATH_MAX];
 	enum inode_kind kind;
 	enum inode_area area;
@@ -1038,6 +1195,7 @@ spoolfs_lookup_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return (void) fuse_reply_err(req, strlen(name) > NAME_MAX ? ENAMETOOLONG : ENOENT);
 	if ((r = spoolfs_child_kind(dir->kind, dir->area, name, &kind, &area)) < 0 ||
 	    (r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
+	    (r = spoolfs_may_see(fs, &caller, kind, area, path)) < 0 ||
 	    (r = spoolfs_stat_path(fs, kind, area, path, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	spoolfs_reply_entry(req, fs, path, kind, area, &st);
@@ -1076,9 +1234,11 @@ spoolfs_getattr_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (node == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	/* fstat(2) of an open file: what the descriptor has, even if moved */
-	if (fi != NULL && fi->fh != 0 && spoolfs_kind_is_file(node->kind))
+	if (fi != NULL && fi->fh != 0 && spoolfs_kind_is_file(node->kind)) {
 		r = spoolfs_stat_handle(spoolfs_file_of(fi), &st);
-	else {
+		if (r == 0)
+			spoolfs_shared_attr(fs, node->kind, node->area, node->path, &st);
+	} else {
 		r = node->detached ? -ENOENT :
 		    spoolfs_stat_path(fs, node->kind, node->area, node->path, &st);
 		/*
@@ -1139,6 +1299,7 @@ spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = inode_get(&fs->nodes, ino);
+	struct access_caller caller = spoolfs_caller(req);
 	struct outfile *of = NULL;
 	struct stat st;
 	int r;
@@ -1153,6 +1314,8 @@ spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		of = outfile_find(&fs->outbox, node->name);
 	if (of == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
+	if (spoolfs_may_use_outfile(fs, &caller, of) < 0)
+		return (void) fuse_reply_err(req, EPERM);	/* as chmod(2) of another's file */
 	if ((r = spoolfs_setattr_outfile(fs, of, attr, to_set)) < 0 ||
 	    (r = outfile_stat(of, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
@@ -1315,6 +1478,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char path[PATH_MAX];
 	int r;
 
+	(void) mode;	/* a draft is its writer's alone: SPOOLFS_DRAFT_MODE */
 	if (dir == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	if (dir->kind != INODE_OUTBOX)
@@ -1322,7 +1486,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (!spoolfs_name_ok(name))
 		return (void) fuse_reply_err(req, EINVAL);
 	if ((r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
-	    (r = outfile_create(&fs->outbox, name, mode, &w, writable, &of)) < 0)
+	    (r = outfile_create(&fs->outbox, name, SPOOLFS_DRAFT_MODE, &w, writable, &of)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	memset(&e, 0, sizeof e);
 	if ((r = outfile_stat(of, &e.attr)) < 0 ||
@@ -1353,7 +1517,8 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static int
 spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
-		     const struct outfile_writer *w, struct spoolfs_file **out)
+		     const struct outfile_writer *w, const struct access_caller *c,
+		     struct spoolfs_file **out)
 {
 	struct outfile *of = outfile_find(&fs->outbox, node->name);
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
@@ -1361,6 +1526,8 @@ spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
 
 	if (of == NULL)
 		return -ENOENT;
+	if ((r = spoolfs_may_use_outfile(fs, c, of)) < 0)
+		return r;
 	if ((r = outfile_open(&fs->outbox, &of, flags, w)) < 0)
 		return r;
 	if ((*out = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, of, writable)) == NULL) {
@@ -1392,6 +1559,7 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *node = spoolfs_node(fs, ino);
+	struct access_caller caller = spoolfs_caller(req);
 	struct spoolfs_file *h = NULL;
 	struct outfile_writer w;
 	int r;
@@ -1401,14 +1569,16 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	switch (node->kind) {
 	case INODE_OUTFILE:
 		w = spoolfs_writer_of(req);
-		r = spoolfs_open_outfile(fs, node, fi->flags, &w, &h);
+		r = spoolfs_open_outfile(fs, node, fi->flags, &w, &caller, &h);
 		if (r == 0 && (fi->flags & O_TRUNC))
 			spoolfs_touch_outbox(fs);	/* it may be a new message now */
 		break;
 	case INODE_MAILMSG:
 	case INODE_RECMSG:
 	case INODE_RECSTATUS:
-		r = spoolfs_open_ro(fs, node, fi->flags, &h);
+		r = spoolfs_may_see(fs, &caller, node->kind, node->area, node->path);
+		if (r == 0)
+			r = spoolfs_open_ro(fs, node, fi->flags, &h);
 		break;
 	default:
 		r = -EISDIR;
@@ -1525,6 +1695,11 @@ spoolfs_opendir_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	dir->path = node->path;
 	dir->kind = node->kind;
 	dir->area = node->area;
+	dir->caller = spoolfs_caller(req);
+	if ((r = spoolfs_may_see(fs, &dir->caller, node->kind, node->area, node->path)) < 0) {
+		spoolfs_dir_free(dir);
+		return (void) fuse_reply_err(req, -r);
+	}
 	r = -ENOMEM;
 	if ((dir->base = strdup(node->path)) == NULL ||
 	    (r = spoolfs_dir_add(dir, ".", S_IFDIR)) < 0 ||
@@ -1623,14 +1798,17 @@ spoolfs_dirent_plus(struct spoolfs *fs, const struct spoolfs_dir *dir, size_t i,
 	*node = NULL;
 	if (i >= 2 && spoolfs_child_kind(dir->kind, dir->area, ent->name, &kind, &area) == 0 &&
 	    spoolfs_child_path(dir->base, ent->name, path, sizeof path) == 0) {
-		r = kind == INODE_MAILMSG && (sub[0] >= 0 || sub[1] >= 0) ?
-		    spoolfs_stat_listed_mailmsg(sub, ent->name, &e->attr) :
-		    spoolfs_stat_path(fs, kind, area, path, &e->attr);
+		if (kind == INODE_MAILMSG && (sub[0] >= 0 || sub[1] >= 0)) {
+			r = spoolfs_stat_listed_mailmsg(sub, ent->name, &e->attr);
+			if (r == 0)
+				spoolfs_shared_attr(fs, kind, area, path, &e->attr);
+		} else
+			r = spoolfs_stat_path(fs, kind, area, path, &e->attr);
 		if (r == 0 && inode_lookup(&fs->nodes, path, kind, area, node) == 0) {
 			e->ino = (*node)->ino;
 			e->attr.st_ino = (*node)->ino;
 			e->attr_timeout = spoolfs_attr_timeout(kind);
-			e->entry_timeout = spoolfs_entry_timeout(kind);
+			e->entry_timeout = spoolfs_shared_entry_timeout(fs, kind);
 			return;
 		}
 		memset(&e->attr, 0, sizeof e->attr);
@@ -1716,6 +1894,7 @@ spoolfs_unlink_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *dir = spoolfs_node(fs, parent);
+	struct access_caller caller = spoolfs_caller(req);
 	char path[PATH_MAX];
 	int r;
 
@@ -1725,10 +1904,14 @@ spoolfs_unlink_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return (void) fuse_reply_err(req, -r);
 	switch (dir->kind) {
 	case INODE_MAILBOX:
-		r = spoolfs_name_ok(name) ? spoolfs_unlink_mailmsg(fs, path) : -ENOENT;
+		r = spoolfs_may_see(fs, &caller, dir->kind, dir->area, dir->path);
+		if (r == 0)
+			r = spoolfs_name_ok(name) ? spoolfs_unlink_mailmsg(fs, path) : -ENOENT;
 		break;
 	case INODE_OUTBOX:
-		r = outfile_unlink(&fs->outbox, name);
+		r = spoolfs_may_use_outfile_named(fs, &caller, name);
+		if (r == 0)
+			r = outfile_unlink(&fs->outbox, name);
 		if (r == 0)
 			spoolfs_touch_outbox(fs);
 		break;
@@ -1793,6 +1976,7 @@ spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct spoolfs *fs = spoolfs_of(req);
 	struct inode *from = spoolfs_node(fs, parent), *to = spoolfs_node(fs, newparent), *node;
+	struct access_caller caller = spoolfs_caller(req);
 	char oldpath[PATH_MAX], newpath[PATH_MAX];
 	int r;
 
@@ -1806,6 +1990,8 @@ spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return (void) fuse_reply_err(req, EINVAL);
 	if ((r = spoolfs_child_path(from->path, name, oldpath, sizeof oldpath)) < 0 ||
 	    (r = spoolfs_child_path(to->path, newname, newpath, sizeof newpath)) < 0 ||
+	    (r = spoolfs_may_use_outfile_named(fs, &caller, name)) < 0 ||
+	    (r = spoolfs_may_use_outfile_named(fs, &caller, newname)) < 0 ||
 	    (r = outfile_rename(&fs->outbox, name, newname, flags & RENAME_NOREPLACE)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	spoolfs_touch_outbox(fs);
@@ -2023,6 +2209,7 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->cfg = cfg;
+	fs->per_user = cfg->allow_other;
 	fs->spool = spool;
 	if ((r = inode_table_init(&fs->nodes)) < 0) {
 		free(fs);
@@ -2039,6 +2226,7 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 		node->nlookup = 0;	/* the kernel's count starts at its first lookup */
 	}
 	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
+	outfile_set_senders(&fs->outbox, cfg);
 	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0) {
 		inode_table_free(&fs->nodes);
 		pthread_mutex_destroy(&fs->lock);

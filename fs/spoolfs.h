@@ -70,7 +70,12 @@
  *	    after it) fails close(2); an empty file is ENODATA at close(2).
  *	    The refused file is kept in failed/ (fs/outfile.h);
  *	  - a second open for writing of an outbox file being written, or an
- *	    open for writing without O_TRUNC (>>) of a submitted name: EBUSY.
+ *	    open for writing without O_TRUNC (>>) of a submitted name: EBUSY;
+ *	  - an outbox file whose From: is not its writer's own address, from
+ *	    a writer not in [sendmail] trusted_users: EPERM at the write that
+ *	    completes the header (553 5.7.1, outfile.h);
+ *	  - with allow_other, another user's mailbox (EACCES), record
+ *	    (ENOENT) or outbox file (EACCES).
  *
  *	Which close(2) ends an outbox message: the close, by the process that
  *	opened it for writing, of the last descriptor it holds on it (read
@@ -79,8 +84,16 @@
  *
  *	Modes: directories 0555, outbox/ 0755, inbox/<mailbox>/ the mode of
  *	the mailbox directory (rm needs its write bit); message files their
- *	mode on disk without write bits; outbox files the mode they were
- *	created with, owned by their creator.
+ *	mode on disk without write bits; outbox files 0600 at their creation
+ *	(chmod changes what is shown), owned by their creator.
+ *
+ *	With [fs] allow_other the mount follows Unix users (fs/access.h):
+ *	inbox/<mailbox>/ is its owner's (0700, messages 0400) and EACCES to
+ *	everyone else but root, listings of inbox/, queue/, sent/ and failed/
+ *	show the caller its own mailboxes and submissions, another user's
+ *	record is ENOENT, another user's outbox file EACCES (EPERM to chmod),
+ *	outbox/ is 1777; every such decision is taken per request from
+ *	fuse_req_ctx(), and those names are never cached by the kernel.
  *
  *	Every operation answers its request exactly once, through one reply
  *	at its end (return (void) fuse_reply_err(req, e) on failure).  The

@@ -69,6 +69,7 @@
 #include "../common/cfg.h"
 #include "../common/drop.h"
 #include "../common/errmap.h"
+#include "../common/unixuser.h"
 #include "sendmail_bs.h"
 #include "submit.h"
 
@@ -272,16 +273,12 @@ who_submits(const struct options *o, const struct cfg *cfg, struct submitter *wh
     size_t loginlen, char *own, size_t ownlen, char *sender, size_t senderlen)
 {
 	char want[ADDR_MAX + 2], parsed[ADDR_MAX];
-	struct passwd *pw;
 	const char *w = NULL;
 	int r;
 
 	who->uid = getuid();
-	if ((pw = getpwuid(who->uid)) != NULL)
-		snprintf(login, loginlen, "%s", pw->pw_name);
-	else
-		snprintf(login, loginlen, "uid%lu", (unsigned long)who->uid);
-	if ((r = drop_sender(cfg, login, NULL, own, ownlen)) < 0) {
+	unixuser_login(who->uid, login, loginlen);
+	if ((r = unixuser_sender(cfg, login, NULL, own, ownlen)) < 0) {
 		fprintf(stderr, "%s: %s@%s: too long for an address\n", PROG, login, cfg_sender_domain(cfg));
 		return EX_NOUSER;
 	}
@@ -294,7 +291,7 @@ who_submits(const struct options *o, const struct cfg *cfg, struct submitter *wh
 		}
 		w = parsed;
 	}
-	r = drop_sender(cfg, login, w, sender, senderlen);
+	r = unixuser_sender(cfg, login, w, sender, senderlen);
 	if (r == -EPERM)
 		fprintf(stderr, "%s: warning: -f %s ignored: %s is not in [sendmail] trusted_users; the sender is <%s>\n",
 		    PROG, o->want_sender, login, sender);

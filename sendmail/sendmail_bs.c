@@ -16,6 +16,7 @@
 
 #include "../common/addr.h"
 #include "../common/errmap.h"
+#include "../common/unixuser.h"
 #include "../common/smtp_parse.h"
 #include "sendmail_bs.h"
 
@@ -141,7 +142,7 @@ cmd_mail(struct bs *b, const char *verb, const char *arg)
 		    b->who->cfg->max_message_size);
 		return;
 	}
-	r = drop_sender(b->who->cfg, b->who->login, m.from, b->sender, sizeof(b->sender));
+	r = unixuser_sender(b->who->cfg, b->who->login, m.from, b->sender, sizeof(b->sender));
 	b->has_mail = true;
 	if (r == -EPERM)
 		reply(b, REPLY_SENDER_OK, "<%s> (%s may not choose the sender: not in [sendmail] trusted_users; "

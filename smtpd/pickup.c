@@ -31,6 +31,7 @@
 #include "../common/errmap.h"
 #include "../common/log.h"
 #include "../common/outbox.h"
+#include "../common/unixuser.h"
 #include "pickup.h"
 
 struct pickup {
@@ -96,18 +97,6 @@ pickup_prepare_dir(const struct cfg *cfg, uid_t uid, gid_t gid)
 	else
 		log_info("drop-dir", "path=%s/%s group=%s mode=1730", cfg->spool_dir, DROP_DIR, cfg->drop_group);
 	return r;
-}
-
-static void
-login_of(uid_t uid, char *out, size_t outlen)
-{
-	struct passwd pw, *res = NULL;
-	char buf[4096];
-
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
-		snprintf(out, outlen, "%s", res->pw_name);
-	else
-		snprintf(out, outlen, "uid%lu", (unsigned long)uid);
 }
 
 static void
@@ -185,13 +174,13 @@ check_record(struct pickup *p, int fd, const struct stat *st, struct drop_record
 	if (r < 0)
 		return verdict(v, r == -ENOMEM ? r : -EBADMSG, "the drop's record does not parse (drop.h): "
 		    "not written by spoolgate-sendmail");
-	login_of(st->st_uid, login, loginlen);
+	unixuser_login(st->st_uid, login, loginlen);
 	if (rec->uid != (unsigned long)st->st_uid)
 		return verdict(v, -EPERM, "the drop claims uid %lu but belongs to uid %lu (%s): forged",
 		    rec->uid, (unsigned long)st->st_uid, login);
-	if (drop_sender(p->cfg, login, NULL, own, ownlen) < 0)
+	if (unixuser_sender(p->cfg, login, NULL, own, ownlen) < 0)
 		return verdict(v, -EINVAL, "%s@%s is too long for an address", login, cfg_sender_domain(p->cfg));
-	if (drop_sender(p->cfg, login, rec->sender, allowed, sizeof(allowed)) == -EPERM)
+	if (unixuser_sender(p->cfg, login, rec->sender, allowed, sizeof(allowed)) == -EPERM)
 		return verdict(v, -EPERM, "sender <%s> is not %s's to use (uid %lu is not in [sendmail] "
 		    "trusted_users; its sender is <%s>)", rec->sender, login, (unsigned long)st->st_uid, own);
 	return 0;
@@ -200,7 +189,7 @@ check_record(struct pickup *p, int fd, const struct stat *st, struct drop_record
 static void
 pickup_one(struct pickup *p, const char *name)
 {
-	char login[64], own[ADDR_MAX], origin[64], id[SPOOL_ID_MAX], quoted[3 * DROP_NAME_MAX + 1], qfrom[600];
+	char login[UNIXUSER_LOGIN_MAX], own[ADDR_MAX], origin[32 + UNIXUSER_LOGIN_MAX], id[SPOOL_ID_MAX], quoted[3 * DROP_NAME_MAX + 1], qfrom[600];
 	struct drop_record rec = { 0 };
 	struct verdict v = { 0 };
 	struct outbox_policy pol;
@@ -233,9 +222,9 @@ pickup_one(struct pickup *p, const char *name)
 		goto out;
 	}
 	drop_policy(&rec, p->cfg, own, &pol);
-	snprintf(origin, sizeof(origin), "sendmail uid=%lu", (unsigned long)st.st_uid);
+	snprintf(origin, sizeof(origin), "sendmail uid=%lu user=%s", (unsigned long)st.st_uid, login);
 	const struct outbox_source src = {
-		.origin = origin, .name = NULL, .uid = st.st_uid, .hostname = p->cfg->hostname,
+		.origin = origin, .name = NULL, .uid = st.st_uid, .user = login, .hostname = p->cfg->hostname,
 		.max_size = p->cfg->max_message_size, .start = rec.msg_start, .via = "sendmail", .policy = &pol,
 	};
 	r = outbox_submit(p->spool, fd, &src, id, v.why, sizeof(v.why));

@@ -25,7 +25,7 @@
  *	as if nothing had checked it: it must be a regular file with one
  *	link, at most DROP_RECORD_MAX + max_message_size octets; its record
  *	must parse (drop.h); the uid it claims must be its owner's (st_uid);
- *	the sender it names must be one that owner may use (drop_sender());
+ *	the sender it names must be one that owner may use (unixuser_sender());
  *	then outbox_submit() queues it with that owner's uid in the record's
  *	origin ("sendmail uid=<uid>") and in Received: ("from sendmail",
  *	"uid <uid>"), as an outbox/ file is.  Only once the message is durable

@@ -684,7 +684,7 @@ session_refuse(const struct server_listener *lst, evutil_socket_t fd, enum reply
  * client keeps the message and retries.  Only the rows that say something
  * about the message or its storage stay as the table has them (452 4.3.1
  * ENOSPC/ENOMEM, 552 5.3.4 EFBIG, 552 5.2.2 EDQUOT, 554 5.4.6 ELOOP, the
- * 451 rows); any other permanent row (EACCES and EPERM are 550 5.7.1 for
+ * 451 rows); any other permanent row (EACCES is 550 5.7.1, EPERM 553 5.7.1 for
  * the filesystem's callers) becomes 451 4.3.0: a mailbox directory the
  * daemon cannot write must not bounce the message.
  */

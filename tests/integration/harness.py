@@ -30,6 +30,7 @@ Every wait is bounded; nothing here can hang a test run.
 """
 
 import atexit
+import grp
 import os
 import pwd
 import re
@@ -168,6 +169,48 @@ def ensure_user():
     return pwd.getpwnam(USER)
 
 
+def add_user(name):
+    """A login user of the test's own (no home, /bin/sh), made afresh: a
+    leftover of a killed run is removed first.  Remove it with remove_user()
+    (addClassCleanup), whatever happens."""
+    remove_user(name)
+    subprocess.run(['useradd', '--no-create-home', '--shell', '/bin/sh', name], check=True, timeout=30)
+    return pwd.getpwnam(name)
+
+
+def remove_user(name):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(['userdel', name], timeout=30)
+
+
+def run_as(user, cmd, data=b'', env=None, timeout=30):
+    """Run a shell command as user (su, as cron does), stdin = data."""
+    prefix = ' '.join('%s=%s' % (k, v) for k, v in (env or {}).items())
+    return subprocess.run(['su', '-s', '/bin/sh', user, '-c', (prefix + ' ' + cmd).strip()],
+                          input=data, capture_output=True, timeout=timeout)
+
+
+def ensure_group(name):
+    """A system group (spoolgate-sendmail's [sendmail] group), made if missing."""
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        subprocess.run(['groupadd', '--system', name], check=True, timeout=30)
+
+
+def install_sendmail(gw, group, setgid=True):
+    """A copy of spoolgate-sendmail in the instance's directory, root:group
+    rwxr-sr-x as a package installs it (or without the set-group-id bit)."""
+    path = os.path.join(gw.dir, 'sendmail' if setgid else 'sendmail-plain')
+    shutil.copy(SENDMAIL, path)
+    os.chown(path, 0, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o2755 if setgid else 0o755)
+    return path
+
+
 # ---------------------------------------------------------------- config
 
 # Which section each key lives in (common/cfg.h).
@@ -196,7 +239,7 @@ _SECTION = {
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
     'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
-    'mountpoint': 'fs', 'allow_other': 'fs',
+    'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs',
     'level': 'log',
 }
 _ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']

@@ -27,6 +27,7 @@ what is submitted stays queued.
 
 import errno
 import os
+import pwd
 import signal
 import smtplib
 import subprocess
@@ -153,7 +154,8 @@ class Mount(unittest.TestCase):
         rec = parse_record(status)
         self.assertTrue(rec.get('rejected', '').startswith(
             '%s %s rejected at submission: ' % (reply, errname)), status)
-        self.assertEqual(rec.get('origin'), 'fs outbox/%s uid=%d' % (name, os.getuid()), status)
+        self.assertEqual(rec.get('origin'), 'fs outbox/%s uid=%d user=%s' % (
+            name, os.getuid(), pwd.getpwuid(os.getuid()).pw_name), status)
         self.assertEqual(rec['rcpt'], [], status)
         with open(self.mnt('failed', fid), 'rb') as f:
             kept = f.read()

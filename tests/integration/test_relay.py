@@ -252,8 +252,8 @@ class ToSink(unittest.TestCase):
         msg = email.message_from_bytes(wire, policy=email.policy.compat32)
         received = ' '.join(msg['Received'].split())
         quoted = 'odd%20%28name%29%20' + tok + '%20%01%9B%FF.eml'
-        self.assertRegex(received, r'^by \S+ \(spoolgate, from outbox\) id %s \(uid %d, file %s\); '
-                         % (re.escape(msgid), os.getuid(), re.escape(quoted)))
+        self.assertRegex(received, r'^by \S+ \(spoolgate, from outbox\) id %s \(uid %d, user %s, file %s\); '
+                         % (re.escape(msgid), os.getuid(), pwd.getpwuid(os.getuid()).pw_name, re.escape(quoted)))
         self.assertTrue(all(0x20 <= b < 0x7f or b in (9, 10, 13) for b in head), head)
         self.assertEqual(msg['Message-ID'], '<%s@%s>' % (msgid, msg['Received'].split()[1]))
         date = email.utils.parsedate_to_datetime(msg['Date'])

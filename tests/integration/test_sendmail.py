@@ -29,7 +29,6 @@ never runs here, and nothing needs it.
   smtpd is stopped says so (EX_UNAVAILABLE) and is taken at the start.
 """
 
-import grp
 import os
 import pwd
 import re
@@ -57,40 +56,17 @@ def token():
 
 
 def ensure_group():
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(['groupadd', '--system', GROUP], check=True, timeout=30)
-
-
-def add_test_user():
-    remove_test_user()
-    subprocess.run(['useradd', '--no-create-home', '--shell', '/bin/sh', TEST_USER], check=True, timeout=30)
-    return pwd.getpwnam(TEST_USER)
-
-
-def remove_test_user():
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        return
-    subprocess.run(['userdel', TEST_USER], timeout=30)
+    harness.ensure_group(GROUP)
 
 
 def install_sendmail(gw, setgid=True):
     """A copy of spoolgate-sendmail in the instance, root:GROUP rwxr-sr-x (or without the bit)."""
-    path = os.path.join(gw.dir, 'sendmail' if setgid else 'sendmail-plain')
-    shutil.copy(harness.SENDMAIL, path)
-    os.chown(path, 0, grp.getgrnam(GROUP).gr_gid)
-    os.chmod(path, 0o2755 if setgid else 0o755)
-    return path
+    return harness.install_sendmail(gw, GROUP, setgid)
 
 
 def as_user(cmd, data=b'', env=None, timeout=30):
     """Run a shell command as TEST_USER (su, as cron does), stdin = data."""
-    prefix = ' '.join('%s=%s' % (k, v) for k, v in (env or {}).items())
-    return subprocess.run(['su', '-s', '/bin/sh', TEST_USER, '-c', (prefix + ' ' + cmd).strip()],
-                          input=data, capture_output=True, timeout=timeout)
+    return harness.run_as(TEST_USER, cmd, data, env, timeout)
 
 
 def mail_with(gw, box, tok, timeout=15):
@@ -131,8 +107,8 @@ class SendmailBase(unittest.TestCase):
         if not harness.IS_ROOT:
             raise unittest.SkipTest('needs root: set-group-id copies, useradd, su')
         ensure_group()
-        cls.pw = add_test_user()
-        cls.addClassCleanup(remove_test_user)
+        cls.pw = harness.add_user(TEST_USER)
+        cls.addClassCleanup(harness.remove_user, TEST_USER)
         cls.gw = cls.make_instance()
         cls.addClassCleanup(cls.gw.cleanup)
         cls.gw.start_smtpd()
@@ -166,13 +142,13 @@ class Clients(SendmailBase):
         uid = self.pw.pw_uid
         self.assertTrue(data.startswith(b'Return-Path: <%s@localhost>' % TEST_USER.encode()), data[:200])
         self.assertIn(b'Received: by gw.test (spoolgate, from sendmail)', data)
-        self.assertIn(b'(uid %d);' % uid, data)
+        self.assertIn(b'(uid %d, user %s);' % (uid, TEST_USER.encode()), data)
         self.assertIn(b'From: CronDaemon <%s@localhost>' % TEST_USER.encode(), data)
         self.assertRegex(data, rb'\nDate: ')
         self.assertRegex(data, rb'\nMessage-ID: <')
         where, text, _ = record_with(self.gw, tok, dirs=('sent',))
         rec = parse_record(text)
-        self.assertEqual(rec['origin'], 'sendmail uid=%d' % uid)
+        self.assertEqual(rec['origin'], 'sendmail uid=%d user=%s' % (uid, TEST_USER))
         self.assertEqual(rec['from'], '<%s@localhost>' % TEST_USER)
         self.assertEqual([a for _, a, _ in rec['rcpt']], ['root@localhost'])
         self.assertRegex(self.gw.read_log('smtpd'), r'event=pickup-queued id=\S+ drop=\S+ uid=%d user=%s'
@@ -216,7 +192,7 @@ class Clients(SendmailBase):
         data = mail_with(self.gw, 'root', tok)
         self.assertIn(b'Subject: nightly %s' % tok.encode(), data)
         self.assertIn(b'all good %s' % tok.encode(), data)
-        self.assertIn(b'(uid %d);' % self.pw.pw_uid, data)
+        self.assertIn(b'(uid %d, user %s);' % (self.pw.pw_uid, TEST_USER.encode()), data)
         log('mail -s: %s delivered it through spoolgate-sendmail' % os.path.basename(mailx))
 
     def bs_session(self):
@@ -359,8 +335,8 @@ class FullDisk(unittest.TestCase):
         if not harness.IS_ROOT:
             self.skipTest('needs root')
         ensure_group()
-        pw = add_test_user()
-        self.addCleanup(remove_test_user)
+        pw = harness.add_user(TEST_USER)
+        self.addCleanup(harness.remove_user, TEST_USER)
         gw = harness.Instance('sendmail-full', max_message_size=8 << 20, group=GROUP)
         self.addCleanup(gw.cleanup)
         why = gw.mount_tmpfs_spool('1m')
@@ -444,12 +420,12 @@ class Forged(SendmailBase):
 
     def test_claims_another_uid(self):
         rec, line, _ = self.forge('otheruid', self.record(0, 'root@localhost'), owner=self.pw.pw_uid)
-        self.assertRegex(rec['rejected'], r'^550 5.7.1 EPERM .*claims uid 0 but belongs to uid %d' % self.pw.pw_uid)
+        self.assertRegex(rec['rejected'], r'^553 5.7.1 EPERM .*claims uid 0 but belongs to uid %d' % self.pw.pw_uid)
         self.assertIn('uid=%d' % self.pw.pw_uid, line)
 
     def test_sender_not_allowed(self):
         rec, line, _ = self.forge('sender', self.record(self.pw.pw_uid, 'ceo@example.org'), owner=self.pw.pw_uid)
-        self.assertRegex(rec['rejected'], r'^550 5.7.1 EPERM .*sender <ceo@example.org> is not')
+        self.assertRegex(rec['rejected'], r'^553 5.7.1 EPERM .*sender <ceo@example.org> is not')
 
     def test_message_refused_again(self):
         """A drop whose record is fine but whose message fails outbox/'s checks (the gateway checks again)."""

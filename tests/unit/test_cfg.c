@@ -193,6 +193,7 @@ static const char full_conf[] =
 	"[fs]\n"
 	"mountpoint = /mnt/sg\n"
 	"allow_other = yes\n"
+	"mailbox_owners = alerts:ops postmaster:root\n"
 	"\n"
 	"[log]\n"
 	"level = debug\n";
@@ -280,6 +281,10 @@ START_TEST(test_full_file)
 	ck_assert(cfg_user_is_trusted(&cfg, "backup") && cfg_user_is_trusted(&cfg, "_svc-1"));
 	ck_assert(!cfg_user_is_trusted(&cfg, "Backup"));
 	ck_assert_str_eq(cfg_sender_domain(&cfg), "mail.example.org");
+	ck_assert_str_eq(cfg_mailbox_owner(&cfg, "alerts"), "ops");
+	ck_assert_str_eq(cfg_mailbox_owner(&cfg, "postmaster"), "root");
+	ck_assert_str_eq(cfg_mailbox_owner(&cfg, "alert"), "alert");	/* a prefix is another mailbox */
+	ck_assert_str_eq(cfg_mailbox_owner(&cfg, "bob"), "bob");
 	cfg_free(&cfg);
 }
 END_TEST
@@ -347,6 +352,12 @@ static const struct err_case {
 	{ "bad bool fs", "[fs]\nallow_other = 2\n", 2, "[fs] allow_other", "not yes or no" },
 	{ "bad trusted user", "[sendmail]\ntrusted_users = root Bob\n", 2, "[sendmail] trusted_users",
 	    "'Bob' is not a user name" },
+	{ "mailbox owner without a colon", "[fs]\nmailbox_owners = alerts\n", 2, "[fs] mailbox_owners",
+	    "'alerts' is not mailbox:user" },
+	{ "mailbox owner bad user", "[fs]\nmailbox_owners = alerts:Ops\n", 2, "[fs] mailbox_owners",
+	    "'alerts:Ops' is not mailbox:user" },
+	{ "mailbox owner bad mailbox", "[fs]\nmailbox_owners = Alerts:ops\n", 2, "[fs] mailbox_owners",
+	    "'Alerts:ops' is not mailbox:user" },
 	{ "bad sender domain", "[sendmail]\nsender_domain = a..b\n", 2, "[sendmail] sender_domain",
 	    "'a..b' is not a domain name" },
 	{ "bad CIDR prefix", "[smtpd]\nrelay_networks = 10.0.0.0/33\n", 2, "[smtpd] relay_networks", "10.0.0.0/33" },

@@ -12,7 +12,7 @@
  *	brackets or with a source route, a control character, no empty line,
  *	more than DROP_MAX_RCPT recipients).
  *
- *	drop_sender(): a trusted user's own choice (the null sender too), an
+ *	unixuser_sender(): a trusted user's own choice (the null sender too), an
  *	untrusted user's own address and -EPERM for anything else.
  *
  *	outbox_check_headers() under a policy: recipients given outside the
@@ -21,7 +21,8 @@
  *	the policy's sender wins over From:; a message without From: is
  *	accepted when the policy adds one; a first line that is no header
  *	makes a headerless message; none of that is allowed for outbox/'s
- *	policy.
+ *	policy.  A writer with own_sender may name only that address (the
+ *	domain in any case) in From: and Sender:, else -EPERM.
  *
  *	drop_create() and drop_commit() in a temporary directory: ".<name>"
  *	with mode 0604 whatever the umask, then "<name>" after the commit.
@@ -38,6 +39,7 @@
 #include "cfg.h"
 #include "drop.h"
 #include "outbox.h"
+#include "unixuser.h"
 #include "testutil.h"
 
 static const char good[] =
@@ -140,16 +142,16 @@ START_TEST(test_sender_policy)
 	cfg_defaults(&cfg);
 	free(cfg.sender_domain);
 	cfg.sender_domain = strdup("gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "root", "boss@example.org", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", "boss@example.org", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "boss@example.org");
-	ck_assert_int_eq(drop_sender(&cfg, "root", "", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", "", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "");
-	ck_assert_int_eq(drop_sender(&cfg, "root", NULL, out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "root", NULL, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "root@gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "boss@example.org", out, sizeof(out)), -EPERM);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "boss@example.org", out, sizeof(out)), -EPERM);
 	ck_assert_str_eq(out, "bob@gw.example");
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "bob@gw.example", out, sizeof(out)), 0);
-	ck_assert_int_eq(drop_sender(&cfg, "bob", "", out, sizeof(out)), -EPERM);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "bob@gw.example", out, sizeof(out)), 0);
+	ck_assert_int_eq(unixuser_sender(&cfg, "bob", "", out, sizeof(out)), -EPERM);
 	cfg_free(&cfg);
 }
 END_TEST
@@ -193,6 +195,41 @@ START_TEST(test_policy_headers)
 	pol.nrcpt = 0;
 	ck_assert_int_eq(outbox_check_headers(msg, sizeof(msg) - 1, &pol, &h, why, sizeof(why)), -EDESTADDRREQ);
 	ck_assert_msg(strstr(why, "-t") != NULL, "%s", why);
+}
+END_TEST
+
+/* An untrusted outbox/ writer: its own address only, in From: or Sender:. */
+START_TEST(test_policy_own_sender)
+{
+	static const struct {
+		const char *msg;
+		int want;
+	} cases[] = {
+		{ "From: Ann <ann@gw.example>\nTo: b@example.org\n\nx\n", 0 },
+		{ "From: ann@GW.EXAMPLE\nTo: b@example.org\n\nx\n", 0 },		/* the domain in any case */
+		{ "From: boss@example.org\nTo: b@example.org\n\nx\n", -EPERM },
+		{ "From: Ann@gw.example\nTo: b@example.org\n\nx\n", -EPERM },		/* a local part is exact */
+		{ "From: ann@gw.example\nSender: boss@example.org\nTo: b@example.org\n\nx\n", -EPERM },
+		{ "From: boss@example.org\nSender: ann@gw.example\nTo: b@example.org\n\nx\n", 0 },
+		{ "To: b@example.org\n\nx\n", -EBADMSG },				/* no From: at all */
+	};
+	struct outbox_policy pol = { .rcpt_from_headers = true, .own_sender = "ann@gw.example", .writer = "ann" };
+	struct outbox_headers h;
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = outbox_check_headers(cases[i].msg, strlen(cases[i].msg), &pol, &h, why, sizeof(why));
+
+		ck_assert_msg(r == cases[i].want, "case %zu: %d, want %d (%s)", i, r, cases[i].want, why);
+		if (r == 0)
+			outbox_headers_free(&h);
+		if (r == -EPERM)
+			ck_assert_msg(strstr(why, "is not ann's to use") != NULL, "%s", why);
+	}
+	pol.own_sender = NULL;	/* trusted */
+	ck_assert_int_eq(outbox_check_headers(cases[2].msg, strlen(cases[2].msg), &pol, &h, why, sizeof(why)), 0);
+	ck_assert_str_eq(h.from, "boss@example.org");
+	outbox_headers_free(&h);
 }
 END_TEST
 
@@ -248,6 +285,7 @@ drop_suite(void)
 	tc = tcase_create("policy");
 	tcase_add_test(tc, test_sender_policy);
 	tcase_add_test(tc, test_policy_headers);
+	tcase_add_test(tc, test_policy_own_sender);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("files");
 	tcase_add_unchecked_fixture(tc, dir_setup, dir_teardown);

@@ -50,7 +50,7 @@ static const struct errno_case {
 	{ "EILSEQ", EILSEQ, 553, "5.1.3" },
 	{ "ENOENT", ENOENT, 550, "5.1.1" },
 	{ "EACCES", EACCES, 550, "5.7.1" },
-	{ "EPERM", EPERM, 550, "5.7.1" },
+	{ "EPERM", EPERM, 553, "5.7.1" },
 	{ "EAGAIN", EAGAIN, 450, NULL },
 	{ "EBUSY", EBUSY, 450, NULL },
 	{ "ENOMEM", ENOMEM, 452, NULL },

@@ -37,6 +37,7 @@
 #include "envelope.h"
 #include "outbox.h"
 #include "spool.h"
+#include "unixuser.h"
 #include "fs/outfile.h"
 #include "testutil.h"
 
@@ -106,7 +107,7 @@ only_record(enum spool_dir dir, char id[SPOOL_ID_MAX])
 static void
 assert_kept(const char *want, size_t len, const char *errname)
 {
-	char id[SPOOL_ID_MAX], *buf = malloc(len + 1);
+	char id[SPOOL_ID_MAX], *buf = malloc(len + 1), login[UNIXUSER_LOGIN_MAX], origin[128];
 	struct envelope env;
 	ssize_t n;
 	int fd;
@@ -116,7 +117,9 @@ assert_kept(const char *want, size_t len, const char *errname)
 	ck_assert_ptr_nonnull(env.rejected);
 	ck_assert_msg(strstr(env.rejected, errname) != NULL, "'%s' has no %s", env.rejected, errname);
 	ck_assert_ptr_nonnull(strstr(env.rejected, " rejected at submission: "));
-	ck_assert_str_eq(env.origin, "fs outbox/m.eml uid=1000");
+	unixuser_login(1000, login, sizeof login);
+	snprintf(origin, sizeof origin, "fs outbox/m.eml uid=1000 user=%s", login);
+	ck_assert_str_eq(env.origin, origin);
 	envelope_free(&env);
 	ck_assert_int_ge(fd = openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY), 0);
 	n = read(fd, buf, len + 1);
