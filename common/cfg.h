@@ -203,6 +203,7 @@ struct cfg {
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */
 	bool		allow_other;		/* allow_other = no */
+	unsigned	wait_timeout;		/* wait_timeout = 300: outbox/wait/ close(2), seconds */
 
 	/* [log] */
 	int		log_level;		/* level = info (enum log_level) */

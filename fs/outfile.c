@@ -38,7 +38,9 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 bool
 outfile_name_is_held(const char *name)
 {
-	return name[0] == '.';
+	const char *slash = strrchr(name, '/');
+
+	return (slash ? slash + 1 : name)[0] == '.';	/* "wait/.x" too */
 }
 
 static const char *
