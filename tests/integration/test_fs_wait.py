@@ -37,6 +37,7 @@ from harness import log, wait_until
 
 MESSAGES = 1000
 SENDERS = 8
+WAVES = 10		# the loop empties the mailbox and blocks between waves
 WAKE_LIMIT = 1.5	# seconds from the 250 to a blocked reader's answer (rescan: 10 s)
 
 
@@ -84,7 +85,8 @@ class Next(unittest.TestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def test_shell_loop_handles_each_message_once(self):
-        """a bash loop without sleep handles 1,000 messages from 8 SMTP clients, each once"""
+        """a bash loop without sleep handles 1,000 messages from 8 SMTP clients, each once,
+        blocking in .next between 10 waves"""
         box = self.box()
         handled = os.path.join(self.gw.dir, 'handled-' + box)
         script = ('n=0; while f=$(cat inbox/%s/.next.30); do '
@@ -106,19 +108,35 @@ class Next(unittest.TestCase):
                                     'Subject: %s\r\n\r\nbody\r\n' % (box, subj)).encode())
             except Exception as e:		# reported below
                 errors.append(e)
+
+        def handled_count():
+            with open(handled) if os.path.exists(handled) else open(os.devnull) as f:
+                return sum(1 for _ in f)
+        time.sleep(1)
+        if loop.poll() is not None:
+            self.fail('the loop did not wait on the empty mailbox: %s' % (loop.communicate(),))
+        self.assertEqual(handled_count(), 0)
+        # In waves, each sent by SENDERS clients at once once the loop has emptied the
+        # mailbox: the loop blocks in .next between waves and is woken by each.
         t0 = time.monotonic()
-        threads = [threading.Thread(target=sender, args=(subjects[i::SENDERS],))
-                   for i in range(SENDERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        t_sent = time.monotonic() - t0
-        self.assertEqual(errors, [])
+        for w in range(WAVES):
+            wave = subjects[w::WAVES]
+            threads = [threading.Thread(target=sender, args=(wave[i::SENDERS],))
+                       for i in range(SENDERS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            if w < WAVES - 1:
+                wait_until(lambda: handled_count() >= len(wave) * (w + 1) or loop.poll(), 300,
+                           'the loop to handle wave %d' % w, interval=0.2)
+                if loop.poll() is not None:
+                    self.fail('the loop ended after wave %d: %s' % (w, loop.communicate()))
         out, err = loop.communicate(timeout=600)
         t_done = time.monotonic() - t0
-        log('  %d messages sent in %.1fs, all handled %.1fs after the first' %
-            (MESSAGES, t_sent, t_done))
+        log('  %d messages in %d waves handled in %.1fs (%.1f ms each)' %
+            (MESSAGES, WAVES, t_done, t_done * 1000 / MESSAGES))
         self.assertEqual(loop.returncode, 0, err)
         self.assertIn('handled=%d' % MESSAGES, out)
         with open(handled) as f:
