@@ -568,9 +568,10 @@ waiters_expire(struct waiters *w, struct timespec now, struct waiter **done)
 		if (waiters_want_expired(wt, &now)) {
 			waiters_unlink(w, pp);
 			wt->err = ETIMEDOUT;
-			log_debug("wait-timeout", "kind=%s id=%s",
-			    wt->kind == WAITER_NEXT ? "next" : "outcome",
-			    wt->kind == WAITER_NEXT ? wt->reader->mailbox : wt->id);
+			if (wt->kind == WAITER_NEXT)
+				log_debug("wait-timeout", "kind=next mailbox=%s", wt->reader->mailbox);
+			else	/* a writer told its message did not leave: news */
+				log_info("wait-timeout", "kind=outcome id=%s", wt->id);
 			wt->next = *done;
 			*done = wt;
 		} else
