@@ -86,7 +86,10 @@ struct spoolfs_dir;
  *   - the refusals (mkdir, link, ...), fsync and statfs, which touch nothing.
  * Lock order: lock, then nodes.lock (taken inside inode.c for changes).
  * The spool watcher's thread takes only nodes.lock (inode_peek), never
- * lock, and sends its notifications holding neither.
+ * lock, and sends its notifications holding neither.  The waiters
+ * (waiters.h: a .next read, the flush of outbox/wait/) have a lock of
+ * their own, taken by read and flush without lock and by the watcher's
+ * thread: never held together with lock.
  */
 struct spoolfs {
 	pthread_mutex_t		lock;
