@@ -16,7 +16,8 @@ has said 250 (the sink delays its answer), keeps waiting through a 451 until
 the retry's 250, fails with the errno of the sink's 550 5.1.1 (`cp: ...: No
 such file or directory`) and of a 552 5.2.2 (`Disk quota exceeded`); with
 nothing listening it fails with `Connection timed out` after wait_timeout,
-the message still queued.
+the message still queued, and a SIGINT ends the waiting cp at once (queued
+still); with keep_sent = no the removed record means delivered (exit 0).
 Skipped (77) where FUSE is not available.
 """
 
@@ -354,6 +355,38 @@ class OutboxWait(unittest.TestCase):
         wait_until(lambda: self.sink.find(tok), 15, 'the sink to get it')
 
 
+class OutboxWaitNotKept(unittest.TestCase):
+    """keep_sent = no: the record of a delivered message is removed, not moved to sent/."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_relay import Sink
+        try:
+            cls.sink = Sink()
+        except ImportError as e:
+            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+        cls.addClassCleanup(cls.sink.stop)
+        cls.gw = harness.Instance('fswait-notkept', smarthost='127.0.0.1:%d' % cls.sink.port,
+                                  keep_sent=False, wait_timeout=30)
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.gw.start_smtpd()
+        cls.gw.start_fs()
+
+    def test_cp_returns_0_when_the_record_goes(self):
+        """cp into outbox/wait/ exits 0 once the delivered record is removed"""
+        tok = token()
+        src = os.path.join(self.gw.dir, 'report-' + tok)
+        with open(src, 'w') as f:
+            f.write('From: backup@example.org\nTo: ops@example.net\nSubject: %s\n\nx\n' % tok)
+        r = subprocess.run(['cp', src, 'outbox/wait/'], cwd=self.gw.mnt, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.sink.find(tok)), 1)
+        ids = re.findall(r'event=outbox-submitted id=(\S+) name=wait/report-%s ' % tok,
+                         self.gw.read_log('fs'))
+        self.assertEqual(self.gw.find_record(ids[0])[0], None)
+
+
 class OutboxWaitTimeout(unittest.TestCase):
     """Nothing listens at the smarthost: the close gives up after wait_timeout."""
 
@@ -381,7 +414,33 @@ class OutboxWaitTimeout(unittest.TestCase):
         ids = re.findall(r'event=outbox-submitted id=(\S+) name=wait/report-%s ' % tok,
                          self.gw.read_log('fs'))
         self.assertEqual(len(ids), 1)
-        self.assertEqual(self.gw.find_record(ids[0])[0], 'queue')
+        self.assertIn(self.gw.find_record(ids[0])[0], ('queue', 'active'))
+
+
+    def test_interrupted_writer_leaves_it_queued(self):
+        """SIGINT to a cp waiting in close(): it ends at once, the message stays queued"""
+        tok = token()
+        src = os.path.join(self.gw.dir, 'report-' + tok)
+        with open(src, 'w') as f:
+            f.write('From: backup@example.org\nTo: ops@example.net\nSubject: %s\n\nx\n' % tok)
+        start = len(self.gw.read_log('fs'))
+        cp = subprocess.Popen(['cp', src, 'outbox/wait/'], cwd=self.gw.mnt,
+                              stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: 'name=wait/report-%s ' % tok in self.gw.read_log('fs')[start:], 5,
+                   'the submission')
+        time.sleep(0.3)
+        self.assertIsNone(cp.poll(), 'cp did not wait')
+        cp.send_signal(signal.SIGINT)
+        try:
+            cp.wait(timeout=1.5)	# well before wait_timeout = 2 s after the close
+        except subprocess.TimeoutExpired:
+            cp.kill()
+            self.fail('a cp waiting in outbox/wait/ did not die of SIGINT')
+        self.assertEqual(cp.returncode, -signal.SIGINT)
+        self.assertIn('event=wait-interrupted kind=outcome', self.gw.read_log('fs')[start:])
+        ids = re.findall(r'event=outbox-submitted id=(\S+) name=wait/report-%s ' % tok,
+                         self.gw.read_log('fs'))
+        self.assertIn(self.gw.find_record(ids[0])[0], ('queue', 'active'))
 
 
 if __name__ == '__main__':
