@@ -37,9 +37,10 @@
  *	("<name>\n"), as soon as there is one: at once when new/ holds a
  *	message, else when one arrives.  The oldest is the one with the
  *	smallest Maildir time (the seconds that start its name, then the
- *	microseconds after ".M"), then by name.  The answer belongs to the
- *	open file (waiters_reader_new() at open): later reads of that open
- *	file read the same line, then end of file.  A message stays the
+ *	microseconds after ".M"), then by name; dotfiles and names with a
+ *	control character (which one line cannot carry) are not answered.
+ *	The answer belongs to the open file (waiters_reader_new() at open):
+ *	later reads of that open file read the same line, then end of file.  A message stays the
  *	answer until it leaves new/ (rm, or a reader moving it to cur/),
  *	so the loop
  *

@@ -164,11 +164,17 @@ class Next(unittest.TestCase):
         self.assertLess(latency, WAKE_LIMIT, 'woken by the rescan, not by inotify')
 
     def test_oldest_first_and_kept_until_removed(self):
-        """.next answers the oldest message, the same one until it is removed; later reads are EOF"""
+        """.next answers the oldest message (never a name with a newline), the same one until
+        it is removed; later reads of one open file are EOF"""
         box = self.box()
         for i in range(3):
             send(self.gw, box, 'order %d' % i)
         wait_until(lambda: len(self.gw.mailbox_new(box)) == 3, 10, 'three messages')
+        # the oldest by its Maildir time, but a name one line cannot carry: never answered
+        odd = os.path.join(self.gw.path('mail', box, 'new'), '1.M1P1Q1.odd\nname')
+        with open(odd, 'w') as f:
+            f.write('Subject: odd\n\n')
+        self.addCleanup(os.unlink, odd)
         mbox = os.path.join(self.gw.mnt, 'inbox', box)
         seen = []
         for i in range(3):
