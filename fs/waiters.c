@@ -203,12 +203,23 @@ waiters_older(const char *a, const char *b)
 	return strcmp(a, b) < 0;
 }
 
+/* A name that one line can carry: no control character (a newline would cut it). */
+static bool
+waiters_name_fits_a_line(const char *name)
+{
+	for (const unsigned char *p = (const unsigned char *) name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
 static bool
 waiters_is_message(int dirfd, const struct dirent *de)
 {
 	struct stat st;
 
-	if (de->d_name[0] == '.' || strlen(de->d_name) > NAME_MAX)
+	if (de->d_name[0] == '.' || strlen(de->d_name) > NAME_MAX ||
+	    !waiters_name_fits_a_line(de->d_name))
 		return false;
 	if (de->d_type == DT_REG)
 		return true;
@@ -281,7 +292,7 @@ static int
 waiter_check_next(struct waiters *w, struct waiter *wt)
 {
 	struct waiters_reader *r = wt->reader;
-	char name[NAME_MAX + 1];
+	char name[NAME_MAX + 1], qname[2 * NAME_MAX + 8];
 	int found;
 
 	if (!r->answered) {
@@ -295,7 +306,8 @@ waiter_check_next(struct waiters *w, struct waiter *wt)
 			return 0;
 		r->len = (size_t) snprintf(r->line, sizeof r->line, "%s\n", name);
 		r->answered = true;
-		log_debug("wait-next", "mailbox=%s name=%s", r->mailbox, name);
+		log_debug("wait-next", "mailbox=%s name=%s", r->mailbox,
+		    log_quote(qname, sizeof qname, name));
 	}
 	waiter_answer_from_line(wt);
 	return 1;
