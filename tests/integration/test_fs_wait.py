@@ -30,11 +30,11 @@ import sys
 import threading
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import log, wait_until
+from test_relay import Sink, token
 
 MESSAGES = 1000
 SENDERS = 8
@@ -46,10 +46,6 @@ def setUpModule():
     why = harness.fuse_available()
     if why:
         raise unittest.SkipTest(why)
-
-
-def token():
-    return uuid.uuid4().hex[:12]
 
 
 def send(gw, box, subject, body='body\n'):
@@ -262,22 +258,25 @@ class Next(unittest.TestCase):
         self.gw.start_fs()
 
 
+def start_with_sink(cls, name, **cfg):
+    """cls.sink (test_relay.Sink, aiosmtpd) and cls.gw relaying to it, both mounted and running."""
+    try:
+        cls.sink = Sink()
+    except ImportError as e:
+        raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+    cls.addClassCleanup(cls.sink.stop)
+    cls.gw = harness.Instance(name, smarthost='127.0.0.1:%d' % cls.sink.port, **cfg)
+    cls.addClassCleanup(cls.gw.cleanup)
+    cls.gw.start_smtpd()
+    cls.gw.start_fs()
+
+
 class OutboxWait(unittest.TestCase):
     """outbox/wait/ against an aiosmtpd sink (test_relay.Sink)."""
 
     @classmethod
     def setUpClass(cls):
-        from test_relay import Sink
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
-        cls.gw = harness.Instance('fswait-out', smarthost='127.0.0.1:%d' % cls.sink.port,
-                                  retry_min=1, retry_max=1, wait_timeout=30)
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
-        cls.gw.start_fs()
+        start_with_sink(cls, 'fswait-out', retry_min=1, retry_max=1, wait_timeout=30)
 
     def report(self, tok, to='ops@example.net'):
         path = os.path.join(self.gw.dir, 'report-' + tok)
@@ -366,17 +365,7 @@ class OutboxWaitNotKept(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        from test_relay import Sink
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
-        cls.gw = harness.Instance('fswait-notkept', smarthost='127.0.0.1:%d' % cls.sink.port,
-                                  keep_sent=False, wait_timeout=30)
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
-        cls.gw.start_fs()
+        start_with_sink(cls, 'fswait-notkept', keep_sent=False, wait_timeout=30)
 
     def test_cp_returns_0_when_the_record_goes(self):
         """cp into outbox/wait/ exits 0 once the delivered record is removed"""
