@@ -210,6 +210,7 @@ struct cfg {
 	bool		allow_other;		/* allow_other = no */
 	char	       *mailbox_owners[CFG_MAX_LIST];	/* mailbox_owners = (none): "mailbox:login" words */
 	size_t		n_mailbox_owners;
+	unsigned	wait_timeout;		/* wait_timeout = 300: outbox/wait/ close(2), seconds */
 
 	/* [log] */
 	int		log_level;		/* level = info (enum log_level) */

@@ -7,6 +7,7 @@
  *	is claimed by two ERRMAP_FROM_ERRNO rows, that no (code, esc) pair has
  *	two primary rows, and that every code of shared/reply-codes.md is here.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,33 @@ errmap_errno_from_reply(int code, const char *esc)
 	if (code >= 500 && code < 600)
 		return EIO;
 	return 0;
+}
+
+/*
+ * A reply as stored ("550 5.1.1 <bob@x>: no such user"): its basic code
+ * and, when the text starts with one of the same class, its enhanced code
+ * (RFC 3463: class "." 1*3digit "." 1*3digit).
+ */
+int
+errmap_errno_from_reply_text(const char *reply)
+{
+	char esc[12] = "";
+	const char *p;
+	size_t a, b;
+	int code;
+
+	if (reply == NULL || !isdigit((unsigned char)reply[0]) || !isdigit((unsigned char)reply[1]) ||
+	    !isdigit((unsigned char)reply[2]) || (reply[3] != ' ' && reply[3] != '-' && reply[3] != '\0'))
+		return 0;
+	code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+	p = reply[3] ? reply + 4 : reply + 3;
+	if (p[0] == reply[0] && p[1] == '.') {
+		a = strspn(p + 2, "0123456789");
+		b = a >= 1 && a <= 3 && p[2 + a] == '.' ? strspn(p + 3 + a, "0123456789") : 0;
+		if (b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\0'))
+			memcpy(esc, p, 3 + a + b);
+	}
+	return errmap_errno_from_reply(code, esc);
 }
 
 size_t

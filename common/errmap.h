@@ -7,6 +7,8 @@
  *	const struct errmap_reply *errmap_get(enum reply_id id);
  *	const struct errmap_reply *errmap_from_errno(int err);
  *	int errmap_errno_from_reply(int code, const char *esc);
+int errmap_errno_from_reply_text(const char *reply);
+ *	int errmap_errno_from_reply_text(const char *reply);
  * DESCRIPTION
  *	Filesystem errors and SMTP replies are two spellings of the same
  *	facts.  Every reply that spoolgate speaks is one row of this table:
@@ -24,7 +26,10 @@
  *	(or produced locally) back into an errno: first the row that is
  *	primary for that exact code and enhanced code, then the primary row of
  *	the basic code, then the class: 4xx gives EAGAIN, 5xx gives EIO.
- *	esc may be NULL.
+ *	esc may be NULL.  errmap_errno_from_reply_text() does the same for a
+ *	reply as text ("550 5.1.1 <a@b>: no such user", as envelope records
+ *	keep them): the enhanced code counts when it starts the text and has
+ *	the class of the basic code; 0 when the text starts with no code.
  *
  *	errmap_count() and errmap_at() walk the table (for tests, HELP and
  *	documentation).
@@ -160,6 +165,7 @@ struct errmap_reply {
 const struct errmap_reply *errmap_get(enum reply_id id);
 const struct errmap_reply *errmap_from_errno(int err);
 int errmap_errno_from_reply(int code, const char *esc);
+int errmap_errno_from_reply_text(const char *reply);
 size_t errmap_count(void);
 const struct errmap_reply *errmap_at(size_t i);
 

@@ -85,7 +85,9 @@ enum inode_kind {
 	INODE_MAILBOX,		/* inbox/<mailbox>/ */
 	INODE_MAILMSG,		/* inbox/<mailbox>/<message> */
 	INODE_OUTBOX,		/* outbox/ */
-	INODE_OUTFILE,		/* outbox/<name> */
+	INODE_OUTFILE,		/* outbox/<name>, outbox/wait/<name> */
+	INODE_OUTWAIT,		/* outbox/wait/ */
+	INODE_NEXT,		/* inbox/<mailbox>/.next[.<seconds>] (waiters.h) */
 	INODE_RECDIR,		/* queue/, sent/, failed/ */
 	INODE_RECMSG,		/* queue/<id> (the message) */
 	INODE_RECSTATUS		/* queue/<id>.status (the envelope record) */

@@ -84,7 +84,9 @@ outfile_set_writer(const struct outfile_set *set, struct outfile *of, const stru
 bool
 outfile_name_is_held(const char *name)
 {
-	return name[0] == '.';
+	const char *slash = strrchr(name, '/');
+
+	return (slash ? slash + 1 : name)[0] == '.';	/* "wait/.x" too */
 }
 
 static const char *

@@ -40,12 +40,14 @@
 #include "inode.h"
 #include "outfile.h"
 #include "spoolfs.h"
+#include "waiters.h"
 #include "watch.h"
 
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
 #define SPOOLFS_DRAFT_MODE	0600		/* an outbox/ file at its creation (access.h) */
+#define SPOOLFS_OUTWAIT		"wait"		/* outbox/wait/: close(2) waits for the relay */
 
 /*
  * Entry and attribute timeouts.  A committed message never changes
@@ -86,7 +88,10 @@ struct spoolfs_dir;
  *   - the refusals (mkdir, link, ...), fsync and statfs, which touch nothing.
  * Lock order: lock, then nodes.lock (taken inside inode.c for changes).
  * The spool watcher's thread takes only nodes.lock (inode_peek), never
- * lock, and sends its notifications holding neither.
+ * lock, and sends its notifications holding neither.  The waiters
+ * (waiters.h: a .next read, the flush of outbox/wait/) have a lock of
+ * their own, taken by read and flush without lock and by the watcher's
+ * thread: never held together with lock.
  */
 struct spoolfs {
 	pthread_mutex_t		lock;
@@ -103,6 +108,7 @@ struct spoolfs {
 	void		       *ready_arg;
 	struct fuse_session    *se;		/* set before the watch starts, then constant */
 	struct watch	       *watch;		/* the session's thread only (start, stop) */
+	struct waiters	       *waiters;	/* constant; thread-safe, its own lock (waiters.h) */
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
@@ -112,6 +118,7 @@ struct spoolfs_file {
 	int			fd;		/* -1 for outbox files */
 	off_t			base;		/* bytes of fd before the file's offset 0 */
 	struct outfile	       *of;		/* outbox files only */
+	struct waiters_reader  *reader;		/* inbox/<mailbox>/.next only (waiters.h) */
 	bool			writable;
 	struct spoolfs_file    *prev, *next;	/* fs->files */
 };
@@ -551,14 +558,16 @@ spoolfs_stat_mailbox(struct spoolfs *fs, const char *path, struct stat *st)
 		return -errno;
 	if (!S_ISDIR(st->st_mode))
 		return -ENOENT;
-	/* its times are those of its newest subdirectory: new mail shows */
+	/* its times are those of its newest subdirectory: new mail shows (to the ns) */
 	for (size_t i = 0; i < 2; i++) {
 		struct stat sub;
 		int dfd = spoolfs_open_dir(mailfd, mailbox, spoolfs_maildir_subdirs[i]);
 
 		if (dfd < 0)
 			continue;
-		if (fstat(dfd, &sub) == 0 && sub.st_mtime > st->st_mtime) {
+		if (fstat(dfd, &sub) == 0 && (sub.st_mtim.tv_sec > st->st_mtim.tv_sec ||
+		    (sub.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+		    sub.st_mtim.tv_nsec > st->st_mtim.tv_nsec))) {
 			st->st_mtim = sub.st_mtim;
 			st->st_ctim = sub.st_ctim;
 		}
@@ -568,7 +577,39 @@ spoolfs_stat_mailbox(struct spoolfs *fs, const char *path, struct stat *st)
 	return 0;
 }
 
-/* The attributes of the spool file behind path; st_ino is left to the caller. */
+/* inbox/<mailbox>/.next: read-only for whoever may read the mailbox, size 0. */
+static int
+spoolfs_stat_next(struct spoolfs *fs, const char *path, struct stat *st)
+{
+	int r = spoolfs_stat_mailbox(fs, path, st);
+
+	if (r < 0)
+		return r;
+	st->st_mode = S_IFREG | (st->st_mode & 0444);
+	st->st_nlink = 1;
+	st->st_size = 0;
+	st->st_blocks = 0;
+	return 0;
+}
+
+/*
+ * The name of an outbox file in the outfile set: its path below outbox/
+ * ("report", "wait/report"), so that outbox/ and outbox/wait/ share one set
+ * and its bounds, and a submission from wait/ says so in its origin.
+ */
+static const char *
+spoolfs_outbox_name(const char *path)
+{
+	return path + sizeof "outbox/" - 1;
+}
+
+static bool
+spoolfs_outbox_name_waits(const char *name)
+{
+	return strncmp(name, SPOOLFS_OUTWAIT "/", sizeof SPOOLFS_OUTWAIT) == 0;
+}
+
+/* The attributes of what path shows now; st_ino is left to the caller. */
 static int
 spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
 		   const char *path, struct stat *st)
@@ -588,15 +629,19 @@ spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area are
 	case INODE_OUTBOX:
 	case INODE_RECDIR:
 		return spoolfs_stat_top(fs, spoolfs_top_by_kind(kind, area), st);
+	case INODE_OUTWAIT:
+		return spoolfs_stat_top(fs, spoolfs_top_by_kind(INODE_OUTBOX, AREA_NONE), st);
 	case INODE_MAILBOX:
 		return spoolfs_stat_mailbox(fs, path, st);
+	case INODE_NEXT:
+		return spoolfs_stat_next(fs, path, st);
 	case INODE_MAILMSG:
 		if ((r = spoolfs_mailmsg_at(fs, path, spoolfs_stat_cb, st)) < 0)
 			return r;
 		spoolfs_make_ro_file_attr(st, 0);
 		return 0;
 	case INODE_OUTFILE:
-		if ((of = outfile_find(&fs->outbox, spoolfs_path_leaf(path))) == NULL)
+		if ((of = outfile_find(&fs->outbox, spoolfs_outbox_name(path))) == NULL)
 			return -ENOENT;
 		return outfile_stat(of, st);
 	case INODE_RECMSG:
@@ -677,6 +722,7 @@ spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *na
 {
 	const struct spoolfs_top *top;
 	size_t len = strlen(name), slen = sizeof SPOOLFS_STATUS_SUFFIX - 1;
+	long timeout;
 
 	*area = parea;
 	switch (parent) {
@@ -687,8 +733,13 @@ spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *na
 		*area = top->area;
 		return 0;
 	case INODE_INBOX:	*kind = INODE_MAILBOX;	return 0;
-	case INODE_MAILBOX:	*kind = INODE_MAILMSG;	return 0;
-	case INODE_OUTBOX:	*kind = INODE_OUTFILE;	return 0;
+	case INODE_MAILBOX:
+		*kind = waiters_next_name(name, &timeout) ? INODE_NEXT : INODE_MAILMSG;
+		return 0;
+	case INODE_OUTBOX:
+		*kind = strcmp(name, SPOOLFS_OUTWAIT) == 0 ? INODE_OUTWAIT : INODE_OUTFILE;
+		return 0;
+	case INODE_OUTWAIT:	*kind = INODE_OUTFILE;	return 0;
 	case INODE_RECDIR:
 		*kind = len > slen && strcmp(name + len - slen, SPOOLFS_STATUS_SUFFIX) == 0 ?
 		    INODE_RECSTATUS : INODE_RECMSG;
@@ -1044,6 +1095,20 @@ spoolfs_snapshot_queue(struct spoolfs *fs, struct spoolfs_dir *dir)
 	return 0;
 }
 
+/* outbox/ (its files and wait/) or outbox/wait/ (the files of the set under wait/). */
+static int
+spoolfs_snapshot_outbox(struct spoolfs *fs, bool waits, struct spoolfs_dir *dir)
+{
+	const size_t skip = waits ? sizeof SPOOLFS_OUTWAIT : 0;
+	int r = waits ? 0 : spoolfs_dir_add(dir, SPOOLFS_OUTWAIT, S_IFDIR);
+
+	outfile_expire(&fs->outbox);
+	for (struct outfile *of = fs->outbox.head; of && r == 0; of = of->next)
+		if (!of->unlinked && spoolfs_outbox_name_waits(of->name) == waits)
+			r = spoolfs_dir_add(dir, of->name + skip, S_IFREG);
+	return r;
+}
+
 static int
 spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_dir *dir)
 {
@@ -1071,11 +1136,8 @@ spoolfs_snapshot(struct spoolfs *fs, const struct inode *node, struct spoolfs_di
 		(void) close(mbfd);
 		return r;
 	case INODE_OUTBOX:
-		outfile_expire(&fs->outbox);
-		for (struct outfile *of = fs->outbox.head; of && r == 0; of = of->next)
-			if (!of->unlinked)
-				r = spoolfs_dir_add(dir, of->name, S_IFREG);
-		return r;
+	case INODE_OUTWAIT:
+		return spoolfs_snapshot_outbox(fs, node->kind == INODE_OUTWAIT, dir);
 	case INODE_RECDIR:
 		if (node->area == AREA_QUEUE)
 			return spoolfs_snapshot_queue(fs, dir);
@@ -1311,7 +1373,7 @@ spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (fi != NULL && fi->fh != 0)
 		of = spoolfs_file_of(fi)->of;
 	else if (!node->detached)
-		of = outfile_find(&fs->outbox, node->name);
+		of = outfile_find(&fs->outbox, spoolfs_outbox_name(node->path));
 	if (of == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
 	if (spoolfs_may_use_outfile(fs, &caller, of) < 0)
@@ -1365,6 +1427,7 @@ spoolfs_file_close(struct spoolfs *fs, struct spoolfs_file *h)
 		spoolfs_touch_outbox(fs);
 	} else if (h->fd >= 0)
 		(void) close(h->fd);
+	waiters_reader_free(h->reader);
 	free(h);
 }
 
@@ -1476,17 +1539,21 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct spoolfs_file *h;
 	struct outfile *of;
 	char path[PATH_MAX];
+	enum inode_kind kind;
+	enum inode_area area;
 	int r;
 
 	(void) mode;	/* a draft is its writer's alone: SPOOLFS_DRAFT_MODE */
 	if (dir == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
-	if (dir->kind != INODE_OUTBOX)
+	if (dir->kind != INODE_OUTBOX && dir->kind != INODE_OUTWAIT)
 		return (void) fuse_reply_err(req, EPERM);
 	if (!spoolfs_name_ok(name))
 		return (void) fuse_reply_err(req, EINVAL);
 	if ((r = spoolfs_child_path(dir->path, name, path, sizeof path)) < 0 ||
-	    (r = outfile_create(&fs->outbox, name, SPOOLFS_DRAFT_MODE, &w, writable, &of)) < 0)
+	    (r = spoolfs_child_kind(dir->kind, dir->area, name, &kind, &area)) < 0 ||
+	    (r = kind == INODE_OUTFILE ? 0 : -EEXIST) < 0 ||
+	    (r = outfile_create(&fs->outbox, spoolfs_outbox_name(path), SPOOLFS_DRAFT_MODE, &w, writable, &of)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	memset(&e, 0, sizeof e);
 	if ((r = outfile_stat(of, &e.attr)) < 0 ||
@@ -1496,7 +1563,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			inode_unref(&fs->nodes, node, 1);
 			r = -ENOMEM;
 		}
-		(void) outfile_unlink(&fs->outbox, name);
+		(void) outfile_unlink(&fs->outbox, spoolfs_outbox_name(path));
 		outfile_release(&fs->outbox, of, writable);
 		return (void) fuse_reply_err(req, -r);
 	}
@@ -1509,7 +1576,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	spoolfs_touch_outbox(fs);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* the caller is gone (interrupted): as if it never existed */
-		(void) outfile_unlink(&fs->outbox, name);
+		(void) outfile_unlink(&fs->outbox, spoolfs_outbox_name(path));
 		spoolfs_file_close(fs, h);
 		inode_unref(&fs->nodes, node, 1);
 	}
@@ -1520,7 +1587,7 @@ spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
 		     const struct outfile_writer *w, const struct access_caller *c,
 		     struct spoolfs_file **out)
 {
-	struct outfile *of = outfile_find(&fs->outbox, node->name);
+	struct outfile *of = outfile_find(&fs->outbox, spoolfs_outbox_name(node->path));
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
 	int r;
 
@@ -1554,6 +1621,29 @@ spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolf
 	return 0;
 }
 
+/* inbox/<mailbox>/.next[.<seconds>]: a handle with its own answer (waiters.h). */
+static int
+spoolfs_open_next(struct spoolfs *fs, struct inode *node, int flags, struct spoolfs_file **out)
+{
+	char mailbox[NAME_MAX + 1];
+	struct waiters_reader *reader;
+	long timeout;
+
+	if (spoolfs_flags_write(flags))
+		return -EACCES;
+	if (spoolfs_path_mailbox(node->path, mailbox, sizeof mailbox) < 0 ||
+	    !waiters_next_name(node->name, &timeout))
+		return -ENOENT;
+	if ((reader = waiters_reader_new(mailbox, timeout)) == NULL)
+		return -ENOMEM;
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, -1, 0, NULL, false)) == NULL) {
+		waiters_reader_free(reader);
+		return -ENOMEM;
+	}
+	(*out)->reader = reader;
+	return 0;
+}
+
 static void
 spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1580,6 +1670,9 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (r == 0)
 			r = spoolfs_open_ro(fs, node, fi->flags, &h);
 		break;
+	case INODE_NEXT:
+		r = spoolfs_open_next(fs, node, fi->flags, &h);
+		break;
 	default:
 		r = -EISDIR;
 		break;
@@ -1589,8 +1682,8 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t) h;
 	/* a message's pages stay valid until the watcher says it went */
 	fi->keep_cache = spoolfs_kind_is_message(node->kind);
-	/* a record's size changes as it moves: read it without the page cache */
-	fi->direct_io = node->kind == INODE_RECSTATUS;
+	/* a record's size changes as it moves, .next has none: no page cache */
+	fi->direct_io = node->kind == INODE_RECSTATUS || node->kind == INODE_NEXT;
 	if (fuse_reply_open(req, fi) != 0)
 		spoolfs_file_close(fs, h);
 }
@@ -1606,6 +1699,8 @@ spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void) ino;
 	if (off < 0 || off > INT64_MAX - base)
 		return (void) fuse_reply_err(req, EINVAL);
+	if (h->reader != NULL)	/* answered now or when a message comes */
+		return waiters_read(spoolfs_of(req)->waiters, h->reader, req, size, off);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = h->of ? h->of->fd : h->fd;
 	buf.buf[0].pos = base + off;
@@ -1639,6 +1734,7 @@ spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct spoolfs *fs = spoolfs_of(req);
 	struct spoolfs_file *h = spoolfs_file_of(fi);
 	struct outfile_submission sub;
+	bool waits = false;
 	pid_t closer;
 	int r = 0;
 
@@ -1649,12 +1745,15 @@ spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	r = outfile_flush_begin(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino, closer),
 	    &sub);
 	if (r == 1) {
+		waits = spoolfs_outbox_name_waits(sub.name);
 		pthread_mutex_unlock(&fs->lock);
 		r = outfile_submission_run(&fs->outbox, &sub);
 		pthread_mutex_lock(&fs->lock);
 		r = outfile_submission_end(&fs->outbox, &sub, r);
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (r == 0 && waits)	/* outbox/wait/: close(2) returns what the relay got */
+		return waiters_outcome(fs->waiters, req, sub.id, fs->cfg->wait_timeout);
 	fuse_reply_err(req, -r);
 }
 
@@ -1909,9 +2008,10 @@ spoolfs_unlink_locked(fuse_req_t req, fuse_ino_t parent, const char *name)
 			r = spoolfs_name_ok(name) ? spoolfs_unlink_mailmsg(fs, path) : -ENOENT;
 		break;
 	case INODE_OUTBOX:
-		r = spoolfs_may_use_outfile_named(fs, &caller, name);
+	case INODE_OUTWAIT:
+		r = spoolfs_may_use_outfile_named(fs, &caller, spoolfs_outbox_name(path));
 		if (r == 0)
-			r = outfile_unlink(&fs->outbox, name);
+			r = outfile_unlink(&fs->outbox, spoolfs_outbox_name(path));
 		if (r == 0)
 			spoolfs_touch_outbox(fs);
 		break;
@@ -1982,7 +2082,8 @@ spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 	if (from == NULL || to == NULL)
 		return (void) fuse_reply_err(req, ENOENT);
-	if (from->kind != INODE_OUTBOX || to->kind != INODE_OUTBOX)
+	if ((from->kind != INODE_OUTBOX && from->kind != INODE_OUTWAIT) ||
+	    (to->kind != INODE_OUTBOX && to->kind != INODE_OUTWAIT))
 		return (void) fuse_reply_err(req, EPERM);
 	if (flags & ~(unsigned) RENAME_NOREPLACE)
 		return (void) fuse_reply_err(req, EINVAL);
@@ -1990,9 +2091,10 @@ spoolfs_rename_locked(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return (void) fuse_reply_err(req, EINVAL);
 	if ((r = spoolfs_child_path(from->path, name, oldpath, sizeof oldpath)) < 0 ||
 	    (r = spoolfs_child_path(to->path, newname, newpath, sizeof newpath)) < 0 ||
-	    (r = spoolfs_may_use_outfile_named(fs, &caller, name)) < 0 ||
-	    (r = spoolfs_may_use_outfile_named(fs, &caller, newname)) < 0 ||
-	    (r = outfile_rename(&fs->outbox, name, newname, flags & RENAME_NOREPLACE)) < 0)
+	    (r = spoolfs_may_use_outfile_named(fs, &caller, spoolfs_outbox_name(oldpath))) < 0 ||
+	    (r = spoolfs_may_use_outfile_named(fs, &caller, spoolfs_outbox_name(newpath))) < 0 ||
+	    (r = outfile_rename(&fs->outbox, spoolfs_outbox_name(oldpath),
+	    spoolfs_outbox_name(newpath), flags & RENAME_NOREPLACE)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	spoolfs_touch_outbox(fs);
 	if ((node = inode_find(&fs->nodes, oldpath)) != NULL) {
@@ -2170,6 +2272,7 @@ spoolfs_spool_changed(void *arg, const char *dir, const char *name)
 	struct spoolfs *fs = arg;
 	char status[NAME_MAX + 1];
 
+	waiters_spool_changed(fs->waiters, dir, name);	/* .next, outbox/wait/ */
 	if (dir == NULL)
 		return spoolfs_forget_all(fs);
 	spoolfs_forget_name(fs, dir, name);
@@ -2181,8 +2284,14 @@ spoolfs_spool_changed(void *arg, const char *dir, const char *name)
 int
 spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se)
 {
+	int r;
+
 	fs->se = se;
-	return watch_start(fs->spool, spoolfs_spool_changed, fs, &fs->watch);
+	if ((r = waiters_start(fs->waiters)) < 0)
+		return r;
+	if ((r = watch_start(fs->spool, spoolfs_spool_changed, fs, &fs->watch)) < 0)
+		waiters_stop(fs->waiters);
+	return r;
 }
 
 void
@@ -2190,6 +2299,7 @@ spoolfs_watch_stop(struct spoolfs *fs)
 {
 	watch_stop(fs->watch);
 	fs->watch = NULL;
+	waiters_stop(fs->waiters);	/* answers what still waits, before the unmount */
 }
 
 const struct fuse_lowlevel_ops *
@@ -2227,7 +2337,9 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 	}
 	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
 	outfile_set_senders(&fs->outbox, cfg);
-	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0) {
+	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0 ||
+	    (r = waiters_new(spool, cfg->keep_sent, &fs->waiters)) < 0) {
+		commitgroup_free(fs->outbox.group);
 		inode_table_free(&fs->nodes);
 		pthread_mutex_destroy(&fs->lock);
 		free(fs);
@@ -2252,6 +2364,7 @@ spoolfs_free(struct spoolfs *fs)
 		spoolfs_file_unlist(fs, h);
 		if (h->of == NULL && h->fd >= 0)
 			(void) close(h->fd);
+		waiters_reader_free(h->reader);
 		free(h);		/* its outbox entry goes with the set */
 	}
 	outfile_set_free(&fs->outbox);
@@ -2263,6 +2376,7 @@ spoolfs_free(struct spoolfs *fs)
 		    st.batches, st.max_batch);
 	}
 	commitgroup_free(fs->outbox.group);
+	waiters_free(fs->waiters);
 	inode_table_free(&fs->nodes);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);

@@ -19,8 +19,13 @@
  *
  *	    inbox/<mailbox>/<message>   spool mail/<mailbox>/new and cur, names
  *	                                as on disk; read-only; rm deletes
+ *	    inbox/<mailbox>/.next[.<N>] not listed: a read waits for the oldest
+ *	                                message in new/ and answers its name
+ *	                                (at most N seconds; fs/waiters.h)
  *	    outbox/<name>               write a message, close it: submitted
  *	                                (the name stays a minute; fs/outfile.h)
+ *	    outbox/wait/<name>          the same, and close(2) waits for the
+ *	                                relay's outcome (fs/waiters.h)
  *	    queue/<id>                  the message of a record in queue/ or
  *	                                active/ (data/<id> after data-offset)
  *	    queue/<id>.status           the envelope record, as on disk
@@ -96,11 +101,9 @@
  *	fuse_req_ctx(), and those names are never cached by the kernel.
  *
  *	Every operation answers its request exactly once, through one reply
- *	at its end (return (void) fuse_reply_err(req, e) on failure).  The
- *	work is done by functions that return 0 or -errno, so that a later
- *	version can keep a request and answer it when the work completes
- *	(a read that waits for the next message, a close that waits for the
- *	relay's answer).
+ *	at its end (return (void) fuse_reply_err(req, e) on failure), or hands
+ *	it to fs/waiters.h, which answers it later: a read of .next that waits
+ *	for a message, the close(2) in outbox/wait/ that waits for the relay.
  * THREADS
  *	The operations run on libfuse's worker threads (spoolgate-fs runs
  *	fuse_session_loop_mt()).  One lock in struct spoolfs serialises them,

@@ -239,7 +239,7 @@ _SECTION = {
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
     'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
-    'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs',
+    'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs', 'wait_timeout': 'fs',
     'level': 'log',
 }
 _ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']

@@ -357,6 +357,42 @@ START_TEST(test_errno_from_reply_fallbacks)
 }
 END_TEST
 
+/* errmap_errno_from_reply_text(): a reply as an envelope record keeps it. */
+static const struct text_case {
+	const char     *reply;
+	int		want;
+} text_cases[] = {
+	{ "550 5.1.1 <bob@example.net>: no such user", ENOENT },
+	{ "550 5.7.1 relaying denied", EACCES },
+	{ "552 5.2.2 mailbox full", EDQUOT },
+	{ "552 5.3.4", EFBIG },				/* the code and nothing after */
+	{ "550 no enhanced code here", ENOENT },	/* the primary row of 550 */
+	{ "550 4.1.1 wrong class", ENOENT },		/* an esc of another class is text */
+	{ "550 5.1.1.1 too many parts", ENOENT },
+	{ "550 5.1111.1 too long", ENOENT },
+	{ "554 5.6.0 not a message", EBADMSG },
+	{ "599 5.9.9 unknown", EIO },
+	{ "451 4.4.1 no answer", ECONNREFUSED },
+	{ "550", ENOENT },
+	{ "550-5.1.1 first line of several", ENOENT },
+	{ "", 0 },
+	{ "55", 0 },
+	{ "abc 5.1.1", 0 },
+	{ "5500 5.1.1", 0 },
+	{ NULL, 0 },
+};
+#define N_TEXT_CASES	(sizeof(text_cases) / sizeof(text_cases[0]))
+
+START_TEST(test_errno_from_reply_text)
+{
+	const struct text_case *c = &text_cases[_i];
+	int got = errmap_errno_from_reply_text(c->reply);
+
+	ck_assert_msg(got == c->want, "errmap_errno_from_reply_text(\"%s\") = %d (%s), want %d (%s)",
+	    c->reply ? c->reply : "NULL", got, strerror(got), c->want, strerror(c->want));
+}
+END_TEST
+
 START_TEST(test_texts_are_one_clean_line)
 {
 	size_t i;
@@ -462,6 +498,7 @@ errmap_suite(void)
 	tcase_add_test(tc, test_primary_round_trip);
 	tcase_add_test(tc, test_from_errno_rows_are_stable);
 	tcase_add_loop_test(tc, test_errno_from_reply_fallbacks, 0, N_BACK_CASES);
+	tcase_add_loop_test(tc, test_errno_from_reply_text, 0, N_TEXT_CASES);
 	tcase_add_test(tc, test_texts_are_one_clean_line);
 	tcase_add_test(tc, test_enhanced_class_matches_code);
 	tcase_add_test(tc, test_esc_checker);
