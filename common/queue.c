@@ -196,15 +196,27 @@ queue_claim_id(const struct queue_claim *qc)
 	return qc->id;
 }
 
-int
-queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+bool
+queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent)
+{
+	return outcome != QUEUE_SENT || keep_sent;
+}
+
+/* The new record under tmp/, synced when sync is true. */
+static int
+finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent, bool sync)
 {
 	char *text;
 	size_t len;
 	int fd, r;
 
 	qc->outcome = outcome;
-	qc->drop_sent = outcome == QUEUE_SENT && !keep_sent;
+	qc->drop_sent = !queue_finish_writes_record(outcome, keep_sent);
+	if (qc->newrec[0] != '\0') {
+		/* Left by a try whose publish or batch sync failed: this try writes its own. */
+		unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_TMP), qc->newrec, 0);
+		qc->newrec[0] = '\0';
+	}
 	if (qc->drop_sent) {
 		qc->prepared = 1;
 		return 0;
@@ -217,7 +229,7 @@ queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool ke
 	}
 	r = spool_write_all(fd, text, len);
 	free(text);
-	if (r == 0 && fdatasync(fd) < 0)
+	if (r == 0 && sync && fdatasync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r < 0) {
@@ -227,6 +239,18 @@ queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool ke
 	}
 	qc->prepared = 1;
 	return 0;
+}
+
+int
+queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	return finish_write(qc, outcome, keep_sent, true);
+}
+
+int
+queue_finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	return finish_write(qc, outcome, keep_sent, false);
 }
 
 static enum spool_dir

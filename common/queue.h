@@ -26,7 +26,16 @@
  *	Finishing is split in two phases for group commit, like spool_msg:
  *	queue_finish_prepare() writes and syncs the new record under tmp/;
  *	queue_finish_publish() renames it into place and adds the directories
- *	to dirs.  queue_finish_release(), after a publish that removed the
+ *	to dirs.  queue_finish_write() is queue_finish_prepare() without the
+ *	fdatasync, for a caller that makes many records durable with one
+ *	sync of the filesystem (spool_fs_sync()) before it publishes any:
+ *	a record must never reach its final name before its content is
+ *	durable, or a crash could leave an empty record in queue/ or sent/.
+ *	queue_finish_writes_record() says whether an outcome writes a record
+ *	at all (not a sent message with keep_sent = no, which is removed).
+ *	Preparing again (a retry after a failed publish or sync) first
+ *	removes the record the last try left under tmp/.
+ *	queue_finish_release(), after a publish that removed the
  *	record with its data (keep_sent = no), closes the data file: that
  *	last close frees its blocks (slow with ext4's discard option), so the
  *	caller chooses the thread; queue_claim_data_fd() is -1 from then on.
@@ -62,6 +71,8 @@ int queue_claim_data_fd(const struct queue_claim *qc);
 const char *queue_claim_id(const struct queue_claim *qc);
 
 int queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
+int queue_finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
+bool queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent);
 int queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs);
 void queue_finish_release(struct queue_claim *qc);
 int queue_claim_release(struct queue_claim *qc);

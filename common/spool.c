@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "log.h"
 #include "spool.h"
@@ -311,6 +314,51 @@ spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 		return r;
 	}
 	return fd;
+}
+
+/* ---- one sync for many files ---- */
+
+/* Filesystems whose syncfs(2) writes every dirty file and commits it to their disk. */
+static int
+fs_sync_writes_through(long type)
+{
+	switch (type) {
+	case EXT4_SUPER_MAGIC:		/* also ext2 and ext3 */
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case F2FS_SUPER_MAGIC:
+	case TMPFS_MAGIC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+spool_fs_sync_open(const struct spool *spool)
+{
+	struct statfs sfs;
+	int fd, r;
+
+	fd = openat(spool->dirfd[SPOOL_DIR_ROOT], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatfs(fd, &sfs) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!fs_sync_writes_through((long)sfs.f_type)) {
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	return fd;
+}
+
+int
+spool_fs_sync(int fd)
+{
+	return syncfs(fd) < 0 ? -errno : 0;
 }
 
 /* ---- directory sets (group commit) ---- */
@@ -887,12 +935,36 @@ data_exists(struct spool *spool, const char *id)
 	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* A queued record whose data never became durable was never acknowledged. */
 static int
-drop_record_without_data(struct spool *spool, const char *name, void *arg)
+sent_record_exists(struct spool *spool, const char *id)
+{
+	struct stat st;
+
+	return fstatat(spool->dirfd[SPOOL_DIR_SENT], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/*
+ * A queued record whose data never became durable was never acknowledged.
+ * One whose message has a record in sent/ too is a leftover: sent/ is
+ * final (nothing moves a record out of it), so the message was delivered
+ * and recorded, and the copy in queue/ must not deliver it again.  The
+ * protocol renames a claim into sent/, so only a filesystem that lost
+ * half of a rename in a crash, or a hand that copied a record, leaves
+ * both; the data belongs to the record in sent/ and stays.
+ */
+static int
+check_queued_record(struct spool *spool, const char *name, void *arg)
 {
 	struct spool_recovery *stats = arg;
 
+	if (sent_record_exists(spool, name)) {
+		if (unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], name, 0) == 0) {
+			stats->records_superseded++;
+			log_warn("recovery-record-superseded", "id=%s reason=\"queue/ record of a message recorded "
+			    "in sent/: removed, not delivered again\"", name);
+		}
+		return 0;
+	}
 	if (data_exists(spool, name)) {
 		stats->queued++;
 		return 0;
@@ -995,7 +1067,7 @@ spool_recover(struct spool *spool, struct spool_recovery *stats)
 	memset(stats, 0, sizeof(*stats));
 	if ((r = for_each_entry(spool, SPOOL_DIR_TMP, remove_stale_tmp, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_ACTIVE, return_dead_claim, stats)) < 0 ||
-	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, drop_record_without_data, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, check_queued_record, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_DATA, remove_orphan_data, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_MAIL, count_mailbox, stats)) < 0)
 		return r;

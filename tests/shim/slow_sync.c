@@ -1,6 +1,6 @@
 /*
  * NAME
- *	slow_sync - an LD_PRELOAD shim that makes fdatasync(2) slow
+ *	slow_sync - an LD_PRELOAD shim that makes fdatasync(2) and syncfs(2) slow
  * SYNOPSIS
  *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=3000 spoolgate-smtpd ...
  *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=1500 \
@@ -8,7 +8,9 @@
  * DESCRIPTION
  *	For tests only (tests/integration/test_responsive.py, test_fs.py):
  *	every fdatasync() sleeps SPOOLGATE_SLOW_FDATASYNC_MS milliseconds
- *	before it does its work, as on a disk whose flushes are slow.  The
+ *	before it does its work, as on a disk whose flushes are slow, and so
+ *	does every syncfs() (the committer's one sync for a batch of relay
+ *	records, which stands for their fdatasyncs).  The
  *	tests show that other sessions and requests are served meanwhile
  *	and that the commits waiting meanwhile share one batch.  fsync(2)
  *	(the spool's directory syncs) sleeps SPOOLGATE_SLOW_FSYNC_MS when
@@ -22,6 +24,7 @@
 
 int fdatasync(int fd);
 int fsync(int fd);
+int syncfs(int fd);
 
 /* Sleeps the milliseconds the variable name holds, if it is set. */
 static void
@@ -58,4 +61,15 @@ fsync(int fd)
 		real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
 	slow_down("SPOOLGATE_SLOW_FSYNC_MS");
 	return real_fsync(fd);
+}
+
+int
+syncfs(int fd)
+{
+	static int (*real_syncfs)(int);
+
+	if (real_syncfs == NULL)
+		real_syncfs = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
+	slow_down("SPOOLGATE_SLOW_FDATASYNC_MS");
+	return real_syncfs(fd);
 }
