@@ -35,11 +35,15 @@
  *	at all (not a sent message with keep_sent = no, which is removed).
  *	Preparing again (a retry after a failed publish or sync) first
  *	removes the record the last try left under tmp/.
- *	queue_finish_release(), after a publish that removed the
- *	record with its data (keep_sent = no), closes the data file: that
- *	last close frees its blocks (slow with ext4's discard option), so the
- *	caller chooses the thread; queue_claim_data_fd() is -1 from then on.
- *	Otherwise it does nothing.  queue_claim_release() gives an unfinished claim back to
+ *	queue_finish_release(), after the directories were synced (durable
+ *	says whether they were), finishes what need not be synced and may be
+ *	slow, so the caller chooses the thread: after a publish that removed
+ *	the record with its data (keep_sent = no) it closes the data file,
+ *	whose last close frees its blocks (slow with ext4's discard option;
+ *	queue_claim_data_fd() is -1 from then on); after a record was
+ *	published into sent/ (which takes one rename: see queue.c) it
+ *	removes the claim, unsynced, when durable.  Otherwise it does
+ *	nothing.  queue_claim_release() gives an unfinished claim back to
  *	queue/ unchanged (shutdown).
  * THREADS
  *	A claim belongs to one thread at a time.
@@ -74,7 +78,7 @@ int queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, boo
 int queue_finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
 bool queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent);
 int queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs);
-void queue_finish_release(struct queue_claim *qc);
+void queue_finish_release(struct queue_claim *qc, bool durable);
 int queue_claim_release(struct queue_claim *qc);
 void queue_claim_free(struct queue_claim *qc);	/* releases an unfinished claim; NULL ok */
 

@@ -48,7 +48,9 @@
  *	eventfd rather than event_active() from the thread, so that the
  *	wake-up does not depend on libevent's locking being switched on.
  * DIAGNOSTICS
- *	event=commitq-stats jobs=... batches=... max_batch=... fs_syncs=... at shutdown;
+ *	event=commitq-stats at shutdown: jobs, batches, max_batch, fs_syncs, the
+ *	milliseconds spent in each phase of all batches (prepare_ms with start,
+ *	fs_sync_ms, publish_ms, dir_sync_ms, release_ms) and max_batch_ms;
  *	event=commitq-error when the thread cannot be woken or a sync fails.
  */
 
@@ -60,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -154,7 +157,7 @@ sync_one(enum sync_phase phase, struct commitq_job *job)
 	if (phase == SYNC_PREPARE)
 		job->result = job->prepare(job->arg);
 	else
-		job->release(job->arg);
+		job->release(job->arg, job->result);
 }
 
 /* Takes jobs of the current list and does the phase to them until none is left to take. Called with sy->mu held. */
@@ -268,6 +271,38 @@ syncers_stop(struct syncers *sy)
 	pthread_mutex_destroy(&sy->mu);
 }
 
+static unsigned long long
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+/* Microseconds since *t; *t becomes now. */
+static unsigned long long
+lap(unsigned long long *t)
+{
+	unsigned long long now = monotonic_us(), d = now - *t;
+
+	*t = now;
+	return d;
+}
+
+static void
+add_phase_times(struct commitq *q, const unsigned long long us[COMMITQ_PHASES], unsigned long long total)
+{
+	int i;
+
+	pthread_mutex_lock(&q->mu);
+	for (i = 0; i < COMMITQ_PHASES; i++)
+		q->stats.phase_us[i] += us[i];
+	if (total > q->stats.max_batch_us)
+		q->stats.max_batch_us = total;
+	pthread_mutex_unlock(&q->mu);
+}
+
 /* One sync of the filesystem for every prepared job that left its files unsynced. */
 static void
 sync_unsynced(struct commitq *q, struct commitq_job *batch)
@@ -300,8 +335,9 @@ sync_unsynced(struct commitq *q, struct commitq_job *batch)
 static unsigned long long
 run_batch(struct commitq *q, struct commitq_job *batch)
 {
+	unsigned long long us[COMMITQ_PHASES];
 	struct commitq_job *job;
-	unsigned long long n = 0;
+	unsigned long long n = 0, t = monotonic_us(), t0 = t;
 	bool any_published = false;
 	int r;
 
@@ -310,7 +346,9 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 		job->result = job->start != NULL ? job->start(job->arg) : 0;
 	}
 	sync_all(&q->sync, SYNC_PREPARE, batch, n);
+	us[COMMITQ_PREPARE] = lap(&t);
 	sync_unsynced(q, batch);
+	us[COMMITQ_FS_SYNC] = lap(&t);
 	for (job = batch; job != NULL; job = job->next) {
 		if (job->result != 0)
 			continue;
@@ -322,6 +360,7 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 			job->unpublish(job->arg);
 		}
 	}
+	us[COMMITQ_PUBLISH] = lap(&t);
 	if (any_published && (r = spool_dirset_sync(q->dirs)) < 0) {
 		log_error("commitq-error", "op=sync jobs=%llu error=%d", n, -r);
 		for (job = batch; job != NULL; job = job->next) {
@@ -333,7 +372,10 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 			job->result = r;
 		}
 	}
+	us[COMMITQ_DIR_SYNC] = lap(&t);
 	sync_all(&q->sync, SYNC_RELEASE, batch, n);
+	us[COMMITQ_RELEASE] = lap(&t);
+	add_phase_times(q, us, t - t0);
 	return n;
 }
 
@@ -504,8 +546,12 @@ commitq_free(struct commitq *q)
 		pthread_join(q->thread, NULL);
 		run_done(q);
 		commitq_get_stats(q, &st);
-		log_info("commitq-stats", "jobs=%llu batches=%llu max_batch=%llu fs_syncs=%llu", st.jobs,
-		    st.batches, st.max_batch, st.fs_syncs);
+		log_info("commitq-stats", "jobs=%llu batches=%llu max_batch=%llu fs_syncs=%llu prepare_ms=%llu "
+		    "fs_sync_ms=%llu publish_ms=%llu dir_sync_ms=%llu release_ms=%llu max_batch_ms=%llu", st.jobs,
+		    st.batches, st.max_batch, st.fs_syncs, st.phase_us[COMMITQ_PREPARE] / 1000,
+		    st.phase_us[COMMITQ_FS_SYNC] / 1000, st.phase_us[COMMITQ_PUBLISH] / 1000,
+		    st.phase_us[COMMITQ_DIR_SYNC] / 1000, st.phase_us[COMMITQ_RELEASE] / 1000,
+		    st.max_batch_us / 1000);
 	}
 	if (q->syncers_started)
 		syncers_stop(&q->sync);

@@ -22,10 +22,12 @@
  *	    spool_dirset_sync(dirs) once: each directory fsync'd once
  *	    unpublish(arg)          each job whose own publish failed (its partial
  *	                            names go), and every published job if the sync failed
- *	    release(arg)            each job (if set), whatever its result: slow
- *	                            clean-up that need not wait in done() on the loop
+ *	    release(arg, result)    each job (if set), whatever its result (0 when
+ *	                            its names are durable): slow clean-up that need
+ *	                            not be synced nor wait in done() on the loop
  *	                            (the last close of an unlinked file frees its
- *	                            blocks), on several threads at once
+ *	                            blocks; a claim left beside a record in sent/),
+ *	                            on several threads at once
  *
  *	and then delivers every job's result to done(arg, result) on the event
  *	loop thread (0 or -errno).  Under load batches grow, so many sessions
@@ -64,7 +66,7 @@ struct commitq_job {
 	int	      (*prepare)(void *arg);
 	int	      (*publish)(void *arg, struct spool_dirset *dirs);
 	void	      (*unpublish)(void *arg);		/* may be NULL */
-	void	      (*release)(void *arg);		/* may be NULL */
+	void	      (*release)(void *arg, int result);	/* may be NULL */
 	void	      (*done)(void *arg, int result);
 	void	       *arg;
 	bool		sync_fs;	/* prepare left its files unsynced: see above */
@@ -81,7 +83,13 @@ void commitq_free(struct commitq *q);
 bool commitq_fs_sync_available(const struct commitq *q);
 
 /* Statistics for logs and benchmarks. */
-struct commitq_stats { unsigned long long jobs, batches, max_batch, fs_syncs; };
+enum commitq_phase { COMMITQ_PREPARE, COMMITQ_FS_SYNC, COMMITQ_PUBLISH, COMMITQ_DIR_SYNC, COMMITQ_RELEASE,
+	COMMITQ_PHASES };
+struct commitq_stats {
+	unsigned long long jobs, batches, max_batch, fs_syncs;
+	unsigned long long phase_us[COMMITQ_PHASES];	/* time in each phase, all batches */
+	unsigned long long max_batch_us;		/* the longest batch */
+};
 void commitq_get_stats(struct commitq *q, struct commitq_stats *out);
 
 #endif

@@ -848,13 +848,17 @@ job_publish(void *arg, struct spool_dirset *dirs)
 	return 0;
 }
 
-/* On a helper of the committer: the slow part of removing a sent message with its data. */
+/*
+ * On a helper of the committer, after the directory sync: the slow part of
+ * removing a sent message with its data, or the claim of a record that
+ * reached sent/.
+ */
 static void
-job_release(void *arg)
+job_release(void *arg, int result)
 {
 	struct runner_job *j = arg;
 
-	queue_finish_release(j->qc);
+	queue_finish_release(j->qc, result == 0);
 }
 
 /* The job is over: its slot, or its place among the commits in flight, goes to the next one. */

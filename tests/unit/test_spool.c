@@ -1225,6 +1225,12 @@ START_TEST(test_finish_sent_keep)
 	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	finish(spool, qc, QUEUE_SENT, true);
+	/* One rename into sent/; the claim goes at the release, and only when sent/ was synced. */
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	queue_finish_release(qc, false);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
 	ck_assert_int_eq(count_entries(path, "queue"), 0);
@@ -1277,6 +1283,7 @@ START_TEST(test_finish_write_then_fs_sync)
 	}
 	ck_assert_int_eq(queue_finish_publish(qc, dirs), 0);
 	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
 	ck_assert_int_eq(count_entries(path, "tmp"), 0);
@@ -1303,7 +1310,7 @@ START_TEST(test_finish_sent_drop)
 	finish(spool, qc, QUEUE_SENT, false);
 	/* The unlinked data file is closed by the release (its blocks freed there, not at free). */
 	ck_assert_int_eq(queue_claim_data_fd(qc), datafd);
-	queue_finish_release(qc);
+	queue_finish_release(qc, true);
 	ck_assert_int_eq(queue_claim_data_fd(qc), -1);
 	ck_assert_int_eq(fstat(datafd, &st), -1);
 	ck_assert_int_eq(errno, EBADF);
