@@ -43,7 +43,8 @@
  *	destination the job settles the envelope (relay_settle(): attempts,
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
- *	the loop.  A record whose lifetime ran out while it waited is settled
+ *	the loop (with one syncfs for the records of a batch where the
+ *	spool's filesystem allows it: commitq.h, sync_fs).  A record whose lifetime ran out while it waited is settled
  *	without a delivery (relay_expire()).  Before the commit,
  *	job_notify_sender() asks bounce.h whether the sender gets a notice
  *	(a failure, or a delay warning); the notice commits in the same
@@ -69,6 +70,8 @@
  *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
  *	gave a destination no address; relay-sent (reused=), relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
+ *	relay-concluded for a record claimed with no pending recipient (settled
+ *	without a delivery: job_conclude());
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
  *	retried (recovery would return it to queue/ at the next start).
