@@ -41,35 +41,19 @@ slow_down(const char *name)
 	}
 }
 
-int
-fdatasync(int fd)
-{
-	static int (*real_fdatasync)(int);
-
-	if (real_fdatasync == NULL)
-		real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	slow_down("SPOOLGATE_SLOW_FDATASYNC_MS");
-	return real_fdatasync(fd);
+/* Defines fn(int fd): sleeps the milliseconds the variable env holds (if set), then does the real fn. */
+#define SLOW_SYNC_CALL(fn, env)						\
+int									\
+fn(int fd)								\
+{									\
+	static int (*real)(int);					\
+									\
+	if (real == NULL)						\
+		real = (int (*)(int))dlsym(RTLD_NEXT, #fn);		\
+	slow_down(env);							\
+	return real(fd);						\
 }
 
-int
-fsync(int fd)
-{
-	static int (*real_fsync)(int);
-
-	if (real_fsync == NULL)
-		real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	slow_down("SPOOLGATE_SLOW_FSYNC_MS");
-	return real_fsync(fd);
-}
-
-int
-syncfs(int fd)
-{
-	static int (*real_syncfs)(int);
-
-	if (real_syncfs == NULL)
-		real_syncfs = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
-	slow_down("SPOOLGATE_SLOW_FDATASYNC_MS");
-	return real_syncfs(fd);
-}
+SLOW_SYNC_CALL(fdatasync, "SPOOLGATE_SLOW_FDATASYNC_MS")
+SLOW_SYNC_CALL(fsync, "SPOOLGATE_SLOW_FSYNC_MS")
+SLOW_SYNC_CALL(syncfs, "SPOOLGATE_SLOW_FDATASYNC_MS")
