@@ -905,7 +905,40 @@ remove_stale_tmp(struct spool *spool, const char *name, void *arg)
 	return 0;
 }
 
-/* active/<id>@<host>,<pid> of a dead runner of this host goes back to queue/. */
+static int
+sent_record_exists(struct spool *spool, const char *id)
+{
+	struct stat st;
+
+	return fstatat(spool->dirfd[SPOOL_DIR_SENT], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/*
+ * A record in sent/ makes a queue/ record or a claim of the same message a
+ * leftover: sent/ is final (nothing moves a record out of it), so the
+ * message was delivered and recorded and must not go out again.  A
+ * delivered message's record is renamed into sent/ before its claim is
+ * removed (queue.c), so a crash between the two leaves both; a filesystem
+ * that lost half of a rename, or a hand that copied a record, can too.
+ * The data belongs to the record in sent/ and stays.
+ */
+static int
+remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, const char *id,
+		struct spool_recovery *stats)
+{
+	if (unlinkat(spool->dirfd[dir], name, 0) < 0)
+		return 0;
+	stats->records_superseded++;
+	log_warn("recovery-record-superseded", "id=%s name=%s/%s reason=\"the message has its record in sent/: "
+	    "removed, not delivered again\"", id, spool_dir_name(dir), name);
+	return 0;
+}
+
+/*
+ * active/<id>@<host>,<pid> of a dead runner of this host goes back to
+ * queue/, or away when sent/ has the message: returned, it could be
+ * claimed by another gateway on the spool before the pass over queue/.
+ */
 static int
 return_dead_claim(struct spool *spool, const char *name, void *arg)
 {
@@ -920,6 +953,8 @@ return_dead_claim(struct spool *spool, const char *name, void *arg)
 	snprintf(host, sizeof(host), "%.*s", (int)(comma - at - 1), at + 1);
 	if (!owner_is_dead(spool, host, strtol(comma + 1, NULL, 10)))
 		return 0;
+	if (sent_record_exists(spool, id))
+		return remove_superseded(spool, SPOOL_DIR_ACTIVE, name, id, stats);
 	if (renameat(spool->dirfd[SPOOL_DIR_ACTIVE], name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
 		stats->claims_returned++;
 		log_info("recovery-claim-returned", "id=%s claim=%s", id, name);
@@ -935,36 +970,17 @@ data_exists(struct spool *spool, const char *id)
 	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static int
-sent_record_exists(struct spool *spool, const char *id)
-{
-	struct stat st;
-
-	return fstatat(spool->dirfd[SPOOL_DIR_SENT], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /*
- * A queued record whose data never became durable was never acknowledged.
- * One whose message has a record in sent/ too is a leftover: sent/ is
- * final (nothing moves a record out of it), so the message was delivered
- * and recorded, and the copy in queue/ must not deliver it again.  The
- * protocol renames a claim into sent/, so only a filesystem that lost
- * half of a rename in a crash, or a hand that copied a record, leaves
- * both; the data belongs to the record in sent/ and stays.
+ * A queued record whose data never became durable was never acknowledged;
+ * one whose message has a record in sent/ is a leftover (above).
  */
 static int
 check_queued_record(struct spool *spool, const char *name, void *arg)
 {
 	struct spool_recovery *stats = arg;
 
-	if (sent_record_exists(spool, name)) {
-		if (unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], name, 0) == 0) {
-			stats->records_superseded++;
-			log_warn("recovery-record-superseded", "id=%s reason=\"queue/ record of a message recorded "
-			    "in sent/: removed, not delivered again\"", name);
-		}
-		return 0;
-	}
+	if (sent_record_exists(spool, name))
+		return remove_superseded(spool, SPOOL_DIR_QUEUE, name, name, stats);
 	if (data_exists(spool, name)) {
 		stats->queued++;
 		return 0;

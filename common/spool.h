@@ -39,8 +39,9 @@
  *	spool_recover() runs at start-up: it removes half-written temporaries
  *	of dead processes of this host (tmp/), gives claims of dead runners of
  *	this host back to queue/, drops records whose data never became
- *	durable and queue/ records of messages that have a record in sent/
- *	(delivered: never sent twice), and counts what it kept.
+ *	durable, removes queue/ records and dead claims of messages that have
+ *	a record in sent/ (delivered: never sent twice), and counts what it
+ *	kept.
  *
  *	spool_new_id() makes a message id unique across hosts, processes and
  *	time: "<sec>.M<usec>P<pid>Q<counter>", usable as a file name.
@@ -85,7 +86,7 @@ struct spool_recovery {
 	unsigned	temporaries_removed;
 	unsigned	claims_returned;
 	unsigned	records_dropped;	/* envelope without durable data */
-	unsigned	records_superseded;	/* queue/ record of a message in sent/ */
+	unsigned	records_superseded;	/* queue/ record or dead claim of a message in sent/ */
 	unsigned	orphans_removed;	/* data without any record */
 	unsigned	queued;			/* records in queue/ after recovery */
 	unsigned	mailboxes;
