@@ -897,6 +897,29 @@ class RecordedThenCrashed(unittest.TestCase):
         self.assertEqual(gw.find_record(msgid), ('sent', sent))
         self.assertIn(msgid, gw.listdir('data'))
 
+    def test_claim_left_beside_its_sent_record_is_removed(self):
+        """the claim a crash leaves after its record went into sent/ (one rename) and
+        before the claim's unlink was durable: a dead runner's claim with the record as
+        claimed (recipient pending, due), and the record in sent/: removed at recovery,
+        not returned to queue/, the message not sent again"""
+        tok = token()
+        sink, gw, msgid, claimed, sent = self.deliver_once('relay-claim-left', tok,
+                                                           first_reply='451 4.3.0 not yet')
+        self.assertIn('rcpt: pending', claimed)
+        claim = '%s@relaytest,%d' % (msgid, dead_pid())
+        plant(gw, 'active/' + claim, claimed)
+        mark = gw._log_size('smtpd')
+        gw.start_smtpd()
+        wait_until(lambda: 'event=relay-started ' in gw.read_log('smtpd', mark), 10, 'the relay to start')
+        time.sleep(2.5)		# were it returned to queue/, it would be due and gone out by now
+        self.assertEqual(len(sink.find(tok, attempts=True)), 2, 'the message was sent again')
+        text = gw.read_log('smtpd', mark)
+        self.assertIn('event=recovery-record-superseded id=%s name=active/%s ' % (msgid, claim), text)
+        self.assertIn('claims_returned=0 ', text)
+        self.assertEqual(gw.listdir('active'), [])
+        self.assertNotIn(msgid, gw.listdir('queue'))
+        self.assertEqual(gw.find_record(msgid), ('sent', sent))
+
     def test_claim_of_a_recorded_attempt_is_concluded(self):
         """a dead runner's claim that holds the record of its last attempt (every recipient
         sent), not yet renamed into sent/: back to queue/, then into sent/ without a delivery,
