@@ -70,6 +70,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "scan_interval", T_UINT, scan_interval, 1, 86400),
 	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
 	K("relay", "command_timeout", T_UINT, command_timeout, 1, 3600),
+	K("relay", "data_done_timeout", T_UINT, data_done_timeout, 1, 3600),
 	K("relay", "connection_idle_timeout", T_UINT, connection_idle_timeout, 0, 3600),
 	K("relay", "connection_reuse_count_limit", T_UINT, connection_reuse_count_limit, 1, 100000),
 	K("relay", "connection_reuse_time_limit", T_UINT, connection_reuse_time_limit, 1, 86400),
@@ -294,6 +295,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->scan_interval = 30;
 	cfg->connect_timeout = 30;
 	cfg->command_timeout = 300;
+	cfg->data_done_timeout = 600;
 	cfg->connection_idle_timeout = 5;
 	cfg->connection_reuse_count_limit = 100;
 	cfg->connection_reuse_time_limit = 300;

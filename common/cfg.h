@@ -183,6 +183,7 @@ struct cfg {
 	unsigned	scan_interval;		/* 30 s: safety-net scan of queue/ */
 	unsigned	connect_timeout;	/* 30 s */
 	unsigned	command_timeout;	/* 300 s */
+	unsigned	data_done_timeout;	/* 600 s for the reply to the end of data (RFC 5321 4.5.3.2.6) */
 	unsigned	connection_idle_timeout;	/* 5 s a finished connection waits for the next
 						   message to its destination; 0 = no reuse */
 	unsigned	connection_reuse_count_limit;	/* 100: times one connection is reused */

@@ -6,9 +6,21 @@
  *
  *	    queue/<id> -> active/<id>@<host>,<pid>          (claim)
  *	    tmp/<new record> -> active/<claim>              (record updated, synced)
- *	    active/<claim> -> queue/<id> | sent/<id> | failed/<id>
+ *	    active/<claim> -> queue/<id> | failed/<id>
  *
- *	so at every instant the record exists under exactly one name.
+ *	so at every instant the record exists under exactly one name, except
+ *	for a delivered message (keep_sent = yes), where one rename and one
+ *	directory sync do:
+ *
+ *	    tmp/<new record> -> sent/<id>                   (synced, sent/ synced)
+ *	    unlink active/<claim>                           (at the release, not synced)
+ *
+ *	sent/ is final, so a claim left beside it by a crash is only a
+ *	leftover: recovery returns it to queue/ and then removes it there,
+ *	since sent/ has the message (spool_recover()).  A deferral cannot
+ *	go that way: its claim, returned by recovery, would replace the
+ *	newer record in queue/ and send again to a recipient it recorded as
+ *	delivered.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +43,7 @@ struct queue_claim {
 	int		datafd;
 	enum queue_outcome outcome;
 	int		prepared, finished, drop_sent, data_unlinked;
+	int		claim_left;	/* sent/ has the record; the claim goes at the release */
 };
 
 static const char *const outcome_names[] = {
@@ -196,15 +209,27 @@ queue_claim_id(const struct queue_claim *qc)
 	return qc->id;
 }
 
-int
-queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+bool
+queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent)
+{
+	return outcome != QUEUE_SENT || keep_sent;
+}
+
+/* The new record under tmp/, synced when sync is true. */
+static int
+finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent, bool sync)
 {
 	char *text;
 	size_t len;
 	int fd, r;
 
 	qc->outcome = outcome;
-	qc->drop_sent = outcome == QUEUE_SENT && !keep_sent;
+	qc->drop_sent = !queue_finish_writes_record(outcome, keep_sent);
+	if (qc->newrec[0] != '\0') {
+		/* Left by a try whose publish or batch sync failed: this try writes its own. */
+		unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_TMP), qc->newrec, 0);
+		qc->newrec[0] = '\0';
+	}
 	if (qc->drop_sent) {
 		qc->prepared = 1;
 		return 0;
@@ -217,7 +242,7 @@ queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool ke
 	}
 	r = spool_write_all(fd, text, len);
 	free(text);
-	if (r == 0 && fdatasync(fd) < 0)
+	if (r == 0 && sync && fdatasync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r < 0) {
@@ -227,6 +252,18 @@ queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool ke
 	}
 	qc->prepared = 1;
 	return 0;
+}
+
+int
+queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	return finish_write(qc, outcome, keep_sent, true);
+}
+
+int
+queue_finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
+{
+	return finish_write(qc, outcome, keep_sent, false);
 }
 
 static enum spool_dir
@@ -257,6 +294,20 @@ publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 	return 0;
 }
 
+/* A delivered message's record straight into sent/; the claim goes at the release. */
+static int
+publish_sent(struct queue_claim *qc, struct spool_dirset *dirs)
+{
+	struct spool *spool = qc->spool;
+
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_SENT), qc->id) < 0)
+		return -errno;
+	qc->newrec[0] = '\0';
+	qc->finished = 1;
+	qc->claim_left = 1;
+	return spool_dirset_add(dirs, "sent");
+}
+
 int
 queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 {
@@ -272,6 +323,8 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 		qc->finished = 1;
 		return 0;
 	}
+	if (dest == SPOOL_DIR_SENT)
+		return publish_sent(qc, dirs);
 	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
 		return -errno;
 	qc->newrec[0] = '\0';
@@ -286,11 +339,20 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 /*
  * The last close of the unlinked data file frees its blocks: with ext4's
  * discard option a synchronous discard, hundreds of microseconds.  Here,
- * where the caller can afford it, not in queue_claim_free().
+ * where the caller can afford it, not in queue_claim_free().  The claim
+ * of a record published into sent/ goes only once sent/ was synced: if
+ * it was not, the claim stays for recovery, which delivers the message
+ * again unless the record in sent/ survived.
  */
 void
-queue_finish_release(struct queue_claim *qc)
+queue_finish_release(struct queue_claim *qc, bool durable)
 {
+	if (qc->claim_left && durable) {
+		if (unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, 0) < 0 && errno != ENOENT)
+			log_error("queue-release", "id=%s claim=%s error=\"%s\" action=\"recovery removes it at the "
+			    "next start (sent/ has the record)\"", qc->id, qc->claim, strerror(errno));
+		qc->claim_left = 0;
+	}
 	if (!qc->data_unlinked || qc->datafd < 0)
 		return;
 	close(qc->datafd);
@@ -357,6 +419,7 @@ finish_now(struct queue_claim *qc, enum queue_outcome outcome)
 		r = queue_finish_publish(qc, dirs);
 	if (r == 0)
 		r = spool_dirset_sync(dirs);
+	queue_finish_release(qc, r == 0);
 	spool_dirset_free(dirs);
 	return r;
 }

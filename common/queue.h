@@ -26,11 +26,24 @@
  *	Finishing is split in two phases for group commit, like spool_msg:
  *	queue_finish_prepare() writes and syncs the new record under tmp/;
  *	queue_finish_publish() renames it into place and adds the directories
- *	to dirs.  queue_finish_release(), after a publish that removed the
- *	record with its data (keep_sent = no), closes the data file: that
- *	last close frees its blocks (slow with ext4's discard option), so the
- *	caller chooses the thread; queue_claim_data_fd() is -1 from then on.
- *	Otherwise it does nothing.  queue_claim_release() gives an unfinished claim back to
+ *	to dirs.  queue_finish_write() is queue_finish_prepare() without the
+ *	fdatasync, for a caller that makes many records durable with one
+ *	sync of the filesystem (spool_fs_sync()) before it publishes any:
+ *	a record must never reach its final name before its content is
+ *	durable, or a crash could leave an empty record in queue/ or sent/.
+ *	queue_finish_writes_record() says whether an outcome writes a record
+ *	at all (not a sent message with keep_sent = no, which is removed).
+ *	Preparing again (a retry after a failed publish or sync) first
+ *	removes the record the last try left under tmp/.
+ *	queue_finish_release(), after the directories were synced (durable
+ *	says whether they were), finishes what need not be synced and may be
+ *	slow, so the caller chooses the thread: after a publish that removed
+ *	the record with its data (keep_sent = no) it closes the data file,
+ *	whose last close frees its blocks (slow with ext4's discard option;
+ *	queue_claim_data_fd() is -1 from then on); after a record was
+ *	published into sent/ (which takes one rename: see queue.c) it
+ *	removes the claim, unsynced, when durable.  Otherwise it does
+ *	nothing.  queue_claim_release() gives an unfinished claim back to
  *	queue/ unchanged (shutdown).
  * THREADS
  *	A claim belongs to one thread at a time.
@@ -62,8 +75,10 @@ int queue_claim_data_fd(const struct queue_claim *qc);
 const char *queue_claim_id(const struct queue_claim *qc);
 
 int queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
+int queue_finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent);
+bool queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent);
 int queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs);
-void queue_finish_release(struct queue_claim *qc);
+void queue_finish_release(struct queue_claim *qc, bool durable);
 int queue_claim_release(struct queue_claim *qc);
 void queue_claim_free(struct queue_claim *qc);	/* releases an unfinished claim; NULL ok */
 

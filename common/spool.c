@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "log.h"
 #include "spool.h"
@@ -311,6 +314,51 @@ spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX])
 		return r;
 	}
 	return fd;
+}
+
+/* ---- one sync for many files ---- */
+
+/* Filesystems whose syncfs(2) writes every dirty file and commits it to their disk. */
+static int
+fs_sync_writes_through(long type)
+{
+	switch (type) {
+	case EXT4_SUPER_MAGIC:		/* also ext2 and ext3 */
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case F2FS_SUPER_MAGIC:
+	case TMPFS_MAGIC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+spool_fs_sync_open(const struct spool *spool)
+{
+	struct statfs sfs;
+	int fd, r;
+
+	fd = openat(spool->dirfd[SPOOL_DIR_ROOT], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatfs(fd, &sfs) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!fs_sync_writes_through((long)sfs.f_type)) {
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	return fd;
+}
+
+int
+spool_fs_sync(int fd)
+{
+	return syncfs(fd) < 0 ? -errno : 0;
 }
 
 /* ---- directory sets (group commit) ---- */
@@ -857,7 +905,40 @@ remove_stale_tmp(struct spool *spool, const char *name, void *arg)
 	return 0;
 }
 
-/* active/<id>@<host>,<pid> of a dead runner of this host goes back to queue/. */
+static int
+sent_record_exists(struct spool *spool, const char *id)
+{
+	struct stat st;
+
+	return fstatat(spool->dirfd[SPOOL_DIR_SENT], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/*
+ * A record in sent/ makes a queue/ record or a claim of the same message a
+ * leftover: sent/ is final (nothing moves a record out of it), so the
+ * message was delivered and recorded and must not go out again.  A
+ * delivered message's record is renamed into sent/ before its claim is
+ * removed (queue.c), so a crash between the two leaves both; a filesystem
+ * that lost half of a rename, or a hand that copied a record, can too.
+ * The data belongs to the record in sent/ and stays.
+ */
+static int
+remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, const char *id,
+		struct spool_recovery *stats)
+{
+	if (unlinkat(spool->dirfd[dir], name, 0) < 0)
+		return 0;
+	stats->records_superseded++;
+	log_warn("recovery-record-superseded", "id=%s name=%s/%s reason=\"the message has its record in sent/: "
+	    "removed, not delivered again\"", id, spool_dir_name(dir), name);
+	return 0;
+}
+
+/*
+ * active/<id>@<host>,<pid> of a dead runner of this host goes back to
+ * queue/, or away when sent/ has the message: returned, it could be
+ * claimed by another gateway on the spool before the pass over queue/.
+ */
 static int
 return_dead_claim(struct spool *spool, const char *name, void *arg)
 {
@@ -872,6 +953,8 @@ return_dead_claim(struct spool *spool, const char *name, void *arg)
 	snprintf(host, sizeof(host), "%.*s", (int)(comma - at - 1), at + 1);
 	if (!owner_is_dead(spool, host, strtol(comma + 1, NULL, 10)))
 		return 0;
+	if (sent_record_exists(spool, id))
+		return remove_superseded(spool, SPOOL_DIR_ACTIVE, name, id, stats);
 	if (renameat(spool->dirfd[SPOOL_DIR_ACTIVE], name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
 		stats->claims_returned++;
 		log_info("recovery-claim-returned", "id=%s claim=%s", id, name);
@@ -887,12 +970,17 @@ data_exists(struct spool *spool, const char *id)
 	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* A queued record whose data never became durable was never acknowledged. */
+/*
+ * A queued record whose data never became durable was never acknowledged;
+ * one whose message has a record in sent/ is a leftover (above).
+ */
 static int
-drop_record_without_data(struct spool *spool, const char *name, void *arg)
+check_queued_record(struct spool *spool, const char *name, void *arg)
 {
 	struct spool_recovery *stats = arg;
 
+	if (sent_record_exists(spool, name))
+		return remove_superseded(spool, SPOOL_DIR_QUEUE, name, name, stats);
 	if (data_exists(spool, name)) {
 		stats->queued++;
 		return 0;
@@ -995,7 +1083,7 @@ spool_recover(struct spool *spool, struct spool_recovery *stats)
 	memset(stats, 0, sizeof(*stats));
 	if ((r = for_each_entry(spool, SPOOL_DIR_TMP, remove_stale_tmp, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_ACTIVE, return_dead_claim, stats)) < 0 ||
-	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, drop_record_without_data, stats)) < 0 ||
+	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, check_queued_record, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_DATA, remove_orphan_data, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_MAIL, count_mailbox, stats)) < 0)
 		return r;

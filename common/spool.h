@@ -39,7 +39,9 @@
  *	spool_recover() runs at start-up: it removes half-written temporaries
  *	of dead processes of this host (tmp/), gives claims of dead runners of
  *	this host back to queue/, drops records whose data never became
- *	durable, and counts what it kept.
+ *	durable, removes queue/ records and dead claims of messages that have
+ *	a record in sent/ (delivered: never sent twice), and counts what it
+ *	kept.
  *
  *	spool_new_id() makes a message id unique across hosts, processes and
  *	time: "<sec>.M<usec>P<pid>Q<counter>", usable as a file name.
@@ -84,6 +86,7 @@ struct spool_recovery {
 	unsigned	temporaries_removed;
 	unsigned	claims_returned;
 	unsigned	records_dropped;	/* envelope without durable data */
+	unsigned	records_superseded;	/* queue/ record or dead claim of a message in sent/ */
 	unsigned	orphans_removed;	/* data without any record */
 	unsigned	queued;			/* records in queue/ after recovery */
 	unsigned	mailboxes;
@@ -150,6 +153,24 @@ void spool_msg_commit_unpublish(struct spool_msg *msg);
 int spool_msg_commit(struct spool_msg *msg);
 /* Removes the temporaries (the published names stay) and frees. NULL ok. */
 void spool_msg_free(struct spool_msg *msg);
+
+/*
+ * One sync for many files.  spool_fs_sync_open() opens a descriptor of the
+ * spool's root for spool_fs_sync(), which calls syncfs(2) on it: when it
+ * returns 0, every file written on the spool's filesystem so far is durable,
+ * with every rename and unlink; it returns a writeback error of any file of
+ * that filesystem since the previous call on the same descriptor (Linux 5.8
+ * and later), once.  Keep one descriptor per thread that syncs this way.
+ * spool_fs_sync_open() returns -EOPNOTSUPP unless the filesystem is one
+ * whose syncfs is known to write through to its disk (ext2/3/4, XFS, Btrfs,
+ * F2FS; tmpfs, where there is no disk): on FUSE (GlusterFS, MooseFS) and
+ * NFS it may return before the data reached the server, and the caller must
+ * sync each file instead.  It syncs whatever else is dirty on that
+ * filesystem too, which costs more where the spool shares it with busy
+ * writers.
+ */
+int spool_fs_sync_open(const struct spool *spool);	/* a descriptor, or -errno */
+int spool_fs_sync(int fd);				/* 0 or -errno */
 
 /* Creates a file under tmp/ with O_CREAT|O_EXCL|O_NOFOLLOW; name_out gets its name. */
 int spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX]);

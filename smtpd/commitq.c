@@ -28,6 +28,14 @@
  *	microseconds, which on one thread (the loop's, or the committer's)
  *	would bound the rate of the whole relay.
  *
+ *	Jobs with sync_fs (the relay's records) skip their own fdatasync in
+ *	prepare; between the prepare and the publish phases the committer
+ *	makes all of them durable with one spool_fs_sync() on a descriptor of
+ *	its own (syncfs(2) reports a writeback error once per descriptor, so
+ *	no other thread must consume it).  On this machine's ext4 a batch of
+ *	40 records took 15-24 ms with an fdatasync each on five threads and
+ *	4-7 ms with one syncfs (docs/benchmarks.md).
+ *
  *	A job whose publish fails is unpublished at once (whatever part of it
  *	was linked into place goes away), like spool_msg_commit() does, so a
  *	failed job never leaves a partial delivery behind.
@@ -40,7 +48,9 @@
  *	eventfd rather than event_active() from the thread, so that the
  *	wake-up does not depend on libevent's locking being switched on.
  * DIAGNOSTICS
- *	event=commitq-stats jobs=... batches=... max_batch=... at shutdown;
+ *	event=commitq-stats at shutdown: jobs, batches, max_batch, fs_syncs, the
+ *	milliseconds spent in each phase of all batches (prepare_ms with start,
+ *	fs_sync_ms, publish_ms, dir_sync_ms, release_ms) and max_batch_ms;
  *	event=commitq-error when the thread cannot be woken or a sync fails.
  */
 
@@ -52,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -91,6 +102,7 @@ struct commitq {
 	bool			thread_started;
 	bool			syncers_started;
 	int			efd;		/* committer -> loop: jobs are done */
+	int			fs_sync_fd;	/* spool_fs_sync_open(), or -1: no job may set sync_fs */
 	struct event	       *ev_done;
 
 	pthread_mutex_t		mu;
@@ -145,7 +157,7 @@ sync_one(enum sync_phase phase, struct commitq_job *job)
 	if (phase == SYNC_PREPARE)
 		job->result = job->prepare(job->arg);
 	else
-		job->release(job->arg);
+		job->release(job->arg, job->result);
 }
 
 /* Takes jobs of the current list and does the phase to them until none is left to take. Called with sy->mu held. */
@@ -259,12 +271,73 @@ syncers_stop(struct syncers *sy)
 	pthread_mutex_destroy(&sy->mu);
 }
 
+static unsigned long long
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+/* Microseconds since *t; *t becomes now. */
+static unsigned long long
+lap(unsigned long long *t)
+{
+	unsigned long long now = monotonic_us(), d = now - *t;
+
+	*t = now;
+	return d;
+}
+
+static void
+add_phase_times(struct commitq *q, const unsigned long long us[COMMITQ_PHASES], unsigned long long total)
+{
+	int i;
+
+	pthread_mutex_lock(&q->mu);
+	for (i = 0; i < COMMITQ_PHASES; i++)
+		q->stats.phase_us[i] += us[i];
+	if (total > q->stats.max_batch_us)
+		q->stats.max_batch_us = total;
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* One sync of the filesystem for every prepared job that left its files unsynced. */
+static void
+sync_unsynced(struct commitq *q, struct commitq_job *batch)
+{
+	struct commitq_job *job;
+	unsigned long long waiting = 0;
+	int r;
+
+	for (job = batch; job != NULL; job = job->next)
+		if (job->sync_fs && job->result == 0)
+			waiting++;
+	if (waiting == 0)
+		return;
+	if (q->fs_sync_fd < 0)
+		r = -EOPNOTSUPP;	/* a job that did not ask commitq_fs_sync_available() */
+	else
+		r = spool_fs_sync(q->fs_sync_fd);
+	pthread_mutex_lock(&q->mu);
+	q->stats.fs_syncs++;
+	pthread_mutex_unlock(&q->mu);
+	if (r == 0)
+		return;
+	log_error("commitq-error", "op=syncfs jobs=%llu error=%d", waiting, -r);
+	for (job = batch; job != NULL; job = job->next)
+		if (job->sync_fs && job->result == 0)
+			job->result = r;
+}
+
 /* The batch protocol of commitq.h; returns the batch size. */
 static unsigned long long
 run_batch(struct commitq *q, struct commitq_job *batch)
 {
+	unsigned long long us[COMMITQ_PHASES];
 	struct commitq_job *job;
-	unsigned long long n = 0;
+	unsigned long long n = 0, t = monotonic_us(), t0 = t;
 	bool any_published = false;
 	int r;
 
@@ -273,6 +346,9 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 		job->result = job->start != NULL ? job->start(job->arg) : 0;
 	}
 	sync_all(&q->sync, SYNC_PREPARE, batch, n);
+	us[COMMITQ_PREPARE] = lap(&t);
+	sync_unsynced(q, batch);
+	us[COMMITQ_FS_SYNC] = lap(&t);
 	for (job = batch; job != NULL; job = job->next) {
 		if (job->result != 0)
 			continue;
@@ -284,6 +360,7 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 			job->unpublish(job->arg);
 		}
 	}
+	us[COMMITQ_PUBLISH] = lap(&t);
 	if (any_published && (r = spool_dirset_sync(q->dirs)) < 0) {
 		log_error("commitq-error", "op=sync jobs=%llu error=%d", n, -r);
 		for (job = batch; job != NULL; job = job->next) {
@@ -295,7 +372,10 @@ run_batch(struct commitq *q, struct commitq_job *batch)
 			job->result = r;
 		}
 	}
+	us[COMMITQ_DIR_SYNC] = lap(&t);
 	sync_all(&q->sync, SYNC_RELEASE, batch, n);
+	us[COMMITQ_RELEASE] = lap(&t);
+	add_phase_times(q, us, t - t0);
 	return n;
 }
 
@@ -383,6 +463,7 @@ commitq_new(struct event_base *base, struct spool *spool, struct commitq **out)
 	q->base = base;
 	q->spool = spool;
 	q->efd = -1;
+	q->fs_sync_fd = -1;
 	list_init(&q->pending);
 	list_init(&q->done);
 	pthread_mutex_init(&q->mu, NULL);
@@ -391,6 +472,11 @@ commitq_new(struct event_base *base, struct spool *spool, struct commitq **out)
 		r = -ENOMEM;
 		goto fail;
 	}
+	if ((r = spool_fs_sync_open(spool)) >= 0)
+		q->fs_sync_fd = r;
+	else
+		log_info("commitq-fs-sync", "available=no why=\"%s\" action=\"every record synced on its own\"",
+		    r == -EOPNOTSUPP ? "not a filesystem whose syncfs writes through" : strerror(-r));
 	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		r = -errno;
 		goto fail;
@@ -430,6 +516,12 @@ commitq_submit(struct commitq *q, struct commitq_job *job)
 	return 0;
 }
 
+bool
+commitq_fs_sync_available(const struct commitq *q)
+{
+	return q->fs_sync_fd >= 0;
+}
+
 void
 commitq_get_stats(struct commitq *q, struct commitq_stats *out)
 {
@@ -454,8 +546,12 @@ commitq_free(struct commitq *q)
 		pthread_join(q->thread, NULL);
 		run_done(q);
 		commitq_get_stats(q, &st);
-		log_info("commitq-stats", "jobs=%llu batches=%llu max_batch=%llu", st.jobs, st.batches,
-		    st.max_batch);
+		log_info("commitq-stats", "jobs=%llu batches=%llu max_batch=%llu fs_syncs=%llu prepare_ms=%llu "
+		    "fs_sync_ms=%llu publish_ms=%llu dir_sync_ms=%llu release_ms=%llu max_batch_ms=%llu", st.jobs,
+		    st.batches, st.max_batch, st.fs_syncs, st.phase_us[COMMITQ_PREPARE] / 1000,
+		    st.phase_us[COMMITQ_FS_SYNC] / 1000, st.phase_us[COMMITQ_PUBLISH] / 1000,
+		    st.phase_us[COMMITQ_DIR_SYNC] / 1000, st.phase_us[COMMITQ_RELEASE] / 1000,
+		    st.max_batch_us / 1000);
 	}
 	if (q->syncers_started)
 		syncers_stop(&q->sync);
@@ -463,6 +559,8 @@ commitq_free(struct commitq *q)
 		event_free(q->ev_done);
 	if (q->efd >= 0)
 		close(q->efd);
+	if (q->fs_sync_fd >= 0)
+		close(q->fs_sync_fd);
 	spool_dirset_free(q->dirs);
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->mu);

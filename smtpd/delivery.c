@@ -39,7 +39,10 @@
  *	Timeouts.  connect_timeout bounds the connect; command_timeout
  *	bounds each silence (the bufferevent's timeouts) and each whole reply
  *	(reply_by, checked at every read), so a peer trickling a reply gets
- *	no more time than one that says nothing.
+ *	no more time than one that says nothing.  The reply to the end of
+ *	data has data_done_timeout instead (RFC 5321 4.5.3.2.6: 10 minutes,
+ *	since a server may deliver or filter the message before it answers,
+ *	and a sender that gives up earlier makes it deliver twice).
  *
  *	Too many recipients.  A RCPT refused with 452 4.5.3 stays pending and
  *	sets rcpt_overflow in the result: the runner gives the record back
@@ -121,6 +124,7 @@ struct delivery_agent {
 	char			helo_name[DLV_HELO_MAX];
 	unsigned		connect_timeout;
 	unsigned		command_timeout;
+	unsigned		data_done_timeout;	/* the reply to the end of data */
 	unsigned		idle_timeout;	/* 0: no reuse */
 	unsigned		reuse_count_limit;
 	unsigned		reuse_time_limit;
@@ -269,13 +273,20 @@ dlv_monotonic_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Seconds the reply awaited in state may take: data_done_timeout for the end of data's, else command_timeout. */
+static unsigned
+dlv_reply_timeout(const struct delivery *d, enum dlv_state state)
+{
+	return state == DLV_DOT ? d->agent->data_done_timeout : d->agent->command_timeout;
+}
+
 static void
 dlv_enter(struct delivery *d, enum dlv_state next)
 {
 	log_debug("relay-state", "id=%s from=%s to=%s", d->id, dlv_steps[d->state].name,
 	    dlv_steps[next].name);
 	d->state = next;
-	d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
+	d->reply_by = dlv_monotonic_ms() + (long long)dlv_reply_timeout(d, next) * 1000;
 	relay_reply_begin(&d->reply, dlv_steps[next].ehlo);
 }
 
@@ -1468,7 +1479,7 @@ dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec)
 static void
 dlv_await_dot(struct delivery *d)
 {
-	struct timeval tv = { d->agent->command_timeout, 0 };
+	struct timeval tv = { dlv_reply_timeout(d, DLV_DOT), 0 };
 
 	free(d->chunk);
 	d->chunk = NULL;
@@ -1544,7 +1555,7 @@ dlv_read_cb(struct bufferevent *bev, void *arg)
 		rep = d->reply;
 		relay_reply_begin(&d->reply, dlv_steps[d->state].ehlo);
 		if (d->state != DLV_QUIT)	/* the next pipelined reply has its own time */
-			d->reply_by = dlv_monotonic_ms() + (long long)d->agent->command_timeout * 1000;
+			d->reply_by = dlv_monotonic_ms() + (long long)dlv_reply_timeout(d, d->state) * 1000;
 		log_debug("relay-reply", "id=%s state=%s code=%d", d->id, dlv_steps[d->state].name, rep.code);
 		dlv_steps[d->state].on_reply(d, &rep);
 	}
@@ -1945,6 +1956,7 @@ delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool 
 	a->spool = spool;
 	a->connect_timeout = cfg->connect_timeout;
 	a->command_timeout = cfg->command_timeout;
+	a->data_done_timeout = cfg->data_done_timeout;
 	a->idle_timeout = cfg->connection_idle_timeout;
 	a->reuse_count_limit = cfg->connection_reuse_count_limit;
 	a->reuse_time_limit = cfg->connection_reuse_time_limit;

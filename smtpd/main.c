@@ -324,9 +324,9 @@ start(struct daemon *d)
 		log_error("recovery", "path=%s error=\"%s\"", d->cfg.spool_dir, strerror(-r));
 		return -1;
 	}
-	log_info("recovery", "temporaries_removed=%u claims_returned=%u records_dropped=%u orphans_removed=%u "
-	    "queued=%u mailboxes=%u", rec.temporaries_removed, rec.claims_returned, rec.records_dropped,
-	    rec.orphans_removed, rec.queued, rec.mailboxes);
+	log_info("recovery", "temporaries_removed=%u claims_returned=%u records_dropped=%u records_superseded=%u "
+	    "orphans_removed=%u queued=%u mailboxes=%u", rec.temporaries_removed, rec.claims_returned,
+	    rec.records_dropped, rec.records_superseded, rec.orphans_removed, rec.queued, rec.mailboxes);
 	/*
 	 * No evthread_use_pthreads(): only the loop thread touches libevent;
 	 * the committer wakes it through an eventfd (commitq.c).

@@ -43,7 +43,8 @@
  *	destination the job settles the envelope (relay_settle(): attempts,
  *	next-attempt, expiry), explains the outcome, and goes through commitq:
  *	the record is written and synced on the committer thread, never on
- *	the loop.  A record whose lifetime ran out while it waited is settled
+ *	the loop (with one syncfs for the records of a batch where the
+ *	spool's filesystem allows it: commitq.h, sync_fs).  A record whose lifetime ran out while it waited is settled
  *	without a delivery (relay_expire()).  Before the commit,
  *	job_notify_sender() asks bounce.h whether the sender gets a notice
  *	(a failure, or a delay warning); the notice commits in the same
@@ -69,6 +70,8 @@
  *	of an attempt; relay-route-failed (route=, status=, reply=) when DNS
  *	gave a destination no address; relay-sent (reused=), relay-deferred (next=, delay=, attempts=)
  *	and relay-failed (reply=, expired=) once the record is durable;
+ *	relay-concluded for a record claimed with no pending recipient (settled
+ *	without a delivery: job_conclude());
  *	relay-abandoned at shutdown; and at error level relay-finish-failed:
  *	the record could not be written, it stays in active/ and the write is
  *	retried (recovery would return it to queue/ at the next start).
@@ -388,9 +391,13 @@ job_settle(struct runner_job *j)
 	job_commit(j, env, &v);
 }
 
-/* max_queue_lifetime ran out while it waited: it fails now, without another attempt. */
+/*
+ * Settled without an attempt (attempts unchanged): a record whose
+ * max_queue_lifetime ran out while it waited fails now, and one with no
+ * pending recipient goes where its recipients' states say.
+ */
 static void
-job_expire(struct runner_job *j)
+job_settle_unattempted(struct runner_job *j)
 {
 	struct runner *r = j->runner;
 	struct envelope *env = queue_claim_envelope(j->qc);
@@ -757,6 +764,24 @@ job_deliver(struct runner_job *j)
 	job_next_dest(j);
 }
 
+/*
+ * A record with no pending recipient: an attempt's record, written over
+ * its claim in active/, whose move to sent/ or failed/ was not durable
+ * when smtpd stopped (recovery gave the claim back to queue/).  Nothing
+ * is sent again: it goes to sent/ or failed/, attempts unchanged, and no
+ * second notice (the record says whether one was made).
+ */
+static void
+job_conclude(struct runner_job *j)
+{
+	const struct envelope *env = queue_claim_envelope(j->qc);
+
+	snprintf(j->reply, sizeof(j->reply), "%s", env->last_reply != NULL ? env->last_reply : "");
+	log_info("relay-concluded", "id=%s attempts=%u reason=\"no pending recipient: the record of an attempt "
+	    "made before a restart\"", j->id, env->attempts);
+	job_settle_unattempted(j);
+}
+
 static void
 runner_start(struct runner *r, const char *id)
 {
@@ -780,8 +805,10 @@ runner_start(struct runner *r, const char *id)
 	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->jobs, j, link);
-	if (relay_expired(queue_claim_envelope(qc), now_seconds(), &r->policy))
-		job_expire(j);
+	if (envelope_count(queue_claim_envelope(qc), RCPT_PENDING) == 0)
+		job_conclude(j);
+	else if (relay_expired(queue_claim_envelope(qc), now_seconds(), &r->policy))
+		job_settle_unattempted(j);
 	else
 		job_deliver(j);
 }
@@ -798,6 +825,8 @@ job_prepare(void *arg)
 
 	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0)
 		j->dsn_err = spool_msg_commit_prepare(j->dsn_msg);
+	if (j->cj.sync_fs)	/* commitq syncs the filesystem once for the batch */
+		return queue_finish_write(j->qc, j->outcome, j->keep_sent);
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
 }
 
@@ -822,13 +851,17 @@ job_publish(void *arg, struct spool_dirset *dirs)
 	return 0;
 }
 
-/* On a helper of the committer: the slow part of removing a sent message with its data. */
+/*
+ * On a helper of the committer, after the directory sync: the slow part of
+ * removing a sent message with its data, or the claim of a record that
+ * reached sent/.
+ */
 static void
-job_release(void *arg)
+job_release(void *arg, int result)
 {
 	struct runner_job *j = arg;
 
-	queue_finish_release(j->qc);
+	queue_finish_release(j->qc, result == 0);
 }
 
 /* The job is over: its slot, or its place among the commits in flight, goes to the next one. */
@@ -936,6 +969,8 @@ job_submit(struct runner_job *j)
 	j->cj.release = job_release;
 	j->cj.done = job_committed;
 	j->cj.arg = j;
+	j->cj.sync_fs = queue_finish_writes_record(j->outcome, j->keep_sent) &&
+	    commitq_fs_sync_available(j->runner->cq);
 	if ((err = commitq_submit(j->runner->cq, &j->cj)) < 0) {
 		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"claim returned to queue/ "
 		    "unchanged\"", j->id, queue_outcome_name(j->outcome), strerror(-err));

@@ -227,7 +227,7 @@ _SECTION = {
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
-    'command_timeout': 'relay', 'keep_sent': 'relay',
+    'command_timeout': 'relay', 'data_done_timeout': 'relay', 'keep_sent': 'relay',
     'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
     'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
     'auth_plaintext': 'relay',

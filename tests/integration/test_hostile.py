@@ -16,8 +16,9 @@ past them, 64 KB or endless replies, it is a protocol error (451 4.5.0,
 deferred) and smtpd's VmRSS stays flat.  Replies cut mid-line (closed,
 stalled, a continuation then close), malformed codes (2x0, 99, 600, NUL
 in the code, a code that changes between lines, a bad separator) defer.
-A server that stalls after DATA or before its greeting times out
-(command_timeout) and defers; one that keeps talking after QUIT (a 250
+A server that stalls before its greeting times out (command_timeout) and
+defers; one that stalls after the end of data too, after data_done_timeout
+(RFC 5321 4.5.3.2.6), which is what applies there and command_timeout not; one that keeps talking after QUIT (a 250
 every half second, or one octet at a time) is hung up on all the same; a 554 to a pipelined MAIL fails the message
 with no data sent; a 5xx greeting fails it with nothing sent.
 """
@@ -40,6 +41,7 @@ from harness import log, parse_record, wait_until
 LINE_MAX = 2048 - 2		# RELAY_LINE_MAX - 2: the longest reply line without CRLF
 LINES_MAX = 100			# RELAY_REPLY_LINES_MAX
 COMMAND_TIMEOUT = 2		# [relay] command_timeout of these tests, seconds
+DATA_DONE_TIMEOUT = 5		# [relay] data_done_timeout of these tests: the reply to the dot
 STALL_GUARD = 60		# a stalling script gives up after this, whatever happens
 
 
@@ -74,6 +76,8 @@ class Conn:
         self.cmds = []			# command lines, without CRLF
         self.data = None		# the DATA as received (dot-stuffing undone), if it came
         self.client_closed = False	# the client closed or reset the connection
+        self.dot_at = None		# monotonic time the end of data was read
+        self.closed_at = None		# monotonic time a stall saw the client go
         self.written = 0		# octets the script sent
 
     def send(self, b):
@@ -97,6 +101,7 @@ class Conn:
             self.client_closed = True
         except (socket.timeout, ConnectionResetError):
             self.client_closed = True
+        self.closed_at = time.monotonic()
         raise Stop()
 
     def endless(self, chunk):
@@ -165,6 +170,7 @@ class Hostile:
                         break
                     lines.append(dl[1:] if dl.startswith(b'.') else dl)
                 conn.data = b''.join(lines)
+                conn.dot_at = time.monotonic()
                 self.play(conn, 'DOT')
             elif verb in GOOD:
                 self.play(conn, verb)
@@ -219,7 +225,8 @@ class HostileCase(unittest.TestCase):
         self.gw = harness.Instance('hostile', smarthost='127.0.0.1:%d' % self.srv.port,
                                    retry_min=1, retry_max=1, scan_interval=300,
                                    connect_timeout=COMMAND_TIMEOUT,
-                                   command_timeout=COMMAND_TIMEOUT)
+                                   command_timeout=COMMAND_TIMEOUT,
+                                   data_done_timeout=DATA_DONE_TIMEOUT)
         self.addCleanup(self.gw.cleanup)
         self.gw.start_smtpd()
 
@@ -509,14 +516,35 @@ class BadCodes(HostileCase):
 class Stalls(HostileCase):
     """Servers that stop talking: command_timeout ends the attempt, deferred."""
 
-    def test_stall_after_data(self):
-        """354, the whole message read, no reply to the dot: 451 4.4.2 timed out, not sent"""
+    def stall_after_dot(self, wait):
+        """No reply to the dot: 451 4.4.2 timed out, not sent; the gateway waited about
+        wait seconds for the reply."""
         self.play(DOT=lambda c: c.stall())
         msgid, tok = self.submit()
-        rec = self.deferred(msgid, r'^451 4\.4\.2 Connection timed out .*while waiting for the reply to the end of data')
-        self.assertTrue(self.srv.delivered(tok), 'the server never read the body')
+        rec = self.deferred(msgid, r'^451 4\.4\.2 Connection timed out .*while waiting for the reply to the end of data',
+                            timeout=wait + 15)
+        conns = self.srv.delivered(tok)
+        self.assertTrue(conns, 'the server never read the body')
+        waited = conns[0].closed_at - conns[0].dot_at
+        log('  waited %.1f s for the reply to the dot' % waited)
+        self.assertGreaterEqual(waited, wait - 0.5)
+        self.assertLess(waited, wait + 5)
         self.assertTrue(re.search(r'relay-error id=%s .*state=dot' % msgid, self.smtpd_log()))
         self.heals(msgid, tok)
+
+    def test_stall_after_data(self):
+        """354, the whole message read, no reply to the dot: 451 4.4.2 after data_done_timeout
+        (5 s), not after command_timeout (2 s)"""
+        self.stall_after_dot(DATA_DONE_TIMEOUT)
+
+    def test_stall_after_data_short_data_done_timeout(self):
+        """data_done_timeout = 2 with command_timeout = 30: the wait for the dot's reply
+        ends after 2 s"""
+        self.gw.stop('smtpd')
+        self.gw.cfg.update(command_timeout=30, data_done_timeout=2)
+        self.gw.write_config()
+        self.gw.start_smtpd()
+        self.stall_after_dot(2)
 
     def test_stall_before_greeting(self):
         """connected, never greeted: 451 4.4.2 timed out, nothing sent"""

@@ -826,6 +826,121 @@ class RelayCrash(unittest.TestCase):
         self.assertIn('event=recovery', gw.read_log('smtpd', mark))
 
 
+def plant(gw, rel, text):
+    """Write a spool file as the spool's owner would have it (smtpd runs as that user)."""
+    path = gw.path(rel)
+    with open(path, 'w') as f:
+        f.write(text)
+    st = os.stat(gw.spool)
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, 0o640)
+
+
+def dead_pid():
+    """The pid of a process that has exited (recovery takes its claims as a dead runner's)."""
+    p = subprocess.Popen(['true'])
+    p.wait()
+    return p.pid
+
+
+class RecordedThenCrashed(unittest.TestCase):
+    """What a crash can leave around a record that reached sent/: recovery and the
+    runner finish it without delivering the message again."""
+
+    def deliver_once(self, name, tok, first_reply=None):
+        """A message delivered to a new sink; with first_reply its first attempt gets that
+        reply and the queue/ record of the deferral is returned too.  smtpd is stopped."""
+        sink = Sink()
+        self.addCleanup(sink.stop)
+        tries = []
+
+        def rule(msg):
+            if first_reply and tok.encode() in msg['data'] and not tries:
+                tries.append(1)
+                return first_reply
+            return None
+        sink.data_rule = rule
+        # A 3 s backoff: the deferral stays in queue/ long enough to be read on a loaded machine.
+        gw = harness.Instance(name, smarthost='127.0.0.1:%d' % sink.port, hostname='relaytest',
+                              retry_min=3, retry_max=3)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        gw.start_fs()
+        hdr, body = sink_message(tok, cc=None, bcc=None)
+        msgid, _ = drop(gw, (hdr + '\n' + body).encode())
+        deferred = None
+        if first_reply:
+            _, _, deferred = wait_record(gw, msgid, lambda w, r: w == 'queue' and r.get('attempts') == '1',
+                                         10, 'the deferral of %s in queue/' % msgid)
+        _, rec, sent = wait_record(gw, msgid, lambda w, r: w == 'sent', 15, 'record of %s in sent/' % msgid)
+        self.assertEqual(len(sink.find(tok)), 1)
+        self.assertEqual(gw.stop('smtpd'), 0)
+        return sink, gw, msgid, deferred, sent
+
+    def test_queue_copy_of_a_sent_message_is_removed(self):
+        """a queue/ record (pending, due) of a message that also has a record in sent/:
+        recovery removes it, the message is not sent again, sent/ and data/ stay"""
+        tok = token()
+        sink, gw, msgid, deferred, sent = self.deliver_once('relay-superseded', tok,
+                                                            first_reply='451 4.3.0 not yet')
+        self.assertIn('rcpt: pending', deferred)
+        plant(gw, 'queue/' + msgid, deferred)
+        mark = gw._log_size('smtpd')
+        gw.start_smtpd()
+        wait_until(lambda: 'event=relay-started ' in gw.read_log('smtpd', mark), 10, 'the relay to start')
+        time.sleep(2.5)		# the copy is due: it would have gone out by now
+        self.assertEqual(len(sink.find(tok, attempts=True)), 2, 'the message was sent again')
+        text = gw.read_log('smtpd', mark)
+        self.assertIn('event=recovery-record-superseded id=%s ' % msgid, text)
+        self.assertIn('records_superseded=1', text)
+        self.assertNotIn(msgid, gw.listdir('queue'))
+        self.assertEqual(gw.find_record(msgid), ('sent', sent))
+        self.assertIn(msgid, gw.listdir('data'))
+
+    def test_claim_left_beside_its_sent_record_is_removed(self):
+        """the claim a crash leaves after its record went into sent/ (one rename) and
+        before the claim's unlink was durable: a dead runner's claim with the record as
+        claimed (recipient pending, due), and the record in sent/: removed at recovery,
+        not returned to queue/, the message not sent again"""
+        tok = token()
+        sink, gw, msgid, claimed, sent = self.deliver_once('relay-claim-left', tok,
+                                                           first_reply='451 4.3.0 not yet')
+        self.assertIn('rcpt: pending', claimed)
+        claim = '%s@relaytest,%d' % (msgid, dead_pid())
+        plant(gw, 'active/' + claim, claimed)
+        mark = gw._log_size('smtpd')
+        gw.start_smtpd()
+        wait_until(lambda: 'event=relay-started ' in gw.read_log('smtpd', mark), 10, 'the relay to start')
+        time.sleep(2.5)		# were it returned to queue/, it would be due and gone out by now
+        self.assertEqual(len(sink.find(tok, attempts=True)), 2, 'the message was sent again')
+        text = gw.read_log('smtpd', mark)
+        self.assertIn('event=recovery-record-superseded id=%s name=active/%s ' % (msgid, claim), text)
+        self.assertIn('claims_returned=0 ', text)
+        self.assertEqual(gw.listdir('active'), [])
+        self.assertNotIn(msgid, gw.listdir('queue'))
+        self.assertEqual(gw.find_record(msgid), ('sent', sent))
+
+    def test_claim_of_a_recorded_attempt_is_concluded(self):
+        """a dead runner's claim that holds the record of its last attempt (every recipient
+        sent), not yet renamed into sent/: back to queue/, then into sent/ without a delivery,
+        attempts unchanged"""
+        tok = token()
+        sink, gw, msgid, _, sent = self.deliver_once('relay-concluded', tok)
+        os.rename(gw.path('sent', msgid), gw.path('active', '%s@relaytest,%d' % (msgid, dead_pid())))
+        mark = gw._log_size('smtpd')
+        gw.start_smtpd()
+        _, rec, text = wait_record(gw, msgid, lambda w, r: w == 'sent', 10, 'record of %s in sent/' % msgid)
+        self.assertEqual(rec.get('attempts'), parse_record(sent).get('attempts'), text)
+        wait_until(lambda: 'event=relay-sent id=%s ' % msgid in gw.read_log('smtpd', mark), 5,
+                   'the relay-sent line')
+        log_text = gw.read_log('smtpd', mark)
+        self.assertIn('event=recovery-claim-returned id=%s ' % msgid, log_text)
+        self.assertIn('event=relay-concluded id=%s ' % msgid, log_text)
+        self.assertNotIn('event=relay-attempt id=%s ' % msgid, log_text)
+        self.assertEqual(len(sink.find(tok, attempts=True)), 1, 'the message was sent again')
+        self.assertEqual(gw.listdir('active'), [])
+
+
 class Shutdown(unittest.TestCase):
 
     def test_sigterm_gives_claims_back(self):

@@ -1,6 +1,6 @@
 /*
  * NAME
- *	slow_sync - an LD_PRELOAD shim that makes fdatasync(2) slow
+ *	slow_sync - an LD_PRELOAD shim that makes fdatasync(2) and syncfs(2) slow
  * SYNOPSIS
  *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=3000 spoolgate-smtpd ...
  *	LD_PRELOAD=libslow_sync.so SPOOLGATE_SLOW_FDATASYNC_MS=1500 \
@@ -8,7 +8,9 @@
  * DESCRIPTION
  *	For tests only (tests/integration/test_responsive.py, test_fs.py):
  *	every fdatasync() sleeps SPOOLGATE_SLOW_FDATASYNC_MS milliseconds
- *	before it does its work, as on a disk whose flushes are slow.  The
+ *	before it does its work, as on a disk whose flushes are slow, and so
+ *	does every syncfs() (the committer's one sync for a batch of relay
+ *	records, which stands for their fdatasyncs).  The
  *	tests show that other sessions and requests are served meanwhile
  *	and that the commits waiting meanwhile share one batch.  fsync(2)
  *	(the spool's directory syncs) sleeps SPOOLGATE_SLOW_FSYNC_MS when
@@ -22,6 +24,7 @@
 
 int fdatasync(int fd);
 int fsync(int fd);
+int syncfs(int fd);
 
 /* Sleeps the milliseconds the variable name holds, if it is set. */
 static void
@@ -38,24 +41,19 @@ slow_down(const char *name)
 	}
 }
 
-int
-fdatasync(int fd)
-{
-	static int (*real_fdatasync)(int);
-
-	if (real_fdatasync == NULL)
-		real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	slow_down("SPOOLGATE_SLOW_FDATASYNC_MS");
-	return real_fdatasync(fd);
+/* Defines fn(int fd): sleeps the milliseconds the variable env holds (if set), then does the real fn. */
+#define SLOW_SYNC_CALL(fn, env)						\
+int									\
+fn(int fd)								\
+{									\
+	static int (*real)(int);					\
+									\
+	if (real == NULL)						\
+		real = (int (*)(int))dlsym(RTLD_NEXT, #fn);		\
+	slow_down(env);							\
+	return real(fd);						\
 }
 
-int
-fsync(int fd)
-{
-	static int (*real_fsync)(int);
-
-	if (real_fsync == NULL)
-		real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	slow_down("SPOOLGATE_SLOW_FSYNC_MS");
-	return real_fsync(fd);
-}
+SLOW_SYNC_CALL(fdatasync, "SPOOLGATE_SLOW_FDATASYNC_MS")
+SLOW_SYNC_CALL(fsync, "SPOOLGATE_SLOW_FSYNC_MS")
+SLOW_SYNC_CALL(syncfs, "SPOOLGATE_SLOW_FDATASYNC_MS")

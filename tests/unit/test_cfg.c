@@ -107,6 +107,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.scan_interval, 30);
 	ck_assert_uint_eq(cfg.connect_timeout, 30);
 	ck_assert_uint_eq(cfg.command_timeout, 300);
+	ck_assert_uint_eq(cfg.data_done_timeout, 600);
 	ck_assert_uint_eq(cfg.connection_idle_timeout, 5);
 	ck_assert_uint_eq(cfg.connection_reuse_count_limit, 100);
 	ck_assert_uint_eq(cfg.connection_reuse_time_limit, 300);
@@ -169,6 +170,7 @@ static const char full_conf[] =
 	"scan_interval = 1\n"
 	"connect_timeout = 3\n"
 	"command_timeout = 6\n"
+	"data_done_timeout = 9\n"
 	"connection_idle_timeout = 0\n"
 	"connection_reuse_count_limit = 7\n"
 	"connection_reuse_time_limit = 60\n"
@@ -264,6 +266,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.scan_interval, 1);
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
 	ck_assert_uint_eq(cfg.command_timeout, 6);
+	ck_assert_uint_eq(cfg.data_done_timeout, 9);
 	ck_assert_uint_eq(cfg.connection_idle_timeout, 0);	/* 0: no reuse */
 	ck_assert_uint_eq(cfg.connection_reuse_count_limit, 7);
 	ck_assert_uint_eq(cfg.connection_reuse_time_limit, 60);

@@ -945,6 +945,26 @@ START_TEST(test_recover)
 	snprintf(env.id, sizeof(env.id), "100.M1P1Q3");
 	pathf(p, "%s/queue/100.M1P1Q3", path);
 	write_record(p, &env);
+	/*
+	 * A message recorded in sent/ that also has a record in queue/, and
+	 * one whose dead runner's claim is still in active/: both leftovers
+	 * are removed (never delivered twice), the sent/ records and the
+	 * data stay.
+	 */
+	snprintf(env.id, sizeof(env.id), "100.M1P1Q6");
+	pathf(p, "%s/queue/100.M1P1Q6", path);
+	write_record(p, &env);
+	pathf(p, "%s/sent/100.M1P1Q6", path);
+	write_record(p, &env);
+	pathf(p, "%s/data/100.M1P1Q6", path);
+	write_path(p, "data", 4);
+	snprintf(env.id, sizeof(env.id), "100.M1P1Q7");
+	pathf(p, "%s/active/100.M1P1Q7@%s,%ld", path, host, (long)dead);
+	write_record(p, &env);
+	pathf(p, "%s/sent/100.M1P1Q7", path);
+	write_record(p, &env);
+	pathf(p, "%s/data/100.M1P1Q7", path);
+	write_path(p, "data", 4);
 	/* data/: an orphan of a dead commit (removed), and one whose temporary is alive (kept) */
 	pathf(p, "%s/data/100.M1P1Q4", path);
 	write_path(p, "orphan", 6);
@@ -960,6 +980,7 @@ START_TEST(test_recover)
 	ck_assert_uint_eq(st.temporaries_removed, 2);
 	ck_assert_uint_eq(st.claims_returned, 1);
 	ck_assert_uint_eq(st.records_dropped, 1);
+	ck_assert_uint_eq(st.records_superseded, 2);	/* the queue/ copy, and the claim without a return */
 	ck_assert_uint_eq(st.orphans_removed, 1);
 	ck_assert_uint_eq(st.queued, 1);
 	ck_assert_uint_eq(st.mailboxes, 2);
@@ -976,11 +997,18 @@ START_TEST(test_recover)
 	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q3"));
 	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q4"));
 	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q5"));
-	ck_assert_int_eq(count_entries(path, "data"), 3);
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q6"));
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q7"));
+	ck_assert(exists_at(spool, SPOOL_DIR_SENT, "100.M1P1Q6"));
+	ck_assert(exists_at(spool, SPOOL_DIR_SENT, "100.M1P1Q7"));
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q6"));
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q7"));
+	ck_assert_int_eq(count_entries(path, "data"), 5);
 
 	/* a second run finds nothing more to do */
 	ck_assert_int_eq(spool_recover(spool, &st), 0);
-	ck_assert_uint_eq(st.temporaries_removed + st.claims_returned + st.records_dropped + st.orphans_removed, 0);
+	ck_assert_uint_eq(st.temporaries_removed + st.claims_returned + st.records_dropped + st.records_superseded +
+	    st.orphans_removed, 0);
 	ck_assert_uint_eq(st.queued, 1);
 	spool_close(spool);
 }
@@ -1197,6 +1225,12 @@ START_TEST(test_finish_sent_keep)
 	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	finish(spool, qc, QUEUE_SENT, true);
+	/* One rename into sent/; the claim goes at the release, and only when sent/ was synced. */
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	queue_finish_release(qc, false);
+	ck_assert_int_eq(count_entries(path, "active"), 1);
+	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
 	ck_assert_int_eq(count_entries(path, "queue"), 0);
@@ -1207,6 +1241,57 @@ START_TEST(test_finish_sent_keep)
 	ck_assert_uint_eq(envelope_count(&rec, RCPT_SENT), 2);
 	ck_assert_str_eq(rec.rcpt[1].reply, "250 2.0.0 Ok: queued as A");
 	envelope_free(&rec);
+	spool_close(spool);
+}
+END_TEST
+
+/*
+ * The relay's batch: records written unsynced (queue_finish_write), one
+ * sync of the filesystem, then published.  A second write of the same
+ * claim (a retry after a failed sync) leaves one temporary, not two.
+ */
+START_TEST(test_finish_write_then_fs_sync)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("fssync", path);
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+	struct queue_claim *qc;
+	struct envelope *env, rec;
+	int fd;
+
+	ck_assert_msg(!queue_finish_writes_record(QUEUE_SENT, false), "keep_sent = no writes no record");
+	ck_assert(queue_finish_writes_record(QUEUE_SENT, true));
+	ck_assert(queue_finish_writes_record(QUEUE_DEFERRED, false));
+	ck_assert(queue_finish_writes_record(QUEUE_FAILED, false));
+	queue_one(spool, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	env = queue_claim_envelope(qc);
+	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok"), 0);
+	ck_assert_int_eq(queue_finish_write(qc, QUEUE_SENT, true), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
+	ck_assert_int_eq(queue_finish_write(qc, QUEUE_SENT, true), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
+	/* The unit tests' spools are on the build's filesystem: ext4 or tmpfs here. */
+	fd = spool_fs_sync_open(spool);
+	if (fd == -EOPNOTSUPP)
+		fprintf(stderr, "test_finish_write_then_fs_sync: spool_fs_sync not available here\n");
+	else {
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(spool_fs_sync(fd), 0);
+		close(fd);
+	}
+	ck_assert_int_eq(queue_finish_publish(qc, dirs), 0);
+	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
+	queue_finish_release(qc, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_SENT), id, &rec), 0);
+	ck_assert_uint_eq(envelope_count(&rec, RCPT_SENT), 2);
+	envelope_free(&rec);
+	spool_dirset_free(dirs);
 	spool_close(spool);
 }
 END_TEST
@@ -1225,7 +1310,7 @@ START_TEST(test_finish_sent_drop)
 	finish(spool, qc, QUEUE_SENT, false);
 	/* The unlinked data file is closed by the release (its blocks freed there, not at free). */
 	ck_assert_int_eq(queue_claim_data_fd(qc), datafd);
-	queue_finish_release(qc);
+	queue_finish_release(qc, true);
 	ck_assert_int_eq(queue_claim_data_fd(qc), -1);
 	ck_assert_int_eq(fstat(datafd, &st), -1);
 	ck_assert_int_eq(errno, EBADF);
@@ -1561,6 +1646,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_scan_claim_release);
 	tcase_add_test(tc, test_finish_deferred);
 	tcase_add_test(tc, test_finish_sent_keep);
+	tcase_add_test(tc, test_finish_write_then_fs_sync);
 	tcase_add_test(tc, test_finish_sent_drop);
 	tcase_add_test(tc, test_finish_failed);
 	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
