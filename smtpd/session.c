@@ -169,6 +169,8 @@ static const char *const state_names[ST__COUNT] = {
 struct rcpt {
 	char	       *addr;		/* without brackets */
 	char	       *mailbox;	/* local mailbox, or NULL: for the relay */
+	unsigned	notify;		/* RCPT NOTIFY= (RFC 3461), 0: not given */
+	char	       *orcpt;		/* RCPT ORCPT= as sent, or NULL */
 };
 
 /* The mail transaction: at most one per session. */
@@ -184,6 +186,8 @@ struct txn {
 	struct smtp_hdrscan hdr;
 	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
 	char		mail_auth[ADDR_MAX];	/* MAIL's AUTH= of an authenticated client, or "" */
+	enum dsn_ret	dsn_ret;	/* MAIL's RET= (RFC 3461) */
+	char		dsn_envid[DSN_ORCPT_MAX + 1];	/* MAIL's ENVID= as sent, or "" */
 	uint64_t	octets;		/* bytes received after the DATA line */
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
@@ -301,6 +305,7 @@ static const struct {
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
+	{ "DSN", NULL },			/* RFC 3461 */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -475,6 +480,7 @@ txn_reset(struct session *s)
 	for (i = 0; i < t->nrcpt; i++) {
 		free(t->rcpt[i].addr);
 		free(t->rcpt[i].mailbox);
+		free(t->rcpt[i].orcpt);
 	}
 	free(t->rcpt);
 	spool_msg_free(t->msg);		/* a message being received leaves tmp/ */
@@ -723,10 +729,11 @@ txn_abort(struct session *s)
 		session_enter(s, ST_IDLE);
 }
 
-/* Adds a recipient; a duplicate is accepted and delivered once. */
+/* Adds a recipient with its DSN parameters (p); a duplicate is accepted and delivered once. */
 static int
-txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
+txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox, const struct smtp_rcpt *p)
 {
+	struct rcpt *r;
 	struct rcpt *grown;
 	size_t i;
 
@@ -744,11 +751,15 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 		t->rcpt = grown;
 		t->cap = cap;
 	}
-	t->rcpt[t->nrcpt].addr = strdup(addr);
-	t->rcpt[t->nrcpt].mailbox = mailbox ? strdup(mailbox) : NULL;
-	if (t->rcpt[t->nrcpt].addr == NULL || (mailbox != NULL && t->rcpt[t->nrcpt].mailbox == NULL)) {
-		free(t->rcpt[t->nrcpt].addr);
-		free(t->rcpt[t->nrcpt].mailbox);
+	r = &t->rcpt[t->nrcpt];
+	r->addr = strdup(addr);
+	r->mailbox = mailbox ? strdup(mailbox) : NULL;
+	r->notify = p->notify;
+	r->orcpt = p->orcpt[0] != '\0' ? strdup(p->orcpt) : NULL;
+	if (r->addr == NULL || (mailbox != NULL && r->mailbox == NULL) || (p->orcpt[0] != '\0' && r->orcpt == NULL)) {
+		free(r->addr);
+		free(r->mailbox);
+		free(r->orcpt);
 		return -ENOMEM;
 	}
 	t->nrcpt++;
@@ -1138,6 +1149,8 @@ cmd_mail(struct session *s, const char *arg)
 	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
 	if (mail.has_auth && s->auth_user[0] != '\0')
 		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
+	s->txn.dsn_ret = mail.ret;
+	snprintf(s->txn.dsn_envid, sizeof(s->txn.dsn_envid), "%s", mail.envid);
 	session_enter(s, ST_MAIL);
 	smtp_reply(s, REPLY_SENDER_OK, NULL);
 }
@@ -1171,8 +1184,9 @@ local_mailbox(struct session *s, const char *addr, char *mbox, size_t size, enum
  * accepted.  One step: the new address is not looked up in [forwards].
  */
 static void
-rcpt_forward(struct session *s, const char *addr, const char *to)
+rcpt_forward(struct session *s, const struct smtp_rcpt *rcpt, const char *to)
 {
+	const char *addr = rcpt->to;
 	const struct cfg *cfg = s->srv->cfg;
 	char mbox[ADDR_MAILBOX_MAX + 1];
 	enum reply_id refusal;
@@ -1189,9 +1203,9 @@ rcpt_forward(struct session *s, const char *addr, const char *to)
 			smtp_reply(s, refusal, "<%s>: forwarded to <%s>: %s", addr, to, errmap_get(refusal)->text);
 			return;
 		}
-		err = txn_add_rcpt(&s->txn, to, mbox);
+		err = txn_add_rcpt(&s->txn, to, mbox, rcpt);
 	} else {
-		err = txn_add_rcpt(&s->txn, to, NULL);
+		err = txn_add_rcpt(&s->txn, to, NULL, rcpt);
 	}
 	if (err < 0) {
 		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
@@ -1230,7 +1244,7 @@ cmd_rcpt(struct session *s, const char *arg)
 	}
 	at = addr_split(rcpt.to);
 	if (at >= 0 && cfg_domain_is_local(cfg, rcpt.to + at + 1) && (fwd = forward_find(cfg, rcpt.to)) != NULL) {
-		rcpt_forward(s, rcpt.to, fwd);
+		rcpt_forward(s, &rcpt, fwd);
 		return;
 	}
 	if (at < 0 || cfg_domain_is_local(cfg, rcpt.to + at + 1)) {
@@ -1239,9 +1253,9 @@ cmd_rcpt(struct session *s, const char *arg)
 			smtp_reply(s, refusal, "<%s>: %s", rcpt.to, errmap_get(refusal)->text);
 			return;
 		}
-		err = txn_add_rcpt(&s->txn, rcpt.to, mbox);
+		err = txn_add_rcpt(&s->txn, rcpt.to, mbox, &rcpt);
 	} else if (s->may_relay || s->auth_user[0] != '\0') {	/* relay_networks, or AUTH */
-		err = txn_add_rcpt(&s->txn, rcpt.to, NULL);
+		err = txn_add_rcpt(&s->txn, rcpt.to, NULL, &rcpt);
 	} else {
 		s->txn.refused++;
 		smtp_reply(s, REPLY_RELAY_DENIED, "<%s>: %s", rcpt.to, errmap_get(REPLY_RELAY_DENIED)->text);
@@ -1809,6 +1823,18 @@ commit_done(void *arg, int result)
 	free(c);
 }
 
+/* A relay recipient into the record, with its DSN parameters. */
+static int
+envelope_add_queued_rcpt(struct envelope *env, const struct rcpt *r)
+{
+	size_t before = env->nrcpt;
+	int err;
+
+	if ((err = envelope_add_rcpt(env, r->addr)) < 0 || env->nrcpt == before)
+		return err;		/* a duplicate keeps the parameters of its first RCPT */
+	return envelope_set_rcpt_dsn(env, env->nrcpt - 1, r->notify, r->orcpt);
+}
+
 /* Registers where the message goes: local mailboxes, the relay's queue. */
 static int
 data_register_targets(struct session *s, bool *queued)
@@ -1836,9 +1862,13 @@ data_register_targets(struct session *s, bool *queued)
 		envelope_free(&env);
 		return err;
 	}
+	if ((err = envelope_set_dsn_request(&env, t->dsn_ret, t->dsn_envid[0] != '\0' ? t->dsn_envid : NULL)) < 0) {
+		envelope_free(&env);
+		return err;
+	}
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
-			err = envelope_add_rcpt(&env, t->rcpt[i].addr);
+			err = envelope_add_queued_rcpt(&env, &t->rcpt[i]);
 	if (err == 0)
 		err = spool_msg_queue(t->msg, &env);
 	envelope_free(&env);
