@@ -114,6 +114,7 @@
 #include "../common/errmap.h"
 #include "../common/forward.h"
 #include "../common/log.h"
+#include "../common/mboxlock.h"
 #include "../common/sasl.h"
 #include "../common/spool.h"
 #include "../common/tls.h"
@@ -189,6 +190,8 @@ struct txn {
 	enum dsn_ret	dsn_ret;	/* MAIL's RET= (RFC 3461) */
 	char		dsn_envid[DSN_ORCPT_MAX + 1];	/* MAIL's ENVID= as sent, or "" */
 	uint64_t	octets;		/* bytes received after the DATA line */
+	int	       *locks;		/* shared mailbox locks (mboxlock.h) from the end of data on */
+	size_t		nlocks;
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
 
@@ -239,6 +242,8 @@ struct session_commit {
 	char		client[INET6_ADDRSTRLEN];
 	char		tls[128];	/* "tls=TLSv1.3 cipher=..." or "tls=no", for the log */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
+	int	       *locks;		/* shared mailbox locks, released once published */
+	size_t		nlocks;
 };
 
 typedef void cmd_handler(struct session *s, const char *arg);
@@ -483,6 +488,9 @@ txn_reset(struct session *s)
 		free(t->rcpt[i].orcpt);
 	}
 	free(t->rcpt);
+	for (i = 0; i < t->nlocks; i++)
+		mboxlock_release(t->locks[i]);
+	free(t->locks);
 	spool_msg_free(t->msg);		/* a message being received leaves tmp/ */
 	memset(t, 0, sizeof(*t));
 }
@@ -1177,6 +1185,24 @@ local_mailbox(struct session *s, const char *addr, char *mbox, size_t size, enum
 }
 
 /*
+ * 450 4.2.0 to the RCPT of a mailbox a script has locked (mboxlock.h):
+ * true when it answered.  Only a probe: the lock is taken again, and
+ * held, at the end of the data.
+ */
+static bool
+rcpt_mailbox_busy(struct session *s, const char *addr, const char *mbox)
+{
+	int fd, err = mboxlock_shared(s->srv->spool, mbox, &fd);
+
+	mboxlock_release(fd);
+	if (err != -EAGAIN)
+		return false;
+	s->txn.refused++;
+	smtp_reply(s, REPLY_MAILBOX_BUSY, "<%s>: %s", addr, errmap_get(REPLY_MAILBOX_BUSY)->text);
+	return true;
+}
+
+/*
  * A recipient with a [forwards] entry (RFC 5321 3.4): under forwarding =
  * yes it is accepted for the new address, 251 2.1.5 (a remote address is
  * queued for the relay like any remote recipient, a local one goes to its
@@ -1203,6 +1229,8 @@ rcpt_forward(struct session *s, const struct smtp_rcpt *rcpt, const char *to)
 			smtp_reply(s, refusal, "<%s>: forwarded to <%s>: %s", addr, to, errmap_get(refusal)->text);
 			return;
 		}
+		if (rcpt_mailbox_busy(s, to, mbox))
+			return;
 		err = txn_add_rcpt(&s->txn, to, mbox, rcpt);
 	} else {
 		err = txn_add_rcpt(&s->txn, to, NULL, rcpt);
@@ -1253,6 +1281,8 @@ cmd_rcpt(struct session *s, const char *arg)
 			smtp_reply(s, refusal, "<%s>: %s", rcpt.to, errmap_get(refusal)->text);
 			return;
 		}
+		if (rcpt_mailbox_busy(s, rcpt.to, mbox))
+			return;
 		err = txn_add_rcpt(&s->txn, rcpt.to, mbox, &rcpt);
 	} else if (s->may_relay || s->auth_user[0] != '\0') {	/* relay_networks, or AUTH */
 		err = txn_add_rcpt(&s->txn, rcpt.to, NULL, &rcpt);
@@ -1819,8 +1849,35 @@ commit_done(void *arg, int result)
 	}
 	if (s != NULL && s->state == ST_COMMIT)
 		session_commit_done(s, id, result);
+	for (size_t i = 0; i < c->nlocks; i++)
+		mboxlock_release(c->locks[i]);
+	free(c->locks);
 	spool_msg_free(c->msg);
 	free(c);
+}
+
+/*
+ * The shared lock of a local target (mboxlock.h), held until the message
+ * is published there: -EAGAIN (450 4.2.0 for the message) while a script
+ * holds the mailbox.
+ */
+static int
+txn_lock_mailbox(struct session *s, const char *mbox)
+{
+	struct txn *t = &s->txn;
+	int *grown, fd, err;
+
+	if ((grown = realloc(t->locks, (t->nlocks + 1) * sizeof(*grown))) == NULL)
+		return -ENOMEM;
+	t->locks = grown;
+	if ((err = mboxlock_shared(s->srv->spool, mbox, &fd)) < 0) {
+		log_info("mailbox-locked", "id=%s session=%" PRIu64 " mailbox=%s error=%d", spool_msg_id(t->msg),
+		    s->id, mbox, -err);
+		return err;
+	}
+	if (fd >= 0)
+		t->locks[t->nlocks++] = fd;
+	return 0;
 }
 
 /* A relay recipient into the record, with its DSN parameters. */
@@ -1847,7 +1904,7 @@ data_register_targets(struct session *s, bool *queued)
 
 	*queued = false;
 	for (i = 0; i < t->nrcpt && err == 0; i++)
-		if (t->rcpt[i].mailbox != NULL)
+		if (t->rcpt[i].mailbox != NULL && (err = txn_lock_mailbox(s, t->rcpt[i].mailbox)) == 0)
 			err = spool_msg_deliver_local(t->msg, t->rcpt[i].mailbox);
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
@@ -1932,6 +1989,10 @@ data_finish(struct session *s)
 		return;
 	}
 	t->msg = NULL;				/* the job owns it now */
+	c->locks = t->locks;			/* and the mailbox locks, until published */
+	c->nlocks = t->nlocks;
+	t->locks = NULL;
+	t->nlocks = 0;
 	txn_reset(s);
 	session_enter(s, ST_COMMIT);
 }

@@ -15,13 +15,19 @@ row of shared/reply-codes.md to a test; test_reply_table.py checks it):
   211 2.0.0 HELP STATUS gives the sessions and the queue size to a relay
   client (the count follows a queued message), 214 says no to others;
   504 5.5.4 for an unknown topic;
+- 450 4.2.0: a script holds flock(1) on mail/<box>/.lock in the spool:
+  RCPT for that mailbox, and the end of the data of a message whose RCPT
+  came before the lock, get 450; once the lock is released the message
+  is taken and stored;
 - 252 2.5.0 VRFY by default; with vrfy = yes 250 2.1.5 for a local mailbox,
   550 5.1.1 for an unknown one, 251 for a forward, 252 for a remote address;
   EXPN 502 5.5.1.
 """
 
+import fcntl
 import os
 import re
+import subprocess
 import sys
 import unittest
 import uuid
@@ -157,6 +163,90 @@ class Forwards(unittest.TestCase):
         with self.assertRaises(harness.DaemonError) as cm:
             bad.start_smtpd()
         self.assertIn('[forwards] alice@example.com: not in [spool] local_domains', str(cm.exception))
+
+
+class MailboxLock(unittest.TestCase):
+    """450 4.2.0 while a script holds the mailbox's lock (common/mboxlock.h)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = harness.Instance('mboxlock')
+        cls.addClassCleanup(cls.gw.cleanup)
+        cls.gw.start_smtpd()
+
+    def lock_path(self, box):
+        return self.gw.path('mail', box, '.lock')
+
+    def hold_lock(self, box):
+        """flock(1) holds the lock until the test ends (the process is always killed)."""
+        with RawSMTP(self.gw.smtp_addr) as c:		# a first message makes mail/<box>
+            c.ehlo()
+            _, end = send(c, 'a@example.org', ['%s@localhost' % box], 'Subject: first\n\nfirst')
+            assert_reply(self, end, 250, '2.0.0', 'first message')
+        return self.flock(box)
+
+    def flock(self, box):
+        """`flock <lock> sleep 120` in a process group of its own, killed (lock released) by release()."""
+        p = subprocess.Popen(['flock', self.lock_path(box), 'sleep', '120'], start_new_session=True)
+        self.addCleanup(self.release, p)
+        wait_until(lambda: self.locked(box), 10, 'flock(1) to hold %s' % self.lock_path(box))
+        return p
+
+    @staticmethod
+    def release(p):
+        """Kills flock(1) and its sleep, which holds the lock too."""
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=10)
+
+    def test_450_while_locked_then_delivered(self):
+        """RCPT to a locked mailbox: 450 4.2.0; after the lock is released: 250 and stored"""
+        p = self.hold_lock('lockbox')
+        before = self.gw.mailbox_new('lockbox')
+        tok = token()
+        with RawSMTP(self.gw.smtp_addr) as c:
+            c.ehlo()
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+            r = c.cmd('RCPT TO:<lockbox@localhost>')
+            assert_reply(self, r, 450, '4.2.0', 'RCPT while locked')
+            assert_reply(self, c.cmd('RSET'), 250)
+            self.release(p)
+            (r,), end = send(c, 'a@example.org', ['lockbox@localhost'], 'Subject: %s\n\nafter' % tok)
+            assert_reply(self, r, 250, '2.1.5', 'RCPT after the release')
+            assert_reply(self, end, 250, '2.0.0', 'end of data')
+        after = self.gw.mailbox_new('lockbox')
+        self.assertEqual(len(after), len(before) + 1)
+        self.assertTrue(any(tok.encode() in self.gw.read_mail('lockbox', n) for n in after))
+
+    def test_450_at_end_of_data_when_locked_meanwhile(self):
+        """the lock taken between RCPT and the end of data: 450 4.2.0, nothing appears in the mailbox"""
+        with RawSMTP(self.gw.smtp_addr) as c:		# makes mail/late
+            c.ehlo()
+            _, end = send(c, 'a@example.org', ['late@localhost'], 'Subject: first\n\nfirst')
+        before = self.gw.mailbox_new('late')
+        with RawSMTP(self.gw.smtp_addr) as c:
+            c.ehlo()
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+            assert_reply(self, c.cmd('RCPT TO:<late@localhost>'), 250, '2.1.5')
+            assert_reply(self, c.cmd('DATA'), 354)
+            self.flock('late')
+            c.send('Subject: late\r\n\r\nlate\r\n.\r\n')
+            assert_reply(self, c.reply(), 450, '4.2.0', 'end of data while locked')
+        self.assertEqual(self.gw.mailbox_new('late'), before)
+        self.assertIn('event=mailbox-locked', self.gw.read_log('smtpd'))
+
+    def locked(self, box):
+        """Whether someone holds the lock exclusively (a shared try fails)."""
+        try:
+            with open(self.lock_path(box)) as f:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        except FileNotFoundError:
+            return False
 
 
 class Help(unittest.TestCase):
