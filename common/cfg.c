@@ -705,6 +705,21 @@ route_domain_valid(const char *domain)
 	return domain[0] != '[' && strlen(domain) <= ROUTE_HOST_MAX && addr_domain_valid(domain) == 0;
 }
 
+/* The two strings of a [routes] or [forwards] line, both or neither. */
+static int
+dup_pair(char **a, const char *va, char **b, const char *vb)
+{
+	*a = strdup(va);
+	*b = strdup(vb);
+	if (*a == NULL || *b == NULL) {
+		free(*a);
+		free(*b);
+		*a = *b = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* One line of [routes]. */
 static int
 apply_route(struct cfg_parse *ps, const char *domain, const char *target)
@@ -734,14 +749,8 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 		return -E2BIG;
 	}
 	rt = &cfg->routes[cfg->n_routes];
-	rt->domain = strdup(domain);
-	rt->target = strdup(target);
-	if (rt->domain == NULL || rt->target == NULL) {
-		free(rt->domain);
-		free(rt->target);
-		rt->domain = rt->target = NULL;
+	if (dup_pair(&rt->domain, domain, &rt->target, target) < 0)
 		return -ENOMEM;
-	}
 	cfg->n_routes++;
 	return 0;
 }
@@ -783,14 +792,8 @@ apply_forward(struct cfg_parse *ps, const char *from, const char *to)
 		return -E2BIG;
 	}
 	fw = &cfg->forwards[cfg->n_forwards];
-	fw->from = strdup(from);
-	fw->to = strdup(to);
-	if (fw->from == NULL || fw->to == NULL) {
-		free(fw->from);
-		free(fw->to);
-		fw->from = fw->to = NULL;
+	if (dup_pair(&fw->from, from, &fw->to, to) < 0)
 		return -ENOMEM;
-	}
 	cfg->n_forwards++;
 	return 0;
 }
