@@ -40,6 +40,12 @@ static const struct {
 	    "then 250 for a local mailbox, 550 for an unknown one, 251/551 for a forward." } },
 	{ "EXPN", { "Mailing list expansion is not offered (502)." } },
 	{ "STARTTLS", { "Starts TLS (RFC 3207); then greet again with EHLO." } },
+	/* Verbs of the extensions other modules add to the command table (a row here is harmless before). */
+	{ "ETRN", { "Asks the server to start delivering the mail it holds for a domain (RFC 1985):",
+	    "ETRN example.org; @example.org for its subdomains too; #name for a named queue." } },
+	{ "ATRN", { "After AUTH, turns the connection around: the server delivers the mail it holds",
+	    "for your domains over it (RFC 2645, On-Demand Mail Relay)." } },
+	{ "BDAT", { "Sends the message in chunks of the given size (RFC 3030 CHUNKING); LAST ends it." } },
 };
 
 size_t
