@@ -21,19 +21,14 @@ import re
 import subprocess
 import sys
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 import peers
 from harness import RawSMTP, assert_reply, parse_record, queued_id, wait_until
-from test_relay import Sink
+from test_replies import sink_or_skip, started, token
 
 POSTCAT = '/usr/sbin/postcat'
-
-
-def token():
-    return uuid.uuid4().hex[:12]
 
 
 def transaction(tc, addr, mail, rcpt, body):
@@ -54,9 +49,7 @@ class Parameters(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = harness.Instance('dsn-params')
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
+        cls.gw = started(cls, 'dsn-params')
 
     def test_ehlo_offers_dsn(self):
         """EHLO lists DSN"""
@@ -94,16 +87,11 @@ class Honoured(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+        cls.sink = sink_or_skip()
         cls.addClassCleanup(cls.sink.stop)
         cls.sink.rcpt_rules['bob@example.net'] = '550 5.1.1 <bob@example.net>: no such user here'
-        cls.gw = harness.Instance('dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
-                                  hostname='gw.test', retry_min=1, retry_max=2)
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
+        cls.gw = started(cls, 'dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
+                         hostname='gw.test', retry_min=1, retry_max=2)
 
     def failed(self, msgid):
         def check():

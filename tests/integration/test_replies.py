@@ -42,6 +42,22 @@ def token():
     return uuid.uuid4().hex[:12]
 
 
+def sink_or_skip():
+    """An aiosmtpd Sink (test_relay.py), or SkipTest where aiosmtpd is missing."""
+    try:
+        return Sink()
+    except ImportError as e:
+        raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+
+
+def started(cls, name, **cfg):
+    """A gateway for a test class: made, cleaned up with the class, smtpd started."""
+    gw = harness.Instance(name, **cfg)
+    cls.addClassCleanup(gw.cleanup)
+    gw.start_smtpd()
+    return gw
+
+
 def send(c, sender, rcpts, body):
     """MAIL, RCPT each (asserting nothing), DATA: the replies of the RCPTs and of the data."""
     assert_reply(unittest.TestCase(), c.cmd('MAIL FROM:<%s>' % sender), 250, '2.1.0')
@@ -59,11 +75,9 @@ class NoMail(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.nomail_port = harness.free_port()
-        cls.gw = harness.Instance('nomail', hostname='null-mx.test', listeners={
+        cls.gw = started(cls, 'nomail', hostname='null-mx.test', listeners={
             'nomail': {'listen': '127.0.0.1:%d' % cls.nomail_port, 'accept_mail': False},
         })
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
 
     def test_521_greeting_and_commands(self):
         """greeting 521 5.3.2 <host> does not accept mail; EHLO, MAIL, NOOP, junk: 521; QUIT: 221"""
@@ -101,18 +115,11 @@ class Forwards(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+        cls.sink = sink_or_skip()
         cls.addClassCleanup(cls.sink.stop)
-        cls.gw = harness.Instance('forwards', smarthost='127.0.0.1:%d' % cls.sink.port,
-                                  forwards=cls.FORWARDS, scan_interval=300)
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
-        cls.off = harness.Instance('forwards-off', forwards=cls.FORWARDS, forwarding=False)
-        cls.addClassCleanup(cls.off.cleanup)
-        cls.off.start_smtpd()
+        cls.gw = started(cls, 'forwards', smarthost='127.0.0.1:%d' % cls.sink.port,
+                         forwards=cls.FORWARDS, scan_interval=300)
+        cls.off = started(cls, 'forwards-off', forwards=cls.FORWARDS, forwarding=False)
 
     def test_251_forwarded_to_remote(self):
         """RCPT alice@localhost: 251 2.1.5 will forward to <alice@example.net>; the sink gets it"""
@@ -170,9 +177,7 @@ class MailboxLock(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = harness.Instance('mboxlock')
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
+        cls.gw = started(cls, 'mboxlock')
 
     def lock_path(self, box):
         return self.gw.path('mail', box, '.lock')
@@ -255,15 +260,11 @@ class Help(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.mx_port = harness.free_port()
-        cls.gw = harness.Instance('help', hostname='help.test', listeners={
+        cls.gw = started(cls, 'help', hostname='help.test', listeners={
             'mx': {'listen': '127.0.0.1:%d' % cls.mx_port, 'relay_networks': ''},
         })
-        cls.addClassCleanup(cls.gw.cleanup)
-        cls.gw.start_smtpd()
-        cls.vrfy = harness.Instance('vrfy', vrfy=True, mailboxes='bob postmaster',
-                                    forwards={'alice@localhost': 'alice@example.net'})
-        cls.addClassCleanup(cls.vrfy.cleanup)
-        cls.vrfy.start_smtpd()
+        cls.vrfy = started(cls, 'vrfy', vrfy=True, mailboxes='bob postmaster',
+                           forwards={'alice@localhost': 'alice@example.net'})
 
     def test_214_help_lists_commands(self):
         """HELP: 214 2.0.0, several lines, naming every command"""
