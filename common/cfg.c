@@ -58,6 +58,8 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
 	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
 	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
+	K("smtpd", "vrfy", T_BOOL, vrfy, 0, 0),
+	K("smtpd", "forwarding", T_BOOL, forwarding, 0, 0),
 	K("relay", "smarthost", T_NEXTHOP, smarthost, 0, 0),
 	K("relay", "resolver", T_RESOLVER, resolver, 0, 0),
 	K("relay", "dns_timeout", T_UINT, dns_timeout, 1, 3600),
@@ -109,6 +111,7 @@ static const struct cfg_key listener_keys[] = {
 	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
 	LK("restrict_sender", T_BOOL, restrict_sender),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
+	LK("accept_mail", T_BOOL, accept_mail),
 };
 
 #define NKEYS(table)	(sizeof(table) / sizeof((table)[0]))
@@ -156,6 +159,18 @@ free_routes(struct cfg *cfg)
 		free(cfg->routes[i].target);
 	}
 	cfg->n_routes = 0;
+}
+
+static void
+free_forwards(struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_forwards; i++) {
+		free(cfg->forwards[i].from);
+		free(cfg->forwards[i].to);
+	}
+	cfg->n_forwards = 0;
 }
 
 static int set_string(char **field, const char *value);
@@ -239,6 +254,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
+	free_forwards(cfg);
 	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
 	free(cfg->drop_group);
@@ -269,6 +285,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->hostname = xstrdup(host);
 	cfg->listeners[0].name = xstrdup(SHORTHAND);
 	cfg->listeners[0].listen = xstrdup(SHORTHAND_LISTEN);
+	cfg->listeners[0].accept_mail = true;
 	cfg->n_listeners = 1;
 	cfg->banner = xstrdup("spoolgate ESMTP");
 	cfg->max_sessions = 100;
@@ -282,6 +299,8 @@ cfg_defaults(struct cfg *cfg)
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
 	cfg->auth_failure_delay = 1;
+	cfg->vrfy = false;
+	cfg->forwarding = true;
 	parse_nets(cfg->relay_networks, &cfg->n_relay_networks, "127.0.0.0/8 ::1/128", NULL, 0);
 	cfg->smarthost = xstrdup("127.0.0.1:2525");
 	cfg->resolver = xstrdup("");
@@ -723,6 +742,21 @@ route_domain_valid(const char *domain)
 	return domain[0] != '[' && strlen(domain) <= ROUTE_HOST_MAX && addr_domain_valid(domain) == 0;
 }
 
+/* The two strings of a [routes] or [forwards] line, both or neither. */
+static int
+dup_pair(char **a, const char *va, char **b, const char *vb)
+{
+	*a = strdup(va);
+	*b = strdup(vb);
+	if (*a == NULL || *b == NULL) {
+		free(*a);
+		free(*b);
+		*a = *b = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* One line of [routes]. */
 static int
 apply_route(struct cfg_parse *ps, const char *domain, const char *target)
@@ -752,15 +786,70 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 		return -E2BIG;
 	}
 	rt = &cfg->routes[cfg->n_routes];
-	rt->domain = strdup(domain);
-	rt->target = strdup(target);
-	if (rt->domain == NULL || rt->target == NULL) {
-		free(rt->domain);
-		free(rt->target);
-		rt->domain = rt->target = NULL;
+	if (dup_pair(&rt->domain, domain, &rt->target, target) < 0)
 		return -ENOMEM;
-	}
 	cfg->n_routes++;
+	return 0;
+}
+
+/* "local@domain", as addr_parse_path() would give it back (no brackets, no route). */
+static bool
+forward_address_valid(const char *addr)
+{
+	char path[ADDR_MAX + 2], out[ADDR_MAX];
+	const char *rest;
+
+	if (strlen(addr) >= ADDR_MAX - 2 || addr_split(addr) < 0)
+		return false;
+	snprintf(path, sizeof(path), "<%s>", addr);
+	return addr_parse_path(path, out, sizeof(out), &rest, 0) == 0 && *rest == '\0' && strcmp(out, addr) == 0;
+}
+
+/* One line of [forwards]: an address, the address its mail goes to. */
+static int
+apply_forward(struct cfg_parse *ps, const char *from, const char *to)
+{
+	struct cfg *cfg = ps->cfg;
+	struct cfg_forward *fw;
+	size_t i;
+
+	if (!forward_address_valid(from) || !forward_address_valid(to)) {
+		snprintf(ps->detail, sizeof(ps->detail), "'%s = %s' is not local@domain = local@domain",
+		    from, to);
+		return -EINVAL;
+	}
+	for (i = 0; i < cfg->n_forwards; i++) {
+		if (addr_same_mailbox(cfg->forwards[i].from, from)) {
+			snprintf(ps->detail, sizeof(ps->detail), "a second forward for '%s'", from);
+			return -EEXIST;
+		}
+	}
+	if (cfg->n_forwards >= CFG_MAX_FORWARDS) {
+		snprintf(ps->detail, sizeof(ps->detail), "more than %d forwards", CFG_MAX_FORWARDS);
+		return -E2BIG;
+	}
+	fw = &cfg->forwards[cfg->n_forwards];
+	if (dup_pair(&fw->from, from, &fw->to, to) < 0)
+		return -ENOMEM;
+	cfg->n_forwards++;
+	return 0;
+}
+
+/* Every [forwards] key is in a local domain (known only once the whole file is read). */
+static int
+forwards_finish(const struct cfg *cfg, char *msg, size_t msglen)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_forwards; i++) {
+		const char *from = cfg->forwards[i].from;
+
+		if (!cfg_domain_is_local(cfg, from + addr_split(from) + 1)) {
+			snprintf(msg, msglen, "[forwards] %s: not in [spool] local_domains (only local "
+			    "addresses can be forwarded)", from);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -817,6 +906,7 @@ listener_get(struct cfg_parse *ps, const char *name)
 	}
 	l = &cfg->listeners[cfg->n_listeners];
 	memset(l, 0, sizeof(*l));
+	l->accept_mail = true;
 	if ((l->name = strdup(name)) == NULL) {
 		snprintf(ps->detail, sizeof(ps->detail), "out of memory");
 		return NULL;
@@ -841,7 +931,8 @@ section_is_known(const char *section)
 {
 	const struct cfg_key *k;
 
-	if (strcmp(section, "routes") == 0 || listener_section_name(section) != NULL)
+	if (strcmp(section, "routes") == 0 || strcmp(section, "forwards") == 0 ||
+	    listener_section_name(section) != NULL)
 		return true;
 
 	for (k = cfg_keys; k < cfg_keys + NKEYS(cfg_keys); k++)
@@ -896,6 +987,11 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 			return 1;
 		return parse_failed(ps, section, name, r);
 	}
+	if (strcmp(section, "forwards") == 0) {
+		if ((r = apply_forward(ps, name, value)) == 0)
+			return 1;
+		return parse_failed(ps, section, name, r);
+	}
 	if ((k = key_find(cfg_keys, NKEYS(cfg_keys), section, name)) != NULL) {
 		if ((r = apply_key(ps, k, ps->cfg, value)) == 0)
 			return 1;
@@ -919,7 +1015,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, sendmail, fs, log)", section);
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, forwards, sendmail, fs, log)", section);
 	return parse_failed(ps, section, name, -EINVAL);
 }
 
@@ -1066,7 +1162,8 @@ cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: %s", path, line, ps.msg);
 		return ps.err;
 	}
-	if ((r = listeners_finish(&ps, ps.msg, sizeof(ps.msg))) < 0) {
+	if ((r = listeners_finish(&ps, ps.msg, sizeof(ps.msg))) < 0 ||
+	    (r = forwards_finish(cfg, ps.msg, sizeof(ps.msg))) < 0) {
 		snprintf(err, errlen, "%s: %s", path, ps.msg);
 		return r;
 	}

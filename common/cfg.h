@@ -34,7 +34,8 @@
  *	Listeners: each [listener NAME] section (NAME: 1..31 letters, digits,
  *	'-' or '_') is one listening address with its own policy (struct
  *	cfg_listener: listen, tls, tls_cert_file, tls_key_file, tls_chain_file,
- *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, relay_networks).
+ *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, relay_networks,
+ *	accept_mail).
  *	The same keys in [smtpd] make the listener named "smtpd", the
  *	one-listener shorthand of earlier configurations; it exists when the
  *	file sets one of them in [smtpd] or has no [listener] section at all
@@ -51,6 +52,15 @@
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
  *	address may relay through listener lst (its relay_networks, CIDR list;
  *	lst NULL: [smtpd]'s).
+ *
+ *	[forwards] (RFC 5321 3.4, replies 251 and 551): each key is an address
+ *	in one of local_domains, each value the address its mail is
+ *	forwarded to (a remote address is queued for the relay; a local one is
+ *	delivered to that mailbox; one step, no chains).  An address named
+ *	twice, a malformed address or a key outside local_domains is an error.
+ *	[smtpd] forwarding = no keeps the table but refuses such recipients
+ *	with 551 naming the new address.  cfg_forward_find() (forward.h) looks
+ *	an address up.  At most CFG_MAX_FORWARDS lines.
  *
  *	[sendmail] is read by spoolgate-sendmail, spoolgate-mailq and the
  *	gateway's pickup of drops: group (the set-group-id group that may
@@ -76,7 +86,7 @@
  *	section ("listener" for the keys of a [listener NAME] section, which
  *	[smtpd] takes too) and its name, pointers to static strings; it
  *	returns -ENOENT past the last key.  [routes] keys are domains and
- *	not listed.  The unit test of the manual page spoolgate.conf(5)
+ *	[forwards] keys addresses: neither is listed.  The unit test of the manual page spoolgate.conf(5)
  *	walks it, so that the page documents exactly the keys there are.
  * OWNERSHIP
  *	Strings in struct cfg are owned by it and freed by cfg_free().
@@ -90,8 +100,15 @@
 
 #define CFG_MAX_LIST	32
 #define CFG_MAX_ROUTES	256
+#define CFG_MAX_FORWARDS	1024
 #define CFG_MAX_LISTENERS	16
 #define CFG_LISTENER_NAME_MAX	32	/* [listener NAME]: letters, digits, '-', '_' */
+
+/* One line of [forwards]: "alice@localhost = alice@example.net" (RFC 5321 251/551). */
+struct cfg_forward {
+	char	       *from;		/* an address in a local domain */
+	char	       *to;		/* where its mail goes (or where the client is told to try) */
+};
 
 /* One line of [routes]: "example.org = [mail.example.org]:587". */
 struct cfg_route {
@@ -135,6 +152,8 @@ struct cfg_listener {
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
+	bool		accept_mail;		/* accept_mail = yes; no: greet 521 5.3.2 (RFC 7504)
+						   and answer 521 to all but QUIT */
 };
 
 struct cfg {
@@ -169,6 +188,9 @@ struct cfg {
 	char	       *banner;			/* banner = spoolgate ESMTP */
 	char	       *auth_users;		/* auth_users = (none): userdb.h's file, for AUTH */
 	unsigned	auth_failure_delay;	/* 1 s before the first 535, doubling per failure */
+	bool		vrfy;			/* vrfy = no: VRFY says 252; yes: 250/550 for local mailboxes */
+	bool		forwarding;		/* forwarding = yes: [forwards] gets 251 and is forwarded;
+						   no: 551 names the new address */
 
 	/* [relay] */
 	char	       *smarthost;		/* smarthost = 127.0.0.1:2525; "" = route by MX */
@@ -199,6 +221,10 @@ struct cfg {
 	/* [routes] */
 	struct cfg_route routes[CFG_MAX_ROUTES];
 	size_t		n_routes;
+
+	/* [forwards] */
+	struct cfg_forward forwards[CFG_MAX_FORWARDS];
+	size_t		n_forwards;
 
 	/* [sendmail]: spoolgate-sendmail and the gateway's pickup of its drops */
 	char	       *drop_group;		/* group = spoolgate-drop: may write drop/ only */

@@ -173,10 +173,55 @@ host_without_port(const char *host, char *out, size_t outlen)
 	return true;
 }
 
+/* A recipient of the notice's kind whose NOTIFY= (RFC 3461 4.1) asks for it. */
 static bool
 rcpt_wanted(const struct dsn_request *req, const struct envelope_rcpt *r)
 {
-	return r->state == (req->delayed ? RCPT_PENDING : RCPT_FAILED);
+	return r->state == (req->delayed ? RCPT_PENDING : RCPT_FAILED) &&
+	    dsn_notify_wants(r->notify, req->delayed ? DSN_NOTIFY_DELAY : DSN_NOTIFY_FAILURE);
+}
+
+size_t
+dsn_recipients_wanting(const struct envelope *env, bool delayed)
+{
+	struct dsn_request req = { .env = env, .delayed = delayed };
+	size_t i, n = 0;
+
+	for (i = 0; i < env->nrcpt; i++)
+		n += rcpt_wanted(&req, &env->rcpt[i]);
+	return n;
+}
+
+/*
+ * A DSN parameter kept as xtext (ENVID, the address of ORCPT), decoded
+ * for a report field (RFC 3464 2.2.1, 2.3.1); prefix ("rfc822;") first.
+ * NULL when it does not decode (never, for what dsnparam.h accepted).
+ */
+static char *
+xtext_field(const char *prefix, size_t plen, const char *xtext)
+{
+	char decoded[DSN_ORCPT_MAX + 1], *out;
+
+	if (dsn_xtext_decode(xtext, strlen(xtext), decoded, sizeof(decoded)) < 0)
+		return NULL;
+	if (asprintf(&out, "%.*s%s", (int)plen, prefix, decoded) < 0)
+		return NULL;
+	return out;
+}
+
+/* "Original-Recipient: rfc822;<decoded>" of an ORCPT=, if any. */
+static void
+put_original_recipient(FILE *fp, const struct envelope_rcpt *r)
+{
+	size_t type;
+	char *v;
+
+	if (r->orcpt == NULL)
+		return;
+	type = strcspn(r->orcpt, ";") + 1;
+	if ((v = xtext_field(r->orcpt, type, r->orcpt + type)) != NULL)
+		put_field(fp, "Original-Recipient", v);
+	free(v);
 }
 
 /* One recipient's block of the delivery-status part (RFC 3464 2.3). */
@@ -196,6 +241,7 @@ put_rcpt_fields(FILE *fp, const struct dsn_request *req, const struct envelope_r
 		line = NULL;
 		goto out;
 	}
+	put_original_recipient(fp, r);
 	put_field(fp, "Final-Recipient", line);
 	put_field(fp, "Action", req->delayed ? "delayed" : "failed");
 	put_field(fp, "Status", status);
@@ -245,6 +291,13 @@ delivery_status_text(const struct dsn_request *req, char **out, size_t *outlen)
 		return -ENOMEM;
 	if ((host = clean_copy(req->hostname, 255)) == NULL || (date = format_date(req->env->created)) == NULL)
 		err = -ENOMEM;
+	if (err == 0 && req->env->dsn_envid != NULL) {
+		char *envid = xtext_field("", 0, req->env->dsn_envid);
+
+		if (envid != NULL)
+			put_field(fp, "Original-Envelope-Id", envid);
+		free(envid);
+	}
 	if (err == 0) {
 		fprintf(fp, "Reporting-MTA: dns; %s\n", host);
 		put_field(fp, "Arrival-Date", date);
@@ -491,15 +544,13 @@ int
 dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
 {
 	char *human = NULL, *status = NULL, *headers = NULL;
-	size_t hlen = 0, slen = 0, hdrlen = 0, i, n = 0;
+	size_t hlen = 0, slen = 0, hdrlen = 0;
 	int err;
 
 	if (req->hostname == NULL || req->hostname[0] == '\0' || req->id == NULL || req->id[0] == '\0' ||
 	    req->env == NULL || req->env->from == NULL)
 		return -EINVAL;
-	for (i = 0; i < req->env->nrcpt; i++)
-		n += rcpt_wanted(req, &req->env->rcpt[i]);
-	if (n == 0)
+	if (dsn_recipients_wanting(req->env, req->delayed) == 0)
 		return -EINVAL;
 	pthread_once(&gmime_once, gmime_start);
 	if ((err = human_text(req, &human, &hlen)) < 0 ||

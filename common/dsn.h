@@ -5,6 +5,7 @@
  *	#include "dsn.h"
  *
  *	int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
+ *	size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
  *	int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
  *	void dsn_limiter_init(struct dsn_limiter *lim, unsigned per_hour);
  *	bool dsn_limiter_allow(struct dsn_limiter *lim, const char *sender, long long now);
@@ -46,6 +47,17 @@
  *	quoted-printable.  Remote-MTA names the host without its address and
  *	port ("mx1.example[192.0.2.1]:25" -> mx1.example), and is left out
  *	when rcpt-at names no host:port (a DNS failure: no server answered).
+ *
+ *	Only the recipients whose NOTIFY= (RFC 3461, envelope.h's rcpt-dsn)
+ *	asks for the notice's kind are in it: without NOTIFY failures and
+ *	delays are reported; NEVER, or a list without FAILURE (DELAY), keeps
+ *	a recipient out of a failure notice (a delay warning).
+ *	dsn_recipients_wanting() counts them (0: no notice is due).  The
+ *	report names MAIL's ENVID= as Original-Envelope-Id and each ORCPT=
+ *	as Original-Recipient (decoded, RFC 3464 2.2.1 and 2.3.1).  RET=
+ *	changes nothing here: the notice returns the header section only,
+ *	whatever RET says (RET=HDRS asks exactly that; RFC 3461 4.3 lets an
+ *	MTA return less than FULL), so a bounce never carries a body.
  *
  *	dsn_status_code() picks the Status of a recipient: the enhanced code
  *	of reply ("550 5.1.1 ...") when its class agrees with the reply's;
@@ -93,6 +105,7 @@ struct dsn_request {
 };
 
 int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
+size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
 int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
 
 #define DSN_LIMITER_MAX_PER_HOUR 64	/* the bound of bounce_limit_per_hour */

@@ -67,6 +67,7 @@ envelope_free(struct envelope *env)
 		free(env->rcpt[i].addr);
 		free(env->rcpt[i].reply);
 		free(env->rcpt[i].host);
+		free(env->rcpt[i].orcpt);
 	}
 	free(env->rcpt);
 	free(env->from);
@@ -80,6 +81,7 @@ envelope_free(struct envelope *env)
 	free(env->conversion);
 	free(env->dsn);
 	free(env->dsn_delayed);
+	free(env->dsn_envid);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -309,7 +311,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->next_attempt = src->next_attempt;
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
-		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0)
+		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0 ||
+		    (r = envelope_set_rcpt_dsn(dst, i, src->rcpt[i].notify, src->rcpt[i].orcpt)) < 0)
 			goto fail;
 	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
 	    (r = replace_string(&dst->dsn, src->dsn)) < 0 ||
@@ -318,7 +321,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	    (r = envelope_set_conversion(dst, src->conversion)) < 0 ||
 	    (r = replace_string(&dst->last_tls, src->last_tls)) < 0 ||
 	    (r = replace_string(&dst->last_auth, src->last_auth)) < 0 ||
-	    (r = replace_string(&dst->auth, src->auth)) < 0)
+	    (r = replace_string(&dst->auth, src->auth)) < 0 ||
+	    (r = envelope_set_dsn_request(dst, src->dsn_ret, src->dsn_envid)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -429,6 +433,47 @@ envelope_set_rcpt_at(struct envelope *env, size_t i, const char *host, long long
 }
 
 int
+envelope_set_rcpt_dsn(struct envelope *env, size_t i, unsigned notify, const char *orcpt)
+{
+	char text[DSN_NOTIFY_TEXT_MAX];
+	unsigned check;
+
+	if (i >= env->nrcpt || (orcpt != NULL && dsn_orcpt_check(orcpt) < 0))
+		return -EINVAL;
+	if (notify != 0 && (dsn_notify_format(notify, text, sizeof(text)) == 0 ||
+	    dsn_notify_parse(text, &check) < 0 || check != notify))
+		return -EINVAL;
+	if (replace_string(&env->rcpt[i].orcpt, orcpt) < 0)
+		return -ENOMEM;
+	env->rcpt[i].notify = notify;
+	return 0;
+}
+
+int
+envelope_set_dsn_request(struct envelope *env, enum dsn_ret ret, const char *envid)
+{
+	if ((unsigned)ret > DSN_RET_HDRS || (envid != NULL && dsn_envid_check(envid) < 0))
+		return -EINVAL;
+	if (replace_string(&env->dsn_envid, envid) < 0)
+		return -ENOMEM;
+	env->dsn_ret = ret;
+	return 0;
+}
+
+/* "rcpt-dsn: notify=<list> orcpt=<type;xtext>", either part optional, for rcpt i. */
+static void
+put_rcpt_dsn(FILE *fp, const struct envelope_rcpt *r)
+{
+	char notify[DSN_NOTIFY_TEXT_MAX];
+
+	if (r->notify == 0 && r->orcpt == NULL)
+		return;
+	dsn_notify_format(r->notify, notify, sizeof(notify));
+	fprintf(fp, "rcpt-dsn:%s%s%s%s\n", r->notify ? " notify=" : "", r->notify ? notify : "",
+	    r->orcpt ? " orcpt=" : "", r->orcpt ? r->orcpt : "");
+}
+
+int
 envelope_set_dsn(struct envelope *env, bool delayed, const char *value)
 {
 	if (value != NULL && !dsn_value_is_valid(value))
@@ -480,6 +525,10 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	fprintf(fp, "from: <%s>\ndata-offset: %lld\n", env->from ? env->from : "", env->data_offset);
 	if (env->auth != NULL)
 		fprintf(fp, "auth: %s\n", env->auth);
+	if (env->dsn_ret != DSN_RET_UNSPECIFIED)
+		fprintf(fp, "dsn-ret: %s\n", dsn_ret_name(env->dsn_ret));
+	if (env->dsn_envid != NULL)
+		fprintf(fp, "dsn-envid: %s\n", env->dsn_envid);
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct envelope_rcpt *r = &env->rcpt[i];
 
@@ -492,6 +541,7 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		has_reply = r->reply != NULL && r->reply[0] != '\0';
 		fprintf(fp, "rcpt: %s <%s>%s%s\n", rcpt_state_name(r->state), r->addr,
 		    has_reply ? " " : "", has_reply ? r->reply : "");
+		put_rcpt_dsn(fp, r);
 		if (r->host != NULL)
 			fprintf(fp, "rcpt-at: %lld %s\n", r->at, r->host);
 	}
@@ -610,6 +660,51 @@ parse_rcpt_at(struct envelope *env, char *v, bool after_rcpt)
 	return envelope_set_rcpt_at(env, env->nrcpt - 1, sp + 1, at) == -ENOMEM ? -ENOMEM : 0;
 }
 
+/* "rcpt-dsn: notify=... orcpt=..." belongs to the rcpt line right before it. */
+static int
+parse_rcpt_dsn(struct envelope *env, char *v, bool after_rcpt)
+{
+	unsigned notify = 0;
+	char *orcpt = NULL, *word, *save = NULL, text[DSN_NOTIFY_TEXT_MAX];
+	int r;
+
+	if (!after_rcpt || env->nrcpt == 0 || *v == '\0')
+		return -EBADMSG;
+	for (word = strtok_r(v, " ", &save); word != NULL; word = strtok_r(NULL, " ", &save)) {
+		if (strncmp(word, "notify=", 7) == 0 && notify == 0) {
+			/* as envelope_format() writes it: upper case, in the table's order */
+			if (dsn_notify_parse(word + 7, &notify) < 0 ||
+			    (dsn_notify_format(notify, text, sizeof(text)), strcmp(text, word + 7) != 0))
+				return -EBADMSG;
+		} else if (strncmp(word, "orcpt=", 6) == 0 && orcpt == NULL) {
+			orcpt = word + 6;
+		} else {
+			return -EBADMSG;
+		}
+	}
+	if (notify == 0 && orcpt == NULL)
+		return -EBADMSG;
+	r = envelope_set_rcpt_dsn(env, env->nrcpt - 1, notify, orcpt);
+	return r == -EINVAL ? -EBADMSG : r;
+}
+
+/* "dsn-ret: FULL|HDRS" and "dsn-envid: <xtext>", once each. */
+static int
+parse_dsn_request(struct envelope *env, const char *key, const char *v)
+{
+	enum dsn_ret ret = env->dsn_ret;
+
+	if (strcmp(key, "dsn-ret") == 0) {
+		if (env->dsn_ret != DSN_RET_UNSPECIFIED || dsn_ret_parse(v, &ret) < 0 || strcmp(v, dsn_ret_name(ret)) != 0)
+			return -EBADMSG;
+		env->dsn_ret = ret;
+		return 0;
+	}
+	if (env->dsn_envid != NULL || dsn_envid_check(v) < 0)
+		return -EBADMSG;
+	return replace_string(&env->dsn_envid, v);
+}
+
 static int
 parse_dsn(char **field, const char *v)
 {
@@ -619,8 +714,10 @@ parse_dsn(char **field, const char *v)
 }
 
 static int
-parse_line(struct envelope *env, char *key, char *v, unsigned *seen, bool after_rcpt)
+parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char *prev)
 {
+	bool after_rcpt = strcmp(prev, "rcpt") == 0;
+
 	long long n;
 	char *addr, *rest;
 
@@ -641,7 +738,11 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, bool after_
 	if (strcmp(key, "rcpt") == 0)
 		return parse_rcpt_line(env, v);
 	if (strcmp(key, "rcpt-at") == 0)
-		return parse_rcpt_at(env, v, after_rcpt);
+		return parse_rcpt_at(env, v, after_rcpt || strcmp(prev, "rcpt-dsn") == 0);
+	if (strcmp(key, "rcpt-dsn") == 0)
+		return parse_rcpt_dsn(env, v, after_rcpt);
+	if (strcmp(key, "dsn-ret") == 0 || strcmp(key, "dsn-envid") == 0)
+		return parse_dsn_request(env, key, v);
 	if (strcmp(key, "dsn") == 0)
 		return parse_dsn(&env->dsn, v);
 	if (strcmp(key, "dsn-delayed") == 0)
@@ -694,7 +795,7 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 {
 	char *copy, *line, *next, *colon;
 	unsigned seen = 0;
-	bool after_rcpt = false;
+	const char *prev = "";
 	int r = 0;
 
 	memset(env, 0, sizeof(*env));
@@ -713,8 +814,8 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 			break;
 		}
 		*colon = '\0';
-		r = parse_line(env, line, colon + 2, &seen, after_rcpt);
-		after_rcpt = strcmp(line, "rcpt") == 0;
+		r = parse_line(env, line, colon + 2, &seen, prev);
+		prev = line;			/* in copy, alive until the end */
 	}
 	free(copy);
 	if (r == -E2BIG)

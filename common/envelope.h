@@ -57,6 +57,21 @@
  *
  *	    auth: SCRAM-SHA-256 user=alice@example.org mail-auth=<alice@example.org>
  *
+ *	The DSN parameters of RFC 3461 (optional; records without them are
+ *	read as before: no parameter given).  "dsn-ret:" and "dsn-envid:"
+ *	(after auth, at most once each) are MAIL's RET= (FULL or HDRS) and
+ *	ENVID= (xtext, as the client sent it); "rcpt-dsn:" right after a rcpt
+ *	line (before its rcpt-at) holds that recipient's NOTIFY= and ORCPT=
+ *	(as sent), either or both:
+ *
+ *	    dsn-ret: HDRS
+ *	    dsn-envid: QQ314159
+ *	    rcpt: pending <bob@example.net>
+ *	    rcpt-dsn: notify=SUCCESS,FAILURE orcpt=rfc822;bob@example.net
+ *
+ *	The relay passes them on to a next hop that offers DSN; the bounce
+ *	code honours NOTIFY and names ENVID and ORCPT in its reports.
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -99,6 +114,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "dsnparam.h"
+
 #define ENVELOPE_ID_MAX		64
 #define ENVELOPE_MAX_RCPT	10000
 #define ENVELOPE_HOST_MAX	255		/* a rcpt-at: host */
@@ -112,6 +129,8 @@ struct envelope_rcpt {
 	char	       *reply;		/* last reply for this recipient, or NULL */
 	char		       *host;		/* the host that gave it ("rcpt-at:"), or NULL */
 	long long		at;		/* when (unix seconds); 0 when host is NULL */
+	unsigned		notify;		/* RCPT NOTIFY= (DSN_NOTIFY_* bits), 0: not given */
+	char		       *orcpt;		/* RCPT ORCPT= as sent ("rfc822;xtext"), or NULL */
 };
 
 struct envelope {
@@ -135,6 +154,8 @@ struct envelope {
 	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
 	char		       *auth;		/* how the sender authenticated to our SMTP server:
 						   "<MECHANISM> user=<name>[ mail-auth=<value>]", or NULL */
+	enum dsn_ret		dsn_ret;	/* MAIL RET= (RFC 3461), or unspecified */
+	char		       *dsn_envid;	/* MAIL ENVID= as sent (xtext), or NULL */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -176,6 +197,14 @@ int envelope_set_last_tls(struct envelope *env, const char *version, const char 
 		bool verified, const char *peer);
 /* Sets last_auth (NULL mech: no AUTH, the line goes). 0, -ENOMEM, -EINVAL. */
 int envelope_set_last_auth(struct envelope *env, const char *mech, const char *user);
+/*
+ * The DSN parameters (RFC 3461) of rcpt i: notify (DSN_NOTIFY_* bits, 0:
+ * not given) and orcpt (ORCPT= as sent, NULL: none).  0, -ENOMEM,
+ * -EINVAL (i out of range, a value dsnparam.h refuses).
+ */
+int envelope_set_rcpt_dsn(struct envelope *env, size_t i, unsigned notify, const char *orcpt);
+/* MAIL's RET= and ENVID= (as sent, NULL: none). 0, -ENOMEM, -EINVAL. */
+int envelope_set_dsn_request(struct envelope *env, enum dsn_ret ret, const char *envid);
 /* Sets auth (NULL mech: none); mail_auth (MAIL's AUTH=, decoded) may be NULL. 0, -ENOMEM, -EINVAL. */
 int envelope_set_auth(struct envelope *env, const char *mech, const char *user, const char *mail_auth);
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);

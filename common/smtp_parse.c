@@ -16,11 +16,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "addr.h"
 #include "errmap.h"
+#include "dsnparam.h"
 #include "smtp_parse.h"
 
 #define SMTP_PARAM_KEY_MAX	32	/* longest ESMTP keyword we look at, + NUL */
@@ -159,6 +161,44 @@ param_auth(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
 	return 0;
 }
 
+/* RET=FULL|HDRS (RFC 3461 4.3) */
+static int
+param_ret(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value == NULL || dsn_ret_parse(value, &mail->ret) < 0)
+		return refuse(why, REPLY_SYNTAX, "RET must be FULL or HDRS", -EINVAL);
+	return 0;
+}
+
+/* ENVID=<xtext> (RFC 3461 4.4), kept as sent */
+static int
+param_envid(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value == NULL || dsn_envid_check(value) < 0)
+		return refuse(why, REPLY_SYNTAX, "ENVID must be xtext of 1 to 100 printable characters", -EINVAL);
+	snprintf(mail->envid, sizeof(mail->envid), "%s", value);
+	return 0;
+}
+
+/* NOTIFY=NEVER|SUCCESS,FAILURE,DELAY (RFC 3461 4.1) */
+static int
+param_notify(const char *value, struct smtp_rcpt *rcpt, struct smtp_perror *why)
+{
+	if (value == NULL || dsn_notify_parse(value, &rcpt->notify) < 0)
+		return refuse(why, REPLY_SYNTAX, "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY", -EINVAL);
+	return 0;
+}
+
+/* ORCPT=<addr-type>;<xtext> (RFC 3461 4.2), kept as sent */
+static int
+param_orcpt(const char *value, struct smtp_rcpt *rcpt, struct smtp_perror *why)
+{
+	if (value == NULL || dsn_orcpt_check(value) < 0)
+		return refuse(why, REPLY_SYNTAX, "ORCPT must be addr-type;xtext (rfc822;...)", -EINVAL);
+	snprintf(rcpt->orcpt, sizeof(rcpt->orcpt), "%s", value);
+	return 0;
+}
+
 /* The MAIL parameters of the extensions that EHLO announces. */
 struct mail_param {
 	const char     *keyword;
@@ -169,8 +209,22 @@ static const struct mail_param mail_params[] = {
 	{ "SIZE", param_size },		/* RFC 1870 */
 	{ "BODY", param_body },		/* RFC 6152 */
 	{ "AUTH", param_auth },		/* RFC 4954 */
+	{ "RET", param_ret },		/* RFC 3461 */
+	{ "ENVID", param_envid },	/* RFC 3461 */
 };
 #define N_MAIL_PARAMS	(sizeof(mail_params) / sizeof(mail_params[0]))
+
+/* The RCPT parameters: DSN's (RFC 3461). */
+struct rcpt_param {
+	const char     *keyword;
+	int	      (*apply)(const char *value, struct smtp_rcpt *rcpt, struct smtp_perror *why);
+};
+
+static const struct rcpt_param rcpt_params[] = {
+	{ "NOTIFY", param_notify },
+	{ "ORCPT", param_orcpt },
+};
+#define N_RCPT_PARAMS	(sizeof(rcpt_params) / sizeof(rcpt_params[0]))
 
 /* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
 static bool
@@ -200,56 +254,101 @@ value_valid(const char *v, size_t len)
 	return true;
 }
 
+/* One "KEY[=VALUE]" taken from the parameters: its keyword and value (NULL without '='). */
+struct param_token {
+	char		key[SMTP_PARAM_KEY_MAX];
+	char		value[ADDR_MAX];
+	bool		has_value;
+};
+
 /*
- * Walks "KEY[=VALUE] KEY[=VALUE] ..." and applies each known keyword
- * (mail may be NULL with no table: every parameter is then unknown).
+ * Takes the next parameter at *pp: 1, 0 at the end, or -EINVAL (why set).
  * Syntax is checked before meaning, so a malformed parameter is a 501 and
  * only a well-formed but unknown one is a 555.
  */
 static int
+param_next(const char **pp, struct param_token *t, struct smtp_perror *why)
+{
+	const char *p = skip_blanks(*pp), *tok, *eq, *end;
+	size_t klen, vlen;
+
+	if (*p == '\0')
+		return 0;
+	tok = p;
+	while (*p != '\0' && !is_blank((unsigned char)*p))
+		p++;
+	end = p;
+	*pp = p;
+	eq = memchr(tok, '=', (size_t)(end - tok));
+	klen = (size_t)((eq ? eq : end) - tok);
+	if (!keyword_valid(tok, klen) || klen >= sizeof(t->key))
+		return refuse(why, REPLY_SYNTAX, "malformed parameter", -EINVAL);
+	memcpy(t->key, tok, klen);
+	t->key[klen] = '\0';
+	t->has_value = eq != NULL;
+	if (eq != NULL) {
+		vlen = (size_t)(end - eq - 1);
+		if (!value_valid(eq + 1, vlen))
+			return refuse(why, REPLY_SYNTAX, "malformed parameter value", -EINVAL);
+		if (vlen >= sizeof(t->value))
+			return refuse(why, REPLY_SYNTAX, "parameter value too long", -EINVAL);
+		memcpy(t->value, eq + 1, vlen);
+		t->value[vlen] = '\0';
+	}
+	return 1;
+}
+
+/* Index i of a keyword met for the first time (bit i of *seen), or -EINVAL with why set. */
+static int
+param_first_use(size_t i, size_t n, unsigned *seen, struct smtp_perror *why)
+{
+	if (i == n)
+		return refuse(why, REPLY_BAD_PARAMETER, "parameter not recognized", -EINVAL);
+	if (*seen & (1u << i))
+		return refuse(why, REPLY_SYNTAX, "duplicate parameter", -EINVAL);
+	*seen |= 1u << i;
+	return 0;
+}
+
+/* Walks "KEY[=VALUE] KEY[=VALUE] ..." of MAIL and applies each known keyword. */
+static int
 parse_params(const char *p, const struct mail_param *table, size_t ntable,
 		struct smtp_mail *mail, struct smtp_perror *why)
 {
+	struct param_token t;
 	unsigned seen = 0;
+	size_t i;
+	int r;
 
-	for (;;) {
-		char key[SMTP_PARAM_KEY_MAX], value[ADDR_MAX];
-		const char *tok, *eq, *end;
-		size_t klen, vlen, i;
-
-		p = skip_blanks(p);
-		if (*p == '\0')
-			return 0;
-		tok = p;
-		while (*p != '\0' && !is_blank((unsigned char)*p))
-			p++;
-		end = p;
-		eq = memchr(tok, '=', (size_t)(end - tok));
-		klen = (size_t)((eq ? eq : end) - tok);
-		if (!keyword_valid(tok, klen) || klen >= sizeof(key))
-			return refuse(why, REPLY_SYNTAX, "malformed parameter", -EINVAL);
-		memcpy(key, tok, klen);
-		key[klen] = '\0';
-		if (eq != NULL) {
-			vlen = (size_t)(end - eq - 1);
-			if (!value_valid(eq + 1, vlen))
-				return refuse(why, REPLY_SYNTAX, "malformed parameter value", -EINVAL);
-			if (vlen >= sizeof(value))
-				return refuse(why, REPLY_SYNTAX, "parameter value too long", -EINVAL);
-			memcpy(value, eq + 1, vlen);
-			value[vlen] = '\0';
-		}
+	while ((r = param_next(&p, &t, why)) > 0) {
 		for (i = 0; i < ntable; i++)
-			if (strcasecmp(key, table[i].keyword) == 0)
+			if (strcasecmp(t.key, table[i].keyword) == 0)
 				break;
-		if (i == ntable)
-			return refuse(why, REPLY_BAD_PARAMETER, "parameter not recognized", -EINVAL);
-		if (seen & (1u << i))
-			return refuse(why, REPLY_SYNTAX, "duplicate parameter", -EINVAL);
-		seen |= 1u << i;
-		if (table[i].apply(eq ? value : NULL, mail, why) < 0)
+		if (param_first_use(i, ntable, &seen, why) < 0 ||
+		    table[i].apply(t.has_value ? t.value : NULL, mail, why) < 0)
 			return -EINVAL;
 	}
+	return r;
+}
+
+/* The same for RCPT. */
+static int
+parse_rcpt_params(const char *p, struct smtp_rcpt *rcpt, struct smtp_perror *why)
+{
+	struct param_token t;
+	unsigned seen = 0;
+	size_t i;
+	int r;
+
+	while ((r = param_next(&p, &t, why)) > 0) {
+		for (i = 0; i < N_RCPT_PARAMS; i++)
+			if (strcasecmp(t.key, rcpt_params[i].keyword) == 0)
+				break;
+		if (param_first_use(i, N_RCPT_PARAMS, &seen, why) < 0 ||
+		    rcpt_params[i].apply(t.has_value ? t.value : NULL, rcpt, why) < 0)
+			return -EINVAL;
+	}
+	return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -314,47 +413,13 @@ smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
 		return refuse(why, REPLY_NON_ASCII_RCPT, NULL, err);
 	if (err < 0)
 		return refuse(why, errmap_from_errno(-err)->id, NULL, err);
-	/* No RCPT parameter is announced (no DSN yet): each is unknown. */
-	return parse_params(rest, NULL, 0, NULL, why);
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;		/* RFC 3461: upper case only */
+	return parse_rcpt_params(rest, out, why);
 }
 
 ssize_t
 smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen)
 {
-	size_t i = 0, o = 0;
-
-	while (i < inlen) {
-		unsigned char c = (unsigned char)in[i];
-		int hi, lo;
-
-		if (o + 1 >= outlen)
-			return -ENAMETOOLONG;
-		if (c == '+') {
-			if (inlen - i < 3 || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
-				return -EINVAL;
-			out[o++] = (char)(hi * 16 + lo);
-			i += 3;
-		} else if (c >= 33 && c <= 126 && c != '=') {
-			out[o++] = (char)c;
-			i++;
-		} else {
-			return -EINVAL;
-		}
-	}
-	if (outlen == 0)
-		return -ENAMETOOLONG;
-	out[o] = '\0';
-	return (ssize_t)o;
+	return dsn_xtext_decode(in, inlen, out, outlen);
 }
 
 /* ------------------------------------------------------------------ */

@@ -45,9 +45,10 @@
  *	server announces: SIZE=<digits> (RFC 1870), BODY=7BIT|8BITMIME
  *	(RFC 6152) and AUTH=<xtext> (RFC 4954; decoded into auth, which must
  *	be printable without blanks; the session decides whether to trust
- *	it).  smtp_parse_rcpt() parses "TO:" and the forward-path
- *	(ADDR_ALLOW_POSTMASTER); no RCPT parameter is announced, so any is
- *	refused.  Both return 0, or -errno with why->reply set to the reply the
+ *	it), RET=FULL|HDRS and ENVID=<xtext> (RFC 3461, dsnparam.h checks
+ *	them; ENVID is kept as sent).  smtp_parse_rcpt() parses "TO:" and the
+ *	forward-path (ADDR_ALLOW_POSTMASTER) and the DSN parameters
+ *	NOTIFY= and ORCPT= (kept as sent).  Both return 0, or -errno with why->reply set to the reply the
  *	session must send and why->detail to a short text saying what was
  *	wrong (a string constant; NULL where the reply's own text says it):
  *	    no "FROM:"/"TO:", junk           REPLY_SYNTAX (501 5.5.4)
@@ -107,6 +108,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "dsnparam.h"
 #include "errmap.h"
 
 #define SMTP_VERB_MAX	16	/* longest verb + NUL */
@@ -132,10 +134,14 @@ struct smtp_mail {
 	enum smtp_body	body;
 	bool		has_auth;
 	char		auth[ADDR_MAX];		/* AUTH= decoded: "<>" or a mailbox */
+	enum dsn_ret	ret;			/* RET= (RFC 3461), or unspecified */
+	char		envid[DSN_ORCPT_MAX + 1];	/* ENVID= as sent (xtext), or "" */
 };
 
 struct smtp_rcpt {
 	char		to[ADDR_MAX];		/* "Postmaster" alone has no '@' */
+	unsigned	notify;			/* NOTIFY= DSN_NOTIFY_* bits, 0: not given */
+	char		orcpt[DSN_ORCPT_MAX + 1];	/* ORCPT= as sent (type;xtext), or "" */
 };
 
 int smtp_parse_command(char *line, size_t len, struct smtp_cmdline *out);

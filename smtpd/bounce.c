@@ -165,6 +165,10 @@ bounce_for_outcome(struct bounce *b, struct envelope *env, int datafd, enum queu
 		bounce_suppress(env, delayed, "rejected");	/* the writer saw the error */
 		return NULL;
 	}
+	if (dsn_recipients_wanting(env, delayed) == 0) {
+		bounce_suppress(env, delayed, "notify");	/* RFC 3461 NOTIFY=NEVER, or no FAILURE/DELAY */
+		return NULL;
+	}
 	if ((local = local_sender_mailbox(b, env->from, mbox, sizeof(mbox))) < 0) {
 		bounce_suppress(env, delayed, "no-mailbox");
 		return NULL;

@@ -48,7 +48,7 @@
  *	notice for a limit whose only job is to stop storms.
  * DIAGNOSTICS
  *	dsn-queued (id=, dsn=, to=, kind=failed|delayed, via=mailbox|relay)
- *	when a notice is made; dsn-suppressed (id=, to=, reason=null-sender,
+ *	when a notice is made; dsn-suppressed (id=, to=, reason=null-sender, notify,
  *	cap, no-mailbox) when one is held back on purpose; dsn-failed at
  *	error level (id=, error=) when one could not be made.
  * THREADS

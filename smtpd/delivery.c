@@ -103,7 +103,7 @@
 #define DLV_CHUNK		(64u << 10)	/* one pread of message data */
 #define DLV_BODY_LOWAT		(16u << 10)	/* refill the body below this */
 #define DLV_QUIT_WAIT		5		/* seconds we wait for 221 */
-#define DLV_CMD_MAX		1024		/* MAIL/RCPT lines: path 512 + parameters */
+#define DLV_CMD_MAX		2048		/* MAIL/RCPT lines: path 512 + parameters (ORCPT= up to 500, RFC 3461) */
 #define DLV_HELO_MAX		300
 #define DLV_TLS_CONTEXTS	8		/* CA files the agent keeps a context for */
 
@@ -444,10 +444,12 @@ static int
 dlv_format_rcpt(struct delivery *d, size_t w, char *line, size_t size)
 {
 	const struct envelope_rcpt *er = &d->env->rcpt[d->idx[d->wire[w]]];
+	char params[RELAY_DSN_PARAMS_MAX];
 	int n;
 
 	/* dlv_pick_rcpts() put only sendable addresses on the wire. */
-	if ((n = relay_cmd_rcpt(line, size, er->addr)) < 0)
+	relay_dsn_rcpt_params(params, sizeof(params), &d->caps, er);
+	if ((n = relay_cmd_rcpt(line, size, er->addr, params)) < 0)
 		dlv_abort(d, errmap_from_errno(-n), "formatting RCPT TO");
 	return n;
 }
@@ -802,7 +804,7 @@ dlv_prepare_body(struct delivery *d)
 static void
 dlv_start_mail(struct delivery *d, bool rset)
 {
-	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
+	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96], params[RELAY_DSN_PARAMS_MAX];
 	int n;
 
 	if (dlv_prepare_body(d) < 0)
@@ -818,8 +820,9 @@ dlv_start_mail(struct delivery *d, bool rset)
 		return;
 	}
 	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
+	relay_dsn_mail_params(params, sizeof(params), &d->caps, d->env);	/* RFC 3461, where offered */
 	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
-	    d->scan.eightbit && d->convfd < 0);
+	    d->scan.eightbit && d->convfd < 0, params);
 	if (n < 0) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
@@ -1711,7 +1714,7 @@ dlv_pick_rcpts(struct delivery *d)
 		k = d->nrcpts++;
 		d->idx[k] = i;
 		d->tx[k] = TX_WAIT;
-		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr)) < 0) {
+		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr, NULL)) < 0) {
 			char reply[RELAY_REPLY_TEXT_MAX];
 
 			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-len),

@@ -162,6 +162,8 @@ reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
 		reply_add_auth_mechs(caps, s + 5, len - 5);
 	} else if (keyword_is(s, kwlen, "8BITMIME")) {
 		caps->eightbitmime = true;
+	} else if (keyword_is(s, kwlen, "DSN")) {
+		caps->dsn = true;
 	} else if (keyword_is(s, kwlen, "SIZE")) {
 		caps->size = true;
 		caps->size_max = 0;
@@ -369,7 +371,7 @@ finish_line(int n, size_t size)
 
 int
 relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit)
+		unsigned long long msgsize, bool eightbit, const char *params)
 {
 	char size_param[32] = "";
 	int r;
@@ -379,12 +381,43 @@ relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps
 		return r;
 	if (caps->size)
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
-	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s\r\n", from, size_param,
-	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : ""), size);
+	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s%s\r\n", from, size_param,
+	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : "", params ? params : ""), size);
+}
+
+void
+relay_dsn_mail_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope *env)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!caps->dsn)
+		return;
+	if (env->dsn_ret != DSN_RET_UNSPECIFIED)
+		n += (size_t)snprintf(out + n, size - n, " RET=%s", dsn_ret_name(env->dsn_ret));
+	if (env->dsn_envid != NULL && n < size)
+		snprintf(out + n, size - n, " ENVID=%s", env->dsn_envid);
+}
+
+void
+relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope_rcpt *r)
+{
+	char notify[DSN_NOTIFY_TEXT_MAX];
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!caps->dsn)
+		return;
+	if (r->notify != 0) {
+		dsn_notify_format(r->notify, notify, sizeof(notify));
+		n += (size_t)snprintf(out + n, size - n, " NOTIFY=%s", notify);
+	}
+	if (r->orcpt != NULL && n < size)
+		snprintf(out + n, size - n, " ORCPT=%s", r->orcpt);
 }
 
 int
-relay_cmd_rcpt(char *buf, size_t size, const char *to)
+relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params)
 {
 	int r;
 
@@ -392,7 +425,7 @@ relay_cmd_rcpt(char *buf, size_t size, const char *to)
 		return -EINVAL;
 	if ((r = check_word(to, true)) < 0)
 		return r;
-	return finish_line(snprintf(buf, size, "RCPT TO:<%s>\r\n", to), size);
+	return finish_line(snprintf(buf, size, "RCPT TO:<%s>%s\r\n", to, params ? params : ""), size);
 }
 
 int

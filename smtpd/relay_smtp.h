@@ -16,8 +16,12 @@
  *
  *	int relay_cmd_mail(char *buf, size_t size, const char *from,
  *			const struct relay_caps *caps, unsigned long long msgsize,
- *			bool eightbit);
- *	int relay_cmd_rcpt(char *buf, size_t size, const char *to);
+ *			bool eightbit, const char *params);
+ *	int relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params);
+ *	void relay_dsn_mail_params(char *out, size_t size, const struct relay_caps *caps,
+ *			const struct envelope *env);
+ *	void relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps,
+ *			const struct envelope_rcpt *r);
  *	int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
  *	int relay_local_reply(char *buf, size_t size,
  *			const struct errmap_reply *row, const char *detail);
@@ -36,7 +40,7 @@
  *
  *	Replies (RFC 5321 section 4.2).  relay_reply_begin() prepares r for
  *	the next reply; with ehlo set, the lines after the first are read as
- *	EHLO keywords (PIPELINING, SIZE [limit], 8BITMIME) into r->caps.
+ *	EHLO keywords (PIPELINING, SIZE [limit], 8BITMIME, DSN) into r->caps.
  *	relay_reply_line() takes one line without its line ending and
  *	returns 0 when more lines must follow ("250-"), 1 when the reply is
  *	complete ("250 " or a bare "250"), -EPROTO for a malformed line (no
@@ -70,7 +74,12 @@
  *	process boundary), -ENAMETOOLONG when it does not fit.  MAIL gets
  *	SIZE=<msgsize> when the server offered SIZE and BODY=8BITMIME when
  *	the content is 8-bit (eightbit) and the server offered 8BITMIME
- *	(RFC 6152; a 7-bit body is sent without BODY=).  relay_local_reply() writes the reply of an
+ *	(RFC 6152; a 7-bit body is sent without BODY=); params (NULL or "")
+ *	follows, as relay_dsn_*_params() make it.  relay_dsn_mail_params()
+ *	writes " RET=... ENVID=..." and relay_dsn_rcpt_params() " NOTIFY=...
+ *	ORCPT=..." with the values the envelope kept (RFC 3461, as the client
+ *	sent them), when the server offered DSN (caps->dsn) and the values
+ *	were given; else "" (a server without DSN gets none: RFC 3461 4).  relay_local_reply() writes the reply of an
  *	errmap row (errmap_from_errno(ECONNREFUSED), errmap_get(...)) as a
  *	reply line, "451 4.4.1 No answer from host: connection refused
  *	(detail)", with the same sanitising and bound as a remote reply; it
@@ -114,6 +123,7 @@ struct relay_caps {
 	bool		eightbitmime;
 	bool		starttls;	/* RFC 3207 */
 	bool		auth;		/* RFC 4954: AUTH (or the old AUTH=) */
+	bool		dsn;		/* RFC 3461 */
 	unsigned long long size_max;	/* SIZE limit; 0 = none announced */
 	char		auth_mechs[RELAY_AUTH_MECHS_MAX];	/* "PLAIN LOGIN SCRAM-SHA-256" */
 };
@@ -151,8 +161,11 @@ size_t relay_dot_encode(struct relay_dot *st, const char *in, size_t inlen, size
 size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
 
 int relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit);
-int relay_cmd_rcpt(char *buf, size_t size, const char *to);
+		unsigned long long msgsize, bool eightbit, const char *params);
+int relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params);
+#define RELAY_DSN_PARAMS_MAX	(2 * DSN_ORCPT_MAX + 64)	/* " RET=HDRS ENVID=..." or " NOTIFY=... ORCPT=..." */
+void relay_dsn_mail_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope *env);
+void relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope_rcpt *r);
 int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
 int relay_local_reply(char *buf, size_t size, const struct errmap_reply *row, const char *detail);
 

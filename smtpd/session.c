@@ -112,13 +112,16 @@
 #include "../common/cfg.h"
 #include "../common/envelope.h"
 #include "../common/errmap.h"
+#include "../common/forward.h"
 #include "../common/log.h"
+#include "../common/mboxlock.h"
 #include "../common/sasl.h"
 #include "../common/spool.h"
 #include "../common/tls.h"
 #include "../common/userdb.h"
 #include "auth.h"
 #include "commitq.h"
+#include "help.h"
 #include "runner.h"
 #include "server.h"
 #include "session.h"
@@ -143,6 +146,7 @@ enum smtp_state {
 	ST_COMMIT,		/* message complete, its commit in flight */
 	ST_TLS,			/* TLS handshake (after 220 to STARTTLS, or first under wrapper) */
 	ST_CLOSING,		/* last reply queued: flush, then free */
+	ST_NOMAIL,		/* greeted with 521 (accept_mail = no): only QUIT is served */
 	ST__COUNT
 };
 
@@ -157,6 +161,7 @@ static const char *const state_names[ST__COUNT] = {
 	[ST_COMMIT] = "commit",
 	[ST_TLS] = "tls",
 	[ST_CLOSING] = "closing",
+	[ST_NOMAIL] = "nomail",
 };
 
 #define ST(x)		(1u << (x))
@@ -165,6 +170,8 @@ static const char *const state_names[ST__COUNT] = {
 struct rcpt {
 	char	       *addr;		/* without brackets */
 	char	       *mailbox;	/* local mailbox, or NULL: for the relay */
+	unsigned	notify;		/* RCPT NOTIFY= (RFC 3461), 0: not given */
+	char	       *orcpt;		/* RCPT ORCPT= as sent, or NULL */
 };
 
 /* The mail transaction: at most one per session. */
@@ -180,7 +187,11 @@ struct txn {
 	struct smtp_hdrscan hdr;
 	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
 	char		mail_auth[ADDR_MAX];	/* MAIL's AUTH= of an authenticated client, or "" */
+	enum dsn_ret	dsn_ret;	/* MAIL's RET= (RFC 3461) */
+	char		dsn_envid[DSN_ORCPT_MAX + 1];	/* MAIL's ENVID= as sent, or "" */
 	uint64_t	octets;		/* bytes received after the DATA line */
+	int	       *locks;		/* shared mailbox locks (mboxlock.h) from the end of data on */
+	size_t		nlocks;
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
 };
 
@@ -231,6 +242,8 @@ struct session_commit {
 	char		client[INET6_ADDRSTRLEN];
 	char		tls[128];	/* "tls=TLSv1.3 cipher=..." or "tls=no", for the log */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
+	int	       *locks;		/* shared mailbox locks, released once published */
+	size_t		nlocks;
 };
 
 typedef void cmd_handler(struct session *s, const char *arg);
@@ -258,8 +271,8 @@ static const struct smtp_command commands[] = {
 	{ "DATA", ST(ST_RCPT), ARG_NONE, cmd_data, "DATA" },
 	{ "RSET", ST_ANY, ARG_NONE, cmd_rset, "RSET" },
 	{ "NOOP", ST_ANY, ARG_OPTIONAL, cmd_noop, "NOOP [<string>]" },
-	{ "QUIT", ST_ANY, ARG_NONE, cmd_quit, "QUIT" },
-	{ "HELP", ST_ANY, ARG_OPTIONAL, cmd_help, "HELP [<command>]" },
+	{ "QUIT", ST_ANY | ST(ST_NOMAIL), ARG_NONE, cmd_quit, "QUIT" },
+	{ "HELP", ST_ANY, ARG_OPTIONAL, cmd_help, "HELP [<command> | STATUS]" },
 	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
 	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
 	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
@@ -297,6 +310,7 @@ static const struct {
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
+	{ "DSN", NULL },			/* RFC 3461 */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -471,8 +485,12 @@ txn_reset(struct session *s)
 	for (i = 0; i < t->nrcpt; i++) {
 		free(t->rcpt[i].addr);
 		free(t->rcpt[i].mailbox);
+		free(t->rcpt[i].orcpt);
 	}
 	free(t->rcpt);
+	for (i = 0; i < t->nlocks; i++)
+		mboxlock_release(t->locks[i]);
+	free(t->locks);
 	spool_msg_free(t->msg);		/* a message being received leaves tmp/ */
 	memset(t, 0, sizeof(*t));
 }
@@ -719,10 +737,11 @@ txn_abort(struct session *s)
 		session_enter(s, ST_IDLE);
 }
 
-/* Adds a recipient; a duplicate is accepted and delivered once. */
+/* Adds a recipient with its DSN parameters (p); a duplicate is accepted and delivered once. */
 static int
-txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
+txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox, const struct smtp_rcpt *p)
 {
+	struct rcpt *r;
 	struct rcpt *grown;
 	size_t i;
 
@@ -740,11 +759,15 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *mailbox)
 		t->rcpt = grown;
 		t->cap = cap;
 	}
-	t->rcpt[t->nrcpt].addr = strdup(addr);
-	t->rcpt[t->nrcpt].mailbox = mailbox ? strdup(mailbox) : NULL;
-	if (t->rcpt[t->nrcpt].addr == NULL || (mailbox != NULL && t->rcpt[t->nrcpt].mailbox == NULL)) {
-		free(t->rcpt[t->nrcpt].addr);
-		free(t->rcpt[t->nrcpt].mailbox);
+	r = &t->rcpt[t->nrcpt];
+	r->addr = strdup(addr);
+	r->mailbox = mailbox ? strdup(mailbox) : NULL;
+	r->notify = p->notify;
+	r->orcpt = p->orcpt[0] != '\0' ? strdup(p->orcpt) : NULL;
+	if (r->addr == NULL || (mailbox != NULL && r->mailbox == NULL) || (p->orcpt[0] != '\0' && r->orcpt == NULL)) {
+		free(r->addr);
+		free(r->mailbox);
+		free(r->orcpt);
 		return -ENOMEM;
 	}
 	t->nrcpt++;
@@ -1134,6 +1157,8 @@ cmd_mail(struct session *s, const char *arg)
 	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
 	if (mail.has_auth && s->auth_user[0] != '\0')
 		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
+	s->txn.dsn_ret = mail.ret;
+	snprintf(s->txn.dsn_envid, sizeof(s->txn.dsn_envid), "%s", mail.envid);
 	session_enter(s, ST_MAIL);
 	smtp_reply(s, REPLY_SENDER_OK, NULL);
 }
@@ -1159,9 +1184,70 @@ local_mailbox(struct session *s, const char *addr, char *mbox, size_t size, enum
 	return 0;
 }
 
+/*
+ * 450 4.2.0 to the RCPT of a mailbox a script has locked (mboxlock.h):
+ * true when it answered.  Only a probe: the lock is taken again, and
+ * held, at the end of the data.
+ */
+static bool
+rcpt_mailbox_busy(struct session *s, const char *addr, const char *mbox)
+{
+	int fd, err = mboxlock_shared(s->srv->spool, mbox, &fd);
+
+	mboxlock_release(fd);
+	if (err != -EAGAIN)
+		return false;
+	s->txn.refused++;
+	smtp_reply(s, REPLY_MAILBOX_BUSY, "<%s>: %s", addr, errmap_get(REPLY_MAILBOX_BUSY)->text);
+	return true;
+}
+
+/*
+ * A recipient with a [forwards] entry (RFC 5321 3.4): under forwarding =
+ * yes it is accepted for the new address, 251 2.1.5 (a remote address is
+ * queued for the relay like any remote recipient, a local one goes to its
+ * mailbox); under no, 551 5.1.6 names the new address and nothing is
+ * accepted.  One step: the new address is not looked up in [forwards].
+ */
+static void
+rcpt_forward(struct session *s, const struct smtp_rcpt *rcpt, const char *to)
+{
+	const char *addr = rcpt->to;
+	const struct cfg *cfg = s->srv->cfg;
+	char mbox[ADDR_MAILBOX_MAX + 1];
+	enum reply_id refusal;
+	int at = addr_split(to), err;
+
+	if (!cfg->forwarding) {
+		s->txn.refused++;
+		smtp_reply(s, REPLY_USER_NOT_LOCAL, "User not local; please try <%s>", to);
+		return;
+	}
+	if (at >= 0 && cfg_domain_is_local(cfg, to + at + 1)) {
+		if (local_mailbox(s, to, mbox, sizeof(mbox), &refusal) < 0) {
+			s->txn.refused++;
+			smtp_reply(s, refusal, "<%s>: forwarded to <%s>: %s", addr, to, errmap_get(refusal)->text);
+			return;
+		}
+		if (rcpt_mailbox_busy(s, to, mbox))
+			return;
+		err = txn_add_rcpt(&s->txn, to, mbox, rcpt);
+	} else {
+		err = txn_add_rcpt(&s->txn, to, NULL, rcpt);
+	}
+	if (err < 0) {
+		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+		return;
+	}
+	log_info("forward", "session=%" PRIu64 " client=%s rcpt=<%s> to=<%s>", s->id, s->ip, addr, to);
+	session_enter(s, ST_RCPT);
+	smtp_reply(s, REPLY_WILL_FORWARD, "User not local; will forward to <%s>", to);
+}
+
 static void
 cmd_rcpt(struct session *s, const char *arg)
 {
+	const char *fwd;
 	const struct cfg *cfg = s->srv->cfg;
 	struct smtp_rcpt rcpt;
 	struct smtp_perror why;
@@ -1185,15 +1271,21 @@ cmd_rcpt(struct session *s, const char *arg)
 		return;
 	}
 	at = addr_split(rcpt.to);
+	if (at >= 0 && cfg_domain_is_local(cfg, rcpt.to + at + 1) && (fwd = forward_find(cfg, rcpt.to)) != NULL) {
+		rcpt_forward(s, &rcpt, fwd);
+		return;
+	}
 	if (at < 0 || cfg_domain_is_local(cfg, rcpt.to + at + 1)) {
 		if (local_mailbox(s, rcpt.to, mbox, sizeof(mbox), &refusal) < 0) {
 			s->txn.refused++;
 			smtp_reply(s, refusal, "<%s>: %s", rcpt.to, errmap_get(refusal)->text);
 			return;
 		}
-		err = txn_add_rcpt(&s->txn, rcpt.to, mbox);
+		if (rcpt_mailbox_busy(s, rcpt.to, mbox))
+			return;
+		err = txn_add_rcpt(&s->txn, rcpt.to, mbox, &rcpt);
 	} else if (s->may_relay || s->auth_user[0] != '\0') {	/* relay_networks, or AUTH */
-		err = txn_add_rcpt(&s->txn, rcpt.to, NULL);
+		err = txn_add_rcpt(&s->txn, rcpt.to, NULL, &rcpt);
 	} else {
 		s->txn.refused++;
 		smtp_reply(s, REPLY_RELAY_DENIED, "<%s>: %s", rcpt.to, errmap_get(REPLY_RELAY_DENIED)->text);
@@ -1313,11 +1405,47 @@ cmd_quit(struct session *s, const char *arg)
 	session_close(s);
 }
 
+/*
+ * VRFY (RFC 5321 3.5.3): 252 unless vrfy = yes; then a local address is
+ * answered 250 2.1.5 (a mailbox here), 550 (none), 251/551 (a forward,
+ * the reply RCPT would give), and any other address 252, as RFC 5321
+ * 7.3 allows a server that does not say.  Nothing is created.
+ */
 static void
 cmd_vrfy(struct session *s, const char *arg)
 {
-	(void)arg;
-	smtp_reply(s, REPLY_CANNOT_VRFY, NULL);
+	const struct cfg *cfg = s->srv->cfg;
+	char addr[ADDR_MAX], mbox[ADDR_MAILBOX_MAX + 1];
+	const char *rest, *fwd;
+	enum reply_id refusal;
+	int at, err;
+
+	if (!cfg->vrfy) {
+		smtp_reply(s, REPLY_CANNOT_VRFY, NULL);
+		return;
+	}
+	err = addr_parse_path(arg, addr, sizeof(addr), &rest, ADDR_ALLOW_UNBRACKETED | ADDR_ALLOW_POSTMASTER);
+	if (err < 0 || *rest != '\0') {
+		smtp_reply(s, REPLY_SYNTAX, "Syntax: VRFY <address>");
+		return;
+	}
+	at = addr_split(addr);
+	if (at >= 0 && !cfg_domain_is_local(cfg, addr + at + 1)) {
+		smtp_reply(s, REPLY_CANNOT_VRFY, NULL);
+		return;
+	}
+	if (at >= 0 && (fwd = forward_find(cfg, addr)) != NULL) {
+		if (cfg->forwarding)
+			smtp_reply(s, REPLY_WILL_FORWARD, "User not local; will forward to <%s>", fwd);
+		else
+			smtp_reply(s, REPLY_USER_NOT_LOCAL, "User not local; please try <%s>", fwd);
+		return;
+	}
+	if (local_mailbox(s, addr, mbox, sizeof(mbox), &refusal) < 0) {
+		smtp_reply(s, refusal, "<%s>: %s", addr, errmap_get(refusal)->text);
+		return;
+	}
+	smtp_reply(s, REPLY_RCPT_OK, "<%s>", addr);
 }
 
 static void
@@ -1393,11 +1521,43 @@ command_lookup(const char *verb)
 	return NULL;
 }
 
+/* HELP STATUS (211): the server's state, for clients that may relay; others get 214 saying so. */
+static void
+help_status_reply(struct session *s)
+{
+	char buf[HELP_STATUS_LINES][HELP_LINE_MAX];
+	const char *lines[HELP_STATUS_LINES];
+	size_t i, n;
+
+	if (!s->may_relay && s->auth_user[0] == '\0') {
+		smtp_reply(s, REPLY_HELP, "STATUS: the server's state is shown to clients in relay_networks only");
+		return;
+	}
+	n = help_status(s->srv, s->lst->cfg->name, buf, HELP_STATUS_LINES);
+	for (i = 0; i < n; i++)
+		lines[i] = buf[i];
+	reply_send(s, REPLY_SYSTEM_STATUS, 0, lines, n);
+}
+
+/* HELP <command>: its syntax (the command table), then what help.c says about it. */
+static void
+help_command_reply(struct session *s, const struct smtp_command *c)
+{
+	char syntax[REPLY_LINE_MAX];
+	const char *lines[1 + 8];
+	size_t n;
+
+	snprintf(syntax, sizeof(syntax), "Syntax: %s", c->help);
+	lines[0] = syntax;
+	n = 1 + help_topic(c->verb, lines + 1, 8);
+	reply_send(s, REPLY_HELP, 0, lines, n);
+}
+
 static void
 cmd_help(struct session *s, const char *arg)
 {
-	char verbs[REPLY_LINE_MAX], up[SMTP_VERB_MAX];
-	const char *lines[2];
+	char verbs[REPLY_LINE_MAX], up[SMTP_VERB_MAX], intro[REPLY_LINE_MAX];
+	const char *lines[4];
 	const struct smtp_command *c;
 	size_t i, n = 0;
 
@@ -1405,18 +1565,26 @@ cmd_help(struct session *s, const char *arg)
 		for (i = 0; arg[i] != '\0' && i + 1 < sizeof(up); i++)
 			up[i] = (char)(arg[i] >= 'a' && arg[i] <= 'z' ? arg[i] - 'a' + 'A' : arg[i]);
 		up[i] = '\0';
-		if (arg[i] != '\0' || (c = command_lookup(up)) == NULL) {
-			smtp_reply(s, REPLY_PARAM_NOT_IMPLEMENTED, "HELP: no such topic");
+		if (arg[i] == '\0' && strcmp(up, "STATUS") == 0) {
+			help_status_reply(s);
 			return;
 		}
-		smtp_reply(s, REPLY_HELP, "Syntax: %s", c->help);
+		if (arg[i] != '\0' || (c = command_lookup(up)) == NULL) {
+			smtp_reply(s, REPLY_PARAM_NOT_IMPLEMENTED, "HELP: no such topic (HELP lists the commands)");
+			return;
+		}
+		help_command_reply(s, c);
 		return;
 	}
 	for (i = 0; i < N_COMMANDS; i++)
 		n += (size_t)snprintf(verbs + n, sizeof(verbs) - n, "%s%s", i ? " " : "", commands[i].verb);
-	lines[0] = "spoolgate, RFC 5321; commands:";
+	snprintf(intro, sizeof(intro), "spoolgate %s on %s (RFC 5321); commands:", SPOOLGATE_VERSION,
+	    s->srv->hostname);
+	lines[0] = intro;
 	lines[1] = verbs;
-	reply_send(s, REPLY_HELP, 0, lines, 2);
+	lines[2] = "HELP <command> explains one; HELP STATUS shows the server's state (relay clients)";
+	lines[3] = "To report a problem with this server, write to postmaster";
+	reply_send(s, REPLY_HELP, 0, lines, 4);
 }
 
 /* 503, or 554 for DATA after every RCPT was refused (RFC 5321 3.3). */
@@ -1441,6 +1609,32 @@ sequence_error(struct session *s, const struct smtp_command *c)
 	smtp_reply(s, REPLY_BAD_SEQUENCE, NULL);
 }
 
+/*
+ * RFC 7504: a listener with accept_mail = no greets with 521 5.3.2 and
+ * answers 521 to every command but QUIT.  These count toward max_errors:
+ * a client that never says QUIT is closed with 421 like any other that
+ * keeps failing.
+ */
+static void
+no_mail_reply(struct session *s)
+{
+	smtp_reply(s, REPLY_NO_MAIL_ACCEPTED, "%s does not accept mail", s->srv->hostname);
+}
+
+/* The first reply: 220, or 521 on a listener that accepts no mail (then only QUIT is served). */
+static void
+session_greet(struct session *s)
+{
+	const struct cfg *cfg = s->srv->cfg;
+
+	if (!s->lst->cfg->accept_mail) {
+		session_enter(s, ST_NOMAIL);
+		smtp_reply_uncounted(s, REPLY_NO_MAIL_ACCEPTED, "%s does not accept mail", s->srv->hostname);
+		return;
+	}
+	smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
+}
+
 /* One complete command line, line ending removed. */
 static void
 dispatch(struct session *s, size_t len)
@@ -1450,11 +1644,16 @@ dispatch(struct session *s, size_t len)
 	int err;
 
 	err = smtp_parse_command(s->line, len, &cl);
+	c = err == 0 ? command_lookup(cl.verb) : NULL;
+	if (s->state == ST_NOMAIL && (c == NULL || !(c->states & ST(ST_NOMAIL)))) {
+		no_mail_reply(s);		/* RFC 7504: 521 to everything but QUIT */
+		return;
+	}
 	if (err == -EILSEQ) {
 		smtp_reply(s, REPLY_SYNTAX, "%s: NUL or CR byte in command line", errmap_get(REPLY_SYNTAX)->text);
 		return;
 	}
-	if (err < 0 || (c = command_lookup(cl.verb)) == NULL) {
+	if (c == NULL) {
 		smtp_reply(s, REPLY_UNKNOWN_COMMAND, NULL);
 		return;
 	}
@@ -1650,8 +1849,47 @@ commit_done(void *arg, int result)
 	}
 	if (s != NULL && s->state == ST_COMMIT)
 		session_commit_done(s, id, result);
+	for (size_t i = 0; i < c->nlocks; i++)
+		mboxlock_release(c->locks[i]);
+	free(c->locks);
 	spool_msg_free(c->msg);
 	free(c);
+}
+
+/*
+ * The shared lock of a local target (mboxlock.h), held until the message
+ * is published there: -EAGAIN (450 4.2.0 for the message) while a script
+ * holds the mailbox.
+ */
+static int
+txn_lock_mailbox(struct session *s, const char *mbox)
+{
+	struct txn *t = &s->txn;
+	int *grown, fd, err;
+
+	if ((grown = realloc(t->locks, (t->nlocks + 1) * sizeof(*grown))) == NULL)
+		return -ENOMEM;
+	t->locks = grown;
+	if ((err = mboxlock_shared(s->srv->spool, mbox, &fd)) < 0) {
+		log_info("mailbox-locked", "id=%s session=%" PRIu64 " mailbox=%s error=%d", spool_msg_id(t->msg),
+		    s->id, mbox, -err);
+		return err;
+	}
+	if (fd >= 0)
+		t->locks[t->nlocks++] = fd;
+	return 0;
+}
+
+/* A relay recipient into the record, with its DSN parameters. */
+static int
+envelope_add_queued_rcpt(struct envelope *env, const struct rcpt *r)
+{
+	size_t before = env->nrcpt;
+	int err;
+
+	if ((err = envelope_add_rcpt(env, r->addr)) < 0 || env->nrcpt == before)
+		return err;		/* a duplicate keeps the parameters of its first RCPT */
+	return envelope_set_rcpt_dsn(env, env->nrcpt - 1, r->notify, r->orcpt);
 }
 
 /* Registers where the message goes: local mailboxes, the relay's queue. */
@@ -1666,7 +1904,7 @@ data_register_targets(struct session *s, bool *queued)
 
 	*queued = false;
 	for (i = 0; i < t->nrcpt && err == 0; i++)
-		if (t->rcpt[i].mailbox != NULL)
+		if (t->rcpt[i].mailbox != NULL && (err = txn_lock_mailbox(s, t->rcpt[i].mailbox)) == 0)
 			err = spool_msg_deliver_local(t->msg, t->rcpt[i].mailbox);
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
@@ -1681,9 +1919,13 @@ data_register_targets(struct session *s, bool *queued)
 		envelope_free(&env);
 		return err;
 	}
+	if ((err = envelope_set_dsn_request(&env, t->dsn_ret, t->dsn_envid[0] != '\0' ? t->dsn_envid : NULL)) < 0) {
+		envelope_free(&env);
+		return err;
+	}
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
-			err = envelope_add_rcpt(&env, t->rcpt[i].addr);
+			err = envelope_add_queued_rcpt(&env, &t->rcpt[i]);
 	if (err == 0)
 		err = spool_msg_queue(t->msg, &env);
 	envelope_free(&env);
@@ -1747,6 +1989,10 @@ data_finish(struct session *s)
 		return;
 	}
 	t->msg = NULL;				/* the job owns it now */
+	c->locks = t->locks;			/* and the mailbox locks, until published */
+	c->nlocks = t->nlocks;
+	t->locks = NULL;
+	t->nlocks = 0;
 	txn_reset(s);
 	session_enter(s, ST_COMMIT);
 }
@@ -1961,7 +2207,7 @@ tls_ready(struct session *s)
 	session_enter(s, ST_GREETED);
 	deadline_restart(s);
 	if (tls_policy_is_wrapper(s->lst->tls_policy))
-		smtp_reply(s, REPLY_GREETING, "%s", s->srv->cfg->banner ? s->srv->cfg->banner : "ESMTP");
+		session_greet(s);
 	process_input(s);
 }
 
@@ -2151,7 +2397,7 @@ session_accept(const struct server_listener *lst, evutil_socket_t fd, const stru
 	log_info("connect", "session=%" PRIu64 " client=%s listener=%s relay=%s", s->id, s->ip, lst->cfg->name,
 	    s->may_relay ? "yes" : "no");
 	if (s->state != ST_TLS)
-		smtp_reply(s, REPLY_GREETING, "%s", cfg->banner ? cfg->banner : "ESMTP");
+		session_greet(s);
 	return;
 fail:
 	if (err == -ENOMEM)

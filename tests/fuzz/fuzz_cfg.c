@@ -8,7 +8,9 @@
  *	file must give a configuration the daemons can use: every string
  *	they need is set, listen and smarthost split into host and port,
  *	retry_max is not below retry_min, the lists are within CFG_MAX_LIST,
- *	and every scalar key prints through cfg_value().  cfg_free() follows
+ *	every scalar key prints through cfg_value(), and each [forwards]
+ *	line is two addresses, its key in local_domains, found by
+ *	forward_find().  cfg_free() follows
  *	either way (the daemons call it after an error too).
  */
 #include <errno.h>
@@ -16,7 +18,9 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "common/addr.h"
 #include "common/cfg.h"
+#include "common/forward.h"
 
 static const char *const scalar_keys[][2] = {
 	{ "spool", "dir" }, { "spool", "user" }, { "spool", "hostname" },
@@ -51,6 +55,16 @@ check_usable(const struct cfg *cfg)
 	    cfg->n_relay_networks <= CFG_MAX_LIST, "a list over CFG_MAX_LIST");
 	for (i = 0; i < cfg->n_local_domains; i++)
 		FUZZ_CHECK(cfg->local_domains[i] != NULL && cfg->local_domains[i][0] != '\0', "empty domain");
+	/* [forwards]: addresses, the keys in local_domains, each found by forward_find() */
+	FUZZ_CHECK(cfg->n_forwards <= CFG_MAX_FORWARDS, "%zu forwards", cfg->n_forwards);
+	for (i = 0; i < cfg->n_forwards; i++) {
+		const char *from = cfg->forwards[i].from;
+		int at = addr_split(from);
+
+		FUZZ_CHECK(at > 0 && cfg_domain_is_local(cfg, from + at + 1), "forward key '%s' not local", from);
+		FUZZ_CHECK(addr_split(cfg->forwards[i].to) > 0, "forward target '%s'", cfg->forwards[i].to);
+		FUZZ_CHECK(forward_find(cfg, from) == cfg->forwards[i].to, "forward '%s' not found", from);
+	}
 	for (i = 0; i < sizeof(scalar_keys) / sizeof(scalar_keys[0]); i++)
 		FUZZ_CHECK(cfg_value(cfg, scalar_keys[i][0], scalar_keys[i][1], value, sizeof(value)) == 0,
 		    "cfg_value %s.%s", scalar_keys[i][0], scalar_keys[i][1]);

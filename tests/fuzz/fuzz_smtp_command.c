@@ -11,7 +11,8 @@
  *	the line; an accepted HELO name is printable ASCII without blanks;
  *	an accepted path is NUL-terminated within its buffer, 7-bit, without
  *	control characters, and its rest lies inside the input; a refusal is
- *	a 5xx reply; xtext never grows.
+ *	a 5xx reply; xtext never grows; the DSN parameters kept (ENVID,
+ *	ORCPT, NOTIFY) are what an envelope record accepts.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -64,14 +65,20 @@ check_arguments(const char *arg)
 			FUZZ_CHECK(helo[i] > 0x20 && helo[i] < 0x7f, "HELO name byte 0x%02x", (unsigned char)helo[i]);
 	}
 	memset(&why, 0, sizeof(why));
-	if (smtp_parse_mail(arg, &mail, &why) == 0)
+	if (smtp_parse_mail(arg, &mail, &why) == 0) {
 		check_address(mail.from, sizeof(mail.from), "MAIL FROM");
-	else
+		/* RFC 3461: what is kept is what the record accepts */
+		FUZZ_CHECK(mail.envid[0] == '\0' || dsn_envid_check(mail.envid) == 0, "ENVID kept: '%s'", mail.envid);
+		FUZZ_CHECK(mail.ret <= DSN_RET_HDRS, "RET %d", (int)mail.ret);
+	} else
 		FUZZ_CHECK(why.reply < REPLY__COUNT && errmap_get(why.reply)->code >= 500,
 		    "MAIL refused with reply %d", (int)why.reply);
 	memset(&why, 0, sizeof(why));
 	if (smtp_parse_rcpt(arg, &rcpt, &why) == 0) {
 		check_address(rcpt.to, sizeof(rcpt.to), "RCPT TO");
+		FUZZ_CHECK(rcpt.orcpt[0] == '\0' || dsn_orcpt_check(rcpt.orcpt) == 0, "ORCPT kept: '%s'", rcpt.orcpt);
+		FUZZ_CHECK(!(rcpt.notify & DSN_NOTIFY_NEVER) || rcpt.notify == DSN_NOTIFY_NEVER,
+		    "NEVER with another NOTIFY keyword: %#x", rcpt.notify);
 		FUZZ_CHECK(rcpt.to[0] != '\0', "empty forward-path accepted");
 	} else {
 		FUZZ_CHECK(why.reply < REPLY__COUNT && errmap_get(why.reply)->code >= 500,

@@ -221,7 +221,7 @@ _SECTION = {
     'max_line': 'smtpd', 'max_recipients': 'smtpd', 'max_message_size': 'smtpd',
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
-    'session_deadline': 'smtpd',
+    'session_deadline': 'smtpd', 'vrfy': 'smtpd', 'forwarding': 'smtpd',
     'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
     'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
@@ -235,6 +235,7 @@ _SECTION = {
     'connection_reuse_time_limit': 'relay', 'max_per_destination': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
+    'forwards': 'forwards',	# a dict: address -> new address, one line each
     # a dict: name -> {key: value}, one [listener NAME] section each
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
@@ -242,7 +243,7 @@ _SECTION = {
     'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs', 'wait_timeout': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'forwards', 'sendmail', 'fs', 'log']
 
 
 def _fmt(value):
@@ -326,8 +327,8 @@ class Instance:
         for key, value in self.cfg.items():
             if value is None:
                 continue
-            if key == 'routes':
-                sections['routes'].extend('%s = %s' % kv for kv in value.items())
+            if key in ('routes', 'forwards'):
+                sections[key].extend('%s = %s' % kv for kv in value.items())
                 continue
             if key == 'listeners':
                 for name, keys in value.items():

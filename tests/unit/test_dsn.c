@@ -362,6 +362,41 @@ START_TEST(test_nothing_to_report)
 }
 END_TEST
 
+/* RFC 3461: NOTIFY chooses who is in a notice; ENVID and ORCPT are named, decoded. */
+START_TEST(test_notify_envid_orcpt)
+{
+	struct envelope env;
+	struct dsn_request req = { .hostname = "gw.example", .id = "1764445659.M9P9Q7", .now = NOW, .datafd = -1 };
+	struct parsed p;
+	char *out = NULL;
+	size_t len;
+
+	make_env(&env);
+	req.env = &env;
+	ck_assert_int_eq(envelope_add_rcpt(&env, "erin@example.net"), 0);
+	ck_assert_int_eq(envelope_set_rcpt(&env, 3, RCPT_FAILED, "550 5.1.1 no erin"), 0);
+	ck_assert_int_eq(envelope_set_dsn_request(&env, DSN_RET_HDRS, "QQ+2B314159"), 0);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 0, DSN_NOTIFY_FAILURE, "rfc822;bob+2Bold@localhost"), 0);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 3, DSN_NOTIFY_NEVER, NULL), 0);
+	ck_assert_uint_eq(dsn_recipients_wanting(&env, false), 1);
+	build_and_parse(&req, &p);
+	ck_assert_uint_eq(count_blocks(&p), 2);		/* erin asked for NEVER */
+	assert_field(&p, 0, "Original-Envelope-Id", "QQ+314159");
+	assert_field(&p, 1, "Original-Recipient", "rfc822;bob+old@localhost");
+	assert_field(&p, 1, "Final-Recipient", "rfc822; bob@example.net");
+	ck_assert_ptr_null(strstr(p.raw, "erin@"));
+	parsed_free(&p);
+	/* nobody wants a failure notice: none is built; delays are still reported to dave */
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 0, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY, NULL), 0);
+	ck_assert_uint_eq(dsn_recipients_wanting(&env, false), 0);
+	ck_assert_int_eq(dsn_build(&req, &out, &len), -EINVAL);
+	ck_assert_uint_eq(dsn_recipients_wanting(&env, true), 1);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, DSN_NOTIFY_FAILURE, NULL), 0);
+	ck_assert_uint_eq(dsn_recipients_wanting(&env, true), 0);
+	envelope_free(&env);
+}
+END_TEST
+
 /* Values no well-behaved peer sends, set on the struct directly. */
 static const char *const hostile_replies[] = {
 	"550 5.1.1 no\r\n.\r\nMAIL FROM:<x@evil>\r\n",
@@ -573,6 +608,7 @@ dsn_suite(void)
 	tcase_add_test(tc, test_failed_notice_fields);
 	tcase_add_test(tc, test_delayed_notice_fields);
 	tcase_add_test(tc, test_nothing_to_report);
+	tcase_add_test(tc, test_notify_envid_orcpt);
 	tcase_add_loop_test(tc, test_hostile_values_keep_structure, 0, N_HOSTILE);
 	tcase_add_test(tc, test_remote_mta_forms);
 	tcase_add_test(tc, test_bare_cr_in_headers);

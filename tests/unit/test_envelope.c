@@ -82,7 +82,12 @@ assert_env_equal(const struct envelope *a, const struct envelope *b)
 		ck_assert_msg(streq_null(a->rcpt[i].host, b->rcpt[i].host), "rcpt %zu host '%s' != '%s'",
 		    i, a->rcpt[i].host, b->rcpt[i].host);
 		ck_assert_int_eq(a->rcpt[i].at, b->rcpt[i].at);
+		ck_assert_uint_eq(a->rcpt[i].notify, b->rcpt[i].notify);
+		ck_assert_msg(streq_null(a->rcpt[i].orcpt, b->rcpt[i].orcpt), "rcpt %zu orcpt '%s' != '%s'",
+		    i, a->rcpt[i].orcpt, b->rcpt[i].orcpt);
 	}
+	ck_assert_int_eq(a->dsn_ret, b->dsn_ret);
+	ck_assert_msg(streq_null(a->dsn_envid, b->dsn_envid), "dsn_envid '%s' != '%s'", a->dsn_envid, b->dsn_envid);
 	ck_assert_msg(streq_null(a->dsn, b->dsn), "dsn '%s' != '%s'", a->dsn, b->dsn);
 	ck_assert_msg(streq_null(a->dsn_delayed, b->dsn_delayed), "dsn-delayed '%s' != '%s'",
 	    a->dsn_delayed, b->dsn_delayed);
@@ -462,6 +467,47 @@ static const struct bad_case bad_dsn_cases[] = {
 };
 #define N_BAD_DSN_CASES	(sizeof(bad_dsn_cases) / sizeof(bad_dsn_cases[0]))
 
+/* RFC 3461 parameters in a record (envelope.h). */
+static const char good_dsn_param_record[] =
+	"spoolgate-envelope: 1\n"
+	"id: 1764442059.M123456P4242Q7\n"
+	"created: 1764442059\n"
+	"from: <alice@localhost>\n"
+	"data-offset: 31\n"
+	"dsn-ret: HDRS\n"
+	"dsn-envid: QQ+2B314159\n"
+	"rcpt: failed <bob@example.net> 550 5.1.1 no such user\n"
+	"rcpt-dsn: notify=SUCCESS,FAILURE orcpt=rfc822;bob+2Bx@example.net\n"
+	"rcpt-at: 1764442100 mx1.example.net:25\n"
+	"rcpt: pending <carol@example.net>\n"
+	"rcpt-dsn: notify=NEVER\n"
+	"rcpt: pending <dave@example.net>\n"
+	"attempts: 2\n"
+	"next-attempt: 0\n";
+
+static const struct bad_case bad_dsn_param_cases[] = {
+	{ "rcpt-dsn after rcpt-at", "rcpt-dsn: notify=SUCCESS,FAILURE orcpt=rfc822;bob+2Bx@example.net\n"
+	    "rcpt-at: 1764442100 mx1.example.net:25\n", "rcpt-at: 1764442100 mx1.example.net:25\n"
+	    "rcpt-dsn: notify=SUCCESS\n" },
+	{ "rcpt-dsn before any rcpt", "dsn-envid: QQ+2B314159\n", "dsn-envid: QQ+2B314159\nrcpt-dsn: notify=NEVER\n" },
+	{ "rcpt-dsn twice", "rcpt-dsn: notify=NEVER\n", "rcpt-dsn: notify=NEVER\nrcpt-dsn: notify=NEVER\n" },
+	{ "rcpt-dsn empty", "rcpt-dsn: notify=NEVER\n", "rcpt-dsn: \n" },
+	{ "rcpt-dsn unknown word", "notify=NEVER", "notify=NEVER ret=FULL" },
+	{ "rcpt-dsn notify twice", "notify=NEVER", "notify=NEVER notify=NEVER" },
+	{ "rcpt-dsn NEVER with another", "notify=NEVER", "notify=NEVER,DELAY" },
+	{ "rcpt-dsn bad notify", "notify=NEVER", "notify=ALWAYS" },
+	{ "rcpt-dsn lower-case notify", "notify=NEVER", "notify=never" },
+	{ "rcpt-dsn orcpt without type", "orcpt=rfc822;bob", "orcpt=bob" },
+	{ "rcpt-dsn orcpt bad xtext", "bob+2Bx", "bob+2bx" },
+	{ "dsn-ret twice", "dsn-ret: HDRS\n", "dsn-ret: HDRS\ndsn-ret: FULL\n" },
+	{ "dsn-ret bad", "dsn-ret: HDRS", "dsn-ret: SOME" },
+	{ "dsn-ret lower case", "dsn-ret: HDRS", "dsn-ret: hdrs" },
+	{ "dsn-envid twice", "dsn-envid: QQ+2B314159\n", "dsn-envid: QQ+2B314159\ndsn-envid: x\n" },
+	{ "dsn-envid with a space", "QQ+2B314159", "QQ 314159" },
+	{ "dsn-envid decoded control", "QQ+2B314159", "QQ+0A" },
+};
+#define N_BAD_DSN_PARAM_CASES	(sizeof(bad_dsn_param_cases) / sizeof(bad_dsn_param_cases[0]))
+
 
 /* A good record of a refused submission; each case below damages it. */
 static const char good_rejected[] =
@@ -602,16 +648,57 @@ START_TEST(test_good_dsn_record_parses)
 }
 END_TEST
 
-START_TEST(test_bad_dsn_record)
+/* good edited as c says must be refused as corrupt. */
+static void
+assert_edit_refused(const char *good, const struct bad_case *c)
 {
-	const struct bad_case *c = &bad_dsn_cases[_i];
 	struct envelope env;
-	char *text = edit_good(good_dsn_record, c);
+	char *text = edit_good(good, c);
 	int r;
 
 	r = envelope_parse(text, strlen(text), &env);
 	ck_assert_msg(r == -EBADMSG, "%s: envelope_parse = %d, want -EBADMSG; record:\n%s", c->what, r, text);
 	free(text);
+}
+
+START_TEST(test_bad_dsn_record)
+{
+	assert_edit_refused(good_dsn_record, &bad_dsn_cases[_i]);
+}
+END_TEST
+
+START_TEST(test_good_dsn_param_record_parses)
+{
+	struct envelope env, copy;
+
+	ck_assert_int_eq(envelope_parse(good_dsn_param_record, strlen(good_dsn_param_record), &env), 0);
+	ck_assert_int_eq(env.dsn_ret, DSN_RET_HDRS);
+	ck_assert_str_eq(env.dsn_envid, "QQ+2B314159");
+	ck_assert_uint_eq(env.rcpt[0].notify, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE);
+	ck_assert_str_eq(env.rcpt[0].orcpt, "rfc822;bob+2Bx@example.net");
+	ck_assert_str_eq(env.rcpt[0].host, "mx1.example.net:25");
+	ck_assert_uint_eq(env.rcpt[1].notify, DSN_NOTIFY_NEVER);
+	ck_assert_ptr_null(env.rcpt[1].orcpt);
+	ck_assert_uint_eq(env.rcpt[2].notify, 0);
+	assert_round_trip(&env);
+	ck_assert_int_eq(envelope_copy(&copy, &env), 0);
+	assert_env_equal(&env, &copy);
+	/* setters refuse what would not parse back, and keep the old value */
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, DSN_NOTIFY_NEVER | DSN_NOTIFY_DELAY, NULL), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, 0x40, NULL), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, 0, "bob"), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 3, DSN_NOTIFY_DELAY, NULL), -EINVAL);
+	ck_assert_int_eq(envelope_set_dsn_request(&env, DSN_RET_FULL, "a b"), -EINVAL);
+	ck_assert_str_eq(env.dsn_envid, "QQ+2B314159");
+	ck_assert_uint_eq(env.rcpt[2].notify, 0);
+	envelope_free(&copy);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_bad_dsn_param_record)
+{
+	assert_edit_refused(good_dsn_param_record, &bad_dsn_param_cases[_i]);
 }
 END_TEST
 
@@ -901,6 +988,8 @@ envelope_suite(void)
 	tcase_add_loop_test(tc, test_bad_rejected, 0, N_BAD_REJECTED_CASES);
 	tcase_add_test(tc, test_good_dsn_record_parses);
 	tcase_add_loop_test(tc, test_bad_dsn_record, 0, N_BAD_DSN_CASES);
+	tcase_add_test(tc, test_good_dsn_param_record_parses);
+	tcase_add_loop_test(tc, test_bad_dsn_param_record, 0, N_BAD_DSN_PARAM_CASES);
 	tcase_add_test(tc, test_set_dsn_and_at_check);
 	tcase_add_test(tc, test_bad_record_nul);
 	tcase_add_test(tc, test_bad_record_sizes);

@@ -261,7 +261,42 @@ START_TEST(caps_full)
 	ck_assert(r.caps.eightbitmime);
 	ck_assert(r.caps.starttls);
 	ck_assert(!r.caps.auth);
+	ck_assert(!r.caps.dsn);
 	ck_assert_uint_eq(r.caps.size_max, 10485760ULL);
+}
+END_TEST
+
+/* RFC 3461: DSN in EHLO, and the parameters passed on only to such a server. */
+START_TEST(dsn_params_passed_on)
+{
+	static const char *const with[] = { "250-host", "250-DSN", "250 dsnx" };
+	struct relay_reply r;
+	struct envelope env;
+	char params[RELAY_DSN_PARAMS_MAX], buf[RELAY_LINE_MAX];
+
+	ck_assert_int_eq(feed(&r, true, with, 3), 1);
+	ck_assert(r.caps.dsn);
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@b.example", NULL), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "bob@localhost"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "carol@localhost"), 0);
+	relay_dsn_mail_params(params, sizeof(params), &r.caps, &env);
+	ck_assert_str_eq(params, "");				/* nothing given, nothing sent */
+	relay_dsn_rcpt_params(params, sizeof(params), &r.caps, &env.rcpt[1]);
+	ck_assert_str_eq(params, "");
+	ck_assert_int_eq(envelope_set_dsn_request(&env, DSN_RET_HDRS, "QQ+2B1"), 0);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 0, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE, "rfc822;bob+2B1@x"), 0);
+	relay_dsn_mail_params(params, sizeof(params), &r.caps, &env);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), env.from, &r.caps, 10, false, params), 0);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1\r\n");
+	relay_dsn_rcpt_params(params, sizeof(params), &r.caps, &env.rcpt[0]);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), env.rcpt[0].addr, params), 0);
+	ck_assert_str_eq(buf, "RCPT TO:<bob@localhost> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2B1@x\r\n");
+	r.caps.dsn = false;					/* a server without DSN gets none */
+	relay_dsn_mail_params(params, sizeof(params), &r.caps, &env);
+	ck_assert_str_eq(params, "");
+	relay_dsn_rcpt_params(params, sizeof(params), &r.caps, &env.rcpt[0]);
+	ck_assert_str_eq(params, "");
+	envelope_free(&env);
 }
 END_TEST
 
@@ -542,26 +577,26 @@ START_TEST(cmd_mail)
 	struct relay_caps none = { 0 }, all = { .pipelining = true, .size = true, .eightbitmime = true };
 	char buf[128];
 
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false, NULL), 25);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
 	/* BODY=8BITMIME only for 8-bit content, and only to a server that offers it (RFC 6152) */
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<\"j doe\"@x.example>\r\n");
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false), -EILSEQ);
-	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, NULL), -EILSEQ);
+	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false, NULL), -ENAMETOOLONG);
 	/* Exactly fits: 25 octets and the NUL. */
-	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false), 25);
-	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false, NULL), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false, NULL), -ENAMETOOLONG);
 }
 END_TEST
 
@@ -569,11 +604,11 @@ START_TEST(cmd_rcpt_hello)
 {
 	char buf[64];
 
-	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost"), 0);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost", NULL), 0);
 	ck_assert_str_eq(buf, "RCPT TO:<bob@localhost>\r\n");
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), ""), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x"), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost"), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "", NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x", NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost", NULL), -ENAMETOOLONG);
 	ck_assert_int_gt(relay_cmd_hello(buf, sizeof(buf), "EHLO", "gw.example.org"), 0);
 	ck_assert_str_eq(buf, "EHLO gw.example.org\r\n");
 	ck_assert_int_eq(relay_cmd_hello(buf, sizeof(buf), "HELO", "two words"), -EINVAL);
@@ -830,6 +865,7 @@ relay_smtp_suite(void)
 	tc = tcase_create("commands");
 	tcase_add_test(tc, cmd_mail);
 	tcase_add_test(tc, cmd_rcpt_hello);
+	tcase_add_test(tc, dsn_params_passed_on);
 	tcase_add_test(tc, local_replies);
 	suite_add_tcase(s, tc);
 

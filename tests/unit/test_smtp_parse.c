@@ -167,6 +167,8 @@ static const struct {
 	{ "FROM:<@relay.example:a@b.example>", 0, NULL, "a@b.example", 0, 0, SMTP_BODY_UNSPECIFIED },
 	{ "FROM:<\"john doe\"@b.example>", 0, NULL, "\"john doe\"@b.example", 0, 0, SMTP_BODY_UNSPECIFIED },
 	{ "FROM:<a@[127.0.0.1]>", 0, NULL, "a@[127.0.0.1]", 0, 0, SMTP_BODY_UNSPECIFIED },
+	{ "FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1", 0, NULL, "a@b.example", 0, 0, SMTP_BODY_UNSPECIFIED },
+	{ "FROM:<> ret=full", 0, NULL, "", 0, 0, SMTP_BODY_UNSPECIFIED },
 	/* refused */
 	BAD_MAIL("FROM:alice@example.org", 553, "5.1.7"),		/* missing brackets */
 	BAD_MAIL("FROM:<alice@example.org", 553, "5.1.7"),
@@ -185,7 +187,14 @@ static const struct {
 	BAD_MAIL("FROM:<> AUTH=a+zz", 501, "5.5.4"),			/* xtext hex is upper case */
 	BAD_MAIL("FROM:<> AUTH=a+20b", 501, "5.5.4"),			/* a blank, decoded */
 	BAD_MAIL("FROM:<> AUTH=<> AUTH=<>", 501, "5.5.4"),		/* duplicate */
-	BAD_MAIL("FROM:<> RET=HDRS", 555, "5.5.4"),			/* DSN is not offered */
+	BAD_MAIL("FROM:<> RET=ALL", 501, "5.5.4"),			/* DSN: FULL or HDRS */
+	BAD_MAIL("FROM:<> RET", 501, "5.5.4"),
+	BAD_MAIL("FROM:<> RET=FULL RET=HDRS", 501, "5.5.4"),		/* duplicate */
+	BAD_MAIL("FROM:<> ENVID", 501, "5.5.4"),
+	BAD_MAIL("FROM:<> ENVID=a+2", 501, "5.5.4"),			/* cut xtext */
+	BAD_MAIL("FROM:<> ENVID=a+0Ab", 501, "5.5.4"),		/* a control character, decoded */
+	BAD_MAIL("FROM:<> ENVID=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	    501, "5.5.4"),						/* 101 characters */
 	BAD_MAIL("FROM:<> SIZE", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> SIZE=", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> SIZE=12k", 501, "5.5.4"),
@@ -281,6 +290,8 @@ static const struct {
 	{ "TO:<postmaster@localhost>", 0, NULL, "postmaster@localhost" },
 	{ "TO:<@a.example,@b.example:bob@c.example>", 0, NULL, "bob@c.example" },
 	{ "TO:<bob@[IPv6:::1]>", 0, NULL, "bob@[IPv6:::1]" },
+	{ "TO:<bob@localhost> NOTIFY=NEVER", 0, NULL, "bob@localhost" },
+	{ "TO:<bob@localhost> notify=success,failure,delay ORCPT=rfc822;bob+2Bx@localhost", 0, NULL, "bob@localhost" },
 	BAD_RCPT("TO:<>", 501, "5.1.3"),				/* null path is for MAIL */
 	BAD_RCPT("TO:<> NOTIFY=NEVER", 501, "5.1.3"),
 	BAD_RCPT("TO:bob@localhost", 553, "5.1.3"),			/* missing brackets */
@@ -290,7 +301,18 @@ static const struct {
 	BAD_RCPT("TO:<bob@-bad.example>", 553, "5.1.3"),
 	BAD_RCPT("TO:<bob@localhost>x", 553, "5.1.3"),
 	BAD_RCPT("TO:<b\xc3\xb6" "b@localhost>", 553, "5.6.7"),	/* no SMTPUTF8 (RFC 6531) */
-	BAD_RCPT("TO:<bob@localhost> NOTIFY=NEVER", 555, "5.5.4"),	/* DSN not offered */
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=NEVER,SUCCESS", 501, "5.5.4"),	/* NEVER stands alone */
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=SUCCESS,SUCCESS", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=SOMETIMES", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=SUCCESS,", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> NOTIFY=NEVER NOTIFY=NEVER", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> ORCPT=bob@localhost", 501, "5.5.4"),	/* no addr-type */
+	BAD_RCPT("TO:<bob@localhost> ORCPT=;bob@localhost", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> ORCPT=rfc822;", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> ORCPT=rfc 822;b", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> ORCPT=rfc822;b+ZZ", 501, "5.5.4"),
+	BAD_RCPT("TO:<bob@localhost> FOO=1", 555, "5.5.4"),		/* unknown */
 	BAD_RCPT("TO:<bob@localhost> =x", 501, "5.5.4"),
 	BAD_RCPT("<bob@localhost>", 501, "5.5.4"),
 	BAD_RCPT("FROM:<bob@localhost>", 501, "5.5.4"),
@@ -314,6 +336,35 @@ START_TEST(test_rcpt)
 		    "row %d (%s): %d %s, want %d %s", _i, rcpt_cases[_i].arg, r->code, r->esc,
 		    rcpt_cases[_i].code, rcpt_cases[_i].esc);
 	}
+}
+END_TEST
+
+/* RFC 3461: what MAIL and RCPT keep of the DSN parameters. */
+START_TEST(test_dsn_params_kept)
+{
+	struct smtp_mail m;
+	struct smtp_rcpt r;
+	struct smtp_perror why;
+	char text[DSN_NOTIFY_TEXT_MAX];
+
+	ck_assert_int_eq(smtp_parse_mail("FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1", &m, &why), 0);
+	ck_assert_int_eq(m.ret, DSN_RET_HDRS);
+	ck_assert_str_eq(m.envid, "QQ+2B1");		/* as sent: passed on as xtext */
+	ck_assert_int_eq(smtp_parse_mail("FROM:<a@b.example>", &m, &why), 0);
+	ck_assert_int_eq(m.ret, DSN_RET_UNSPECIFIED);
+	ck_assert_str_eq(m.envid, "");
+	ck_assert_int_eq(smtp_parse_rcpt("TO:<bob@localhost> NOTIFY=delay,Success ORCPT=rfc822;b+2Bx@y", &r, &why), 0);
+	ck_assert_uint_eq(r.notify, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY);
+	ck_assert_str_eq(r.orcpt, "rfc822;b+2Bx@y");
+	dsn_notify_format(r.notify, text, sizeof(text));
+	ck_assert_str_eq(text, "SUCCESS,DELAY");
+	ck_assert_int_eq(smtp_parse_rcpt("TO:<bob@localhost>", &r, &why), 0);
+	ck_assert_uint_eq(r.notify, 0);
+	ck_assert(dsn_notify_wants(0, DSN_NOTIFY_FAILURE) && dsn_notify_wants(0, DSN_NOTIFY_DELAY));
+	ck_assert(!dsn_notify_wants(0, DSN_NOTIFY_SUCCESS));
+	ck_assert(!dsn_notify_wants(DSN_NOTIFY_NEVER, DSN_NOTIFY_FAILURE));
+	ck_assert(dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_NOTIFY_SUCCESS));
+	ck_assert(!dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_NOTIFY_FAILURE));
 }
 END_TEST
 
@@ -623,6 +674,7 @@ smtp_parse_suite(void)
 	tcase_add_test(tc, test_mail_overlong_path);
 	tcase_add_test(tc, test_mail_auth_param);
 	tcase_add_loop_test(tc, test_rcpt, 0, N(rcpt_cases));
+	tcase_add_test(tc, test_dsn_params_kept);
 	tcase_add_loop_test(tc, test_xtext, 0, N(xtext_cases));
 	tcase_add_test(tc, test_xtext_small_buffer);
 	tcase_add_loop_test(tc, test_data, 0, N(data_cases));

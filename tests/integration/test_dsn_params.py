@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""test_dsn_params - DSN (RFC 3461): parameters taken, stored, honoured, passed on.
+
+- EHLO announces DSN; RET=, ENVID=, NOTIFY=, ORCPT= are taken and malformed
+  ones get 501 5.5.4 (a NOTIFY list with NEVER, bad xtext, an ORCPT without
+  addr-type, RET=ALL, a duplicate);
+- the envelope record keeps them (dsn-ret, dsn-envid, rcpt-dsn lines);
+- the bounce code honours them, with an aiosmtpd sink that refuses the
+  recipient: NOTIFY=NEVER makes no report (dsn: none notify); NOTIFY=FAILURE
+  makes one that names Original-Envelope-Id and Original-Recipient, decoded;
+- a private Postfix that offers DSN receives them from the relay: Postfix's
+  own queue file (postcat) holds the ENVID, RET, NOTIFY and ORCPT spoolgate
+  got from its client (Postfix holds the message by a header check, so its
+  queue file can be read).
+"""
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness
+import peers
+from harness import RawSMTP, assert_reply, parse_record, queued_id, wait_until
+from test_replies import sink_or_skip, started, token
+
+POSTCAT = '/usr/sbin/postcat'
+
+
+def transaction(tc, addr, mail, rcpt, body):
+    """One message through a raw session; returns the queue id."""
+    with RawSMTP(addr) as c:
+        c.ehlo()
+        assert_reply(tc, c.cmd(mail), 250, '2.1.0', mail)
+        assert_reply(tc, c.cmd(rcpt), 250, '2.1.5', rcpt)
+        assert_reply(tc, c.cmd('DATA'), 354)
+        c.send(body.replace('\n', '\r\n') + '\r\n.\r\n')
+        r = c.reply()
+        assert_reply(tc, r, 250, '2.0.0', 'end of data')
+        return queued_id(r.text)
+
+
+class Parameters(unittest.TestCase):
+    """Nothing listens at the smarthost: what is queued stays in queue/."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = started(cls, 'dsn-params')
+
+    def test_ehlo_offers_dsn(self):
+        """EHLO lists DSN"""
+        with RawSMTP(self.gw.smtp_addr) as c:
+            self.assertIn('DSN', c.ehlo().lines)
+
+    def test_501_malformed(self):
+        """malformed DSN parameters: 501 5.5.4 each, the transaction goes on"""
+        with RawSMTP(self.gw.smtp_addr) as c:
+            c.ehlo()
+            for bad in ('RET=ALL', 'RET', 'ENVID=a+2', 'ENVID=a+0Ab', 'RET=FULL RET=HDRS'):
+                assert_reply(self, c.cmd('MAIL FROM:<a@example.org> ' + bad), 501, '5.5.4', bad)
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org> RET=FULL ENVID=x'), 250, '2.1.0')
+            for bad in ('NOTIFY=NEVER,SUCCESS', 'NOTIFY=SOMETIMES', 'NOTIFY=', 'ORCPT=bob@x',
+                        'ORCPT=rfc822;b+zz', 'NOTIFY=DELAY NOTIFY=DELAY'):
+                assert_reply(self, c.cmd('RCPT TO:<bob@example.net> ' + bad), 501, '5.5.4', bad)
+            assert_reply(self, c.cmd('RCPT TO:<bob@example.net> FOO=1'), 555, '5.5.4', 'unknown')
+            assert_reply(self, c.cmd('RCPT TO:<bob@example.net> NOTIFY=NEVER'), 250, '2.1.5')
+
+    def test_stored_in_the_record(self):
+        """RET, ENVID, NOTIFY and ORCPT are in the queued record, as sent"""
+        msgid = transaction(self, self.gw.smtp_addr,
+                            'MAIL FROM:<alice@localhost> RET=HDRS ENVID=QQ+2B314159',
+                            'RCPT TO:<bob@example.net> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob+2Bold@example.net',
+                            'Subject: stored\n\nstored')
+        _, text = self.gw.find_record(msgid)
+        self.assertIn('\ndsn-ret: HDRS\n', text)
+        self.assertIn('\ndsn-envid: QQ+2B314159\n', text)
+        self.assertRegex(text, r'\nrcpt: pending <bob@example.net>[^\n]*\n'
+                         r'rcpt-dsn: notify=SUCCESS,DELAY orcpt=rfc822;bob\+2Bold@example.net\n')
+
+
+class Honoured(unittest.TestCase):
+    """The sink refuses bob@example.net with 550: who gets a report."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = sink_or_skip()
+        cls.addClassCleanup(cls.sink.stop)
+        cls.sink.rcpt_rules['bob@example.net'] = '550 5.1.1 <bob@example.net>: no such user here'
+        cls.gw = started(cls, 'dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
+                         hostname='gw.test', retry_min=1, retry_max=2)
+
+    def failed(self, msgid):
+        def check():
+            try:
+                with open(self.gw.path('failed', msgid)) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        return wait_until(check, 20, 'failed/%s' % msgid)
+
+    def test_notify_never_makes_no_report(self):
+        """NOTIFY=NEVER: the failure is recorded, no report is made (dsn: none notify)"""
+        before = set(self.gw.mailbox_new('carol'))
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<carol@localhost>',
+                            'RCPT TO:<bob@example.net> NOTIFY=NEVER', 'Subject: never\n\nnever')
+        rec = parse_record(self.failed(msgid))
+        self.assertEqual(rec.get('dsn'), 'none notify', rec)
+        self.assertIn('event=dsn-suppressed id=%s' % msgid, self.gw.read_log('smtpd'))
+        self.assertEqual(set(self.gw.mailbox_new('carol')), before)
+
+    def test_notify_failure_names_envid_and_orcpt(self):
+        """NOTIFY=FAILURE: one report, with Original-Envelope-Id and Original-Recipient decoded"""
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<dora@localhost> RET=HDRS ENVID=QQ+2B2718',
+                            'RCPT TO:<bob@example.net> NOTIFY=FAILURE ORCPT=rfc822;bob+2Bold@localhost',
+                            'Subject: failure\n\nSECRET BODY')
+        rec = parse_record(self.failed(msgid))
+        box = wait_until(lambda: self.gw.mailbox_new('dora'), 10, 'a report in mail/dora/new')
+        self.assertTrue(box[0].startswith(rec['dsn'] + '.'), (box, rec))
+        msg = email.message_from_bytes(self.gw.read_mail('dora', box[0]), policy=email.policy.default)
+        status = [p for p in msg.walk() if p.get_content_type() == 'message/delivery-status'][0]
+        text = '\n\n'.join(str(b).strip() for b in status.get_payload())
+        self.assertRegex(text, r'Original-Envelope-Id: QQ\+2718')
+        self.assertRegex(text, r'Original-Recipient: rfc822;bob\+old@localhost')
+        self.assertRegex(text, r'Final-Recipient: rfc822; ?bob@example.net')
+        self.assertNotIn(b'SECRET BODY', self.gw.read_mail('dora', box[0]))
+
+
+class PassedOn(unittest.TestCase):
+    """The relay to a Postfix that offers DSN."""
+
+    @classmethod
+    def setUpClass(cls):
+        why = peers.missing()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.gw = harness.Instance('dsn-passed', hostname='gw.test')
+        cls.addClassCleanup(cls.gw.cleanup)
+        ca = peers.TestCA(os.path.join(cls.gw.dir, 'ca'))
+        cert = ca.issue('mx', dns=['mx.test'], ips=['127.0.0.1'])
+        pfdir = os.path.join(cls.gw.dir, 'postfix')
+        os.makedirs(pfdir)
+        checks = os.path.join(pfdir, 'header_checks')
+        with open(checks, 'w') as f:
+            f.write('/^Subject: dsn-hold/ HOLD kept for the test\n')
+        svc = peers.Service('mx', tls='none', auth=False)
+        cls.pf = peers.Postfix(pfdir, ca, cert, users={}, services=[svc],
+                               extra_main={'header_checks': 'regexp:' + checks,
+                                           'smtpd_relay_restrictions': 'permit_mynetworks, reject'})
+        cls.addClassCleanup(cls.pf.cleanup)
+        cls.pf.start()
+        cls.gw.cfg['smarthost'] = svc.addr
+        cls.gw.write_config()
+        cls.gw.start_smtpd()
+
+    def test_postfix_gets_the_parameters(self):
+        """Postfix's queue file holds ENVID, RET, NOTIFY and ORCPT as spoolgate's client gave them"""
+        tok = token()
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<alice@localhost> RET=HDRS ENVID=QQ+2B%s' % tok,
+                            'RCPT TO:<box@%s> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+2Bold@localhost'
+                            % peers.DEST_DOMAIN, 'Subject: dsn-hold %s\n\nheld' % tok)
+        wait_until(lambda: os.path.exists(self.gw.path('sent', msgid)), 30, 'sent/%s' % msgid)
+        m = wait_until(lambda: re.search(r'postfix/cleanup\[\d+\]: (\w+): hold: header Subject: dsn-hold %s'
+                                         % tok, self.pf.read_log()), 30, "Postfix's hold line")
+        r = subprocess.run([POSTCAT, '-c', self.pf.conf, '-q', m.group(1)], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Postfix keeps them decoded, as named attributes of its queue file
+        self.assertIn('named_attribute: envelope_id=QQ+%s\n' % tok, r.stdout)
+        self.assertIn('named_attribute: ret_flags=2\n', r.stdout)		# DSN_RET_HDRS (Postfix's dsn.h)
+        self.assertIn('named_attribute: notify_flags=6\n', r.stdout)	# SUCCESS (2) | FAILURE (4)
+        self.assertIn('named_attribute: dsn_orig_rcpt=rfc822;alice+old@localhost\n', r.stdout)
+
+
+if __name__ == '__main__':
+    harness.main()
