@@ -59,6 +59,8 @@
  *	senders and of unqualified addresses; empty: [spool] hostname).
  *	cfg_sender_domain() is that domain, cfg_user_is_trusted() the test.
  *
+ *	[aliases] file names the aliases(5) table (aliases.h) that smtpd
+ *	and spoolgate-fs load at start; unset, there is none.
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
  *	number, yes/no) as the daemons use it into out (section "listener
  *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
@@ -199,6 +201,9 @@ struct cfg {
 	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
 	size_t		n_trusted_users;
 	char	       *sender_domain;		/* sender_domain = "" ([spool] hostname): user@<it> */
+
+	/* [aliases]: aliases.h's table, for SMTP, outbox/ and sendmail */
+	char	       *aliases_file;		/* file = (none): no aliases */
 
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */

@@ -381,6 +381,7 @@ outfile_submission_run(const struct outfile_set *set, struct outfile_submission 
 	const struct outbox_source src = {
 		.origin = origin, .name = sub->name, .uid = sub->uid,
 		.hostname = set->hostname, .max_size = set->max_size, .group = set->group,
+		.aliases = set->aliases, .cfg = set->cfg,
 	};
 
 	return outbox_submit(set->spool, sub->fd, &src, sub->id, sub->why, sizeof sub->why);

@@ -136,6 +136,8 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
 #include <sys/types.h>
 #include <time.h>
 
+#include "aliases.h"
+#include "cfg.h"
 #include "spool.h"
 
 #define OUTFILE_MAX		1024	/* entries in outbox/ at once (each holds an fd) */
@@ -179,6 +181,8 @@ struct outfile_set {
 	unsigned long	max_size;
 	const char     *hostname;	/* for Received: and Message-ID: (the caller's, not copied) */
 	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
+	struct aliases_source *aliases;	/* [aliases] file (aliases.h), or NULL; owned by the set */
+	const struct cfg *cfg;		/* with aliases: local domains, mailboxes, max_recipients */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };

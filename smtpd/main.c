@@ -76,6 +76,7 @@
 #include "../common/log.h"
 #include "../common/notify.h"
 #include "../common/spool.h"
+#include "../common/aliases.h"
 #include "../common/userdb.h"
 #include "auth.h"
 #include "commitq.h"
@@ -94,6 +95,7 @@ struct daemon {
 	struct runner	       *runner;
 	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
 	struct auth	       *auth;
+	struct aliases_source  *aliases;	/* [aliases] file, or NULL */
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -278,6 +280,46 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload_tls(d->srv);		/* likewise, per listener */
 }
 
+/*
+ * The aliases table, read before root is dropped (a file only root may
+ * read works at start); reloads on change run as the daemon's user.
+ * A table that does not load stops the start, as a bad configuration does.
+ */
+static int
+load_aliases(struct daemon *d, const struct passwd *pw)
+{
+	char err[1024], q[1100];
+
+	if (aliases_source_configured(&d->cfg, pw != NULL ? pw->pw_uid : geteuid(), &d->aliases,
+	    err, sizeof(err)) < 0) {
+		log_error("aliases", "error=%s", log_quote(q, sizeof(q), err));
+		return -1;
+	}
+	if (d->aliases != NULL) {
+		struct aliases *a = aliases_source_get(d->aliases);
+
+		log_info("aliases-loaded", "file=%s aliases=%zu when=start", log_quote(q, sizeof(q),
+		    d->cfg.aliases_file), aliases_count(a));
+		aliases_release(a);
+	}
+	return 0;
+}
+
+/* -n: the aliases table loads. */
+static int
+check_aliases(const struct cfg *cfg, const struct passwd *pw)
+{
+	struct aliases_source *src;
+	char err[1024];
+
+	if (aliases_source_configured(cfg, pw != NULL ? pw->pw_uid : geteuid(), &src, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return -1;
+	}
+	aliases_source_free(src);
+	return 0;
+}
+
 /* One line per listener: where it listens and its policy. */
 static void
 log_listeners(const struct server *srv)
@@ -337,6 +379,9 @@ start(struct daemon *d)
 	}
 	if (server_new(d->base, &d->cfg, d->spool, &d->srv) < 0)
 		return -1;
+	if (load_aliases(d, pw) < 0)
+		return -1;
+	d->srv->aliases = d->aliases;
 	if (drop_privileges(&d->cfg, pw) < 0)
 		return -1;
 	if ((r = commitq_new(d->base, d->spool, &d->cq)) < 0) {
@@ -347,7 +392,7 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
-	if ((r = pickup_new(&d->cfg, d->spool, &d->pickup)) < 0) {
+	if ((r = pickup_new(&d->cfg, d->spool, d->aliases, &d->pickup)) < 0) {
 		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
 		return -1;
 	}
@@ -381,6 +426,7 @@ stop(struct daemon *d)
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
 	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
+	aliases_source_free(d->aliases);	/* after the pickup and the sessions that used it */
 	if (d->ev_term != NULL)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
@@ -442,7 +488,7 @@ main(int argc, char **argv)
 	if (check_only) {
 		struct passwd *pw;
 
-		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0) {
+		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0 || check_aliases(&d.cfg, pw) < 0) {
 			cfg_free(&d.cfg);
 			return 1;
 		}
