@@ -417,6 +417,12 @@ load_include(struct loader *ld, struct alias_entry *e, const char *path, const c
 	else
 		r = each_line(ld, name, buf, len, include_line, &ia);
 	free(buf);
+	if (r < 0 && r != -ENOMEM) {	/* under the line that includes it */
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", ld->err);
+		return fail(ld, r, file, line, ":include: %s", why);
+	}
 	return r;
 }
 
