@@ -124,6 +124,7 @@ read_file(struct loader *ld, const char *path, bool nofollow, size_t max, char *
 		close(fd);
 		return fail(ld, -EFBIG, path, 0, "larger than %zu octets", max);
 	}
+	max = (size_t)st.st_size;		/* what it holds now; more is a file being changed */
 	if ((b = malloc(max + 1)) == NULL) {
 		close(fd);
 		return -ENOMEM;
@@ -142,7 +143,7 @@ read_file(struct loader *ld, const char *path, bool nofollow, size_t max, char *
 	close(fd);
 	if (got > max) {
 		free(b);
-		return fail(ld, -EFBIG, path, 0, "larger than %zu octets", max);
+		return fail(ld, -EAGAIN, path, 0, "grew while being read: try again");
 	}
 	b[got] = '\0';
 	*buf = b;
@@ -471,8 +472,8 @@ parse_entry(struct loader *ld, char *text, const char *file, unsigned line)
 		if (strpbrk(name, " \t\"") != NULL)
 			return fail(ld, -EINVAL, file, line, "alias name '%s' has a blank or a quote", name);
 	}
-	if (name[0] == '\0' || strlen(name) > ALIASES_NAME_MAX || strpbrk(name, ",:") != NULL)
-		return fail(ld, -EINVAL, file, line, "'%s' is no alias name (1 to %u octets, no ',' or ':')",
+	if (name[0] == '\0' || strlen(name) > ALIASES_NAME_MAX || strpbrk(name, ",:\t") != NULL)
+		return fail(ld, -EINVAL, file, line, "'%s' is no alias name (1 to %u octets, no ',', ':' or tab)",
 		    name, ALIASES_NAME_MAX);
 	lower(name);
 	if ((e = new_entry(ld->a)) == NULL || (e->name = strdup(name)) == NULL)
@@ -587,7 +588,8 @@ aliases_load(const char *path, const struct aliases_opts *opts, struct aliases *
 	}
 	free(j.buf);
 	if (r == 0) {
-		qsort(ld.a->e, ld.a->n, sizeof(*ld.a->e), entry_cmp);
+		if (ld.a->n > 1)
+			qsort(ld.a->e, ld.a->n, sizeof(*ld.a->e), entry_cmp);
 		for (i = 1; i < ld.a->n && r == 0; i++)
 			if (strcmp(ld.a->e[i].name, ld.a->e[i - 1].name) == 0)
 				r = fail(&ld, -EEXIST, ld.a->e[i].file, ld.a->e[i].line,
@@ -634,6 +636,12 @@ size_t
 aliases_count(const struct aliases *a)
 {
 	return a ? a->n : 0;
+}
+
+const char *
+aliases_name_at(const struct aliases *a, size_t i)
+{
+	return a != NULL && i < a->n ? a->e[i].name : NULL;
 }
 
 static const struct alias_entry *

@@ -8,6 +8,7 @@
  *			struct aliases **out, char *err, size_t errlen);
  *	void aliases_release(struct aliases *a);
  *	size_t aliases_count(const struct aliases *a);
+ *	const char *aliases_name_at(const struct aliases *a, size_t i);
  *	int aliases_refused_at(const struct aliases *a, size_t i,
  *			char *out, size_t outlen);
  *	int aliases_key(const char *addr, char *key, size_t keylen);
@@ -72,6 +73,9 @@ int aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, co
  *	-errno and err holds "FILE:LINE: what" (the first error; a name
  *	defined twice names both lines).  The table is immutable and
  *	reference-counted: aliases_release() drops one reference.
+ *
+ *	aliases_name_at() is the i-th name of the table (from 0, in strictly
+ *	increasing strcmp() order), NULL past the last.
  *
  *	aliases_refused_at() writes the i-th refused target of the table
  *	(from 0, in name order) as "FILE:LINE: alias NAME: |cmd" into out
@@ -175,6 +179,7 @@ int aliases_load(const char *path, const struct aliases_opts *opts, struct alias
 		char *err, size_t errlen);
 void aliases_release(struct aliases *a);
 size_t aliases_count(const struct aliases *a);
+const char *aliases_name_at(const struct aliases *a, size_t i);
 int aliases_refused_at(const struct aliases *a, size_t i, char *out, size_t outlen);
 int aliases_key(const char *addr, char *key, size_t keylen);
 int aliases_expand(const struct aliases *a, const char *key, const struct aliases_ctx *ctx,
