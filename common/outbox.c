@@ -710,7 +710,7 @@ resolve_targets(const struct outbox_headers *h, const struct outbox_source *src,
 		max = h->nrcpt;		/* named in the message: never refused for the bound */
 	memset(t, 0, sizeof(*t));
 	t->cap = max;
-	if ((t->remote = calloc(max, sizeof(char *))) == NULL || (t->local = calloc(max, sizeof(char *))) == NULL)
+	if ((t->remote = calloc(max + 1, sizeof(char *))) == NULL || (t->local = calloc(max + 1, sizeof(char *))) == NULL)
 		return fail(-ENOMEM, why, whylen, "out of memory");
 	snprintf(logid, sizeof(logid), "id=%s", id);
 	for (i = 0; i < h->nrcpt && r == 0; i++) {

@@ -221,8 +221,10 @@ class SendmailAndOutbox(AliasesBase):
         with open(os.path.join(self.gw.mnt, 'outbox', 'to-root.eml'), 'w') as f:
             f.write('From: backup@localhost\nTo: root@localhost\nSubject: nightly %s\n\nall good %s\n'
                     % (tok, tok))
-        mail_with(self.gw, 'admin', tok)
-        self.at_sink(tok, 'ops@example.net')
+        data = mail_with(self.gw, 'admin', tok)
+        self.assertTrue(data.startswith(b'Return-Path: <backup@localhost>\n'), data[:100])
+        m = self.at_sink(tok, 'ops@example.net')
+        self.assertNotIn(b'Return-Path:', m['data'], 'the relayed copy starts after Return-Path (data-offset)')
         self.assertFalse(in_box(self.gw, 'root', tok))
         self.assertRegex(self.gw.read_log('fs'), r'event=aliases-loaded file=\S+ aliases=8 when=start')
         self.assertRegex(self.gw.read_log('fs'), r'event=alias-expanded id=\S+ rcpt=root@localhost alias=root')
