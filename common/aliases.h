@@ -20,13 +20,13 @@
  *			const struct aliases_opts *opts, char *err, size_t errlen);
  *	struct aliases *aliases_source_get(struct aliases_source *src);
  *	void aliases_source_free(struct aliases_source *src);
-
-struct cfg;
-int aliases_source_configured(const struct cfg *cfg, uid_t daemon_uid, struct aliases_source **out,
-		char *err, size_t errlen);
-bool aliases_cfg_is_local(const char *domain, void *cfg);
-int aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, const char *addr,
-		size_t max_rcpt, const char *id, struct alias_expansion *out);
+ *
+ *	int aliases_source_configured(const struct cfg *cfg, uid_t daemon_uid,
+ *			struct aliases_source **out, char *err, size_t errlen);
+ *	bool aliases_cfg_is_local(const char *domain, void *cfg);
+ *	int aliases_expand_address(struct aliases_source *src,
+ *			const struct cfg *cfg, const char *addr, size_t max_rcpt,
+ *			const char *id, struct alias_expansion *out);
  * DESCRIPTION
  *	The file has the format of sendmail's and Postfix's aliases(5), so
  *	Debian's default /etc/aliases loads unchanged:
@@ -58,10 +58,10 @@ int aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, co
  *	                  refused target, so that expansion can name it with
  *	                  its file:line; the other targets still work
  *
- *	Files (the table and every include) are opened O_NOFOLLOW for
- *	includes, and must be regular files owned by root or
- *	opts->daemon_uid, not writable by others, nor by the group unless
- *	it is root's: whoever can write the table chooses where mail goes.
+ *	Files (the table and every include; includes are opened O_NOFOLLOW)
+ *	must be regular files owned by root or opts->daemon_uid, not
+ *	writable by others, nor by the group unless it is root's: whoever
+ *	can write the table chooses where mail goes.
  *
  *	Bounds: a physical line ALIASES_LINE_MAX octets, an entry (with its
  *	continuations) ALIASES_ENTRY_MAX, the table ALIASES_FILE_MAX octets
@@ -122,6 +122,12 @@ int aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, co
  *	per refused target with its file:line), or the -errno of
  *	aliases_expand() (logged as event=alias-failed).  id names the
  *	message or session in the log lines ("id=..." or "session=N").
+ * OWNERSHIP
+ *	A table from aliases_load() or aliases_source_get() is a reference
+ *	the caller drops with aliases_release(); a source owns its current
+ *	table.  An expansion's strings are the caller's until
+ *	alias_expansion_free().  Nothing keeps a pointer to its arguments,
+ *	but a source copies its path and stamp.
  * THREADS
  *	A table is immutable: any thread may expand with it.  A source may be
  *	shared by threads (a mutex inside).
