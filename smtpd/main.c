@@ -13,7 +13,7 @@
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
  *	-n	check the configuration (and that the users file of AUTH
- *		loads), print what is wrong, exit 0 or 1.
+ *		and the aliases table load), print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
  *		print the value of one key (e.g. spool.user, fs.mountpoint,
  *		"listener submission.listen") as
@@ -29,6 +29,10 @@
  *	sends READY=1 once the spool is recovered and every listener is bound
  *	(with the event=listening line), and STOPPING=1 at the first SIGTERM
  *	or SIGINT (notify.h); without $NOTIFY_SOCKET nothing is sent.
+ *
+ *	The aliases table ([aliases] file, aliases.h) is loaded before root
+ *	is dropped (a table that does not load stops the start) and reloaded
+ *	on change by whoever looks it up (sessions, the pickup thread).
  *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
  *	the next delivery attempts use the new user and password; and the
