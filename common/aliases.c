@@ -1059,7 +1059,7 @@ aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, const 
     size_t max_rcpt, const char *id, struct alias_expansion *out)
 {
 	struct aliases_ctx ctx = { aliases_cfg_is_local, (void *)cfg, max_rcpt };
-	char key[ALIASES_NAME_MAX + 1], qa[ADDR_MAX + 8], qt[1100];
+	char key[ALIASES_NAME_MAX + 1], qa[ADDR_MAX + 8], qk[4 * ALIASES_NAME_MAX + 8], qt[1100];
 	struct aliases *a;
 	int at = addr_split(addr), r;
 	size_t i;
@@ -1071,8 +1071,9 @@ aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, const 
 	r = aliases_expand(a, key, &ctx, out);
 	aliases_release(a);
 	log_quote(qa, sizeof(qa), addr);
+	log_quote(qk, sizeof(qk), key);
 	if (r < 0) {
-		log_error("alias-failed", "%s rcpt=%s alias=%s error=%s why=%s", id, qa, key, strerrorname_np(-r),
+		log_error("alias-failed", "%s rcpt=%s alias=%s error=%s why=%s", id, qa, qk, strerrorname_np(-r),
 		    r == -E2BIG ? "\"more recipients than allowed\"" :
 		    r == -ELOOP ? "\"aliases nested too deep\"" : "\"expansion failed\"");
 		return r;
@@ -1080,9 +1081,9 @@ aliases_expand_address(struct aliases_source *src, const struct cfg *cfg, const 
 	if (r == 0)
 		return 0;
 	for (i = 0; i < out->nrefused; i++)
-		log_warn("alias-target-refused", "%s rcpt=%s alias=%s target=%s", id, qa, key,
+		log_warn("alias-target-refused", "%s rcpt=%s alias=%s target=%s", id, qa, qk,
 		    log_quote(qt, sizeof(qt), out->refused[i]));
-	log_info("alias-expanded", "%s rcpt=%s alias=%s n=%zu to=%s", id, qa, key, out->nrcpt,
+	log_info("alias-expanded", "%s rcpt=%s alias=%s n=%zu to=%s", id, qa, qk, out->nrcpt,
 	    log_quote(qt, sizeof(qt), out->trace));
 	return 1;
 }

@@ -702,7 +702,7 @@ resolve_targets(const struct outbox_headers *h, const struct outbox_source *src,
 {
 	size_t max = src->cfg && src->aliases ? src->cfg->max_recipients : h->nrcpt;
 	struct alias_expansion x;
-	char logid[SPOOL_ID_MAX + 4];
+	char logid[SPOOL_ID_MAX + 4], q[ADDR_MAX + 8];
 	size_t i, k;
 	int r = 0;
 
@@ -728,7 +728,7 @@ resolve_targets(const struct outbox_headers *h, const struct outbox_source *src,
 
 			if (local && !cfg_mailbox_is_known(src->cfg, x.rcpt[k].value))
 				log_warn("alias-target-refused", "%s rcpt=%s target=%s why=\"no such mailbox\"", logid,
-				    h->rcpt[i], x.rcpt[k].value);
+				    log_quote(q, sizeof(q), h->rcpt[i]), x.rcpt[k].value);
 			else
 				r = targets_add(t, local, x.rcpt[k].value);
 		}

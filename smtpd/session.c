@@ -1172,7 +1172,7 @@ rcpt_alias(struct session *s, const char *to)
 {
 	const struct cfg *cfg = s->srv->cfg;
 	struct alias_expansion x;
-	char id[32];
+	char id[32], q[ADDR_MAX + 8];
 	size_t i, added = 0;
 	int r, err = 0;
 
@@ -1195,8 +1195,8 @@ rcpt_alias(struct session *s, const char *to)
 		if (x.rcpt[i].dest == ALIAS_ADDRESS) {
 			err = txn_add_rcpt(&s->txn, x.rcpt[i].value, NULL);
 		} else if (!cfg_mailbox_is_known(cfg, x.rcpt[i].value)) {
-			log_warn("alias-target-refused", "%s alias=<%s> target=%s why=\"no such mailbox\"", id, to,
-			    x.rcpt[i].value);
+			log_warn("alias-target-refused", "%s rcpt=%s target=%s why=\"no such mailbox\"", id,
+			    log_quote(q, sizeof(q), to), x.rcpt[i].value);
 			continue;
 		} else {
 			err = txn_add_rcpt(&s->txn, to, x.rcpt[i].value);
