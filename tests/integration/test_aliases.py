@@ -15,6 +15,8 @@ max_recipients:
   target (event=alias-target-refused), the alias's other target still
   gets the message; an alias of nothing but a command is 550 5.1.1;
 - an alias that lists itself keeps a copy in its own mailbox;
+- with mailboxes = a list, a local target that is no mailbox is skipped
+  and logged; an alias of only such targets is 550 5.1.1;
 - expansion over max_recipients: 452 4.5.3, and the transaction goes on;
 - cron's way: `echo x | spoolgate-sendmail root` (run as root, as cron's
   root jobs do): mail/admin and the sink;
@@ -229,6 +231,28 @@ class SendmailAndOutbox(AliasesBase):
         self.assertRegex(self.gw.read_log('fs'), r'event=aliases-loaded file=\S+ aliases=8 when=start')
         self.assertRegex(self.gw.read_log('fs'), r'event=alias-expanded id=\S+ rcpt=root@localhost alias=root')
         log('outbox/ To: root@localhost: expanded by spoolgate-fs with the same table')
+
+
+class KnownMailboxes(unittest.TestCase):
+    """mailboxes = a list: an alias's local target that is no known mailbox is skipped and logged."""
+
+    def test_unknown_local_target(self):
+        gw = harness.Instance('aliases-boxes', mailboxes='admin')
+        self.addCleanup(gw.cleanup)
+        path = os.path.join(gw.dir, 'aliases')
+        write(path, 'root: admin, nosuchbox\nghost: nosuchbox\n')
+        gw.cfg['aliases.file'] = path
+        gw.write_config()
+        gw.start_smtpd()
+        tok = token()
+        self.assertEqual(smtp_send(gw, ['root@localhost'], tok), {})
+        mail_with(gw, 'admin', tok)
+        self.assertRegex(gw.read_log('smtpd'), r'event=alias-target-refused session=\d+ rcpt=root@localhost '
+                         r'target=nosuchbox why="no such mailbox"')
+        with harness.RawSMTP(gw.smtp_addr) as c:
+            c.ehlo()
+            harness.assert_reply(self, c.cmd('MAIL FROM:<alice@example.org>'), 250)
+            harness.assert_reply(self, c.cmd('RCPT TO:<ghost@localhost>'), 550, '5.1.1')
 
 
 class Newaliases(AliasesBase):
