@@ -714,7 +714,7 @@ resolve_targets(const struct outbox_headers *h, const struct outbox_source *src,
 		return fail(-ENOMEM, why, whylen, "out of memory");
 	snprintf(logid, sizeof(logid), "id=%s", id);
 	for (i = 0; i < h->nrcpt && r == 0; i++) {
-		r = src->aliases ? aliases_expand_address(src->aliases, src->cfg, h->rcpt[i],
+		r = src->aliases && src->cfg ? aliases_expand_address(src->aliases, src->cfg, h->rcpt[i],
 		    max - t->nlocal - t->nremote, logid, &x) : 0;
 		if (r == 0) {
 			r = targets_add(t, false, h->rcpt[i]);
