@@ -85,6 +85,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("sendmail", "group", T_STRING, drop_group, 0, 0),
 	K("sendmail", "trusted_users", T_USERS, trusted_users, 0, 0),
 	K("sendmail", "sender_domain", T_DOMAIN, sender_domain, 0, 0),
+	K("aliases", "file", T_PATH, aliases_file, 0, 0),
 	K("fs", "mountpoint", T_PATH, mountpoint, 0, 0),
 	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
 	K("fs", "mailbox_owners", T_OWNERS, mailbox_owners, 0, 0),
@@ -259,6 +260,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->mountpoint);
 	free(cfg->drop_group);
 	free(cfg->sender_domain);
+	free(cfg->aliases_file);
 	free_list(cfg->trusted_users, &cfg->n_trusted_users);
 	free_list(cfg->local_domains, &cfg->n_local_domains);
 	free_list(cfg->mailboxes, &cfg->n_mailboxes);
@@ -1015,7 +1017,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, forwards, sendmail, fs, log)", section);
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, forwards, sendmail, aliases, fs, log)", section);
 	return parse_failed(ps, section, name, -EINVAL);
 }
 

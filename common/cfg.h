@@ -74,6 +74,9 @@
  *	cfg_mailbox_owner() is the login a mailbox belongs to: the mapped one,
  *	else the mailbox's own name (unixuser.h looks it up).
  *
+ *	[aliases] file names the aliases(5) table (aliases.h) that smtpd
+ *	and spoolgate-fs load at start; unset, there is none.
+ *
  *	cfg_value() writes the value of one scalar key (text, path, host:port,
  *	number, yes/no) as the daemons use it into out (section "listener
  *	NAME" for a listener's keys; "smtpd" for the shorthand's): paths are absolute
@@ -231,6 +234,9 @@ struct cfg {
 	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
 	size_t		n_trusted_users;
 	char	       *sender_domain;		/* sender_domain = "" ([spool] hostname): user@<it> */
+
+	/* [aliases]: aliases.h's table, for SMTP, outbox/ and sendmail */
+	char	       *aliases_file;		/* file = (none): no aliases */
 
 	/* [fs] */
 	char	       *mountpoint;		/* mountpoint = /run/spoolgate/mnt */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "aliases.h"
 #include "commitgroup.h"
 #include "errmap.h"
 #include "log.h"
@@ -679,26 +680,129 @@ write_trace_headers(struct spool_msg *msg, const struct outbox_headers *h,
 	return h->headerless ? spool_msg_write(msg, "\n", 1) : 0;	/* the body starts after our header */
 }
 
+/* Where the message goes once aliases are expanded: addresses for the relay, local mailboxes. */
+struct targets {
+	char	      **remote;
+	size_t		nremote;
+	char	      **local;
+	size_t		nlocal;
+	size_t		cap;		/* of each array: the bound on both together */
+};
+
+static void
+targets_free(struct targets *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nremote; i++)
+		free(t->remote[i]);
+	for (i = 0; i < t->nlocal; i++)
+		free(t->local[i]);
+	free(t->remote);
+	free(t->local);
+}
+
+static int
+targets_add(struct targets *t, bool local, const char *value)
+{
+	char ***list = local ? &t->local : &t->remote;
+	size_t *n = local ? &t->nlocal : &t->nremote, i;
+
+	for (i = 0; i < *n; i++)
+		if (local ? strcmp((*list)[i], value) == 0 : addr_same_mailbox((*list)[i], value))
+			return 0;
+	if (t->nlocal + t->nremote >= t->cap)
+		return -E2BIG;
+	if (((*list)[*n] = strdup(value)) == NULL)
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+/* Expands the recipients through the aliases (outbox.h); 0 or -errno with why. */
+static int
+resolve_targets(const struct outbox_headers *h, const struct outbox_source *src, const char *id,
+    struct targets *t, char *why, size_t whylen)
+{
+	size_t max = src->cfg && src->aliases ? src->cfg->max_recipients : h->nrcpt;
+	struct alias_expansion x;
+	char logid[SPOOL_ID_MAX + 4], q[ADDR_MAX + 8];
+	size_t i, k;
+	int r = 0;
+
+	if (max < h->nrcpt)
+		max = h->nrcpt;		/* named in the message: never refused for the bound */
+	memset(t, 0, sizeof(*t));
+	t->cap = max;
+	if ((t->remote = calloc(max + 1, sizeof(char *))) == NULL || (t->local = calloc(max + 1, sizeof(char *))) == NULL)
+		return fail(-ENOMEM, why, whylen, "out of memory");
+	snprintf(logid, sizeof(logid), "id=%s", id);
+	for (i = 0; i < h->nrcpt && r == 0; i++) {
+		r = src->aliases && src->cfg ? aliases_expand_address(src->aliases, src->cfg, h->rcpt[i],
+		    max - t->nlocal - t->nremote, logid, &x) : 0;
+		if (r == 0) {
+			r = targets_add(t, false, h->rcpt[i]);
+			continue;
+		}
+		if (r < 0)
+			break;
+		r = 0;
+		for (k = 0; k < x.nrcpt && r == 0; k++) {
+			bool local = x.rcpt[k].dest == ALIAS_MAILBOX;
+
+			if (local && !cfg_mailbox_is_known(src->cfg, x.rcpt[k].value))
+				log_warn("alias-target-refused", "%s rcpt=%s target=%s why=\"no such mailbox\"", logid,
+				    log_quote(q, sizeof(q), h->rcpt[i]), x.rcpt[k].value);
+			else
+				r = targets_add(t, local, x.rcpt[k].value);
+		}
+		alias_expansion_free(&x);
+	}
+	if (r == -E2BIG)
+		return fail(r, why, whylen, "the aliases expand to more than %zu recipients", max);
+	if (r == -ELOOP)
+		return fail(r, why, whylen, "aliases nested deeper than %u (%s)", ALIASES_MAX_DEPTH, h->rcpt[i]);
+	if (r < 0)
+		return fail(r, why, whylen, "expanding the aliases: %s", strerror(-r));
+	if (t->nremote + t->nlocal == 0)
+		return fail(-EDESTADDRREQ, why, whylen, "no recipient left once the aliases are expanded");
+	return 0;
+}
+
 static int
 queue_copy(struct spool *spool, int fd, off_t end, const struct outbox_headers *h,
-    const struct outbox_source *src, char id[SPOOL_ID_MAX])
+    const struct outbox_source *src, char id[SPOOL_ID_MAX], char *why, size_t whylen)
 {
 	struct spool_msg *msg;
 	struct envelope env;
+	struct targets t;
 	size_t i;
 	int r;
 
-	if ((r = spool_msg_create(spool, NULL, &msg)) < 0)
+	/*
+	 * With aliases, a local mailbox may be a target: the data then starts
+	 * with the final delivery's Return-Path: line, which the queued copy
+	 * skips (its data-offset), as in an SMTP transaction.
+	 */
+	if ((r = spool_msg_create(spool, src->aliases ? h->from : NULL, &msg)) < 0)
 		return r;
+	if ((r = resolve_targets(h, src, spool_msg_id(msg), &t, why, whylen)) < 0) {
+		spool_msg_free(msg);
+		targets_free(&t);
+		return r;
+	}
 	r = envelope_init(&env, spool_msg_id(msg), h->from, src->origin);
-	for (i = 0; r == 0 && i < h->nrcpt; i++)
-		r = envelope_add_rcpt(&env, h->rcpt[i]);
+	for (i = 0; r == 0 && i < t.nremote; i++)
+		r = envelope_add_rcpt(&env, t.remote[i]);
+	for (i = 0; r == 0 && i < t.nlocal; i++)
+		r = spool_msg_deliver_local(msg, t.local[i]);
 	if (r == 0)
 		r = write_trace_headers(msg, h, src, trace_hostname(spool, src->hostname));
 	if (r == 0)
 		r = copy_without_dropped(fd, src->start, end, h, msg);
-	if (r == 0)
+	if (r == 0 && t.nremote > 0)
 		r = spool_msg_queue(msg, &env);
+	targets_free(&t);
 	if (r == 0)
 		r = src->group ? commitgroup_commit(src->group, msg) : spool_msg_commit(msg);
 	if (r == 0)
@@ -756,8 +860,9 @@ outbox_submit(struct spool *spool, int fd, const struct outbox_source *src,
 
 	if ((r = outbox_check(fd, src, &h, &end, why, whylen)) < 0)
 		return r;
-	r = queue_copy(spool, fd, end, &h, src, id);
-	if (r < 0)
+	why[0] = '\0';
+	r = queue_copy(spool, fd, end, &h, src, id, why, whylen);
+	if (r < 0 && why[0] == '\0')
 		fail(r, why, whylen, "could not queue the message: %s", strerror(-r));
 	outbox_headers_free(&h);
 	return r;

@@ -72,6 +72,16 @@
  *	outbox/ is the policy {rcpt_from_headers = true} (NULL), plus
  *	own_sender for a writer who may not choose its sender (fs/outfile.h).
  *
+ *	With src->aliases and src->cfg, a recipient in a local domain whose
+ *	local part is an alias is expanded (aliases_expand_address(), logged
+ *	with the message id): its addresses are queued for the relay, and
+ *	its local mailboxes get the message at once, with "Return-Path:"
+ *	(the final delivery, as smtpd does), not through the relay.  The
+ *	expansion of all recipients together is bounded by cfg's
+ *	max_recipients (-E2BIG, 452 4.5.3); an alias with nothing
+ *	deliverable left is -EDESTADDRREQ when no other recipient remains.
+ *	Other recipients are queued as before, local domains included.
+ *
  *	When it returns 0 the message is durable in queue/ (data and record
  *	synced, directories synced) and id holds its id.  Otherwise nothing
  *	was queued, and it returns -errno with why set to a sentence a person
@@ -125,6 +135,8 @@
 #include <stddef.h>
 #include <time.h>
 #include <sys/types.h>
+#include "aliases.h"
+#include "cfg.h"
 #include "commitgroup.h"
 #include "spool.h"
 #include "envelope.h"
@@ -158,6 +170,8 @@ struct outbox_source {
 	const char	       *via;		/* Received: "from <via>"; NULL: "outbox" */
 	const struct outbox_policy *policy;	/* NULL: outbox/'s rules */
 	struct commitgroup     *group;		/* shares syncs with other threads; NULL: its own */
+	struct aliases_source  *aliases;	/* [aliases] file (aliases.h), or NULL: none */
+	const struct cfg       *cfg;		/* local_domains, mailboxes, max_recipients; with aliases */
 };
 
 struct outbox_headers {

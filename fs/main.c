@@ -74,6 +74,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "aliases.h"
 #include "cfg.h"
 #include "log.h"
 #include "notify.h"
@@ -516,6 +517,17 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (o.check_only) {
+		struct aliases_source *aliases;
+		struct stat sst;
+		uid_t owner = stat(cfg.spool_dir, &sst) == 0 ? sst.st_uid : geteuid();
+
+		/* the aliases table loads, as spoolfs_new() will load it */
+		if (aliases_source_configured(&cfg, owner, &aliases, err, sizeof err) < 0) {
+			fprintf(stderr, "%s: %s\n", PROG, err);
+			cfg_free(&cfg);
+			return 1;
+		}
+		aliases_source_free(aliases);
 		printf("%s: %s: configuration ok (spool %s, mountpoint %s)\n", PROG, cfg.path,
 		    cfg.spool_dir, cfg.mountpoint);
 		cfg_free(&cfg);

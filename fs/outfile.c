@@ -37,6 +37,8 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->count = 0;
 	set->group = NULL;
 	set->senders = NULL;
+	set->aliases = NULL;
+	set->cfg = NULL;
 }
 
 void
@@ -437,7 +439,7 @@ outfile_submission_run(const struct outfile_set *set, struct outfile_submission 
 	const struct outbox_source src = {
 		.origin = origin, .name = sub->name, .uid = sub->uid, .user = sub->sender.login,
 		.hostname = set->hostname, .max_size = set->max_size, .group = set->group,
-		.policy = &pol,
+		.policy = &pol, .aliases = set->aliases, .cfg = set->cfg,
 	};
 
 	return outbox_submit(set->spool, sub->fd, &src, sub->id, sub->why, sizeof sub->why);

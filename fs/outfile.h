@@ -151,6 +151,7 @@ void outfile_set_free(struct outfile_set *set);
 #include <time.h>
 
 #include "addr.h"
+#include "aliases.h"
 #include "cfg.h"
 #include "spool.h"
 #include "unixuser.h"
@@ -205,6 +206,8 @@ struct outfile_set {
 	struct commitgroup *group;	/* submissions share their syncs (NULL: each its own) */
 	const struct cfg *senders;	/* the sender rule's configuration, or NULL (no rule) */
 	uid_t		self;		/* the daemon's user, free of the rule */
+	struct aliases_source *aliases;	/* [aliases] file (aliases.h), or NULL; owned by the set */
+	const struct cfg *cfg;		/* with aliases: local domains, mailboxes, max_recipients */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
 };

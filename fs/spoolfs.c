@@ -30,6 +30,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "aliases.h"
 #include "cfg.h"
 #include "commitgroup.h"
 #include "envelope.h"
@@ -2308,6 +2309,33 @@ spoolfs_ops(void)
 	return &spoolfs_lowlevel_ops;
 }
 
+/*
+ * The aliases table of outbox/ submissions, the same file smtpd loads:
+ * its files may belong to root or to the spool's owner (the daemons'
+ * user).  A table that does not load stops the start.
+ */
+static int
+spoolfs_load_aliases(struct spoolfs *fs)
+{
+	char err[1024], q[1100];
+	struct stat st;
+	uid_t owner = fstat(spool_dirfd(fs->spool, SPOOL_DIR_ROOT), &st) == 0 ? st.st_uid : geteuid();
+
+	if (aliases_source_configured(fs->cfg, owner, &fs->outbox.aliases, err, sizeof(err)) < 0) {
+		log_error("aliases", "error=%s", log_quote(q, sizeof(q), err));
+		fprintf(stderr, "spoolgate-fs: %s\n", err);
+		return -EINVAL;
+	}
+	if (fs->outbox.aliases != NULL) {
+		struct aliases *a = aliases_source_get(fs->outbox.aliases);
+
+		log_info("aliases-loaded", "file=%s aliases=%zu when=start",
+		    log_quote(q, sizeof(q), fs->cfg->aliases_file), aliases_count(a));
+		aliases_release(a);
+	}
+	return 0;
+}
+
 int
 spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 {
@@ -2337,9 +2365,11 @@ spoolfs_new(const struct cfg *cfg, struct spool *spool, struct spoolfs **out)
 	}
 	outfile_set_init(&fs->outbox, spool, cfg->max_message_size, cfg->hostname);
 	outfile_set_senders(&fs->outbox, cfg);
-	if ((r = commitgroup_new(spool, &fs->outbox.group)) < 0 ||
+	fs->outbox.cfg = cfg;
+	if ((r = spoolfs_load_aliases(fs)) < 0 || (r = commitgroup_new(spool, &fs->outbox.group)) < 0 ||
 	    (r = waiters_new(spool, cfg->keep_sent, &fs->waiters)) < 0) {
 		commitgroup_free(fs->outbox.group);
+		aliases_source_free(fs->outbox.aliases);
 		inode_table_free(&fs->nodes);
 		pthread_mutex_destroy(&fs->lock);
 		free(fs);

@@ -38,8 +38,8 @@
  *	any other -o, -p proto, -R ret, -U, -V envid, -X file, -x, -q with
  *	an interval.  -bp (and -q alone) run spoolgate-mailq (and its
  *	--flush), found beside this program or else in PATH, without the
- *	group, with -c passed on as SPOOLGATE_CONF; -bi and -I (newaliases)
- *	do nothing: spoolgate has no alias database of its own.
+ *	group, with -c passed on as SPOOLGATE_CONF; -bi and -I run
+ *	spoolgate-newaliases the same way.
  * EXIT STATUS
  *	0 the message is in drop/ for the gateway; otherwise sysexits.h as
  *	Postfix's (submit.h): EX_USAGE no recipient or a bad command line,
@@ -83,7 +83,7 @@ struct options {
 	const char     *want_sender;	/* -f, -r */
 	const char     *full_name;	/* -F */
 	const char     *conf;		/* -c, -C, SPOOLGATE_CONF */
-	int		queue_tool;	/* -bp: -1, -q: -2 (run spoolgate-mailq), else 0 */
+	int		queue_tool;	/* -bp: -1, -q: -2 (run spoolgate-mailq), -bi: -3, else 0 */
 	char	      **rcpt;		/* the arguments */
 	size_t		nrcpt;
 };
@@ -126,38 +126,42 @@ take_mode(struct options *o, const char *mode)
 		return 0;
 	}
 	if (strcmp(mode, "i") == 0) {
-		fprintf(stderr, "%s: warning: -bi (newaliases): spoolgate keeps no alias database; nothing done\n", PROG);
-		return EX_OK;
+		o->queue_tool = -3;	/* the caller runs spoolgate-newaliases */
+		return 0;
 	}
 	fprintf(stderr, "%s: -b%s: mode not supported (only -bm, -bs, -bp)\n", PROG, mode);
 	return EX_USAGE;
 }
 
-/* -bp and -q: spoolgate-mailq, from the directory of this program, else from PATH. */
+/*
+ * -bp and -q: spoolgate-mailq; -bi and -I: spoolgate-newaliases; from the
+ * directory of this program, else from PATH.
+ */
 static int
-run_mailq(bool flush)
+run_tool(const char *tool, const char *argv0, const char *arg)
 {
 	char self[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 20);
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
 
-	/* The queue tool needs none of our group. */
+	/* The tools need none of our group. */
 	if (setgid(getgid()) < 0)
 		return EX_OSERR;
 	if (n > 0) {
 		self[n] = '\0';
 		if ((slash = strrchr(self, '/')) != NULL) {
-			snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "spoolgate-mailq");
-			execl(self, "mailq", flush ? "--flush" : (char *)NULL, (char *)NULL);
+			snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "%s", tool);
+			execl(self, argv0, arg, (char *)NULL);
 		}
 	}
-	execlp("spoolgate-mailq", "mailq", flush ? "--flush" : (char *)NULL, (char *)NULL);
-	fprintf(stderr, "%s: cannot run spoolgate-mailq: %s\n", PROG, strerror(errno));
+	execlp(tool, argv0, arg, (char *)NULL);
+	fprintf(stderr, "%s: cannot run %s: %s\n", PROG, tool, strerror(errno));
 	return EX_OSERR;
 }
 
 /*
  * Postfix's option letters; the ones it ignores are ignored here.
- * Returns 0 to go on, a status to exit with, or -1 (run mailq), -2 (flush).
+ * Returns 0 to go on, a status to exit with, or -1 (run mailq), -2 (flush),
+ * -3 (run newaliases).
  */
 static int
 parse_options(int argc, char **argv, struct options *o)
@@ -197,7 +201,8 @@ parse_options(int argc, char **argv, struct options *o)
 				return r;
 			break;
 		case 'I':
-			return take_mode(o, "i");
+			o->queue_tool = -3;	/* newaliases */
+			break;
 		case 'q':
 			if (optarg == NULL)
 				o->queue_tool = -2;	/* -q alone: flush the queue */
@@ -460,10 +465,12 @@ main(int argc, char **argv)
 	memset(&who, 0, sizeof(who));
 	who.dirfd = -1;
 	status = parse_options(argc, argv, &o);
-	if (status == -1 || status == -2) {
+	if (status == -1 || status == -2 || status == -3) {
 		if (o.conf != NULL && setenv("SPOOLGATE_CONF", o.conf, 1) < 0)
 			return EX_OSERR;
-		return run_mailq(status == -2);
+		if (status == -3)
+			return run_tool("spoolgate-newaliases", "newaliases", NULL);
+		return run_tool("spoolgate-mailq", "mailq", status == -2 ? "--flush" : NULL);
 	}
 	if (status != 0 || (status = load_conf(&o, &cfg)) != 0)
 		goto out;

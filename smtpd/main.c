@@ -13,7 +13,7 @@
  *	Disk syncs happen on the committer thread (commitq), never on the loop.
  *
  *	-n	check the configuration (and that the users file of AUTH
- *		loads), print what is wrong, exit 0 or 1.
+ *		and the aliases table load), print what is wrong, exit 0 or 1.
  *	-p SECTION.KEY
  *		print the value of one key (e.g. spool.user, fs.mountpoint,
  *		"listener submission.listen") as
@@ -29,6 +29,10 @@
  *	sends READY=1 once the spool is recovered and every listener is bound
  *	(with the event=listening line), and STOPPING=1 at the first SIGTERM
  *	or SIGINT (notify.h); without $NOTIFY_SOCKET nothing is sent.
+ *
+ *	The aliases table ([aliases] file, aliases.h) is loaded before root
+ *	is dropped (a table that does not load stops the start) and reloaded
+ *	on change by whoever looks it up (sessions, the pickup thread).
  *
  *	SIGHUP reloads the relay's credentials file ([relay] credentials):
  *	the next delivery attempts use the new user and password; and the
@@ -76,6 +80,7 @@
 #include "../common/log.h"
 #include "../common/notify.h"
 #include "../common/spool.h"
+#include "../common/aliases.h"
 #include "../common/userdb.h"
 #include "auth.h"
 #include "commitq.h"
@@ -94,6 +99,7 @@ struct daemon {
 	struct runner	       *runner;
 	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
 	struct auth	       *auth;
+	struct aliases_source  *aliases;	/* [aliases] file, or NULL */
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -278,6 +284,46 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload_tls(d->srv);		/* likewise, per listener */
 }
 
+/*
+ * The aliases table, read before root is dropped (a file only root may
+ * read works at start); reloads on change run as the daemon's user.
+ * A table that does not load stops the start, as a bad configuration does.
+ */
+static int
+load_aliases(struct daemon *d, const struct passwd *pw)
+{
+	char err[1024], q[1100];
+
+	if (aliases_source_configured(&d->cfg, pw != NULL ? pw->pw_uid : geteuid(), &d->aliases,
+	    err, sizeof(err)) < 0) {
+		log_error("aliases", "error=%s", log_quote(q, sizeof(q), err));
+		return -1;
+	}
+	if (d->aliases != NULL) {
+		struct aliases *a = aliases_source_get(d->aliases);
+
+		log_info("aliases-loaded", "file=%s aliases=%zu when=start", log_quote(q, sizeof(q),
+		    d->cfg.aliases_file), aliases_count(a));
+		aliases_release(a);
+	}
+	return 0;
+}
+
+/* -n: the aliases table loads. */
+static int
+check_aliases(const struct cfg *cfg, const struct passwd *pw)
+{
+	struct aliases_source *src;
+	char err[1024];
+
+	if (aliases_source_configured(cfg, pw != NULL ? pw->pw_uid : geteuid(), &src, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return -1;
+	}
+	aliases_source_free(src);
+	return 0;
+}
+
 /* One line per listener: where it listens and its policy. */
 static void
 log_listeners(const struct server *srv)
@@ -337,6 +383,9 @@ start(struct daemon *d)
 	}
 	if (server_new(d->base, &d->cfg, d->spool, &d->srv) < 0)
 		return -1;
+	if (load_aliases(d, pw) < 0)
+		return -1;
+	d->srv->aliases = d->aliases;
 	if (drop_privileges(&d->cfg, pw) < 0)
 		return -1;
 	if ((r = commitq_new(d->base, d->spool, &d->cq)) < 0) {
@@ -347,7 +396,7 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
-	if ((r = pickup_new(&d->cfg, d->spool, &d->pickup)) < 0) {
+	if ((r = pickup_new(&d->cfg, d->spool, d->aliases, &d->pickup)) < 0) {
 		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
 		return -1;
 	}
@@ -381,6 +430,7 @@ stop(struct daemon *d)
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
 	server_free(d->srv);
 	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
+	aliases_source_free(d->aliases);	/* after the pickup and the sessions that used it */
 	if (d->ev_term != NULL)
 		event_free(d->ev_term);
 	if (d->ev_int != NULL)
@@ -442,7 +492,7 @@ main(int argc, char **argv)
 	if (check_only) {
 		struct passwd *pw;
 
-		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0) {
+		if (lookup_user(&d.cfg, &pw) < 0 || check_auth_users(&d.cfg) < 0 || check_aliases(&d.cfg, pw) < 0) {
 			cfg_free(&d.cfg);
 			return 1;
 		}

@@ -37,6 +37,7 @@
 struct pickup {
 	const struct cfg       *cfg;
 	struct spool	       *spool;
+	struct aliases_source  *aliases;	/* main.c's, or NULL */
 	int			dirfd;		/* drop/ */
 	int			inotify_fd;
 	int			stop_fd;	/* eventfd */
@@ -226,6 +227,7 @@ pickup_one(struct pickup *p, const char *name)
 	const struct outbox_source src = {
 		.origin = origin, .name = NULL, .uid = st.st_uid, .user = login, .hostname = p->cfg->hostname,
 		.max_size = p->cfg->max_message_size, .start = rec.msg_start, .via = "sendmail", .policy = &pol,
+		.aliases = p->aliases, .cfg = p->cfg,
 	};
 	r = outbox_submit(p->spool, fd, &src, id, v.why, sizeof(v.why));
 	if (r == 0) {
@@ -347,7 +349,8 @@ open_drop_dir(struct pickup *p)
 }
 
 int
-pickup_new(const struct cfg *cfg, struct spool *spool, struct pickup **out)
+pickup_new(const struct cfg *cfg, struct spool *spool, struct aliases_source *aliases,
+    struct pickup **out)
 {
 	char path[PATH_MAX];
 	struct pickup *p;
@@ -357,6 +360,7 @@ pickup_new(const struct cfg *cfg, struct spool *spool, struct pickup **out)
 		return -ENOMEM;
 	p->cfg = cfg;
 	p->spool = spool;
+	p->aliases = aliases;
 	p->dirfd = p->inotify_fd = p->stop_fd = -1;
 	if ((r = open_drop_dir(p)) < 0) {
 		log_error("pickup-error", "path=%s/%s error=\"%s\"", spool_path(spool), DROP_DIR, strerror(-r));

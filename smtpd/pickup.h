@@ -5,7 +5,8 @@
  *	#include "pickup.h"
  *
  *	int pickup_prepare_dir(const struct cfg *cfg, uid_t uid, gid_t gid);
- *	int pickup_new(const struct cfg *cfg, struct spool *spool, struct pickup **out);
+ *	int pickup_new(const struct cfg *cfg, struct spool *spool,
+ *			struct aliases_source *aliases, struct pickup **out);
  *	void pickup_free(struct pickup *p);
  * DESCRIPTION
  *	<spool>/drop/ (drop.h) is where spoolgate-sendmail, set-group-id
@@ -28,7 +29,8 @@
  *	the sender it names must be one that owner may use (unixuser_sender());
  *	then outbox_submit() queues it with that owner's uid in the record's
  *	origin ("sendmail uid=<uid>") and in Received: ("from sendmail",
- *	"uid <uid>"), as an outbox/ file is.  Only once the message is durable
+ *	"uid <uid>"), as an outbox/ file is, its recipients expanded through
+ *	aliases (NULL: none; outbox.h says how).  Only once the message is durable
  *	in queue/ is the drop removed (and drop/ synced): a crash between the
  *	two queues it twice, never loses it.  A drop that fails a check goes
  *	to failed/ with a "rejected:" line (outbox_reject(), its bytes as they
@@ -54,13 +56,15 @@
 
 #include <sys/types.h>
 
+#include "../common/aliases.h"
 #include "../common/cfg.h"
 #include "../common/spool.h"
 
 struct pickup;
 
 int pickup_prepare_dir(const struct cfg *cfg, uid_t uid, gid_t gid);
-int pickup_new(const struct cfg *cfg, struct spool *spool, struct pickup **out);
+int pickup_new(const struct cfg *cfg, struct spool *spool, struct aliases_source *aliases,
+		struct pickup **out);
 void pickup_free(struct pickup *p);
 
 #endif

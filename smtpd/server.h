@@ -99,6 +99,7 @@ struct server {
 	struct commitq	       *cq;		/* from server_start() */
 	struct runner	       *runner;		/* from server_start() */
 	struct auth	       *auth;		/* AUTH's users and SASL (auth.h), set before server_start() */
+	struct aliases_source  *aliases;	/* [aliases] file (aliases.h), or NULL; main.c's */
 	struct server_listener	listeners[CFG_MAX_LISTENERS];
 	size_t			nlisteners;
 	struct event	       *ev_resume;	/* accepting again after EMFILE & co */

@@ -109,6 +109,7 @@
 #include <openssl/ssl.h>
 
 #include "../common/addr.h"
+#include "../common/aliases.h"
 #include "../common/cfg.h"
 #include "../common/envelope.h"
 #include "../common/errmap.h"
@@ -1244,6 +1245,63 @@ rcpt_forward(struct session *s, const struct smtp_rcpt *rcpt, const char *to)
 	smtp_reply(s, REPLY_WILL_FORWARD, "User not local; will forward to <%s>", to);
 }
 
+/*
+ * A recipient in a local domain that is an alias: its mailboxes and
+ * addresses join the transaction (addresses go to the relay whoever the
+ * client is: the operator chose them).  1 when it was an alias (replied),
+ * 0 when it is none.  The expansion counts against max_recipients:
+ * over it, the RCPT gets 452 4.5.3 and adds nothing.
+ */
+static int
+rcpt_alias(struct session *s, const struct smtp_rcpt *rcpt)
+{
+	const char *to = rcpt->to;
+	const struct cfg *cfg = s->srv->cfg;
+	struct alias_expansion x;
+	char id[32], q[ADDR_MAX + 8];
+	size_t i, added = 0;
+	int r, err = 0;
+
+	snprintf(id, sizeof(id), "session=%" PRIu64, s->id);
+	r = aliases_expand_address(s->srv->aliases, cfg, to, cfg->max_recipients - s->txn.nrcpt, id, &x);
+	if (r == 0)
+		return 0;
+	if (r == -E2BIG) {
+		smtp_reply_uncounted(s, REPLY_TOO_MANY_RCPTS, "<%s>: the alias expands to more than %zu recipients",
+		    to, (size_t)(cfg->max_recipients - s->txn.nrcpt));
+		return 1;
+	}
+	if (r < 0) {
+		s->txn.refused++;
+		smtp_reply(s, r == -ELOOP ? errmap_from_errno(ELOOP)->id : REPLY_LOCAL_ERROR,
+		    "<%s>: %s", to, r == -ELOOP ? "aliases nested too deep" : "alias expansion failed");
+		return 1;
+	}
+	for (i = 0; i < x.nrcpt && err == 0; i++) {
+		if (x.rcpt[i].dest == ALIAS_ADDRESS) {
+			err = txn_add_rcpt(&s->txn, x.rcpt[i].value, NULL, rcpt);
+		} else if (!cfg_mailbox_is_known(cfg, x.rcpt[i].value)) {
+			log_warn("alias-target-refused", "%s rcpt=%s target=%s why=\"no such mailbox\"", id,
+			    log_quote(q, sizeof(q), to), x.rcpt[i].value);
+			continue;
+		} else {
+			err = txn_add_rcpt(&s->txn, to, x.rcpt[i].value, rcpt);
+		}
+		added++;
+	}
+	alias_expansion_free(&x);
+	if (err < 0) {
+		smtp_reply(s, errmap_from_errno(-err)->id, NULL);
+	} else if (added == 0) {
+		s->txn.refused++;
+		smtp_reply(s, REPLY_NO_SUCH_USER, "<%s>: the alias has no deliverable target", to);
+	} else {
+		session_enter(s, ST_RCPT);
+		smtp_reply(s, REPLY_RCPT_OK, NULL);
+	}
+	return 1;
+}
+
 static void
 cmd_rcpt(struct session *s, const char *arg)
 {
@@ -1276,6 +1334,8 @@ cmd_rcpt(struct session *s, const char *arg)
 		return;
 	}
 	if (at < 0 || cfg_domain_is_local(cfg, rcpt.to + at + 1)) {
+		if (rcpt_alias(s, &rcpt) != 0)
+			return;
 		if (local_mailbox(s, rcpt.to, mbox, sizeof(mbox), &refusal) < 0) {
 			s->txn.refused++;
 			smtp_reply(s, refusal, "<%s>: %s", rcpt.to, errmap_get(refusal)->text);

@@ -53,6 +53,7 @@ SMTPD = os.path.join(BUILD, 'smtpd', 'spoolgate-smtpd')
 FS = os.path.join(BUILD, 'fs', 'spoolgate-fs')
 SENDMAIL = os.path.join(BUILD, 'sendmail', 'spoolgate-sendmail')
 MAILQ = os.path.join(BUILD, 'sendmail', 'spoolgate-mailq')
+NEWALIASES = os.path.join(BUILD, 'sendmail', 'spoolgate-newaliases')
 USER = 'spoolgate'
 IS_ROOT = os.geteuid() == 0
 
@@ -242,8 +243,9 @@ _SECTION = {
     'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
     'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs', 'wait_timeout': 'fs',
     'level': 'log',
+    # [aliases] file: written as aliases.file (a dotted key), see write_config
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'forwards', 'sendmail', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'forwards', 'sendmail', 'aliases', 'fs', 'log']
 
 
 def _fmt(value):

@@ -5,7 +5,7 @@
 #	tests/package/install.sh     (SPOOLGATE_BUILD: the meson build root)
 # DESCRIPTION
 #	Runs `meson install --destdir` into a temporary directory and checks
-#	the tree: both daemons in sbin/, the two systemd units, the six manual
+#	the tree: both daemons and spoolgate-newaliases in sbin/, the two systemd units, the eight manual
 #	pages in man1/ man5/ man8/, the example configuration in
 #	etc/spoolgate/.  Then:
 #	  * the installed configuration is read by the installed daemon
@@ -52,6 +52,7 @@ one() {
 }
 smtpd=$(one '*/sbin/spoolgate-smtpd')
 one '*/sbin/spoolgate-fs' >/dev/null
+one '*/sbin/spoolgate-newaliases' >/dev/null
 conf=$(one '*/etc/spoolgate/spoolgate.conf')
 units=()
 for u in spoolgate-smtpd.service spoolgate-fs.service; do
@@ -59,7 +60,7 @@ for u in spoolgate-smtpd.service spoolgate-fs.service; do
 done
 mans=()
 for m in man8/spoolgate.8 man8/spoolgate-smtpd.8 man8/spoolgate-fs.8 man5/spoolgate.conf.5 \
-    man1/spoolgate-sendmail.1 man1/spoolgate-mailq.1 man8/spoolgate-passwd.8; do
+    man1/spoolgate-sendmail.1 man1/spoolgate-mailq.1 man8/spoolgate-passwd.8 man8/spoolgate-newaliases.8; do
 	mans+=("$(one "*/share/man/$m")")
 done
 mandir=$(dirname "$(dirname "$dest${mans[0]}")")
