@@ -25,7 +25,7 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_ETRNMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
     T_AUTHMECH };
 
 struct cfg_key {
@@ -105,6 +105,7 @@ static const struct cfg_key listener_keys[] = {
 	LK("auth_plaintext", T_BOOL, auth_plaintext),
 	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
 	LK("restrict_sender", T_BOOL, restrict_sender),
+	LK("etrn", T_ETRNMODE, etrn),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
 };
 
@@ -550,19 +551,51 @@ cfg_auth_mode_name(enum cfg_auth_mode mode)
 	return (size_t)mode < NKEYS(auth_mode_names) ? auth_mode_names[mode] : "?";
 }
 
+/* value as an index into names (case-insensitive).  0 or -EINVAL with msg "'v' is not one of a, b, c". */
 static int
-parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+parse_enum_name(const char *value, const char *const *names, size_t n, int *out, char *msg, size_t msglen)
 {
-	size_t i;
+	size_t i, used;
 
-	for (i = 0; i < NKEYS(auth_mode_names); i++) {
-		if (strcasecmp(value, auth_mode_names[i]) == 0) {
-			*out = (enum cfg_auth_mode)i;
+	for (i = 0; i < n; i++) {
+		if (strcasecmp(value, names[i]) == 0) {
+			*out = (int)i;
 			return 0;
 		}
 	}
-	snprintf(msg, msglen, "'%s' is not one of no, offer, required", value);
+	used = (size_t)snprintf(msg, msglen, "'%s' is not one of", value);
+	for (i = 0; i < n && used < msglen; i++)
+		used += (size_t)snprintf(msg + used, msglen - used, "%s %s", i ? "," : "", names[i]);
 	return -EINVAL;
+}
+
+static int
+parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+{
+	int i = 0, r = parse_enum_name(value, auth_mode_names, NKEYS(auth_mode_names), &i, msg, msglen);
+
+	if (r == 0)
+		*out = (enum cfg_auth_mode)i;
+	return r;
+}
+
+/* The names of cfg_etrn_mode, in its order. */
+static const char *const etrn_mode_names[] = { "yes", "relay", "no" };
+
+const char *
+cfg_etrn_mode_name(enum cfg_etrn_mode mode)
+{
+	return (size_t)mode < NKEYS(etrn_mode_names) ? etrn_mode_names[mode] : "?";
+}
+
+static int
+parse_etrn_mode(const char *value, enum cfg_etrn_mode *out, char *msg, size_t msglen)
+{
+	int i = 0, r = parse_enum_name(value, etrn_mode_names, NKEYS(etrn_mode_names), &i, msg, msglen);
+
+	if (r == 0)
+		*out = (enum cfg_etrn_mode)i;
+	return r;
 }
 
 /* A listener's tls: the relay's policy names but verify (a server does not verify clients). */
@@ -660,6 +693,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_listener_tls(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMODE:
 		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
+	case T_ETRNMODE:
+		return parse_etrn_mode(value, field, ps->detail, sizeof(ps->detail));
 	case T_TLSPOLICY:
 		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMECH:
@@ -707,7 +742,8 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 	}
 	if (route_parse_target(target, &nh) < 0) {
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port or [ipv6]:port", target);
+		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port, [ipv6]:port, hold or hold <one of these>",
+		    target);
 		return -EINVAL;
 	}
 	if (cfg->n_routes >= CFG_MAX_ROUTES) {
@@ -1195,6 +1231,9 @@ format_value(const struct cfg_key *k, const void *base, char *out, size_t outlen
 		break;
 	case T_AUTHMODE:
 		n = snprintf(out, outlen, "%s", cfg_auth_mode_name(*(const enum cfg_auth_mode *)field));
+		break;
+	case T_ETRNMODE:
+		n = snprintf(out, outlen, "%s", cfg_etrn_mode_name(*(const enum cfg_etrn_mode *)field));
 		break;
 	default:
 		return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */

@@ -34,7 +34,8 @@
  *	Listeners: each [listener NAME] section (NAME: 1..31 letters, digits,
  *	'-' or '_') is one listening address with its own policy (struct
  *	cfg_listener: listen, tls, tls_cert_file, tls_key_file, tls_chain_file,
- *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, relay_networks).
+ *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, etrn,
+ *	relay_networks).
  *	The same keys in [smtpd] make the listener named "smtpd", the
  *	one-listener shorthand of earlier configurations; it exists when the
  *	file sets one of them in [smtpd] or has no [listener] section at all
@@ -107,6 +108,13 @@ enum cfg_auth_mode {
 	CFG_AUTH_REQUIRED,	/* auth = required: 530 5.7.0 to MAIL before AUTH */
 };
 
+/* Who may ask for a queue run with ETRN (RFC 1985) on a listener. */
+enum cfg_etrn_mode {
+	CFG_ETRN_YES,		/* etrn = yes: any client, for a held domain ([routes] hold) */
+	CFG_ETRN_RELAY,		/* etrn = relay: clients that may relay (relay_networks or AUTH) */
+	CFG_ETRN_NO,		/* etrn = no: 502 5.5.1, not announced */
+};
+
 /*
  * One listening address and its policy: a [listener NAME] section, or the
  * [smtpd] section's own keys (the one-listener shorthand, named "smtpd").
@@ -127,6 +135,7 @@ struct cfg_listener {
 						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
 	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
 						   may send only as its own addresses (553 5.7.1) */
+	enum cfg_etrn_mode etrn;		/* etrn = yes|relay|no */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
@@ -222,6 +231,7 @@ bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);
 const struct cfg_listener *cfg_listener_find(const struct cfg *cfg, const char *name);
 const char *cfg_auth_mode_name(enum cfg_auth_mode mode);
+const char *cfg_etrn_mode_name(enum cfg_etrn_mode mode);
 
 /* Parse "host:port" or "[v6]:port" into host (no brackets) and port. 0 or -EINVAL. */
 int cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port);
