@@ -81,7 +81,9 @@
 #include <sys/types.h>
 #include <sys/inotify.h>
 #include <sys/queue.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +115,13 @@
 #define RUNNER_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
 #define RUNNER_FINISH_RETRY_MAX	300
 #define RUNNER_COMMITS_PER_SLOT	4		/* commits in flight per max_deliveries */
+#define RUNNER_RELEASE_MAX	1024		/* held messages released by ETRN, not yet claimed */
+
+/* A held message an ETRN asked for: its next claim delivers node's recipients. */
+struct runner_release {
+	char			id[SPOOL_ID_MAX];
+	struct route_node	node;
+};
 
 struct runner_job;
 
@@ -133,6 +142,8 @@ struct runner {
 	int			root_wd;	/* the spool root's watch (QUEUE_FLUSH_FILE), or -1 */
 	struct event	       *inotify_ev;
 	bool			flush_wanted;	/* mailq --flush: the next scan takes every record */
+	struct runner_release  *releases;	/* RUNNER_RELEASE_MAX, nreleases used */
+	size_t			nreleases;
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
@@ -181,6 +192,9 @@ struct runner_job {
 	bool			rcpt_overflow;	/* of any destination */
 	bool			reused;		/* a delivery went over a connection used before */
 	size_t			ndelivered;
+	bool			released;	/* an ETRN asked for it: node's held recipients go */
+	struct route_node	release_node;
+	size_t			npending, nheld;	/* at routing: pending, and of those held back */
 
 	/* The outcome, set when the job goes to commitq. */
 	enum queue_outcome	outcome;
@@ -510,7 +524,17 @@ job_dest_index(struct runner_job *j, const struct route_nexthop *nh)
 	return k;
 }
 
-/* Groups the pending recipients by next hop.  0 or -ENOMEM. */
+/* A held recipient's domain goes now: an ETRN released this message for its node. */
+static bool
+job_releases(const struct runner_job *j, const char *domain, const struct route_nexthop *nh)
+{
+	return j->released && !nh->no_hop && route_node_matches(&j->release_node, domain);
+}
+
+/*
+ * Groups the pending recipients by next hop; those of a held domain
+ * ([routes] hold) stay out, unless an ETRN released them.  0 or -ENOMEM.
+ */
 static int
 job_route(struct runner_job *j)
 {
@@ -530,8 +554,13 @@ job_route(struct runner_job *j)
 		j->dest_of[i] = SIZE_MAX;
 		if (env->rcpt[i].state != RCPT_PENDING)
 			continue;
+		j->npending++;
 		if ((err = route_pick(j->runner->cfg, at != NULL ? at + 1 : "", &nh)) < 0) {
 			job_unroutable(j, i, err);
+			continue;
+		}
+		if (nh.hold && !job_releases(j, at + 1, &nh)) {
+			j->nheld++;	/* stays pending, untouched, until its node asks */
 			continue;
 		}
 		k = job_dest_index(j, &nh);
@@ -753,8 +782,68 @@ job_deliver(struct runner_job *j)
 		r->nclaims--;
 		return;
 	}
+	if (j->ndests == 0 && j->nheld > 0 && j->nheld == j->npending) {
+		/* Only held recipients: no attempt, the record goes back as it was. */
+		log_debug("relay-held", "id=%s held=%zu", j->id, j->nheld);
+		job_free(j);
+		runner_release(r, false);
+		return;
+	}
 	/* From here j may be gone: a destination can report before this returns. */
 	job_next_dest(j);
+}
+
+/* The ETRN release of id (removed from the list), if there is one. */
+static bool
+runner_take_release(struct runner *r, const char *id, struct route_node *node)
+{
+	size_t i;
+
+	for (i = 0; i < r->nreleases; i++) {
+		if (strcmp(r->releases[i].id, id) == 0) {
+			if (node != NULL)
+				*node = r->releases[i].node;
+			r->releases[i] = r->releases[--r->nreleases];
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+runner_is_released(const struct runner *r, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nreleases; i++)
+		if (strcmp(r->releases[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A record to leave alone in a normal run: every pending recipient is of
+ * a held domain, no ETRN released it, and its lifetime has not run out
+ * (an expired one is claimed, to fail as any other).
+ */
+static bool
+runner_record_held(const struct runner *r, const char *id, const struct envelope *env, long long now)
+{
+	struct route_nexthop nh;
+	size_t i, npending = 0;
+
+	if (runner_is_released(r, id) || relay_expired(env, now, &r->policy))
+		return false;
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		npending++;
+		if (route_pick(r->cfg, at != NULL ? at + 1 : "", &nh) < 0 || !nh.hold)
+			return false;
+	}
+	return npending > 0;
 }
 
 static void
@@ -765,6 +854,7 @@ runner_start(struct runner *r, const char *id)
 	int err;
 
 	if ((err = queue_claim(r->spool, id, &qc)) < 0) {
+		runner_take_release(r, id, NULL);	/* gone: nothing to release any more */
 		if (err != -ENOENT)	/* ENOENT: another runner has it */
 			log_warn("relay-claim-failed", "id=%s error=\"%s\"", id, strerror(-err));
 		return;
@@ -778,6 +868,7 @@ runner_start(struct runner *r, const char *id)
 	j->qc = qc;
 	j->retry_delay = RUNNER_FINISH_RETRY_MIN;
 	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
+	j->released = runner_take_release(r, j->id, &j->release_node);
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->jobs, j, link);
 	if (relay_expired(queue_claim_envelope(qc), now_seconds(), &r->policy))
@@ -956,12 +1047,15 @@ struct scan_ctx {
 };
 
 static int
-scan_one(const char *id, long long next_attempt, void *arg)
+scan_one(const char *id, const struct envelope *env, void *arg)
 {
 	struct scan_ctx *sc = arg;
 	struct runner *r = sc->runner;
+	long long next_attempt = env->next_attempt;
 
-	if (next_attempt > sc->due_before) {
+	if (runner_record_held(r, id, env, sc->now))
+		return 0;	/* waits for ETRN or ATRN, not for a time */
+	if (next_attempt > sc->due_before && !runner_is_released(r, id)) {
 		if (sc->earliest == 0 || next_attempt < sc->earliest)
 			sc->earliest = next_attempt;
 		return 0;
@@ -1119,7 +1213,9 @@ runner_consider(struct runner *r, const char *id)
 	}
 	if (r->backlog_pos == r->nbacklog)
 		r->backlog_pos = r->nbacklog = 0;	/* all taken: start over */
-	if (env.next_attempt > now)
+	if (runner_record_held(r, id, &env, now))
+		;	/* waits for ETRN or ATRN */
+	else if (env.next_attempt > now)
 		runner_arm_due(r, env.next_attempt, now);
 	else if (r->nbacklog < RUNNER_BACKLOG_MAX)
 		snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
@@ -1146,6 +1242,142 @@ runner_flush(struct runner *r)
 	runner_request_scan(r);
 }
 
+/*
+ * ETRN (RFC 1985) and its spool twin.
+ */
+
+struct etrn_ctx {
+	struct runner		       *runner;
+	const struct route_node	       *node;
+	struct runner_etrn_result      *res;
+	unsigned			refused;	/* found, but no room in releases */
+};
+
+/* Whether env has a pending recipient of a held domain under node. */
+static bool
+envelope_has_held_for(const struct runner *r, const struct envelope *env, const struct route_node *node)
+{
+	struct route_nexthop nh;
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+
+		if (env->rcpt[i].state == RCPT_PENDING && at != NULL && route_node_matches(node, at + 1) &&
+		    route_pick(r->cfg, at + 1, &nh) == 0 && nh.hold)
+			return true;
+	}
+	return false;
+}
+
+static int
+etrn_one(const char *id, const struct envelope *env, void *arg)
+{
+	struct etrn_ctx *ec = arg;
+	struct runner *r = ec->runner;
+	struct runner_release *rel;
+
+	if (!envelope_has_held_for(r, env, ec->node) || runner_is_released(r, id))
+		return 0;
+	if (r->nreleases >= RUNNER_RELEASE_MAX) {
+		ec->refused++;
+		return 0;
+	}
+	rel = &r->releases[r->nreleases++];
+	snprintf(rel->id, sizeof(rel->id), "%s", id);
+	rel->node = *ec->node;
+	ec->res->released++;
+	return 0;
+}
+
+int
+runner_etrn(struct runner *r, const struct route_node *node, struct runner_etrn_result *res)
+{
+	struct etrn_ctx ec = { .runner = r, .node = node, .res = res };
+	struct route_nexthop nh;
+	struct runner_job *j;
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	if (r == NULL || r->stopping)
+		return -ESHUTDOWN;
+	if (route_node_hold(r->cfg, node, &nh) < 0)
+		return -ENOENT;
+	if (nh.no_hop)
+		return -EDESTADDRREQ;
+	if ((err = queue_scan(r->spool, etrn_one, &ec)) < 0 && res->released == 0)
+		return err;
+	LIST_FOREACH(j, &r->jobs, link)
+		if (!j->committing && envelope_has_held_for(r, queue_claim_envelope(j->qc), node))
+			res->in_progress++;
+	if (ec.refused > 0 && res->released == 0)
+		return -ENOBUFS;
+	log_info("relay-etrn", "node=%s%s released=%u in_progress=%u refused=%u",
+	    node->kind == ROUTE_NODE_SUBDOMAINS ? "@" : "", node->name, res->released, res->in_progress, ec.refused);
+	if (res->released > 0)
+		runner_scan_soon(r);
+	return 0;
+}
+
+void
+runner_flush_all(struct runner *r)
+{
+	if (r == NULL || r->stopping)
+		return;
+	log_info("relay-flush", "action=\"every queued message is tried now\"");
+	r->flush_wanted = true;
+	runner_request_scan(r);
+}
+
+/*
+ * <spool>/flush.<node>: an ETRN from the spool (spoolgate-mailq
+ * --flush=NODE).  The file is removed first (that is the answer mailq
+ * waits for), then the outcome is logged, as an ETRN's reply would say it.
+ */
+static void
+runner_flush_node(struct runner *r, const char *name)
+{
+	struct runner_etrn_result res;
+	struct route_node node;
+	const char *arg = queue_flush_node_name(name);
+	char q[300];
+	int err;
+
+	if (unlinkat(spool_dirfd(r->spool, SPOOL_DIR_ROOT), name, 0) < 0) {
+		if (errno != ENOENT)
+			log_warn("relay-etrn", "error=\"cannot remove %s: %s\"", log_quote(q, sizeof(q), name),
+			    strerror(errno));
+		return;		/* taken already */
+	}
+	if (route_node_parse(arg, &node) < 0 || node.kind == ROUTE_NODE_QUEUE) {
+		log_warn("relay-etrn", "file=%s error=\"not a domain or @domain\"", log_quote(q, sizeof(q), name));
+		return;
+	}
+	if ((err = runner_etrn(r, &node, &res)) < 0)
+		log_warn("relay-etrn", "file=%s node=%s error=\"%s\"", log_quote(q, sizeof(q), name), arg,
+		    err == -ENOENT ? "not a held domain" : err == -EDESTADDRREQ ? "the hold has no next hop" :
+		    strerror(-err));
+}
+
+/* flush.<node> files left while smtpd was stopped. */
+static void
+runner_flush_nodes_left(struct runner *r)
+{
+	int fd = openat(spool_dirfd(r->spool, SPOOL_DIR_ROOT), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (queue_flush_node_name(de->d_name) != NULL)
+			runner_flush_node(r, de->d_name);
+	closedir(d);
+}
+
 static void
 runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1164,6 +1396,8 @@ runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 				runner_request_scan(r);	/* events were lost: look at everything */
 			else if (ev->wd == r->root_wd && ev->len > 0 && strcmp(ev->name, QUEUE_FLUSH_FILE) == 0)
 				runner_flush(r);
+			else if (ev->wd == r->root_wd && ev->len > 0 && queue_flush_node_name(ev->name) != NULL)
+				runner_flush_node(r, ev->name);
 			else if (ev->wd != r->root_wd && ev->len > 0)
 				runner_consider(r, ev->name);
 			p += sizeof(*ev) + ev->len;
@@ -1253,7 +1487,7 @@ target_needs_dns(const char *target)
 {
 	struct route_nexthop nh;
 
-	return route_parse_target(target, &nh) < 0 || !nh.literal;
+	return route_parse_target(target, &nh) < 0 || !(nh.literal || nh.no_hop);
 }
 
 /*
@@ -1323,12 +1557,13 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		return err;
 	}
 	r->backlog = calloc(RUNNER_BACKLOG_MAX, sizeof(*r->backlog));
+	r->releases = calloc(RUNNER_RELEASE_MAX, sizeof(*r->releases));
 	r->scan_ev = evtimer_new(base, runner_scan_cb, r);
 	r->due_ev = evtimer_new(base, runner_timer_cb, r);
 	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
 	r->wake_ev = event_new(base, -1, 0, runner_wake_cb, r);
 	r->dispatch_ev = event_new(base, -1, 0, runner_dispatch_cb, r);
-	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
+	if (r->backlog == NULL || r->releases == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
 	    r->wake_ev == NULL || r->dispatch_ev == NULL) {
 		runner_free(r);
 		return -ENOMEM;
@@ -1348,6 +1583,7 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	    r->inotify_ev != NULL ? "yes" : "no");
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	runner_flush(r);	/* a mailq --flush made while smtpd was stopped */
+	runner_flush_nodes_left(r);
 	*out = r;
 	return 0;
 }
@@ -1432,6 +1668,7 @@ runner_free(struct runner *r)
 	}
 	bounce_free(r->bounce);
 	free(r->backlog);
+	free(r->releases);
 	sasl_creds_free(r->creds);
 	free(r);
 }

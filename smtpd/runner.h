@@ -73,6 +73,29 @@
  *	it and tries every record of queue/ at once, as if each were due
  *	(event=relay-flush).
  *
+ *	Held domains.  A recipient whose route says "hold" ([routes]
+ *	example.org = hold [mail.example.org]:25, route.h) stays pending and
+ *	untouched: a record whose pending recipients are all held is skipped
+ *	by scans (not claimed, no attempt counted, no backoff) until its
+ *	lifetime runs out; a message with others is delivered to those and
+ *	deferred for the held ones.  runner_etrn() is ETRN's queue run for a
+ *	node (route_node_parse(): a domain, or "@domain" for it and every name
+ *	below): it reads queue/, releases every record with a pending
+ *	recipient of a held domain under the node (at most 1024 waiting to be
+ *	claimed), and claims them at once, whatever their next-attempt; the
+ *	claim delivers the node's held recipients to the hold's target, others
+ *	stay held.  It reports how many it released and how many of the
+ *	node's are claimed already (a run under way).  Errors: -ENOENT when no
+ *	held route covers the node (ETRN 459), -EDESTADDRREQ when the hold has
+ *	no next hop ("hold" alone, ETRN 458), -ENOBUFS when none could be
+ *	released for want of room, -ESHUTDOWN when stopping (or runner NULL),
+ *	queue_scan()'s errors.  runner_flush_all() is a queue run of every
+ *	record, as spoolgate-mailq --flush (held ones stay held).
+ *	A file <spool>/flush.<node> (QUEUE_FLUSH_FILE ".<node>", e.g.
+ *	flush.example.org or flush.@example.org) is runner_etrn() from the
+ *	spool: written by spoolgate-mailq --flush=NODE, removed when taken,
+ *	with the outcome logged (event=relay-etrn).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -100,15 +123,24 @@
 
 #include <event2/event.h>
 #include "../common/cfg.h"
+#include "../common/route.h"
 #include "../common/spool.h"
 #include "commitq.h"
 
 struct runner;
 
+/* What runner_etrn() did. */
+struct runner_etrn_result {
+	unsigned	released;	/* held messages in queue/ now released for the node */
+	unsigned	in_progress;	/* of the node's, claimed already (a run under way) */
+};
+
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
 int runner_reload(struct runner *runner);
+int runner_etrn(struct runner *runner, const struct route_node *node, struct runner_etrn_result *res);
+void runner_flush_all(struct runner *runner);
 void runner_free(struct runner *runner);
 
 #endif

@@ -119,6 +119,7 @@
 #include "../common/userdb.h"
 #include "auth.h"
 #include "commitq.h"
+#include "etrn.h"
 #include "runner.h"
 #include "server.h"
 #include "session.h"
@@ -246,7 +247,7 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls;
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls, cmd_etrn;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
@@ -263,6 +264,7 @@ static const struct smtp_command commands[] = {
 	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
 	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
 	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
+	{ "ETRN", ST(ST_IDLE), ARG_REQUIRED, cmd_etrn, "ETRN <domain> | @<domain> | #<queue>" },
 };
 #define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -281,10 +283,13 @@ static const struct {
 	{ ST_MAIL, "DATA", "need RCPT command" },
 	{ ST_MAIL, "STARTTLS", "MAIL transaction in progress" },
 	{ ST_RCPT, "STARTTLS", "MAIL transaction in progress" },
+	{ ST_MAIL, "ETRN", "MAIL transaction in progress" },
+	{ ST_RCPT, "ETRN", "MAIL transaction in progress" },
 };
 
 static bool starttls_offered(const struct session *s);
 static bool tls_allows_auth(const struct session *s);
+static bool etrn_offered(const struct session *s);
 
 /* The extensions EHLO announces, each when offered() (NULL: always). */
 static const struct {
@@ -297,6 +302,7 @@ static const struct {
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
+	{ "ETRN", etrn_offered },		/* RFC 1985 */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -1325,6 +1331,22 @@ cmd_expn(struct session *s, const char *arg)
 {
 	(void)arg;
 	smtp_reply(s, REPLY_NOT_IMPLEMENTED, "EXPN: %s", errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+}
+
+static bool
+etrn_offered(const struct session *s)
+{
+	return s->lst->cfg->etrn != CFG_ETRN_NO;
+}
+
+/* ETRN (RFC 1985): the argument, the policy and the queue run are etrn.c's. */
+static void
+cmd_etrn(struct session *s, const char *arg)
+{
+	struct etrn_reply r;
+
+	etrn_answer(s->srv->runner, s->lst->cfg->etrn, s->may_relay || s->auth_user[0] != '\0', arg, &r);
+	smtp_reply(s, r.id, "%s", r.text);
 }
 
 static void tls_switch_when_flushed(struct session *s);

@@ -181,6 +181,7 @@ _SECTION = {
     'session_deadline': 'smtpd',
     'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
     'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
+    'etrn': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
