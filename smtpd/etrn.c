@@ -24,6 +24,8 @@ etrn_set(struct etrn_reply *out, enum reply_id id, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void etrn_failed(int err, const char *arg, struct etrn_reply *out);
+
 /* "#deferred": a run of the whole queue, for clients that may relay. */
 static void
 etrn_queue(struct runner *runner, bool may_relay, const char *arg, const struct route_node *node,
@@ -35,10 +37,10 @@ etrn_queue(struct runner *runner, bool may_relay, const char *arg, const struct 
 	else if (!may_relay)
 		etrn_set(out, REPLY_ETRN_NOT_ALLOWED, "Node %s not allowed: only clients that may relay run "
 		    "the whole queue", arg);
-	else {
-		runner_flush_all(runner);
+	else if (runner_flush_all(runner) < 0)
+		etrn_failed(-ESHUTDOWN, arg, out);
+	else
 		etrn_set(out, REPLY_ETRN_STARTED, "OK, queuing for node %s started", arg);
-	}
 }
 
 /* The reply to runner_etrn()'s error. */

@@ -1237,9 +1237,7 @@ runner_flush(struct runner *r)
 			log_warn("relay-flush", "error=\"cannot remove %s: %s\"", QUEUE_FLUSH_FILE, strerror(errno));
 		return;		/* taken already */
 	}
-	log_info("relay-flush", "action=\"every queued message is tried now\"");
-	r->flush_wanted = true;
-	runner_request_scan(r);
+	runner_flush_all(r);
 }
 
 /*
@@ -1319,14 +1317,15 @@ runner_etrn(struct runner *r, const struct route_node *node, struct runner_etrn_
 	return 0;
 }
 
-void
+int
 runner_flush_all(struct runner *r)
 {
 	if (r == NULL || r->stopping)
-		return;
+		return -ESHUTDOWN;
 	log_info("relay-flush", "action=\"every queued message is tried now\"");
 	r->flush_wanted = true;
 	runner_request_scan(r);
+	return 0;
 }
 
 /*

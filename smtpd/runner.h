@@ -90,7 +90,9 @@
  *	no next hop ("hold" alone, ETRN 458), -ENOBUFS when none could be
  *	released for want of room, -ESHUTDOWN when stopping (or runner NULL),
  *	queue_scan()'s errors.  runner_flush_all() is a queue run of every
- *	record, as spoolgate-mailq --flush (held ones stay held).
+ *	record, as spoolgate-mailq --flush (held ones stay held): 0, or
+ *	-ESHUTDOWN when stopping.  runner_etrn() reads queue/ on the loop's
+ *	thread, as a scan does.
  *	A file <spool>/flush.<node> (QUEUE_FLUSH_FILE ".<node>", e.g.
  *	flush.example.org or flush.@example.org) is runner_etrn() from the
  *	spool: written by spoolgate-mailq --flush=NODE, removed when taken,
@@ -140,7 +142,7 @@ int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spo
 void runner_kick(struct runner *runner);
 int runner_reload(struct runner *runner);
 int runner_etrn(struct runner *runner, const struct route_node *node, struct runner_etrn_result *res);
-void runner_flush_all(struct runner *runner);
+int runner_flush_all(struct runner *runner);
 void runner_free(struct runner *runner);
 
 #endif

@@ -55,6 +55,7 @@ class Etrn(unittest.TestCase):
             cls.sink = Sink()
         except ImportError as e:
             raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+        cls.addClassCleanup(cls.sink.stop)
         hop = '127.0.0.1:%d' % cls.sink.port
         cls.dead = '127.0.0.1:%d' % harness.free_port()
         cls.gw = harness.Instance(
@@ -66,13 +67,9 @@ class Etrn(unittest.TestCase):
                                   'etrn': 'relay', 'relay_networks': ''},
                        'noetrn': {'listen': '127.0.0.1:%d' % harness.free_port(), 'etrn': 'no'}},
             listen=None, relay_networks='127.0.0.0/8')
+        cls.addClassCleanup(cls.gw.cleanup)
         cls.gw.start_smtpd()
         cls.gw.port = cls.gw.listener_addr('main')[1]
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.cleanup()
-        cls.sink.stop()
 
     def setUp(self):
         with self.sink.lock:
