@@ -106,6 +106,7 @@ static const struct cfg_key listener_keys[] = {
 	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
 	LK("restrict_sender", T_BOOL, restrict_sender),
 	LK("etrn", T_ETRNMODE, etrn),
+	LK("odmr", T_BOOL, odmr),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
 };
 
@@ -142,6 +143,18 @@ free_list(char **list, size_t *n)
 		list[i] = NULL;
 	}
 	*n = 0;
+}
+
+static void
+free_odmr(struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_odmr; i++) {
+		free(cfg->odmr[i].user);
+		free_list(cfg->odmr[i].domains, &cfg->odmr[i].ndomains);
+	}
+	cfg->n_odmr = 0;
 }
 
 static void
@@ -237,6 +250,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->smarthost);
 	free(cfg->resolver);
 	free_routes(cfg);
+	free_odmr(cfg);
 	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
 	free(cfg->drop_group);
@@ -721,6 +735,62 @@ route_domain_valid(const char *domain)
 	return domain[0] != '[' && strlen(domain) <= ROUTE_HOST_MAX && addr_domain_valid(domain) == 0;
 }
 
+static bool
+odmr_user_valid(const char *user)
+{
+	size_t n = strlen(user), i;
+
+	for (i = 0; i < n; i++)
+		if (user[i] <= ' ' || user[i] > '~')
+			return false;
+	return n > 0 && n <= 255;
+}
+
+/* One line of [odmr]: user = domain ... */
+static int
+apply_odmr(struct cfg_parse *ps, const char *user, const char *value)
+{
+	struct cfg *cfg = ps->cfg;
+	struct cfg_odmr *o;
+	int r;
+
+	if (!odmr_user_valid(user)) {
+		snprintf(ps->detail, sizeof(ps->detail), "'%s' is not a user name", user);
+		return -EINVAL;
+	}
+	if (cfg_odmr_find(cfg, user) != NULL) {
+		snprintf(ps->detail, sizeof(ps->detail), "a second line for '%s'", user);
+		return -EEXIST;
+	}
+	if (cfg->n_odmr >= CFG_MAX_ODMR) {
+		snprintf(ps->detail, sizeof(ps->detail), "more than %d users", CFG_MAX_ODMR);
+		return -E2BIG;
+	}
+	o = &cfg->odmr[cfg->n_odmr];
+	if ((o->user = strdup(user)) == NULL)
+		return -ENOMEM;
+	cfg->n_odmr++;
+	if ((r = parse_checked_words(o->domains, &o->ndomains, value, domain_ok, "a domain name", ps->detail,
+	    sizeof(ps->detail))) < 0)
+		return r;
+	if (o->ndomains == 0) {
+		snprintf(ps->detail, sizeof(ps->detail), "no domain for '%s'", user);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct cfg_odmr *
+cfg_odmr_find(const struct cfg *cfg, const char *user)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_odmr; i++)
+		if (strcmp(cfg->odmr[i].user, user) == 0)
+			return &cfg->odmr[i];
+	return NULL;
+}
+
 /* One line of [routes]. */
 static int
 apply_route(struct cfg_parse *ps, const char *domain, const char *target)
@@ -840,7 +910,7 @@ section_is_known(const char *section)
 {
 	const struct cfg_key *k;
 
-	if (strcmp(section, "routes") == 0 || listener_section_name(section) != NULL)
+	if (strcmp(section, "routes") == 0 || strcmp(section, "odmr") == 0 || listener_section_name(section) != NULL)
 		return true;
 
 	for (k = cfg_keys; k < cfg_keys + NKEYS(cfg_keys); k++)
@@ -890,8 +960,8 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 	if (ps->err != 0)
 		return 1;	/* keep the first error only */
 	ps->detail[0] = '\0';
-	if (strcmp(section, "routes") == 0) {
-		if ((r = apply_route(ps, name, value)) == 0)
+	if (strcmp(section, "routes") == 0 || strcmp(section, "odmr") == 0) {
+		if ((r = (section[0] == 'r' ? apply_route : apply_odmr)(ps, name, value)) == 0)
 			return 1;
 		return parse_failed(ps, section, name, r);
 	}
@@ -918,7 +988,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, sendmail, fs, log)", section);
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, odmr, sendmail, fs, log)", section);
 	return parse_failed(ps, section, name, -EINVAL);
 }
 

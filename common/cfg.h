@@ -48,6 +48,12 @@
  *	CFG_MAX_LISTENERS; a name used twice is one section continued.
  *	cfg_listener_find() finds one by name (NULL when there is none).
  *
+ *	[odmr] maps an AUTH user (a key: 1..255 printable octets, no blank)
+ *	to the domains (a list) it may take with ATRN on a listener with
+ *	odmr = yes (RFC 2645); a user named twice is an error, at most
+ *	CFG_MAX_ODMR lines.  cfg_odmr_find() finds a user's line (exact
+ *	match) or NULL.
+ *
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
  *	address may relay through listener lst (its relay_networks, CIDR list;
@@ -95,6 +101,15 @@ struct cfg_route {
 	char	       *target;		/* a next hop (route.h) or "mx" / "mx:port" */
 };
 
+#define CFG_MAX_ODMR	256
+
+/* One line of [odmr]: "alice@example.org = branch.example other.example". */
+struct cfg_odmr {
+	char	       *user;			/* an AUTH user (users file) */
+	char	       *domains[CFG_MAX_LIST];	/* the domains it may take with ATRN */
+	size_t		ndomains;
+};
+
 struct cfg_net {
 	int		family;		/* AF_INET or AF_INET6 */
 	unsigned char	addr[16];
@@ -136,6 +151,7 @@ struct cfg_listener {
 	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
 						   may send only as its own addresses (553 5.7.1) */
 	enum cfg_etrn_mode etrn;		/* etrn = yes|relay|no */
+	bool		odmr;			/* odmr = no: ATRN (RFC 2645) after AUTH */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
@@ -203,6 +219,10 @@ struct cfg {
 	struct cfg_route routes[CFG_MAX_ROUTES];
 	size_t		n_routes;
 
+	/* [odmr]: who may take which domains with ATRN */
+	struct cfg_odmr	odmr[CFG_MAX_ODMR];
+	size_t		n_odmr;
+
 	/* [sendmail]: spoolgate-sendmail and the gateway's pickup of its drops */
 	char	       *drop_group;		/* group = spoolgate-drop: may write drop/ only */
 	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
@@ -230,6 +250,7 @@ bool cfg_mailbox_is_known(const struct cfg *cfg, const char *mailbox);
 bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);
 const struct cfg_listener *cfg_listener_find(const struct cfg *cfg, const char *name);
+const struct cfg_odmr *cfg_odmr_find(const struct cfg *cfg, const char *user);
 const char *cfg_auth_mode_name(enum cfg_auth_mode mode);
 const char *cfg_etrn_mode_name(enum cfg_etrn_mode mode);
 

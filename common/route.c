@@ -465,3 +465,31 @@ route_node_hold(const struct cfg *cfg, const struct route_node *node, struct rou
 	}
 	return -ENOENT;
 }
+
+int
+route_domain_list_parse(const char *arg, char (*domains)[ROUTE_HOST_MAX + 1], size_t max, size_t *n)
+{
+	const char *p = arg, *comma;
+	size_t len;
+
+	*n = 0;
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len == 0 || len > ROUTE_HOST_MAX)
+			return -EINVAL;
+		if (*n >= max)
+			return -E2BIG;
+		memcpy(domains[*n], p, len);
+		domains[*n][len] = '\0';
+		if (domains[*n][0] == '[' || addr_domain_valid(domains[*n]) < 0)
+			return -EINVAL;
+		(*n)++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+		if (*p == '\0')
+			return -EINVAL;		/* "a.example," */
+	}
+	return 0;
+}

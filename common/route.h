@@ -100,6 +100,11 @@
  *	route of the domain itself, or for "@domain" also any route of
  *	".domain" or a name below it: 0 with nh filled, -ENOENT when the
  *	domain is not held (not a node this gateway queues for).
+ *
+ *	route_domain_list_parse() reads the argument of ATRN (RFC 2645):
+ *	domains separated by commas, no blanks, no address literal, into
+ *	domains[0..*n); an empty arg gives none.  0, -EINVAL (an empty or bad
+ *	domain, a comma at either end), -E2BIG (more than max).
  * OWNERSHIP
  *	All structures are plain values; nothing is allocated.
  * THREADS
@@ -172,5 +177,6 @@ const char *route_dns_rcode_name(enum route_dns_rcode rc);
 int route_node_parse(const char *arg, struct route_node *node);
 bool route_node_matches(const struct route_node *node, const char *domain);
 int route_node_hold(const struct cfg *cfg, const struct route_node *node, struct route_nexthop *nh);
+int route_domain_list_parse(const char *arg, char (*domains)[ROUTE_HOST_MAX + 1], size_t max, size_t *n);
 
 #endif

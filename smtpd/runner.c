@@ -117,10 +117,27 @@
 #define RUNNER_COMMITS_PER_SLOT	4		/* commits in flight per max_deliveries */
 #define RUNNER_RELEASE_MAX	1024		/* held messages released by ETRN, not yet claimed */
 
-/* A held message an ETRN asked for: its next claim delivers node's recipients. */
+#define RUNNER_ODMR_MAX		16		/* ATRN sessions at once */
+#define RUNNER_ODMR_TARGET	"odmr:"		/* route target of an ATRN session's hop */
+
+/* A held message an ETRN or ATRN asked for: its next claim delivers node's recipients. */
 struct runner_release {
 	char			id[SPOOL_ID_MAX];
-	struct route_node	node;
+	struct route_node	node;		/* ETRN's */
+	unsigned		odmr;		/* ATRN's session, or 0 */
+};
+
+/*
+ * An ATRN session (RFC 2645): the domains it took (locked against other
+ * sessions), the turned connection until the first delivery takes it, and
+ * the messages released for it that are not finished.
+ */
+struct runner_odmr {
+	unsigned		id;		/* 0: a free slot */
+	struct bufferevent     *bev;		/* owned until a delivery takes it */
+	char			domains[CFG_MAX_LIST][ROUTE_HOST_MAX + 1];
+	size_t			ndomains;
+	unsigned		pending;
 };
 
 struct runner_job;
@@ -144,6 +161,8 @@ struct runner {
 	bool			flush_wanted;	/* mailq --flush: the next scan takes every record */
 	struct runner_release  *releases;	/* RUNNER_RELEASE_MAX, nreleases used */
 	size_t			nreleases;
+	struct runner_odmr	odmr[RUNNER_ODMR_MAX];
+	unsigned		next_odmr_id;
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
@@ -194,6 +213,7 @@ struct runner_job {
 	size_t			ndelivered;
 	bool			released;	/* an ETRN asked for it: node's held recipients go */
 	struct route_node	release_node;
+	unsigned		odmr;		/* an ATRN session asked for it (runner_odmr.id), or 0 */
 	size_t			npending, nheld;	/* at routing: pending, and of those held back */
 
 	/* The outcome, set when the job goes to commitq. */
@@ -215,6 +235,7 @@ struct runner_job {
 };
 
 static void runner_request_scan(struct runner *r);
+static bool nexthop_is_odmr(const struct route_nexthop *nh);
 static void runner_scan_soon(struct runner *r);
 static void runner_dispatch(struct runner *r);
 static void job_submit(struct runner_job *j);
@@ -257,9 +278,13 @@ runner_release(struct runner *r, bool committing)
 /* The claim goes back to queue/ unchanged (or stays in active/ for recovery). */
 static void job_leave_dest(struct runner_job *j);
 
+static void runner_odmr_done(struct runner *r, unsigned id);
+
 static void
 job_free(struct runner_job *j)
 {
+	if (j->odmr != 0 && j->runner != NULL)
+		runner_odmr_done(j->runner, j->odmr);
 	job_leave_dest(j);
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
@@ -471,9 +496,11 @@ runner_dest_full(struct runner *r, const struct runner_job *j)
 	const struct runner_job *k;
 	unsigned n = 0;
 
+	/* An ATRN session's connection carries one message at a time. */
+	unsigned max = nexthop_is_odmr(nh) ? 1 : r->cfg->max_per_destination;
+
 	LIST_FOREACH(k, &r->jobs, link)
-		if (k != j && k->at_dest && same_nexthop(&k->dests[k->cur_dest].nh, nh) &&
-		    ++n >= r->cfg->max_per_destination)
+		if (k != j && k->at_dest && same_nexthop(&k->dests[k->cur_dest].nh, nh) && ++n >= max)
 			return true;
 	return false;
 }
@@ -524,6 +551,53 @@ job_dest_index(struct runner_job *j, const struct route_nexthop *nh)
 	return k;
 }
 
+static struct runner_odmr *
+runner_odmr_find(struct runner *r, unsigned id)
+{
+	size_t i;
+
+	for (i = 0; id != 0 && i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id == id)
+			return &r->odmr[i];
+	return NULL;
+}
+
+static bool
+odmr_has_domain(const struct runner_odmr *o, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < o->ndomains; i++)
+		if (strcasecmp(o->domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+static bool
+runner_odmr_covers(struct runner *r, unsigned id, const char *domain)
+{
+	const struct runner_odmr *o = runner_odmr_find(r, id);
+
+	return o != NULL && odmr_has_domain(o, domain);
+}
+
+/* The hop of ATRN session id: an address that is never connected to (the connection is the client's). */
+static void
+odmr_nexthop(unsigned id, struct route_nexthop *nh)
+{
+	memset(nh, 0, sizeof(*nh));
+	snprintf(nh->host, sizeof(nh->host), "0.0.0.0");
+	nh->port = id;
+	nh->literal = true;
+	snprintf(nh->target, sizeof(nh->target), "%s%u", RUNNER_ODMR_TARGET, id);
+}
+
+static bool
+nexthop_is_odmr(const struct route_nexthop *nh)
+{
+	return strncmp(nh->target, RUNNER_ODMR_TARGET, strlen(RUNNER_ODMR_TARGET)) == 0;
+}
+
 /* A held recipient's domain goes now: an ETRN released this message for its node. */
 static bool
 job_releases(const struct runner_job *j, const char *domain, const struct route_nexthop *nh)
@@ -559,7 +633,9 @@ job_route(struct runner_job *j)
 			job_unroutable(j, i, err);
 			continue;
 		}
-		if (nh.hold && !job_releases(j, at + 1, &nh)) {
+		if (nh.hold && j->odmr != 0 && runner_odmr_covers(j->runner, j->odmr, at + 1))
+			odmr_nexthop(j->odmr, &nh);
+		else if (nh.hold && !job_releases(j, at + 1, &nh)) {
 			j->nheld++;	/* stays pending, untouched, until its node asks */
 			continue;
 		}
@@ -640,6 +716,28 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 }
 
 /*
+ * An ATRN session's hop: the client authenticated already and its
+ * connection is what it is (TLS or not), so no STARTTLS, no AUTH, no
+ * connect; the first delivery takes the turned connection.
+ */
+static struct bufferevent *
+job_odmr_hop(struct runner_job *j)
+{
+	struct runner_odmr *o = runner_odmr_find(j->runner, j->odmr);
+	struct bufferevent *bev = NULL;
+
+	nexthop_wipe(&j->hop);
+	j->hop.tls = TLS_POLICY_NONE;
+	j->hop.auth = false;
+	j->hop.no_connect = true;
+	if (o != NULL) {
+		bev = o->bev;
+		o->bev = NULL;
+	}
+	return bev;
+}
+
+/*
  * The current destination's TLS policy and credentials ([relay] keys, the
  * credentials line of the route as written, else "*"), from the
  * credentials loaded last.  Then the delivery.
@@ -666,6 +764,8 @@ job_dest_deliver(struct runner_job *j)
 		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
 		return;
 	}
+	if (nexthop_is_odmr(&dest->nh))
+		req.established = job_odmr_hop(j);
 	/* From here j may be gone: the delivery can report before it returns. */
 	if ((err = delivery_start(j->runner->agent, &req)) < 0)
 		job_dest_local_error(j, err, "starting the delivery");
@@ -793,21 +893,49 @@ job_deliver(struct runner_job *j)
 	job_next_dest(j);
 }
 
-/* The ETRN release of id (removed from the list), if there is one. */
+/* The release of id (removed from the list), if there is one. */
 static bool
-runner_take_release(struct runner *r, const char *id, struct route_node *node)
+runner_take_release(struct runner *r, const char *id, struct runner_release *out)
 {
 	size_t i;
 
 	for (i = 0; i < r->nreleases; i++) {
 		if (strcmp(r->releases[i].id, id) == 0) {
-			if (node != NULL)
-				*node = r->releases[i].node;
+			*out = r->releases[i];
 			r->releases[i] = r->releases[--r->nreleases];
 			return true;
 		}
 	}
 	return false;
+}
+
+/*
+ * The end of an ATRN session: its last released message is finished.  A
+ * connection no delivery took is closed; the one that carried the mail
+ * says QUIT from the idle list.
+ */
+static void
+runner_odmr_end(struct runner *r, struct runner_odmr *o)
+{
+	char name[NEXTHOP_NAME_MAX];
+
+	log_info("odmr-end", "odmr=%u domains=%zu", o->id, o->ndomains);
+	if (o->bev != NULL)
+		bufferevent_free(o->bev);
+	else {
+		snprintf(name, sizeof(name), "0.0.0.0:%u", o->id);
+		delivery_agent_quit(r->agent, name);
+	}
+	memset(o, 0, sizeof(*o));
+}
+
+static void
+runner_odmr_done(struct runner *r, unsigned id)
+{
+	struct runner_odmr *o = runner_odmr_find(r, id);
+
+	if (o != NULL && o->pending > 0 && --o->pending == 0)
+		runner_odmr_end(r, o);
 }
 
 static bool
@@ -853,8 +981,11 @@ runner_start(struct runner *r, const char *id)
 	struct runner_job *j;
 	int err;
 
+	struct runner_release rel;
+
 	if ((err = queue_claim(r->spool, id, &qc)) < 0) {
-		runner_take_release(r, id, NULL);	/* gone: nothing to release any more */
+		if (runner_take_release(r, id, &rel) && rel.odmr != 0)	/* gone: nothing to release */
+			runner_odmr_done(r, rel.odmr);
 		if (err != -ENOENT)	/* ENOENT: another runner has it */
 			log_warn("relay-claim-failed", "id=%s error=\"%s\"", id, strerror(-err));
 		return;
@@ -868,7 +999,11 @@ runner_start(struct runner *r, const char *id)
 	j->qc = qc;
 	j->retry_delay = RUNNER_FINISH_RETRY_MIN;
 	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
-	j->released = runner_take_release(r, j->id, &j->release_node);
+	if (runner_take_release(r, j->id, &rel)) {
+		j->odmr = rel.odmr;
+		j->released = rel.odmr == 0;
+		j->release_node = rel.node;
+	}
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->jobs, j, link);
 	if (relay_expired(queue_claim_envelope(qc), now_seconds(), &r->policy))
@@ -1317,6 +1452,136 @@ runner_etrn(struct runner *r, const struct route_node *node, struct runner_etrn_
 	return 0;
 }
 
+/*
+ * ATRN (RFC 2645).
+ */
+
+struct atrn_ctx {
+	struct runner	       *runner;
+	const char	      (*domains)[ROUTE_HOST_MAX + 1];
+	size_t			ndomains;
+	struct runner_odmr     *odmr;		/* NULL: only count */
+	unsigned		found, refused;
+};
+
+/* Whether env has a pending recipient of a held domain among the session's. */
+static bool
+envelope_has_held_in(const struct runner *r, const struct envelope *env, const char (*domains)[ROUTE_HOST_MAX + 1],
+    size_t n)
+{
+	struct route_node node = { .kind = ROUTE_NODE_DOMAIN };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(node.name, sizeof(node.name), "%s", domains[i]);
+		if (envelope_has_held_for(r, env, &node))
+			return true;
+	}
+	return false;
+}
+
+static int
+atrn_one(const char *id, const struct envelope *env, void *arg)
+{
+	struct atrn_ctx *ac = arg;
+	struct runner *r = ac->runner;
+	struct runner_release *rel;
+
+	if (!envelope_has_held_in(r, env, ac->domains, ac->ndomains) || runner_is_released(r, id))
+		return 0;
+	if (ac->odmr == NULL) {
+		ac->found++;
+		return 0;
+	}
+	if (r->nreleases >= RUNNER_RELEASE_MAX) {
+		ac->refused++;
+		return 0;
+	}
+	rel = &r->releases[r->nreleases++];
+	memset(rel, 0, sizeof(*rel));
+	snprintf(rel->id, sizeof(rel->id), "%s", id);
+	rel->odmr = ac->odmr->id;
+	ac->odmr->pending++;
+	ac->found++;
+	return 0;
+}
+
+static bool
+runner_domain_taken(struct runner *r, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id != 0 && odmr_has_domain(&r->odmr[i], domain))
+			return true;
+	return false;
+}
+
+static struct runner_odmr *
+runner_odmr_slot(struct runner *r)
+{
+	size_t i;
+
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id == 0)
+			return &r->odmr[i];
+	return NULL;
+}
+
+int
+runner_atrn_check(struct runner *r, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n, unsigned *count)
+{
+	struct atrn_ctx ac = { .runner = r, .domains = domains, .ndomains = n };
+	size_t i;
+	int err;
+
+	*count = 0;
+	if (r == NULL || r->stopping)
+		return -ESHUTDOWN;
+	for (i = 0; i < n; i++)
+		if (runner_domain_taken(r, domains[i]))
+			return -EBUSY;
+	if (runner_odmr_slot(r) == NULL || r->nreleases >= RUNNER_RELEASE_MAX)
+		return -EAGAIN;
+	if ((err = queue_scan(r->spool, atrn_one, &ac)) < 0 && ac.found == 0)
+		return err;
+	*count = ac.found;
+	return 0;
+}
+
+int
+runner_atrn_start(struct runner *r, struct bufferevent *bev, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n)
+{
+	struct runner_odmr *o = r != NULL && !r->stopping ? runner_odmr_slot(r) : NULL;
+	struct atrn_ctx ac = { .runner = r, .domains = domains, .ndomains = n };
+	size_t i;
+
+	if (o == NULL || n > CFG_MAX_LIST) {
+		bufferevent_free(bev);
+		return -EAGAIN;
+	}
+	if (++r->next_odmr_id == 0 || r->next_odmr_id > 65535)
+		r->next_odmr_id = 1;	/* the id is the port of the session's hop */
+	o->id = r->next_odmr_id;
+	o->bev = bev;
+	o->ndomains = n;
+	for (i = 0; i < n; i++)
+		snprintf(o->domains[i], sizeof(o->domains[i]), "%s", domains[i]);
+	/* Until the first delivery takes it, nobody reads it: the client's 220 waits in the socket. */
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_enable(bev, EV_WRITE);	/* the 250 still goes out */
+	ac.odmr = o;
+	(void)queue_scan(r->spool, atrn_one, &ac);
+	log_info("odmr-start", "odmr=%u domains=%zu released=%u refused=%u", o->id, n, ac.found, ac.refused);
+	if (o->pending == 0) {
+		runner_odmr_end(r, o);	/* taken meanwhile: nothing to deliver */
+		return 0;
+	}
+	runner_scan_soon(r);
+	return 0;
+}
+
 int
 runner_flush_all(struct runner *r)
 {
@@ -1621,6 +1886,7 @@ void
 runner_free(struct runner *r)
 {
 	struct runner_job *j, *next;
+	size_t i;
 
 	if (r == NULL)
 		return;
@@ -1668,6 +1934,9 @@ runner_free(struct runner *r)
 	bounce_free(r->bounce);
 	free(r->backlog);
 	free(r->releases);
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].bev != NULL)
+			bufferevent_free(r->odmr[i].bev);
 	sasl_creds_free(r->creds);
 	free(r);
 }

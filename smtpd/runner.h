@@ -98,6 +98,24 @@
  *	spool: written by spoolgate-mailq --flush=NODE, removed when taken,
  *	with the outcome logged (event=relay-etrn).
  *
+ *	ATRN (RFC 2645).  runner_atrn_check() says whether an ATRN for
+ *	domains can go: -EBUSY when another ATRN session holds one of them,
+ *	-EAGAIN when RUNNER_ODMR_MAX (16) sessions run or the release list is
+ *	full, -ESHUTDOWN when stopping; else 0 and in count the queued
+ *	messages with a pending recipient of a held domain among them.
+ *	runner_atrn_start() takes bev, the connection turned around after
+ *	"250 OK, now reversing the connection" (owned from here; the client
+ *	greets next), locks the domains, releases those messages for the
+ *	session and claims them; each goes over that connection, one at a
+ *	time (the first delivery takes it, the next ones find it idle:
+ *	delivery.h), each record to sent/ (or back to queue/ when refused
+ *	for now) as any delivery's.  When the last is finished the connection
+ *	says QUIT and the domains are free again (event=odmr-start,
+ *	odmr-end).  A message claimed by another runner meanwhile is not
+ *	delivered; with none left the connection is closed at once.
+ *	connection_idle_timeout must not be 0 (the connection waits idle
+ *	between two messages).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -123,6 +141,7 @@
 #ifndef SPOOLGATE_RUNNER_H
 #define SPOOLGATE_RUNNER_H
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "../common/cfg.h"
 #include "../common/route.h"
@@ -143,6 +162,10 @@ void runner_kick(struct runner *runner);
 int runner_reload(struct runner *runner);
 int runner_etrn(struct runner *runner, const struct route_node *node, struct runner_etrn_result *res);
 int runner_flush_all(struct runner *runner);
+int runner_atrn_check(struct runner *runner, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n,
+    unsigned *count);
+int runner_atrn_start(struct runner *runner, struct bufferevent *bev, const char (*domains)[ROUTE_HOST_MAX + 1],
+    size_t n);
 void runner_free(struct runner *runner);
 
 #endif

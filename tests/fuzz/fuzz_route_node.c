@@ -1,6 +1,6 @@
 /*
  * NAME
- *	fuzz_route_node - the argument of ETRN (RFC 1985) from the network
+ *	fuzz_route_node - the arguments of ETRN (RFC 1985) and ATRN (RFC 2645)
  * DESCRIPTION
  *	The input, as a string, goes to route_node_parse(), as an SMTP
  *	client's "ETRN <arg>" does.  An accepted node is written back as its
@@ -9,6 +9,9 @@
  *	its own name in any case (route_node_matches()) and a name one label
  *	below it only for "@"; a queue node matches nothing.  A refusal is
  *	-EINVAL or -ENAMETOOLONG, nothing else.
+ *	The same input goes to route_domain_list_parse() (ATRN's list): the
+ *	domains it accepts are 1..ROUTE_HOST_MAX octets without a comma,
+ *	at most the bound given, and joined with commas give the input back.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -43,6 +46,28 @@ check_node(const char *arg, const struct route_node *node)
 		    "'%s' and the name below it", arg);
 }
 
+static void
+check_list(const char *arg)
+{
+	char domains[4][ROUTE_HOST_MAX + 1], back[4 * (ROUTE_HOST_MAX + 1) + 1];
+	size_t n = 99, i, used = 0;
+	int r = route_domain_list_parse(arg, domains, 4, &n);
+
+	if (r != 0) {
+		FUZZ_CHECK(r == -EINVAL || r == -E2BIG, "list: errno %d", -r);
+		return;
+	}
+	FUZZ_CHECK(n <= 4, "%zu domains", n);
+	back[0] = '\0';
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(domains[i]);
+
+		FUZZ_CHECK(len >= 1 && len <= ROUTE_HOST_MAX && strchr(domains[i], ',') == NULL, "domain %zu", i);
+		used += (size_t)snprintf(back + used, sizeof(back) - used, "%s%s", i ? "," : "", domains[i]);
+	}
+	FUZZ_CHECK(strcmp(back, arg) == 0, "list '%s' written back as '%s'", arg, back);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -57,6 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_node(arg, &node);
 	else
 		FUZZ_CHECK(r == -EINVAL || r == -ENAMETOOLONG, "errno %d", -r);
+	check_list(arg);
 	free(arg);
 	return 0;
 }

@@ -193,6 +193,7 @@ _SECTION = {
     'connection_reuse_time_limit': 'relay', 'max_per_destination': 'relay',
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
+    'odmr': 'odmr',		# a dict: AUTH user -> its domains (ATRN), one line each
     # a dict: name -> {key: value}, one [listener NAME] section each
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
@@ -200,7 +201,7 @@ _SECTION = {
     'mountpoint': 'fs', 'allow_other': 'fs',
     'level': 'log',
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'sendmail', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'odmr', 'sendmail', 'fs', 'log']
 
 
 def _fmt(value):
@@ -284,8 +285,8 @@ class Instance:
         for key, value in self.cfg.items():
             if value is None:
                 continue
-            if key == 'routes':
-                sections['routes'].extend('%s = %s' % kv for kv in value.items())
+            if key in ('routes', 'odmr'):
+                sections[key].extend('%s = %s' % kv for kv in value.items())
                 continue
             if key == 'listeners':
                 for name, keys in value.items():

@@ -276,6 +276,43 @@ START_TEST(test_node_matches_and_hold)
 }
 END_TEST
 
+/* ---- ATRN's domain list ---- */
+
+static const struct list_case {
+	const char     *arg;
+	int		want;
+	size_t		n;
+	const char     *last;
+} list_cases[] = {
+	{ "", 0, 0, NULL },
+	{ "a.example", 0, 1, "a.example" },
+	{ "a.example,b.example,c.example", 0, 3, "c.example" },
+	{ "a.example,", -EINVAL, 0, NULL },
+	{ ",a.example", -EINVAL, 0, NULL },
+	{ "a.example,,b.example", -EINVAL, 0, NULL },
+	{ "a.example, b.example", -EINVAL, 0, NULL },
+	{ "[192.0.2.1]", -EINVAL, 0, NULL },
+	{ "a..b", -EINVAL, 0, NULL },
+	{ "a,b,c,d,e", -E2BIG, 0, NULL },
+};
+#define N_LIST_CASES	(sizeof(list_cases) / sizeof(list_cases[0]))
+
+START_TEST(test_domain_list)
+{
+	const struct list_case *c = &list_cases[_i];
+	char domains[4][ROUTE_HOST_MAX + 1];
+	size_t n = 99;
+	int r = route_domain_list_parse(c->arg, domains, 4, &n);
+
+	ck_assert_msg(r == c->want, "route_domain_list_parse(\"%s\") = %d, want %d", c->arg, r, c->want);
+	if (r != 0)
+		return;
+	ck_assert_uint_eq(n, c->n);
+	if (c->last != NULL)
+		ck_assert_str_eq(domains[n - 1], c->last);
+}
+END_TEST
+
 /* ---- route_pick ---- */
 
 static const struct pick_case {
@@ -709,6 +746,7 @@ route_suite(void)
 	tcase_add_loop_test(tc, test_node_parse, 0, N_NODE_CASES);
 	tcase_add_test(tc, test_node_too_long);
 	tcase_add_test(tc, test_node_matches_and_hold);
+	tcase_add_loop_test(tc, test_domain_list, 0, N_LIST_CASES);
 	tcase_add_loop_test(tc, test_pick, 0, N_PICK_CASES);
 	tcase_add_test(tc, test_pick_long_domain);
 	suite_add_tcase(s, tc);
