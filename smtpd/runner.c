@@ -727,6 +727,8 @@ job_odmr_hop(struct runner_job *j)
 	struct bufferevent *bev = NULL;
 
 	nexthop_wipe(&j->hop);
+	/* Its name in the log and in last-host: "odmr:<id>", not the address that is never used. */
+	snprintf(j->hop.name, sizeof(j->hop.name), "%s%u", RUNNER_ODMR_TARGET, j->odmr);
 	j->hop.tls = TLS_POLICY_NONE;
 	j->hop.auth = false;
 	j->hop.no_connect = true;
@@ -923,7 +925,7 @@ runner_odmr_end(struct runner *r, struct runner_odmr *o)
 	if (o->bev != NULL)
 		bufferevent_free(o->bev);
 	else {
-		snprintf(name, sizeof(name), "0.0.0.0:%u", o->id);
+		snprintf(name, sizeof(name), "%s%u", RUNNER_ODMR_TARGET, o->id);
 		delivery_agent_quit(r->agent, name);
 	}
 	memset(o, 0, sizeof(*o));

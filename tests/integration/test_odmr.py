@@ -157,6 +157,12 @@ class Odmr(unittest.TestCase):
         for t in toks[:2]:
             self.assertTrue(any('token-' + t in b for b in bodies), t)
         wait_until(lambda: len(self.gw.listdir('sent')) == sent_before + 2, 10, 'two records in sent/')
+        for name in self.gw.listdir('sent'):
+            with open(self.gw.path('sent', name)) as f:
+                rec = harness.parse_record(f.read())
+            if any(a.endswith('@branch.test') for _, a, _ in rec['rcpt']):
+                self.assertRegex(rec.get('last-host', ''), r'^odmr:\d+$', rec)
+                self.assertTrue(rec['last-reply'].startswith('250 2.0.0 taken'), rec)
         wait_until(lambda: not [n for n in self.gw.listdir('active') if not n.startswith('.')], 10,
                    'claims finished')
         self.assertEqual(len(self.queued_for('second.test')), 1, 'the refused message left the queue')
