@@ -18,6 +18,7 @@ server, and spoolgate stores SCRAM keys and yescrypt hashes.  Needs no FUSE.
 import base64
 import os
 import socket
+import ssl
 import smtplib
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
+import peers
 from harness import assert_reply, log, wait_until
 from test_auth import make_users
 from test_relay import Sink
@@ -35,6 +37,7 @@ from test_relay import Sink
 USERS = {
     'branch@example.org': ('branch pass phrase', []),
     'other@example.org': ('other pass phrase', []),
+    'tls@example.org': ('tls pass phrase', []),
 }
 
 
@@ -66,6 +69,19 @@ class Odmr(unittest.TestCase):
                                 'auth': 'offer', 'auth_plaintext': True}},
             listen=None, relay_networks='127.0.0.0/8', auth_failure_delay=0)
         cls.addClassCleanup(cls.gw.cleanup)
+        # a second ODMR listener with STARTTLS, as port 366 is run in practice
+        cls.ca = peers.TestCA(os.path.join(cls.gw.dir, 'ca'))
+        cls.cert, cls.key = cls.ca.issue('odmr', dns=['odmr.test'], ips=['127.0.0.1'])
+        if harness.IS_ROOT:
+            import pwd
+            pw = pwd.getpwnam(harness.USER)
+            os.chown(cls.cert, pw.pw_uid, pw.pw_gid)
+            os.chown(cls.key, pw.pw_uid, pw.pw_gid)
+        cls.gw.cfg['listeners']['odmrtls'] = {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
+                                              'auth': 'required', 'tls': 'encrypt',
+                                              'tls_cert_file': cls.cert, 'tls_key_file': cls.key}
+        cls.gw.cfg['routes']['tls.test'] = 'hold'
+        cls.gw.cfg['odmr']['tls@example.org'] = 'tls.test'
         cls.gw.users = os.path.join(cls.gw.dir, 'users')
         make_users(cls.gw.users, cls.gw.cfg.get('user'), USERS)
         cls.gw.cfg['auth_users'] = cls.gw.users
@@ -170,6 +186,28 @@ class Odmr(unittest.TestCase):
         log_text = self.gw.read_log('smtpd')
         self.assertRegex(log_text, r'event=odmr-start odmr=\d+ domains=2 released=3')
         wait_until(lambda: 'event=odmr-end' in self.gw.read_log('smtpd'), 10, 'odmr-end')
+
+    def test_atrn_inside_tls(self):
+        """STARTTLS, AUTH, ATRN: the turned connection stays inside that TLS session (the gateway
+        says no second STARTTLS), and the held mail arrives through it"""
+        tok = uuid.uuid4().hex[:12]
+        send(self.gw, ['t@tls.test'], tok)
+        wait_until(lambda: self.queued_for('tls.test'), 5, 'queued')
+        c = harness.RawSMTP(self.gw.listener_addr('odmrtls'))
+        self.addCleanup(c.close)
+        assert_reply(self, c.ehlo(), 250, what='EHLO')
+        assert_reply(self, c.cmd('ATRN tls.test'), 530, '5.7.0', 'ATRN before STARTTLS and AUTH')
+        assert_reply(self, c.cmd('STARTTLS'), 220, '2.0.0', 'STARTTLS')
+        ctx = ssl.create_default_context(cafile=self.ca.cert)
+        c.sock = ctx.wrap_socket(c.sock, server_hostname='odmr.test')
+        assert_reply(self, c.ehlo(), 250, what='EHLO in TLS')
+        assert_reply(self, c.cmd('AUTH PLAIN ' + plain('tls@example.org', USERS['tls@example.org'][0])), 235)
+        assert_reply(self, c.cmd('ATRN tls.test'), 250, '2.0.0', 'ATRN in TLS')
+        got = self.serve_reversed(c)
+        self.assertEqual([rc for rc, _ in got], [['t@tls.test']])
+        self.assertIn('token-' + tok, got[0][1])
+        self.assertTrue(c.sock.version().startswith('TLS'))
+        wait_until(lambda: not self.queued_for('tls.test'), 10, 'out of the queue')
 
     def test_refusals(self):
         """530 5.7.0 without AUTH; 502 5.5.1 where odmr is off; 450 4.7.0 another's domain;
