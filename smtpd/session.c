@@ -58,6 +58,13 @@
  *	tls_active is set once a TLS handshake completed; PLAIN and
  *	LOGIN need it unless auth_plaintext.  An authenticated session may
  *	relay; its user goes into Received:, the queue record and the log.
+ *
+ *	ETRN (RFC 1985) and ATRN (RFC 2645) are rows of the command table
+ *	whose policy and replies live in etrn.c and atrn.c.  After ATRN's 250
+ *	the session hands its bufferevent (plaintext or TLS, with what the
+ *	client may have sent already) to the runner and schedules its own
+ *	free with s->bev NULL: session_free() does not close a connection
+ *	that is the relay's now.
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted
  *	(with tls=<version> cipher=<name>, or tls=no),
