@@ -25,7 +25,7 @@
 #include "route.h"
 
 enum cfg_type { T_STRING, T_PATH, T_UINT, T_ULONG, T_BOOL, T_DOMAINS, T_MAILBOXES, T_NETS, T_LOGLEVEL, T_HOSTPORT,
-    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
+    T_NEXTHOP, T_RESOLVER, T_TLSPOLICY, T_LISTENER_TLS, T_AUTHMODE, T_ETRNMODE, T_LISTENER_NETS, T_USERS, T_DOMAIN,
     T_AUTHMECH, T_OWNERS };
 
 struct cfg_key {
@@ -111,6 +111,8 @@ static const struct cfg_key listener_keys[] = {
 	LK("auth_plaintext", T_BOOL, auth_plaintext),
 	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
 	LK("restrict_sender", T_BOOL, restrict_sender),
+	LK("etrn", T_ETRNMODE, etrn),
+	LK("odmr", T_BOOL, odmr),
 	LK("relay_networks", T_LISTENER_NETS, relay_networks),
 	LK("accept_mail", T_BOOL, accept_mail),
 };
@@ -148,6 +150,18 @@ free_list(char **list, size_t *n)
 		list[i] = NULL;
 	}
 	*n = 0;
+}
+
+static void
+free_odmr(struct cfg *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_odmr; i++) {
+		free(cfg->odmr[i].user);
+		free_list(cfg->odmr[i].domains, &cfg->odmr[i].ndomains);
+	}
+	cfg->n_odmr = 0;
 }
 
 static void
@@ -256,6 +270,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->resolver);
 	free_routes(cfg);
 	free_forwards(cfg);
+	free_odmr(cfg);
 	cfg_free_relay_tls(cfg);
 	free(cfg->mountpoint);
 	free(cfg->drop_group);
@@ -606,19 +621,51 @@ cfg_auth_mode_name(enum cfg_auth_mode mode)
 	return (size_t)mode < NKEYS(auth_mode_names) ? auth_mode_names[mode] : "?";
 }
 
+/* value as an index into names (case-insensitive).  0 or -EINVAL with msg "'v' is not one of a, b, c". */
 static int
-parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+parse_enum_name(const char *value, const char *const *names, size_t n, int *out, char *msg, size_t msglen)
 {
-	size_t i;
+	size_t i, used;
 
-	for (i = 0; i < NKEYS(auth_mode_names); i++) {
-		if (strcasecmp(value, auth_mode_names[i]) == 0) {
-			*out = (enum cfg_auth_mode)i;
+	for (i = 0; i < n; i++) {
+		if (strcasecmp(value, names[i]) == 0) {
+			*out = (int)i;
 			return 0;
 		}
 	}
-	snprintf(msg, msglen, "'%s' is not one of no, offer, required", value);
+	used = (size_t)snprintf(msg, msglen, "'%s' is not one of", value);
+	for (i = 0; i < n && used < msglen; i++)
+		used += (size_t)snprintf(msg + used, msglen - used, "%s %s", i ? "," : "", names[i]);
 	return -EINVAL;
+}
+
+static int
+parse_auth_mode(const char *value, enum cfg_auth_mode *out, char *msg, size_t msglen)
+{
+	int i = 0, r = parse_enum_name(value, auth_mode_names, NKEYS(auth_mode_names), &i, msg, msglen);
+
+	if (r == 0)
+		*out = (enum cfg_auth_mode)i;
+	return r;
+}
+
+/* The names of cfg_etrn_mode, in its order. */
+static const char *const etrn_mode_names[] = { "yes", "relay", "no" };
+
+const char *
+cfg_etrn_mode_name(enum cfg_etrn_mode mode)
+{
+	return (size_t)mode < NKEYS(etrn_mode_names) ? etrn_mode_names[mode] : "?";
+}
+
+static int
+parse_etrn_mode(const char *value, enum cfg_etrn_mode *out, char *msg, size_t msglen)
+{
+	int i = 0, r = parse_enum_name(value, etrn_mode_names, NKEYS(etrn_mode_names), &i, msg, msglen);
+
+	if (r == 0)
+		*out = (enum cfg_etrn_mode)i;
+	return r;
 }
 
 /* A listener's tls: the relay's policy names but verify (a server does not verify clients). */
@@ -718,6 +765,8 @@ apply_key(struct cfg_parse *ps, const struct cfg_key *k, void *base, const char 
 		return parse_listener_tls(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMODE:
 		return parse_auth_mode(value, field, ps->detail, sizeof(ps->detail));
+	case T_ETRNMODE:
+		return parse_etrn_mode(value, field, ps->detail, sizeof(ps->detail));
 	case T_TLSPOLICY:
 		return parse_tls_policy(value, field, ps->detail, sizeof(ps->detail));
 	case T_AUTHMECH:
@@ -759,6 +808,62 @@ dup_pair(char **a, const char *va, char **b, const char *vb)
 	return 0;
 }
 
+static bool
+odmr_user_valid(const char *user)
+{
+	size_t n = strlen(user), i;
+
+	for (i = 0; i < n; i++)
+		if (user[i] <= ' ' || user[i] > '~')
+			return false;
+	return n > 0 && n <= 255;
+}
+
+/* One line of [odmr]: user = domain ... */
+static int
+apply_odmr(struct cfg_parse *ps, const char *user, const char *value)
+{
+	struct cfg *cfg = ps->cfg;
+	struct cfg_odmr *o;
+	int r;
+
+	if (!odmr_user_valid(user)) {
+		snprintf(ps->detail, sizeof(ps->detail), "'%s' is not a user name", user);
+		return -EINVAL;
+	}
+	if (cfg_odmr_find(cfg, user) != NULL) {
+		snprintf(ps->detail, sizeof(ps->detail), "a second line for '%s'", user);
+		return -EEXIST;
+	}
+	if (cfg->n_odmr >= CFG_MAX_ODMR) {
+		snprintf(ps->detail, sizeof(ps->detail), "more than %d users", CFG_MAX_ODMR);
+		return -E2BIG;
+	}
+	o = &cfg->odmr[cfg->n_odmr];
+	if ((o->user = strdup(user)) == NULL)
+		return -ENOMEM;
+	cfg->n_odmr++;
+	if ((r = parse_checked_words(o->domains, &o->ndomains, value, domain_ok, "a domain name", ps->detail,
+	    sizeof(ps->detail))) < 0)
+		return r;
+	if (o->ndomains == 0) {
+		snprintf(ps->detail, sizeof(ps->detail), "no domain for '%s'", user);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct cfg_odmr *
+cfg_odmr_find(const struct cfg *cfg, const char *user)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_odmr; i++)
+		if (strcmp(cfg->odmr[i].user, user) == 0)
+			return &cfg->odmr[i];
+	return NULL;
+}
+
 /* One line of [routes]. */
 static int
 apply_route(struct cfg_parse *ps, const char *domain, const char *target)
@@ -780,7 +885,8 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 	}
 	if (route_parse_target(target, &nh) < 0) {
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port or [ipv6]:port", target);
+		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port, [ipv6]:port, hold or hold <one of these>",
+		    target);
 		return -EINVAL;
 	}
 	if (cfg->n_routes >= CFG_MAX_ROUTES) {
@@ -933,7 +1039,7 @@ section_is_known(const char *section)
 {
 	const struct cfg_key *k;
 
-	if (strcmp(section, "routes") == 0 || strcmp(section, "forwards") == 0 ||
+	if (strcmp(section, "routes") == 0 || strcmp(section, "forwards") == 0 || strcmp(section, "odmr") == 0 ||
 	    listener_section_name(section) != NULL)
 		return true;
 
@@ -984,8 +1090,8 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 	if (ps->err != 0)
 		return 1;	/* keep the first error only */
 	ps->detail[0] = '\0';
-	if (strcmp(section, "routes") == 0) {
-		if ((r = apply_route(ps, name, value)) == 0)
+	if (strcmp(section, "routes") == 0 || strcmp(section, "odmr") == 0) {
+		if ((r = (section[0] == 'r' ? apply_route : apply_odmr)(ps, name, value)) == 0)
 			return 1;
 		return parse_failed(ps, section, name, r);
 	}
@@ -1017,7 +1123,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		snprintf(ps->detail, sizeof(ps->detail), "unknown key");
 	else
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, forwards, sendmail, aliases, fs, log)", section);
+		    "unknown section [%s] (known: spool, smtpd, listener NAME, relay, routes, forwards, odmr, sendmail, aliases, fs, log)", section);
 	return parse_failed(ps, section, name, -EINVAL);
 }
 
@@ -1342,6 +1448,9 @@ format_value(const struct cfg_key *k, const void *base, char *out, size_t outlen
 		break;
 	case T_AUTHMODE:
 		n = snprintf(out, outlen, "%s", cfg_auth_mode_name(*(const enum cfg_auth_mode *)field));
+		break;
+	case T_ETRNMODE:
+		n = snprintf(out, outlen, "%s", cfg_etrn_mode_name(*(const enum cfg_etrn_mode *)field));
 		break;
 	default:
 		return -EOPNOTSUPP;	/* lists and levels: not needed by scripts yet */

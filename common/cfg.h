@@ -34,8 +34,8 @@
  *	Listeners: each [listener NAME] section (NAME: 1..31 letters, digits,
  *	'-' or '_') is one listening address with its own policy (struct
  *	cfg_listener: listen, tls, tls_cert_file, tls_key_file, tls_chain_file,
- *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, relay_networks,
- *	accept_mail).
+ *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, etrn,
+ *	relay_networks, accept_mail).
  *	The same keys in [smtpd] make the listener named "smtpd", the
  *	one-listener shorthand of earlier configurations; it exists when the
  *	file sets one of them in [smtpd] or has no [listener] section at all
@@ -47,6 +47,12 @@
  *	listener without relay_networks uses [smtpd]'s.  At most
  *	CFG_MAX_LISTENERS; a name used twice is one section continued.
  *	cfg_listener_find() finds one by name (NULL when there is none).
+ *
+ *	[odmr] maps an AUTH user (a key: 1..255 printable octets, no blank)
+ *	to the domains (a list) it may take with ATRN on a listener with
+ *	odmr = yes (RFC 2645); a user named twice is an error, at most
+ *	CFG_MAX_ODMR lines.  cfg_odmr_find() finds a user's line (exact
+ *	match) or NULL.
  *
  *	cfg_domain_is_local() tells whether a domain (case-insensitive) is one
  *	of local_domains.  cfg_net_allows_relay() tells whether a client
@@ -119,6 +125,15 @@ struct cfg_route {
 	char	       *target;		/* a next hop (route.h) or "mx" / "mx:port" */
 };
 
+#define CFG_MAX_ODMR	256
+
+/* One line of [odmr]: "alice@example.org = branch.example other.example". */
+struct cfg_odmr {
+	char	       *user;			/* an AUTH user (users file) */
+	char	       *domains[CFG_MAX_LIST];	/* the domains it may take with ATRN */
+	size_t		ndomains;
+};
+
 struct cfg_net {
 	int		family;		/* AF_INET or AF_INET6 */
 	unsigned char	addr[16];
@@ -130,6 +145,13 @@ enum cfg_auth_mode {
 	CFG_AUTH_NO,		/* auth = no: AUTH not offered */
 	CFG_AUTH_OFFER,		/* auth = offer: offered, MAIL allowed without it */
 	CFG_AUTH_REQUIRED,	/* auth = required: 530 5.7.0 to MAIL before AUTH */
+};
+
+/* Who may ask for a queue run with ETRN (RFC 1985) on a listener. */
+enum cfg_etrn_mode {
+	CFG_ETRN_YES,		/* etrn = yes: any client, for a held domain ([routes] hold) */
+	CFG_ETRN_RELAY,		/* etrn = relay: clients that may relay (relay_networks or AUTH) */
+	CFG_ETRN_NO,		/* etrn = no: 502 5.5.1, not announced */
 };
 
 /*
@@ -152,6 +174,8 @@ struct cfg_listener {
 						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
 	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
 						   may send only as its own addresses (553 5.7.1) */
+	enum cfg_etrn_mode etrn;		/* etrn = yes|relay|no */
+	bool		odmr;			/* odmr = no: ATRN (RFC 2645) after AUTH */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* relay_networks = ([smtpd]'s) */
 	size_t		n_relay_networks;
 	bool		relay_networks_set;	/* else [smtpd] relay_networks applies */
@@ -229,6 +253,10 @@ struct cfg {
 	struct cfg_forward forwards[CFG_MAX_FORWARDS];
 	size_t		n_forwards;
 
+	/* [odmr]: who may take which domains with ATRN */
+	struct cfg_odmr	odmr[CFG_MAX_ODMR];
+	size_t		n_odmr;
+
 	/* [sendmail]: spoolgate-sendmail and the gateway's pickup of its drops */
 	char	       *drop_group;		/* group = spoolgate-drop: may write drop/ only */
 	char	       *trusted_users[CFG_MAX_LIST];	/* trusted_users = root: may choose the sender */
@@ -263,7 +291,9 @@ const char *cfg_mailbox_owner(const struct cfg *cfg, const char *mailbox);
 bool cfg_net_allows_relay(const struct cfg *cfg, const struct cfg_listener *lst,
     const struct sockaddr *sa);
 const struct cfg_listener *cfg_listener_find(const struct cfg *cfg, const char *name);
+const struct cfg_odmr *cfg_odmr_find(const struct cfg *cfg, const char *user);
 const char *cfg_auth_mode_name(enum cfg_auth_mode mode);
+const char *cfg_etrn_mode_name(enum cfg_etrn_mode mode);
 
 /* Parse "host:port" or "[v6]:port" into host (no brackets) and port. 0 or -EINVAL. */
 int cfg_split_hostport(const char *spec, char *host, size_t hostlen, unsigned *port);

@@ -128,11 +128,19 @@ queue_scan(struct spool *spool, queue_scan_fn cb, void *arg)
 			r = 0;
 			continue;
 		}
-		stop = cb(de->d_name, env.next_attempt, arg);
+		stop = cb(de->d_name, &env, arg);
 		envelope_free(&env);
 	}
 	closedir(d);
 	return first;
+}
+
+const char *
+queue_flush_node_name(const char *name)
+{
+	size_t n = strlen(QUEUE_FLUSH_NODE_PREFIX);
+
+	return strncmp(name, QUEUE_FLUSH_NODE_PREFIX, n) == 0 && name[n] != '\0' ? name + n : NULL;
 }
 
 static int finish_now(struct queue_claim *qc, enum queue_outcome outcome);

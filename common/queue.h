@@ -16,7 +16,7 @@
  *	    QUEUE_FAILED    failed/<id> with the remote reply of each recipient
  *
  *	queue_scan() lists queue/ and calls cb for each record with its
- *	next-attempt time (records that do not parse are moved to failed/ as
+ *	envelope, borrowed for the call (records that do not parse are moved to failed/ as
  *	corrupt, and logged).  cb returns 0 to go on, non-zero to stop.
  *
  *	queue_claim() returns -ENOENT when the record is gone (another runner
@@ -62,11 +62,22 @@
  */
 #define QUEUE_FLUSH_FILE	"flush"
 
+/*
+ * <spool>/flush.<node>: spoolgate-mailq --flush=NODE asks for the held
+ * mail of one node (a domain, or "@domain" with every name below it), as
+ * ETRN does (runner.h).  queue_flush_node_name() returns the node of such
+ * a file name, or NULL when name is no such file (temporaries start with
+ * '.', so never match).
+ */
+#define QUEUE_FLUSH_NODE_PREFIX	QUEUE_FLUSH_FILE "."
+
+const char *queue_flush_node_name(const char *name);
+
 enum queue_outcome { QUEUE_DEFERRED, QUEUE_SENT, QUEUE_FAILED };
 
 struct queue_claim;
 
-typedef int (*queue_scan_fn)(const char *id, long long next_attempt, void *arg);
+typedef int (*queue_scan_fn)(const char *id, const struct envelope *env, void *arg);
 
 int queue_scan(struct spool *spool, queue_scan_fn cb, void *arg);
 int queue_claim(struct spool *spool, const char *id, struct queue_claim **out);

@@ -5,6 +5,7 @@
  *	See route.h.  Pure functions: the DNS I/O is in smtpd/dns.c.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -88,9 +89,31 @@ route_parse_nexthop(const char *spec, struct route_nexthop *nh)
 	return 0;
 }
 
+#define ROUTE_HOLD	"hold"
+
 int
 route_parse_target(const char *spec, struct route_nexthop *nh)
 {
+	size_t hl = strlen(ROUTE_HOLD);
+	int r;
+
+	if (strncasecmp(spec, ROUTE_HOLD, hl) == 0 && (spec[hl] == '\0' || spec[hl] == ' ')) {
+		const char *rest = spec + hl;
+
+		while (*rest == ' ')
+			rest++;
+		if (*rest == '\0') {
+			memset(nh, 0, sizeof(*nh));
+			nh->hold = nh->no_hop = true;
+			return 0;
+		}
+		if (strncasecmp(rest, ROUTE_HOLD, hl) == 0)
+			return -EINVAL;		/* "hold hold" */
+		if ((r = route_parse_target(rest, nh)) < 0)
+			return r;
+		nh->hold = true;
+		return 0;
+	}
 	if (strcasecmp(spec, "mx") == 0 || strncasecmp(spec, "mx:", 3) == 0) {
 		memset(nh, 0, sizeof(*nh));
 		nh->port = ROUTE_DEFAULT_PORT;
@@ -166,6 +189,8 @@ route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh)
 	if ((r = route_parse_target(target, nh)) < 0)
 		return r;
 	snprintf(nh->target, sizeof(nh->target), "%s", target);	/* a longer one does not parse */
+	if (nh->no_hop)
+		return 0;
 	if (nh->recipient_mx && is_literal)
 		literal_as_nexthop(domain, nh);
 	else if (nh->recipient_mx)
@@ -359,4 +384,112 @@ route_no_address(const struct route_nexthop *nh, bool temporary, const char *det
 	}
 	fail->reply = REPLY_DNS_TEMPFAIL;
 	return -EAGAIN;
+}
+
+/*
+ * ETRN nodes (RFC 1985).
+ */
+
+static bool
+queue_name_valid(const char *name)
+{
+	const char *c;
+
+	if (*name == '\0')
+		return false;
+	for (c = name; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+			return false;
+	return true;
+}
+
+int
+route_node_parse(const char *arg, struct route_node *node)
+{
+	const char *name = arg;
+
+	memset(node, 0, sizeof(*node));
+	node->kind = ROUTE_NODE_DOMAIN;
+	if (*arg == '@' || *arg == '#') {
+		node->kind = *arg == '@' ? ROUTE_NODE_SUBDOMAINS : ROUTE_NODE_QUEUE;
+		name++;
+	}
+	if (strlen(name) > ROUTE_HOST_MAX)
+		return -ENAMETOOLONG;
+	if (node->kind == ROUTE_NODE_QUEUE ? !queue_name_valid(name)
+	    : (name[0] == '[' || addr_domain_valid(name) < 0))
+		return -EINVAL;
+	snprintf(node->name, sizeof(node->name), "%s", name);
+	return 0;
+}
+
+/* domain is name, or (below) ends in ".name". */
+static bool
+domain_is_or_below(const char *domain, const char *name, bool below)
+{
+	size_t dl = strlen(domain), nl = strlen(name);
+
+	if (strcasecmp(domain, name) == 0)
+		return true;
+	return below && dl > nl && domain[dl - nl - 1] == '.' && strcasecmp(domain + dl - nl, name) == 0;
+}
+
+bool
+route_node_matches(const struct route_node *node, const char *domain)
+{
+	if (node->kind == ROUTE_NODE_QUEUE)
+		return false;
+	return domain_is_or_below(domain, node->name, node->kind == ROUTE_NODE_SUBDOMAINS);
+}
+
+int
+route_node_hold(const struct cfg *cfg, const struct route_node *node, struct route_nexthop *nh)
+{
+	size_t i;
+
+	if (node->kind == ROUTE_NODE_QUEUE)
+		return -ENOENT;
+	if (route_pick(cfg, node->name, nh) == 0 && nh->hold)
+		return 0;
+	if (node->kind != ROUTE_NODE_SUBDOMAINS)
+		return -ENOENT;
+	/* "@example.org": a held route of a name below it counts too. */
+	for (i = 0; i < cfg->n_routes; i++) {
+		const char *d = cfg->routes[i].domain;
+
+		if (d[0] == '.')
+			d++;
+		if (domain_is_or_below(d, node->name, true) && route_parse_target(cfg->routes[i].target, nh) == 0
+		    && nh->hold)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int
+route_domain_list_parse(const char *arg, char (*domains)[ROUTE_HOST_MAX + 1], size_t max, size_t *n)
+{
+	const char *p = arg, *comma;
+	size_t len;
+
+	*n = 0;
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len == 0 || len > ROUTE_HOST_MAX)
+			return -EINVAL;
+		if (*n >= max)
+			return -E2BIG;
+		memcpy(domains[*n], p, len);
+		domains[*n][len] = '\0';
+		if (domains[*n][0] == '[' || addr_domain_valid(domains[*n]) < 0)
+			return -EINVAL;
+		(*n)++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+		if (*p == '\0')
+			return -EINVAL;		/* "a.example," */
+	}
+	return 0;
 }

@@ -33,7 +33,11 @@
  *	route_parse_target() accepts a next hop, or "mx" (port 25) or
  *	"mx:PORT": route by the MX records of the recipient's domain.  Such a
  *	target has nh->recipient_mx set and an empty host, filled in by
- *	route_pick().
+ *	route_pick().  "hold" before a target ("hold [mail.example.org]:25",
+ *	"hold mx") sets nh->hold: the relay keeps such mail queued until
+ *	the domain's node asks for it (ETRN, RFC 1985; ATRN, RFC 2645), then
+ *	delivers it to that target.  "hold" alone sets hold and no_hop:
+ *	nothing can start a queue run to it (ETRN answers 458).
  *
  *	route_pick() chooses the route for a recipient domain from cfg's
  *	[routes] and smarthost: the exact domain (case-insensitive), then the
@@ -84,6 +88,23 @@
  *	type); temporary (-EAGAIN, REPLY_DNS_TEMPFAIL) when any lookup failed
  *	(temporary is true) or the hosts come from the configuration.  detail
  *	(may be NULL) is appended to the text.
+ *
+ *	route_node_parse() reads the argument of ETRN (RFC 1985 section 3):
+ *	"domain" (that domain), "@domain" (the domain and every name below
+ *	it) or "#queue" (a named queue: letters, digits, '-', '_', '.', at
+ *	most ROUTE_HOST_MAX).  A domain must be a valid domain name, no
+ *	address literal.  0 or -EINVAL (-ENAMETOOLONG when it does not fit).
+ *	route_node_matches() tells whether a recipient domain belongs to a
+ *	domain node (case-insensitive); a queue node matches nothing.
+ *	route_node_hold() finds the hold route a domain node names: the
+ *	route of the domain itself, or for "@domain" also any route of
+ *	".domain" or a name below it: 0 with nh filled, -ENOENT when the
+ *	domain is not held (not a node this gateway queues for).
+ *
+ *	route_domain_list_parse() reads the argument of ATRN (RFC 2645):
+ *	domains separated by commas, no blanks, no address literal, into
+ *	domains[0..*n); an empty arg gives none.  0, -EINVAL (an empty or bad
+ *	domain, a comma at either end), -E2BIG (more than max).
  * OWNERSHIP
  *	All structures are plain values; nothing is allocated.
  * THREADS
@@ -110,7 +131,17 @@ struct route_nexthop {
 	bool		mx_lookup;	/* host:port -> MX first */
 	bool		literal;	/* host is an IPv4 or IPv6 address */
 	bool		recipient_mx;	/* "mx": host is the recipient's domain */
+	bool		hold;		/* "hold [target]": queued until ETRN/ATRN asks (runner.h) */
+	bool		no_hop;		/* "hold" alone: no next hop, only ATRN can take it */
 	char		target[ROUTE_HOST_MAX + 10];	/* route_pick(): the target as configured */
+};
+
+/* An ETRN node (RFC 1985): "example.org", "@example.org" or "#queue". */
+enum route_node_kind { ROUTE_NODE_DOMAIN, ROUTE_NODE_SUBDOMAINS, ROUTE_NODE_QUEUE };
+
+struct route_node {
+	enum route_node_kind kind;
+	char		name[ROUTE_HOST_MAX + 1];	/* the domain or queue, without '@'/'#' */
 };
 
 struct route_mx {
@@ -143,5 +174,9 @@ int route_dns_fail(const struct route_nexthop *nh, const char *qname, const char
     enum route_dns_rcode rc, struct route_fail *fail);
 int route_no_address(const struct route_nexthop *nh, bool temporary, const char *detail, struct route_fail *fail);
 const char *route_dns_rcode_name(enum route_dns_rcode rc);
+int route_node_parse(const char *arg, struct route_node *node);
+bool route_node_matches(const struct route_node *node, const char *domain);
+int route_node_hold(const struct cfg *cfg, const struct route_node *node, struct route_nexthop *nh);
+int route_domain_list_parse(const char *arg, char (*domains)[ROUTE_HOST_MAX + 1], size_t max, size_t *n);
 
 #endif

@@ -3,7 +3,7 @@
  *	spoolgate-mailq - the outbound queue as a table; a queue run now
  * SYNOPSIS
  *	spoolgate-mailq [-v] [-c FILE]
- *	spoolgate-mailq --flush [-c FILE]
+ *	spoolgate-mailq --flush[=NODE] [-c FILE]
  * DESCRIPTION
  *	Lists the messages waiting for the relay, from the records in queue/
  *	and active/ (a message being delivered right now is marked '*'), the
@@ -12,8 +12,11 @@
  *	    ID  SIZE  ARRIVAL  NEXT-ATTEMPT  SENDER  RECIPIENTS  LAST-REPLY
  *
  *	where RECIPIENTS are the ones still pending (the first, and "+N" for
- *	the others), NEXT-ATTEMPT "now" when due, "active" while claimed.
- *	-v adds a line per recipient with its state and its last reply.  An
+ *	the others), NEXT-ATTEMPT "now" when due, "active" while claimed,
+ *	"held" when every pending recipient is of a held domain ([routes]
+ *	hold: kept until ETRN or --flush=NODE asks).
+ *	-v adds a line per recipient with its state ("held" for a pending
+ *	recipient of a held domain) and its last reply.  An
  *	empty queue prints "Mail queue is empty" (as Postfix's mailq).
  *
  *	--flush asks the relay to try every queued message now, whatever its
@@ -22,6 +25,12 @@
  *	starts the run.  mailq waits up to 10 s for that: "queue run
  *	started", or it says the gateway did not answer (the request stays
  *	and is taken at the next start) and exits EX_UNAVAILABLE.
+ *
+ *	--flush=NODE is ETRN from the shell: the held mail of NODE (a domain,
+ *	or @domain for it and every name below) is delivered now.  It writes
+ *	<spool>/flush.NODE (QUEUE_FLUSH_NODE_PREFIX), taken the same way; the
+ *	gateway logs what it did (event=relay-etrn: released=, or why not).
+ *	A NODE that is no domain or @domain is EX_USAGE.
  *
  *	The configuration is -c FILE, else SPOOLGATE_CONF, else the
  *	installed one.  mailq is an alias: "sendmail -bp" and "mailq" run it.
@@ -51,6 +60,7 @@
 #include "../common/cfg.h"
 #include "../common/envelope.h"
 #include "../common/queue.h"
+#include "../common/route.h"
 #include "../common/spool.h"
 
 #define PROG		"mailq"
@@ -70,7 +80,7 @@ struct listing {
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: %s [-v] [-c FILE]\n       %s --flush [-c FILE]\n", PROG, PROG);
+	fprintf(fp, "usage: %s [-v] [-c FILE]\n       %s --flush[=NODE] [-c FILE]\n", PROG, PROG);
 }
 
 static long long
@@ -143,8 +153,28 @@ format_time(long long t, char *out, size_t outlen)
 		snprintf(out, outlen, "%lld", t);
 }
 
+/* A pending recipient of a held domain ([routes] hold): waits for ETRN, not for a time. */
+static bool
+rcpt_held(const struct cfg *cfg, const struct envelope_rcpt *rc)
+{
+	const char *at = strrchr(rc->addr, '@');
+	struct route_nexthop nh;
+
+	return rc->state == RCPT_PENDING && at != NULL && route_pick(cfg, at + 1, &nh) == 0 && nh.hold;
+}
+
+static bool
+entry_held(const struct cfg *cfg, const struct envelope *env)
+{
+	size_t i, held = 0;
+
+	for (i = 0; i < env->nrcpt; i++)
+		held += rcpt_held(cfg, &env->rcpt[i]);
+	return held > 0 && held == envelope_count(env, RCPT_PENDING);
+}
+
 static void
-print_entry(const struct entry *e, bool verbose, long long now)
+print_entry(const struct cfg *cfg, const struct entry *e, bool verbose, long long now)
 {
 	char arrival[32], next[32], rcpts[600];
 	const struct envelope *env = &e->env;
@@ -157,6 +187,8 @@ print_entry(const struct entry *e, bool verbose, long long now)
 	format_time(env->created, arrival, sizeof(arrival));
 	if (e->active)
 		snprintf(next, sizeof(next), "active");
+	else if (entry_held(cfg, env))
+		snprintf(next, sizeof(next), "held");
 	else if (env->next_attempt <= now)
 		snprintf(next, sizeof(next), "now");
 	else
@@ -173,7 +205,8 @@ print_entry(const struct entry *e, bool verbose, long long now)
 	if (!verbose)
 		return;
 	for (i = 0; i < env->nrcpt; i++)
-		printf("    %-8s <%s>%s%s\n", rcpt_state_name(env->rcpt[i].state), env->rcpt[i].addr,
+		printf("    %-8s <%s>%s%s\n", rcpt_held(cfg, &env->rcpt[i]) ? "held" :
+		    rcpt_state_name(env->rcpt[i].state), env->rcpt[i].addr,
 		    env->rcpt[i].reply ? " " : "", env->rcpt[i].reply ? env->rcpt[i].reply : "");
 	if (env->attempts > 0)
 		printf("    attempts %u, last host %s\n", env->attempts, env->last_host ? env->last_host : "-");
@@ -228,7 +261,7 @@ list_queue(const struct cfg *cfg, bool verbose)
 	printf("%-33s %8s  %-19s  %-19s  %-24s  %-24s  %s\n", "ID", "SIZE", "ARRIVAL", "NEXT-ATTEMPT", "SENDER",
 	    "RECIPIENTS", "LAST-REPLY");
 	for (i = 0; i < l.n; i++) {
-		print_entry(&l.e[i], verbose, (long long)time(NULL));
+		print_entry(cfg, &l.e[i], verbose, (long long)time(NULL));
 		npending += envelope_count(&l.e[i].env, RCPT_PENDING);
 	}
 	printf("-- %zu message%s, %zu recipient%s pending\n", l.n, l.n == 1 ? "" : "s", npending,
@@ -247,17 +280,28 @@ out:
 	return status;
 }
 
-/* --flush: the request file, then the wait for the runner to take it. */
+/*
+ * --flush: the request file (QUEUE_FLUSH_FILE, or flush.NODE), then the
+ * wait for the runner to take it.
+ */
 static int
-flush_queue(const struct cfg *cfg)
+flush_queue(const struct cfg *cfg, const char *node)
 {
+	char line[96], file[ROUTE_HOST_MAX + 16];
+	struct route_node rn;
 	struct stat st;
-	char line[96];
 	int root, fd, n, waited;
+
+	if (node != NULL && (route_node_parse(node, &rn) < 0 || rn.kind == ROUTE_NODE_QUEUE)) {
+		fprintf(stderr, "%s: --flush=%s: not a domain or @domain\n", PROG, node);
+		return EX_USAGE;
+	}
+	snprintf(file, sizeof(file), "%s%s", node != NULL ? QUEUE_FLUSH_NODE_PREFIX : QUEUE_FLUSH_FILE,
+	    node != NULL ? node : "");
 
 	if ((root = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return refuse_reader(cfg, -errno);
-	fd = openat(root, QUEUE_FLUSH_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+	fd = openat(root, file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd < 0 || fstat(root, &st) < 0) {
 		int err = -errno;
 
@@ -266,8 +310,7 @@ flush_queue(const struct cfg *cfg)
 	}
 	/* root makes it the gateway's, which removes it */
 	if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
-		fprintf(stderr, "%s: warning: chown %s/%s: %s\n", PROG, cfg->spool_dir, QUEUE_FLUSH_FILE,
-		    strerror(errno));
+		fprintf(stderr, "%s: warning: chown %s/%s: %s\n", PROG, cfg->spool_dir, file, strerror(errno));
 	n = snprintf(line, sizeof(line), "flush requested by uid %lu at %lld\n", (unsigned long)getuid(),
 	    (long long)time(NULL));
 	if (write(fd, line, (size_t)n) != n || close(fd) < 0) {
@@ -275,17 +318,19 @@ flush_queue(const struct cfg *cfg)
 		return refuse_reader(cfg, -errno);
 	}
 	for (waited = 0; waited < FLUSH_WAIT_MS; waited += 50) {
-		if (faccessat(root, QUEUE_FLUSH_FILE, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		if (faccessat(root, file, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
 			close(root);
-			printf("%s: queue run started\n", PROG);
+			if (node != NULL)
+				printf("%s: queue run for %s asked (the gateway logs event=relay-etrn)\n", PROG, node);
+			else
+				printf("%s: queue run started\n", PROG);
 			return EX_OK;
 		}
 		usleep(50 * 1000);
 	}
 	close(root);
 	fprintf(stderr, "%s: spoolgate-smtpd did not take the request within %d s: is it running? "
-	    "%s/%s stays, and its next start runs the queue\n", PROG, FLUSH_WAIT_MS / 1000, cfg->spool_dir,
-	    QUEUE_FLUSH_FILE);
+	    "%s/%s stays, and its next start runs the queue\n", PROG, FLUSH_WAIT_MS / 1000, cfg->spool_dir, file);
 	return EX_UNAVAILABLE;
 }
 
@@ -293,12 +338,13 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "flush", no_argument, NULL, 'f' },
+		{ "flush", optional_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf = NULL;
 	bool verbose = false, flush = false;
+	const char *node = NULL;
 	char err[1024];
 	struct cfg cfg;
 	int c, status;
@@ -313,6 +359,7 @@ main(int argc, char **argv)
 			break;
 		case 'f':
 			flush = true;
+			node = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -335,7 +382,7 @@ main(int argc, char **argv)
 		cfg_free(&cfg);
 		return EX_CONFIG;
 	}
-	status = flush ? flush_queue(&cfg) : list_queue(&cfg, verbose);
+	status = flush ? flush_queue(&cfg, node) : list_queue(&cfg, verbose);
 	cfg_free(&cfg);
 	return status;
 }

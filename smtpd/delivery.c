@@ -579,7 +579,7 @@ dlv_why_not_reused(struct delivery *d, int code)
 		return "reuse-time-limit";
 	if (evbuffer_get_length(bufferevent_get_input(d->bev)) > 0)
 		return "unread-input";
-	if (a->nidle >= a->idle_max)
+	if (a->nidle >= a->idle_max && !d->hop.no_connect)	/* ODMR's connection has no other use */
 		return "idle-full";
 	return NULL;
 }
@@ -1761,6 +1761,8 @@ dlv_connect(struct delivery *d)
 
 	if (d->cur_addr >= d->hop.naddrs)
 		return -EDESTADDRREQ;
+	if (d->hop.no_connect)
+		return -ENOTCONN;	/* ODMR: the client's connection is gone */
 	if (na->host[0] != '\0')
 		nexthop_describe(na, d->peer, sizeof(d->peer));
 	else
@@ -1856,6 +1858,25 @@ dlv_connect_fresh(struct delivery *d, const char *why)
 }
 
 /*
+ * ODMR (RFC 2645): the connection exists and its peer greets next; the
+ * greeting may be read already, so the read callback is triggered.
+ */
+static void
+dlv_take_established(struct delivery *d)
+{
+	struct timeval tv = { d->agent->command_timeout, 0 };
+
+	d->conn_id = ++d->agent->next_conn_id;
+	d->reuses = 0;
+	d->connected_at = dlv_now();
+	bufferevent_setcb(d->bev, dlv_read_cb, dlv_write_cb, dlv_event_cb, d);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	dlv_enter(d, DLV_GREETING);
+	bufferevent_enable(d->bev, EV_READ | EV_WRITE);
+	bufferevent_trigger(d->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
  * Before the first command: which recipients, how big, whether the data
  * is fit to send as it is; then the connection.  A failure here reports
  * at once, inside delivery_start().
@@ -1871,7 +1892,7 @@ dlv_begin(struct delivery *d)
 		dlv_abort(d, errmap_from_errno(-err), "starting the delivery");
 		return;
 	}
-	idle = dlv_find_idle(d, &idle_addr);
+	idle = d->bev == NULL ? dlv_find_idle(d, &idle_addr) : NULL;
 	if (idle != NULL)
 		log_info("relay-attempt", "id=%s attempt=%u host=%s rcpts=%zu tls=%s auth=%s reused=yes conn=%u",
 		    d->id, d->env->attempts + 1, idle->peer, d->nwire, tls_policy_name(d->hop.tls),
@@ -1903,9 +1924,27 @@ dlv_begin(struct delivery *d)
 		dlv_adopt(d, idle, idle_addr);
 		return;
 	}
+	if (d->bev != NULL) {
+		dlv_take_established(d);
+		return;
+	}
 	/* Callbacks can only run once we return to the loop. */
 	if ((err = dlv_connect(d)) < 0 && !dlv_next_address(d, strerror(-err)))
 		dlv_abort(d, errmap_from_errno(-err), "connecting to %s", d->peer);
+}
+
+void
+delivery_agent_quit(struct delivery_agent *a, const char *hop_name)
+{
+	struct delivery *d, *next;
+
+	for (d = LIST_FIRST(&a->idle); d != NULL; d = next) {
+		next = LIST_NEXT(d, link);
+		if (!d->closing && strcmp(d->hop.name, hop_name) == 0) {
+			dlv_unidle(d);
+			dlv_end(d);
+		}
+	}
 }
 
 int
@@ -1926,6 +1965,7 @@ delivery_start(struct delivery_agent *a, const struct delivery_request *req)
 	d->nonly = req->nrcpts;
 	d->convfd = -1;
 	snprintf(d->id, sizeof(d->id), "%s", req->id);
+	d->bev = req->established;	/* NULL but for ODMR */
 	LIST_INSERT_HEAD(&a->open, d, link);
 	dlv_begin(d);
 	return 0;

@@ -73,6 +73,15 @@
  *	auth_plaintext); any refusal defers (454 4.7.0 authentication
  *	failed: <host> said: <reply>).  Each attempt's TLS and AUTH go to
  *	req->env (envelope_set_last_tls(), envelope_set_last_auth()).
+ *	ODMR (RFC 2645): req->established is a connection turned around by
+ *	ATRN (the peer, our client until then, greets next as a server).  The
+ *	delivery takes it instead of connecting: greeting, EHLO, the
+ *	transaction, and then the idle list as any other connection, so the
+ *	next message to the same hop goes over it.  A hop with no_connect set
+ *	never connects: without an idle connection of its own, its
+ *	recipients are deferred (451 4.4.1).  delivery_agent_quit() says QUIT
+ *	on the idle connections of the hop named hop_name (the end of an
+ *	ODMR session).
  * OWNERSHIP
  *	req->env and req->datafd are borrowed from the caller's claim until
  *	done() runs; the delivery touches neither afterwards.  req->hop is
@@ -96,6 +105,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "../common/cfg.h"
 #include "../common/envelope.h"
@@ -126,6 +136,7 @@ struct delivery_request {
 	size_t			nrcpts;
 	delivery_done_fn	done;
 	void		       *arg;
+	struct bufferevent     *established;	/* ODMR: NULL, or a connection whose peer greets next (owned from here) */
 };
 
 int delivery_agent_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
@@ -134,5 +145,6 @@ const char *delivery_agent_helo_name(const struct delivery_agent *agent);
 void delivery_agent_free(struct delivery_agent *agent);
 
 int delivery_start(struct delivery_agent *agent, const struct delivery_request *req);
+void delivery_agent_quit(struct delivery_agent *agent, const char *hop_name);
 
 #endif

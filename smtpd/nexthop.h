@@ -126,6 +126,7 @@ struct nexthop {
 	bool			auth_plaintext;	/* AUTH allowed without TLS */
 	char			user[NEXTHOP_SECRET_MAX];
 	char			password[NEXTHOP_SECRET_MAX];
+	bool			no_connect;	/* ODMR: only the connection the client turned around */
 };
 
 int nexthop_from_smarthost(const char *hostport, struct nexthop *hop);

@@ -84,7 +84,9 @@
 #include <sys/types.h>
 #include <sys/inotify.h>
 #include <sys/queue.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +118,30 @@
 #define RUNNER_FINISH_RETRY_MIN	5		/* seconds, doubled per failure */
 #define RUNNER_FINISH_RETRY_MAX	300
 #define RUNNER_COMMITS_PER_SLOT	4		/* commits in flight per max_deliveries */
+#define RUNNER_RELEASE_MAX	1024		/* held messages released by ETRN, not yet claimed */
+
+#define RUNNER_ODMR_MAX		16		/* ATRN sessions at once */
+#define RUNNER_ODMR_TARGET	"odmr:"		/* route target of an ATRN session's hop */
+
+/* A held message an ETRN or ATRN asked for: its next claim delivers node's recipients. */
+struct runner_release {
+	char			id[SPOOL_ID_MAX];
+	struct route_node	node;		/* ETRN's */
+	unsigned		odmr;		/* ATRN's session, or 0 */
+};
+
+/*
+ * An ATRN session (RFC 2645): the domains it took (locked against other
+ * sessions), the turned connection until the first delivery takes it, and
+ * the messages released for it that are not finished.
+ */
+struct runner_odmr {
+	unsigned		id;		/* 0: a free slot */
+	struct bufferevent     *bev;		/* owned until a delivery takes it */
+	char			domains[CFG_MAX_LIST][ROUTE_HOST_MAX + 1];
+	size_t			ndomains;
+	unsigned		pending;
+};
 
 struct runner_job;
 
@@ -136,6 +162,10 @@ struct runner {
 	int			root_wd;	/* the spool root's watch (QUEUE_FLUSH_FILE), or -1 */
 	struct event	       *inotify_ev;
 	bool			flush_wanted;	/* mailq --flush: the next scan takes every record */
+	struct runner_release  *releases;	/* RUNNER_RELEASE_MAX, nreleases used */
+	size_t			nreleases;
+	struct runner_odmr	odmr[RUNNER_ODMR_MAX];
+	unsigned		next_odmr_id;
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
 	struct event	       *due_ev;		/* earliest next-attempt */
@@ -184,6 +214,10 @@ struct runner_job {
 	bool			rcpt_overflow;	/* of any destination */
 	bool			reused;		/* a delivery went over a connection used before */
 	size_t			ndelivered;
+	bool			released;	/* an ETRN asked for it: node's held recipients go */
+	struct route_node	release_node;
+	unsigned		odmr;		/* an ATRN session asked for it (runner_odmr.id), or 0 */
+	size_t			npending, nheld;	/* at routing: pending, and of those held back */
 
 	/* The outcome, set when the job goes to commitq. */
 	enum queue_outcome	outcome;
@@ -204,6 +238,7 @@ struct runner_job {
 };
 
 static void runner_request_scan(struct runner *r);
+static bool nexthop_is_odmr(const struct route_nexthop *nh);
 static void runner_scan_soon(struct runner *r);
 static void runner_dispatch(struct runner *r);
 static void job_submit(struct runner_job *j);
@@ -246,9 +281,13 @@ runner_release(struct runner *r, bool committing)
 /* The claim goes back to queue/ unchanged (or stays in active/ for recovery). */
 static void job_leave_dest(struct runner_job *j);
 
+static void runner_odmr_done(struct runner *r, unsigned id);
+
 static void
 job_free(struct runner_job *j)
 {
+	if (j->odmr != 0 && j->runner != NULL)
+		runner_odmr_done(j->runner, j->odmr);
 	job_leave_dest(j);
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
@@ -464,9 +503,11 @@ runner_dest_full(struct runner *r, const struct runner_job *j)
 	const struct runner_job *k;
 	unsigned n = 0;
 
+	/* An ATRN session's connection carries one message at a time. */
+	unsigned max = nexthop_is_odmr(nh) ? 1 : r->cfg->max_per_destination;
+
 	LIST_FOREACH(k, &r->jobs, link)
-		if (k != j && k->at_dest && same_nexthop(&k->dests[k->cur_dest].nh, nh) &&
-		    ++n >= r->cfg->max_per_destination)
+		if (k != j && k->at_dest && same_nexthop(&k->dests[k->cur_dest].nh, nh) && ++n >= max)
 			return true;
 	return false;
 }
@@ -517,7 +558,64 @@ job_dest_index(struct runner_job *j, const struct route_nexthop *nh)
 	return k;
 }
 
-/* Groups the pending recipients by next hop.  0 or -ENOMEM. */
+static struct runner_odmr *
+runner_odmr_find(struct runner *r, unsigned id)
+{
+	size_t i;
+
+	for (i = 0; id != 0 && i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id == id)
+			return &r->odmr[i];
+	return NULL;
+}
+
+static bool
+odmr_has_domain(const struct runner_odmr *o, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < o->ndomains; i++)
+		if (strcasecmp(o->domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+static bool
+runner_odmr_covers(struct runner *r, unsigned id, const char *domain)
+{
+	const struct runner_odmr *o = runner_odmr_find(r, id);
+
+	return o != NULL && odmr_has_domain(o, domain);
+}
+
+/* The hop of ATRN session id: an address that is never connected to (the connection is the client's). */
+static void
+odmr_nexthop(unsigned id, struct route_nexthop *nh)
+{
+	memset(nh, 0, sizeof(*nh));
+	snprintf(nh->host, sizeof(nh->host), "0.0.0.0");
+	nh->port = id;
+	nh->literal = true;
+	snprintf(nh->target, sizeof(nh->target), "%s%u", RUNNER_ODMR_TARGET, id);
+}
+
+static bool
+nexthop_is_odmr(const struct route_nexthop *nh)
+{
+	return strncmp(nh->target, RUNNER_ODMR_TARGET, strlen(RUNNER_ODMR_TARGET)) == 0;
+}
+
+/* A held recipient's domain goes now: an ETRN released this message for its node. */
+static bool
+job_releases(const struct runner_job *j, const char *domain, const struct route_nexthop *nh)
+{
+	return j->released && !nh->no_hop && route_node_matches(&j->release_node, domain);
+}
+
+/*
+ * Groups the pending recipients by next hop; those of a held domain
+ * ([routes] hold) stay out, unless an ETRN released them.  0 or -ENOMEM.
+ */
 static int
 job_route(struct runner_job *j)
 {
@@ -537,8 +635,15 @@ job_route(struct runner_job *j)
 		j->dest_of[i] = SIZE_MAX;
 		if (env->rcpt[i].state != RCPT_PENDING)
 			continue;
+		j->npending++;
 		if ((err = route_pick(j->runner->cfg, at != NULL ? at + 1 : "", &nh)) < 0) {
 			job_unroutable(j, i, err);
+			continue;
+		}
+		if (nh.hold && j->odmr != 0 && runner_odmr_covers(j->runner, j->odmr, at + 1))
+			odmr_nexthop(j->odmr, &nh);
+		else if (nh.hold && !job_releases(j, at + 1, &nh)) {
+			j->nheld++;	/* stays pending, untouched, until its node asks */
 			continue;
 		}
 		k = job_dest_index(j, &nh);
@@ -618,6 +723,30 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 }
 
 /*
+ * An ATRN session's hop: the client authenticated already and its
+ * connection is what it is (TLS or not), so no STARTTLS, no AUTH, no
+ * connect; the first delivery takes the turned connection.
+ */
+static struct bufferevent *
+job_odmr_hop(struct runner_job *j)
+{
+	struct runner_odmr *o = runner_odmr_find(j->runner, j->odmr);
+	struct bufferevent *bev = NULL;
+
+	nexthop_wipe(&j->hop);
+	/* Its name in the log and in last-host: "odmr:<id>", not the address that is never used. */
+	snprintf(j->hop.name, sizeof(j->hop.name), "%s%u", RUNNER_ODMR_TARGET, j->odmr);
+	j->hop.tls = TLS_POLICY_NONE;
+	j->hop.auth = false;
+	j->hop.no_connect = true;
+	if (o != NULL) {
+		bev = o->bev;
+		o->bev = NULL;
+	}
+	return bev;
+}
+
+/*
  * The current destination's TLS policy and credentials ([relay] keys, the
  * credentials line of the route as written, else "*"), from the
  * credentials loaded last.  Then the delivery.
@@ -644,6 +773,8 @@ job_dest_deliver(struct runner_job *j)
 		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
 		return;
 	}
+	if (nexthop_is_odmr(&dest->nh))
+		req.established = job_odmr_hop(j);
 	/* From here j may be gone: the delivery can report before it returns. */
 	if ((err = delivery_start(j->runner->agent, &req)) < 0)
 		job_dest_local_error(j, err, "starting the delivery");
@@ -760,6 +891,13 @@ job_deliver(struct runner_job *j)
 		r->nclaims--;
 		return;
 	}
+	if (j->ndests == 0 && j->nheld > 0 && j->nheld == j->npending) {
+		/* Only held recipients: no attempt, the record goes back as it was. */
+		log_debug("relay-held", "id=%s held=%zu", j->id, j->nheld);
+		job_free(j);
+		runner_release(r, false);
+		return;
+	}
 	/* From here j may be gone: a destination can report before this returns. */
 	job_next_dest(j);
 }
@@ -782,6 +920,87 @@ job_conclude(struct runner_job *j)
 	job_settle_unattempted(j);
 }
 
+/* The release of id (removed from the list), if there is one. */
+static bool
+runner_take_release(struct runner *r, const char *id, struct runner_release *out)
+{
+	size_t i;
+
+	for (i = 0; i < r->nreleases; i++) {
+		if (strcmp(r->releases[i].id, id) == 0) {
+			*out = r->releases[i];
+			r->releases[i] = r->releases[--r->nreleases];
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The end of an ATRN session: its last released message is finished.  A
+ * connection no delivery took is closed; the one that carried the mail
+ * says QUIT from the idle list.
+ */
+static void
+runner_odmr_end(struct runner *r, struct runner_odmr *o)
+{
+	char name[NEXTHOP_NAME_MAX];
+
+	log_info("odmr-end", "odmr=%u domains=%zu", o->id, o->ndomains);
+	if (o->bev != NULL)
+		bufferevent_free(o->bev);
+	else {
+		snprintf(name, sizeof(name), "%s%u", RUNNER_ODMR_TARGET, o->id);
+		delivery_agent_quit(r->agent, name);
+	}
+	memset(o, 0, sizeof(*o));
+}
+
+static void
+runner_odmr_done(struct runner *r, unsigned id)
+{
+	struct runner_odmr *o = runner_odmr_find(r, id);
+
+	if (o != NULL && o->pending > 0 && --o->pending == 0)
+		runner_odmr_end(r, o);
+}
+
+static bool
+runner_is_released(const struct runner *r, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nreleases; i++)
+		if (strcmp(r->releases[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A record to leave alone in a normal run: every pending recipient is of
+ * a held domain, no ETRN released it, and its lifetime has not run out
+ * (an expired one is claimed, to fail as any other).
+ */
+static bool
+runner_record_held(const struct runner *r, const char *id, const struct envelope *env, long long now)
+{
+	struct route_nexthop nh;
+	size_t i, npending = 0;
+
+	if (runner_is_released(r, id) || relay_expired(env, now, &r->policy))
+		return false;
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		npending++;
+		if (route_pick(r->cfg, at != NULL ? at + 1 : "", &nh) < 0 || !nh.hold)
+			return false;
+	}
+	return npending > 0;
+}
+
 static void
 runner_start(struct runner *r, const char *id)
 {
@@ -789,7 +1008,11 @@ runner_start(struct runner *r, const char *id)
 	struct runner_job *j;
 	int err;
 
+	struct runner_release rel;
+
 	if ((err = queue_claim(r->spool, id, &qc)) < 0) {
+		if (runner_take_release(r, id, &rel) && rel.odmr != 0)	/* gone: nothing to release */
+			runner_odmr_done(r, rel.odmr);
 		if (err != -ENOENT)	/* ENOENT: another runner has it */
 			log_warn("relay-claim-failed", "id=%s error=\"%s\"", id, strerror(-err));
 		return;
@@ -803,6 +1026,11 @@ runner_start(struct runner *r, const char *id)
 	j->qc = qc;
 	j->retry_delay = RUNNER_FINISH_RETRY_MIN;
 	snprintf(j->id, sizeof(j->id), "%s", queue_claim_id(qc));
+	if (runner_take_release(r, j->id, &rel)) {
+		j->odmr = rel.odmr;
+		j->released = rel.odmr == 0;
+		j->release_node = rel.node;
+	}
 	r->nclaims++;
 	LIST_INSERT_HEAD(&r->jobs, j, link);
 	if (envelope_count(queue_claim_envelope(qc), RCPT_PENDING) == 0)
@@ -991,12 +1219,15 @@ struct scan_ctx {
 };
 
 static int
-scan_one(const char *id, long long next_attempt, void *arg)
+scan_one(const char *id, const struct envelope *env, void *arg)
 {
 	struct scan_ctx *sc = arg;
 	struct runner *r = sc->runner;
+	long long next_attempt = env->next_attempt;
 
-	if (next_attempt > sc->due_before) {
+	if (runner_record_held(r, id, env, sc->now))
+		return 0;	/* waits for ETRN or ATRN, not for a time */
+	if (next_attempt > sc->due_before && !runner_is_released(r, id)) {
 		if (sc->earliest == 0 || next_attempt < sc->earliest)
 			sc->earliest = next_attempt;
 		return 0;
@@ -1154,7 +1385,9 @@ runner_consider(struct runner *r, const char *id)
 	}
 	if (r->backlog_pos == r->nbacklog)
 		r->backlog_pos = r->nbacklog = 0;	/* all taken: start over */
-	if (env.next_attempt > now)
+	if (runner_record_held(r, id, &env, now))
+		;	/* waits for ETRN or ATRN */
+	else if (env.next_attempt > now)
 		runner_arm_due(r, env.next_attempt, now);
 	else if (r->nbacklog < RUNNER_BACKLOG_MAX)
 		snprintf(r->backlog[r->nbacklog++], SPOOL_ID_MAX, "%s", id);
@@ -1176,9 +1409,274 @@ runner_flush(struct runner *r)
 			log_warn("relay-flush", "error=\"cannot remove %s: %s\"", QUEUE_FLUSH_FILE, strerror(errno));
 		return;		/* taken already */
 	}
+	runner_flush_all(r);
+}
+
+/*
+ * ETRN (RFC 1985) and its spool twin.
+ */
+
+struct etrn_ctx {
+	struct runner		       *runner;
+	const struct route_node	       *node;
+	struct runner_etrn_result      *res;
+	unsigned			refused;	/* found, but no room in releases */
+};
+
+/* Whether env has a pending recipient of a held domain under node. */
+static bool
+envelope_has_held_for(const struct runner *r, const struct envelope *env, const struct route_node *node)
+{
+	struct route_nexthop nh;
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		const char *at = strrchr(env->rcpt[i].addr, '@');
+
+		if (env->rcpt[i].state == RCPT_PENDING && at != NULL && route_node_matches(node, at + 1) &&
+		    route_pick(r->cfg, at + 1, &nh) == 0 && nh.hold)
+			return true;
+	}
+	return false;
+}
+
+static int
+etrn_one(const char *id, const struct envelope *env, void *arg)
+{
+	struct etrn_ctx *ec = arg;
+	struct runner *r = ec->runner;
+	struct runner_release *rel;
+
+	if (!envelope_has_held_for(r, env, ec->node) || runner_is_released(r, id))
+		return 0;
+	if (r->nreleases >= RUNNER_RELEASE_MAX) {
+		ec->refused++;
+		return 0;
+	}
+	rel = &r->releases[r->nreleases++];
+	snprintf(rel->id, sizeof(rel->id), "%s", id);
+	rel->node = *ec->node;
+	ec->res->released++;
+	return 0;
+}
+
+int
+runner_etrn(struct runner *r, const struct route_node *node, struct runner_etrn_result *res)
+{
+	struct etrn_ctx ec = { .runner = r, .node = node, .res = res };
+	struct route_nexthop nh;
+	struct runner_job *j;
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	if (r == NULL || r->stopping)
+		return -ESHUTDOWN;
+	if (route_node_hold(r->cfg, node, &nh) < 0)
+		return -ENOENT;
+	if (nh.no_hop)
+		return -EDESTADDRREQ;
+	if ((err = queue_scan(r->spool, etrn_one, &ec)) < 0 && res->released == 0)
+		return err;
+	LIST_FOREACH(j, &r->jobs, link)
+		if (!j->committing && envelope_has_held_for(r, queue_claim_envelope(j->qc), node))
+			res->in_progress++;
+	if (ec.refused > 0 && res->released == 0)
+		return -ENOBUFS;
+	log_info("relay-etrn", "node=%s%s released=%u in_progress=%u refused=%u",
+	    node->kind == ROUTE_NODE_SUBDOMAINS ? "@" : "", node->name, res->released, res->in_progress, ec.refused);
+	if (res->released > 0)
+		runner_scan_soon(r);
+	return 0;
+}
+
+/*
+ * ATRN (RFC 2645).
+ */
+
+struct atrn_ctx {
+	struct runner	       *runner;
+	const char	      (*domains)[ROUTE_HOST_MAX + 1];
+	size_t			ndomains;
+	struct runner_odmr     *odmr;		/* NULL: only count */
+	unsigned		found, refused;
+};
+
+/* Whether env has a pending recipient of a held domain among the session's. */
+static bool
+envelope_has_held_in(const struct runner *r, const struct envelope *env, const char (*domains)[ROUTE_HOST_MAX + 1],
+    size_t n)
+{
+	struct route_node node = { .kind = ROUTE_NODE_DOMAIN };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(node.name, sizeof(node.name), "%s", domains[i]);
+		if (envelope_has_held_for(r, env, &node))
+			return true;
+	}
+	return false;
+}
+
+static int
+atrn_one(const char *id, const struct envelope *env, void *arg)
+{
+	struct atrn_ctx *ac = arg;
+	struct runner *r = ac->runner;
+	struct runner_release *rel;
+
+	if (!envelope_has_held_in(r, env, ac->domains, ac->ndomains) || runner_is_released(r, id))
+		return 0;
+	if (ac->odmr == NULL) {
+		ac->found++;
+		return 0;
+	}
+	if (r->nreleases >= RUNNER_RELEASE_MAX) {
+		ac->refused++;
+		return 0;
+	}
+	rel = &r->releases[r->nreleases++];
+	memset(rel, 0, sizeof(*rel));
+	snprintf(rel->id, sizeof(rel->id), "%s", id);
+	rel->odmr = ac->odmr->id;
+	ac->odmr->pending++;
+	ac->found++;
+	return 0;
+}
+
+static bool
+runner_domain_taken(struct runner *r, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id != 0 && odmr_has_domain(&r->odmr[i], domain))
+			return true;
+	return false;
+}
+
+static struct runner_odmr *
+runner_odmr_slot(struct runner *r)
+{
+	size_t i;
+
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].id == 0)
+			return &r->odmr[i];
+	return NULL;
+}
+
+int
+runner_atrn_check(struct runner *r, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n, unsigned *count)
+{
+	struct atrn_ctx ac = { .runner = r, .domains = domains, .ndomains = n };
+	size_t i;
+	int err;
+
+	*count = 0;
+	if (r == NULL || r->stopping)
+		return -ESHUTDOWN;
+	for (i = 0; i < n; i++)
+		if (runner_domain_taken(r, domains[i]))
+			return -EBUSY;
+	if (runner_odmr_slot(r) == NULL || r->nreleases >= RUNNER_RELEASE_MAX)
+		return -EAGAIN;
+	if ((err = queue_scan(r->spool, atrn_one, &ac)) < 0 && ac.found == 0)
+		return err;
+	*count = ac.found;
+	return 0;
+}
+
+int
+runner_atrn_start(struct runner *r, struct bufferevent *bev, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n)
+{
+	struct runner_odmr *o = r != NULL && !r->stopping ? runner_odmr_slot(r) : NULL;
+	struct atrn_ctx ac = { .runner = r, .domains = domains, .ndomains = n };
+	size_t i;
+
+	if (o == NULL || n > CFG_MAX_LIST) {
+		bufferevent_free(bev);
+		return -EAGAIN;
+	}
+	if (++r->next_odmr_id == 0 || r->next_odmr_id > 65535)
+		r->next_odmr_id = 1;	/* the id is the port of the session's hop */
+	o->id = r->next_odmr_id;
+	o->bev = bev;
+	o->ndomains = n;
+	for (i = 0; i < n; i++)
+		snprintf(o->domains[i], sizeof(o->domains[i]), "%s", domains[i]);
+	/* Until the first delivery takes it, nobody reads it: the client's 220 waits in the socket. */
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_enable(bev, EV_WRITE);	/* the 250 still goes out */
+	ac.odmr = o;
+	(void)queue_scan(r->spool, atrn_one, &ac);
+	log_info("odmr-start", "odmr=%u domains=%zu released=%u refused=%u", o->id, n, ac.found, ac.refused);
+	if (o->pending == 0) {
+		runner_odmr_end(r, o);	/* taken meanwhile: nothing to deliver */
+		return 0;
+	}
+	runner_scan_soon(r);
+	return 0;
+}
+
+int
+runner_flush_all(struct runner *r)
+{
+	if (r == NULL || r->stopping)
+		return -ESHUTDOWN;
 	log_info("relay-flush", "action=\"every queued message is tried now\"");
 	r->flush_wanted = true;
 	runner_request_scan(r);
+	return 0;
+}
+
+/*
+ * <spool>/flush.<node>: an ETRN from the spool (spoolgate-mailq
+ * --flush=NODE).  The file is removed first (that is the answer mailq
+ * waits for), then the outcome is logged, as an ETRN's reply would say it.
+ */
+static void
+runner_flush_node(struct runner *r, const char *name)
+{
+	struct runner_etrn_result res;
+	struct route_node node;
+	const char *arg = queue_flush_node_name(name);
+	char q[300];
+	int err;
+
+	if (unlinkat(spool_dirfd(r->spool, SPOOL_DIR_ROOT), name, 0) < 0) {
+		if (errno != ENOENT)
+			log_warn("relay-etrn", "error=\"cannot remove %s: %s\"", log_quote(q, sizeof(q), name),
+			    strerror(errno));
+		return;		/* taken already */
+	}
+	if (route_node_parse(arg, &node) < 0 || node.kind == ROUTE_NODE_QUEUE) {
+		log_warn("relay-etrn", "file=%s error=\"not a domain or @domain\"", log_quote(q, sizeof(q), name));
+		return;
+	}
+	if ((err = runner_etrn(r, &node, &res)) < 0)
+		log_warn("relay-etrn", "file=%s node=%s error=\"%s\"", log_quote(q, sizeof(q), name), arg,
+		    err == -ENOENT ? "not a held domain" : err == -EDESTADDRREQ ? "the hold has no next hop" :
+		    strerror(-err));
+}
+
+/* flush.<node> files left while smtpd was stopped. */
+static void
+runner_flush_nodes_left(struct runner *r)
+{
+	int fd = openat(spool_dirfd(r->spool, SPOOL_DIR_ROOT), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (queue_flush_node_name(de->d_name) != NULL)
+			runner_flush_node(r, de->d_name);
+	closedir(d);
 }
 
 static void
@@ -1199,6 +1697,8 @@ runner_inotify_cb(evutil_socket_t fd, short what, void *arg)
 				runner_request_scan(r);	/* events were lost: look at everything */
 			else if (ev->wd == r->root_wd && ev->len > 0 && strcmp(ev->name, QUEUE_FLUSH_FILE) == 0)
 				runner_flush(r);
+			else if (ev->wd == r->root_wd && ev->len > 0 && queue_flush_node_name(ev->name) != NULL)
+				runner_flush_node(r, ev->name);
 			else if (ev->wd != r->root_wd && ev->len > 0)
 				runner_consider(r, ev->name);
 			p += sizeof(*ev) + ev->len;
@@ -1288,7 +1788,7 @@ target_needs_dns(const char *target)
 {
 	struct route_nexthop nh;
 
-	return route_parse_target(target, &nh) < 0 || !nh.literal;
+	return route_parse_target(target, &nh) < 0 || !(nh.literal || nh.no_hop);
 }
 
 /*
@@ -1358,12 +1858,13 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		return err;
 	}
 	r->backlog = calloc(RUNNER_BACKLOG_MAX, sizeof(*r->backlog));
+	r->releases = calloc(RUNNER_RELEASE_MAX, sizeof(*r->releases));
 	r->scan_ev = evtimer_new(base, runner_scan_cb, r);
 	r->due_ev = evtimer_new(base, runner_timer_cb, r);
 	r->interval_ev = event_new(base, -1, EV_PERSIST, runner_timer_cb, r);
 	r->wake_ev = event_new(base, -1, 0, runner_wake_cb, r);
 	r->dispatch_ev = event_new(base, -1, 0, runner_dispatch_cb, r);
-	if (r->backlog == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
+	if (r->backlog == NULL || r->releases == NULL || r->scan_ev == NULL || r->due_ev == NULL || r->interval_ev == NULL ||
 	    r->wake_ev == NULL || r->dispatch_ev == NULL) {
 		runner_free(r);
 		return -ENOMEM;
@@ -1383,6 +1884,7 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 	    r->inotify_ev != NULL ? "yes" : "no");
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	runner_flush(r);	/* a mailq --flush made while smtpd was stopped */
+	runner_flush_nodes_left(r);
 	*out = r;
 	return 0;
 }
@@ -1421,6 +1923,7 @@ void
 runner_free(struct runner *r)
 {
 	struct runner_job *j, *next;
+	size_t i;
 
 	if (r == NULL)
 		return;
@@ -1467,6 +1970,10 @@ runner_free(struct runner *r)
 	}
 	bounce_free(r->bounce);
 	free(r->backlog);
+	free(r->releases);
+	for (i = 0; i < RUNNER_ODMR_MAX; i++)
+		if (r->odmr[i].bev != NULL)
+			bufferevent_free(r->odmr[i].bev);
 	sasl_creds_free(r->creds);
 	free(r);
 }

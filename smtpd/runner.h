@@ -73,6 +73,49 @@
  *	it and tries every record of queue/ at once, as if each were due
  *	(event=relay-flush).
  *
+ *	Held domains.  A recipient whose route says "hold" ([routes]
+ *	example.org = hold [mail.example.org]:25, route.h) stays pending and
+ *	untouched: a record whose pending recipients are all held is skipped
+ *	by scans (not claimed, no attempt counted, no backoff) until its
+ *	lifetime runs out; a message with others is delivered to those and
+ *	deferred for the held ones.  runner_etrn() is ETRN's queue run for a
+ *	node (route_node_parse(): a domain, or "@domain" for it and every name
+ *	below): it reads queue/, releases every record with a pending
+ *	recipient of a held domain under the node (at most 1024 waiting to be
+ *	claimed), and claims them at once, whatever their next-attempt; the
+ *	claim delivers the node's held recipients to the hold's target, others
+ *	stay held.  It reports how many it released and how many of the
+ *	node's are claimed already (a run under way).  Errors: -ENOENT when no
+ *	held route covers the node (ETRN 459), -EDESTADDRREQ when the hold has
+ *	no next hop ("hold" alone, ETRN 458), -ENOBUFS when none could be
+ *	released for want of room, -ESHUTDOWN when stopping (or runner NULL),
+ *	queue_scan()'s errors.  runner_flush_all() is a queue run of every
+ *	record, as spoolgate-mailq --flush (held ones stay held): 0, or
+ *	-ESHUTDOWN when stopping.  runner_etrn() reads queue/ on the loop's
+ *	thread, as a scan does.
+ *	A file <spool>/flush.<node> (QUEUE_FLUSH_FILE ".<node>", e.g.
+ *	flush.example.org or flush.@example.org) is runner_etrn() from the
+ *	spool: written by spoolgate-mailq --flush=NODE, removed when taken,
+ *	with the outcome logged (event=relay-etrn).
+ *
+ *	ATRN (RFC 2645).  runner_atrn_check() says whether an ATRN for
+ *	domains can go: -EBUSY when another ATRN session holds one of them,
+ *	-EAGAIN when RUNNER_ODMR_MAX (16) sessions run or the release list is
+ *	full, -ESHUTDOWN when stopping; else 0 and in count the queued
+ *	messages with a pending recipient of a held domain among them.
+ *	runner_atrn_start() takes bev, the connection turned around after
+ *	"250 OK, now reversing the connection" (owned from here; the client
+ *	greets next), locks the domains, releases those messages for the
+ *	session and claims them; each goes over that connection, one at a
+ *	time (the first delivery takes it, the next ones find it idle:
+ *	delivery.h), each record to sent/ (or back to queue/ when refused
+ *	for now) as any delivery's.  When the last is finished the connection
+ *	says QUIT and the domains are free again (event=odmr-start,
+ *	odmr-end).  A message claimed by another runner meanwhile is not
+ *	delivered; with none left the connection is closed at once.
+ *	connection_idle_timeout must not be 0 (the connection waits idle
+ *	between two messages).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -98,17 +141,31 @@
 #ifndef SPOOLGATE_RUNNER_H
 #define SPOOLGATE_RUNNER_H
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "../common/cfg.h"
+#include "../common/route.h"
 #include "../common/spool.h"
 #include "commitq.h"
 
 struct runner;
 
+/* What runner_etrn() did. */
+struct runner_etrn_result {
+	unsigned	released;	/* held messages in queue/ now released for the node */
+	unsigned	in_progress;	/* of the node's, claimed already (a run under way) */
+};
+
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
 int runner_reload(struct runner *runner);
+int runner_etrn(struct runner *runner, const struct route_node *node, struct runner_etrn_result *res);
+int runner_flush_all(struct runner *runner);
+int runner_atrn_check(struct runner *runner, const char (*domains)[ROUTE_HOST_MAX + 1], size_t n,
+    unsigned *count);
+int runner_atrn_start(struct runner *runner, struct bufferevent *bev, const char (*domains)[ROUTE_HOST_MAX + 1],
+    size_t n);
 void runner_free(struct runner *runner);
 
 #endif

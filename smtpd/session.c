@@ -58,6 +58,13 @@
  *	tls_active is set once a TLS handshake completed; PLAIN and
  *	LOGIN need it unless auth_plaintext.  An authenticated session may
  *	relay; its user goes into Received:, the queue record and the log.
+ *
+ *	ETRN (RFC 1985) and ATRN (RFC 2645) are rows of the command table
+ *	whose policy and replies live in etrn.c and atrn.c.  After ATRN's 250
+ *	the session hands its bufferevent (plaintext or TLS, with what the
+ *	client may have sent already) to the runner and schedules its own
+ *	free with s->bev NULL: session_free() does not close a connection
+ *	that is the relay's now.
  * DIAGNOSTICS
  *	event=connect, disconnect, refused (every 4xx/5xx reply), accepted
  *	(with tls=<version> cipher=<name>, or tls=no),
@@ -121,7 +128,9 @@
 #include "../common/tls.h"
 #include "../common/userdb.h"
 #include "auth.h"
+#include "atrn.h"
 #include "commitq.h"
+#include "etrn.h"
 #include "help.h"
 #include "runner.h"
 #include "server.h"
@@ -260,7 +269,7 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls;
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls, cmd_etrn, cmd_atrn;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
@@ -277,6 +286,8 @@ static const struct smtp_command commands[] = {
 	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
 	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
 	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
+	{ "ETRN", ST(ST_IDLE), ARG_REQUIRED, cmd_etrn, "ETRN <domain> | @<domain> | #<queue>" },
+	{ "ATRN", ST(ST_IDLE), ARG_OPTIONAL, cmd_atrn, "ATRN [<domain>[,<domain>...]]" },
 };
 #define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -295,10 +306,16 @@ static const struct {
 	{ ST_MAIL, "DATA", "need RCPT command" },
 	{ ST_MAIL, "STARTTLS", "MAIL transaction in progress" },
 	{ ST_RCPT, "STARTTLS", "MAIL transaction in progress" },
+	{ ST_MAIL, "ETRN", "MAIL transaction in progress" },
+	{ ST_RCPT, "ETRN", "MAIL transaction in progress" },
+	{ ST_MAIL, "ATRN", "MAIL transaction in progress" },
+	{ ST_RCPT, "ATRN", "MAIL transaction in progress" },
 };
 
 static bool starttls_offered(const struct session *s);
 static bool tls_allows_auth(const struct session *s);
+static bool etrn_offered(const struct session *s);
+static bool atrn_offered(const struct session *s);
 
 /* The extensions EHLO announces, each when offered() (NULL: always). */
 static const struct {
@@ -312,6 +329,8 @@ static const struct {
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 	{ "DSN", NULL },			/* RFC 3461 */
+	{ "ETRN", etrn_offered },		/* RFC 1985 */
+	{ "ATRN", atrn_offered },		/* RFC 2645 */
 };
 #define N_EHLO_KEYWORDS	(sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]))
 
@@ -509,7 +528,8 @@ session_free(struct session *s)
 	log_info("disconnect", "session=%" PRIu64 " client=%s errors=%u", s->id, s->ip, s->errors);
 	txn_reset(s);
 	auth_finish(s->authx);
-	bufferevent_free(s->bev);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
 	SSL_free(s->tls_pending);
 	event_free(s->ev_free);
 	event_free(s->ev_deadline);
@@ -1513,6 +1533,65 @@ cmd_expn(struct session *s, const char *arg)
 {
 	(void)arg;
 	smtp_reply(s, REPLY_NOT_IMPLEMENTED, "EXPN: %s", errmap_get(REPLY_NOT_IMPLEMENTED)->text);
+}
+
+static bool
+etrn_offered(const struct session *s)
+{
+	return s->lst->cfg->etrn != CFG_ETRN_NO;
+}
+
+/* ETRN (RFC 1985): the argument, the policy and the queue run are etrn.c's. */
+static void
+cmd_etrn(struct session *s, const char *arg)
+{
+	struct etrn_reply r;
+
+	etrn_answer(s->srv->runner, s->lst->cfg->etrn, s->may_relay || s->auth_user[0] != '\0', arg, &r);
+	smtp_reply(s, r.id, "%s", r.text);
+}
+
+static bool
+atrn_offered(const struct session *s)
+{
+	return s->lst->cfg->odmr;
+}
+
+/*
+ * ATRN (RFC 2645): after its 250 the connection is the relay's, which
+ * waits for the client's 220 and delivers the held mail of the domains
+ * over it (runner_atrn_start()); the session goes without closing it.
+ */
+static void
+cmd_atrn(struct session *s, const char *arg)
+{
+	struct bufferevent *bev;
+	struct atrn_reply *r;
+
+	if (!s->lst->cfg->odmr) {
+		smtp_reply(s, REPLY_NOT_IMPLEMENTED, NULL);
+		return;
+	}
+	if (s->auth_user[0] == '\0') {
+		smtp_reply(s, REPLY_AUTH_REQUIRED, NULL);
+		return;
+	}
+	if ((r = malloc(sizeof(*r))) == NULL) {
+		smtp_reply(s, REPLY_NO_MEMORY, NULL);
+		return;
+	}
+	atrn_answer(s->srv->cfg, s->srv->runner, s->auth_user, arg != NULL ? arg : "", r);
+	smtp_reply(s, r->id, "%s", r->text);
+	if (r->turn && !s->free_scheduled) {
+		log_info("atrn", "session=%" PRIu64 " client=%s user=%s domains=%zu action=\"connection reversed\"",
+		    s->id, s->ip, s->auth_user, r->ndomains);
+		bev = s->bev;
+		session_schedule_free(s);
+		s->bev = NULL;		/* the relay's now: session_free() leaves it */
+		(void)runner_atrn_start(s->srv->runner, bev, (const char (*)[ROUTE_HOST_MAX + 1])r->domains,
+		    r->ndomains);
+	}
+	free(r);
 }
 
 static void tls_switch_when_flushed(struct session *s);

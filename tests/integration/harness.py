@@ -225,6 +225,7 @@ _SECTION = {
     'session_deadline': 'smtpd', 'vrfy': 'smtpd', 'forwarding': 'smtpd',
     'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
     'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
+    'etrn': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
@@ -237,6 +238,7 @@ _SECTION = {
     'resolver': 'relay', 'dns_timeout': 'relay',
     'routes': 'routes',		# a dict: domain -> target, one line each
     'forwards': 'forwards',	# a dict: address -> new address, one line each
+    'odmr': 'odmr',		# a dict: AUTH user -> its domains (ATRN), one line each
     # a dict: name -> {key: value}, one [listener NAME] section each
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
@@ -245,7 +247,7 @@ _SECTION = {
     'level': 'log',
     # [aliases] file: written as aliases.file (a dotted key), see write_config
 }
-_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'forwards', 'sendmail', 'aliases', 'fs', 'log']
+_ORDER = ['spool', 'smtpd', 'listeners', 'relay', 'routes', 'forwards', 'odmr', 'sendmail', 'aliases', 'fs', 'log']
 
 
 def _fmt(value):
@@ -329,7 +331,7 @@ class Instance:
         for key, value in self.cfg.items():
             if value is None:
                 continue
-            if key in ('routes', 'forwards'):
+            if key in ('routes', 'forwards', 'odmr'):
                 sections[key].extend('%s = %s' % kv for kv in value.items())
                 continue
             if key == 'listeners':

@@ -419,6 +419,13 @@ static const struct err_case {
 	  "[listener mx] auth_min_mechanism", "'CRAM-MD5' is not one of LOGIN, PLAIN, SCRAM-SHA-256" },
 	{ "listener bad restrict_sender", "[listener mx]\nrestrict_sender = maybe\n", 2,
 	  "[listener mx] restrict_sender", "not yes or no" },
+	{ "listener bad etrn", "[listener mx]\netrn = sometimes\n", 2, "[listener mx] etrn",
+	  "'sometimes' is not one of yes, relay, no" },
+	{ "hold hold", "[routes]\nexample.org = hold hold\n", 2, "[routes] example.org", "hold <one of these>" },
+	{ "odmr bad domain", "[odmr]\nalice = a..b\n", 2, "[odmr] alice", "'a..b' is not a domain name" },
+	{ "odmr twice", "[odmr]\nalice = a.example\nalice = b.example\n", 3, "[odmr] alice", "a second line" },
+	{ "odmr no domain", "[odmr]\nalice = ,\n", 2, "[odmr] alice", "no domain" },
+	{ "listener bad odmr", "[listener mx]\nodmr = maybe\n", 2, "[listener mx] odmr", "not yes or no" },
 	{ "auth_failure_delay too long", "[smtpd]\nauth_failure_delay = 61\n", 2, "[smtpd] auth_failure_delay",
 	  "out of range" },
 	{ "listener bad relay_networks", "[listener mx]\nrelay_networks = 10/8\n", 2, "[listener mx] relay_networks",
@@ -846,6 +853,30 @@ START_TEST(test_too_many_routes)
 }
 END_TEST
 
+START_TEST(test_odmr_and_hold)
+{
+	char path[PATH_LEN], err[1024] = "";
+	const struct cfg_listener *l;
+	const struct cfg_odmr *o;
+	struct cfg cfg;
+
+	write_conf("odmr.conf", "[listener odmr]\nlisten = 127.0.0.1:366\nodmr = yes\netrn = relay\n"
+	    "[routes]\nbranch.example = hold\nother.example = hold [192.0.2.1]:25\n"
+	    "[odmr]\nbranch@example.org = branch.example, other.example\nsolo = other.example\n", path);
+	ck_assert_msg(cfg_load(path, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_ptr_nonnull(l = cfg_listener_find(&cfg, "odmr"));
+	ck_assert(l->odmr);
+	ck_assert_int_eq(l->etrn, CFG_ETRN_RELAY);
+	ck_assert_uint_eq(cfg.n_odmr, 2);
+	ck_assert_ptr_nonnull(o = cfg_odmr_find(&cfg, "branch@example.org"));
+	ck_assert_uint_eq(o->ndomains, 2);
+	ck_assert_str_eq(o->domains[1], "other.example");
+	ck_assert_ptr_null(cfg_odmr_find(&cfg, "Branch@example.org"));
+	ck_assert_ptr_null(cfg_odmr_find(&cfg, "nobody"));
+	cfg_free(&cfg);
+}
+END_TEST
+
 static Suite *
 cfg_suite(void)
 {
@@ -865,6 +896,7 @@ cfg_suite(void)
 	tcase_add_test(tc, test_net_defaults_and_edges);
 	tcase_add_test(tc, test_smarthost_forms);
 	tcase_add_test(tc, test_too_many_routes);
+	tcase_add_test(tc, test_odmr_and_hold);
 	tcase_add_test(tc, test_listeners);
 	tcase_add_test(tc, test_too_many_listeners);
 	suite_add_tcase(s, tc);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cfg.h"
 #include "errmap.h"
@@ -132,6 +133,183 @@ START_TEST(test_parse_target)
 	ck_assert(nh.recipient_mx == c->recipient_mx);
 	if (nh.recipient_mx)
 		ck_assert(nh.mx_lookup && nh.host[0] == '\0');
+}
+END_TEST
+
+static void add_route(struct cfg *cfg, const char *domain, const char *target);
+
+/* ---- hold targets ([routes] hold) ---- */
+
+static const struct hold_case {
+	const char     *spec;
+	int		want;
+	bool		no_hop;
+	const char     *host;
+	unsigned	port;
+	bool		recipient_mx;
+} hold_cases[] = {
+	{ "hold", 0, true, "", 0, false },
+	{ "HOLD", 0, true, "", 0, false },
+	{ "hold [192.0.2.1]:25", 0, false, "192.0.2.1", 25, false },
+	{ "hold  mail.example.org:587", 0, false, "mail.example.org", 587, false },
+	{ "hold mx", 0, false, "", 25, true },
+	{ "hold mx:2526", 0, false, "", 2526, true },
+	{ "hold hold", -EINVAL, false, NULL, 0, false },
+	{ "hold hold 1.2.3.4:25", -EINVAL, false, NULL, 0, false },
+	{ "hold nonsense", -EINVAL, false, NULL, 0, false },
+	{ "holdx", -EINVAL, false, NULL, 0, false },
+	{ "hold:25", 0, false, "hold", 25, false },	/* a host named hold */
+	{ "hold.example.org:25", 0, false, "hold.example.org", 25, false },	/* a host, not the word */
+};
+#define N_HOLD_CASES	(sizeof(hold_cases) / sizeof(hold_cases[0]))
+
+START_TEST(test_parse_hold)
+{
+	const struct hold_case *c = &hold_cases[_i];
+	struct route_nexthop nh;
+	int r = route_parse_target(c->spec, &nh);
+
+	ck_assert_msg(r == c->want, "route_parse_target(\"%s\") = %d, want %d", c->spec, r, c->want);
+	if (r != 0)
+		return;
+	ck_assert_msg(nh.hold == (strncasecmp(c->spec, "hold", 4) == 0 && (c->spec[4] == '\0' || c->spec[4] == ' ')),
+	    "%s: hold", c->spec);
+	ck_assert(nh.no_hop == c->no_hop);
+	ck_assert_str_eq(nh.host, c->host);
+	ck_assert_uint_eq(nh.port, c->port);
+	ck_assert(nh.recipient_mx == c->recipient_mx);
+}
+END_TEST
+
+/* ---- ETRN nodes ---- */
+
+static const struct node_case {
+	const char     *arg;
+	int		want;
+	enum route_node_kind kind;
+	const char     *name;
+} node_cases[] = {
+	{ "example.org", 0, ROUTE_NODE_DOMAIN, "example.org" },
+	{ "@example.org", 0, ROUTE_NODE_SUBDOMAINS, "example.org" },
+	{ "#deferred", 0, ROUTE_NODE_QUEUE, "deferred" },
+	{ "#q-1_a.b", 0, ROUTE_NODE_QUEUE, "q-1_a.b" },
+	{ "", -EINVAL, 0, NULL },
+	{ "@", -EINVAL, 0, NULL },
+	{ "#", -EINVAL, 0, NULL },
+	{ "@@example.org", -EINVAL, 0, NULL },
+	{ "#a/b", -EINVAL, 0, NULL },
+	{ "#a b", -EINVAL, 0, NULL },
+	{ "a..b", -EINVAL, 0, NULL },
+	{ "[192.0.2.1]", -EINVAL, 0, NULL },
+	{ "@[192.0.2.1]", -EINVAL, 0, NULL },
+	{ "exa mple.org", -EINVAL, 0, NULL },
+};
+#define N_NODE_CASES	(sizeof(node_cases) / sizeof(node_cases[0]))
+
+START_TEST(test_node_parse)
+{
+	const struct node_case *c = &node_cases[_i];
+	struct route_node node;
+	int r = route_node_parse(c->arg, &node);
+
+	ck_assert_msg(r == c->want, "route_node_parse(\"%s\") = %d, want %d", c->arg, r, c->want);
+	if (r != 0)
+		return;
+	ck_assert_int_eq(node.kind, c->kind);
+	ck_assert_str_eq(node.name, c->name);
+}
+END_TEST
+
+START_TEST(test_node_too_long)
+{
+	char arg[ROUTE_HOST_MAX + 3];
+	struct route_node node;
+	size_t i;
+
+	for (i = 0; i < sizeof(arg) - 1; i++)
+		arg[i] = (i % 60 == 59) ? '.' : 'a';
+	arg[sizeof(arg) - 1] = '\0';
+	arg[0] = '@';
+	ck_assert_int_eq(route_node_parse(arg, &node), -ENAMETOOLONG);
+}
+END_TEST
+
+START_TEST(test_node_matches_and_hold)
+{
+	struct route_nexthop nh;
+	struct route_node node;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	add_route(&cfg, "held.example", "hold [192.0.2.1]:25");
+	add_route(&cfg, ".below.example", "hold");
+	add_route(&cfg, "plain.example", "[192.0.2.2]:25");
+
+	ck_assert_int_eq(route_node_parse("held.example", &node), 0);
+	ck_assert(route_node_matches(&node, "HELD.example"));
+	ck_assert(!route_node_matches(&node, "a.held.example"));
+	ck_assert(!route_node_matches(&node, "xheld.example"));
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), 0);
+	ck_assert(nh.hold && !nh.no_hop);
+	ck_assert_str_eq(nh.host, "192.0.2.1");
+
+	ck_assert_int_eq(route_node_parse("@held.example", &node), 0);
+	ck_assert(route_node_matches(&node, "held.example"));
+	ck_assert(route_node_matches(&node, "a.b.held.example"));
+	ck_assert(!route_node_matches(&node, "aheld.example"));
+
+	/* "@below.example": the held ".below.example" route counts; "below.example" alone is not held */
+	ck_assert_int_eq(route_node_parse("@below.example", &node), 0);
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), 0);
+	ck_assert(nh.no_hop);
+	ck_assert_int_eq(route_node_parse("below.example", &node), 0);
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), -ENOENT);
+	ck_assert_int_eq(route_node_parse("x.below.example", &node), 0);
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), 0);
+
+	ck_assert_int_eq(route_node_parse("plain.example", &node), 0);
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), -ENOENT);
+	ck_assert_int_eq(route_node_parse("#deferred", &node), 0);
+	ck_assert(!route_node_matches(&node, "deferred"));
+	ck_assert_int_eq(route_node_hold(&cfg, &node, &nh), -ENOENT);
+	cfg_free(&cfg);
+}
+END_TEST
+
+/* ---- ATRN's domain list ---- */
+
+static const struct list_case {
+	const char     *arg;
+	int		want;
+	size_t		n;
+	const char     *last;
+} list_cases[] = {
+	{ "", 0, 0, NULL },
+	{ "a.example", 0, 1, "a.example" },
+	{ "a.example,b.example,c.example", 0, 3, "c.example" },
+	{ "a.example,", -EINVAL, 0, NULL },
+	{ ",a.example", -EINVAL, 0, NULL },
+	{ "a.example,,b.example", -EINVAL, 0, NULL },
+	{ "a.example, b.example", -EINVAL, 0, NULL },
+	{ "[192.0.2.1]", -EINVAL, 0, NULL },
+	{ "a..b", -EINVAL, 0, NULL },
+	{ "a,b,c,d,e", -E2BIG, 0, NULL },
+};
+#define N_LIST_CASES	(sizeof(list_cases) / sizeof(list_cases[0]))
+
+START_TEST(test_domain_list)
+{
+	const struct list_case *c = &list_cases[_i];
+	char domains[4][ROUTE_HOST_MAX + 1];
+	size_t n = 99;
+	int r = route_domain_list_parse(c->arg, domains, 4, &n);
+
+	ck_assert_msg(r == c->want, "route_domain_list_parse(\"%s\") = %d, want %d", c->arg, r, c->want);
+	if (r != 0)
+		return;
+	ck_assert_uint_eq(n, c->n);
+	if (c->last != NULL)
+		ck_assert_str_eq(domains[n - 1], c->last);
 }
 END_TEST
 
@@ -564,6 +742,11 @@ route_suite(void)
 	tcase_add_loop_test(tc, test_parse_nexthop, 0, N_NH_CASES);
 	tcase_add_test(tc, test_parse_nexthop_long_host);
 	tcase_add_loop_test(tc, test_parse_target, 0, N_TARGET_CASES);
+	tcase_add_loop_test(tc, test_parse_hold, 0, N_HOLD_CASES);
+	tcase_add_loop_test(tc, test_node_parse, 0, N_NODE_CASES);
+	tcase_add_test(tc, test_node_too_long);
+	tcase_add_test(tc, test_node_matches_and_hold);
+	tcase_add_loop_test(tc, test_domain_list, 0, N_LIST_CASES);
 	tcase_add_loop_test(tc, test_pick, 0, N_PICK_CASES);
 	tcase_add_test(tc, test_pick_long_domain);
 	suite_add_tcase(s, tc);

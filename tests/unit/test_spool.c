@@ -1045,13 +1045,13 @@ struct scan_seen {
 };
 
 static int
-scan_cb(const char *id, long long next_attempt, void *arg)
+scan_cb(const char *id, const struct envelope *env, void *arg)
 {
 	struct scan_seen *s = arg;
 
 	if (s->n < 8) {
 		snprintf(s->ids[s->n], SPOOL_ID_MAX, "%s", id);
-		s->next[s->n] = next_attempt;
+		s->next[s->n] = env->next_attempt;
 	}
 	s->n++;
 	return s->stop_after > 0 && s->n >= s->stop_after;
