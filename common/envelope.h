@@ -57,6 +57,12 @@
  *
  *	    auth: SCRAM-SHA-256 user=alice@example.org mail-auth=<alice@example.org>
  *
+ *	"body: binarymime" (optional, after auth) says that the message came
+ *	with BODY=BINARYMIME over BDAT (RFC 3030): its data is stored as
+ *	received, CRLF included, and may only leave by BDAT to a server that
+ *	offers BINARYMIME.  "smtputf8: yes" (optional, next) says that its MAIL
+ *	command carried SMTPUTF8 (RFC 6531): addresses and header may be UTF-8.
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -135,6 +141,8 @@ struct envelope {
 	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
 	char		       *auth;		/* how the sender authenticated to our SMTP server:
 						   "<MECHANISM> user=<name>[ mail-auth=<value>]", or NULL */
+	bool			binarymime;	/* "body: binarymime": came as BODY=BINARYMIME (RFC 3030) */
+	bool			smtputf8;	/* "smtputf8: yes": MAIL said SMTPUTF8 (RFC 6531) */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */

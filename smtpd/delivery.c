@@ -788,13 +788,36 @@ dlv_prepare_body(struct delivery *d)
  * connection with PIPELINING): RSET opens the group, so the reused
  * connection costs no round trip of its own; its reply comes first.
  */
+/*
+ * A BINARYMIME message (RFC 3030) may only go by BDAT to a server that
+ * offers BINARYMIME, and this client speaks DATA only: DATA would cut or
+ * corrupt a binary body, so it fails here with 554 5.6.3 (RFC 3030
+ * section 3 and RFC 3463: conversion required but not supported).
+ * Returns true when it did (the delivery has ended).
+ */
+static bool
+dlv_refuse_binary(struct delivery *d)
+{
+	char reply[RELAY_REPLY_TEXT_MAX];
+
+	if (!d->env->binarymime)
+		return false;
+	log_warn("relay-binarymime", "id=%s host=%s reason=\"BINARYMIME needs BDAT, which this relay does not send\"",
+	    d->id, d->peer);
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED),
+	    "a BODY=BINARYMIME message cannot be sent with DATA");
+	dlv_fail_all(d, reply);
+	dlv_end(d);
+	return true;
+}
+
 static void
 dlv_start_mail(struct delivery *d, bool rset)
 {
 	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
 	int n;
 
-	if (dlv_prepare_body(d) < 0)
+	if (dlv_refuse_binary(d) || dlv_prepare_body(d) < 0)
 		return;
 	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
 		char reply[RELAY_REPLY_TEXT_MAX];

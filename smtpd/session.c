@@ -141,6 +141,8 @@ enum smtp_state {
 	ST_AUTH_DELAY,		/* a failed AUTH waits before its 535 */
 	ST_DATA,		/* receiving the message */
 	ST_COMMIT,		/* message complete, its commit in flight */
+	ST_BDAT,		/* reading the octets of a BDAT chunk (RFC 3030) */
+	ST_CHUNKS,		/* a message started by BDAT: between its chunks */
 	ST_TLS,			/* TLS handshake (after 220 to STARTTLS, or first under wrapper) */
 	ST_CLOSING,		/* last reply queued: flush, then free */
 	ST__COUNT
@@ -155,12 +157,14 @@ static const char *const state_names[ST__COUNT] = {
 	[ST_AUTH_DELAY] = "auth-delay",
 	[ST_DATA] = "data",
 	[ST_COMMIT] = "commit",
+	[ST_BDAT] = "bdat",
+	[ST_CHUNKS] = "chunks",
 	[ST_TLS] = "tls",
 	[ST_CLOSING] = "closing",
 };
 
 #define ST(x)		(1u << (x))
-#define ST_ANY		(ST(ST_GREETED) | ST(ST_IDLE) | ST(ST_MAIL) | ST(ST_RCPT))
+#define ST_ANY		(ST(ST_GREETED) | ST(ST_IDLE) | ST(ST_MAIL) | ST(ST_RCPT) | ST(ST_CHUNKS))
 
 struct rcpt {
 	char	       *addr;		/* without brackets */
@@ -180,8 +184,22 @@ struct txn {
 	struct smtp_hdrscan hdr;
 	struct smtp_hdrfilter filter;	/* drops Return-Path: fields of the header */
 	char		mail_auth[ADDR_MAX];	/* MAIL's AUTH= of an authenticated client, or "" */
-	uint64_t	octets;		/* bytes received after the DATA line */
+	uint64_t	octets;		/* bytes received after the DATA line, or in BDAT chunks */
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
+	enum smtp_body	body;		/* MAIL's BODY= */
+	bool		smtputf8;	/* MAIL said SMTPUTF8 (RFC 6531) */
+	struct smtp_chunk chunk;	/* BDAT: CRLF -> LF across chunks */
+};
+
+/* The BDAT chunk being read (RFC 3030): its octets follow the command. */
+struct chunk_read {
+	uint64_t	size;		/* octets of the chunk */
+	uint64_t	left;		/* octets still to read */
+	bool		last;		/* BDAT ... LAST */
+	bool		discard;	/* refused: read and dropped, then refusal is the reply */
+	enum reply_id	refusal;
+	const char     *detail;		/* a string constant, or NULL */
+	enum smtp_state	resume;		/* the state after a discarded chunk */
 };
 
 struct session {
@@ -216,6 +234,7 @@ struct session {
 	size_t		lingered;	/* bytes dropped while lingering */
 	char	       *line;		/* cfg->max_line + 1 */
 	struct txn	txn;
+	struct chunk_read chunk;	/* in ST_BDAT */
 };
 
 /* A commit in flight: owned by itself, not by the session. */
@@ -246,14 +265,14 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls;
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls, cmd_bdat;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
 	{ "HELO", ST_ANY, ARG_REQUIRED, cmd_helo, "HELO <domain>" },
 	{ "AUTH", ST(ST_IDLE), ARG_REQUIRED, cmd_auth, "AUTH <mechanism> [<initial-response>]" },
 	{ "MAIL", ST(ST_IDLE), ARG_REQUIRED, cmd_mail,
-	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
+	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8]" },
 	{ "RCPT", ST(ST_MAIL) | ST(ST_RCPT), ARG_REQUIRED, cmd_rcpt, "RCPT TO:<address>" },
 	{ "DATA", ST(ST_RCPT), ARG_NONE, cmd_data, "DATA" },
 	{ "RSET", ST_ANY, ARG_NONE, cmd_rset, "RSET" },
@@ -263,6 +282,8 @@ static const struct smtp_command commands[] = {
 	{ "VRFY", ST_ANY, ARG_REQUIRED, cmd_vrfy, "VRFY <address>" },
 	{ "EXPN", ST_ANY, ARG_OPTIONAL, cmd_expn, "EXPN <list>" },
 	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
+	/* Its chunk must be read whatever the state: cmd_bdat() judges the sequence. */
+	{ "BDAT", ST_ANY, ARG_REQUIRED, cmd_bdat, "BDAT <chunk-size> [LAST]" },
 };
 #define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -281,6 +302,8 @@ static const struct {
 	{ ST_MAIL, "DATA", "need RCPT command" },
 	{ ST_MAIL, "STARTTLS", "MAIL transaction in progress" },
 	{ ST_RCPT, "STARTTLS", "MAIL transaction in progress" },
+	{ ST_CHUNKS, "DATA", "DATA after BDAT (RFC 3030): send BDAT ... LAST" },
+	{ ST_CHUNKS, NULL, "BDAT transaction in progress" },
 };
 
 static bool starttls_offered(const struct session *s);
@@ -295,6 +318,9 @@ static const struct {
 	{ "SIZE", NULL },			/* RFC 1870, followed by the limit */
 	{ "8BITMIME", NULL },			/* RFC 6152 */
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
+	{ "CHUNKING", NULL },			/* RFC 3030 */
+	{ "BINARYMIME", NULL },			/* RFC 3030 */
+	{ "SMTPUTF8", NULL },			/* RFC 6531 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 };
@@ -715,7 +741,8 @@ static void
 txn_abort(struct session *s)
 {
 	txn_reset(s);
-	if (s->state == ST_MAIL || s->state == ST_RCPT || s->state == ST_DATA || s->state == ST_COMMIT)
+	if (s->state == ST_MAIL || s->state == ST_RCPT || s->state == ST_DATA || s->state == ST_COMMIT ||
+	    s->state == ST_BDAT || s->state == ST_CHUNKS)
 		session_enter(s, ST_IDLE);
 }
 
@@ -1131,6 +1158,8 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	txn_reset(s);
 	snprintf(s->txn.from, sizeof(s->txn.from), "%s", mail.from);
+	s->txn.body = mail.body;
+	s->txn.smtputf8 = mail.smtputf8;
 	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
 	if (mail.has_auth && s->auth_user[0] != '\0')
 		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
@@ -1179,7 +1208,7 @@ cmd_rcpt(struct session *s, const char *arg)
 		    errmap_get(REPLY_TOO_MANY_RCPTS)->text, cfg->max_recipients);
 		return;
 	}
-	if (smtp_parse_rcpt(arg, &rcpt, &why) < 0) {
+	if (smtp_parse_rcpt_utf8(arg, &rcpt, &why, s->txn.smtputf8) < 0) {
 		s->txn.refused++;
 		reply_parse_error(s, &why);
 		return;
@@ -1267,25 +1296,46 @@ write_received(struct session *s)
 	return spool_msg_write(s->txn.msg, hdr, (size_t)n);
 }
 
-static void
-cmd_data(struct session *s, const char *arg)
+/*
+ * The message file of the transaction, with our Received: first; for
+ * DATA and for the first BDAT chunk.  0, or the -errno of the spool.
+ */
+static int
+txn_start_message(struct session *s)
 {
 	struct txn *t = &s->txn;
 	int err;
 
-	(void)arg;
 	if ((err = spool_msg_create(s->srv->spool, t->from, &t->msg)) < 0) {
 		t->msg = NULL;
 		log_error("spool-error", "session=%" PRIu64 " client=%s op=create error=%d", s->id, s->ip, -err);
-		smtp_reply(s, spool_error_reply(err)->id, NULL);
-		return;
+		return err;
 	}
 	/* A write error is remembered and reported after the data (no 250). */
 	t->err = write_received(s);
 	smtp_data_init(&t->dec);
 	smtp_hdrscan_init(&t->hdr);
 	smtp_hdrfilter_init(&t->filter);
+	memset(&t->chunk, 0, sizeof(t->chunk));
 	t->octets = 0;
+	return 0;
+}
+
+static void
+cmd_data(struct session *s, const char *arg)
+{
+	int err;
+
+	(void)arg;
+	if (s->txn.body == SMTP_BODY_BINARYMIME) {	/* RFC 3030 section 3 */
+		smtp_reply(s, REPLY_BAD_SEQUENCE, "%s: BODY=BINARYMIME needs BDAT, not DATA",
+		    errmap_get(REPLY_BAD_SEQUENCE)->text);
+		return;
+	}
+	if ((err = txn_start_message(s)) < 0) {
+		smtp_reply(s, spool_error_reply(err)->id, NULL);
+		return;
+	}
 	session_enter(s, ST_DATA);
 	smtp_reply(s, REPLY_START_DATA, NULL);
 }
@@ -1566,6 +1616,8 @@ data_consume(struct session *s)
 			deadline_restart(s);	/* per line of the message, as per command */
 		if (rc == SMTP_DATA_END) {
 			data_store_end(s);
+			if (t->octets - 3 > s->srv->cfg->max_message_size && t->err == 0)
+				t->err = -EFBIG;
 			return true;
 		}
 	}
@@ -1681,6 +1733,8 @@ data_register_targets(struct session *s, bool *queued)
 		envelope_free(&env);
 		return err;
 	}
+	env.binarymime = t->body == SMTP_BODY_BINARYMIME;
+	env.smtputf8 = t->smtputf8;
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
 			err = envelope_add_rcpt(&env, t->rcpt[i].addr);
@@ -1711,8 +1765,6 @@ data_finish(struct session *s)
 	bool queued;
 	int err;
 
-	if (t->octets - 3 > s->srv->cfg->max_message_size && t->err == 0)
-		t->err = -EFBIG;
 	if (t->err == 0)
 		t->err = spool_msg_error(t->msg);
 	if (t->err == 0)
@@ -1749,6 +1801,153 @@ data_finish(struct session *s)
 	t->msg = NULL;				/* the job owns it now */
 	txn_reset(s);
 	session_enter(s, ST_COMMIT);
+}
+
+/* ------------------------------------------------------------------ */
+/* BDAT (RFC 3030 CHUNKING, BINARYMIME)                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A BDAT that cannot be taken: its chunk is still read (the client sends
+ * it right behind the command, pipelined or not) and dropped, and the
+ * refusal is the reply once the chunk is over.
+ */
+static void
+bdat_refuse(struct session *s, enum reply_id refusal, const char *detail)
+{
+	s->chunk.discard = true;
+	s->chunk.refusal = refusal;
+	s->chunk.detail = detail;
+	s->chunk.resume = s->state;
+	session_enter(s, ST_BDAT);
+}
+
+/* Why BDAT is out of sequence here, or NULL when it is not. */
+static const char *
+bdat_sequence_detail(const struct session *s)
+{
+	switch (s->state) {
+	case ST_RCPT:
+	case ST_CHUNKS:
+		return NULL;
+	case ST_GREETED:
+		return "send HELO/EHLO first";
+	case ST_MAIL:
+		return "need RCPT command";
+	default:
+		return "need MAIL command";
+	}
+}
+
+/* "BDAT <chunk-size> [LAST]" */
+static void
+cmd_bdat(struct session *s, const char *arg)
+{
+	struct txn *t = &s->txn;
+	const char *detail;
+	uint64_t max = s->srv->cfg->max_message_size;
+	int err;
+
+	memset(&s->chunk, 0, sizeof(s->chunk));
+	if (smtp_parse_bdat(arg, &s->chunk.size, &s->chunk.last) < 0) {
+		/* No size: nothing can be skipped; the client must start again. */
+		smtp_reply(s, REPLY_SYNTAX, "Syntax: BDAT <chunk-size> [LAST]");
+		return;
+	}
+	s->chunk.left = s->chunk.size;
+	if ((detail = bdat_sequence_detail(s)) != NULL) {
+		if (s->state == ST_MAIL && t->refused > 0)
+			bdat_refuse(s, REPLY_NO_VALID_RCPTS, NULL);
+		else
+			bdat_refuse(s, REPLY_BAD_SEQUENCE, detail);
+		return;
+	}
+	if (t->msg == NULL && (err = txn_start_message(s)) < 0) {
+		txn_abort(s);
+		bdat_refuse(s, spool_error_reply(err)->id, NULL);
+		return;
+	}
+	/* Over the limit: still read, refused with 552 5.3.4 after it. */
+	if (t->err == 0 && (t->octets > max || s->chunk.size > max - t->octets))
+		t->err = -EFBIG;
+	session_enter(s, ST_BDAT);
+}
+
+/* Octets of a chunk, as received: stored (CRLF -> LF unless BINARYMIME). */
+static void
+bdat_store(struct session *s, const char *buf, size_t len)
+{
+	struct txn *t = &s->txn;
+	char out[DATA_CHUNK + 1];
+
+	t->octets += len;
+	if (t->body == SMTP_BODY_BINARYMIME) {	/* as received: binary has no lines */
+		data_store(s, buf, len);
+		return;
+	}
+	while (len > 0) {
+		size_t n = len < DATA_CHUNK ? len : DATA_CHUNK;
+
+		data_store(s, out, smtp_chunk_decode(&t->chunk, buf, n, out));
+		buf += n;
+		len -= n;
+	}
+}
+
+/* Reads the current chunk from the input; true once all of it was read. */
+static bool
+bdat_consume(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	bool read_some = false;
+
+	while (s->chunk.left > 0 && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t n;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < s->chunk.left ? v.iov_len : (size_t)s->chunk.left;
+		if (!s->chunk.discard)
+			bdat_store(s, v.iov_base, n);
+		evbuffer_drain(in, n);
+		s->chunk.left -= n;
+		read_some = true;
+	}
+	if (read_some)
+		deadline_restart(s);	/* the chunk is moving: its next octets have command_deadline */
+	return s->chunk.left == 0;
+}
+
+/* A chunk was read: its reply, and with LAST the commit. */
+static void
+bdat_chunk_done(struct session *s)
+{
+	struct txn *t = &s->txn;
+	char tail[1];
+
+	if (s->chunk.discard) {
+		session_enter(s, s->chunk.resume);
+		if (s->chunk.detail != NULL)
+			smtp_reply(s, s->chunk.refusal, "%s: %s", errmap_get(s->chunk.refusal)->text,
+			    s->chunk.detail);
+		else
+			smtp_reply(s, s->chunk.refusal, NULL);
+		return;
+	}
+	if (t->err != 0) {		/* RFC 3030: the transaction has failed */
+		data_reject(s, t->err);
+		return;
+	}
+	if (!s->chunk.last) {
+		session_enter(s, ST_CHUNKS);
+		smtp_reply(s, REPLY_OK, "%" PRIu64 " octets received (%" PRIu64 " in all)", s->chunk.size,
+		    t->octets);
+		return;
+	}
+	data_store(s, tail, smtp_chunk_finish(&t->chunk, tail));
+	data_store_end(s);
+	data_finish(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1849,6 +2048,12 @@ process_step(struct session *s)
 		if (!data_consume(s))
 			return STEP_NEED_INPUT;
 		data_finish(s);
+		return STEP_AGAIN;
+	}
+	if (s->state == ST_BDAT) {
+		if (!bdat_consume(s))
+			return STEP_NEED_INPUT;
+		bdat_chunk_done(s);
 		return STEP_AGAIN;
 	}
 	return read_command(s);
