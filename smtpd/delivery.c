@@ -90,6 +90,7 @@
 #include "../common/errmap.h"
 #include "../common/log.h"
 #include "../common/mime7bit.h"
+#include "../common/smtp_parse.h"
 #include "../common/sasl.h"
 #include "../common/tls.h"
 #include "../common/spool.h"
@@ -436,7 +437,7 @@ dlv_format_rcpt(struct delivery *d, size_t w, char *line, size_t size)
 	int n;
 
 	/* dlv_pick_rcpts() put only sendable addresses on the wire. */
-	if ((n = relay_cmd_rcpt(line, size, er->addr)) < 0)
+	if ((n = relay_cmd_rcpt(line, size, er->addr, d->env->smtputf8 && d->caps.smtputf8)) < 0)
 		dlv_abort(d, errmap_from_errno(-n), "formatting RCPT TO");
 	return n;
 }
@@ -811,13 +812,54 @@ dlv_refuse_binary(struct delivery *d)
 	return true;
 }
 
+/*
+ * An SMTPUTF8 message (RFC 6531) and a server that does not offer
+ * SMTPUTF8: a UTF-8 sender fails the message, each UTF-8 recipient fails
+ * with 553 5.6.7 (no downgrade, RFC 6857 is not done here) and the
+ * others go on.  Returns true when the delivery has ended.
+ */
+static bool
+dlv_refuse_utf8(struct delivery *d)
+{
+	char reply[RELAY_REPLY_TEXT_MAX], why[NEXTHOP_NAME_MAX + 64];
+	size_t w, kept = 0;
+
+	if (!d->env->smtputf8 || d->caps.smtputf8)
+		return false;
+	snprintf(why, sizeof(why), "%s does not offer SMTPUTF8", d->peer);
+	if (!smtp_is_ascii(d->env->from)) {
+		relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_NON_ASCII_SENDER), why);
+		dlv_fail_all(d, reply);
+		dlv_end(d);
+		return true;
+	}
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_NON_ASCII_RCPT), why);
+	for (w = 0; w < d->nwire; w++) {
+		size_t k = d->wire[w];
+
+		if (smtp_is_ascii(d->env->rcpt[d->idx[k]].addr))
+			d->wire[kept++] = k;
+		else
+			dlv_rcpt_final(d, k, RCPT_FAILED, reply);
+	}
+	if (kept < d->nwire)
+		log_info("relay-smtputf8", "id=%s host=%s failed=%zu reason=\"no SMTPUTF8\"", d->id, d->peer,
+		    d->nwire - kept);
+	d->nwire = kept;
+	if (kept > 0)
+		return false;
+	dlv_fail_all(d, reply);
+	dlv_end(d);
+	return true;
+}
+
 static void
 dlv_start_mail(struct delivery *d, bool rset)
 {
 	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
 	int n;
 
-	if (dlv_refuse_binary(d) || dlv_prepare_body(d) < 0)
+	if (dlv_refuse_binary(d) || dlv_refuse_utf8(d) || dlv_prepare_body(d) < 0)
 		return;
 	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
 		char reply[RELAY_REPLY_TEXT_MAX];
@@ -831,7 +873,7 @@ dlv_start_mail(struct delivery *d, bool rset)
 	}
 	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
 	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
-	    d->scan.eightbit && d->convfd < 0);
+	    d->scan.eightbit && d->convfd < 0, d->env->smtputf8);
 	if (n < 0) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
@@ -1723,7 +1765,8 @@ dlv_pick_rcpts(struct delivery *d)
 		k = d->nrcpts++;
 		d->idx[k] = i;
 		d->tx[k] = TX_WAIT;
-		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr)) < 0) {
+		/* A UTF-8 address may go if the message is SMTPUTF8: the server is asked after EHLO. */
+		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr, env->smtputf8)) < 0) {
 			char reply[RELAY_REPLY_TEXT_MAX];
 
 			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-len),

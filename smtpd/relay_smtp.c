@@ -162,6 +162,8 @@ reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
 		reply_add_auth_mechs(caps, s + 5, len - 5);
 	} else if (keyword_is(s, kwlen, "8BITMIME")) {
 		caps->eightbitmime = true;
+	} else if (keyword_is(s, kwlen, "SMTPUTF8")) {
+		caps->smtputf8 = true;
 	} else if (keyword_is(s, kwlen, "SIZE")) {
 		caps->size = true;
 		caps->size_max = 0;
@@ -344,15 +346,17 @@ relay_dot_finish(struct relay_dot *st, char *out, size_t outsize)
  * boundary: a CR or LF here would let a record inject SMTP commands.
  */
 static int
-check_word(const char *s, bool allow_space)
+check_word(const char *s, bool allow_space, bool utf8)
 {
 	const unsigned char *p;
 
 	for (p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (*p < 0x20 || *p == 0x7f || (*p == ' ' && !allow_space))
 			return -EINVAL;
-		if (*p >= 0x80)
-			return -EILSEQ;		/* no SMTPUTF8 in this client */
+		if (*p >= 0x80 && !utf8)
+			return -EILSEQ;		/* only under SMTPUTF8 (RFC 6531) */
+		if (*p >= 0x80 && (p[0] == 0xc2 && p[1] < 0xa0))
+			return -EINVAL;		/* a C1 control */
 	}
 	return 0;
 }
@@ -369,28 +373,29 @@ finish_line(int n, size_t size)
 
 int
 relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit)
+		unsigned long long msgsize, bool eightbit, bool smtputf8)
 {
 	char size_param[32] = "";
+	bool utf8 = smtputf8 && caps->smtputf8;
 	int r;
 
 	/* A quoted local part may hold spaces; angle brackets end the path. */
-	if ((r = check_word(from, true)) < 0)
+	if ((r = check_word(from, true, utf8)) < 0)
 		return r;
 	if (caps->size)
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
-	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s\r\n", from, size_param,
-	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : ""), size);
+	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s%s\r\n", from, size_param,
+	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : ""), size);
 }
 
 int
-relay_cmd_rcpt(char *buf, size_t size, const char *to)
+relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8)
 {
 	int r;
 
 	if (*to == '\0')
 		return -EINVAL;
-	if ((r = check_word(to, true)) < 0)
+	if ((r = check_word(to, true, smtputf8)) < 0)
 		return r;
 	return finish_line(snprintf(buf, size, "RCPT TO:<%s>\r\n", to), size);
 }
@@ -402,7 +407,7 @@ relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name)
 
 	if (*name == '\0')
 		return -EINVAL;
-	if ((r = check_word(name, false)) < 0)
+	if ((r = check_word(name, false, false)) < 0)
 		return r;
 	return finish_line(snprintf(buf, size, "%s %s\r\n", verb, name), size);
 }

@@ -16,8 +16,8 @@
  *
  *	int relay_cmd_mail(char *buf, size_t size, const char *from,
  *			const struct relay_caps *caps, unsigned long long msgsize,
- *			bool eightbit);
- *	int relay_cmd_rcpt(char *buf, size_t size, const char *to);
+ *			bool eightbit, bool smtputf8);
+ *	int relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8);
  *	int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
  *	int relay_local_reply(char *buf, size_t size,
  *			const struct errmap_reply *row, const char *detail);
@@ -70,7 +70,11 @@
  *	process boundary), -ENAMETOOLONG when it does not fit.  MAIL gets
  *	SIZE=<msgsize> when the server offered SIZE and BODY=8BITMIME when
  *	the content is 8-bit (eightbit) and the server offered 8BITMIME
- *	(RFC 6152; a 7-bit body is sent without BODY=).  relay_local_reply() writes the reply of an
+ *	(RFC 6152; a 7-bit body is sent without BODY=).  With smtputf8 (the
+ *	message came with SMTPUTF8) and a server that offered SMTPUTF8, MAIL
+ *	gets SMTPUTF8 (RFC 6531) and the sender may be UTF-8; relay_cmd_rcpt()
+ *	with smtputf8 (the caller checked the server) takes a UTF-8 address.
+ *	Otherwise an octet >= 0x80 is -EILSEQ (a C1 control is -EINVAL).  relay_local_reply() writes the reply of an
  *	errmap row (errmap_from_errno(ECONNREFUSED), errmap_get(...)) as a
  *	reply line, "451 4.4.1 No answer from host: connection refused
  *	(detail)", with the same sanitising and bound as a remote reply; it
@@ -112,6 +116,7 @@ struct relay_caps {
 	bool		pipelining;
 	bool		size;
 	bool		eightbitmime;
+	bool		smtputf8;	/* RFC 6531 */
 	bool		starttls;	/* RFC 3207 */
 	bool		auth;		/* RFC 4954: AUTH (or the old AUTH=) */
 	unsigned long long size_max;	/* SIZE limit; 0 = none announced */
@@ -151,8 +156,8 @@ size_t relay_dot_encode(struct relay_dot *st, const char *in, size_t inlen, size
 size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
 
 int relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit);
-int relay_cmd_rcpt(char *buf, size_t size, const char *to);
+		unsigned long long msgsize, bool eightbit, bool smtputf8);
+int relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8);
 int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
 int relay_local_reply(char *buf, size_t size, const struct errmap_reply *row, const char *detail);
 

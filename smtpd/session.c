@@ -1247,15 +1247,21 @@ rfc5322_date(char *buf, size_t size)
 		snprintf(buf, size, "Thu, 01 Jan 1970 00:00:00 +0000");
 }
 
-/* RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both). */
+/*
+ * RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both); RFC 6531
+ * 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA for an SMTPUTF8 message.
+ */
 static const char *
 received_protocol(const struct session *s)
 {
-	static const char *const names[2][2] = { { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } };
+	static const char *const names[2][2][2] = {
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
 
 	if (!s->esmtp)
 		return "SMTP";
-	return names[s->tls_active][s->auth_user[0] != '\0'];
+	return names[s->txn.smtputf8][s->tls_active][s->auth_user[0] != '\0'];
 }
 
 /* "\n\t(using TLSv1.3 with cipher ... (256/256 bits))" as Postfix writes it, or "". */

@@ -251,11 +251,12 @@ START_TEST(caps_full)
 {
 	static const char *const lines[] = {
 		"250-mx.example.org greets you", "250-PIPELINING", "250-SIZE 10485760",
-		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250 STARTTLS",
+		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-smtputf8", "250 STARTTLS",
 	};
 	struct relay_reply r;
 
-	ck_assert_int_eq(feed(&r, true, lines, 6), 1);
+	ck_assert_int_eq(feed(&r, true, lines, 7), 1);
+	ck_assert(r.caps.smtputf8);
 	ck_assert(r.caps.pipelining);
 	ck_assert(r.caps.size);
 	ck_assert(r.caps.eightbitmime);
@@ -542,26 +543,38 @@ START_TEST(cmd_mail)
 	struct relay_caps none = { 0 }, all = { .pipelining = true, .size = true, .eightbitmime = true };
 	char buf[128];
 
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false, false), 25);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
 	/* BODY=8BITMIME only for 8-bit content, and only to a server that offers it (RFC 6152) */
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false, false), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<\"j doe\"@x.example>\r\n");
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false), -EILSEQ);
-	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false, false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, false), -EILSEQ);
+	/* SMTPUTF8 (RFC 6531): only for an SMTPUTF8 message to a server that offers it */
+	{
+		struct relay_caps utf8 = { .smtputf8 = true };
+
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, true), -EILSEQ);
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &utf8, 0, false, false), -EILSEQ);
+		ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &utf8, 0, false, true), 0);
+		ck_assert_str_eq(buf, "MAIL FROM:<\xc3\xa9@b> SMTPUTF8\r\n");
+		ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b", &utf8, 0, false, true), 0);
+		ck_assert_str_eq(buf, "MAIL FROM:<a@b> SMTPUTF8\r\n");
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc2\x85@b", &utf8, 0, false, true), -EINVAL);
+	}
+	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false, false), -ENAMETOOLONG);
 	/* Exactly fits: 25 octets and the NUL. */
-	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false), 25);
-	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false, false), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false, false), -ENAMETOOLONG);
 }
 END_TEST
 
@@ -569,11 +582,14 @@ START_TEST(cmd_rcpt_hello)
 {
 	char buf[64];
 
-	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost"), 0);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost", false), 0);
 	ck_assert_str_eq(buf, "RCPT TO:<bob@localhost>\r\n");
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), ""), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x"), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost"), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "", false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x", false), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost", false), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\xc3\xb6" "b@x", false), -EILSEQ);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "b\xc3\xb6" "b@x", true), 0);
+	ck_assert_str_eq(buf, "RCPT TO:<b\xc3\xb6" "b@x>\r\n");
 	ck_assert_int_gt(relay_cmd_hello(buf, sizeof(buf), "EHLO", "gw.example.org"), 0);
 	ck_assert_str_eq(buf, "EHLO gw.example.org\r\n");
 	ck_assert_int_eq(relay_cmd_hello(buf, sizeof(buf), "HELO", "two words"), -EINVAL);
