@@ -171,6 +171,38 @@ param_auth(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
 	return 0;
 }
 
+int
+smtp_parse_transid(const char *value, char *out, size_t outlen)
+{
+	size_t len = strlen(value), i, ats = 0, at = 0;
+
+	if (len < 5 || len >= SMTP_TRANSID_MAX || len >= outlen || value[0] != '<' || value[len - 1] != '>')
+		return -EINVAL;
+	for (i = 1; i + 1 < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+
+		if (c <= ' ' || c >= 0x7f || c == '<' || c == '>')
+			return -EINVAL;
+		if (c == '@') {
+			ats++;
+			at = i;
+		}
+	}
+	if (ats != 1 || at == 1 || at + 2 == len)
+		return -EINVAL;
+	memcpy(out, value, len + 1);
+	return 0;
+}
+
+/* TRANSID=<id@host> (RFC 1845 CHECKPOINT) */
+static int
+param_transid(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value == NULL || smtp_parse_transid(value, mail->transid, sizeof(mail->transid)) < 0)
+		return refuse(why, REPLY_SYNTAX, "TRANSID must be <id@host>", -EINVAL);
+	return 0;
+}
+
 /* The MAIL parameters of the extensions that EHLO announces. */
 struct mail_param {
 	const char     *keyword;
@@ -182,6 +214,7 @@ static const struct mail_param mail_params[] = {
 	{ "BODY", param_body },		/* RFC 6152 */
 	{ "AUTH", param_auth },		/* RFC 4954 */
 	{ "SMTPUTF8", param_smtputf8 },	/* RFC 6531 */
+	{ "TRANSID", param_transid },	/* RFC 1845 */
 };
 #define N_MAIL_PARAMS	(sizeof(mail_params) / sizeof(mail_params[0]))
 

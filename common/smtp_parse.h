@@ -12,6 +12,8 @@
  *	int smtp_parse_rcpt_utf8(const char *arg, struct smtp_rcpt *out,
  *			struct smtp_perror *why, bool smtputf8);
  *	bool smtp_is_ascii(const char *s);
+int smtp_parse_transid(const char *value, char *out, size_t outlen);
+ *	int smtp_parse_transid(const char *value, char *out, size_t outlen);
  *
  *	int smtp_parse_bdat(const char *arg, uint64_t *size, bool *last);
  *	size_t smtp_chunk_decode(struct smtp_chunk *c, const char *in, size_t len, char *out);
@@ -71,6 +73,10 @@
  *	smtp_parse_rcpt() for a transaction whose MAIL said SMTPUTF8: a UTF-8
  *	forward-path is accepted (without: REPLY_NON_ASCII_RCPT, 553 5.6.7).
  *	smtp_is_ascii() tells whether a string has no octet >= 0x80.
+ *	MAIL takes TRANSID=<id@host> (RFC 1845) into transid, checked by
+ *	smtp_parse_transid(): "<" local "@" domain ">", printable ASCII
+ *	without blanks, brackets or a second '@', at most SMTP_TRANSID_MAX - 1
+ *	octets; 0 or -EINVAL.
  *
  *	smtp_parse_bdat() parses the argument of BDAT (RFC 3030):
  *	"<chunk-size> [LAST]", the size 1*DIGIT, LAST in any case.  0,
@@ -138,6 +144,7 @@
 
 #define SMTP_VERB_MAX	16	/* longest verb + NUL */
 #define SMTP_HELO_MAX	256	/* longest HELO/EHLO argument + NUL */
+#define SMTP_TRANSID_MAX	256	/* TRANSID=<...> with its brackets, + NUL */
 
 struct smtp_cmdline {
 	char		verb[SMTP_VERB_MAX];	/* upper case */
@@ -160,6 +167,7 @@ struct smtp_mail {
 	bool		has_auth;
 	char		auth[ADDR_MAX];		/* AUTH= decoded: "<>" or a mailbox */
 	bool		smtputf8;		/* SMTPUTF8 (RFC 6531) */
+	char		transid[SMTP_TRANSID_MAX];	/* TRANSID=<id@host> (RFC 1845), or "" */
 };
 
 struct smtp_rcpt {
@@ -172,6 +180,7 @@ int smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *
 int smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why);
 int smtp_parse_rcpt_utf8(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why, bool smtputf8);
 bool smtp_is_ascii(const char *s);
+int smtp_parse_transid(const char *value, char *out, size_t outlen);
 
 /* BDAT (RFC 3030). */
 struct smtp_chunk {

@@ -95,7 +95,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +112,7 @@
 
 #include "../common/addr.h"
 #include "../common/cfg.h"
+#include "../common/checkpoint.h"
 #include "../common/envelope.h"
 #include "../common/errmap.h"
 #include "../common/log.h"
@@ -189,6 +192,14 @@ struct txn {
 	enum smtp_body	body;		/* MAIL's BODY= */
 	bool		smtputf8;	/* MAIL said SMTPUTF8 (RFC 6531) */
 	struct smtp_chunk chunk;	/* BDAT: CRLF -> LF across chunks */
+	char		transid[SMTP_TRANSID_MAX];	/* MAIL's TRANSID= (RFC 1845), or "" */
+	struct txn_checkpoint {
+		bool		active;		/* DATA with TRANSID: checkpoints are taken */
+		char		key[CKPT_KEY_LEN + 1];
+		struct ckpt_meta meta;		/* the last one saved (data "" before the first) */
+		char		stale[CKPT_DATA_MAX];	/* a resumed transfer's old data file, or "" */
+		uint64_t	last;		/* octets at the last checkpoint */
+	} ckpt;
 };
 
 /* The BDAT chunk being read (RFC 3030): its octets follow the command. */
@@ -250,6 +261,7 @@ struct session_commit {
 	char		client[INET6_ADDRSTRLEN];
 	char		tls[128];	/* "tls=TLSv1.3 cipher=..." or "tls=no", for the log */
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
+	char		ckpt_key[CKPT_KEY_LEN + 1];	/* its partial transfer, removed once committed, or "" */
 };
 
 typedef void cmd_handler(struct session *s, const char *arg);
@@ -272,7 +284,7 @@ static const struct smtp_command commands[] = {
 	{ "HELO", ST_ANY, ARG_REQUIRED, cmd_helo, "HELO <domain>" },
 	{ "AUTH", ST(ST_IDLE), ARG_REQUIRED, cmd_auth, "AUTH <mechanism> [<initial-response>]" },
 	{ "MAIL", ST(ST_IDLE), ARG_REQUIRED, cmd_mail,
-	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8]" },
+	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8] [TRANSID=<id@host>]" },
 	{ "RCPT", ST(ST_MAIL) | ST(ST_RCPT), ARG_REQUIRED, cmd_rcpt, "RCPT TO:<address>" },
 	{ "DATA", ST(ST_RCPT), ARG_NONE, cmd_data, "DATA" },
 	{ "RSET", ST_ANY, ARG_NONE, cmd_rset, "RSET" },
@@ -321,6 +333,7 @@ static const struct {
 	{ "CHUNKING", NULL },			/* RFC 3030 */
 	{ "BINARYMIME", NULL },			/* RFC 3030 */
 	{ "SMTPUTF8", NULL },			/* RFC 6531 */
+	{ "CHECKPOINT", NULL },			/* RFC 1845 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 };
@@ -511,8 +524,9 @@ session_free(struct session *s)
 
 	if (s->txn.msg != NULL)
 		log_info("discarded", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64
-		    " reason=\"session ended before the end of data\"",
-		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets);
+		    " reason=\"session ended before the end of data\"%s",
+		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets,
+		    s->txn.ckpt.meta.offset > 0 ? " checkpoint=kept" : "");
 	log_info("disconnect", "session=%" PRIu64 " client=%s errors=%u", s->id, s->ip, s->errors);
 	txn_reset(s);
 	auth_finish(s->authx);
@@ -1160,6 +1174,7 @@ cmd_mail(struct session *s, const char *arg)
 	snprintf(s->txn.from, sizeof(s->txn.from), "%s", mail.from);
 	s->txn.body = mail.body;
 	s->txn.smtputf8 = mail.smtputf8;
+	snprintf(s->txn.transid, sizeof(s->txn.transid), "%s", mail.transid);
 	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
 	if (mail.has_auth && s->auth_user[0] != '\0')
 		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
@@ -1302,6 +1317,191 @@ write_received(struct session *s)
 	return spool_msg_write(s->txn.msg, hdr, (size_t)n);
 }
 
+static void data_store(struct session *s, const char *buf, size_t len);
+static int txn_start_message(struct session *s);
+
+/* ------------------------------------------------------------------ */
+/* CHECKPOINT (RFC 1845): partial transfers in partial/ (checkpoint.h)  */
+/* ------------------------------------------------------------------ */
+
+static int
+partial_dirfd(const struct session *s)
+{
+	return spool_dirfd(s->srv->spool, SPOOL_DIR_PARTIAL);
+}
+
+/* Who the client is, for the key: its user when authenticated, else its address. */
+static void
+checkpoint_client(const struct session *s, char *buf, size_t len)
+{
+	if (s->auth_user[0] != '\0')
+		snprintf(buf, len, "user %s", s->auth_user);
+	else
+		snprintf(buf, len, "ip %s", s->ip);
+}
+
+/* The digest of sender and recipients, in order; 0 or -ENOMEM. */
+static int
+checkpoint_envelope(const struct txn *t, char hex[CKPT_KEY_LEN + 1])
+{
+	const char **rcpts = calloc(t->nrcpt + 1, sizeof(*rcpts));
+
+	if (rcpts == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nrcpt; i++)
+		rcpts[i] = t->rcpt[i].addr;
+	ckpt_envelope_hash(t->from, rcpts, t->nrcpt, hex);
+	free(rcpts);
+	return 0;
+}
+
+static void
+checkpoint_drop(struct session *s, const char *why)
+{
+	struct txn *t = &s->txn;
+	int err = ckpt_remove(partial_dirfd(s), t->ckpt.key);
+
+	log_info("checkpoint-removed", "session=%" PRIu64 " client=%s key=%.16s reason=\"%s\" error=%d", s->id,
+	    s->ip, t->ckpt.key, why, -err);
+}
+
+/*
+ * Makes what was received so far durable: the data synced, linked into
+ * partial/ (the first time), then the record that names it.  Called only
+ * at a line end in the body, so that a resumed DATA starts at a line start.
+ */
+static void
+checkpoint_take(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct ckpt_meta *m = &t->ckpt.meta;
+	int err, dirfd = partial_dirfd(s);
+
+	t->ckpt.last = t->octets;
+	if ((err = spool_msg_sync(t->msg)) < 0) {
+		t->err = err;			/* reported at the end of data */
+		return;
+	}
+	if (m->data[0] == '\0') {
+		snprintf(m->data, sizeof(m->data), "%.64s.%s", t->ckpt.key, spool_msg_id(t->msg));
+		if ((err = spool_msg_link(t->msg, dirfd, m->data)) < 0) {
+			log_warn("checkpoint-failed", "id=%s session=%" PRIu64 " op=link error=%d", spool_msg_id(t->msg),
+			    s->id, -err);
+			t->ckpt.active = false;
+			return;
+		}
+	}
+	m->data_length = spool_msg_size(t->msg) - m->data_start;
+	m->offset = t->octets;
+	if ((err = ckpt_save(dirfd, t->ckpt.key, m)) < 0) {
+		log_warn("checkpoint-failed", "id=%s session=%" PRIu64 " op=save error=%d", spool_msg_id(t->msg), s->id,
+		    -err);
+		return;
+	}
+	if (t->ckpt.stale[0] != '\0') {	/* the record names our data now */
+		(void)unlinkat(dirfd, t->ckpt.stale, 0);
+		t->ckpt.stale[0] = '\0';
+	}
+	log_info("checkpoint", "id=%s session=%" PRIu64 " client=%s transid=%s offset=%" PRIu64 " stored=%" PRIu64,
+	    spool_msg_id(t->msg), s->id, s->ip, m->transid, m->offset, m->data_length);
+}
+
+/* Copies the content a partial transfer kept into the new message; 0 or -errno. */
+static int
+checkpoint_copy(struct session *s, const struct ckpt_meta *old)
+{
+	char buf[DATA_CHUNK];
+	uint64_t done = 0;
+	struct stat st;
+	int fd, err = 0;
+
+	if ((fd = openat(partial_dirfd(s), old->data, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < old->data_start ||
+	    (uint64_t)st.st_size - old->data_start < old->data_length)
+		err = -EBADMSG;
+	while (err == 0 && done < old->data_length) {
+		size_t want = old->data_length - done < sizeof(buf) ? (size_t)(old->data_length - done) : sizeof(buf);
+		ssize_t n = spool_pread_all(fd, buf, want, (off_t)(old->data_start + done));
+
+		if (n <= 0)
+			err = n < 0 ? (int)n : -EBADMSG;
+		else {
+			data_store(s, buf, (size_t)n);
+			done += (uint64_t)n;
+		}
+	}
+	close(fd);
+	return err;
+}
+
+/*
+ * DATA of a transaction with TRANSID: the partial transfer of this client
+ * and TRANSID, if its envelope is the same, is taken up again.  Returns
+ * the offset to announce in the 355, or 0 for a new transfer (354).
+ */
+static uint64_t
+checkpoint_begin(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct ckpt_meta old;
+	int n, err;
+
+	if ((n = ckpt_sweep(partial_dirfd(s), (long long)time(NULL), s->srv->cfg->checkpoint_lifetime)) > 0)
+		log_info("checkpoint-expired", "count=%d lifetime=%u", n, s->srv->cfg->checkpoint_lifetime);
+	memset(&t->ckpt, 0, sizeof(t->ckpt));
+	t->ckpt.active = true;
+	snprintf(t->ckpt.meta.transid, sizeof(t->ckpt.meta.transid), "%s", t->transid);
+	checkpoint_client(s, t->ckpt.meta.client, sizeof(t->ckpt.meta.client));
+	ckpt_key(t->ckpt.meta.client, t->transid, t->ckpt.key);
+	if (checkpoint_envelope(t, t->ckpt.meta.envelope) < 0) {
+		t->ckpt.active = false;		/* no checkpoints; the message itself goes on */
+		return 0;
+	}
+	t->ckpt.meta.data_start = spool_msg_size(t->msg);
+	if ((err = ckpt_load(partial_dirfd(s), t->ckpt.key, &old)) == -ENOENT)
+		return 0;
+	if (err < 0 || strcmp(old.envelope, t->ckpt.meta.envelope) != 0 || strcmp(old.transid, t->transid) != 0 ||
+	    strcmp(old.client, t->ckpt.meta.client) != 0) {
+		checkpoint_drop(s, err < 0 ? "unreadable record" : "another envelope under this TRANSID: a new transfer");
+		return 0;
+	}
+	if ((err = checkpoint_copy(s, &old)) < 0) {
+		/* What was copied is in the message file: start it again, as a new transfer. */
+		log_warn("checkpoint-failed", "session=%" PRIu64 " op=resume error=%d", s->id, -err);
+		checkpoint_drop(s, "its data cannot be read");
+		spool_msg_free(t->msg);
+		t->msg = NULL;
+		if ((err = txn_start_message(s)) < 0)
+			t->err = err;
+		t->ckpt.active = t->msg != NULL;
+		if (t->msg != NULL)
+			t->ckpt.meta.data_start = spool_msg_size(t->msg);
+		return 0;
+	}
+	t->octets = old.offset;
+	snprintf(t->ckpt.stale, sizeof(t->ckpt.stale), "%s", old.data);
+	log_info("checkpoint-resumed", "id=%s session=%" PRIu64 " client=%s transid=%s offset=%" PRIu64
+	    " stored=%" PRIu64, spool_msg_id(t->msg), s->id, s->ip, t->transid, old.offset, old.data_length);
+	checkpoint_take(s);			/* durable under the new id at once */
+	return old.offset;
+}
+
+/* A checkpoint is due and DATA is at a line start in the body (nothing held back). */
+static bool
+checkpoint_due(const struct session *s)
+{
+	const struct txn *t = &s->txn;
+
+	return t->ckpt.active && t->err == 0 && t->octets - t->ckpt.last >= s->srv->cfg->checkpoint_interval;
+}
+
+static bool
+checkpoint_at_line_start(const struct txn *t)
+{
+	return t->dec.state == SMTP_DATA_BOL && t->hdr.done && t->filter.done;
+}
+
 /*
  * The message file of the transaction, with our Received: first; for
  * DATA and for the first BDAT chunk.  0, or the -errno of the spool.
@@ -1343,6 +1543,10 @@ cmd_data(struct session *s, const char *arg)
 		return;
 	}
 	session_enter(s, ST_DATA);
+	if (s->txn.transid[0] != '\0' && checkpoint_begin(s) > 0) {
+		smtp_reply(s, REPLY_CHECKPOINT_OFFSET, "%" PRIu64 " is the transaction offset", s->txn.octets);
+		return;
+	}
 	smtp_reply(s, REPLY_START_DATA, NULL);
 }
 
@@ -1605,13 +1809,20 @@ data_consume(struct session *s)
 			size_t off = 0, used, olen;
 
 			while (off < v[i].iov_len && rc == SMTP_DATA_MORE) {
-				rc = smtp_data_decode(&t->dec, base + off, v[i].iov_len - off, &used,
-				    out, sizeof(out), &olen);
+				size_t avail = v[i].iov_len - off;
+				const char *nl;
+
+				/* A checkpoint waits for the next line end: decode up to it. */
+				if (checkpoint_due(s) && (nl = memchr(base + off, '\n', avail)) != NULL)
+					avail = (size_t)(nl - (base + off)) + 1;
+				rc = smtp_data_decode(&t->dec, base + off, avail, &used, out, sizeof(out), &olen);
 				off += used;
 				t->octets += used;
 				if (t->err == 0 && t->octets > limit)
 					t->err = -EFBIG;
 				data_store(s, out, olen);
+				if (rc == SMTP_DATA_MORE && checkpoint_due(s) && checkpoint_at_line_start(t))
+					checkpoint_take(s);
 			}
 			if (!line_ended && memchr(base, '\n', off) != NULL)
 				line_ended = true;
@@ -1702,6 +1913,8 @@ commit_done(void *arg, int result)
 		    s == NULL ? " session=gone" : "");
 		if (c->queued)
 			runner_kick(c->srv->runner);
+		if (c->ckpt_key[0] != '\0')	/* the transfer is complete: its partial goes */
+			(void)ckpt_remove(spool_dirfd(c->srv->spool, SPOOL_DIR_PARTIAL), c->ckpt_key);
 	} else {
 		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
 		    spool_error_reply(result)->code);
@@ -1757,6 +1970,8 @@ data_reject(struct session *s, int err)
 
 	log_info("rejected", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64 " error=%d reply=%d",
 	    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets, -err, r->code);
+	if (s->txn.ckpt.active && r->code >= 500)
+		checkpoint_drop(s, "the message was refused");
 	smtp_reply(s, r->id, NULL);
 	if (s->state != ST_CLOSING)
 		txn_abort(s);
@@ -1799,6 +2014,8 @@ data_finish(struct session *s)
 	snprintf(c->client, sizeof(c->client), "%s", s->ip);
 	session_tls_describe(s, c->tls, sizeof(c->tls));
 	snprintf(c->auth_user, sizeof(c->auth_user), "%s", s->auth_user);
+	if (t->ckpt.active)
+		snprintf(c->ckpt_key, sizeof(c->ckpt_key), "%s", t->ckpt.key);
 	if ((err = commitq_submit(s->srv->cq, &c->job)) < 0) {
 		free(c);
 		data_reject(s, err);

@@ -178,7 +178,7 @@ _SECTION = {
     'max_line': 'smtpd', 'max_recipients': 'smtpd', 'max_message_size': 'smtpd',
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
-    'session_deadline': 'smtpd',
+    'session_deadline': 'smtpd', 'checkpoint_interval': 'smtpd', 'checkpoint_lifetime': 'smtpd',
     'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
     'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
     'smarthost': 'relay', 'retry_min': 'relay', 'retry_max': 'relay',
