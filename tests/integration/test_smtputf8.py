@@ -68,6 +68,21 @@ class Server(unittest.TestCase):
         self.assertIn(b'with UTF8SMTP id', received)
         self.assertEqual(content, msg.replace(b'\r\n', b'\n'))
 
+    @unittest.skipIf(harness.fuse_available(), 'no FUSE here')
+    def test_utf8_mailbox_under_the_mount(self):
+        """the UTF-8 mailbox is inbox/jörg/ under the mount, its message readable there"""
+        msg = ('Subject: mount\r\n\r\nunder the mount %s\r\n' % JOERG).encode('utf-8')
+        with smtplib.SMTP(*self.gw.smtp_addr, timeout=10) as s:
+            s.ehlo('client.example')
+            s.sendmail('alice@example.org', ['%s.fs@localhost' % JOERG], msg, mail_options=['SMTPUTF8'])
+        if not self.gw.running('fs'):
+            self.gw.start_fs()
+        box = os.path.join(self.gw.mnt, 'inbox', JOERG + '.fs')
+        self.assertIn(JOERG + '.fs', os.listdir(os.path.join(self.gw.mnt, 'inbox')))
+        names = [n for n in wait_until(lambda: os.listdir(box), 5, 'a message in inbox/jörg.fs')]
+        with open(os.path.join(box, names[0]), 'rb') as f:
+            self.assertIn(utf8('under the mount %s' % JOERG), f.read())
+
     def test_refused_without_smtputf8(self):
         """no SMTPUTF8 on MAIL: a UTF-8 sender or recipient is 553 5.6.7"""
         c = self.raw()
