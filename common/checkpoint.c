@@ -42,9 +42,12 @@ hex_digest(EVP_MD_CTX *ctx, char hex[CKPT_KEY_LEN + 1])
 	hex[2 * n] = '\0';
 }
 
-/* SHA-256 of the strings, each with its NUL (so that "ab","c" differs from "a","bc"). */
+/*
+ * SHA-256 of first and the n strings of rest, each with its NUL (so that
+ * "ab","c" differs from "a","bc"), in hex ("" when OpenSSL fails).
+ */
 static void
-hash_strings(const char *const *s, size_t n, char hex[CKPT_KEY_LEN + 1])
+digest_strings(const char *first, const char *const *rest, size_t n, char hex[CKPT_KEY_LEN + 1])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t i;
@@ -53,8 +56,9 @@ hash_strings(const char *const *s, size_t n, char hex[CKPT_KEY_LEN + 1])
 	if (ctx == NULL)
 		return;
 	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+		EVP_DigestUpdate(ctx, first, strlen(first) + 1);
 		for (i = 0; i < n; i++)
-			EVP_DigestUpdate(ctx, s[i], strlen(s[i]) + 1);
+			EVP_DigestUpdate(ctx, rest[i], strlen(rest[i]) + 1);
 		hex_digest(ctx, hex);
 	}
 	EVP_MD_CTX_free(ctx);
@@ -63,27 +67,15 @@ hash_strings(const char *const *s, size_t n, char hex[CKPT_KEY_LEN + 1])
 void
 ckpt_key(const char *client, const char *transid, char key[CKPT_KEY_LEN + 1])
 {
-	const char *parts[] = { "spoolgate-transid", client, transid };
+	const char *parts[] = { client, transid };
 
-	hash_strings(parts, 3, key);
+	digest_strings("spoolgate-transid", parts, 2, key);
 }
 
 void
 ckpt_envelope_hash(const char *from, const char *const *rcpts, size_t n, char hex[CKPT_KEY_LEN + 1])
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	size_t i;
-
-	hex[0] = '\0';
-	if (ctx == NULL)
-		return;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-		EVP_DigestUpdate(ctx, from, strlen(from) + 1);
-		for (i = 0; i < n; i++)
-			EVP_DigestUpdate(ctx, rcpts[i], strlen(rcpts[i]) + 1);
-		hex_digest(ctx, hex);
-	}
-	EVP_MD_CTX_free(ctx);
+	digest_strings(from, rcpts, n, hex);
 }
 
 int
