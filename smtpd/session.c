@@ -2096,21 +2096,31 @@ cmd_bdat(struct session *s, const char *arg)
 	session_enter(s, ST_BDAT);
 }
 
-/* Octets of a chunk, as received: stored (CRLF -> LF unless BINARYMIME). */
+/*
+ * Octets of a chunk: stored with CRLF made LF, except the body of a
+ * BINARYMIME message (after the header section, which is text like any
+ * other), which is stored as received: binary has no lines.  The header
+ * goes a line at a time, so that the octet after its empty line is the
+ * first one kept as received.
+ */
 static void
 bdat_store(struct session *s, const char *buf, size_t len)
 {
 	struct txn *t = &s->txn;
+	bool binary = t->body == SMTP_BODY_BINARYMIME;
 	char out[DATA_CHUNK + 1];
 
 	t->octets += len;
-	if (t->body == SMTP_BODY_BINARYMIME) {	/* as received: binary has no lines */
-		data_store(s, buf, len);
-		return;
-	}
 	while (len > 0) {
 		size_t n = len < DATA_CHUNK ? len : DATA_CHUNK;
+		const char *nl;
 
+		if (binary && t->hdr.done) {
+			data_store(s, buf, len);
+			return;
+		}
+		if (binary && (nl = memchr(buf, '\n', n)) != NULL)
+			n = (size_t)(nl - buf) + 1;
 		data_store(s, out, smtp_chunk_decode(&t->chunk, buf, n, out));
 		buf += n;
 		len -= n;

@@ -152,11 +152,14 @@ class Chunking(unittest.TestCase):
         assert_reply(self, c.cmd('RSET'), 250, '2.0.0')
 
     def test_binarymime_stored_byte_for_byte(self):
-        """BODY=BINARYMIME over BDAT: NUL, bare LF, CR and CRLF stored exactly as sent (sha256)"""
-        body = bytes(range(256)) * 64 + b'\r\n\n\r\x00\r'
-        msg = (b'From: alice@example.org\r\nMIME-Version: 1.0\r\n'
-               b'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n'
-               + body)
+        """BODY=BINARYMIME over BDAT: the header with LF as any message, the body (NUL, bare LF, CR, CRLF,
+        'Return-Path:' and 'Received:' lines) stored exactly as sent (sha256), whatever the chunk split"""
+        body = (bytes(range(256)) * 64 + b'\r\nReturn-Path: <kept@body>\r\nReceived: kept\r\n\n\r\x00\r'
+                + b'Received: x\r\n' * 60)		# over max_hops if counted: the body is not header
+        header = (b'From: alice@example.org\r\nReturn-Path: <dropped@header>\r\nMIME-Version: 1.0\r\n'
+                  b'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n')
+        msg = header + body
+        want = header.replace(b'Return-Path: <dropped@header>\r\n', b'').replace(b'\r\n', b'\n') + body
         c = self.open()
         self.begin(c, 'MAIL FROM:<alice@example.org> BODY=BINARYMIME')
         half = len(msg) // 2
@@ -166,7 +169,17 @@ class Chunking(unittest.TestCase):
         r = c.reply()
         assert_reply(self, r, 250, '2.0.0', 'BDAT LAST')
         got = self.content(queued_id(r.text))
-        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(msg).hexdigest())
+        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(want).hexdigest())
+        # The header's CRLF at the end of a chunk, its LF at the start of the next.
+        self.begin(c, 'MAIL FROM:<alice@example.org> BODY=BINARYMIME')
+        cut = len(header) - 1
+        c.send(b'BDAT %d\r\n' % cut + msg[:cut])
+        assert_reply(self, c.reply(), 250, '2.0.0', 'the header but its last LF')
+        c.send(b'BDAT %d LAST\r\n' % (len(msg) - cut) + msg[cut:])
+        r = c.reply()
+        assert_reply(self, r, 250, '2.0.0', 'BDAT LAST')
+        self.assertEqual(hashlib.sha256(self.content(queued_id(r.text))).hexdigest(),
+                         hashlib.sha256(want).hexdigest())
 
     def test_over_max_message_size(self):
         """a chunk over max_message_size: read to its end, 552 5.3.4; the pipelined BDAT LAST gets 503, dropped"""
