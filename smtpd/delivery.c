@@ -205,6 +205,10 @@ struct delivery {
 	long long		data_pos;
 	struct relay_dot	dot;
 	char		       *chunk;		/* DLV_CHUNK, while in DLV_BODY */
+	bool			bdat;		/* BINARYMIME: BDAT ... LAST instead of DATA (RFC 3030) */
+	unsigned long long	bdat_header;	/* the stored header section, its empty line included */
+	unsigned long long	bdat_header_left;	/* of it, still to encode (LF -> CRLF) */
+	unsigned long long	bdat_size;	/* octets after BDAT: the header with CRLF, the body */
 };
 
 typedef void (*dlv_reply_fn)(struct delivery *, const struct relay_reply *);
@@ -255,6 +259,7 @@ static void dlv_read_cb(struct bufferevent *bev, void *arg);
 static void dlv_write_cb(struct bufferevent *bev, void *arg);
 static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
 static void dlv_session_ready(struct delivery *d);
+static void dlv_send_bdat(struct delivery *d);
 static bool dlv_next_address(struct delivery *d, const char *why);
 
 /*
@@ -475,7 +480,8 @@ dlv_send_group(struct delivery *d, struct evbuffer *group)
 		if (evbuffer_add(group, line, (size_t)n) < 0)
 			goto nomem;
 	}
-	if (evbuffer_add(group, "DATA\r\n", 6) < 0 || (flat = evbuffer_pullup(group, -1)) == NULL)
+	/* BDAT waits for the RCPT replies: its octets follow it at once. */
+	if ((!d->bdat && evbuffer_add(group, "DATA\r\n", 6) < 0) || (flat = evbuffer_pullup(group, -1)) == NULL)
 		goto nomem;
 	return dlv_send(d, (const char *)flat, evbuffer_get_length(group));
 nomem:
@@ -546,6 +552,7 @@ dlv_forget_transaction(struct delivery *d)
 	d->only = NULL;
 	d->nonly = d->nrcpts = d->nwire = d->rcpt_replied = d->naccepted = d->ndelivered = 0;
 	d->rcpt_overflow = false;
+	d->bdat = false;
 	d->last_reply[0] = '\0';
 }
 
@@ -790,23 +797,66 @@ dlv_prepare_body(struct delivery *d)
  * connection costs no round trip of its own; its reply comes first.
  */
 /*
- * A BINARYMIME message (RFC 3030) may only go by BDAT to a server that
- * offers BINARYMIME, and this client speaks DATA only: DATA would cut or
- * corrupt a binary body, so it fails here with 554 5.6.3 (RFC 3030
- * section 3 and RFC 3463: conversion required but not supported).
- * Returns true when it did (the delivery has ended).
+ * The wire size of a stored BINARYMIME message: its header section (up
+ * to and with the first empty line, as the server's hop counter finds
+ * it) was stored with LF and goes with CRLF; the body goes as stored.
+ */
+static int
+dlv_measure_binary(struct delivery *d)
+{
+	char buf[16384];
+	long long pos = d->env->data_offset;
+	unsigned long long lfs = 0;
+	bool bol = true, done = false;
+	ssize_t n;
+
+	d->bdat_header = 0;
+	while (!done && (n = spool_pread_all(d->datafd, buf, sizeof(buf), (off_t)pos)) > 0) {
+		for (ssize_t i = 0; i < n && !done; i++) {
+			d->bdat_header++;
+			if (buf[i] == '\n') {
+				lfs++;
+				done = bol;		/* an empty line ends the header */
+				bol = true;
+			} else {
+				bol = false;
+			}
+		}
+		pos += n;
+	}
+	if (n < 0)
+		return (int)n;
+	d->bdat_size = d->msg_size + lfs;
+	return 0;
+}
+
+/*
+ * A BINARYMIME message (RFC 3030) goes only by BDAT to a server that
+ * offers CHUNKING and BINARYMIME: DATA would cut or corrupt a binary body.
+ * To any other server it fails here with 554 5.6.3 (RFC 3030 section 3,
+ * RFC 3463: conversion required but not supported).  Returns true when
+ * the delivery has ended.
  */
 static bool
 dlv_refuse_binary(struct delivery *d)
 {
 	char reply[RELAY_REPLY_TEXT_MAX];
+	int err;
 
 	if (!d->env->binarymime)
 		return false;
-	log_warn("relay-binarymime", "id=%s host=%s reason=\"BINARYMIME needs BDAT, which this relay does not send\"",
-	    d->id, d->peer);
+	if (d->caps.chunking && d->caps.binarymime) {
+		if ((err = dlv_measure_binary(d)) == 0) {
+			d->bdat = true;
+			return false;
+		}
+		dlv_abort(d, errmap_from_errno(-err), "reading the message data");
+		return true;
+	}
+	log_warn("relay-binarymime", "id=%s host=%s reason=\"BINARYMIME and the server offers no %s\"",
+	    d->id, d->peer, d->caps.chunking ? "BINARYMIME" : "CHUNKING");
 	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED),
-	    "a BODY=BINARYMIME message cannot be sent with DATA");
+	    "a BODY=BINARYMIME message, and the server offers no BDAT with BINARYMIME");
 	dlv_fail_all(d, reply);
 	dlv_end(d);
 	return true;
@@ -859,7 +909,7 @@ dlv_start_mail(struct delivery *d, bool rset)
 	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96];
 	int n;
 
-	if (dlv_refuse_binary(d) || dlv_refuse_utf8(d) || dlv_prepare_body(d) < 0)
+	if (dlv_refuse_binary(d) || dlv_refuse_utf8(d) || (!d->bdat && dlv_prepare_body(d) < 0))
 		return;
 	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
 		char reply[RELAY_REPLY_TEXT_MAX];
@@ -872,8 +922,10 @@ dlv_start_mail(struct delivery *d, bool rset)
 		return;
 	}
 	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
-	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
-	    d->scan.eightbit && d->convfd < 0, d->env->smtputf8);
+	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->bdat ? d->bdat_size : d->msg_size,
+	    !d->bdat && d->scan.eightbit && d->convfd < 0, d->env->smtputf8);
+	if (n > 0 && d->bdat)
+		n = relay_cmd_add_param(line, sizeof(line), (size_t)n, "BODY=BINARYMIME");
 	if (n < 0) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
@@ -1380,7 +1432,9 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 			dlv_send_rcpt(d, d->rcpt_replied);
 		return;
 	}
-	if (d->caps.pipelining) {
+	if (d->bdat && d->naccepted > 0) {
+		dlv_send_bdat(d);
+	} else if (d->caps.pipelining && !d->bdat) {
 		dlv_enter(d, DLV_DATA);		/* DATA was sent already */
 	} else if (d->naccepted > 0) {
 		if (dlv_send(d, "DATA\r\n", 6) == 0)
@@ -1392,6 +1446,20 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 }
 
 static void dlv_fill_body(struct delivery *d);
+static void dlv_send_body(struct delivery *d);
+
+/* BDAT <size> LAST and the message after it: its reply is the end of data's. */
+static void
+dlv_send_bdat(struct delivery *d)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "BDAT %llu LAST\r\n", d->bdat_size);
+
+	if (dlv_send(d, line, (size_t)n) < 0)
+		return;
+	d->bdat_header_left = d->bdat_header;
+	dlv_send_body(d);
+}
 
 /* The reply to DATA or to the final dot decides for every accepted recipient. */
 static void
@@ -1417,17 +1485,7 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 		return;
 	}
 	if (rep->code == 354) {
-		if ((d->chunk = malloc(DLV_CHUNK)) == NULL) {
-			dlv_abort(d, errmap_from_errno(ENOMEM), "buffer for the message data");
-			return;
-		}
-		relay_dot_init(&d->dot);
-		d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
-		dlv_enter(d, DLV_BODY);
-		/* Nothing is read while the body goes out; write errors still show. */
-		bufferevent_disable(d->bev, EV_READ);
-		bufferevent_setwatermark(d->bev, EV_WRITE, DLV_BODY_LOWAT, 0);
-		dlv_fill_body(d);
+		dlv_send_body(d);
 		return;
 	}
 	switch (relay_reply_class(rep->code)) {
@@ -1437,6 +1495,23 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 		return;
 	}
 	dlv_unexpected(d, rep);
+}
+
+/* After 354 (or with BDAT at once): the body goes out, refilled from the write callback. */
+static void
+dlv_send_body(struct delivery *d)
+{
+	if ((d->chunk = malloc(DLV_CHUNK)) == NULL) {
+		dlv_abort(d, errmap_from_errno(ENOMEM), "buffer for the message data");
+		return;
+	}
+	relay_dot_init(&d->dot);
+	d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
+	dlv_enter(d, DLV_BODY);
+	/* Nothing is read while the body goes out; write errors still show. */
+	bufferevent_disable(d->bev, EV_READ);
+	bufferevent_setwatermark(d->bev, EV_WRITE, DLV_BODY_LOWAT, 0);
+	dlv_fill_body(d);
 }
 
 static void
@@ -1499,8 +1574,13 @@ dlv_fill_body(struct delivery *d)
 			return;
 		}
 		/* The reservation covers the worst case, so all of it is taken. */
-		vec.iov_len = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base,
-		    vec.iov_len - RELAY_DOT_FINISH_MAX);
+		if (d->bdat) {
+			vec.iov_len = relay_bdat_encode(&d->bdat_header_left, d->chunk, (size_t)n, vec.iov_base);
+			consumed = (size_t)n;
+		} else {
+			vec.iov_len = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base,
+			    vec.iov_len - RELAY_DOT_FINISH_MAX);
+		}
 		d->data_pos += (long long)consumed;
 		if (last && !dlv_end_data(d, &vec))
 			return;
@@ -1525,7 +1605,8 @@ dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec)
 		    d->hop.name, dlv_steps[d->state].doing);
 		return false;
 	}
-	vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
+	if (!d->bdat)			/* BDAT counted its octets: no end marker */
+		vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
 	return true;
 }
 

@@ -164,6 +164,10 @@ reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
 		caps->eightbitmime = true;
 	} else if (keyword_is(s, kwlen, "SMTPUTF8")) {
 		caps->smtputf8 = true;
+	} else if (keyword_is(s, kwlen, "CHUNKING")) {
+		caps->chunking = true;
+	} else if (keyword_is(s, kwlen, "BINARYMIME")) {
+		caps->binarymime = true;
 	} else if (keyword_is(s, kwlen, "SIZE")) {
 		caps->size = true;
 		caps->size_max = 0;
@@ -386,6 +390,35 @@ relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
 	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s%s\r\n", from, size_param,
 	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : ""), size);
+}
+
+int
+relay_cmd_add_param(char *buf, size_t size, size_t len, const char *param)
+{
+	size_t plen = strlen(param);
+
+	if (len < 2 || len >= size || buf[len - 2] != '\r' || buf[len - 1] != '\n')
+		return -EINVAL;
+	if (plen + 1 > size - len - 1)
+		return -ENAMETOOLONG;
+	memcpy(buf + len - 2, " ", 1);
+	memcpy(buf + len - 1, param, plen);
+	memcpy(buf + len - 1 + plen, "\r\n", 3);
+	return (int)(len + 1 + plen);
+}
+
+size_t
+relay_bdat_encode(unsigned long long *header_left, const char *in, size_t inlen, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < inlen && *header_left > 0; i++, (*header_left)--) {
+		if (in[i] == '\n')
+			out[o++] = '\r';
+		out[o++] = in[i];
+	}
+	memcpy(out + o, in + i, inlen - i);
+	return o + (inlen - i);
 }
 
 int

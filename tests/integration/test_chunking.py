@@ -8,6 +8,7 @@ them.  Every reply is checked with its code and enhanced code.
 
 import hashlib
 import os
+import re
 import socket
 import sys
 import threading
@@ -211,8 +212,44 @@ class Chunking(unittest.TestCase):
         self.assertIn('octets=400', self.gw.read_log('smtpd', start))
         self.stored_nothing_new(before)
 
+    def test_binarymime_relayed_by_bdat_to_spoolgate(self):
+        """the relay to a server offering CHUNKING and BINARYMIME (a second spoolgate): MAIL ... BODY=BINARYMIME,
+        one BDAT ... LAST, the next hop stores what we stored, byte for byte (sha256), record in sent/"""
+        nexthop = harness.Instance('chunking-nexthop', local_domains='example.net')
+        self.addCleanup(nexthop.cleanup)
+        nexthop.start_smtpd()
+        gw = harness.Instance('chunking-bdat-relay', smarthost='127.0.0.1:%d' % nexthop.port)
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd()
+        c = RawSMTP(gw.smtp_addr)
+        self.addCleanup(c.close)
+        c.ehlo()
+        assert_reply(self, c.cmd('MAIL FROM:<alice@example.org> BODY=BINARYMIME'), 250, '2.1.0')
+        assert_reply(self, c.cmd('RCPT TO:<bob@example.net>'), 250, '2.1.5')
+        msg = (b'Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\n'
+               + bytes(range(256)) * 300 + b'\r\n.\r\n\n\r\x00')
+        c.send(b'BDAT %d LAST\r\n' % len(msg) + msg)
+        r = c.reply()
+        assert_reply(self, r, 250, '2.0.0', 'queued for the relay')
+        msgid = queued_id(r.text)
+        wait_until(lambda: os.path.exists(gw.path('sent', msgid)), 15, 'the record in sent/')
+        rec = open(gw.path('sent', msgid)).read()
+        offset = int(re.search(r'data-offset: (\d+)', rec).group(1))
+        ours = open(gw.path('data', msgid), 'rb').read()[offset:]
+        box = wait_until(lambda: nexthop.mailbox_new('bob'), 10, 'the message at the next hop')
+        theirs = nexthop.read_mail('bob', box[0])
+        theirs = theirs[theirs.index(b'\n', theirs.index(b'\nReceived: ') + 1) + 1:]	# its Return-Path, Received
+        while theirs[:1] in (b' ', b'\t'):
+            theirs = theirs[theirs.index(b'\n') + 1:]
+        self.assertEqual(hashlib.sha256(theirs).hexdigest(), hashlib.sha256(ours).hexdigest())
+        self.assertTrue(theirs.endswith(b'\xff\r\n.\r\n\n\r\x00'), theirs[-20:])	# no dot-stuffing, no CRLF added
+        self.assertIn('event=relay-sent', gw.read_log('smtpd'))
+        hop_log = nexthop.read_log('smtpd')
+        self.assertIn('verb=BDAT', hop_log)
+        self.assertNotIn('verb=DATA', hop_log)
+
     def test_binarymime_is_never_relayed_with_data(self):
-        """a BINARYMIME message for the relay: failed/ with 554 5.6.3, nothing sent to the next hop"""
+        """a BINARYMIME message for a server with CHUNKING but no BINARYMIME: failed/ with 554 5.6.3, nothing sent"""
         got = []
 
         def handle(sock):
@@ -222,7 +259,7 @@ class Chunking(unittest.TestCase):
                 got.append(line)
                 verb = line[:4].upper()
                 if verb == b'EHLO':
-                    sock.sendall(b'250-sink\r\n250-8BITMIME\r\n250-CHUNKING\r\n250 BINARYMIME\r\n')
+                    sock.sendall(b'250-sink\r\n250-8BITMIME\r\n250 CHUNKING\r\n')
                 elif verb == b'QUIT':
                     sock.sendall(b'221 bye\r\n')
                     return

@@ -251,12 +251,13 @@ START_TEST(caps_full)
 {
 	static const char *const lines[] = {
 		"250-mx.example.org greets you", "250-PIPELINING", "250-SIZE 10485760",
-		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-smtputf8", "250 STARTTLS",
+		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-smtputf8", "250-CHUNKING", "250-BINARYMIME",
+		"250 STARTTLS",
 	};
 	struct relay_reply r;
 
-	ck_assert_int_eq(feed(&r, true, lines, 7), 1);
-	ck_assert(r.caps.smtputf8);
+	ck_assert_int_eq(feed(&r, true, lines, 9), 1);
+	ck_assert(r.caps.smtputf8 && r.caps.chunking && r.caps.binarymime);
 	ck_assert(r.caps.pipelining);
 	ck_assert(r.caps.size);
 	ck_assert(r.caps.eightbitmime);
@@ -578,6 +579,31 @@ START_TEST(cmd_mail)
 }
 END_TEST
 
+/* BODY=BINARYMIME after the others; the header of a stored BINARYMIME message goes with CRLF, the body as it is. */
+START_TEST(cmd_add_param_and_bdat_encode)
+{
+	char buf[48], out[64];
+	unsigned long long left = 7;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "MAIL FROM:<a@b> SIZE=9\r\n");
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), (size_t)n, "BODY=BINARYMIME"), n + 16);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b> SIZE=9 BODY=BINARYMIME\r\n");
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), strlen(buf), "BODY=BINARYMIME"), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), 3, "X"), -EINVAL);
+	/* "A: b\n\n" is the header (7 octets with the empty line); the body keeps its bare LF and CR. */
+	n = (int)relay_bdat_encode(&left, "A: b\n\nx\ny\r", 10, out);
+	ck_assert_int_eq(n, 12);
+	ck_assert(memcmp(out, "A: b\r\n\r\nx\ny\r", 12) == 0);
+	ck_assert(left == 0);
+	left = 3;		/* split in the middle of the header: the count carries over */
+	n = (int)relay_bdat_encode(&left, "a\nb", 3, out);
+	n += (int)relay_bdat_encode(&left, "\n\nz", 3, out + n);
+	ck_assert_int_eq(n, 7);
+	ck_assert(memcmp(out, "a\r\nb\n\nz", 7) == 0);
+}
+END_TEST
+
 START_TEST(cmd_rcpt_hello)
 {
 	char buf[64];
@@ -846,6 +872,7 @@ relay_smtp_suite(void)
 	tc = tcase_create("commands");
 	tcase_add_test(tc, cmd_mail);
 	tcase_add_test(tc, cmd_rcpt_hello);
+	tcase_add_test(tc, cmd_add_param_and_bdat_encode);
 	tcase_add_test(tc, local_replies);
 	suite_add_tcase(s, tc);
 
