@@ -98,7 +98,7 @@ class Checkpoint(unittest.TestCase):
             code, text = c.cmd('MAIL FROM:<alice@example.org> ' + bad)
             self.assertEqual((code, text[0][:5]), (501, '5.5.4'), bad)
 
-    def test_broken_transfer_resumed_byte_identical(self):
+    def test_355_transaction_offset(self):
         """broken at 1.3 MiB: 355 <offset> at a checkpoint, the rest sent, stored byte for byte as one-shot"""
         self.break_after('<t1@client.example>', 1300000)
         self.assertEqual(len(self.partial()), 2, self.partial())	# the record and its data

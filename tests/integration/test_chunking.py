@@ -95,9 +95,16 @@ class Chunking(unittest.TestCase):
         assert_reply(self, r, 250, '2.0.0', 'DATA')
         self.assertEqual(self.content(queued_id(r.text)), by_bdat, 'BDAT and DATA stored differently')
 
-    def test_bdat_zero_last(self):
-        """a chunk, then BDAT 0 LAST ends the message"""
+    def test_bdat_last(self):
+        """BDAT <size> LAST alone: 250 2.0.0 queued, stored; then a chunk and BDAT 0 LAST"""
         c = self.open()
+        self.begin(c)
+        one = b'Subject: one\r\n\r\nbody'
+        c.send(b'BDAT %d LAST\r\n' % len(one) + one)
+        r = c.reply()
+        assert_reply(self, r, 250, '2.0.0', 'BDAT <size> LAST')
+        self.assertIn('queued as', r.text)
+        self.assertEqual(self.content(queued_id(r.text)), b'Subject: one\n\nbody')
         self.begin(c)
         c.send(b'BDAT 14\r\nSubject: z\r\n\r\n')
         assert_reply(self, c.reply(), 250, '2.0.0', 'chunk')

@@ -184,7 +184,7 @@ class Relay(unittest.TestCase):
         wait_until(lambda: os.path.exists(gw.path('sent', msgid)), 10, 'the record in sent/')
         self.assertIn('smtputf8: yes', open(gw.path('sent', msgid), encoding='utf-8').read())
 
-    def test_utf8_recipient_fails_without_smtputf8(self):
+    def test_553_5_6_7_not_offered(self):
         """aiosmtpd without SMTPUTF8: the UTF-8 recipient fails 553 5.6.7 into failed/, the ASCII one is delivered"""
         sink, gw = self.gateway(False)
         rcpt_utf8, rcpt_ascii = '%s@example.net' % JOERG, 'bob@example.net'
