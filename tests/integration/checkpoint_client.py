@@ -21,6 +21,7 @@ sent.  By hand:
         '<1@client.example>' message.eml [--stop-after OCTETS]
 """
 
+import base64
 import socket
 import sys
 
@@ -55,11 +56,17 @@ class CheckpointClient:
         self.sock.sendall(line.encode() + b'\r\n')
         return self.reply()
 
-    def begin(self, sender, rcpts, transid):
-        """EHLO, MAIL with TRANSID, RCPTs, DATA: the offset to send from (0 after 354)."""
+    def begin(self, sender, rcpts, transid, auth=None):
+        """EHLO, AUTH PLAIN with auth=(user, password), MAIL with TRANSID, RCPTs,
+        DATA: the offset to send from (0 after 354)."""
         code, ehlo = self.cmd('EHLO client.example')
         if code != 250 or 'CHECKPOINT' not in ehlo:
             raise RuntimeError('CHECKPOINT not offered: %r' % ehlo)
+        if auth is not None:
+            token = base64.b64encode(b'\0' + auth[0].encode() + b'\0' + auth[1].encode()).decode()
+            code, text = self.cmd('AUTH PLAIN ' + token)
+            if code != 235:
+                raise RuntimeError('AUTH: %d %r' % (code, text))
         code, text = self.cmd('MAIL FROM:<%s> TRANSID=%s' % (sender, transid))
         if code != 250:
             raise RuntimeError('MAIL: %d %r' % (code, text))

@@ -137,6 +137,40 @@ class Checkpoint(unittest.TestCase):
         self.assertFalse(set(kept) & set(self.partial()), 'the old partial transfer was kept')
 
 
+class AuthenticatedClients(unittest.TestCase):
+
+    def test_transid_belongs_to_the_user(self):
+        """after AUTH the key is the user: bob's and an anonymous client's same TRANSID get 354, alice's 355"""
+        from test_auth import make_users
+        users = {'alice@example.org': ('alice pass', []), 'bob@example.org': ('bob pass', [])}
+        gw = harness.Instance('checkpoint-auth', checkpoint_interval=INTERVAL, auth='offer',
+                              **{'smtpd.auth_plaintext': True})
+        self.addCleanup(gw.cleanup)
+        gw.cfg['auth_users'] = os.path.join(gw.dir, 'users')
+        make_users(gw.cfg['auth_users'], gw.cfg.get('user'), users)
+        gw.write_config()
+        gw.start_smtpd()
+        stream = wire_stream(big_message(b'auth'))
+        alice = ('alice@example.org', 'alice pass')
+        c = CheckpointClient(gw.smtp_addr)
+        self.assertEqual(c.begin('alice@example.org', ['bob@localhost'], '<t5@client.example>', alice), 0)
+        c.send(stream, 0, 600000)
+        wait_until(lambda: gw.read_log('smtpd').count('event=checkpoint ') >= 2, 10, 'two checkpoints')
+        c.abort()
+        wait_until(lambda: 'checkpoint=kept' in gw.read_log('smtpd'), 5, 'the session to end')
+        for who in (('bob@example.org', 'bob pass'), None):		# same address, another identity
+            c = CheckpointClient(gw.smtp_addr)
+            self.assertEqual(c.begin('alice@example.org', ['bob@localhost'], '<t5@client.example>', who), 0,
+                             'the TRANSID of alice was honoured for %r' % (who,))
+            c.abort()
+        c = CheckpointClient(gw.smtp_addr)
+        offset = c.begin('alice@example.org', ['bob@localhost'], '<t5@client.example>', alice)
+        self.assertGreater(offset, 0)
+        code, text = c.send(stream, offset)
+        c.quit()
+        self.assertEqual(code, 250, text)
+
+
 class Expiry(unittest.TestCase):
 
     def test_stale_partial_transfer_expires(self):
