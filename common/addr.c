@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +21,59 @@ is_atext(unsigned char c)
 	return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence of a non-ASCII character
+ * at p (RFC 3629: no overlong form, no surrogate, at most U+10FFFF), or 0.
+ */
+int
+addr_utf8_seq(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned cp;
+	int n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1fu;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0fu;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07u;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* UTF-8 of a character that may stand in a name: not a C1 control (U+0080..U+009F). */
+static int
+utf8_name_char(const char *s)
+{
+	int n = addr_utf8_seq(s);
+
+	if (n == 2 && (unsigned char)s[0] == 0xc2 && (unsigned char)s[1] < 0xa0)
+		return 0;
+	return n;
+}
+
+/*
+ * atext, or with utf8 a UTF8-non-ascii character (RFC 6531 3.3): the
+ * octets it takes, 0 when none.
+ */
+static int
+atext_len(const char *p, bool utf8)
+{
+	if ((unsigned char)*p < 0x80)
+		return is_atext((unsigned char)*p) ? 1 : 0;
+	return utf8 ? utf8_name_char(p) : 0;
+}
+
 static int
 is_ldh(unsigned char c)
 {
@@ -28,15 +82,16 @@ is_ldh(unsigned char c)
 
 /* Dot-string: Atom *("." Atom).  Returns its length, or -EINVAL. */
 static int
-scan_dot_string(const char *s)
+scan_dot_string(const char *s, bool utf8)
 {
 	const char *p = s;
+	int n;
 
 	for (;;) {
-		if (!is_atext((unsigned char)*p))
+		if (atext_len(p, utf8) == 0)
 			return -EINVAL;
-		while (is_atext((unsigned char)*p))
-			p++;
+		while ((n = atext_len(p, utf8)) > 0)
+			p += n;
 		if (*p != '.')
 			break;
 		p++;
@@ -46,13 +101,18 @@ scan_dot_string(const char *s)
 
 /* Quoted-string of RFC 5321. */
 static int
-scan_quoted_string(const char *s)
+scan_quoted_string(const char *s, bool utf8)
 {
 	const char *p = s + 1;
+	int n;
 
 	for (;;) {
 		unsigned char c = (unsigned char)*p;
 
+		if (c >= 0x80 && utf8 && (n = utf8_name_char(p)) > 0) {
+			p += n;
+			continue;
+		}
 		if (c == '"')
 			return (int)(p + 1 - s);
 		if (c == '\\') {
@@ -67,18 +127,28 @@ scan_quoted_string(const char *s)
 	}
 }
 
-/* sub-domain *("." sub-domain) with labels of 1..63. */
+/* Letter, digit, hyphen, or with utf8 a non-ASCII character of a U-label: its octets. */
 static int
-scan_domain(const char *s)
+ldh_len(const char *p, bool utf8)
+{
+	if ((unsigned char)*p < 0x80)
+		return is_ldh((unsigned char)*p) ? 1 : 0;
+	return utf8 ? utf8_name_char(p) : 0;
+}
+
+/* sub-domain *("." sub-domain) with labels of 1..63 octets (U-labels with utf8). */
+static int
+scan_domain_utf8(const char *s, bool utf8)
 {
 	const char *p = s, *label;
+	int n;
 
 	for (;;) {
 		label = p;
-		if (!isalnum((unsigned char)*p))
+		if (*p == '-' || ldh_len(p, utf8) == 0)
 			return -EINVAL;
-		while (is_ldh((unsigned char)*p))
-			p++;
+		while ((n = ldh_len(p, utf8)) > 0)
+			p += n;
 		if (p[-1] == '-' || p - label > 63)
 			return -EINVAL;
 		if (*p != '.')
@@ -86,6 +156,12 @@ scan_domain(const char *s)
 		p++;
 	}
 	return (int)(p - s);
+}
+
+static int
+scan_domain(const char *s)
+{
+	return scan_domain_utf8(s, false);
 }
 
 static int
@@ -105,12 +181,12 @@ literal_valid(const char *s, size_t len)
 
 /* Domain or address literal at s; returns its length or -EINVAL. */
 static int
-scan_domain_or_literal(const char *s)
+scan_domain_or_literal(const char *s, bool utf8)
 {
 	const char *close;
 
 	if (*s != '[')
-		return scan_domain(s);
+		return scan_domain_utf8(s, utf8);
 	if ((close = strchr(s, ']')) == NULL)
 		return -EINVAL;
 	if (literal_valid(s, (size_t)(close + 1 - s)) < 0)
@@ -121,7 +197,7 @@ scan_domain_or_literal(const char *s)
 int
 addr_domain_valid(const char *domain)
 {
-	int n = scan_domain_or_literal(domain);
+	int n = scan_domain_or_literal(domain, false);
 
 	if (n < 0 || domain[n] != '\0')
 		return -EINVAL;
@@ -181,17 +257,17 @@ has_8bit(const char *s)
 }
 
 static int
-parse_mailbox(const char *p, int *locallen, int *domlen)
+parse_mailbox(const char *p, int *locallen, int *domlen, bool utf8)
 {
 	int n;
 
-	n = *p == '"' ? scan_quoted_string(p) : scan_dot_string(p);
+	n = *p == '"' ? scan_quoted_string(p, utf8) : scan_dot_string(p, utf8);
 	if (n < 0)
 		return -EINVAL;
 	*locallen = n;
 	if (p[n] != '@')
 		return -EINVAL;
-	if ((*domlen = scan_domain_or_literal(p + n + 1)) < 0)
+	if ((*domlen = scan_domain_or_literal(p + n + 1, utf8)) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -203,7 +279,9 @@ addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, unsi
 	int bracketed, locallen, domlen, n;
 	size_t total;
 
-	if (has_8bit(s))
+	bool utf8 = (flags & ADDR_ALLOW_UTF8) != 0;
+
+	if (has_8bit(s) && !utf8)
 		return -EILSEQ;
 	bracketed = *p == '<';
 	if (!bracketed && !(flags & ADDR_ALLOW_UNBRACKETED))
@@ -232,7 +310,7 @@ addr_parse_path(const char *s, char *out, size_t outlen, const char **rest, unsi
 			return -EINVAL;
 		p += n;
 	}
-	if (parse_mailbox(p, &locallen, &domlen) < 0)
+	if (parse_mailbox(p, &locallen, &domlen, utf8) < 0)
 		return -EINVAL;
 	total = (size_t)locallen + 1 + (size_t)domlen;
 	if (bracketed && p[total] != '>')
@@ -271,9 +349,15 @@ addr_mailbox_name(const char *addr, char *out, size_t outlen)
 		return -ENAMETOOLONG;
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)addr[i];
+		int n;
 
-		if (c >= 0x80)
-			return -EILSEQ;
+		if (c >= 0x80) {	/* RFC 6531: kept as sent, no case folding */
+			if ((n = utf8_name_char(addr + i)) == 0 || (size_t)n > len - i)
+				return -EILSEQ;
+			memcpy(out + i, addr + i, (size_t)n);
+			i += (size_t)n - 1;
+			continue;
+		}
 		if (!isalnum(c) && c != '.' && c != '_' && c != '-' && c != '+')
 			return -EINVAL;
 		out[i] = (char)tolower(c);

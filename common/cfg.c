@@ -55,6 +55,8 @@ static const struct cfg_key cfg_keys[] = {
 	K("smtpd", "session_deadline", T_UINT, session_deadline, 1, 7 * 86400),
 	K("smtpd", "max_errors", T_UINT, max_errors, 1, 10000),
 	K("smtpd", "max_hops", T_UINT, max_hops, 1, 1000),
+	K("smtpd", "checkpoint_interval", T_ULONG, checkpoint_interval, 4096, 1ul << 40),
+	K("smtpd", "checkpoint_lifetime", T_UINT, checkpoint_lifetime, 1, 30 * 86400),
 	K("smtpd", "relay_networks", T_NETS, relay_networks, 0, 0),
 	K("smtpd", "auth_users", T_PATH, auth_users, 0, 0),
 	K("smtpd", "auth_failure_delay", T_UINT, auth_failure_delay, 0, 60),
@@ -313,6 +315,8 @@ cfg_defaults(struct cfg *cfg)
 	cfg->idle_timeout = 300;
 	cfg->command_deadline = 300;
 	cfg->session_deadline = 3600;
+	cfg->checkpoint_interval = 1048576;
+	cfg->checkpoint_lifetime = 86400;
 	cfg->max_errors = 20;
 	cfg->max_hops = 50;
 	cfg->auth_failure_delay = 1;

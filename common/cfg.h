@@ -210,6 +210,8 @@ struct cfg {
 	unsigned	session_deadline;	/* 3600 s for a whole session */
 	unsigned	max_errors;		/* 20 */
 	unsigned	max_hops;		/* 50 Received: headers */
+	unsigned long	checkpoint_interval;	/* 1048576: bytes of DATA between checkpoints (RFC 1845) */
+	unsigned	checkpoint_lifetime;	/* 86400 s: a partial transfer older than this is removed */
 	struct cfg_net	relay_networks[CFG_MAX_LIST];	/* 127.0.0.0/8 ::1/128 */
 	size_t		n_relay_networks;
 	char	       *banner;			/* banner = spoolgate ESMTP */

@@ -309,6 +309,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->data_offset = src->data_offset;
 	dst->attempts = src->attempts;
 	dst->next_attempt = src->next_attempt;
+	dst->binarymime = src->binarymime;
+	dst->smtputf8 = src->smtputf8;
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
 		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0 ||
@@ -529,6 +531,10 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		fprintf(fp, "dsn-ret: %s\n", dsn_ret_name(env->dsn_ret));
 	if (env->dsn_envid != NULL)
 		fprintf(fp, "dsn-envid: %s\n", env->dsn_envid);
+	if (env->binarymime)
+		fprintf(fp, "body: binarymime\n");
+	if (env->smtputf8)
+		fprintf(fp, "smtputf8: yes\n");
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct envelope_rcpt *r = &env->rcpt[i];
 
@@ -769,6 +775,16 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 		if (env->auth != NULL || !auth_is_valid(v))
 			return -EBADMSG;
 		return replace_string(&env->auth, v);
+	}
+	if (strcmp(key, "body") == 0) {		/* RFC 3030: only BINARYMIME is recorded */
+		if (env->binarymime || strcmp(v, "binarymime") != 0)
+			return -EBADMSG;
+		return (env->binarymime = true), 0;
+	}
+	if (strcmp(key, "smtputf8") == 0) {	/* RFC 6531 */
+		if (env->smtputf8 || strcmp(v, "yes") != 0)
+			return -EBADMSG;
+		return (env->smtputf8 = true), 0;
 	}
 	if (strcmp(key, "last-auth") == 0) {
 		if (env->last_auth != NULL || !last_auth_is_valid(v))

@@ -72,6 +72,12 @@
  *	The relay passes them on to a next hop that offers DSN; the bounce
  *	code honours NOTIFY and names ENVID and ORCPT in its reports.
  *
+ *	"body: binarymime" (optional, after auth) says that the message came
+ *	with BODY=BINARYMIME over BDAT (RFC 3030): its data is stored as
+ *	received, CRLF included, and may only leave by BDAT to a server that
+ *	offers BINARYMIME.  "smtputf8: yes" (optional, next) says that its MAIL
+ *	command carried SMTPUTF8 (RFC 6531): addresses and header may be UTF-8.
+ *
  *	conversion (optional) says that what the relay sent was a 7-bit copy
  *	made for a server that could not take the stored message as it is
  *	(mime7bit.h), to which host, why, at which attempt.
@@ -156,6 +162,8 @@ struct envelope {
 						   "<MECHANISM> user=<name>[ mail-auth=<value>]", or NULL */
 	enum dsn_ret		dsn_ret;	/* MAIL RET= (RFC 3461), or unspecified */
 	char		       *dsn_envid;	/* MAIL ENVID= as sent (xtext), or NULL */
+	bool			binarymime;	/* "body: binarymime": came as BODY=BINARYMIME (RFC 3030) */
+	bool			smtputf8;	/* "smtputf8: yes": MAIL said SMTPUTF8 (RFC 6531) */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */

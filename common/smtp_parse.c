@@ -138,8 +138,20 @@ param_body(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
 		mail->body = SMTP_BODY_7BIT;
 	else if (value != NULL && strcasecmp(value, "8BITMIME") == 0)
 		mail->body = SMTP_BODY_8BITMIME;
+	else if (value != NULL && strcasecmp(value, "BINARYMIME") == 0)
+		mail->body = SMTP_BODY_BINARYMIME;	/* RFC 3030 */
 	else
-		return refuse(why, REPLY_SYNTAX, "BODY must be 7BIT or 8BITMIME", -EINVAL);
+		return refuse(why, REPLY_SYNTAX, "BODY must be 7BIT, 8BITMIME or BINARYMIME", -EINVAL);
+	return 0;
+}
+
+/* SMTPUTF8 (RFC 6531 3.4): a keyword without a value. */
+static int
+param_smtputf8(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value != NULL)
+		return refuse(why, REPLY_SYNTAX, "SMTPUTF8 takes no value", -EINVAL);
+	mail->smtputf8 = true;
 	return 0;
 }
 
@@ -199,6 +211,38 @@ param_orcpt(const char *value, struct smtp_rcpt *rcpt, struct smtp_perror *why)
 	return 0;
 }
 
+int
+smtp_parse_transid(const char *value, char *out, size_t outlen)
+{
+	size_t len = strlen(value), i, ats = 0, at = 0;
+
+	if (len < 5 || len >= SMTP_TRANSID_MAX || len >= outlen || value[0] != '<' || value[len - 1] != '>')
+		return -EINVAL;
+	for (i = 1; i + 1 < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+
+		if (c <= ' ' || c >= 0x7f || c == '<' || c == '>')
+			return -EINVAL;
+		if (c == '@') {
+			ats++;
+			at = i;
+		}
+	}
+	if (ats != 1 || at == 1 || at + 2 == len)
+		return -EINVAL;
+	memcpy(out, value, len + 1);
+	return 0;
+}
+
+/* TRANSID=<id@host> (RFC 1845 CHECKPOINT) */
+static int
+param_transid(const char *value, struct smtp_mail *mail, struct smtp_perror *why)
+{
+	if (value == NULL || smtp_parse_transid(value, mail->transid, sizeof(mail->transid)) < 0)
+		return refuse(why, REPLY_SYNTAX, "TRANSID must be <id@host>", -EINVAL);
+	return 0;
+}
+
 /* The MAIL parameters of the extensions that EHLO announces. */
 struct mail_param {
 	const char     *keyword;
@@ -211,6 +255,8 @@ static const struct mail_param mail_params[] = {
 	{ "AUTH", param_auth },		/* RFC 4954 */
 	{ "RET", param_ret },		/* RFC 3461 */
 	{ "ENVID", param_envid },	/* RFC 3461 */
+	{ "SMTPUTF8", param_smtputf8 },	/* RFC 6531 */
+	{ "TRANSID", param_transid },	/* RFC 1845 */
 };
 #define N_MAIL_PARAMS	(sizeof(mail_params) / sizeof(mail_params[0]))
 
@@ -382,21 +428,41 @@ smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why)
 	memset(out, 0, sizeof(*out));
 	if ((p = after_keyword(arg, "FROM:")) == NULL)
 		return refuse(why, REPLY_SYNTAX, "syntax: MAIL FROM:<address>", -EINVAL);
+	/* Non-ASCII is allowed only with SMTPUTF8, which comes after the path. */
 	err = addr_parse_path(p, out->from, sizeof(out->from), &rest, ADDR_ALLOW_NULL);
+	if (err == -EILSEQ)
+		err = addr_parse_path(p, out->from, sizeof(out->from), &rest, ADDR_ALLOW_NULL | ADDR_ALLOW_UTF8);
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
 	/* Sender errors carry sender codes: X.1.7 (RFC 3463), 5.6.7 (RFC 6531). */
-	if (err == -EILSEQ)
-		return refuse(why, REPLY_NON_ASCII_SENDER, NULL, err);
 	if (err == -ENAMETOOLONG)
 		return refuse(why, REPLY_SENDER_TOO_LONG, NULL, err);
 	if (err < 0)
 		return refuse(why, REPLY_BAD_SENDER_SYNTAX, "malformed sender address", err);
-	return parse_params(rest, mail_params, N_MAIL_PARAMS, out, why);
+	if ((err = parse_params(rest, mail_params, N_MAIL_PARAMS, out, why)) < 0)
+		return err;
+	if (!out->smtputf8 && !smtp_is_ascii(out->from))
+		return refuse(why, REPLY_NON_ASCII_SENDER, NULL, -EILSEQ);
+	return 0;
+}
+
+bool
+smtp_is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
 }
 
 int
 smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
+{
+	return smtp_parse_rcpt_utf8(arg, out, why, false);
+}
+
+int
+smtp_parse_rcpt_utf8(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why, bool smtputf8)
 {
 	const char *p, *rest = NULL;
 	int err;
@@ -406,7 +472,8 @@ smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why)
 		return refuse(why, REPLY_SYNTAX, "syntax: RCPT TO:<address>", -EINVAL);
 	if (strncmp(p, "<>", 2) == 0 && path_ends_cleanly(p + 2))
 		return refuse(why, REPLY_NULL_RCPT, NULL, -EINVAL);
-	err = addr_parse_path(p, out->to, sizeof(out->to), &rest, ADDR_ALLOW_POSTMASTER);
+	err = addr_parse_path(p, out->to, sizeof(out->to), &rest,
+	    ADDR_ALLOW_POSTMASTER | (smtputf8 ? ADDR_ALLOW_UTF8 : 0));
 	if (err == 0 && !path_ends_cleanly(rest))
 		err = -EINVAL;
 	if (err == -EILSEQ)
@@ -420,6 +487,71 @@ ssize_t
 smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen)
 {
 	return dsn_xtext_decode(in, inlen, out, outlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* BDAT (RFC 3030)                                                     */
+/* ------------------------------------------------------------------ */
+
+int
+smtp_parse_bdat(const char *arg, uint64_t *size, bool *last)
+{
+	const char *p = arg;
+	uint64_t n = 0;
+	size_t digits = 0;
+
+	*size = 0;
+	*last = false;
+	for (; isdigit((unsigned char)*p); p++, digits++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (n > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		n = n * 10 + d;
+	}
+	if (digits == 0 || (*p != '\0' && !is_blank((unsigned char)*p)))
+		return -EINVAL;
+	p = skip_blanks(p);
+	if (strncasecmp(p, "LAST", 4) == 0 && *skip_blanks(p + 4) == '\0') {
+		*last = true;
+		p += 4;
+	}
+	if (*skip_blanks(p) != '\0')
+		return -EINVAL;
+	*size = n;
+	return 0;
+}
+
+size_t
+smtp_chunk_decode(struct smtp_chunk *c, const char *in, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		if (c->cr) {
+			c->cr = false;
+			if (in[i] == '\n') {
+				out[o++] = '\n';
+				continue;
+			}
+			out[o++] = '\r';
+		}
+		if (in[i] == '\r')
+			c->cr = true;
+		else
+			out[o++] = in[i];
+	}
+	return o;
+}
+
+size_t
+smtp_chunk_finish(struct smtp_chunk *c, char *out)
+{
+	if (!c->cr)
+		return 0;
+	c->cr = false;
+	out[0] = '\r';
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -9,6 +9,15 @@
  *	int smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why);
  *	int smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why);
  *	ssize_t smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen);
+ *	int smtp_parse_rcpt_utf8(const char *arg, struct smtp_rcpt *out,
+ *			struct smtp_perror *why, bool smtputf8);
+ *	bool smtp_is_ascii(const char *s);
+int smtp_parse_transid(const char *value, char *out, size_t outlen);
+ *	int smtp_parse_transid(const char *value, char *out, size_t outlen);
+ *
+ *	int smtp_parse_bdat(const char *arg, uint64_t *size, bool *last);
+ *	size_t smtp_chunk_decode(struct smtp_chunk *c, const char *in, size_t len, char *out);
+ *	size_t smtp_chunk_finish(struct smtp_chunk *c, char *out);
  *
  *	void smtp_data_init(struct smtp_data *d);
  *	int smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen,
@@ -57,6 +66,30 @@
  *	      too long, 8-bit bytes           addr_parse_path (553 5.1.3)
  *	    malformed parameter, duplicate  REPLY_SYNTAX (501 5.5.4)
  *	    unknown parameter               REPLY_BAD_PARAMETER (555 5.5.4)
+ *	MAIL also takes BODY=BINARYMIME (RFC 3030; the session allows it
+ *	only with BDAT), SMTPUTF8 (RFC 6531: only then may the reverse-path
+ *	hold UTF-8, addr.h ADDR_ALLOW_UTF8; without it a non-ASCII sender is
+ *	REPLY_NON_ASCII_SENDER, 553 5.6.7) and TRANSID=<id@host> (RFC 1845,
+ *	kept in transid with its brackets).  smtp_parse_rcpt_utf8() is
+ *	smtp_parse_rcpt() for a transaction whose MAIL said SMTPUTF8: a UTF-8
+ *	forward-path is accepted (without: REPLY_NON_ASCII_RCPT, 553 5.6.7).
+ *	smtp_is_ascii() tells whether a string has no octet >= 0x80.
+ *	MAIL takes TRANSID=<id@host> (RFC 1845) into transid, checked by
+ *	smtp_parse_transid(): "<" local "@" domain ">", printable ASCII
+ *	without blanks, brackets or a second '@', at most SMTP_TRANSID_MAX - 1
+ *	octets; 0 or -EINVAL.
+ *
+ *	smtp_parse_bdat() parses the argument of BDAT (RFC 3030):
+ *	"<chunk-size> [LAST]", the size 1*DIGIT, LAST in any case.  0,
+ *	-EINVAL (malformed) or -ERANGE (a size over 64 bits).
+ *	smtp_chunk_decode() turns the octets of a chunk into the stored form
+ *	of a message, as smtp_data_decode() does but without dot-unstuffing:
+ *	CRLF becomes LF, a bare CR or LF stays; a CR at the end of a chunk is
+ *	held in c until the next octet (out must hold len + 1 octets).
+ *	smtp_chunk_finish() writes a CR still held (out holds 1 octet) and
+ *	returns its length.  Any split of the message into chunks gives the
+ *	same output.
+ *
  *	SIZE is reported, not judged: the session compares it with its limit.
  *	A SIZE too large for 64 bits saturates to UINT64_MAX.
  *
@@ -113,6 +146,7 @@
 
 #define SMTP_VERB_MAX	16	/* longest verb + NUL */
 #define SMTP_HELO_MAX	256	/* longest HELO/EHLO argument + NUL */
+#define SMTP_TRANSID_MAX	256	/* TRANSID=<...> with its brackets, + NUL */
 
 struct smtp_cmdline {
 	char		verb[SMTP_VERB_MAX];	/* upper case */
@@ -125,7 +159,7 @@ struct smtp_perror {
 	const char     *detail;			/* string constant, or NULL */
 };
 
-enum smtp_body { SMTP_BODY_UNSPECIFIED, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
+enum smtp_body { SMTP_BODY_UNSPECIFIED, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 
 struct smtp_mail {
 	char		from[ADDR_MAX];		/* "" for the null reverse-path */
@@ -136,6 +170,8 @@ struct smtp_mail {
 	char		auth[ADDR_MAX];		/* AUTH= decoded: "<>" or a mailbox */
 	enum dsn_ret	ret;			/* RET= (RFC 3461), or unspecified */
 	char		envid[DSN_ORCPT_MAX + 1];	/* ENVID= as sent (xtext), or "" */
+	bool		smtputf8;		/* SMTPUTF8 (RFC 6531) */
+	char		transid[SMTP_TRANSID_MAX];	/* TRANSID=<id@host> (RFC 1845), or "" */
 };
 
 struct smtp_rcpt {
@@ -148,6 +184,18 @@ int smtp_parse_command(char *line, size_t len, struct smtp_cmdline *out);
 int smtp_parse_helo(const char *arg, char *out, size_t outlen);
 int smtp_parse_mail(const char *arg, struct smtp_mail *out, struct smtp_perror *why);
 int smtp_parse_rcpt(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why);
+int smtp_parse_rcpt_utf8(const char *arg, struct smtp_rcpt *out, struct smtp_perror *why, bool smtputf8);
+bool smtp_is_ascii(const char *s);
+int smtp_parse_transid(const char *value, char *out, size_t outlen);
+
+/* BDAT (RFC 3030). */
+struct smtp_chunk {
+	bool		cr;		/* a CR ended the last chunk: held back */
+};
+
+int smtp_parse_bdat(const char *arg, uint64_t *size, bool *last);
+size_t smtp_chunk_decode(struct smtp_chunk *c, const char *in, size_t len, char *out);
+size_t smtp_chunk_finish(struct smtp_chunk *c, char *out);
 ssize_t smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen);
 
 /* The DATA phase. */

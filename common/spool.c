@@ -77,6 +77,7 @@ static const char *const spool_dir_names[SPOOL_DIR__COUNT] = {
 	[SPOOL_DIR_ACTIVE] = "active",
 	[SPOOL_DIR_SENT] = "sent",
 	[SPOOL_DIR_FAILED] = "failed",
+	[SPOOL_DIR_PARTIAL] = "partial",
 };
 
 const char *
@@ -578,6 +579,26 @@ spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg 
 		msg->data_offset = n;
 	}
 	*out = msg;
+	return 0;
+}
+
+int
+spool_msg_sync(struct spool_msg *msg)
+{
+	int r;
+
+	if ((r = msg_flush(msg)) < 0)
+		return r;
+	if (fdatasync(msg->fd) < 0)
+		return msg_fail(msg, -errno);
+	return 0;
+}
+
+int
+spool_msg_link(struct spool_msg *msg, int dirfd, const char *name)
+{
+	if (linkat(spool_dirfd(msg->spool, SPOOL_DIR_TMP), msg->tmpname, dirfd, name, 0) < 0)
+		return -errno;
 	return 0;
 }
 

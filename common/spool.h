@@ -75,6 +75,7 @@ enum spool_dir {
 	SPOOL_DIR_ACTIVE,
 	SPOOL_DIR_SENT,
 	SPOOL_DIR_FAILED,
+	SPOOL_DIR_PARTIAL,	/* partial/: interrupted transfers kept for CHECKPOINT (checkpoint.h) */
 	SPOOL_DIR__COUNT
 };
 
@@ -151,6 +152,14 @@ int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
 void spool_msg_commit_unpublish(struct spool_msg *msg);
 /* All phases for one message, with its own sync (the filesystem daemon). */
 int spool_msg_commit(struct spool_msg *msg);
+/*
+ * For a checkpoint (RFC 1845): writes out the buffer and syncs the data
+ * (fdatasync); 0 or the sticky error.  spool_msg_link() gives the
+ * temporary a second name dirfd/name (linkat(2); -EEXIST when taken); the
+ * caller syncs dirfd.  That name outlives spool_msg_free().
+ */
+int spool_msg_sync(struct spool_msg *msg);
+int spool_msg_link(struct spool_msg *msg, int dirfd, const char *name);
 /* Removes the temporaries (the published names stay) and frees. NULL ok. */
 void spool_msg_free(struct spool_msg *msg);
 

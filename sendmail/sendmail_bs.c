@@ -137,6 +137,11 @@ cmd_mail(struct bs *b, const char *verb, const char *arg)
 		reply(b, why.reply, "%s", why.detail ? why.detail : "");
 		return;
 	}
+	/* The parser knows the server's extensions; -bs offers none of these (its EHLO says so). */
+	if (m.body == SMTP_BODY_BINARYMIME || m.smtputf8 || m.transid[0] != '\0') {
+		reply(b, REPLY_BAD_PARAMETER, "BINARYMIME, SMTPUTF8 and TRANSID are not offered by sendmail -bs");
+		return;
+	}
 	if (m.has_size && m.size > b->who->cfg->max_message_size) {
 		reply(b, REPLY_MESSAGE_TOO_BIG, "SIZE=%llu is over %lu", (unsigned long long)m.size,
 		    b->who->cfg->max_message_size);

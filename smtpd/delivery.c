@@ -93,6 +93,7 @@
 #include "../common/errmap.h"
 #include "../common/log.h"
 #include "../common/mime7bit.h"
+#include "../common/smtp_parse.h"
 #include "../common/sasl.h"
 #include "../common/tls.h"
 #include "../common/spool.h"
@@ -208,6 +209,10 @@ struct delivery {
 	long long		data_pos;
 	struct relay_dot	dot;
 	char		       *chunk;		/* DLV_CHUNK, while in DLV_BODY */
+	bool			bdat;		/* BINARYMIME: BDAT ... LAST instead of DATA (RFC 3030) */
+	unsigned long long	bdat_header;	/* the stored header section, its empty line included */
+	unsigned long long	bdat_header_left;	/* of it, still to encode (LF -> CRLF) */
+	unsigned long long	bdat_size;	/* octets after BDAT: the header with CRLF, the body */
 };
 
 typedef void (*dlv_reply_fn)(struct delivery *, const struct relay_reply *);
@@ -258,6 +263,7 @@ static void dlv_read_cb(struct bufferevent *bev, void *arg);
 static void dlv_write_cb(struct bufferevent *bev, void *arg);
 static void dlv_event_cb(struct bufferevent *bev, short what, void *arg);
 static void dlv_session_ready(struct delivery *d);
+static void dlv_send_bdat(struct delivery *d);
 static bool dlv_next_address(struct delivery *d, const char *why);
 
 /*
@@ -449,7 +455,7 @@ dlv_format_rcpt(struct delivery *d, size_t w, char *line, size_t size)
 
 	/* dlv_pick_rcpts() put only sendable addresses on the wire. */
 	relay_dsn_rcpt_params(params, sizeof(params), &d->caps, er);
-	if ((n = relay_cmd_rcpt(line, size, er->addr, params)) < 0)
+	if ((n = relay_cmd_rcpt(line, size, er->addr, d->env->smtputf8 && d->caps.smtputf8, params)) < 0)
 		dlv_abort(d, errmap_from_errno(-n), "formatting RCPT TO");
 	return n;
 }
@@ -487,7 +493,8 @@ dlv_send_group(struct delivery *d, struct evbuffer *group)
 		if (evbuffer_add(group, line, (size_t)n) < 0)
 			goto nomem;
 	}
-	if (evbuffer_add(group, "DATA\r\n", 6) < 0 || (flat = evbuffer_pullup(group, -1)) == NULL)
+	/* BDAT waits for the RCPT replies: its octets follow it at once. */
+	if ((!d->bdat && evbuffer_add(group, "DATA\r\n", 6) < 0) || (flat = evbuffer_pullup(group, -1)) == NULL)
 		goto nomem;
 	return dlv_send(d, (const char *)flat, evbuffer_get_length(group));
 nomem:
@@ -558,6 +565,7 @@ dlv_forget_transaction(struct delivery *d)
 	d->only = NULL;
 	d->nonly = d->nrcpts = d->nwire = d->rcpt_replied = d->naccepted = d->ndelivered = 0;
 	d->rcpt_overflow = false;
+	d->bdat = false;
 	d->last_reply[0] = '\0';
 }
 
@@ -801,13 +809,120 @@ dlv_prepare_body(struct delivery *d)
  * connection with PIPELINING): RSET opens the group, so the reused
  * connection costs no round trip of its own; its reply comes first.
  */
+/*
+ * The wire size of a stored BINARYMIME message: its header section (up
+ * to and with the first empty line, as the server's hop counter finds
+ * it) was stored with LF and goes with CRLF; the body goes as stored.
+ */
+static int
+dlv_measure_binary(struct delivery *d)
+{
+	char buf[16384];
+	long long pos = d->env->data_offset;
+	unsigned long long lfs = 0;
+	bool bol = true, done = false;
+	ssize_t n;
+
+	d->bdat_header = 0;
+	while (!done && (n = spool_pread_all(d->datafd, buf, sizeof(buf), (off_t)pos)) > 0) {
+		for (ssize_t i = 0; i < n && !done; i++) {
+			d->bdat_header++;
+			if (buf[i] == '\n') {
+				lfs++;
+				done = bol;		/* an empty line ends the header */
+				bol = true;
+			} else {
+				bol = false;
+			}
+		}
+		pos += n;
+	}
+	if (n < 0)
+		return (int)n;
+	d->bdat_size = d->msg_size + lfs;
+	return 0;
+}
+
+/*
+ * A BINARYMIME message (RFC 3030) goes only by BDAT to a server that
+ * offers CHUNKING and BINARYMIME: DATA would cut or corrupt a binary body.
+ * To any other server it fails here with 554 5.6.3 (RFC 3030 section 3,
+ * RFC 3463: conversion required but not supported).  Returns true when
+ * the delivery has ended.
+ */
+static bool
+dlv_refuse_binary(struct delivery *d)
+{
+	char reply[RELAY_REPLY_TEXT_MAX];
+	int err;
+
+	if (!d->env->binarymime)
+		return false;
+	if (d->caps.chunking && d->caps.binarymime) {
+		if ((err = dlv_measure_binary(d)) == 0) {
+			d->bdat = true;
+			return false;
+		}
+		dlv_abort(d, errmap_from_errno(-err), "reading the message data");
+		return true;
+	}
+	log_warn("relay-binarymime", "id=%s host=%s reason=\"BINARYMIME and the server offers no %s\"",
+	    d->id, d->peer, d->caps.chunking ? "BINARYMIME" : "CHUNKING");
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_CONVERSION_UNSUPPORTED),
+	    "a BODY=BINARYMIME message, and the server offers no BDAT with BINARYMIME");
+	dlv_fail_all(d, reply);
+	dlv_end(d);
+	return true;
+}
+
+/*
+ * An SMTPUTF8 message (RFC 6531) and a server that does not offer
+ * SMTPUTF8: a UTF-8 sender fails the message, each UTF-8 recipient fails
+ * with 553 5.6.7 (no downgrade, RFC 6857 is not done here) and the
+ * others go on.  Returns true when the delivery has ended.
+ */
+static bool
+dlv_refuse_utf8(struct delivery *d)
+{
+	char reply[RELAY_REPLY_TEXT_MAX], why[NEXTHOP_NAME_MAX + 64];
+	size_t w, kept = 0;
+
+	if (!d->env->smtputf8 || d->caps.smtputf8)
+		return false;
+	snprintf(why, sizeof(why), "%s does not offer SMTPUTF8", d->peer);
+	if (!smtp_is_ascii(d->env->from)) {
+		relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_NON_ASCII_SENDER), why);
+		dlv_fail_all(d, reply);
+		dlv_end(d);
+		return true;
+	}
+	relay_local_reply(reply, sizeof(reply), errmap_get(REPLY_NON_ASCII_RCPT), why);
+	for (w = 0; w < d->nwire; w++) {
+		size_t k = d->wire[w];
+
+		if (smtp_is_ascii(d->env->rcpt[d->idx[k]].addr))
+			d->wire[kept++] = k;
+		else
+			dlv_rcpt_final(d, k, RCPT_FAILED, reply);
+	}
+	if (kept < d->nwire)
+		log_info("relay-smtputf8", "id=%s host=%s failed=%zu reason=\"no SMTPUTF8\"", d->id, d->peer,
+		    d->nwire - kept);
+	d->nwire = kept;
+	if (kept > 0)
+		return false;
+	dlv_fail_all(d, reply);
+	dlv_end(d);
+	return true;
+}
+
 static void
 dlv_start_mail(struct delivery *d, bool rset)
 {
 	char line[DLV_CMD_MAX], why[NEXTHOP_NAME_MAX + 96], params[RELAY_DSN_PARAMS_MAX];
 	int n;
 
-	if (dlv_prepare_body(d) < 0)
+	if (dlv_refuse_binary(d) || dlv_refuse_utf8(d) || (!d->bdat && dlv_prepare_body(d) < 0))
 		return;
 	if (d->caps.size && d->caps.size_max > 0 && d->msg_size > d->caps.size_max) {
 		char reply[RELAY_REPLY_TEXT_MAX];
@@ -821,8 +936,10 @@ dlv_start_mail(struct delivery *d, bool rset)
 	}
 	/* RFC 6152: an 8-bit body is announced as such; a converted copy is 7-bit. */
 	relay_dsn_mail_params(params, sizeof(params), &d->caps, d->env);	/* RFC 3461, where offered */
-	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->msg_size,
-	    d->scan.eightbit && d->convfd < 0, params);
+	n = relay_cmd_mail(line, sizeof(line), d->env->from, &d->caps, d->bdat ? d->bdat_size : d->msg_size,
+	    !d->bdat && d->scan.eightbit && d->convfd < 0, d->env->smtputf8, params);
+	if (n > 0 && d->bdat)
+		n = relay_cmd_add_param(line, sizeof(line), (size_t)n, "BODY=BINARYMIME");
 	if (n < 0) {
 		char reply[RELAY_REPLY_TEXT_MAX];
 
@@ -1329,7 +1446,9 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 			dlv_send_rcpt(d, d->rcpt_replied);
 		return;
 	}
-	if (d->caps.pipelining) {
+	if (d->bdat && d->naccepted > 0) {
+		dlv_send_bdat(d);
+	} else if (d->caps.pipelining && !d->bdat) {
 		dlv_enter(d, DLV_DATA);		/* DATA was sent already */
 	} else if (d->naccepted > 0) {
 		if (dlv_send(d, "DATA\r\n", 6) == 0)
@@ -1341,6 +1460,20 @@ dlv_on_rcpt(struct delivery *d, const struct relay_reply *rep)
 }
 
 static void dlv_fill_body(struct delivery *d);
+static void dlv_send_body(struct delivery *d);
+
+/* BDAT <size> LAST and the message after it: its reply is the end of data's. */
+static void
+dlv_send_bdat(struct delivery *d)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "BDAT %llu LAST\r\n", d->bdat_size);
+
+	if (dlv_send(d, line, (size_t)n) < 0)
+		return;
+	d->bdat_header_left = d->bdat_header;
+	dlv_send_body(d);
+}
 
 /* The reply to DATA or to the final dot decides for every accepted recipient. */
 static void
@@ -1366,17 +1499,7 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 		return;
 	}
 	if (rep->code == 354) {
-		if ((d->chunk = malloc(DLV_CHUNK)) == NULL) {
-			dlv_abort(d, errmap_from_errno(ENOMEM), "buffer for the message data");
-			return;
-		}
-		relay_dot_init(&d->dot);
-		d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
-		dlv_enter(d, DLV_BODY);
-		/* Nothing is read while the body goes out; write errors still show. */
-		bufferevent_disable(d->bev, EV_READ);
-		bufferevent_setwatermark(d->bev, EV_WRITE, DLV_BODY_LOWAT, 0);
-		dlv_fill_body(d);
+		dlv_send_body(d);
 		return;
 	}
 	switch (relay_reply_class(rep->code)) {
@@ -1386,6 +1509,23 @@ dlv_on_data(struct delivery *d, const struct relay_reply *rep)
 		return;
 	}
 	dlv_unexpected(d, rep);
+}
+
+/* After 354 (or with BDAT at once): the body goes out, refilled from the write callback. */
+static void
+dlv_send_body(struct delivery *d)
+{
+	if ((d->chunk = malloc(DLV_CHUNK)) == NULL) {
+		dlv_abort(d, errmap_from_errno(ENOMEM), "buffer for the message data");
+		return;
+	}
+	relay_dot_init(&d->dot);
+	d->data_pos = d->convfd >= 0 ? 0 : d->env->data_offset;
+	dlv_enter(d, DLV_BODY);
+	/* Nothing is read while the body goes out; write errors still show. */
+	bufferevent_disable(d->bev, EV_READ);
+	bufferevent_setwatermark(d->bev, EV_WRITE, DLV_BODY_LOWAT, 0);
+	dlv_fill_body(d);
 }
 
 static void
@@ -1448,8 +1588,13 @@ dlv_fill_body(struct delivery *d)
 			return;
 		}
 		/* The reservation covers the worst case, so all of it is taken. */
-		vec.iov_len = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base,
-		    vec.iov_len - RELAY_DOT_FINISH_MAX);
+		if (d->bdat) {
+			vec.iov_len = relay_bdat_encode(&d->bdat_header_left, d->chunk, (size_t)n, vec.iov_base);
+			consumed = (size_t)n;
+		} else {
+			vec.iov_len = relay_dot_encode(&d->dot, d->chunk, (size_t)n, &consumed, vec.iov_base,
+			    vec.iov_len - RELAY_DOT_FINISH_MAX);
+		}
 		d->data_pos += (long long)consumed;
 		if (last && !dlv_end_data(d, &vec))
 			return;
@@ -1474,7 +1619,8 @@ dlv_end_data(struct delivery *d, struct evbuffer_iovec *vec)
 		    d->hop.name, dlv_steps[d->state].doing);
 		return false;
 	}
-	vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
+	if (!d->bdat)			/* BDAT counted its octets: no end marker */
+		vec->iov_len += relay_dot_finish(&d->dot, (char *)vec->iov_base + vec->iov_len, RELAY_DOT_FINISH_MAX);
 	return true;
 }
 
@@ -1714,7 +1860,8 @@ dlv_pick_rcpts(struct delivery *d)
 		k = d->nrcpts++;
 		d->idx[k] = i;
 		d->tx[k] = TX_WAIT;
-		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr, NULL)) < 0) {
+		/* A UTF-8 address may go if the message is SMTPUTF8: the server is asked after EHLO. */
+		if ((len = relay_cmd_rcpt(line, sizeof(line), env->rcpt[i].addr, env->smtputf8, NULL)) < 0) {
 			char reply[RELAY_REPLY_TEXT_MAX];
 
 			relay_local_reply(reply, sizeof(reply), errmap_from_errno(-len),

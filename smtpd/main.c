@@ -72,11 +72,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "../common/cfg.h"
+#include "../common/checkpoint.h"
 #include "../common/log.h"
 #include "../common/notify.h"
 #include "../common/spool.h"
@@ -373,6 +375,10 @@ start(struct daemon *d)
 	log_info("recovery", "temporaries_removed=%u claims_returned=%u records_dropped=%u records_superseded=%u "
 	    "orphans_removed=%u queued=%u mailboxes=%u", rec.temporaries_removed, rec.claims_returned,
 	    rec.records_dropped, rec.records_superseded, rec.orphans_removed, rec.queued, rec.mailboxes);
+	/* Partial transfers (CHECKPOINT) outlive a restart, not their lifetime. */
+	if ((r = ckpt_sweep(spool_dirfd(d->spool, SPOOL_DIR_PARTIAL), (long long)time(NULL),
+	    d->cfg.checkpoint_lifetime)) > 0)
+		log_info("checkpoint-expired", "count=%d lifetime=%u", r, d->cfg.checkpoint_lifetime);
 	/*
 	 * No evthread_use_pthreads(): only the loop thread touches libevent;
 	 * the committer wakes it through an eventfd (commitq.c).

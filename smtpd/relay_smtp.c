@@ -164,6 +164,12 @@ reply_parse_capability(struct relay_caps *caps, const char *s, size_t len)
 		caps->eightbitmime = true;
 	} else if (keyword_is(s, kwlen, "DSN")) {
 		caps->dsn = true;
+	} else if (keyword_is(s, kwlen, "SMTPUTF8")) {
+		caps->smtputf8 = true;
+	} else if (keyword_is(s, kwlen, "CHUNKING")) {
+		caps->chunking = true;
+	} else if (keyword_is(s, kwlen, "BINARYMIME")) {
+		caps->binarymime = true;
 	} else if (keyword_is(s, kwlen, "SIZE")) {
 		caps->size = true;
 		caps->size_max = 0;
@@ -346,15 +352,17 @@ relay_dot_finish(struct relay_dot *st, char *out, size_t outsize)
  * boundary: a CR or LF here would let a record inject SMTP commands.
  */
 static int
-check_word(const char *s, bool allow_space)
+check_word(const char *s, bool allow_space, bool utf8)
 {
 	const unsigned char *p;
 
 	for (p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (*p < 0x20 || *p == 0x7f || (*p == ' ' && !allow_space))
 			return -EINVAL;
-		if (*p >= 0x80)
-			return -EILSEQ;		/* no SMTPUTF8 in this client */
+		if (*p >= 0x80 && !utf8)
+			return -EILSEQ;		/* only under SMTPUTF8 (RFC 6531) */
+		if (*p >= 0x80 && (p[0] == 0xc2 && p[1] < 0xa0))
+			return -EINVAL;		/* a C1 control */
 	}
 	return 0;
 }
@@ -371,18 +379,19 @@ finish_line(int n, size_t size)
 
 int
 relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit, const char *params)
+		unsigned long long msgsize, bool eightbit, bool smtputf8, const char *params)
 {
 	char size_param[32] = "";
+	bool utf8 = smtputf8 && caps->smtputf8;
 	int r;
 
 	/* A quoted local part may hold spaces; angle brackets end the path. */
-	if ((r = check_word(from, true)) < 0)
+	if ((r = check_word(from, true, utf8)) < 0)
 		return r;
 	if (caps->size)
 		snprintf(size_param, sizeof(size_param), " SIZE=%llu", msgsize);
-	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s%s\r\n", from, size_param,
-	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : "", params ? params : ""), size);
+	return finish_line(snprintf(buf, size, "MAIL FROM:<%s>%s%s%s%s\r\n", from, size_param,
+	    caps->eightbitmime && eightbit ? " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "", params ? params : ""), size);
 }
 
 void
@@ -417,13 +426,42 @@ relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps, con
 }
 
 int
-relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params)
+relay_cmd_add_param(char *buf, size_t size, size_t len, const char *param)
+{
+	size_t plen = strlen(param);
+
+	if (len < 2 || len >= size || buf[len - 2] != '\r' || buf[len - 1] != '\n')
+		return -EINVAL;
+	if (plen + 1 > size - len - 1)
+		return -ENAMETOOLONG;
+	memcpy(buf + len - 2, " ", 1);
+	memcpy(buf + len - 1, param, plen);
+	memcpy(buf + len - 1 + plen, "\r\n", 3);
+	return (int)(len + 1 + plen);
+}
+
+size_t
+relay_bdat_encode(unsigned long long *header_left, const char *in, size_t inlen, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < inlen && *header_left > 0; i++, (*header_left)--) {
+		if (in[i] == '\n')
+			out[o++] = '\r';
+		out[o++] = in[i];
+	}
+	memcpy(out + o, in + i, inlen - i);
+	return o + (inlen - i);
+}
+
+int
+relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8, const char *params)
 {
 	int r;
 
 	if (*to == '\0')
 		return -EINVAL;
-	if ((r = check_word(to, true)) < 0)
+	if ((r = check_word(to, true, smtputf8)) < 0)
 		return r;
 	return finish_line(snprintf(buf, size, "RCPT TO:<%s>%s\r\n", to, params ? params : ""), size);
 }
@@ -435,7 +473,7 @@ relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name)
 
 	if (*name == '\0')
 		return -EINVAL;
-	if ((r = check_word(name, false)) < 0)
+	if ((r = check_word(name, false, false)) < 0)
 		return r;
 	return finish_line(snprintf(buf, size, "%s %s\r\n", verb, name), size);
 }

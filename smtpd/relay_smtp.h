@@ -16,12 +16,16 @@
  *
  *	int relay_cmd_mail(char *buf, size_t size, const char *from,
  *			const struct relay_caps *caps, unsigned long long msgsize,
- *			bool eightbit, const char *params);
- *	int relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params);
+ *			bool eightbit, bool smtputf8, const char *params);
+ *	int relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8,
+ *			const char *params);
  *	void relay_dsn_mail_params(char *out, size_t size, const struct relay_caps *caps,
  *			const struct envelope *env);
  *	void relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps,
  *			const struct envelope_rcpt *r);
+ *	int relay_cmd_add_param(char *buf, size_t size, size_t len, const char *param);
+ *	size_t relay_bdat_encode(unsigned long long *header_left, const char *in,
+ *			size_t inlen, char *out);
  *	int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
  *	int relay_local_reply(char *buf, size_t size,
  *			const struct errmap_reply *row, const char *detail);
@@ -79,7 +83,20 @@
  *	writes " RET=... ENVID=..." and relay_dsn_rcpt_params() " NOTIFY=...
  *	ORCPT=..." with the values the envelope kept (RFC 3461, as the client
  *	sent them), when the server offered DSN (caps->dsn) and the values
- *	were given; else "" (a server without DSN gets none: RFC 3461 4).  relay_local_reply() writes the reply of an
+ *	were given; else "" (a server without DSN gets none: RFC 3461 4).
+ *	With smtputf8 (the message came with SMTPUTF8) and a server that offered SMTPUTF8, MAIL
+ *	gets SMTPUTF8 (RFC 6531) and the sender may be UTF-8; relay_cmd_rcpt()
+ *	with smtputf8 (the caller checked the server) takes a UTF-8 address.
+ *	Otherwise an octet >= 0x80 is -EILSEQ (a C1 control is -EINVAL).
+ *	relay_cmd_add_param() puts " param" before the CRLF of the command
+ *	of len octets in buf: its new length, -EINVAL (no CRLF at the end),
+ *	-ENAMETOOLONG (it does not fit).
+ *
+ *	BDAT (RFC 3030, BINARYMIME).  relay_bdat_encode() turns a stored
+ *	BINARYMIME message into its wire form: while *header_left octets of
+ *	the header section (stored with LF) remain, each LF becomes CRLF;
+ *	the body after it goes as it is.  out must hold 2 * inlen octets; it
+ *	returns the octets written.  relay_local_reply() writes the reply of an
  *	errmap row (errmap_from_errno(ECONNREFUSED), errmap_get(...)) as a
  *	reply line, "451 4.4.1 No answer from host: connection refused
  *	(detail)", with the same sanitising and bound as a remote reply; it
@@ -121,6 +138,9 @@ struct relay_caps {
 	bool		pipelining;
 	bool		size;
 	bool		eightbitmime;
+	bool		smtputf8;	/* RFC 6531 */
+	bool		chunking;	/* RFC 3030 BDAT */
+	bool		binarymime;	/* RFC 3030 */
 	bool		starttls;	/* RFC 3207 */
 	bool		auth;		/* RFC 4954: AUTH (or the old AUTH=) */
 	bool		dsn;		/* RFC 3461 */
@@ -161,11 +181,13 @@ size_t relay_dot_encode(struct relay_dot *st, const char *in, size_t inlen, size
 size_t relay_dot_finish(struct relay_dot *st, char *out, size_t outsize);
 
 int relay_cmd_mail(char *buf, size_t size, const char *from, const struct relay_caps *caps,
-		unsigned long long msgsize, bool eightbit, const char *params);
-int relay_cmd_rcpt(char *buf, size_t size, const char *to, const char *params);
+		unsigned long long msgsize, bool eightbit, bool smtputf8, const char *params);
+int relay_cmd_rcpt(char *buf, size_t size, const char *to, bool smtputf8, const char *params);
 #define RELAY_DSN_PARAMS_MAX	(2 * DSN_ORCPT_MAX + 64)	/* " RET=HDRS ENVID=..." or " NOTIFY=... ORCPT=..." */
 void relay_dsn_mail_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope *env);
 void relay_dsn_rcpt_params(char *out, size_t size, const struct relay_caps *caps, const struct envelope_rcpt *r);
+int relay_cmd_add_param(char *buf, size_t size, size_t len, const char *param);
+size_t relay_bdat_encode(unsigned long long *header_left, const char *in, size_t inlen, char *out);
 int relay_cmd_hello(char *buf, size_t size, const char *verb, const char *name);
 int relay_local_reply(char *buf, size_t size, const struct errmap_reply *row, const char *detail);
 

@@ -102,7 +102,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +120,7 @@
 #include "../common/addr.h"
 #include "../common/aliases.h"
 #include "../common/cfg.h"
+#include "../common/checkpoint.h"
 #include "../common/envelope.h"
 #include "../common/errmap.h"
 #include "../common/forward.h"
@@ -154,6 +157,8 @@ enum smtp_state {
 	ST_AUTH_DELAY,		/* a failed AUTH waits before its 535 */
 	ST_DATA,		/* receiving the message */
 	ST_COMMIT,		/* message complete, its commit in flight */
+	ST_BDAT,		/* reading the octets of a BDAT chunk (RFC 3030) */
+	ST_CHUNKS,		/* a message started by BDAT: between its chunks */
 	ST_TLS,			/* TLS handshake (after 220 to STARTTLS, or first under wrapper) */
 	ST_CLOSING,		/* last reply queued: flush, then free */
 	ST_NOMAIL,		/* greeted with 521 (accept_mail = no): only QUIT is served */
@@ -169,13 +174,15 @@ static const char *const state_names[ST__COUNT] = {
 	[ST_AUTH_DELAY] = "auth-delay",
 	[ST_DATA] = "data",
 	[ST_COMMIT] = "commit",
+	[ST_BDAT] = "bdat",
+	[ST_CHUNKS] = "chunks",
 	[ST_TLS] = "tls",
 	[ST_CLOSING] = "closing",
 	[ST_NOMAIL] = "nomail",
 };
 
 #define ST(x)		(1u << (x))
-#define ST_ANY		(ST(ST_GREETED) | ST(ST_IDLE) | ST(ST_MAIL) | ST(ST_RCPT))
+#define ST_ANY		(ST(ST_GREETED) | ST(ST_IDLE) | ST(ST_MAIL) | ST(ST_RCPT) | ST(ST_CHUNKS))
 
 struct rcpt {
 	char	       *addr;		/* without brackets */
@@ -199,10 +206,32 @@ struct txn {
 	char		mail_auth[ADDR_MAX];	/* MAIL's AUTH= of an authenticated client, or "" */
 	enum dsn_ret	dsn_ret;	/* MAIL's RET= (RFC 3461) */
 	char		dsn_envid[DSN_ORCPT_MAX + 1];	/* MAIL's ENVID= as sent, or "" */
-	uint64_t	octets;		/* bytes received after the DATA line */
+	uint64_t	octets;		/* bytes received after the DATA line, or in BDAT chunks */
 	int	       *locks;		/* shared mailbox locks (mboxlock.h) from the end of data on */
 	size_t		nlocks;
 	int		err;		/* first reason not to store: -EFBIG, -ELOOP, write error */
+	enum smtp_body	body;		/* MAIL's BODY= */
+	bool		smtputf8;	/* MAIL said SMTPUTF8 (RFC 6531) */
+	struct smtp_chunk chunk;	/* BDAT: CRLF -> LF across chunks */
+	char		transid[SMTP_TRANSID_MAX];	/* MAIL's TRANSID= (RFC 1845), or "" */
+	struct txn_checkpoint {
+		bool		active;		/* DATA with TRANSID: checkpoints are taken */
+		char		key[CKPT_KEY_LEN + 1];
+		struct ckpt_meta meta;		/* the last one saved (data "" before the first) */
+		char		stale[CKPT_DATA_MAX];	/* a resumed transfer's old data file, or "" */
+		uint64_t	last;		/* octets at the last checkpoint */
+	} ckpt;
+};
+
+/* The BDAT chunk being read (RFC 3030): its octets follow the command. */
+struct chunk_read {
+	uint64_t	size;		/* octets of the chunk */
+	uint64_t	left;		/* octets still to read */
+	bool		last;		/* BDAT ... LAST */
+	bool		discard;	/* refused: read and dropped, then refusal is the reply */
+	enum reply_id	refusal;
+	const char     *detail;		/* a string constant, or NULL */
+	enum smtp_state	resume;		/* the state after a discarded chunk */
 };
 
 struct session {
@@ -237,6 +266,7 @@ struct session {
 	size_t		lingered;	/* bytes dropped while lingering */
 	char	       *line;		/* cfg->max_line + 1 */
 	struct txn	txn;
+	struct chunk_read chunk;	/* in ST_BDAT */
 };
 
 /* A commit in flight: owned by itself, not by the session. */
@@ -254,6 +284,7 @@ struct session_commit {
 	char		auth_user[USERDB_NAME_MAX + 1];	/* "" when not authenticated */
 	int	       *locks;		/* shared mailbox locks, released once published */
 	size_t		nlocks;
+	char		ckpt_key[CKPT_KEY_LEN + 1];	/* its partial transfer, removed once committed, or "" */
 };
 
 typedef void cmd_handler(struct session *s, const char *arg);
@@ -269,14 +300,14 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_helo, cmd_ehlo, cmd_auth, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls, cmd_etrn, cmd_atrn;
+	cmd_noop, cmd_quit, cmd_help, cmd_vrfy, cmd_expn, cmd_starttls, cmd_etrn, cmd_atrn, cmd_bdat;
 
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_ANY, ARG_REQUIRED, cmd_ehlo, "EHLO <domain>" },
 	{ "HELO", ST_ANY, ARG_REQUIRED, cmd_helo, "HELO <domain>" },
 	{ "AUTH", ST(ST_IDLE), ARG_REQUIRED, cmd_auth, "AUTH <mechanism> [<initial-response>]" },
 	{ "MAIL", ST(ST_IDLE), ARG_REQUIRED, cmd_mail,
-	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME]" },
+	  "MAIL FROM:<address> [SIZE=<octets>] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8] [TRANSID=<id@host>]" },
 	{ "RCPT", ST(ST_MAIL) | ST(ST_RCPT), ARG_REQUIRED, cmd_rcpt, "RCPT TO:<address>" },
 	{ "DATA", ST(ST_RCPT), ARG_NONE, cmd_data, "DATA" },
 	{ "RSET", ST_ANY, ARG_NONE, cmd_rset, "RSET" },
@@ -288,6 +319,8 @@ static const struct smtp_command commands[] = {
 	{ "STARTTLS", ST(ST_GREETED) | ST(ST_IDLE), ARG_NONE, cmd_starttls, "STARTTLS" },
 	{ "ETRN", ST(ST_IDLE), ARG_REQUIRED, cmd_etrn, "ETRN <domain> | @<domain> | #<queue>" },
 	{ "ATRN", ST(ST_IDLE), ARG_OPTIONAL, cmd_atrn, "ATRN [<domain>[,<domain>...]]" },
+	/* Its chunk must be read whatever the state: cmd_bdat() judges the sequence. */
+	{ "BDAT", ST_ANY, ARG_REQUIRED, cmd_bdat, "BDAT <chunk-size> [LAST]" },
 };
 #define N_COMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -310,6 +343,8 @@ static const struct {
 	{ ST_RCPT, "ETRN", "MAIL transaction in progress" },
 	{ ST_MAIL, "ATRN", "MAIL transaction in progress" },
 	{ ST_RCPT, "ATRN", "MAIL transaction in progress" },
+	{ ST_CHUNKS, "DATA", "DATA after BDAT (RFC 3030): send BDAT ... LAST" },
+	{ ST_CHUNKS, NULL, "BDAT transaction in progress" },
 };
 
 static bool starttls_offered(const struct session *s);
@@ -326,6 +361,10 @@ static const struct {
 	{ "SIZE", NULL },			/* RFC 1870, followed by the limit */
 	{ "8BITMIME", NULL },			/* RFC 6152 */
 	{ "ENHANCEDSTATUSCODES", NULL },	/* RFC 2034 */
+	{ "CHUNKING", NULL },			/* RFC 3030 */
+	{ "BINARYMIME", NULL },			/* RFC 3030 */
+	{ "SMTPUTF8", NULL },			/* RFC 6531 */
+	{ "CHECKPOINT", NULL },			/* RFC 1845 */
 	{ "STARTTLS", starttls_offered },	/* RFC 3207 */
 	{ "AUTH", tls_allows_auth },		/* RFC 4954, followed by the mechanisms; only where offered */
 	{ "DSN", NULL },			/* RFC 3461 */
@@ -523,8 +562,9 @@ session_free(struct session *s)
 
 	if (s->txn.msg != NULL)
 		log_info("discarded", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64
-		    " reason=\"session ended before the end of data\"",
-		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets);
+		    " reason=\"session ended before the end of data\"%s",
+		    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets,
+		    s->txn.ckpt.meta.offset > 0 ? " checkpoint=kept" : "");
 	log_info("disconnect", "session=%" PRIu64 " client=%s errors=%u", s->id, s->ip, s->errors);
 	txn_reset(s);
 	auth_finish(s->authx);
@@ -754,7 +794,8 @@ static void
 txn_abort(struct session *s)
 {
 	txn_reset(s);
-	if (s->state == ST_MAIL || s->state == ST_RCPT || s->state == ST_DATA || s->state == ST_COMMIT)
+	if (s->state == ST_MAIL || s->state == ST_RCPT || s->state == ST_DATA || s->state == ST_COMMIT ||
+	    s->state == ST_BDAT || s->state == ST_CHUNKS)
 		session_enter(s, ST_IDLE);
 }
 
@@ -1175,6 +1216,9 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	txn_reset(s);
 	snprintf(s->txn.from, sizeof(s->txn.from), "%s", mail.from);
+	s->txn.body = mail.body;
+	s->txn.smtputf8 = mail.smtputf8;
+	snprintf(s->txn.transid, sizeof(s->txn.transid), "%s", mail.transid);
 	/* RFC 4954 section 5: AUTH= is kept only from an authenticated client. */
 	if (mail.has_auth && s->auth_user[0] != '\0')
 		snprintf(s->txn.mail_auth, sizeof(s->txn.mail_auth), "%s", mail.auth);
@@ -1343,7 +1387,7 @@ cmd_rcpt(struct session *s, const char *arg)
 		    errmap_get(REPLY_TOO_MANY_RCPTS)->text, cfg->max_recipients);
 		return;
 	}
-	if (smtp_parse_rcpt(arg, &rcpt, &why) < 0) {
+	if (smtp_parse_rcpt_utf8(arg, &rcpt, &why, s->txn.smtputf8) < 0) {
 		s->txn.refused++;
 		reply_parse_error(s, &why);
 		return;
@@ -1390,15 +1434,21 @@ rfc5322_date(char *buf, size_t size)
 		snprintf(buf, size, "Thu, 01 Jan 1970 00:00:00 +0000");
 }
 
-/* RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both). */
+/*
+ * RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both); RFC 6531
+ * 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA for an SMTPUTF8 message.
+ */
 static const char *
 received_protocol(const struct session *s)
 {
-	static const char *const names[2][2] = { { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } };
+	static const char *const names[2][2][2] = {
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
 
 	if (!s->esmtp)
 		return "SMTP";
-	return names[s->tls_active][s->auth_user[0] != '\0'];
+	return names[s->txn.smtputf8][s->tls_active][s->auth_user[0] != '\0'];
 }
 
 /* "\n\t(using TLSv1.3 with cipher ... (256/256 bits))" as Postfix writes it, or "". */
@@ -1439,26 +1489,236 @@ write_received(struct session *s)
 	return spool_msg_write(s->txn.msg, hdr, (size_t)n);
 }
 
+static void data_store(struct session *s, const char *buf, size_t len);
+static int txn_start_message(struct session *s);
+
+/* ------------------------------------------------------------------ */
+/* CHECKPOINT (RFC 1845): partial transfers in partial/ (checkpoint.h)  */
+/* ------------------------------------------------------------------ */
+
+static int
+partial_dirfd(const struct session *s)
+{
+	return spool_dirfd(s->srv->spool, SPOOL_DIR_PARTIAL);
+}
+
+/* Who the client is, for the key: its user when authenticated, else its address. */
 static void
-cmd_data(struct session *s, const char *arg)
+checkpoint_client(const struct session *s, char *buf, size_t len)
+{
+	if (s->auth_user[0] != '\0')
+		snprintf(buf, len, "user %s", s->auth_user);
+	else
+		snprintf(buf, len, "ip %s", s->ip);
+}
+
+/* The digest of sender and recipients, in order; 0 or -ENOMEM. */
+static int
+checkpoint_envelope(const struct txn *t, char hex[CKPT_KEY_LEN + 1])
+{
+	const char **rcpts = calloc(t->nrcpt + 1, sizeof(*rcpts));
+
+	if (rcpts == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nrcpt; i++)
+		rcpts[i] = t->rcpt[i].addr;
+	ckpt_envelope_hash(t->from, rcpts, t->nrcpt, hex);
+	free(rcpts);
+	return 0;
+}
+
+static void
+checkpoint_drop(struct session *s, const char *why)
+{
+	struct txn *t = &s->txn;
+	int err = ckpt_remove(partial_dirfd(s), t->ckpt.key);
+
+	log_info("checkpoint-removed", "session=%" PRIu64 " client=%s key=%.16s reason=\"%s\" error=%d", s->id,
+	    s->ip, t->ckpt.key, why, -err);
+}
+
+/*
+ * Makes what was received so far durable: the data synced, linked into
+ * partial/ (the first time), then the record that names it.  Called only
+ * at a line end in the body, so that a resumed DATA starts at a line start.
+ */
+static void
+checkpoint_take(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct ckpt_meta *m = &t->ckpt.meta;
+	int err, dirfd = partial_dirfd(s);
+
+	t->ckpt.last = t->octets;
+	if ((err = spool_msg_sync(t->msg)) < 0) {
+		t->err = err;			/* reported at the end of data */
+		return;
+	}
+	if (m->data[0] == '\0') {
+		snprintf(m->data, sizeof(m->data), "%.64s.%s", t->ckpt.key, spool_msg_id(t->msg));
+		if ((err = spool_msg_link(t->msg, dirfd, m->data)) < 0) {
+			log_warn("checkpoint-failed", "id=%s session=%" PRIu64 " op=link error=%d", spool_msg_id(t->msg),
+			    s->id, -err);
+			t->ckpt.active = false;
+			return;
+		}
+	}
+	m->data_length = spool_msg_size(t->msg) - m->data_start;
+	m->offset = t->octets;
+	if ((err = ckpt_save(dirfd, t->ckpt.key, m)) < 0) {
+		log_warn("checkpoint-failed", "id=%s session=%" PRIu64 " op=save error=%d", spool_msg_id(t->msg), s->id,
+		    -err);
+		return;
+	}
+	if (t->ckpt.stale[0] != '\0') {	/* the record names our data now */
+		(void)unlinkat(dirfd, t->ckpt.stale, 0);
+		t->ckpt.stale[0] = '\0';
+	}
+	log_info("checkpoint", "id=%s session=%" PRIu64 " client=%s transid=%s offset=%" PRIu64 " stored=%" PRIu64,
+	    spool_msg_id(t->msg), s->id, s->ip, m->transid, m->offset, m->data_length);
+}
+
+/* Copies the content a partial transfer kept into the new message; 0 or -errno. */
+static int
+checkpoint_copy(struct session *s, const struct ckpt_meta *old)
+{
+	char buf[DATA_CHUNK];
+	uint64_t done = 0;
+	struct stat st;
+	int fd, err = 0;
+
+	if ((fd = openat(partial_dirfd(s), old->data, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < old->data_start ||
+	    (uint64_t)st.st_size - old->data_start < old->data_length)
+		err = -EBADMSG;
+	while (err == 0 && done < old->data_length) {
+		size_t want = old->data_length - done < sizeof(buf) ? (size_t)(old->data_length - done) : sizeof(buf);
+		ssize_t n = spool_pread_all(fd, buf, want, (off_t)(old->data_start + done));
+
+		if (n <= 0)
+			err = n < 0 ? (int)n : -EBADMSG;
+		else {
+			data_store(s, buf, (size_t)n);
+			done += (uint64_t)n;
+		}
+	}
+	close(fd);
+	return err;
+}
+
+/*
+ * DATA of a transaction with TRANSID: the partial transfer of this client
+ * and TRANSID, if its envelope is the same, is taken up again.  Returns
+ * the offset to announce in the 355, or 0 for a new transfer (354).
+ */
+static uint64_t
+checkpoint_begin(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct ckpt_meta old;
+	int n, err;
+
+	if ((n = ckpt_sweep(partial_dirfd(s), (long long)time(NULL), s->srv->cfg->checkpoint_lifetime)) > 0)
+		log_info("checkpoint-expired", "count=%d lifetime=%u", n, s->srv->cfg->checkpoint_lifetime);
+	memset(&t->ckpt, 0, sizeof(t->ckpt));
+	t->ckpt.active = true;
+	snprintf(t->ckpt.meta.transid, sizeof(t->ckpt.meta.transid), "%s", t->transid);
+	checkpoint_client(s, t->ckpt.meta.client, sizeof(t->ckpt.meta.client));
+	ckpt_key(t->ckpt.meta.client, t->transid, t->ckpt.key);
+	if (checkpoint_envelope(t, t->ckpt.meta.envelope) < 0) {
+		t->ckpt.active = false;		/* no checkpoints; the message itself goes on */
+		return 0;
+	}
+	t->ckpt.meta.data_start = spool_msg_size(t->msg);
+	if ((err = ckpt_load(partial_dirfd(s), t->ckpt.key, &old)) == -ENOENT)
+		return 0;
+	if (err < 0 || strcmp(old.envelope, t->ckpt.meta.envelope) != 0 || strcmp(old.transid, t->transid) != 0 ||
+	    strcmp(old.client, t->ckpt.meta.client) != 0) {
+		checkpoint_drop(s, err < 0 ? "unreadable record" : "another envelope under this TRANSID: a new transfer");
+		return 0;
+	}
+	if ((err = checkpoint_copy(s, &old)) < 0) {
+		/* What was copied is in the message file: start it again, as a new transfer. */
+		log_warn("checkpoint-failed", "session=%" PRIu64 " op=resume error=%d", s->id, -err);
+		checkpoint_drop(s, "its data cannot be read");
+		spool_msg_free(t->msg);
+		t->msg = NULL;
+		if ((err = txn_start_message(s)) < 0)
+			t->err = err;
+		t->ckpt.active = t->msg != NULL;
+		if (t->msg != NULL)
+			t->ckpt.meta.data_start = spool_msg_size(t->msg);
+		return 0;
+	}
+	t->octets = old.offset;
+	snprintf(t->ckpt.stale, sizeof(t->ckpt.stale), "%s", old.data);
+	log_info("checkpoint-resumed", "id=%s session=%" PRIu64 " client=%s transid=%s offset=%" PRIu64
+	    " stored=%" PRIu64, spool_msg_id(t->msg), s->id, s->ip, t->transid, old.offset, old.data_length);
+	checkpoint_take(s);			/* durable under the new id at once */
+	return old.offset;
+}
+
+/* A checkpoint is due and DATA is at a line start in the body (nothing held back). */
+static bool
+checkpoint_due(const struct session *s)
+{
+	const struct txn *t = &s->txn;
+
+	return t->ckpt.active && t->err == 0 && t->octets - t->ckpt.last >= s->srv->cfg->checkpoint_interval;
+}
+
+static bool
+checkpoint_at_line_start(const struct txn *t)
+{
+	return t->dec.state == SMTP_DATA_BOL && t->hdr.done && t->filter.done;
+}
+
+/*
+ * The message file of the transaction, with our Received: first; for
+ * DATA and for the first BDAT chunk.  0, or the -errno of the spool.
+ */
+static int
+txn_start_message(struct session *s)
 {
 	struct txn *t = &s->txn;
 	int err;
 
-	(void)arg;
 	if ((err = spool_msg_create(s->srv->spool, t->from, &t->msg)) < 0) {
 		t->msg = NULL;
 		log_error("spool-error", "session=%" PRIu64 " client=%s op=create error=%d", s->id, s->ip, -err);
-		smtp_reply(s, spool_error_reply(err)->id, NULL);
-		return;
+		return err;
 	}
 	/* A write error is remembered and reported after the data (no 250). */
 	t->err = write_received(s);
 	smtp_data_init(&t->dec);
 	smtp_hdrscan_init(&t->hdr);
 	smtp_hdrfilter_init(&t->filter);
+	memset(&t->chunk, 0, sizeof(t->chunk));
 	t->octets = 0;
+	return 0;
+}
+
+static void
+cmd_data(struct session *s, const char *arg)
+{
+	int err;
+
+	(void)arg;
+	if (s->txn.body == SMTP_BODY_BINARYMIME) {	/* RFC 3030 section 3 */
+		smtp_reply(s, REPLY_BAD_SEQUENCE, "%s: BODY=BINARYMIME needs BDAT, not DATA",
+		    errmap_get(REPLY_BAD_SEQUENCE)->text);
+		return;
+	}
+	if ((err = txn_start_message(s)) < 0) {
+		smtp_reply(s, spool_error_reply(err)->id, NULL);
+		return;
+	}
 	session_enter(s, ST_DATA);
+	if (s->txn.transid[0] != '\0' && checkpoint_begin(s) > 0) {
+		smtp_reply(s, REPLY_CHECKPOINT_OFFSET, "%" PRIu64 " is the transaction offset", s->txn.octets);
+		return;
+	}
 	smtp_reply(s, REPLY_START_DATA, NULL);
 }
 
@@ -1887,13 +2147,20 @@ data_consume(struct session *s)
 			size_t off = 0, used, olen;
 
 			while (off < v[i].iov_len && rc == SMTP_DATA_MORE) {
-				rc = smtp_data_decode(&t->dec, base + off, v[i].iov_len - off, &used,
-				    out, sizeof(out), &olen);
+				size_t avail = v[i].iov_len - off;
+				const char *nl;
+
+				/* A checkpoint waits for the next line end: decode up to it. */
+				if (checkpoint_due(s) && (nl = memchr(base + off, '\n', avail)) != NULL)
+					avail = (size_t)(nl - (base + off)) + 1;
+				rc = smtp_data_decode(&t->dec, base + off, avail, &used, out, sizeof(out), &olen);
 				off += used;
 				t->octets += used;
 				if (t->err == 0 && t->octets > limit)
 					t->err = -EFBIG;
 				data_store(s, out, olen);
+				if (rc == SMTP_DATA_MORE && checkpoint_due(s) && checkpoint_at_line_start(t))
+					checkpoint_take(s);
 			}
 			if (!line_ended && memchr(base, '\n', off) != NULL)
 				line_ended = true;
@@ -1904,6 +2171,8 @@ data_consume(struct session *s)
 			deadline_restart(s);	/* per line of the message, as per command */
 		if (rc == SMTP_DATA_END) {
 			data_store_end(s);
+			if (t->octets - 3 > s->srv->cfg->max_message_size && t->err == 0)
+				t->err = -EFBIG;
 			return true;
 		}
 	}
@@ -1982,6 +2251,8 @@ commit_done(void *arg, int result)
 		    s == NULL ? " session=gone" : "");
 		if (c->queued)
 			runner_kick(c->srv->runner);
+		if (c->ckpt_key[0] != '\0')	/* the transfer is complete: its partial goes */
+			(void)ckpt_remove(spool_dirfd(c->srv->spool, SPOOL_DIR_PARTIAL), c->ckpt_key);
 	} else {
 		log_error("commit-failed", "id=%s client=%s error=%d reply=%d", id, c->client, -result,
 		    spool_error_reply(result)->code);
@@ -2062,6 +2333,8 @@ data_register_targets(struct session *s, bool *queued)
 		envelope_free(&env);
 		return err;
 	}
+	env.binarymime = t->body == SMTP_BODY_BINARYMIME;
+	env.smtputf8 = t->smtputf8;
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
 			err = envelope_add_queued_rcpt(&env, &t->rcpt[i]);
@@ -2078,6 +2351,8 @@ data_reject(struct session *s, int err)
 
 	log_info("rejected", "id=%s session=%" PRIu64 " client=%s octets=%" PRIu64 " error=%d reply=%d",
 	    spool_msg_id(s->txn.msg), s->id, s->ip, s->txn.octets, -err, r->code);
+	if (s->txn.ckpt.active && r->code >= 500)
+		checkpoint_drop(s, "the message was refused");
 	smtp_reply(s, r->id, NULL);
 	if (s->state != ST_CLOSING)
 		txn_abort(s);
@@ -2092,8 +2367,6 @@ data_finish(struct session *s)
 	bool queued;
 	int err;
 
-	if (t->octets - 3 > s->srv->cfg->max_message_size && t->err == 0)
-		t->err = -EFBIG;
 	if (t->err == 0)
 		t->err = spool_msg_error(t->msg);
 	if (t->err == 0)
@@ -2122,6 +2395,8 @@ data_finish(struct session *s)
 	snprintf(c->client, sizeof(c->client), "%s", s->ip);
 	session_tls_describe(s, c->tls, sizeof(c->tls));
 	snprintf(c->auth_user, sizeof(c->auth_user), "%s", s->auth_user);
+	if (t->ckpt.active)
+		snprintf(c->ckpt_key, sizeof(c->ckpt_key), "%s", t->ckpt.key);
 	if ((err = commitq_submit(s->srv->cq, &c->job)) < 0) {
 		free(c);
 		data_reject(s, err);
@@ -2134,6 +2409,163 @@ data_finish(struct session *s)
 	t->nlocks = 0;
 	txn_reset(s);
 	session_enter(s, ST_COMMIT);
+}
+
+/* ------------------------------------------------------------------ */
+/* BDAT (RFC 3030 CHUNKING, BINARYMIME)                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A BDAT that cannot be taken: its chunk is still read (the client sends
+ * it right behind the command, pipelined or not) and dropped, and the
+ * refusal is the reply once the chunk is over.
+ */
+static void
+bdat_refuse(struct session *s, enum reply_id refusal, const char *detail)
+{
+	s->chunk.discard = true;
+	s->chunk.refusal = refusal;
+	s->chunk.detail = detail;
+	s->chunk.resume = s->state;
+	session_enter(s, ST_BDAT);
+}
+
+/* Why BDAT is out of sequence here, or NULL when it is not. */
+static const char *
+bdat_sequence_detail(const struct session *s)
+{
+	switch (s->state) {
+	case ST_RCPT:
+	case ST_CHUNKS:
+		return NULL;
+	case ST_GREETED:
+		return "send HELO/EHLO first";
+	case ST_MAIL:
+		return "need RCPT command";
+	default:
+		return "need MAIL command";
+	}
+}
+
+/* "BDAT <chunk-size> [LAST]" */
+static void
+cmd_bdat(struct session *s, const char *arg)
+{
+	struct txn *t = &s->txn;
+	const char *detail;
+	uint64_t max = s->srv->cfg->max_message_size;
+	int err;
+
+	memset(&s->chunk, 0, sizeof(s->chunk));
+	if (smtp_parse_bdat(arg, &s->chunk.size, &s->chunk.last) < 0) {
+		/* No size: nothing can be skipped; the client must start again. */
+		smtp_reply(s, REPLY_SYNTAX, "Syntax: BDAT <chunk-size> [LAST]");
+		return;
+	}
+	s->chunk.left = s->chunk.size;
+	if ((detail = bdat_sequence_detail(s)) != NULL) {
+		if (s->state == ST_MAIL && t->refused > 0)
+			bdat_refuse(s, REPLY_NO_VALID_RCPTS, NULL);
+		else
+			bdat_refuse(s, REPLY_BAD_SEQUENCE, detail);
+		return;
+	}
+	if (t->msg == NULL && (err = txn_start_message(s)) < 0) {
+		txn_abort(s);
+		bdat_refuse(s, spool_error_reply(err)->id, NULL);
+		return;
+	}
+	/* Over the limit: still read, refused with 552 5.3.4 after it. */
+	if (t->err == 0 && (t->octets > max || s->chunk.size > max - t->octets))
+		t->err = -EFBIG;
+	session_enter(s, ST_BDAT);
+}
+
+/*
+ * Octets of a chunk: stored with CRLF made LF, except the body of a
+ * BINARYMIME message (after the header section, which is text like any
+ * other), which is stored as received: binary has no lines.  The header
+ * goes a line at a time, so that the octet after its empty line is the
+ * first one kept as received.
+ */
+static void
+bdat_store(struct session *s, const char *buf, size_t len)
+{
+	struct txn *t = &s->txn;
+	bool binary = t->body == SMTP_BODY_BINARYMIME;
+	char out[DATA_CHUNK + 1];
+
+	t->octets += len;
+	while (len > 0) {
+		size_t n = len < DATA_CHUNK ? len : DATA_CHUNK;
+		const char *nl;
+
+		if (binary && t->hdr.done) {
+			data_store(s, buf, len);
+			return;
+		}
+		if (binary && (nl = memchr(buf, '\n', n)) != NULL)
+			n = (size_t)(nl - buf) + 1;
+		data_store(s, out, smtp_chunk_decode(&t->chunk, buf, n, out));
+		buf += n;
+		len -= n;
+	}
+}
+
+/* Reads the current chunk from the input; true once all of it was read. */
+static bool
+bdat_consume(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	bool read_some = false;
+
+	while (s->chunk.left > 0 && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t n;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < s->chunk.left ? v.iov_len : (size_t)s->chunk.left;
+		if (!s->chunk.discard)
+			bdat_store(s, v.iov_base, n);
+		evbuffer_drain(in, n);
+		s->chunk.left -= n;
+		read_some = true;
+	}
+	if (read_some)
+		deadline_restart(s);	/* the chunk is moving: its next octets have command_deadline */
+	return s->chunk.left == 0;
+}
+
+/* A chunk was read: its reply, and with LAST the commit. */
+static void
+bdat_chunk_done(struct session *s)
+{
+	struct txn *t = &s->txn;
+	char tail[1];
+
+	if (s->chunk.discard) {
+		session_enter(s, s->chunk.resume);
+		if (s->chunk.detail != NULL)
+			smtp_reply(s, s->chunk.refusal, "%s: %s", errmap_get(s->chunk.refusal)->text,
+			    s->chunk.detail);
+		else
+			smtp_reply(s, s->chunk.refusal, NULL);
+		return;
+	}
+	if (t->err != 0) {		/* RFC 3030: the transaction has failed */
+		data_reject(s, t->err);
+		return;
+	}
+	if (!s->chunk.last) {
+		session_enter(s, ST_CHUNKS);
+		smtp_reply(s, REPLY_OK, "%" PRIu64 " octets received (%" PRIu64 " in all)", s->chunk.size,
+		    t->octets);
+		return;
+	}
+	data_store(s, tail, smtp_chunk_finish(&t->chunk, tail));
+	data_store_end(s);
+	data_finish(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2234,6 +2666,12 @@ process_step(struct session *s)
 		if (!data_consume(s))
 			return STEP_NEED_INPUT;
 		data_finish(s);
+		return STEP_AGAIN;
+	}
+	if (s->state == ST_BDAT) {
+		if (!bdat_consume(s))
+			return STEP_NEED_INPUT;
+		bdat_chunk_done(s);
 		return STEP_AGAIN;
 	}
 	return read_command(s);

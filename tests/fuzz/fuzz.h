@@ -23,6 +23,10 @@
  *	(the caller frees it; NULL on memory exhaustion).  fuzz_rand() is a
  *	small deterministic generator (splitmix64) for choices such as chunk
  *	splits, seeded from the input so that a crash reproduces.
+ *	fuzz_utf8_name_ok() is an oracle written apart from common/addr.c:
+ *	every octet >= 0x80 of s[0..n) belongs to a well-formed UTF-8 sequence
+ *	(RFC 3629: shortest form, no surrogate, at most U+10FFFF) of a
+ *	character that is no C1 control (SMTPUTF8 names).
  *	fuzz_check_line_error() checks the refusal of a file parser: one line
  *	of text "path:N: what" naming a line N of the nlines of the file.
  */
@@ -66,6 +70,40 @@ fuzz_rand(uint64_t *state)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+static inline int
+fuzz_utf8_name_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, len, k;
+	unsigned long cp, min;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((p[i] & 0xe0) == 0xc0)
+			len = 2, cp = p[i] & 0x1f, min = 0xa0;		/* C1 (U+0080..U+009F) excluded */
+		else if ((p[i] & 0xf0) == 0xe0)
+			len = 3, cp = p[i] & 0x0f, min = 0x800;
+		else if ((p[i] & 0xf8) == 0xf0)
+			len = 4, cp = p[i] & 0x07, min = 0x10000;
+		else
+			return 0;
+		if (len > n - i)
+			return 0;
+		for (k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += len;
+	}
+	return 1;
 }
 
 static inline void

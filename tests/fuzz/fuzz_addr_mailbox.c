@@ -6,8 +6,9 @@
  *	recipient from SMTP or from an outbox header).  The name becomes a
  *	directory under mail/, so when it is accepted it must be a safe
  *	single path component: not empty, at most ADDR_MAILBOX_MAX octets,
- *	no '/', no leading '.', no control character, no 8-bit octet, only
- *	[a-z0-9._+-]; and deriving it again from name@domain gives the same
+ *	no '/', no leading '.', no control character, only [a-z0-9._+-] and
+ *	well-formed UTF-8 of characters that are no C1 controls (SMTPUTF8
+ *	mailboxes, fuzz_utf8_name_ok()); and deriving it again from name@domain gives the same
  *	name.  addr_split() and addr_domain_valid() run on the same bytes:
  *	the '@' found is inside the string and has text on both sides.
  */
@@ -23,9 +24,12 @@ check_name(const char *name, size_t cap)
 	FUZZ_CHECK(n > 0 && n < cap && n <= ADDR_MAILBOX_MAX, "name of %zu octets", n);
 	FUZZ_CHECK(name[0] != '.', "leading dot: '%s'", name);
 	FUZZ_CHECK(strchr(name, '/') == NULL, "slash in '%s'", name);
+	FUZZ_CHECK(fuzz_utf8_name_ok(name, n), "malformed UTF-8 or a C1 control in '%s'", name);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 
+		if (c >= 0x80)
+			continue;
 		FUZZ_CHECK(c >= 0x20 && c < 0x7f, "byte 0x%02x in the name", c);
 		FUZZ_CHECK((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._+-", c) != NULL,
 		    "'%c' in the name '%s'", c, name);

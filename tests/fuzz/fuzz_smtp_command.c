@@ -5,14 +5,19 @@
  *	The input is one command line as the session hands it over (line
  *	ending removed; NUL bytes possible).  smtp_parse_command() splits it;
  *	its argument then goes through the HELO, MAIL and RCPT parsers and
- *	the xtext decoder, whatever the verb, and the whole input through
- *	addr_parse_path() with every flag combination.  Properties: the verb
+ *	the xtext decoder, the BDAT argument parser, whatever the verb, and
+ *	the whole input through addr_parse_path() with every flag
+ *	combination (ADDR_ALLOW_UTF8 included).  Properties: the verb
  *	is 1..SMTP_VERB_MAX-1 upper-case letters; the argument lies inside
  *	the line; an accepted HELO name is printable ASCII without blanks;
- *	an accepted path is NUL-terminated within its buffer, 7-bit, without
- *	control characters, and its rest lies inside the input; a refusal is
- *	a 5xx reply; xtext never grows; the DSN parameters kept (ENVID,
- *	ORCPT, NOTIFY) are what an envelope record accepts.
+ *	an accepted path is NUL-terminated within its buffer, without
+ *	control characters, 7-bit unless UTF-8 was allowed (ADDR_ALLOW_UTF8,
+ *	MAIL with SMTPUTF8, smtp_parse_rcpt_utf8()) and then well-formed UTF-8
+ *	(fuzz_utf8_name_ok()), and its rest lies inside the input; a refusal
+ *	is a 5xx reply; xtext never grows; an accepted TRANSID is <x@y> of
+ *	printable ASCII; an accepted BDAT argument starts with a digit; the
+ *	DSN parameters kept (ENVID, ORCPT, NOTIFY) are what an envelope
+ *	record accepts.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -21,14 +26,16 @@
 #include "common/smtp_parse.h"
 
 static void
-check_address(const char *a, size_t cap, const char *what)
+check_address(const char *a, size_t cap, const char *what, int utf8)
 {
 	size_t n = strnlen(a, cap);
 	size_t i;
 
 	FUZZ_CHECK(n < cap, "%s: not NUL-terminated within %zu", what, cap);
+	FUZZ_CHECK(!utf8 || fuzz_utf8_name_ok(a, n), "%s: malformed UTF-8 in '%s'", what, a);
 	for (i = 0; i < n; i++)
-		FUZZ_CHECK((unsigned char)a[i] >= 0x20 && (unsigned char)a[i] < 0x7f,
+		FUZZ_CHECK(((unsigned char)a[i] >= 0x20 && (unsigned char)a[i] < 0x7f) ||
+		    (utf8 && (unsigned char)a[i] >= 0x80),
 		    "%s: byte 0x%02x at %zu in '%s'", what, (unsigned char)a[i], i, a);
 }
 
@@ -39,11 +46,11 @@ check_paths(const char *s, size_t len)
 	const char *rest;
 	unsigned flags;
 
-	for (flags = 0; flags < 8; flags++) {
+	for (flags = 0; flags < 16; flags++) {
 		rest = NULL;
 		if (addr_parse_path(s, out, sizeof(out), &rest, flags) != 0)
 			continue;
-		check_address(out, sizeof(out), "addr_parse_path");
+		check_address(out, sizeof(out), "addr_parse_path", (flags & ADDR_ALLOW_UTF8) != 0);
 		FUZZ_CHECK(rest != NULL && rest >= s && rest <= s + len, "rest outside the input");
 		FUZZ_CHECK(out[0] != '\0' || (flags & ADDR_ALLOW_NULL), "empty path without ADDR_ALLOW_NULL");
 	}
@@ -66,16 +73,37 @@ check_arguments(const char *arg)
 	}
 	memset(&why, 0, sizeof(why));
 	if (smtp_parse_mail(arg, &mail, &why) == 0) {
-		check_address(mail.from, sizeof(mail.from), "MAIL FROM");
+		check_address(mail.from, sizeof(mail.from), "MAIL FROM", mail.smtputf8);
 		/* RFC 3461: what is kept is what the record accepts */
 		FUZZ_CHECK(mail.envid[0] == '\0' || dsn_envid_check(mail.envid) == 0, "ENVID kept: '%s'", mail.envid);
 		FUZZ_CHECK(mail.ret <= DSN_RET_HDRS, "RET %d", (int)mail.ret);
+		if (mail.transid[0] != '\0') {
+			size_t tl = strlen(mail.transid);
+
+			FUZZ_CHECK(tl >= 5 && mail.transid[0] == '<' && mail.transid[tl - 1] == '>' &&
+			    strchr(mail.transid, '@') != NULL, "TRANSID '%s'", mail.transid);
+			check_address(mail.transid, sizeof(mail.transid), "TRANSID", 0);
+		}
 	} else
 		FUZZ_CHECK(why.reply < REPLY__COUNT && errmap_get(why.reply)->code >= 500,
 		    "MAIL refused with reply %d", (int)why.reply);
 	memset(&why, 0, sizeof(why));
+	memset(&why, 0, sizeof(why));
+	if (smtp_parse_rcpt_utf8(arg, &rcpt, &why, true) == 0)
+		check_address(rcpt.to, sizeof(rcpt.to), "RCPT TO (SMTPUTF8)", 1);
+	else
+		FUZZ_CHECK(why.reply < REPLY__COUNT && errmap_get(why.reply)->code >= 500,
+		    "RCPT refused with reply %d", (int)why.reply);
+	{
+		uint64_t size;
+		bool last;
+
+		if (smtp_parse_bdat(arg, &size, &last) == 0)
+			FUZZ_CHECK(isdigit((unsigned char)arg[0]), "BDAT '%s' accepted", arg);
+	}
+	memset(&why, 0, sizeof(why));
 	if (smtp_parse_rcpt(arg, &rcpt, &why) == 0) {
-		check_address(rcpt.to, sizeof(rcpt.to), "RCPT TO");
+		check_address(rcpt.to, sizeof(rcpt.to), "RCPT TO", 0);
 		FUZZ_CHECK(rcpt.orcpt[0] == '\0' || dsn_orcpt_check(rcpt.orcpt) == 0, "ORCPT kept: '%s'", rcpt.orcpt);
 		FUZZ_CHECK(!(rcpt.notify & DSN_NOTIFY_NEVER) || rcpt.notify == DSN_NOTIFY_NEVER,
 		    "NEVER with another NOTIFY keyword: %#x", rcpt.notify);

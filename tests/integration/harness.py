@@ -223,6 +223,7 @@ _SECTION = {
     'idle_timeout': 'smtpd', 'max_errors': 'smtpd', 'max_hops': 'smtpd',
     'max_sessions_per_client': 'smtpd', 'command_deadline': 'smtpd',
     'session_deadline': 'smtpd', 'vrfy': 'smtpd', 'forwarding': 'smtpd',
+    'checkpoint_interval': 'smtpd', 'checkpoint_lifetime': 'smtpd',
     'relay_networks': 'smtpd', 'auth_users': 'smtpd', 'auth': 'smtpd',
     'auth_min_mechanism': 'smtpd', 'restrict_sender': 'smtpd', 'auth_failure_delay': 'smtpd',
     'etrn': 'smtpd',

@@ -219,6 +219,11 @@ class Clients(SendmailBase):
         self.assertIn(b'ENHANCEDSTATUSCODES', text)
         self.assertEqual(s.noop()[0], 250)
         self.assertEqual(s.rset()[0], 250)
+        # Extensions of the server's parser that -bs does not offer (its EHLO has none of them).
+        for param in ('BODY=BINARYMIME', 'SMTPUTF8', 'TRANSID=<1@client.example>'):
+            self.assertNotIn(param.split('=')[0].encode(), text)
+            code, why = s.docmd('MAIL FROM:<x@y.example> ' + param)
+            self.assertEqual((code, why[:5]), (555, b'5.5.4'), param)
         code, text = s.mail('someone@else.example')
         self.assertEqual(code, 250)
         self.assertIn(b'<%s@localhost>' % TEST_USER.encode(), text)	# replaced: not trusted

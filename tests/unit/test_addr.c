@@ -23,6 +23,7 @@
 #define NUL_ALLOWED	ADDR_ALLOW_NULL
 #define PM		ADDR_ALLOW_POSTMASTER
 #define UNBR		ADDR_ALLOW_UNBRACKETED
+#define UTF8		ADDR_ALLOW_UTF8
 
 #define L63	"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc"
 #define L64	L63 "d"
@@ -130,8 +131,20 @@ static const struct path_case {
 	{ "<\"" L63 "\"@b.c>", 0, -ENAMETOOLONG, NULL, NULL },
 	{ "<a@" DOM255 ">", 0, 0, "a@" DOM255, "" },
 	{ "<a@" L63 "." L63 "." L63 "." L63 "." L63 ">", 0, -ENAMETOOLONG, NULL, NULL },
-	/* 8-bit bytes: SMTPUTF8 is not offered */
+	/* 8-bit bytes: only with ADDR_ALLOW_UTF8 (SMTPUTF8), and only well-formed UTF-8 */
 	{ "<j\xc3\xb6rg@b.c>", 0, -EILSEQ, NULL, NULL },
+	{ "<j\xc3\xb6rg@b.c>", UTF8, 0, "j\xc3\xb6rg@b.c", "" },
+	{ "<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a>", UTF8, 0,
+	  "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a", "" },
+	{ "<\"j\xc3\xb6 rg\"@b.c>", UTF8, 0, "\"j\xc3\xb6 rg\"@b.c", "" },
+	{ "<a@b\xc3\xa4.c>", UTF8, 0, "a@b\xc3\xa4.c", "" },
+	{ "<\xf0\x9f\x93\xa7@b.c>", UTF8, 0, "\xf0\x9f\x93\xa7@b.c", "" },	/* U+1F4E7, 4 octets */
+	{ "<j\xc3rg@b.c>", UTF8, -EINVAL, NULL, NULL },		/* cut sequence */
+	{ "<j\xc0\xafrg@b.c>", UTF8, -EINVAL, NULL, NULL },		/* overlong '/' */
+	{ "<j\xed\xa0\x80@b.c>", UTF8, -EINVAL, NULL, NULL },		/* surrogate */
+	{ "<j\xf4\x90\x80\x80@b.c>", UTF8, -EINVAL, NULL, NULL },	/* over U+10FFFF */
+	{ "<j\xc2\x85@b.c>", UTF8, -EINVAL, NULL, NULL },		/* C1 control NEL */
+	{ "<\xff@b.c>", UTF8, -EINVAL, NULL, NULL },
 	{ "<a@b\xc3\xa4.c>", 0, -EILSEQ, NULL, NULL },
 	{ "<\"\xff\"@b.c>", 0, -EILSEQ, NULL, NULL },
 	{ "<j\xc3\xb6rg@b.c>", UNBR | NUL_ALLOWED | PM, -EILSEQ, NULL, NULL },
@@ -253,9 +266,17 @@ START_TEST(test_mailbox_name_8bit_and_outlen)
 	char out[ADDR_MAILBOX_MAX + 1];
 	int r;
 
-	/* Both spellings map to 553 5.1.3; the header documents -EINVAL. */
-	r = addr_mailbox_name("j\xc3\xb6rg@x", out, sizeof(out));
-	ck_assert_msg(r == -EILSEQ || r == -EINVAL, "8-bit mailbox name gave %d", r);
+	/* SMTPUTF8: well-formed UTF-8 is kept as sent (no case folding of it), the ASCII lower-cased. */
+	ck_assert_int_eq(addr_mailbox_name("J\xc3\x96rg@x", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "j\xc3\x96rg");
+	ck_assert_int_eq(addr_mailbox_name("j\xc3rg@x", out, sizeof(out)), -EILSEQ);
+	ck_assert_int_eq(addr_mailbox_name("j\xc2\x85@x", out, sizeof(out)), -EILSEQ);
+	ck_assert_int_eq(addr_mailbox_name("ab\xc3@x", out, sizeof(out)), -EILSEQ);	/* cut by the '@' */
+	r = addr_mailbox_name("\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6"
+	    "\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6"
+	    "\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6\xc3\xb6"
+	    "\xc3\xb6\xc3\xb6\xc3\xb6@x", out, sizeof(out));		/* 33 characters, 66 octets */
+	ck_assert_int_eq(r, -ENAMETOOLONG);
 	ck_assert_int_eq(addr_mailbox_name("bob@x", out, 4), 0);
 	ck_assert_str_eq(out, "bob");
 	ck_assert_int_eq(addr_mailbox_name("bob@x", out, 3), -ENAMETOOLONG);

@@ -354,6 +354,8 @@ static const char good_record[] =
 	"from: <alice@example.org>\n"
 	"data-offset: 31\n"
 	"auth: SCRAM-SHA-256 user=alice@example.org mail-auth=alice@example.org\n"
+	"body: binarymime\n"
+	"smtputf8: yes\n"
 	"rcpt: pending <bob@example.net>\n"
 	"rcpt: sent <carol@example.net> 250 2.0.0 Ok: queued as 4F2\n"
 	"attempts: 2\n"
@@ -420,6 +422,10 @@ static const struct bad_case {
 	{ "auth with a fourth word", "mail-auth=alice@example.org\n", "mail-auth=alice@example.org x\n" },
 	{ "auth with another third word", "mail-auth=alice@example.org\n", "password=alice@example.org\n" },
 	{ "auth empty mail-auth", "mail-auth=alice@example.org\n", "mail-auth=\n" },
+	{ "body other than binarymime", "body: binarymime\n", "body: 8bitmime\n" },
+	{ "body twice", "body: binarymime\n", "body: binarymime\nbody: binarymime\n" },
+	{ "smtputf8 no", "smtputf8: yes\n", "smtputf8: no\n" },
+	{ "smtputf8 twice", "smtputf8: yes\n", "smtputf8: yes\nsmtputf8: yes\n" },
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -590,6 +596,7 @@ START_TEST(test_good_record_parses)
 	ck_assert_str_eq(env.last_tls, "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test");
 	ck_assert_str_eq(env.last_auth, "SCRAM-SHA-256 user=me@example.net");
 	ck_assert_str_eq(env.auth, "SCRAM-SHA-256 user=alice@example.org mail-auth=alice@example.org");
+	ck_assert(env.binarymime && env.smtputf8);
 	envelope_free(&env);
 }
 END_TEST

@@ -251,11 +251,13 @@ START_TEST(caps_full)
 {
 	static const char *const lines[] = {
 		"250-mx.example.org greets you", "250-PIPELINING", "250-SIZE 10485760",
-		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250 STARTTLS",
+		"250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-smtputf8", "250-CHUNKING", "250-BINARYMIME",
+		"250 STARTTLS",
 	};
 	struct relay_reply r;
 
-	ck_assert_int_eq(feed(&r, true, lines, 6), 1);
+	ck_assert_int_eq(feed(&r, true, lines, 9), 1);
+	ck_assert(r.caps.smtputf8 && r.caps.chunking && r.caps.binarymime);
 	ck_assert(r.caps.pipelining);
 	ck_assert(r.caps.size);
 	ck_assert(r.caps.eightbitmime);
@@ -286,10 +288,10 @@ START_TEST(dsn_params_passed_on)
 	ck_assert_int_eq(envelope_set_dsn_request(&env, DSN_RET_HDRS, "QQ+2B1"), 0);
 	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 0, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE, "rfc822;bob+2B1@x"), 0);
 	relay_dsn_mail_params(params, sizeof(params), &r.caps, &env);
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), env.from, &r.caps, 10, false, params), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), env.from, &r.caps, 10, false, false, params), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1\r\n");
 	relay_dsn_rcpt_params(params, sizeof(params), &r.caps, &env.rcpt[0]);
-	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), env.rcpt[0].addr, params), 0);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), env.rcpt[0].addr, false, params), 0);
 	ck_assert_str_eq(buf, "RCPT TO:<bob@localhost> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2B1@x\r\n");
 	r.caps.dsn = false;					/* a server without DSN gets none */
 	relay_dsn_mail_params(params, sizeof(params), &r.caps, &env);
@@ -577,26 +579,63 @@ START_TEST(cmd_mail)
 	struct relay_caps none = { 0 }, all = { .pipelining = true, .size = true, .eightbitmime = true };
 	char buf[128];
 
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false, NULL), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 99, false, false, NULL), 25);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
 	/* BODY=8BITMIME only for 8-bit content, and only to a server that offers it (RFC 6152) */
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false, NULL), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, false, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true, NULL), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &all, 1234, true, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example> SIZE=1234 BODY=8BITMIME\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true, NULL), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b.example", &none, 1234, true, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<a@b.example>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false, NULL), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "", &none, 0, false, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<>\r\n");
-	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false, NULL), 0);
+	ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\"j doe\"@x.example", &none, 0, false, false, NULL), 0);
 	ck_assert_str_eq(buf, "MAIL FROM:<\"j doe\"@x.example>\r\n");
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false, NULL), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false, NULL), -EINVAL);
-	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, NULL), -EILSEQ);
-	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false, NULL), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a@b\r\nRCPT TO:<x@y>", &none, 0, false, false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "a\x7f@b", &none, 0, false, false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, false, NULL), -EILSEQ);
+	/* SMTPUTF8 (RFC 6531): only for an SMTPUTF8 message to a server that offers it */
+	{
+		struct relay_caps utf8 = { .smtputf8 = true };
+
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &none, 0, false, true, NULL), -EILSEQ);
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &utf8, 0, false, false, NULL), -EILSEQ);
+		ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "\xc3\xa9@b", &utf8, 0, false, true, NULL), 0);
+		ck_assert_str_eq(buf, "MAIL FROM:<\xc3\xa9@b> SMTPUTF8\r\n");
+		ck_assert_int_gt(relay_cmd_mail(buf, sizeof(buf), "a@b", &utf8, 0, false, true, NULL), 0);
+		ck_assert_str_eq(buf, "MAIL FROM:<a@b> SMTPUTF8\r\n");
+		ck_assert_int_eq(relay_cmd_mail(buf, sizeof(buf), "\xc2\x85@b", &utf8, 0, false, true, NULL), -EINVAL);
+	}
+	ck_assert_int_eq(relay_cmd_mail(buf, 20, "a@b.example", &none, 0, false, false, NULL), -ENAMETOOLONG);
 	/* Exactly fits: 25 octets and the NUL. */
-	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false, NULL), 25);
-	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false, NULL), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_mail(buf, 26, "a@b.example", &none, 0, false, false, NULL), 25);
+	ck_assert_int_eq(relay_cmd_mail(buf, 25, "a@b.example", &none, 0, false, false, NULL), -ENAMETOOLONG);
+}
+END_TEST
+
+/* BODY=BINARYMIME after the others; the header of a stored BINARYMIME message goes with CRLF, the body as it is. */
+START_TEST(cmd_add_param_and_bdat_encode)
+{
+	char buf[48], out[64];
+	unsigned long long left = 7;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "MAIL FROM:<a@b> SIZE=9\r\n");
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), (size_t)n, "BODY=BINARYMIME"), n + 16);
+	ck_assert_str_eq(buf, "MAIL FROM:<a@b> SIZE=9 BODY=BINARYMIME\r\n");
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), strlen(buf), "BODY=BINARYMIME"), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_add_param(buf, sizeof(buf), 3, "X"), -EINVAL);
+	/* "A: b\n\n" is the header (7 octets with the empty line); the body keeps its bare LF and CR. */
+	n = (int)relay_bdat_encode(&left, "A: b\n\nx\ny\r", 10, out);
+	ck_assert_int_eq(n, 12);
+	ck_assert(memcmp(out, "A: b\r\n\r\nx\ny\r", 12) == 0);
+	ck_assert(left == 0);
+	left = 3;		/* split in the middle of the header: the count carries over */
+	n = (int)relay_bdat_encode(&left, "a\nb", 3, out);
+	n += (int)relay_bdat_encode(&left, "\n\nz", 3, out + n);
+	ck_assert_int_eq(n, 7);
+	ck_assert(memcmp(out, "a\r\nb\n\nz", 7) == 0);
 }
 END_TEST
 
@@ -604,11 +643,14 @@ START_TEST(cmd_rcpt_hello)
 {
 	char buf[64];
 
-	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost", NULL), 0);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "bob@localhost", false, NULL), 0);
 	ck_assert_str_eq(buf, "RCPT TO:<bob@localhost>\r\n");
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "", NULL), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x", NULL), -EINVAL);
-	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost", NULL), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "", false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\n@x", false, NULL), -EINVAL);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, 10, "bob@localhost", false, NULL), -ENAMETOOLONG);
+	ck_assert_int_eq(relay_cmd_rcpt(buf, sizeof(buf), "b\xc3\xb6" "b@x", false, NULL), -EILSEQ);
+	ck_assert_int_gt(relay_cmd_rcpt(buf, sizeof(buf), "b\xc3\xb6" "b@x", true, NULL), 0);
+	ck_assert_str_eq(buf, "RCPT TO:<b\xc3\xb6" "b@x>\r\n");
 	ck_assert_int_gt(relay_cmd_hello(buf, sizeof(buf), "EHLO", "gw.example.org"), 0);
 	ck_assert_str_eq(buf, "EHLO gw.example.org\r\n");
 	ck_assert_int_eq(relay_cmd_hello(buf, sizeof(buf), "HELO", "two words"), -EINVAL);
@@ -866,6 +908,7 @@ relay_smtp_suite(void)
 	tcase_add_test(tc, cmd_mail);
 	tcase_add_test(tc, cmd_rcpt_hello);
 	tcase_add_test(tc, dsn_params_passed_on);
+	tcase_add_test(tc, cmd_add_param_and_bdat_encode);
 	tcase_add_test(tc, local_replies);
 	suite_add_tcase(s, tc);
 

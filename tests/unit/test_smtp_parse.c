@@ -200,7 +200,14 @@ static const struct {
 	BAD_MAIL("FROM:<> SIZE=12k", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> SIZE=-1", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> SIZE=1 SIZE=2", 501, "5.5.4"),		/* duplicate */
-	BAD_MAIL("FROM:<> BODY=BINARYMIME", 501, "5.5.4"),
+	{ "FROM:<> BODY=BINARYMIME", 0, NULL, "", 0, 0, SMTP_BODY_BINARYMIME },	/* RFC 3030 */
+	{ "FROM:<j\xc3\xb6rg@b.example> SMTPUTF8", 0, NULL, "j\xc3\xb6rg@b.example", 0, 0,
+	  SMTP_BODY_UNSPECIFIED },							/* RFC 6531 */
+	{ "FROM:<a@b.example> smtputf8 BODY=8BITMIME", 0, NULL, "a@b.example", 0, 0, SMTP_BODY_8BITMIME },
+	BAD_MAIL("FROM:<j\xc3rg@b.example> SMTPUTF8", 553, "5.1.7"),	/* malformed UTF-8 */
+	BAD_MAIL("FROM:<a@b.example> SMTPUTF8=yes", 501, "5.5.4"),
+	BAD_MAIL("FROM:<a@b.example> SMTPUTF8 SMTPUTF8", 501, "5.5.4"),
+	BAD_MAIL("FROM:<> BODY=BINARY", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> BODY", 501, "5.5.4"),
 	BAD_MAIL("FROM:<> =1", 501, "5.5.4"),			/* no keyword */
 	BAD_MAIL("FROM:<> -X=1", 501, "5.5.4"),
@@ -318,6 +325,85 @@ static const struct {
 	BAD_RCPT("FROM:<bob@localhost>", 501, "5.5.4"),
 	BAD_RCPT("TO:", 553, "5.1.3"),
 };
+
+/* With SMTPUTF8 on the MAIL of the transaction (RFC 6531 3.3). */
+START_TEST(test_rcpt_utf8)
+{
+	struct smtp_rcpt out;
+	struct smtp_perror why;
+
+	ck_assert_int_eq(smtp_parse_rcpt_utf8("TO:<b\xc3\xb6" "b@localhost>", &out, &why, true), 0);
+	ck_assert_str_eq(out.to, "b\xc3\xb6" "b@localhost");
+	ck_assert_int_eq(smtp_parse_rcpt_utf8("TO:<b@\xc3\xa9x.example>", &out, &why, true), 0);
+	ck_assert_int_lt(smtp_parse_rcpt_utf8("TO:<b\xc3@localhost>", &out, &why, true), 0);
+	ck_assert_int_eq(errmap_get(why.reply)->code, 553);
+	ck_assert_str_eq(errmap_get(why.reply)->esc, "5.1.3");
+	ck_assert_int_lt(smtp_parse_rcpt_utf8("TO:<b\xc3\xb6" "b@localhost>", &out, &why, false), 0);
+	ck_assert_str_eq(errmap_get(why.reply)->esc, "5.6.7");
+	ck_assert(smtp_is_ascii("abc") && !smtp_is_ascii("a\xc3\xb6"));
+}
+END_TEST
+
+/* ---- BDAT ---- */
+
+static const struct {
+	const char     *arg;
+	int		rc;
+	uint64_t	size;
+	bool		last;
+} bdat_cases[] = {
+	{ "0", 0, 0, false },
+	{ "0 LAST", 0, 0, true },
+	{ "86 last", 0, 86, true },
+	{ "1000000  LaSt", 0, 1000000, true },
+	{ "18446744073709551615", 0, UINT64_MAX, false },
+	{ "18446744073709551616", -ERANGE, 0, false },
+	{ "", -EINVAL, 0, false },
+	{ "LAST", -EINVAL, 0, false },
+	{ "-1", -EINVAL, 0, false },
+	{ "+1", -EINVAL, 0, false },
+	{ "1x", -EINVAL, 0, false },
+	{ "1 LASTX", -EINVAL, 0, false },
+	{ "1 LAST LAST", -EINVAL, 0, false },
+	{ "1 FIRST", -EINVAL, 0, false },
+	{ "0x10", -EINVAL, 0, false },
+};
+
+START_TEST(test_bdat)
+{
+	uint64_t size;
+	bool last;
+	int rc = smtp_parse_bdat(bdat_cases[_i].arg, &size, &last);
+
+	ck_assert_msg(rc == bdat_cases[_i].rc, "row %d (%s): %d", _i, bdat_cases[_i].arg, rc);
+	if (rc == 0) {
+		ck_assert(size == bdat_cases[_i].size);
+		ck_assert_int_eq(last, bdat_cases[_i].last);
+	}
+}
+END_TEST
+
+/* Every split of a message into chunks stores the same bytes: CRLF -> LF, bare CR and LF kept. */
+START_TEST(test_chunk_decode_any_split)
+{
+	static const char msg[] = "a\r\nb\rc\nd\r\r\n.\r\n\r";
+	static const char want[] = "a\nb\rc\nd\r\n.\n\r";
+	size_t len = sizeof(msg) - 1;
+
+	for (size_t cut1 = 0; cut1 <= len; cut1++)
+		for (size_t cut2 = cut1; cut2 <= len; cut2++) {
+			struct smtp_chunk c = { false };
+			char out[64];
+			size_t n = 0;
+
+			n += smtp_chunk_decode(&c, msg, cut1, out + n);
+			n += smtp_chunk_decode(&c, msg + cut1, cut2 - cut1, out + n);
+			n += smtp_chunk_decode(&c, msg + cut2, len - cut2, out + n);
+			n += smtp_chunk_finish(&c, out + n);
+			ck_assert_msg(n == sizeof(want) - 1 && memcmp(out, want, n) == 0, "split %zu/%zu", cut1, cut2);
+		}
+}
+END_TEST
 
 START_TEST(test_rcpt)
 {
@@ -675,6 +761,9 @@ smtp_parse_suite(void)
 	tcase_add_test(tc, test_mail_auth_param);
 	tcase_add_loop_test(tc, test_rcpt, 0, N(rcpt_cases));
 	tcase_add_test(tc, test_dsn_params_kept);
+	tcase_add_test(tc, test_rcpt_utf8);
+	tcase_add_loop_test(tc, test_bdat, 0, N(bdat_cases));
+	tcase_add_test(tc, test_chunk_decode_any_split);
 	tcase_add_loop_test(tc, test_xtext, 0, N(xtext_cases));
 	tcase_add_test(tc, test_xtext_small_buffer);
 	tcase_add_loop_test(tc, test_data, 0, N(data_cases));
