@@ -6,10 +6,7 @@ No daemon runs here: this checks the map tests/integration/reply_codes.tsv.
   $SPOOLGATE_SRC/../shared/reply-codes.md or /work/shared/reply-codes.md, else
   the 33 codes it held, hard-coded as in tests/unit/test_errmap.c) has a row;
 - each row names file::function of a test in this directory: the file exists
-  and defines that function (def test_...), unless the row is "pending" and
-  its file does not exist yet (a test another branch adds: ETRN, ATRN,
-  CHECKPOINT, CHUNKING, SMTPUTF8); such rows are listed as skipped, and a
-  code whose rows are all pending is reported, not failed;
+  and defines that function (def test_...);
 - each row's code and enhanced code is the code of some row of
   common/errmap.c (a reply the server can send);
 - README.md's table "Every reply code" names each code and enhanced code
@@ -52,15 +49,13 @@ def read_map():
             if not line or line.startswith('#'):
                 continue
             cols = line.split('\t')
-            assert len(cols) == 5, '%s:%d: %d columns, want 5: %r' % (MAP, n, len(cols), line)
-            code, esc, when, test, status = cols
+            assert len(cols) == 4, '%s:%d: %d columns, want 4: %r' % (MAP, n, len(cols), line)
+            code, esc, when, test = cols
             assert re.fullmatch(r'[2-5]\d\d', code), '%s:%d: code %r' % (MAP, n, code)
             assert esc == '-' or re.fullmatch(r'[245]\.\d{1,3}\.\d{1,3}', esc), '%s:%d: esc %r' % (MAP, n, esc)
             assert esc == '-' or esc[0] == code[0], '%s:%d: %s %s: classes differ' % (MAP, n, code, esc)
             assert re.fullmatch(r'test_\w+\.py::test_\w+', test), '%s:%d: test %r' % (MAP, n, test)
-            assert status in ('ok', 'pending'), '%s:%d: status %r' % (MAP, n, status)
-            rows.append({'line': n, 'code': int(code), 'esc': esc, 'when': when, 'test': test,
-                         'status': status})
+            rows.append({'line': n, 'code': int(code), 'esc': esc, 'when': when, 'test': test})
     return rows
 
 
@@ -88,35 +83,19 @@ class ReplyTable(unittest.TestCase):
         cls.rows = read_map()
 
     def test_every_seed_code_has_a_row(self):
-        """each code of shared/reply-codes.md is in reply_codes.tsv with a test that exists"""
+        """each code of shared/reply-codes.md is in reply_codes.tsv (its tests: the next check)"""
         codes, where = seed_codes()
         harness.log('seed codes from %s: %d' % (where, len(codes)))
         self.assertGreaterEqual(len(codes), 33, where)
-        only_pending = []
         for code in codes:
             rows = [r for r in self.rows if r['code'] == code]
             self.assertTrue(rows, 'reply code %d of %s has no row in %s' % (code, where, MAP))
-            if not any(test_exists(r['test']) == 'present' for r in rows):
-                self.assertTrue(all(r['status'] == 'pending' for r in rows),
-                                'code %d: no row names a test that exists' % code)
-                only_pending.append(code)
-        if only_pending:
-            harness.log('codes covered only by pending rows (their test files are not here yet): %s'
-                        % ' '.join(map(str, only_pending)))
 
     def test_every_named_test_exists(self):
-        """each row's file::function exists, or the row is pending and its file is missing"""
-        skipped = []
+        """each row's file::function exists"""
         for r in self.rows:
             state = test_exists(r['test'])
-            if state == 'present':
-                continue
-            self.assertEqual(state, 'no file', '%s:%d: %s: the file has no such function'
-                             % (MAP, r['line'], r['test']))
-            self.assertEqual(r['status'], 'pending', '%s:%d: %s does not exist' % (MAP, r['line'], r['test']))
-            skipped.append(r['test'])
-        if skipped:
-            harness.log('pending rows skipped (file missing): %s' % ', '.join(skipped))
+            self.assertEqual(state, 'present', '%s:%d: %s: %s' % (MAP, r['line'], r['test'], state))
 
     def test_every_row_is_a_reply_of_the_table(self):
         """each code and enhanced code of the map is a row of common/errmap.c"""
