@@ -4,11 +4,21 @@
  * DESCRIPTION
  *	See queue.h.  A claim's life, each step one atomic rename:
  *
- *	    queue/<id> -> active/<id>@<host>,<pid>          (claim)
- *	    tmp/<new record> -> active/<claim>              (record updated, synced)
- *	    active/<claim> -> queue/<id> | sent/<id> | failed/<id>
+ *	    queue/<id> -> active/<claim>                    (claim: <id>@<host>,<pid>)
+ *	    tmp/<claim>.new                                 (new record written, synced)
+ *	    active/<claim> -> tmp/<claim>.old               (parked: fails if taken over)
+ *	    tmp/<claim>.new -> queue/<id> | sent/<id> | failed/<id>
+ *	    unlink tmp/<claim>.old
  *
- *	so at every instant the record exists under exactly one name.
+ *	so at every instant the record exists under exactly one name outside
+ *	tmp/'s .new.  Every step that publishes needs the claim itself as
+ *	the source of a rename: a node that was stopped (SIGSTOP, a network
+ *	cut) while another node took its claim over (node.h) finds it gone
+ *	and records nothing (-ESTALE).  Once parked, the claim is in tmp/,
+ *	where no other node takes over: a node that stops there is handled
+ *	by spool_reclaim(), which removes the .new first (so a late rename of
+ *	it fails) and then gives the .old back, or removes it when the new
+ *	record got published.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,8 +35,8 @@
 struct queue_claim {
 	struct spool   *spool;
 	char		id[SPOOL_ID_MAX];
-	char		claim[SPOOL_NAME_MAX];	/* name under active/ */
-	char		newrec[SPOOL_NAME_MAX];	/* tmp/ name of the updated record */
+	char		claim[SPOOL_NAME_MAX - 8];	/* name under active/; room for tmp/<claim>.new */
+	char		newrec[SPOOL_NAME_MAX];	/* tmp/<claim>.new: the updated record, "" when none */
 	struct envelope	env;
 	int		datafd;
 	enum queue_outcome outcome;
@@ -196,6 +206,30 @@ queue_claim_id(const struct queue_claim *qc)
 	return qc->id;
 }
 
+/* tmp/<claim>.new, O_EXCL; one left by an earlier failed attempt of this claim is replaced. */
+static int
+newrec_create(struct queue_claim *qc)
+{
+	int tmpfd = spool_dirfd(qc->spool, SPOOL_DIR_TMP), fd, r;
+
+	snprintf(qc->newrec, sizeof(qc->newrec), "%s.new", qc->claim);
+	fd = openat(tmpfd, qc->newrec, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0 && errno == EEXIST && unlinkat(tmpfd, qc->newrec, 0) == 0)
+		fd = openat(tmpfd, qc->newrec, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		r = -errno;
+		qc->newrec[0] = '\0';
+		return r;
+	}
+	if ((r = spool_chown_new(qc->spool, fd)) < 0) {
+		close(fd);
+		unlinkat(tmpfd, qc->newrec, 0);
+		qc->newrec[0] = '\0';
+		return r;
+	}
+	return fd;
+}
+
 int
 queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent)
 {
@@ -211,7 +245,7 @@ queue_finish_prepare(struct queue_claim *qc, enum queue_outcome outcome, bool ke
 	}
 	if ((r = envelope_format(&qc->env, &text, &len)) < 0)
 		return r;
-	if ((fd = spool_tmpfile(qc->spool, qc->newrec)) < 0) {
+	if ((fd = newrec_create(qc)) < 0) {
 		free(text);
 		return fd;
 	}
@@ -242,6 +276,16 @@ outcome_dir(enum queue_outcome outcome)
 	}
 }
 
+/* The claim is not in active/ any more: another node took it over (its lease ran out). */
+static int
+claim_gone(struct queue_claim *qc, int err)
+{
+	if (err != -ENOENT)
+		return err;
+	qc->finished = 1;	/* nothing of it is ours to give back */
+	return -ESTALE;
+}
+
 static int
 publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 {
@@ -249,7 +293,7 @@ publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 	int r;
 
 	if (unlinkat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, 0) < 0)
-		return -errno;
+		return claim_gone(qc, -errno);
 	unlinkat(spool_dirfd(spool, SPOOL_DIR_DATA), qc->id, 0);
 	qc->data_unlinked = 1;
 	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, "data")) < 0)
@@ -262,7 +306,8 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 {
 	struct spool *spool = qc->spool;
 	enum spool_dir dest = outcome_dir(qc->outcome);
-	int r;
+	int tmpfd = spool_dirfd(spool, SPOOL_DIR_TMP), r;
+	char parked[SPOOL_NAME_MAX];
 
 	if (!qc->prepared)
 		return -EINVAL;
@@ -272,12 +317,18 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 		qc->finished = 1;
 		return 0;
 	}
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
-		return -errno;
+	snprintf(parked, sizeof(parked), "%s.old", qc->claim);
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, tmpfd, parked) < 0)
+		return claim_gone(qc, -errno);
+	if (renameat(tmpfd, qc->newrec, spool_dirfd(spool, dest), qc->id) < 0) {
+		r = -errno;	/* ENOENT: a node that took us for dead removed it; spool_reclaim() returns the parked one */
+		if (renameat(tmpfd, parked, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
+			return claim_gone(qc, -ENOENT);
+		return r;
+	}
 	qc->newrec[0] = '\0';
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(spool, dest), qc->id) < 0)
-		return -errno;
 	qc->finished = 1;
+	unlinkat(tmpfd, parked, 0);
 	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, spool_dir_name(dest))) < 0)
 		return r;
 	return 0;
@@ -303,7 +354,7 @@ queue_claim_release(struct queue_claim *qc)
 	if (qc->finished)
 		return 0;
 	if (renameat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(qc->spool, SPOOL_DIR_QUEUE), qc->id) < 0)
-		return -errno;
+		return claim_gone(qc, -errno);
 	qc->finished = 1;
 	return 0;
 }
@@ -311,11 +362,14 @@ queue_claim_release(struct queue_claim *qc)
 void
 queue_claim_free(struct queue_claim *qc)
 {
-	int r;
+	int r = 0;
 
 	if (qc == NULL)
 		return;
-	if (!qc->finished && (r = queue_claim_release(qc)) < 0)
+	if (!qc->finished && (r = queue_claim_release(qc)) == -ESTALE)
+		log_warn("queue-release", "id=%s claim=%s action=\"taken over by another node meanwhile\"", qc->id,
+		    qc->claim);
+	else if (r < 0)
 		log_error("queue-release", "id=%s claim=%s error=\"%s\" action=\"recovery returns it at next start\"",
 		    qc->id, qc->claim, strerror(-r));
 	if (qc->newrec[0] != '\0')

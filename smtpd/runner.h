@@ -7,6 +7,7 @@
  *	int runner_new(struct event_base *base, const struct cfg *cfg,
  *			struct spool *spool, struct commitq *cq, struct runner **out);
  *	void runner_kick(struct runner *runner);
+ *	void runner_poll_now(struct runner *runner);
  *	int runner_reload(struct runner *runner);
  *	void runner_free(struct runner *runner);
  * DESCRIPTION
@@ -73,6 +74,14 @@
  *	it and tries every record of queue/ at once, as if each were due
  *	(event=relay-flush).
  *
+ *	With [spool] shared = yes (other hosts write the spool, and inotify
+ *	sees no other host's rename) it also lists queue/ every
+ *	poll_interval_ms and reads only the records whose names are new since
+ *	the last listing.  When another node takes a claim over while this
+ *	one was stopped, finishing that claim records nothing and logs
+ *	relay-claim-lost (queue.h, -ESTALE).  runner_poll_now() asks for a
+ *	scan whatever inotify said (node.h gave claims back).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -108,6 +117,7 @@ struct runner;
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
+void runner_poll_now(struct runner *runner);
 int runner_reload(struct runner *runner);
 void runner_free(struct runner *runner);
 

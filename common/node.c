@@ -1,0 +1,264 @@
+/*
+ * NAME
+ *	node - gateways sharing one spool: names, heartbeats, leases, takeover
+ * DESCRIPTION
+ *	See node.h.  Liveness is the heartbeat file's mtime, read by stat:
+ *	what every client of a shared filesystem sees alike, without reading
+ *	the file.  The file is replaced by rename, never rewritten in place,
+ *	so a reader sees one whole line or the previous one.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "node.h"
+
+#define NODE_BOOT_ID_PATH	"/proc/sys/kernel/random/boot_id"
+#define NODE_BOOT_MAX		64
+#define NODE_LINE_MAX		256
+#define NODE_MAX_PEERS		1024	/* live nodes remembered by one sweep */
+
+struct node {
+	struct spool   *spool;
+	const char     *name;			/* spool_hostname(): the spool's */
+	char		boot[NODE_BOOT_MAX];	/* this machine's boot id */
+	unsigned	interval, lease;
+	long long	started;
+	unsigned long	seq;
+	struct timespec	last_beat;		/* CLOCK_MONOTONIC of the last heartbeat written */
+};
+
+/* What nodes/<name> says about its writer. */
+struct node_beat {
+	char		boot[NODE_BOOT_MAX];
+	long		pid;
+	long long	age;			/* seconds since its mtime */
+};
+
+static void
+read_boot_id(char boot[NODE_BOOT_MAX])
+{
+	FILE *fp = fopen(NODE_BOOT_ID_PATH, "re");
+
+	snprintf(boot, NODE_BOOT_MAX, "unknown");
+	if (fp == NULL)
+		return;
+	if (fgets(boot, NODE_BOOT_MAX, fp) == NULL)
+		snprintf(boot, NODE_BOOT_MAX, "unknown");
+	boot[strcspn(boot, "\n")] = '\0';
+	fclose(fp);
+}
+
+/* -ENOENT when the node has no heartbeat file; other fields stay empty if its line does not parse. */
+static int
+read_beat(struct spool *spool, const char *name, struct node_beat *b)
+{
+	char line[NODE_LINE_MAX] = "";
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	memset(b, 0, sizeof(*b));
+	fd = openat(spool_dirfd(spool, SPOOL_DIR_NODES), name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	b->age = (long long)time(NULL) - (long long)st.st_mtime;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	line[n > 0 ? n : 0] = '\0';
+	if (sscanf(line, "boot=%63s pid=%ld", b->boot, &b->pid) != 2)
+		b->boot[0] = '\0';
+	return 0;
+}
+
+static int
+write_beat(struct node *node)
+{
+	int dirfd = spool_dirfd(node->spool, SPOOL_DIR_NODES), fd, r = 0;
+	char tmp[SPOOL_NAME_MAX], line[NODE_LINE_MAX];
+	int len;
+
+	len = snprintf(line, sizeof(line), "boot=%s pid=%ld started=%lld seq=%lu\n", node->boot, (long)getpid(),
+	    node->started, node->seq + 1);
+	snprintf(tmp, sizeof(tmp), ".%s.%ld", node->name, (long)getpid());
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	if ((r = spool_chown_new(node->spool, fd)) == 0)
+		r = spool_write_all(fd, line, (size_t)len);
+	close(fd);
+	if (r == 0 && renameat(dirfd, tmp, dirfd, node->name) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlinkat(dirfd, tmp, 0);
+		return r;
+	}
+	node->seq++;
+	clock_gettime(CLOCK_MONOTONIC, &node->last_beat);
+	return 0;
+}
+
+/* Is the name held by another live node?  Fills why with who holds it. */
+static bool
+name_taken(const struct node *node, const struct node_beat *b, char *why, size_t whylen)
+{
+	if (strcmp(b->boot, node->boot) == 0 && b->pid > 0) {
+		if (b->pid == (long)getpid() || (kill((pid_t)b->pid, 0) < 0 && errno == ESRCH))
+			return false;	/* our own predecessor on this machine, gone */
+		snprintf(why, whylen, "pid %ld on this machine has it", b->pid);
+		return true;
+	}
+	if (b->age >= (long long)node->lease)
+		return false;	/* its lease ran out: a dead node's name */
+	snprintf(why, whylen, "another machine (boot id %s, pid %ld) renewed its heartbeat %llds ago (lease %us)",
+	    b->boot[0] ? b->boot : "?", b->pid, b->age, node->lease);
+	return true;
+}
+
+int
+node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, struct node **out,
+    char *err, size_t errlen)
+{
+	struct node_beat beat;
+	struct node *node;
+	char why[200];
+	int r;
+
+	if ((node = calloc(1, sizeof(*node))) == NULL)
+		return -ENOMEM;
+	node->spool = spool;
+	node->name = spool_hostname(spool);
+	node->interval = heartbeat_interval;
+	node->lease = lease_time;
+	node->started = (long long)time(NULL);
+	read_boot_id(node->boot);
+	r = read_beat(spool, node->name, &beat);
+	if (r == 0 && name_taken(node, &beat, why, sizeof(why))) {
+		snprintf(err, errlen, "node name \"%s\" is in use on spool %s: %s; each gateway on a shared spool "
+		    "needs its own [spool] hostname", node->name, spool_path(spool), why);
+		free(node);
+		return -EADDRINUSE;
+	}
+	if ((r < 0 && r != -ENOENT) || (r = write_beat(node)) < 0) {
+		snprintf(err, errlen, "cannot write the heartbeat %s/nodes/%s: %s", spool_path(spool), node->name,
+		    strerror(-r));
+		free(node);
+		return r;
+	}
+	log_info("node-registered", "node=%s boot=%s heartbeat_interval=%u lease_time=%u%s", node->name,
+	    node->boot, node->interval, node->lease, r == 0 && beat.pid > 0 ? " previous=dead" : "");
+	*out = node;
+	return 0;
+}
+
+int
+node_heartbeat(struct node *node)
+{
+	int r = write_beat(node);
+
+	if (r < 0)
+		log_warn("node-heartbeat", "node=%s error=\"%s\" action=\"retried at the next beat; other nodes take "
+		    "this one's claims over after lease_time\"", node->name, strerror(-r));
+	return r;
+}
+
+bool
+node_lease_held(const struct node *node)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - node->last_beat.tv_sec < (time_t)(node->lease - node->interval);
+}
+
+/* The names of the live nodes, this one included, seen by one sweep. */
+struct node_peers {
+	const struct node *self;
+	char		(*live)[64];
+	size_t		n;
+};
+
+static int
+peer_dead(const char *host, long pid, void *arg)
+{
+	const struct node_peers *p = arg;
+	size_t i;
+
+	(void)pid;
+	if (strcmp(host, p->self->name) == 0)
+		return 0;	/* ours: recovery at start, by pid */
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->live[i], host) == 0)
+			return 0;
+	return 1;
+}
+
+static int
+list_live(struct node *node, struct node_peers *p)
+{
+	struct node_beat beat;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	fd = openat(spool_dirfd(node->spool, SPOOL_DIR_NODES), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL && p->n < NODE_MAX_PEERS) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(p->live[0]))
+			continue;
+		if (read_beat(node->spool, de->d_name, &beat) == 0 && beat.age < (long long)node->lease)
+			snprintf(p->live[p->n++], sizeof(p->live[0]), "%s", de->d_name);
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+node_sweep(struct node *node, struct spool_reclaim *stats)
+{
+	struct node_peers peers = { .self = node };
+	int r;
+
+	memset(stats, 0, sizeof(*stats));
+	if ((peers.live = calloc(NODE_MAX_PEERS, sizeof(*peers.live))) == NULL)
+		return -ENOMEM;
+	r = list_live(node, &peers);
+	if (r == 0)
+		r = spool_reclaim(node->spool, peer_dead, &peers, (long)node->lease, node->name, stats);
+	free(peers.live);
+	if (r < 0)
+		log_warn("node-sweep", "node=%s error=\"%s\"", node->name, strerror(-r));
+	return r;
+}
+
+void
+node_unregister(struct node *node)
+{
+	struct node_beat beat;
+
+	if (node == NULL)
+		return;
+	/* Only our own file: a successor with our name may have replaced it (then its pid is in it). */
+	if (read_beat(node->spool, node->name, &beat) == 0 && beat.pid == (long)getpid() &&
+	    strcmp(beat.boot, node->boot) == 0)
+		unlinkat(spool_dirfd(node->spool, SPOOL_DIR_NODES), node->name, 0);
+	log_info("node-unregistered", "node=%s", node->name);
+	free(node);
+}
