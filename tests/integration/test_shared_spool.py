@@ -78,6 +78,7 @@ class Sink:
         self.lock = threading.Lock()
         self.seen = collections.Counter()
         self.first = {}			# Message-ID -> monotonic time of its first delivery
+        self.qid = {}			# Message-ID -> the queue id in its Received: (for the logs)
         self.hold = threading.Event()
         self.server = harness.serve_tcp(self._handler())
         self.port = self.server.server_address[1]
@@ -87,6 +88,12 @@ class Sink:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
+                try:
+                    self.converse()
+                except OSError:		# a node killed in the middle: its connection is reset
+                    pass
+
+            def converse(self):
                 while sink.hold.is_set():
                     time.sleep(0.05)
                 w = self.wfile
@@ -100,7 +107,7 @@ class Sink:
                         w.write(b'250-sink\r\n250 PIPELINING\r\n')
                     elif verb == b'DATA':
                         w.write(b'354 go\r\n')
-                        msgid = None
+                        msgid = qid = None
                         while True:
                             l = self.rfile.readline(65536)
                             if not l or l == b'.\r\n':
@@ -108,12 +115,16 @@ class Sink:
                             m = re.match(rb'(?i)message-id:\s*<([^>]+)>', l)
                             if m and msgid is None:
                                 msgid = m.group(1).decode()
+                            m = re.search(rb'\bid (\d+\.M\d+P\d+Q\d+)', l)
+                            if m and qid is None:
+                                qid = m.group(1).decode()
                         if not l:
                             return
                         time.sleep(sink.delay)
                         with sink.lock:
                             sink.seen[msgid] += 1
                             sink.first.setdefault(msgid, time.monotonic())
+                            sink.qid[msgid] = qid
                         w.write(b'250 2.0.0 ok\r\n')
                     elif verb == b'QUIT':
                         w.write(b'221 bye\r\n')
@@ -179,8 +190,11 @@ def send_many(gws, msgids, threads=8):
 
 
 def claims_of(spool, node):
-    """Queue ids of node's claims in active/ (the messages it has in flight)."""
-    return [n.split('@')[0] for n in os.listdir(os.path.join(spool, 'active')) if '@%s,' % node in n]
+    """Queue ids of node's claims (the messages it has in flight): in
+    active/, and parked in tmp/ (<claim>.old: the claim being finished)."""
+    names = os.listdir(os.path.join(spool, 'active'))
+    names += [n for n in os.listdir(os.path.join(spool, 'tmp')) if n.endswith('.old')]
+    return [n.split('@')[0] for n in names if '@%s,' % node in n]
 
 
 def msgid_of(spool, qid):
@@ -312,7 +326,8 @@ class Scenario:
         dups = {m: c for m, c in self.sink.seen.items() if m and m.startswith('m-') and c > 1}
         log('sink: %d messages, %d delivered twice (in flight at the stop or kill: %d)'
             % (self.sink.unique('m-'), len(dups), len(inflight)))
-        self.assertTrue(set(dups) <= inflight, 'duplicates not in flight: %s' % sorted(set(dups) - inflight))
+        self.assertTrue(set(dups) <= inflight, 'duplicates not in flight: %s'
+                        % sorted('%s (id=%s)' % (m, self.sink.qid.get(m)) for m in set(dups) - inflight))
         sent = [x for x in a.listdir('sent') if msgid_of(a.spool, x) in set(ids)]
         self.assertEqual(len(sent), n, 'one record per message in sent/')
         self.assertEqual(a.listdir('failed'), [])
@@ -355,6 +370,7 @@ class GlusterVolume:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix='spoolgate-gluster-')
+        os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
         self.sock = os.path.join(self.dir, 'run', 'glusterd.socket')
         self.mounts = []
         self.glusterd = None
@@ -424,6 +440,7 @@ class GlusterVolume:
                 wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
             except AssertionError as e:
                 raise unittest.SkipTest(str(e))
+            os.chmod(mnt, 0o755)
         log('GlusterFS volume %s: brick %s:%s/brick, clients %s' % (self.volume, GLUSTER_HOST, self.dir,
                                                                       ' '.join(self.mounts)))
 
