@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +28,25 @@
 #define NODE_MAX_PEERS		1024	/* live nodes remembered by one sweep */
 
 struct node {
-	struct spool   *spool;
-	const char     *name;			/* spool_hostname(): the spool's */
-	char		boot[NODE_BOOT_MAX];	/* this machine's boot id */
-	unsigned	interval, lease;
-	long long	started;
-	unsigned long	seq;
-	struct timespec	last_beat;		/* CLOCK_MONOTONIC of the last heartbeat written */
+	struct spool   *spool;			/* constant after node_register() */
+	const char     *name;			/* constant: spool_hostname() */
+	char		boot[NODE_BOOT_MAX];	/* constant: this machine's boot id */
+	unsigned	interval, lease;	/* constant */
+	long long	started;		/* constant */
+	unsigned long	seq;			/* the beating thread's (node_register() before it starts) */
+
+	pthread_t	beater;
+	bool		beating;		/* the thread runs: node_unregister() joins it */
+	pthread_mutex_t	lock;
+	pthread_cond_t	wake;			/* protected by lock: stop */
+	bool		stop;			/* protected by lock */
 };
 
 /* What nodes/<name> says about its writer. */
 struct node_beat {
 	char		boot[NODE_BOOT_MAX];
 	long		pid;
-	long long	age;			/* seconds since its mtime */
+	long long	age_ms;			/* milliseconds since its mtime */
 };
 
 static void
@@ -55,6 +61,17 @@ read_boot_id(char boot[NODE_BOOT_MAX])
 		snprintf(boot, NODE_BOOT_MAX, "unknown");
 	boot[strcspn(boot, "\n")] = '\0';
 	fclose(fp);
+}
+
+/* Since the file's mtime, by this host's clock (whole seconds would make a lease up to a second short). */
+static long long
+age_ms(const struct stat *st)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return ((long long)now.tv_sec - (long long)st->st_mtim.tv_sec) * 1000 +
+	    ((long long)now.tv_nsec - (long long)st->st_mtim.tv_nsec) / 1000000;
 }
 
 /* -ENOENT when the node has no heartbeat file; other fields stay empty if its line does not parse. */
@@ -74,7 +91,7 @@ read_beat(struct spool *spool, const char *name, struct node_beat *b)
 		close(fd);
 		return -errno;
 	}
-	b->age = (long long)time(NULL) - (long long)st.st_mtime;
+	b->age_ms = age_ms(&st);
 	n = read(fd, line, sizeof(line) - 1);
 	close(fd);
 	line[n > 0 ? n : 0] = '\0';
@@ -106,7 +123,6 @@ write_beat(struct node *node)
 		return r;
 	}
 	node->seq++;
-	clock_gettime(CLOCK_MONOTONIC, &node->last_beat);
 	return 0;
 }
 
@@ -120,10 +136,10 @@ name_taken(const struct node *node, const struct node_beat *b, char *why, size_t
 		snprintf(why, whylen, "pid %ld on this machine has it", b->pid);
 		return true;
 	}
-	if (b->age >= (long long)node->lease)
+	if (b->age_ms >= (long long)node->lease * 1000)
 		return false;	/* its lease ran out: a dead node's name */
-	snprintf(why, whylen, "another machine (boot id %s, pid %ld) renewed its heartbeat %llds ago (lease %us)",
-	    b->boot[0] ? b->boot : "?", b->pid, b->age, node->lease);
+	snprintf(why, whylen, "another machine (boot id %s, pid %ld) renewed its heartbeat %lld.%03llds ago (lease %us)",
+	    b->boot[0] ? b->boot : "?", b->pid, b->age_ms / 1000, b->age_ms % 1000, node->lease);
 	return true;
 }
 
@@ -143,17 +159,20 @@ node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_t
 	node->interval = heartbeat_interval;
 	node->lease = lease_time;
 	node->started = (long long)time(NULL);
+	pthread_mutex_init(&node->lock, NULL);
 	read_boot_id(node->boot);
 	r = read_beat(spool, node->name, &beat);
 	if (r == 0 && name_taken(node, &beat, why, sizeof(why))) {
 		snprintf(err, errlen, "node name \"%s\" is in use on spool %s: %s; each gateway on a shared spool "
 		    "needs its own [spool] hostname", node->name, spool_path(spool), why);
+		pthread_mutex_destroy(&node->lock);
 		free(node);
 		return -EADDRINUSE;
 	}
 	if ((r < 0 && r != -ENOENT) || (r = write_beat(node)) < 0) {
 		snprintf(err, errlen, "cannot write the heartbeat %s/nodes/%s: %s", spool_path(spool), node->name,
 		    strerror(-r));
+		pthread_mutex_destroy(&node->lock);
 		free(node);
 		return r;
 	}
@@ -163,8 +182,8 @@ node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_t
 	return 0;
 }
 
-int
-node_heartbeat(struct node *node)
+static int
+heartbeat(struct node *node)
 {
 	int r = write_beat(node);
 
@@ -174,13 +193,52 @@ node_heartbeat(struct node *node)
 	return r;
 }
 
-bool
-node_lease_held(const struct node *node)
+/*
+ * Its own thread, so that an event loop busy with slow network I/O does
+ * not look like a dead node to the others (they would take its claims
+ * over while it delivers them).  SIGSTOP stops it with the rest.
+ */
+static void *
+beat_thread(void *arg)
 {
-	struct timespec now;
+	struct node *node = arg;
+	struct timespec next;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec - node->last_beat.tv_sec < (time_t)(node->lease - node->interval);
+	pthread_mutex_lock(&node->lock);
+	while (!node->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		next.tv_sec += node->interval;
+		while (!node->stop && pthread_cond_timedwait(&node->wake, &node->lock, &next) != ETIMEDOUT)
+			;
+		if (node->stop)
+			break;
+		pthread_mutex_unlock(&node->lock);
+		(void)heartbeat(node);
+		pthread_mutex_lock(&node->lock);
+	}
+	pthread_mutex_unlock(&node->lock);
+	return NULL;
+}
+
+int
+node_start_heartbeat(struct node *node)
+{
+	pthread_condattr_t ca;
+	int r;
+
+	if ((r = pthread_condattr_init(&ca)) != 0)
+		return -r;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	r = pthread_cond_init(&node->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r != 0)
+		return -r;
+	if ((r = pthread_create(&node->beater, NULL, beat_thread, node)) != 0) {
+		pthread_cond_destroy(&node->wake);
+		return -r;
+	}
+	node->beating = true;
+	return 0;
 }
 
 /* The names of the live nodes, this one included, seen by one sweep. */
@@ -223,7 +281,7 @@ list_live(struct node *node, struct node_peers *p)
 	while ((de = readdir(d)) != NULL && p->n < NODE_MAX_PEERS) {
 		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(p->live[0]))
 			continue;
-		if (read_beat(node->spool, de->d_name, &beat) == 0 && beat.age < (long long)node->lease)
+		if (read_beat(node->spool, de->d_name, &beat) == 0 && beat.age_ms < (long long)node->lease * 1000)
 			snprintf(p->live[p->n++], sizeof(p->live[0]), "%s", de->d_name);
 	}
 	closedir(d);
@@ -255,6 +313,15 @@ node_unregister(struct node *node)
 
 	if (node == NULL)
 		return;
+	if (node->beating) {
+		pthread_mutex_lock(&node->lock);
+		node->stop = true;
+		pthread_cond_signal(&node->wake);
+		pthread_mutex_unlock(&node->lock);
+		pthread_join(node->beater, NULL);
+		pthread_cond_destroy(&node->wake);
+	}
+	pthread_mutex_destroy(&node->lock);
 	/* Only our own file: a successor with our name may have replaced it (then its pid is in it). */
 	if (read_beat(node->spool, node->name, &beat) == 0 && beat.pid == (long)getpid() &&
 	    strcmp(beat.boot, node->boot) == 0)

@@ -25,16 +25,20 @@
  *	refusal says who holds the name; err gets one line.  It then writes
  *	the first heartbeat.
  *
- *	node_unregister() removes the file (a clean shutdown: the claims were
- *	given back already) and frees the node; NULL ok.
+ *	node_start_heartbeat() starts a thread of the node's own that renews
+ *	the file every heartbeat_interval (not the event loop: a loop slowed
+ *	down by a slow filesystem must not look dead and lose its claims while
+ *	it delivers them).
  *
- *	node_lease_held() says whether the last heartbeat this node wrote is
- *	younger than lease_time - heartbeat_interval (a node whose loop
- *	stalled has to assume its claims may be gone).
+ *	node_unregister() stops that thread, removes the file (a clean
+ *	shutdown: the claims were given back already) and frees the node;
+ *	NULL ok.
  * ERRORS
  *	0 or -errno; node_register(): -EADDRINUSE when the name is taken.
  * THREADS
- *	One thread (smtpd's event loop).
+ *	node_register(), node_sweep() and node_unregister() on one thread
+ *	(smtpd's event loop); the heartbeat thread touches only the heartbeat
+ *	file and seq.
  */
 #ifndef SPOOLGATE_NODE_H
 #define SPOOLGATE_NODE_H
@@ -47,9 +51,8 @@ struct node;
 
 int node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, struct node **out,
     char *err, size_t errlen);
-int node_heartbeat(struct node *node);
+int node_start_heartbeat(struct node *node);
 int node_sweep(struct node *node, struct spool_reclaim *stats);
-bool node_lease_held(const struct node *node);
 void node_unregister(struct node *node);
 
 #endif

@@ -68,6 +68,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -96,7 +97,8 @@ struct daemon {
 	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
 	struct auth	       *auth;
 	struct node	       *node;		/* nodes/<hostname>: heartbeat, takeover of dead nodes */
-	struct event	       *ev_beat;	/* heartbeat_interval, persistent */
+	struct event	       *ev_beat;	/* heartbeat_interval, persistent: node_sweep() */
+	long long		last_sweep;	/* CLOCK_MONOTONIC seconds of the last sweep_cb */
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -296,19 +298,27 @@ log_listeners(const struct server *srv)
 }
 
 /*
- * Every heartbeat_interval: renew nodes/<hostname>, then give back what
- * nodes whose lease ran out left in active/ and tmp/.  A record given
- * back lands in queue/, where this node's runner (or another's) finds it.
+ * Every heartbeat_interval (the heartbeat itself has a thread of its own,
+ * node.h): give back what nodes whose lease ran out left in active/ and
+ * tmp/; a record given back lands in queue/, where this node's runner (or
+ * another's) finds it.  A tick that comes a lease late means this process
+ * was stopped: its claims may be another node's now.
  */
 static void
-heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct spool_reclaim st;
+	struct timespec now;
 
 	(void)fd;
 	(void)what;
-	(void)node_heartbeat(d->node);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (d->last_sweep != 0 && now.tv_sec - d->last_sweep >= (time_t)(d->cfg.lease_time - d->cfg.heartbeat_interval))
+		log_warn("node-stalled", "seconds=%lld action=\"this process did not run for about a lease: other "
+		    "nodes may have taken its claims over; finishing those records nothing (relay-claim-lost)\"",
+		    (long long)(now.tv_sec - d->last_sweep));
+	d->last_sweep = now.tv_sec;
 	if (node_sweep(d->node, &st) == 0 && st.claims + st.parked > 0)
 		runner_poll_now(d->runner);
 }
@@ -332,10 +342,15 @@ static int
 start_heartbeat(struct daemon *d)
 {
 	struct timeval every = { d->cfg.heartbeat_interval, 0 };
+	int r;
 
-	if ((d->ev_beat = event_new(d->base, -1, EV_PERSIST, heartbeat_cb, d)) == NULL ||
+	if ((r = node_start_heartbeat(d->node)) < 0) {
+		log_error("startup", "error=\"cannot start the heartbeat: %s\"", strerror(-r));
+		return -1;
+	}
+	if ((d->ev_beat = event_new(d->base, -1, EV_PERSIST, sweep_cb, d)) == NULL ||
 	    event_add(d->ev_beat, &every) < 0) {
-		log_error("startup", "error=\"cannot start the heartbeat\"");
+		log_error("startup", "error=\"cannot start the sweep of dead nodes\"");
 		return -1;
 	}
 	return 0;

@@ -27,9 +27,9 @@ The scenario, the same on both:
    at 20 % delivered node-a is stopped (SIGSTOP); its claims in active/
    are the messages in flight; node-b logs node-takeover (node=node-a
    by=node-b) once the lease ran out and delivers them; node-a is
-   continued and logs relay-claim-lost, recording nothing; at half way (or
-   40 messages later) node-b is killed (SIGKILL); node-a takes node-b's
-   claims over.
+   continued, logs node-stalled and relay-claim-lost, recording nothing;
+   at half way (or 40 messages later) node-b is killed (SIGKILL); node-a
+   takes node-b's claims over.
 3. checks: every message reached the sink; a Message-ID seen twice is one
    of the messages in flight at the stop or the kill; each message has
    exactly one record (sent/), queue/ and active/ are empty; node-b
@@ -307,6 +307,7 @@ class Scenario:
         if inflight:
             wait_until(lambda: 'event=relay-claim-lost' in a.read_log('smtpd'), 30,
                        'node-a noticing its lost claims')
+        wait_until(lambda: 'event=node-stalled' in a.read_log('smtpd'), 10, 'node-a saying it missed its lease')
         log('node-a continued: %d relay-claim-lost' % a.read_log('smtpd').count('event=relay-claim-lost'))
 
         target = min(n - 20, max(n // 2, self.sink.unique('m-') + 40))

@@ -40,7 +40,8 @@
  *	claim (finishing, stopped) goes back to queue/ or, published already,
  *	is removed; a dead node's temporaries wait tmp_min_age; node names
  *	held by a live process or a fresh heartbeat of another machine are
- *	refused, dead ones taken; node_sweep() takes only dead nodes' claims.
+ *	refused, dead ones taken; node_sweep() takes only dead nodes' claims;
+ *	the heartbeat thread renews the file.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1732,7 +1733,15 @@ START_TEST(test_node_names_and_sweep)
 	ck_assert_uint_eq(st.claims, 1);
 	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, id1));
 	ck_assert(exists_at(spool, SPOOL_DIR_ACTIVE, claim));
-	ck_assert(node_lease_held(node));
+	ck_assert_int_eq(node_start_heartbeat(node), 0);
+	{
+		struct stat before, after;
+
+		ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_NODES), "gw-a", &before, 0), 0);
+		sleep(2);	/* the thread renews it every second: a new file (rename) */
+		ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_NODES), "gw-a", &after, 0), 0);
+		ck_assert_uint_ne(before.st_ino, after.st_ino);
+	}
 	/* a second process with this name on this machine is refused */
 	ck_assert_int_eq(node_register(spool, 1, 10, &other, err, sizeof(err)), 0);	/* same pid: ours */
 	node_unregister(other);
