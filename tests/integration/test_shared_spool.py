@@ -63,7 +63,8 @@ N_LOCAL = int(os.environ.get('SPOOLGATE_SHARED_N_LOCAL') or 600)
 N_GLUSTER = int(os.environ.get('SPOOLGATE_SHARED_N') or 1000)
 SINK_DELAY = 0.05		# seconds per message at the sink: deliveries stay in flight
 MAX_DELIVERIES = 2		# per node: the takeover comes before the last messages went
-LEASE = 4			# lease_time of the nodes; heartbeat_interval 1
+LEASE = 4			# lease_time of the nodes on local disk; heartbeat_interval 1
+LEASE_GLUSTER = 10		# on GlusterFS: on a loaded machine its operations stall for seconds
 GLUSTER_HOST = '127.0.0.2'	# glusterd refuses loopback 127.0.0.1 bricks
 
 
@@ -207,10 +208,10 @@ def msgid_of(spool, qid):
     return m.group(1).decode() if m else None
 
 
-def node_cfg(name, spool, sink, tarpit, shared):
+def node_cfg(name, spool, sink, tarpit, shared, lease=LEASE):
     return {
         'dir': spool, 'hostname': name, 'shared': shared, 'heartbeat_interval': 1,
-        'lease_time': LEASE, 'poll_interval_ms': 200,
+        'lease_time': lease, 'poll_interval_ms': 200,
         'smarthost': '127.0.0.1:%d' % sink.port,
         'routes': {'hold.test': '127.0.0.1:%d' % tarpit.port},
         'retry_min': 1, 'retry_max': 2, 'scan_interval': 5, 'max_deliveries': MAX_DELIVERIES,
@@ -231,7 +232,7 @@ class Scenario:
     fs_views = False
 
     def node(self, name, spool):
-        gw = harness.Instance(name, **node_cfg(name, spool, self.sink, self.tarpit, self.shared))
+        gw = harness.Instance(name, **node_cfg(name, spool, self.sink, self.tarpit, self.shared, self.lease))
         self.addCleanup(gw.cleanup)
         gw.spool = spool		# path(), listdir() read the shared spool
         return gw
@@ -294,14 +295,15 @@ class Scenario:
         log('%d messages in through both nodes in %.1fs' % (n, time.monotonic() - t0))
 
         wait_until(lambda: self.sink.unique('m-') >= n // 5, 120, '20 % delivered', interval=0.01)
+        mark_b = b._log_size('smtpd')
         os.kill(a.procs['smtpd'].pid, signal.SIGSTOP)
         t_stop = time.monotonic()
         inflight = {msgid_of(a.spool, q) for q in claims_of(a.spool, 'node-a')}
         log('node-a stopped with %d claims in flight (%d delivered)' % (len(inflight), self.sink.unique('m-')))
         try:
-            wait_until(lambda: re.search(r'event=node-takeover .*node=node-a by=node-b', b.read_log('smtpd')),
-                       LEASE + 20, "node-b's takeover of node-a's claims")
-            log('node-b took node-a\'s claims over %.1fs after the stop (lease %ds)' % (time.monotonic() - t_stop, LEASE))
+            wait_until(lambda: re.search(r'event=node-takeover .*node=node-a by=node-b', b.read_log('smtpd', mark_b)),
+                       self.lease + 20, "node-b's takeover of node-a's claims")
+            log('node-b took node-a\'s claims over %.1fs after the stop (lease %ds)' % (time.monotonic() - t_stop, self.lease))
         finally:
             os.kill(a.procs['smtpd'].pid, signal.SIGCONT)
         if inflight:
@@ -312,14 +314,15 @@ class Scenario:
 
         target = min(n - 20, max(n // 2, self.sink.unique('m-') + 40))
         wait_until(lambda: self.sink.unique('m-') >= target, 120, '%d delivered' % target, interval=0.01)
+        mark_a = a._log_size('smtpd')
         b.kill('smtpd')
         inflight_b = {msgid_of(b.spool, q) for q in claims_of(b.spool, 'node-b')}
         t_kill = time.monotonic()
         log('node-b killed with %d claims in flight (%d delivered)' % (len(inflight_b), self.sink.unique('m-')))
         inflight |= inflight_b
         if inflight_b:
-            wait_until(lambda: re.search(r'event=node-takeover .*node=node-b by=node-a', a.read_log('smtpd')),
-                       LEASE + 20, "node-a's takeover of node-b's claims")
+            wait_until(lambda: re.search(r'event=node-takeover .*node=node-b by=node-a', a.read_log('smtpd', mark_a)),
+                       self.lease + 20, "node-a's takeover of node-b's claims")
             log("node-a took node-b's claims over %.1fs after the kill" % (time.monotonic() - t_kill))
 
         wait_until(lambda: self.sink.unique('m-') == n, 240, 'every message at the sink', interval=0.1)
@@ -358,6 +361,7 @@ class LocalSpool(Scenario, unittest.TestCase):
             pw = harness.pwd.getpwnam(harness.USER)
             os.chown(self.spool_a, pw.pw_uid, pw.pw_gid)
         self.shared = False
+        self.lease = LEASE
         self.n = N_LOCAL
         self.fs_views = harness.fuse_available() is None
 
@@ -494,6 +498,7 @@ class Gluster(Scenario, unittest.TestCase):
         os.chown(self.spool_a, pw.pw_uid, pw.pw_gid)
         wait_until(lambda: os.path.isdir(self.spool_b), 10, 'the spool seen by the second client')
         self.shared = True
+        self.lease = LEASE_GLUSTER
         self.n = N_GLUSTER
         self.fs_views = True
 
