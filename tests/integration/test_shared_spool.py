@@ -264,6 +264,8 @@ class Scenario:
             wait_until(lambda: m in self.sink.first, 30, '%s delivered by node-b' % m, interval=0.005)
             lat.append((self.sink.first[m] - t250) * 1000)
         self.assertFalse(any('lat-' in (msgid_of(a.spool, q) or '') for q in claims_of(a.spool, 'node-a')))
+        # scan_interval is 5 s: only inotify (local) or the poll of queue/ (shared) is this quick
+        self.assertLess(max(lat), 3000, 'node-b found node-a\'s records by its scan, not at once')
         lat.sort()
         log('A->B relay latency (node-a 250 -> sink, delivered by node-b, %s): '
             'min %.0f ms, median %.0f ms, max %.0f ms'
@@ -280,6 +282,7 @@ class Scenario:
                            "node-a's message in node-b's inbox/bob/", interval=0.002)
                 view.append((time.monotonic() - t250) * 1000)
             view.sort()
+            self.assertLess(view[-1], 3000, "node-a's arrival late in node-b's view")
             log("A->B inbox latency (node-a 250 -> listed in node-b's spoolgate-fs view): "
                 'min %.1f ms, median %.1f ms, max %.1f ms' % (view[0], view[len(view) // 2], view[-1]))
         self.tarpit.hold.clear()
