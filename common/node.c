@@ -7,7 +7,6 @@
  *	the file.  The file is replaced by rename, never rewritten in place,
  *	so a reader sees one whole line or the previous one.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -25,7 +24,7 @@
 #define NODE_BOOT_ID_PATH	"/proc/sys/kernel/random/boot_id"
 #define NODE_BOOT_MAX		64
 #define NODE_LINE_MAX		256
-#define NODE_MAX_PEERS		1024	/* live nodes remembered by one sweep */
+#define NODE_MAX_PEERS		1024	/* nodes remembered by one sweep */
 
 struct node {
 	struct spool   *spool;			/* constant after node_register() */
@@ -109,7 +108,7 @@ write_beat(struct node *node)
 
 	len = snprintf(line, sizeof(line), "boot=%s pid=%ld started=%lld seq=%lu\n", node->boot, (long)getpid(),
 	    node->started, node->seq + 1);
-	snprintf(tmp, sizeof(tmp), ".%s.%ld", node->name, (long)getpid());
+	snprintf(tmp, sizeof(tmp), ".%s.%ld.%ld", node->name, (long)getpid(), (long)gettid());	/* the beat thread or a start */
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
@@ -241,51 +240,47 @@ node_start_heartbeat(struct node *node)
 	return 0;
 }
 
-/* The names of the live nodes, this one included, seen by one sweep. */
+/*
+ * What one sweep learnt about the nodes named by claims and temporaries.
+ * Each name's heartbeat file is looked up by name (never from a listing of
+ * nodes/: a network filesystem's directory caches may miss a name that
+ * another client just renamed into place), once per sweep.
+ */
+struct node_peer {
+	char		name[64];
+	bool		dead;
+};
+
 struct node_peers {
 	const struct node *self;
-	char		(*live)[64];
+	struct node_peer *peer;			/* NODE_MAX_PEERS */
 	size_t		n;
 };
 
 static int
 peer_dead(const char *host, long pid, void *arg)
 {
-	const struct node_peers *p = arg;
+	struct node_peers *p = arg;
+	struct node_beat beat;
+	bool dead;
 	size_t i;
+	int r;
 
 	(void)pid;
 	if (strcmp(host, p->self->name) == 0)
 		return 0;	/* ours: recovery at start, by pid */
 	for (i = 0; i < p->n; i++)
-		if (strcmp(p->live[i], host) == 0)
-			return 0;
-	return 1;
-}
-
-static int
-list_live(struct node *node, struct node_peers *p)
-{
-	struct node_beat beat;
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	fd = openat(spool_dirfd(node->spool, SPOOL_DIR_NODES), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -errno;
+		if (strcmp(p->peer[i].name, host) == 0)
+			return p->peer[i].dead;
+	r = read_beat(p->self->spool, host, &beat);
+	if (r < 0 && r != -ENOENT)
+		return 0;	/* cannot tell (EIO, EMFILE...): not dead */
+	dead = r == -ENOENT || beat.age_ms >= (long long)p->self->lease * 1000;
+	if (p->n < NODE_MAX_PEERS && strlen(host) < sizeof(p->peer[0].name)) {
+		snprintf(p->peer[p->n].name, sizeof(p->peer[0].name), "%s", host);
+		p->peer[p->n++].dead = dead;
 	}
-	while ((de = readdir(d)) != NULL && p->n < NODE_MAX_PEERS) {
-		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(p->live[0]))
-			continue;
-		if (read_beat(node->spool, de->d_name, &beat) == 0 && beat.age_ms < (long long)node->lease * 1000)
-			snprintf(p->live[p->n++], sizeof(p->live[0]), "%s", de->d_name);
-	}
-	closedir(d);
-	return 0;
+	return dead;
 }
 
 int
@@ -295,12 +290,10 @@ node_sweep(struct node *node, struct spool_reclaim *stats)
 	int r;
 
 	memset(stats, 0, sizeof(*stats));
-	if ((peers.live = calloc(NODE_MAX_PEERS, sizeof(*peers.live))) == NULL)
+	if ((peers.peer = calloc(NODE_MAX_PEERS, sizeof(*peers.peer))) == NULL)
 		return -ENOMEM;
-	r = list_live(node, &peers);
-	if (r == 0)
-		r = spool_reclaim(node->spool, peer_dead, &peers, (long)node->lease, node->name, stats);
-	free(peers.live);
+	r = spool_reclaim(node->spool, peer_dead, &peers, (long)node->lease, node->name, stats);
+	free(peers.peer);
 	if (r < 0)
 		log_warn("node-sweep", "node=%s error=\"%s\"", node->name, strerror(-r));
 	return r;

@@ -1147,6 +1147,20 @@ cmp_polled(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+/* Doubles the room for names, up to RUNNER_POLL_MAX; -1 when there is no more. */
+static int
+grow_polled(char (**names)[SPOOL_ID_MAX], size_t *cap)
+{
+	size_t more = *cap * 2 > RUNNER_POLL_MAX ? RUNNER_POLL_MAX : *cap * 2;
+	char (*grown)[SPOOL_ID_MAX];
+
+	if (more <= *cap || (grown = realloc(*names, more * sizeof(*grown))) == NULL)
+		return -1;
+	*names = grown;
+	*cap = more;
+	return 0;
+}
+
 /*
  * shared = yes: other nodes' renames into queue/ make no inotify event
  * here.  Every poll_interval_ms the names of queue/ are listed (no record
@@ -1159,7 +1173,7 @@ runner_poll_queue(struct runner *r)
 {
 	char (*names)[SPOOL_ID_MAX];
 	struct dirent *de;
-	size_t n = 0, i;
+	size_t n = 0, i, cap;
 	DIR *d;
 	int fd;
 
@@ -1169,14 +1183,16 @@ runner_poll_queue(struct runner *r)
 			close(fd);
 		return;
 	}
-	if ((names = malloc(RUNNER_POLL_MAX * sizeof(*names))) == NULL) {
+	/* room for as many names as last time, twice over */
+	cap = r->npolled < 64 ? 128 : r->npolled < RUNNER_POLL_MAX / 2 ? r->npolled * 2 : RUNNER_POLL_MAX;
+	if ((names = malloc(cap * sizeof(*names))) == NULL) {
 		closedir(d);
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.' || strlen(de->d_name) >= SPOOL_ID_MAX)
 			continue;
-		if (n == RUNNER_POLL_MAX) {
+		if (n == cap && grow_polled(&names, &cap) < 0) {
 			runner_request_scan(r);	/* too many to remember: a full scan decides */
 			break;
 		}

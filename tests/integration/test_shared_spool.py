@@ -300,6 +300,7 @@ class Scenario:
         wait_until(lambda: self.sink.unique('m-') >= n // 5, 120, '20 % delivered', interval=0.01)
         mark_b = b._log_size('smtpd')
         os.kill(a.procs['smtpd'].pid, signal.SIGSTOP)
+        self.assertNotIn('event=node-takeover', b.read_log('smtpd')[:mark_b], 'node-b took a live node-a for dead')
         t_stop = time.monotonic()
         inflight = {msgid_of(a.spool, q) for q in claims_of(a.spool, 'node-a')}
         log('node-a stopped with %d claims in flight (%d delivered)' % (len(inflight), self.sink.unique('m-')))
@@ -319,6 +320,7 @@ class Scenario:
         wait_until(lambda: self.sink.unique('m-') >= target, 120, '%d delivered' % target, interval=0.01)
         mark_a = a._log_size('smtpd')
         b.kill('smtpd')
+        self.assertNotIn('event=node-takeover', a.read_log('smtpd')[:mark_a], 'node-a took a live node-b for dead')
         inflight_b = {msgid_of(b.spool, q) for q in claims_of(b.spool, 'node-b')}
         t_kill = time.monotonic()
         log('node-b killed with %d claims in flight (%d delivered)' % (len(inflight_b), self.sink.unique('m-')))
