@@ -32,9 +32,10 @@ The scenario, the same on both:
    takes node-b's claims over.
 3. checks: every message reached the sink; a Message-ID seen twice is one
    of the messages in flight at the stop or the kill; each message has
-   exactly one record (sent/), queue/ and active/ are empty; node-b
-   restarts under its name (its predecessor is dead); a third gateway
-   named node-a while node-a lives is refused at start.
+   exactly one record (sent/), queue/ and active/ are empty, no node
+   took a live node for dead; node-b restarts under its name (its
+   predecessor is dead); a third gateway named node-a while node-a lives
+   is refused at start.
 """
 
 import collections
