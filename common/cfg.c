@@ -44,6 +44,10 @@ static const struct cfg_key cfg_keys[] = {
 	K("spool", "mailboxes", T_MAILBOXES, mailboxes, 0, 0),
 	K("spool", "user", T_STRING, user, 0, 0),
 	K("spool", "hostname", T_STRING, hostname, 0, 0),
+	K("spool", "shared", T_BOOL, shared, 0, 0),
+	K("spool", "heartbeat_interval", T_UINT, heartbeat_interval, 1, 3600),
+	K("spool", "lease_time", T_UINT, lease_time, 3, 86400),
+	K("spool", "poll_interval_ms", T_UINT, poll_interval_ms, 10, 60000),
 	K("smtpd", "banner", T_STRING, banner, 0, 0),
 	K("smtpd", "max_sessions", T_UINT, max_sessions, 1, 100000),
 	K("smtpd", "max_sessions_per_client", T_UINT, max_sessions_per_client, 1, 100000),
@@ -333,6 +337,10 @@ cfg_defaults(struct cfg *cfg)
 	cfg->delay_warning_time = 0;
 	cfg->max_deliveries = 4;
 	cfg->scan_interval = 30;
+	cfg->shared = false;
+	cfg->heartbeat_interval = 2;
+	cfg->lease_time = 20;
+	cfg->poll_interval_ms = 500;
 	cfg->connect_timeout = 30;
 	cfg->command_timeout = 300;
 	cfg->data_done_timeout = 600;
@@ -1278,6 +1286,12 @@ cfg_load(const char *path, struct cfg *cfg, char *err, size_t errlen)
 	    (r = forwards_finish(cfg, ps.msg, sizeof(ps.msg))) < 0) {
 		snprintf(err, errlen, "%s: %s", path, ps.msg);
 		return r;
+	}
+	if (cfg->lease_time < 2 * cfg->heartbeat_interval + 1) {
+		/* A node must be able to miss a heartbeat without losing its claims. */
+		snprintf(err, errlen, "%s: [spool] lease_time (%u) must be more than twice heartbeat_interval (%u)",
+		    path, cfg->lease_time, cfg->heartbeat_interval);
+		return -EINVAL;
 	}
 	if (cfg->retry_max < cfg->retry_min) {
 		snprintf(err, errlen, "%s: [relay] retry_max (%u) is less than retry_min (%u)",

@@ -194,7 +194,11 @@ struct cfg {
 	size_t		n_mailboxes;
 	bool		any_mailbox;		/* mailboxes = *: any valid name is created on demand */
 	char	       *user;			/* user = spoolgate: drop root to this user */
-	char	       *hostname;		/* hostname = (gethostname) */
+	char	       *hostname;		/* hostname = (gethostname): the node's name, unique per spool */
+	bool		shared;			/* shared = no: other hosts use the spool (no inotify across them) */
+	unsigned	heartbeat_interval;	/* 2 s: nodes/<hostname> renewed */
+	unsigned	lease_time;		/* 20 s: a node silent that long is dead; its claims are taken over */
+	unsigned	poll_interval_ms;	/* 500 ms: with shared = yes, queue/ and inbox/ polled */
 
 	/* [smtpd], and the listeners: [smtpd] listen & co. are the shorthand
 	 * for one listener named "smtpd" (listeners[0] when it is used). */

@@ -4,23 +4,28 @@
  * DESCRIPTION
  *	See queue.h.  A claim's life, each step one atomic rename:
  *
- *	    queue/<id> -> active/<id>@<host>,<pid>          (claim)
- *	    tmp/<new record> -> active/<claim>              (record updated, synced)
- *	    active/<claim> -> queue/<id> | failed/<id>
+ *	    queue/<id> -> active/<claim>                    (claim: <id>@<host>,<pid>)
+ *	    tmp/<claim>.new                                 (new record written, synced
+ *	                                                     alone or by the batch's syncfs)
+ *	    active/<claim> -> tmp/<claim>.old               (parked: fails if taken over)
+ *	    tmp/<claim>.new -> queue/<id> | sent/<id> | failed/<id>
+ *	    unlink tmp/<claim>.old                          (at the release, once the
+ *	                                                     destination was synced)
  *
- *	so at every instant the record exists under exactly one name, except
- *	for a delivered message (keep_sent = yes), where one rename and one
- *	directory sync do:
- *
- *	    tmp/<new record> -> sent/<id>                   (synced, sent/ synced)
- *	    unlink active/<claim>                           (at the release, not synced)
- *
- *	sent/ is final, so a claim left beside it by a crash is only a
- *	leftover: recovery returns it to queue/ and then removes it there,
- *	since sent/ has the message (spool_recover()).  A deferral cannot
- *	go that way: its claim, returned by recovery, would replace the
- *	newer record in queue/ and send again to a recipient it recorded as
- *	delivered.
+ *	so at every instant the record exists under exactly one name outside
+ *	tmp/.  Every step that publishes needs the claim itself as the source
+ *	of a rename: a node that was stopped (SIGSTOP, a network cut) while
+ *	another node took its claim over (node.h) finds it gone and records
+ *	nothing (-ESTALE).  Once parked, the claim is in tmp/, where no other
+ *	node takes over: a node that stops there is handled by
+ *	spool_reclaim(), which removes the .new first (so a late rename of it
+ *	fails) and then gives the .old back, or removes it when the new record
+ *	got published.  A published record is always newer than any claim of
+ *	its message left behind by a crash (the claim was made by renaming
+ *	the record away), so recovery removes such a claim rather than giving
+ *	it back over the record (spool.c).  Only the destination directory is
+ *	synced before the release: a crash before the park reached the disk
+ *	leaves the claim beside the record, a leftover that recovery removes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,13 +42,13 @@
 struct queue_claim {
 	struct spool   *spool;
 	char		id[SPOOL_ID_MAX];
-	char		claim[SPOOL_NAME_MAX];	/* name under active/ */
-	char		newrec[SPOOL_NAME_MAX];	/* tmp/ name of the updated record */
+	char		claim[SPOOL_NAME_MAX - 8];	/* name under active/; room for tmp/<claim>.new */
+	char		newrec[SPOOL_NAME_MAX];	/* tmp/<claim>.new: the updated record, "" when none */
 	struct envelope	env;
 	int		datafd;
 	enum queue_outcome outcome;
 	int		prepared, finished, drop_sent, data_unlinked;
-	int		claim_left;	/* sent/ has the record; the claim goes at the release */
+	int		parked_left;	/* published: tmp/<claim>.old goes at the release */
 };
 
 static const char *const outcome_names[] = {
@@ -223,6 +228,30 @@ queue_finish_writes_record(enum queue_outcome outcome, bool keep_sent)
 	return outcome != QUEUE_SENT || keep_sent;
 }
 
+/* tmp/<claim>.new, O_EXCL; one left by an earlier failed attempt of this claim is replaced. */
+static int
+newrec_create(struct queue_claim *qc)
+{
+	int tmpfd = spool_dirfd(qc->spool, SPOOL_DIR_TMP), fd, r;
+
+	snprintf(qc->newrec, sizeof(qc->newrec), "%s.new", qc->claim);
+	fd = openat(tmpfd, qc->newrec, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0 && errno == EEXIST && unlinkat(tmpfd, qc->newrec, 0) == 0)
+		fd = openat(tmpfd, qc->newrec, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		r = -errno;
+		qc->newrec[0] = '\0';
+		return r;
+	}
+	if ((r = spool_chown_new(qc->spool, fd)) < 0) {
+		close(fd);
+		unlinkat(tmpfd, qc->newrec, 0);
+		qc->newrec[0] = '\0';
+		return r;
+	}
+	return fd;
+}
+
 /* The new record under tmp/, synced when sync is true. */
 static int
 finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent, bool sync)
@@ -244,7 +273,7 @@ finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent,
 	}
 	if ((r = envelope_format(&qc->env, &text, &len)) < 0)
 		return r;
-	if ((fd = spool_tmpfile(qc->spool, qc->newrec)) < 0) {
+	if ((fd = newrec_create(qc)) < 0) {
 		free(text);
 		return fd;
 	}
@@ -287,6 +316,16 @@ outcome_dir(enum queue_outcome outcome)
 	}
 }
 
+/* The claim is not in active/ any more: another node took it over (its lease ran out). */
+static int
+claim_gone(struct queue_claim *qc, int err)
+{
+	if (err != -ENOENT)
+		return err;
+	qc->finished = 1;	/* nothing of it is ours to give back */
+	return -ESTALE;
+}
+
 static int
 publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 {
@@ -294,7 +333,7 @@ publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 	int r;
 
 	if (unlinkat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, 0) < 0)
-		return -errno;
+		return claim_gone(qc, -errno);
 	unlinkat(spool_dirfd(spool, SPOOL_DIR_DATA), qc->id, 0);
 	qc->data_unlinked = 1;
 	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, "data")) < 0)
@@ -302,26 +341,19 @@ publish_drop(struct queue_claim *qc, struct spool_dirset *dirs)
 	return 0;
 }
 
-/* A delivered message's record straight into sent/; the claim goes at the release. */
-static int
-publish_sent(struct queue_claim *qc, struct spool_dirset *dirs)
-{
-	struct spool *spool = qc->spool;
-
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_SENT), qc->id) < 0)
-		return -errno;
-	qc->newrec[0] = '\0';
-	qc->finished = 1;
-	qc->claim_left = 1;
-	return spool_dirset_add(dirs, "sent");
-}
-
+/*
+ * The claim parked in tmp/ (the rename fails when another node took it
+ * over), then the new record into dest.  sent/ alone is synced for a
+ * delivered message (a claim left beside its record is a leftover);
+ * active/ too for the others.
+ */
 int
 queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 {
 	struct spool *spool = qc->spool;
 	enum spool_dir dest = outcome_dir(qc->outcome);
-	int r;
+	int tmpfd = spool_dirfd(spool, SPOOL_DIR_TMP), r;
+	char parked[SPOOL_NAME_MAX];
 
 	if (!qc->prepared)
 		return -EINVAL;
@@ -331,35 +363,42 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 		qc->finished = 1;
 		return 0;
 	}
-	if (dest == SPOOL_DIR_SENT)
-		return publish_sent(qc, dirs);
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_TMP), qc->newrec, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
-		return -errno;
-	qc->newrec[0] = '\0';
-	if (renameat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(spool, dest), qc->id) < 0)
-		return -errno;
-	qc->finished = 1;
-	if ((r = spool_dirset_add(dirs, "active")) < 0 || (r = spool_dirset_add(dirs, spool_dir_name(dest))) < 0)
+	snprintf(parked, sizeof(parked), "%s.old", qc->claim);
+	if (renameat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, tmpfd, parked) < 0)
+		return claim_gone(qc, -errno);
+	if (renameat(tmpfd, qc->newrec, spool_dirfd(spool, dest), qc->id) < 0) {
+		r = -errno;	/* ENOENT: a node that took us for dead removed it; spool_reclaim() returns the parked one */
+		if (renameat(tmpfd, parked, spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim) < 0)
+			return claim_gone(qc, -ENOENT);
 		return r;
-	return 0;
+	}
+	qc->newrec[0] = '\0';
+	qc->finished = 1;
+	qc->parked_left = 1;
+	if (dest != SPOOL_DIR_SENT && (r = spool_dirset_add(dirs, "active")) < 0)
+		return r;
+	return spool_dirset_add(dirs, spool_dir_name(dest));
 }
 
 /*
  * The last close of the unlinked data file frees its blocks: with ext4's
  * discard option a synchronous discard, hundreds of microseconds.  Here,
- * where the caller can afford it, not in queue_claim_free().  The claim
- * of a record published into sent/ goes only once sent/ was synced: if
- * it was not, the claim stays for recovery, which delivers the message
- * again unless the record in sent/ survived.
+ * where the caller can afford it, not in queue_claim_free().  The parked
+ * claim of a published record goes only once the destination was synced:
+ * if it was not, the claim stays for recovery, which gives it back
+ * unless the published record survived.
  */
 void
 queue_finish_release(struct queue_claim *qc, bool durable)
 {
-	if (qc->claim_left && durable) {
-		if (unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, 0) < 0 && errno != ENOENT)
+	char parked[SPOOL_NAME_MAX];
+
+	if (qc->parked_left && durable) {
+		snprintf(parked, sizeof(parked), "%s.old", qc->claim);
+		if (unlinkat(spool_dirfd(qc->spool, SPOOL_DIR_TMP), parked, 0) < 0 && errno != ENOENT)
 			log_error("queue-release", "id=%s claim=%s error=\"%s\" action=\"recovery removes it at the "
-			    "next start (sent/ has the record)\"", qc->id, qc->claim, strerror(errno));
-		qc->claim_left = 0;
+			    "next start (the record was published)\"", qc->id, parked, strerror(errno));
+		qc->parked_left = 0;
 	}
 	if (!qc->data_unlinked || qc->datafd < 0)
 		return;
@@ -373,7 +412,7 @@ queue_claim_release(struct queue_claim *qc)
 	if (qc->finished)
 		return 0;
 	if (renameat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, spool_dirfd(qc->spool, SPOOL_DIR_QUEUE), qc->id) < 0)
-		return -errno;
+		return claim_gone(qc, -errno);
 	qc->finished = 1;
 	return 0;
 }
@@ -381,11 +420,14 @@ queue_claim_release(struct queue_claim *qc)
 void
 queue_claim_free(struct queue_claim *qc)
 {
-	int r;
+	int r = 0;
 
 	if (qc == NULL)
 		return;
-	if (!qc->finished && (r = queue_claim_release(qc)) < 0)
+	if (!qc->finished && (r = queue_claim_release(qc)) == -ESTALE)
+		log_warn("queue-release", "id=%s claim=%s action=\"taken over by another node meanwhile\"", qc->id,
+		    qc->claim);
+	else if (r < 0)
 		log_error("queue-release", "id=%s claim=%s error=\"%s\" action=\"recovery returns it at next start\"",
 		    qc->id, qc->claim, strerror(-r));
 	if (qc->newrec[0] != '\0')

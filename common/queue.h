@@ -45,6 +45,12 @@
  *	removes the claim, unsynced, when durable.  Otherwise it does
  *	nothing.  queue_claim_release() gives an unfinished claim back to
  *	queue/ unchanged (shutdown).
+ *
+ *	On a shared spool another node may take a claim over while this one
+ *	is stopped (node.h).  queue_finish_publish() and
+ *	queue_claim_release() then return -ESTALE and record nothing: every
+ *	step that publishes is a rename whose source is the claim itself,
+ *	never "check, then write" (queue.c).
  * THREADS
  *	A claim belongs to one thread at a time.
  */

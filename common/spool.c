@@ -78,6 +78,7 @@ static const char *const spool_dir_names[SPOOL_DIR__COUNT] = {
 	[SPOOL_DIR_SENT] = "sent",
 	[SPOOL_DIR_FAILED] = "failed",
 	[SPOOL_DIR_PARTIAL] = "partial",
+	[SPOOL_DIR_NODES] = "nodes",
 };
 
 const char *
@@ -896,6 +897,7 @@ pid_of_name(const char *name)
 	return p ? strtol(p + 1, NULL, 10) : -1;
 }
 
+/* The previous process of this host whose pid is in a name: is it gone? */
 static int
 owner_is_dead(const struct spool *spool, const char *host, long pid)
 {
@@ -906,22 +908,76 @@ owner_is_dead(const struct spool *spool, const char *host, long pid)
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
+/*
+ * "<id>@<host>,<pid>" (a claim in active/) or "<id>@<host>,<pid>.new|.old"
+ * (a finishing claim's new record and parked old record in tmp/, queue.c):
+ * its parts, suffix "" for a claim.  -1 when name is no claim.
+ */
 static int
-remove_stale_tmp(struct spool *spool, const char *name, void *arg)
+parse_claim(const char *name, char id[SPOOL_ID_MAX], char host[64], long *pid, const char **suffix)
 {
-	struct spool_recovery *stats = arg;
-	const char *dot = strrchr(name, '.');
-	struct stat st;
-	int stale;
+	const char *at = strchr(name, '@'), *comma = at ? strchr(at, ',') : NULL;
+	char *end;
 
-	if (fstatat(spool->dirfd[SPOOL_DIR_TMP], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (at == NULL || comma == NULL || (size_t)(at - name) >= SPOOL_ID_MAX || at == name ||
+	    (size_t)(comma - at - 1) >= 64)
+		return -1;
+	*pid = strtol(comma + 1, &end, 10);
+	if (end == comma + 1 || (*end != '\0' && strcmp(end, ".new") != 0 && strcmp(end, ".old") != 0))
+		return -1;
+	snprintf(id, SPOOL_ID_MAX, "%.*s", (int)(at - name), name);
+	snprintf(host, 64, "%.*s", (int)(comma - at - 1), at + 1);
+	*suffix = end;
+	return 0;
+}
+
+struct reclaim_ctx {
+	spool_dead_fn		dead;
+	void		       *arg;
+	long			tmp_min_age;
+	const char	       *by;
+	struct spool_reclaim   *stats;
+	const char	       *suffix;		/* the tmp/ pass: ".new", ".old" or "" (plain temporaries) */
+};
+
+static int record_exists(struct spool *spool, const char *id);
+
+static void
+log_given_back(const struct reclaim_ctx *rc, const char *id, const char *name, const char *host, const char *where)
+{
+	if (rc->by == NULL)
+		log_info("recovery-claim-returned", "id=%s claim=%s%s", id, where, name);
+	else
+		log_warn("node-takeover", "id=%s claim=%s%s node=%s by=%s action=\"returned to queue/: its node's "
+		    "lease ran out\"", id, where, name, host, rc->by);
+}
+
+/*
+ * active/<id>@<host>,<pid> of a dead owner goes back to queue/, or away when
+ * its message has a record already.
+ */
+static int
+reclaim_claim(struct spool *spool, const char *name, void *arg)
+{
+	struct reclaim_ctx *rc = arg;
+	char id[SPOOL_ID_MAX], host[64];
+	const char *suffix;
+	long pid;
+
+	if (parse_claim(name, id, host, &pid, &suffix) < 0 || suffix[0] != '\0' || !rc->dead(host, pid, rc->arg))
 		return 0;
-	stale = time(NULL) - st.st_mtime > SPOOL_STALE_SECONDS;
-	if (!stale && dot != NULL)
-		stale = owner_is_dead(spool, dot + 1, pid_of_name(name));
-	if (stale && unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0) == 0) {
-		stats->temporaries_removed++;
-		log_info("recovery-tmp-removed", "name=%s", name);
+	if (record_exists(spool, id)) {
+		/* Left beside its published record by a crash (queue.c): that record is the newer one. */
+		if (unlinkat(spool->dirfd[SPOOL_DIR_ACTIVE], name, 0) == 0) {
+			rc->stats->superseded++;
+			log_warn("recovery-record-superseded", "id=%s name=active/%s reason=\"the message has a newer "
+			    "record in queue/, sent/ or failed/: the claim is removed, not given back\"", id, name);
+		}
+		return 0;
+	}
+	if (renameat(spool->dirfd[SPOOL_DIR_ACTIVE], name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
+		rc->stats->claims++;
+		log_given_back(rc, id, name, host, "active/");
 	}
 	return 0;
 }
@@ -955,32 +1011,82 @@ remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, con
 	return 0;
 }
 
+static int record_anywhere(struct spool *spool, const char *id);
+
 /*
- * active/<id>@<host>,<pid> of a dead runner of this host goes back to
- * queue/, or away when sent/ has the message: returned, it could be
- * claimed by another gateway on the spool before the pass over queue/.
+ * tmp/, in three passes (rc->suffix): first the new records of finishing
+ * claims of dead owners are removed, so that an owner that was only
+ * stopped cannot publish one later (its rename fails); then each parked
+ * old record goes back to queue/, unless the new one was published
+ * before (then it is removed); then plain temporaries.
  */
 static int
-return_dead_claim(struct spool *spool, const char *name, void *arg)
+reclaim_tmp(struct spool *spool, const char *name, void *arg)
 {
-	struct spool_recovery *stats = arg;
+	struct reclaim_ctx *rc = arg;
+	int tmpfd = spool->dirfd[SPOOL_DIR_TMP];
 	char id[SPOOL_ID_MAX], host[64];
-	const char *at = strchr(name, '@'), *comma = strrchr(name, ',');
+	const char *suffix, *dot;
+	struct stat st;
+	long pid;
 
-	if (at == NULL || comma == NULL || comma < at || (size_t)(at - name) >= sizeof(id) ||
-	    (size_t)(comma - at - 1) >= sizeof(host))
+	if (parse_claim(name, id, host, &pid, &suffix) == 0) {
+		if (strcmp(suffix, rc->suffix) != 0 || !rc->dead(host, pid, rc->arg))
+			return 0;
+		if (strcmp(suffix, ".new") == 0) {
+			unlinkat(tmpfd, name, 0);
+		} else if (record_anywhere(spool, id)) {
+			if (unlinkat(tmpfd, name, 0) == 0)
+				rc->stats->parked++;
+		} else if (renameat(tmpfd, name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
+			rc->stats->parked++;
+			log_given_back(rc, id, name, host, "tmp/");
+		}
 		return 0;
-	snprintf(id, sizeof(id), "%.*s", (int)(at - name), name);
-	snprintf(host, sizeof(host), "%.*s", (int)(comma - at - 1), at + 1);
-	if (!owner_is_dead(spool, host, strtol(comma + 1, NULL, 10)))
+	}
+	if (rc->suffix[0] != '\0' || (dot = strrchr(name, '.')) == NULL ||
+	    fstatat(tmpfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
-	if (sent_record_exists(spool, id))
-		return remove_superseded(spool, SPOOL_DIR_ACTIVE, name, id, stats);
-	if (renameat(spool->dirfd[SPOOL_DIR_ACTIVE], name, spool->dirfd[SPOOL_DIR_QUEUE], id) == 0) {
-		stats->claims_returned++;
-		log_info("recovery-claim-returned", "id=%s claim=%s", id, name);
+	if (time(NULL) - st.st_mtime <= SPOOL_STALE_SECONDS &&
+	    (time(NULL) - st.st_mtime < rc->tmp_min_age || !rc->dead(dot + 1, pid_of_name(name), rc->arg)))
+		return 0;
+	if (unlinkat(tmpfd, name, 0) == 0) {
+		rc->stats->temporaries++;
+		if (rc->by == NULL)
+			log_info("recovery-tmp-removed", "name=%s", name);
+		else
+			log_info("node-tmp-removed", "name=%s node=%s by=%s", name, dot + 1, rc->by);
 	}
 	return 0;
+}
+
+int
+spool_reclaim(struct spool *spool, spool_dead_fn dead, void *arg, long tmp_min_age, const char *by,
+    struct spool_reclaim *stats)
+{
+	static const char *const passes[] = { ".new", ".old", "" };
+	struct reclaim_ctx rc = { dead, arg, tmp_min_age, by, stats, "" };
+	size_t i;
+	int r;
+
+	memset(stats, 0, sizeof(*stats));
+	if ((r = for_each_entry(spool, SPOOL_DIR_ACTIVE, reclaim_claim, &rc)) < 0)
+		return r;
+	for (i = 0; i < sizeof(passes) / sizeof(passes[0]); i++) {
+		rc.suffix = passes[i];
+		if ((r = for_each_entry(spool, SPOOL_DIR_TMP, reclaim_tmp, &rc)) < 0)
+			return r;
+	}
+	if (stats->claims + stats->parked + stats->superseded > 0 &&
+	    (fsync(spool->dirfd[SPOOL_DIR_QUEUE]) < 0 || fsync(spool->dirfd[SPOOL_DIR_ACTIVE]) < 0))
+		return -errno;
+	return 0;
+}
+
+static int
+own_process_dead(const char *host, long pid, void *arg)
+{
+	return owner_is_dead(arg, host, pid);
 }
 
 static int
@@ -1036,7 +1142,7 @@ find_claim_of(struct spool *spool, const char *name, void *arg)
 	return strncmp(name, id, n) == 0 && name[n] == '@';
 }
 
-/* Does tmp/ hold "<id>.<host>", the temporary of a commit still under way? */
+/* Does tmp/ hold "<id>.<host>" or "<id>@...", a commit or a claim's finish under way? */
 static int
 tmp_twin_of(struct spool *spool, const char *name, void *arg)
 {
@@ -1044,7 +1150,7 @@ tmp_twin_of(struct spool *spool, const char *name, void *arg)
 	size_t n = strlen(id);
 
 	(void)spool;
-	return strncmp(name, id, n) == 0 && name[n] == '.';
+	return strncmp(name, id, n) == 0 && (name[n] == '.' || name[n] == '@');	/* '@': a parked claim */
 }
 
 int
@@ -1099,12 +1205,16 @@ count_mailbox(struct spool *spool, const char *name, void *arg)
 int
 spool_recover(struct spool *spool, struct spool_recovery *stats)
 {
+	struct spool_reclaim own;
 	int r;
 
 	memset(stats, 0, sizeof(*stats));
-	if ((r = for_each_entry(spool, SPOOL_DIR_TMP, remove_stale_tmp, stats)) < 0 ||
-	    (r = for_each_entry(spool, SPOOL_DIR_ACTIVE, return_dead_claim, stats)) < 0 ||
-	    (r = for_each_entry(spool, SPOOL_DIR_QUEUE, check_queued_record, stats)) < 0 ||
+	if ((r = spool_reclaim(spool, own_process_dead, spool, 0, NULL, &own)) < 0)
+		return r;
+	stats->temporaries_removed = own.temporaries;
+	stats->records_superseded = own.superseded;
+	stats->claims_returned = own.claims + own.parked;
+	if ((r = for_each_entry(spool, SPOOL_DIR_QUEUE, check_queued_record, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_DATA, remove_orphan_data, stats)) < 0 ||
 	    (r = for_each_entry(spool, SPOOL_DIR_MAIL, count_mailbox, stats)) < 0)
 		return r;

@@ -13,6 +13,7 @@
  *	    queue/<id>              envelope records waiting for delivery
  *	    active/<id>@<host>,<pid> records claimed by a queue runner
  *	    sent/<id>, failed/<id>  records of delivered and refused messages
+ *	    nodes/<host>            heartbeats of the gateways using the spool (node.h)
  *
  *	The commit protocol: a message is written under tmp/, then
  *	fsync(file); link(2)/rename(2) to its final names; fsync of every
@@ -38,10 +39,21 @@
  *
  *	spool_recover() runs at start-up: it removes half-written temporaries
  *	of dead processes of this host (tmp/), gives claims of dead runners of
- *	this host back to queue/, drops records whose data never became
- *	durable, removes queue/ records and dead claims of messages that have
- *	a record in sent/ (delivered: never sent twice), and counts what it
- *	kept.
+ *	this host back to queue/ (also those parked in tmp/ by a runner that
+ *	died while finishing, see queue.c), drops records whose data never
+ *	became durable, removes queue/ records and dead claims of messages
+ *	that have a record in sent/ (delivered: never sent twice), and counts
+ *	what it kept.  It never touches another host's claims or temporaries:
+ *	those are node.h's, once that node's lease has run out.
+ *
+ *	spool_reclaim() is the part of recovery that gives back what dead
+ *	owners left: every claim in active/ and parked claim in tmp/ whose
+ *	owner (host and pid from its name) dead() says is dead goes back to
+ *	queue/ (a claim whose message already has a record in queue/, sent/
+ *	or failed/ is removed instead: the published record is the newer
+ *	one), and their temporaries older than tmp_min_age seconds are
+ *	removed.  by names the node that takes over, for the log (NULL: this
+ *	host's own recovery).
  *
  *	spool_new_id() makes a message id unique across hosts, processes and
  *	time: "<sec>.M<usec>P<pid>Q<counter>", usable as a file name.
@@ -76,6 +88,7 @@ enum spool_dir {
 	SPOOL_DIR_SENT,
 	SPOOL_DIR_FAILED,
 	SPOOL_DIR_PARTIAL,	/* partial/: interrupted transfers kept for CHECKPOINT (checkpoint.h) */
+	SPOOL_DIR_NODES,
 	SPOOL_DIR__COUNT
 };
 
@@ -102,6 +115,16 @@ const char *spool_hostname(const struct spool *spool);	/* sanitised, for file na
 void spool_set_hostname(struct spool *spool, const char *name);
 void spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX]);
 int spool_recover(struct spool *spool, struct spool_recovery *stats);
+
+typedef int (*spool_dead_fn)(const char *host, long pid, void *arg);	/* 1: dead */
+struct spool_reclaim {
+	unsigned	claims;		/* active/ claims given back to queue/ */
+	unsigned	parked;		/* parked claims given back (or removed: their record was published) */
+	unsigned	superseded;	/* claims removed: their message has a newer record */
+	unsigned	temporaries;	/* tmp/ files removed */
+};
+int spool_reclaim(struct spool *spool, spool_dead_fn dead, void *arg, long tmp_min_age, const char *by,
+    struct spool_reclaim *stats);
 /* Is there a claim active/<id>@<host>,<pid> of this id?  1 or 0. */
 int spool_claim_exists(struct spool *spool, const char *id);
 

@@ -68,6 +68,15 @@
  */
 #define SPOOLFS_CACHE_TIMEOUT	60.0
 #define SPOOLFS_NO_CACHE	0.0
+/*
+ * [spool] shared = yes: other hosts change the spool and the watcher sees
+ * none of it.  Directories are not cached at all (their attributes, such
+ * as the mtime a script polls, are asked each time; listings are read at
+ * every opendir anyway and negative lookups are never cached, so another
+ * node's arrival shows at once), and names of messages for a second (one
+ * removed or moved by another node may linger that long).
+ */
+#define SPOOLFS_SHARED_TIMEOUT	1.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
@@ -688,25 +697,37 @@ spoolfs_kind_is_message(enum inode_kind kind)
 }
 
 static double
-spoolfs_attr_timeout(enum inode_kind kind)
+spoolfs_attr_timeout(const struct spoolfs *fs, enum inode_kind kind)
 {
+	bool shared = fs->cfg->shared;
+
 	switch (kind) {
 	case INODE_MAILMSG:
 	case INODE_RECMSG:
+		return shared ? SPOOLFS_SHARED_TIMEOUT : SPOOLFS_CACHE_TIMEOUT;
 	case INODE_ROOT:
 	case INODE_INBOX:
 	case INODE_MAILBOX:
 	case INODE_RECDIR:
-		return SPOOLFS_CACHE_TIMEOUT;
+		return shared ? SPOOLFS_NO_CACHE : SPOOLFS_CACHE_TIMEOUT;
 	default:
 		return SPOOLFS_NO_CACHE;
 	}
 }
 
+/*
+ * Names filtered per user (allow_other) are never cached by the kernel:
+ * every path walk through them asks again (access.h).  On a shared spool
+ * names are kept briefly: other nodes change it without inotify.
+ */
 static double
-spoolfs_entry_timeout(enum inode_kind kind)
+spoolfs_entry_timeout(const struct spoolfs *fs, enum inode_kind kind)
 {
-	return kind == INODE_OUTFILE ? SPOOLFS_NO_CACHE : SPOOLFS_CACHE_TIMEOUT;
+	if (kind == INODE_OUTFILE)
+		return SPOOLFS_NO_CACHE;
+	if (fs->per_user && (kind == INODE_MAILBOX || kind == INODE_RECMSG || kind == INODE_RECSTATUS))
+		return SPOOLFS_NO_CACHE;
+	return fs->cfg->shared ? SPOOLFS_SHARED_TIMEOUT : SPOOLFS_CACHE_TIMEOUT;
 }
 
 static bool
@@ -889,18 +910,6 @@ spoolfs_dir_shows_record(const struct spoolfs_dir *dir, int dirfd, const char *n
 	r = access_record(&dir->caller, fd);
 	(void) close(fd);
 	return r == 0;
-}
-
-/*
- * Names filtered per user are never cached by the kernel on a shared
- * mount: every path walk through them asks again (access.h).
- */
-static double
-spoolfs_shared_entry_timeout(const struct spoolfs *fs, enum inode_kind kind)
-{
-	if (fs->per_user && (kind == INODE_MAILBOX || kind == INODE_RECMSG || kind == INODE_RECSTATUS))
-		return SPOOLFS_NO_CACHE;
-	return spoolfs_entry_timeout(kind);
 }
 
 /* ----------------------------------------------------- directory snapshots */
@@ -1234,8 +1243,8 @@ spoolfs_reply_entry(fuse_req_t req, struct spoolfs *fs, const char *path,
 	e.ino = node->ino;
 	e.attr = *st;
 	e.attr.st_ino = node->ino;
-	e.attr_timeout = spoolfs_attr_timeout(kind);
-	e.entry_timeout = spoolfs_shared_entry_timeout(fs, kind);
+	e.attr_timeout = spoolfs_attr_timeout(fs, kind);
+	e.entry_timeout = spoolfs_entry_timeout(fs, kind);
 	if (fuse_reply_entry(req, &e) != 0)
 		inode_unref(&fs->nodes, node, 1);	/* the kernel never got it */
 }
@@ -1314,7 +1323,7 @@ spoolfs_getattr_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(fs, node->kind));
 }
 
 static int
@@ -1383,7 +1392,7 @@ spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	    (r = outfile_stat(of, &st)) < 0)
 		return (void) fuse_reply_err(req, -r);
 	st.st_ino = node->ino;
-	fuse_reply_attr(req, &st, spoolfs_attr_timeout(node->kind));
+	fuse_reply_attr(req, &st, spoolfs_attr_timeout(fs, node->kind));
 }
 
 /* A new handle, in fs->files until spoolfs_file_close(). */
@@ -1569,8 +1578,8 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return (void) fuse_reply_err(req, -r);
 	}
 	e.ino = e.attr.st_ino = node->ino;
-	e.attr_timeout = spoolfs_attr_timeout(INODE_OUTFILE);
-	e.entry_timeout = spoolfs_entry_timeout(INODE_OUTFILE);
+	e.attr_timeout = spoolfs_attr_timeout(fs, INODE_OUTFILE);
+	e.entry_timeout = spoolfs_entry_timeout(fs, INODE_OUTFILE);
 	fi->fh = (uintptr_t) h;
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
@@ -1907,8 +1916,8 @@ spoolfs_dirent_plus(struct spoolfs *fs, const struct spoolfs_dir *dir, size_t i,
 		if (r == 0 && inode_lookup(&fs->nodes, path, kind, area, node) == 0) {
 			e->ino = (*node)->ino;
 			e->attr.st_ino = (*node)->ino;
-			e->attr_timeout = spoolfs_attr_timeout(kind);
-			e->entry_timeout = spoolfs_shared_entry_timeout(fs, kind);
+			e->attr_timeout = spoolfs_attr_timeout(fs, kind);
+			e->entry_timeout = spoolfs_entry_timeout(fs, kind);
 			return;
 		}
 		memset(&e->attr, 0, sizeof e->attr);
@@ -2243,7 +2252,7 @@ spoolfs_forget_name(struct spoolfs *fs, const char *dir, const char *name)
 static bool
 spoolfs_node_is_cached(const struct inode *node)
 {
-	return spoolfs_entry_timeout(node->kind) > 0 && !node->pinned;
+	return node->kind != INODE_OUTFILE && !node->pinned;	/* the kinds whose names the kernel keeps */
 }
 
 /* Events were lost: every message the kernel knows is forgotten. */

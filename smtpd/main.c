@@ -80,6 +80,7 @@
 #include "../common/cfg.h"
 #include "../common/checkpoint.h"
 #include "../common/log.h"
+#include "../common/node.h"
 #include "../common/notify.h"
 #include "../common/spool.h"
 #include "../common/aliases.h"
@@ -102,6 +103,9 @@ struct daemon {
 	struct pickup	       *pickup;		/* drop/ -> queue/, its own thread */
 	struct auth	       *auth;
 	struct aliases_source  *aliases;	/* [aliases] file, or NULL */
+	struct node	       *node;		/* nodes/<hostname>: heartbeat, takeover of dead nodes */
+	struct event	       *ev_beat;	/* heartbeat_interval, persistent: node_sweep() */
+	long long		last_sweep;	/* CLOCK_MONOTONIC seconds of the last sweep_cb */
 	struct event	       *ev_term;
 	struct event	       *ev_int;
 	struct event	       *ev_hup;
@@ -340,6 +344,65 @@ log_listeners(const struct server *srv)
 	}
 }
 
+/*
+ * Every heartbeat_interval (the heartbeat itself has a thread of its own,
+ * node.h): give back what nodes whose lease ran out left in active/ and
+ * tmp/; a record given back lands in queue/, where this node's runner (or
+ * another's) finds it.  A tick that comes a lease late means this process
+ * was stopped: its claims may be another node's now.
+ */
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct spool_reclaim st;
+	struct timespec now;
+
+	(void)fd;
+	(void)what;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (d->last_sweep != 0 && now.tv_sec - d->last_sweep >= (time_t)(d->cfg.lease_time - d->cfg.heartbeat_interval))
+		log_warn("node-stalled", "seconds=%lld action=\"this process did not run for about a lease: other "
+		    "nodes may have taken its claims over; finishing those records nothing (relay-claim-lost)\"",
+		    (long long)(now.tv_sec - d->last_sweep));
+	d->last_sweep = now.tv_sec;
+	if (node_sweep(d->node, &st) == 0 && st.claims + st.parked > 0)
+		runner_poll_now(d->runner);
+}
+
+static int
+start_node(struct daemon *d)
+{
+	char err[512];
+	int r;
+
+	if ((r = node_register(d->spool, d->cfg.heartbeat_interval, d->cfg.lease_time, &d->node, err,
+	    sizeof(err))) < 0) {
+		log_error("node", "error=\"%s\"", err);
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+start_heartbeat(struct daemon *d)
+{
+	struct timeval every = { d->cfg.heartbeat_interval, 0 };
+	int r;
+
+	if ((r = node_start_heartbeat(d->node)) < 0) {
+		log_error("startup", "error=\"cannot start the heartbeat: %s\"", strerror(-r));
+		return -1;
+	}
+	if ((d->ev_beat = event_new(d->base, -1, EV_PERSIST, sweep_cb, d)) == NULL ||
+	    event_add(d->ev_beat, &every) < 0) {
+		log_error("startup", "error=\"cannot start the sweep of dead nodes\"");
+		return -1;
+	}
+	return 0;
+}
+
 /* READY=1 for systemd (Type=notify): recovered, every listener bound. */
 static void
 notify_ready_listening(const struct server *srv)
@@ -366,6 +429,8 @@ start(struct daemon *d)
 		return -1;
 	}
 	spool_set_hostname(d->spool, d->cfg.hostname);	/* claims and recovery know us by it */
+	if (start_node(d) < 0)
+		return -1;
 	if (pw != NULL)
 		(void)pickup_prepare_dir(&d->cfg, pw->pw_uid, pw->pw_gid);	/* logs what it did */
 	if ((r = spool_recover(d->spool, &rec)) < 0) {
@@ -402,6 +467,8 @@ start(struct daemon *d)
 		log_error("startup", "error=\"cannot start the relay: %s\"", strerror(-r));
 		return -1;
 	}
+	if (start_heartbeat(d) < 0)
+		return -1;
 	if ((r = pickup_new(&d->cfg, d->spool, d->aliases, &d->pickup)) < 0) {
 		log_error("startup", "error=\"cannot start the pickup of drop/: %s\"", strerror(-r));
 		return -1;
@@ -432,8 +499,11 @@ static void
 stop(struct daemon *d)
 {
 	pickup_free(d->pickup);	/* finishes the drop it is on */
+	if (d->ev_beat != NULL)
+		event_free(d->ev_beat);
 	runner_free(d->runner);
 	commitq_free(d->cq);	/* runs the done() of what is still in flight */
+	node_unregister(d->node);	/* after the claims went back: other nodes see a clean stop */
 	server_free(d->srv);
 	auth_free(d->auth);	/* after the commits: a write of derived keys refers to it */
 	aliases_source_free(d->aliases);	/* after the pickup and the sessions that used it */

@@ -82,6 +82,8 @@
  *	job, which commitq runs on its thread while the job is theirs.
  */
 #include <sys/types.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/queue.h>
 #include <dirent.h>
@@ -143,6 +145,8 @@ struct runner_odmr {
 	unsigned		pending;
 };
 
+#define RUNNER_POLL_MAX		65536		/* names remembered by the poll of a shared queue/ */
+
 struct runner_job;
 
 struct runner {
@@ -168,6 +172,9 @@ struct runner {
 	unsigned		next_odmr_id;
 	struct event	       *scan_ev;	/* the coalescing timer */
 	struct event	       *interval_ev;	/* scan_interval, persistent */
+	struct event	       *poll_ev;	/* shared = yes: poll_interval_ms, persistent; else NULL */
+	char		      (*polled)[SPOOL_ID_MAX];	/* queue/'s names at the last poll, sorted */
+	size_t			npolled;
 	struct event	       *due_ev;		/* earliest next-attempt */
 	struct event	       *wake_ev;	/* a destination has room: resume jobs waiting for it */
 	struct event	       *dispatch_ev;	/* a slot is free: claim the next message */
@@ -1153,6 +1160,13 @@ job_committed(void *arg, int result)
 		job_finished(j);
 		return;
 	}
+	if (result == -ESTALE) {
+		/* Stopped past our lease: another node has the message now, and its record is that node's to write. */
+		log_warn("relay-claim-lost", "id=%s outcome=%s action=\"nothing recorded: another node took the "
+		    "claim over while this one was not renewing its heartbeat\"", j->id, queue_outcome_name(j->outcome));
+		job_finished(j);
+		return;
+	}
 	if (r == NULL) {
 		log_error("relay-finish-failed", "id=%s outcome=%s error=\"%s\" action=\"shutting down: claim "
 		    "returned to queue/ unchanged\"", j->id, queue_outcome_name(j->outcome), strerror(-result));
@@ -1394,6 +1408,89 @@ runner_consider(struct runner *r, const char *id)
 	else
 		r->scan_wanted = true;
 	envelope_free(&env);
+}
+
+static int
+cmp_polled(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Doubles the room for names, up to RUNNER_POLL_MAX; -1 when there is no more. */
+static int
+grow_polled(char (**names)[SPOOL_ID_MAX], size_t *cap)
+{
+	size_t more = *cap * 2 > RUNNER_POLL_MAX ? RUNNER_POLL_MAX : *cap * 2;
+	char (*grown)[SPOOL_ID_MAX];
+
+	if (more <= *cap || (grown = realloc(*names, more * sizeof(*grown))) == NULL)
+		return -1;
+	*names = grown;
+	*cap = more;
+	return 0;
+}
+
+/*
+ * shared = yes: other nodes' renames into queue/ make no inotify event
+ * here.  Every poll_interval_ms the names of queue/ are listed (no record
+ * is read), and each name that was not there at the last poll is read as
+ * an inotify event would have named it (runner_consider()).  A deferred
+ * record given back by another node is a new name too.
+ */
+static void
+runner_poll_queue(struct runner *r)
+{
+	char (*names)[SPOOL_ID_MAX];
+	struct dirent *de;
+	size_t n = 0, i, cap;
+	DIR *d;
+	int fd;
+
+	fd = openat(spool_dirfd(r->spool, SPOOL_DIR_QUEUE), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* room for as many names as last time, twice over */
+	cap = r->npolled < 64 ? 128 : r->npolled < RUNNER_POLL_MAX / 2 ? r->npolled * 2 : RUNNER_POLL_MAX;
+	if ((names = malloc(cap * sizeof(*names))) == NULL) {
+		closedir(d);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) >= SPOOL_ID_MAX)
+			continue;
+		if (n == cap && grow_polled(&names, &cap) < 0) {
+			runner_request_scan(r);	/* too many to remember: a full scan decides */
+			break;
+		}
+		snprintf(names[n++], SPOOL_ID_MAX, "%s", de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_polled);
+	for (i = 0; i < n && !r->stopping; i++)
+		if (r->polled == NULL || bsearch(names[i], r->polled, r->npolled, sizeof(*names), cmp_polled) == NULL)
+			runner_consider(r, names[i]);
+	free(r->polled);
+	r->polled = names;
+	r->npolled = n;
+	runner_dispatch(r);
+}
+
+static void
+runner_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	runner_poll_queue(arg);
+}
+
+void
+runner_poll_now(struct runner *r)
+{
+	if (r != NULL)
+		runner_request_scan(r);
 }
 
 /*
@@ -1877,11 +1974,20 @@ runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		every.tv_sec = 1;
 	}
 	event_add(r->interval_ev, &every);
+	if (cfg->shared) {
+		struct timeval poll = { cfg->poll_interval_ms / 1000, (cfg->poll_interval_ms % 1000) * 1000 };
+
+		if ((r->poll_ev = event_new(base, -1, EV_PERSIST, runner_poll_cb, r)) == NULL ||
+		    event_add(r->poll_ev, &poll) < 0) {
+			runner_free(r);
+			return -ENOMEM;
+		}
+	}
 	log_info("relay-started", "smarthost=%s routes=%zu dns=%s helo=%s max_deliveries=%u scan_interval=%ld "
-	    "inotify=%s", cfg->smarthost != NULL && cfg->smarthost[0] ? cfg->smarthost : "mx", cfg->n_routes,
+	    "inotify=%s poll_ms=%u", cfg->smarthost != NULL && cfg->smarthost[0] ? cfg->smarthost : "mx", cfg->n_routes,
 	    r->dns != NULL ? (cfg->resolver != NULL && cfg->resolver[0] ? cfg->resolver : "system") : "none",
 	    delivery_agent_helo_name(r->agent), cfg->max_deliveries, (long)every.tv_sec,
-	    r->inotify_ev != NULL ? "yes" : "no");
+	    r->inotify_ev != NULL ? "yes" : "no", cfg->shared ? cfg->poll_interval_ms : 0);
 	runner_request_scan(r);	/* whatever the last run left in queue/ */
 	runner_flush(r);	/* a mailq --flush made while smtpd was stopped */
 	runner_flush_nodes_left(r);
@@ -1937,6 +2043,9 @@ runner_free(struct runner *r)
 		event_free(r->due_ev);
 	if (r->interval_ev != NULL)
 		event_free(r->interval_ev);
+	if (r->poll_ev != NULL)
+		event_free(r->poll_ev);
+	free(r->polled);
 	r->stopping = true;
 	if (r->wake_ev != NULL)
 		event_free(r->wake_ev);

@@ -7,6 +7,7 @@
  *	int runner_new(struct event_base *base, const struct cfg *cfg,
  *			struct spool *spool, struct commitq *cq, struct runner **out);
  *	void runner_kick(struct runner *runner);
+ *	void runner_poll_now(struct runner *runner);
  *	int runner_reload(struct runner *runner);
  *	void runner_free(struct runner *runner);
  * DESCRIPTION
@@ -116,6 +117,14 @@
  *	connection_idle_timeout must not be 0 (the connection waits idle
  *	between two messages).
  *
+ *	With [spool] shared = yes (other hosts write the spool, and inotify
+ *	sees no other host's rename) it also lists queue/ every
+ *	poll_interval_ms and reads only the records whose names are new since
+ *	the last listing.  When another node takes a claim over while this
+ *	one was stopped, finishing that claim records nothing and logs
+ *	relay-claim-lost (queue.h, -ESTALE).  runner_poll_now() asks for a
+ *	scan whatever inotify said (node.h gave claims back).
+ *
  *	runner_kick() asks for a scan at once (e.g. after this process queued a
  *	message).  runner_free() stops: pending DNS lookups are cancelled,
  *	deliveries in flight are abandoned and their claims given back to
@@ -159,6 +168,7 @@ struct runner_etrn_result {
 int runner_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
 		struct commitq *cq, struct runner **out);
 void runner_kick(struct runner *runner);
+void runner_poll_now(struct runner *runner);
 int runner_reload(struct runner *runner);
 int runner_etrn(struct runner *runner, const struct route_node *node, struct runner_etrn_result *res);
 int runner_flush_all(struct runner *runner);

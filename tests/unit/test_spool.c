@@ -33,6 +33,15 @@
  *	corrupt records and records without data moved to failed/, and a
  *	scan that no odd entry of queue/ (symlink, directory, record over
  *	the recipient bound) can stop.
+ *
+ *	nodes: a claim taken over by another node (spool_reclaim() with its
+ *	owner dead) is never recorded by its first owner when it comes back
+ *	(-ESTALE, for sent, failed, deferred and keep_sent = no); a parked
+ *	claim (finishing, stopped) goes back to queue/ or, published already,
+ *	is removed; a dead node's temporaries wait tmp_min_age; node names
+ *	held by a live process or a fresh heartbeat of another machine are
+ *	refused, dead ones taken; node_sweep() takes only dead nodes' claims;
+ *	the heartbeat thread renews the file.
  */
 #include <check.h>
 #include <dirent.h>
@@ -55,6 +64,7 @@
 #include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
+#include "node.h"
 #include "queue.h"
 #include "spool.h"
 #include "testutil.h"
@@ -1192,6 +1202,10 @@ START_TEST(test_finish_deferred)
 		ck_assert_int_eq(spool_dirset_sync(dirs), 0);
 		spool_dirset_free(dirs);
 	}
+	/* published: the claim is parked in tmp/ until the release after the sync */
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
+	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(count_entries(path, "active"), 0);
 	ck_assert_int_eq(count_entries(path, "tmp"), 0);
@@ -1225,11 +1239,12 @@ START_TEST(test_finish_sent_keep)
 	ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_SENT, "250 2.0.0 Ok: queued as A"), 0);
 	finish(spool, qc, QUEUE_SENT, true);
-	/* One rename into sent/; the claim goes at the release, and only when sent/ was synced. */
+	/* Parked, then into sent/; the parked claim goes at the release, and only when sent/ was synced. */
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
-	ck_assert_int_eq(count_entries(path, "active"), 1);
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
 	queue_finish_release(qc, false);
-	ck_assert_int_eq(count_entries(path, "active"), 1);
+	ck_assert_int_eq(count_entries(path, "tmp"), 1);
 	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_SENT);
@@ -1339,6 +1354,7 @@ START_TEST(test_finish_failed)
 	ck_assert_int_eq(envelope_set_rcpt(env, 1, RCPT_FAILED, "552 5.2.2 mailbox full"), 0);
 	ck_assert_int_eq(envelope_set_last(env, "127.0.0.1:2525", "552 5.2.2 mailbox full"), 0);
 	finish(spool, qc, QUEUE_FAILED, true);
+	queue_finish_release(qc, true);
 	queue_claim_free(qc);
 	ck_assert_int_eq(queue_locate(spool, id), SPOOL_DIR_FAILED);
 	ck_assert_int_eq(count_entries(path, "queue"), 0);
@@ -1615,6 +1631,216 @@ START_TEST(test_claim_bad_ids)
 }
 END_TEST
 
+/* spool_reclaim()'s view of the nodes: only the host named "gw-a" is dead. */
+static int
+gw_a_dead(const char *host, long pid, void *arg)
+{
+	(void)pid;
+	(void)arg;
+	return strcmp(host, "gw-a") == 0;
+}
+
+/*
+ * Node A claims and is stopped; B finds A's lease run out and gives the
+ * claim back; A comes back and finishes: nothing recorded (-ESTALE), in
+ * each of the ways a claim ends, and B's record in queue/ is untouched.
+ */
+START_TEST(test_takeover_then_late_finish)
+{
+	static const enum queue_outcome outcomes[] = { QUEUE_SENT, QUEUE_FAILED, QUEUE_DEFERRED, QUEUE_SENT };
+	char path[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *a = open_spool("takeover", path), *b;
+	struct spool_dirset *dirs;
+	struct spool_reclaim st;
+	struct queue_claim *qc;
+	struct envelope rec;
+	size_t i;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a");
+	spool_set_hostname(b, "gw-b");
+	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+		bool keep = i != 3;	/* the last: keep_sent = no, the claim is unlinked with its data */
+
+		queue_one(a, two_rcpts, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		queue_claim_envelope(qc)->attempts = 5;
+		ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+		ck_assert_uint_eq(st.claims, 1);
+		ck_assert_int_eq(queue_finish_prepare(qc, outcomes[i], keep), 0);	/* A continues */
+		ck_assert(exists_at(a, SPOOL_DIR_QUEUE, id));
+		dirs = spool_dirset_new(a);
+		ck_assert_int_eq(queue_finish_publish(qc, dirs), -ESTALE);
+		spool_dirset_free(dirs);
+		queue_claim_free(qc);
+		ck_assert_msg(!exists_at(a, SPOOL_DIR_SENT, id) && !exists_at(a, SPOOL_DIR_FAILED, id),
+		    "a second record of %s (outcome %s)", id, queue_outcome_name(outcomes[i]));
+		ck_assert(exists_at(a, SPOOL_DIR_DATA, id));
+		ck_assert_int_eq(envelope_read_at(spool_dirfd(a, SPOOL_DIR_QUEUE), id, &rec), 0);
+		ck_assert_uint_eq(rec.attempts, 0);	/* B's copy, not A's update */
+		envelope_free(&rec);
+		ck_assert_int_eq(count_entries(path, "active"), 0);
+		ck_assert_int_eq(count_entries(path, "tmp"), 0);
+		ck_assert_int_eq(unlinkat(spool_dirfd(a, SPOOL_DIR_QUEUE), id, 0), 0);
+	}
+	/* a live node's claim is never taken */
+	queue_one(b, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(b, id, &qc), 0);
+	ck_assert_int_eq(spool_reclaim(a, gw_a_dead, NULL, 0, "gw-a", &st), 0);
+	ck_assert_uint_eq(st.claims + st.parked + st.temporaries, 0);
+	finish(b, qc, QUEUE_SENT, true);
+	queue_claim_free(qc);
+	ck_assert(exists_at(a, SPOOL_DIR_SENT, id));
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
+/*
+ * A stopped between parking its claim in tmp/ and publishing the new
+ * record: B removes the new record first (A's late rename fails) and
+ * gives the parked one back; or, when A had published, removes the parked
+ * one and queues nothing.  A's plain temporaries go once old enough.
+ */
+START_TEST(test_parked_claim_reclaimed)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX], claim[SPOOL_NAME_MAX], parked[SPOOL_NAME_MAX + 8],
+	    newrec[SPOOL_NAME_MAX + 8], tmpname[SPOOL_NAME_MAX];
+	struct spool *a = open_spool("parked", path), *b;
+	struct spool_reclaim st;
+	struct queue_claim *qc;
+	int fd;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a");
+	spool_set_hostname(b, "gw-b");
+	for (int published = 0; published < 2; published++) {
+		queue_one(a, two_rcpts, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_SENT, true), 0);
+		pathf(claim, "%s@gw-a,%ld", id, (long)getpid());
+		pathf(parked, "%s.old", claim);
+		pathf(newrec, "%s.new", claim);
+		ck_assert(exists_at(a, SPOOL_DIR_TMP, newrec));
+		/* queue_finish_publish()'s first step, then A stops */
+		ck_assert_int_eq(renameat(spool_dirfd(a, SPOOL_DIR_ACTIVE), claim, spool_dirfd(a, SPOOL_DIR_TMP), parked), 0);
+		if (published)
+			ck_assert_int_eq(renameat(spool_dirfd(a, SPOOL_DIR_TMP), newrec, spool_dirfd(a, SPOOL_DIR_SENT), id), 0);
+		ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+		ck_assert_uint_eq(st.parked, 1);
+		ck_assert_int_eq(count_entries(path, "tmp"), 0);
+		ck_assert_int_eq(exists_at(a, SPOOL_DIR_QUEUE, id), !published);
+		ck_assert_int_eq(exists_at(a, SPOOL_DIR_SENT, id), published);
+		/* A continues: the rename of its new record finds nothing */
+		ck_assert_int_lt(renameat(spool_dirfd(a, SPOOL_DIR_TMP), newrec, spool_dirfd(a, SPOOL_DIR_SENT), id), 0);
+		queue_claim_free(qc);
+	}
+	/* a dead node's temporary: kept while younger than tmp_min_age, then removed */
+	ck_assert_int_ge(fd = spool_tmpfile(a, tmpname), 0);
+	close(fd);
+	ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+	ck_assert_uint_eq(st.temporaries, 0);
+	ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 0, "gw-b", &st), 0);
+	ck_assert_uint_eq(st.temporaries, 1);
+	ck_assert(!exists_at(a, SPOOL_DIR_TMP, tmpname));
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
+/* nodes/<name>: written as "another machine" would, with an mtime age seconds ago. */
+static void
+fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age)
+{
+	char line[200];
+	struct timespec ts[2];
+	int fd;
+
+	snprintf(line, sizeof(line), "boot=%s pid=4242 started=1 seq=9\n", boot);
+	fd = openat(spool_dirfd(spool, SPOOL_DIR_NODES), name, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= age;
+	ts[1] = ts[0];
+	ck_assert_int_eq(futimens(fd, ts), 0);
+	close(fd);
+}
+
+/*
+ * node_register(): a live name is refused (a child process of this
+ * machine holding it, another machine's fresh heartbeat), a dead one
+ * taken (killed predecessor, a heartbeat older than the lease).
+ * node_sweep(): the claims of a node whose lease ran out go back to
+ * queue/, a live node's stay.
+ */
+START_TEST(test_node_names_and_sweep)
+{
+	char path[PATH_LEN], err[512], id1[SPOOL_ID_MAX], id2[SPOOL_ID_MAX], claim[SPOOL_NAME_MAX];
+	struct spool *spool = open_spool("nodes", path);
+	struct spool_reclaim st;
+	struct node *node, *other;
+	int sync_pipe[2], status;
+	pid_t child;
+	char c;
+
+	spool_set_hostname(spool, "gw-a");
+	ck_assert_int_eq(pipe(sync_pipe), 0);
+	if ((child = fork()) == 0) {
+		close(sync_pipe[0]);
+		if (node_register(spool, 1, 10, &node, err, sizeof(err)) != 0)
+			_exit(1);
+		(void)!write(sync_pipe[1], "r", 1);
+		pause();
+		_exit(0);
+	}
+	close(sync_pipe[1]);
+	ck_assert_int_eq(read(sync_pipe[0], &c, 1), 1);
+	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), -EADDRINUSE);
+	ck_assert_msg(strstr(err, "gw-a") != NULL && strstr(err, "on this machine") != NULL, "%s", err);
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+	close(sync_pipe[0]);
+	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), 0);	/* its holder died */
+	node_unregister(node);
+	ck_assert(!exists_at(spool, SPOOL_DIR_NODES, "gw-a"));
+
+	fake_heartbeat(spool, "gw-a", "11111111-2222-3333-4444-555555555555", 2);
+	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), -EADDRINUSE);
+	ck_assert_msg(strstr(err, "another machine") != NULL, "%s", err);
+	fake_heartbeat(spool, "gw-a", "11111111-2222-3333-4444-555555555555", 11);
+	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), 0);
+
+	/* gw-x is dead (old heartbeat), gw-y alive: one claim each */
+	fake_heartbeat(spool, "gw-x", "x", 30);
+	fake_heartbeat(spool, "gw-y", "y", 1);
+	queue_one(spool, two_rcpts, id1);
+	queue_one(spool, two_rcpts, id2);
+	pathf(claim, "%s@gw-x,4242", id1);
+	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id1, spool_dirfd(spool, SPOOL_DIR_ACTIVE), claim), 0);
+	pathf(claim, "%s@gw-y,4242", id2);
+	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id2, spool_dirfd(spool, SPOOL_DIR_ACTIVE), claim), 0);
+	ck_assert_int_eq(node_sweep(node, &st), 0);
+	ck_assert_uint_eq(st.claims, 1);
+	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, id1));
+	ck_assert(exists_at(spool, SPOOL_DIR_ACTIVE, claim));
+	ck_assert_int_eq(node_start_heartbeat(node), 0);
+	{
+		struct stat before, after;
+
+		ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_NODES), "gw-a", &before, 0), 0);
+		sleep(2);	/* the thread renews it every second: a new file (rename) */
+		ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_NODES), "gw-a", &after, 0), 0);
+		ck_assert_uint_ne(before.st_ino, after.st_ino);
+	}
+	/* a second process with this name on this machine is refused */
+	ck_assert_int_eq(node_register(spool, 1, 10, &other, err, sizeof(err)), 0);	/* same pid: ours */
+	node_unregister(other);
+	node_unregister(node);
+	spool_close(spool);
+}
+END_TEST
+
 static Suite *
 spool_suite(void)
 {
@@ -1655,6 +1881,9 @@ spool_suite(void)
 	tcase_add_test(tc, test_claim_without_data);
 	tcase_add_test(tc, test_claim_bad_ids);
 	tcase_add_test(tc, test_configured_hostname_tells_gateways_apart);
+	tcase_add_test(tc, test_takeover_then_late_finish);
+	tcase_add_test(tc, test_parked_claim_reclaimed);
+	tcase_add_test(tc, test_node_names_and_sweep);
 	suite_add_tcase(s, tc);
 	return s;
 }
