@@ -218,6 +218,8 @@ class MailboxLock(unittest.TestCase):
             assert_reply(self, r, 450, '4.2.0', 'RCPT while locked')
             assert_reply(self, c.cmd('RSET'), 250)
             self.release(p)
+            # flock(1)'s sleep holds the lock too: SIGKILL reaches it a moment later
+            wait_until(lambda: not self.locked('lockbox'), 10, 'the lock released')
             (r,), end = send(c, 'a@example.org', ['lockbox@localhost'], 'Subject: %s\n\nafter' % tok)
             assert_reply(self, r, 250, '2.1.5', 'RCPT after the release')
             assert_reply(self, end, 250, '2.0.0', 'end of data')

@@ -148,15 +148,16 @@ PY
 	log "active, notified, smtpd as spoolgate with one capability, mail in through the mount"
 
 	in_box systemctl reload spoolgate-smtpd
-	for _ in $(seq 50); do in_box journalctl -u spoolgate-smtpd | grep -q 'event=reload' && break; sleep 0.2; done
-	in_box journalctl -u spoolgate-smtpd | grep -q 'event=reload' || fail "no event=reload after systemctl reload"
+	for _ in $(seq 50); do in_box journalctl -u spoolgate-smtpd | grep >/dev/null 'event=reload' && break; sleep 0.2; done
+	in_box journalctl -u spoolgate-smtpd | grep >/dev/null 'event=reload' ||
+		{ in_box journalctl --no-pager -u spoolgate-smtpd | tail -40 >&2; fail "no event=reload after systemctl reload"; }
 
 	in_box systemctl stop spoolgate-smtpd
 	for u in spoolgate-smtpd spoolgate-fs; do
 		[ "$(in_box systemctl is-active "$u" || true)" = inactive ] || fail "$u still $(in_box systemctl is-active "$u")"
 	done
 	[ "$(in_box systemctl show -p ExecMainStatus --value spoolgate-smtpd)" = 0 ] || fail "smtpd's exit status"
-	in_box journalctl -u spoolgate-smtpd | grep -q 'event=stopped' || fail "smtpd did not log event=stopped"
+	in_box journalctl -u spoolgate-smtpd | grep >/dev/null 'event=stopped' || fail "smtpd did not log event=stopped"
 	! in_box findmnt -n "$mnt" >/dev/null || fail "$mnt still mounted after stop"
 	log "reload and stop work; passed"
 	exit 0
