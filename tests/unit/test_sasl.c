@@ -103,7 +103,7 @@ scram_secrets(void *arg, const char *name, struct sasl_scram_secrets *out)
 	return 0;
 }
 
-static const struct sasl_server_ops ops = { check_password, scram_secrets };
+static const struct sasl_server_ops ops = { check_password, scram_secrets, NULL };
 
 static void
 setup(void)

@@ -316,7 +316,7 @@ ops_scram(void *arg, const char *user, struct sasl_scram_secrets *out)
 static enum sasl_status
 scram_exchange(struct userdb *db, const char *user, const char *password)
 {
-	static const struct sasl_server_ops ops = { ops_password, ops_scram };
+	static const struct sasl_server_ops ops = { ops_password, ops_scram, NULL };
 	struct sasl_ctx *ctx;
 	struct sasl_client *cl;
 	struct sasl_server *srv;
