@@ -666,13 +666,26 @@ sasl_server_error(const struct sasl_server *server)
 	return server->error;
 }
 
+/* GNU SASL frees its properties without wiping them: the password PLAIN and
+ * LOGIN received, the CRAM-MD5 secret server_cram_password() handed over. */
+static void
+wipe_password_property(Gsasl_session *s)
+{
+	const char *pw = gsasl_property_fast(s, GSASL_PASSWORD);
+
+	if (pw != NULL)
+		explicit_bzero((char *)pw, strlen(pw));
+}
+
 void
 sasl_server_free(struct sasl_server *server)
 {
 	if (server == NULL)
 		return;
-	if (server->session != NULL)
+	if (server->session != NULL) {
+		wipe_password_property(server->session);
 		gsasl_finish(server->session);
+	}
 	explicit_bzero(&server->secrets, sizeof(server->secrets));
 	free(server->identity);
 	free(server);

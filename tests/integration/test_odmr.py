@@ -74,7 +74,10 @@ class Odmr(unittest.TestCase):
                        'odmr': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
                                 'auth': 'offer', 'auth_plaintext': True},
                        'odmrcram': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
-                                    'auth': 'required', 'auth_cram_md5': True}},
+                                    'auth': 'required', 'auth_cram_md5': True},
+                       'odmrmin': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
+                                   'auth': 'required', 'auth_cram_md5': True, 'auth_plaintext': True,
+                                   'auth_min_mechanism': 'PLAIN'}},
             listen=None, relay_networks='127.0.0.0/8', auth_failure_delay=0)
         cls.addClassCleanup(cls.gw.cleanup)
         # a second ODMR listener with STARTTLS, as port 366 is run in practice
@@ -344,7 +347,8 @@ class Odmr(unittest.TestCase):
 
     def test_fetchmail_wrong_secret_and_listener_without_cram(self):
         """a wrong secret: 535 5.7.8 and fetchmail fails, nothing leaves the queue; on a listener
-        without auth_cram_md5 CRAM-MD5 is not in EHLO, AUTH CRAM-MD5 gets 504 5.5.4, fetchmail fails"""
+        without auth_cram_md5 CRAM-MD5 is not in EHLO, AUTH CRAM-MD5 gets 504 5.5.4, fetchmail fails;
+        below auth_min_mechanism it gets 534 5.7.9"""
         tok = uuid.uuid4().hex[:12]
         send(self.gw, ['w@fetch2.test'], tok)
         wait_until(lambda: self.queued_for('fetch2.test'), 5, 'queued')
@@ -358,6 +362,10 @@ class Odmr(unittest.TestCase):
         code, out = self.fetchmail('odmr', USERS['fetch@example.org'][0], domains='fetch2.test')
         self.assertNotEqual(code, 0, out)
         self.assertNotIn('235 ', out)
+        # the weakest mechanism: any auth_min_mechanism refuses it (534 5.7.9)
+        c = self.client(listener='odmrmin')
+        self.assertNotIn('CRAM-MD5', c.ehlo().text)
+        assert_reply(self, c.cmd('AUTH CRAM-MD5'), 534, '5.7.9', 'AUTH CRAM-MD5 below auth_min_mechanism')
         time.sleep(1)
         self.assertTrue(self.queued_for('fetch2.test'), 'the held mail left without a good ATRN')
         self.assertFalse(self.sink.find(tok))
