@@ -116,6 +116,7 @@ static const struct cfg_key listener_keys[] = {
 	LK("auth", T_AUTHMODE, auth),
 	LK("auth_plaintext", T_BOOL, auth_plaintext),
 	LK("auth_min_mechanism", T_AUTHMECH, auth_min_mechanism),
+	LK("auth_cram_md5", T_BOOL, auth_cram_md5),
 	LK("restrict_sender", T_BOOL, restrict_sender),
 	LK("etrn", T_ETRNMODE, etrn),
 	LK("odmr", T_BOOL, odmr),
@@ -1171,6 +1172,11 @@ listener_finish(struct cfg *cfg, struct cfg_listener *l, char *msg, size_t msgle
 		return -ENOMEM;
 	if (strcmp(l->tls, "none") != 0 && (l->tls_cert_file == NULL || l->tls_key_file == NULL)) {
 		snprintf(msg, msglen, "%s tls = %s needs tls_cert_file and tls_key_file", sect, l->tls);
+		return -EINVAL;
+	}
+	if (l->auth_cram_md5 && !l->odmr) {
+		snprintf(msg, msglen, "%s auth_cram_md5 = yes needs odmr = yes: CRAM-MD5 is only for ODMR clients "
+		    "(fetchmail) that know no other mechanism", sect);
 		return -EINVAL;
 	}
 	if (!l->relay_networks_set) {

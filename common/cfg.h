@@ -34,7 +34,7 @@
  *	Listeners: each [listener NAME] section (NAME: 1..31 letters, digits,
  *	'-' or '_') is one listening address with its own policy (struct
  *	cfg_listener: listen, tls, tls_cert_file, tls_key_file, tls_chain_file,
- *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, etrn,
+ *	tls_ciphers, tls_ciphersuites, auth, auth_plaintext, auth_cram_md5, etrn,
  *	relay_networks, accept_mail).
  *	The same keys in [smtpd] make the listener named "smtpd", the
  *	one-listener shorthand of earlier configurations; it exists when the
@@ -172,6 +172,8 @@ struct cfg_listener {
 	bool		auth_plaintext;		/* auth_plaintext = no: PLAIN/LOGIN need TLS */
 	char	       *auth_min_mechanism;	/* auth_min_mechanism = (none): LOGIN, PLAIN or
 						   SCRAM-SHA-256; weaker ones get 534 5.7.9 */
+	bool		auth_cram_md5;		/* auth_cram_md5 = no: offer CRAM-MD5 (a stored
+						   password equivalent); needs odmr = yes */
 	bool		restrict_sender;	/* restrict_sender = no: an authenticated user
 						   may send only as its own addresses (553 5.7.1) */
 	enum cfg_etrn_mode etrn;		/* etrn = yes|relay|no */

@@ -38,18 +38,21 @@ struct sasl_ctx {
 	unsigned char	decoy_key[32];	/* makes the salts of users that do not exist */
 };
 
-/* The three mechanisms, strongest first: the client's order of choice. */
-enum mech { MECH_SCRAM, MECH_PLAIN, MECH_LOGIN, MECH__COUNT };
+/* The mechanisms, strongest first: the client's order of choice. */
+enum mech { MECH_SCRAM, MECH_PLAIN, MECH_LOGIN, MECH_CRAM, MECH__COUNT };
 
 static const struct {
 	const char     *name;
 	bool		sends_password;		/* PLAIN and LOGIN: needs TLS */
 	bool		initial_response;
+	bool		client;			/* the relay may choose it */
+	bool		opt_in;			/* the server keeps a password equivalent */
 	int		strength;		/* for a listener's minimum */
 } mechs[MECH__COUNT] = {
-	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true, 2 },
-	[MECH_PLAIN] = { "PLAIN", true, true, 1 },
-	[MECH_LOGIN] = { "LOGIN", true, false, 1 },
+	[MECH_SCRAM] = { "SCRAM-SHA-256", false, true, true, false, 2 },
+	[MECH_PLAIN] = { "PLAIN", true, true, true, false, 1 },
+	[MECH_LOGIN] = { "LOGIN", true, false, true, false, 1 },
+	[MECH_CRAM] = { "CRAM-MD5", false, false, false, true, 0 },
 };
 
 static const char *const status_names[] = {
@@ -235,6 +238,35 @@ scram_lookup(struct sasl_server *srv, Gsasl_session *s)
 	return callback_result(srv, SASL_TEMPFAIL, srv->error);
 }
 
+/* CRAM-MD5: GNU SASL computes and compares the HMAC-MD5 itself, from the
+ * stored secret given here.  A user without one fails as a wrong secret
+ * does (the challenge went out before the name was known). */
+static int
+server_cram_password(struct sasl_server *srv, Gsasl_session *s)
+{
+	const char *user = gsasl_property_fast(s, GSASL_AUTHID);
+	char secret[SASL_CRAM_SECRET_MAX];
+	int r, rc;
+
+	if (srv->ops->cram_secret == NULL)
+		return callback_result(srv, SASL_TEMPFAIL, "no CRAM-MD5 secrets configured");
+	if (user == NULL || *user == '\0')
+		return GSASL_NO_AUTHID;
+	r = srv->ops->cram_secret(srv->arg, user, secret, sizeof(secret));
+	if (r == -ENOENT) {
+		snprintf(srv->error, sizeof(srv->error), "no such user or no CRAM-MD5 secret");
+		return GSASL_AUTHENTICATION_ERROR;
+	}
+	if (r < 0) {
+		snprintf(srv->error, sizeof(srv->error), "CRAM-MD5 secret lookup failed: %s", strerror(-r));
+		return callback_result(srv, SASL_TEMPFAIL, srv->error);
+	}
+	rc = gsasl_property_set(s, GSASL_PASSWORD, secret);
+	explicit_bzero(secret, sizeof(secret));
+	snprintf(srv->error, sizeof(srv->error), "wrong user or secret");	/* kept only if it fails */
+	return rc;
+}
+
 static int
 server_scram_property(struct sasl_server *srv, Gsasl_session *s, Gsasl_property prop)
 {
@@ -279,6 +311,8 @@ property_callback(Gsasl *g, Gsasl_session *s, Gsasl_property prop)
 	case GSASL_SCRAM_STOREDKEY:
 	case GSASL_SCRAM_SERVERKEY:
 		return srv->mech == MECH_SCRAM ? server_scram_property(srv, s, prop) : GSASL_NO_CALLBACK;
+	case GSASL_PASSWORD:
+		return srv->mech == MECH_CRAM ? server_cram_password(srv, s) : GSASL_NO_CALLBACK;
 	default:
 		return GSASL_NO_CALLBACK;
 	}
@@ -338,7 +372,7 @@ sasl_client_choose(const char *offered, bool tls, bool allow_plaintext, const ch
 
 		p += strspn(p, " \t");
 		len = strcspn(p, " \t");
-		if ((m = mech_find(p, len)) >= 0)
+		if ((m = mech_find(p, len)) >= 0 && mechs[m].client)
 			seen[m] = true;
 		p += len;
 	}
@@ -372,7 +406,7 @@ sasl_client_start(struct sasl_ctx *ctx, const char *mech, const char *user,
 
 	*out = NULL;
 	*initial = NULL;
-	if (m < 0)
+	if (m < 0 || !mechs[m].client)
 		return -ENOTSUP;
 	if (user == NULL || *user == '\0' || password == NULL)
 		return -EINVAL;
@@ -478,6 +512,14 @@ sasl_mech_at(size_t i, bool *sends_password, int *strength)
 	*sends_password = mechs[i].sends_password;
 	*strength = mechs[i].strength;
 	return mechs[i].name;
+}
+
+bool
+sasl_mech_opt_in(const char *mech)
+{
+	int m = mech != NULL ? mech_find(mech, strlen(mech)) : -1;
+
+	return m >= 0 && mechs[m].opt_in;
 }
 
 const char *
@@ -624,13 +666,26 @@ sasl_server_error(const struct sasl_server *server)
 	return server->error;
 }
 
+/* GNU SASL frees its properties without wiping them: the password PLAIN and
+ * LOGIN received, the CRAM-MD5 secret server_cram_password() handed over. */
+static void
+wipe_password_property(Gsasl_session *s)
+{
+	const char *pw = gsasl_property_fast(s, GSASL_PASSWORD);
+
+	if (pw != NULL)
+		explicit_bzero((char *)pw, strlen(pw));
+}
+
 void
 sasl_server_free(struct sasl_server *server)
 {
 	if (server == NULL)
 		return;
-	if (server->session != NULL)
+	if (server->session != NULL) {
+		wipe_password_property(server->session);
 		gsasl_finish(server->session);
+	}
 	explicit_bzero(&server->secrets, sizeof(server->secrets));
 	free(server->identity);
 	free(server);

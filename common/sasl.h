@@ -20,11 +20,10 @@
  *	void sasl_client_free(struct sasl_client *client);
  *
  *	bool sasl_server_supports(const char *mech);
-const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
-const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *strength);
  *	const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
  *	const char *sasl_mech_lookup(const char *mech, bool *sends_password,
  *	    int *strength);
+ *	bool sasl_mech_opt_in(const char *mech);
  *	enum sasl_status sasl_server_start(struct sasl_ctx *ctx, const char *mech,
  *	    const struct sasl_server_ops *ops, void *arg,
  *	    struct sasl_server **out);
@@ -46,7 +45,8 @@ const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *streng
  * DESCRIPTION
  *	SMTP AUTH (RFC 4954) with the mechanisms SCRAM-SHA-256 (RFC 7677),
  *	PLAIN (RFC 4616) and LOGIN, for the relay (client) and the SMTP
- *	server.  GNU SASL does all base64, hashing and mechanism work
+ *	server, and CRAM-MD5 (RFC 2195) for the server only (fetchmail's
+ *	ODMR mode knows no other).  GNU SASL does all base64, hashing and mechanism work
  *	(gsasl_step64); this module chooses, sequences and classifies.  All
  *	challenges and responses in and out are base64 text without CRLF,
  *	as they travel after "334 " and on the client's lines.
@@ -95,7 +95,7 @@ const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *streng
  *
  * SERVER
  *	sasl_server_supports() tells whether mech (any case) is one of the
- *	three.  sasl_server_start() begins an exchange and returns
+ *	four.  sasl_server_start() begins an exchange and returns
  *	SASL_CONTINUE with *out set, SASL_UNKNOWN_MECH, or SASL_TEMPFAIL.
  *	sasl_server_step() takes a client response (the AUTH line's initial
  *	response, "" when there was none or it was "=", then each line the
@@ -105,12 +105,16 @@ const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *streng
  *	steps return the same status.  LOGIN takes the user as an initial
  *	response too ("AUTH LOGIN <base64 user>", which some clients send).
  *
- *	sasl_mech_at() walks the three mechanisms, strongest first (NULL
+ *	sasl_mech_at() walks the four mechanisms, strongest first (NULL
  *	past the last), and sasl_mech_lookup() finds one by name (any case;
  *	NULL when unknown); both return the canonical name and tell whether
  *	the mechanism sends the password itself (PLAIN, LOGIN: not without
- *	TLS) and its strength for a listener's minimum: LOGIN and PLAIN 1,
- *	SCRAM-SHA-256 2.
+ *	TLS) and its strength for a listener's minimum: CRAM-MD5 0 (the
+ *	weakest: any minimum refuses it), LOGIN and PLAIN 1, SCRAM-SHA-256 2.
+ *	sasl_mech_opt_in() tells whether a mechanism needs the server to keep
+ *	a password-equivalent secret (CRAM-MD5): a server offers it only
+ *	where the operator chose to (auth_cram_md5), never by default.  The
+ *	client never chooses or starts CRAM-MD5 (-ENOTSUP, -ENOENT).
  *
  *	The caller supplies the credentials through struct sasl_server_ops:
  *	    check_password(arg, user, password)   PLAIN and LOGIN: 0 when the
@@ -124,7 +128,14 @@ const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *streng
  *	        tell a client which users exist: a made-up salt stays the same
  *	        for one name within a context); -ENOKEY for a user without a
  *	        SCRAM key (SASL_TRANSITION); any other -errno: SASL_TEMPFAIL.
- *	Either may be NULL: the mechanism then fails with SASL_TEMPFAIL.
+ *	    cram_secret(arg, user, out, outlen)   CRAM-MD5: copy the user's
+ *	        stored secret (a password equivalent, NUL-terminated, less
+ *	        than SASL_CRAM_SECRET_MAX bytes) into out and return 0;
+ *	        -ENOENT for no such user or a user without one (the exchange
+ *	        fails as a wrong secret does: SASL_BAD_CREDENTIALS); any other
+ *	        -errno: SASL_TEMPFAIL.  GNU SASL computes and compares the
+ *	        HMAC-MD5; the copy is wiped once handed over.
+ *	Any may be NULL: the mechanism then fails with SASL_TEMPFAIL.
  *	A client that asks to act as another identity (an authorization
  *	identity different from the user) fails with SASL_BAD_CREDENTIALS.
  *
@@ -218,14 +229,18 @@ struct sasl_scram_secrets {
 	char		server_key[SASL_SCRAM_KEY_MAX];	/* base64 */
 };
 
+#define SASL_CRAM_SECRET_MAX	256	/* bytes, NUL included */
+
 struct sasl_server_ops {
 	int (*check_password)(void *arg, const char *user, const char *password);
 	int (*scram_secrets)(void *arg, const char *user, struct sasl_scram_secrets *out);
+	int (*cram_secret)(void *arg, const char *user, char *out, size_t outlen);
 };
 
 bool sasl_server_supports(const char *mech);
 const char *sasl_mech_at(size_t i, bool *sends_password, int *strength);
 const char *sasl_mech_lookup(const char *mech, bool *sends_password, int *strength);
+bool sasl_mech_opt_in(const char *mech);
 enum sasl_status sasl_server_start(struct sasl_ctx *ctx, const char *mech,
     const struct sasl_server_ops *ops, void *arg, struct sasl_server **out);
 enum sasl_status sasl_server_step(struct sasl_server *server, const char *response,

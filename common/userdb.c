@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gsasl.h>
+
 #include "addr.h"
 #include "sasl.h"
 #include "tls.h"
@@ -40,11 +42,21 @@ struct userdb {
 };
 
 static void
+wipe_cram(struct userdb_user *u)
+{
+	if (u->cram != NULL)
+		explicit_bzero(u->cram, strlen(u->cram));
+	free(u->cram);
+	u->cram = NULL;
+}
+
+static void
 user_wipe(struct userdb_user *u)
 {
 	if (u->crypt != NULL)
 		explicit_bzero(u->crypt, strlen(u->crypt));
 	free(u->crypt);
+	wipe_cram(u);
 	free(u->name);
 	for (size_t i = 0; i < u->nsenders; i++)
 		free(u->senders[i]);
@@ -190,6 +202,38 @@ check_crypt(const char *v)
 	return NULL;
 }
 
+/* A CRAM-MD5 secret: 1..255 bytes, no control character. */
+static const char *
+check_cram(const char *secret, size_t len)
+{
+	if (len == 0 || len >= USERDB_CRAM_MAX)
+		return "cram-md5= secret must have 1 to 255 bytes";
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)secret[i] < 0x20 || secret[i] == 0x7f)
+			return "cram-md5= secret with a control character";
+	return NULL;
+}
+
+/* cram-md5=BASE64 into u->cram. */
+static const char *
+parse_cram(struct userdb_user *u, const char *v, int *r)
+{
+	char *raw = NULL;
+	size_t len = 0;
+	const char *why = NULL;
+
+	if (!is_b64(v, strlen(v)) || gsasl_base64_from(v, strlen(v), &raw, &len) != GSASL_OK)
+		why = "cram-md5= secret is not base64";
+	else if ((why = check_cram(raw, len)) == NULL && (u->cram = strndup(raw, len)) == NULL) {
+		*r = -ENOMEM;
+		why = "out of memory";
+	}
+	if (raw != NULL)
+		explicit_bzero(raw, len);
+	gsasl_free(raw);
+	return why;
+}
+
 /* One from= entry: "local@domain" or "@domain". */
 static const char *
 check_sender(const char *s)
@@ -248,19 +292,19 @@ parse_senders(struct userdb_user *u, const char *list, int *r)
 static const char *
 parse_word(struct userdb_user *u, char *word, unsigned *seen, int *r)
 {
-	static const char *const keys[] = { "scram", "crypt", "from" };
+	static const char *const keys[] = { "scram", "crypt", "from", "cram-md5" };
 	char *eq = strchr(word, '=');
 	const char *why;
 	size_t k;
 
 	*r = -EINVAL;
 	if (eq == NULL)
-		return "expected key=value (scram=, crypt=, from=)";
+		return "expected key=value (scram=, crypt=, from=, cram-md5=)";
 	*eq = '\0';
-	for (k = 0; k < 3 && strcmp(word, keys[k]) != 0; k++)
+	for (k = 0; k < 4 && strcmp(word, keys[k]) != 0; k++)
 		;
-	if (k == 3)
-		return "unknown key (scram=, crypt=, from=)";
+	if (k == 4)
+		return "unknown key (scram=, crypt=, from=, cram-md5=)";
 	if (*seen & (1u << k))
 		return "key given twice on the line";
 	*seen |= 1u << k;
@@ -276,10 +320,12 @@ parse_word(struct userdb_user *u, char *word, unsigned *seen, int *r)
 			return "out of memory";
 		}
 		return NULL;
-	default:
+	case 2:
 		if (eq[1] == '\0')
 			return "from= is empty";
 		return parse_senders(u, eq + 1, r);
+	default:
+		return parse_cram(u, eq + 1, r);
 	}
 }
 
@@ -434,6 +480,19 @@ userdb_scram(const struct userdb *db, const struct userdb *derived, const char *
 	return -ENOKEY;
 }
 
+int
+userdb_cram(const struct userdb *db, const char *name, char *out, size_t outlen)
+{
+	const struct userdb_user *u = userdb_find(db, name);
+
+	if (u == NULL || u->cram == NULL)
+		return -ENOENT;
+	if (strlen(u->cram) >= outlen)
+		return -ENAMETOOLONG;
+	memcpy(out, u->cram, strlen(u->cram) + 1);
+	return 0;
+}
+
 static int
 check_crypt_password(const char *hash, const char *password)
 {
@@ -574,12 +633,30 @@ userdb_set(struct userdb *db, const char *name, const struct sasl_scram_secrets 
 		explicit_bzero(u->crypt, strlen(u->crypt));
 	free(u->crypt);
 	u->crypt = copy;
+	wipe_cram(u);		/* a new password: the old CRAM-MD5 secret must not stay valid */
 	u->has_scram = scram != NULL;
 	if (scram != NULL)
 		u->scram = *scram;
 	else
 		explicit_bzero(&u->scram, sizeof(u->scram));
 	qsort(db->v, db->n, sizeof(*db->v), user_cmp);
+	return 0;
+}
+
+int
+userdb_set_cram(struct userdb *db, const char *name, const char *secret)
+{
+	struct userdb_user *u = find_mut(db, name);
+	char *copy = NULL;
+
+	if (u == NULL)
+		return -ENOENT;
+	if (secret != NULL && check_cram(secret, strlen(secret)) != NULL)
+		return -EINVAL;
+	if (secret != NULL && (copy = strdup(secret)) == NULL)
+		return -ENOMEM;
+	wipe_cram(u);
+	u->cram = copy;
 	return 0;
 }
 
@@ -661,13 +738,29 @@ buf_add(struct buf *b, const char *fmt, ...)
 	}
 }
 
+/* " cram-md5=BASE64": base64 keeps blanks in the secret off the line (it hides nothing). */
+static void
+buf_add_cram(struct buf *b, const char *secret)
+{
+	char *b64 = NULL;
+	size_t n = 0;
+
+	if (gsasl_base64_to(secret, strlen(secret), &b64, &n) != GSASL_OK) {
+		b->err = b->err ? b->err : -ENOMEM;
+		return;
+	}
+	buf_add(b, " cram-md5=%s", b64);
+	explicit_bzero(b64, n);
+	gsasl_free(b64);
+}
+
 int
 userdb_format(const struct userdb *db, char **out, size_t *len)
 {
 	struct buf b = { 0 };
 
 	buf_add(&b, "# spoolgate users (spoolgate-passwd): name scram=ITER:SALT:STOREDKEY:SERVERKEY "
-	    "crypt=HASH from=ADDR,...\n");
+	    "crypt=HASH from=ADDR,... [cram-md5=SECRET]\n");
 	for (size_t i = 0; i < userdb_count(db); i++) {
 		const struct userdb_user *u = &db->v[i];
 
@@ -679,6 +772,8 @@ userdb_format(const struct userdb *db, char **out, size_t *len)
 			buf_add(&b, " crypt=%s", u->crypt);
 		for (size_t k = 0; k < u->nsenders; k++)
 			buf_add(&b, "%s%s", k == 0 ? " from=" : ",", u->senders[k]);
+		if (u->cram != NULL)
+			buf_add_cram(&b, u->cram);
 		buf_add(&b, "\n");
 	}
 	if (b.err != 0) {

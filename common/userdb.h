@@ -15,6 +15,8 @@
  *
  *	int userdb_scram(const struct userdb *db, const struct userdb *derived,
  *	    const char *name, struct sasl_scram_secrets *out);
+ *	int userdb_cram(const struct userdb *db, const char *name, char *out,
+ *	    size_t outlen);
  *	int userdb_check_password(const struct userdb_user *user,
  *	    const char *password);
  *	bool userdb_may_send_as(const struct userdb_user *user, const char *addr);
@@ -22,7 +24,10 @@
  *	int userdb_crypt_make(const char *password, char *out, size_t outlen);
  *	int userdb_set(struct userdb *db, const char *name,
  *	    const struct sasl_scram_secrets *scram, const char *crypt);
- *	int userdb_set_senders(struct userdb *db, const char *name,
+ *	int userdb_set_cram(struct userdb *db, const char *name,
+ *	    const char *secret);
+ *	int userdb_set_cram(struct userdb *db, const char *name, const char *secret);
+int userdb_set_senders(struct userdb *db, const char *name,
  *	    const char *list, char *err, size_t errlen);
  *	int userdb_del(struct userdb *db, const char *name);
  *	int userdb_format(const struct userdb *db, char **out, size_t *len);
@@ -53,8 +58,16 @@
  *	    from=ADDR[,ADDR...]
  *	        the envelope senders the user may use where the listener
  *	        restricts senders (restrict_sender): a whole address, or
- *	        "@domain" for any address of that domain; at most 32.
- *	At least one of scram and crypt is required.  Blank lines and lines
+ *	        "@domain" for any address of that domain; at most 32;
+ *	    cram-md5=SECRET
+ *	        opt-in, for CRAM-MD5 (RFC 2195) only: the secret itself in
+ *	        base64 (1 to 255 bytes, no control character).  It is a
+ *	        PASSWORD EQUIVALENT: whoever reads the file can log in as the
+ *	        user with CRAM-MD5.  Written only by spoolgate-passwd
+ *	        --cram-md5, for a client that knows no other mechanism
+ *	        (fetchmail's ODMR mode).
+ *	At least one of scram and crypt is required (cram-md5 alone is not a
+ *	user: PLAIN and LOGIN check crypt or scram, never the CRAM secret).  Blank lines and lines
  *	whose first non-blank character is '#' are ignored.  A line over 4095
  *	bytes, a NUL or control character, an unknown or repeated key, a bad
  *	value, a user named twice, more than 100000 users are errors
@@ -72,6 +85,10 @@
  *	derived (a second set: see TRANSITION) when derived has name with the
  *	very crypt= hash the user has now; else -ENOKEY (the user needs a
  *	password transition: 432 4.7.12).  -ENOENT when db has no such user.
+ *
+ *	userdb_cram() copies the CRAM-MD5 secret of name into out (0), or
+ *	returns -ENOENT when there is no such user or it has none,
+ *	-ENAMETOOLONG when out is too small.
  *
  *	userdb_check_password() checks a password (PLAIN, LOGIN): against
  *	the crypt hash when the user has one (crypt_rn()), else by deriving
@@ -92,7 +109,10 @@
  *	(crypt_gensalt_rn("$y$"), crypt_rn()) into out (at least
  *	USERDB_CRYPT_MAX).  userdb_set() adds name or replaces its secrets
  *	(NULL scram or crypt: none of that kind; at least one is required),
- *	keeping its senders; userdb_set_senders() replaces them with a comma
+ *	keeping its senders and dropping its CRAM-MD5 secret (a new password
+ *	must not leave the old one valid); userdb_set_cram() sets name's
+ *	CRAM-MD5 secret (NULL removes it; -ENOENT without the user, -EINVAL
+ *	for a secret the file could not hold); userdb_set_senders() replaces them with a comma
  *	list (checked as in the file; "" removes them); userdb_del() removes
  *	a user (-ENOENT when there is none).  userdb_format() writes the set
  *	in the file format (malloc'd, the caller's to free).
@@ -135,6 +155,7 @@
 #define USERDB_NAME_MAX		255
 #define USERDB_CRYPT_MAX	256	/* NUL included */
 #define USERDB_SENDERS_MAX	32
+#define USERDB_CRAM_MAX		SASL_CRAM_SECRET_MAX	/* NUL included */
 #define USERDB_SCRAM_ITER_MIN	4096
 #define USERDB_SCRAM_ITER_MAX	1000000
 #define USERDB_SCRAM_ITER_DEFAULT 4096
@@ -144,6 +165,7 @@ struct userdb_user {
 	bool		has_scram;
 	struct sasl_scram_secrets scram;
 	char	       *crypt;		/* NULL when none */
+	char	       *cram;		/* CRAM-MD5 secret (password equivalent), NULL when none */
 	char	       *senders[USERDB_SENDERS_MAX];
 	size_t		nsenders;
 	unsigned	line;		/* where it was read, 0 when set */
@@ -160,12 +182,14 @@ const struct userdb_user *userdb_find(const struct userdb *db, const char *name)
 
 int userdb_scram(const struct userdb *db, const struct userdb *derived, const char *name,
     struct sasl_scram_secrets *out);
+int userdb_cram(const struct userdb *db, const char *name, char *out, size_t outlen);
 int userdb_check_password(const struct userdb_user *user, const char *password);
 bool userdb_may_send_as(const struct userdb_user *user, const char *addr);
 
 int userdb_crypt_make(const char *password, char *out, size_t outlen);
 int userdb_set(struct userdb *db, const char *name, const struct sasl_scram_secrets *scram,
     const char *crypt);
+int userdb_set_cram(struct userdb *db, const char *name, const char *secret);
 int userdb_set_senders(struct userdb *db, const char *name, const char *list, char *err, size_t errlen);
 int userdb_del(struct userdb *db, const char *name);
 int userdb_format(const struct userdb *db, char **out, size_t *len);

@@ -29,7 +29,7 @@ SPOOLGATE_PACKAGES=(
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
 	sasl2-bin libsasl2-modules libsasl2-modules-db # the private Postfix's SASL (sasldb, SCRAM-SHA-256)
 	unbound                                       # test_dns.py: a real DNS server for the test zone
-	fetchmail                                     # test_etrn.py: fetchmail --protocol ETRN as the client
+	fetchmail                                     # test_etrn.py, test_odmr.py: fetchmail --protocol ETRN / ODMR as the client
 	glusterfs-server glusterfs-client             # test_shared_spool.py, bench/shared: a spool shared by two gateways
 	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces

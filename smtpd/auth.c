@@ -205,7 +205,18 @@ cb_scram_secrets(void *arg, const char *user, struct sasl_scram_secrets *out)
 	return userdb_scram(x->auth->users, x->auth->derived, user, out);
 }
 
-static const struct sasl_server_ops auth_ops = { cb_check_password, cb_scram_secrets };
+/* CRAM-MD5, offered only where a listener set auth_cram_md5 (session.c). */
+static int
+cb_cram_secret(void *arg, const char *user, char *out, size_t outlen)
+{
+	struct auth_exchange *x = arg;
+
+	if (x->auth->users == NULL)
+		return -EIO;
+	return userdb_cram(x->auth->users, user, out, outlen);
+}
+
+static const struct sasl_server_ops auth_ops = { cb_check_password, cb_scram_secrets, cb_cram_secret };
 
 /* ------------------------------------------------------------------ */
 /* Exchanges                                                           */

@@ -3,7 +3,7 @@
  *	spoolgate-passwd - manage the SMTP server's users (AUTH credentials)
  * SYNOPSIS
  *	spoolgate-passwd (-c CONFIG | -f FILE) add [--scram-only | --crypt-only]
- *	    [--iterations N] [--from ADDR[,ADDR...]] [--stdin] USER
+ *	    [--iterations N] [--from ADDR[,ADDR...]] [--cram-md5] [--stdin] USER
  *	spoolgate-passwd (-c CONFIG | -f FILE) del USER
  *	spoolgate-passwd (-c CONFIG | -f FILE) list
  * DESCRIPTION
@@ -15,7 +15,12 @@
  *	may send as (restrict_sender; "" clears them), otherwise they stay.
  *	The password is read from the terminal, twice, without echo; with
  *	--stdin one line is read from standard input (for scripts).  It is
- *	never stored, printed or logged.  del removes a user.  list prints
+ *	never stored, printed or logged, except with --cram-md5: then the
+ *	password itself is stored too (cram-md5=, base64, which hides
+ *	nothing), a password equivalent for CRAM-MD5 on listeners with
+ *	auth_cram_md5 = yes (fetchmail's ODMR mode knows no other mechanism);
+ *	a warning says so on stderr.  An add without --cram-md5 removes a
+ *	stored CRAM-MD5 secret.  del removes a user.  list prints
  *	each user, which secrets it has (never the secrets) and its senders;
  *	with -c also whether the daemon derived a SCRAM key at a password
  *	transition (<spool>/auth/scram-derived).
@@ -44,6 +49,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <gsasl.h>
+
 #include "../common/cfg.h"
 #include "../common/sasl.h"
 #include "../common/userdb.h"
@@ -59,6 +66,7 @@ struct opts {
 	enum kinds	kinds;
 	unsigned	iterations;
 	bool		from_stdin;
+	bool		cram;		/* --cram-md5: store the password equivalent too */
 	char		users_path[PATH_MAX];
 	char		derived_path[PATH_MAX];	/* "" without -c */
 	char		spool_user[256];	/* "" without -c */
@@ -68,11 +76,12 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: %s (-c CONFIG | -f FILE) add [--scram-only | --crypt-only] [--iterations N]\n"
-	    "           [--from ADDR[,ADDR...]] [--stdin] USER\n"
+	    "           [--from ADDR[,ADDR...]] [--cram-md5] [--stdin] USER\n"
 	    "       %s (-c CONFIG | -f FILE) del USER\n"
 	    "       %s (-c CONFIG | -f FILE) list\n"
 	    "  -c CONFIG     the users file is [smtpd] auth_users of CONFIG\n"
 	    "  -f FILE       the users file itself\n"
+	    "  --cram-md5    also store the password itself for CRAM-MD5 (a password equivalent)\n"
 	    "  --stdin       read the password from one line of standard input, not the terminal\n",
 	    PROG, PROG, PROG);
 }
@@ -186,6 +195,26 @@ secrets_of(const struct opts *o, const char *pw, struct sasl_scram_secrets *scra
 	return r;
 }
 
+/* A password CRAM-MD5 can use as stored: the file's limits, and SASLprep
+ * leaves it as it is (the server prepares it, fetchmail does not). */
+static int
+cram_check(const char *pw)
+{
+	char *prepped = NULL;
+	int r = -EINVAL;
+
+	if (strlen(pw) >= USERDB_CRAM_MAX || gsasl_saslprep(pw, 0, &prepped, NULL) != GSASL_OK)
+		return r;
+	if (strcmp(prepped, pw) == 0)
+		r = 0;
+	for (const char *p = pw; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			r = -EINVAL;
+	explicit_bzero(prepped, strlen(prepped));
+	gsasl_free(prepped);
+	return r;
+}
+
 static int
 cmd_add(const struct opts *o, struct userdb *db, const char *user)
 {
@@ -201,10 +230,19 @@ cmd_add(const struct opts *o, struct userdb *db, const char *user)
 	if ((r = read_password(o, user, pw, sizeof(pw))) < 0)
 		return r;
 	r = secrets_of(o, pw, &scram, hash, sizeof(hash));
-	explicit_bzero(pw, sizeof(pw));
+	if (r == 0 && o->cram && (r = cram_check(pw)) < 0)
+		fprintf(stderr, "%s: --cram-md5: the password must have at most 255 bytes, no control character, and be "
+		    "unchanged by SASLprep (GNU SASL's CRAM-MD5 prepares it; clients do not)\n", PROG);
 	if (r == 0 && (r = userdb_set(db, user, o->kinds != KIND_CRYPT ? &scram : NULL,
 	    o->kinds != KIND_SCRAM ? hash : NULL)) < 0)
 		fprintf(stderr, "%s: %s: %s\n", PROG, user, r == -EINVAL ? "not a user name" : strerror(-r));
+	if (r == 0 && o->cram && (r = userdb_set_cram(db, user, pw)) < 0)
+		fprintf(stderr, "%s: %s: --cram-md5: %s\n", PROG, user, strerror(-r));
+	if (r == 0 && o->cram)
+		fprintf(stderr, "%s: WARNING: %s: --cram-md5 stores a password-equivalent secret in %s: whoever can "
+		    "read that file can log in as %s with CRAM-MD5; use it only for ODMR clients (fetchmail) on a "
+		    "listener with auth_cram_md5 = yes\n", PROG, user, o->users_path, user);
+	explicit_bzero(pw, sizeof(pw));
 	if (r == 0 && o->from != NULL && (r = userdb_set_senders(db, user, o->from, err, sizeof(err))) < 0)
 		fprintf(stderr, "%s: --from %s: %s\n", PROG, o->from, err);
 	explicit_bzero(&scram, sizeof(scram));
@@ -247,6 +285,8 @@ cmd_list(const struct opts *o, const struct userdb *db)
 			printf(" scram-sha-256(%u,derived)", s.iterations);
 		if (u->crypt != NULL)
 			printf(" crypt(%s)", crypt_kind(u->crypt));
+		if (u->cram != NULL)
+			printf(" cram-md5(password-equivalent)");
 		for (size_t k = 0; k < u->nsenders; k++)
 			printf("%s%s", k == 0 ? " from=" : ",", u->senders[k]);
 		printf("\n");
@@ -325,6 +365,7 @@ main(int argc, char **argv)
 		{ "iterations", required_argument, NULL, 'i' },
 		{ "from", required_argument, NULL, 'F' },
 		{ "stdin", no_argument, NULL, 's' },
+		{ "cram-md5", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -341,6 +382,7 @@ main(int argc, char **argv)
 		case 'C': o.kinds = KIND_CRYPT; break;
 		case 'F': o.from = optarg; break;
 		case 's': o.from_stdin = true; break;
+		case 'M': o.cram = true; break;
 		case 'i':
 			errno = 0;
 			o.iterations = (unsigned)strtoul(optarg, &end, 10);

@@ -51,7 +51,8 @@
  *	MAIL and AUTH" and session_refuse_without_tls() its 530 5.7.0.
  *	AUTH (RFC 4954) follows the policy of the listener that accepted the
  *	session (s->lst->cfg: auth, auth_plaintext, auth_min_mechanism,
- *	restrict_sender).  While an exchange runs (ST_AUTH) each line is a
+ *	auth_cram_md5, restrict_sender); CRAM-MD5 is neither offered nor
+ *	accepted (504) where auth_cram_md5 is off.  While an exchange runs (ST_AUTH) each line is a
  *	response handed to auth.c, never dispatched as a command; a wrong
  *	password waits in ST_AUTH_DELAY (a timer, nothing read meanwhile) before
  *	its 535, longer with each failure of the client address (auth.h).
@@ -982,12 +983,14 @@ auth_policy(const struct session *s)
 
 /* Why mech (a canonical name) may not be used now, or REPLY_AUTH_OK when it may. */
 static enum reply_id
-auth_mech_refusal(const struct session *s, bool sends_password, int strength)
+auth_mech_refusal(const struct session *s, const char *mech, bool sends_password, int strength)
 {
 	const struct cfg_listener *pol = auth_policy(s);
 	bool ignored;
 	int min = 0;
 
+	if (sasl_mech_opt_in(mech) && !pol->auth_cram_md5)
+		return REPLY_AUTH_UNKNOWN_MECH;		/* not offered here at all */
 	if (pol->auth_min_mechanism != NULL)
 		(void)sasl_mech_lookup(pol->auth_min_mechanism, &ignored, &min);
 	if (strength < min)
@@ -1010,7 +1013,7 @@ auth_offer(const struct session *s, char *buf, size_t len)
 	if (auth_policy(s)->auth == CFG_AUTH_NO || s->srv->auth == NULL)
 		return false;
 	for (size_t i = 0; (name = sasl_mech_at(i, &sends_password, &strength)) != NULL; i++)
-		if (auth_mech_refusal(s, sends_password, strength) == REPLY_AUTH_OK && n + strlen(name) + 2 < len)
+		if (auth_mech_refusal(s, name, sends_password, strength) == REPLY_AUTH_OK && n + strlen(name) + 2 < len)
 			n += (size_t)snprintf(buf + n, len - n, " %s", name);
 	return n > 0;
 }
@@ -1154,7 +1157,7 @@ cmd_auth(struct session *s, const char *arg)
 		smtp_reply(s, REPLY_AUTH_UNKNOWN_MECH, "%s: %s", errmap_get(REPLY_AUTH_UNKNOWN_MECH)->text, mech);
 		return;
 	}
-	if ((refusal = auth_mech_refusal(s, sends_password, strength)) != REPLY_AUTH_OK) {
+	if ((refusal = auth_mech_refusal(s, name, sends_password, strength)) != REPLY_AUTH_OK) {
 		smtp_reply(s, refusal, "%s: %s", errmap_get(refusal)->text, name);
 		return;
 	}

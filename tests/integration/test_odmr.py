@@ -8,15 +8,18 @@ SMTP client on the same connection: the client greets with 220 and takes
 the held mail, each record going to sent/ (a message the client refuses
 for now stays queued).  Rows with code and enhanced code: 250 2.0.0,
 450 4.7.0, 451 4.4.0, 453 4.7.0, 530 5.7.0, 501 5.5.4, 502 5.5.1.
-The client's side is played as fetchmail's ODMR mode plays it (AUTH, ATRN,
-then the turned connection relayed byte for byte to a real SMTP server, an
-aiosmtpd sink); fetchmail itself cannot be the client: its ODMR mode
-authenticates with CRAM-MD5 only, which needs the password in clear on the
-server, and spoolgate stores SCRAM keys and yescrypt hashes.  Needs no FUSE.
+The real client is fetchmail --protocol ODMR: its ODMR mode authenticates
+with CRAM-MD5 only, so a third listener opts in (auth_cram_md5 = yes) and
+its user was added with spoolgate-passwd --cram-md5; fetchmail relays the
+turned connection to an aiosmtpd sink (smtphost).  A wrong secret gets 535
+and fetchmail fails; where auth_cram_md5 is off CRAM-MD5 is neither
+offered nor accepted (504 5.5.4).  A byte relay in the test plays the same
+client side too.  Needs no FUSE.
 """
 
 import base64
 import os
+import shutil
 import socket
 import ssl
 import smtplib
@@ -38,6 +41,7 @@ USERS = {
     'branch@example.org': ('branch pass phrase', []),
     'other@example.org': ('other pass phrase', []),
     'tls@example.org': ('tls pass phrase', []),
+    'fetch@example.org': ('fetch pass phrase', ['--cram-md5']),
 }
 
 
@@ -61,12 +65,19 @@ class Odmr(unittest.TestCase):
         cls.addClassCleanup(cls.sink.stop)
         cls.gw = harness.Instance(
             'odmr', scan_interval=1, retry_min=3600, retry_max=3600, command_timeout=10,
-            routes={'branch.test': 'hold', 'second.test': 'hold', 'other.test': 'hold'},
+            routes={'branch.test': 'hold', 'second.test': 'hold', 'other.test': 'hold', 'fetch.test': 'hold',
+                    'fetch2.test': 'hold'},
             odmr={'branch@example.org': 'branch.test second.test empty.test',
-                  'other@example.org': 'other.test'},
+                  'other@example.org': 'other.test',
+                  'fetch@example.org': 'fetch.test fetch2.test'},
             listeners={'main': {'listen': '127.0.0.1:%d' % harness.free_port()},
                        'odmr': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
-                                'auth': 'offer', 'auth_plaintext': True}},
+                                'auth': 'offer', 'auth_plaintext': True},
+                       'odmrcram': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
+                                    'auth': 'required', 'auth_cram_md5': True},
+                       'odmrmin': {'listen': '127.0.0.1:%d' % harness.free_port(), 'odmr': True,
+                                   'auth': 'required', 'auth_cram_md5': True, 'auth_plaintext': True,
+                                   'auth_min_mechanism': 'PLAIN'}},
             listen=None, relay_networks='127.0.0.0/8', auth_failure_delay=0)
         cls.addClassCleanup(cls.gw.cleanup)
         # a second ODMR listener with STARTTLS, as port 366 is run in practice
@@ -284,6 +295,81 @@ class Odmr(unittest.TestCase):
         self.assertEqual(sorted(m['rcpt'][0] for t in toks for m in self.sink.find(t)),
                          ['f1@branch.test', 'f2@branch.test'])
         wait_until(lambda: not self.queued_for('branch.test'), 10, 'out of the queue')
+
+    def fetchmail(self, listener, secret, domains='fetch.test fetch2.test'):
+        """fetchmail --protocol ODMR against listener, relaying into the sink: (exit code, output)"""
+        fm = shutil.which('fetchmail')
+        if fm is None:
+            self.skipTest('fetchmail is not installed (scripts/deps.sh)')
+        home = os.path.join(self.gw.dir, 'fetchmail-' + uuid.uuid4().hex[:8])
+        os.makedirs(home)
+        rc = os.path.join(home, 'fetchmailrc')
+        fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)	# fetchmail refuses any other mode
+        with os.fdopen(fd, 'w') as f:
+            f.write('poll 127.0.0.1 protocol ODMR port %d\n'
+                    '  user "fetch@example.org" password "%s"\n'
+                    '  fetchdomains %s smtphost "127.0.0.1/%d"\n'
+                    % (self.gw.listener_addr(listener)[1], secret, ','.join(domains.split()), self.sink.port))
+        env = dict(os.environ, FETCHMAILHOME=home, HOME=home)
+        p = subprocess.run([fm, '-f', rc, '-N', '--nosyslog', '--verbose'],
+                           capture_output=True, text=True, timeout=90, env=env)
+        out = p.stdout + p.stderr
+        log('  fetchmail exit %d:\n%s' % (p.returncode, '\n'.join('    ' + l for l in out.splitlines())))
+        return p.returncode, out
+
+    def test_fetchmail_odmr(self):
+        """fetchmail --protocol ODMR as the client: AUTH CRAM-MD5 on the listener that opts in, ATRN,
+        the held mail of both its domains into the SMTP sink fetchmail relays to, records in sent/"""
+        toks = [uuid.uuid4().hex[:12] for _ in range(3)]
+        send(self.gw, ['m1@fetch.test'], toks[0])
+        send(self.gw, ['m2@fetch.test', 'm3@fetch2.test'], toks[1])
+        send(self.gw, ['m4@fetch2.test'], toks[2])
+        wait_until(lambda: len(self.queued_for('fetch.test')) == 2 and len(self.queued_for('fetch2.test')) == 2,
+                   5, 'queued')
+        sent_before = len(self.gw.listdir('sent'))
+        c = self.client(listener='odmrcram')
+        self.assertIn('CRAM-MD5', c.ehlo().text, 'CRAM-MD5 offered where auth_cram_md5 = yes')
+        code, out = self.fetchmail('odmrcram', USERS['fetch@example.org'][0])
+        self.assertIn('AUTH CRAM-MD5', out)
+        self.assertRegex(out, r'235 2\.7\.0')
+        self.assertIn('ATRN fetch.test,fetch2.test', out)
+        self.assertIn('250 2.0.0 OK, now reversing the connection', out)
+        self.assertEqual(code, 0, out)
+        wait_until(lambda: all(self.sink.find(t) for t in toks), 20, 'all three in the sink')
+        self.assertEqual(sorted(r for t in toks for m in self.sink.find(t) for r in m['rcpt']),
+                         ['m1@fetch.test', 'm2@fetch.test', 'm3@fetch2.test', 'm4@fetch2.test'])
+        wait_until(lambda: not self.queued_for('fetch.test') and not self.queued_for('fetch2.test'), 10,
+                   'out of the queue')
+        wait_until(lambda: len(self.gw.listdir('sent')) == sent_before + 3, 10, 'three records in sent/')
+        log_text = self.gw.read_log('smtpd')
+        self.assertRegex(log_text, r'mechanism=CRAM-MD5')
+        self.assertNotIn(USERS['fetch@example.org'][0], log_text, 'the secret went into the log')
+
+    def test_fetchmail_wrong_secret_and_listener_without_cram(self):
+        """a wrong secret: 535 5.7.8 and fetchmail fails, nothing leaves the queue; on a listener
+        without auth_cram_md5 CRAM-MD5 is not in EHLO, AUTH CRAM-MD5 gets 504 5.5.4, fetchmail fails;
+        below auth_min_mechanism it gets 534 5.7.9"""
+        tok = uuid.uuid4().hex[:12]
+        send(self.gw, ['w@fetch2.test'], tok)
+        wait_until(lambda: self.queued_for('fetch2.test'), 5, 'queued')
+        code, out = self.fetchmail('odmrcram', 'not the secret', domains='fetch2.test')
+        self.assertIn('535 5.7.8', out)
+        self.assertNotEqual(code, 0, out)
+        self.assertNotIn('ATRN', [l.split(' ')[0] for l in out.splitlines() if l.startswith('fetchmail: ODMR> ')])
+        c = self.client(listener='odmr')
+        self.assertNotIn('CRAM-MD5', c.ehlo().text)
+        assert_reply(self, c.cmd('AUTH CRAM-MD5'), 504, '5.5.4', 'AUTH CRAM-MD5 where auth_cram_md5 = no')
+        code, out = self.fetchmail('odmr', USERS['fetch@example.org'][0], domains='fetch2.test')
+        self.assertNotEqual(code, 0, out)
+        self.assertNotIn('235 ', out)
+        # the weakest mechanism: any auth_min_mechanism refuses it (534 5.7.9)
+        c = self.client(listener='odmrmin')
+        self.assertNotIn('CRAM-MD5', c.ehlo().text)
+        assert_reply(self, c.cmd('AUTH CRAM-MD5'), 534, '5.7.9', 'AUTH CRAM-MD5 below auth_min_mechanism')
+        time.sleep(1)
+        self.assertTrue(self.queued_for('fetch2.test'), 'the held mail left without a good ATRN')
+        self.assertFalse(self.sink.find(tok))
+
 
 if __name__ == '__main__':
     harness.main(binaries=(harness.SMTPD,))

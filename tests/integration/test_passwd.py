@@ -7,12 +7,16 @@ never echoed; two different answers change nothing), --scram-only and
 list without any secret, the file's mode (0600) and owner kept across
 rewrites, a new file made with -c given to the [spool] user, refusals of a
 broken or world-readable file (nothing written), no terminal without
---stdin.  The daemon's side of these files is in test_auth.py.
+--stdin; --cram-md5: the password stored as cram-md5= (base64) with a
+warning on stderr, listed as a password equivalent, kept 0600, dropped by
+an add without --cram-md5, and passwords SASLprep would change refused.
+The daemon's side of these files is in test_auth.py and test_odmr.py.
 """
 
 import os
 import pty
 import pwd
+import base64
 import re
 import select
 import subprocess
@@ -92,6 +96,37 @@ class Passwd(unittest.TestCase):
         r = run('-f', self.users, 'del', 'alice@example.org')
         self.assertEqual(r.returncode, 1)
         self.assertIn('alice@example.org: no such user', r.stderr)
+
+    def test_cram_md5_opt_in(self):
+        """--cram-md5 stores the password itself (base64) and says so; a new password without it drops it"""
+        r = self.add('fetch@example.org', 'fetch pass phrase', '--cram-md5')
+        self.assertIn('WARNING', r.stderr)
+        self.assertIn('password-equivalent', r.stderr)
+        self.assertIn(self.users, r.stderr)
+        self.assertNotIn('fetch pass phrase', r.stderr + r.stdout, 'the secret was printed')
+        self.assertEqual(os.stat(self.users).st_mode & 0o7777, 0o600)
+        words = dict(w.split('=', 1) for w in users_lines(self.users)['fetch@example.org'])
+        self.assertEqual(base64.b64decode(words['cram-md5']), b'fetch pass phrase')
+        self.assertIn('scram', words)
+        self.assertIn('crypt', words)
+        r = run('-f', self.users, 'list')
+        self.assertRegex(r.stdout, r'(?m)^fetch@example\.org scram-sha-256\(4096\) crypt\(yescrypt\) '
+                         r'cram-md5\(password-equivalent\)$')
+        self.assertNotIn('fetch pass phrase', r.stdout)
+        # without --cram-md5: no warning, nothing stored for CRAM-MD5
+        r = self.add('plain@example.org', 'plain pw')
+        self.assertNotIn('WARNING', r.stderr)
+        self.assertNotIn('cram-md5=', ' '.join(users_lines(self.users)['plain@example.org']))
+        # a new password without --cram-md5 removes the old equivalent
+        self.add('fetch@example.org', 'new pass phrase')
+        self.assertNotIn('cram-md5=', ' '.join(users_lines(self.users)['fetch@example.org']))
+        self.assertNotIn('fetch pass phrase', open(self.users).read())
+        # a password SASLprep would change cannot be used as stored (the server prepares it)
+        before = open(self.users).read()
+        r = run('-f', self.users, 'add', '--stdin', '--cram-md5', 'odd', stdin='caf\u00e9\u00ad x\n')
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn('SASLprep', r.stderr)
+        self.assertEqual(open(self.users).read(), before, 'a refused add changed the file')
 
     def test_terminal_twice_without_echo(self):
         def read_some(fd, timeout=30):

@@ -417,6 +417,10 @@ static const struct err_case {
 	  "'maybe' is not one of no, offer, required" },
 	{ "listener bad auth_min_mechanism", "[listener mx]\nauth_min_mechanism = CRAM-MD5\n", 2,
 	  "[listener mx] auth_min_mechanism", "'CRAM-MD5' is not one of LOGIN, PLAIN, SCRAM-SHA-256" },
+	{ "listener cram-md5 without odmr", "[listener mx]\nlisten = 127.0.0.1:25\nauth = offer\nauth_cram_md5 = yes\n", 0,
+	  "[listener mx]", "auth_cram_md5 = yes needs odmr = yes" },
+	{ "listener bad auth_cram_md5", "[listener mx]\nauth_cram_md5 = sometimes\n", 2,
+	  "[listener mx] auth_cram_md5", "not yes or no" },
 	{ "listener bad restrict_sender", "[listener mx]\nrestrict_sender = maybe\n", 2,
 	  "[listener mx] restrict_sender", "not yes or no" },
 	{ "listener bad etrn", "[listener mx]\netrn = sometimes\n", 2, "[listener mx] etrn",
@@ -861,11 +865,13 @@ START_TEST(test_odmr_and_hold)
 	struct cfg cfg;
 
 	write_conf("odmr.conf", "[listener odmr]\nlisten = 127.0.0.1:366\nodmr = yes\netrn = relay\n"
-	    "[routes]\nbranch.example = hold\nother.example = hold [192.0.2.1]:25\n"
+	    "auth_cram_md5 = yes\n[listener mx]\nlisten = 127.0.0.1:25\n[routes]\nbranch.example = hold\nother.example = hold [192.0.2.1]:25\n"
 	    "[odmr]\nbranch@example.org = branch.example, other.example\nsolo = other.example\n", path);
 	ck_assert_msg(cfg_load(path, &cfg, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_ptr_nonnull(l = cfg_listener_find(&cfg, "odmr"));
 	ck_assert(l->odmr);
+	ck_assert(l->auth_cram_md5);
+	ck_assert(!cfg_listener_find(&cfg, "mx")->auth_cram_md5);	/* off unless set */
 	ck_assert_int_eq(l->etrn, CFG_ETRN_RELAY);
 	ck_assert_uint_eq(cfg.n_odmr, 2);
 	ck_assert_ptr_nonnull(o = cfg_odmr_find(&cfg, "branch@example.org"));

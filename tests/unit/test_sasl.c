@@ -103,7 +103,7 @@ scram_secrets(void *arg, const char *name, struct sasl_scram_secrets *out)
 	return 0;
 }
 
-static const struct sasl_server_ops ops = { check_password, scram_secrets };
+static const struct sasl_server_ops ops = { check_password, scram_secrets, NULL };
 
 static void
 setup(void)
@@ -372,7 +372,7 @@ END_TEST
 
 START_TEST(test_unknown_mechanism)
 {
-	static const char *const unknown[] = { "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS",
+	static const char *const unknown[] = { "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS",
 		"DIGEST-MD5", "ANONYMOUS", "EXTERNAL", "GSSAPI", "", "PLAIN ", "X" };
 	struct store st = { 0 };
 	struct sasl_server *srv;
@@ -390,6 +390,38 @@ START_TEST(test_unknown_mechanism)
 	sasl_server_free(srv);
 	ck_assert_int_eq(sasl_client_start(ctx, "PLAIN", "", "b", &cl, &initial), -EINVAL);
 	ck_assert_str_eq(sasl_status_name(SASL_UNKNOWN_MECH), "unknown-mechanism");
+}
+END_TEST
+
+/* CRAM-MD5: a server mechanism only, opt-in, the weakest; without a
+ * cram_secret callback it fails temporarily (the exchange itself is in
+ * test_userdb, against the users file). */
+START_TEST(test_cram_md5_server_only)
+{
+	struct store st = { 0 };
+	struct sasl_server *srv;
+	struct sasl_client *cl;
+	char *initial, *chal = NULL;
+	bool sends_password = true;
+	int strength = -1;
+
+	ck_assert_int_eq(sasl_server_supports("cram-md5"), true);
+	ck_assert_str_eq(sasl_mech_lookup("cram-md5", &sends_password, &strength), "CRAM-MD5");
+	ck_assert_int_eq(sends_password, false);
+	ck_assert_int_eq(strength, 0);
+	ck_assert_int_eq(sasl_mech_opt_in("CRAM-MD5"), true);
+	ck_assert_int_eq(sasl_mech_opt_in("PLAIN"), false);
+	ck_assert_int_eq(sasl_mech_opt_in("SCRAM-SHA-256"), false);
+	ck_assert_int_eq(sasl_mech_opt_in("X"), false);
+	ck_assert_int_eq(sasl_client_start(ctx, "CRAM-MD5", "a", "b", &cl, &initial), -ENOTSUP);
+	ck_assert_int_eq(sasl_server_start(ctx, "CRAM-MD5", &ops, &st, &srv), SASL_CONTINUE);
+	ck_assert_int_eq(sasl_server_step(srv, "", &chal), SASL_CONTINUE);
+	ck_assert_ptr_nonnull(chal);
+	free(chal);
+	/* "a 0123...": a user and a digest, but no secrets callback */
+	ck_assert_int_eq(sasl_server_step(srv, "YSAwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZg==", &chal),
+	    SASL_TEMPFAIL);
+	sasl_server_free(srv);
 }
 END_TEST
 
@@ -810,6 +842,7 @@ sasl_suite(void)
 	tcase_add_test(tc, test_login_initial_response);
 	tcase_add_test(tc, test_authzid_refused);
 	tcase_add_test(tc, test_unknown_mechanism);
+	tcase_add_test(tc, test_cram_md5_server_only);
 	tcase_add_test(tc, test_client_choice);
 	tcase_add_test(tc, test_client_detects_false_server);
 	tcase_add_test(tc, test_scram_secrets_make);

@@ -11,7 +11,10 @@
  *	old hash, none), sender ownership, changes written atomically and
  *	read back (mode 0600, owner kept), and a SCRAM-SHA-256 exchange of
  *	GNU SASL against keys that came through the file, including keys
- *	made by the gsasl command.
+ *	made by the gsasl command.  The opt-in CRAM-MD5 secret: parsed from
+ *	base64 (blanks kept), refused when malformed, never a password for
+ *	PLAIN, kept through a rewrite, dropped by a new password, and a
+ *	CRAM-MD5 exchange of GNU SASL's own client against the server.
  */
 #include <check.h>
 #include <errno.h>
@@ -21,6 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <gsasl.h>
 
 #include "sasl.h"
 #include "testutil.h"
@@ -129,6 +134,12 @@ static const struct {
 	{ "alice crypt=$y$a from=nodomain", "neither an address" },
 	{ "alice crypt=$y$a from=@bad..domain", "bad domain" },
 	{ "al\x01ice crypt=$y$a", "control character" },
+	{ "alice cram-md5=c2VjcmV0", "no secret" },		/* a CRAM secret alone is no user */
+	{ "alice crypt=$y$a cram-md5=not*b64=", "cram-md5= secret is not base64" },
+	{ "alice crypt=$y$a cram-md5=", "cram-md5= secret is not base64" },
+	{ "alice crypt=$y$a cram-md5=c2V", "cram-md5= secret is not base64" },
+	{ "alice crypt=$y$a cram-md5=YQFi", "cram-md5= secret with a control character" },
+	{ "alice crypt=$y$a cram-md5=YQ== cram-md5=Yg==", "key given twice" },
 	{ "al\xc3\xa9 crypt=$y$a", "non-ASCII" },
 };
 
@@ -316,7 +327,7 @@ ops_scram(void *arg, const char *user, struct sasl_scram_secrets *out)
 static enum sasl_status
 scram_exchange(struct userdb *db, const char *user, const char *password)
 {
-	static const struct sasl_server_ops ops = { ops_password, ops_scram };
+	static const struct sasl_server_ops ops = { ops_password, ops_scram, NULL };
 	struct sasl_ctx *ctx;
 	struct sasl_client *cl;
 	struct sasl_server *srv;
@@ -368,6 +379,97 @@ START_TEST(test_scram_exchange_with_gsasl_keys)
 }
 END_TEST
 
+static int
+ops_cram(void *arg, const char *user, char *out, size_t outlen)
+{
+	return userdb_cram(arg, user, out, outlen);
+}
+
+/* GNU SASL's own CRAM-MD5 client (the relay's client never does CRAM-MD5). */
+static enum sasl_status
+cram_exchange(struct userdb *db, const char *user, const char *secret)
+{
+	static const struct sasl_server_ops ops = { ops_password, ops_scram, ops_cram };
+	struct sasl_ctx *ctx;
+	struct sasl_server *srv;
+	Gsasl *g;
+	Gsasl_session *cl;
+	enum sasl_status st;
+	char *chal = NULL, *resp = NULL;
+
+	ck_assert_int_eq(gsasl_init(&g), GSASL_OK);
+	ck_assert_int_eq(gsasl_client_start(g, "CRAM-MD5", &cl), GSASL_OK);
+	gsasl_property_set(cl, GSASL_AUTHID, user);
+	gsasl_property_set(cl, GSASL_PASSWORD, secret);
+	ck_assert_int_eq(sasl_ctx_new(&ctx), 0);
+	ck_assert_int_eq(sasl_server_start(ctx, "CRAM-MD5", &ops, db, &srv), SASL_CONTINUE);
+	ck_assert_int_eq(sasl_server_step(srv, "", &chal), SASL_CONTINUE);
+	ck_assert_int_eq(gsasl_step64(cl, chal, &resp), GSASL_OK);
+	free(chal);
+	st = sasl_server_step(srv, resp, &chal);
+	ck_assert_ptr_null(chal);
+	if (st == SASL_OK)
+		ck_assert_str_eq(sasl_server_identity(srv), user);
+	gsasl_free(resp);
+	sasl_server_free(srv);
+	sasl_ctx_free(ctx);
+	gsasl_finish(cl);
+	gsasl_done(g);
+	return st;
+}
+
+/* "two words!" in base64: blanks survive the file. */
+#define CRAM_B64	"dHdvIHdvcmRzIQ=="
+
+START_TEST(test_cram_secret)
+{
+	char err[512] = "", buf[USERDB_CRAM_MAX], small[4], path[PATH_LEN + 16], *text = NULL;
+	struct userdb *db, *again = NULL;
+	struct sasl_scram_secrets s;
+	size_t len;
+
+	db = load_text("carol crypt=$y$abc cram-md5=" CRAM_B64 "\ndave crypt=$y$abc\n", 0, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	ck_assert_str_eq(userdb_find(db, "carol")->cram, "two words!");
+	ck_assert_int_eq(userdb_cram(db, "carol", buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "two words!");
+	ck_assert_int_eq(userdb_cram(db, "carol", small, sizeof(small)), -ENAMETOOLONG);
+	ck_assert_int_eq(userdb_cram(db, "dave", buf, sizeof(buf)), -ENOENT);
+	ck_assert_int_eq(userdb_cram(db, "nobody", buf, sizeof(buf)), -ENOENT);
+	/* the CRAM secret is never a password for PLAIN or LOGIN */
+	ck_assert_int_eq(userdb_check_password(userdb_find(db, "carol"), "two words!"), -EINVAL);
+
+	ck_assert_int_eq(cram_exchange(db, "carol", "two words!"), SASL_OK);
+	ck_assert_int_eq(cram_exchange(db, "carol", "two words?"), SASL_BAD_CREDENTIALS);
+	ck_assert_int_eq(cram_exchange(db, "dave", "anything"), SASL_BAD_CREDENTIALS);
+	ck_assert_int_eq(cram_exchange(db, "nobody", "anything"), SASL_BAD_CREDENTIALS);
+
+	/* kept through a rewrite, as base64 */
+	ck_assert_int_eq(userdb_format(db, &text, &len), 0);
+	ck_assert_ptr_nonnull(strstr(text, "carol crypt=$y$abc cram-md5=" CRAM_B64 "\n"));
+	free(text);
+	snprintf(path, sizeof(path), "%s/users", dir);
+	ck_assert_int_eq(userdb_write(path, db, err, sizeof(err)), 0);
+	ck_assert_int_eq(userdb_load(path, &again, err, sizeof(err)), 0);
+	ck_assert_str_eq(userdb_find(again, "carol")->cram, "two words!");
+	userdb_free(again);
+
+	/* set, refused, removed; a new password drops it */
+	ck_assert_int_eq(userdb_set_cram(db, "dave", "d secret"), 0);
+	ck_assert_int_eq(userdb_cram(db, "dave", buf, sizeof(buf)), 0);
+	ck_assert_int_eq(userdb_set_cram(db, "dave", "bad\nsecret"), -EINVAL);
+	ck_assert_int_eq(userdb_set_cram(db, "dave", ""), -EINVAL);
+	ck_assert_int_eq(userdb_set_cram(db, "nobody", "x"), -ENOENT);
+	ck_assert_int_eq(userdb_set_cram(db, "dave", NULL), 0);
+	ck_assert_int_eq(userdb_cram(db, "dave", buf, sizeof(buf)), -ENOENT);
+	ck_assert_int_eq(sasl_scram_secrets_make("new pw", 4096, NULL, &s), 0);
+	ck_assert_int_eq(userdb_set(db, "carol", &s, NULL), 0);
+	ck_assert_ptr_null(userdb_find(db, "carol")->cram);
+	ck_assert_int_eq(cram_exchange(db, "carol", "two words!"), SASL_BAD_CREDENTIALS);
+	userdb_free(db);
+}
+END_TEST
+
 static Suite *
 userdb_suite(void)
 {
@@ -385,6 +487,7 @@ userdb_suite(void)
 	tcase_add_test(tc, test_senders);
 	tcase_add_test(tc, test_change_write_reload);
 	tcase_add_test(tc, test_scram_exchange_with_gsasl_keys);
+	tcase_add_test(tc, test_cram_secret);
 	suite_add_tcase(s, tc);
 	return s;
 }
