@@ -38,7 +38,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import log, wait_until
-from test_relay import Sink
+from test_relay import start_sink_for
 
 EX_DATAERR = 65
 
@@ -101,11 +101,7 @@ def in_box(gw, box, tok):
 class AliasesBase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
+        start_sink_for(cls)
         cls.gw = harness.Instance('aliases', smarthost='127.0.0.1:%d' % cls.sink.port,
                                   scan_interval=300, retry_min=1, retry_max=2, hostname='gw.test',
                                   sender_domain='localhost', trusted_users='root')

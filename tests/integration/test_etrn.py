@@ -24,7 +24,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import assert_reply, log, wait_until
-from test_relay import Sink
+from test_relay import start_sink_for
 
 
 def send(gw, rcpts, tok):
@@ -51,11 +51,7 @@ class Etrn(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
+        start_sink_for(cls)
         hop = '127.0.0.1:%d' % cls.sink.port
         cls.dead = '127.0.0.1:%d' % harness.free_port()
         cls.gw = harness.Instance(

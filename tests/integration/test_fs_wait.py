@@ -34,7 +34,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import log, wait_until
-from test_relay import Sink, token
+from test_relay import token, start_sink_for
 
 MESSAGES = 1000
 SENDERS = 8
@@ -260,11 +260,7 @@ class Next(unittest.TestCase):
 
 def start_with_sink(cls, name, **cfg):
     """cls.sink (test_relay.Sink, aiosmtpd) and cls.gw relaying to it, both mounted and running."""
-    try:
-        cls.sink = Sink()
-    except ImportError as e:
-        raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-    cls.addClassCleanup(cls.sink.stop)
+    start_sink_for(cls)
     cls.gw = harness.Instance(name, smarthost='127.0.0.1:%d' % cls.sink.port, **cfg)
     cls.addClassCleanup(cls.gw.cleanup)
     cls.gw.start_smtpd()

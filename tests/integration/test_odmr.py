@@ -35,7 +35,7 @@ import harness
 import peers
 from harness import assert_reply, log, wait_until
 from test_auth import make_users
-from test_relay import Sink
+from test_relay import start_sink_for
 
 USERS = {
     'branch@example.org': ('branch pass phrase', []),
@@ -58,11 +58,7 @@ class Odmr(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
+        start_sink_for(cls)
         cls.gw = harness.Instance(
             'odmr', scan_interval=1, retry_min=3600, retry_max=3600, command_timeout=10,
             routes={'branch.test': 'hold', 'second.test': 'hold', 'other.test': 'hold', 'fetch.test': 'hold',

@@ -155,6 +155,16 @@ class Sink:
                     if needle.encode() in m['data']]
 
 
+def start_sink_for(cls):
+    """cls.sink: a running Sink, stopped at the class's cleanup; the class is
+    skipped when aiosmtpd is not there."""
+    try:
+        cls.sink = Sink()
+    except ImportError as e:
+        raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
+    cls.addClassCleanup(cls.sink.stop)
+
+
 def sink_message(tok, to='bob@example.net', cc='carol@example.net', bcc='eve@example.net',
                  body=None):
     hdr = ('From: Alice <alice@example.org>\nTo: %s\n' % to
@@ -171,11 +181,7 @@ class ToSink(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            cls.sink = Sink()
-        except ImportError as e:
-            raise unittest.SkipTest('aiosmtpd is not available: %s' % e)
-        cls.addClassCleanup(cls.sink.stop)
+        start_sink_for(cls)
         cls.gw = harness.Instance('relay-sink', smarthost='127.0.0.1:%d' % cls.sink.port,
                                   scan_interval=300, retry_min=1, retry_max=2,
                                   command_timeout=10)
