@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gmime/gmime.h>
@@ -23,6 +24,14 @@
 #include "dsn.h"
 
 #define DSN_FOLD	76	/* fold a field's value at a space past this column */
+
+/* The original as the third part returns it (RFC 3461 4.3). */
+struct dsn_returned {
+	char	       *text;		/* malloc'd; NULL: no third part */
+	size_t		len;
+	bool		full;		/* the whole message (message/rfc822), else its headers */
+	const char     *why_headers;	/* RET=FULL but headers only: "too-large", "not-7bit" */
+};
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
 
@@ -321,9 +330,25 @@ delivery_status_text(const struct dsn_request *req, char **out, size_t *outlen)
 	return 0;
 }
 
+/* The last sentence of the first part: what the third part holds, and why. */
+static void
+put_returned_sentence(FILE *fp, const struct dsn_request *req, const struct dsn_returned *ret)
+{
+	if (ret->text != NULL && ret->full)
+		fprintf(fp, "Your message is attached.\n");
+	else if (ret->text != NULL && ret->why_headers != NULL && strcmp(ret->why_headers, "too-large") == 0)
+		fprintf(fp, "The headers of your message are attached; the whole message\n"
+		    "(RET=FULL) is larger than the %zu octets a notice returns.\n", req->full_max);
+	else if (ret->text != NULL && ret->why_headers != NULL)
+		fprintf(fp, "The headers of your message are attached; the whole message\n"
+		    "(RET=FULL) is not 7-bit text that a notice can return as it is.\n");
+	else if (ret->text != NULL)
+		fprintf(fp, "The headers of your message are attached.\n");
+}
+
 /* The first part: the same facts, in words. */
 static int
-human_text(const struct dsn_request *req, char **out, size_t *outlen)
+human_text(const struct dsn_request *req, const struct dsn_returned *ret, char **out, size_t *outlen)
 {
 	char *buf = NULL, *host = NULL, *arrived = NULL;
 	size_t len = 0, i;
@@ -380,8 +405,8 @@ human_text(const struct dsn_request *req, char **out, size_t *outlen)
 		free(rhost);
 		free(when);
 	}
-	if (err == 0 && req->datafd >= 0)
-		fprintf(fp, "The headers of your message are attached.\n");
+	if (err == 0)
+		put_returned_sentence(fp, req, ret);
 	free(host);
 	free(arrived);
 	if (fclose(fp) != 0 && err == 0)
@@ -423,6 +448,50 @@ read_headers(int fd, off_t offset, char **out, size_t *outlen)
 		len = (size_t)(end - buf) + 1;
 	*out = buf;
 	*outlen = len;
+	return 0;
+}
+
+/*
+ * The whole original, for RET=FULL: *out NULL (and *why set) when it
+ * cannot go whole: larger than full_max, or not 7-bit text that a
+ * message/rfc822 part may carry as it is (an 8-bit octet, NUL, CR, a
+ * line over 998 octets).  -EIO when it cannot be read.
+ */
+static int
+read_full(int fd, off_t offset, size_t full_max, char **out, size_t *outlen, const char **why)
+{
+	struct stat st;
+	size_t size, i, col = 0;
+	char *buf;
+	ssize_t n;
+
+	*out = NULL;
+	if (fstat(fd, &st) < 0 || st.st_size < offset)
+		return -EIO;
+	size = (size_t)(st.st_size - offset);
+	if (size > full_max) {
+		*why = "too-large";
+		return 0;
+	}
+	if ((buf = malloc(size + 1)) == NULL)
+		return -ENOMEM;
+	if ((n = spool_pread_all(fd, buf, size, offset)) < 0 || (size_t)n != size) {
+		free(buf);
+		return -EIO;
+	}
+	for (i = 0; i < size; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		col = c == '\n' ? 0 : col + 1;
+		if (c == '\0' || c == '\r' || c >= 0x80 || col > 998) {
+			free(buf);
+			*why = "not-7bit";
+			return 0;
+		}
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*outlen = size;
 	return 0;
 }
 
@@ -503,7 +572,7 @@ out:
 
 static int
 assemble(const struct dsn_request *req, const char *human, size_t hlen, const char *status, size_t slen,
-	 const char *headers, size_t hdrlen, char **out, size_t *outlen)
+	 const struct dsn_returned *ret, char **out, size_t *outlen)
 {
 	GMimeMessage *msg = g_mime_message_new(TRUE);
 	GMimeMultipart *mp = g_mime_multipart_new_with_subtype("report");
@@ -514,8 +583,10 @@ assemble(const struct dsn_request *req, const char *human, size_t hlen, const ch
 	g_mime_object_set_content_type_parameter(GMIME_OBJECT(mp), "report-type", "delivery-status");
 	add_part(mp, new_text_part("text", "plain", human, hlen, true));
 	add_part(mp, new_text_part("message", "delivery-status", status, slen, false));
-	if (headers != NULL)
-		add_part(mp, new_text_part("text", "rfc822-headers", headers, hdrlen, false));
+	if (ret->text != NULL && ret->full)
+		add_part(mp, new_text_part("message", "rfc822", ret->text, ret->len, false));
+	else if (ret->text != NULL)
+		add_part(mp, new_text_part("text", "rfc822-headers", ret->text, ret->len, false));
 	g_mime_message_set_mime_part(msg, GMIME_OBJECT(mp));
 	g_object_unref(mp);
 	if ((err = set_headers(msg, req)) < 0) {
@@ -540,11 +611,40 @@ assemble(const struct dsn_request *req, const char *human, size_t hlen, const ch
 	return *out != NULL ? 0 : -ENOMEM;
 }
 
+/*
+ * What the third part returns of the original: the whole of it when
+ * RET=FULL asked and it may go whole (read_full), else its header
+ * section; none without datafd.
+ */
+static int
+read_returned(const struct dsn_request *req, struct dsn_returned *ret)
+{
+	int err;
+
+	if (req->datafd < 0)
+		return 0;
+	if (req->env->dsn_ret == DSN_RET_FULL) {
+		if ((err = read_full(req->datafd, req->data_offset, req->full_max, &ret->text, &ret->len,
+		    &ret->why_headers)) < 0 || ret->text != NULL) {
+			ret->full = ret->text != NULL;
+			return err;
+		}
+	}
+	if ((err = read_headers(req->datafd, req->data_offset, &ret->text, &ret->len)) < 0)
+		return err;
+	if (ret->len == 0) {
+		free(ret->text);
+		ret->text = NULL;
+	}
+	return 0;
+}
+
 int
 dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
 {
-	char *human = NULL, *status = NULL, *headers = NULL;
-	size_t hlen = 0, slen = 0, hdrlen = 0;
+	struct dsn_returned ret = { 0 };
+	char *human = NULL, *status = NULL;
+	size_t hlen = 0, slen = 0;
 	int err;
 
 	if (req->hostname == NULL || req->hostname[0] == '\0' || req->id == NULL || req->id[0] == '\0' ||
@@ -553,15 +653,15 @@ dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
 	if (dsn_recipients_wanting(req->env, req->delayed) == 0)
 		return -EINVAL;
 	pthread_once(&gmime_once, gmime_start);
-	if ((err = human_text(req, &human, &hlen)) < 0 ||
-	    (err = delivery_status_text(req, &status, &slen)) < 0 ||
-	    (req->datafd >= 0 && (err = read_headers(req->datafd, req->data_offset, &headers, &hdrlen)) < 0))
+	if ((err = read_returned(req, &ret)) < 0 ||
+	    (err = human_text(req, &ret, &human, &hlen)) < 0 ||
+	    (err = delivery_status_text(req, &status, &slen)) < 0)
 		goto out;
-	err = assemble(req, human, hlen, status, slen, hdrlen > 0 ? headers : NULL, hdrlen, out, outlen);
+	err = assemble(req, human, hlen, status, slen, &ret, out, outlen);
 out:
 	free(human);
 	free(status);
-	free(headers);
+	free(ret.text);
 	return err;
 }
 

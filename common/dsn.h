@@ -32,13 +32,17 @@
  *	       Remote-MTA: dns; <host> and Last-Attempt-Date (when the
  *	       envelope's rcpt-at says), Diagnostic-Code: smtp; <reply> (when
  *	       there is one), Will-Retry-Until (warnings, when expires > 0)
- *	    3. text/rfc822-headers: the original's header section, read from
- *	       datafd at data_offset, at most DSN_HEADERS_MAX octets (cut at a
- *	       line end).  Only the headers: the sender has the message, a
- *	       bounce must not carry a large or confidential body to wherever
- *	       the (possibly forged) sender points, and the size of a notice
- *	       stays bounded (Postfix attaches the headers too when the whole
- *	       message would be too big).
+ *	    3. the original, read from datafd at data_offset: with RET=FULL
+ *	       (RFC 3461 4.3) the whole message as message/rfc822 when it is
+ *	       at most full_max octets and 7-bit text (no 8-bit octet, NUL,
+ *	       CR, no line over 998 octets: a message/rfc822 part cannot be
+ *	       encoded); else, and with RET=HDRS or no RET, its header section
+ *	       as text/rfc822-headers, at most DSN_HEADERS_MAX octets (cut at
+ *	       a line end).  The first part says which, and why the headers
+ *	       only when RET=FULL asked for more.  The bound keeps a notice
+ *	       small and a large or confidential body from following a
+ *	       (possibly forged) sender far (Postfix attaches the headers too
+ *	       when the whole message would be too big).
  *
  *	The result is 7-bit: every byte of a reply, host or address that is a
  *	control character, DEL or 8-bit becomes '?', a reply is cut at
@@ -55,9 +59,7 @@
  *	dsn_recipients_wanting() counts them (0: no notice is due).  The
  *	report names MAIL's ENVID= as Original-Envelope-Id and each ORCPT=
  *	as Original-Recipient (decoded, RFC 3464 2.2.1 and 2.3.1).  RET=
- *	changes nothing here: the notice returns the header section only,
- *	whatever RET says (RET=HDRS asks exactly that; RFC 3461 4.3 lets an
- *	MTA return less than FULL), so a bounce never carries a body.
+ *	picks the third part, as above.
  *
  *	dsn_status_code() picks the Status of a recipient: the enhanced code
  *	of reply ("550 5.1.1 ...") when its class agrees with the reply's;
@@ -100,8 +102,9 @@ struct dsn_request {
 	bool			delayed;	/* a warning (pending recipients) */
 	long long		now;		/* Date: */
 	long long		expires;	/* warnings: when the gateway gives up; 0 = unsaid */
-	int			datafd;		/* the original message, or -1: no headers part */
+	int			datafd;		/* the original message, or -1: no third part */
 	off_t			data_offset;
+	size_t			full_max;	/* RET=FULL: the largest original returned whole */
 };
 
 int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);

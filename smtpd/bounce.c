@@ -111,6 +111,7 @@ bounce_make(struct bounce *b, struct envelope *env, int datafd, bool delayed, lo
 		.env = env, .delayed = delayed, .now = now, .datafd = datafd, .data_offset = env->data_offset,
 		.hostname = b->cfg->hostname != NULL ? b->cfg->hostname : spool_hostname(b->spool),
 		.expires = env->created + (long long)b->cfg->max_queue_lifetime,
+		.full_max = b->cfg->dsn_full_max,
 	};
 	char origin[ENVELOPE_ID_MAX + 16], *text;
 	size_t len;

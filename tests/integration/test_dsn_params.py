@@ -91,7 +91,7 @@ class Honoured(unittest.TestCase):
         cls.addClassCleanup(cls.sink.stop)
         cls.sink.rcpt_rules['bob@example.net'] = '550 5.1.1 <bob@example.net>: no such user here'
         cls.gw = started(cls, 'dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
-                         hostname='gw.test', retry_min=1, retry_max=2)
+                         hostname='gw.test', retry_min=1, retry_max=2, dsn_full_max=4096)
 
     def failed(self, msgid):
         def check():
@@ -127,6 +127,46 @@ class Honoured(unittest.TestCase):
         self.assertRegex(text, r'Original-Recipient: rfc822;bob\+old@localhost')
         self.assertRegex(text, r'Final-Recipient: rfc822; ?bob@example.net')
         self.assertNotIn(b'SECRET BODY', self.gw.read_mail('dora', box[0]))
+
+    def report(self, sender, ret, body):
+        """A message to the refused bob from sender with RET=ret: its report, parsed."""
+        box = sender.split('@')[0]
+        before = set(self.gw.mailbox_new(box))
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<%s> %s' % (sender, ret),
+                            'RCPT TO:<bob@example.net>', body)
+        rec = parse_record(self.failed(msgid))
+        new = wait_until(lambda: sorted(set(self.gw.mailbox_new(box)) - before), 10,
+                         'a report in mail/%s/new' % box)
+        self.assertEqual(len(new), 1, new)
+        self.assertTrue(new[0].startswith(rec['dsn'] + '.'), (new, rec))
+        return email.message_from_bytes(self.gw.read_mail(box, new[0]), policy=email.policy.default)
+
+    def parts(self, msg):
+        return [p.get_content_type() for p in msg.get_payload()]
+
+    def test_ret_full_returns_the_whole_message(self):
+        """RET=FULL: the third part is the whole original (message/rfc822), body included"""
+        msg = self.report('erin@localhost', 'RET=FULL', 'Subject: full\n\nTHE WHOLE BODY\nline two')
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'message/rfc822'])
+        orig = msg.get_payload()[2].get_payload()[0]
+        self.assertEqual(orig['Subject'], 'full')
+        self.assertEqual(orig.get_content().rstrip('\n'), 'THE WHOLE BODY\nline two')
+        self.assertIn('Your message is attached.', msg.get_payload()[0].get_content())
+
+    def test_ret_hdrs_returns_the_headers(self):
+        """RET=HDRS: the third part is the header section only (text/rfc822-headers)"""
+        msg = self.report('fred@localhost', 'RET=HDRS', 'Subject: hdrs\n\nTHE WHOLE BODY')
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'text/rfc822-headers'])
+        self.assertIn('Subject: hdrs', msg.get_payload()[2].get_content())
+        self.assertNotIn('THE WHOLE BODY', msg.as_string())
+
+    def test_ret_full_over_the_bound_returns_the_headers_and_says_so(self):
+        """RET=FULL over dsn_full_max (4096 here): headers only, and the text says why"""
+        body = 'Subject: big\n\n' + ('BIG BODY LINE %s\n' % ('x' * 60)) * 80
+        msg = self.report('gina@localhost', 'RET=FULL', body)
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'text/rfc822-headers'])
+        self.assertNotIn('BIG BODY LINE', msg.as_string())
+        self.assertRegex(msg.get_payload()[0].get_content(), r'larger than the 4096 octets')
 
 
 class PassedOn(unittest.TestCase):
