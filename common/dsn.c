@@ -182,23 +182,61 @@ host_without_port(const char *host, char *out, size_t outlen)
 	return true;
 }
 
+/* A recipient whose success notice is still to be made ("rcpt-success: <action> due"). */
+static bool
+rcpt_success_due(const struct envelope_rcpt *r)
+{
+	size_t n;
+
+	if (r->state != RCPT_SENT || r->success == NULL || !dsn_notify_wants(r->notify, DSN_NOTIFY_SUCCESS))
+		return false;
+	n = strlen(r->success);
+	return n > 4 && strcmp(r->success + n - 4, " due") == 0;
+}
+
 /* A recipient of the notice's kind whose NOTIFY= (RFC 3461 4.1) asks for it. */
 static bool
 rcpt_wanted(const struct dsn_request *req, const struct envelope_rcpt *r)
 {
+	if (req->success)
+		return rcpt_success_due(r);
 	return r->state == (req->delayed ? RCPT_PENDING : RCPT_FAILED) &&
 	    dsn_notify_wants(r->notify, req->delayed ? DSN_NOTIFY_DELAY : DSN_NOTIFY_FAILURE);
+}
+
+static size_t
+count_wanted(const struct dsn_request *req)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < req->env->nrcpt; i++)
+		n += rcpt_wanted(req, &req->env->rcpt[i]);
+	return n;
 }
 
 size_t
 dsn_recipients_wanting(const struct envelope *env, bool delayed)
 {
 	struct dsn_request req = { .env = env, .delayed = delayed };
-	size_t i, n = 0;
 
-	for (i = 0; i < env->nrcpt; i++)
-		n += rcpt_wanted(&req, &env->rcpt[i]);
-	return n;
+	return count_wanted(&req);
+}
+
+size_t
+dsn_recipients_succeeded(const struct envelope *env)
+{
+	struct dsn_request req = { .env = env, .success = true };
+
+	return count_wanted(&req);
+}
+
+/* The Action of a recipient in this notice (RFC 3464 2.3.3). */
+static const char *
+rcpt_action(const struct dsn_request *req, const struct envelope_rcpt *r)
+{
+	if (req->success)
+		return strncmp(r->success, "delivered ", 10) == 0 ? "delivered" : "relayed";
+	return req->delayed ? "delayed" : "failed";
 }
 
 /*
@@ -245,14 +283,17 @@ put_rcpt_fields(FILE *fp, const struct dsn_request *req, const struct envelope_r
 		return -ENOMEM;
 	if (r->reply != NULL && r->reply[0] != '\0' && (reply = clean_copy(r->reply, DSN_TEXT_MAX)) == NULL)
 		goto out;
-	dsn_status_code(reply, req->delayed, status, sizeof(status));
+	if (req->success)
+		snprintf(status, sizeof(status), "2.0.0");
+	else
+		dsn_status_code(reply, req->delayed, status, sizeof(status));
 	if (asprintf(&line, "rfc822; %s", addr) < 0) {
 		line = NULL;
 		goto out;
 	}
 	put_original_recipient(fp, r);
 	put_field(fp, "Final-Recipient", line);
-	put_field(fp, "Action", req->delayed ? "delayed" : "failed");
+	put_field(fp, "Action", rcpt_action(req, r));
 	put_field(fp, "Status", status);
 	if (r->host != NULL && host_without_port(r->host, host, sizeof(host))) {
 		if ((hclean = clean_copy(host, ENVELOPE_HOST_MAX)) == NULL)
@@ -361,7 +402,12 @@ human_text(const struct dsn_request *req, const struct dsn_returned *ret, char *
 		err = -ENOMEM;
 	if (err == 0) {
 		fprintf(fp, "This is the mail system at host %s.\n\n", host);
-		if (req->delayed)
+		if (req->success)
+			fprintf(fp, "Your message of %s was successfully delivered to the\n"
+			    "recipients below, as you asked (NOTIFY=SUCCESS). A recipient\n"
+			    "marked relayed was passed to a server that does not send such\n"
+			    "reports: you will hear no more of it.\n\n", arrived);
+		else if (req->delayed)
 			fprintf(fp, "Your message of %s has not been delivered yet to the\n"
 			    "recipients below. The mail system keeps trying; you do not\n"
 			    "need to send it again. This is a warning only.\n\n", arrived);
@@ -395,7 +441,8 @@ human_text(const struct dsn_request *req, const struct dsn_returned *ret, char *
 			fprintf(fp, "<%s>: the host %s said%s%s:\n", addr, rhost, when ? " on " : "",
 			    when ? when : "");
 		else
-			fprintf(fp, "<%s>: %s:\n", addr, req->delayed ? "not delivered yet" : "refused");
+			fprintf(fp, "<%s>: %s:\n", addr, req->success ? rcpt_action(req, r) :
+			    req->delayed ? "not delivered yet" : "refused");
 		if (err == 0)
 			put_folded(fp, "    ", reply, "    ");
 		if (err == 0)
@@ -556,8 +603,8 @@ set_headers(GMimeMessage *msg, const struct dsn_request *req)
 	}
 	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, "Mail Delivery System", from);
 	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, NULL, to);
-	g_mime_message_set_subject(msg, req->delayed ? "Delayed Mail (still being retried)" :
-	    "Undelivered Mail Returned to Sender", NULL);
+	g_mime_message_set_subject(msg, req->success ? "Successful Mail Delivery Report" :
+	    req->delayed ? "Delayed Mail (still being retried)" : "Undelivered Mail Returned to Sender", NULL);
 	g_mime_object_set_header(GMIME_OBJECT(msg), "Date", date, NULL);
 	g_mime_message_set_message_id(msg, mid);
 	g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-replied", NULL);
@@ -650,7 +697,7 @@ dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
 	if (req->hostname == NULL || req->hostname[0] == '\0' || req->id == NULL || req->id[0] == '\0' ||
 	    req->env == NULL || req->env->from == NULL)
 		return -EINVAL;
-	if (dsn_recipients_wanting(req->env, req->delayed) == 0)
+	if (count_wanted(req) == 0)
 		return -EINVAL;
 	pthread_once(&gmime_once, gmime_start);
 	if ((err = read_returned(req, &ret)) < 0 ||

@@ -6,6 +6,7 @@
  *
  *	int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
  *	size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
+ *	size_t dsn_recipients_succeeded(const struct envelope *env);
  *	int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
  *	void dsn_limiter_init(struct dsn_limiter *lim, unsigned per_hour);
  *	bool dsn_limiter_allow(struct dsn_limiter *lim, const char *sender, long long now);
@@ -13,7 +14,12 @@
  *	dsn_build() writes the notice the envelope sender gets when a message
  *	failed (req->delayed false: every RCPT_FAILED recipient, Action:
  *	failed) or waits longer than it should (req->delayed true: every
- *	RCPT_PENDING recipient, Action: delayed).  The result is a whole
+ *	RCPT_PENDING recipient, Action: delayed), or, with req->success, the
+ *	success notice (RFC 3461 NOTIFY=SUCCESS; Subject "Successful Mail
+ *	Delivery Report", Status 2.0.0): every RCPT_SENT recipient whose
+ *	envelope rcpt-success says "<action> due", with that Action
+ *	(delivered: stored in a local mailbox; relayed: passed to a server
+ *	without DSN).  dsn_recipients_succeeded() counts those.  The result is a whole
  *	RFC 5322 message with LF line endings, as the spool stores messages,
  *	built with GMime:
  *
@@ -100,6 +106,7 @@ struct dsn_request {
 	const char	       *hostname;	/* this gateway: Reporting-MTA, From, Message-ID */
 	const char	       *id;		/* the notice's own message id */
 	bool			delayed;	/* a warning (pending recipients) */
+	bool			success;	/* a success notice (overrides delayed) */
 	long long		now;		/* Date: */
 	long long		expires;	/* warnings: when the gateway gives up; 0 = unsaid */
 	int			datafd;		/* the original message, or -1: no third part */
@@ -109,6 +116,7 @@ struct dsn_request {
 
 int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
 size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
+size_t dsn_recipients_succeeded(const struct envelope *env);
 int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
 
 #define DSN_LIMITER_MAX_PER_HOUR 64	/* the bound of bounce_limit_per_hour */

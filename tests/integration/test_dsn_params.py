@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -169,6 +170,99 @@ class Honoured(unittest.TestCase):
         self.assertRegex(msg.get_payload()[0].get_content(), r'larger than the 4096 octets')
 
 
+class Success(unittest.TestCase):
+    """NOTIFY=SUCCESS (RFC 3461 6.2): "delivered" for a local mailbox, "relayed" to a next
+    hop without DSN (the aiosmtpd sink offers none); never for <>, none for NEVER."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = sink_or_skip()
+        cls.addClassCleanup(cls.sink.stop)
+        cls.gw = started(cls, 'dsn-success', smarthost='127.0.0.1:%d' % cls.sink.port,
+                         hostname='gw.test', retry_min=1, retry_max=2)
+
+    def notices(self, box, msgid):
+        """The success notices about msgid in mail/<box>/new, parsed."""
+        out = []
+        for name in self.gw.mailbox_new(box):
+            m = email.message_from_bytes(self.gw.read_mail(box, name), policy=email.policy.default)
+            if m['Subject'] == 'Successful Mail Delivery Report' and msgid in self.status_text(m) + str(m):
+                out.append(m)
+        return out
+
+    @staticmethod
+    def status_text(msg):
+        for p in msg.walk():
+            if p.get_content_type() == 'message/delivery-status':
+                return '\n\n'.join(str(b).strip() for b in p.get_payload())
+        return ''
+
+    def one_notice(self, box, tok):
+        """Exactly one success notice naming tok (its Subject is in the returned headers), after a settle."""
+        def find():
+            return [m for m in self.notices(box, '') if tok in m.as_string()]
+        got = wait_until(find, 20, 'a success notice in mail/%s/new' % box)
+        time.sleep(2)					# a second notice would come now
+        got = find()
+        self.assertEqual(len(got), 1, [m.as_string() for m in got])
+        return got[0]
+
+    def test_delivered_notice_for_a_local_mailbox(self):
+        """NOTIFY=SUCCESS to a local mailbox: the recipient has it, the local sender one "delivered" notice"""
+        tok = token()
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<hana@localhost> ENVID=E' + tok,
+                            'RCPT TO:<ivan@localhost> NOTIFY=SUCCESS', 'Subject: %s\n\nbody' % tok)
+        self.assertTrue(self.gw.find_mail('ivan', msgid))
+        msg = self.one_notice('hana', tok)
+        text = self.status_text(msg)
+        self.assertRegex(text, r'Final-Recipient: rfc822; ?ivan@localhost')
+        self.assertRegex(text, r'Action: delivered')
+        self.assertRegex(text, r'Status: 2\.0\.0')
+        self.assertRegex(text, r'Original-Envelope-Id: E' + tok)
+        _, rec = self.gw.find_record(msgid)
+        self.assertRegex(rec, r'rcpt: sent <ivan@localhost>[^\n]*\nrcpt-dsn: notify=SUCCESS\n'
+                         r'rcpt-success: delivered \d[\w.]+\n')
+
+    def test_delivered_notice_to_a_remote_sender_goes_through_the_relay(self):
+        """a remote sender's "delivered" notice is relayed with MAIL FROM:<>"""
+        tok = token()
+        transaction(self, self.gw.smtp_addr, 'MAIL FROM:<jo@example.com>',
+                    'RCPT TO:<kim@localhost> NOTIFY=SUCCESS', 'Subject: %s\n\nbody' % tok)
+        got = wait_until(lambda: self.sink.find(tok), 20, 'the notice at the sink')
+        self.assertEqual(len(got), 1)
+        self.assertIn(got[0]['from'], ('', '<>'))	# aiosmtpd keeps the brackets of <>
+        self.assertEqual(got[0]['rcpt'], ['jo@example.com'])
+        self.assertIn(b'Action: delivered', got[0]['data'])
+
+    def test_relayed_notice_for_a_next_hop_without_dsn(self):
+        """NOTIFY=SUCCESS relayed to a server without DSN: one "relayed" notice, no NOTIFY= passed"""
+        tok = token()
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<lea@localhost>',
+                            'RCPT TO:<max@example.net> NOTIFY=SUCCESS,FAILURE', 'Subject: %s\n\nbody' % tok)
+        wait_until(lambda: self.sink.find(tok), 20, 'the message at the sink')
+        msg = self.one_notice('lea', tok)
+        text = self.status_text(msg)
+        self.assertRegex(text, r'Final-Recipient: rfc822; ?max@example.net')
+        self.assertRegex(text, r'Action: relayed')
+        self.assertRegex(text, r'Remote-MTA: dns; ?127.0.0.1')
+        _, rec = self.gw.find_record(msgid)
+        self.assertRegex(rec, r'rcpt-success: relayed \d[\w.]+\n')
+
+    def test_no_notice_without_success_or_for_null_sender(self):
+        """NOTIFY=NEVER, NOTIFY=FAILURE and MAIL FROM:<> get no success notice"""
+        tok = token()
+        for mail, notify in (('MAIL FROM:<olga@localhost>', 'NEVER'), ('MAIL FROM:<olga@localhost>', 'FAILURE'),
+                             ('MAIL FROM:<>', 'SUCCESS')):
+            transaction(self, self.gw.smtp_addr, mail, 'RCPT TO:<ivan@localhost> NOTIFY=' + notify,
+                        'Subject: %s %s\n\nbody' % (tok, notify))
+        # then one that asks, so that the runner has been through the others
+        transaction(self, self.gw.smtp_addr, 'MAIL FROM:<olga@localhost>', 'RCPT TO:<ivan@localhost> NOTIFY=SUCCESS',
+                    'Subject: %s SUCCESS\n\nbody' % tok)
+        msg = self.one_notice('olga', tok)
+        self.assertIn('%s SUCCESS' % tok, msg.as_string())
+        self.assertEqual(len(self.gw.mailbox_new('olga')), 1)
+
+
 class PassedOn(unittest.TestCase):
     """The relay to a Postfix that offers DSN."""
 
@@ -213,6 +307,10 @@ class PassedOn(unittest.TestCase):
         self.assertIn('named_attribute: ret_flags=2\n', r.stdout)		# DSN_RET_HDRS (Postfix's dsn.h)
         self.assertIn('named_attribute: notify_flags=6\n', r.stdout)	# SUCCESS (2) | FAILURE (4)
         self.assertIn('named_attribute: dsn_orig_rcpt=rfc822;alice+old@localhost\n', r.stdout)
+        # Postfix reports success itself (RFC 3461 5.2.2): no "relayed" notice from us
+        _, rec = self.gw.find_record(msgid)
+        self.assertIn('\nrcpt-success: relayed none passed-on\n', rec)
+        self.assertEqual(self.gw.mailbox_new('alice'), [])
 
 
 if __name__ == '__main__':
