@@ -8,10 +8,17 @@
 - the bounce code honours them, with an aiosmtpd sink that refuses the
   recipient: NOTIFY=NEVER makes no report (dsn: none notify); NOTIFY=FAILURE
   makes one that names Original-Envelope-Id and Original-Recipient, decoded;
+  RET=FULL returns the whole message (message/rfc822), RET=HDRS the headers,
+  RET=FULL over dsn_full_max the headers and says why;
+- NOTIFY=SUCCESS: one "delivered" notice for a local mailbox (in the local
+  sender's mailbox, or relayed with MAIL FROM:<> to a remote sender), one
+  "relayed" notice for the sink (no DSN); none for NEVER, FAILURE or <>;
+- NOTIFY without DELAY gets no delay warning (dsn-delayed: none notify);
 - a private Postfix that offers DSN receives them from the relay: Postfix's
   own queue file (postcat) holds the ENVID, RET, NOTIFY and ORCPT spoolgate
   got from its client (Postfix holds the message by a header check, so its
-  queue file can be read).
+  queue file can be read), and no "relayed" notice is made (Postfix
+  reports itself).
 """
 
 import email
@@ -261,6 +268,35 @@ class Success(unittest.TestCase):
         msg = self.one_notice('olga', tok)
         self.assertIn('%s SUCCESS' % tok, msg.as_string())
         self.assertEqual(len(self.gw.mailbox_new('olga')), 1)
+
+
+class Delay(unittest.TestCase):
+    """NOTIFY governs delay warnings (delay_warning_time = 1, a sink that answers 451)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sink = sink_or_skip()
+        cls.addClassCleanup(cls.sink.stop)
+        cls.sink.rcpt_rules['slow@example.net'] = '451 4.3.0 try again later'
+        cls.gw = started(cls, 'dsn-delay', smarthost='127.0.0.1:%d' % cls.sink.port,
+                         hostname='gw.test', retry_min=1, retry_max=1, delay_warning_time=1)
+
+    def deferred_record(self, msgid):
+        def check():
+            _, text = self.gw.find_record(msgid)
+            return text if text and 'dsn-delayed: ' in text else None
+        return parse_record(wait_until(check, 20, 'the delay decision of %s' % msgid))
+
+    def test_notify_without_delay_gets_no_warning(self):
+        """NOTIFY=FAILURE: no delay warning (dsn-delayed: none notify); NOTIFY=DELAY: one"""
+        quiet = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<pia@localhost>',
+                            'RCPT TO:<slow@example.net> NOTIFY=FAILURE', 'Subject: quiet\n\nq')
+        warned = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<quinn@localhost>',
+                             'RCPT TO:<slow@example.net> NOTIFY=DELAY', 'Subject: warned\n\nw')
+        self.assertEqual(self.deferred_record(quiet).get('dsn-delayed'), 'none notify')
+        self.assertRegex(self.deferred_record(warned).get('dsn-delayed'), r'^\d')
+        self.assertEqual(self.gw.mailbox_new('pia'), [])
+        self.assertEqual(len(self.gw.mailbox_new('quinn')), 1)
 
 
 class PassedOn(unittest.TestCase):
