@@ -471,10 +471,25 @@ human_text(const struct dsn_request *req, const struct dsn_returned *ret, char *
  * The original's header section: up to the first empty line, at most
  * DSN_HEADERS_MAX octets, cut after the last whole line when longer.
  */
+/*
+ * The LF that ends the last header: before an empty line, LF or CRLF (a
+ * message kept with CRLF, BINARYMIME); NULL when there is none.
+ */
+static const char *
+header_section_end(const char *buf, size_t len)
+{
+	const char *lf = memmem(buf, len, "\n\n", 2), *crlf = memmem(buf, len, "\n\r\n", 3);
+
+	if (lf == NULL || (crlf != NULL && crlf < lf))
+		return crlf;
+	return lf;
+}
+
 static int
 read_headers(int fd, off_t offset, char **out, size_t *outlen)
 {
-	char *buf, *end;
+	const char *end;
+	char *buf;
 	size_t got = 0, len;
 	ssize_t n;
 
@@ -489,7 +504,7 @@ read_headers(int fd, off_t offset, char **out, size_t *outlen)
 	len = got;
 	if (got > 0 && buf[0] == '\n')
 		len = 0;				/* no header at all */
-	else if ((end = memmem(buf, got, "\n\n", 2)) != NULL)
+	else if ((end = header_section_end(buf, got)) != NULL)
 		len = (size_t)(end - buf) + 1;		/* keep the last header's LF */
 	else if (got == DSN_HEADERS_MAX && (end = memrchr(buf, '\n', got)) != NULL)
 		len = (size_t)(end - buf) + 1;
