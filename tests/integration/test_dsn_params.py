@@ -52,6 +52,15 @@ def transaction(tc, addr, mail, rcpt, body):
         return queued_id(r.text)
 
 
+def sink_and_gateway(cls, name, rcpt_rules, **cfg):
+    """An aiosmtpd sink refusing rcpt_rules, and a gateway (hostname gw.test, quick retries) relaying to it."""
+    cls.sink = sink_or_skip()
+    cls.addClassCleanup(cls.sink.stop)
+    cls.sink.rcpt_rules.update(rcpt_rules)
+    cls.gw = started(cls, name, smarthost='127.0.0.1:%d' % cls.sink.port, hostname='gw.test',
+                     retry_min=1, **cfg)
+
+
 class Parameters(unittest.TestCase):
     """Nothing listens at the smarthost: what is queued stays in queue/."""
 
@@ -95,11 +104,8 @@ class Honoured(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = sink_or_skip()
-        cls.addClassCleanup(cls.sink.stop)
-        cls.sink.rcpt_rules['bob@example.net'] = '550 5.1.1 <bob@example.net>: no such user here'
-        cls.gw = started(cls, 'dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
-                         hostname='gw.test', retry_min=1, retry_max=2, dsn_full_max=4096)
+        sink_and_gateway(cls, 'dsn-honoured', {'bob@example.net': '550 5.1.1 <bob@example.net>: no such user here'},
+                         retry_max=2, dsn_full_max=4096)
 
     def failed(self, msgid):
         def check():
@@ -183,10 +189,7 @@ class Success(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = sink_or_skip()
-        cls.addClassCleanup(cls.sink.stop)
-        cls.gw = started(cls, 'dsn-success', smarthost='127.0.0.1:%d' % cls.sink.port,
-                         hostname='gw.test', retry_min=1, retry_max=2)
+        sink_and_gateway(cls, 'dsn-success', {}, retry_max=2)
 
     def notices(self, box, msgid):
         """The success notices about msgid in mail/<box>/new, parsed."""
@@ -275,11 +278,8 @@ class Delay(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = sink_or_skip()
-        cls.addClassCleanup(cls.sink.stop)
-        cls.sink.rcpt_rules['slow@example.net'] = '451 4.3.0 try again later'
-        cls.gw = started(cls, 'dsn-delay', smarthost='127.0.0.1:%d' % cls.sink.port,
-                         hostname='gw.test', retry_min=1, retry_max=1, delay_warning_time=1)
+        sink_and_gateway(cls, 'dsn-delay', {'slow@example.net': '451 4.3.0 try again later'},
+                         retry_max=1, delay_warning_time=1)
 
     def deferred_record(self, msgid):
         def check():
