@@ -305,6 +305,7 @@ class MailboxLockThroughMount(unittest.TestCase):
             self.assertIsNone(waiter.poll(), 'a blocking flock waits while the lock is held')
             MailboxLock.release(p)
             self.assertEqual(waiter.wait(timeout=10), 0, 'the blocking flock has it once released')
+            wait_until(lambda: not MailboxLock.locked_at(spool_lock), 10, "the waiter's lock gone with it")
             (r,), end = send(c, 'a@example.org', ['mntbox@localhost'], 'Subject: %s\n\nafter' % tok)
             assert_reply(self, r, 250, '2.1.5', 'RCPT after the release')
             assert_reply(self, end, 250, '2.0.0', 'end of data')
