@@ -74,6 +74,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("relay", "max_queue_lifetime", T_UINT, max_queue_lifetime, 1, 365 * 86400),
 	K("relay", "bounce_limit_per_hour", T_UINT, bounce_limit_per_hour, 1, 64),
 	K("relay", "delay_warning_time", T_UINT, delay_warning_time, 0, 365 * 86400),
+	K("relay", "dsn_full_max", T_UINT, dsn_full_max, 0, 64u << 20),
 	K("relay", "max_deliveries", T_UINT, max_deliveries, 1, 1000),
 	K("relay", "scan_interval", T_UINT, scan_interval, 1, 86400),
 	K("relay", "connect_timeout", T_UINT, connect_timeout, 1, 3600),
@@ -336,6 +337,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->max_queue_lifetime = 432000;
 	cfg->bounce_limit_per_hour = 10;
 	cfg->delay_warning_time = 0;
+	cfg->dsn_full_max = 1u << 20;
 	cfg->max_deliveries = 4;
 	cfg->scan_interval = 30;
 	cfg->shared = false;

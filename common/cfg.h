@@ -236,6 +236,8 @@ struct cfg {
 	unsigned	max_queue_lifetime;	/* 432000 s (5 days), then failed/ */
 	unsigned	bounce_limit_per_hour;	/* 10 delivery status notifications per sender (1..64) */
 	unsigned	delay_warning_time;	/* 0 = off; else s a message waits before one delay warning */
+	unsigned	dsn_full_max;		/* RET=FULL: octets of the original a notice carries whole
+						   (1 MiB; 0..64 MiB); larger or 0: its headers only */
 	unsigned	max_deliveries;		/* 4 concurrent */
 	unsigned	scan_interval;		/* 30 s: safety-net scan of queue/ */
 	unsigned	connect_timeout;	/* 30 s */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gmime/gmime.h>
@@ -23,6 +24,14 @@
 #include "dsn.h"
 
 #define DSN_FOLD	76	/* fold a field's value at a space past this column */
+
+/* The original as the third part returns it (RFC 3461 4.3). */
+struct dsn_returned {
+	char	       *text;		/* malloc'd; NULL: no third part */
+	size_t		len;
+	bool		full;		/* the whole message (message/rfc822), else its headers */
+	const char     *why_headers;	/* RET=FULL but headers only: "too-large", "not-7bit" */
+};
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
 
@@ -173,23 +182,61 @@ host_without_port(const char *host, char *out, size_t outlen)
 	return true;
 }
 
+/* A recipient whose success notice is still to be made ("rcpt-success: <action> due"). */
+static bool
+rcpt_success_due(const struct envelope_rcpt *r)
+{
+	size_t n;
+
+	if (r->state != RCPT_SENT || r->success == NULL || !dsn_notify_wants(r->notify, DSN_NOTIFY_SUCCESS))
+		return false;
+	n = strlen(r->success);
+	return n > 4 && strcmp(r->success + n - 4, " due") == 0;
+}
+
 /* A recipient of the notice's kind whose NOTIFY= (RFC 3461 4.1) asks for it. */
 static bool
 rcpt_wanted(const struct dsn_request *req, const struct envelope_rcpt *r)
 {
+	if (req->success)
+		return rcpt_success_due(r);
 	return r->state == (req->delayed ? RCPT_PENDING : RCPT_FAILED) &&
 	    dsn_notify_wants(r->notify, req->delayed ? DSN_NOTIFY_DELAY : DSN_NOTIFY_FAILURE);
+}
+
+static size_t
+count_wanted(const struct dsn_request *req)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < req->env->nrcpt; i++)
+		n += rcpt_wanted(req, &req->env->rcpt[i]);
+	return n;
 }
 
 size_t
 dsn_recipients_wanting(const struct envelope *env, bool delayed)
 {
 	struct dsn_request req = { .env = env, .delayed = delayed };
-	size_t i, n = 0;
 
-	for (i = 0; i < env->nrcpt; i++)
-		n += rcpt_wanted(&req, &env->rcpt[i]);
-	return n;
+	return count_wanted(&req);
+}
+
+size_t
+dsn_recipients_succeeded(const struct envelope *env)
+{
+	struct dsn_request req = { .env = env, .success = true };
+
+	return count_wanted(&req);
+}
+
+/* The Action of a recipient in this notice (RFC 3464 2.3.3). */
+static const char *
+rcpt_action(const struct dsn_request *req, const struct envelope_rcpt *r)
+{
+	if (req->success)
+		return strncmp(r->success, "delivered ", 10) == 0 ? "delivered" : "relayed";
+	return req->delayed ? "delayed" : "failed";
 }
 
 /*
@@ -236,14 +283,17 @@ put_rcpt_fields(FILE *fp, const struct dsn_request *req, const struct envelope_r
 		return -ENOMEM;
 	if (r->reply != NULL && r->reply[0] != '\0' && (reply = clean_copy(r->reply, DSN_TEXT_MAX)) == NULL)
 		goto out;
-	dsn_status_code(reply, req->delayed, status, sizeof(status));
+	if (req->success)
+		snprintf(status, sizeof(status), "2.0.0");
+	else
+		dsn_status_code(reply, req->delayed, status, sizeof(status));
 	if (asprintf(&line, "rfc822; %s", addr) < 0) {
 		line = NULL;
 		goto out;
 	}
 	put_original_recipient(fp, r);
 	put_field(fp, "Final-Recipient", line);
-	put_field(fp, "Action", req->delayed ? "delayed" : "failed");
+	put_field(fp, "Action", rcpt_action(req, r));
 	put_field(fp, "Status", status);
 	if (r->host != NULL && host_without_port(r->host, host, sizeof(host))) {
 		if ((hclean = clean_copy(host, ENVELOPE_HOST_MAX)) == NULL)
@@ -321,9 +371,25 @@ delivery_status_text(const struct dsn_request *req, char **out, size_t *outlen)
 	return 0;
 }
 
+/* The last sentence of the first part: what the third part holds, and why. */
+static void
+put_returned_sentence(FILE *fp, const struct dsn_request *req, const struct dsn_returned *ret)
+{
+	if (ret->text != NULL && ret->full)
+		fprintf(fp, "Your message is attached.\n");
+	else if (ret->text != NULL && ret->why_headers != NULL && strcmp(ret->why_headers, "too-large") == 0)
+		fprintf(fp, "The headers of your message are attached; the whole message\n"
+		    "(RET=FULL) is larger than the %zu octets a notice returns.\n", req->full_max);
+	else if (ret->text != NULL && ret->why_headers != NULL)
+		fprintf(fp, "The headers of your message are attached; the whole message\n"
+		    "(RET=FULL) is not 7-bit text that a notice can return as it is.\n");
+	else if (ret->text != NULL)
+		fprintf(fp, "The headers of your message are attached.\n");
+}
+
 /* The first part: the same facts, in words. */
 static int
-human_text(const struct dsn_request *req, char **out, size_t *outlen)
+human_text(const struct dsn_request *req, const struct dsn_returned *ret, char **out, size_t *outlen)
 {
 	char *buf = NULL, *host = NULL, *arrived = NULL;
 	size_t len = 0, i;
@@ -336,7 +402,12 @@ human_text(const struct dsn_request *req, char **out, size_t *outlen)
 		err = -ENOMEM;
 	if (err == 0) {
 		fprintf(fp, "This is the mail system at host %s.\n\n", host);
-		if (req->delayed)
+		if (req->success)
+			fprintf(fp, "Your message of %s was successfully delivered to the\n"
+			    "recipients below, as you asked (NOTIFY=SUCCESS). A recipient\n"
+			    "marked relayed was passed to a server that does not send such\n"
+			    "reports: you will hear no more of it.\n\n", arrived);
+		else if (req->delayed)
 			fprintf(fp, "Your message of %s has not been delivered yet to the\n"
 			    "recipients below. The mail system keeps trying; you do not\n"
 			    "need to send it again. This is a warning only.\n\n", arrived);
@@ -370,7 +441,8 @@ human_text(const struct dsn_request *req, char **out, size_t *outlen)
 			fprintf(fp, "<%s>: the host %s said%s%s:\n", addr, rhost, when ? " on " : "",
 			    when ? when : "");
 		else
-			fprintf(fp, "<%s>: %s:\n", addr, req->delayed ? "not delivered yet" : "refused");
+			fprintf(fp, "<%s>: %s:\n", addr, req->success ? rcpt_action(req, r) :
+			    req->delayed ? "not delivered yet" : "refused");
 		if (err == 0)
 			put_folded(fp, "    ", reply, "    ");
 		if (err == 0)
@@ -380,8 +452,8 @@ human_text(const struct dsn_request *req, char **out, size_t *outlen)
 		free(rhost);
 		free(when);
 	}
-	if (err == 0 && req->datafd >= 0)
-		fprintf(fp, "The headers of your message are attached.\n");
+	if (err == 0)
+		put_returned_sentence(fp, req, ret);
 	free(host);
 	free(arrived);
 	if (fclose(fp) != 0 && err == 0)
@@ -399,10 +471,25 @@ human_text(const struct dsn_request *req, char **out, size_t *outlen)
  * The original's header section: up to the first empty line, at most
  * DSN_HEADERS_MAX octets, cut after the last whole line when longer.
  */
+/*
+ * The LF that ends the last header: before an empty line, LF or CRLF (a
+ * message kept with CRLF, BINARYMIME); NULL when there is none.
+ */
+static const char *
+header_section_end(const char *buf, size_t len)
+{
+	const char *lf = memmem(buf, len, "\n\n", 2), *crlf = memmem(buf, len, "\n\r\n", 3);
+
+	if (lf == NULL || (crlf != NULL && crlf < lf))
+		return crlf;
+	return lf;
+}
+
 static int
 read_headers(int fd, off_t offset, char **out, size_t *outlen)
 {
-	char *buf, *end;
+	const char *end;
+	char *buf;
 	size_t got = 0, len;
 	ssize_t n;
 
@@ -417,12 +504,56 @@ read_headers(int fd, off_t offset, char **out, size_t *outlen)
 	len = got;
 	if (got > 0 && buf[0] == '\n')
 		len = 0;				/* no header at all */
-	else if ((end = memmem(buf, got, "\n\n", 2)) != NULL)
+	else if ((end = header_section_end(buf, got)) != NULL)
 		len = (size_t)(end - buf) + 1;		/* keep the last header's LF */
 	else if (got == DSN_HEADERS_MAX && (end = memrchr(buf, '\n', got)) != NULL)
 		len = (size_t)(end - buf) + 1;
 	*out = buf;
 	*outlen = len;
+	return 0;
+}
+
+/*
+ * The whole original, for RET=FULL: *out NULL (and *why set) when it
+ * cannot go whole: larger than full_max, or not 7-bit text that a
+ * message/rfc822 part may carry as it is (an 8-bit octet, NUL, CR, a
+ * line over 998 octets).  -EIO when it cannot be read.
+ */
+static int
+read_full(int fd, off_t offset, size_t full_max, char **out, size_t *outlen, const char **why)
+{
+	struct stat st;
+	size_t size, i, col = 0;
+	char *buf;
+	ssize_t n;
+
+	*out = NULL;
+	if (fstat(fd, &st) < 0 || st.st_size < offset)
+		return -EIO;
+	size = (size_t)(st.st_size - offset);
+	if (size > full_max) {
+		*why = "too-large";
+		return 0;
+	}
+	if ((buf = malloc(size + 1)) == NULL)
+		return -ENOMEM;
+	if ((n = spool_pread_all(fd, buf, size, offset)) < 0 || (size_t)n != size) {
+		free(buf);
+		return -EIO;
+	}
+	for (i = 0; i < size; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		col = c == '\n' ? 0 : col + 1;
+		if (c == '\0' || c == '\r' || c >= 0x80 || col > 998) {
+			free(buf);
+			*why = "not-7bit";
+			return 0;
+		}
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*outlen = size;
 	return 0;
 }
 
@@ -487,8 +618,8 @@ set_headers(GMimeMessage *msg, const struct dsn_request *req)
 	}
 	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, "Mail Delivery System", from);
 	g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, NULL, to);
-	g_mime_message_set_subject(msg, req->delayed ? "Delayed Mail (still being retried)" :
-	    "Undelivered Mail Returned to Sender", NULL);
+	g_mime_message_set_subject(msg, req->success ? "Successful Mail Delivery Report" :
+	    req->delayed ? "Delayed Mail (still being retried)" : "Undelivered Mail Returned to Sender", NULL);
 	g_mime_object_set_header(GMIME_OBJECT(msg), "Date", date, NULL);
 	g_mime_message_set_message_id(msg, mid);
 	g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-replied", NULL);
@@ -503,7 +634,7 @@ out:
 
 static int
 assemble(const struct dsn_request *req, const char *human, size_t hlen, const char *status, size_t slen,
-	 const char *headers, size_t hdrlen, char **out, size_t *outlen)
+	 const struct dsn_returned *ret, char **out, size_t *outlen)
 {
 	GMimeMessage *msg = g_mime_message_new(TRUE);
 	GMimeMultipart *mp = g_mime_multipart_new_with_subtype("report");
@@ -514,8 +645,10 @@ assemble(const struct dsn_request *req, const char *human, size_t hlen, const ch
 	g_mime_object_set_content_type_parameter(GMIME_OBJECT(mp), "report-type", "delivery-status");
 	add_part(mp, new_text_part("text", "plain", human, hlen, true));
 	add_part(mp, new_text_part("message", "delivery-status", status, slen, false));
-	if (headers != NULL)
-		add_part(mp, new_text_part("text", "rfc822-headers", headers, hdrlen, false));
+	if (ret->text != NULL && ret->full)
+		add_part(mp, new_text_part("message", "rfc822", ret->text, ret->len, false));
+	else if (ret->text != NULL)
+		add_part(mp, new_text_part("text", "rfc822-headers", ret->text, ret->len, false));
 	g_mime_message_set_mime_part(msg, GMIME_OBJECT(mp));
 	g_object_unref(mp);
 	if ((err = set_headers(msg, req)) < 0) {
@@ -540,28 +673,57 @@ assemble(const struct dsn_request *req, const char *human, size_t hlen, const ch
 	return *out != NULL ? 0 : -ENOMEM;
 }
 
+/*
+ * What the third part returns of the original: the whole of it when
+ * RET=FULL asked and it may go whole (read_full), else its header
+ * section; none without datafd.
+ */
+static int
+read_returned(const struct dsn_request *req, struct dsn_returned *ret)
+{
+	int err;
+
+	if (req->datafd < 0)
+		return 0;
+	if (req->env->dsn_ret == DSN_RET_FULL) {
+		if ((err = read_full(req->datafd, req->data_offset, req->full_max, &ret->text, &ret->len,
+		    &ret->why_headers)) < 0 || ret->text != NULL) {
+			ret->full = ret->text != NULL;
+			return err;
+		}
+	}
+	if ((err = read_headers(req->datafd, req->data_offset, &ret->text, &ret->len)) < 0)
+		return err;
+	if (ret->len == 0) {
+		free(ret->text);
+		ret->text = NULL;
+	}
+	return 0;
+}
+
 int
 dsn_build(const struct dsn_request *req, char **out, size_t *outlen)
 {
-	char *human = NULL, *status = NULL, *headers = NULL;
-	size_t hlen = 0, slen = 0, hdrlen = 0;
+	struct dsn_returned ret = { 0 };
+	char *human = NULL, *status = NULL;
+	size_t hlen = 0, slen = 0;
 	int err;
 
 	if (req->hostname == NULL || req->hostname[0] == '\0' || req->id == NULL || req->id[0] == '\0' ||
 	    req->env == NULL || req->env->from == NULL)
 		return -EINVAL;
-	if (dsn_recipients_wanting(req->env, req->delayed) == 0)
+	if (count_wanted(req) == 0)
 		return -EINVAL;
 	pthread_once(&gmime_once, gmime_start);
-	if ((err = human_text(req, &human, &hlen)) < 0 ||
-	    (err = delivery_status_text(req, &status, &slen)) < 0 ||
-	    (req->datafd >= 0 && (err = read_headers(req->datafd, req->data_offset, &headers, &hdrlen)) < 0))
+	if ((err = read_returned(req, &ret)) < 0 ||
+	    (err = human_text(req, &ret, &human, &hlen)) < 0 ||
+	    (err = delivery_status_text(req, &status, &slen)) < 0)
 		goto out;
-	err = assemble(req, human, hlen, status, slen, hdrlen > 0 ? headers : NULL, hdrlen, out, outlen);
+	err = assemble(req, human, hlen, status, slen, &ret, out, outlen);
 out:
 	free(human);
 	free(status);
-	free(headers);
+	free(ret.text);
 	return err;
 }
 

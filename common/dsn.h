@@ -6,6 +6,7 @@
  *
  *	int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
  *	size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
+ *	size_t dsn_recipients_succeeded(const struct envelope *env);
  *	int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
  *	void dsn_limiter_init(struct dsn_limiter *lim, unsigned per_hour);
  *	bool dsn_limiter_allow(struct dsn_limiter *lim, const char *sender, long long now);
@@ -13,7 +14,12 @@
  *	dsn_build() writes the notice the envelope sender gets when a message
  *	failed (req->delayed false: every RCPT_FAILED recipient, Action:
  *	failed) or waits longer than it should (req->delayed true: every
- *	RCPT_PENDING recipient, Action: delayed).  The result is a whole
+ *	RCPT_PENDING recipient, Action: delayed), or, with req->success, the
+ *	success notice (RFC 3461 NOTIFY=SUCCESS; Subject "Successful Mail
+ *	Delivery Report", Status 2.0.0): every RCPT_SENT recipient whose
+ *	envelope rcpt-success says "<action> due", with that Action
+ *	(delivered: stored in a local mailbox; relayed: passed to a server
+ *	without DSN).  dsn_recipients_succeeded() counts those.  The result is a whole
  *	RFC 5322 message with LF line endings, as the spool stores messages,
  *	built with GMime:
  *
@@ -32,13 +38,17 @@
  *	       Remote-MTA: dns; <host> and Last-Attempt-Date (when the
  *	       envelope's rcpt-at says), Diagnostic-Code: smtp; <reply> (when
  *	       there is one), Will-Retry-Until (warnings, when expires > 0)
- *	    3. text/rfc822-headers: the original's header section, read from
- *	       datafd at data_offset, at most DSN_HEADERS_MAX octets (cut at a
- *	       line end).  Only the headers: the sender has the message, a
- *	       bounce must not carry a large or confidential body to wherever
- *	       the (possibly forged) sender points, and the size of a notice
- *	       stays bounded (Postfix attaches the headers too when the whole
- *	       message would be too big).
+ *	    3. the original, read from datafd at data_offset: with RET=FULL
+ *	       (RFC 3461 4.3) the whole message as message/rfc822 when it is
+ *	       at most full_max octets and 7-bit text (no 8-bit octet, NUL,
+ *	       CR, no line over 998 octets: a message/rfc822 part cannot be
+ *	       encoded); else, and with RET=HDRS or no RET, its header section
+ *	       as text/rfc822-headers, at most DSN_HEADERS_MAX octets (cut at
+ *	       a line end).  The first part says which, and why the headers
+ *	       only when RET=FULL asked for more.  The bound keeps a notice
+ *	       small and a large or confidential body from following a
+ *	       (possibly forged) sender far (Postfix attaches the headers too
+ *	       when the whole message would be too big).
  *
  *	The result is 7-bit: every byte of a reply, host or address that is a
  *	control character, DEL or 8-bit becomes '?', a reply is cut at
@@ -55,9 +65,7 @@
  *	dsn_recipients_wanting() counts them (0: no notice is due).  The
  *	report names MAIL's ENVID= as Original-Envelope-Id and each ORCPT=
  *	as Original-Recipient (decoded, RFC 3464 2.2.1 and 2.3.1).  RET=
- *	changes nothing here: the notice returns the header section only,
- *	whatever RET says (RET=HDRS asks exactly that; RFC 3461 4.3 lets an
- *	MTA return less than FULL), so a bounce never carries a body.
+ *	picks the third part, as above.
  *
  *	dsn_status_code() picks the Status of a recipient: the enhanced code
  *	of reply ("550 5.1.1 ...") when its class agrees with the reply's;
@@ -98,14 +106,17 @@ struct dsn_request {
 	const char	       *hostname;	/* this gateway: Reporting-MTA, From, Message-ID */
 	const char	       *id;		/* the notice's own message id */
 	bool			delayed;	/* a warning (pending recipients) */
+	bool			success;	/* a success notice (overrides delayed) */
 	long long		now;		/* Date: */
 	long long		expires;	/* warnings: when the gateway gives up; 0 = unsaid */
-	int			datafd;		/* the original message, or -1: no headers part */
+	int			datafd;		/* the original message, or -1: no third part */
 	off_t			data_offset;
+	size_t			full_max;	/* RET=FULL: the largest original returned whole */
 };
 
 int dsn_build(const struct dsn_request *req, char **out, size_t *outlen);
 size_t dsn_recipients_wanting(const struct envelope *env, bool delayed);
+size_t dsn_recipients_succeeded(const struct envelope *env);
 int dsn_status_code(const char *reply, bool delayed, char *out, size_t outlen);
 
 #define DSN_LIMITER_MAX_PER_HOUR 64	/* the bound of bounce_limit_per_hour */

@@ -68,6 +68,7 @@ envelope_free(struct envelope *env)
 		free(env->rcpt[i].reply);
 		free(env->rcpt[i].host);
 		free(env->rcpt[i].orcpt);
+		free(env->rcpt[i].success);
 	}
 	free(env->rcpt);
 	free(env->from);
@@ -314,7 +315,8 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
 		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0 ||
-		    (r = envelope_set_rcpt_dsn(dst, i, src->rcpt[i].notify, src->rcpt[i].orcpt)) < 0)
+		    (r = envelope_set_rcpt_dsn(dst, i, src->rcpt[i].notify, src->rcpt[i].orcpt)) < 0 ||
+		    (r = envelope_set_rcpt_success(dst, i, src->rcpt[i].success)) < 0)
 			goto fail;
 	if ((r = envelope_set_last(dst, src->last_host, src->last_reply)) < 0 ||
 	    (r = replace_string(&dst->dsn, src->dsn)) < 0 ||
@@ -421,6 +423,29 @@ dsn_value_is_valid(const char *v)
 	}
 	n = span(v, is_id_char);	/* ids start with their time: "none" is no id */
 	return is_digit((unsigned char)v[0]) && n < ENVELOPE_ID_MAX && v[n] == '\0';
+}
+
+/* "rcpt-success:" values: "delivered|relayed " then "due" or a "dsn:" value. */
+static int
+rcpt_success_is_valid(const char *v)
+{
+	const char *rest;
+
+	if (strncmp(v, "delivered ", 10) == 0)
+		rest = v + 10;
+	else if (strncmp(v, "relayed ", 8) == 0)
+		rest = v + 8;
+	else
+		return 0;
+	return strcmp(rest, "due") == 0 || dsn_value_is_valid(rest);
+}
+
+int
+envelope_set_rcpt_success(struct envelope *env, size_t i, const char *value)
+{
+	if (i >= env->nrcpt || (value != NULL && !rcpt_success_is_valid(value)))
+		return -EINVAL;
+	return replace_string(&env->rcpt[i].success, value) < 0 ? -ENOMEM : 0;
 }
 
 int
@@ -550,6 +575,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		put_rcpt_dsn(fp, r);
 		if (r->host != NULL)
 			fprintf(fp, "rcpt-at: %lld %s\n", r->at, r->host);
+		if (r->success != NULL)
+			fprintf(fp, "rcpt-success: %s\n", r->success);
 	}
 	if (env->rejected != NULL)
 		fprintf(fp, "rejected: %s\n", env->rejected);
@@ -666,6 +693,16 @@ parse_rcpt_at(struct envelope *env, char *v, bool after_rcpt)
 	return envelope_set_rcpt_at(env, env->nrcpt - 1, sp + 1, at) == -ENOMEM ? -ENOMEM : 0;
 }
 
+/* "rcpt-success: <action> <value>" belongs to the recipient whose lines end right before it. */
+static int
+parse_rcpt_success(struct envelope *env, const char *v, bool after_rcpt)
+{
+	if (!after_rcpt || env->nrcpt == 0 || env->rcpt[env->nrcpt - 1].success != NULL ||
+	    !rcpt_success_is_valid(v))
+		return -EBADMSG;
+	return envelope_set_rcpt_success(env, env->nrcpt - 1, v);
+}
+
 /* "rcpt-dsn: notify=... orcpt=..." belongs to the rcpt line right before it. */
 static int
 parse_rcpt_dsn(struct envelope *env, char *v, bool after_rcpt)
@@ -747,6 +784,9 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 		return parse_rcpt_at(env, v, after_rcpt || strcmp(prev, "rcpt-dsn") == 0);
 	if (strcmp(key, "rcpt-dsn") == 0)
 		return parse_rcpt_dsn(env, v, after_rcpt);
+	if (strcmp(key, "rcpt-success") == 0)
+		return parse_rcpt_success(env, v, after_rcpt || strcmp(prev, "rcpt-dsn") == 0 ||
+		    strcmp(prev, "rcpt-at") == 0);
 	if (strcmp(key, "dsn-ret") == 0 || strcmp(key, "dsn-envid") == 0)
 		return parse_dsn_request(env, key, v);
 	if (strcmp(key, "dsn") == 0)

@@ -72,6 +72,20 @@
  *	The relay passes them on to a next hop that offers DSN; the bounce
  *	code honours NOTIFY and names ENVID and ORCPT in its reports.
  *
+ *	"rcpt-success: <action> <value>" (optional, last of a recipient's
+ *	lines) is the success notice (NOTIFY=SUCCESS) of a recipient that
+ *	was delivered: <action> is "delivered" (stored in a local mailbox by
+ *	the SMTP session, which writes such a recipient into the record as
+ *	"rcpt: sent" only for the notice's sake) or "relayed" (to a next hop
+ *	that did not offer DSN); <value> is "due" until the runner made the
+ *	notice, then its message id, or "none <why>" ("none passed-on": the
+ *	next hop offered DSN and got NOTIFY=, so it reports, not us).  At
+ *	most one notice per recipient, across restarts:
+ *
+ *	    rcpt: sent <bob@localhost> 250 2.0.0 stored in mailbox bob
+ *	    rcpt-dsn: notify=SUCCESS
+ *	    rcpt-success: delivered 1764442061.M7P4242Q9
+ *
  *	"body: binarymime" (optional, after auth) says that the message came
  *	with BODY=BINARYMIME over BDAT (RFC 3030): its data is stored as
  *	received, CRLF included, and may only leave by BDAT to a server that
@@ -137,6 +151,7 @@ struct envelope_rcpt {
 	long long		at;		/* when (unix seconds); 0 when host is NULL */
 	unsigned		notify;		/* RCPT NOTIFY= (DSN_NOTIFY_* bits), 0: not given */
 	char		       *orcpt;		/* RCPT ORCPT= as sent ("rfc822;xtext"), or NULL */
+	char		       *success;	/* "rcpt-success:" "<action> <value>", or NULL */
 };
 
 struct envelope {
@@ -211,6 +226,12 @@ int envelope_set_last_auth(struct envelope *env, const char *mech, const char *u
  * -EINVAL (i out of range, a value dsnparam.h refuses).
  */
 int envelope_set_rcpt_dsn(struct envelope *env, size_t i, unsigned notify, const char *orcpt);
+/*
+ * The success notice of rcpt i ("rcpt-success:", NULL clears it):
+ * "delivered " or "relayed " (its Action), then "due" (to be made) or a
+ * "dsn:" value (the notice's id, "none <why>").  0, -ENOMEM, -EINVAL.
+ */
+int envelope_set_rcpt_success(struct envelope *env, size_t i, const char *value);
 /* MAIL's RET= and ENVID= (as sent, NULL: none). 0, -ENOMEM, -EINVAL. */
 int envelope_set_dsn_request(struct envelope *env, enum dsn_ret ret, const char *envid);
 /* Sets auth (NULL mech: none); mail_auth (MAIL's AUTH=, decoded) may be NULL. 0, -ENOMEM, -EINVAL. */

@@ -5,7 +5,9 @@
  *	#include "mboxlock.h"
  *
  *	int mboxlock_shared(const struct spool *spool, const char *mailbox, int *fd);
+ *	int mboxlock_open(const struct spool *spool, const char *mailbox, int *fd);
  *	void mboxlock_release(int fd);
+int mboxlock_open(const struct spool *spool, const char *mailbox, int *fd);
  * DESCRIPTION
  *	A script that reorganises a mailbox (moves, renames, expires its
  *	messages) takes an exclusive flock(2) on mail/<mailbox>/.lock in the
@@ -26,13 +28,15 @@
  *	it until the message is published in mail/<mailbox>/new, so that a
  *	script that has its lock sees no message appear.
  *
- *	The lock is the spool directory's; a flock taken through the
- *	spoolgate-fs mount is the kernel's on the FUSE file and does not reach
- *	it (the filesystem shows no .lock: lock the spool's file).
+ *	mboxlock_open() opens the lock file, creating it (MBOXLOCK_MODE, owned
+ *	by the mailbox directory's owner and group) when the mailbox has none yet, for a holder of its own: spoolgate-fs,
+ *	which forwards a flock(2) on inbox/<mailbox>/.lock to it, so that
+ *	"flock /mnt/mail/inbox/bob/.lock -c reorganise" takes the same lock.
  * ERRORS
- *	0 (locked shared, or no lock file), -EAGAIN (held exclusively),
- *	-EINVAL (a lock file that is no regular file, or a bad mailbox name),
- *	other -errno of open(2) / flock(2).
+ *	mboxlock_shared(): 0 (locked shared, or no lock file), -EAGAIN (held
+ *	exclusively), -EINVAL (a lock file that is no regular file, or a bad
+ *	mailbox name), other -errno of open(2) / flock(2).  mboxlock_open():
+ *	0, -EINVAL as above, -ENOENT (no such mailbox directory), -errno.
  * OWNERSHIP
  *	*fd belongs to the caller, who releases it with mboxlock_release()
  *	(which takes -1).
@@ -45,8 +49,10 @@
 #include "spool.h"
 
 #define MBOXLOCK_NAME	".lock"
+#define MBOXLOCK_MODE	0640	/* a lock file made by mboxlock_open() */
 
 int mboxlock_shared(const struct spool *spool, const char *mailbox, int *fd);
 void mboxlock_release(int fd);
+int mboxlock_open(const struct spool *spool, const char *mailbox, int *fd);
 
 #endif

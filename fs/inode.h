@@ -90,7 +90,8 @@ enum inode_kind {
 	INODE_NEXT,		/* inbox/<mailbox>/.next[.<seconds>] (waiters.h) */
 	INODE_RECDIR,		/* queue/, sent/, failed/ */
 	INODE_RECMSG,		/* queue/<id> (the message) */
-	INODE_RECSTATUS		/* queue/<id>.status (the envelope record) */
+	INODE_RECSTATUS,	/* queue/<id>.status (the envelope record) */
+	INODE_LOCK		/* inbox/<mailbox>/.lock (lockfile.h) */
 };
 
 /* Which record directory a RECDIR/RECMSG/RECSTATUS node belongs to. */

@@ -35,10 +35,12 @@
 #include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
+#include "mboxlock.h"
 #include "spool.h"
 
 #include "access.h"
 #include "inode.h"
+#include "lockfile.h"
 #include "outfile.h"
 #include "spoolfs.h"
 #include "waiters.h"
@@ -602,6 +604,13 @@ spoolfs_stat_next(struct spoolfs *fs, const char *path, struct stat *st)
 	return 0;
 }
 
+/* inbox/<mailbox>/.lock: the mailbox's lock file (lockfile.h), there for whoever may read the mailbox. */
+static int
+spoolfs_stat_lock(struct spoolfs *fs, const char *path, struct stat *st)
+{
+	return spoolfs_stat_next(fs, path, st);		/* the same: read-only, empty */
+}
+
 /*
  * The name of an outbox file in the outfile set: its path below outbox/
  * ("report", "wait/report"), so that outbox/ and outbox/wait/ share one set
@@ -645,6 +654,8 @@ spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area are
 		return spoolfs_stat_mailbox(fs, path, st);
 	case INODE_NEXT:
 		return spoolfs_stat_next(fs, path, st);
+	case INODE_LOCK:
+		return spoolfs_stat_lock(fs, path, st);
 	case INODE_MAILMSG:
 		if ((r = spoolfs_mailmsg_at(fs, path, spoolfs_stat_cb, st)) < 0)
 			return r;
@@ -756,7 +767,8 @@ spoolfs_child_kind(enum inode_kind parent, enum inode_area parea, const char *na
 		return 0;
 	case INODE_INBOX:	*kind = INODE_MAILBOX;	return 0;
 	case INODE_MAILBOX:
-		*kind = waiters_next_name(name, &timeout) ? INODE_NEXT : INODE_MAILMSG;
+		*kind = strcmp(name, MBOXLOCK_NAME) == 0 ? INODE_LOCK :
+		    waiters_next_name(name, &timeout) ? INODE_NEXT : INODE_MAILMSG;
 		return 0;
 	case INODE_OUTBOX:
 		*kind = strcmp(name, SPOOLFS_OUTWAIT) == 0 ? INODE_OUTWAIT : INODE_OUTFILE;
@@ -1211,6 +1223,9 @@ spoolfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* open(O_TRUNC) arrives as one request we can check, not a SETATTR */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* flock(2) reaches us: inbox/<mailbox>/.lock is the spool's lock (lockfile.h) */
+	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
+		conn->want |= FUSE_CAP_FLOCK_LOCKS;
 	/* every write must reach us before FLUSH: close(2) submits */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/*
@@ -1654,6 +1669,38 @@ spoolfs_open_next(struct spoolfs *fs, struct inode *node, int flags, struct spoo
 	return 0;
 }
 
+/*
+ * inbox/<mailbox>/.lock: a descriptor of the spool's mail/<mailbox>/.lock
+ * for this open file, which its flock(2) requests lock (lockfile.h) and
+ * whose release drops the lock.
+ */
+static int
+spoolfs_open_lock(struct spoolfs *fs, struct inode *node, int flags, struct spoolfs_file **out)
+{
+	char mailbox[NAME_MAX + 1];
+	int fd, r;
+
+	if (spoolfs_flags_write(flags))
+		return -EACCES;
+	if (spoolfs_path_mailbox(node->path, mailbox, sizeof mailbox) < 0)
+		return -ENOENT;
+	if ((r = mboxlock_open(fs->spool, mailbox, &fd)) < 0)
+		return r;
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, 0, NULL, false)) == NULL) {
+		(void) close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* flock(2) on an open file, forwarded by the kernel (FUSE_CAP_FLOCK_LOCKS): lockfile.h. */
+static void
+spoolfs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	(void) ino;
+	lockfile_flock(req, spoolfs_file_of(fi)->fd, op);
+}
+
 static void
 spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1683,6 +1730,11 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case INODE_NEXT:
 		r = spoolfs_open_next(fs, node, fi->flags, &h);
 		break;
+	case INODE_LOCK:
+		r = spoolfs_may_see(fs, &caller, INODE_MAILBOX, node->area, node->path);
+		if (r == 0)
+			r = spoolfs_open_lock(fs, node, fi->flags, &h);
+		break;
 	default:
 		r = -EISDIR;
 		break;
@@ -1693,7 +1745,7 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* a message's pages stay valid until the watcher says it went */
 	fi->keep_cache = spoolfs_kind_is_message(node->kind);
 	/* a record's size changes as it moves, .next has none: no page cache */
-	fi->direct_io = node->kind == INODE_RECSTATUS || node->kind == INODE_NEXT;
+	fi->direct_io = node->kind == INODE_RECSTATUS || node->kind == INODE_NEXT || node->kind == INODE_LOCK;
 	if (fuse_reply_open(req, fi) != 0)
 		spoolfs_file_close(fs, h);
 }
@@ -2218,6 +2270,7 @@ static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.flush		= spoolfs_flush,
 	.release	= spoolfs_release,
 	.fsync		= spoolfs_fsync,
+	.flock		= spoolfs_flock,
 	.opendir	= spoolfs_opendir,
 	.readdir	= spoolfs_readdir,
 	.readdirplus	= spoolfs_readdirplus,

@@ -55,6 +55,56 @@ bounce_note_attempt(struct envelope *env, const size_t *rcpts, size_t n, const c
 			log_warn("dsn-failed", "id=%s error=\"cannot record the host of a recipient\"", env->id);
 }
 
+void
+bounce_note_relayed(struct envelope *env, const size_t *rcpts, size_t n, bool dsn_passed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct envelope_rcpt *r = rcpts[i] < env->nrcpt ? &env->rcpt[rcpts[i]] : NULL;
+
+		if (r == NULL || r->state != RCPT_SENT || r->success != NULL ||
+		    !dsn_notify_wants(r->notify, DSN_NOTIFY_SUCCESS))
+			continue;
+		if (envelope_set_rcpt_success(env, rcpts[i], dsn_passed ? "relayed none passed-on" : "relayed due") < 0)
+			log_error("dsn-failed", "id=%s error=\"%s\"", env->id, strerror(ENOMEM));
+	}
+}
+
+/* Every recipient whose success notice is due gets value ("<id>", "none <why>") after its action. */
+static int
+mark_success(struct envelope *env, const char *value)
+{
+	char line[ENVELOPE_ID_MAX + 48];
+	size_t i, action;
+	int err;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct envelope_rcpt *r = &env->rcpt[i];
+
+		if (r->state != RCPT_SENT || r->success == NULL || strcmp(strchr(r->success, ' '), " due") != 0)
+			continue;
+		action = strcspn(r->success, " ");
+		snprintf(line, sizeof(line), "%.*s %s", (int)action, r->success, value);
+		if ((err = envelope_set_rcpt_success(env, i, line)) < 0)
+			return err;
+	}
+	return 0;
+}
+
+static const char *
+kind_name(bool delayed, bool success)
+{
+	return success ? "success" : delayed ? "delayed" : "failed";
+}
+
+/* What a notice of this kind was, into the record: "dsn:", "dsn-delayed:" or rcpt-success. */
+static int
+record_notice(struct envelope *env, bool delayed, bool success, const char *value)
+{
+	return success ? mark_success(env, value) : envelope_set_dsn(env, delayed, value);
+}
+
 static const char *
 sender_of(const struct envelope *env, char *buf, size_t len)
 {
@@ -63,15 +113,15 @@ sender_of(const struct envelope *env, char *buf, size_t len)
 
 /* Records "none <why>" and says so in the log (reason=). */
 static void
-bounce_suppress(struct envelope *env, bool delayed, const char *why)
+bounce_suppress(struct envelope *env, bool delayed, bool success, const char *why)
 {
 	char value[32], to[300];
 
 	snprintf(value, sizeof(value), "none %s", why);
-	if (envelope_set_dsn(env, delayed, value) < 0)
+	if (record_notice(env, delayed, success, value) < 0)
 		log_error("dsn-failed", "id=%s error=\"%s\"", env->id, strerror(ENOMEM));
 	log_info("dsn-suppressed", "id=%s to=%s kind=%s reason=%s", env->id, sender_of(env, to, sizeof(to)),
-	    delayed ? "delayed" : "failed", why);
+	    kind_name(delayed, success), why);
 }
 
 /* Is a notice of this kind due for env now?  No: false (with nothing recorded). */
@@ -102,15 +152,16 @@ local_sender_mailbox(const struct bounce *b, const char *from, char *mbox, size_
 
 /* The notice as a spool_msg bound for the sender's mailbox or the relay. */
 static int
-bounce_make(struct bounce *b, struct envelope *env, int datafd, bool delayed, long long now,
+bounce_make(struct bounce *b, struct envelope *env, int datafd, bool delayed, bool success, long long now,
 	    const char *mbox, struct spool_msg **out)
 {
 	struct spool_msg *msg;
 	struct envelope denv;
 	struct dsn_request req = {
-		.env = env, .delayed = delayed, .now = now, .datafd = datafd, .data_offset = env->data_offset,
+		.env = env, .delayed = delayed, .success = success, .now = now, .datafd = datafd, .data_offset = env->data_offset,
 		.hostname = b->cfg->hostname != NULL ? b->cfg->hostname : spool_hostname(b->spool),
 		.expires = env->created + (long long)b->cfg->max_queue_lifetime,
+		.full_max = b->cfg->dsn_full_max,
 	};
 	char origin[ENVELOPE_ID_MAX + 16], *text;
 	size_t len;
@@ -137,7 +188,7 @@ bounce_make(struct bounce *b, struct envelope *env, int datafd, bool delayed, lo
 		}
 	}
 	if (err == 0)
-		err = envelope_set_dsn(env, delayed, spool_msg_id(msg));
+		err = record_notice(env, delayed, success, spool_msg_id(msg));
 	if (err < 0) {
 		spool_msg_free(msg);
 		return err;
@@ -146,45 +197,62 @@ bounce_make(struct bounce *b, struct envelope *env, int datafd, bool delayed, lo
 	return 0;
 }
 
-struct spool_msg *
-bounce_for_outcome(struct bounce *b, struct envelope *env, int datafd, enum queue_outcome outcome,
-		   long long now)
+/*
+ * The common path of every notice: who may not get one (recorded as
+ * "none <why>"), else the notice itself.
+ */
+static struct spool_msg *
+bounce_send(struct bounce *b, struct envelope *env, int datafd, bool delayed, bool success, long long now)
 {
-	bool delayed = outcome == QUEUE_DEFERRED;
 	char mbox[ADDR_MAILBOX_MAX + 1], to[300];
 	struct spool_msg *msg = NULL;
 	int local, err;
 
-	if (!bounce_due(b, env, outcome, now))
-		return NULL;
 	if (env->from == NULL || env->from[0] == '\0') {
-		bounce_suppress(env, delayed, "null-sender");
+		bounce_suppress(env, delayed, success, "null-sender");
 		return NULL;
 	}
 	if (env->rejected != NULL) {
-		bounce_suppress(env, delayed, "rejected");	/* the writer saw the error */
+		bounce_suppress(env, delayed, success, "rejected");	/* the writer saw the error */
 		return NULL;
 	}
-	if (dsn_recipients_wanting(env, delayed) == 0) {
-		bounce_suppress(env, delayed, "notify");	/* RFC 3461 NOTIFY=NEVER, or no FAILURE/DELAY */
+	if (!success && dsn_recipients_wanting(env, delayed) == 0) {
+		bounce_suppress(env, delayed, success, "notify");	/* RFC 3461 NOTIFY=NEVER, or no FAILURE/DELAY */
 		return NULL;
 	}
 	if ((local = local_sender_mailbox(b, env->from, mbox, sizeof(mbox))) < 0) {
-		bounce_suppress(env, delayed, "no-mailbox");
+		bounce_suppress(env, delayed, success, "no-mailbox");
 		return NULL;
 	}
 	if (!dsn_limiter_allow(&b->limiter, env->from, now)) {
-		bounce_suppress(env, delayed, "cap");
+		bounce_suppress(env, delayed, success, "cap");
 		return NULL;
 	}
-	if ((err = bounce_make(b, env, datafd, delayed, now, local ? mbox : NULL, &msg)) < 0) {
+	if ((err = bounce_make(b, env, datafd, delayed, success, now, local ? mbox : NULL, &msg)) < 0) {
 		log_error("dsn-failed", "id=%s to=%s kind=%s error=\"%s\"", env->id, sender_of(env, to, sizeof(to)),
-		    delayed ? "delayed" : "failed", strerror(-err));
-		if (envelope_set_dsn(env, delayed, "none error") < 0)
+		    kind_name(delayed, success), strerror(-err));
+		if (record_notice(env, delayed, success, "none error") < 0)
 			log_error("dsn-failed", "id=%s error=\"%s\"", env->id, strerror(ENOMEM));
 		return NULL;
 	}
 	log_info("dsn-queued", "id=%s dsn=%s to=%s kind=%s via=%s", env->id, spool_msg_id(msg),
-	    sender_of(env, to, sizeof(to)), delayed ? "delayed" : "failed", local ? "mailbox" : "relay");
+	    sender_of(env, to, sizeof(to)), kind_name(delayed, success), local ? "mailbox" : "relay");
 	return msg;
+}
+
+struct spool_msg *
+bounce_for_outcome(struct bounce *b, struct envelope *env, int datafd, enum queue_outcome outcome,
+		   long long now)
+{
+	if (!bounce_due(b, env, outcome, now))
+		return NULL;
+	return bounce_send(b, env, datafd, outcome == QUEUE_DEFERRED, false, now);
+}
+
+struct spool_msg *
+bounce_for_success(struct bounce *b, struct envelope *env, int datafd, long long now)
+{
+	if (dsn_recipients_succeeded(env) == 0)
+		return NULL;
+	return bounce_send(b, env, datafd, false, true, now);
 }

@@ -10,6 +10,10 @@
  *			const char *host, long long now);
  *	struct spool_msg *bounce_for_outcome(struct bounce *b, struct envelope *env,
  *			int datafd, enum queue_outcome outcome, long long now);
+ *	void bounce_note_relayed(struct envelope *env, const size_t *rcpts, size_t n,
+ *			bool dsn_passed);
+ *	struct spool_msg *bounce_for_success(struct bounce *b, struct envelope *env,
+ *			int datafd, long long now);
  * DESCRIPTION
  *	The relay's policy for delivery status notifications (the notice
  *	itself is dsn.h).  bounce_for_outcome() is called by the runner with
@@ -39,6 +43,19 @@
  *	first and the notice after it, so a crash between the two loses a
  *	notice rather than sending two.
  *
+ *	Success notices (RFC 3461 NOTIFY=SUCCESS): bounce_note_relayed()
+ *	marks each recipient of an attempt (indices rcpts) that was sent and
+ *	asked NOTIFY=SUCCESS: "relayed due" when the next hop did not offer
+ *	DSN, "relayed none passed-on" when it did (it got NOTIFY= and reports
+ *	itself, RFC 3461 5.2.2).  The SMTP session marks a local mailbox's
+ *	recipient "delivered due" (envelope.h rcpt-success).
+ *	bounce_for_success() makes one notice about every recipient marked
+ *	due and records its id (or "none <why>", for the same reasons as
+ *	above, the per-sender cap included) in each one's rcpt-success, so
+ *	a recipient gets at most one.  It is called with every settled
+ *	envelope, beside bounce_for_outcome(), and its notice is committed
+ *	the same way.
+ *
  *	bounce_note_attempt() writes into env where and when each recipient
  *	of an attempt (indices rcpts) got its reply: envelope rcpt-at.
  *
@@ -47,7 +64,7 @@
  *	restart; keeping it in the spool would cost a synced write per
  *	notice for a limit whose only job is to stop storms.
  * DIAGNOSTICS
- *	dsn-queued (id=, dsn=, to=, kind=failed|delayed, via=mailbox|relay)
+ *	dsn-queued (id=, dsn=, to=, kind=failed|delayed|success, via=mailbox|relay)
  *	when a notice is made; dsn-suppressed (id=, to=, reason=null-sender, notify,
  *	cap, no-mailbox) when one is held back on purpose; dsn-failed at
  *	error level (id=, error=) when one could not be made.
@@ -73,5 +90,7 @@ void bounce_note_attempt(struct envelope *env, const size_t *rcpts, size_t n, co
 		long long now);
 struct spool_msg *bounce_for_outcome(struct bounce *b, struct envelope *env, int datafd,
 		enum queue_outcome outcome, long long now);
+void bounce_note_relayed(struct envelope *env, const size_t *rcpts, size_t n, bool dsn_passed);
+struct spool_msg *bounce_for_success(struct bounce *b, struct envelope *env, int datafd, long long now);
 
 #endif

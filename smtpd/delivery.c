@@ -368,6 +368,7 @@ dlv_conclude(struct delivery *d, const char *open_reply)
 	res.ndelivered = d->ndelivered;
 	res.rcpt_overflow = d->rcpt_overflow;
 	res.reused = d->reuses > 0;
+	res.dsn_passed = d->caps.dsn;
 	d->env = NULL;
 	d->datafd = -1;
 	d->done(d->arg, &res);

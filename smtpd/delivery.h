@@ -123,6 +123,7 @@ struct delivery_result {
 	size_t		ndelivered;	/* of them, sent */
 	bool		rcpt_overflow;	/* one was refused as one too many (452 4.5.3) */
 	bool		reused;		/* the transaction went over a connection used before */
+	bool		dsn_passed;	/* the next hop offered DSN: NOTIFY= went with the RCPTs */
 };
 
 typedef void (*delivery_done_fn)(void *arg, const struct delivery_result *res);

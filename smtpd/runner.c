@@ -47,7 +47,8 @@
  *	spool's filesystem allows it: commitq.h, sync_fs).  A record whose lifetime ran out while it waited is settled
  *	without a delivery (relay_expire()).  Before the commit,
  *	job_notify_sender() asks bounce.h whether the sender gets a notice
- *	(a failure, or a delay warning); the notice commits in the same
+ *	(a failure, or a delay warning) and whether some recipients were
+ *	delivered with NOTIFY=SUCCESS (a success notice); the notices commit in the same
  *	commitq job, published after the record.
  *
  *	A commit that fails (a full disk) is retried with a backoff; the job
@@ -199,6 +200,15 @@ struct runner_dest {
 };
 
 /* One claim, from queue_claim() until its record is durable. */
+/* A notice about a job's message, committed with its record. */
+struct runner_notice {
+	struct spool_msg       *msg;		/* owned, or NULL */
+	bool			published;
+	int			err;		/* why it could not be committed */
+};
+
+#define RUNNER_NOTICES	2	/* a failure or delay notice, a success notice */
+
 struct runner_job {
 	struct commitq_job	cj;
 	LIST_ENTRY(runner_job)	link;
@@ -235,10 +245,8 @@ struct runner_job {
 	long long		next_attempt;
 	char			reply[RELAY_REPLY_TEXT_MAX];
 
-	/* A notice to the sender, committed with the record (bounce.h). */
-	struct spool_msg       *dsn_msg;	/* owned, or NULL */
-	bool			dsn_published;
-	int			dsn_err;	/* why it could not be committed */
+	/* Notices to the sender, committed with the record (bounce.h): a failure or delay, a success. */
+	struct runner_notice	notice[RUNNER_NOTICES];
 
 	unsigned		retry_delay;	/* of a failed commit */
 	struct event	       *retry_ev;
@@ -299,7 +307,8 @@ job_free(struct runner_job *j)
 	if (j->runner != NULL)
 		LIST_REMOVE(j, link);
 	queue_claim_free(j->qc);
-	spool_msg_free(j->dsn_msg);	/* unpublished: removed with its temporaries */
+	for (size_t i = 0; i < RUNNER_NOTICES; i++)
+		spool_msg_free(j->notice[i].msg);	/* unpublished: removed with its temporaries */
 	if (j->retry_ev != NULL)
 		event_free(j->retry_ev);
 	free(j->dests);
@@ -374,8 +383,9 @@ job_log_rcpts(const struct runner_job *j, const struct envelope *env, const size
 static void
 job_notify_sender(struct runner_job *j, struct envelope *env, const struct relay_verdict *v)
 {
-	j->dsn_msg = bounce_for_outcome(j->runner->bounce, env, queue_claim_data_fd(j->qc), v->outcome,
+	j->notice[0].msg = bounce_for_outcome(j->runner->bounce, env, queue_claim_data_fd(j->qc), v->outcome,
 	    now_seconds());
+	j->notice[1].msg = bounce_for_success(j->runner->bounce, env, queue_claim_data_fd(j->qc), now_seconds());
 }
 
 /*
@@ -722,6 +732,7 @@ job_dest_delivered(void *arg, const struct delivery_result *res)
 	j->rcpt_overflow |= res->rcpt_overflow;
 	j->ndelivered += res->ndelivered;
 	bounce_note_attempt(queue_claim_envelope(j->qc), res->rcpts, res->nrcpts, res->host, now_seconds());
+	bounce_note_relayed(queue_claim_envelope(j->qc), res->rcpts, res->nrcpts, res->dsn_passed);
 	job_log_rcpts(j, queue_claim_envelope(j->qc), res->rcpts, res->nrcpts);
 	j->reused |= res->reused;
 	job_leave_dest(j);
@@ -923,7 +934,7 @@ job_conclude(struct runner_job *j)
 
 	snprintf(j->reply, sizeof(j->reply), "%s", env->last_reply != NULL ? env->last_reply : "");
 	log_info("relay-concluded", "id=%s attempts=%u reason=\"no pending recipient: the record of an attempt "
-	    "made before a restart\"", j->id, env->attempts);
+	    "made before a restart, or of local deliveries whose success notice is due\"", j->id, env->attempts);
 	job_settle_unattempted(j);
 }
 
@@ -1058,8 +1069,9 @@ job_prepare(void *arg)
 {
 	struct runner_job *j = arg;
 
-	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0)
-		j->dsn_err = spool_msg_commit_prepare(j->dsn_msg);
+	for (size_t i = 0; i < RUNNER_NOTICES; i++)
+		if (j->notice[i].msg != NULL && !j->notice[i].published && j->notice[i].err == 0)
+			j->notice[i].err = spool_msg_commit_prepare(j->notice[i].msg);
 	if (j->cj.sync_fs)	/* commitq syncs the filesystem once for the batch */
 		return queue_finish_write(j->qc, j->outcome, j->keep_sent);
 	return queue_finish_prepare(j->qc, j->outcome, j->keep_sent);
@@ -1077,11 +1089,15 @@ job_publish(void *arg, struct spool_dirset *dirs)
 
 	if ((err = queue_finish_publish(j->qc, dirs)) < 0)
 		return err;
-	if (j->dsn_msg != NULL && !j->dsn_published && j->dsn_err == 0) {
-		if ((j->dsn_err = spool_msg_commit_publish(j->dsn_msg, dirs)) < 0)
-			spool_msg_commit_unpublish(j->dsn_msg);
+	for (size_t i = 0; i < RUNNER_NOTICES; i++) {
+		struct runner_notice *n = &j->notice[i];
+
+		if (n->msg == NULL || n->published || n->err != 0)
+			continue;
+		if ((n->err = spool_msg_commit_publish(n->msg, dirs)) < 0)
+			spool_msg_commit_unpublish(n->msg);
 		else
-			j->dsn_published = true;
+			n->published = true;
 	}
 	return 0;
 }
@@ -1149,11 +1165,15 @@ job_committed(void *arg, int result)
 	struct timeval tv;
 	int where;
 
-	if (j->dsn_msg != NULL && j->dsn_err < 0) {
+	for (size_t i = 0; i < RUNNER_NOTICES; i++) {
+		struct runner_notice *n = &j->notice[i];
+
+		if (n->msg == NULL || n->err == 0)
+			continue;
 		log_error("dsn-failed", "id=%s dsn=%s error=\"%s\" action=\"the record names a notice that was "
-		    "not written\"", j->id, spool_msg_id(j->dsn_msg), strerror(-j->dsn_err));
-		spool_msg_free(j->dsn_msg);
-		j->dsn_msg = NULL;
+		    "not written\"", j->id, spool_msg_id(n->msg), strerror(-n->err));
+		spool_msg_free(n->msg);
+		n->msg = NULL;
 	}
 	if (result == 0) {
 		job_log_outcome(j);

@@ -2305,6 +2305,34 @@ envelope_add_queued_rcpt(struct envelope *env, const struct rcpt *r)
 	return envelope_set_rcpt_dsn(env, env->nrcpt - 1, r->notify, r->orcpt);
 }
 
+/*
+ * A local recipient whose sender asked for a success notice (RFC 3461
+ * NOTIFY=SUCCESS): it goes into the queued record too, already sent, so
+ * that the runner makes the "delivered" notice (bounce.h).  Never for
+ * MAIL FROM:<>.
+ */
+static bool
+rcpt_wants_delivered_notice(const struct txn *t, const struct rcpt *r)
+{
+	return r->mailbox != NULL && t->from[0] != '\0' && dsn_notify_wants(r->notify, DSN_NOTIFY_SUCCESS);
+}
+
+/* Such a local recipient into the record: stored, its notice due (envelope.h rcpt-success). */
+static int
+envelope_add_delivered_rcpt(struct envelope *env, const struct rcpt *r)
+{
+	char reply[ADDR_MAX + 48];
+	size_t i = env->nrcpt;
+	int err;
+
+	if ((err = envelope_add_queued_rcpt(env, r)) < 0 || env->nrcpt == i)
+		return err;
+	snprintf(reply, sizeof(reply), "250 2.0.0 stored in mailbox %s", r->mailbox);
+	if ((err = envelope_set_rcpt(env, i, RCPT_SENT, reply)) < 0)
+		return err;
+	return envelope_set_rcpt_success(env, i, "delivered due");
+}
+
 /* Registers where the message goes: local mailboxes, the relay's queue. */
 static int
 data_register_targets(struct session *s, bool *queued)
@@ -2320,7 +2348,7 @@ data_register_targets(struct session *s, bool *queued)
 		if (t->rcpt[i].mailbox != NULL && (err = txn_lock_mailbox(s, t->rcpt[i].mailbox)) == 0)
 			err = spool_msg_deliver_local(t->msg, t->rcpt[i].mailbox);
 	for (i = 0; i < t->nrcpt && err == 0; i++)
-		if (t->rcpt[i].mailbox == NULL)
+		if (t->rcpt[i].mailbox == NULL || rcpt_wants_delivered_notice(t, &t->rcpt[i]))
 			*queued = true;
 	if (err < 0 || !*queued)
 		return err;
@@ -2341,6 +2369,8 @@ data_register_targets(struct session *s, bool *queued)
 	for (i = 0; i < t->nrcpt && err == 0; i++)
 		if (t->rcpt[i].mailbox == NULL)
 			err = envelope_add_queued_rcpt(&env, &t->rcpt[i]);
+		else if (rcpt_wants_delivered_notice(t, &t->rcpt[i]))
+			err = envelope_add_delivered_rcpt(&env, &t->rcpt[i]);
 	if (err == 0)
 		err = spool_msg_queue(t->msg, &env);
 	envelope_free(&env);

@@ -104,6 +104,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	env.rcpt[0].host = host[0] ? host : NULL;
 	env.rcpt[0].at = 1764442000;
 	env.created = 1764440000;
+	/* RET=FULL on odd sizes: the original whole (when 7-bit) must not break the notice either */
+	env.dsn_ret = (size & 1) ? DSN_RET_FULL : DSN_RET_HDRS;
+	req.full_max = 1u << 20;
 	fd = memfd_create("fuzz_dsn", MFD_CLOEXEC);
 	FUZZ_CHECK(fd >= 0, "memfd_create");
 	FUZZ_CHECK(write(fd, p, (size_t)(end - p)) == end - p, "write");

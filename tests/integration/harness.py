@@ -231,7 +231,7 @@ _SECTION = {
     'max_queue_lifetime': 'relay', 'max_deliveries': 'relay',
     'scan_interval': 'relay', 'connect_timeout': 'relay',
     'command_timeout': 'relay', 'data_done_timeout': 'relay', 'keep_sent': 'relay',
-    'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay',
+    'bounce_limit_per_hour': 'relay', 'delay_warning_time': 'relay', 'dsn_full_max': 'relay',
     'tls': 'relay', 'tls_ca_file': 'relay', 'credentials': 'relay',
     'auth_plaintext': 'relay',
     'connection_idle_timeout': 'relay', 'connection_reuse_count_limit': 'relay',

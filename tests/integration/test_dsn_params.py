@@ -8,10 +8,17 @@
 - the bounce code honours them, with an aiosmtpd sink that refuses the
   recipient: NOTIFY=NEVER makes no report (dsn: none notify); NOTIFY=FAILURE
   makes one that names Original-Envelope-Id and Original-Recipient, decoded;
+  RET=FULL returns the whole message (message/rfc822), RET=HDRS the headers,
+  RET=FULL over dsn_full_max the headers and says why;
+- NOTIFY=SUCCESS: one "delivered" notice for a local mailbox (in the local
+  sender's mailbox, or relayed with MAIL FROM:<> to a remote sender), one
+  "relayed" notice for the sink (no DSN); none for NEVER, FAILURE or <>;
+- NOTIFY without DELAY gets no delay warning (dsn-delayed: none notify);
 - a private Postfix that offers DSN receives them from the relay: Postfix's
   own queue file (postcat) holds the ENVID, RET, NOTIFY and ORCPT spoolgate
   got from its client (Postfix holds the message by a header check, so its
-  queue file can be read).
+  queue file can be read), and no "relayed" notice is made (Postfix
+  reports itself).
 """
 
 import email
@@ -20,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +50,15 @@ def transaction(tc, addr, mail, rcpt, body):
         r = c.reply()
         assert_reply(tc, r, 250, '2.0.0', 'end of data')
         return queued_id(r.text)
+
+
+def sink_and_gateway(cls, name, rcpt_rules, **cfg):
+    """An aiosmtpd sink refusing rcpt_rules, and a gateway (hostname gw.test, quick retries) relaying to it."""
+    cls.sink = sink_or_skip()
+    cls.addClassCleanup(cls.sink.stop)
+    cls.sink.rcpt_rules.update(rcpt_rules)
+    cls.gw = started(cls, name, smarthost='127.0.0.1:%d' % cls.sink.port, hostname='gw.test',
+                     retry_min=1, **cfg)
 
 
 class Parameters(unittest.TestCase):
@@ -87,11 +104,8 @@ class Honoured(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = sink_or_skip()
-        cls.addClassCleanup(cls.sink.stop)
-        cls.sink.rcpt_rules['bob@example.net'] = '550 5.1.1 <bob@example.net>: no such user here'
-        cls.gw = started(cls, 'dsn-honoured', smarthost='127.0.0.1:%d' % cls.sink.port,
-                         hostname='gw.test', retry_min=1, retry_max=2)
+        sink_and_gateway(cls, 'dsn-honoured', {'bob@example.net': '550 5.1.1 <bob@example.net>: no such user here'},
+                         retry_max=2, dsn_full_max=4096)
 
     def failed(self, msgid):
         def check():
@@ -127,6 +141,162 @@ class Honoured(unittest.TestCase):
         self.assertRegex(text, r'Original-Recipient: rfc822;bob\+old@localhost')
         self.assertRegex(text, r'Final-Recipient: rfc822; ?bob@example.net')
         self.assertNotIn(b'SECRET BODY', self.gw.read_mail('dora', box[0]))
+
+    def report(self, sender, ret, body):
+        """A message to the refused bob from sender with RET=ret: its report, parsed."""
+        box = sender.split('@')[0]
+        before = set(self.gw.mailbox_new(box))
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<%s> %s' % (sender, ret),
+                            'RCPT TO:<bob@example.net>', body)
+        rec = parse_record(self.failed(msgid))
+        new = wait_until(lambda: sorted(set(self.gw.mailbox_new(box)) - before), 10,
+                         'a report in mail/%s/new' % box)
+        self.assertEqual(len(new), 1, new)
+        self.assertTrue(new[0].startswith(rec['dsn'] + '.'), (new, rec))
+        return email.message_from_bytes(self.gw.read_mail(box, new[0]), policy=email.policy.default)
+
+    def parts(self, msg):
+        return [p.get_content_type() for p in msg.get_payload()]
+
+    def test_ret_full_returns_the_whole_message(self):
+        """RET=FULL: the third part is the whole original (message/rfc822), body included"""
+        msg = self.report('erin@localhost', 'RET=FULL', 'Subject: full\n\nTHE WHOLE BODY\nline two')
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'message/rfc822'])
+        orig = msg.get_payload()[2].get_payload()[0]
+        self.assertEqual(orig['Subject'], 'full')
+        self.assertEqual(orig.get_content().rstrip('\n'), 'THE WHOLE BODY\nline two')
+        self.assertIn('Your message is attached.', msg.get_payload()[0].get_content())
+
+    def test_ret_hdrs_returns_the_headers(self):
+        """RET=HDRS: the third part is the header section only (text/rfc822-headers)"""
+        msg = self.report('fred@localhost', 'RET=HDRS', 'Subject: hdrs\n\nTHE WHOLE BODY')
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'text/rfc822-headers'])
+        self.assertIn('Subject: hdrs', msg.get_payload()[2].get_content())
+        self.assertNotIn('THE WHOLE BODY', msg.as_string())
+
+    def test_ret_full_over_the_bound_returns_the_headers_and_says_so(self):
+        """RET=FULL over dsn_full_max (4096 here): headers only, and the text says why"""
+        body = 'Subject: big\n\n' + ('BIG BODY LINE %s\n' % ('x' * 60)) * 80
+        msg = self.report('gina@localhost', 'RET=FULL', body)
+        self.assertEqual(self.parts(msg), ['text/plain', 'message/delivery-status', 'text/rfc822-headers'])
+        self.assertNotIn('BIG BODY LINE', msg.as_string())
+        self.assertRegex(msg.get_payload()[0].get_content(), r'larger than the 4096 octets')
+
+
+class Success(unittest.TestCase):
+    """NOTIFY=SUCCESS (RFC 3461 6.2): "delivered" for a local mailbox, "relayed" to a next
+    hop without DSN (the aiosmtpd sink offers none); never for <>, none for NEVER."""
+
+    @classmethod
+    def setUpClass(cls):
+        sink_and_gateway(cls, 'dsn-success', {}, retry_max=2)
+
+    def notices(self, box, msgid):
+        """The success notices about msgid in mail/<box>/new, parsed."""
+        out = []
+        for name in self.gw.mailbox_new(box):
+            m = email.message_from_bytes(self.gw.read_mail(box, name), policy=email.policy.default)
+            if m['Subject'] == 'Successful Mail Delivery Report' and msgid in self.status_text(m) + str(m):
+                out.append(m)
+        return out
+
+    @staticmethod
+    def status_text(msg):
+        for p in msg.walk():
+            if p.get_content_type() == 'message/delivery-status':
+                return '\n\n'.join(str(b).strip() for b in p.get_payload())
+        return ''
+
+    def one_notice(self, box, tok):
+        """Exactly one success notice naming tok (its Subject is in the returned headers), after a settle."""
+        def find():
+            return [m for m in self.notices(box, '') if tok in m.as_string()]
+        got = wait_until(find, 20, 'a success notice in mail/%s/new' % box)
+        time.sleep(2)					# a second notice would come now
+        got = find()
+        self.assertEqual(len(got), 1, [m.as_string() for m in got])
+        return got[0]
+
+    def test_delivered_notice_for_a_local_mailbox(self):
+        """NOTIFY=SUCCESS to a local mailbox: the recipient has it, the local sender one "delivered" notice"""
+        tok = token()
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<hana@localhost> ENVID=E' + tok,
+                            'RCPT TO:<ivan@localhost> NOTIFY=SUCCESS', 'Subject: %s\n\nbody' % tok)
+        self.assertTrue(self.gw.find_mail('ivan', msgid))
+        msg = self.one_notice('hana', tok)
+        text = self.status_text(msg)
+        self.assertRegex(text, r'Final-Recipient: rfc822; ?ivan@localhost')
+        self.assertRegex(text, r'Action: delivered')
+        self.assertRegex(text, r'Status: 2\.0\.0')
+        self.assertRegex(text, r'Original-Envelope-Id: E' + tok)
+        _, rec = self.gw.find_record(msgid)
+        self.assertRegex(rec, r'rcpt: sent <ivan@localhost>[^\n]*\nrcpt-dsn: notify=SUCCESS\n'
+                         r'rcpt-success: delivered \d[\w.]+\n')
+
+    def test_delivered_notice_to_a_remote_sender_goes_through_the_relay(self):
+        """a remote sender's "delivered" notice is relayed with MAIL FROM:<>"""
+        tok = token()
+        transaction(self, self.gw.smtp_addr, 'MAIL FROM:<jo@example.com>',
+                    'RCPT TO:<kim@localhost> NOTIFY=SUCCESS', 'Subject: %s\n\nbody' % tok)
+        got = wait_until(lambda: self.sink.find(tok), 20, 'the notice at the sink')
+        self.assertEqual(len(got), 1)
+        self.assertIn(got[0]['from'], ('', '<>'))	# aiosmtpd keeps the brackets of <>
+        self.assertEqual(got[0]['rcpt'], ['jo@example.com'])
+        self.assertIn(b'Action: delivered', got[0]['data'])
+
+    def test_relayed_notice_for_a_next_hop_without_dsn(self):
+        """NOTIFY=SUCCESS relayed to a server without DSN: one "relayed" notice, no NOTIFY= passed"""
+        tok = token()
+        msgid = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<lea@localhost>',
+                            'RCPT TO:<max@example.net> NOTIFY=SUCCESS,FAILURE', 'Subject: %s\n\nbody' % tok)
+        wait_until(lambda: self.sink.find(tok), 20, 'the message at the sink')
+        msg = self.one_notice('lea', tok)
+        text = self.status_text(msg)
+        self.assertRegex(text, r'Final-Recipient: rfc822; ?max@example.net')
+        self.assertRegex(text, r'Action: relayed')
+        self.assertRegex(text, r'Remote-MTA: dns; ?127.0.0.1')
+        _, rec = self.gw.find_record(msgid)
+        self.assertRegex(rec, r'rcpt-success: relayed \d[\w.]+\n')
+
+    def test_no_notice_without_success_or_for_null_sender(self):
+        """NOTIFY=NEVER, NOTIFY=FAILURE and MAIL FROM:<> get no success notice"""
+        tok = token()
+        for mail, notify in (('MAIL FROM:<olga@localhost>', 'NEVER'), ('MAIL FROM:<olga@localhost>', 'FAILURE'),
+                             ('MAIL FROM:<>', 'SUCCESS')):
+            transaction(self, self.gw.smtp_addr, mail, 'RCPT TO:<ivan@localhost> NOTIFY=' + notify,
+                        'Subject: %s %s\n\nbody' % (tok, notify))
+        # then one that asks, so that the runner has been through the others
+        transaction(self, self.gw.smtp_addr, 'MAIL FROM:<olga@localhost>', 'RCPT TO:<ivan@localhost> NOTIFY=SUCCESS',
+                    'Subject: %s SUCCESS\n\nbody' % tok)
+        msg = self.one_notice('olga', tok)
+        self.assertIn('%s SUCCESS' % tok, msg.as_string())
+        self.assertEqual(len(self.gw.mailbox_new('olga')), 1)
+
+
+class Delay(unittest.TestCase):
+    """NOTIFY governs delay warnings (delay_warning_time = 1, a sink that answers 451)."""
+
+    @classmethod
+    def setUpClass(cls):
+        sink_and_gateway(cls, 'dsn-delay', {'slow@example.net': '451 4.3.0 try again later'},
+                         retry_max=1, delay_warning_time=1)
+
+    def deferred_record(self, msgid):
+        def check():
+            _, text = self.gw.find_record(msgid)
+            return text if text and 'dsn-delayed: ' in text else None
+        return parse_record(wait_until(check, 20, 'the delay decision of %s' % msgid))
+
+    def test_notify_without_delay_gets_no_warning(self):
+        """NOTIFY=FAILURE: no delay warning (dsn-delayed: none notify); NOTIFY=DELAY: one"""
+        quiet = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<pia@localhost>',
+                            'RCPT TO:<slow@example.net> NOTIFY=FAILURE', 'Subject: quiet\n\nq')
+        warned = transaction(self, self.gw.smtp_addr, 'MAIL FROM:<quinn@localhost>',
+                             'RCPT TO:<slow@example.net> NOTIFY=DELAY', 'Subject: warned\n\nw')
+        self.assertEqual(self.deferred_record(quiet).get('dsn-delayed'), 'none notify')
+        self.assertRegex(self.deferred_record(warned).get('dsn-delayed'), r'^\d')
+        self.assertEqual(self.gw.mailbox_new('pia'), [])
+        self.assertEqual(len(self.gw.mailbox_new('quinn')), 1)
 
 
 class PassedOn(unittest.TestCase):
@@ -173,6 +343,10 @@ class PassedOn(unittest.TestCase):
         self.assertIn('named_attribute: ret_flags=2\n', r.stdout)		# DSN_RET_HDRS (Postfix's dsn.h)
         self.assertIn('named_attribute: notify_flags=6\n', r.stdout)	# SUCCESS (2) | FAILURE (4)
         self.assertIn('named_attribute: dsn_orig_rcpt=rfc822;alice+old@localhost\n', r.stdout)
+        # Postfix reports success itself (RFC 3461 5.2.2): no "relayed" notice from us
+        _, rec = self.gw.find_record(msgid)
+        self.assertIn('\nrcpt-success: relayed none passed-on\n', rec)
+        self.assertEqual(self.gw.mailbox_new('alice'), [])
 
 
 if __name__ == '__main__':

@@ -18,7 +18,10 @@ row of shared/reply-codes.md to a test; test_reply_table.py checks it):
 - 450 4.2.0: a script holds flock(1) on mail/<box>/.lock in the spool:
   RCPT for that mailbox, and the end of the data of a message whose RCPT
   came before the lock, get 450; once the lock is released the message
-  is taken and stored;
+  is taken and stored; the same lock taken through the mount with
+  flock(1) on inbox/<box>/.lock: a second `flock -n` there is refused,
+  a blocking one waits for the release, RCPT gets 450 until the holder
+  lets go, then the message is stored;
 - 252 2.5.0 VRFY by default; with vrfy = yes 250 2.1.5 for a local mailbox,
   550 5.1.1 for an unknown one, 251 for a forward, 252 for a remote address;
   EXPN 502 5.5.1.
@@ -28,6 +31,7 @@ import fcntl
 import os
 import re
 import subprocess
+import time
 import sys
 import unittest
 import uuid
@@ -245,15 +249,72 @@ class MailboxLock(unittest.TestCase):
         self.assertIn('event=mailbox-locked', self.gw.read_log('smtpd'))
 
     def locked(self, box):
+        return self.locked_at(self.lock_path(box))
+
+    @staticmethod
+    def locked_at(path):
         """Whether someone holds the lock exclusively (a shared try fails)."""
         try:
-            with open(self.lock_path(box)) as f:
+            with open(path) as f:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except BlockingIOError:
             return True
         except FileNotFoundError:
             return False
+
+
+class MailboxLockThroughMount(unittest.TestCase):
+    """flock(1) on inbox/<box>/.lock through spoolgate-fs is the spool's lock (fs/lockfile.h)."""
+
+    @classmethod
+    def setUpClass(cls):
+        why = harness.fuse_available()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.gw = started(cls, 'mntlock')
+        cls.gw.start_fs()
+
+    def lock(self, box):
+        return os.path.join(self.gw.mnt, 'inbox', box, '.lock')
+
+    def flock_n(self, box):
+        """The exit status of a second shell's `flock -n <lock> true` through the mount (1: busy)."""
+        return subprocess.run(['flock', '-n', '-E', '3', self.lock(box), 'true'], timeout=10).returncode
+
+    def test_flock_through_the_mount_450_then_delivered(self):
+        """a mount holder: `flock -n` elsewhere busy, RCPT 450 4.2.0; released: 250 and stored"""
+        with RawSMTP(self.gw.smtp_addr) as c:		# a first message makes the mailbox
+            c.ehlo()
+            _, end = send(c, 'a@example.org', ['mntbox@localhost'], 'Subject: first\n\nfirst')
+            assert_reply(self, end, 250, '2.0.0', 'first message')
+        self.assertEqual(self.flock_n('mntbox'), 0, 'nobody holds it yet')
+        p = subprocess.Popen(['flock', self.lock('mntbox'), 'sleep', '120'], start_new_session=True)
+        self.addCleanup(MailboxLock.release, p)
+        spool_lock = self.gw.path('mail', 'mntbox', '.lock')
+        wait_until(lambda: MailboxLock.locked_at(spool_lock), 10, "the mount holder's lock on the spool's file")
+        self.assertEqual(self.flock_n('mntbox'), 3, 'a second shell sees it busy')
+        waiter = subprocess.Popen(['flock', '-w', '30', self.lock('mntbox'), 'true'], start_new_session=True)
+        self.addCleanup(MailboxLock.release, waiter)
+        before = self.gw.mailbox_new('mntbox')
+        tok = token()
+        with RawSMTP(self.gw.smtp_addr) as c:
+            c.ehlo()
+            assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+            assert_reply(self, c.cmd('RCPT TO:<mntbox@localhost>'), 450, '4.2.0', 'RCPT while held through the mount')
+            assert_reply(self, c.cmd('RSET'), 250)
+            time.sleep(0.5)
+            self.assertIsNone(waiter.poll(), 'a blocking flock waits while the lock is held')
+            MailboxLock.release(p)
+            self.assertEqual(waiter.wait(timeout=10), 0, 'the blocking flock has it once released')
+            wait_until(lambda: not MailboxLock.locked_at(spool_lock), 10, "the waiter's lock gone with it")
+            (r,), end = send(c, 'a@example.org', ['mntbox@localhost'], 'Subject: %s\n\nafter' % tok)
+            assert_reply(self, r, 250, '2.1.5', 'RCPT after the release')
+            assert_reply(self, end, 250, '2.0.0', 'end of data')
+        self.assertEqual(self.flock_n('mntbox'), 0, 'free again')
+        after = self.gw.mailbox_new('mntbox')
+        self.assertEqual(len(after), len(before) + 1)
+        self.assertTrue(any(tok.encode() in self.gw.read_mail('mntbox', n) for n in after))
 
 
 class Help(unittest.TestCase):

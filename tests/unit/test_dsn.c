@@ -157,10 +157,14 @@ build_and_parse(const struct dsn_request *req, struct parsed *p)
 	p->status = unfold(text);
 	free(text);
 	if (g_mime_multipart_get_count(p->report) > 2) {
+		GMimeContentType *ct = g_mime_object_get_content_type(g_mime_multipart_get_part(p->report, 2));
+
 		ck_assert_int_eq(g_mime_multipart_get_count(p->report), 3);
-		ck_assert(g_mime_content_type_is_type(g_mime_object_get_content_type(
-		    g_mime_multipart_get_part(p->report, 2)), "text", "rfc822-headers"));
-		p->headers = part_text(g_mime_multipart_get_part(p->report, 2));
+		/* RET=FULL: the whole message */
+		if (!g_mime_content_type_is_type(ct, "message", "rfc822")) {
+			ck_assert(g_mime_content_type_is_type(ct, "text", "rfc822-headers"));
+			p->headers = part_text(g_mime_multipart_get_part(p->report, 2));
+		}
 	}
 }
 
@@ -540,6 +544,82 @@ START_TEST(test_bare_cr_in_headers)
 }
 END_TEST
 
+/* RET=FULL (RFC 3461 4.3): the whole original when small and 7-bit, else its headers and why. */
+static const struct {
+	const char     *orig;
+	size_t		full_max;
+	bool		whole;
+	const char     *sentence;
+} ret_full_cases[] = {
+	{ "Subject: s\n\nSECRET BODY LINE\n", 1024, true, "Your message is attached." },
+	{ "Subject: s\n\nSECRET BODY LINE\n", 10, false, "larger than the 10 octets" },
+	{ "Subject: s\n\nSECRET BODY LINE \xc3\xa9\n", 1024, false, "not 7-bit text" },
+	{ "Subject: s\r\n\r\nSECRET BODY LINE\r\n", 1024, false, "not 7-bit text" },
+};
+#define N_RET_FULL	(sizeof(ret_full_cases) / sizeof(ret_full_cases[0]))
+
+START_TEST(test_ret_full)
+{
+	struct envelope env;
+	struct dsn_request req = { .hostname = "gw.example", .id = "1.M1P1Q1", .now = NOW,
+	    .full_max = ret_full_cases[_i].full_max };
+	struct parsed p;
+	int fd;
+
+	make_env(&env);
+	env.dsn_ret = DSN_RET_FULL;
+	fd = original_fd(ret_full_cases[_i].orig, strlen(ret_full_cases[_i].orig));
+	req.env = &env;
+	req.datafd = fd;
+	req.data_offset = 0;
+	build_and_parse(&req, &p);
+	assert_wire_safe(p.raw);
+	ck_assert_int_eq(g_mime_multipart_get_count(p.report), 3);
+	if (ret_full_cases[_i].whole) {
+		ck_assert_ptr_nonnull(strstr(p.raw, "Content-Type: message/rfc822"));
+		ck_assert_ptr_nonnull(strstr(p.raw, "\nSECRET BODY LINE\n"));
+	} else {
+		ck_assert_ptr_nonnull(strstr(p.raw, "Content-Type: text/rfc822-headers"));
+		ck_assert_ptr_null(strstr(p.raw, "SECRET BODY"));
+	}
+	ck_assert_msg(strstr(p.human, ret_full_cases[_i].sentence) != NULL, "%s", p.human);
+	parsed_free(&p);
+	close(fd);
+	envelope_free(&env);
+}
+END_TEST
+
+/* NOTIFY=SUCCESS: the recipients whose rcpt-success says due, each with its Action. */
+START_TEST(test_success_notice)
+{
+	struct envelope env;
+	struct dsn_request req = { .hostname = "gw.example", .id = "1.M1P1Q1", .now = NOW, .datafd = -1,
+	    .success = true };
+	struct parsed p;
+
+	make_env(&env);
+	req.env = &env;
+	ck_assert_uint_eq(dsn_recipients_succeeded(&env), 0);
+	ck_assert_int_eq(dsn_build(&req, &p.raw, &p.len), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 1, DSN_NOTIFY_SUCCESS, NULL), 0);
+	ck_assert_int_eq(envelope_set_rcpt_success(&env, 1, "relayed due"), 0);
+	ck_assert_uint_eq(dsn_recipients_succeeded(&env), 1);
+	build_and_parse(&req, &p);
+	assert_wire_safe(p.raw);
+	ck_assert_str_eq(g_mime_message_get_subject(p.msg), "Successful Mail Delivery Report");
+	ck_assert_uint_eq(count_blocks(&p), 2);
+	assert_field(&p, 1, "Final-Recipient", "rfc822; carol@example.net");
+	assert_field(&p, 1, "Action", "relayed");
+	assert_field(&p, 1, "Status", "2.0.0");
+	ck_assert_ptr_nonnull(strstr(p.human, "successfully delivered"));
+	parsed_free(&p);
+	/* once made, it is no longer due */
+	ck_assert_int_eq(envelope_set_rcpt_success(&env, 1, "relayed 1.M1P1Q1"), 0);
+	ck_assert_uint_eq(dsn_recipients_succeeded(&env), 0);
+	envelope_free(&env);
+}
+END_TEST
+
 START_TEST(test_status_code)
 {
 	static const struct { const char *reply; bool delayed; const char *want; } cases[] = {
@@ -612,6 +692,8 @@ dsn_suite(void)
 	tcase_add_loop_test(tc, test_hostile_values_keep_structure, 0, N_HOSTILE);
 	tcase_add_test(tc, test_remote_mta_forms);
 	tcase_add_test(tc, test_bare_cr_in_headers);
+	tcase_add_loop_test(tc, test_ret_full, 0, N_RET_FULL);
+	tcase_add_test(tc, test_success_notice);
 	tcase_add_test(tc, test_status_code);
 	tcase_add_test(tc, test_limiter);
 	suite_add_tcase(s, tc);

@@ -85,6 +85,8 @@ assert_env_equal(const struct envelope *a, const struct envelope *b)
 		ck_assert_uint_eq(a->rcpt[i].notify, b->rcpt[i].notify);
 		ck_assert_msg(streq_null(a->rcpt[i].orcpt, b->rcpt[i].orcpt), "rcpt %zu orcpt '%s' != '%s'",
 		    i, a->rcpt[i].orcpt, b->rcpt[i].orcpt);
+		ck_assert_msg(streq_null(a->rcpt[i].success, b->rcpt[i].success), "rcpt %zu success '%s' != '%s'",
+		    i, a->rcpt[i].success, b->rcpt[i].success);
 	}
 	ck_assert_int_eq(a->dsn_ret, b->dsn_ret);
 	ck_assert_msg(streq_null(a->dsn_envid, b->dsn_envid), "dsn_envid '%s' != '%s'", a->dsn_envid, b->dsn_envid);
@@ -488,6 +490,13 @@ static const char good_dsn_param_record[] =
 	"rcpt: pending <carol@example.net>\n"
 	"rcpt-dsn: notify=NEVER\n"
 	"rcpt: pending <dave@example.net>\n"
+	"rcpt: sent <erin@localhost> 250 2.0.0 stored in mailbox erin\n"
+	"rcpt-dsn: notify=SUCCESS\n"
+	"rcpt-success: delivered due\n"
+	"rcpt: sent <fred@example.net> 250 ok\n"
+	"rcpt-dsn: notify=SUCCESS\n"
+	"rcpt-at: 1764442100 mx1.example.net:25\n"
+	"rcpt-success: relayed none passed-on\n"
 	"attempts: 2\n"
 	"next-attempt: 0\n";
 
@@ -505,6 +514,14 @@ static const struct bad_case bad_dsn_param_cases[] = {
 	{ "rcpt-dsn lower-case notify", "notify=NEVER", "notify=never" },
 	{ "rcpt-dsn orcpt without type", "orcpt=rfc822;bob", "orcpt=bob" },
 	{ "rcpt-dsn orcpt bad xtext", "bob+2Bx", "bob+2bx" },
+	{ "rcpt-success twice", "rcpt-success: delivered due\n",
+	    "rcpt-success: delivered due\nrcpt-success: delivered due\n" },
+	{ "rcpt-success unknown action", "delivered due", "expanded due" },
+	{ "rcpt-success without value", "delivered due", "delivered" },
+	{ "rcpt-success bad value", "delivered due", "delivered later" },
+	{ "rcpt-success none with capitals", "relayed none passed-on", "relayed none Passed" },
+	{ "rcpt-success before rcpt-at", "rcpt-at: 1764442100 mx1.example.net:25\nrcpt-success: relayed none passed-on\n",
+	    "rcpt-success: relayed none passed-on\nrcpt-at: 1764442100 mx1.example.net:25\n" },
 	{ "dsn-ret twice", "dsn-ret: HDRS\n", "dsn-ret: HDRS\ndsn-ret: FULL\n" },
 	{ "dsn-ret bad", "dsn-ret: HDRS", "dsn-ret: SOME" },
 	{ "dsn-ret lower case", "dsn-ret: HDRS", "dsn-ret: hdrs" },
@@ -687,6 +704,9 @@ START_TEST(test_good_dsn_param_record_parses)
 	ck_assert_uint_eq(env.rcpt[1].notify, DSN_NOTIFY_NEVER);
 	ck_assert_ptr_null(env.rcpt[1].orcpt);
 	ck_assert_uint_eq(env.rcpt[2].notify, 0);
+	ck_assert_ptr_null(env.rcpt[2].success);
+	ck_assert_str_eq(env.rcpt[3].success, "delivered due");
+	ck_assert_str_eq(env.rcpt[4].success, "relayed none passed-on");
 	assert_round_trip(&env);
 	ck_assert_int_eq(envelope_copy(&copy, &env), 0);
 	assert_env_equal(&env, &copy);
@@ -694,8 +714,13 @@ START_TEST(test_good_dsn_param_record_parses)
 	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, DSN_NOTIFY_NEVER | DSN_NOTIFY_DELAY, NULL), -EINVAL);
 	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, 0x40, NULL), -EINVAL);
 	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 2, 0, "bob"), -EINVAL);
-	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 3, DSN_NOTIFY_DELAY, NULL), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_dsn(&env, 9, DSN_NOTIFY_DELAY, NULL), -EINVAL);
 	ck_assert_int_eq(envelope_set_dsn_request(&env, DSN_RET_FULL, "a b"), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_success(&env, 3, "delivered soon"), -EINVAL);
+	ck_assert_int_eq(envelope_set_rcpt_success(&env, 9, "delivered due"), -EINVAL);
+	ck_assert_str_eq(env.rcpt[3].success, "delivered due");
+	ck_assert_int_eq(envelope_set_rcpt_success(&env, 3, "delivered 1764442101.M5P4242Q8"), 0);
+	assert_round_trip(&env);
 	ck_assert_str_eq(env.dsn_envid, "QQ+2B314159");
 	ck_assert_uint_eq(env.rcpt[2].notify, 0);
 	envelope_free(&copy);
