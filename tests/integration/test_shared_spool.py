@@ -376,10 +376,12 @@ class LocalSpool(Scenario, unittest.TestCase):
 
 class GlusterVolume:
     """glusterd on 127.0.0.2 in a directory of its own, one volume with one
-    brick, two FUSE clients.  start() raises unittest.SkipTest with the
-    reason when it cannot; stop() undoes whatever start() did."""
+    brick, `clients` FUSE clients (two by default).  start() raises
+    unittest.SkipTest with the reason when it cannot; stop() undoes
+    whatever start() did."""
 
-    def __init__(self):
+    def __init__(self, clients=2):
+        self.clients = clients
         self.dir = tempfile.mkdtemp(prefix='spoolgate-gluster-')
         os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
         self.sock = os.path.join(self.dir, 'run', 'glusterd.socket')
@@ -437,7 +439,7 @@ class GlusterVolume:
         self.cli('volume', 'set', self.volume, 'performance.stat-prefetch', 'off')
         self.cli('volume', 'start', self.volume)
         self.started = True
-        for i in (1, 2):
+        for i in range(1, self.clients + 1):
             mnt = os.path.join(self.dir, 'client%d' % i)
             os.mkdir(mnt)
             r = subprocess.run(['glusterfs', '--volfile-server=%s' % GLUSTER_HOST, '--volfile-id=%s' % self.volume,
