@@ -383,18 +383,48 @@ class LocalSpool(Scenario, unittest.TestCase):
 
 # ---------------------------------------------------------------- GlusterFS
 
-class GlusterVolume:
+class Volume:
+    """What the volumes of a shared filesystem have in common: a directory
+    of the test's own, `clients` FUSE mounts of one volume in it."""
+
+    def __init__(self, prefix, clients):
+        self.clients = clients
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
+        self.mounts = []
+
+    def new_mountpoint(self, i):
+        mnt = os.path.join(self.dir, 'client%d' % i)
+        os.mkdir(mnt)
+        return mnt
+
+    def wait_mounted(self, mnt):
+        """After a mount command that succeeded: the mount is there, or skip."""
+        self.mounts.append(mnt)
+        try:
+            wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
+        except AssertionError as e:
+            raise unittest.SkipTest(str(e))
+        os.chmod(mnt, 0o755)
+
+    def unmount_all(self):
+        for mnt in self.mounts:
+            harness.unmount(mnt)
+
+    def remove_dir(self):
+        if not any(harness.is_mounted(m) for m in self.mounts):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class GlusterVolume(Volume):
     """glusterd on 127.0.0.2 in a directory of its own, one volume with one
     brick, `clients` FUSE clients (two by default).  start() raises
     unittest.SkipTest with the reason when it cannot; stop() undoes
     whatever start() did."""
 
     def __init__(self, clients=2):
-        self.clients = clients
-        self.dir = tempfile.mkdtemp(prefix='spoolgate-gluster-')
-        os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
+        super().__init__('spoolgate-gluster-', clients)
         self.sock = os.path.join(self.dir, 'run', 'glusterd.socket')
-        self.mounts = []
         self.glusterd = None
         self.volume = 'sg%s' % RUN
         self.created = self.started = False
@@ -449,26 +479,19 @@ class GlusterVolume:
         self.cli('volume', 'start', self.volume)
         self.started = True
         for i in range(1, self.clients + 1):
-            mnt = os.path.join(self.dir, 'client%d' % i)
-            os.mkdir(mnt)
+            mnt = self.new_mountpoint(i)
             r = subprocess.run(['glusterfs', '--volfile-server=%s' % GLUSTER_HOST, '--volfile-id=%s' % self.volume,
                                 '--entry-timeout=0', '--attribute-timeout=0', '--negative-timeout=0',
                                 '-l', os.path.join(self.dir, 'log', 'client%d.log' % i), mnt],
                                capture_output=True, text=True, timeout=60)
             if r.returncode != 0:
                 raise unittest.SkipTest('glusterfs mount: %s' % (r.stdout + r.stderr).strip())
-            self.mounts.append(mnt)
-            try:
-                wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
-            except AssertionError as e:
-                raise unittest.SkipTest(str(e))
-            os.chmod(mnt, 0o755)
+            self.wait_mounted(mnt)
         log('GlusterFS volume %s: brick %s:%s/brick, clients %s' % (self.volume, GLUSTER_HOST, self.dir,
                                                                       ' '.join(self.mounts)))
 
     def stop(self):
-        for mnt in self.mounts:
-            harness.unmount(mnt)
+        self.unmount_all()
         if self.started:
             self.cli('volume', 'stop', self.volume, 'force', check=False)
         if self.created:
@@ -496,11 +519,10 @@ class GlusterVolume:
                         os.kill(int(pid), signal.SIGKILL)
                     except OSError:
                         pass
-        if not any(harness.is_mounted(m) for m in self.mounts):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.remove_dir()
 
 
-class MooseVolume:
+class MooseVolume(Volume):
     """MooseFS 3.0: mfsmaster and mfschunkserver (one, its chunks in a
     directory of its own) inside a private network namespace, where they
     listen on MFS_HOST of a veth (the chunkserver refuses loopback), and
@@ -511,10 +533,7 @@ class MooseVolume:
     whatever start() did."""
 
     def __init__(self, clients=2):
-        self.clients = clients
-        self.dir = tempfile.mkdtemp(prefix='spoolgate-moosefs-')
-        os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
-        self.mounts = []
+        super().__init__('spoolgate-moosefs-', clients)
         self.netns = False
         self.daemons = []		# (binary, config) started
 
@@ -569,16 +588,10 @@ class MooseVolume:
             self.run([binary, '-c', cfg, 'start'], binary)
             self.daemons.append((binary, cfg))
         for i in range(1, self.clients + 1):
-            mnt = os.path.join(self.dir, 'client%d' % i)
-            os.mkdir(mnt)
+            mnt = self.new_mountpoint(i)
             self.run(['mfsmount', mnt, '-H', MFS_HOST, '-o', 'mfscachemode=DIRECT,mfsattrcacheto=0,mfsentrycacheto=0,'
                       'mfsdirentrycacheto=0,mfsnegentrycacheto=0'], 'mfsmount')
-            self.mounts.append(mnt)
-            try:
-                wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
-            except AssertionError as e:
-                raise unittest.SkipTest(str(e))
-            os.chmod(mnt, 0o755)
+            self.wait_mounted(mnt)
         probe = os.path.join(self.mounts[0], '.probe')
         try:	# a write needs a chunkserver registered with the master
             wait_until(lambda: self.try_write(probe), 30, 'a write through MooseFS (the chunkserver registered)')
@@ -600,8 +613,7 @@ class MooseVolume:
             return False
 
     def stop(self):
-        for mnt in self.mounts:
-            harness.unmount(mnt)
+        self.unmount_all()
         for binary, cfg in reversed(self.daemons):
             try:
                 subprocess.run([binary, '-c', cfg, 'stop'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -611,8 +623,7 @@ class MooseVolume:
         if self.netns:	# its veth goes with it
             subprocess.run(['ip', 'netns', 'del', MFS_NETNS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=30)
-        if not any(harness.is_mounted(m) for m in self.mounts):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.remove_dir()
 
 
 class Shared(Scenario):
