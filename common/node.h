@@ -11,19 +11,28 @@
  *
  *	    boot=<kernel boot id> pid=<pid> started=<unix s> seq=<n>
  *
- *	A node whose file is older than lease_time seconds (its mtime, so the
- *	hosts' clocks must agree to well under lease_time - heartbeat_interval:
- *	NTP) or that has no file is dead, and node_sweep() run by any live
- *	node gives its claims back to queue/ and removes its temporaries
- *	(spool_reclaim(), logged node-takeover with both names).  A node that
- *	was only stopped and comes back finds its claims gone when it
- *	finishes them and records nothing (queue.h, -ESTALE).
+ *	Liveness is judged by the observer's own clock, never by a file's
+ *	mtime (hosts' clocks need not agree): every node remembers, per other
+ *	node, the line it last read and when it first read it (CLOCK_MONOTONIC).
+ *	A node whose line (seq, or pid, boot id) has not changed for lease_time
+ *	seconds of that clock is dead; so is one whose file stays absent that
+ *	long.  The first sighting starts the count: a node that has just
+ *	started waits a lease before it takes anything over.  node_sweep(),
+ *	run by any live node, gives a dead node's claims back to queue/ and
+ *	removes its temporaries (spool_reclaim(), logged node-takeover with
+ *	both names).  A node that was only stopped and comes back finds its
+ *	claims gone when it finishes them and records nothing (queue.h,
+ *	-ESTALE).
  *
- *	node_register() refuses a name in use by a live node: a file whose
- *	heartbeat is fresh, unless it names this machine (same boot id) and a
- *	pid that no longer runs (this node's own predecessor, killed).  The
- *	refusal says who holds the name; err gets one line.  It then writes
- *	the first heartbeat.
+ *	node_register() refuses a name in use by a live node.  A file that
+ *	names this machine (same boot id) is judged by its pid: taken while
+ *	that process runs, free when it is gone (this node's own predecessor,
+ *	killed) or is this process.  Another machine's file is watched for up
+ *	to lease_time: a change of its line means a live holder (refused at
+ *	once, within about a heartbeat_interval), no change or the file
+ *	removed means the name is free (so a node that finds a dead foreign
+ *	holder starts up to a lease late).  The refusal says who holds the
+ *	name; err gets one line.  It then writes the first heartbeat.
  *
  *	node_start_heartbeat() starts a thread of the node's own that renews
  *	the file every heartbeat_interval (not the event loop: a loop slowed

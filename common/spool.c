@@ -1047,8 +1047,14 @@ reclaim_tmp(struct spool *spool, const char *name, void *arg)
 	if (rc->suffix[0] != '\0' || (dot = strrchr(name, '.')) == NULL ||
 	    fstatat(tmpfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
-	if (time(NULL) - st.st_mtime <= SPOOL_STALE_SECONDS &&
-	    (time(NULL) - st.st_mtime < rc->tmp_min_age || !rc->dead(dot + 1, pid_of_name(name), rc->arg)))
+	/*
+	 * By age alone only at start-up recovery (by == NULL): a node's sweep
+	 * never judges another host's file by its mtime, a time by that host's
+	 * clock; its dead() has watched the owner's heartbeat for a lease.
+	 */
+	if ((rc->by != NULL || time(NULL) - st.st_mtime <= SPOOL_STALE_SECONDS) &&
+	    ((rc->tmp_min_age > 0 && time(NULL) - st.st_mtime < rc->tmp_min_age) ||
+	    !rc->dead(dot + 1, pid_of_name(name), rc->arg)))
 		return 0;
 	if (unlinkat(tmpfd, name, 0) == 0) {
 		rc->stats->temporaries++;

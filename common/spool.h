@@ -51,9 +51,11 @@
  *	owner (host and pid from its name) dead() says is dead goes back to
  *	queue/ (a claim whose message already has a record in queue/, sent/
  *	or failed/ is removed instead: the published record is the newer
- *	one), and their temporaries older than tmp_min_age seconds are
- *	removed.  by names the node that takes over, for the log (NULL: this
- *	host's own recovery).
+ *	one), and their temporaries older than tmp_min_age seconds (by
+ *	mtime; 0: any age) are removed.  by names the node that takes over,
+ *	for the log (NULL: this host's own recovery, which also removes any
+ *	host's temporary older than a day; a node's sweep (by set) never
+ *	judges another host's file by its age alone).
  *
  *	spool_new_id() makes a message id unique across hosts, processes and
  *	time: "<sec>.M<usec>P<pid>Q<counter>", usable as a file name.

@@ -31,6 +31,7 @@ SPOOLGATE_PACKAGES=(
 	unbound                                       # test_dns.py: a real DNS server for the test zone
 	fetchmail                                     # test_etrn.py, test_odmr.py: fetchmail --protocol ETRN / ODMR as the client
 	glusterfs-server glusterfs-client             # test_shared_spool.py, bench/shared: a spool shared by two gateways
+	moosefs-master moosefs-chunkserver moosefs-client # test_shared_spool.py: the same on MooseFS
 	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)

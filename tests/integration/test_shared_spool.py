@@ -16,8 +16,15 @@ that deliveries are in flight when a node is hit):
   own spoolgate-fs view (`shared = yes`).  Skipped (77) with the reason
   when glusterd or the mount cannot start.  Everything (views, clients,
   volume, glusterd) is stopped and unmounted whatever happened.
+* MooseFS: a real MooseFS 3.0: mfsmaster and one mfschunkserver inside a
+  private network namespace (the chunkserver refuses loopback), listening
+  on a veth address there, two `mfsmount` clients started in that
+  namespace with nsenter --net (their mounts are in ours) with the data,
+  attribute and entry caches off, one per node.  Skipped (77) with the
+  reason when a piece cannot start; mounts, daemons and the namespace are
+  always removed.
 
-The scenario, the same on both:
+The scenario, the same on all three:
 1. latency: node-a alone, its relay slots held by messages to a tarpit;
    node-b starts; messages sent to node-a are delivered by node-b (found
    by polling queue/): each one's time from node-a's 250 to the sink;
@@ -67,6 +74,8 @@ MAX_DELIVERIES = 2		# per node: the takeover comes before the last messages went
 LEASE = 4			# lease_time of the nodes on local disk; heartbeat_interval 1
 LEASE_GLUSTER = 10		# on GlusterFS: on a loaded machine its operations stall for seconds
 GLUSTER_HOST = '127.0.0.2'	# glusterd refuses loopback 127.0.0.1 bricks
+MFS_NETNS = 'sgmfs-%s' % RUN	# MooseFS's private network namespace
+MFS_HOST = '10.213.7.1'		# its master and chunkserver there, on a veth: the chunkserver refuses loopback
 
 
 # ---------------------------------------------------------------- the sink
@@ -374,16 +383,48 @@ class LocalSpool(Scenario, unittest.TestCase):
 
 # ---------------------------------------------------------------- GlusterFS
 
-class GlusterVolume:
-    """glusterd on 127.0.0.2 in a directory of its own, one volume with one
-    brick, two FUSE clients.  start() raises unittest.SkipTest with the
-    reason when it cannot; stop() undoes whatever start() did."""
+class Volume:
+    """What the volumes of a shared filesystem have in common: a directory
+    of the test's own, `clients` FUSE mounts of one volume in it."""
 
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix='spoolgate-gluster-')
+    def __init__(self, prefix, clients):
+        self.clients = clients
+        self.dir = tempfile.mkdtemp(prefix=prefix)
         os.chmod(self.dir, 0o755)	# the daemons drop root: they must reach the mounts
-        self.sock = os.path.join(self.dir, 'run', 'glusterd.socket')
         self.mounts = []
+
+    def new_mountpoint(self, i):
+        mnt = os.path.join(self.dir, 'client%d' % i)
+        os.mkdir(mnt)
+        return mnt
+
+    def wait_mounted(self, mnt):
+        """After a mount command that succeeded: the mount is there, or skip."""
+        self.mounts.append(mnt)
+        try:
+            wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
+        except AssertionError as e:
+            raise unittest.SkipTest(str(e))
+        os.chmod(mnt, 0o755)
+
+    def unmount_all(self):
+        for mnt in self.mounts:
+            harness.unmount(mnt)
+
+    def remove_dir(self):
+        if not any(harness.is_mounted(m) for m in self.mounts):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class GlusterVolume(Volume):
+    """glusterd on 127.0.0.2 in a directory of its own, one volume with one
+    brick, `clients` FUSE clients (two by default).  start() raises
+    unittest.SkipTest with the reason when it cannot; stop() undoes
+    whatever start() did."""
+
+    def __init__(self, clients=2):
+        super().__init__('spoolgate-gluster-', clients)
+        self.sock = os.path.join(self.dir, 'run', 'glusterd.socket')
         self.glusterd = None
         self.volume = 'sg%s' % RUN
         self.created = self.started = False
@@ -437,27 +478,20 @@ class GlusterVolume:
         self.cli('volume', 'set', self.volume, 'performance.stat-prefetch', 'off')
         self.cli('volume', 'start', self.volume)
         self.started = True
-        for i in (1, 2):
-            mnt = os.path.join(self.dir, 'client%d' % i)
-            os.mkdir(mnt)
+        for i in range(1, self.clients + 1):
+            mnt = self.new_mountpoint(i)
             r = subprocess.run(['glusterfs', '--volfile-server=%s' % GLUSTER_HOST, '--volfile-id=%s' % self.volume,
                                 '--entry-timeout=0', '--attribute-timeout=0', '--negative-timeout=0',
                                 '-l', os.path.join(self.dir, 'log', 'client%d.log' % i), mnt],
                                capture_output=True, text=True, timeout=60)
             if r.returncode != 0:
                 raise unittest.SkipTest('glusterfs mount: %s' % (r.stdout + r.stderr).strip())
-            self.mounts.append(mnt)
-            try:
-                wait_until(lambda: harness.is_mounted(mnt) and os.path.isdir(mnt), 20, 'the mount %s' % mnt)
-            except AssertionError as e:
-                raise unittest.SkipTest(str(e))
-            os.chmod(mnt, 0o755)
+            self.wait_mounted(mnt)
         log('GlusterFS volume %s: brick %s:%s/brick, clients %s' % (self.volume, GLUSTER_HOST, self.dir,
                                                                       ' '.join(self.mounts)))
 
     def stop(self):
-        for mnt in self.mounts:
-            harness.unmount(mnt)
+        self.unmount_all()
         if self.started:
             self.cli('volume', 'stop', self.volume, 'force', check=False)
         if self.created:
@@ -485,15 +519,119 @@ class GlusterVolume:
                         os.kill(int(pid), signal.SIGKILL)
                     except OSError:
                         pass
-        if not any(harness.is_mounted(m) for m in self.mounts):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.remove_dir()
 
 
-class Gluster(Scenario, unittest.TestCase):
-    """Both nodes on one GlusterFS volume, each through its own client."""
+class MooseVolume(Volume):
+    """MooseFS 3.0: mfsmaster and mfschunkserver (one, its chunks in a
+    directory of its own) inside a private network namespace, where they
+    listen on MFS_HOST of a veth (the chunkserver refuses loopback), and
+    two mfsmount FUSE clients started in that namespace (nsenter --net:
+    the mounts are in this mount namespace, seen by the gateways) with
+    the data, attribute and entry caches off.  start() raises
+    unittest.SkipTest with the reason when it cannot; stop() undoes
+    whatever start() did."""
+
+    def __init__(self, clients=2):
+        super().__init__('spoolgate-moosefs-', clients)
+        self.netns = False
+        self.daemons = []		# (binary, config) started
+
+    def run(self, argv, what, netns=True):
+        if netns:
+            argv = ['nsenter', '--net=/run/netns/%s' % MFS_NETNS] + argv
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise unittest.SkipTest('%s: %s' % (what, e))
+        if r.returncode != 0:
+            raise unittest.SkipTest('%s: %s' % (what, (r.stdout + r.stderr).strip()[-400:]))
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def start(self):
+        for b in ('mfsmaster', 'mfschunkserver', 'mfsmount', 'nsenter', 'ip'):
+            if shutil.which(b) is None:
+                raise unittest.SkipTest('%s is not installed (Debian moosefs-master, moosefs-chunkserver, '
+                                        'moosefs-client, util-linux, iproute2)' % b)
+        if harness.fuse_available():
+            raise unittest.SkipTest(harness.fuse_available())
+        if not harness.IS_ROOT:
+            raise unittest.SkipTest('a network namespace and the FUSE clients need root')
+        for d in ('master', 'cs', 'chunks'):
+            os.mkdir(os.path.join(self.dir, d))
+        shutil.copy('/var/lib/mfs/metadata.mfs.empty', os.path.join(self.dir, 'master', 'metadata.mfs'))
+        common = 'WORKING_USER = root\nWORKING_GROUP = root\n'
+        master = self.write('mfsmaster.cfg', common +
+                            'DATA_PATH = %s/master\nEXPORTS_FILENAME = %s/mfsexports.cfg\n'
+                            'TOPOLOGY_FILENAME = %s/mfstopology.cfg\n'
+                            'MATOML_LISTEN_HOST = %s\nMATOCS_LISTEN_HOST = %s\nMATOCL_LISTEN_HOST = %s\n' %
+                            (self.dir, self.dir, self.dir, MFS_HOST, MFS_HOST, MFS_HOST))
+        self.write('mfsexports.cfg', '* / rw,alldirs,maproot=0\n')
+        self.write('mfstopology.cfg', '')
+        self.write('mfshdd.cfg', '%s/chunks\n' % self.dir)
+        chunk = self.write('mfschunkserver.cfg', common +
+                           'DATA_PATH = %s/cs\nHDD_CONF_FILENAME = %s/mfshdd.cfg\nMASTER_HOST = %s\n'
+                           'BIND_HOST = %s\nCSSERV_LISTEN_HOST = %s\nHDD_LEAVE_SPACE_DEFAULT = 256MiB\n' %
+                           (self.dir, self.dir, MFS_HOST, MFS_HOST, MFS_HOST))
+        self.run(['ip', 'netns', 'add', MFS_NETNS], 'ip netns add', netns=False)
+        self.netns = True
+        for argv in (['link', 'set', 'lo', 'up'], ['link', 'add', 'mfs0', 'type', 'veth', 'peer', 'name', 'mfs1'],
+                     ['addr', 'add', MFS_HOST + '/24', 'dev', 'mfs0'], ['link', 'set', 'mfs0', 'up'],
+                     ['link', 'set', 'mfs1', 'up']):
+            self.run(['ip', '-n', MFS_NETNS] + argv, 'ip ' + ' '.join(argv), netns=False)
+        for binary, cfg in (('mfsmaster', master), ('mfschunkserver', chunk)):
+            self.run([binary, '-c', cfg, 'start'], binary)
+            self.daemons.append((binary, cfg))
+        for i in range(1, self.clients + 1):
+            mnt = self.new_mountpoint(i)
+            self.run(['mfsmount', mnt, '-H', MFS_HOST, '-o', 'mfscachemode=DIRECT,mfsattrcacheto=0,mfsentrycacheto=0,'
+                      'mfsdirentrycacheto=0,mfsnegentrycacheto=0'], 'mfsmount')
+            self.wait_mounted(mnt)
+        probe = os.path.join(self.mounts[0], '.probe')
+        try:	# a write needs a chunkserver registered with the master
+            wait_until(lambda: self.try_write(probe), 30, 'a write through MooseFS (the chunkserver registered)')
+        except AssertionError as e:
+            raise unittest.SkipTest(str(e))
+        os.unlink(probe)
+        log('MooseFS in netns %s: master and chunkserver on %s, chunks in %s/chunks, clients %s' %
+            (MFS_NETNS, MFS_HOST, self.dir, ' '.join(self.mounts)))
+
+    @staticmethod
+    def try_write(path):
+        try:
+            with open(path, 'w') as f:
+                f.write('x')
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.unmount_all()
+        for binary, cfg in reversed(self.daemons):
+            try:
+                subprocess.run([binary, '-c', cfg, 'stop'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.netns:	# its veth goes with it
+            subprocess.run(['ip', 'netns', 'del', MFS_NETNS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=30)
+        self.remove_dir()
+
+
+class Shared(Scenario):
+    """Both nodes on one volume of a shared filesystem, each through its own client."""
+    volume_class = None
 
     def setUp(self):
-        self.vol = GlusterVolume()
+        self.vol = self.volume_class()
         self.addCleanup(self.vol.stop)
         self.vol.start()
         self.spool_a = os.path.join(self.vol.mounts[0], 'spool')
@@ -507,6 +645,16 @@ class Gluster(Scenario, unittest.TestCase):
         self.lease = LEASE_GLUSTER
         self.n = N_GLUSTER
         self.fs_views = True
+
+
+class Gluster(Shared, unittest.TestCase):
+    """GlusterFS: glusterd on 127.0.0.2, one brick, two glusterfs clients."""
+    volume_class = GlusterVolume
+
+
+class MooseFS(Shared, unittest.TestCase):
+    """MooseFS: master and chunkserver in a private network namespace, two mfsmount clients."""
+    volume_class = MooseVolume
 
 
 if __name__ == '__main__':

@@ -438,6 +438,12 @@ static const struct err_case {
 	{ "two listeners on one address", "[smtpd]\nlisten = 127.0.0.1:25\n[listener b]\nlisten = 127.0.0.1:25\n", 0,
 	  "[listener b]", "already the address of another listener" },
 	{ "retry_max below retry_min", "[relay]\nretry_min = 100\nretry_max = 50\n", 0, "[relay] retry_max", "retry_min" },
+	{ "lease_time twice heartbeat_interval", "[spool]\nheartbeat_interval = 2\nlease_time = 4\n", 0,
+	  "[spool] lease_time (4)", "more than twice heartbeat_interval (2)" },
+	{ "lease_time below heartbeat_interval", "[spool]\nheartbeat_interval = 10\nlease_time = 5\n", 0,
+	  "[spool] lease_time (5)", "more than twice heartbeat_interval (10)" },
+	{ "heartbeat_interval against the default lease", "[spool]\nheartbeat_interval = 10\n", 0,
+	  "[spool] lease_time (20)", "heartbeat_interval (10)" },
 };
 #define N_ERR_CASES	(sizeof(err_cases) / sizeof(err_cases[0]))
 
@@ -463,6 +469,26 @@ START_TEST(test_error_names_file_line_key)
 		    c->what, err, c->where);
 	ck_assert_msg(strstr(err, c->detail) != NULL, "%s: message '%s' does not say '%s'",
 	    c->what, err, c->detail);
+	cfg_free(&cfg);
+}
+END_TEST
+
+/*
+ * lease_time just above twice heartbeat_interval is accepted; so is a
+ * lease longer than [relay] command_timeout (not a bound: the heartbeat
+ * has a thread of its own, a slow command never costs a node its claims).
+ */
+START_TEST(test_lease_bounds)
+{
+	char path[PATH_LEN], err[1024] = "";
+	struct cfg cfg;
+	int r;
+
+	write_conf("lease.conf", "[spool]\nheartbeat_interval = 2\nlease_time = 5\n[relay]\ncommand_timeout = 2\n", path);
+	r = cfg_load(path, &cfg, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	ck_assert_uint_eq(cfg.heartbeat_interval, 2);
+	ck_assert_uint_eq(cfg.lease_time, 5);
 	cfg_free(&cfg);
 }
 END_TEST
@@ -905,6 +931,7 @@ cfg_suite(void)
 	tcase_add_test(tc, test_odmr_and_hold);
 	tcase_add_test(tc, test_listeners);
 	tcase_add_test(tc, test_too_many_listeners);
+	tcase_add_test(tc, test_lease_bounds);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostport");

@@ -1748,15 +1748,15 @@ START_TEST(test_parked_claim_reclaimed)
 }
 END_TEST
 
-/* nodes/<name>: written as "another machine" would, with an mtime age seconds ago. */
+/* nodes/<name>: written as "another machine" would, with seq and an mtime age seconds ago (< 0: ahead). */
 static void
-fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age)
+fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age, unsigned long seq)
 {
 	char line[200];
 	struct timespec ts[2];
 	int fd;
 
-	snprintf(line, sizeof(line), "boot=%s pid=4242 started=1 seq=9\n", boot);
+	snprintf(line, sizeof(line), "boot=%s pid=4242 started=1 seq=%lu\n", boot, seq);
 	fd = openat(spool_dirfd(spool, SPOOL_DIR_NODES), name, O_WRONLY | O_CREAT | O_TRUNC, 0640);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
@@ -1767,21 +1767,63 @@ fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age
 	close(fd);
 }
 
+static double
+monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#define FOREIGN_BOOT	"11111111-2222-3333-4444-555555555555"
+
+/* Another machine's node beating under name: a child that renews the line every 200 ms, its mtime an hour old. */
+static pid_t
+foreign_beater(struct spool *spool, const char *name)
+{
+	pid_t child = fork();
+
+	ck_assert_int_ge(child, 0);
+	if (child == 0)
+		for (unsigned long seq = 1;; seq++) {
+			fake_heartbeat(spool, name, FOREIGN_BOOT, 3600, seq);
+			usleep(200 * 1000);
+		}
+	return child;
+}
+
+static void
+claim_as(struct spool *spool, const char *host, char id[SPOOL_ID_MAX], char claim[SPOOL_NAME_MAX])
+{
+	queue_one(spool, two_rcpts, id);
+	pathf(claim, "%s@%s,4242", id, host);
+	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, spool_dirfd(spool, SPOOL_DIR_ACTIVE), claim), 0);
+}
+
 /*
  * node_register(): a live name is refused (a child process of this
- * machine holding it, another machine's fresh heartbeat), a dead one
- * taken (killed predecessor, a heartbeat older than the lease).
- * node_sweep(): the claims of a node whose lease ran out go back to
- * queue/, a live node's stay.
+ * machine holding it; another machine's heartbeat whose seq changes, its
+ * mtime an hour old), a dead one taken (killed predecessor; another
+ * machine's heartbeat with a fresh mtime but a frozen seq, after a lease
+ * of watching).  node_sweep() judges by what it observes, by its own
+ * clock: a node whose seq changes is alive whatever its file's mtime
+ * (an hour old); one whose seq is frozen is dead after lease_time of the
+ * observer, though its mtime is fresh or a day ahead; so is one without a
+ * file.  Nothing is taken at the first sighting.
  */
 START_TEST(test_node_names_and_sweep)
 {
-	char path[PATH_LEN], err[512], id1[SPOOL_ID_MAX], id2[SPOOL_ID_MAX], claim[SPOOL_NAME_MAX];
+	char path[PATH_LEN], err[512], id[4][SPOOL_ID_MAX], claim[4][SPOOL_NAME_MAX];
+	static const char *const hosts[] = { "gw-live-old-mtime", "gw-frozen-fresh-mtime", "gw-frozen-ahead",
+	    "gw-no-file" };
 	struct spool *spool = open_spool("nodes", path);
 	struct spool_reclaim st;
 	struct node *node, *other;
 	int sync_pipe[2], status;
+	unsigned long seq = 1;
 	pid_t child;
+	double t0;
 	char c;
 
 	spool_set_hostname(spool, "gw-a");
@@ -1805,25 +1847,35 @@ START_TEST(test_node_names_and_sweep)
 	node_unregister(node);
 	ck_assert(!exists_at(spool, SPOOL_DIR_NODES, "gw-a"));
 
-	fake_heartbeat(spool, "gw-a", "11111111-2222-3333-4444-555555555555", 2);
-	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), -EADDRINUSE);
-	ck_assert_msg(strstr(err, "another machine") != NULL, "%s", err);
-	fake_heartbeat(spool, "gw-a", "11111111-2222-3333-4444-555555555555", 11);
-	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), 0);
+	child = foreign_beater(spool, "gw-a");
+	usleep(100 * 1000);
+	t0 = monotonic_s();
+	ck_assert_int_eq(node_register(spool, 1, 2, &node, err, sizeof(err)), -EADDRINUSE);
+	ck_assert_msg(strstr(err, "another machine") != NULL && strstr(err, FOREIGN_BOOT) != NULL, "%s", err);
+	ck_assert_msg(monotonic_s() - t0 < 1.5, "refused only after %.1f s", monotonic_s() - t0);
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+	fake_heartbeat(spool, "gw-a", FOREIGN_BOOT, 0, 7);	/* fresh mtime, and no writer any more */
+	t0 = monotonic_s();
+	ck_assert_int_eq(node_register(spool, 1, 2, &node, err, sizeof(err)), 0);
+	ck_assert_msg(monotonic_s() - t0 >= 1.9, "a foreign name taken after %.1f s, lease 2 s", monotonic_s() - t0);
 
-	/* gw-x is dead (old heartbeat), gw-y alive: one claim each */
-	fake_heartbeat(spool, "gw-x", "x", 30);
-	fake_heartbeat(spool, "gw-y", "y", 1);
-	queue_one(spool, two_rcpts, id1);
-	queue_one(spool, two_rcpts, id2);
-	pathf(claim, "%s@gw-x,4242", id1);
-	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id1, spool_dirfd(spool, SPOOL_DIR_ACTIVE), claim), 0);
-	pathf(claim, "%s@gw-y,4242", id2);
-	ck_assert_int_eq(renameat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id2, spool_dirfd(spool, SPOOL_DIR_ACTIVE), claim), 0);
-	ck_assert_int_eq(node_sweep(node, &st), 0);
-	ck_assert_uint_eq(st.claims, 1);
-	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, id1));
-	ck_assert(exists_at(spool, SPOOL_DIR_ACTIVE, claim));
+	for (size_t i = 0; i < 4; i++)
+		claim_as(spool, hosts[i], id[i], claim[i]);
+	for (int round = 0; round < 3; round++) {
+		fake_heartbeat(spool, hosts[0], "x", 3600, seq++);	/* beats; its clock an hour behind */
+		fake_heartbeat(spool, hosts[1], "y", 0, 9);		/* frozen, touched just now */
+		fake_heartbeat(spool, hosts[2], "z", -86400, 9);	/* frozen, its clock a day ahead */
+		ck_assert_int_eq(node_sweep(node, &st), 0);
+		if (round < 2) {	/* 0 s and 1.1 s after the first sighting: within the lease */
+			ck_assert_uint_eq(st.claims, 0);
+			usleep(1100 * 1000);
+		}
+	}
+	ck_assert_uint_eq(st.claims, 3);	/* 2.2 s after the first sighting */
+	ck_assert(exists_at(spool, SPOOL_DIR_ACTIVE, claim[0]));
+	for (size_t i = 1; i < 4; i++)
+		ck_assert_msg(exists_at(spool, SPOOL_DIR_QUEUE, id[i]), "%s's claim not taken over", hosts[i]);
 	ck_assert_int_eq(node_start_heartbeat(node), 0);
 	{
 		struct stat before, after;
