@@ -206,13 +206,19 @@ watch_foreign_holder(const struct node *node, const struct node_beat *first, cha
 
 /* Is the name held by another live node?  0 when free; -EADDRINUSE with why saying who holds it. */
 static int
-name_check(const struct node *node, const struct node_beat *b, char *why, size_t whylen)
+name_check(const struct node *node, const struct node_beat *b, bool shared, char *why, size_t whylen)
 {
 	if (strcmp(b->boot, node->boot) == 0 && b->pid > 0) {
 		if (b->pid == (long)getpid() || (kill((pid_t)b->pid, 0) < 0 && errno == ESRCH))
 			return 0;	/* our own predecessor on this machine, gone */
 		snprintf(why, whylen, "pid %ld on this machine has it", b->pid);
 		return -EADDRINUSE;
+	}
+	if (!shared) {
+		/* A spool of this host alone: the file is its own, left by a boot that crashed. */
+		log_info("node-name-taken", "node=%s holder_boot=%s holder_pid=%ld reason=\"[spool] shared = no: "
+		    "a heartbeat of an earlier boot of this host\"", node->name, b->boot[0] ? b->boot : "?", b->pid);
+		return 0;
 	}
 	return watch_foreign_holder(node, b, why, whylen);
 }
@@ -226,8 +232,8 @@ node_free(struct node *node)
 }
 
 int
-node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, struct node **out,
-    char *err, size_t errlen)
+node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, bool shared,
+    struct node **out, char *err, size_t errlen)
 {
 	struct node_beat beat;
 	struct node *node;
@@ -248,7 +254,7 @@ node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_t
 	pthread_mutex_init(&node->lock, NULL);
 	read_boot_id(node->boot);
 	r = read_beat(spool, node->name, &beat);
-	if (r == 0 && (r = name_check(node, &beat, why, sizeof(why))) == -EADDRINUSE) {
+	if (r == 0 && (r = name_check(node, &beat, shared, why, sizeof(why))) == -EADDRINUSE) {
 		snprintf(err, errlen, "node name \"%s\" is in use on spool %s: %s; each gateway on a shared spool "
 		    "needs its own [spool] hostname", node->name, spool_path(spool), why);
 		node_free(node);

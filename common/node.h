@@ -31,7 +31,9 @@
  *	to lease_time: a change of its line means a live holder (refused at
  *	once, within about a heartbeat_interval), no change or the file
  *	removed means the name is free (so a node that finds a dead foreign
- *	holder starts up to a lease late).  The refusal says who holds the
+ *	holder starts up to a lease late).  Without shared ([spool] shared =
+ *	no: a spool of this host alone) another boot's file is this host's,
+ *	left by a crash, and taken at once.  The refusal says who holds the
  *	name; err gets one line.  It then writes the first heartbeat.
  *
  *	node_start_heartbeat() starts a thread of the node's own that renews
@@ -58,8 +60,8 @@
 
 struct node;
 
-int node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, struct node **out,
-    char *err, size_t errlen);
+int node_register(struct spool *spool, unsigned heartbeat_interval, unsigned lease_time, bool shared,
+    struct node **out, char *err, size_t errlen);
 int node_start_heartbeat(struct node *node);
 int node_sweep(struct node *node, struct spool_reclaim *stats);
 void node_unregister(struct node *node);

@@ -376,7 +376,7 @@ start_node(struct daemon *d)
 	char err[512];
 	int r;
 
-	if ((r = node_register(d->spool, d->cfg.heartbeat_interval, d->cfg.lease_time, &d->node, err,
+	if ((r = node_register(d->spool, d->cfg.heartbeat_interval, d->cfg.lease_time, d->cfg.shared, &d->node, err,
 	    sizeof(err))) < 0) {
 		log_error("node", "error=\"%s\"", err);
 		fprintf(stderr, "%s: %s\n", PROG, err);

@@ -1830,7 +1830,7 @@ START_TEST(test_node_names_and_sweep)
 	ck_assert_int_eq(pipe(sync_pipe), 0);
 	if ((child = fork()) == 0) {
 		close(sync_pipe[0]);
-		if (node_register(spool, 1, 10, &node, err, sizeof(err)) != 0)
+		if (node_register(spool, 1, 10, true, &node, err, sizeof(err)) != 0)
 			_exit(1);
 		(void)!write(sync_pipe[1], "r", 1);
 		pause();
@@ -1838,26 +1838,33 @@ START_TEST(test_node_names_and_sweep)
 	}
 	close(sync_pipe[1]);
 	ck_assert_int_eq(read(sync_pipe[0], &c, 1), 1);
-	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), -EADDRINUSE);
+	ck_assert_int_eq(node_register(spool, 1, 10, true, &node, err, sizeof(err)), -EADDRINUSE);
 	ck_assert_msg(strstr(err, "gw-a") != NULL && strstr(err, "on this machine") != NULL, "%s", err);
 	kill(child, SIGKILL);
 	waitpid(child, &status, 0);
 	close(sync_pipe[0]);
-	ck_assert_int_eq(node_register(spool, 1, 10, &node, err, sizeof(err)), 0);	/* its holder died */
+	ck_assert_int_eq(node_register(spool, 1, 10, true, &node, err, sizeof(err)), 0);	/* its holder died */
 	node_unregister(node);
 	ck_assert(!exists_at(spool, SPOOL_DIR_NODES, "gw-a"));
+
+	/* shared = no: another boot's heartbeat is this host's own, left by a crash: taken at once */
+	fake_heartbeat(spool, "gw-a", FOREIGN_BOOT, 0, 7);
+	t0 = monotonic_s();
+	ck_assert_int_eq(node_register(spool, 1, 10, false, &node, err, sizeof(err)), 0);
+	ck_assert_msg(monotonic_s() - t0 < 1.0, "an unshared spool's name taken after %.1f s", monotonic_s() - t0);
+	node_unregister(node);
 
 	child = foreign_beater(spool, "gw-a");
 	usleep(100 * 1000);
 	t0 = monotonic_s();
-	ck_assert_int_eq(node_register(spool, 1, 2, &node, err, sizeof(err)), -EADDRINUSE);
+	ck_assert_int_eq(node_register(spool, 1, 2, true, &node, err, sizeof(err)), -EADDRINUSE);
 	ck_assert_msg(strstr(err, "another machine") != NULL && strstr(err, FOREIGN_BOOT) != NULL, "%s", err);
 	ck_assert_msg(monotonic_s() - t0 < 1.5, "refused only after %.1f s", monotonic_s() - t0);
 	kill(child, SIGKILL);
 	waitpid(child, &status, 0);
 	fake_heartbeat(spool, "gw-a", FOREIGN_BOOT, 0, 7);	/* fresh mtime, and no writer any more */
 	t0 = monotonic_s();
-	ck_assert_int_eq(node_register(spool, 1, 2, &node, err, sizeof(err)), 0);
+	ck_assert_int_eq(node_register(spool, 1, 2, true, &node, err, sizeof(err)), 0);
 	ck_assert_msg(monotonic_s() - t0 >= 1.9, "a foreign name taken after %.1f s, lease 2 s", monotonic_s() - t0);
 
 	for (size_t i = 0; i < 4; i++)
@@ -1886,7 +1893,7 @@ START_TEST(test_node_names_and_sweep)
 		ck_assert_uint_ne(before.st_ino, after.st_ino);
 	}
 	/* a second process with this name on this machine is refused */
-	ck_assert_int_eq(node_register(spool, 1, 10, &other, err, sizeof(err)), 0);	/* same pid: ours */
+	ck_assert_int_eq(node_register(spool, 1, 10, true, &other, err, sizeof(err)), 0);	/* same pid: ours */
 	node_unregister(other);
 	node_unregister(node);
 	spool_close(spool);
