@@ -478,7 +478,8 @@ same_nexthop(const struct route_nexthop *a, const struct route_nexthop *b)
 {
 	return a->port == b->port && a->mx_lookup == b->mx_lookup && a->literal == b->literal &&
 	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0 &&
-	    strcmp(a->target, b->target) == 0;	/* the credentials go by the target as written */
+	    strcmp(a->target, b->target) == 0 &&	/* the credentials go by the target as written */
+	    route_opts_equal(&a->opts, &b->opts);	/* and a route's own TLS policy splits it off */
 }
 
 /* How a destination is named before an address answers: "[host]:port", "host:port", "mx:domain". */
@@ -775,7 +776,7 @@ job_dest_deliver(struct runner_job *j)
 	int err;
 
 	snprintf(j->hop.target, sizeof(j->hop.target), "%s", dest->nh.target);
-	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, j->runner->creds)) < 0) {
+	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, &dest->nh.opts, j->runner->creds)) < 0) {
 		nexthop_wipe(&j->hop);
 		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
 		return;
@@ -1855,7 +1856,7 @@ runner_load_security(struct runner *r, const char *why)
 	snprintf(hop.target, sizeof(hop.target), "%s",
 	    cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx");
 	snprintf(hop.name, sizeof(hop.name), "%s", hop.target);
-	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
+	if ((e = nexthop_set_security(&hop, cfg, NULL, creds)) < 0) {
 		log_error("relay-credentials", "path=%s when=%s error=\"%s\"",
 		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
 		nexthop_wipe(&hop);
