@@ -27,6 +27,12 @@ leave through its relay:
   others may read keeps the old credentials;
 - a credentials file others may read: the daemon does not start and
   names the file;
+- per-route policies ([routes] target tls=... auth_plaintext=...), under
+  [relay] tls = verify, three routes to one service without STARTTLS that
+  offers PLAIN: tls=encrypt deferred with 4.7.x and no MAIL or AUTH;
+  tls=none auth_plaintext=yes delivered with PLAIN; tls=none alone
+  deferred with 454 (auth_plaintext = no), though an authenticated
+  connection to the same address is idle (no reuse across policies);
 - routing meets TLS (the test unbound of dns.py names the peer): a
   host-name smarthost [tlspeer.ZONE]:port whose certificate names only
   tlspeer.ZONE, under verify: delivered, verified=yes peer=tlspeer.ZONE
@@ -65,6 +71,8 @@ USER = 'me@mail.test'
 PASSWORD = 'c0rrect horse: battery'
 RCPT = 'box@' + peers.DEST_DOMAIN
 OUTCOME_WAIT = 20.0
+# test_per_route_policies: one route each, all to the service without STARTTLS
+ROUTE_DOMAINS = ('enc.test', 'none.test', 'noplain.test')
 
 
 def setUpModule():
@@ -92,7 +100,8 @@ class RelayTLSTest(unittest.TestCase):
             peers.Service('plainauth', tls='none', mechs='plain', auth_only=False),
             peers.Service('login', mechs='login'),
             peers.Service('named', cert='named'),
-        ], extra_certs={'other': other, 'named': named})
+        ], extra_certs={'other': other, 'named': named},
+            extra_main={'virtual_mailbox_domains': ', '.join([peers.DEST_DOMAIN] + list(ROUTE_DOMAINS))})
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.addClassCleanup(cls.pf.stop)
         cls.pf.start()
@@ -357,6 +366,65 @@ class RelayTLSTest(unittest.TestCase):
         self.assertEqual(rec.get('last-auth'), 'PLAIN user=%s' % USER)
         self.assertNotIn('last-tls', rec)
         self.arrived(tag)
+
+    def test_per_route_policies(self):
+        svc = self.pf.services['plainauth']	# no STARTTLS, AUTH PLAIN before TLS
+        since = self.service_lines('plainauth')
+        target = '[127.0.0.1]:%d' % svc.port
+        gw = harness.Instance('tls', smarthost=self.pf.services['starttls'].addr, tls='verify',
+                              tls_ca_file=self.ca.cert, retry_min=3600, retry_max=3600,
+                              connection_idle_timeout=120, routes={
+                                  'enc.test': target + ' tls=encrypt',
+                                  'none.test': target + ' tls=none auth_plaintext=yes',
+                                  'noplain.test': target + '   TLS=None',
+                              })
+        self.gw = gw
+        with open(os.path.join(gw.dir, 'creds'), 'w') as f:		# one line: the target without options
+            f.write('%s %s:%s\n' % (target, USER, PASSWORD))
+        os.chmod(f.name, 0o600)
+        if harness.IS_ROOT:
+            pw = pwd.getpwnam(harness.USER)
+            os.chown(f.name, pw.pw_uid, pw.pw_gid)
+        gw.cfg['credentials'] = f.name
+        gw.start_smtpd()
+        tag = uuid.uuid4().hex[:12]
+        body = ('From: backup@gw.example\r\nTo: a@enc.test\r\nSubject: routes %s\r\n'
+                'Date: Wed, 02 Dec 2026 06:00:00 +0000\r\nMessage-ID: <%s@gw.example>\r\n\r\nbody\r\n'
+                % (tag, tag)).encode()
+        with smtplib.SMTP(*gw.smtp_addr, timeout=10) as s:
+            s.ehlo('client.example')
+            s.mail('backup@gw.example')
+            for d in ROUTE_DOMAINS:
+                s.rcpt('box@' + d)
+            code, resp = s.data(body)
+            self.assertEqual(code, 250, resp)
+        msgid = harness.queued_id(resp)
+        def settled():
+            where, text = gw.find_record(msgid)
+            rec = parse_record(text) if text else {}
+            states = [r[0] for r in rec.get('rcpt', [])]
+            return rec if where == 'queue' and 'sent' in states and int(rec.get('attempts', 0)) >= 1 else None
+        rec = wait_until(settled, OUTCOME_WAIT, 'message %s delivered to none.test only' % msgid)
+        by = {r[1].split('@')[1]: r for r in rec['rcpt']}
+        self.assertEqual(by['enc.test'][0], 'pending')
+        self.assertRegex(by['enc.test'][2], r'^4\d\d 4\.7\.\d .*TLS is required \(policy encrypt\), but '
+                         r'127\.0\.0\.1:%d did not offer STARTTLS' % svc.port)
+        self.assertEqual(by['none.test'][0], 'sent')
+        self.assertEqual(by['noplain.test'][0], 'pending')
+        self.assertRegex(by['noplain.test'][2], r'^454 4\.7\.0 .*would send the password without TLS '
+                         r'\(auth_plaintext = no\)')
+        self.arrived(tag)
+        gw.cleanup()
+        self.gw = None
+        # The peer: three sessions, MAIL and AUTH on the none.test one only (a port probe says no EHLO).
+        lines = self.pf.service_log('plainauth').splitlines()[since:]
+        disc = [l for l in lines if 'disconnect from' in l and ' ehlo=' in l]
+        self.assertEqual(len(disc), 3, '\n'.join(lines))
+        with_mail = [l for l in disc if ' mail=' in l]
+        self.assertEqual(len(with_mail), 1, '\n'.join(disc))
+        self.assertIn(' auth=1 ', with_mail[0])
+        self.assertEqual(len([l for l in disc if ' auth=' in l]), 1, '\n'.join(disc))
+        self.assertEqual(len([l for l in lines if 'sasl_method=PLAIN' in l]), 1, '\n'.join(lines))
 
     def test_credentials_readable_by_others_refuse_start(self):
         gw = harness.Instance('tls', smarthost=self.pf.services['starttls'].addr)
