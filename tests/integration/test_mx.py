@@ -11,7 +11,8 @@ root, as the integration tests run; without root every MX route says
 Checked: the best-preference MX gets the message and the record names it;
 a first MX that refuses connections, or greets with 421 or 554, is skipped for
 the second; null MX fails at once with 556 5.1.10; NXDOMAIN fails with
-550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3; a [routes]
+550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3, and so does
+a lookup that gets no answer within dns_timeout (slow.ZONE); a [routes]
 entry sends one domain to a fixed next hop while another goes by MX, and
 recipients in two destinations make one transaction each, both arriving;
 a smarthost "[name]:port" asks A only and "name:port" MX first.  SIGTERM
@@ -27,6 +28,7 @@ import smtplib
 import socket
 import sys
 import threading
+import time
 import unittest
 import uuid
 
@@ -271,6 +273,18 @@ class ByMX(unittest.TestCase):
         self.assertEqual(rec['rcpt'][0][0], 'pending', text)
         self.assertTrue(rec['rcpt'][0][2].startswith('451 4.4.3 '), text)
         self.assertIn('SERVFAIL', rec['rcpt'][0][2], text)
+
+    def test_dns_timeout_defers(self):
+        """slow: no DNS answer within dns_timeout: deferred with 451 4.4.3, still in queue/"""
+        t0 = time.monotonic()
+        msgid = submit(self.gw, ['bob@' + dom('slow')], token())
+        rec, text = wait_record(self.gw, msgid, 'queue', 'a deferred record of %s' % msgid,
+                                lambda r: r.get('attempts') == '1')
+        self.assertEqual(rec['rcpt'][0][0], 'pending', text)
+        self.assertRegex(rec['rcpt'][0][2], r'^451 4\.4\.3 .*MX lookup of %s: no answer in time'
+                         % re.escape(dom('slow')), text)
+        self.assertGreaterEqual(time.monotonic() - t0, 4.5, 'deferred before dns_timeout (5 s) ran out')
+        self.assertNotIn(msgid, self.gw.listdir('failed'))
 
     def test_two_domains_two_transactions(self):
         """recipients at multi and nomx: one transaction each (127.0.0.2, 127.0.0.8), both sent"""
