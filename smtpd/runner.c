@@ -687,6 +687,8 @@ job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
 	    rcpt_state_name(state), log_quote(quoted, sizeof(quoted), reply));
 	for (m = 0; m < dest->n; m++)
 		job_rcpt_outcome(j, j->dest_rcpts[dest->first + m], state, dest->host, reply);
+	if (envelope_add_attempt(queue_claim_envelope(j->qc), now_seconds(), dest->host, NULL, NULL, false, reply) < 0)
+		log_warn("relay-attempt-note", "id=%s error=\"the record cannot take this attempt\"", j->id);
 	bounce_note_attempt(queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n, dest->host,
 	    now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
