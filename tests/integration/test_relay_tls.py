@@ -211,6 +211,9 @@ class RelayTLSTest(unittest.TestCase):
         self.assertIn(b'.leading dot\n', data)
         self.assertRegex(rec.get('last-tls', ''), r'^TLSv1\.[23] \S+ verified=yes peer=127\.0\.0\.1$')
         self.assertEqual(rec.get('last-auth'), 'SCRAM-SHA-256 user=%s' % USER)
+        self.assertEqual(len(rec['attempt']), 1, rec['attempt'])
+        self.assertRegex(rec['attempt'][0], r'^\d+ host=127\.0\.0\.1:%d tls=TLSv1\.[23] cipher=\S+ verified=yes '
+                         r'reply=250 2\.0\.0 ' % svc.port)
         wait_until(lambda: 'sasl_method=SCRAM-SHA-256, sasl_username=%s' % USER in self.pf.service_log('starttls'),
                    5, 'Postfix logging the SCRAM login')
         logtext = gw.read_log('smtpd')
@@ -414,6 +417,11 @@ class RelayTLSTest(unittest.TestCase):
         self.assertRegex(by['noplain.test'][2], r'^454 4\.7\.0 .*would send the password without TLS '
                          r'\(auth_plaintext = no\)')
         self.arrived(tag)
+        # One attempt: line per destination, none with TLS; the delivered one says its 250.
+        self.assertEqual(len(rec['attempt']), 3, rec['attempt'])
+        for a in rec['attempt']:
+            self.assertRegex(a, r'^\d+ host=127\.0\.0\.1:%d tls=no cipher=- verified=no reply=\d{3} ' % svc.port)
+        self.assertEqual(len([a for a in rec['attempt'] if ' reply=250 ' in a]), 1, rec['attempt'])
         gw.cleanup()
         self.gw = None
         # The peer: three sessions, MAIL and AUTH on the none.test one only (a port probe says no EHLO).
