@@ -368,7 +368,8 @@ static const char good_record[] =
 	"last-reply: 451 4.3.0 Local error in processing\n"
 	"last-tls: TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test\n"
 	"last-auth: SCRAM-SHA-256 user=me@example.net\n"
-	"attempt: 1764442100 host=mx:example.net tls=no cipher=- verified=no reply=451 4.4.3 MX lookup: SERVFAIL\n"
+	"attempt: 1764442100 host=mx:example.net tls=no cipher=- verified=no "
+	"reply=451 4.4.3 MX lookup: SERVFAIL\n"
 	"attempt: 1764442159 host=mx.test[192.0.2.1]:25 tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 verified=yes "
 	"reply=451 4.3.0 Local error in processing\n";
 
