@@ -158,12 +158,12 @@ opt_tls(const char *value, struct route_opts *o)
 static int
 opt_auth_plaintext(const char *value, struct route_opts *o)
 {
-	if (o->auth_plaintext >= 0)
+	if (o->auth_plaintext != ROUTE_UNSET)
 		return -EINVAL;
 	if (strcasecmp(value, "yes") == 0)
-		o->auth_plaintext = 1;
+		o->auth_plaintext = ROUTE_YES;
 	else if (strcasecmp(value, "no") == 0)
-		o->auth_plaintext = 0;
+		o->auth_plaintext = ROUTE_NO;
 	else
 		return -EINVAL;
 	return 0;
@@ -215,7 +215,7 @@ int
 route_parse_target(const char *spec, struct route_nexthop *nh)
 {
 	char buf[ROUTE_SPEC_MAX], *word, *save = NULL;
-	struct route_opts o = { .auth_plaintext = -1 };
+	struct route_opts o = { .auth_plaintext = ROUTE_UNSET };
 	size_t len = strlen(spec), at;
 	int r;
 
@@ -231,7 +231,7 @@ route_parse_target(const char *spec, struct route_nexthop *nh)
 	buf[at] = '\0';
 	if ((r = route_parse_hop(buf, nh)) < 0)
 		return r;
-	if (nh->no_hop && (o.tls[0] != '\0' || o.auth_plaintext >= 0 || o.tls_ca_file[0] != '\0'))
+	if (nh->no_hop && (o.tls[0] != '\0' || o.auth_plaintext != ROUTE_UNSET || o.tls_ca_file[0] != '\0'))
 		return -EINVAL;		/* "hold tls=verify": nothing to secure */
 	if (at >= sizeof(nh->target))
 		return -EINVAL;

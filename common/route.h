@@ -43,7 +43,8 @@
  *	case-insensitive, stored in lower case), auth_plaintext=yes|no and
  *	tls_ca_file=/absolute/path.pem, e.g. "[smtp.example.org]:587
  *	tls=verify auth_plaintext=no".  They fill nh->opts (unset: tls "",
- *	auth_plaintext -1, tls_ca_file ""); nh->target is the spec without
+ *	auth_plaintext ROUTE_UNSET, tls_ca_file "": a zeroed struct is all
+ *	unset); nh->target is the spec without
  *	them (trailing blanks dropped), so the credentials of a route go by
  *	its target alone.  -EINVAL for an unknown key, a bad value, a key
  *	twice, options on "hold" alone (no next hop to secure), a spec of
@@ -143,9 +144,11 @@ struct cfg;
  * auth_plaintext=yes tls_ca_file=/path"); unset fields fall back to the
  * [relay] keys (nexthop.h).
  */
+enum route_choice { ROUTE_UNSET = 0, ROUTE_NO, ROUTE_YES };	/* zeroed: unset */
+
 struct route_opts {
 	char		tls[8];		/* "none", "may", "encrypt", "verify", "wrapper"; "" : unset */
-	signed char	auth_plaintext;	/* -1 : unset, else 0 or 1 */
+	enum route_choice auth_plaintext;
 	char		tls_ca_file[ROUTE_PATH_MAX];	/* "" : unset */
 };
 

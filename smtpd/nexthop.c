@@ -132,7 +132,7 @@ int
 nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct route_opts *opts,
 		const struct sasl_creds *creds)
 {
-	static const struct route_opts unset = { .auth_plaintext = -1 };
+	static const struct route_opts unset = { .auth_plaintext = ROUTE_UNSET };
 	const struct sasl_cred *cred = NULL;
 	int r;
 
@@ -141,7 +141,8 @@ nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct ro
 		cred = sasl_creds_find(creds, "*");
 	if (opts == NULL)
 		opts = &unset;
-	hop->auth_plaintext = opts->auth_plaintext >= 0 ? opts->auth_plaintext == 1 : cfg->relay_auth_plaintext;
+	hop->auth_plaintext = opts->auth_plaintext != ROUTE_UNSET ? opts->auth_plaintext == ROUTE_YES :
+	    cfg->relay_auth_plaintext;
 	if ((r = nexthop_copy_field(hop->tls_ca_file, sizeof(hop->tls_ca_file),
 	    opts->tls_ca_file[0] ? opts->tls_ca_file : cfg->relay_tls_ca_file)) < 0)
 		return r;

@@ -256,7 +256,7 @@ END_TEST
 /* A route's own options win over the [relay] keys, one by one. */
 START_TEST(test_route_options_win)
 {
-	struct route_opts opts = { .auth_plaintext = -1 };
+	struct route_opts opts = { .auth_plaintext = ROUTE_UNSET };
 	struct nexthop hop;
 	struct cfg cfg;
 
@@ -269,14 +269,14 @@ START_TEST(test_route_options_win)
 	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
 	ck_assert(!hop.auth_plaintext);
 	snprintf(opts.tls, sizeof(opts.tls), "none");
-	opts.auth_plaintext = 1;
+	opts.auth_plaintext = ROUTE_YES;
 	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, &opts, NULL), 0);
 	ck_assert_int_eq(hop.tls, TLS_POLICY_NONE);
 	ck_assert(hop.auth_plaintext);
 	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
 	snprintf(opts.tls_ca_file, sizeof(opts.tls_ca_file), "/etc/route-ca.pem");
 	cfg.relay_auth_plaintext = true;
-	opts.auth_plaintext = 0;
+	opts.auth_plaintext = ROUTE_NO;
 	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, &opts, NULL), 0);
 	ck_assert_str_eq(hop.tls_ca_file, "/etc/route-ca.pem");
 	ck_assert(!hop.auth_plaintext);

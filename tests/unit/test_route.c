@@ -188,25 +188,25 @@ static const struct opts_case {
 	int		want;
 	const char     *target;	/* nh.target: the spec without its options */
 	const char     *tls;
-	int		auth_plaintext;
+	enum route_choice auth_plaintext;
 	const char     *ca;
 } opts_cases[] = {
-	{ "[smtp.example.org]:587", 0, "[smtp.example.org]:587", "", -1, "" },
-	{ "[smtp.example.org]:587 tls=verify", 0, "[smtp.example.org]:587", "verify", -1, "" },
-	{ "[smtp.example.org]:587  TLS=Encrypt\tauth_plaintext=yes ", 0, "[smtp.example.org]:587", "encrypt", 1, "" },
-	{ "mx tls=may", 0, "mx", "may", -1, "" },
-	{ "mx:2525 auth_plaintext=no", 0, "mx:2525", "", 0, "" },
-	{ "192.0.2.1:465 tls=wrapper tls_ca_file=/etc/ca.pem", 0, "192.0.2.1:465", "wrapper", -1, "/etc/ca.pem" },
-	{ "hold [b.example]:25 tls=none", 0, "hold [b.example]:25", "none", -1, "" },
-	{ "hold tls=none", -EINVAL, NULL, NULL, 0, NULL },		/* nothing to secure */
-	{ "mx tls=sometimes", -EINVAL, NULL, NULL, 0, NULL },
-	{ "mx tls=verify tls=may", -EINVAL, NULL, NULL, 0, NULL },	/* twice */
-	{ "mx auth_plaintext=maybe", -EINVAL, NULL, NULL, 0, NULL },
-	{ "mx tls_ca_file=relative.pem", -EINVAL, NULL, NULL, 0, NULL },
-	{ "mx color=blue", -EINVAL, NULL, NULL, 0, NULL },
-	{ "mx tls=", -EINVAL, NULL, NULL, 0, NULL },
-	{ "tls=verify", -EINVAL, NULL, NULL, 0, NULL },			/* no target */
-	{ "mx tls=verify junk", -EINVAL, NULL, NULL, 0, NULL },		/* a word after the options */
+	{ "[smtp.example.org]:587", 0, "[smtp.example.org]:587", "", ROUTE_UNSET, "" },
+	{ "[smtp.example.org]:587 tls=verify", 0, "[smtp.example.org]:587", "verify", ROUTE_UNSET, "" },
+	{ "[smtp.example.org]:587  TLS=Encrypt\tauth_plaintext=yes ", 0, "[smtp.example.org]:587", "encrypt", ROUTE_YES, "" },
+	{ "mx tls=may", 0, "mx", "may", ROUTE_UNSET, "" },
+	{ "mx:2525 auth_plaintext=no", 0, "mx:2525", "", ROUTE_NO, "" },
+	{ "192.0.2.1:465 tls=wrapper tls_ca_file=/etc/ca.pem", 0, "192.0.2.1:465", "wrapper", ROUTE_UNSET, "/etc/ca.pem" },
+	{ "hold [b.example]:25 tls=none", 0, "hold [b.example]:25", "none", ROUTE_UNSET, "" },
+	{ "hold tls=none", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },		/* nothing to secure */
+	{ "mx tls=sometimes", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls=verify tls=may", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },	/* twice */
+	{ "mx auth_plaintext=maybe", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls_ca_file=relative.pem", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx color=blue", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls=", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "tls=verify", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },			/* no target */
+	{ "mx tls=verify junk", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },		/* a word after the options */
 };
 #define N_OPTS_CASES	(sizeof(opts_cases) / sizeof(opts_cases[0]))
 
@@ -240,7 +240,7 @@ START_TEST(test_pick_options)
 	ck_assert_str_eq(a.target, "[relay.example]:25");
 	ck_assert_str_eq(b.target, "[relay.example]:25");
 	ck_assert_str_eq(a.opts.tls, "encrypt");
-	ck_assert_int_eq(b.opts.auth_plaintext, 1);
+	ck_assert_int_eq(b.opts.auth_plaintext, ROUTE_YES);
 	ck_assert(!route_opts_equal(&a.opts, &b.opts));
 	ck_assert(route_opts_equal(&a.opts, &a.opts));
 	cfg_free(&cfg);
