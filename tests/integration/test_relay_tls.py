@@ -31,8 +31,9 @@ leave through its relay:
   [relay] tls = verify, three routes to one service without STARTTLS that
   offers PLAIN: tls=encrypt deferred with 4.7.x and no MAIL or AUTH;
   tls=none auth_plaintext=yes delivered with PLAIN; tls=none alone
-  deferred with 454 (auth_plaintext = no), though an authenticated
-  connection to the same address is idle (no reuse across policies);
+  deferred with 454 (auth_plaintext = no) in a second message, though the
+  authenticated connection of none.test to the same address is idle (no
+  reuse across policies);
 - routing meets TLS (the test unbound of dns.py names the peer): a
   host-name smarthost [tlspeer.ZONE]:port whose certificate names only
   tlspeer.ZONE, under verify: delivered, verified=yes peer=tlspeer.ZONE
@@ -150,6 +151,20 @@ class RelayTLSTest(unittest.TestCase):
             s.ehlo('client.example')
             s.mail('backup@gw.example')
             s.rcpt(RCPT)
+            code, resp = s.data(body)
+            self.assertEqual(code, 250, resp)
+        return harness.queued_id(resp)
+
+    def send_to(self, gw, tag, rcpts):
+        """One message with this tag to rcpts through the gateway's SMTP listener; returns its id."""
+        body = ('From: backup@gw.example\r\nTo: %s\r\nSubject: routes %s\r\n'
+                'Date: Wed, 02 Dec 2026 06:00:00 +0000\r\nMessage-ID: <%s@gw.example>\r\n\r\nbody\r\n'
+                % (rcpts[0], tag, tag)).encode()
+        with smtplib.SMTP(*gw.smtp_addr, timeout=10) as s:
+            s.ehlo('client.example')
+            s.mail('backup@gw.example')
+            for r in rcpts:
+                s.rcpt(r)
             code, resp = s.data(body)
             self.assertEqual(code, 250, resp)
         return harness.queued_id(resp)
@@ -391,37 +406,33 @@ class RelayTLSTest(unittest.TestCase):
         gw.cfg['credentials'] = f.name
         gw.start_smtpd()
         tag = uuid.uuid4().hex[:12]
-        body = ('From: backup@gw.example\r\nTo: a@enc.test\r\nSubject: routes %s\r\n'
-                'Date: Wed, 02 Dec 2026 06:00:00 +0000\r\nMessage-ID: <%s@gw.example>\r\n\r\nbody\r\n'
-                % (tag, tag)).encode()
-        with smtplib.SMTP(*gw.smtp_addr, timeout=10) as s:
-            s.ehlo('client.example')
-            s.mail('backup@gw.example')
-            for d in ROUTE_DOMAINS:
-                s.rcpt('box@' + d)
-            code, resp = s.data(body)
-            self.assertEqual(code, 250, resp)
-        msgid = harness.queued_id(resp)
+        first = self.send_to(gw, tag, ['box@enc.test', 'box@none.test'])
         def settled():
-            where, text = gw.find_record(msgid)
+            where, text = gw.find_record(first)
             rec = parse_record(text) if text else {}
             states = [r[0] for r in rec.get('rcpt', [])]
             return rec if where == 'queue' and 'sent' in states and int(rec.get('attempts', 0)) >= 1 else None
-        rec = wait_until(settled, OUTCOME_WAIT, 'message %s delivered to none.test only' % msgid)
+        rec = wait_until(settled, OUTCOME_WAIT, 'message %s delivered to none.test only' % first)
         by = {r[1].split('@')[1]: r for r in rec['rcpt']}
         self.assertEqual(by['enc.test'][0], 'pending')
         self.assertRegex(by['enc.test'][2], r'^4\d\d 4\.7\.\d .*TLS is required \(policy encrypt\), but '
                          r'127\.0\.0\.1:%d did not offer STARTTLS' % svc.port)
         self.assertEqual(by['none.test'][0], 'sent')
-        self.assertEqual(by['noplain.test'][0], 'pending')
-        self.assertRegex(by['noplain.test'][2], r'^454 4\.7\.0 .*would send the password without TLS '
-                         r'\(auth_plaintext = no\)')
         self.arrived(tag)
         # One attempt: line per destination, none with TLS; the delivered one says its 250.
-        self.assertEqual(len(rec['attempt']), 3, rec['attempt'])
+        self.assertEqual(len(rec['attempt']), 2, rec['attempt'])
         for a in rec['attempt']:
             self.assertRegex(a, r'^\d+ host=127\.0\.0\.1:%d tls=no cipher=- verified=no reply=\d{3} ' % svc.port)
         self.assertEqual(len([a for a in rec['attempt'] if ' reply=250 ' in a]), 1, rec['attempt'])
+        # The authenticated connection of none.test is idle now (connection_idle_timeout = 120);
+        # noplain.test, same address and credentials but another policy, must not take it.
+        wait_until(lambda: 'event=relay-conn-idle' in gw.read_log('smtpd'), 5, 'the connection going idle')
+        second = self.send_to(gw, uuid.uuid4().hex[:12], ['box@noplain.test'])
+        rec = self.outcome(gw, second, 'queue')
+        self.assertEqual(rec['rcpt'][0][0], 'pending')
+        self.assertRegex(rec['rcpt'][0][2], r'^454 4\.7\.0 .*would send the password without TLS '
+                         r'\(auth_plaintext = no\)')
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-attempt id=%s .* reused=no' % re.escape(second))
         gw.cleanup()
         self.gw = None
         # The peer: three sessions, MAIL and AUTH on the none.test one only (a port probe says no EHLO).
