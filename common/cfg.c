@@ -900,7 +900,8 @@ apply_route(struct cfg_parse *ps, const char *domain, const char *target)
 	}
 	if (route_parse_target(target, &nh) < 0) {
 		snprintf(ps->detail, sizeof(ps->detail),
-		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port, [ipv6]:port, hold or hold <one of these>",
+		    "'%s' is not mx, mx:port, host:port, [host]:port, ip:port, [ipv6]:port, hold or hold <one of these>,"
+		    " then tls=, auth_plaintext=, tls_ca_file= if any",
 		    target);
 		return -EINVAL;
 	}

@@ -77,6 +77,8 @@ envelope_free(struct envelope *env)
 	free(env->last_reply);
 	free(env->last_tls);
 	free(env->last_auth);
+	for (i = 0; i < env->nattempt; i++)
+		free(env->attempt[i]);
 	free(env->auth);
 	free(env->rejected);
 	free(env->conversion);
@@ -270,6 +272,77 @@ envelope_set_last_tls(struct envelope *env, const char *version, const char *cip
 	return r;
 }
 
+static int value_is_clean(const char *v);
+
+/*
+ * "<unix-seconds> host=<h> tls=<version>|no cipher=<c>|- verified=yes|no reply=<text>":
+ * five clean words, then the reply (no control character, may be empty).
+ */
+static bool
+attempt_is_valid(const char *v)
+{
+	const char *w[5], *p = v, *reply;
+	size_t wl[5], i;
+	char head[1024];
+	bool no_tls;
+
+	for (i = 0; i < 5 && p != NULL; i++)
+		p = strchr(p + (i > 0), ' ');
+	if (p == NULL || (size_t)(p - v) >= sizeof(head) || strncmp(p + 1, "reply=", 6) != 0)
+		return false;
+	memcpy(head, v, (size_t)(p - v));
+	head[p - v] = '\0';
+	reply = p + 7;
+	if (!words_are(head, 5, w, wl) || wl[0] > 19 || !value_is_clean(reply))
+		return false;
+	for (i = 0; i < wl[0]; i++)
+		if (w[0][i] < '0' || w[0][i] > '9')
+			return false;
+	if (!has_prefix(w[1], wl[1], "host=") || !has_prefix(w[2], wl[2], "tls=") ||
+	    !has_prefix(w[3], wl[3], "cipher="))
+		return false;
+	if (!((wl[4] == 12 && strncmp(w[4], "verified=yes", 12) == 0) ||
+	    (wl[4] == 11 && strncmp(w[4], "verified=no", 11) == 0)))
+		return false;
+	no_tls = wl[2] == 6 && strncmp(w[2], "tls=no", 6) == 0;
+	/* No TLS: no cipher and nothing verified. */
+	return !no_tls || (wl[3] == 8 && w[3][7] == '-' && wl[4] == 11);
+}
+
+static int
+append_attempt(struct envelope *env, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (copy == NULL)
+		return -ENOMEM;
+	if (env->nattempt == ENVELOPE_ATTEMPTS_MAX) {
+		free(env->attempt[0]);
+		memmove(&env->attempt[0], &env->attempt[1], (ENVELOPE_ATTEMPTS_MAX - 1) * sizeof(env->attempt[0]));
+		env->nattempt--;
+	}
+	env->attempt[env->nattempt++] = copy;
+	return 0;
+}
+
+int
+envelope_add_attempt(struct envelope *env, long long at, const char *host, const char *version,
+		const char *cipher, bool verified, const char *reply)
+{
+	char *text;
+	int r;
+
+	if (host == NULL || at < 0 || (version != NULL && cipher == NULL))
+		return -EINVAL;
+	if (asprintf(&text, "%lld host=%s tls=%s cipher=%s verified=%s reply=%s", at, host,
+	    version ? version : "no", version ? cipher : "-", version && verified ? "yes" : "no",
+	    reply ? reply : "") < 0)
+		return -ENOMEM;
+	r = !attempt_is_valid(text) ? -EINVAL : append_attempt(env, text);
+	free(text);
+	return r;
+}
+
 int
 envelope_set_last_auth(struct envelope *env, const char *mech, const char *user)
 {
@@ -296,6 +369,18 @@ envelope_count(const struct envelope *env, enum rcpt_state state)
 		if (env->rcpt[i].state == state)
 			n++;
 	return n;
+}
+
+static int
+copy_attempts(struct envelope *dst, const struct envelope *src)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < src->nattempt; i++)
+		if ((r = append_attempt(dst, src->attempt[i])) < 0)
+			return r;
+	return 0;
 }
 
 int
@@ -325,6 +410,7 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	    (r = envelope_set_conversion(dst, src->conversion)) < 0 ||
 	    (r = replace_string(&dst->last_tls, src->last_tls)) < 0 ||
 	    (r = replace_string(&dst->last_auth, src->last_auth)) < 0 ||
+	    (r = copy_attempts(dst, src)) < 0 ||
 	    (r = replace_string(&dst->auth, src->auth)) < 0 ||
 	    (r = envelope_set_dsn_request(dst, src->dsn_ret, src->dsn_envid)) < 0)
 		goto fail;
@@ -525,6 +611,19 @@ envelope_set_rejected(struct envelope *env, int code, const char *esc, const cha
 	return 0;
 }
 
+static bool
+attempts_are_valid(const struct envelope *env)
+{
+	size_t i;
+
+	if (env->nattempt > ENVELOPE_ATTEMPTS_MAX)
+		return false;
+	for (i = 0; i < env->nattempt; i++)
+		if (env->attempt[i] == NULL || !attempt_is_valid(env->attempt[i]))
+			return false;
+	return true;
+}
+
 int
 envelope_format(const struct envelope *env, char **out, size_t *outlen)
 {
@@ -540,6 +639,7 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	    (env->dsn_delayed != NULL && !dsn_value_is_valid(env->dsn_delayed)) ||
 	    (env->last_tls != NULL && !last_tls_is_valid(env->last_tls)) ||
 	    (env->last_auth != NULL && !last_auth_is_valid(env->last_auth)) ||
+	    !attempts_are_valid(env) ||
 	    (env->auth != NULL && !auth_is_valid(env->auth)) ||
 	    (env->rejected != NULL && !rejected_is_valid(env->rejected)))
 		return -EINVAL;
@@ -595,6 +695,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 		fprintf(fp, "last-tls: %s\n", env->last_tls);
 	if (env->last_auth != NULL)
 		fprintf(fp, "last-auth: %s\n", env->last_auth);
+	for (i = 0; i < env->nattempt; i++)
+		fprintf(fp, "attempt: %s\n", env->attempt[i]);
 
 	if (fclose(fp) != 0) {
 		free(buf);
@@ -830,6 +932,11 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 		if (env->last_auth != NULL || !last_auth_is_valid(v))
 			return -EBADMSG;
 		return replace_string(&env->last_auth, v);
+	}
+	if (strcmp(key, "attempt") == 0) {
+		if (env->nattempt >= ENVELOPE_ATTEMPTS_MAX || !attempt_is_valid(v))
+			return -EBADMSG;
+		return append_attempt(env, v);
 	}
 	if (parse_ll(v, &n) < 0)
 		return -EBADMSG;

@@ -50,6 +50,21 @@
  *	peer=<name>" and "<MECHANISM> user=<name>", each word printable
  *	ASCII without blanks.
  *
+ *	"attempt:" lines (optional, at the end, at most ENVELOPE_ATTEMPTS_MAX,
+ *	oldest first) are the history of the delivery attempts: when (unix
+ *	seconds), the host that answered (or the destination whose DNS
+ *	lookup failed), the TLS protocol and cipher or "tls=no cipher=-",
+ *	whether the peer was verified, and the reply the attempt ended with
+ *	(may be empty).  Five words, then "reply=" and the rest of the line:
+ *
+ *	    attempt: 1764442100 host=mx.test[192.0.2.1]:25 tls=TLSv1.3
+ *	      cipher=TLS_AES_256_GCM_SHA384 verified=yes reply=250 2.0.0 Ok
+ *	    (one line in the file)
+ *
+ *	envelope_add_attempt() appends one, dropping the oldest when
+ *	ENVELOPE_ATTEMPTS_MAX are there.  A record with more such lines, or
+ *	one of another form, does not parse (-EBADMSG).
+ *
  *	auth (optional, after data-offset) says that the message came in over
  *	SMTP from a client that authenticated (RFC 4954): the mechanism, the
  *	user, and the AUTH= parameter of its MAIL command, decoded ("<>" when
@@ -139,6 +154,7 @@
 #define ENVELOPE_ID_MAX		64
 #define ENVELOPE_MAX_RCPT	10000
 #define ENVELOPE_HOST_MAX	255		/* a rcpt-at: host */
+#define ENVELOPE_ATTEMPTS_MAX	10		/* attempt: lines kept, the newest */
 #define ENVELOPE_MAX_SIZE	(4u << 20)	/* a record larger than this is corrupt */
 
 enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
@@ -173,6 +189,8 @@ struct envelope {
 	char		       *dsn_delayed;	/* "dsn-delayed:" the delay warning, same form */
 	char		       *last_tls;	/* "<version> <cipher> verified=yes peer=<name>", or NULL */
 	char		       *last_auth;	/* "<MECHANISM> user=<name>", or NULL */
+	char		       *attempt[ENVELOPE_ATTEMPTS_MAX];	/* "attempt:" values, oldest first */
+	size_t			nattempt;
 	char		       *auth;		/* how the sender authenticated to our SMTP server:
 						   "<MECHANISM> user=<name>[ mail-auth=<value>]", or NULL */
 	enum dsn_ret		dsn_ret;	/* MAIL RET= (RFC 3461), or unspecified */
@@ -218,6 +236,14 @@ int envelope_set_conversion(struct envelope *env, const char *text);
  */
 int envelope_set_last_tls(struct envelope *env, const char *version, const char *cipher,
 		bool verified, const char *peer);
+/*
+ * Appends an "attempt:" line: at (unix seconds), host (one word), the TLS
+ * version and cipher (version NULL: no TLS; cipher then ignored),
+ * verified, reply (may be NULL: none).  The oldest goes past
+ * ENVELOPE_ATTEMPTS_MAX.  0, -ENOMEM, -EINVAL (a part of the wrong form).
+ */
+int envelope_add_attempt(struct envelope *env, long long at, const char *host, const char *version,
+		const char *cipher, bool verified, const char *reply);
 /* Sets last_auth (NULL mech: no AUTH, the line goes). 0, -ENOMEM, -EINVAL. */
 int envelope_set_last_auth(struct envelope *env, const char *mech, const char *user);
 /*

@@ -91,8 +91,9 @@ route_parse_nexthop(const char *spec, struct route_nexthop *nh)
 
 #define ROUTE_HOLD	"hold"
 
-int
-route_parse_target(const char *spec, struct route_nexthop *nh)
+/* The target without options: a next hop, "mx[:port]", "hold [target]". */
+static int
+route_parse_hop(const char *spec, struct route_nexthop *nh)
 {
 	size_t hl = strlen(ROUTE_HOLD);
 	int r;
@@ -109,7 +110,7 @@ route_parse_target(const char *spec, struct route_nexthop *nh)
 		}
 		if (strncasecmp(rest, ROUTE_HOLD, hl) == 0)
 			return -EINVAL;		/* "hold hold" */
-		if ((r = route_parse_target(rest, nh)) < 0)
+		if ((r = route_parse_hop(rest, nh)) < 0)
 			return r;
 		nh->hold = true;
 		return 0;
@@ -124,6 +125,126 @@ route_parse_target(const char *spec, struct route_nexthop *nh)
 		return 0;
 	}
 	return route_parse_nexthop(spec, nh);
+}
+
+static bool
+opt_is(const char *word, const char *key, const char **value)
+{
+	size_t kl = strlen(key);
+
+	if (strncasecmp(word, key, kl) != 0 || word[kl] != '=')
+		return false;
+	*value = word + kl + 1;
+	return true;
+}
+
+/* tls.h's policy names, spelled here as in cfg.c (common/ does not link OpenSSL). */
+static int
+opt_tls(const char *value, struct route_opts *o)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "wrapper" };
+	size_t i;
+
+	if (o->tls[0] != '\0')
+		return -EINVAL;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0) {
+			snprintf(o->tls, sizeof(o->tls), "%s", names[i]);
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int
+opt_auth_plaintext(const char *value, struct route_opts *o)
+{
+	if (o->auth_plaintext != ROUTE_UNSET)
+		return -EINVAL;
+	if (strcasecmp(value, "yes") == 0)
+		o->auth_plaintext = ROUTE_YES;
+	else if (strcasecmp(value, "no") == 0)
+		o->auth_plaintext = ROUTE_NO;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int
+opt_ca_file(const char *value, struct route_opts *o)
+{
+	if (o->tls_ca_file[0] != '\0' || value[0] != '/' || strlen(value) >= sizeof(o->tls_ca_file))
+		return -EINVAL;
+	snprintf(o->tls_ca_file, sizeof(o->tls_ca_file), "%s", value);
+	return 0;
+}
+
+/* One "key=value" word of a route's options. */
+static int
+route_parse_opt(const char *word, struct route_opts *o)
+{
+	const char *v;
+
+	if (opt_is(word, "tls", &v))
+		return opt_tls(v, o);
+	if (opt_is(word, "auth_plaintext", &v))
+		return opt_auth_plaintext(v, o);
+	if (opt_is(word, "tls_ca_file", &v))
+		return opt_ca_file(v, o);
+	return -EINVAL;
+}
+
+/* Where the options start: the first blank-separated word with '=' (no target has one), or the end. */
+static size_t
+route_opts_start(const char *spec)
+{
+	const char *w = spec, *e;
+
+	for (;;) {
+		while (*w == ' ' || *w == '\t')
+			w++;
+		if (*w == '\0')
+			return strlen(spec);
+		e = w + strcspn(w, " \t");
+		if (memchr(w, '=', (size_t)(e - w)) != NULL)
+			return (size_t)(w - spec);
+		w = e;
+	}
+}
+
+int
+route_parse_target(const char *spec, struct route_nexthop *nh)
+{
+	char buf[ROUTE_SPEC_MAX], *word, *save = NULL;
+	struct route_opts o = { .auth_plaintext = ROUTE_UNSET };
+	size_t len = strlen(spec), at;
+	int r;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	at = route_opts_start(spec);
+	memcpy(buf, spec, len + 1);
+	for (word = strtok_r(buf + at, " \t", &save); word != NULL; word = strtok_r(NULL, " \t", &save))
+		if (route_parse_opt(word, &o) < 0)
+			return -EINVAL;
+	while (at > 0 && (buf[at - 1] == ' ' || buf[at - 1] == '\t'))
+		at--;
+	buf[at] = '\0';
+	if ((r = route_parse_hop(buf, nh)) < 0)
+		return r;
+	if (nh->no_hop && (o.tls[0] != '\0' || o.auth_plaintext != ROUTE_UNSET || o.tls_ca_file[0] != '\0'))
+		return -EINVAL;		/* "hold tls=verify": nothing to secure */
+	if (at >= sizeof(nh->target))
+		return -EINVAL;
+	memcpy(nh->target, buf, at + 1);
+	nh->opts = o;
+	return 0;
+}
+
+bool
+route_opts_equal(const struct route_opts *a, const struct route_opts *b)
+{
+	return strcmp(a->tls, b->tls) == 0 && a->auth_plaintext == b->auth_plaintext &&
+	    strcmp(a->tls_ca_file, b->tls_ca_file) == 0;
 }
 
 static const char *
@@ -188,7 +309,6 @@ route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh)
 		target = cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx";
 	if ((r = route_parse_target(target, nh)) < 0)
 		return r;
-	snprintf(nh->target, sizeof(nh->target), "%s", target);	/* a longer one does not parse */
 	if (nh->no_hop)
 		return 0;
 	if (nh->recipient_mx && is_literal)

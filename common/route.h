@@ -38,6 +38,18 @@
  *	the domain's node asks for it (ETRN, RFC 1985; ATRN, RFC 2645), then
  *	delivers it to that target.  "hold" alone sets hold and no_hop:
  *	nothing can start a queue run to it (ETRN answers 458).
+ *	After the target come the route's own options, separated by blanks,
+ *	each key=value once: tls=POLICY (none, may, encrypt, verify, wrapper;
+ *	case-insensitive, stored in lower case), auth_plaintext=yes|no and
+ *	tls_ca_file=/absolute/path.pem, e.g. "[smtp.example.org]:587
+ *	tls=verify auth_plaintext=no".  They fill nh->opts (unset: tls "",
+ *	auth_plaintext ROUTE_UNSET, tls_ca_file "": a zeroed struct is all
+ *	unset); nh->target is the spec without
+ *	them (trailing blanks dropped), so the credentials of a route go by
+ *	its target alone.  -EINVAL for an unknown key, a bad value, a key
+ *	twice, options on "hold" alone (no next hop to secure), a spec of
+ *	ROUTE_SPEC_MAX octets or more or a path of ROUTE_PATH_MAX or more.
+ *	route_opts_equal() compares two option sets field by field.
  *
  *	route_pick() chooses the route for a recipient domain from cfg's
  *	[routes] and smarthost: the exact domain (case-insensitive), then the
@@ -48,8 +60,8 @@
  *	address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") matches only "*"
  *	and the smarthost; routed by MX it goes to that address (nh->literal,
  *	no DNS).  nh->target is the chosen target as written in the
- *	configuration ("mx" for an empty smarthost), what the relay's
- *	credentials file is keyed by (sasl.h).  -EINVAL when domain is neither
+ *	configuration, without its options ("mx" for an empty smarthost),
+ *	what the relay's credentials file is keyed by (sasl.h).  -EINVAL when domain is neither
  *	a domain name nor an address literal, -ENAMETOOLONG when it does not
  *	fit.
  *
@@ -124,6 +136,21 @@ struct cfg;
 #define ROUTE_HOST_MAX		255	/* longest host name, text form */
 #define ROUTE_MX_MAX		64	/* MX records read from one answer */
 #define ROUTE_DEFAULT_PORT	25
+#define ROUTE_PATH_MAX		1024	/* a route's tls_ca_file, NUL included */
+#define ROUTE_SPEC_MAX		2048	/* a target with its options */
+
+/*
+ * A route's own security, written after its target ("tls=verify
+ * auth_plaintext=yes tls_ca_file=/path"); unset fields fall back to the
+ * [relay] keys (nexthop.h).
+ */
+enum route_choice { ROUTE_UNSET = 0, ROUTE_NO, ROUTE_YES };	/* zeroed: unset */
+
+struct route_opts {
+	char		tls[8];		/* "none", "may", "encrypt", "verify", "wrapper"; "" : unset */
+	enum route_choice auth_plaintext;
+	char		tls_ca_file[ROUTE_PATH_MAX];	/* "" : unset */
+};
 
 struct route_nexthop {
 	char		host[ROUTE_HOST_MAX + 1];	/* no brackets */
@@ -133,7 +160,8 @@ struct route_nexthop {
 	bool		recipient_mx;	/* "mx": host is the recipient's domain */
 	bool		hold;		/* "hold [target]": queued until ETRN/ATRN asks (runner.h) */
 	bool		no_hop;		/* "hold" alone: no next hop, only ATRN can take it */
-	char		target[ROUTE_HOST_MAX + 10];	/* route_pick(): the target as configured */
+	char		target[ROUTE_HOST_MAX + 16];	/* the target as configured, without options */
+	struct route_opts opts;		/* the route's tls=, auth_plaintext=, tls_ca_file= */
 };
 
 /* An ETRN node (RFC 1985): "example.org", "@example.org" or "#queue". */
@@ -167,6 +195,7 @@ typedef uint32_t (*route_rand_fn)(void *arg, uint32_t bound);
 int route_parse_nexthop(const char *spec, struct route_nexthop *nh);
 int route_parse_target(const char *spec, struct route_nexthop *nh);
 int route_pick(const struct cfg *cfg, const char *domain, struct route_nexthop *nh);
+bool route_opts_equal(const struct route_opts *a, const struct route_opts *b);
 int route_mx_rdata_parse(const unsigned char *rdata, size_t len, struct route_mx *mx);
 int route_mx_plan(const char *domain, const char *self, const struct route_mx *mx, size_t n, route_rand_fn rnd,
     void *rarg, struct route_mx *hosts, size_t max, size_t *nhosts, struct route_fail *fail);

@@ -347,6 +347,22 @@ dlv_settle_accepted(struct delivery *d, const struct relay_reply *rep)
  * and the envelope goes back to its owner with the result.  Idempotent:
  * once it is reported, nothing is left to do.
  */
+/* The attempt's line in the record's history ("attempt:") and in the log: host, TLS, reply. */
+static void
+dlv_note_attempt(struct delivery *d)
+{
+	char quoted[RELAY_REPLY_TEXT_MAX + 8];
+
+	if (d->peer[0] == '\0')
+		return;		/* no recipient went on the wire: nothing was attempted */
+	log_info("relay-attempt-done", "id=%s host=%s tls=%s cipher=%s verified=%s reply=%s", d->id, d->peer,
+	    d->tls ? d->tls_info.version : "no", d->tls ? d->tls_info.cipher : "-",
+	    d->tls && d->tls_info.verified ? "yes" : "no", log_quote(quoted, sizeof(quoted), d->last_reply));
+	if (envelope_add_attempt(d->env, (long long)time(NULL), d->peer, d->tls ? d->tls_info.version : NULL,
+	    d->tls_info.cipher, d->tls_info.verified, d->last_reply[0] ? d->last_reply : NULL) < 0)
+		log_warn("relay-attempt-note", "id=%s error=\"the record cannot take this attempt\"", d->id);
+}
+
 static void
 dlv_conclude(struct delivery *d, const char *open_reply)
 {
@@ -359,6 +375,7 @@ dlv_conclude(struct delivery *d, const char *open_reply)
 		dlv_note_reply(d, open_reply);
 	}
 	dlv_settle_open(d, RCPT_PENDING, d->last_reply[0] ? d->last_reply : NULL);
+	dlv_note_attempt(d);
 	memset(&res, 0, sizeof(res));
 	res.error = envelope_set_last(d->env, d->peer, d->last_reply[0] ? d->last_reply : NULL);
 	res.host = d->peer;

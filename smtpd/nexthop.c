@@ -129,16 +129,22 @@ nexthop_peer_name(const struct nexthop *hop, size_t i)
 }
 
 int
-nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct sasl_creds *creds)
+nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct route_opts *opts,
+		const struct sasl_creds *creds)
 {
+	static const struct route_opts unset = { .auth_plaintext = ROUTE_UNSET };
 	const struct sasl_cred *cred = NULL;
 	int r;
 
 	nexthop_wipe(hop);
 	if (creds != NULL && (cred = sasl_creds_find(creds, hop->target[0] ? hop->target : hop->name)) == NULL)
 		cred = sasl_creds_find(creds, "*");
-	hop->auth_plaintext = cfg->relay_auth_plaintext;
-	if ((r = nexthop_copy_field(hop->tls_ca_file, sizeof(hop->tls_ca_file), cfg->relay_tls_ca_file)) < 0)
+	if (opts == NULL)
+		opts = &unset;
+	hop->auth_plaintext = opts->auth_plaintext != ROUTE_UNSET ? opts->auth_plaintext == ROUTE_YES :
+	    cfg->relay_auth_plaintext;
+	if ((r = nexthop_copy_field(hop->tls_ca_file, sizeof(hop->tls_ca_file),
+	    opts->tls_ca_file[0] ? opts->tls_ca_file : cfg->relay_tls_ca_file)) < 0)
 		return r;
 	if (cred != NULL) {
 		if ((r = nexthop_copy_field(hop->user, sizeof(hop->user), cred->user)) < 0 ||
@@ -148,6 +154,8 @@ nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct sa
 		}
 		hop->auth = true;
 	}
+	if (opts->tls[0] != '\0')
+		return tls_policy_parse(opts->tls, &hop->tls);
 	if (cfg->relay_tls != NULL)
 		return tls_policy_parse(cfg->relay_tls, &hop->tls);
 	hop->tls = hop->auth ? TLS_POLICY_VERIFY : TLS_POLICY_MAY;

@@ -11,14 +11,12 @@
  *	    size_t size);
  *	const char *nexthop_peer_name(const struct nexthop *hop, size_t i);
  *	int nexthop_set_security(struct nexthop *hop, const struct cfg *cfg,
- *	    const struct sasl_creds *creds);
+ *	    const struct route_opts *opts, const struct sasl_creds *creds);
  *	void nexthop_wipe(struct nexthop *hop);
  *	bool nexthop_same_security(const struct nexthop *a,
  *	    const struct nexthop *b);
  *	int nexthop_can_share(const struct nexthop *conn, size_t conn_addr,
  *	    const struct nexthop *want);
-bool nexthop_same_security(const struct nexthop *a, const struct nexthop *b);
-int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct nexthop *want);
  * DESCRIPTION
  *	A struct nexthop is what the delivery needs to know about its peer
  *	and nothing else: the addresses to connect to, in the order to try
@@ -53,9 +51,10 @@ int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct
  *	for an address that was configured as a number.  Never an address
  *	that DNS returned.
  *
- *	nexthop_set_security() gives hop its TLS policy and credentials from
- *	the [relay] keys: tls (tls.h's policies), tls_ca_file (NULL: the
- *	system store), auth_plaintext, and the entry of creds (the loaded
+ *	nexthop_set_security() gives hop its TLS policy and credentials: each
+ *	of tls (tls.h's policies), tls_ca_file ("": the system store) and
+ *	auth_plaintext from the route's own options (opts, route.h; may be
+ *	NULL: none set), else from the [relay] key of that name; and the entry of creds (the loaded
  *	credentials file, may be NULL) for hop->target (the route as written
  *	in the configuration: the smarthost or the [routes] target; name when
  *	target is ""), or else for "*".  An unset tls is may, or verify when
@@ -98,6 +97,7 @@ int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct
 #include <sys/socket.h>
 
 #include "../common/cfg.h"
+#include "../common/route.h"
 #include "../common/sasl.h"
 #include "../common/tls.h"
 
@@ -133,7 +133,8 @@ int nexthop_from_smarthost(const char *hostport, struct nexthop *hop);
 int nexthop_add_addr(struct nexthop *hop, const struct sockaddr *sa, socklen_t salen, const char *host);
 void nexthop_describe(const struct nexthop_addr *a, char *buf, size_t size);
 const char *nexthop_peer_name(const struct nexthop *hop, size_t i);
-int nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct sasl_creds *creds);
+int nexthop_set_security(struct nexthop *hop, const struct cfg *cfg, const struct route_opts *opts,
+    const struct sasl_creds *creds);
 void nexthop_wipe(struct nexthop *hop);
 bool nexthop_same_security(const struct nexthop *a, const struct nexthop *b);
 int nexthop_can_share(const struct nexthop *conn, size_t conn_addr, const struct nexthop *want);

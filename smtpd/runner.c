@@ -488,7 +488,8 @@ same_nexthop(const struct route_nexthop *a, const struct route_nexthop *b)
 {
 	return a->port == b->port && a->mx_lookup == b->mx_lookup && a->literal == b->literal &&
 	    a->recipient_mx == b->recipient_mx && strcasecmp(a->host, b->host) == 0 &&
-	    strcmp(a->target, b->target) == 0;	/* the credentials go by the target as written */
+	    strcmp(a->target, b->target) == 0 &&	/* the credentials go by the target as written */
+	    route_opts_equal(&a->opts, &b->opts);	/* and a route's own TLS policy splits it off */
 }
 
 /* How a destination is named before an address answers: "[host]:port", "host:port", "mx:domain". */
@@ -696,6 +697,8 @@ job_dest_failed(struct runner_job *j, int status, const struct route_fail *fail)
 	    rcpt_state_name(state), log_quote(quoted, sizeof(quoted), reply));
 	for (m = 0; m < dest->n; m++)
 		job_rcpt_outcome(j, j->dest_rcpts[dest->first + m], state, dest->host, reply);
+	if (envelope_add_attempt(queue_claim_envelope(j->qc), now_seconds(), dest->host, NULL, NULL, false, reply) < 0)
+		log_warn("relay-attempt-note", "id=%s error=\"the record cannot take this attempt\"", j->id);
 	bounce_note_attempt(queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n, dest->host,
 	    now_seconds());
 	job_log_rcpts(j, queue_claim_envelope(j->qc), &j->dest_rcpts[dest->first], dest->n);
@@ -786,7 +789,7 @@ job_dest_deliver(struct runner_job *j)
 	int err;
 
 	snprintf(j->hop.target, sizeof(j->hop.target), "%s", dest->nh.target);
-	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, j->runner->creds)) < 0) {
+	if ((err = nexthop_set_security(&j->hop, j->runner->cfg, &dest->nh.opts, j->runner->creds)) < 0) {
 		nexthop_wipe(&j->hop);
 		job_dest_local_error(j, err, "the TLS policy or credentials of the next hop");
 		return;
@@ -1875,7 +1878,7 @@ runner_load_security(struct runner *r, const char *why)
 	snprintf(hop.target, sizeof(hop.target), "%s",
 	    cfg->smarthost != NULL && cfg->smarthost[0] != '\0' ? cfg->smarthost : "mx");
 	snprintf(hop.name, sizeof(hop.name), "%s", hop.target);
-	if ((e = nexthop_set_security(&hop, cfg, creds)) < 0) {
+	if ((e = nexthop_set_security(&hop, cfg, NULL, creds)) < 0) {
 		log_error("relay-credentials", "path=%s when=%s error=\"%s\"",
 		    cfg->relay_credentials ? cfg->relay_credentials : "(none)", why, strerror(-e));
 		nexthop_wipe(&hop);

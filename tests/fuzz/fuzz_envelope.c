@@ -37,6 +37,9 @@ check_equal(const struct envelope *a, const struct envelope *b)
 	FUZZ_CHECK(same_str(a->conversion, b->conversion), "conversion");
 	FUZZ_CHECK(same_str(a->last_tls, b->last_tls), "last_tls");
 	FUZZ_CHECK(same_str(a->last_auth, b->last_auth), "last_auth");
+	FUZZ_CHECK(a->nattempt == b->nattempt && a->nattempt <= ENVELOPE_ATTEMPTS_MAX, "nattempt");
+	for (i = 0; i < a->nattempt; i++)
+		FUZZ_CHECK(same_str(a->attempt[i], b->attempt[i]), "attempt %zu", i);
 	FUZZ_CHECK(a->nrcpt == b->nrcpt, "nrcpt %zu != %zu", a->nrcpt, b->nrcpt);
 	for (i = 0; i < a->nrcpt; i++) {
 		FUZZ_CHECK(same_str(a->rcpt[i].addr, b->rcpt[i].addr), "rcpt %zu address", i);

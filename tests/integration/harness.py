@@ -626,8 +626,9 @@ class Instance:
 
 def parse_record(text):
     """Parse an envelope record (common/envelope.h) into a dict:
-    keys as strings, 'rcpt' a list of (state, addr, reply)."""
-    rec = {'rcpt': []}
+    keys as strings, 'rcpt' a list of (state, addr, reply), 'attempt' the
+    list of the attempt: lines (the history, oldest first)."""
+    rec = {'rcpt': [], 'attempt': []}
     for line in text.splitlines():
         if not line:
             continue
@@ -640,6 +641,8 @@ def parse_record(text):
                 rec['rcpt'].append((m.group(1), m.group(2), m.group(3)))
             else:
                 rec['rcpt'].append(('?', value, ''))
+        elif key == 'attempt':
+            rec['attempt'].append(value)
         else:
             rec[key] = value
     return rec

@@ -21,9 +21,13 @@ defers; one that stalls after the end of data too, after data_done_timeout
 (RFC 5321 4.5.3.2.6), which is what applies there and command_timeout not; one that keeps talking after QUIT (a 250
 every half second, or one octet at a time) is hung up on all the same; a 554 to a pipelined MAIL fails the message
 with no data sent; a 5xx greeting fails it with nothing sent.
+AUTH answered with 454 (temporary failure) or 432 (password transition,
+RFC 4954) defers the message with the server's reply in the record, no
+MAIL sent, and the next attempt that authenticates delivers it.
 """
 
 import os
+import pwd
 import re
 import smtplib
 import socket
@@ -61,6 +65,7 @@ GOOD = {
     'DOT': b'250 2.0.0 hostile got it\r\n',
     'QUIT': b'221 2.0.0 bye\r\n',
     'RSET': b'250 2.0.0 ok\r\n',
+    'AUTH': b'235 2.7.0 Authentication successful\r\n',	# offered only by AuthRefused's EHLO
 }
 
 
@@ -650,6 +655,60 @@ class Refusals(HostileCase):
     def test_4xx_greeting(self):
         """a 421 greeting: deferred with it, then delivered"""
         self.defer_then_heal(r'^421 4\.3\.2 busy', greeting=b'421 4.3.2 busy\r\n')
+
+
+class AuthRefused(HostileCase):
+    """AUTH refused with a temporary code: deferred, never failed (issue 6)."""
+
+    USER, PASSWORD = 'gw@example.org', 'secret pw'
+
+    def setUp(self):
+        self.srv = Hostile()
+        self.addCleanup(self.srv.stop)
+        self.gw = harness.Instance('hostile', smarthost='127.0.0.1:%d' % self.srv.port,
+                                   retry_min=1, retry_max=1, scan_interval=300,
+                                   connect_timeout=COMMAND_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
+                                   tls='none', auth_plaintext=True)
+        self.addCleanup(self.gw.cleanup)
+        path = os.path.join(self.gw.dir, 'credentials')
+        with open(path, 'w') as f:
+            f.write('%s %s:%s\n' % (self.gw.cfg['smarthost'], self.USER, self.PASSWORD))
+        os.chmod(path, 0o600)
+        if harness.IS_ROOT:
+            pw = pwd.getpwnam(harness.USER)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        self.gw.cfg['credentials'] = path
+        self.gw.start_smtpd()
+
+    def refused(self, reply, want):
+        self.play(EHLO=b'250-hostile.test\r\n250-AUTH PLAIN\r\n250 SIZE 20000000\r\n', AUTH=reply)
+        msgid, tok = self.submit()
+        rec = self.deferred(msgid, want)
+        self.assertRegex(rec['rcpt'][0][2], want)
+        with self.srv.lock:
+            first = self.srv.conns[0]
+        self.assertTrue(any(x.startswith('AUTH PLAIN') for x in first.cmds), first.cmds)
+        self.assertFalse(any(x.startswith('MAIL') for x in first.cmds), first.cmds)
+        self.assertRegex(self.smtpd_log(), r'level=error event=relay-auth-failed id=%s ' % re.escape(msgid))
+        # The server lets it in: the next attempt authenticates and delivers.
+        self.play(EHLO=b'250-hostile.test\r\n250-AUTH PLAIN\r\n250 SIZE 20000000\r\n')
+        where, rec, text = self.wait_record(msgid, lambda w, r: w in ('sent', 'failed'), 15,
+                                            '%s delivered once AUTH succeeds' % msgid)
+        self.assertEqual(where, 'sent', text)
+        self.assertEqual(rec.get('last-auth'), 'PLAIN user=%s' % self.USER)
+        self.assertTrue(self.srv.delivered(tok))
+
+    def test_auth_454_defers(self):
+        """454 4.7.0 to AUTH: deferred with the reply, then delivered"""
+        self.refused(b'454 4.7.0 Temporary authentication failure\r\n',
+                     r'^454 4\.7\.0 authentication failed: 127\.0\.0\.1:\d+ said: 454 4\.7\.0 '
+                     r'Temporary authentication failure')
+
+    def test_auth_432_defers(self):
+        """432 4.7.12 (a password transition is needed) to AUTH: deferred with the reply, then delivered"""
+        self.refused(b'432 4.7.12 A password transition is needed\r\n',
+                     r'^454 4\.7\.0 authentication failed: 127\.0\.0\.1:\d+ said: 432 4\.7\.12 '
+                     r'A password transition is needed')
 
 
 if __name__ == '__main__':

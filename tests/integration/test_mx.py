@@ -11,7 +11,8 @@ root, as the integration tests run; without root every MX route says
 Checked: the best-preference MX gets the message and the record names it;
 a first MX that refuses connections, or greets with 421 or 554, is skipped for
 the second; null MX fails at once with 556 5.1.10; NXDOMAIN fails with
-550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3; a [routes]
+550 5.1.2 and the DNS answer; SERVFAIL defers with 451 4.4.3, and so does
+a lookup that gets no answer within dns_timeout (slow.ZONE); a [routes]
 entry sends one domain to a fixed next hop while another goes by MX, and
 recipients in two destinations make one transaction each, both arriving;
 a smarthost "[name]:port" asks A only and "name:port" MX first.  SIGTERM
@@ -27,6 +28,7 @@ import smtplib
 import socket
 import sys
 import threading
+import time
 import unittest
 import uuid
 
@@ -345,6 +347,35 @@ class NamedSmarthost(unittest.TestCase):
         self.assertEqual(len(self.s2.find(tok)), 1)
         self.assertEqual(self.s10.find(tok), [])
         self.assertEqual(rec['last-host'], 'mx1.%s[127.0.0.2]:%d' % (dns.ZONE, self.port), text)
+
+
+class DNSTimeout(unittest.TestCase):
+    """slow.ZONE never answers: with a resolver of its own (nothing cached
+    from other lookups) the lookup runs into dns_timeout = 3."""
+
+    def setUp(self):
+        self.dns = dns.TestDNS()
+        self.dns.start()
+        self.addCleanup(self.dns.stop)
+        self.gw = harness.Instance('mx-timeout', resolver=self.dns.addr, dns_timeout=3,
+                                   hostname='gw.example', **mx_cfg())
+        self.addCleanup(self.gw.cleanup)
+        self.gw.start_smtpd()
+
+    def test_dns_timeout_defers(self):
+        """slow: no DNS answer within dns_timeout: deferred with 451 4.4.3, still in queue/"""
+        t0 = time.monotonic()
+        msgid = submit(self.gw, ['bob@' + dom('slow')], token())
+        rec, text = wait_record(self.gw, msgid, 'queue', 'a deferred record of %s' % msgid,
+                                lambda r: r.get('attempts') == '1')
+        self.assertEqual(rec['rcpt'][0][0], 'pending', text)
+        self.assertRegex(rec['rcpt'][0][2], r'^451 4\.4\.3 .*MX lookup of %s: no answer in time'
+                         % re.escape(dom('slow')), text)
+        self.assertGreaterEqual(time.monotonic() - t0, 2.5, 'deferred before dns_timeout (3 s) ran out')
+        self.assertEqual(len(rec['attempt']), 1, text)
+        self.assertRegex(rec['attempt'][0], r'^\d+ host=mx:%s tls=no cipher=- verified=no reply=451 4\.4\.3 '
+                         % re.escape(dom('slow')))
+        self.assertNotIn(msgid, self.gw.listdir('failed'))
 
 
 class ShutdownWhileResolving(unittest.TestCase):

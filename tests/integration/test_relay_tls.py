@@ -27,6 +27,13 @@ leave through its relay:
   others may read keeps the old credentials;
 - a credentials file others may read: the daemon does not start and
   names the file;
+- per-route policies ([routes] target tls=... auth_plaintext=...), under
+  [relay] tls = verify, three routes to one service without STARTTLS that
+  offers PLAIN: tls=encrypt deferred with 4.7.x and no MAIL or AUTH;
+  tls=none auth_plaintext=yes delivered with PLAIN; tls=none alone
+  deferred with 454 (auth_plaintext = no) in a second message, though the
+  authenticated connection of none.test to the same address is idle (no
+  reuse across policies);
 - routing meets TLS (the test unbound of dns.py names the peer): a
   host-name smarthost [tlspeer.ZONE]:port whose certificate names only
   tlspeer.ZONE, under verify: delivered, verified=yes peer=tlspeer.ZONE
@@ -65,6 +72,8 @@ USER = 'me@mail.test'
 PASSWORD = 'c0rrect horse: battery'
 RCPT = 'box@' + peers.DEST_DOMAIN
 OUTCOME_WAIT = 20.0
+# test_per_route_policies: one route each, all to the service without STARTTLS
+ROUTE_DOMAINS = ('enc.test', 'none.test', 'noplain.test')
 
 
 def setUpModule():
@@ -92,7 +101,8 @@ class RelayTLSTest(unittest.TestCase):
             peers.Service('plainauth', tls='none', mechs='plain', auth_only=False),
             peers.Service('login', mechs='login'),
             peers.Service('named', cert='named'),
-        ], extra_certs={'other': other, 'named': named})
+        ], extra_certs={'other': other, 'named': named},
+            extra_main={'virtual_mailbox_domains': ', '.join([peers.DEST_DOMAIN] + list(ROUTE_DOMAINS))})
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.addClassCleanup(cls.pf.stop)
         cls.pf.start()
@@ -141,6 +151,20 @@ class RelayTLSTest(unittest.TestCase):
             s.ehlo('client.example')
             s.mail('backup@gw.example')
             s.rcpt(RCPT)
+            code, resp = s.data(body)
+            self.assertEqual(code, 250, resp)
+        return harness.queued_id(resp)
+
+    def send_to(self, gw, tag, rcpts):
+        """One message with this tag to rcpts through the gateway's SMTP listener; returns its id."""
+        body = ('From: backup@gw.example\r\nTo: %s\r\nSubject: routes %s\r\n'
+                'Date: Wed, 02 Dec 2026 06:00:00 +0000\r\nMessage-ID: <%s@gw.example>\r\n\r\nbody\r\n'
+                % (rcpts[0], tag, tag)).encode()
+        with smtplib.SMTP(*gw.smtp_addr, timeout=10) as s:
+            s.ehlo('client.example')
+            s.mail('backup@gw.example')
+            for r in rcpts:
+                s.rcpt(r)
             code, resp = s.data(body)
             self.assertEqual(code, 250, resp)
         return harness.queued_id(resp)
@@ -202,6 +226,9 @@ class RelayTLSTest(unittest.TestCase):
         self.assertIn(b'.leading dot\n', data)
         self.assertRegex(rec.get('last-tls', ''), r'^TLSv1\.[23] \S+ verified=yes peer=127\.0\.0\.1$')
         self.assertEqual(rec.get('last-auth'), 'SCRAM-SHA-256 user=%s' % USER)
+        self.assertEqual(len(rec['attempt']), 1, rec['attempt'])
+        self.assertRegex(rec['attempt'][0], r'^\d+ host=127\.0\.0\.1:%d tls=TLSv1\.[23] cipher=\S+ verified=yes '
+                         r'reply=250 2\.0\.0 ' % svc.port)
         wait_until(lambda: 'sasl_method=SCRAM-SHA-256, sasl_username=%s' % USER in self.pf.service_log('starttls'),
                    5, 'Postfix logging the SCRAM login')
         logtext = gw.read_log('smtpd')
@@ -357,6 +384,66 @@ class RelayTLSTest(unittest.TestCase):
         self.assertEqual(rec.get('last-auth'), 'PLAIN user=%s' % USER)
         self.assertNotIn('last-tls', rec)
         self.arrived(tag)
+
+    def test_per_route_policies(self):
+        svc = self.pf.services['plainauth']	# no STARTTLS, AUTH PLAIN before TLS
+        since = self.service_lines('plainauth')
+        target = '[127.0.0.1]:%d' % svc.port
+        gw = harness.Instance('tls', smarthost=self.pf.services['starttls'].addr, tls='verify',
+                              tls_ca_file=self.ca.cert, retry_min=3600, retry_max=3600,
+                              connection_idle_timeout=120, routes={
+                                  'enc.test': target + ' tls=encrypt',
+                                  'none.test': target + ' tls=none auth_plaintext=yes',
+                                  'noplain.test': target + '   TLS=None',
+                              })
+        self.gw = gw
+        with open(os.path.join(gw.dir, 'creds'), 'w') as f:		# one line: the target without options
+            f.write('%s %s:%s\n' % (target, USER, PASSWORD))
+        os.chmod(f.name, 0o600)
+        if harness.IS_ROOT:
+            pw = pwd.getpwnam(harness.USER)
+            os.chown(f.name, pw.pw_uid, pw.pw_gid)
+        gw.cfg['credentials'] = f.name
+        gw.start_smtpd()
+        tag = uuid.uuid4().hex[:12]
+        first = self.send_to(gw, tag, ['box@enc.test', 'box@none.test'])
+        def settled():
+            where, text = gw.find_record(first)
+            rec = parse_record(text) if text else {}
+            states = [r[0] for r in rec.get('rcpt', [])]
+            return rec if where == 'queue' and 'sent' in states and int(rec.get('attempts', 0)) >= 1 else None
+        rec = wait_until(settled, OUTCOME_WAIT, 'message %s delivered to none.test only' % first)
+        by = {r[1].split('@')[1]: r for r in rec['rcpt']}
+        self.assertEqual(by['enc.test'][0], 'pending')
+        self.assertRegex(by['enc.test'][2], r'^4\d\d 4\.7\.\d .*TLS is required \(policy encrypt\), but '
+                         r'127\.0\.0\.1:%d did not offer STARTTLS' % svc.port)
+        self.assertEqual(by['none.test'][0], 'sent')
+        self.arrived(tag)
+        # One attempt: line per destination, none with TLS; the delivered one says its 250.
+        self.assertEqual(len(rec['attempt']), 2, rec['attempt'])
+        for a in rec['attempt']:
+            self.assertRegex(a, r'^\d+ host=127\.0\.0\.1:%d tls=no cipher=- verified=no reply=\d{3} ' % svc.port)
+        self.assertEqual(len([a for a in rec['attempt'] if ' reply=250 ' in a]), 1, rec['attempt'])
+        # The authenticated connection of none.test is idle now (connection_idle_timeout = 120);
+        # noplain.test, same address and credentials but another policy, must not take it.
+        wait_until(lambda: 'event=relay-conn-idle' in gw.read_log('smtpd'), 5, 'the connection going idle')
+        second = self.send_to(gw, uuid.uuid4().hex[:12], ['box@noplain.test'])
+        rec = self.outcome(gw, second, 'queue')
+        self.assertEqual(rec['rcpt'][0][0], 'pending')
+        self.assertRegex(rec['rcpt'][0][2], r'^454 4\.7\.0 .*would send the password without TLS '
+                         r'\(auth_plaintext = no\)')
+        self.assertRegex(gw.read_log('smtpd'), r'event=relay-attempt id=%s .* reused=no' % re.escape(second))
+        gw.cleanup()
+        self.gw = None
+        # The peer: three sessions, MAIL and AUTH on the none.test one only (a port probe says no EHLO).
+        lines = self.pf.service_log('plainauth').splitlines()[since:]
+        disc = [l for l in lines if 'disconnect from' in l and ' ehlo=' in l]
+        self.assertEqual(len(disc), 3, '\n'.join(lines))
+        with_mail = [l for l in disc if ' mail=' in l]
+        self.assertEqual(len(with_mail), 1, '\n'.join(disc))
+        self.assertIn(' auth=1 ', with_mail[0])
+        self.assertEqual(len([l for l in disc if ' auth=' in l]), 1, '\n'.join(disc))
+        self.assertEqual(len([l for l in lines if 'sasl_method=PLAIN' in l]), 1, '\n'.join(lines))
 
     def test_credentials_readable_by_others_refuse_start(self):
         gw = harness.Instance('tls', smarthost=self.pf.services['starttls'].addr)

@@ -95,6 +95,9 @@ assert_env_equal(const struct envelope *a, const struct envelope *b)
 	    a->dsn_delayed, b->dsn_delayed);
 	ck_assert_uint_eq(a->attempts, b->attempts);
 	ck_assert_int_eq(a->next_attempt, b->next_attempt);
+	ck_assert_uint_eq(a->nattempt, b->nattempt);
+	for (i = 0; i < a->nattempt; i++)
+		ck_assert_str_eq(a->attempt[i], b->attempt[i]);
 	ck_assert_msg(streq_null(a->last_host, b->last_host), "last_host '%s' != '%s'", a->last_host, b->last_host);
 	ck_assert_msg(streq_null(a->last_reply, b->last_reply), "last_reply '%s' != '%s'",
 	    a->last_reply, b->last_reply);
@@ -366,7 +369,11 @@ static const char good_record[] =
 	"last-host: 127.0.0.1:2525\n"
 	"last-reply: 451 4.3.0 Local error in processing\n"
 	"last-tls: TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes peer=mx.test\n"
-	"last-auth: SCRAM-SHA-256 user=me@example.net\n";
+	"last-auth: SCRAM-SHA-256 user=me@example.net\n"
+	"attempt: 1764442100 host=mx:example.net tls=no cipher=- verified=no "
+	"reply=451 4.4.3 MX lookup: SERVFAIL\n"
+	"attempt: 1764442159 host=mx.test[192.0.2.1]:25 tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 verified=yes "
+	"reply=451 4.3.0 Local error in processing\n";
 
 static const struct bad_case {
 	const char     *what;
@@ -428,6 +435,23 @@ static const struct bad_case {
 	{ "body twice", "body: binarymime\n", "body: binarymime\nbody: binarymime\n" },
 	{ "smtputf8 no", "smtputf8: yes\n", "smtputf8: no\n" },
 	{ "smtputf8 twice", "smtputf8: yes\n", "smtputf8: yes\nsmtputf8: yes\n" },
+	{ "attempt without reply=", "verified=yes reply=", "verified=yes " },
+	{ "attempt time not a number", "attempt: 1764442100", "attempt: 17644421x0" },
+	{ "attempt without host=", "host=mx.test[", "mx.test[" },
+	{ "attempt empty host", "host=mx:example.net", "host=" },
+	{ "attempt verified maybe", "verified=yes reply", "verified=maybe reply" },
+	{ "attempt no TLS but a cipher", "tls=no cipher=-", "tls=no cipher=AES" },
+	{ "attempt no TLS but verified", "cipher=- verified=no", "cipher=- verified=yes" },
+	{ "attempt double blank", "host=mx.test[192.0.2.1]:25 tls", "host=mx.test[192.0.2.1]:25  tls" },
+	{ "attempt control char in reply", "Local error in", "Local\x01error in" },
+	{ "attempt words swapped", "tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384",
+	    "cipher=TLS_AES_256_GCM_SHA384 tls=TLSv1.3" },
+	{ "eleven attempts", NULL,
+	    "attempt: 1 host=a tls=no cipher=- verified=no reply=\nattempt: 2 host=a tls=no cipher=- verified=no reply=\n"
+	    "attempt: 3 host=a tls=no cipher=- verified=no reply=\nattempt: 4 host=a tls=no cipher=- verified=no reply=\n"
+	    "attempt: 5 host=a tls=no cipher=- verified=no reply=\nattempt: 6 host=a tls=no cipher=- verified=no reply=\n"
+	    "attempt: 7 host=a tls=no cipher=- verified=no reply=\nattempt: 8 host=a tls=no cipher=- verified=no reply=\n"
+	    "attempt: 9 host=a tls=no cipher=- verified=no reply=\n" },
 };
 #define N_BAD_CASES	(sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -614,6 +638,47 @@ START_TEST(test_good_record_parses)
 	ck_assert_str_eq(env.last_auth, "SCRAM-SHA-256 user=me@example.net");
 	ck_assert_str_eq(env.auth, "SCRAM-SHA-256 user=alice@example.org mail-auth=alice@example.org");
 	ck_assert(env.binarymime && env.smtputf8);
+	envelope_free(&env);
+}
+END_TEST
+
+/* The attempt history: appended in order, the oldest dropped past ENVELOPE_ATTEMPTS_MAX, strict parts. */
+START_TEST(test_attempt_history)
+{
+	struct envelope env, back, copy;
+	char *text;
+	size_t len, i;
+
+	ck_assert_int_eq(envelope_init(&env, "1.M1P1Q1", "a@example.org", "test"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "b@example.net"), 0);
+	ck_assert_int_eq(envelope_add_attempt(&env, 100, "mx.test[192.0.2.1]:25", "TLSv1.3", "TLS_AES_128_GCM_SHA256",
+	    true, "250 2.0.0 Ok"), 0);
+	ck_assert_str_eq(env.attempt[0],
+	    "100 host=mx.test[192.0.2.1]:25 tls=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 verified=yes reply=250 2.0.0 Ok");
+	ck_assert_int_eq(envelope_add_attempt(&env, 101, "192.0.2.2:25", NULL, "ignored", true, NULL), 0);
+	ck_assert_str_eq(env.attempt[1], "101 host=192.0.2.2:25 tls=no cipher=- verified=no reply=");
+	/* Refused: a blank in the host, a line break in the reply, no host, a negative time. */
+	ck_assert_int_eq(envelope_add_attempt(&env, 1, "a b", NULL, NULL, false, "x"), -EINVAL);
+	ck_assert_int_eq(envelope_add_attempt(&env, 1, "a", NULL, NULL, false, "x\nlast-host: y"), -EINVAL);
+	ck_assert_int_eq(envelope_add_attempt(&env, 1, NULL, NULL, NULL, false, "x"), -EINVAL);
+	ck_assert_int_eq(envelope_add_attempt(&env, -1, "a", NULL, NULL, false, "x"), -EINVAL);
+	ck_assert_uint_eq(env.nattempt, 2);
+	for (i = 0; i < 2 * ENVELOPE_ATTEMPTS_MAX; i++)
+		ck_assert_int_eq(envelope_add_attempt(&env, 200 + (long long)i, "h", NULL, NULL, false, "451 4.4.1 x"), 0);
+	ck_assert_uint_eq(env.nattempt, ENVELOPE_ATTEMPTS_MAX);
+	ck_assert_ptr_nonnull(strstr(env.attempt[0], "210 host=h "));	/* the newest ten */
+	ck_assert_ptr_nonnull(strstr(env.attempt[ENVELOPE_ATTEMPTS_MAX - 1], "219 host=h "));
+	ck_assert_int_eq(envelope_format(&env, &text, &len), 0);
+	ck_assert_int_eq(envelope_parse(text, len, &back), 0);
+	ck_assert_uint_eq(back.nattempt, ENVELOPE_ATTEMPTS_MAX);
+	for (i = 0; i < ENVELOPE_ATTEMPTS_MAX; i++)
+		ck_assert_str_eq(back.attempt[i], env.attempt[i]);
+	ck_assert_int_eq(envelope_copy(&copy, &env), 0);
+	ck_assert_uint_eq(copy.nattempt, ENVELOPE_ATTEMPTS_MAX);
+	ck_assert_str_eq(copy.attempt[3], env.attempt[3]);
+	envelope_free(&copy);
+	envelope_free(&back);
+	free(text);
 	envelope_free(&env);
 }
 END_TEST
@@ -1015,6 +1080,7 @@ envelope_suite(void)
 	tc = tcase_create("strict_parse");
 	tcase_add_test(tc, test_good_record_parses);
 	tcase_add_test(tc, test_set_last_tls_and_auth);
+	tcase_add_test(tc, test_attempt_history);
 	tcase_add_loop_test(tc, test_bad_record, 0, N_BAD_CASES);
 	tcase_add_test(tc, test_good_rejected_parses);
 	tcase_add_loop_test(tc, test_bad_rejected, 0, N_BAD_REJECTED_CASES);

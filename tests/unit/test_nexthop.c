@@ -167,12 +167,12 @@ START_TEST(test_credentials_by_target)
 	snprintf(hop.name, sizeof(hop.name), "smtp.example.net[192.0.2.9]:587");
 	snprintf(hop.target, sizeof(hop.target), "[smtp.example.net]:587");
 	ck_assert_int_eq(nexthop_add_addr(&hop, (struct sockaddr *)&sin, sizeof(sin), "smtp.example.net"), 0);
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_str_eq(hop.user, "me");
 	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
 	/* An MX route has no line of its own: "*". */
 	snprintf(hop.target, sizeof(hop.target), "mx");
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_str_eq(hop.user, "any");
 	nexthop_wipe(&hop);
 	sasl_creds_free(creds);
@@ -203,12 +203,12 @@ START_TEST(test_default_policy)
 	cfg_defaults(&cfg);
 	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:587", &hop), 0);
 	/* No credentials file: may. */
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, NULL), 0);
 	ck_assert_int_eq(hop.tls, TLS_POLICY_MAY);
 	ck_assert(!hop.auth);
 	ck_assert_str_eq(hop.tls_ca_file, "");
 	/* Its own line: verify, and that user. */
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
 	ck_assert(hop.auth);
 	ck_assert_str_eq(hop.user, "me@example.net");
@@ -216,7 +216,7 @@ START_TEST(test_default_policy)
 	ck_assert(!hop.auth_plaintext);
 	/* Another hop falls back to "*". */
 	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:465", &hop), 0);
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_str_eq(hop.user, "any");
 	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
 	nexthop_wipe(&hop);
@@ -239,16 +239,47 @@ START_TEST(test_explicit_policy_and_keys)
 	cfg.relay_tls_ca_file = strdup("/etc/ca.pem");
 	cfg.relay_auth_plaintext = true;
 	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:465", &hop), 0);
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_int_eq(hop.tls, TLS_POLICY_WRAPPER);
 	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
 	ck_assert(hop.auth_plaintext);
 	ck_assert(!hop.auth);		/* no line for this hop, no "*" */
 	free(cfg.relay_tls);
 	cfg.relay_tls = strdup("none");
-	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, creds), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, NULL, creds), 0);
 	ck_assert_int_eq(hop.tls, TLS_POLICY_NONE);
 	sasl_creds_free(creds);
+	cfg_free(&cfg);
+}
+END_TEST
+
+/* A route's own options win over the [relay] keys, one by one. */
+START_TEST(test_route_options_win)
+{
+	struct route_opts opts = { .auth_plaintext = ROUTE_UNSET };
+	struct nexthop hop;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	cfg.relay_tls = strdup("verify");
+	cfg.relay_tls_ca_file = strdup("/etc/ca.pem");
+	ck_assert_int_eq(nexthop_from_smarthost("127.0.0.1:25", &hop), 0);
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, &opts, NULL), 0);	/* none set: [relay] */
+	ck_assert_int_eq(hop.tls, TLS_POLICY_VERIFY);
+	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
+	ck_assert(!hop.auth_plaintext);
+	snprintf(opts.tls, sizeof(opts.tls), "none");
+	opts.auth_plaintext = ROUTE_YES;
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, &opts, NULL), 0);
+	ck_assert_int_eq(hop.tls, TLS_POLICY_NONE);
+	ck_assert(hop.auth_plaintext);
+	ck_assert_str_eq(hop.tls_ca_file, "/etc/ca.pem");
+	snprintf(opts.tls_ca_file, sizeof(opts.tls_ca_file), "/etc/route-ca.pem");
+	cfg.relay_auth_plaintext = true;
+	opts.auth_plaintext = ROUTE_NO;
+	ck_assert_int_eq(nexthop_set_security(&hop, &cfg, &opts, NULL), 0);
+	ck_assert_str_eq(hop.tls_ca_file, "/etc/route-ca.pem");
+	ck_assert(!hop.auth_plaintext);
 	cfg_free(&cfg);
 }
 END_TEST
@@ -328,6 +359,7 @@ nexthop_suite(void)
 	tcase_add_test(tc, test_peer_name_is_the_host_name);
 	tcase_add_test(tc, test_smarthost_names);
 	tcase_add_test(tc, test_default_policy);
+	tcase_add_test(tc, test_route_options_win);
 	tcase_add_test(tc, test_explicit_policy_and_keys);
 	tcase_add_test(tc, test_credentials_by_target);
 	tcase_add_test(tc, test_can_share_only_same_security);

@@ -181,6 +181,72 @@ START_TEST(test_parse_hold)
 }
 END_TEST
 
+/* ---- a route's own options (tls=, auth_plaintext=, tls_ca_file=) ---- */
+
+static const struct opts_case {
+	const char     *spec;
+	int		want;
+	const char     *target;	/* nh.target: the spec without its options */
+	const char     *tls;
+	enum route_choice auth_plaintext;
+	const char     *ca;
+} opts_cases[] = {
+	{ "[smtp.example.org]:587", 0, "[smtp.example.org]:587", "", ROUTE_UNSET, "" },
+	{ "[smtp.example.org]:587 tls=verify", 0, "[smtp.example.org]:587", "verify", ROUTE_UNSET, "" },
+	{ "[smtp.example.org]:587  TLS=Encrypt\tauth_plaintext=yes ", 0, "[smtp.example.org]:587", "encrypt", ROUTE_YES, "" },
+	{ "mx tls=may", 0, "mx", "may", ROUTE_UNSET, "" },
+	{ "mx:2525 auth_plaintext=no", 0, "mx:2525", "", ROUTE_NO, "" },
+	{ "192.0.2.1:465 tls=wrapper tls_ca_file=/etc/ca.pem", 0, "192.0.2.1:465", "wrapper", ROUTE_UNSET, "/etc/ca.pem" },
+	{ "hold [b.example]:25 tls=none", 0, "hold [b.example]:25", "none", ROUTE_UNSET, "" },
+	{ "hold tls=none", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },		/* nothing to secure */
+	{ "mx tls=sometimes", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls=verify tls=may", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },	/* twice */
+	{ "mx auth_plaintext=maybe", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls_ca_file=relative.pem", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx color=blue", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "mx tls=", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },
+	{ "tls=verify", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },			/* no target */
+	{ "mx tls=verify junk", -EINVAL, NULL, NULL, ROUTE_UNSET, NULL },		/* a word after the options */
+};
+#define N_OPTS_CASES	(sizeof(opts_cases) / sizeof(opts_cases[0]))
+
+START_TEST(test_parse_options)
+{
+	const struct opts_case *c = &opts_cases[_i];
+	struct route_nexthop nh;
+	int r = route_parse_target(c->spec, &nh);
+
+	ck_assert_msg(r == c->want, "route_parse_target(\"%s\") = %d, want %d", c->spec, r, c->want);
+	if (r != 0)
+		return;
+	ck_assert_str_eq(nh.target, c->target);
+	ck_assert_str_eq(nh.opts.tls, c->tls);
+	ck_assert_int_eq(nh.opts.auth_plaintext, c->auth_plaintext);
+	ck_assert_str_eq(nh.opts.tls_ca_file, c->ca);
+}
+END_TEST
+
+START_TEST(test_pick_options)
+{
+	struct route_nexthop a, b;
+	struct cfg cfg;
+
+	cfg_defaults(&cfg);
+	add_route(&cfg, "a.example", "[relay.example]:25 tls=encrypt");
+	add_route(&cfg, "b.example", "[relay.example]:25 tls=none auth_plaintext=yes");
+	ck_assert_int_eq(route_pick(&cfg, "a.example", &a), 0);
+	ck_assert_int_eq(route_pick(&cfg, "b.example", &b), 0);
+	/* One target (one credentials line), two policies. */
+	ck_assert_str_eq(a.target, "[relay.example]:25");
+	ck_assert_str_eq(b.target, "[relay.example]:25");
+	ck_assert_str_eq(a.opts.tls, "encrypt");
+	ck_assert_int_eq(b.opts.auth_plaintext, ROUTE_YES);
+	ck_assert(!route_opts_equal(&a.opts, &b.opts));
+	ck_assert(route_opts_equal(&a.opts, &a.opts));
+	cfg_free(&cfg);
+}
+END_TEST
+
 /* ---- ETRN nodes ---- */
 
 static const struct node_case {
@@ -745,6 +811,8 @@ route_suite(void)
 	tcase_add_loop_test(tc, test_parse_hold, 0, N_HOLD_CASES);
 	tcase_add_loop_test(tc, test_node_parse, 0, N_NODE_CASES);
 	tcase_add_test(tc, test_node_too_long);
+	tcase_add_loop_test(tc, test_parse_options, 0, N_OPTS_CASES);
+	tcase_add_test(tc, test_pick_options);
 	tcase_add_test(tc, test_node_matches_and_hold);
 	tcase_add_loop_test(tc, test_domain_list, 0, N_LIST_CASES);
 	tcase_add_loop_test(tc, test_pick, 0, N_PICK_CASES);
