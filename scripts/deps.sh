@@ -2,7 +2,8 @@
 # scripts/deps.sh: install what spoolgate needs to build, run and test, where missing.
 # Sourced by ./run and ./test.  Debian 12 packages only; needs root (or sudo).
 #
-#   deps_install       apt-get install the packages that dpkg does not show as installed
+#   deps_install       apt-get install what ./run needs, where dpkg does not show it installed
+#   deps_install_tests the same with what ./test needs too (the suites' peers and tools)
 #   deps_install_fuzz  the same for what ./test --fuzz needs (clang, libFuzzer)
 #   deps_install_list PACKAGE...  the same for any list (scripts/build-deb.sh: debhelper, lintian)
 #   deps_user NAME     create the unprivileged system user the daemons drop root to
@@ -10,6 +11,8 @@
 #   deps_sendmail BIN GROUP  make BIN set-group-id GROUP (rwxr-sr-x root:GROUP), as a package installs it
 #   deps_build DIR [MESON-OPTIONS...]  meson setup DIR (once, with the options), ninja
 
+# What ./run needs: the build (with its tests: build/ is ./test's too), the
+# daemons, and swaks, which ./run's hints use.
 SPOOLGATE_PACKAGES=(
 	gcc libc6-dev pkg-config meson ninja-build   # build
 	libevent-dev                                  # smtpd event loop (libevent_openssl: the relay's TLS)
@@ -17,13 +20,22 @@ SPOOLGATE_PACKAGES=(
 	libinih-dev                                   # configuration file
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
 	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
-	libssl-dev openssl                            # TLS (common/tls.c); certificates in tests
-	libgsasl-dev gsasl                            # SMTP AUTH (common/sasl.c); gsasl interop test
+	libssl-dev openssl                            # TLS (common/tls.c); ./run's self-signed certificate
+	libgsasl-dev                                  # SMTP AUTH (common/sasl.c)
 	libcrypt-dev                                  # yescrypt hashes of the server's users (common/userdb.c)
-	check                                         # unit tests
-	python3 swaks python3-aiosmtpd                # integration tests: real SMTP clients and sinks
+	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)
+	procps psmisc                                 # pkill/fuser in scripts
+	swaks libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl  # ./run's examples; swaks --auth, --tls
+	check python3                                 # build/ holds the tests too (meson -Dtests=true, ./test shares it)
+)
+
+# What ./test adds: the real peers and tools of the suites.  Not installed by
+# ./run, so that a gateway does not come with DNS, GlusterFS or MooseFS
+# servers it never uses.
+SPOOLGATE_TEST_PACKAGES=(
+	gsasl                                         # gsasl interop test (SCRAM as a client)
+	python3-aiosmtpd                              # integration tests: SMTP sinks
 	bsd-mailx                                     # test_sendmail.py: mail -s subject root, through spoolgate-sendmail
-	libauthen-sasl-perl libdigest-hmac-perl libnet-ssleay-perl  # swaks --auth, swaks --tls
 	msmtp nmap                                    # test_auth.py: a user's client, smtp-open-relay
 	testssl.sh                                    # test_starttls.py: a TLS audit of the STARTTLS listener
 	postfix                                       # smtp-source/smtp-sink; the benchmark's peer; the TLS/AUTH peer
@@ -32,9 +44,7 @@ SPOOLGATE_PACKAGES=(
 	fetchmail                                     # test_etrn.py, test_odmr.py: fetchmail --protocol ETRN / ODMR as the client
 	glusterfs-server glusterfs-client             # test_shared_spool.py, bench/shared: a spool shared by two gateways
 	moosefs-master moosefs-chunkserver moosefs-client # test_shared_spool.py: the same on MooseFS
-	procps psmisc                                 # pkill/fuser in scripts
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
-	libsystemd-dev                                # sd_notify for the Type=notify units (optional to the build)
 	systemd mandoc groff-base man-db              # tests/package: systemd-analyze verify/security; mandoc -Tlint, groff -ww, man --warnings
 	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
 )
@@ -56,6 +66,10 @@ deps_missing() {
 
 deps_install() {
 	deps_install_list "${SPOOLGATE_PACKAGES[@]}"
+}
+
+deps_install_tests() {
+	deps_install_list "${SPOOLGATE_PACKAGES[@]}" "${SPOOLGATE_TEST_PACKAGES[@]}"
 }
 
 deps_install_fuzz() {
