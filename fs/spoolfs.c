@@ -2468,6 +2468,7 @@ spoolfs_free(struct spoolfs *fs)
 		    st.batches, st.max_batch);
 	}
 	commitgroup_free(fs->outbox.group);
+	aliases_source_free(fs->outbox.aliases);
 	waiters_free(fs->waiters);
 	inode_table_free(&fs->nodes);
 	pthread_mutex_destroy(&fs->lock);

@@ -108,9 +108,12 @@ expand(const struct aliases *a, const char *key, char *out, size_t outlen, struc
 	out[0] = '\0';
 	if (r != 1)
 		return r;
-	for (i = 0; i < x.nrcpt; i++)
-		len += (size_t)snprintf(out + len, outlen - len, "%s%s:%s", i ? " " : "",
+	for (i = 0; i < x.nrcpt && len + 1 < outlen; i++) {
+		int n = snprintf(out + len, outlen - len, "%s%s:%s", i ? " " : "",
 		    x.rcpt[i].dest == ALIAS_MAILBOX ? "m" : "a", x.rcpt[i].value);
+
+		len = n < 0 || (size_t)n >= outlen - len ? outlen - 1 : len + (size_t)n;	/* cut at outlen */
+	}
 	if (keep != NULL)
 		*keep = x;
 	else
