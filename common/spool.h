@@ -172,6 +172,17 @@ size_t spool_msg_local_count(const struct spool_msg *msg);
  */
 int spool_msg_commit_start(struct spool_msg *msg);
 int spool_msg_commit_prepare(struct spool_msg *msg);
+/*
+ * One sync for a batch (spool_fs_sync_open() succeeded): _prepare_unsynced
+ * writes the data and the record's temporary without syncing either; the
+ * caller runs spool_fs_sync(), then spool_msg_commit_check() on each message
+ * before its publish.  _check waits for the writeback of the message's own
+ * files and returns any writeback error they had since they were created
+ * (sync_file_range(2): no device flush), so that an error another
+ * spool_fs_sync() consumed first is not lost; 0 or -errno, sticky.
+ */
+int spool_msg_commit_prepare_unsynced(struct spool_msg *msg);
+int spool_msg_commit_check(struct spool_msg *msg);
 int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
 /* After a failed dirset sync: remove the names published, best effort. */
 void spool_msg_commit_unpublish(struct spool_msg *msg);
