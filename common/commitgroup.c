@@ -6,12 +6,19 @@
  *	list under lock; busy says a leader is publishing and syncing a batch
  *	taken off that list (without the lock); done wakes every waiter when
  *	a batch ends, and each either finds its result or leads the next one.
+ *	New messages go in front of the list, so the part of it that a
+ *	syncfs covers (the messages waiting when it started) is the list's
+ *	tail from the head seen then; only the leader marks it, and only a
+ *	later leader reads the mark, both under lock.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "spool.h"
 
 #include "commitgroup.h"
@@ -20,6 +27,7 @@
 struct commitgroup_entry {
 	struct spool_msg	       *msg;
 	int				result;
+	bool				contents_durable;	/* a syncfs covered its files; set by a leader under lock */
 	bool				published;
 	bool				finished;
 	struct commitgroup_entry       *next;
@@ -27,6 +35,7 @@ struct commitgroup_entry {
 
 struct commitgroup {
 	struct spool		       *spool;		/* constant */
+	int				fs_sync_fd;	/* constant: spool_fs_sync_open(), or -1; the leader's */
 	pthread_mutex_t			lock;
 	pthread_cond_t			done;		/* a batch ended */
 	struct commitgroup_entry       *waiting;	/* protected by lock */
@@ -38,17 +47,67 @@ int
 commitgroup_new(struct spool *spool, struct commitgroup **out)
 {
 	struct commitgroup *g = calloc(1, sizeof *g);
+	int r;
 
 	if (g == NULL)
 		return -ENOMEM;
 	g->spool = spool;
+	if ((r = spool_fs_sync_open(spool)) >= 0)
+		g->fs_sync_fd = r;
+	else {
+		g->fs_sync_fd = -1;
+		log_info("commitgroup-fs-sync", "available=no why=\"%s\" action=\"every message synced on its own\"",
+		    r == -EOPNOTSUPP ? "not a filesystem whose syncfs writes through" : strerror(-r));
+	}
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->done, NULL);
 	*out = g;
 	return 0;
 }
 
-/* The leader's work, without the lock: publish each, one sync for all. */
+/*
+ * One syncfs for the files of the batch that no earlier syncfs covered, then
+ * each message's own writeback errors (an error another syncfs consumed).
+ */
+static void
+commitgroup_sync_contents(struct commitgroup *g, struct commitgroup_entry *batch)
+{
+	struct commitgroup_entry *e;
+	int r = 0;
+
+	for (e = batch; e; e = e->next)
+		if (!e->contents_durable) {
+			r = spool_fs_sync(g->fs_sync_fd);
+			break;
+		}
+	for (e = batch; e; e = e->next)
+		e->result = r < 0 && !e->contents_durable ? r : spool_msg_commit_check(e->msg);
+}
+
+/*
+ * The batch's names durable with one syncfs, which also makes durable the
+ * files of every message waiting when it starts: those skip the first
+ * syncfs of the next batch.
+ */
+static int
+commitgroup_sync_names_and_next(struct commitgroup *g)
+{
+	struct commitgroup_entry *next, *e;
+	int r;
+
+	pthread_mutex_lock(&g->lock);
+	next = g->waiting;	/* later arrivals go in front of these */
+	pthread_mutex_unlock(&g->lock);
+	if ((r = spool_fs_sync(g->fs_sync_fd)) < 0)
+		return r;
+	pthread_mutex_lock(&g->lock);
+	for (e = next; e; e = e->next)
+		e->contents_durable = true;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+/* The leader's work, without the lock: contents durable, publish each, one sync for all names. */
 static void
 commitgroup_run_batch(struct commitgroup *g, struct commitgroup_entry *batch)
 {
@@ -56,7 +115,11 @@ commitgroup_run_batch(struct commitgroup *g, struct commitgroup_entry *batch)
 	struct commitgroup_entry *e;
 	int r;
 
+	if (g->fs_sync_fd >= 0)
+		commitgroup_sync_contents(g, batch);
 	for (e = batch; e; e = e->next) {
+		if (e->result < 0)
+			continue;
 		if (dirs == NULL) {
 			e->result = -ENOMEM;
 			continue;
@@ -68,7 +131,8 @@ commitgroup_run_batch(struct commitgroup *g, struct commitgroup_entry *batch)
 	}
 	if (dirs == NULL)
 		return;
-	if ((r = spool_dirset_sync(dirs)) < 0)
+	r = g->fs_sync_fd >= 0 ? commitgroup_sync_names_and_next(g) : spool_dirset_sync(dirs);
+	if (r < 0)
 		for (e = batch; e; e = e->next)
 			if (e->published) {
 				spool_msg_commit_unpublish(e->msg);
@@ -106,7 +170,9 @@ commitgroup_commit(struct commitgroup *g, struct spool_msg *msg)
 	struct commitgroup_entry self = { .msg = msg };
 	int r;
 
-	if ((r = spool_msg_commit_prepare(msg)) < 0)	/* its own syncs, overlapping others' */
+	r = g->fs_sync_fd >= 0 ? spool_msg_commit_prepare_unsynced(msg) :
+	    spool_msg_commit_prepare(msg);	/* its own syncs, overlapping others' */
+	if (r < 0)
 		return r;
 	pthread_mutex_lock(&g->lock);
 	self.next = g->waiting;
@@ -134,6 +200,8 @@ commitgroup_free(struct commitgroup *g)
 {
 	if (g == NULL)
 		return;
+	if (g->fs_sync_fd >= 0)
+		close(g->fs_sync_fd);
 	pthread_cond_destroy(&g->done);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
