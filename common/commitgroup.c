@@ -141,13 +141,50 @@ commitgroup_run_batch(struct commitgroup *g, struct commitgroup_entry *batch)
 	spool_dirset_free(dirs);
 }
 
+static bool
+commitgroup_any_covered(const struct commitgroup_entry *list)
+{
+	for (; list; list = list->next)
+		if (list->contents_durable)
+			return true;
+	return false;
+}
+
+/*
+ * Under lock: the next batch, taken off the waiting list.  Where a syncfs
+ * covered some of the waiting messages, only those: the others stay and
+ * are covered by this batch's second syncfs, so that a batch under load
+ * costs one syncfs, not two.  Otherwise every message waiting.
+ */
+static struct commitgroup_entry *
+commitgroup_take_batch(struct commitgroup *g)
+{
+	struct commitgroup_entry *batch = NULL, **tail = &batch, **link = &g->waiting, *e;
+
+	if (g->fs_sync_fd < 0 || !commitgroup_any_covered(g->waiting)) {
+		batch = g->waiting;
+		g->waiting = NULL;
+		return batch;
+	}
+	while ((e = *link) != NULL) {
+		if (!e->contents_durable) {
+			link = &e->next;
+			continue;
+		}
+		*link = e->next;	/* stays in the order it came */
+		e->next = NULL;
+		*tail = e;
+		tail = &e->next;
+	}
+	return batch;
+}
+
 static void
 commitgroup_lead(struct commitgroup *g)
 {
-	struct commitgroup_entry *batch = g->waiting, *e;
+	struct commitgroup_entry *batch = commitgroup_take_batch(g), *e;
 	unsigned long long n = 0;
 
-	g->waiting = NULL;
 	g->busy = true;
 	pthread_mutex_unlock(&g->lock);
 	commitgroup_run_batch(g, batch);
@@ -179,7 +216,7 @@ commitgroup_commit(struct commitgroup *g, struct spool_msg *msg)
 	g->waiting = &self;
 	while (!self.finished) {
 		if (!g->busy)
-			commitgroup_lead(g);	/* takes self too, unless an earlier leader did */
+			commitgroup_lead(g);	/* takes self too, unless an earlier leader did or self waits for a syncfs */
 		else
 			pthread_cond_wait(&g->done, &g->lock);
 	}

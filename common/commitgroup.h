@@ -28,10 +28,11 @@
  *	the batch, then spool_msg_commit_check() of each message (its own
  *	writeback errors), the publication, and one syncfs for the names.
  *	That second syncfs also makes durable the files of every message
- *	already waiting when it starts, so the next batch, if it holds only
- *	those, skips its first syncfs: under load a batch costs one syncfs; a
- *	lone caller costs two (against two fdatasyncs and two directory
- *	fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
+ *	already waiting when it starts.  A leader that finds such messages
+ *	waiting takes only those, skips the first syncfs, and leaves the
+ *	others for the next batch: its own second syncfs covers them.  So
+ *	under load a batch costs one syncfs; a lone caller costs two
+ *	(against two fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
  *	(spool_msg_commit_prepare()), those syncs overlapping, and the leader
  *	fsyncs each directory that got a name once (spool_dirset_sync()).
  *
