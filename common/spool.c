@@ -359,10 +359,20 @@ spool_fs_sync_open(const struct spool *spool)
 	return fd;
 }
 
+/*
+ * syncfs(2) flushes the disk's cache (->sync_fs) before it writes the block
+ * device's buffers a last time (sync_filesystem()): on ext4 without a
+ * journal, metadata written in that last pass (inode sizes and extents of
+ * files just written back, directory blocks) may still be in a volatile
+ * disk cache when it returns.  An fsync of the root directory flushes it
+ * again; where the root is clean that costs the flush alone.
+ */
 int
 spool_fs_sync(int fd)
 {
-	return syncfs(fd) < 0 ? -errno : 0;
+	if (syncfs(fd) < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- directory sets (group commit) ---- */

@@ -201,9 +201,11 @@ void spool_msg_free(struct spool_msg *msg);
 
 /*
  * One sync for many files.  spool_fs_sync_open() opens a descriptor of the
- * spool's root for spool_fs_sync(), which calls syncfs(2) on it: when it
- * returns 0, every file written on the spool's filesystem so far is durable,
- * with every rename and unlink; it returns a writeback error of any file of
+ * spool's root for spool_fs_sync(), which calls syncfs(2) on it, then
+ * fsync(2) of the root (syncfs writes some metadata after its own flush of
+ * the disk's cache, on ext4 without a journal at least): when it returns 0,
+ * every file written on the spool's filesystem so far is durable, with
+ * every rename and unlink; it returns a writeback error of any file of
  * that filesystem since the previous call on the same descriptor (Linux 5.8
  * and later), once.  Keep one descriptor per thread that syncs this way.
  * spool_fs_sync_open() returns -EOPNOTSUPP unless the filesystem is one
