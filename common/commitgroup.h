@@ -31,8 +31,9 @@
  *	already waiting when it starts.  A leader that finds such messages
  *	waiting takes only those, skips the first syncfs, and leaves the
  *	others for the next batch: its own second syncfs covers them.  So
- *	under load a batch costs one syncfs; a lone caller costs two
- *	(against two fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
+ *	under load a batch costs one spool_fs_sync() (a syncfs and an fsync
+ *	of the spool's root); a lone caller costs two (against two
+ *	fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
  *	(spool_msg_commit_prepare()), those syncs overlapping, and the leader
  *	fsyncs each directory that got a name once (spool_dirset_sync()).
  *
