@@ -8,8 +8,8 @@
  *	a batch ends, and each either finds its result or leads the next one.
  *	New messages go in front of the list, so the part of it that a
  *	syncfs covers (the messages waiting when it started) is the list's
- *	tail from the head seen then; only the leader marks it, and only a
- *	later leader reads the mark, both under lock.
+ *	tail from the head seen then.  Only a leader marks it, under lock,
+ *	and only a later leader reads the mark, after it took the lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +27,7 @@
 struct commitgroup_entry {
 	struct spool_msg	       *msg;
 	int				result;
-	bool				contents_durable;	/* a syncfs covered its files; set by a leader under lock */
+	bool				contents_durable;	/* a syncfs covered its files: see above */
 	bool				published;
 	bool				finished;
 	struct commitgroup_entry       *next;
@@ -35,7 +35,7 @@ struct commitgroup_entry {
 
 struct commitgroup {
 	struct spool		       *spool;		/* constant */
-	int				fs_sync_fd;	/* constant: spool_fs_sync_open(), or -1; the leader's */
+	int				fs_sync_fd;	/* constant, or -1; the leader's alone */
 	pthread_mutex_t			lock;
 	pthread_cond_t			done;		/* a batch ended */
 	struct commitgroup_entry       *waiting;	/* protected by lock */
@@ -56,7 +56,8 @@ commitgroup_new(struct spool *spool, struct commitgroup **out)
 		g->fs_sync_fd = r;
 	else {
 		g->fs_sync_fd = -1;
-		log_info("commitgroup-fs-sync", "available=no why=\"%s\" action=\"every message synced on its own\"",
+		log_info("commitgroup-fs-sync", "available=no why=\"%s\" "
+		    "action=\"every message synced on its own\"",
 		    r == -EOPNOTSUPP ? "not a filesystem whose syncfs writes through" : strerror(-r));
 	}
 	pthread_mutex_init(&g->lock, NULL);
@@ -216,7 +217,7 @@ commitgroup_commit(struct commitgroup *g, struct spool_msg *msg)
 	g->waiting = &self;
 	while (!self.finished) {
 		if (!g->busy)
-			commitgroup_lead(g);	/* takes self too, unless an earlier leader did or self waits for a syncfs */
+			commitgroup_lead(g);	/* self too, unless taken or waiting for a syncfs */
 		else
 			pthread_cond_wait(&g->done, &g->lock);
 	}
