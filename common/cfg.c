@@ -97,6 +97,7 @@ static const struct cfg_key cfg_keys[] = {
 	K("fs", "allow_other", T_BOOL, allow_other, 0, 0),
 	K("fs", "mailbox_owners", T_OWNERS, mailbox_owners, 0, 0),
 	K("fs", "wait_timeout", T_UINT, wait_timeout, 1, 86400),
+	K("fs", "passthrough", T_BOOL, passthrough, 0, 0),
 	K("log", "level", T_LOGLEVEL, log_level, 0, 0),
 };
 
@@ -355,6 +356,7 @@ cfg_defaults(struct cfg *cfg)
 	cfg->mountpoint = xstrdup("/run/spoolgate/mnt");
 	cfg->allow_other = false;
 	cfg->wait_timeout = 300;
+	cfg->passthrough = true;
 	cfg->drop_group = xstrdup("spoolgate-drop");
 	cfg->trusted_users[0] = xstrdup("root");
 	cfg->n_trusted_users = 1;

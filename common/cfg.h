@@ -282,6 +282,7 @@ struct cfg {
 	char	       *mailbox_owners[CFG_MAX_LIST];	/* mailbox_owners = (none): "mailbox:login" words */
 	size_t		n_mailbox_owners;
 	unsigned	wait_timeout;		/* wait_timeout = 300: outbox/wait/ close(2), seconds */
+	bool		passthrough;		/* passthrough = yes: inbox/ reads from the spool file (passthrough.h) */
 
 	/* [log] */
 	int		log_level;		/* level = info (enum log_level) */

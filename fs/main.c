@@ -472,6 +472,8 @@ serve(const struct fs_options *o, const struct cfg *cfg, struct spool *spool,
 		goto out;
 	}
 	spoolfs_when_ready(fs, raise_readahead, (void *) mnt);
+	if ((r = spoolfs_passthrough_start(fs, se)) < 0)
+		log_warn("passthrough", "state=off reason=%s (reads go through the daemon)", strerror(-r));
 	drop_unneeded_capabilities();
 	if ((r = spoolfs_watch_start(fs, se)) < 0) {
 		fprintf(stderr, "%s: cannot watch the spool %s: %s\n", PROG, spool_path(spool),

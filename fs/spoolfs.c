@@ -33,6 +33,7 @@
 #include "aliases.h"
 #include "cfg.h"
 #include "commitgroup.h"
+#include "passthrough.h"
 #include "envelope.h"
 #include "log.h"
 #include "mboxlock.h"
@@ -121,6 +122,7 @@ struct spoolfs {
 	struct fuse_session    *se;		/* set before the watch starts, then constant */
 	struct watch	       *watch;		/* the session's thread only (start, stop) */
 	struct waiters	       *waiters;	/* constant; thread-safe, its own lock (waiters.h) */
+	struct passthrough     *pt;		/* set before the loop, then constant; its own lock */
 };
 
 /* An open file: a descriptor on the spool file, or an outbox entry. */
@@ -132,6 +134,7 @@ struct spoolfs_file {
 	struct outfile	       *of;		/* outbox files only */
 	struct waiters_reader  *reader;		/* inbox/<mailbox>/.next only (waiters.h) */
 	bool			writable;
+	bool			passthrough;	/* the kernel reads fd itself (passthrough.h) */
 	struct spoolfs_file    *prev, *next;	/* fs->files */
 };
 
@@ -1452,6 +1455,8 @@ spoolfs_file_close(struct spoolfs *fs, struct spoolfs_file *h)
 		spoolfs_touch_outbox(fs);
 	} else if (h->fd >= 0)
 		(void) close(h->fd);
+	if (h->passthrough)
+		passthrough_release(fs->pt, h->ino);
 	waiters_reader_free(h->reader);
 	free(h);
 }
@@ -1742,8 +1747,13 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		return (void) fuse_reply_err(req, -r);
 	fi->fh = (uintptr_t) h;
+	/* an inbox/ message is the spool file itself: the kernel may read it */
+	h->passthrough = node->kind == INODE_MAILMSG && h->base == 0 &&
+	    passthrough_open(fs->pt, node->ino, h->fd) == 0;
 	/* a message's pages stay valid until the watcher says it went */
-	fi->keep_cache = spoolfs_kind_is_message(node->kind);
+	fi->keep_cache = spoolfs_kind_is_message(node->kind) && !h->passthrough;
+	/* nothing to do at close(2) of a message: no FLUSH request */
+	fi->noflush = spoolfs_kind_is_message(node->kind);
 	/* a record's size changes as it moves, .next has none: no page cache */
 	fi->direct_io = node->kind == INODE_RECSTATUS || node->kind == INODE_NEXT || node->kind == INODE_LOCK;
 	if (fuse_reply_open(req, fi) != 0)
@@ -2357,6 +2367,12 @@ spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se)
 	return r;
 }
 
+int
+spoolfs_passthrough_start(struct spoolfs *fs, struct fuse_session *se)
+{
+	return passthrough_install(se, fs->cfg->passthrough, &fs->pt);
+}
+
 void
 spoolfs_watch_stop(struct spoolfs *fs)
 {
@@ -2468,6 +2484,7 @@ spoolfs_free(struct spoolfs *fs)
 		    st.batches, st.max_batch);
 	}
 	commitgroup_free(fs->outbox.group);
+	passthrough_free(fs->pt);
 	aliases_source_free(fs->outbox.aliases);
 	waiters_free(fs->waiters);
 	inode_table_free(&fs->nodes);

@@ -9,6 +9,8 @@
  *	int spoolfs_new(const struct cfg *cfg, struct spool *spool,
  *			struct spoolfs **out);
  *	const struct fuse_lowlevel_ops *spoolfs_ops(void);
+ *	int spoolfs_passthrough_start(struct spoolfs *fs,
+ *			struct fuse_session *se);
  *	int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
  *	void spoolfs_watch_stop(struct spoolfs *fs);
  *	void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg),
@@ -34,7 +36,12 @@
  *	Caches: a committed message never changes, so the kernel keeps the
  *	name, attributes and pages of inbox/ messages and of queue/<id>,
  *	sent/<id>, failed/<id> (entry and attribute timeouts of a minute,
- *	keep_cache at open).  spoolfs_watch_start(), called once the session
+ *	keep_cache at open).  With passthrough (fs/passthrough.h, [fs]
+ *	passthrough = yes, kernel 6.9 or later) an inbox/ message is opened
+ *	with the spool file as its backing file instead: the kernel reads and
+ *	maps that file itself, with its page cache and read-ahead, and asks
+ *	the daemon nothing until the close.  spoolfs_passthrough_start(),
+ *	called once the session is mounted and before its loop, sets it up.  spoolfs_watch_start(), called once the session
  *	is mounted, watches the spool (fs/watch.h) and tells the kernel to
  *	forget a name and its node (fuse_lowlevel_notify_inval_entry and
  *	_inode, from the watch thread) when the spool removes, moves or
@@ -136,6 +143,11 @@ const struct fuse_lowlevel_ops *spoolfs_ops(void);
  * reply to INIT (under the operations' lock: it must not use the mount).
  */
 void spoolfs_when_ready(struct spoolfs *fs, void (*fn)(void *arg), void *arg);
+/*
+ * Offers passthrough at INIT when [fs] passthrough = yes (0, or libfuse's
+ * -errno: the mount then works without it).
+ */
+int spoolfs_passthrough_start(struct spoolfs *fs, struct fuse_session *se);
 /* Watches the spool and invalidates the kernel's caches (0 or -errno). */
 int spoolfs_watch_start(struct spoolfs *fs, struct fuse_session *se);
 void spoolfs_watch_stop(struct spoolfs *fs);

@@ -244,7 +244,7 @@ _SECTION = {
     # (listen, tls, tls_cert_file, tls_key_file, auth, relay_networks...)
     'listeners': 'listeners',
     'group': 'sendmail', 'trusted_users': 'sendmail', 'sender_domain': 'sendmail',
-    'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs', 'wait_timeout': 'fs',
+    'mountpoint': 'fs', 'allow_other': 'fs', 'mailbox_owners': 'fs', 'wait_timeout': 'fs', 'passthrough': 'fs',
     'level': 'log',
     # [aliases] file: written as aliases.file (a dotted key), see write_config
 }
