@@ -12,25 +12,45 @@
  * DESCRIPTION
  *	commitgroup_commit() does what spool_msg_commit() does (the message
  *	and its names durable, or -errno and nothing published), but callers
- *	on several threads at once share the directory syncs: each caller
- *	runs spool_msg_commit_prepare() (its own file syncs) on its own
- *	thread, so those overlap; then the first caller to find no batch in
- *	progress becomes the leader, takes every prepared message waiting
- *	(its own included), publishes each, syncs each directory that got a
- *	name once (spool_dirset_sync), and wakes the others with their
- *	results.  Callers that arrive while a batch syncs wait, and form the
- *	next batch.  A lone caller costs what spool_msg_commit() costs.
+ *	on several threads at once share the syncs.  The first caller to find
+ *	no batch in progress becomes the leader: it takes every prepared
+ *	message waiting (its own included), makes their files durable,
+ *	publishes each, makes the new names durable once for all, and wakes
+ *	the others with their results.  Callers that arrive while a batch
+ *	runs wait, and form the next batch.  No name is published before the
+ *	content it names is durable, and no caller returns 0 before its
+ *	names are.
+ *
+ *	Where the spool's filesystem allows it (spool_fs_sync_open(), the
+ *	group's own descriptor opened by commitgroup_new()), each caller
+ *	writes its files unsynced (spool_msg_commit_prepare_unsynced()) and
+ *	the leader syncs the whole filesystem: one syncfs(2) for the files of
+ *	the batch, then spool_msg_commit_check() of each message (its own
+ *	writeback errors), the publication, and one syncfs for the names.
+ *	That second syncfs also makes durable the files of every message
+ *	already waiting when it starts.  A leader that finds such messages
+ *	waiting takes only those, skips the first syncfs, and leaves the
+ *	others for the next batch: its own second syncfs covers them.  So
+ *	under load a batch costs one spool_fs_sync() (a syncfs and an fsync
+ *	of the spool's root); a lone caller costs two (against two
+ *	fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
+ *	(spool_msg_commit_prepare()), those syncs overlapping, and the leader
+ *	fsyncs each directory that got a name once (spool_dirset_sync()).
  *
  *	This is smtpd's committer (smtpd/commitq.h) for callers that block:
  *	spoolgate-fs answers a close(2) on the thread of its request, and
  *	needs no event loop and no thread of its own.
  * ERRORS
  *	commitgroup_new(): -ENOMEM.  commitgroup_commit(): the errors of the
- *	commit phases (spool.h); when the directory sync of a batch fails,
- *	every message of the batch is unpublished and gets that error.
+ *	commit phases (spool.h); when a batch's sync of the files fails, each
+ *	message that needed it gets that error and nothing of it is
+ *	published; when the sync of the names fails, every message of the
+ *	batch is unpublished and gets that error.
  * OWNERSHIP
  *	The caller keeps msg and frees it after commitgroup_commit() returns.
- *	spool must outlive the group.
+ *	spool must outlive the group.  The group owns its syncfs descriptor
+ *	(closed by commitgroup_free()); only the leader of the batch in
+ *	progress uses it, so a writeback error it reports is seen once.
  * THREADS
  *	commitgroup_commit() from any number of threads; a msg belongs to one
  *	caller.  commitgroup_free() when no call is in progress.
@@ -44,7 +64,7 @@ struct commitgroup;
 
 struct commitgroup_stats {
 	unsigned long long	commits;	/* messages committed through batches */
-	unsigned long long	batches;	/* directory syncs (one per batch) */
+	unsigned long long	batches;	/* syncs of names (one per batch) */
 	unsigned long long	max_batch;
 };
 

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct spool_msg {
 	enum spool_dir	record_dir;	/* where the record goes: queue/, or failed/ (rejected) */
 	struct envelope	env;
 	char		envtmp[SPOOL_NAME_MAX];	/* tmp/<name> of the record, "" if none */
+	int		envfd;		/* the record, left unsynced and open for the check; -1 */
 	int		data_published, env_published;
 };
 
@@ -357,10 +359,20 @@ spool_fs_sync_open(const struct spool *spool)
 	return fd;
 }
 
+/*
+ * syncfs(2) flushes the disk's cache (->sync_fs) before it writes the block
+ * device's buffers a last time (sync_filesystem()): on ext4 without a
+ * journal, metadata written in that last pass (inode sizes and extents of
+ * files just written back, directory blocks) may still be in a volatile
+ * disk cache when it returns.  An fsync of the root directory flushes it
+ * again; where the root is clean that costs the flush alone.
+ */
 int
 spool_fs_sync(int fd)
 {
-	return syncfs(fd) < 0 ? -errno : 0;
+	if (syncfs(fd) < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- directory sets (group commit) ---- */
@@ -551,6 +563,7 @@ spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg 
 		return -ENOMEM;
 	msg->spool = spool;
 	msg->fd = -1;
+	msg->envfd = -1;
 	if ((msg->buf = malloc(SPOOL_WRITE_BUF)) == NULL) {
 		free(msg);
 		return -ENOMEM;
@@ -708,8 +721,13 @@ spool_msg_reject(struct spool_msg *msg, const struct envelope *env)
 	return msg_set_record(msg, env, SPOOL_DIR_FAILED);
 }
 
+/*
+ * The record's temporary.  synced: fdatasync'd and closed; otherwise left
+ * unsynced, its descriptor in *keep_fd for spool_msg_commit_check().
+ */
 static int
-write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOOL_NAME_MAX])
+write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOOL_NAME_MAX], bool synced,
+    int *keep_fd)
 {
 	char *text;
 	size_t len;
@@ -723,9 +741,12 @@ write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOO
 	}
 	r = spool_write_all(fd, text, len);
 	free(text);
-	if (r == 0 && fdatasync(fd) < 0)
+	if (r == 0 && synced && fdatasync(fd) < 0)
 		r = -errno;
-	close(fd);
+	if (r == 0 && !synced)
+		*keep_fd = fd;
+	else
+		close(fd);
 	if (r < 0) {
 		unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0);
 		name[0] = '\0';
@@ -745,8 +766,9 @@ spool_msg_commit_start(struct spool_msg *msg)
 	return 0;
 }
 
-int
-spool_msg_commit_prepare(struct spool_msg *msg)
+/* The prepare phase; synced: each file fdatasync'd, else left to the caller's spool_fs_sync(). */
+static int
+msg_commit_write(struct spool_msg *msg, bool synced)
 {
 	int r;
 
@@ -754,9 +776,45 @@ spool_msg_commit_prepare(struct spool_msg *msg)
 		return msg_fail(msg, -EDESTADDRREQ);
 	if ((r = msg_flush(msg)) < 0)
 		return r;
-	if (fdatasync(msg->fd) < 0)
+	if (synced && fdatasync(msg->fd) < 0)
 		return msg_fail(msg, -errno);
-	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->envtmp)) < 0)
+	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->envtmp, synced, &msg->envfd)) < 0)
+		return msg_fail(msg, r);
+	return 0;
+}
+
+int
+spool_msg_commit_prepare(struct spool_msg *msg)
+{
+	return msg_commit_write(msg, true);
+}
+
+int
+spool_msg_commit_prepare_unsynced(struct spool_msg *msg)
+{
+	return msg_commit_write(msg, false);
+}
+
+/* Waits for fd's writeback; its errors since fd was opened (errseq), once. */
+static int
+wait_writeback(int fd)
+{
+	if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+	    SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+spool_msg_commit_check(struct spool_msg *msg)
+{
+	int r;
+
+	if (msg->error != 0)
+		return msg->error;
+	if ((r = wait_writeback(msg->fd)) < 0)
+		return msg_fail(msg, r);
+	if (msg->envfd >= 0 && (r = wait_writeback(msg->envfd)) < 0)
 		return msg_fail(msg, r);
 	return 0;
 }
@@ -850,6 +908,8 @@ spool_msg_free(struct spool_msg *msg)
 		close(msg->fd);
 		unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, 0);
 	}
+	if (msg->envfd >= 0)
+		close(msg->envfd);
 	if (msg->envtmp[0] != '\0')
 		unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, 0);
 	for (i = 0; i < msg->nmailbox; i++)

@@ -172,6 +172,17 @@ size_t spool_msg_local_count(const struct spool_msg *msg);
  */
 int spool_msg_commit_start(struct spool_msg *msg);
 int spool_msg_commit_prepare(struct spool_msg *msg);
+/*
+ * One sync for a batch (spool_fs_sync_open() succeeded): _prepare_unsynced
+ * writes the data and the record's temporary without syncing either; the
+ * caller runs spool_fs_sync(), then spool_msg_commit_check() on each message
+ * before its publish.  _check waits for the writeback of the message's own
+ * files and returns any writeback error they had since they were created
+ * (sync_file_range(2): no device flush), so that an error another
+ * spool_fs_sync() consumed first is not lost; 0 or -errno, sticky.
+ */
+int spool_msg_commit_prepare_unsynced(struct spool_msg *msg);
+int spool_msg_commit_check(struct spool_msg *msg);
 int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
 /* After a failed dirset sync: remove the names published, best effort. */
 void spool_msg_commit_unpublish(struct spool_msg *msg);
@@ -190,9 +201,11 @@ void spool_msg_free(struct spool_msg *msg);
 
 /*
  * One sync for many files.  spool_fs_sync_open() opens a descriptor of the
- * spool's root for spool_fs_sync(), which calls syncfs(2) on it: when it
- * returns 0, every file written on the spool's filesystem so far is durable,
- * with every rename and unlink; it returns a writeback error of any file of
+ * spool's root for spool_fs_sync(), which calls syncfs(2) on it, then
+ * fsync(2) of the root (syncfs writes some metadata after its own flush of
+ * the disk's cache, on ext4 without a journal at least): when it returns 0,
+ * every file written on the spool's filesystem so far is durable, with
+ * every rename and unlink; it returns a writeback error of any file of
  * that filesystem since the previous call on the same descriptor (Linux 5.8
  * and later), once.  Keep one descriptor per thread that syncs this way.
  * spool_fs_sync_open() returns -EOPNOTSUPP unless the filesystem is one

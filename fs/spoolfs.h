@@ -116,8 +116,8 @@
  *	fuse_session_loop_mt()).  One lock in struct spoolfs serialises them,
  *	except read and readdir, which touch only their own handle, and the
  *	syncs of a close(2) that submits: flush lets the lock go while they
- *	run (outfile.h), and concurrent submissions share their directory
- *	syncs (commitgroup.h).  spoolfs.c says what each lock protects and
+ *	run (outfile.h), and concurrent submissions share their syncs
+ *	(commitgroup.h).  spoolfs.c says what each lock protects and
  *	their order.  A write(2) that is refused (failed/ gets the file), a
  *	submission at the last release and a rename that submits still sync
  *	under the lock.  The spool watcher's thread reads the node table

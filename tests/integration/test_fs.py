@@ -838,6 +838,64 @@ class SlowSync(unittest.TestCase):
         self.assertLess(batches, commits, 'concurrent closes did not share a directory sync')
 
 
+class SyncOrder(unittest.TestCase):
+    """spoolgate-fs with two LD_PRELOAD shims: sync_order.c logs every name
+    the spool publishes and whether its content was synced before it, and
+    slow_sync.c makes every sync slow enough that concurrent closes meet in
+    batches.  No message's data or record is named in data/ or queue/
+    before a sync covered it; where syncfs is used, batches whose files the
+    previous batch's syncfs already covered skip their own."""
+
+    WRITERS = 8
+    FILES = 40
+    SLOW_MS = 30
+
+    def test_no_name_before_its_content(self):
+        """40 cp by 8 writers at once into outbox/: every name published after its content's sync"""
+        order = os.environ.get('SPOOLGATE_SYNC_ORDER_SHIM', '')
+        slow = os.environ.get('SPOOLGATE_SLOW_SYNC_SHIM', '')
+        if not (os.path.exists(order) and os.path.exists(slow)):
+            self.skipTest('SPOOLGATE_SYNC_ORDER_SHIM or SPOOLGATE_SLOW_SYNC_SHIM not built '
+                          '(run through meson test)')
+        gw = harness.Instance('fs-order')
+        self.addCleanup(gw.cleanup)
+        order_log = os.path.join(gw.dir, 'sync-order.log')
+        gw.start_fs(env={'LD_PRELOAD': order + ':' + slow, 'SPOOLGATE_SYNC_ORDER_LOG': order_log,
+                         'SPOOLGATE_SLOW_FDATASYNC_MS': str(self.SLOW_MS),
+                         'SPOOLGATE_SLOW_FSYNC_MS': str(self.SLOW_MS)})
+        srcs = []
+        for i in range(self.FILES):
+            srcs.append(os.path.join(gw.dir, 'order-%d.eml' % i))
+            with open(srcs[-1], 'wb') as f:
+                f.write(message(subject='order %d' % i))
+        running = []
+        for i, src in enumerate(srcs):
+            if len(running) == self.WRITERS:
+                p = running.pop(0)
+                self.assertEqual(p.wait(timeout=60), 0, p.stderr.read())
+            running.append(subprocess.Popen(['cp', src, os.path.join(gw.mnt, 'outbox', 'o%d.eml' % i)],
+                                            stderr=subprocess.PIPE))
+        for p in running:
+            self.assertEqual(p.wait(timeout=60), 0, p.stderr.read())
+        gw.stop('fs')
+        with open(order_log) as f:
+            lines = f.read().splitlines()
+        self.assertEqual([l for l in lines if l.startswith('published-unsynced ')], [],
+                         'names published before their content was synced')
+        self.assertNotIn('overflow', lines)
+        for d in ('data', 'queue'):
+            n = sum(1 for l in lines if l.startswith('published ') and os.path.basename(
+                os.path.dirname(l.split(' ', 1)[1])) == d)
+            self.assertEqual(n, self.FILES, 'the shim saw %d names published in %s/' % (n, d))
+        commits, batches, max_batch = harness.batch_stats(self, gw.read_log('fs'), 'outbox-commits',
+                                                          'commits')
+        syncfs = lines.count('syncfs')
+        log('  %d closes in %d batches (largest %d), %d syncfs' % (commits, batches, max_batch, syncfs))
+        self.assertEqual(commits, self.FILES)
+        if syncfs:
+            self.assertLess(syncfs, 2 * batches, 'no batch took its content sync from the one before')
+
+
 class Restart(unittest.TestCase):
     """kill -9 of the fs daemon costs nothing."""
 

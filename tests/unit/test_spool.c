@@ -21,7 +21,10 @@
  *	commitgroup: eight threads committing at once all get 0, every
  *	record and data file is there and tmp/ is empty, the statistics count
  *	eight commits in one to eight batches; a message with no target
- *	fails alone (-EDESTADDRREQ) and is counted in no batch;
+ *	fails alone (-EDESTADDRREQ) and is counted in no batch; files
+ *	prepared unsynced for one syncfs stay in tmp/ until published after
+ *	spool_fs_sync() and spool_msg_commit_check(), which returns a failed
+ *	write's error;
  *	spool_recover() removes temporaries of dead
  *	processes and old ones, returns dead claims, drops records without
  *	data, removes orphan data whose commit is dead, keeps orphan data
@@ -540,6 +543,75 @@ START_TEST(test_group_commit)
 	ck_assert_int_eq(count_entries(path, "mail/even/new"), 3);
 	ck_assert_int_eq(count_entries(path, "mail/odd/new"), 2);
 	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	spool_close(spool);
+}
+END_TEST
+
+/*
+ * One syncfs for a batch: files written unsynced, the filesystem synced,
+ * each message checked, then published; nothing outside tmp/ before the
+ * publish, tmp/ empty once freed (the record's descriptor kept for the
+ * check is closed).  A message whose write failed fails its check with
+ * that error.
+ */
+START_TEST(test_prepare_unsynced_then_fs_sync)
+{
+	char path[PATH_LEN];
+	struct spool *spool = open_spool("unsynced", path);
+	struct spool_dirset *dirs = spool_dirset_new(spool);
+	struct spool_msg *msg[3], *bad;
+	struct envelope env;
+	struct rlimit old, small = { 8, 8 };
+	int fd, r;
+	size_t i;
+
+	fd = spool_fs_sync_open(spool);
+	if (fd == -EOPNOTSUPP) {
+		fprintf(stderr, "test_prepare_unsynced_then_fs_sync: spool_fs_sync not available here\n");
+		spool_dirset_free(dirs);
+		spool_close(spool);
+		return;
+	}
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "a@b", "test"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(spool_msg_create(spool, NULL, &msg[i]), 0);
+		ck_assert_int_eq(spool_msg_write(msg[i], "Subject: s\n\nb\n", 14), 0);
+		ck_assert_int_eq(spool_msg_queue(msg[i], &env), 0);
+		ck_assert_int_eq(spool_msg_commit_prepare_unsynced(msg[i]), 0);
+	}
+	ck_assert_int_eq(count_entries(path, "tmp"), 6);	/* data and record of each */
+	ck_assert_int_eq(count_entries(path, "queue"), 0);
+	ck_assert_int_eq(spool_fs_sync(fd), 0);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(spool_msg_commit_check(msg[i]), 0);
+		ck_assert_int_eq(spool_msg_commit_publish(msg[i], dirs), 0);
+	}
+	ck_assert_int_eq(spool_fs_sync(fd), 0);
+	for (i = 0; i < 3; i++)
+		spool_msg_free(msg[i]);
+	ck_assert_int_eq(count_entries(path, "queue"), 3);
+	ck_assert_int_eq(count_entries(path, "data"), 3);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+
+	/* a write that failed (EFBIG past RLIMIT_FSIZE) is what the check returns */
+	ck_assert_int_eq(spool_msg_create(spool, NULL, &bad), 0);
+	ck_assert_int_eq(spool_msg_queue(bad, &env), 0);
+	ck_assert_int_eq(spool_msg_write(bad, "Subject: too long\n\nb\n", 22), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+	r = spool_msg_commit_prepare_unsynced(bad);	/* no check output until the limit is back */
+	setrlimit(RLIMIT_FSIZE, &old);
+	ck_assert_int_eq(r, -EFBIG);
+	ck_assert_int_eq(spool_msg_commit_check(bad), -EFBIG);
+	spool_msg_free(bad);
+	ck_assert_int_eq(count_entries(path, "queue"), 3);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	envelope_free(&env);
+	spool_dirset_free(dirs);
+	close(fd);
 	spool_close(spool);
 }
 END_TEST
@@ -1916,6 +1988,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_commit_queue_only);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_commitgroup_threads);
+	tcase_add_test(tc, test_prepare_unsynced_then_fs_sync);
 	tcase_add_test(tc, test_no_target_is_sticky);
 	tcase_add_test(tc, test_deliver_local_names);
 	tcase_add_test(tc, test_sticky_error_efbig);
