@@ -106,6 +106,21 @@ def fs_log_events(gw, event):
     return [l for l in gw.read_log('fs').splitlines() if ' event=%s ' % event in l + ' ']
 
 
+def spool_files_held(gw, box):
+    """Descriptors of the fs daemon on files of the mailbox box."""
+    pid = gw.procs['fs'].pid
+    prefix = gw.path('mail', box) + '/'
+    held = []
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith(prefix):
+            held.append(target)
+    return held
+
+
 def stats(gw):
     lines = wait_until(lambda: fs_log_events(gw, 'passthrough-stats'), 10, 'passthrough-stats')
     return {k: int(v) for k, v in re.findall(r'(\w+)=(\d+)', lines[-1].split('event=')[1])}
@@ -194,6 +209,9 @@ class On(unittest.TestCase):
             os.close(fd)
 
     def test_9_counters_at_unmount(self):
+        # the kernel sends a RELEASE after close(2) returns: let the last ones arrive
+        wait_until(lambda: not spool_files_held(self.gw, self.box), 10,
+                   'spoolgate-fs to release every message of ' + self.box)
         self.gw.stop('fs')
         st = stats(self.gw)
         self.assertEqual(st['failed'], 0, st)
