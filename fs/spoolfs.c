@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -66,8 +67,9 @@
  * in it comes or goes.  The timeout bounds what the watcher cannot see
  * (a spool shared over a network filesystem, an event that races with a
  * lookup).  Never cached: records (.status, rewritten as the relay
- * works), outbox/ and its files, and outbox names (a submitted name
- * expires on its own).
+ * works), the files of outbox/, and outbox names (a submitted name
+ * expires on its own); outbox/'s own attributes only for a second
+ * (SPOOLFS_OUTBOX_DIR_TIMEOUT).
  */
 #define SPOOLFS_CACHE_TIMEOUT	60.0
 #define SPOOLFS_NO_CACHE	0.0
@@ -80,6 +82,16 @@
  * removed or moved by another node may linger that long).
  */
 #define SPOOLFS_SHARED_TIMEOUT	1.0
+/*
+ * The attributes of outbox/ and outbox/wait/ (their mode, and an mtime that
+ * moves as drafts come and go), asked at every step of every path into
+ * them when not cached: twice per `cp` (the path walk, then the create's
+ * write check).  The kernel forgets them itself after each create, unlink
+ * and rename it sends there, so only what the daemon changes on its own
+ * (a close that submits, a submitted name that expires) shows up to this
+ * late in their mtime.
+ */
+#define SPOOLFS_OUTBOX_DIR_TIMEOUT	1.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
@@ -98,7 +110,7 @@ struct spoolfs_dir;
  *     so that one close(2) that syncs does not hold up other requests,
  *     and concurrent closes sync at once (and share directory syncs:
  *     spool_msg_commit);
- *   - the refusals (mkdir, link, ...), fsync and statfs, which touch nothing.
+ *   - the refusals (mkdir, link, ...) and statfs, which touch nothing.
  * Lock order: lock, then nodes.lock (taken inside inode.c for changes).
  * The spool watcher's thread takes only nodes.lock (inode_peek), never
  * lock, and sends its notifications holding neither.  The waiters
@@ -724,6 +736,9 @@ spoolfs_attr_timeout(const struct spoolfs *fs, enum inode_kind kind)
 	case INODE_MAILBOX:
 	case INODE_RECDIR:
 		return shared ? SPOOLFS_NO_CACHE : SPOOLFS_CACHE_TIMEOUT;
+	case INODE_OUTBOX:
+	case INODE_OUTWAIT:
+		return SPOOLFS_OUTBOX_DIR_TIMEOUT;
 	default:
 		return SPOOLFS_NO_CACHE;
 	}
@@ -1462,6 +1477,18 @@ spoolfs_file_close(struct spoolfs *fs, struct spoolfs_file *h)
 }
 
 /*
+ * Whether tid is its process's main thread (a single-threaded writer's
+ * only one: cp, dd, a shell), which saves a read of /proc: tgkill(2) with
+ * signal 0 finds the thread tid in the group tid (0, or EPERM for another
+ * user's process: the daemon keeps no CAP_KILL) or finds none (ESRCH).
+ */
+static bool
+spoolfs_thread_leads_its_group(pid_t tid)
+{
+	return tgkill(tid, tid, 0) == 0 || errno == EPERM;
+}
+
+/*
  * The process (thread group) of the thread a request comes from: the
  * kernel names the thread, and a program may open on one thread and
  * close on another.  The thread id itself when /proc does not say.
@@ -1474,7 +1501,7 @@ spoolfs_process_of(pid_t tid)
 	long tgid;
 	int fd;
 
-	if (tid <= 0)
+	if (tid <= 0 || spoolfs_thread_leads_its_group(tid))
 		return tid;
 	snprintf(path, sizeof path, "/proc/%d/status", (int) tid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
@@ -1834,19 +1861,6 @@ spoolfs_release_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void) ino;
 	spoolfs_file_close(spoolfs_of(req), spoolfs_file_of(fi));
-	fuse_reply_err(req, 0);
-}
-
-/*
- * An outbox file is a draft: it becomes durable when close(2) submits it,
- * and a temporary that will be thrown away gains nothing from a sync.
- */
-static void
-spoolfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	(void) ino;
-	(void) datasync;
-	(void) fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -2279,7 +2293,13 @@ static const struct fuse_lowlevel_ops spoolfs_lowlevel_ops = {
 	.write		= spoolfs_write,
 	.flush		= spoolfs_flush,
 	.release	= spoolfs_release,
-	.fsync		= spoolfs_fsync,
+	/*
+	 * No fsync: an outbox file is a draft that becomes durable when close(2)
+	 * submits it, and every other file is read-only.  libfuse answers the
+	 * first FSYNC with ENOSYS, and the kernel then answers every fsync(2)
+	 * of the mount with 0 itself (fc->no_fsync): no request per `cp` that
+	 * syncs, or `dd conv=fsync`.
+	 */
 	.flock		= spoolfs_flock,
 	.opendir	= spoolfs_opendir,
 	.readdir	= spoolfs_readdir,

@@ -50,8 +50,8 @@
  *	directories other than outbox/, are cached the same way (the watcher
  *	invalidates a directory's attributes when a name in it comes or goes):
  *	with default_permissions the kernel checks each directory of a path.
- *	Nothing else is cached: records (.status, read with direct_io), outbox/
- *	and its files have timeouts of 0, listings are read afresh at every
+ *	Nothing else is cached: records (.status, read with direct_io) and
+ *	the files of outbox/ have timeouts of 0 (outbox/ itself a second), listings are read afresh at every
  *	opendir (answered with readdirplus: names and attributes together),
  *	and a name that does not exist is never cached, so a message that
  *	arrives shows at once.  The timeout bounds what inotify cannot see
