@@ -85,7 +85,8 @@ static struct passthrough *pt_session;	/* the hooks' state: one session per proc
 static uint64_t
 pt_init_kernel_flags(const void *buf, size_t len)
 {
-	const struct fuse_init_in *in = (const void *) ((const char *) buf + sizeof(struct fuse_in_header));
+	const struct fuse_init_in *in =
+	    (const void *) ((const char *) buf + sizeof(struct fuse_in_header));
 	uint64_t flags;
 
 	if (len < sizeof(struct fuse_in_header) + sizeof *in)

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -34,7 +34,6 @@
 #include "aliases.h"
 #include "cfg.h"
 #include "commitgroup.h"
-#include "passthrough.h"
 #include "envelope.h"
 #include "log.h"
 #include "mboxlock.h"
@@ -44,6 +43,7 @@
 #include "inode.h"
 #include "lockfile.h"
 #include "outfile.h"
+#include "passthrough.h"
 #include "spoolfs.h"
 #include "waiters.h"
 #include "watch.h"
