@@ -45,9 +45,8 @@
  *	spoolfs_watch_start(), called once the session is mounted, watches
  *	the spool (fs/watch.h) and tells the kernel to forget a name and its
  *	node (fuse_lowlevel_notify_inval_entry and _inode, from the watch
- *	thread) when the spool removes, moves or
- *	replaces it, so that rm in the spool or a record moving to sent/
- *	shows at once.  Names outside outbox/, and the attributes of
+ *	thread) when the spool removes, moves or replaces it, so that rm in
+ *	the spool or a record moving to sent/ shows at once.  Names outside outbox/, and the attributes of
  *	directories other than outbox/, are cached the same way (the watcher
  *	invalidates a directory's attributes when a name in it comes or goes):
  *	with default_permissions the kernel checks each directory of a path.
@@ -55,8 +54,9 @@
  *	the files of outbox/ have timeouts of 0 (outbox/ itself a second),
  *	listings are read afresh at every opendir (answered with
  *	readdirplus: names and attributes together), and a name that does
- *	not exist is never cached, so a message that arrives shows at once.  The timeout bounds what inotify cannot see
- *	(another host writing a shared spool).  spoolfs_watch_stop() before
+ *	not exist is never cached, so a message that arrives shows at once.
+ *	The timeout bounds what inotify cannot see (another host writing a
+ *	shared spool).  spoolfs_watch_stop() before
  *	the session is unmounted.  Files are read with pread(2) on a
  *	descriptor opened O_RDONLY|O_NOFOLLOW|O_CLOEXEC at open(2) and kept in
  *	the file handle, so a message that moves (queue/ -> sent/) or is
