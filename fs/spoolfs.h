@@ -46,8 +46,9 @@
  *	the spool (fs/watch.h) and tells the kernel to forget a name and its
  *	node (fuse_lowlevel_notify_inval_entry and _inode, from the watch
  *	thread) when the spool removes, moves or replaces it, so that rm in
- *	the spool or a record moving to sent/ shows at once.  Names outside outbox/, and the attributes of
- *	directories other than outbox/, are cached the same way (the watcher
+ *	the spool or a record moving to sent/ shows at once.  Names outside
+ *	outbox/, and the attributes of directories other than outbox/, are
+ *	cached the same way (the watcher
  *	invalidates a directory's attributes when a name in it comes or goes):
  *	with default_permissions the kernel checks each directory of a path.
  *	Nothing else is cached: records (.status, read with direct_io) and
