@@ -48,9 +48,9 @@
  *	thread) when the spool removes, moves or replaces it, so that rm in
  *	the spool or a record moving to sent/ shows at once.  Names outside
  *	outbox/, and the attributes of directories other than outbox/, are
- *	cached the same way (the watcher
- *	invalidates a directory's attributes when a name in it comes or goes):
- *	with default_permissions the kernel checks each directory of a path.
+ *	cached the same way (the watcher invalidates a directory's attributes
+ *	when a name in it comes or goes): with default_permissions the kernel
+ *	checks each directory of a path.
  *	Nothing else is cached: records (.status, read with direct_io) and
  *	the files of outbox/ have timeouts of 0 (outbox/ itself a second),
  *	listings are read afresh at every opendir (answered with
