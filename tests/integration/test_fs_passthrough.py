@@ -59,7 +59,7 @@ def setUpModule():
 
 def deliver(gw, box):
     """A new message of SIZE in box over SMTP: (its mount path, its bytes on disk)."""
-    line = ('%s\n' % token()) * 1
+    line = '%s\n' % token()
     body = (line * (SIZE // len(line) + 1))[:SIZE]
     before = set(gw.mailbox_new(box))
     with smtplib.SMTP('127.0.0.1', gw.port, timeout=30) as s:
