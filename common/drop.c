@@ -18,6 +18,7 @@
 
 #include "addr.h"
 #include "drop.h"
+#include "spool.h"
 
 #define DROP_MAGIC	"spoolgate-drop: 1"
 
@@ -264,7 +265,5 @@ drop_commit(int dirfd, int fd, const char *tmp, const char *name)
 		return -errno;
 	if (renameat(dirfd, tmp, dirfd, name) < 0)
 		return -errno;
-	if (syncfs(fd) < 0)
-		return -errno;
-	return 0;
+	return spool_fs_sync(fd);
 }

@@ -58,9 +58,10 @@
  *	mode 0604: the gateway reads it as "other"; the drop group, by which
  *	every writer gets in, may not) and returns its descriptor, or -errno.
  *	Names are "<sec>.<usec>.<pid>.<random>".  drop_commit() makes it
- *	durable and visible: fdatasync, rename to name, then syncfs(2) of the
- *	file's filesystem, because a writer may not open drop/ to fsync it
- *	(it has no read permission there).  Files whose name starts with '.'
+ *	durable and visible: fdatasync, rename to name, then spool_fs_sync()
+ *	on the file's descriptor (syncfs(2) of its filesystem, and an fsync
+ *	that flushes what syncfs wrote last), because a writer may not open
+ *	drop/ to fsync it (it has no read permission there).  Files whose name starts with '.'
  *	are the gateway's to ignore (and to remove after DROP_STALE_SECONDS).
  * ERRORS
  *	0 or -errno; -EBADMSG for a record that does not parse.

@@ -364,8 +364,9 @@ spool_fs_sync_open(const struct spool *spool)
  * device's buffers a last time (sync_filesystem()): on ext4 without a
  * journal, metadata written in that last pass (inode sizes and extents of
  * files just written back, directory blocks) may still be in a volatile
- * disk cache when it returns.  An fsync of the root directory flushes it
- * again; where the root is clean that costs the flush alone.
+ * disk cache when it returns.  An fsync of fd (the root, or a file that is
+ * already synced) flushes it again; where fd is clean that costs the flush
+ * alone.
  */
 int
 spool_fs_sync(int fd)

@@ -202,8 +202,9 @@ void spool_msg_free(struct spool_msg *msg);
 /*
  * One sync for many files.  spool_fs_sync_open() opens a descriptor of the
  * spool's root for spool_fs_sync(), which calls syncfs(2) on it, then
- * fsync(2) of the root (syncfs writes some metadata after its own flush of
- * the disk's cache, on ext4 without a journal at least): when it returns 0,
+ * fsync(2) of it (syncfs writes some metadata after its own flush of the
+ * disk's cache, on ext4 without a journal at least; any descriptor of the
+ * filesystem serves, a file's too: drop_commit()): when it returns 0,
  * every file written on the spool's filesystem so far is durable, with
  * every rename and unlink; it returns a writeback error of any file of
  * that filesystem since the previous call on the same descriptor (Linux 5.8
