@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -26,6 +28,12 @@
 /* Longest envelope origin we make ("fs outbox/<name> uid=<uid> user=<login>"). */
 #define OUTFILE_ORIGIN_MAX	(10 + 255 + 16 + 6 + UNIXUSER_LOGIN_MAX)
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL		0x0008U		/* Linux 6.3; older kernels say EINVAL */
+#endif
+
+#define OUTFILE_COPY_CHUNK	(64u << 10)	/* a draft moves to tmp/ this much at a time */
+
 void
 outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
     const char *hostname)
@@ -39,6 +47,11 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->senders = NULL;
 	set->aliases = NULL;
 	set->cfg = NULL;
+	set->mem_drafts = true;
+	set->mem_bytes = 0;
+	set->mem_draft_max = OUTFILE_MEM_DRAFT_MAX;
+	set->mem_total_max = OUTFILE_MEM_TOTAL_MAX;
+	set->mem_reserve = OUTFILE_MEM_RESERVE;
 }
 
 void
@@ -124,6 +137,8 @@ static void
 outfile_destroy(struct outfile_set *set, struct outfile *of)
 {
 	outfile_remove_from_set(set, of);
+	if (of->in_memory)
+		set->mem_bytes -= (unsigned long long) of->mem_size;
 	if (of->fd >= 0)
 		(void) close(of->fd);
 	free(of->name);
@@ -201,12 +216,138 @@ outfile_anonymous_tmpfile(struct spool *spool)
 	return fd;
 }
 
+/* ------------------------------------------------------ drafts in memory */
+
+/* A memfd for a new draft, or -errno. */
+static int
+outfile_memfd(void)
+{
+	int fd = memfd_create("spoolgate-draft", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+
+	if (fd < 0 && errno == EINVAL)	/* a kernel older than MFD_NOEXEC_SEAL */
+		fd = memfd_create("spoolgate-draft", MFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The descriptor of a new draft: in memory unless that cannot be, then in tmp/. */
+static int
+outfile_draft_fd(struct outfile_set *set, bool *in_memory)
+{
+	int fd;
+
+	*in_memory = false;
+	if (set->mem_drafts) {
+		if ((fd = outfile_memfd()) >= 0) {
+			*in_memory = true;
+			return fd;
+		}
+		set->mem_drafts = false;
+		log_warn("outbox-drafts-on-disk", "why=\"memfd_create: %s\"", strerror(-fd));
+	}
+	return outfile_anonymous_tmpfile(set->spool);
+}
+
+/*
+ * Why the draft, once end bytes long, may not stay in memory, or NULL if
+ * it may: not past its own limit or the set's, and not if the spool's
+ * filesystem would then have less free space than every draft in memory
+ * needs, plus the reserve.
+ */
+static const char *
+outfile_memory_refusal(const struct outfile_set *set, const struct outfile *of, off_t end)
+{
+	unsigned long long grow = end > of->mem_size ? (unsigned long long) (end - of->mem_size) : 0;
+	unsigned long long total = set->mem_bytes + grow;
+	struct statvfs sv;
+
+	if ((unsigned long long) end > set->mem_draft_max)
+		return "size";
+	if (total > set->mem_total_max)
+		return "memory";
+	if (grow == 0)
+		return NULL;
+	if (fstatvfs(spool_dirfd(set->spool, SPOOL_DIR_TMP), &sv) < 0)
+		return "statvfs";
+	if ((unsigned long long) sv.f_bavail * sv.f_frsize < total + set->mem_reserve)
+		return "disk-room";
+	return NULL;
+}
+
+/* Copies the first size bytes of from into to. */
+static int
+outfile_copy(int from, int to, off_t size)
+{
+	char *buf = malloc(OUTFILE_COPY_CHUNK);
+	ssize_t got = 0;
+	int r = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (off_t off = 0; off < size && r == 0; off += got) {
+		size_t want = size - off < OUTFILE_COPY_CHUNK ? (size_t) (size - off) : OUTFILE_COPY_CHUNK;
+
+		if ((got = spool_pread_all(from, buf, want, off)) < 0)
+			r = (int) got;
+		else if ((size_t) got != want)
+			r = -EIO;	/* it shrank under us: never */
+		else
+			r = spool_pwrite_all(to, buf, want, off);
+	}
+	free(buf);
+	return r;
+}
+
+/* The draft leaves memory for a temporary in tmp/, under the same descriptor. */
+static int
+outfile_move_to_disk(struct outfile_set *set, struct outfile *of, const char *why)
+{
+	char qname[512];
+	int fd = outfile_anonymous_tmpfile(set->spool), r;
+
+	if (fd < 0)
+		return fd;
+	r = outfile_copy(of->fd, fd, of->mem_size);
+	if (r == 0 && dup3(fd, of->fd, O_CLOEXEC) < 0)
+		r = -errno;
+	(void) close(fd);
+	if (r < 0)
+		return r;
+	set->mem_bytes -= (unsigned long long) of->mem_size;
+	of->in_memory = false;
+	of->mem_size = 0;
+	log_debug("outbox-draft-to-disk", "name=%s why=%s", log_quote(qname, sizeof qname, of->name),
+	    why);
+	return 0;
+}
+
+/* Before the draft becomes end bytes long: keep it in memory, or move it to tmp/. */
+static int
+outfile_make_room(struct outfile_set *set, struct outfile *of, off_t end)
+{
+	const char *why;
+
+	if (!of->in_memory || (why = outfile_memory_refusal(set, of, end)) == NULL)
+		return 0;
+	return outfile_move_to_disk(set, of, why);
+}
+
+/* The draft is now size bytes long. */
+static void
+outfile_resized(struct outfile_set *set, struct outfile *of, off_t size)
+{
+	if (!of->in_memory)
+		return;
+	set->mem_bytes = set->mem_bytes - (unsigned long long) of->mem_size + (unsigned long long) size;
+	of->mem_size = size;
+}
+
 /* A new draft named name, not open yet (refs 0). */
 static int
 outfile_new_entry(struct outfile_set *set, const char *name, mode_t mode, uid_t uid, gid_t gid,
 		  struct outfile **out)
 {
 	struct outfile *of;
+	bool in_memory;
 	int fd;
 
 	if (set->count >= OUTFILE_MAX)
@@ -217,12 +358,13 @@ outfile_new_entry(struct outfile_set *set, const char *name, mode_t mode, uid_t 
 		free(of);
 		return -ENOMEM;
 	}
-	if ((fd = outfile_anonymous_tmpfile(set->spool)) < 0) {
+	if ((fd = outfile_draft_fd(set, &in_memory)) < 0) {
 		free(of->name);
 		free(of);
 		return fd;
 	}
 	of->fd = fd;
+	of->in_memory = in_memory;
 	of->state = OUTFILE_WRITING;
 	of->mode = mode & 07777;
 	of->uid = uid;
@@ -642,6 +784,24 @@ outfile_watch_header(struct outfile_set *set, struct outfile *of, off_t off)
 	return 0;
 }
 
+/* Writes the bytes into the draft, wherever it lives. */
+static int
+outfile_write_draft(struct outfile_set *set, struct outfile *of, const void *buf, size_t size,
+		    off_t off)
+{
+	off_t end = off + (off_t) size;
+	int r;
+
+	if (size == 0)
+		return 0;
+	if ((r = outfile_make_room(set, of, end)) < 0 ||
+	    (r = spool_pwrite_all(of->fd, buf, size, off)) < 0)
+		return r;
+	if (end > of->mem_size)
+		outfile_resized(set, of, end);
+	return 0;
+}
+
 ssize_t
 outfile_write(struct outfile_set *set, struct outfile *of, const void *buf, size_t size,
 	      off_t off)
@@ -660,7 +820,7 @@ outfile_write(struct outfile_set *set, struct outfile *of, const void *buf, size
 	over = (uint64_t) off > set->max_size || size > set->max_size - (uint64_t) off;
 	if (over)
 		fits = (uint64_t) off < set->max_size ? set->max_size - (size_t) off : 0;
-	if ((r = spool_pwrite_all(of->fd, buf, fits, off)) < 0) {
+	if ((r = outfile_write_draft(set, of, buf, fits, off)) < 0) {
 		snprintf(why, sizeof why, "a write to the file failed (%s); nothing was sent",
 		    strerror(-r));
 		return outfile_refuse(set, of, of->name, r, why);
@@ -691,8 +851,15 @@ outfile_truncate(struct outfile_set *set, struct outfile *of, off_t size)
 		return -EFBIG;
 	if ((now = outfile_size(of)) < 0)
 		return -errno;
-	if (now != size && ftruncate(of->fd, size) < 0)
-		return -errno;
+	if (now != size) {
+		int r = outfile_make_room(set, of, size);
+
+		if (r < 0)
+			return r;
+		if (ftruncate(of->fd, size) < 0)
+			return -errno;
+		outfile_resized(set, of, size);
+	}
 	if (size == 0)
 		outfile_reset(of);	/* a fresh start */
 	if (size < of->head_end)

@@ -32,9 +32,26 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
  *	void outfile_set_senders(struct outfile_set *set, const struct cfg *cfg);
 void outfile_set_free(struct outfile_set *set);
  * DESCRIPTION
- *	A file created in outbox/ lives in a temporary of the spool (made in
- *	tmp/ by spool_tmpfile(), O_EXCL|O_NOFOLLOW, and unlinked at once: only
- *	its descriptor is kept, so a killed daemon leaves nothing behind).
+ *	A file created in outbox/ lives in memory while it is small (a
+ *	memfd), else in a temporary of the spool (made in tmp/ by
+ *	spool_tmpfile(), O_EXCL|O_NOFOLLOW, and unlinked at once).  Either
+ *	way only a descriptor is kept, so a killed daemon leaves nothing
+ *	behind; a draft is not durable before its close in both.  A draft
+ *	in memory moves to tmp/ (copied, then dup3(2)'d onto the same
+ *	descriptor, so a read under way sees the same bytes) before a write
+ *	or truncation that would make it larger than set->mem_draft_max,
+ *	make the drafts in memory hold more than set->mem_total_max bytes,
+ *	or leave the spool's filesystem less free space (statvfs f_bavail)
+ *	than those drafts plus set->mem_reserve: near a full disk the write
+ *	then fails in tmp/ with -ENOSPC, as it did before drafts lived in
+ *	memory.  outfile_set_init() sets the three to OUTFILE_MEM_DRAFT_MAX,
+ *	OUTFILE_MEM_TOTAL_MAX and OUTFILE_MEM_RESERVE; a memfd_create(2) that
+ *	fails (seccomp, an old kernel) puts every later draft in tmp/, logged
+ *	once (event=outbox-drafts-on-disk).  Why memory: ext4 without a
+ *	journal skips recently freed inodes when it allocates one, so a
+ *	temporary made and freed per drop slowed every create in tmp/, and
+ *	the group commit's syncfs(2) wrote the other writers' drafts to disk
+ *	for nothing.
  *	It is a message to send once it is closed: outbox_submit() queues it
  *	durably as sendmail -t would, or refuses it with the errno of the SMTP
  *	reply a server would have given.  The submission names the file, its
@@ -159,6 +176,9 @@ void outfile_set_free(struct outfile_set *set);
 #define OUTFILE_MAX		1024	/* entries in outbox/ at once (each holds an fd) */
 #define OUTFILE_SUBMITTED_MAX	64	/* submitted names kept after their last close */
 #define OUTFILE_LINGER_SECONDS	60	/* ... and for how long */
+#define OUTFILE_MEM_DRAFT_MAX	(1u << 20)	/* a draft larger than this goes to tmp/ */
+#define OUTFILE_MEM_TOTAL_MAX	(64u << 20)	/* bytes of all the drafts in memory */
+#define OUTFILE_MEM_RESERVE	(16u << 20)	/* free space kept on the spool's filesystem */
 
 enum outfile_state {
 	OUTFILE_WRITING,
@@ -182,7 +202,9 @@ struct outfile_sender {
 
 struct outfile {
 	char	       *name;		/* its name in outbox/ */
-	int		fd;		/* O_RDWR on the temporary (unlinked) */
+	int		fd;		/* O_RDWR on the memfd or the temporary (unlinked) */
+	bool		in_memory;	/* fd is a memfd */
+	off_t		mem_size;	/* in_memory: its size, counted in set->mem_bytes */
 	enum outfile_state state;
 	unsigned	refs;		/* open file handles */
 	unsigned	writers;	/* of which may write: 0 or 1 */
@@ -210,6 +232,9 @@ struct outfile_set {
 	const struct cfg *cfg;		/* with aliases: local domains, mailboxes, max_recipients */
 	struct outfile *head;
 	size_t		count;		/* entries, dropped ones still open included */
+	bool		mem_drafts;	/* new drafts go to memory (false once memfd_create fails) */
+	unsigned long long mem_bytes;	/* the drafts in memory hold this many bytes */
+	unsigned long long mem_draft_max, mem_total_max, mem_reserve;	/* see DESCRIPTION */
 };
 
 /* The end of a message, submitted without the caller's lock (see THREADS). */

@@ -18,7 +18,12 @@ chmod, touch -r work and send nothing more; >> and 'a'/'r+' fail with
 EBUSY; cp again (O_TRUNC) is a new message; rm removes only the name.
 { cat a; cat b; } > f is one message; a second writer gets EBUSY.
 queue/, sent/, failed/ are read-only.  The daemon can be killed -9 and
-restarted and everything is still there.  Skipped (77) where FUSE is not
+restarted and everything is still there.  A draft lives in memory (a
+memfd the daemon holds) until it passes 1 MiB, then in an unlinked
+temporary of spool/tmp/, and is queued whole; on a spool whose disk is
+nearly full it is written to tmp/ from the start, so that a full disk
+fails the write itself, which a shell reports (bash ignores the close of
+a redirection).  Skipped (77) where FUSE is not
 available.
 
 The smarthost is a port where nothing listens and retry_min is large, so
@@ -894,6 +899,88 @@ class SyncOrder(unittest.TestCase):
         self.assertEqual(commits, self.FILES)
         if syncfs:
             self.assertLess(syncfs, 2 * batches, 'no batch took its content sync from the one before')
+
+
+def daemon_fd_targets(pid):
+    """What the descriptors of process pid point to (readlink of /proc/<pid>/fd/*)."""
+    out = []
+    fddir = '/proc/%d/fd' % pid
+    for n in os.listdir(fddir):
+        try:
+            out.append(os.readlink(os.path.join(fddir, n)))
+        except OSError:
+            pass		# closed meanwhile
+    return out
+
+
+class DraftsInMemory(unittest.TestCase):
+    """Where a draft of outbox/ lives while it is written: memory, then
+    spool/tmp/ past 1 MiB or near a full disk."""
+
+    def test_draft_leaves_memory_past_its_limit(self):
+        """a draft is a memfd of the daemon up to 1 MiB, then a temporary in tmp/; queued whole"""
+        gw = harness.Instance('fs-drafts', max_message_size=8 << 20)
+        self.addCleanup(gw.cleanup)
+        gw.start_fs()
+        pid = gw.procs['fs'].pid
+        tmp = os.path.realpath(gw.path('tmp')) + '/'
+        memfds = lambda: [t for t in daemon_fd_targets(pid) if t.startswith('/memfd:spoolgate-draft')]
+        in_tmp = lambda: [t for t in daemon_fd_targets(pid) if t.startswith(tmp)]
+        self.assertEqual(memfds(), [])
+        head = message(subject='grows', bcc=None, body='')
+        body = b''.join(b'line %07d of a draft that grows past one mebibyte\n' % i
+                        for i in range(40000))
+        self.assertGreater(len(head) + len(body), 2 << 20)
+        before = gw.record_ids()
+        fd = os.open(os.path.join(gw.mnt, 'outbox', 'grows.eml'), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, head + body[:100000])
+            self.assertEqual(len(memfds()), 1, 'a small draft is not in memory')
+            self.assertEqual(in_tmp(), [], 'a small draft has a temporary in tmp/')
+            pos = 100000
+            while pos < len(body):
+                pos += os.write(fd, body[pos:pos + 65536])
+            self.assertEqual(memfds(), [], 'a draft past 1 MiB is still in memory')
+            self.assertEqual(len(in_tmp()), 1, 'a draft past 1 MiB has no temporary in tmp/')
+            self.assertTrue(in_tmp()[0].endswith(' (deleted)'), in_tmp())
+            self.assertEqual(os.fstat(fd).st_size, len(head) + len(body))
+        finally:
+            os.close(fd)
+        new = gw.record_ids() - before
+        self.assertEqual(len(new), 1)
+        msgid = new.pop()
+        with open(os.path.join(gw.mnt, 'queue', msgid), 'rb') as f:
+            self.assertEqual(as_written(f.read()), head + body)
+        self.assertIn('event=outbox-draft-to-disk name=grows.eml why=size', gw.read_log('fs'))
+        # The submitted name lingers with its bytes; rm lets the temporary go.
+        self.assertEqual(os.stat(os.path.join(gw.mnt, 'outbox', 'grows.eml')).st_size,
+                         len(head) + len(body))
+        os.unlink(os.path.join(gw.mnt, 'outbox', 'grows.eml'))
+        self.assertEqual(in_tmp(), [], 'the temporary outlived its name')
+
+    def test_full_disk_fails_the_write(self):
+        """spool on a 512 KB tmpfs: an 800 KB message fails at write (ENOSPC), bash says so"""
+        gw = harness.Instance('fs-full')
+        self.addCleanup(gw.cleanup)
+        why = gw.mount_tmpfs_spool('512k')
+        if why:
+            self.skipTest(why)
+        gw.start_fs()
+        # Under 1 MiB, so that only the disk's room keeps it out of memory:
+        # in memory, every write would succeed and only the close fail.
+        script = ('{ printf "From: root@localhost\\nTo: bob@example.net\\nSubject: full\\n\\n"; '
+                  'yes "a line of a message the spool has no room for" | head -c 800000; '
+                  '} > outbox/full.eml')
+        r = sh(script, cwd=gw.mnt)
+        self.assertNotEqual(r.returncode, 0, 'the shell saw no error: %r' % (r,))
+        self.assertIn('No space left on device', r.stderr)
+        self.assertEqual(gw.record_ids(), set())
+        self.assertIn('event=outbox-rejected name=full.eml errno=ENOSPC', gw.read_log('fs'))
+        # The space is free again (nothing was kept): a small message goes.
+        r = sh('printf "From: root@localhost\\nTo: bob@example.net\\nSubject: fits\\n\\nok\\n"'
+               ' > outbox/fits.eml', cwd=gw.mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(gw.record_ids()), 1)
 
 
 class Restart(unittest.TestCase):

@@ -24,14 +24,27 @@
  *	are EBUSY, O_TRUNC makes a new entry; a second writer is EBUSY; at
  *	most OUTFILE_SUBMITTED_MAX names stay.  A held (dot) name is not
  *	checked; renamed to a normal name it is submitted or refused.
+ *
+ *	Drafts in memory: a new draft is a memfd (its descriptor's
+ *	/proc/self/fd link says so) and is queued whole from there.  It moves
+ *	to an unlinked temporary in spool tmp/, under the same descriptor and
+ *	with the same bytes, at the write or the truncation that takes it
+ *	past its own limit, past the limit of all drafts in memory (the other
+ *	draft stays), or below the free space the spool's filesystem must
+ *	keep; the set's count of bytes in memory follows every draft to its
+ *	end.  With memory drafts turned off (what a failed memfd_create does)
+ *	a new draft starts in tmp/.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "envelope.h"
@@ -383,6 +396,210 @@ START_TEST(test_held_then_renamed)
 }
 END_TEST
 
+/* ------------------------------------------------------ drafts in memory */
+
+#define SMALL_LIMIT	4096
+static const char draft_head[] = "From: a@x.org\nTo: b@x.org\n\n";
+
+/* Where a descriptor of this process points. */
+static void
+fd_target(int fd, char *out, size_t outlen)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	n = readlink(link, out, outlen - 1);
+	ck_assert_int_gt(n, 0);
+	out[n] = '\0';
+}
+
+/* The draft lives in a memfd (want) or in an unlinked temporary of spool tmp/. */
+static void
+assert_in_memory(const struct outfile *of, bool want)
+{
+	char target[PATH_MAX], tmpdir[PATH_MAX + 32], real[PATH_MAX];
+
+	fd_target(of->fd, target, sizeof target);
+	ck_assert_int_eq(of->in_memory, want);
+	if (want) {
+		ck_assert_msg(strncmp(target, "/memfd:spoolgate-draft", 22) == 0, "%s", target);
+		return;
+	}
+	ck_assert_ptr_nonnull(realpath(tmpbase, real));
+	snprintf(tmpdir, sizeof tmpdir, "%s/spool/tmp/", real);
+	ck_assert_msg(strncmp(target, tmpdir, strlen(tmpdir)) == 0, "%s is not in %s", target, tmpdir);
+	ck_assert_msg(strstr(target, "(deleted)") != NULL, "%s has a name left", target);
+}
+
+/* A draft of draft_head then size - strlen(draft_head) bytes of fill, written in one go. */
+static char *
+draft_bytes(size_t size, char fill)
+{
+	char *buf = malloc(size);
+
+	ck_assert_ptr_nonnull(buf);
+	memset(buf, fill, size);
+	memcpy(buf, draft_head, sizeof(draft_head) - 1);
+	return buf;
+}
+
+/* The draft holds exactly want. */
+static void
+assert_draft_holds(const struct outfile *of, const char *want, size_t len)
+{
+	char *buf = malloc(len + 1);
+	struct stat st;
+
+	ck_assert_int_eq(fstat(of->fd, &st), 0);
+	ck_assert_int_eq(st.st_size, (off_t) len);
+	ck_assert_int_eq(pread(of->fd, buf, len + 1, 0), (ssize_t) len);
+	ck_assert_mem_eq(buf, want, len);
+	free(buf);
+}
+
+/* The one queued message's data ends with the body of want (after its trace headers). */
+static void
+assert_queued_body(const char *want, size_t len)
+{
+	char id[SPOOL_ID_MAX], *buf = malloc(len + 4096);
+	ssize_t n;
+	int fd;
+
+	only_record(SPOOL_DIR_QUEUE, id);
+	ck_assert_int_ge(fd = openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY), 0);
+	n = read(fd, buf, len + 4096);
+	close(fd);
+	ck_assert_int_ge(n, (ssize_t) len);
+	ck_assert_msg(memcmp(buf + n - (len - (sizeof(draft_head) - 1)), want + sizeof(draft_head) - 1,
+	    len - (sizeof(draft_head) - 1)) == 0, "the queued body differs from the draft's");
+	free(buf);
+}
+
+START_TEST(test_small_draft_in_memory)
+{
+	char *msg = draft_bytes(2000, 'm');
+	struct outfile *of = create("m.eml");
+
+	assert_in_memory(of, true);
+	ck_assert_int_eq(outfile_write(&set, of, msg, 2000, 0), 2000);
+	assert_in_memory(of, true);
+	ck_assert_uint_eq(set.mem_bytes, 2000);
+	assert_draft_holds(of, msg, 2000);
+	ck_assert_int_eq(outfile_flush(&set, of, true), 0);
+	assert_queued_body(msg, 2000);
+	outfile_release(&set, of, true);
+	ck_assert_uint_eq(set.mem_bytes, 2000);		/* the name lingers, with its bytes */
+	ck_assert_int_eq(outfile_unlink(&set, "m.eml"), 0);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	free(msg);
+}
+END_TEST
+
+START_TEST(test_draft_moves_at_its_limit)
+{
+	char *msg = draft_bytes(SMALL_LIMIT + 500, 'l');
+	struct outfile *of;
+	int fd;
+
+	set.mem_draft_max = SMALL_LIMIT;
+	of = create("m.eml");
+	fd = of->fd;
+	ck_assert_int_eq(outfile_write(&set, of, msg, SMALL_LIMIT, 0), SMALL_LIMIT);
+	assert_in_memory(of, true);		/* up to the limit itself */
+	ck_assert_uint_eq(set.mem_bytes, SMALL_LIMIT);
+	ck_assert_int_eq(outfile_write(&set, of, msg + SMALL_LIMIT, 500, SMALL_LIMIT), 500);
+	assert_in_memory(of, false);
+	ck_assert_int_eq(of->fd, fd);		/* a read under way keeps its descriptor */
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	assert_draft_holds(of, msg, SMALL_LIMIT + 500);
+	ck_assert_int_eq(outfile_flush(&set, of, true), 0);
+	assert_queued_body(msg, SMALL_LIMIT + 500);
+	free(msg);
+}
+END_TEST
+
+START_TEST(test_memory_bound_of_all_drafts)
+{
+	char *a = draft_bytes(4000, 'a'), *b = draft_bytes(2500, 'b');
+	struct outfile *ofa, *ofb;
+
+	set.mem_total_max = 6000;
+	ofa = create("a.eml");
+	ofb = create("b.eml");
+	ck_assert_int_eq(outfile_write(&set, ofa, a, 4000, 0), 4000);
+	ck_assert_int_eq(outfile_write(&set, ofb, b, 1000, 0), 1000);
+	assert_in_memory(ofb, true);
+	ck_assert_uint_eq(set.mem_bytes, 5000);
+	ck_assert_int_eq(outfile_write(&set, ofb, b + 1000, 1500, 1000), 1500);	/* 6500 > 6000 */
+	assert_in_memory(ofb, false);
+	assert_in_memory(ofa, true);
+	ck_assert_uint_eq(set.mem_bytes, 4000);
+	assert_draft_holds(ofb, b, 2500);
+	ck_assert_int_eq(outfile_unlink(&set, "b.eml"), 0);
+	outfile_release(&set, ofb, true);
+	ck_assert_int_eq(outfile_unlink(&set, "a.eml"), 0);
+	outfile_release(&set, ofa, true);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	ck_assert_int_eq(count_entries(SPOOL_DIR_QUEUE), 0);
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_disk_room_kept)
+{
+	char *msg = draft_bytes(3000, 'r');
+	struct outfile *of = create("m.eml");
+
+	/* more free space than any disk has: every draft must go where ENOSPC shows */
+	set.mem_reserve = ULLONG_MAX / 4;
+	assert_in_memory(of, true);
+	ck_assert_int_eq(outfile_write(&set, of, msg, 3000, 0), 3000);
+	assert_in_memory(of, false);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	ck_assert_int_eq(outfile_flush(&set, of, true), 0);
+	assert_queued_body(msg, 3000);
+	free(msg);
+}
+END_TEST
+
+START_TEST(test_truncate_past_limit)
+{
+	char *msg = draft_bytes(100, 't');
+	struct outfile *of;
+	struct stat st;
+
+	set.mem_draft_max = SMALL_LIMIT;
+	of = create("m.eml");
+	ck_assert_int_eq(outfile_write(&set, of, msg, 100, 0), 100);
+	ck_assert_int_eq(outfile_truncate(&set, of, 50), 0);
+	assert_in_memory(of, true);
+	ck_assert_uint_eq(set.mem_bytes, 50);
+	ck_assert_int_eq(outfile_truncate(&set, of, 3 * SMALL_LIMIT), 0);
+	assert_in_memory(of, false);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	ck_assert_int_eq(fstat(of->fd, &st), 0);
+	ck_assert_int_eq(st.st_size, 3 * SMALL_LIMIT);
+	ck_assert_int_eq(outfile_stat(of, &st), 0);
+	ck_assert_int_eq(st.st_size, 3 * SMALL_LIMIT);
+	free(msg);
+}
+END_TEST
+
+START_TEST(test_memory_drafts_off)
+{
+	struct outfile *of;
+
+	set.mem_drafts = false;		/* what a failed memfd_create leaves */
+	of = create("m.eml");
+	assert_in_memory(of, false);
+	ck_assert_int_eq(outfile_write(&set, of, draft_head, sizeof(draft_head) - 1, 0),
+	    (ssize_t) sizeof(draft_head) - 1);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+}
+END_TEST
+
 static Suite *
 outfile_suite(void)
 {
@@ -406,6 +623,16 @@ outfile_suite(void)
 	tcase_add_test(tc, test_two_writers);
 	tcase_add_test(tc, test_linger_bound);
 	tcase_add_test(tc, test_held_then_renamed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("drafts_in_memory");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_small_draft_in_memory);
+	tcase_add_test(tc, test_draft_moves_at_its_limit);
+	tcase_add_test(tc, test_memory_bound_of_all_drafts);
+	tcase_add_test(tc, test_disk_room_kept);
+	tcase_add_test(tc, test_truncate_past_limit);
+	tcase_add_test(tc, test_memory_drafts_off);
 	suite_add_tcase(s, tc);
 	return s;
 }
