@@ -67,9 +67,9 @@
  * in it comes or goes.  The timeout bounds what the watcher cannot see
  * (a spool shared over a network filesystem, an event that races with a
  * lookup).  Never cached: records (.status, rewritten as the relay
- * works), the files of outbox/, and outbox names (a submitted name
- * expires on its own); outbox/'s own attributes only for a second
- * (SPOOLFS_OUTBOX_DIR_TIMEOUT).
+ * works) and outbox names (a submitted name expires on its own);
+ * outbox/'s own attributes and those of its files only for a second
+ * (SPOOLFS_OUTBOX_DIR_TIMEOUT, SPOOLFS_OUTFILE_TIMEOUT).
  */
 #define SPOOLFS_CACHE_TIMEOUT	60.0
 #define SPOOLFS_NO_CACHE	0.0
@@ -92,6 +92,16 @@
  * late in their mtime.
  */
 #define SPOOLFS_OUTBOX_DIR_TIMEOUT	1.0
+/*
+ * The attributes of a file in outbox/: everything that changes them
+ * comes through the kernel (a write, which makes the kernel forget the
+ * size and times itself, a truncation, setattr, an open with O_TRUNC),
+ * and a submission changes none of them.  Cached, they spare the GETATTR
+ * that cp and dd send right after their create (fstat of the new file),
+ * one request in seven of a drop.  A second bounds a change this reasoning
+ * missed.
+ */
+#define SPOOLFS_OUTFILE_TIMEOUT	1.0
 
 struct spoolfs_file;
 struct spoolfs_dir;
@@ -739,6 +749,8 @@ spoolfs_attr_timeout(const struct spoolfs *fs, enum inode_kind kind)
 	case INODE_OUTBOX:
 	case INODE_OUTWAIT:
 		return SPOOLFS_OUTBOX_DIR_TIMEOUT;
+	case INODE_OUTFILE:
+		return SPOOLFS_OUTFILE_TIMEOUT;
 	default:
 		return SPOOLFS_NO_CACHE;
 	}
