@@ -18,7 +18,9 @@ chmod, touch -r work and send nothing more; >> and 'a'/'r+' fail with
 EBUSY; cp again (O_TRUNC) is a new message; rm removes only the name.
 { cat a; cat b; } > f is one message; a second writer gets EBUSY.
 queue/, sent/, failed/ are read-only.  The daemon can be killed -9 and
-restarted and everything is still there.  A draft lives in memory (a
+restarted and everything is still there.  stat of an outbox/ file (its
+attributes are cached) follows each write, truncation, chmod and touch
+at once.  A draft lives in memory (a
 memfd the daemon holds) until it passes 1 MiB, then in an unlinked
 temporary of spool/tmp/, and is queued whole; on a spool whose disk is
 nearly full it is written to tmp/ from the start, so that a full disk
@@ -565,6 +567,33 @@ class Mount(unittest.TestCase):
         self.assertEqual(len(new), 1, 'expected one message, got %s' % new)
         with open(self.mnt('queue', new.pop()), 'rb') as fh:
             self.assertNotIn(b'body', fh.read())
+
+    def test_stat_follows_each_change(self):
+        """the cached attributes of an outbox/ file follow each write, truncation, chmod and touch at once"""
+        p = self.mnt('outbox', 'attrs.eml')
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            self.assertEqual(os.stat(p).st_size, 0)
+            self.assertEqual(os.fstat(fd).st_size, 0)
+            os.write(fd, b'From: alice@example.org\n')
+            self.assertEqual(os.stat(p).st_size, 24)
+            os.ftruncate(fd, 10)
+            self.assertEqual(os.stat(p).st_size, 10)
+            os.ftruncate(fd, 0)
+            data = message(subject='attrs')
+            os.pwrite(fd, data, 0)
+            self.assertEqual(os.fstat(fd).st_size, len(data))
+            os.chmod(p, 0o640)
+            self.assertEqual(os.stat(p).st_mode & 0o777, 0o640)
+            os.utime(p, (1000000000, 1000000000))
+            self.assertEqual(os.stat(p).st_mtime, 1000000000)
+            os.pwrite(fd, b'more\n', len(data))
+            st = os.stat(p)
+            self.assertEqual(st.st_size, len(data) + 5)
+            self.assertGreater(st.st_mtime, 1000000000, 'a write left the mtime cached')
+        finally:
+            os.close(fd)
+        self.assertEqual(os.stat(p).st_size, len(data) + 5)
 
     def test_install_after_close(self):
         """install -m 644 f outbox/ exits 0 and sends once; the name shows the mode"""
