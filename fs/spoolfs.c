@@ -115,7 +115,8 @@ struct spoolfs_dir;
  *     READ of that handle is in flight), the descriptor in it never
  *     changes, and an outbox entry lives while a handle refers to it;
  *   - readdir: the snapshot belongs to its handle the same way;
- *   - flush: it holds lock to decide, lets it go while a submission
+ *   - flush: it reads /proc (spoolfs_process_writes_to()) before it takes
+ *     lock, holds lock to decide, lets it go while a submission
  *     syncs (outfile.h, THREADS), and takes it again to record the outcome,
  *     so that one close(2) that syncs does not hold up other requests,
  *     and concurrent closes sync at once (and share directory syncs:
@@ -1575,11 +1576,16 @@ spoolfs_process_writes_to(pid_t pid, uint64_t ino)
  * it for writing ends it (a child that inherited a copy does not), and
  * only with its last descriptor on it: a shell closes copies all the
  * time (dup2 around "echo x >&3", the first descriptor of "> f").
+ * closer_writes_more is spoolfs_process_writes_to(closer, ino), read
+ * before lock was taken: the scan of /proc touches nothing of ours, and
+ * under lock it held up every other request for its length.  The closer
+ * is inside close(2) while we answer; only its other threads could open
+ * or close a descriptor meanwhile, which the lock never stopped either.
  */
 static bool
-spoolfs_close_ends_message(const struct spoolfs_file *h, uint64_t ino, pid_t closer)
+spoolfs_close_ends_message(const struct spoolfs_file *h, pid_t closer, bool closer_writes_more)
 {
-	return closer == h->of->writer.pid && !spoolfs_process_writes_to(closer, ino);
+	return closer == h->of->writer.pid && !closer_writes_more;
 }
 
 static struct outfile_writer
@@ -1845,15 +1851,16 @@ spoolfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct spoolfs *fs = spoolfs_of(req);
 	struct spoolfs_file *h = spoolfs_file_of(fi);
 	struct outfile_submission sub;
-	bool waits = false;
+	bool waits = false, writes_more;
 	pid_t closer;
 	int r = 0;
 
 	if (h->of == NULL || !h->writable)
 		return (void) fuse_reply_err(req, 0);
 	closer = spoolfs_process_of(fuse_req_ctx(req)->pid);
+	writes_more = spoolfs_process_writes_to(closer, ino);
 	pthread_mutex_lock(&fs->lock);
-	r = outfile_flush_begin(&fs->outbox, h->of, spoolfs_close_ends_message(h, ino, closer),
+	r = outfile_flush_begin(&fs->outbox, h->of, spoolfs_close_ends_message(h, closer, writes_more),
 	    &sub);
 	if (r == 1) {
 		waits = spoolfs_outbox_name_waits(sub.name);
