@@ -33,6 +33,7 @@
 #endif
 
 #define OUTFILE_COPY_CHUNK	(64u << 10)	/* a draft moves to tmp/ this much at a time */
+#define OUTFILE_ROOM_STEP	(1ull << 20)	/* the room probe asks in whole MiB */
 
 void
 outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max_size,
@@ -52,6 +53,10 @@ outfile_set_init(struct outfile_set *set, struct spool *spool, unsigned long max
 	set->mem_draft_max = OUTFILE_MEM_DRAFT_MAX;
 	set->mem_total_max = OUTFILE_MEM_TOTAL_MAX;
 	set->mem_reserve = OUTFILE_MEM_RESERVE;
+	set->room_fd = -1;
+	set->room_unsupported = false;
+	set->room_ok = set->room_refused = 0;
+	set->room_errno = 0;
 }
 
 void
@@ -247,14 +252,88 @@ outfile_draft_fd(struct outfile_set *set, bool *in_memory)
 	return outfile_anonymous_tmpfile(set->spool);
 }
 
+static long long
+outfile_ms_since(const struct timespec *then)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - then->tv_sec) * 1000LL + (now.tv_nsec - then->tv_nsec) / 1000000;
+}
+
+/*
+ * Allocates need bytes in the probe's file and gives them back: 0 if they
+ * fit, else -errno (-ENOSPC, -EDQUOT, -EFBIG, -EOPNOTSUPP, ...).
+ */
+static int
+outfile_room_allocate(struct outfile_set *set, unsigned long long need)
+{
+	int r = 0;
+
+	if (set->room_fd < 0 && (set->room_fd = outfile_anonymous_tmpfile(set->spool)) < 0) {
+		r = set->room_fd;
+		set->room_fd = -1;
+		return r;
+	}
+	if (fallocate(set->room_fd, 0, 0, (off_t) need) < 0)
+		r = -errno;
+	if (ftruncate(set->room_fd, 0) < 0 && r == 0)	/* a refused fallocate may keep a part */
+		r = -errno;
+	return r;
+}
+
+/*
+ * The room probe (outfile.h): do need bytes fit in tmp/ under every quota
+ * that charges the spool's files?  0, or the -errno that says why not.
+ * Answers held for OUTFILE_ROOM_TTL_MS; a probe that could not be made
+ * says nothing (0), nor does a filesystem without fallocate.
+ */
+static int
+outfile_room_probe(struct outfile_set *set, unsigned long long need)
+{
+	int r;
+
+	if (set->room_unsupported)
+		return 0;
+	if ((set->room_ok != 0 || set->room_refused != 0) &&
+	    outfile_ms_since(&set->room_at) < OUTFILE_ROOM_TTL_MS) {
+		if (set->room_ok != 0 && need <= set->room_ok)
+			return 0;
+		if (set->room_refused != 0 && need >= set->room_refused)
+			return -set->room_errno;
+	} else
+		set->room_ok = set->room_refused = 0;
+	need = (need + OUTFILE_ROOM_STEP - 1) / OUTFILE_ROOM_STEP * OUTFILE_ROOM_STEP;	/* fewer probes */
+	r = outfile_room_allocate(set, need);
+	clock_gettime(CLOCK_MONOTONIC, &set->room_at);
+	if (r == -EOPNOTSUPP || r == -ENOSYS) {
+		set->room_unsupported = true;
+		log_info("outbox-room-probe", "state=off why=\"fallocate: %s\" "
+		    "action=\"free space from statvfs alone\"", strerror(-r));
+		return 0;
+	}
+	if (r == 0) {
+		if (need > set->room_ok)
+			set->room_ok = need;
+		return 0;
+	}
+	if (r != -ENOSPC && r != -EDQUOT && r != -EFBIG)
+		return 0;	/* could not ask (EMFILE, EIO...): statvfs has answered */
+	if (set->room_refused == 0 || need < set->room_refused)
+		set->room_refused = need;
+	set->room_errno = -r;
+	return r;
+}
+
 /*
  * Why the draft, once end bytes long, may not stay in memory, or NULL if
  * it may: not past its own limit or the set's, and not if the spool's
  * filesystem would then have less free space than every draft in memory
- * needs, plus the reserve.
+ * needs, plus the reserve, or could not allocate that much in tmp/ (a
+ * quota: the room probe).
  */
 static const char *
-outfile_memory_refusal(const struct outfile_set *set, const struct outfile *of, off_t end)
+outfile_memory_refusal(struct outfile_set *set, const struct outfile *of, off_t end)
 {
 	unsigned long long grow = end > of->mem_size ? (unsigned long long) (end - of->mem_size) : 0;
 	unsigned long long total = set->mem_bytes + grow;
@@ -270,7 +349,16 @@ outfile_memory_refusal(const struct outfile_set *set, const struct outfile *of, 
 		return "statvfs";
 	if ((unsigned long long) sv.f_bavail * sv.f_frsize < total + set->mem_reserve)
 		return "disk-room";
-	return NULL;
+	switch (outfile_room_probe(set, total + set->mem_reserve)) {
+	case 0:
+		return NULL;
+	case -EDQUOT:
+		return "quota";
+	case -EFBIG:
+		return "file-size";
+	default:
+		return "disk-room";
+	}
 }
 
 /* Copies the first size bytes of from into to. */
@@ -941,4 +1029,7 @@ outfile_set_free(struct outfile_set *set)
 			    log_quote(qname, sizeof qname, of->name));
 		outfile_destroy(set, of);
 	}
+	if (set->room_fd >= 0)
+		(void) close(set->room_fd);
+	set->room_fd = -1;
 }

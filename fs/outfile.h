@@ -42,9 +42,20 @@ void outfile_set_free(struct outfile_set *set);
  *	or truncation that would make it larger than set->mem_draft_max,
  *	make the drafts in memory hold more than set->mem_total_max bytes,
  *	or leave the spool's filesystem less free space (statvfs f_bavail)
- *	than those drafts plus set->mem_reserve: near a full disk the write
- *	then fails in tmp/ with -ENOSPC, as it did before drafts lived in
- *	memory.  outfile_set_init() sets the three to OUTFILE_MEM_DRAFT_MAX,
+ *	than those drafts plus set->mem_reserve, or when that much cannot be
+ *	allocated in tmp/ (the room probe below): near a full disk or a
+ *	quota the write then fails in tmp/ with -ENOSPC or -EDQUOT, as it did
+ *	before drafts lived in memory, and the shell that wrote it says so.
+ *	The room probe: statvfs(2) knows nothing of quotas (the user and
+ *	group quotas of the spool's owner, to whom the spool's files are
+ *	given; a btrfs qgroup of the spool's subvolume), so the set asks the
+ *	filesystem the way the message will use it: fallocate(2) of those
+ *	bytes in an unlinked file of tmp/ that belongs to the spool's owner,
+ *	given back at once (ftruncate to 0).  An answer holds for
+ *	OUTFILE_ROOM_TTL_MS for that size or less (a refusal for that size
+ *	or more), so a burst of drops costs one probe a second.  Where
+ *	fallocate is not supported (EOPNOTSUPP), statvfs alone decides.
+ *	outfile_set_init() sets the three to OUTFILE_MEM_DRAFT_MAX,
  *	OUTFILE_MEM_TOTAL_MAX and OUTFILE_MEM_RESERVE; a memfd_create(2) that
  *	fails (seccomp, an old kernel) puts every later draft in tmp/, logged
  *	once (event=outbox-drafts-on-disk).  Why memory: ext4 without a
@@ -179,6 +190,7 @@ void outfile_set_free(struct outfile_set *set);
 #define OUTFILE_MEM_DRAFT_MAX	(1u << 20)	/* a draft larger than this goes to tmp/ */
 #define OUTFILE_MEM_TOTAL_MAX	(64u << 20)	/* bytes of all the drafts in memory */
 #define OUTFILE_MEM_RESERVE	(16u << 20)	/* free space kept on the spool's filesystem */
+#define OUTFILE_ROOM_TTL_MS	1000	/* how long the room probe's answer holds */
 
 enum outfile_state {
 	OUTFILE_WRITING,
@@ -235,6 +247,12 @@ struct outfile_set {
 	bool		mem_drafts;	/* new drafts go to memory (false once memfd_create fails) */
 	unsigned long long mem_bytes;	/* the drafts in memory hold this many bytes */
 	unsigned long long mem_draft_max, mem_total_max, mem_reserve;	/* see DESCRIPTION */
+	int		room_fd;	/* the room probe's file in tmp/; -1: not made yet */
+	bool		room_unsupported;	/* fallocate(2) not supported there: statvfs alone */
+	struct timespec	room_at;	/* when the probe last answered (CLOCK_MONOTONIC) */
+	unsigned long long room_ok;	/* ... that this many bytes fit (0: none known) */
+	unsigned long long room_refused;	/* ... that this many did not (0: none known) */
+	int		room_errno;	/* ... and why: ENOSPC, EDQUOT, EFBIG */
 };
 
 /* The end of a message, submitted without the caller's lock (see THREADS). */

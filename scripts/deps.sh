@@ -47,6 +47,7 @@ SPOOLGATE_TEST_PACKAGES=(
 	git util-linux iproute2                       # tests/setup: a fresh clone in private namespaces
 	systemd mandoc groff-base man-db              # tests/package: systemd-analyze verify/security; mandoc -Tlint, groff -ww, man --warnings
 	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
+	btrfs-progs                                   # test_fs.py: a spool on a Btrfs subvolume with a qgroup limit (EDQUOT)
 )
 
 # Only ./test --fuzz: libFuzzer comes with clang's runtime libraries.  The

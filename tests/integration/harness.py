@@ -373,6 +373,47 @@ class Instance:
         self.chown_spool()
         return None
 
+    def mount_quota_spool(self, limit):
+        """Put the spool on a btrfs subvolume whose qgroup limit is limit
+        (btrfs's size syntax: '600K'), in a 256 MB image in the instance's
+        directory mounted with -o loop (root only; Debian's btrfs-progs, as
+        an operator would).  statvfs(2) there shows the whole filesystem's
+        free space, not the limit.  Returns None or the reason it could
+        not be done."""
+        if not IS_ROOT:
+            return 'needs root to mount an image'
+        if shutil.which('mkfs.btrfs') is None:
+            return 'mkfs.btrfs missing (Debian package btrfs-progs: scripts/deps.sh)'
+        img = os.path.join(self.dir, 'spool-btrfs.img')
+        top = os.path.join(self.dir, 'btrfs-top')
+        os.makedirs(top, exist_ok=True)
+        with open(img, 'wb') as f:
+            f.truncate(256 << 20)
+        r = subprocess.run(['mkfs.btrfs', '-q', '-f', img], capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            return 'mkfs.btrfs failed: %s' % r.stderr.strip()
+        r = subprocess.run(['mount', '-o', 'loop', img, top], capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            return 'mount of a btrfs image failed: %s' % r.stderr.strip()
+        try:
+            for cmd in (['btrfs', 'quota', 'enable', top],
+                        ['btrfs', 'subvolume', 'create', os.path.join(top, 'spool')],
+                        ['btrfs', 'qgroup', 'limit', limit, os.path.join(top, 'spool')]):
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    return '%s failed: %s' % (' '.join(cmd[:3]), r.stderr.strip())
+        finally:
+            unmount(top)
+        r = subprocess.run(['mount', '-o', 'loop,subvol=spool', img, self.spool],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return 'mount -o subvol=spool failed: %s' % r.stderr.strip()
+        self.extra_mounts.append(self.spool)
+        self.chown_spool()
+        return None
+
     @property
     def smtp_addr(self):
         return ('127.0.0.1', self.port)

@@ -40,10 +40,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -564,6 +566,54 @@ START_TEST(test_disk_room_kept)
 }
 END_TEST
 
+/*
+ * The room probe: where tmp/ cannot allocate the drafts plus the reserve
+ * (here RLIMIT_FSIZE, as a quota would: fallocate says EFBIG), a draft
+ * goes to disk from its first byte, and so does the next one (the answer
+ * holds); the probe leaves no name in tmp/.
+ */
+START_TEST(test_room_probe_refuses)
+{
+	struct rlimit lim = { 1 << 20, 1 << 20 };
+	char *msg = draft_bytes(3000, 'q');
+	struct outfile *of, *of2;
+
+	signal(SIGXFSZ, SIG_IGN);	/* this test's process only: Check forks each test */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	of = create("m.eml");
+	ck_assert_int_eq(outfile_write(&set, of, msg, 3000, 0), 3000);
+	assert_in_memory(of, false);
+	ck_assert_uint_eq(set.mem_bytes, 0);
+	ck_assert_int_eq(set.room_errno, EFBIG);
+	of2 = create("n.eml");
+	ck_assert_int_eq(outfile_write(&set, of2, msg, 3000, 0), 3000);
+	assert_in_memory(of2, false);
+	ck_assert_int_eq(count_entries(SPOOL_DIR_TMP), 0);
+	ck_assert_int_eq(outfile_flush(&set, of, true), 0);
+	ck_assert_int_eq(outfile_unlink(&set, "n.eml"), 0);
+	outfile_release(&set, of2, true);
+	assert_queued_body(msg, 3000);
+	free(msg);
+}
+END_TEST
+
+/* Where tmp/ has room, the probe lets drafts stay in memory, and says so for a while. */
+START_TEST(test_room_probe_allows)
+{
+	char *msg = draft_bytes(2000, 'p');
+	struct outfile *of = create("m.eml");
+
+	ck_assert_int_eq(outfile_write(&set, of, msg, 2000, 0), 2000);
+	assert_in_memory(of, true);
+	ck_assert_uint_ge(set.room_ok, 2000 + set.mem_reserve);
+	ck_assert_uint_eq(set.room_refused, 0);
+	ck_assert_int_ge(set.room_fd, 0);
+	ck_assert_int_eq(count_entries(SPOOL_DIR_TMP), 0);
+	ck_assert_int_eq(outfile_flush(&set, of, true), 0);
+	free(msg);
+}
+END_TEST
+
 START_TEST(test_truncate_past_limit)
 {
 	char *msg = draft_bytes(100, 't');
@@ -631,6 +681,8 @@ outfile_suite(void)
 	tcase_add_test(tc, test_draft_moves_at_its_limit);
 	tcase_add_test(tc, test_memory_bound_of_all_drafts);
 	tcase_add_test(tc, test_disk_room_kept);
+	tcase_add_test(tc, test_room_probe_refuses);
+	tcase_add_test(tc, test_room_probe_allows);
 	tcase_add_test(tc, test_truncate_past_limit);
 	tcase_add_test(tc, test_memory_drafts_off);
 	suite_add_tcase(s, tc);
