@@ -945,6 +945,13 @@ def daemon_fd_targets(pid, min_size=0):
     return out
 
 
+def bash_message_script(name, size):
+    """bash that writes a message of size bytes into outbox/name (under cwd)."""
+    return ('{ printf "From: root@localhost\\nTo: bob@example.net\\nSubject: %s\\n\\n"; '
+            'yes "a line of a message that may not fit" | head -c %d; } > outbox/%s'
+            % (name, size, name))
+
+
 class DraftsInMemory(unittest.TestCase):
     """Where a draft of outbox/ lives while it is written: memory, then
     spool/tmp/ past 1 MiB or near a full disk."""
@@ -991,46 +998,41 @@ class DraftsInMemory(unittest.TestCase):
         os.unlink(os.path.join(gw.mnt, 'outbox', 'grows.eml'))
         self.assertEqual(in_tmp(), [], 'the temporary outlived its name')
 
-    def test_quota_fails_the_write(self):
-        """spool on a btrfs subvolume limited to 600 KB: an 800 KB message fails at write (EDQUOT)"""
-        gw = harness.Instance('fs-quota')
+    def bash_write_fails(self, spool_setup, name, size, strerror):
+        """An instance whose spool spool_setup(gw) places (it returns None
+        or why it cannot); bash writes a message of size bytes into
+        outbox/name and must report strerror.  Returns the instance."""
+        gw = harness.Instance('fs-' + name.split('.')[0])
         self.addCleanup(gw.cleanup)
-        why = gw.mount_quota_spool('600K')
+        why = spool_setup(gw)
         if why:
             self.skipTest(why)
         gw.start_fs()
-        # statvfs shows some 180 MB free: by the disk's room alone the
-        # draft would stay in memory, where only the close (which bash
-        # ignores) could fail.
-        script = ('{ printf "From: root@localhost\\nTo: bob@example.net\\nSubject: quota\\n\\n"; '
-                  'yes "a line of a message over the spool user\'s quota" | head -c 800000; '
-                  '} > outbox/quota.eml')
-        r = sh(script, cwd=gw.mnt)
+        # Under 1 MiB, so that only the room probe and statvfs keep it out
+        # of memory: in memory, every write would succeed and only the
+        # close fail, which bash ignores on a redirection.
+        r = sh(bash_message_script(name, size), cwd=gw.mnt)
         self.assertNotEqual(r.returncode, 0, 'the shell saw no error: %r' % (r,))
-        self.assertIn('Disk quota exceeded', r.stderr)
+        self.assertIn(strerror, r.stderr)
+        return gw
+
+    def test_quota_fails_the_write(self):
+        """spool on a btrfs subvolume limited to 600 KB: an 800 KB message fails at write (EDQUOT)"""
+        # statvfs shows some 180 MB free there: by the disk's room alone
+        # the draft would stay in memory.
+        gw = self.bash_write_fails(lambda gw: gw.mount_quota_spool('600K'), 'quota.eml', 800000,
+                                   'Disk quota exceeded')
         self.assertIn('why=quota', gw.read_log('fs'))
         # Under the quota a message still goes: the same write, 100 KB.
         before = gw.record_ids()
-        r = sh(script.replace('800000', '100000').replace('quota.eml', 'small.eml'), cwd=gw.mnt)
+        r = sh(bash_message_script('small.eml', 100000), cwd=gw.mnt)
         self.assertEqual(r.returncode, 0, r)
         self.assertEqual(len(gw.record_ids() - before), 1)
 
     def test_full_disk_fails_the_write(self):
         """spool on a 512 KB tmpfs: an 800 KB message fails at write (ENOSPC), bash says so"""
-        gw = harness.Instance('fs-full')
-        self.addCleanup(gw.cleanup)
-        why = gw.mount_tmpfs_spool('512k')
-        if why:
-            self.skipTest(why)
-        gw.start_fs()
-        # Under 1 MiB, so that only the disk's room keeps it out of memory:
-        # in memory, every write would succeed and only the close fail.
-        script = ('{ printf "From: root@localhost\\nTo: bob@example.net\\nSubject: full\\n\\n"; '
-                  'yes "a line of a message the spool has no room for" | head -c 800000; '
-                  '} > outbox/full.eml')
-        r = sh(script, cwd=gw.mnt)
-        self.assertNotEqual(r.returncode, 0, 'the shell saw no error: %r' % (r,))
-        self.assertIn('No space left on device', r.stderr)
+        gw = self.bash_write_fails(lambda gw: gw.mount_tmpfs_spool('512k'), 'full.eml', 800000,
+                                   'No space left on device')
         self.assertEqual(gw.record_ids(), set())
         self.assertIn('event=outbox-rejected name=full.eml errno=ENOSPC', gw.read_log('fs'))
         # The space is free again (nothing was kept): a small message goes.
