@@ -546,6 +546,8 @@ main(int argc, char **argv)
 	}
 	spool_set_hostname(spool, cfg.hostname);	/* the name in tmp/ that smtpd's recovery knows */
 	raise_fd_limit();
+	/* A file size limit (ulimit -f) is EFBIG from write(2) and fallocate(2), not a death. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (prepare_mountpoint(cfg.mountpoint, mnt, sizeof mnt) < 0)
 		goto out;
 	status = serve(&o, &cfg, spool, mnt);

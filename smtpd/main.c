@@ -577,6 +577,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);	/* a vanished client is an error return, not a death */
+	signal(SIGXFSZ, SIG_IGN);	/* a file size limit (ulimit -f) is EFBIG, 552 5.3.4 */
 	status = start(&d) == 0 && event_base_dispatch(d.base) >= 0 ? 0 : 1;
 	stop(&d);
 	if (status == 0)

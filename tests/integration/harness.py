@@ -133,6 +133,21 @@ def is_mounted(path):
     return False
 
 
+def rlimit_preexec(**limits):
+    """A preexec_fn that sets RLIMIT_<NAME> (soft and hard) to each
+    name=value given that is not None; None when there is none."""
+    import resource
+    todo = [(getattr(resource, 'RLIMIT_' + name.upper()), value)
+            for name, value in limits.items() if value is not None]
+    if not todo:
+        return None
+
+    def preexec():
+        for res, value in todo:
+            resource.setrlimit(res, (value, value))
+    return preexec
+
+
 def unmount(path):
     """Unmount path: fusermount3 -u, then -uz, then umount -l.  Bounded."""
     for cmd in (['fusermount3', '-u', path], ['fusermount3', '-u', '-z', path],
@@ -502,25 +517,23 @@ class Instance:
                                   % (which, ready, START_TIMEOUT, text))
             time.sleep(0.05)
 
-    def start_smtpd(self, env=None, nofile=None):
+    def start_smtpd(self, env=None, nofile=None, fsize=None):
         """env: extra environment variables for the daemon (LD_PRELOAD...);
-        nofile: its RLIMIT_NOFILE (soft and hard), to run it out of descriptors."""
-        preexec = None
-        if nofile is not None:
-            import resource
-
-            def preexec():
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        nofile: its RLIMIT_NOFILE (soft and hard), to run it out of descriptors;
+        fsize: its RLIMIT_FSIZE in bytes (ulimit -f)."""
         self.write_config()
-        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env, preexec)
+        return self._start('smtpd', [SMTPD, '-c', self.conf], 'event=listening', env,
+                           rlimit_preexec(nofile=nofile, fsize=fsize))
 
-    def start_fs(self, env=None):
-        """env: extra environment variables for the daemon (LD_PRELOAD...)."""
+    def start_fs(self, env=None, fsize=None):
+        """env: extra environment variables for the daemon (LD_PRELOAD...);
+        fsize: its RLIMIT_FSIZE in bytes (ulimit -f)."""
         if is_mounted(self.mnt):
             # A dead mount left by a killed fs daemon: what an operator does.
             unmount(self.mnt)
         self.write_config()
-        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted', env)
+        return self._start('fs', [FS, '-c', self.conf, '-f'], 'event=mounted', env,
+                           rlimit_preexec(fsize=fsize))
 
     def kill(self, which, sig=signal.SIGKILL):
         """Send sig and wait (bounded) for the process to exit."""

@@ -1029,6 +1029,24 @@ class DraftsInMemory(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r)
         self.assertEqual(len(gw.record_ids() - before), 1)
 
+    def test_file_size_limit(self):
+        """spoolgate-fs under ulimit -f of 512 KiB: 800 KB fails at write (EFBIG), the daemon lives"""
+        gw = harness.Instance('fs-fsize')
+        self.addCleanup(gw.cleanup)
+        gw.start_fs(fsize=512 << 10)
+        # The room probe asks for 16 MiB and more: past the limit, which
+        # must be EFBIG from fallocate(2), not a SIGXFSZ that kills the daemon.
+        r = sh(bash_message_script('big.eml', 800000), cwd=gw.mnt)
+        self.assertNotEqual(r.returncode, 0, 'the shell saw no error: %r' % (r,))
+        self.assertIn('File too large', r.stderr)
+        self.assertIsNone(gw.procs['fs'].poll(), 'spoolgate-fs died: %s' % gw.read_log('fs')[-2000:])
+        self.assertIn('why=file-size', gw.read_log('fs'))
+        self.assertIn('event=outbox-rejected name=big.eml errno=EFBIG', gw.read_log('fs'))
+        before = gw.record_ids()
+        r = sh(bash_message_script('small.eml', 10000), cwd=gw.mnt)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(len(gw.record_ids() - before), 1)
+
     def test_full_disk_fails_the_write(self):
         """spool on a 512 KB tmpfs: an 800 KB message fails at write (ENOSPC), bash says so"""
         gw = self.bash_write_fails(lambda gw: gw.mount_tmpfs_spool('512k'), 'full.eml', 800000,

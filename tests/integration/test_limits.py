@@ -361,6 +361,27 @@ class Limits(unittest.TestCase):
         r = send(4, body_received=10)
         assert_reply(self, r, 250, '2.0.0', '4 Received headers (+10 in the body)')
 
+    def test_file_size_limit(self):
+        """smtpd under ulimit -f of 256 KiB: a 1 MB message -> 552 5.3.4, smtpd lives, no partial file"""
+        gw = harness.Instance('lim-fsize')
+        self.addCleanup(gw.cleanup)
+        gw.start_smtpd(fsize=256 << 10)
+        c = session(self, gw)
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<bob@localhost>'), 250)
+        assert_reply(self, c.cmd('DATA'), 354)
+        line = b'f' * 1022 + b'\r\n'
+        c.send(b'Subject: past the file size limit\r\n\r\n' + line * 1024 + b'.\r\n')
+        # EFBIG from write(2), not a SIGXFSZ that kills the daemon
+        assert_reply(self, c.reply(timeout=30), 552, '5.3.4', '1 MB message under ulimit -f 256')
+        self.assertIsNone(gw.procs['smtpd'].poll(), 'spoolgate-smtpd died')
+        self.assertEqual(list(stored_anything(gw)), [], 'partial files after EFBIG')
+        assert_reply(self, c.cmd('MAIL FROM:<a@example.org>'), 250)
+        assert_reply(self, c.cmd('RCPT TO:<bob@localhost>'), 250)
+        assert_reply(self, c.cmd('DATA'), 354)
+        r = c.cmd('Subject: small\r\n\r\nfits\r\n.')
+        assert_reply(self, r, 250, '2.0.0', 'small message after EFBIG')
+
     def test_full_disk(self):
         """spool on a 1 MB tmpfs: a 2 MB message -> 452 4.3.1, never 250, no partial file"""
         gw = harness.Instance('lim-disk')
