@@ -291,21 +291,22 @@ outfile_room_allocate(struct outfile_set *set, unsigned long long need)
 static int
 outfile_room_probe(struct outfile_set *set, unsigned long long need)
 {
+	struct timespec now;
 	int r;
 
 	if (set->room_unsupported)
 		return 0;
-	if ((set->room_ok != 0 || set->room_refused != 0) &&
-	    outfile_ms_since(&set->room_at) < OUTFILE_ROOM_TTL_MS) {
-		if (set->room_ok != 0 && need <= set->room_ok)
-			return 0;
-		if (set->room_refused != 0 && need >= set->room_refused)
-			return -set->room_errno;
-	} else
-		set->room_ok = set->room_refused = 0;
 	need = (need + OUTFILE_ROOM_STEP - 1) / OUTFILE_ROOM_STEP * OUTFILE_ROOM_STEP;	/* fewer probes */
+	if (set->room_ok != 0 && outfile_ms_since(&set->room_ok_at) >= OUTFILE_ROOM_TTL_MS)
+		set->room_ok = 0;
+	if (set->room_refused != 0 && outfile_ms_since(&set->room_refused_at) >= OUTFILE_ROOM_TTL_MS)
+		set->room_refused = 0;
+	if (set->room_ok != 0 && need <= set->room_ok)
+		return 0;
+	if (set->room_refused != 0 && need >= set->room_refused)
+		return -set->room_errno;
 	r = outfile_room_allocate(set, need);
-	clock_gettime(CLOCK_MONOTONIC, &set->room_at);
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (r == -EOPNOTSUPP || r == -ENOSYS) {
 		set->room_unsupported = true;
 		log_info("outbox-room-probe", "state=off why=\"fallocate: %s\" "
@@ -313,14 +314,14 @@ outfile_room_probe(struct outfile_set *set, unsigned long long need)
 		return 0;
 	}
 	if (r == 0) {
-		if (need > set->room_ok)
-			set->room_ok = need;
+		set->room_ok = need;	/* more than any answer still held */
+		set->room_ok_at = now;
 		return 0;
 	}
 	if (r != -ENOSPC && r != -EDQUOT && r != -EFBIG)
 		return 0;	/* could not ask (EMFILE, EIO...): statvfs has answered */
-	if (set->room_refused == 0 || need < set->room_refused)
-		set->room_refused = need;
+	set->room_refused = need;	/* less than any refusal still held */
+	set->room_refused_at = now;
 	set->room_errno = -r;
 	return r;
 }

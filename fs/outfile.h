@@ -249,9 +249,10 @@ struct outfile_set {
 	unsigned long long mem_draft_max, mem_total_max, mem_reserve;	/* see DESCRIPTION */
 	int		room_fd;	/* the room probe's file in tmp/; -1: not made yet */
 	bool		room_unsupported;	/* fallocate(2) not supported there: statvfs alone */
-	struct timespec	room_at;	/* when the probe last answered (CLOCK_MONOTONIC) */
-	unsigned long long room_ok;	/* ... that this many bytes fit (0: none known) */
+	unsigned long long room_ok;	/* the probe found this many bytes fit (0: none known) */
+	struct timespec	room_ok_at;	/* ... then (CLOCK_MONOTONIC) */
 	unsigned long long room_refused;	/* ... that this many did not (0: none known) */
+	struct timespec	room_refused_at;	/* ... then */
 	int		room_errno;	/* ... and why: ENOSPC, EDQUOT, EFBIG */
 };
 

@@ -570,15 +570,20 @@ END_TEST
  * The room probe: where tmp/ cannot allocate the drafts plus the reserve
  * (here RLIMIT_FSIZE, as a quota would: fallocate says EFBIG), a draft
  * goes to disk from its first byte, and so does the next one (the answer
- * holds); the probe leaves no name in tmp/.
+ * holds); the probe leaves no name in tmp/.  Once the refusal is older
+ * than OUTFILE_ROOM_TTL_MS the probe asks again.
  */
 START_TEST(test_room_probe_refuses)
 {
-	struct rlimit lim = { 1 << 20, 1 << 20 };
+	struct rlimit lim;
 	char *msg = draft_bytes(3000, 'q');
-	struct outfile *of, *of2;
+	struct outfile *of, *of2, *of3;
+	rlim_t was;
 
 	signal(SIGXFSZ, SIG_IGN);	/* this test's process only: Check forks each test */
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &lim), 0);
+	was = lim.rlim_cur;
+	lim.rlim_cur = 1 << 20;		/* the soft limit: raised again below */
 	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
 	of = create("m.eml");
 	ck_assert_int_eq(outfile_write(&set, of, msg, 3000, 0), 3000);
@@ -593,6 +598,16 @@ START_TEST(test_room_probe_refuses)
 	ck_assert_int_eq(outfile_unlink(&set, "n.eml"), 0);
 	outfile_release(&set, of2, true);
 	assert_queued_body(msg, 3000);
+	/* the room is back; the refusal holds until it is a second old */
+	lim.rlim_cur = was;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	of3 = create("o.eml");
+	ck_assert_int_eq(outfile_write(&set, of3, msg, 100, 0), 100);
+	assert_in_memory(of3, false);
+	of3 = create("p.eml");
+	set.room_refused_at.tv_sec -= OUTFILE_ROOM_TTL_MS / 1000 + 1;
+	ck_assert_int_eq(outfile_write(&set, of3, msg, 100, 0), 100);
+	assert_in_memory(of3, true);
 	free(msg);
 }
 END_TEST
