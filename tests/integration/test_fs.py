@@ -998,16 +998,17 @@ class DraftsInMemory(unittest.TestCase):
         os.unlink(os.path.join(gw.mnt, 'outbox', 'grows.eml'))
         self.assertEqual(in_tmp(), [], 'the temporary outlived its name')
 
-    def bash_write_fails(self, spool_setup, name, size, strerror):
+    def bash_write_fails(self, spool_setup, name, size, strerror, **fs_args):
         """An instance whose spool spool_setup(gw) places (it returns None
-        or why it cannot); bash writes a message of size bytes into
-        outbox/name and must report strerror.  Returns the instance."""
+        or why it cannot; None: the spool as it is), its fs daemon started
+        with fs_args; bash writes a message of size bytes into outbox/name
+        and must report strerror.  Returns the instance."""
         gw = harness.Instance('fs-' + name.split('.')[0])
         self.addCleanup(gw.cleanup)
-        why = spool_setup(gw)
+        why = spool_setup(gw) if spool_setup else None
         if why:
             self.skipTest(why)
-        gw.start_fs()
+        gw.start_fs(**fs_args)
         # Under 1 MiB, so that only the room probe and statvfs keep it out
         # of memory: in memory, every write would succeed and only the
         # close fail, which bash ignores on a redirection.
@@ -1016,6 +1017,13 @@ class DraftsInMemory(unittest.TestCase):
         self.assertIn(strerror, r.stderr)
         return gw
 
+    def assert_small_message_goes(self, gw, size):
+        """After a refusal the mount still queues a message of size bytes."""
+        before = gw.record_ids()
+        r = sh(bash_message_script('small.eml', size), cwd=gw.mnt)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(len(gw.record_ids() - before), 1)
+
     def test_quota_fails_the_write(self):
         """spool on a btrfs subvolume limited to 600 KB: an 800 KB message fails at write (EDQUOT)"""
         # statvfs shows some 180 MB free there: by the disk's room alone
@@ -1023,29 +1031,17 @@ class DraftsInMemory(unittest.TestCase):
         gw = self.bash_write_fails(lambda gw: gw.mount_quota_spool('600K'), 'quota.eml', 800000,
                                    'Disk quota exceeded')
         self.assertIn('why=quota', gw.read_log('fs'))
-        # Under the quota a message still goes: the same write, 100 KB.
-        before = gw.record_ids()
-        r = sh(bash_message_script('small.eml', 100000), cwd=gw.mnt)
-        self.assertEqual(r.returncode, 0, r)
-        self.assertEqual(len(gw.record_ids() - before), 1)
+        self.assert_small_message_goes(gw, 100000)	# under the quota: the same write, 100 KB
 
     def test_file_size_limit(self):
         """spoolgate-fs under ulimit -f of 512 KiB: 800 KB fails at write (EFBIG), the daemon lives"""
-        gw = harness.Instance('fs-fsize')
-        self.addCleanup(gw.cleanup)
-        gw.start_fs(fsize=512 << 10)
         # The room probe asks for 16 MiB and more: past the limit, which
         # must be EFBIG from fallocate(2), not a SIGXFSZ that kills the daemon.
-        r = sh(bash_message_script('big.eml', 800000), cwd=gw.mnt)
-        self.assertNotEqual(r.returncode, 0, 'the shell saw no error: %r' % (r,))
-        self.assertIn('File too large', r.stderr)
+        gw = self.bash_write_fails(None, 'big.eml', 800000, 'File too large', fsize=512 << 10)
         self.assertIsNone(gw.procs['fs'].poll(), 'spoolgate-fs died: %s' % gw.read_log('fs')[-2000:])
         self.assertIn('why=file-size', gw.read_log('fs'))
         self.assertIn('event=outbox-rejected name=big.eml errno=EFBIG', gw.read_log('fs'))
-        before = gw.record_ids()
-        r = sh(bash_message_script('small.eml', 10000), cwd=gw.mnt)
-        self.assertEqual(r.returncode, 0, r)
-        self.assertEqual(len(gw.record_ids() - before), 1)
+        self.assert_small_message_goes(gw, 10000)
 
     def test_full_disk_fails_the_write(self):
         """spool on a 512 KB tmpfs: an 800 KB message fails at write (ENOSPC), bash says so"""
