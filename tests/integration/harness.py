@@ -115,6 +115,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def refusing_port():
+    """(socket, port): a loopback TCP port that refuses every connection
+    for as long as the caller keeps the socket (bound, never listening),
+    so that no later free_port() or daemon can take it.  A port from
+    free_port() is only free when asked: the kernel may give it again to
+    the next bind, and a "dead" next hop then reaches a live listener."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(('127.0.0.1', 0))
+    return s, s.getsockname()[1]
+
+
 # ---------------------------------------------------------------- mounts
 
 def is_mounted(path):

@@ -53,7 +53,9 @@ class Etrn(unittest.TestCase):
     def setUpClass(cls):
         start_sink_for(cls)
         hop = '127.0.0.1:%d' % cls.sink.port
-        cls.dead = '127.0.0.1:%d' % harness.free_port()
+        sock, port = harness.refusing_port()
+        cls.addClassCleanup(sock.close)
+        cls.dead = '127.0.0.1:%d' % port
         cls.gw = harness.Instance(
             'etrn', smarthost=hop, scan_interval=1, retry_min=3600, retry_max=3600,
             routes={'held.test': 'hold ' + hop, '.held.test': 'hold ' + hop,
