@@ -48,6 +48,7 @@ SPOOLGATE_TEST_PACKAGES=(
 	systemd mandoc groff-base man-db              # tests/package: systemd-analyze verify/security; mandoc -Tlint, groff -ww, man --warnings
 	systemd-container                             # tests/package/boot.sh: systemd-nspawn boots the units
 	btrfs-progs                                   # test_fs.py: a spool on a Btrfs subvolume with a qgroup limit (EDQUOT)
+	e2fsprogs                                     # test_powercut.py: mkfs.ext4 and e2fsck of each power-cut state
 )
 
 # Only ./test --fuzz: libFuzzer comes with clang's runtime libraries.  The

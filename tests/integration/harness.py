@@ -54,6 +54,7 @@ FS = os.path.join(BUILD, 'fs', 'spoolgate-fs')
 SENDMAIL = os.path.join(BUILD, 'sendmail', 'spoolgate-sendmail')
 MAILQ = os.path.join(BUILD, 'sendmail', 'spoolgate-mailq')
 NEWALIASES = os.path.join(BUILD, 'sendmail', 'spoolgate-newaliases')
+LOGDISK = os.environ.get('SPOOLGATE_LOGDISK') or os.path.join(BUILD, 'tests', 'logdisk')
 USER = 'spoolgate'
 IS_ROOT = os.geteuid() == 0
 
@@ -309,6 +310,7 @@ class Instance:
         self.logs = {'smtpd': os.path.join(self.dir, 'smtpd.log'),
                      'fs': os.path.join(self.dir, 'fs.log')}
         self.extra_mounts = []
+        self.logdisk = None
         os.mkdir(self.spool, 0o755)
         self.sanitizer_dir = os.path.join(self.dir, 'sanitizer')
         os.mkdir(self.sanitizer_dir)
@@ -437,6 +439,48 @@ class Instance:
         if r.returncode != 0:
             return 'mount -o subvol=spool failed: %s' % r.stderr.strip()
         self.extra_mounts.append(self.spool)
+        self.chown_spool()
+        return None
+
+    def mount_logged_spool(self, journal=True, size_mb=160):
+        """Put the spool on a new ext4 (mkfs.ext4's defaults: a journal;
+        journal=False: -O ^has_journal) whose disk records every write and
+        cache flush: a loop device over
+        the one file of tests/crash/logdisk (SPOOLGATE_LOGDISK), whose image
+        is first_image() and whose log is self.disk_log (root only).
+        Returns None or the reason it could not be done."""
+        if not IS_ROOT:
+            return 'needs root to mount an image'
+        if not os.access(LOGDISK, os.X_OK):
+            return 'tests/crash/logdisk not built (%s)' % LOGDISK
+        self.disk_dir = os.path.join(self.dir, 'logdisk')
+        os.mkdir(self.disk_dir)
+        image = os.path.join(self.disk_dir, 'image')
+        self.disk_first = os.path.join(self.disk_dir, 'first-image')
+        self.disk_log = os.path.join(self.disk_dir, 'log')
+        disk_mnt = os.path.join(self.disk_dir, 'mnt')
+        os.mkdir(disk_mnt)
+        with open(image, 'wb') as f:
+            f.truncate(size_mb << 20)
+        r = subprocess.run(['mkfs.ext4', '-q', '-F'] + ([] if journal else ['-O', '^has_journal'])
+                           + [image], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return 'mkfs.ext4 failed: %s' % r.stderr.strip()
+        shutil.copyfile(image, self.disk_first)
+        self.logdisk = subprocess.Popen([LOGDISK, image, self.disk_log, disk_mnt],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        wait_until(lambda: is_mounted(disk_mnt) or self.logdisk.poll() is not None, 10,
+                   'logdisk mounted')
+        if not is_mounted(disk_mnt):
+            return 'logdisk failed: %s' % self.logdisk.stderr.read().decode(errors='replace')
+        self.extra_mounts.append(disk_mnt)
+        r = subprocess.run(['mount', '-o', 'loop', os.path.join(disk_mnt, 'disk'), self.spool],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return 'mount of the logged disk failed: %s' % r.stderr.strip()
+        self.extra_mounts.append(self.spool)
+        os.chmod(self.spool, 0o755)
         self.chown_spool()
         return None
 
@@ -594,6 +638,13 @@ class Instance:
         for m in reversed(self.extra_mounts):
             unmount(m)
         self.extra_mounts = []
+        if self.logdisk is not None:	# its mount is gone: it exits
+            try:
+                self.logdisk.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.logdisk.kill()
+                self.logdisk.wait()
+            self.logdisk = None
         _sanitizer_reports.extend(self.sanitizer_reports())
         if self in _instances:
             _instances.remove(self)
