@@ -445,10 +445,10 @@ class Instance:
     def mount_logged_spool(self, journal=True, size_mb=160):
         """Put the spool on a new ext4 (mkfs.ext4's defaults: a journal;
         journal=False: -O ^has_journal) whose disk records every write and
-        cache flush: a loop device over
-        the one file of tests/crash/logdisk (SPOOLGATE_LOGDISK), whose image
-        is first_image() and whose log is self.disk_log (root only).
-        Returns None or the reason it could not be done."""
+        cache flush: a loop device over the one file of tests/crash/logdisk
+        (SPOOLGATE_LOGDISK).  The image as mkfs.ext4 left it is copied to
+        self.disk_first, the log is self.disk_log (root only).  Returns
+        None or the reason it could not be done."""
         if not IS_ROOT:
             return 'needs root to mount an image'
         if not os.access(LOGDISK, os.X_OK):
@@ -467,13 +467,16 @@ class Instance:
         if r.returncode != 0:
             return 'mkfs.ext4 failed: %s' % r.stderr.strip()
         shutil.copyfile(image, self.disk_first)
-        self.logdisk = subprocess.Popen([LOGDISK, image, self.disk_log, disk_mnt],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        errors = os.path.join(self.disk_dir, 'logdisk.err')
+        with open(errors, 'wb') as err:
+            self.logdisk = subprocess.Popen([LOGDISK, image, self.disk_log, disk_mnt],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=err)
         wait_until(lambda: is_mounted(disk_mnt) or self.logdisk.poll() is not None, 10,
                    'logdisk mounted')
         if not is_mounted(disk_mnt):
-            return 'logdisk failed: %s' % self.logdisk.stderr.read().decode(errors='replace')
+            with open(errors, errors='replace') as err:
+                return 'logdisk failed: %s' % err.read().strip()
         self.extra_mounts.append(disk_mnt)
         r = subprocess.run(['mount', '-o', 'loop', os.path.join(disk_mnt, 'disk'), self.spool],
                            capture_output=True, text=True, timeout=60)
