@@ -86,13 +86,14 @@ class DiskLog:
             else:
                 raise AssertionError('disk log: bad record at %d' % pos)
             self.ends.append(pos)
+        self.flush_upto, last = [], -1	# per record: the last 'F' at or before it
+        for i, rec in enumerate(self.records):
+            last = i if rec[0] == 'F' else last
+            self.flush_upto.append(last)
 
     def last_flush(self, k):
         """Index of the last 'F' at or before record k, or -1."""
-        for i in range(k, -1, -1):
-            if self.records[i][0] == 'F':
-                return i
-        return -1
+        return self.flush_upto[k]
 
     def record_at(self, pos):
         """Index of the last record that ends at or before log position pos."""
@@ -289,14 +290,13 @@ class PowerCut:
             controls_acked = [c for c, pos in controls.items() if pos <= cut]
             state = self.state_image(disk, base, k, variant, rng)
             found = self.check_state(state, acked, controls_acked)
+            os.unlink(state)
             if found is None:
                 dirs_lost += 1
                 self.assertFalse(self.JOURNAL, 'e2fsck found files whose directory was lost, '
                                  'on a journaled ext4: %s' % self.fsck_out[-500:])
-                os.unlink(state)
                 continue
             lost, problems, lost_controls = found
-            os.unlink(state)
             checked += 1
             control_losses += len(lost_controls)
             if lost or problems:
