@@ -51,6 +51,7 @@
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
+#define SPOOLFS_PARKED_SUFFIX	".old"		/* tmp/<claim>.old, queue.c */
 #define SPOOLFS_DRAFT_MODE	0600		/* an outbox/ file at its creation (access.h) */
 #define SPOOLFS_OUTWAIT		"wait"		/* outbox/wait/: close(2) waits for the relay */
 
@@ -401,12 +402,24 @@ spoolfs_open_file_at(int dirfd, const char *name)
 	return fd;
 }
 
-/* The claim of id in active/ ("<id>@<host>,<pid>"), opened, or -ENOENT. */
-static int
-spoolfs_open_active(struct spoolfs *fs, const char *id)
+/* A parked claim in tmp/: "<id>@<host>,<pid>.old" (queue.c). */
+static bool
+spoolfs_name_is_parked(const char *name)
 {
-	int dfd = openat(spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE), ".",
-	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t len = strlen(name), slen = sizeof SPOOLFS_PARKED_SUFFIX - 1;
+
+	return strchr(name, '@') != NULL && len > slen &&
+	    strcmp(name + len - slen, SPOOLFS_PARKED_SUFFIX) == 0;
+}
+
+/*
+ * The claim of id in where, opened, or -ENOENT: in active/ a claim
+ * ("<id>@<host>,<pid>"), in tmp/ a parked one.
+ */
+static int
+spoolfs_open_claim(struct spoolfs *fs, enum spool_dir where, const char *id)
+{
+	int dfd = openat(spool_dirfd(fs->spool, where), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	size_t idlen = strlen(id);
 	struct dirent *de;
 	int r = -ENOENT;
@@ -420,7 +433,8 @@ spoolfs_open_active(struct spoolfs *fs, const char *id)
 		return r;
 	}
 	while ((de = readdir(d)) != NULL)
-		if (strncmp(de->d_name, id, idlen) == 0 && de->d_name[idlen] == '@') {
+		if (strncmp(de->d_name, id, idlen) == 0 && de->d_name[idlen] == '@' &&
+		    (where != SPOOL_DIR_TMP || spoolfs_name_is_parked(de->d_name))) {
 			r = spoolfs_open_file_at(dirfd(d), de->d_name);
 			break;
 		}
@@ -428,7 +442,43 @@ spoolfs_open_active(struct spoolfs *fs, const char *id)
 	return r;
 }
 
-/* Opens the envelope record of id in area (queue/ includes active/). */
+/* Whether id has a record in queue/, sent/ or failed/. */
+static bool
+spoolfs_record_published(struct spoolfs *fs, const char *id)
+{
+	static const enum spool_dir dirs[] = { SPOOL_DIR_QUEUE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+		if (fstatat(spool_dirfd(fs->spool, dirs[i]), id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The record of a claim being finished: parked in tmp/ until its new
+ * record is published (and removed only after that), so it stands for
+ * the message while nothing is published, and never once something is:
+ * a parked claim left behind is then a leftover for recovery.
+ */
+static int
+spoolfs_open_parked(struct spoolfs *fs, const char *id)
+{
+	int fd = spoolfs_open_claim(fs, SPOOL_DIR_TMP, id);
+
+	if (fd >= 0 && spoolfs_record_published(fs, id)) {
+		(void) close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/*
+ * Opens the envelope record of id in area.  queue/ includes the claims
+ * of active/ and the parked claims of tmp/, looked for in the order a
+ * record moves through them (queue.c), each try after the record was
+ * found in none (it may have moved back to queue/ meanwhile).
+ */
 static int
 spoolfs_open_record(struct spoolfs *fs, enum inode_area area, const char *id)
 {
@@ -437,7 +487,9 @@ spoolfs_open_record(struct spoolfs *fs, enum inode_area area, const char *id)
 	for (int i = 0; i < SPOOLFS_LOCATE_TRIES && fd == -ENOENT; i++) {
 		fd = spoolfs_open_file_at(spool_dirfd(fs->spool, spoolfs_area_dir(area)), id);
 		if (fd == -ENOENT && area == AREA_QUEUE)
-			fd = spoolfs_open_active(fs, id);
+			fd = spoolfs_open_claim(fs, SPOOL_DIR_ACTIVE, id);
+		if (fd == -ENOENT && area == AREA_QUEUE)
+			fd = spoolfs_open_parked(fs, id);
 	}
 	return fd;
 }
@@ -1125,23 +1177,44 @@ spoolfs_dir_unique(struct spoolfs_dir *dir, size_t first)
 	dir->n = kept;
 }
 
+/* A parked claim in tmp/ whose message has no record published yet. */
+static int
+spoolfs_list_parked_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
+		       unsigned char d_type, void *arg)
+{
+	const char *at = strchr(name, '@');
+	char id[ENVELOPE_ID_MAX];
+	size_t len = at ? (size_t) (at - name) : 0;
+
+	if (!spoolfs_name_is_parked(name) || len == 0 || len >= sizeof id)
+		return 0;
+	memcpy(id, name, len);
+	id[len] = '\0';
+	if (spoolfs_record_published(dir->fs, id))
+		return 0;
+	return spoolfs_list_record_cb(dir, dirfd, name, d_type, arg);
+}
+
 /*
- * queue/ shows the records of queue/ and the claims of active/, and the
- * relay moves a record between the two at any time.  Listed as queue/,
- * active/, queue/ again, a record that moves once while we list is seen
- * in one of the three (a claim before active/ is read, a give-back
- * after the first queue/), and never twice once duplicates are dropped.
+ * queue/ shows the records of queue/, the claims of active/ and the
+ * claims parked in tmp/ while the relay finishes them (queue.c).  A
+ * record moves forward through these in that order at any time, and
+ * back from active/ to queue/.  Listed as queue/, active/, tmp/,
+ * queue/ again, a record that moves once while we list is seen in one
+ * of the four, and never twice once duplicates are dropped.
  */
 static int
 spoolfs_snapshot_queue(struct spoolfs *fs, struct spoolfs_dir *dir)
 {
 	int qfd = spool_dirfd(fs->spool, SPOOL_DIR_QUEUE);
 	int afd = spool_dirfd(fs->spool, SPOOL_DIR_ACTIVE);
+	int tfd = spool_dirfd(fs->spool, SPOOL_DIR_TMP);
 	size_t first = dir->n;
 	int r;
 
 	if ((r = spoolfs_list(dir, qfd, NULL, spoolfs_list_record_cb, NULL)) < 0 ||
 	    (r = spoolfs_list(dir, afd, NULL, spoolfs_list_record_cb, NULL)) < 0 ||
+	    (r = spoolfs_list(dir, tfd, NULL, spoolfs_list_parked_cb, NULL)) < 0 ||
 	    (r = spoolfs_list(dir, qfd, NULL, spoolfs_list_record_cb, NULL)) < 0)
 		return r;
 	spoolfs_dir_unique(dir, first);

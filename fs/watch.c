@@ -37,7 +37,8 @@ enum watch_kind {
 	WATCH_MAIL,		/* mail/: mailboxes */
 	WATCH_MAILBOX,		/* mail/<mailbox>/: its new/ and cur/ */
 	WATCH_MAILSUB,		/* mail/<mailbox>/new or cur: messages */
-	WATCH_RECORDS		/* queue/, active/, sent/, failed/ */
+	WATCH_RECORDS,		/* queue/, active/ */
+	WATCH_OUTCOMES		/* sent/, failed/: a record arriving there left queue/ */
 };
 
 struct watch_target {
@@ -59,14 +60,21 @@ struct watch {
 	pthread_t		thread;
 };
 
+/*
+ * A finished record's parked claim (tmp/<claim>.old, queue.c) stands for
+ * it in queue/ until its new record is published; tmp/ is not watched
+ * (every ingest passes there), so the publish in sent/ or failed/ is
+ * what tells the kernel that queue/<id> is gone.
+ */
 static const struct watch_records {
 	const char	       *dir;	/* in the spool */
 	const char	       *view;	/* in the mount */
+	enum watch_kind		kind;
 } watch_records[] = {
-	{ "queue",  "queue" },
-	{ "active", "queue" },
-	{ "sent",   "sent" },
-	{ "failed", "failed" },
+	{ "queue",  "queue",  WATCH_RECORDS },
+	{ "active", "queue",  WATCH_RECORDS },
+	{ "sent",   "sent",   WATCH_OUTCOMES },
+	{ "failed", "failed", WATCH_OUTCOMES },
 };
 
 static const char *const watch_maildir_subdirs[] = { "new", "cur" };
@@ -207,9 +215,9 @@ watch_is_maildir_subdir(const char *name)
 	return strcmp(name, "new") == 0 || strcmp(name, "cur") == 0;
 }
 
-/* active/<id>@<host>,<pid> is queue/<id> in the mount. */
+/* active/<id>@<host>,<pid> is queue/<id> in the mount; view is where. */
 static void
-watch_record_changed(struct watch *w, const struct watch_target *t, const char *name)
+watch_record_changed(struct watch *w, const char *view, const char *name)
 {
 	const char *at = strchr(name, '@');
 	char id[NAME_MAX + 1];
@@ -219,7 +227,7 @@ watch_record_changed(struct watch *w, const struct watch_target *t, const char *
 		return;
 	memcpy(id, name, len);
 	id[len] = '\0';
-	w->fn(w->arg, t->view, id);
+	w->fn(w->arg, view, id);
 }
 
 static void
@@ -255,7 +263,12 @@ watch_event(struct watch *w, const struct inotify_event *ev)
 		w->fn(w->arg, t->view, ev->name);
 		break;
 	case WATCH_RECORDS:
-		watch_record_changed(w, t, ev->name);
+		watch_record_changed(w, t->view, ev->name);
+		break;
+	case WATCH_OUTCOMES:
+		watch_record_changed(w, t->view, ev->name);
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO))
+			watch_record_changed(w, "queue", ev->name);
 		break;
 	}
 }
@@ -323,7 +336,7 @@ watch_start(struct spool *spool, watch_fn fn, void *arg, struct watch **out)
 	/* mail/ first: a mailbox made while we scan is reported, not missed */
 	(void) watch_add(w, "mail", WATCH_MAIL, "inbox", NULL, WATCH_NAME_EVENTS);
 	for (size_t i = 0; i < sizeof watch_records / sizeof watch_records[0]; i++)
-		(void) watch_add(w, watch_records[i].dir, WATCH_RECORDS, watch_records[i].view,
+		(void) watch_add(w, watch_records[i].dir, watch_records[i].kind, watch_records[i].view,
 		    NULL, WATCH_NAME_EVENTS);
 	watch_add_existing_mailboxes(w);
 	if ((r = -pthread_create(&w->thread, NULL, watch_thread, w)) < 0) {

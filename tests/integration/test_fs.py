@@ -1106,6 +1106,55 @@ class Restart(unittest.TestCase):
         self.assertFalse(harness.is_mounted(gw.mnt), 'still mounted after SIGTERM')
 
 
+class ParkedClaim(unittest.TestCase):
+    """While the relay finishes an attempt, the record is parked in tmp/
+    (active/<claim> -> tmp/<claim>.old, then tmp/<claim>.new -> queue/,
+    sent/ or failed/).  queue/ still shows it then, and stops once the
+    new record is published.  The state is made by hand, without a relay,
+    so the window is as wide as the test needs."""
+
+    def test_parked_record_stays_in_queue_until_published(self):
+        """a record parked in tmp/ is listed and read in queue/; a publish in sent/ hides it"""
+        gw = harness.Instance('fs-parked')
+        self.addCleanup(gw.cleanup)
+        gw.start_fs()
+        src = os.path.join(gw.dir, 'src.eml')
+        with open(src, 'wb') as f:
+            f.write(message(subject='parked'))
+        r = subprocess.run(['cp', src, os.path.join(gw.mnt, 'outbox', 'p.eml')],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (msgid,) = gw.record_ids()
+        record = gw.find_record(msgid)[1]
+        with open(os.path.join(gw.mnt, 'queue', msgid), 'rb') as f:
+            data = f.read()
+        # Parked by another host's runner: no recovery here gives it back.
+        # The mount is restarted so that the kernel has nothing cached.
+        self.assertEqual(gw.kill('fs', signal.SIGTERM), 0)
+        parked = gw.path('tmp', '%s@elsewhere.invalid,4242.old' % msgid)
+        os.rename(gw.path('queue', msgid), parked)
+        gw.start_fs()
+        queue = os.path.join(gw.mnt, 'queue')
+        self.assertEqual(sorted(os.listdir(queue)), sorted([msgid, msgid + '.status']))
+        with open(os.path.join(queue, msgid + '.status')) as f:
+            self.assertEqual(f.read(), record)
+        with open(os.path.join(queue, msgid), 'rb') as f:
+            self.assertEqual(f.read(), data)
+        # The new record published in sent/ (the parked one is removed only
+        # after that): queue/ stops showing it, though the kernel had it cached.
+        os.stat(os.path.join(queue, msgid))
+        newrec = gw.path('tmp', '%s@elsewhere.invalid,4242.new' % msgid)
+        with open(newrec, 'w') as f:
+            f.write(record)
+        os.rename(newrec, gw.path('sent', msgid))
+        harness.wait_until(lambda: not os.path.exists(os.path.join(queue, msgid)), 10,
+                           'queue/%s to go once its record is in sent/' % msgid)
+        self.assertFalse(os.path.exists(os.path.join(queue, msgid + '.status')))
+        self.assertEqual(os.listdir(queue), [])
+        self.assertEqual(sorted(os.listdir(os.path.join(gw.mnt, 'sent'))),
+                         sorted([msgid, msgid + '.status']))
+
+
 class Unmount(unittest.TestCase):
     """An unmount while listings and files are still open frees them (an
     AddressSanitizer build, ./test --sanitize, turns a leak into exit 1)."""
