@@ -5,9 +5,10 @@
  *	spoolgate-mailq [-v] [-c FILE]
  *	spoolgate-mailq --flush[=NODE] [-c FILE]
  * DESCRIPTION
- *	Lists the messages waiting for the relay, from the records in queue/
- *	and active/ (a message being delivered right now is marked '*'), the
- *	oldest first, one line each:
+ *	Lists the messages waiting for the relay, from the records in queue/,
+ *	active/ and the claims parked in tmp/ while the relay publishes their
+ *	new record (a message being delivered or finished right now is marked
+ *	'*'), the oldest first, one line each:
  *
  *	    ID  SIZE  ARRIVAL  NEXT-ATTEMPT  SENDER  RECIPIENTS  LAST-REPLY
  *
@@ -66,10 +67,14 @@
 #define PROG		"mailq"
 #define FLUSH_WAIT_MS	10000
 
+/* Where a record was read, in the order a record moves through them (queue.c). */
+enum source { FROM_QUEUE, FROM_ACTIVE, FROM_PARKED, FROM_QUEUE_AGAIN };
+
 struct entry {
 	struct envelope	env;
 	long long	size;
 	bool		active;
+	enum source	from;
 };
 
 struct listing {
@@ -94,7 +99,7 @@ data_size(int datafd, const struct envelope *env)
 }
 
 static int
-add_entry(struct listing *l, int dirfd, int datafd, const char *name, bool active)
+add_entry(struct listing *l, int dirfd, int datafd, const char *name, enum source from)
 {
 	struct entry *grown, *e;
 
@@ -110,13 +115,34 @@ add_entry(struct listing *l, int dirfd, int datafd, const char *name, bool activ
 	if (envelope_read_at(dirfd, name, &e->env) < 0)
 		return 0;	/* moved meanwhile, or not a record: not ours to judge */
 	e->size = data_size(datafd, &e->env);
-	e->active = active;
+	e->active = from == FROM_ACTIVE || from == FROM_PARKED;
+	e->from = from;
 	l->n++;
 	return 0;
 }
 
+/* A claim parked in tmp/ ("<id>@<host>,<pid>.old") whose message has no record published yet. */
+static bool
+parked_unpublished(const char *name, const int published[3])
+{
+	const char *at = strchr(name, '@');
+	size_t len = strlen(name);
+	char id[SPOOL_ID_MAX];
+	struct stat st;
+
+	if (at == NULL || at == name || (size_t)(at - name) >= sizeof(id) || len < 5 ||
+	    strcmp(name + len - 4, ".old") != 0)
+		return false;
+	snprintf(id, sizeof(id), "%.*s", (int)(at - name), name);
+	for (int i = 0; i < 3; i++)
+		if (published[i] >= 0 && fstatat(published[i], id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return false;
+	return true;
+}
+
+/* published: queue/, sent/, failed/ (or -1), for FROM_PARKED only. */
 static int
-read_dir(struct listing *l, int dirfd, int datafd, bool active)
+read_dir(struct listing *l, int dirfd, int datafd, enum source from, const int published[3])
 {
 	struct dirent *de;
 	DIR *d;
@@ -129,10 +155,37 @@ read_dir(struct listing *l, int dirfd, int datafd, bool active)
 	}
 	rewinddir(d);
 	while (r == 0 && (de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			r = add_entry(l, dirfd, datafd, de->d_name, active);
+		if (de->d_name[0] != '.' && (from != FROM_PARKED || parked_unpublished(de->d_name, published)))
+			r = add_entry(l, dirfd, datafd, de->d_name, from);
 	closedir(d);
 	return r;
+}
+
+/* By id, the latest read of each first. */
+static int
+by_id_latest(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	int c = strcmp(x->env.id, y->env.id);
+
+	return c != 0 ? c : (int)y->from - (int)x->from;
+}
+
+/* A record that moved while we listed was read twice: its latest read stays. */
+static void
+drop_duplicates(struct listing *l)
+{
+	size_t kept = 0;
+
+	qsort(l->e, l->n, sizeof(*l->e), by_id_latest);
+	for (size_t i = 0; i < l->n; i++) {
+		if (kept > 0 && strcmp(l->e[kept - 1].env.id, l->e[i].env.id) == 0) {
+			envelope_free(&l->e[i].env);
+			continue;
+		}
+		l->e[kept++] = l->e[i];
+	}
+	l->n = kept;
 }
 
 static int
@@ -238,21 +291,31 @@ static int
 list_queue(const struct cfg *cfg, bool verbose)
 {
 	struct listing l = { 0 };
-	int root, q = -1, a = -1, data = -1, r, status = EX_OK;
+	int root, q = -1, a = -1, t = -1, data = -1, published[3] = { -1, -1, -1 }, r, status = EX_OK;
 	size_t i, npending = 0;
 
 	if ((root = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return refuse_reader(cfg, -errno);
 	if ((q = open_sub(root, "queue")) < 0 || (a = open_sub(root, "active")) < 0 ||
-	    (data = open_sub(root, "data")) < 0) {
-		status = refuse_reader(cfg, q < 0 ? q : a < 0 ? a : data);
+	    (t = open_sub(root, "tmp")) < 0 || (data = open_sub(root, "data")) < 0) {
+		status = refuse_reader(cfg, q < 0 ? q : a < 0 ? a : t < 0 ? t : data);
 		goto out;
 	}
-	/* active/ first: a record that moves back to queue/ meanwhile is then seen once at least */
-	if ((r = read_dir(&l, a, data, true)) < 0 || (r = read_dir(&l, q, data, false)) < 0) {
+	published[0] = q;
+	published[1] = open_sub(root, "sent");
+	published[2] = open_sub(root, "failed");
+	/*
+	 * In the order a record moves (claimed, parked, published), and
+	 * queue/ again for one given back: a record that moves once while we
+	 * list is read at least once.
+	 */
+	if ((r = read_dir(&l, q, data, FROM_QUEUE, NULL)) < 0 || (r = read_dir(&l, a, data, FROM_ACTIVE, NULL)) < 0 ||
+	    (r = read_dir(&l, t, data, FROM_PARKED, published)) < 0 ||
+	    (r = read_dir(&l, q, data, FROM_QUEUE_AGAIN, NULL)) < 0) {
 		status = refuse_reader(cfg, r);
 		goto out;
 	}
+	drop_duplicates(&l);
 	if (l.n == 0) {
 		printf("Mail queue is empty\n");
 		goto out;
@@ -274,8 +337,13 @@ out:
 		close(q);
 	if (a >= 0)
 		close(a);
+	if (t >= 0)
+		close(t);
 	if (data >= 0)
 		close(data);
+	for (i = 1; i < 3; i++)
+		if (published[i] >= 0)
+			close(published[i]);
 	close(root);
 	return status;
 }

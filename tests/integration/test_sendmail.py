@@ -503,6 +503,39 @@ class Mailq(SendmailBase):
         log('mailq --flush: attempts 1 -> 2 at once; while stopped exit %d, then 3 at the start'
             % late.returncode)
 
+    def test_moving_record_listed_once(self):
+        """a record claimed, parked in tmp/ or published twice is one row; one in sent/ is none"""
+        tok = token()
+        r = self.sendmail_as_user('dave@example.org', ('moving %s\n' % tok).encode())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: self.attempts(tok) >= 1, 20, 'the first attempt')
+        _, text, _ = record_with(self.gw, tok, dirs=('queue',))
+        msgid = parse_record(text)['id']
+        # The states the relay passes through, made by hand with the relay
+        # stopped, as another host's runner would leave them (no recovery here
+        # gives them back).
+        self.gw.stop('smtpd')
+        self.addCleanup(self.gw.start_smtpd)
+        claim = '%s@elsewhere.invalid,4242' % msgid
+        queued = self.gw.path('queue', msgid)
+
+        def rows():
+            out = self.mailq()
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return [l for l in out.stdout.decode().splitlines() if l.startswith(msgid)]
+
+        os.rename(queued, self.gw.path('active', claim))
+        self.assertEqual([l[32] for l in rows()], ['*'])
+        os.rename(self.gw.path('active', claim), self.gw.path('tmp', claim + '.old'))
+        self.addCleanup(os.rename, self.gw.path('tmp', claim + '.old'), queued)
+        self.assertEqual([l[32] for l in rows()], ['*'])
+        with open(queued, 'w') as f:		# published back to queue/, not yet released
+            f.write(text)
+        self.assertEqual([l[32] for l in rows()], [' '])
+        os.rename(queued, self.gw.path('sent', msgid))	# published to sent/
+        self.addCleanup(os.unlink, self.gw.path('sent', msgid))
+        self.assertEqual(rows(), [])
+
 
 if __name__ == '__main__':
     harness.main(binaries=(harness.SMTPD, harness.SENDMAIL, harness.MAILQ))
