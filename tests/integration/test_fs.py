@@ -120,6 +120,16 @@ def sh(cmd, **kw):
     return subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, timeout=30, **kw)
 
 
+def cp_to_outbox(test, gw, data, name):
+    """cp a file holding data into gw's outbox/ as name; the test fails if cp does."""
+    src = os.path.join(gw.dir, 'src-' + name)
+    with open(src, 'wb') as f:
+        f.write(data)
+    r = subprocess.run(['cp', src, os.path.join(gw.mnt, 'outbox', name)], capture_output=True,
+                       text=True, timeout=30)
+    test.assertEqual(r.returncode, 0, 'cp into outbox/ failed: %s' % r.stderr)
+
+
 class Mount(unittest.TestCase):
 
     @classmethod
@@ -178,12 +188,7 @@ class Mount(unittest.TestCase):
     def submit(self, data, name='msg.eml'):
         """cp a file into outbox/; returns the id of the new record."""
         before = self.gw.record_ids()
-        src = os.path.join(self.gw.dir, 'src-' + name)
-        with open(src, 'wb') as f:
-            f.write(data)
-        r = subprocess.run(['cp', src, self.mnt('outbox', name)], capture_output=True,
-                           text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, 'cp into outbox/ failed: %s' % r.stderr)
+        cp_to_outbox(self, self.gw, data, name)
         new = self.gw.record_ids() - before
         self.assertEqual(len(new), 1, 'expected one new record after close, got %s' % new)
         return new.pop()
@@ -1069,12 +1074,7 @@ class Restart(unittest.TestCase):
             for i in range(3):
                 s.sendmail('alice@example.org', ['bob@localhost'],
                            'Subject: restart %d\r\n\r\nbody %d\r\n' % (i, i))
-        src = os.path.join(gw.dir, 'src.eml')
-        with open(src, 'wb') as f:
-            f.write(message(subject='before kill'))
-        r = subprocess.run(['cp', src, os.path.join(gw.mnt, 'outbox', 'k.eml')],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        cp_to_outbox(self, gw, message(subject='before kill'), 'k.eml')
 
         def snapshot():
             out = {}
@@ -1096,9 +1096,7 @@ class Restart(unittest.TestCase):
                 continue		# attempts may have moved on
             self.assertEqual(after[k], before[k], k)
         # And it works: a new submission after the restart.
-        r = subprocess.run(['cp', src, os.path.join(gw.mnt, 'outbox', 'k2.eml')],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        cp_to_outbox(self, gw, message(subject='before kill'), 'k2.eml')
         self.assertEqual(len([n for n in os.listdir(os.path.join(gw.mnt, 'queue'))
                               if not n.endswith('.status')]), 2)
         # SIGTERM unmounts and exits 0.
@@ -1118,12 +1116,7 @@ class ParkedClaim(unittest.TestCase):
         gw = harness.Instance('fs-parked')
         self.addCleanup(gw.cleanup)
         gw.start_fs()
-        src = os.path.join(gw.dir, 'src.eml')
-        with open(src, 'wb') as f:
-            f.write(message(subject='parked'))
-        r = subprocess.run(['cp', src, os.path.join(gw.mnt, 'outbox', 'p.eml')],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        cp_to_outbox(self, gw, message(subject='parked'), 'p.eml')
         (msgid,) = gw.record_ids()
         record = gw.find_record(msgid)[1]
         with open(os.path.join(gw.mnt, 'queue', msgid), 'rb') as f:
