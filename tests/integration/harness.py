@@ -694,18 +694,26 @@ class Instance:
                 out.append(os.path.relpath(os.path.join(root, f), self.spool))
         return sorted(out)
 
-    def record_ids(self):
-        """Ids of every envelope record: queue/, active/, sent/, failed/.
+    def parked_claims(self):
+        """Names of the claims parked in tmp/ (<id>@<host>,<pid>.old): a
+        record the relay is finishing, between the claim leaving active/
+        and the new record's publish (common/queue.c)."""
+        return [n for n in self.listdir('tmp') if '@' in n and n.endswith('.old')]
 
-        A live relay moves records (queue/ -> active/ -> queue/) while the
-        directories are listed one after the other, so one pass can miss a
-        record; passes are repeated until one finds nothing new."""
+    def record_ids(self):
+        """Ids of every envelope record: queue/, active/, sent/, failed/,
+        and claims parked in tmp/.
+
+        A live relay moves records (queue/ -> active/ -> tmp/ -> queue/)
+        while the directories are listed one after the other, in the order
+        a record moves through them, so one pass can miss a record; passes
+        are repeated until one finds nothing new."""
         ids = set()
         for attempt in range(20):
             found = set()
-            for d in ('queue', 'active', 'sent', 'failed'):
-                for n in self.listdir(d):
-                    found.add(n.split('@', 1)[0] if d == 'active' else n)
+            for d in ('queue', 'active', 'tmp', 'sent', 'failed', 'queue'):
+                names = self.parked_claims() if d == 'tmp' else self.listdir(d)
+                found.update(n.split('@', 1)[0] for n in names)
             if attempt > 0 and found <= ids:
                 break
             ids |= found
@@ -714,8 +722,8 @@ class Instance:
     def find_record(self, msgid):
         """(where, text) of the record of msgid, or (None, None).
 
-        A live relay moves the record (queue/ -> active/ -> queue/) while we
-        look, so a record missed in one pass is looked for again."""
+        A live relay moves the record (queue/ -> active/ -> tmp/ -> queue/)
+        while we look, so a record missed in one pass is looked for again."""
         for _ in range(20):
             where, text = self._find_record_once(msgid)
             if where is not None:
@@ -731,13 +739,15 @@ class Instance:
                     return d, f.read()
             except FileNotFoundError:
                 pass
-        for n in self.listdir('active'):
-            if n.split('@', 1)[0] == msgid:
-                try:
-                    with open(self.path('active', n), 'r', errors='replace') as f:
-                        return 'active', f.read()
-                except FileNotFoundError:
-                    pass
+        # a claim, or a claim parked while the relay finishes it: 'active' both
+        for d, names in (('active', self.listdir('active')), ('tmp', self.parked_claims())):
+            for n in names:
+                if n.split('@', 1)[0] == msgid:
+                    try:
+                        with open(self.path(d, n), 'r', errors='replace') as f:
+                            return 'active', f.read()
+                    except FileNotFoundError:
+                        pass
         return None, None
 
 

@@ -186,8 +186,8 @@ class Odmr(unittest.TestCase):
             if any(a.endswith('@branch.test') for _, a, _ in rec['rcpt']):
                 self.assertRegex(rec.get('last-host', ''), r'^odmr:\d+$', rec)
                 self.assertTrue(rec['last-reply'].startswith('250 2.0.0 taken'), rec)
-        wait_until(lambda: not [n for n in self.gw.listdir('active') if not n.startswith('.')], 10,
-                   'claims finished')
+        wait_until(lambda: not [n for n in self.gw.listdir('active') if not n.startswith('.')]
+                   and not self.gw.parked_claims(), 10, 'claims finished')
         self.assertEqual(len(self.queued_for('second.test')), 1, 'the refused message left the queue')
         self.assertFalse(self.queued_for('branch.test'))
         log_text = self.gw.read_log('smtpd')

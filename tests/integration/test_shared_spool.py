@@ -341,7 +341,8 @@ class Scenario:
             log("node-a took node-b's claims over %.1fs after the kill" % (time.monotonic() - t_kill))
 
         wait_until(lambda: self.sink.unique('m-') == n, 240, 'every message at the sink', interval=0.1)
-        wait_until(lambda: not a.listdir('queue') and not a.listdir('active'), 60, 'queue/ and active/ empty')
+        wait_until(lambda: not a.listdir('queue') and not a.listdir('active') and not a.parked_claims(), 60,
+                   'queue/ and active/ empty, no claim parked in tmp/')
         dups = {m: c for m, c in self.sink.seen.items() if m and m.startswith('m-') and c > 1}
         log('sink: %d messages, %d delivered twice (in flight at the stop or kill: %d)'
             % (self.sink.unique('m-'), len(dups), len(inflight)))
