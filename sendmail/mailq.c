@@ -177,6 +177,8 @@ drop_duplicates(struct listing *l)
 {
 	size_t kept = 0;
 
+	if (l->n == 0)
+		return;		/* l->e may be NULL: not for qsort */
 	qsort(l->e, l->n, sizeof(*l->e), by_id_latest);
 	for (size_t i = 0; i < l->n; i++) {
 		if (kept > 0 && strcmp(l->e[kept - 1].env.id, l->e[i].env.id) == 0) {
