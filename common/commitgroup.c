@@ -244,3 +244,9 @@ commitgroup_free(struct commitgroup *g)
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
+
+bool
+commitgroup_syncs_fs(const struct commitgroup *g)
+{
+	return g->fs_sync_fd >= 0;
+}

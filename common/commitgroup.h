@@ -6,6 +6,7 @@
  *
  *	int commitgroup_new(struct spool *spool, struct commitgroup **out);
  *	int commitgroup_commit(struct commitgroup *g, struct spool_msg *msg);
+ *	bool commitgroup_syncs_fs(const struct commitgroup *g);
  *	void commitgroup_get_stats(struct commitgroup *g,
  *			struct commitgroup_stats *out);
  *	void commitgroup_free(struct commitgroup *g);
@@ -36,6 +37,9 @@
  *	fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
  *	(spool_msg_commit_prepare()), those syncs overlapping, and the leader
  *	fsyncs each directory that got a name once (spool_dirset_sync()).
+ *	commitgroup_syncs_fs() says which: true when the names are made
+ *	durable by a syncfs, so that a message may be written with
+ *	spool_msg_create_unnamed().
  *
  *	This is smtpd's committer (smtpd/commitq.h) for callers that block:
  *	spoolgate-fs answers a close(2) on the thread of its request, and
@@ -58,6 +62,8 @@
 #ifndef SPOOLGATE_COMMITGROUP_H
 #define SPOOLGATE_COMMITGROUP_H
 
+#include <stdbool.h>
+
 #include "spool.h"
 
 struct commitgroup;
@@ -70,6 +76,7 @@ struct commitgroup_stats {
 
 int commitgroup_new(struct spool *spool, struct commitgroup **out);
 int commitgroup_commit(struct commitgroup *g, struct spool_msg *msg);
+bool commitgroup_syncs_fs(const struct commitgroup *g);
 void commitgroup_get_stats(struct commitgroup *g, struct commitgroup_stats *out);
 void commitgroup_free(struct commitgroup *g);
 

@@ -782,9 +782,15 @@ queue_copy(struct spool *spool, int fd, off_t end, const struct outbox_headers *
 	/*
 	 * With aliases, a local mailbox may be a target: the data then starts
 	 * with the final delivery's Return-Path: line, which the queued copy
-	 * skips (its data-offset), as in an SMTP transaction.
+	 * skips (its data-offset), as in an SMTP transaction.  Its files have
+	 * no name until they are published where the group's syncfs makes
+	 * the names durable (spool.h).
 	 */
-	if ((r = spool_msg_create(spool, src->aliases ? h->from : NULL, &msg)) < 0)
+	if (src->group && commitgroup_syncs_fs(src->group))
+		r = spool_msg_create_unnamed(spool, src->aliases ? h->from : NULL, &msg);
+	else
+		r = spool_msg_create(spool, src->aliases ? h->from : NULL, &msg);
+	if (r < 0)
 		return r;
 	if ((r = resolve_targets(h, src, spool_msg_id(msg), &t, why, whylen)) < 0) {
 		spool_msg_free(msg);

@@ -40,6 +40,7 @@ struct spool {
 	gid_t		owner_gid;
 	char		host[64];
 	atomic_uint	counter;
+	atomic_bool	no_unnamed;	/* O_TMPFILE refused here once: named temporaries */
 };
 
 struct spool_dirset {
@@ -68,6 +69,7 @@ struct spool_msg {
 	char		envtmp[SPOOL_NAME_MAX];	/* tmp/<name> of the record, "" if none */
 	int		envfd;		/* the record, left unsynced and open for the check; -1 */
 	int		data_published, env_published;
+	bool		unnamed;	/* data and record O_TMPFILE: tmpname and envtmp "" */
 };
 
 static const char *const spool_dir_names[SPOOL_DIR__COUNT] = {
@@ -296,6 +298,75 @@ spool_new_id(struct spool *spool, char id[SPOOL_ID_MAX])
 	gettimeofday(&tv, NULL);
 	snprintf(id, SPOOL_ID_MAX, "%lld.M%06ldP%ldQ%u", (long long)tv.tv_sec, (long)tv.tv_usec,
 	    (long)getpid(), n);
+}
+
+/*
+ * A file in tmp/ without a name (O_TMPFILE), for a message's data or
+ * record: -EOPNOTSUPP where the filesystem has none (and from then on),
+ * else the descriptor or -errno.
+ */
+static int
+unnamed_tmpfile(struct spool *spool)
+{
+	int fd, r;
+
+	if (atomic_load(&spool->no_unnamed))
+		return -EOPNOTSUPP;
+	fd = openat(spool->dirfd[SPOOL_DIR_TMP], ".", O_TMPFILE | O_RDWR | O_CLOEXEC, SPOOL_FILE_MODE);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		if (!atomic_exchange(&spool->no_unnamed, true))
+			log_info("spool-unnamed", "available=no error=\"%s\" action=\"named temporaries in tmp/\"",
+			    strerror(errno));
+		return -EOPNOTSUPP;
+	}
+	if (fd < 0)
+		return -errno;
+	if ((r = spool_chown_new(spool, fd)) < 0) {
+		log_error("spool-chown", "name=tmp/(unnamed) error=\"%s\"", strerror(-r));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/*
+ * Gives the file fd, tmp/name or unnamed when name is "", the name
+ * dirfd/to (never replacing one: -EEXIST).  An unnamed file is linked by
+ * its descriptor; where the kernel refuses that to a process without
+ * CAP_DAC_READ_SEARCH (before Linux 6.10, or after the thread's
+ * credentials changed), through /proc, as open(2) documents.
+ */
+static int
+spool_file_link(const struct spool *spool, int fd, const char *name, int dirfd, const char *to)
+{
+	char proc[32];
+
+	if (name[0] != '\0')
+		return linkat(spool->dirfd[SPOOL_DIR_TMP], name, dirfd, to, 0) < 0 ? -errno : 0;
+	if (linkat(fd, "", dirfd, to, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, dirfd, to, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+int
+spool_tmpfile_unnamed(struct spool *spool)
+{
+	char name[SPOOL_NAME_MAX];
+	int fd = unnamed_tmpfile(spool), r;
+
+	if (fd != -EOPNOTSUPP)
+		return fd;
+	if ((fd = spool_tmpfile(spool, name)) < 0)
+		return fd;
+	if (unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
 }
 
 int
@@ -554,8 +625,31 @@ msg_flush(struct spool_msg *msg)
 	return 0;
 }
 
-int
-spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg **out)
+/* The message's data file: unnamed if asked and possible, else tmp/<id>.<host>. */
+static int
+msg_open_data(struct spool_msg *msg, bool unnamed)
+{
+	int fd = unnamed ? unnamed_tmpfile(msg->spool) : -EOPNOTSUPP;
+
+	if (fd >= 0) {
+		msg->unnamed = true;
+		spool_new_id(msg->spool, msg->id);
+		snprintf(msg->final, sizeof(msg->final), "%s.%s", msg->id, msg->spool->host);
+		return fd;
+	}
+	if (fd != -EOPNOTSUPP)
+		return fd;
+	if ((fd = spool_tmpfile(msg->spool, msg->tmpname)) < 0)
+		return fd;
+	/* The id is the temporary's name without the host suffix. */
+	snprintf(msg->id, sizeof(msg->id), "%.*s", (int)(strrchr(msg->tmpname, '.') - msg->tmpname),
+	    msg->tmpname);
+	snprintf(msg->final, sizeof(msg->final), "%s", msg->tmpname);
+	return fd;
+}
+
+static int
+msg_create(struct spool *spool, const char *return_path, bool unnamed, struct spool_msg **out)
 {
 	struct spool_msg *msg;
 	int fd, r;
@@ -569,16 +663,12 @@ spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg 
 		free(msg);
 		return -ENOMEM;
 	}
-	if ((fd = spool_tmpfile(spool, msg->tmpname)) < 0) {
+	if ((fd = msg_open_data(msg, unnamed)) < 0) {
 		free(msg->buf);
 		free(msg);
 		return fd;
 	}
 	msg->fd = fd;
-	/* The id is the temporary's name without the host suffix. */
-	snprintf(msg->id, sizeof(msg->id), "%.*s", (int)(strrchr(msg->tmpname, '.') - msg->tmpname),
-	    msg->tmpname);
-	snprintf(msg->final, sizeof(msg->final), "%s", msg->tmpname);
 	if (return_path != NULL) {
 		char line[600];
 		int n = snprintf(line, sizeof(line), "Return-Path: <%s>\n", return_path);
@@ -598,6 +688,18 @@ spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg 
 }
 
 int
+spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg **out)
+{
+	return msg_create(spool, return_path, false, out);
+}
+
+int
+spool_msg_create_unnamed(struct spool *spool, const char *return_path, struct spool_msg **out)
+{
+	return msg_create(spool, return_path, true, out);
+}
+
+int
 spool_msg_sync(struct spool_msg *msg)
 {
 	int r;
@@ -612,9 +714,7 @@ spool_msg_sync(struct spool_msg *msg)
 int
 spool_msg_link(struct spool_msg *msg, int dirfd, const char *name)
 {
-	if (linkat(spool_dirfd(msg->spool, SPOOL_DIR_TMP), msg->tmpname, dirfd, name, 0) < 0)
-		return -errno;
-	return 0;
+	return spool_file_link(msg->spool, msg->fd, msg->tmpname, dirfd, name);
 }
 
 const char *
@@ -723,8 +823,10 @@ spool_msg_reject(struct spool_msg *msg, const struct envelope *env)
 }
 
 /*
- * The record's temporary.  synced: fdatasync'd and closed; otherwise left
- * unsynced, its descriptor in *keep_fd for spool_msg_commit_check().
+ * The record's temporary: tmp/<name>, or unnamed when name is NULL (kept
+ * open in *keep_fd, which its publish links).  synced: fdatasync'd, and
+ * a named one closed; otherwise left unsynced, its descriptor in *keep_fd
+ * for spool_msg_commit_check().
  */
 static int
 write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOOL_NAME_MAX], bool synced,
@@ -736,7 +838,7 @@ write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOO
 
 	if ((r = envelope_format(env, &text, &len)) < 0)
 		return r;
-	if ((fd = spool_tmpfile(spool, name)) < 0) {
+	if ((fd = name != NULL ? spool_tmpfile(spool, name) : unnamed_tmpfile(spool)) < 0) {
 		free(text);
 		return fd;
 	}
@@ -744,11 +846,11 @@ write_record_tmp(struct spool *spool, const struct envelope *env, char name[SPOO
 	free(text);
 	if (r == 0 && synced && fdatasync(fd) < 0)
 		r = -errno;
-	if (r == 0 && !synced)
+	if (r == 0 && (!synced || name == NULL))
 		*keep_fd = fd;
 	else
 		close(fd);
-	if (r < 0) {
+	if (r < 0 && name != NULL) {
 		unlinkat(spool->dirfd[SPOOL_DIR_TMP], name, 0);
 		name[0] = '\0';
 	}
@@ -779,7 +881,8 @@ msg_commit_write(struct spool_msg *msg, bool synced)
 		return r;
 	if (synced && fdatasync(msg->fd) < 0)
 		return msg_fail(msg, -errno);
-	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->envtmp, synced, &msg->envfd)) < 0)
+	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->unnamed ? NULL : msg->envtmp, synced,
+	    &msg->envfd)) < 0)
 		return msg_fail(msg, r);
 	return 0;
 }
@@ -829,8 +932,8 @@ publish_local(struct spool_msg *msg, struct spool_dirset *dirs, const char *mail
 	if ((r = spool_mailbox_create(msg->spool, mailbox, dirs)) < 0)
 		return r;
 	snprintf(rel, sizeof(rel), "%s/new/%s", mailbox, msg->final);
-	if (linkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, msg->spool->dirfd[SPOOL_DIR_MAIL], rel, 0) < 0)
-		return -errno;
+	if ((r = spool_file_link(msg->spool, msg->fd, msg->tmpname, msg->spool->dirfd[SPOOL_DIR_MAIL], rel)) < 0)
+		return r;
 	snprintf(rel, sizeof(rel), "mail/%s/new", mailbox);
 	return spool_dirset_add(dirs, rel);
 }
@@ -848,11 +951,15 @@ spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
 			return msg_fail(msg, r);
 	if (!msg->queued)
 		return 0;
-	if (linkat(spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, spool->dirfd[SPOOL_DIR_DATA], msg->id, 0) < 0)
-		return msg_fail(msg, -errno);
+	if ((r = spool_file_link(spool, msg->fd, msg->tmpname, spool->dirfd[SPOOL_DIR_DATA], msg->id)) < 0)
+		return msg_fail(msg, r);
 	msg->data_published = 1;
-	if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[msg->record_dir], msg->id) < 0)
-		return msg_fail(msg, -errno);
+	if (msg->unnamed)
+		r = spool_file_link(spool, msg->envfd, "", spool->dirfd[msg->record_dir], msg->id);
+	else if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[msg->record_dir], msg->id) < 0)
+		r = -errno;
+	if (r < 0)
+		return msg_fail(msg, r);
 	msg->envtmp[0] = '\0';
 	msg->env_published = 1;
 	if ((r = spool_dirset_add(dirs, "data")) < 0 ||
@@ -907,7 +1014,8 @@ spool_msg_free(struct spool_msg *msg)
 		return;
 	if (msg->fd >= 0) {
 		close(msg->fd);
-		unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, 0);
+		if (!msg->unnamed)
+			unlinkat(msg->spool->dirfd[SPOOL_DIR_TMP], msg->tmpname, 0);
 	}
 	if (msg->envfd >= 0)
 		close(msg->envfd);

@@ -148,6 +148,19 @@ void spool_dirset_free(struct spool_dirset *dirs);
  * (envelope data-offset).
  */
 int spool_msg_create(struct spool *spool, const char *return_path, struct spool_msg **out);
+/*
+ * As spool_msg_create(), but the message's data and record are files
+ * without a name (O_TMPFILE in tmp/) until spool_msg_commit_publish()
+ * links them into place: no name is created, renamed or removed in tmp/,
+ * which on a journaled filesystem is journal work per message, and a
+ * crash leaves nothing there for recovery.  Only for a caller whose batch
+ * makes the names durable with spool_fs_sync() (commitgroup_syncs_fs()):
+ * a link raises the file's link count, which the fsync of a directory
+ * does not write on ext4 without a journal (a syncfs does).  Where the
+ * spool's filesystem has no O_TMPFILE (logged once, event=spool-unnamed),
+ * the message gets named temporaries, as from spool_msg_create().
+ */
+int spool_msg_create_unnamed(struct spool *spool, const char *return_path, struct spool_msg **out);
 const char *spool_msg_id(const struct spool_msg *msg);
 int spool_msg_write(struct spool_msg *msg, const void *buf, size_t len);
 int spool_msg_error(const struct spool_msg *msg);	/* the sticky error, or 0 */
@@ -222,6 +235,13 @@ int spool_fs_sync(int fd);				/* 0 or -errno */
 
 /* Creates a file under tmp/ with O_CREAT|O_EXCL|O_NOFOLLOW; name_out gets its name. */
 int spool_tmpfile(struct spool *spool, char name_out[SPOOL_NAME_MAX]);
+/*
+ * A file in tmp/ that has no name, for scratch data read back through its
+ * descriptor only: O_TMPFILE, or where the filesystem has none a
+ * spool_tmpfile() removed at once.  Nothing is left in tmp/, even if the
+ * process is killed.  The descriptor, or -errno.
+ */
+int spool_tmpfile_unnamed(struct spool *spool);
 /*
  * Gives a new file or directory to the spool owner when running as root;
  * 0 or -errno of fchown.  Its callers here fail the creation when it

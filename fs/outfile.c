@@ -200,27 +200,6 @@ outfile_find(struct outfile_set *set, const char *name)
 
 /* ------------------------------------------------------------- entries */
 
-/*
- * A temporary in spool tmp/ whose name is removed at once: only the
- * descriptor is needed (outbox_submit() reads it), so nothing is left in
- * tmp/ after a close, and nothing at all if this process is killed.
- */
-static int
-outfile_anonymous_tmpfile(struct spool *spool)
-{
-	char name[SPOOL_NAME_MAX];
-	int fd = spool_tmpfile(spool, name), r;
-
-	if (fd < 0)
-		return fd;
-	if (unlinkat(spool_dirfd(spool, SPOOL_DIR_TMP), name, 0) < 0) {
-		r = -errno;
-		(void) close(fd);
-		return r;
-	}
-	return fd;
-}
-
 /* ------------------------------------------------------ drafts in memory */
 
 /* A memfd for a new draft, or -errno. */
@@ -249,7 +228,7 @@ outfile_draft_fd(struct outfile_set *set, bool *in_memory)
 		set->mem_drafts = false;
 		log_warn("outbox-drafts-on-disk", "why=\"memfd_create: %s\"", strerror(-fd));
 	}
-	return outfile_anonymous_tmpfile(set->spool);
+	return spool_tmpfile_unnamed(set->spool);
 }
 
 static long long
@@ -270,7 +249,7 @@ outfile_room_allocate(struct outfile_set *set, unsigned long long need)
 {
 	int r = 0;
 
-	if (set->room_fd < 0 && (set->room_fd = outfile_anonymous_tmpfile(set->spool)) < 0) {
+	if (set->room_fd < 0 && (set->room_fd = spool_tmpfile_unnamed(set->spool)) < 0) {
 		r = set->room_fd;
 		set->room_fd = -1;
 		return r;
@@ -391,7 +370,7 @@ static int
 outfile_move_to_disk(struct outfile_set *set, struct outfile *of, const char *why)
 {
 	char qname[512];
-	int fd = outfile_anonymous_tmpfile(set->spool), r;
+	int fd = spool_tmpfile_unnamed(set->spool), r;
 
 	if (fd < 0)
 		return fd;

@@ -33,8 +33,8 @@ int outfile_submission_end(struct outfile_set *set, struct outfile_submission *s
 void outfile_set_free(struct outfile_set *set);
  * DESCRIPTION
  *	A file created in outbox/ lives in memory while it is small (a
- *	memfd), else in a temporary of the spool (made in tmp/ by
- *	spool_tmpfile(), O_EXCL|O_NOFOLLOW, and unlinked at once).  Either
+ *	memfd), else in a temporary of the spool without a name
+ *	(spool_tmpfile_unnamed(): O_TMPFILE in tmp/).  Either
  *	way only a descriptor is kept, so a killed daemon leaves nothing
  *	behind; a draft is not durable before its close in both.  A draft
  *	in memory moves to tmp/ (copied, then dup3(2)'d onto the same
@@ -150,7 +150,7 @@ void outfile_set_free(struct outfile_set *set);
  *	0 (or a byte count) or -errno: -ENOENT no such entry, -EEXIST,
  *	-ENFILE more than OUTFILE_MAX entries, -EBUSY (a second writer, or a
  *	submitted name opened to write without O_TRUNC), -EFBIG, -ENODATA,
- *	the errors of spool_tmpfile(), pwrite(2), ftruncate(2), and those
+ *	the errors of spool_tmpfile_unnamed(), pwrite(2), ftruncate(2), and those
  *	outbox_submit() documents (-EBADMSG, -EDESTADDRREQ, -EINVAL, -ENOSPC,
  *	-EIO, ...).
  * THREADS

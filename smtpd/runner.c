@@ -1840,7 +1840,8 @@ runner_watch_queue(struct runner *r)
 		return -ENAMETOOLONG;
 	if ((r->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		return -errno;
-	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+	/* IN_CREATE: a record linked into queue/ from an unnamed file (spool_msg_create_unnamed()) */
+	if (inotify_add_watch(r->inotify_fd, path, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) < 0)
 		return -errno;
 	if ((r->root_wd = inotify_add_watch(r->inotify_fd, spool_path(r->spool), IN_MOVED_TO | IN_CLOSE_WRITE)) < 0)
 		return -errno;

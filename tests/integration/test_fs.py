@@ -32,11 +32,13 @@ The smarthost is a port where nothing listens and retry_min is large, so
 what is submitted stays queued.
 """
 
+import ctypes
 import errno
 import os
 import pwd
 import signal
 import smtplib
+import struct
 import subprocess
 import sys
 import unittest
@@ -118,6 +120,36 @@ def as_written(queued):
 def sh(cmd, **kw):
     """bash -c cmd: the CompletedProcess (text)."""
     return subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, timeout=30, **kw)
+
+
+class DirNames:
+    """The names created, moved or removed in one directory (inotify, through
+    ctypes: the standard library has no binding), read without waiting."""
+    IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or self.libc.inotify_add_watch(
+                self.fd, os.fsencode(path),
+                self.IN_MOVED_FROM | self.IN_MOVED_TO | self.IN_CREATE | self.IN_DELETE) < 0:
+            raise OSError(ctypes.get_errno(), 'inotify on %s' % path)
+
+    def names(self):
+        out = []
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return out
+            at = 0
+            while at < len(buf):
+                _, _, _, n = struct.unpack_from('iIII', buf, at)
+                out.append(buf[at + 16:at + 16 + n].rstrip(b'\0').decode())
+                at += 16 + n
+
+    def close(self):
+        os.close(self.fd)
 
 
 def cp_to_outbox(test, gw, data, name):
@@ -263,6 +295,18 @@ class Mount(unittest.TestCase):
         self.assertIn('msg.eml', os.listdir(self.mnt('outbox')), 'submitted name vanished at close')
         self.assertEqual(os.stat(self.mnt('outbox', 'msg.eml')).st_size, len(data))
         log('  submitted %s: %d rcpts, %d bytes, no Bcc' % (msgid, len(rcpts), len(queued)))
+
+    def test_outbox_commit_names_nothing_in_tmp(self):
+        """a drop's data and record have no name until they are published (O_TMPFILE)"""
+        watch = DirNames(self.gw.path('tmp'))
+        self.addCleanup(watch.close)
+        ids = [self.submit(message(subject='unnamed %d' % i), 'unnamed%d.eml' % i) for i in range(3)]
+        for msgid in ids:
+            self.assertIsNotNone(self.gw.find_record(msgid)[0])
+            self.assertTrue(os.path.exists(self.gw.path('data', msgid)))
+        # the relay's record rewrites use tmp/<id>@<host>,<pid>.new|.old: not ours
+        self.assertEqual([n for n in watch.names() if '@' not in n], [])
+        self.assertNotIn('event=spool-unnamed', self.gw.read_log('fs'))
 
     def test_outbox_no_recipient(self):
         """no To/Cc/Bcc: the write fails with EDESTADDRREQ, so does close; kept in failed/"""
@@ -857,9 +901,11 @@ class SlowSync(unittest.TestCase):
             cps.append(subprocess.Popen(['cp', src, os.path.join(gw.mnt, 'outbox', 'slow-%d.eml' % i)],
                                         stderr=subprocess.PIPE))
         self.addCleanup(lambda: [p.kill() for p in cps if p.poll() is None])
-        # each submission's files wait in tmp/ for their slow syncs
-        harness.wait_until(lambda: len(gw.listdir('tmp')) >= self.WRITERS, 20,
-                           'every submission to reach its syncs')
+        # each submission's files, unnamed in tmp/, wait for their slow syncs
+        tmp = os.path.realpath(gw.path('tmp')) + '/'
+        harness.wait_until(lambda: len([t for t in daemon_fd_targets(gw.procs['fs'].pid, 1)
+                                        if t.startswith(tmp)]) >= self.WRITERS,
+                           20, 'every submission to reach its syncs')
         # opendir always asks the daemon: these are served while the closes sync
         self.assertEqual(len(os.listdir(os.path.join(gw.mnt, 'inbox', 'bob'))), 1)
         self.assertEqual(len(set(os.listdir(os.path.join(gw.mnt, 'outbox'))) - {'wait'}),

@@ -9,7 +9,8 @@
  *	the inodes written (write, pwrite) since their last sync: fdatasync
  *	or fsync of a descriptor of the inode, or a syncfs(2) that started
  *	after the write returned.  A linkat(2) or renameat(2) that gives such
- *	an inode a name outside tmp/ appends "published-unsynced <name>" to
+ *	an inode (named, or unnamed and linked by its descriptor) a name
+ *	outside tmp/ appends "published-unsynced <name>" to
  *	FILE; every other one appends "published <name>", and every syncfs
  *	"syncfs", so that a test sees that the shim saw the commits.  The
  *	check stands for a crash: a name that reaches the disk before its
@@ -136,16 +137,22 @@ seq_now(void)
 	return s;
 }
 
-/* Before oldpath gets newpath: is its inode written and unsynced? */
+/*
+ * Before oldpath gets newpath: is its inode written and unsynced?  flags
+ * as linkat's: an unnamed file is linked by its descriptor (AT_EMPTY_PATH)
+ * or through /proc/self/fd/N (AT_SYMLINK_FOLLOW).
+ */
 static void
-check_publish(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+check_publish(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
 {
 	char link[64], dir[4096], name[4096 + 256];
+	int statflags = (flags & AT_EMPTY_PATH) ? AT_EMPTY_PATH : (flags & AT_SYMLINK_FOLLOW) ? 0 :
+	    AT_SYMLINK_NOFOLLOW;
 	struct stat st;
 	ssize_t n;
 	bool unsynced;
 
-	if (fstatat(olddirfd, oldpath, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+	if (fstatat(olddirfd, oldpath, &st, statflags) < 0 || !S_ISREG(st.st_mode))
 		return;
 	snprintf(link, sizeof link, "/proc/self/fd/%d", newdirfd);
 	if ((n = readlink(link, dir, sizeof dir - 1)) < 0)
@@ -216,13 +223,13 @@ syncfs(int fd)
 int
 linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
 {
-	check_publish(olddirfd, oldpath, newdirfd, newpath);
+	check_publish(olddirfd, oldpath, newdirfd, newpath, flags);
 	return REAL(linkat)(olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
 int
 renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
 {
-	check_publish(olddirfd, oldpath, newdirfd, newpath);
+	check_publish(olddirfd, oldpath, newdirfd, newpath, 0);
 	return REAL(renameat)(olddirfd, oldpath, newdirfd, newpath);
 }

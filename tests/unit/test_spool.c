@@ -685,6 +685,59 @@ START_TEST(test_commitgroup_threads)
 }
 END_TEST
 
+/*
+ * spool_msg_create_unnamed(): no name in tmp/ at any time, the files
+ * linked into data/, queue/ and a mailbox at the publish; one freed
+ * unpublished leaves nothing.
+ */
+START_TEST(test_unnamed_files)
+{
+	char path[PATH_LEN], p[PATH_LEN], id[SPOOL_ID_MAX];
+	struct spool *spool = open_spool("unnamed", path);
+	static const char body[] = "Subject: unnamed\n\nno name until the publish\n";
+	struct commitgroup *g;
+	struct spool_msg *msg;
+	struct envelope env, rec;
+	size_t len;
+	char *data;
+
+	ck_assert_int_eq(commitgroup_new(spool, &g), 0);
+	ck_assert_int_eq(spool_msg_create_unnamed(spool, "a@b", &msg), 0);
+	snprintf(id, sizeof(id), "%s", spool_msg_id(msg));
+	ck_assert_int_eq(spool_msg_write(msg, body, sizeof(body) - 1), 0);
+	ck_assert_int_eq(spool_msg_deliver_local(msg, "bob"), 0);
+	ck_assert_int_eq(envelope_init(&env, "x", "a@b", "test"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "c@d"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(spool_msg_commit_start(msg), 0);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(commitgroup_commit(g, msg), 0);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	pathf(p, "%s/data/%s", path, id);
+	data = read_path(p, &len);
+	ck_assert_uint_eq(len, strlen("Return-Path: <a@b>\n") + sizeof(body) - 1);
+	ck_assert_mem_eq(data + len - (sizeof(body) - 1), body, sizeof(body) - 1);
+	free(data);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &rec), 0);
+	ck_assert_str_eq(rec.id, id);
+	ck_assert_int_eq(rec.data_offset, (long long) strlen("Return-Path: <a@b>\n"));
+	envelope_free(&rec);
+	ck_assert_int_eq(count_entries(path, "mail/bob/new"), 1);
+
+	ck_assert_int_eq(spool_msg_create_unnamed(spool, NULL, &msg), 0);
+	ck_assert_int_eq(spool_msg_write(msg, body, sizeof(body) - 1), 0);
+	ck_assert_int_eq(spool_msg_commit_start(msg), 0);
+	spool_msg_free(msg);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(count_entries(path, "data"), 1);
+	ck_assert_int_eq(count_entries(path, "queue"), 1);
+	commitgroup_free(g);
+	spool_close(spool);
+}
+END_TEST
+
 START_TEST(test_no_target_is_sticky)
 {
 	char path[PATH_LEN];
@@ -1988,6 +2041,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_commit_queue_only);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_commitgroup_threads);
+	tcase_add_test(tc, test_unnamed_files);
 	tcase_add_test(tc, test_prepare_unsynced_then_fs_sync);
 	tcase_add_test(tc, test_no_target_is_sticky);
 	tcase_add_test(tc, test_deliver_local_names);
