@@ -956,8 +956,9 @@ spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
 	msg->data_published = 1;
 	if (msg->unnamed)
 		r = spool_file_link(spool, msg->envfd, "", spool->dirfd[msg->record_dir], msg->id);
-	else if (renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[msg->record_dir], msg->id) < 0)
-		r = -errno;
+	else
+		r = renameat(spool->dirfd[SPOOL_DIR_TMP], msg->envtmp, spool->dirfd[msg->record_dir], msg->id) < 0 ?
+		    -errno : 0;
 	if (r < 0)
 		return msg_fail(msg, r);
 	msg->envtmp[0] = '\0';
