@@ -64,6 +64,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
+
 #include "commitgroup.h"
 #include "envelope.h"
 #include "log.h"
@@ -734,6 +736,57 @@ START_TEST(test_unnamed_files)
 	ck_assert_int_eq(count_entries(path, "data"), 1);
 	ck_assert_int_eq(count_entries(path, "queue"), 1);
 	commitgroup_free(g);
+	spool_close(spool);
+}
+END_TEST
+
+/*
+ * The publish of an unnamed file where the kernel refuses linkat(2) with
+ * AT_EMPTY_PATH: always without CAP_DAC_READ_SEARCH before Linux 6.10
+ * (Debian 12's kernel, and spoolgate-fs does not keep that capability),
+ * and since then when the credentials changed after the open.  A child
+ * drops every capability after the files are open; the links then go
+ * through /proc/self/fd.
+ */
+START_TEST(test_unnamed_link_through_proc)
+{
+	char path[PATH_LEN], probe_name[64];
+	struct spool *spool = open_spool("unnamedproc", path);
+	int status;
+	pid_t child;
+
+	snprintf(probe_name, sizeof(probe_name), "probe.%ld", (long)getpid());
+	if ((child = fork()) == 0) {
+		struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct caps[2] = { { 0 } };
+		struct commitgroup *g;
+		struct spool_msg *msg;
+		struct envelope env;
+		int probe, tmpfd = spool_dirfd(spool, SPOOL_DIR_TMP);
+
+		probe = openat(tmpfd, ".", O_TMPFILE | O_RDWR, 0600);
+		if (probe < 0 || commitgroup_new(spool, &g) < 0 || spool_msg_create_unnamed(spool, NULL, &msg) < 0 ||
+		    spool_msg_write(msg, "Subject: s\n\nb\n", 14) < 0 || envelope_init(&env, "x", "a@b", "test") < 0 ||
+		    envelope_add_rcpt(&env, "c@d") < 0 || spool_msg_queue(msg, &env) < 0)
+			_exit(2);
+		if (syscall(SYS_capset, &hdr, caps) < 0)
+			_exit(3);
+		/* the case under test: the descriptor alone is refused now */
+		if (linkat(probe, "", tmpfd, probe_name, AT_EMPTY_PATH) == 0 || errno != ENOENT)
+			_exit(4);
+		if (commitgroup_commit(g, msg) != 0)
+			_exit(5);
+		if (faccessat(spool_dirfd(spool, SPOOL_DIR_DATA), spool_msg_id(msg), F_OK, 0) < 0 ||
+		    faccessat(spool_dirfd(spool, SPOOL_DIR_QUEUE), spool_msg_id(msg), F_OK, 0) < 0)
+			_exit(6);
+		_exit(0);
+	}
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (see the test)", status);
+	ck_assert_int_eq(count_entries(path, "queue"), 1);
+	ck_assert_int_eq(count_entries(path, "data"), 1);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
 	spool_close(spool);
 }
 END_TEST
@@ -2042,6 +2095,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_commitgroup_threads);
 	tcase_add_test(tc, test_unnamed_files);
+	tcase_add_test(tc, test_unnamed_link_through_proc);
 	tcase_add_test(tc, test_prepare_unsynced_then_fs_sync);
 	tcase_add_test(tc, test_no_target_is_sticky);
 	tcase_add_test(tc, test_deliver_local_names);
