@@ -1342,23 +1342,37 @@ record_anywhere(struct spool *spool, const char *id)
 }
 
 /*
- * Data without any record is the remains of a commit that never finished:
- * the data is linked into data/ before the record is renamed into queue/,
- * and the temporary in tmp/ is removed only after both.  So data whose
- * temporary is still there belongs to a commit under way (a live
- * spoolgate-fs, another gateway on a shared spool): it stays.  The stale
- * temporaries of dead processes of this host are gone already (first
- * step of recovery).  A runner may be moving the record between
- * directories while we look: look twice before removing.
+ * Whether the commit of data/<id> may still be under way.  The data is
+ * linked into data/ before the record into queue/.  A named commit keeps
+ * its temporary in tmp/ until both are done; an unnamed one
+ * (spool_msg_create_unnamed()) has no name there, so its creator, the
+ * process whose pid is in the id, alive (another spoolgate-fs, or a
+ * gateway on a shared spool of this machine) says so.  A live process
+ * that only reuses the pid keeps an orphan until the next recovery.
+ */
+static bool
+commit_may_be_under_way(struct spool *spool, const char *id)
+{
+	long pid = pid_of_name(id);
+
+	if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		return true;
+	return for_each_entry(spool, SPOOL_DIR_TMP, tmp_twin_of, (void *)id) > 0;
+}
+
+/*
+ * Data without any record is the remains of a commit that never finished,
+ * unless that commit is still under way: it stays.  The stale temporaries
+ * of dead processes of this host are gone already (first step of
+ * recovery).  A runner may be moving the record between directories
+ * while we look: look twice before removing.
  */
 static int
 remove_orphan_data(struct spool *spool, const char *name, void *arg)
 {
 	struct spool_recovery *stats = arg;
 
-	if (record_anywhere(spool, name) ||
-	    for_each_entry(spool, SPOOL_DIR_TMP, tmp_twin_of, (void *)name) > 0 ||
-	    record_anywhere(spool, name))
+	if (record_anywhere(spool, name) || commit_may_be_under_way(spool, name) || record_anywhere(spool, name))
 		return 0;
 	if (unlinkat(spool->dirfd[SPOOL_DIR_DATA], name, 0) == 0) {
 		stats->orphans_removed++;

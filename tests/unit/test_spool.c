@@ -28,7 +28,8 @@
  *	spool_recover() removes temporaries of dead
  *	processes and old ones, returns dead claims, drops records without
  *	data, removes orphan data whose commit is dead, keeps orphan data
- *	whose temporary is still in tmp/ (a commit under way), and counts.
+ *	whose temporary is still in tmp/ or whose creator lives (a commit
+ *	under way), and counts.
  *
  *	queue: scan, claim (a second claim of the same id is -ENOENT),
  *	finish as DEFERRED, SENT (kept or dropped with its data), FAILED
@@ -1153,13 +1154,20 @@ START_TEST(test_recover)
 	write_record(p, &env);
 	pathf(p, "%s/data/100.M1P1Q7", path);
 	write_path(p, "data", 4);
-	/* data/: an orphan of a dead commit (removed), and one whose temporary is alive (kept) */
-	pathf(p, "%s/data/100.M1P1Q4", path);
+	/*
+	 * data/: an orphan of a dead commit (its creator's pid dead: removed),
+	 * one whose temporary is still in tmp/ (another host's commit under
+	 * way: kept), and one of an unnamed commit whose creator lives (kept:
+	 * between its data's link and its record's)
+	 */
+	pathf(p, "%s/data/100.M1P%ldQ4", path, (long)dead);
 	write_path(p, "orphan", 6);
-	pathf(p, "%s/data/100.M1P1Q5", path);
+	pathf(p, "%s/data/100.M1P%ldQ5", path, (long)dead);
 	write_path(p, "in flight", 9);
-	pathf(name, "100.M1P1Q5.%s", host);
+	pathf(name, "100.M1P%ldQ5.otherhost", (long)dead);
 	plant_tmp(path, name, 0);
+	pathf(p, "%s/data/100.M1P%ldQ8", path, (long)getppid());
+	write_path(p, "unnamed, in flight", 18);
 	envelope_free(&env);
 	ck_assert_int_eq(spool_mailbox_create(spool, "a", NULL), 0);
 	ck_assert_int_eq(spool_mailbox_create(spool, "b", NULL), 0);
@@ -1183,15 +1191,19 @@ START_TEST(test_recover)
 	envelope_free(&env);
 	ck_assert_int_eq(count_entries(path, "active"), 1);
 	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q3"));
-	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q4"));
-	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q5"));
+	pathf(name, "100.M1P%ldQ4", (long)dead);
+	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, name));
+	pathf(name, "100.M1P%ldQ5", (long)dead);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, name));
+	pathf(name, "100.M1P%ldQ8", (long)getppid());
+	ck_assert_msg(exists_at(spool, SPOOL_DIR_DATA, name), "data of a live creator's commit removed");
 	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q6"));
 	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, "100.M1P1Q7"));
 	ck_assert(exists_at(spool, SPOOL_DIR_SENT, "100.M1P1Q6"));
 	ck_assert(exists_at(spool, SPOOL_DIR_SENT, "100.M1P1Q7"));
 	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q6"));
 	ck_assert(exists_at(spool, SPOOL_DIR_DATA, "100.M1P1Q7"));
-	ck_assert_int_eq(count_entries(path, "data"), 5);
+	ck_assert_int_eq(count_entries(path, "data"), 6);
 
 	/* a second run finds nothing more to do */
 	ck_assert_int_eq(spool_recover(spool, &st), 0);
