@@ -1110,7 +1110,6 @@ struct reclaim_ctx {
 	const char	       *suffix;		/* the tmp/ pass: ".new", ".old" or "" (plain temporaries) */
 };
 
-static int record_exists(struct spool *spool, const char *id);
 
 static void
 log_given_back(const struct reclaim_ctx *rc, const char *id, const char *name, const char *host, const char *where)
@@ -1136,7 +1135,7 @@ reclaim_claim(struct spool *spool, const char *name, void *arg)
 
 	if (parse_claim(name, id, host, &pid, &suffix) < 0 || suffix[0] != '\0' || !rc->dead(host, pid, rc->arg))
 		return 0;
-	if (record_exists(spool, id)) {
+	if (spool_record_exists(spool, id)) {
 		/* Left beside its published record by a crash (queue.c): that record is the newer one. */
 		if (unlinkat(spool->dirfd[SPOOL_DIR_ACTIVE], name, 0) == 0) {
 			rc->stats->superseded++;
@@ -1295,8 +1294,8 @@ check_queued_record(struct spool *spool, const char *name, void *arg)
 	return 0;
 }
 
-static int
-record_exists(struct spool *spool, const char *id)
+int
+spool_record_exists(struct spool *spool, const char *id)
 {
 	static const enum spool_dir dirs[] = { SPOOL_DIR_QUEUE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
 	struct stat st;
@@ -1338,7 +1337,7 @@ spool_claim_exists(struct spool *spool, const char *id)
 static int
 record_anywhere(struct spool *spool, const char *id)
 {
-	return record_exists(spool, id) || spool_claim_exists(spool, id);
+	return spool_record_exists(spool, id) || spool_claim_exists(spool, id);
 }
 
 /*

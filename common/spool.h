@@ -129,6 +129,8 @@ int spool_reclaim(struct spool *spool, spool_dead_fn dead, void *arg, long tmp_m
     struct spool_reclaim *stats);
 /* Is there a claim active/<id>@<host>,<pid> of this id?  1 or 0. */
 int spool_claim_exists(struct spool *spool, const char *id);
+/* Is there a record of this id in queue/, sent/ or failed/?  1 or 0. */
+int spool_record_exists(struct spool *spool, const char *id);
 
 /* Mailboxes.  name must come from addr_mailbox_name(). */
 int spool_mailbox_exists(struct spool *spool, const char *name);	/* 1, 0 or -errno */

@@ -442,19 +442,6 @@ spoolfs_open_claim(struct spoolfs *fs, enum spool_dir where, const char *id)
 	return r;
 }
 
-/* Whether id has a record in queue/, sent/ or failed/. */
-static bool
-spoolfs_record_published(struct spoolfs *fs, const char *id)
-{
-	static const enum spool_dir dirs[] = { SPOOL_DIR_QUEUE, SPOOL_DIR_SENT, SPOOL_DIR_FAILED };
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
-		if (fstatat(spool_dirfd(fs->spool, dirs[i]), id, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			return true;
-	return false;
-}
-
 /*
  * The record of a claim being finished: parked in tmp/ until its new
  * record is published (and removed only after that), so it stands for
@@ -466,7 +453,7 @@ spoolfs_open_parked(struct spoolfs *fs, const char *id)
 {
 	int fd = spoolfs_open_claim(fs, SPOOL_DIR_TMP, id);
 
-	if (fd >= 0 && spoolfs_record_published(fs, id)) {
+	if (fd >= 0 && spool_record_exists(fs->spool, id)) {
 		(void) close(fd);
 		return -ENOENT;
 	}
@@ -1190,7 +1177,7 @@ spoolfs_list_parked_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
 		return 0;
 	memcpy(id, name, len);
 	id[len] = '\0';
-	if (spoolfs_record_published(dir->fs, id))
+	if (spool_record_exists(dir->fs->spool, id))
 		return 0;
 	return spoolfs_list_record_cb(dir, dirfd, name, d_type, arg);
 }
