@@ -250,7 +250,7 @@ class Chunking(unittest.TestCase):
             theirs = theirs[theirs.index(b'\n') + 1:]
         self.assertEqual(hashlib.sha256(theirs).hexdigest(), hashlib.sha256(ours).hexdigest())
         self.assertTrue(theirs.endswith(b'\xff\r\n.\r\n\n\r\x00'), theirs[-20:])	# no dot-stuffing, no CRLF added
-        self.assertIn('event=relay-sent', gw.read_log('smtpd'))
+        wait_until(lambda: 'event=relay-sent' in gw.read_log('smtpd'), 10, 'the relay-sent line')
         hop_log = nexthop.read_log('smtpd')
         self.assertIn('verb=BDAT', hop_log)
         self.assertNotIn('verb=DATA', hop_log)
