@@ -397,6 +397,7 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->next_attempt = src->next_attempt;
 	dst->binarymime = src->binarymime;
 	dst->smtputf8 = src->smtputf8;
+	dst->inline_data = src->inline_data;
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
 		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0 ||
@@ -650,6 +651,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	if (env->origin != NULL)
 		fprintf(fp, "origin: %s\n", env->origin);
 	fprintf(fp, "from: <%s>\ndata-offset: %lld\n", env->from ? env->from : "", env->data_offset);
+	if (env->inline_data)
+		fprintf(fp, "data: inline\n");
 	if (env->auth != NULL)
 		fprintf(fp, "auth: %s\n", env->auth);
 	if (env->dsn_ret != DSN_RET_UNSPECIFIED)
@@ -923,6 +926,11 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 			return -EBADMSG;
 		return (env->binarymime = true), 0;
 	}
+	if (strcmp(key, "data") == 0) {		/* the message follows the record */
+		if (env->inline_data || strcmp(v, "inline") != 0)
+			return -EBADMSG;
+		return (env->inline_data = true), 0;
+	}
 	if (strcmp(key, "smtputf8") == 0) {	/* RFC 6531 */
 		if (env->smtputf8 || strcmp(v, "yes") != 0)
 			return -EBADMSG;
@@ -953,15 +961,36 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 	return 0;
 }
 
+/*
+ * Where an inline record's message starts: just past the first empty
+ * line, looked for in the record's largest size; -1 when there is none.
+ */
+static long long
+record_body(const char *buf, size_t len)
+{
+	const char *blank;
+
+	if (len > ENVELOPE_MAX_SIZE + 1)
+		len = ENVELOPE_MAX_SIZE + 1;
+	if (len > 0 && buf[0] == '\n')
+		return 1;
+	if ((blank = memmem(buf, len, "\n\n", 2)) == NULL)
+		return -1;
+	return (long long)(blank - buf) + 2;
+}
+
 int
 envelope_parse(const char *buf, size_t len, struct envelope *env)
 {
 	char *copy, *line, *next, *colon;
+	long long body;
 	unsigned seen = 0;
 	const char *prev = "";
 	int r = 0;
 
 	memset(env, 0, sizeof(*env));
+	if ((body = record_body(buf, len)) >= 0)
+		len = (size_t)body - 1;	/* the record's text, its last line's LF included */
 	if (len > ENVELOPE_MAX_SIZE || memchr(buf, '\0', len) != NULL)
 		return -EBADMSG;
 	if ((copy = strndup(buf, len)) == NULL)
@@ -985,20 +1014,66 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 		r = -EBADMSG;	/* more recipients than any writer could have put there */
 	/* only a record of a refused submission may name nobody */
 	if (r == 0 && (seen != 7 || (env->nrcpt == 0 && env->rejected == NULL) ||
-	    env->data_offset < 0))
+	    env->data_offset < 0 || env->inline_data != (body >= 0)))
 		r = -EBADMSG;
+	if (r == 0 && body >= 0)
+		env->data_offset += body;
+	if (r == 0)
+		env->text_len = (long long)len;
 	if (r < 0)
 		envelope_free(env);
 	return r;
+}
+
+/*
+ * Reads fd from its start until the record's text is in buf: the whole
+ * file, or (an inline record) up to its empty line, in steps that grow
+ * from 16 KiB so that a queue scan does not read the messages.  No more
+ * than the largest record and its empty line.
+ */
+static int
+read_record_text(int fd, off_t size, char **out, size_t *outlen)
+{
+	size_t want = (size_t)size, cap = 16u << 10, got = 0;
+	char *buf = malloc(1), *grown;	/* an empty file reads as an empty buffer, not NULL */
+	ssize_t n;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	if (want > ENVELOPE_MAX_SIZE + 2)
+		want = ENVELOPE_MAX_SIZE + 2;
+	while (got < want) {
+		if (cap > want)
+			cap = want;
+		if ((grown = realloc(buf, cap + 1)) == NULL) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = grown;
+		n = pread(fd, buf + got, cap - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EIO;	/* shorter than its size: cut while read */
+		}
+		got += (size_t)n;
+		if (memmem(buf, got, "\n\n", 2) != NULL || (got > 0 && buf[0] == '\n'))
+			break;
+		if (got == cap)
+			cap *= 2;
+	}
+	*out = buf;
+	*outlen = got;
+	return 0;
 }
 
 int
 envelope_read_at(int dirfd, const char *name, struct envelope *env)
 {
 	struct stat st;
-	char *buf;
-	ssize_t n;
-	size_t got = 0;
+	char *buf = NULL;
+	size_t len = 0;
 	int fd, r;
 
 	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
@@ -1008,25 +1083,14 @@ envelope_read_at(int dirfd, const char *name, struct envelope *env)
 		close(fd);
 		return r;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > ENVELOPE_MAX_SIZE) {
-		r = S_ISREG(st.st_mode) ? -EBADMSG : -EINVAL;
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return r;
+		return -EINVAL;
 	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	r = read_record_text(fd, st.st_size, &buf, &len);
 	close(fd);
-	r = got == (size_t)st.st_size ? envelope_parse(buf, got, env) : -EIO;
+	if (r == 0)
+		r = envelope_parse(buf, len, env);
 	free(buf);
 	return r;
 }

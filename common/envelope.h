@@ -4,8 +4,8 @@
  * SYNOPSIS
  *	#include "envelope.h"
  * DESCRIPTION
- *	A queued message is two files: its data (data/<id>, immutable) and
- *	its envelope record (queue/<id>, active/<claim>, sent/<id> or
+ *	A queued message is two files (but see inline records below): its
+ *	data (data/<id>, immutable) and its envelope record (queue/<id>, active/<claim>, sent/<id> or
  *	failed/<id>).  The record is text, one "key: value" per line, so that
  *	a person can read it through the mount or with cat:
  *
@@ -132,6 +132,18 @@
  *	5xx code, an RFC 3463 enhanced code, an errno name (E and capitals or
  *	digits) and a text that is not empty.
  *
+ *	An inline record ("data: inline", right after data-offset) is a
+ *	queued message in one file: the record, an empty line, then what
+ *	data/<id> would hold (the Return-Path line and the message).  Only
+ *	spoolgate-fs writes it, for a message small enough to have stayed in
+ *	memory and with no local recipient; the runner links the file as
+ *	data/<id> at its first rewrite of the record, which is plain from then
+ *	on.  In the file, data-offset counts from the end of the empty line;
+ *	envelope_parse() makes env->data_offset count from the file's start
+ *	(what the plain record written from it says about data/<id>, the same
+ *	file).  envelope_format() writes an inline record's text without the
+ *	empty line, and env->data_offset as it is: its writer gives the
+ *	offset within what follows the empty line.
  *	envelope_parse() reads that format strictly (it crosses a process
  *	boundary): unknown keys, a missing id/from, no rcpt in a record that
  *	is not rejected, a recipient line without angle brackets, a
@@ -197,6 +209,10 @@ struct envelope {
 	char		       *dsn_envid;	/* MAIL ENVID= as sent (xtext), or NULL */
 	bool			binarymime;	/* "body: binarymime": came as BODY=BINARYMIME (RFC 3030) */
 	bool			smtputf8;	/* "smtputf8: yes": MAIL said SMTPUTF8 (RFC 6531) */
+	bool			inline_data;	/* "data: inline": the message follows the record in
+						   its own file (data_offset counts from the file's start) */
+	long long		text_len;	/* set by envelope_parse(): bytes of the record's text,
+						   without an inline record's empty line and message */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -265,7 +281,8 @@ int envelope_set_auth(struct envelope *env, const char *mech, const char *user, 
 size_t envelope_count(const struct envelope *env, enum rcpt_state state);
 /* *out is malloc'd text, caller frees. 0 or -ENOMEM. */
 int envelope_format(const struct envelope *env, char **out, size_t *outlen);
-int envelope_parse(const char *buf, size_t len, struct envelope *env);
+int envelope_parse(const char *buf, size_t len, struct envelope *env);	/* len may cover an inline
+									   record's message too */
 /* Reads and parses dirfd/name (O_NOFOLLOW). 0, -errno, -EBADMSG. */
 int envelope_read_at(int dirfd, const char *name, struct envelope *env);
 void envelope_free(struct envelope *env);

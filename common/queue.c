@@ -49,6 +49,7 @@ struct queue_claim {
 	enum queue_outcome outcome;
 	int		prepared, finished, drop_sent, data_unlinked;
 	int		parked_left;	/* published: tmp/<claim>.old goes at the release */
+	int		data_linked;	/* an inline claim's file linked as data/<id>: data/ to sync */
 };
 
 static const char *const outcome_names[] = {
@@ -149,6 +150,7 @@ queue_flush_node_name(const char *name)
 }
 
 static int finish_now(struct queue_claim *qc, enum queue_outcome outcome);
+static int claim_gone(struct queue_claim *qc, int err);
 
 /* A record whose data is gone can never be delivered: say so in failed/. */
 static void
@@ -191,7 +193,10 @@ queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
 			set_aside_corrupt(spool, id, r);
 		return r;
 	}
-	qc->datafd = openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* an inline record is its own data file until the first rewrite (envelope.h) */
+	qc->datafd = qc->env.inline_data ?
+	    openat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) :
+	    openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (qc->datafd < 0) {
 		r = -errno;
 		log_error("queue-claim", "id=%s error=\"data file: %s\"", id, strerror(-r));
@@ -252,6 +257,38 @@ newrec_create(struct queue_claim *qc)
 	return fd;
 }
 
+/*
+ * An inline claim's file (its record, then its data) becomes data/<id>,
+ * the same inode, so that the record written next is a plain one whose
+ * data-offset skips the old record's text.  The name is durable before
+ * that record can be published: synced here when sync is true, else by
+ * the caller's sync of the filesystem, which comes first.  A name left
+ * by an earlier try (a failed publish, a restart) is this same file.
+ */
+static int
+link_inline_data(struct queue_claim *qc, bool sync)
+{
+	int datadir = spool_dirfd(qc->spool, SPOOL_DIR_DATA);
+	struct stat ours, named;
+
+	if (linkat(spool_dirfd(qc->spool, SPOOL_DIR_ACTIVE), qc->claim, datadir, qc->id, 0) < 0) {
+		if (errno != EEXIST)
+			return claim_gone(qc, -errno);
+		if (fstat(qc->datafd, &ours) < 0 || fstatat(datadir, qc->id, &named, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		if (ours.st_ino != named.st_ino || ours.st_dev != named.st_dev) {
+			log_error("queue-inline", "id=%s error=\"data/%s exists and is another file\" action=\"the "
+			    "message stays in active/ until an operator looks\"", qc->id, qc->id);
+			return -EEXIST;
+		}
+	}
+	if (sync && fsync(datadir) < 0)
+		return -errno;
+	qc->env.inline_data = false;	/* data_offset counts from the file's start already */
+	qc->data_linked = 1;
+	return 0;
+}
+
 /* The new record under tmp/, synced when sync is true. */
 static int
 finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent, bool sync)
@@ -271,6 +308,8 @@ finish_write(struct queue_claim *qc, enum queue_outcome outcome, bool keep_sent,
 		qc->prepared = 1;
 		return 0;
 	}
+	if (qc->env.inline_data && (r = link_inline_data(qc, sync)) < 0)
+		return r;
 	if ((r = envelope_format(&qc->env, &text, &len)) < 0)
 		return r;
 	if ((fd = newrec_create(qc)) < 0) {
@@ -376,6 +415,8 @@ queue_finish_publish(struct queue_claim *qc, struct spool_dirset *dirs)
 	qc->finished = 1;
 	qc->parked_left = 1;
 	if (dest != SPOOL_DIR_SENT && (r = spool_dirset_add(dirs, "active")) < 0)
+		return r;
+	if (qc->data_linked && (r = spool_dirset_add(dirs, "data")) < 0)
 		return r;
 	return spool_dirset_add(dirs, spool_dir_name(dest));
 }

@@ -21,7 +21,12 @@
  *
  *	queue_claim() returns -ENOENT when the record is gone (another runner
  *	claimed it).  The claim holds the data file open (queue_claim_data_fd,
- *	positioned nowhere: use pread from data_offset).
+ *	positioned nowhere: use pread from data_offset): data/<id>, or the
+ *	claim's own file when its record is inline (envelope.h).  The first
+ *	prepare of an inline claim that writes a record links that file as
+ *	data/<id> (synced when the prepare syncs; queue_finish_write()'s
+ *	caller syncs the filesystem before it publishes), and the new record
+ *	is plain.
  *
  *	Finishing is split in two phases for group commit, like spool_msg:
  *	queue_finish_prepare() writes and syncs the new record under tmp/;

@@ -70,6 +70,7 @@ struct spool_msg {
 	int		envfd;		/* the record, left unsynced and open for the check; -1 */
 	int		data_published, env_published;
 	bool		unnamed;	/* data and record O_TMPFILE: tmpname and envtmp "" */
+	bool		inlined;	/* fd holds the record, then the data (an inline record) */
 };
 
 static const char *const spool_dir_names[SPOOL_DIR__COUNT] = {
@@ -869,6 +870,44 @@ spool_msg_commit_start(struct spool_msg *msg)
 	return 0;
 }
 
+/*
+ * Whether msg is written as one file, an inline record (envelope.h): an
+ * unnamed message for the relay alone, still whole in its buffer.
+ */
+static bool
+msg_fits_inline(const struct spool_msg *msg)
+{
+	return msg->unnamed && msg->queued && msg->record_dir == SPOOL_DIR_QUEUE && msg->nmailbox == 0 &&
+	    msg->used == msg->size;
+}
+
+/* The record, an empty line and the buffered data, in one write to the unnamed file. */
+static int
+msg_write_inline(struct spool_msg *msg)
+{
+	char *text, *grown;
+	size_t len;
+	int r;
+
+	msg->env.inline_data = true;	/* data_offset: the Return-Path line, after the empty line */
+	if ((r = envelope_format(&msg->env, &text, &len)) < 0)
+		return r;
+	if ((grown = realloc(text, len + 1 + msg->used)) == NULL) {
+		free(text);
+		return -ENOMEM;
+	}
+	text = grown;
+	text[len] = '\n';
+	memcpy(text + len + 1, msg->buf, msg->used);
+	r = spool_write_all(msg->fd, text, len + 1 + msg->used);
+	free(text);
+	if (r < 0)
+		return r;
+	msg->used = 0;
+	msg->inlined = true;
+	return 0;
+}
+
 /* The prepare phase; synced: each file fdatasync'd, else left to the caller's spool_fs_sync(). */
 static int
 msg_commit_write(struct spool_msg *msg, bool synced)
@@ -877,11 +916,13 @@ msg_commit_write(struct spool_msg *msg, bool synced)
 
 	if (msg->nmailbox == 0 && !msg->queued)
 		return msg_fail(msg, -EDESTADDRREQ);
+	if (msg->error == 0 && !msg->inlined && msg_fits_inline(msg) && (r = msg_write_inline(msg)) < 0)
+		return msg_fail(msg, r);
 	if ((r = msg_flush(msg)) < 0)
 		return r;
 	if (synced && fdatasync(msg->fd) < 0)
 		return msg_fail(msg, -errno);
-	if (msg->queued && (r = write_record_tmp(msg->spool, &msg->env, msg->unnamed ? NULL : msg->envtmp, synced,
+	if (msg->queued && !msg->inlined && (r = write_record_tmp(msg->spool, &msg->env, msg->unnamed ? NULL : msg->envtmp, synced,
 	    &msg->envfd)) < 0)
 		return msg_fail(msg, r);
 	return 0;
@@ -938,6 +979,20 @@ publish_local(struct spool_msg *msg, struct spool_dirset *dirs, const char *mail
 	return spool_dirset_add(dirs, rel);
 }
 
+/* An inline record's one name: queue/<id>. */
+static int
+msg_publish_inline(struct spool_msg *msg, struct spool_dirset *dirs)
+{
+	int r;
+
+	if ((r = spool_file_link(msg->spool, msg->fd, "", msg->spool->dirfd[msg->record_dir], msg->id)) < 0)
+		return msg_fail(msg, r);
+	msg->env_published = 1;
+	if ((r = spool_dirset_add(dirs, spool_dir_name(msg->record_dir))) < 0)
+		return msg_fail(msg, r);
+	return 0;
+}
+
 int
 spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
 {
@@ -951,6 +1006,8 @@ spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs)
 			return msg_fail(msg, r);
 	if (!msg->queued)
 		return 0;
+	if (msg->inlined)
+		return msg_publish_inline(msg, dirs);
 	if ((r = spool_file_link(spool, msg->fd, msg->tmpname, spool->dirfd[SPOOL_DIR_DATA], msg->id)) < 0)
 		return msg_fail(msg, r);
 	msg->data_published = 1;
@@ -1272,6 +1329,20 @@ data_exists(struct spool *spool, const char *id)
 	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* Whether queue/<id> is an inline record: its data is in it (envelope.h). */
+static bool
+record_is_inline(struct spool *spool, const char *id)
+{
+	struct envelope env;
+	bool is;
+
+	if (envelope_read_at(spool->dirfd[SPOOL_DIR_QUEUE], id, &env) < 0)
+		return false;
+	is = env.inline_data;
+	envelope_free(&env);
+	return is;
+}
+
 /*
  * A queued record whose data never became durable was never acknowledged;
  * one whose message has a record in sent/ is a leftover (above).
@@ -1283,7 +1354,7 @@ check_queued_record(struct spool *spool, const char *name, void *arg)
 
 	if (sent_record_exists(spool, name))
 		return remove_superseded(spool, SPOOL_DIR_QUEUE, name, name, stats);
-	if (data_exists(spool, name)) {
+	if (data_exists(spool, name) || record_is_inline(spool, name)) {
 		stats->queued++;
 		return 0;
 	}

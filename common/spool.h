@@ -161,6 +161,10 @@ int spool_msg_create(struct spool *spool, const char *return_path, struct spool_
  * does not write on ext4 without a journal (a syncfs does).  Where the
  * spool's filesystem has no O_TMPFILE (logged once, event=spool-unnamed),
  * the message gets named temporaries, as from spool_msg_create().
+ * A message for the relay alone (no local mailbox, queued, not
+ * rejected) whose bytes all stayed in the 64 KiB write buffer until the
+ * prepare is one file: an inline record (envelope.h), its record then
+ * its data, published as queue/<id> alone.
  */
 int spool_msg_create_unnamed(struct spool *spool, const char *return_path, struct spool_msg **out);
 const char *spool_msg_id(const struct spool_msg *msg);

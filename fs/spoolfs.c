@@ -155,6 +155,7 @@ struct spoolfs_file {
 	uint64_t		ino;		/* of its node: fstat after rm or a move */
 	int			fd;		/* -1 for outbox files */
 	off_t			base;		/* bytes of fd before the file's offset 0 */
+	off_t			end;		/* offset of fd where the file ends, or -1: fd's size */
 	struct outfile	       *of;		/* outbox files only */
 	struct waiters_reader  *reader;		/* inbox/<mailbox>/.next only (waiters.h) */
 	bool			writable;
@@ -481,37 +482,44 @@ spoolfs_open_record(struct spoolfs *fs, enum inode_area area, const char *id)
 	return fd;
 }
 
-/* The data-offset of an open envelope record. */
+/* What an open envelope record says about where its message is. */
+struct spoolfs_recinfo {
+	off_t	data_offset;	/* where the message starts: in data/<id>, or in the record's file */
+	off_t	text_len;	/* bytes of the record's text */
+	bool	inline_data;	/* the message follows the record in its file (envelope.h) */
+};
+
 static int
-spoolfs_record_offset(int recfd, const char *id, off_t *base)
+spoolfs_record_info(int recfd, const char *id, struct spoolfs_recinfo *ri)
 {
 	struct envelope env;
 	struct stat st;
+	size_t len;
 	char *buf;
 	ssize_t n;
 	int r;
 
 	if (fstat(recfd, &st) < 0)
 		return -errno;
-	if (st.st_size <= 0 || (uint64_t) st.st_size > ENVELOPE_MAX_SIZE)
+	if (st.st_size <= 0)
 		goto corrupt;
-	if ((buf = malloc((size_t) st.st_size)) == NULL)
+	/* an inline record's text ends within the largest record's size */
+	len = (uint64_t) st.st_size > ENVELOPE_MAX_SIZE + 2 ? ENVELOPE_MAX_SIZE + 2 : (size_t) st.st_size;
+	if ((buf = malloc(len)) == NULL)
 		return -ENOMEM;
-	n = pread(recfd, buf, (size_t) st.st_size, 0);
+	n = spool_pread_all(recfd, buf, len, 0);
 	if (n < 0) {
-		r = -errno;
 		free(buf);
-		return r;
+		return (int) n;
 	}
-	memset(&env, 0, sizeof env);
 	r = envelope_parse(buf, (size_t) n, &env);
 	free(buf);
 	if (r < 0)
 		goto corrupt;
-	*base = (off_t) env.data_offset;
+	ri->data_offset = (off_t) env.data_offset;
+	ri->text_len = (off_t) env.text_len;
+	ri->inline_data = env.inline_data;
 	envelope_free(&env);
-	if (*base < 0)
-		goto corrupt;
 	return 0;
 corrupt:
 	log_warn("record-unreadable", "id=%s reason=corrupt", id);
@@ -519,29 +527,51 @@ corrupt:
 }
 
 /*
- * Opens the message of a record: data/<id> and the offset where the
- * message starts in it.
+ * Opens the message of a record and the offset where the message starts
+ * in it: data/<id>, or the record's own file when it is inline.
  */
 static int
 spoolfs_open_recmsg(struct spoolfs *fs, enum inode_area area, const char *id, off_t *base)
 {
-	int recfd = spoolfs_open_record(fs, area, id), fd, r;
+	int recfd = spoolfs_open_record(fs, area, id), fd = -1, r;
+	struct spoolfs_recinfo ri;
 	struct stat st;
 
 	if (recfd < 0)
 		return recfd;
-	r = spoolfs_record_offset(recfd, id, base);
-	(void) close(recfd);
+	r = spoolfs_record_info(recfd, id, &ri);
+	if (r == 0 && ri.inline_data)
+		fd = recfd;
+	else
+		(void) close(recfd);
 	if (r < 0)
 		return r;
-	fd = spoolfs_open_file_at(spool_dirfd(fs->spool, SPOOL_DIR_DATA), id);
-	if (fd < 0)
+	*base = ri.data_offset;
+	if (!ri.inline_data && (fd = spoolfs_open_file_at(spool_dirfd(fs->spool, SPOOL_DIR_DATA), id)) < 0)
 		return fd;
 	if (fstat(fd, &st) < 0 || st.st_size < *base) {
 		(void) close(fd);
 		log_warn("record-unreadable", "id=%s reason=data-shorter-than-offset", id);
 		return -EIO;
 	}
+	return fd;
+}
+
+/* Opens a record for its .status file, which ends where an inline record's text does. */
+static int
+spoolfs_open_recstatus(struct spoolfs *fs, enum inode_area area, const char *id, off_t *end)
+{
+	int fd = spoolfs_open_record(fs, area, id), r;
+	struct spoolfs_recinfo ri;
+
+	if (fd < 0)
+		return fd;
+	if ((r = spoolfs_record_info(fd, id, &ri)) < 0) {
+		(void) close(fd);
+		return r;
+	}
+	if (ri.inline_data)
+		*end = ri.text_len;
 	return fd;
 }
 
@@ -567,12 +597,13 @@ spoolfs_record_id(const char *leaf, enum inode_kind kind, char id[ENVELOPE_ID_MA
 /* Opens the spool file behind a file node, for reading. */
 static int
 spoolfs_open_node_file(struct spoolfs *fs, enum inode_kind kind, enum inode_area area,
-		       const char *path, off_t *base)
+		       const char *path, off_t *base, off_t *end)
 {
 	char id[ENVELOPE_ID_MAX];
 	int fd = -1, r;
 
 	*base = 0;
+	*end = -1;
 	switch (kind) {
 	case INODE_MAILMSG:
 		r = spoolfs_mailmsg_at(fs, path, spoolfs_open_cb, &fd);
@@ -584,7 +615,7 @@ spoolfs_open_node_file(struct spoolfs *fs, enum inode_kind kind, enum inode_area
 	case INODE_RECSTATUS:
 		if ((r = spoolfs_record_id(spoolfs_path_leaf(path), kind, id)) < 0)
 			return r;
-		return spoolfs_open_record(fs, area, id);
+		return spoolfs_open_recstatus(fs, area, id, end);
 	default:
 		return -EISDIR;
 	}
@@ -599,12 +630,14 @@ spoolfs_make_dir_attr(struct stat *st, mode_t mode)
 	st->st_nlink = 2;
 }
 
-/* Read-only files show their mode on disk without write bits. */
+/* Read-only files show their mode on disk without write bits, and the bytes from base to end (-1: EOF). */
 static void
-spoolfs_make_ro_file_attr(struct stat *st, off_t base)
+spoolfs_make_ro_file_attr(struct stat *st, off_t base, off_t end)
 {
 	st->st_mode = S_IFREG | (st->st_mode & 07555);
 	st->st_nlink = st->st_nlink > 0 ? 1 : 0;	/* 0: removed while open */
+	if (end >= 0 && st->st_size > end)
+		st->st_size = end;
 	st->st_size -= base;
 	st->st_blocks = (st->st_size + 511) / 512;
 }
@@ -699,7 +732,7 @@ spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area are
 		   const char *path, struct stat *st)
 {
 	struct outfile *of;
-	off_t base;
+	off_t base, end;
 	int fd, r;
 
 	memset(st, 0, sizeof *st);
@@ -724,7 +757,7 @@ spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area are
 	case INODE_MAILMSG:
 		if ((r = spoolfs_mailmsg_at(fs, path, spoolfs_stat_cb, st)) < 0)
 			return r;
-		spoolfs_make_ro_file_attr(st, 0);
+		spoolfs_make_ro_file_attr(st, 0, -1);
 		return 0;
 	case INODE_OUTFILE:
 		if ((of = outfile_find(&fs->outbox, spoolfs_outbox_name(path))) == NULL)
@@ -732,12 +765,12 @@ spoolfs_stat_spool(struct spoolfs *fs, enum inode_kind kind, enum inode_area are
 		return outfile_stat(of, st);
 	case INODE_RECMSG:
 	case INODE_RECSTATUS:
-		if ((fd = spoolfs_open_node_file(fs, kind, area, path, &base)) < 0)
+		if ((fd = spoolfs_open_node_file(fs, kind, area, path, &base, &end)) < 0)
 			return fd;
 		r = fstat(fd, st) < 0 ? -errno : 0;
 		(void) close(fd);
 		if (r == 0)
-			spoolfs_make_ro_file_attr(st, base);
+			spoolfs_make_ro_file_attr(st, base, end);
 		return r;
 	}
 	return -ENOENT;
@@ -751,7 +784,7 @@ spoolfs_stat_handle(const struct spoolfs_file *h, struct stat *st)
 		return outfile_stat(h->of, st);
 	if (fstat(h->fd, st) < 0)
 		return -errno;
-	spoolfs_make_ro_file_attr(st, h->base);
+	spoolfs_make_ro_file_attr(st, h->base, h->end);
 	return 0;
 }
 
@@ -1504,7 +1537,7 @@ spoolfs_setattr_locked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 /* A new handle, in fs->files until spoolfs_file_close(). */
 static struct spoolfs_file *
 spoolfs_file_new(struct spoolfs *fs, enum inode_kind kind, uint64_t ino, int fd, off_t base,
-		 struct outfile *of, bool writable)
+		 off_t end, struct outfile *of, bool writable)
 {
 	struct spoolfs_file *h = calloc(1, sizeof *h);
 
@@ -1514,6 +1547,7 @@ spoolfs_file_new(struct spoolfs *fs, enum inode_kind kind, uint64_t ino, int fd,
 	h->ino = ino;
 	h->fd = fd;
 	h->base = base;
+	h->end = end;
 	h->of = of;
 	h->writable = writable;
 	h->next = fs->files;
@@ -1693,7 +1727,7 @@ spoolfs_create_locked(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	memset(&e, 0, sizeof e);
 	if ((r = outfile_stat(of, &e.attr)) < 0 ||
 	    (r = inode_lookup(&fs->nodes, path, INODE_OUTFILE, AREA_NONE, &node)) < 0 ||
-	    (h = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, of, writable)) == NULL) {
+	    (h = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, -1, of, writable)) == NULL) {
 		if (r == 0) {
 			inode_unref(&fs->nodes, node, 1);
 			r = -ENOMEM;
@@ -1732,7 +1766,7 @@ spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
 		return r;
 	if ((r = outfile_open(&fs->outbox, &of, flags, w)) < 0)
 		return r;
-	if ((*out = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, of, writable)) == NULL) {
+	if ((*out = spoolfs_file_new(fs, INODE_OUTFILE, node->ino, -1, 0, -1, of, writable)) == NULL) {
 		outfile_release(&fs->outbox, of, writable);
 		return -ENOMEM;
 	}
@@ -1742,14 +1776,14 @@ spoolfs_open_outfile(struct spoolfs *fs, struct inode *node, int flags,
 static int
 spoolfs_open_ro(struct spoolfs *fs, struct inode *node, int flags, struct spoolfs_file **out)
 {
-	off_t base;
+	off_t base, end;
 	int fd;
 
 	if (spoolfs_flags_write(flags))
 		return -EACCES;
-	if ((fd = spoolfs_open_node_file(fs, node->kind, node->area, node->path, &base)) < 0)
+	if ((fd = spoolfs_open_node_file(fs, node->kind, node->area, node->path, &base, &end)) < 0)
 		return fd;
-	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, base, NULL, false)) == NULL) {
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, base, end, NULL, false)) == NULL) {
 		(void) close(fd);
 		return -ENOMEM;
 	}
@@ -1771,7 +1805,7 @@ spoolfs_open_next(struct spoolfs *fs, struct inode *node, int flags, struct spoo
 		return -ENOENT;
 	if ((reader = waiters_reader_new(mailbox, timeout)) == NULL)
 		return -ENOMEM;
-	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, -1, 0, NULL, false)) == NULL) {
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, -1, 0, -1, NULL, false)) == NULL) {
 		waiters_reader_free(reader);
 		return -ENOMEM;
 	}
@@ -1796,7 +1830,7 @@ spoolfs_open_lock(struct spoolfs *fs, struct inode *node, int flags, struct spoo
 		return -ENOENT;
 	if ((r = mboxlock_open(fs->spool, mailbox, &fd)) < 0)
 		return r;
-	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, 0, NULL, false)) == NULL) {
+	if ((*out = spoolfs_file_new(fs, node->kind, node->ino, fd, 0, -1, NULL, false)) == NULL) {
 		(void) close(fd);
 		return -ENOMEM;
 	}
@@ -1865,6 +1899,15 @@ spoolfs_open_locked(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		spoolfs_file_close(fs, h);
 }
 
+/* How much of size bytes read at pos lie before end. */
+static size_t
+spoolfs_read_size(off_t pos, off_t end, size_t size)
+{
+	if (pos >= end)
+		return 0;
+	return (uint64_t) (end - pos) < size ? (size_t) (end - pos) : size;
+}
+
 static void
 spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	     struct fuse_file_info *fi)
@@ -1878,6 +1921,8 @@ spoolfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return (void) fuse_reply_err(req, EINVAL);
 	if (h->reader != NULL)	/* answered now or when a message comes */
 		return waiters_read(spoolfs_of(req)->waiters, h->reader, req, size, off);
+	if (h->of == NULL && h->end >= 0)	/* an inline record's .status: its text alone */
+		buf.buf[0].size = spoolfs_read_size(base + off, h->end, size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = h->of ? h->of->fd : h->fd;
 	buf.buf[0].pos = base + off;
@@ -2023,7 +2068,7 @@ spoolfs_stat_listed_mailmsg(const int sub[2], const char *name, struct stat *st)
 		if (sub[i] >= 0)
 			r = spoolfs_stat_cb(sub[i], name, st);
 	if (r == 0)
-		spoolfs_make_ro_file_attr(st, 0);
+		spoolfs_make_ro_file_attr(st, 0, -1);
 	return r;
 }
 

@@ -88,12 +88,14 @@ usage(FILE *fp)
 	fprintf(fp, "usage: %s [-v] [-c FILE]\n       %s --flush[=NODE] [-c FILE]\n", PROG, PROG);
 }
 
+/* The message's size: data/<id> after data-offset, or the record's own file when it is inline. */
 static long long
-data_size(int datafd, const struct envelope *env)
+data_size(int dirfd, const char *name, int datafd, const struct envelope *env)
 {
 	struct stat st;
 
-	if (fstatat(datafd, env->id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (env->inline_data ? fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 :
+	    fstatat(datafd, env->id, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
 	return (long long)st.st_size - env->data_offset;
 }
@@ -114,7 +116,7 @@ add_entry(struct listing *l, int dirfd, int datafd, const char *name, enum sourc
 	e = &l->e[l->n];
 	if (envelope_read_at(dirfd, name, &e->env) < 0)
 		return 0;	/* moved meanwhile, or not a record: not ours to judge */
-	e->size = data_size(datafd, &e->env);
+	e->size = data_size(dirfd, name, datafd, &e->env);
 	e->active = from == FROM_ACTIVE || from == FROM_PARKED;
 	e->from = from;
 	l->n++;

@@ -720,7 +720,9 @@ class Instance:
         return ids
 
     def find_record(self, msgid):
-        """(where, text) of the record of msgid, or (None, None).
+        """(where, text) of the record of msgid, or (None, None).  The text
+        is the record's alone: an inline record's message (after its empty
+        line, common/envelope.h) is left out.
 
         A live relay moves the record (queue/ -> active/ -> tmp/ -> queue/)
         while we look, so a record missed in one pass is looked for again."""
@@ -736,7 +738,7 @@ class Instance:
             p = self.path(d, msgid)
             try:
                 with open(p, 'r', errors='replace') as f:
-                    return d, f.read()
+                    return d, record_text(f.read())
             except FileNotFoundError:
                 pass
         # a claim, or a claim parked while the relay finishes it: 'active' both
@@ -745,13 +747,37 @@ class Instance:
                 if n.split('@', 1)[0] == msgid:
                     try:
                         with open(self.path(d, n), 'r', errors='replace') as f:
-                            return 'active', f.read()
+                            return 'active', record_text(f.read())
                     except FileNotFoundError:
                         pass
         return None, None
 
 
+    def message_of(self, msgid):
+        """The bytes of msgid's message as the spool holds them (after
+        data-offset): in data/<id>, or in the record's own file when it is
+        inline (a small outbox/ drop before the relay's first rewrite)."""
+        where, text = self.find_record(msgid)
+        if where is None:
+            raise FileNotFoundError('no record of %s' % msgid)
+        rec = parse_record(text)
+        if rec.get('data') != 'inline':
+            with open(self.path('data', msgid), 'rb') as f:
+                return f.read()[int(rec['data-offset']):]
+        name = msgid if where != 'active' else next(
+            (n for n in self.listdir('active') if n.split('@', 1)[0] == msgid), msgid)
+        with open(self.path(where, name), 'rb') as f:
+            raw = f.read()
+        return raw[raw.index(b'\n\n') + 2 + int(rec['data-offset']):]
+
+
 # ---------------------------------------------------------------- records
+
+def record_text(raw):
+    """The record's text of a record file's content: an inline record
+    (common/envelope.h) ends at its empty line, where its message starts."""
+    return raw.split('\n\n', 1)[0] + '\n' if '\n\n' in raw else raw
+
 
 def parse_record(text):
     """Parse an envelope record (common/envelope.h) into a dict:

@@ -70,6 +70,15 @@ def message(to='Bob <bob@example.net>', cc='carol@example.net, "Dave D." <dave@e
     return (hdr + '\n' + body).encode()
 
 
+def first_line_of(path):
+    """The first line of a spool file, or None when it is not there."""
+    try:
+        with open(path, 'rb') as f:
+            return f.readline()
+    except FileNotFoundError:
+        return None
+
+
 def write_and_close(path, data):
     """os-level create/write/close; returns None or the errno of the close
     (a failing write raises)."""
@@ -287,10 +296,8 @@ class Mount(unittest.TestCase):
         self.assertIn(b'Subject: outbox submit\n', queued)
         self.assertIn(b'To: Bob <bob@example.net>\n', queued)
         self.assertTrue(queued.endswith(b'\n\nhello through the outbox\n'), queued)
-        # Same bytes as the spool data file from data-offset.
-        with open(self.gw.path('data', msgid), 'rb') as f:
-            f.seek(int(rec.get('data-offset', '0')))
-            self.assertEqual(f.read(), queued)
+        # Same bytes as the spool holds from data-offset.
+        self.assertEqual(self.gw.message_of(msgid), queued)
         # The name stays after the submission, with what was submitted.
         self.assertIn('msg.eml', os.listdir(self.mnt('outbox')), 'submitted name vanished at close')
         self.assertEqual(os.stat(self.mnt('outbox', 'msg.eml')).st_size, len(data))
@@ -300,10 +307,21 @@ class Mount(unittest.TestCase):
         """a drop's data and record have no name until they are published (O_TMPFILE)"""
         watch = DirNames(self.gw.path('tmp'))
         self.addCleanup(watch.close)
-        ids = [self.submit(message(subject='unnamed %d' % i), 'unnamed%d.eml' % i) for i in range(3)]
-        for msgid in ids:
+        # two small drops (one inline file each) and one past the 64 KiB
+        # buffer (a data file and a record)
+        bodies = [message(subject='unnamed 0'), message(subject='unnamed 1'),
+                  message(subject='unnamed 2', body=('x' * 99 + '\n') * 700)]
+        ids = [self.submit(b, 'unnamed%d.eml' % i) for i, b in enumerate(bodies)]
+        for msgid, body in zip(ids, bodies):
             self.assertIsNotNone(self.gw.find_record(msgid)[0])
-            self.assertTrue(os.path.exists(self.gw.path('data', msgid)))
+            self.assertTrue(self.gw.message_of(msgid).endswith(body.split(b'\n\n', 1)[1]))
+        # a small drop's one file is linked as data/<id> only by the relay's
+        # first rewrite of its record (a relay runs here): that file starts
+        # with the record; a data file written as such, with the message
+        firsts = [first_line_of(self.gw.path('data', i)) for i in ids]
+        self.assertIn(firsts[0], (None, b'spoolgate-envelope: 1\n'))
+        self.assertIn(firsts[1], (None, b'spoolgate-envelope: 1\n'))
+        self.assertTrue(firsts[2].startswith(b'Received: '), firsts[2])
         # the relay's record rewrites use tmp/<id>@<host>,<pid>.new|.old: not ours
         self.assertEqual([n for n in watch.names() if '@' not in n], [])
         self.assertNotIn('event=spool-unnamed', self.gw.read_log('fs'))
@@ -968,10 +986,11 @@ class SyncOrder(unittest.TestCase):
         self.assertEqual([l for l in lines if l.startswith('published-unsynced ')], [],
                          'names published before their content was synced')
         self.assertNotIn('overflow', lines)
-        for d in ('data', 'queue'):
+        # each small drop is one file, an inline record: one name, in queue/
+        for d, want in (('data', 0), ('queue', self.FILES)):
             n = sum(1 for l in lines if l.startswith('published ') and os.path.basename(
                 os.path.dirname(l.split(' ', 1)[1])) == d)
-            self.assertEqual(n, self.FILES, 'the shim saw %d names published in %s/' % (n, d))
+            self.assertEqual(n, want, 'the shim saw %d names published in %s/' % (n, d))
         commits, batches, max_batch = harness.batch_stats(self, gw.read_log('fs'), 'outbox-commits',
                                                           'commits')
         syncfs = lines.count('syncfs')
@@ -1167,6 +1186,12 @@ class ParkedClaim(unittest.TestCase):
         record = gw.find_record(msgid)[1]
         with open(os.path.join(gw.mnt, 'queue', msgid), 'rb') as f:
             data = f.read()
+        # No relay here: the drop is still one file, an inline record.  The
+        # mount shows its message, and its .status the record's text alone.
+        self.assertIn('\ndata: inline\n', record)
+        self.assertFalse(os.path.exists(gw.path('data', msgid)))
+        self.assertEqual(data, gw.message_of(msgid))
+        self.assertEqual(os.stat(os.path.join(gw.mnt, 'queue', msgid + '.status')).st_size, len(record))
         # Parked by another host's runner: no recovery here gives it back.
         # The mount is restarted so that the kernel has nothing cached.
         self.assertEqual(gw.kill('fs', signal.SIGTERM), 0)
@@ -1184,7 +1209,7 @@ class ParkedClaim(unittest.TestCase):
         os.stat(os.path.join(queue, msgid))
         newrec = gw.path('tmp', '%s@elsewhere.invalid,4242.new' % msgid)
         with open(newrec, 'w') as f:
-            f.write(record)
+            f.write(record.replace('data: inline\n', ''))	# as the runner's rewrite
         os.rename(newrec, gw.path('sent', msgid))
         harness.wait_until(lambda: not os.path.exists(os.path.join(queue, msgid)), 10,
                            'queue/%s to go once its record is in sent/' % msgid)

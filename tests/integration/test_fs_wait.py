@@ -281,6 +281,19 @@ class OutboxWait(unittest.TestCase):
                     % (to, tok, tok))
         return path
 
+    def assert_plain_with_data(self, msgid, tok):
+        """The drop was one file, an inline record; the relay's rewrite
+        left a plain record and the same file as data/<id>, whose message
+        starts at the new record's data-offset."""
+        _, text = self.gw.find_record(msgid)
+        self.assertNotIn('data: inline', text)
+        with open(self.gw.path('data', msgid), 'rb') as f:
+            data = f.read()
+        self.assertIn(b'\ndata: inline\n', data, 'data/<id> is not the inline file')
+        message = data[int(harness.parse_record(text)['data-offset']):]
+        self.assertTrue(message.startswith(b'Received: '), message[:80])
+        self.assertTrue(message.endswith(b'\n\nall good %s\n' % tok.encode()), message[-80:])
+
     def cp(self, src, timeout=60):
         t = time.monotonic()
         r = subprocess.run(['cp', src, 'outbox/wait/'], cwd=self.gw.mnt, capture_output=True,
@@ -299,6 +312,7 @@ class OutboxWait(unittest.TestCase):
         ids = re.findall(r'event=wait-outcome id=(\S+) errno=0', self.gw.read_log('fs'))
         where = [self.gw.find_record(i)[0] for i in ids]
         self.assertIn('sent', where)
+        self.assert_plain_with_data(ids[where.index('sent')], tok)
         self.assertIn('report-' + tok, os.listdir(os.path.join(self.gw.mnt, 'outbox', 'wait')))
         self.assertNotIn('report-' + tok, os.listdir(os.path.join(self.gw.mnt, 'outbox')))
 
@@ -334,6 +348,7 @@ class OutboxWait(unittest.TestCase):
                          self.gw.read_log('fs'))
         self.assertEqual(len(ids), 1)
         self.assertEqual(self.gw.find_record(ids[0])[0], 'failed')
+        self.assert_plain_with_data(ids[0], tok)
 
     def test_cp_fails_with_the_errno_of_a_550(self):
         """a 550 5.1.1 from the sink: cp fails with ENOENT, the message in failed/"""

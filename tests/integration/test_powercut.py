@@ -21,8 +21,8 @@ leaves repairs to make; with one, it replays the journal), and is then
 mounted and checked, as "250 means durable" reads:
 
   - every outbox/ file whose close() returned before the cut is queued:
-    its record in queue/ and its whole data in data/ (its Subject token and
-    its END line);
+    its record in queue/ and its whole message (its Subject token and its
+    END line) in data/ or, inline, in the record's own file;
   - no record in queue/ names data that is cut short (a record whose data
     file is missing is an unacknowledged commit cut between its two names,
     which recovery drops: the first check says it was not acknowledged).
@@ -115,6 +115,17 @@ def apply_writes(image, records):
 
 # ------------------------------------------------------------ the checks
 
+def queued_message(root, name):
+    """What queue/<name> says its message is: the whole of data/<name>, or
+    what follows an inline record's empty line (common/envelope.h)."""
+    with open(os.path.join(root, 'queue', name), 'rb') as f:
+        head, blank, rest = f.read().partition(b'\n\n')
+    if blank and b'\ndata: inline\n' in head + b'\n':
+        return rest
+    with open(os.path.join(root, 'data', name), 'rb') as f:
+        return f.read()
+
+
 def scan_spool(root):
     """(tokens of whole queued messages, problems) of a mounted state."""
     queued, problems = set(), []
@@ -123,8 +134,7 @@ def scan_spool(root):
         if name.startswith('.'):
             continue
         try:
-            with open(os.path.join(root, 'data', name), 'rb') as f:
-                data = f.read()
+            data = queued_message(root, name)
         except FileNotFoundError:
             # An unacknowledged commit cut between its two names (data
             # first): recovery drops the record.  Acknowledged, it is lost.

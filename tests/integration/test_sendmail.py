@@ -536,6 +536,39 @@ class Mailq(SendmailBase):
         self.addCleanup(os.unlink, self.gw.path('sent', msgid))
         self.assertEqual(rows(), [])
 
+    def test_inline_record_same_row(self):
+        """a message queued as an inline record (one file, as spoolgate-fs writes it) is the same row, same size"""
+        tok = token()
+        r = self.sendmail_as_user('erin@example.org', ('inline %s\n' % tok).encode())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: self.attempts(tok) >= 1, 20, 'the first attempt')
+        _, text, data = record_with(self.gw, tok, dirs=('queue',))
+        msgid = parse_record(text)['id']
+        self.gw.stop('smtpd')
+        self.addCleanup(self.gw.start_smtpd)
+
+        def row():
+            out = self.mailq()
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return [l for l in out.stdout.decode().splitlines() if l.startswith(msgid)]
+        before = row()
+        self.assertEqual(len(before), 1)
+        # common/envelope.h: the record, "data: inline" after data-offset, an
+        # empty line, then what data/<id> held; data-offset counts from there
+        # (the files set aside go outside the spool: mailq reads every name in queue/)
+        queued, datafile = self.gw.path('queue', msgid), self.gw.path('data', msgid)
+        aside = os.path.join(self.gw.dir, msgid)
+        os.rename(datafile, aside + '.data')
+        self.addCleanup(os.rename, aside + '.data', datafile)
+        inline = re.sub(r'(?m)^(data-offset: \d+\n)', r'\1data: inline\n', text)
+        self.assertIn('\ndata: inline\n', inline)
+        with open(aside + '.inline', 'wb') as f:
+            f.write(inline.encode() + b'\n' + data)
+        os.rename(queued, aside + '.plain')
+        self.addCleanup(os.replace, aside + '.plain', queued)
+        os.rename(aside + '.inline', queued)
+        self.assertEqual(row(), before)
+
 
 if __name__ == '__main__':
     harness.main(binaries=(harness.SMTPD, harness.SENDMAIL, harness.MAILQ))

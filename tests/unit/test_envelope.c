@@ -401,6 +401,10 @@ static const struct bad_case {
 	{ "bad number", "created: 1764442059\n", "created: 1764442059x\n" },
 	{ "empty number", "created: 1764442059\n", "created: \n" },
 	{ "negative number", "data-offset: 31\n", "data-offset: -31\n" },
+	{ "data: not inline", "data-offset: 31\n", "data-offset: 31\ndata: there\n" },
+	{ "data: inline without its empty line", "data-offset: 31\n", "data-offset: 31\ndata: inline\n" },
+	{ "data: inline twice", "data-offset: 31\n", "data-offset: 31\ndata: inline\ndata: inline\n" },
+	{ "an empty line in a plain record", "data-offset: 31\n", "data-offset: 31\n\n" },
 	{ "number with space", "attempts: 2\n", "attempts:  2\n" },
 	{ "number overflow", "created: 1764442059\n", "created: 99999999999999999999999\n" },
 	{ "attempts over unsigned", "attempts: 2\n", "attempts: 4294967296\n" },
@@ -1059,6 +1063,93 @@ START_TEST(test_read_at)
 }
 END_TEST
 
+/* An inline record: its text, an empty line, then the data (here a Return-Path line and body). */
+static char *
+inline_file(const struct envelope *env, const char *data, size_t dlen, size_t *outlen)
+{
+	char *text, *out;
+	size_t len;
+
+	ck_assert_int_eq(envelope_format(env, &text, &len), 0);
+	ck_assert_ptr_nonnull(out = malloc(len + 1 + dlen));
+	memcpy(out, text, len);
+	out[len] = '\n';
+	memcpy(out + len + 1, data, dlen);
+	*outlen = len + 1 + dlen;
+	free(text);
+	return out;
+}
+
+/*
+ * "data: inline": the record, an empty line, the message.  In the file
+ * data-offset counts from the empty line's end; parsed, from the file's
+ * start.  The flag and the empty line go together; what follows the
+ * empty line (any bytes, any size) is not the record's.
+ */
+START_TEST(test_inline_record)
+{
+	static const char data[] = "Return-Path: <a@b>\nSubject: s\n\nbody\n";
+	char dir[sizeof(tmpbase) + 16], *file, *text, *big;
+	const size_t big_len = ENVELOPE_MAX_SIZE + 4096;
+	struct envelope env, back;
+	size_t len, tlen;
+	int dfd;
+
+	make_full(&env);
+	env.data_offset = 19;		/* the Return-Path line */
+	env.inline_data = true;
+	file = inline_file(&env, data, sizeof(data) - 1, &len);
+	ck_assert_ptr_nonnull(strstr(file, "\ndata-offset: 19\ndata: inline\n"));
+	ck_assert_int_eq(envelope_parse(file, len, &back), 0);
+	ck_assert(back.inline_data);
+	ck_assert_int_eq(back.data_offset, (long long)(len - (sizeof(data) - 1) + 19));
+	ck_assert_int_eq(back.text_len, (long long)(len - (sizeof(data) - 1) - 1));
+	ck_assert_uint_eq(len - (size_t)back.data_offset, strlen("Subject: s\n\nbody\n"));
+	ck_assert_mem_eq(file + back.data_offset, "Subject: s\n\nbody\n", len - (size_t)back.data_offset);
+	envelope_free(&back);
+	/* the text alone, or a plain record with an empty line: refused */
+	ck_assert_int_eq(envelope_format(&env, &text, &tlen), 0);
+	ck_assert_int_eq(envelope_parse(text, tlen, &back), -EBADMSG);
+	free(text);
+	env.inline_data = false;
+	free(file);
+	file = inline_file(&env, data, sizeof(data) - 1, &len);
+	ck_assert_int_eq(envelope_parse(file, len, &back), -EBADMSG);
+	free(file);
+	/* plain records read as before, their text_len their size */
+	ck_assert_int_eq(envelope_format(&env, &text, &tlen), 0);
+	ck_assert_int_eq(envelope_parse(text, tlen, &back), 0);
+	ck_assert(!back.inline_data);
+	ck_assert_int_eq(back.text_len, (long long)tlen);
+	ck_assert_int_eq(back.data_offset, 19);
+	envelope_free(&back);
+	free(text);
+
+	/* from a file: a message larger than any record, with NULs and empty lines, read only to the record's end */
+	snprintf(dir, sizeof(dir), "%s/inline", tmpbase);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_ge(dfd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_ptr_nonnull(big = calloc(1, big_len));
+	memcpy(big, data, sizeof(data) - 1);
+	env.inline_data = true;
+	file = inline_file(&env, big, big_len, &len);
+	ck_assert_int_eq(write_file_at(dfd, "inline", file, len), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "inline", &back), 0);
+	ck_assert(back.inline_data);
+	ck_assert_int_eq(back.data_offset, (long long)(len - big_len + 19));
+	envelope_free(&back);
+	/* a flag whose empty line never comes within a record's size */
+	ck_assert_int_eq(envelope_format(&env, &text, &tlen), 0);
+	ck_assert_int_eq(write_file_at(dfd, "noblank", text, tlen), 0);
+	ck_assert_int_eq(envelope_read_at(dfd, "noblank", &back), -EBADMSG);
+	free(text);
+	free(file);
+	free(big);
+	envelope_free(&env);
+	close(dfd);
+}
+END_TEST
+
 static Suite *
 envelope_suite(void)
 {
@@ -1100,6 +1191,7 @@ envelope_suite(void)
 	tcase_add_test(tc, test_init_and_copy);
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_read_at);
+	tcase_add_test(tc, test_inline_record);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -761,32 +761,38 @@ START_TEST(test_unnamed_link_through_proc)
 		struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 		struct __user_cap_data_struct caps[2] = { { 0 } };
 		struct commitgroup *g;
-		struct spool_msg *msg;
+		struct spool_msg *msg[2];	/* an inline record; a message with a local recipient too */
 		struct envelope env;
 		int probe, tmpfd = spool_dirfd(spool, SPOOL_DIR_TMP);
 
 		probe = openat(tmpfd, ".", O_TMPFILE | O_RDWR, 0600);
-		if (probe < 0 || commitgroup_new(spool, &g) < 0 || spool_msg_create_unnamed(spool, NULL, &msg) < 0 ||
-		    spool_msg_write(msg, "Subject: s\n\nb\n", 14) < 0 || envelope_init(&env, "x", "a@b", "test") < 0 ||
-		    envelope_add_rcpt(&env, "c@d") < 0 || spool_msg_queue(msg, &env) < 0)
+		if (probe < 0 || commitgroup_new(spool, &g) < 0 || envelope_init(&env, "x", "a@b", "test") < 0 ||
+		    envelope_add_rcpt(&env, "c@d") < 0)
 			_exit(2);
+		for (int i = 0; i < 2; i++)
+			if (spool_msg_create_unnamed(spool, NULL, &msg[i]) < 0 ||
+			    spool_msg_write(msg[i], "Subject: s\n\nb\n", 14) < 0 || spool_msg_queue(msg[i], &env) < 0 ||
+			    (i == 1 && spool_msg_deliver_local(msg[i], "bob") < 0))
+				_exit(2);
 		if (syscall(SYS_capset, &hdr, caps) < 0)
 			_exit(3);
 		/* the case under test: the descriptor alone is refused now */
 		if (linkat(probe, "", tmpfd, probe_name, AT_EMPTY_PATH) == 0 || errno != ENOENT)
 			_exit(4);
-		if (commitgroup_commit(g, msg) != 0)
+		if (commitgroup_commit(g, msg[0]) != 0 || commitgroup_commit(g, msg[1]) != 0)
 			_exit(5);
-		if (faccessat(spool_dirfd(spool, SPOOL_DIR_DATA), spool_msg_id(msg), F_OK, 0) < 0 ||
-		    faccessat(spool_dirfd(spool, SPOOL_DIR_QUEUE), spool_msg_id(msg), F_OK, 0) < 0)
+		if (faccessat(spool_dirfd(spool, SPOOL_DIR_QUEUE), spool_msg_id(msg[0]), F_OK, 0) < 0 ||
+		    faccessat(spool_dirfd(spool, SPOOL_DIR_DATA), spool_msg_id(msg[1]), F_OK, 0) < 0 ||
+		    faccessat(spool_dirfd(spool, SPOOL_DIR_QUEUE), spool_msg_id(msg[1]), F_OK, 0) < 0)
 			_exit(6);
 		_exit(0);
 	}
 	ck_assert_int_gt(child, 0);
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (see the test)", status);
-	ck_assert_int_eq(count_entries(path, "queue"), 1);
+	ck_assert_int_eq(count_entries(path, "queue"), 2);
 	ck_assert_int_eq(count_entries(path, "data"), 1);
+	ck_assert_int_eq(count_entries(path, "mail/bob/new"), 1);
 	ck_assert_int_eq(count_entries(path, "tmp"), 0);
 	spool_close(spool);
 }
@@ -1281,6 +1287,152 @@ finish(struct spool *spool, struct queue_claim *qc, enum queue_outcome outcome, 
 	ck_assert_int_eq(spool_dirset_sync(dirs), 0);
 	spool_dirset_free(dirs);
 }
+
+/* Commits one unnamed message for rcpts through a group (spool-fs's way); its id into id. */
+static void
+queue_unnamed(struct spool *spool, struct commitgroup *g, const char *body, size_t len, char id[SPOOL_ID_MAX])
+{
+	struct spool_msg *msg;
+	struct envelope env;
+
+	ck_assert_int_eq(spool_msg_create_unnamed(spool, "a@example.org", &msg), 0);
+	write_chunked(msg, body, len);
+	ck_assert_int_eq(envelope_init(&env, "x", "a@example.org", "fs outbox/t.eml uid=0"), 0);
+	ck_assert_int_eq(envelope_add_rcpt(&env, "r1@example.net"), 0);
+	ck_assert_int_eq(spool_msg_queue(msg, &env), 0);
+	envelope_free(&env);
+	ck_assert_int_eq(commitgroup_commit(g, msg), 0);
+	snprintf(id, SPOOL_ID_MAX, "%s", spool_msg_id(msg));
+	spool_msg_free(msg);
+}
+
+/* The message of claim qc, read from its data descriptor at data-offset. */
+static void
+assert_claim_message(struct queue_claim *qc, const char *body, size_t len)
+{
+	char *got = malloc(len + 1);
+	const struct envelope *env = queue_claim_envelope(qc);
+
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(spool_pread_all(queue_claim_data_fd(qc), got, len + 1, env->data_offset), (ssize_t)len);
+	ck_assert_mem_eq(got, body, len);
+	free(got);
+}
+
+/*
+ * A small unnamed message for the relay alone is one file, an inline
+ * record (envelope.h): queue/<id> holds the record, an empty line, the
+ * Return-Path line and the message; nothing in data/.  A claim reads the
+ * message from that file; the first rewrite links it as data/<id> and
+ * publishes a plain record whose data-offset skips the old text.  A
+ * message past the write buffer, or with a local recipient, keeps two files.
+ */
+START_TEST(test_inline_record)
+{
+	char path[PATH_LEN], p[PATH_LEN], id[SPOOL_ID_MAX], big_id[SPOOL_ID_MAX], *raw, *big;
+	struct spool *spool = open_spool("inline", path);
+	const size_t big_len = (64u << 10) + 1;
+	struct spool_recovery rec;
+	struct commitgroup *g;
+	struct queue_claim *qc;
+	struct envelope env;
+	struct stat a, b;
+	size_t len;
+
+	ck_assert_int_eq(commitgroup_new(spool, &g), 0);
+	queue_unnamed(spool, g, queued_body, sizeof(queued_body) - 1, id);
+	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, id));
+	pathf(p, "%s/queue/%s", path, id);
+	raw = read_path(p, &len);
+	ck_assert_ptr_nonnull(strstr(raw, "\ndata: inline\n"));
+	ck_assert_ptr_nonnull(strstr(raw, "\n\nReturn-Path: <a@example.org>\n"));
+	ck_assert_mem_eq(raw + len - (sizeof(queued_body) - 1), queued_body, sizeof(queued_body) - 1);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &env), 0);
+	ck_assert(env.inline_data);
+	ck_assert_int_eq(env.data_offset, (long long)(len - (sizeof(queued_body) - 1)));
+	ck_assert_int_eq(env.text_len, (long long)(strstr(raw, "\n\n") - raw + 1));
+	envelope_free(&env);
+	free(raw);
+
+	/* recovery keeps it: its data is in it */
+	ck_assert_int_eq(spool_recover(spool, &rec), 0);
+	ck_assert_uint_eq(rec.records_dropped, 0);
+	ck_assert_uint_eq(rec.queued, 1);
+
+	/* claimed: the message is read from the claim's own file */
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	assert_claim_message(qc, queued_body, sizeof(queued_body) - 1);
+	/* a first try that linked the data and was not published, then a retry: the same file */
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, id));
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+	finish(spool, qc, QUEUE_DEFERRED, true);
+	queue_finish_release(qc, true);
+	queue_claim_free(qc);
+	/* the rewrite: a plain record; data/<id> is the inline file, read from the same offset */
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &env), 0);
+	ck_assert(!env.inline_data);
+	pathf(p, "%s/data/%s", path, id);
+	raw = read_path(p, &len);
+	ck_assert_ptr_nonnull(strstr(raw, "\ndata: inline\n"));
+	ck_assert_int_eq(env.data_offset, (long long)(len - (sizeof(queued_body) - 1)));
+	envelope_free(&env);
+	free(raw);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	assert_claim_message(qc, queued_body, sizeof(queued_body) - 1);
+	finish(spool, qc, QUEUE_SENT, false);
+	queue_finish_release(qc, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), -ENOENT);
+	ck_assert(!exists_at(spool, SPOOL_DIR_DATA, id));
+
+	/* delivered at the first try and not kept: nothing was ever linked into data/ */
+	queue_unnamed(spool, g, queued_body, sizeof(queued_body) - 1, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	finish(spool, qc, QUEUE_SENT, false);
+	queue_finish_release(qc, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(queue_locate(spool, id), -ENOENT);
+	ck_assert_int_eq(count_entries(path, "data"), 0);
+
+	/* failed at the first try: a plain record in failed/, its data in data/ */
+	queue_unnamed(spool, g, queued_body, sizeof(queued_body) - 1, id);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	finish(spool, qc, QUEUE_FAILED, true);
+	queue_finish_release(qc, true);
+	queue_claim_free(qc);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_FAILED), id, &env), 0);
+	ck_assert(!env.inline_data);
+	envelope_free(&env);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, id));
+
+	/* a data/<id> that is another file: the rewrite refuses, the claim stays */
+	queue_unnamed(spool, g, queued_body, sizeof(queued_body) - 1, id);
+	pathf(p, "%s/data/%s", path, id);
+	write_path(p, "other", 5);
+	ck_assert_int_eq(queue_claim(spool, id, &qc), 0);
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), -EEXIST);
+	queue_claim_free(qc);	/* given back to queue/ as it was */
+	ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_QUEUE), id, &a, 0), 0);
+	ck_assert_int_eq(fstatat(spool_dirfd(spool, SPOOL_DIR_DATA), id, &b, 0), 0);
+	ck_assert_uint_ne(a.st_ino, b.st_ino);
+
+	/* past the write buffer: two files, as before */
+	big = make_payload(big_len);
+	queue_unnamed(spool, g, big, big_len, big_id);
+	ck_assert(exists_at(spool, SPOOL_DIR_DATA, big_id));
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), big_id, &env), 0);
+	ck_assert(!env.inline_data);
+	envelope_free(&env);
+	ck_assert_int_eq(queue_claim(spool, big_id, &qc), 0);
+	assert_claim_message(qc, big, big_len);
+	queue_claim_free(qc);
+	free(big);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	commitgroup_free(g);
+	spool_close(spool);
+}
+END_TEST
 
 START_TEST(test_scan_claim_release)
 {
@@ -2126,6 +2278,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_finish_sent_keep);
 	tcase_add_test(tc, test_finish_write_then_fs_sync);
 	tcase_add_test(tc, test_finish_sent_drop);
+	tcase_add_test(tc, test_inline_record);
 	tcase_add_test(tc, test_finish_failed);
 	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
 	tcase_add_test(tc, test_scan_survives_odd_entries);
