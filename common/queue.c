@@ -262,8 +262,11 @@ newrec_create(struct queue_claim *qc)
  * the same inode, so that the record written next is a plain one whose
  * data-offset skips the old record's text.  The name is durable before
  * that record can be published: synced here when sync is true, else by
- * the caller's sync of the filesystem, which comes first.  A name left
- * by an earlier try (a failed publish, a restart) is this same file.
+ * the caller's sync of the filesystem, which comes first.  The file is
+ * synced too: the link raised its link count, which the fsync of a
+ * directory does not write on ext4 without a journal, and the claim's
+ * name goes once the record is published.  A name left by an earlier
+ * try (a failed publish, a restart) is this same file.
  */
 static int
 link_inline_data(struct queue_claim *qc, bool sync)
@@ -282,7 +285,7 @@ link_inline_data(struct queue_claim *qc, bool sync)
 			return -EEXIST;
 		}
 	}
-	if (sync && fsync(datadir) < 0)
+	if (sync && (fsync(qc->datafd) < 0 || fsync(datadir) < 0))
 		return -errno;
 	qc->env.inline_data = false;	/* data_offset counts from the file's start already */
 	qc->data_linked = 1;

@@ -922,8 +922,8 @@ msg_commit_write(struct spool_msg *msg, bool synced)
 		return r;
 	if (synced && fdatasync(msg->fd) < 0)
 		return msg_fail(msg, -errno);
-	if (msg->queued && !msg->inlined && (r = write_record_tmp(msg->spool, &msg->env, msg->unnamed ? NULL : msg->envtmp, synced,
-	    &msg->envfd)) < 0)
+	if (msg->queued && !msg->inlined && (r = write_record_tmp(msg->spool, &msg->env,
+	    msg->unnamed ? NULL : msg->envtmp, synced, &msg->envfd)) < 0)
 		return msg_fail(msg, r);
 	return 0;
 }
