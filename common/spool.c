@@ -1158,6 +1158,18 @@ parse_claim(const char *name, char id[SPOOL_ID_MAX], char host[64], long *pid, c
 	return 0;
 }
 
+int
+spool_parked_claim_id(const char *name, char id[SPOOL_ID_MAX])
+{
+	const char *suffix;
+	char host[64];
+	long pid;
+
+	if (parse_claim(name, id, host, &pid, &suffix) < 0 || strcmp(suffix, ".old") != 0)
+		return -1;
+	return 0;
+}
+
 struct reclaim_ctx {
 	spool_dead_fn		dead;
 	void		       *arg;

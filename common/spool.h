@@ -131,6 +131,12 @@ int spool_reclaim(struct spool *spool, spool_dead_fn dead, void *arg, long tmp_m
 int spool_claim_exists(struct spool *spool, const char *id);
 /* Is there a record of this id in queue/, sent/ or failed/?  1 or 0. */
 int spool_record_exists(struct spool *spool, const char *id);
+/*
+ * The id of a claim parked in tmp/ while its runner publishes the new
+ * record, "<id>@<host>,<pid>.old" (queue.h): 0, or -1 when name is no
+ * such claim.  One reading of that name for every reader of tmp/.
+ */
+int spool_parked_claim_id(const char *name, char id[SPOOL_ID_MAX]);
 
 /* Mailboxes.  name must come from addr_mailbox_name(). */
 int spool_mailbox_exists(struct spool *spool, const char *name);	/* 1, 0 or -errno */

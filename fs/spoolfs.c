@@ -51,7 +51,6 @@
 #define SPOOLFS_DIR_MAX		(1u << 20)	/* entries in one listing snapshot */
 #define SPOOLFS_STATUS_SUFFIX	".status"
 #define SPOOLFS_LOCATE_TRIES	3		/* a record may move while we look */
-#define SPOOLFS_PARKED_SUFFIX	".old"		/* tmp/<claim>.old, queue.c */
 #define SPOOLFS_DRAFT_MODE	0600		/* an outbox/ file at its creation (access.h) */
 #define SPOOLFS_OUTWAIT		"wait"		/* outbox/wait/: close(2) waits for the relay */
 
@@ -403,14 +402,13 @@ spoolfs_open_file_at(int dirfd, const char *name)
 	return fd;
 }
 
-/* A parked claim in tmp/: "<id>@<host>,<pid>.old" (queue.c). */
+/* A parked claim in tmp/: "<id>@<host>,<pid>.old" (queue.h). */
 static bool
 spoolfs_name_is_parked(const char *name)
 {
-	size_t len = strlen(name), slen = sizeof SPOOLFS_PARKED_SUFFIX - 1;
+	char id[SPOOL_ID_MAX];
 
-	return strchr(name, '@') != NULL && len > slen &&
-	    strcmp(name + len - slen, SPOOLFS_PARKED_SUFFIX) == 0;
+	return spool_parked_claim_id(name, id) == 0;
 }
 
 /*
@@ -1202,15 +1200,9 @@ static int
 spoolfs_list_parked_cb(struct spoolfs_dir *dir, int dirfd, const char *name,
 		       unsigned char d_type, void *arg)
 {
-	const char *at = strchr(name, '@');
-	char id[ENVELOPE_ID_MAX];
-	size_t len = at ? (size_t) (at - name) : 0;
+	char id[SPOOL_ID_MAX];
 
-	if (!spoolfs_name_is_parked(name) || len == 0 || len >= sizeof id)
-		return 0;
-	memcpy(id, name, len);
-	id[len] = '\0';
-	if (spool_record_exists(dir->fs->spool, id))
+	if (spool_parked_claim_id(name, id) < 0 || spool_record_exists(dir->fs->spool, id))
 		return 0;
 	return spoolfs_list_record_cb(dir, dirfd, name, d_type, arg);
 }

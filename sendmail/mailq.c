@@ -127,15 +127,11 @@ add_entry(struct listing *l, int dirfd, int datafd, const char *name, enum sourc
 static bool
 parked_unpublished(const char *name, const int published[3])
 {
-	const char *at = strchr(name, '@');
-	size_t len = strlen(name);
 	char id[SPOOL_ID_MAX];
 	struct stat st;
 
-	if (at == NULL || at == name || (size_t)(at - name) >= sizeof(id) || len < 5 ||
-	    strcmp(name + len - 4, ".old") != 0)
+	if (spool_parked_claim_id(name, id) < 0)
 		return false;
-	snprintf(id, sizeof(id), "%.*s", (int)(at - name), name);
 	for (int i = 0; i < 3; i++)
 		if (published[i] >= 0 && fstatat(published[i], id, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			return false;

@@ -1288,6 +1288,24 @@ finish(struct spool *spool, struct queue_claim *qc, enum queue_outcome outcome, 
 	spool_dirset_free(dirs);
 }
 
+/* The one reading of a parked claim's name, for the mount and mailq. */
+START_TEST(test_parked_claim_id)
+{
+	char id[SPOOL_ID_MAX], longname[SPOOL_ID_MAX + 32];
+
+	ck_assert_int_eq(spool_parked_claim_id("100.M1P1Q1@gw.test,4242.old", id), 0);
+	ck_assert_str_eq(id, "100.M1P1Q1");
+	ck_assert_int_eq(spool_parked_claim_id("100.M1P1Q1@gw.test,4242.new", id), -1);	/* the new record */
+	ck_assert_int_eq(spool_parked_claim_id("100.M1P1Q1@gw.test,4242", id), -1);		/* a claim */
+	ck_assert_int_eq(spool_parked_claim_id("100.M1P1Q1@gw.test.old", id), -1);		/* no pid */
+	ck_assert_int_eq(spool_parked_claim_id("@gw.test,1.old", id), -1);
+	ck_assert_int_eq(spool_parked_claim_id("100.M1P1Q1.gw.test", id), -1);		/* a temporary */
+	memset(longname, 'a', SPOOL_ID_MAX);
+	snprintf(longname + SPOOL_ID_MAX, sizeof(longname) - SPOOL_ID_MAX, "@h,1.old");
+	ck_assert_int_eq(spool_parked_claim_id(longname, id), -1);
+}
+END_TEST
+
 /* Commits one unnamed message for rcpts through a group (spool-fs's way); its id into id. */
 static void
 queue_unnamed(struct spool *spool, struct commitgroup *g, const char *body, size_t len, char id[SPOOL_ID_MAX])
@@ -2279,6 +2297,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_finish_write_then_fs_sync);
 	tcase_add_test(tc, test_finish_sent_drop);
 	tcase_add_test(tc, test_inline_record);
+	tcase_add_test(tc, test_parked_claim_id);
 	tcase_add_test(tc, test_finish_failed);
 	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
 	tcase_add_test(tc, test_scan_survives_odd_entries);
