@@ -1251,12 +1251,61 @@ remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, con
 
 static int record_anywhere(struct spool *spool, const char *id);
 
+/* A claim of id parked in tmp/ (<id>@<host>,<pid>.old)? */
+static int
+parked_claim_of(struct spool *spool, const char *name, void *arg)
+{
+	char id[SPOOL_ID_MAX];
+
+	(void)spool;
+	return spool_parked_claim_id(name, id) == 0 && strcmp(id, arg) == 0;
+}
+
+/* Where a whole record goes: queue/ while a recipient is pending, else failed/ if one failed, else sent/. */
+static enum spool_dir
+record_dir_of(const struct envelope *env)
+{
+	if (envelope_count(env, RCPT_PENDING) > 0)
+		return SPOOL_DIR_QUEUE;
+	return envelope_count(env, RCPT_FAILED) > 0 ? SPOOL_DIR_FAILED : SPOOL_DIR_SENT;
+}
+
+/*
+ * A dead owner's new record tmp/<claim>.new, when its message has no
+ * record and no claim anywhere (active/ or parked): the owner was
+ * publishing it, since it parks the claim only after the new record is
+ * durable, and a crash kept one directory's half of the park (the claim
+ * gone from active/) and lost the other's (its name in tmp/), as ext4
+ * without a journal may.  That new record is then the message's only
+ * record: published where its recipients say, not removed.  0, or -1 when
+ * it is no such record (or does not parse: removed as before).
+ */
+static int
+restore_new_record(struct spool *spool, const char *name, const char *id)
+{
+	struct envelope env;
+	enum spool_dir dest;
+
+	if (record_anywhere(spool, id) || for_each_entry(spool, SPOOL_DIR_TMP, parked_claim_of, (void *)id) != 0 ||
+	    envelope_read_at(spool->dirfd[SPOOL_DIR_TMP], name, &env) < 0)
+		return -1;
+	dest = record_dir_of(&env);
+	envelope_free(&env);
+	if (renameat(spool->dirfd[SPOOL_DIR_TMP], name, spool->dirfd[dest], id) < 0 || fsync(spool->dirfd[dest]) < 0)
+		return -1;
+	log_warn("recovery-record-restored", "id=%s name=tmp/%s to=%s/ reason=\"its claim was lost while the record "
+	    "was published (a filesystem without a journal keeps half of a rename): the new record is the message's "
+	    "only one\"", id, name, spool_dir_name(dest));
+	return 0;
+}
+
 /*
  * tmp/, in three passes (rc->suffix): first the new records of finishing
  * claims of dead owners are removed, so that an owner that was only
- * stopped cannot publish one later (its rename fails); then each parked
- * old record goes back to queue/, unless the new one was published
- * before (then it is removed); then plain temporaries.
+ * stopped cannot publish one later (its rename fails), unless the claim
+ * is nowhere (restore_new_record()); then each parked old record goes
+ * back to queue/, unless the new one was published before (then it is
+ * removed); then plain temporaries.
  */
 static int
 reclaim_tmp(struct spool *spool, const char *name, void *arg)
@@ -1272,7 +1321,10 @@ reclaim_tmp(struct spool *spool, const char *name, void *arg)
 		if (strcmp(suffix, rc->suffix) != 0 || !rc->dead(host, pid, rc->arg))
 			return 0;
 		if (strcmp(suffix, ".new") == 0) {
-			unlinkat(tmpfd, name, 0);
+			if (restore_new_record(spool, name, id) == 0)
+				rc->stats->parked++;
+			else
+				unlinkat(tmpfd, name, 0);
 		} else if (record_anywhere(spool, id)) {
 			if (unlinkat(tmpfd, name, 0) == 0)
 				rc->stats->parked++;

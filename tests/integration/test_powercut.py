@@ -8,7 +8,11 @@ one, on a disk that records every write and every cache flush
 into outbox/ with "dd conv=fsync" (one process per file, as cp); each
 close() that returns 0 is noted with the disk log's length at that moment.
 A control writer puts files into a plain directory of the same filesystem
-without any sync, and notes them the same way.
+without any sync, and notes them the same way.  The ...WithRelay classes
+run spoolgate-smtpd too, whose relay defers every drop (its smarthost
+refuses) and tries again each second: records are rewritten, inline
+records converted (their file linked as data/<id>) and claims parked in
+tmp/ while the drops go on.
 
 Then the disk states a power cut could have left are rebuilt from the
 first image and the log: at a cut, every write before the last flush,
@@ -21,8 +25,10 @@ leaves repairs to make; with one, it replays the journal), and is then
 mounted and checked, as "250 means durable" reads:
 
   - every outbox/ file whose close() returned before the cut is queued:
-    its record in queue/ and its whole message (its Subject token and its
-    END line) in data/ or, inline, in the record's own file;
+    in the record recovery keeps (queue/<id>, else a claim in active/ or
+    parked in tmp/, which recovery gives back), with its whole message
+    (its Subject token and its END line) in data/ or, inline, in the
+    record's own file;
   - no record in queue/ names data that is cut short (a record whose data
     file is missing is an unacknowledged commit cut between its two names,
     which recovery drops: the first check says it was not acknowledged).
@@ -115,33 +121,57 @@ def apply_writes(image, records):
 
 # ------------------------------------------------------------ the checks
 
-def queued_message(root, name):
-    """What queue/<name> says its message is: the whole of data/<name>, or
-    what follows an inline record's empty line (common/envelope.h)."""
-    with open(os.path.join(root, 'queue', name), 'rb') as f:
+def record_message(root, rel, msgid):
+    """What the record root/rel says its message is: the whole of
+    data/<msgid>, or what follows an inline record's empty line
+    (common/envelope.h)."""
+    with open(os.path.join(root, rel), 'rb') as f:
         head, blank, rest = f.read().partition(b'\n\n')
     if blank and b'\ndata: inline\n' in head + b'\n':
         return rest
-    with open(os.path.join(root, 'data', name), 'rb') as f:
+    with open(os.path.join(root, 'data', msgid), 'rb') as f:
         return f.read()
+
+
+def listdir(root, d):
+    path = os.path.join(root, d)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def queued_records(root):
+    """{id: the record recovery keeps for it}: queue/<id>; else a claim
+    of active/, or one parked in tmp/ (<claim>.old) while the relay
+    published its new record, which recovery gives back to queue/
+    (common/spool.c); else the new record a relay was publishing
+    (<claim>.new) when the claim's name was lost (restore_new_record()).
+    A published record wins over a claim: recovery removes the claim then."""
+    records = {}
+    for d in ('tmp', 'active'):
+        for name in listdir(root, d):
+            if '@' in name and (d == 'active' or name.endswith('.old')):
+                records[name.split('@', 1)[0]] = os.path.join(d, name)
+    for name in listdir(root, 'queue'):
+        if not name.startswith('.'):
+            records[name] = os.path.join('queue', name)
+    for name in listdir(root, 'tmp'):
+        if '@' in name and name.endswith('.new'):
+            records.setdefault(name.split('@', 1)[0], os.path.join('tmp', name))
+    return records
 
 
 def scan_spool(root):
     """(tokens of whole queued messages, problems) of a mounted state."""
     queued, problems = set(), []
-    qdir = os.path.join(root, 'queue')
-    for name in sorted(os.listdir(qdir)) if os.path.isdir(qdir) else []:
-        if name.startswith('.'):
-            continue
+    for name, rel in sorted(queued_records(root).items()):
         try:
-            data = queued_message(root, name)
+            data = record_message(root, rel, name)
         except FileNotFoundError:
             # An unacknowledged commit cut between its two names (data
             # first): recovery drops the record.  Acknowledged, it is lost.
             continue
         m = TOKEN_RE.search(data)
         if m is None or (b'\nEND ' + m.group(1) + b'\n') not in data:
-            problems.append('queue/%s: its data is cut short (%d bytes)' % (name, len(data)))
+            problems.append('%s: its data is cut short (%d bytes)' % (rel, len(data)))
             continue
         queued.add(m.group(1).decode())
     return queued, problems
@@ -161,9 +191,12 @@ class PowerCut:
     """The test, on the filesystem of JOURNAL (a mixin: the classes below)."""
 
     JOURNAL = True
+    RELAY = False	# spoolgate-smtpd runs too: its relay defers each drop, rewriting its record
 
     def setUp(self):
-        self.gw = harness.Instance('powercut')
+        # the relay's smarthost refuses: each message deferred, retried every second
+        self.gw = harness.Instance('powercut', retry_min=1, retry_max=1) if self.RELAY else \
+            harness.Instance('powercut')
         self.addCleanup(self.gw.cleanup)
         reason = self.gw.mount_logged_spool(journal=self.JOURNAL)
         if reason:
@@ -277,7 +310,14 @@ class PowerCut:
     def test_power_cuts_lose_no_acknowledged_drop(self):
         gw = self.gw
         gw.start_fs()
+        if self.RELAY:
+            gw.start_smtpd()
         acks, controls = self.drop_all()
+        if self.RELAY:
+            deferred = gw.read_log('smtpd').count('event=relay-deferred')
+            log('  the relay deferred %d times while the drops ran' % deferred)
+            self.assertGreater(deferred, MESSAGES // 2, 'the relay rewrote too few records')
+            gw.stop('smtpd')
         gw.stop('fs')
         harness.unmount(gw.spool)		# the log is whole
         disk = DiskLog(gw.disk_log)
@@ -341,5 +381,24 @@ class WithoutJournal(PowerCut, unittest.TestCase):
     JOURNAL = False
 
 
+class JournaledWithRelay(PowerCut, unittest.TestCase):
+    """As Journaled, with spoolgate-smtpd's relay deferring every drop
+    (nothing listens at its smarthost) and trying again each second: each
+    message's record is rewritten several times (the first rewrite links
+    an inline record's file as data/<id>), a claim is parked in tmp/
+    while its new record is published.  Every acknowledged drop must be
+    in the record recovery keeps, with its whole data."""
+
+    JOURNAL = True
+    RELAY = True
+
+
+class WithoutJournalWithRelay(PowerCut, unittest.TestCase):
+    """As WithoutJournal, with the relay of JournaledWithRelay."""
+
+    JOURNAL = False
+    RELAY = True
+
+
 if __name__ == '__main__':
-    harness.main(binaries=(harness.FS,))
+    harness.main(binaries=(harness.FS, harness.SMTPD))

@@ -2108,6 +2108,68 @@ START_TEST(test_parked_claim_reclaimed)
 }
 END_TEST
 
+/*
+ * A crash while the runner parked its claim (active/<claim> ->
+ * tmp/<claim>.old), on a filesystem that kept the source directory's
+ * half of that rename and lost the target's (ext4 without a journal):
+ * the claim is nowhere, the new record waits in tmp/<claim>.new, synced
+ * before the park began.  Recovery publishes it where its recipients
+ * say, instead of removing the message's only record.
+ */
+START_TEST(test_new_record_of_a_lost_claim)
+{
+	static const struct {
+		enum queue_outcome	outcome;
+		enum rcpt_state		second;
+		const char	       *reply;
+		enum spool_dir		dest;
+	} cases[] = {
+		{ QUEUE_DEFERRED, RCPT_PENDING, "451 4.3.0 later", SPOOL_DIR_QUEUE },
+		{ QUEUE_SENT, RCPT_SENT, "250 2.0.0 Ok", SPOOL_DIR_SENT },
+		{ QUEUE_FAILED, RCPT_FAILED, "550 5.1.1 no such user", SPOOL_DIR_FAILED },
+	};
+	char path[PATH_LEN], id[SPOOL_ID_MAX], claim[SPOOL_NAME_MAX];
+	struct spool *a = open_spool("lostclaim", path), *b;
+	struct spool_reclaim st;
+	struct queue_claim *qc;
+	struct envelope *env, rec;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a");
+	spool_set_hostname(b, "gw-b");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		queue_one(a, two_rcpts, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		env = queue_claim_envelope(qc);
+		ck_assert_int_eq(envelope_set_rcpt(env, 0, RCPT_SENT, "250 2.0.0 Ok"), 0);
+		ck_assert_int_eq(envelope_set_rcpt(env, 1, cases[i].second, cases[i].reply), 0);
+		ck_assert_int_eq(queue_finish_prepare(qc, cases[i].outcome, true), 0);
+		pathf(claim, "%s@gw-a,%ld", id, (long)getpid());
+		ck_assert_int_eq(unlinkat(spool_dirfd(a, SPOOL_DIR_ACTIVE), claim, 0), 0);
+		ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+		ck_assert_uint_eq(st.parked, 1);
+		ck_assert_int_eq(count_entries(path, "tmp"), 0);
+		ck_assert_int_eq(queue_locate(a, id), cases[i].dest);
+		ck_assert_int_eq(envelope_read_at(spool_dirfd(a, cases[i].dest), id, &rec), 0);
+		ck_assert_int_eq(rec.rcpt[1].state, cases[i].second);
+		envelope_free(&rec);
+		ck_assert(exists_at(a, SPOOL_DIR_DATA, id));
+		queue_claim_free(qc);	/* A's late release finds no claim */
+	}
+	/* the claim still in active/: given back, and its new record removed (as before) */
+	queue_one(a, two_rcpts, id);
+	ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+	ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_SENT, true), 0);
+	ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+	ck_assert_uint_eq(st.claims, 1);
+	ck_assert_int_eq(count_entries(path, "tmp"), 0);
+	ck_assert_int_eq(queue_locate(a, id), SPOOL_DIR_QUEUE);
+	queue_claim_free(qc);
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
 /* nodes/<name>: written as "another machine" would, with seq and an mtime age seconds ago (< 0: ahead). */
 static void
 fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age, unsigned long seq)
@@ -2307,6 +2369,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_configured_hostname_tells_gateways_apart);
 	tcase_add_test(tc, test_takeover_then_late_finish);
 	tcase_add_test(tc, test_parked_claim_reclaimed);
+	tcase_add_test(tc, test_new_record_of_a_lost_claim);
 	tcase_add_test(tc, test_node_names_and_sweep);
 	suite_add_tcase(s, tc);
 	return s;
