@@ -453,6 +453,25 @@ class Mailq(SendmailBase):
             return as_user(cmd, env=self.env)
         return subprocess.run(cmd.split(), capture_output=True, env=dict(os.environ, **self.env), timeout=60)
 
+    def rows(self, msgid):
+        """The rows of mailq's table for msgid."""
+        out = self.mailq()
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [l for l in out.stdout.decode().splitlines() if l.startswith(msgid)]
+
+    def queued_by_sendmail(self, rcpt, what):
+        """(id, record text, data) of a message sent to rcpt and deferred
+        once; smtpd is stopped then (started again at the cleanup), so that
+        the test can make the relay's states by hand."""
+        tok = token()
+        r = self.sendmail_as_user(rcpt, ('%s %s\n' % (what, tok)).encode())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: self.attempts(tok) >= 1, 20, 'the first attempt')
+        _, text, data = record_with(self.gw, tok, dirs=('queue',))
+        self.gw.stop('smtpd')
+        self.addCleanup(self.gw.start_smtpd)
+        return parse_record(text)['id'], text, data
+
     def attempts(self, tok):
         _, text, _ = record_with(self.gw, tok, dirs=('queue',))
         return int(parse_record(text).get('attempts', 0))
@@ -505,53 +524,28 @@ class Mailq(SendmailBase):
 
     def test_moving_record_listed_once(self):
         """a record claimed, parked in tmp/ or published twice is one row; one in sent/ is none"""
-        tok = token()
-        r = self.sendmail_as_user('dave@example.org', ('moving %s\n' % tok).encode())
-        self.assertEqual(r.returncode, 0, r.stderr)
-        wait_until(lambda: self.attempts(tok) >= 1, 20, 'the first attempt')
-        _, text, _ = record_with(self.gw, tok, dirs=('queue',))
-        msgid = parse_record(text)['id']
         # The states the relay passes through, made by hand with the relay
         # stopped, as another host's runner would leave them (no recovery here
         # gives them back).
-        self.gw.stop('smtpd')
-        self.addCleanup(self.gw.start_smtpd)
+        msgid, text, _ = self.queued_by_sendmail('dave@example.org', 'moving')
         claim = '%s@elsewhere.invalid,4242' % msgid
         queued = self.gw.path('queue', msgid)
-
-        def rows():
-            out = self.mailq()
-            self.assertEqual(out.returncode, 0, out.stderr)
-            return [l for l in out.stdout.decode().splitlines() if l.startswith(msgid)]
-
         os.rename(queued, self.gw.path('active', claim))
-        self.assertEqual([l[32] for l in rows()], ['*'])
+        self.assertEqual([l[32] for l in self.rows(msgid)], ['*'])
         os.rename(self.gw.path('active', claim), self.gw.path('tmp', claim + '.old'))
         self.addCleanup(os.rename, self.gw.path('tmp', claim + '.old'), queued)
-        self.assertEqual([l[32] for l in rows()], ['*'])
+        self.assertEqual([l[32] for l in self.rows(msgid)], ['*'])
         with open(queued, 'w') as f:		# published back to queue/, not yet released
             f.write(text)
-        self.assertEqual([l[32] for l in rows()], [' '])
+        self.assertEqual([l[32] for l in self.rows(msgid)], [' '])
         os.rename(queued, self.gw.path('sent', msgid))	# published to sent/
         self.addCleanup(os.unlink, self.gw.path('sent', msgid))
-        self.assertEqual(rows(), [])
+        self.assertEqual(self.rows(msgid), [])
 
     def test_inline_record_same_row(self):
         """a message queued as an inline record (one file, as spoolgate-fs writes it) is the same row, same size"""
-        tok = token()
-        r = self.sendmail_as_user('erin@example.org', ('inline %s\n' % tok).encode())
-        self.assertEqual(r.returncode, 0, r.stderr)
-        wait_until(lambda: self.attempts(tok) >= 1, 20, 'the first attempt')
-        _, text, data = record_with(self.gw, tok, dirs=('queue',))
-        msgid = parse_record(text)['id']
-        self.gw.stop('smtpd')
-        self.addCleanup(self.gw.start_smtpd)
-
-        def row():
-            out = self.mailq()
-            self.assertEqual(out.returncode, 0, out.stderr)
-            return [l for l in out.stdout.decode().splitlines() if l.startswith(msgid)]
-        before = row()
+        msgid, text, data = self.queued_by_sendmail('erin@example.org', 'inline')
+        before = self.rows(msgid)
         self.assertEqual(len(before), 1)
         # common/envelope.h: the record, "data: inline" after data-offset, an
         # empty line, then what data/<id> held; data-offset counts from there
@@ -567,7 +561,7 @@ class Mailq(SendmailBase):
         os.rename(queued, aside + '.plain')
         self.addCleanup(os.replace, aside + '.plain', queued)
         os.rename(aside + '.inline', queued)
-        self.assertEqual(row(), before)
+        self.assertEqual(self.rows(msgid), before)
 
 
 if __name__ == '__main__':
