@@ -555,20 +555,18 @@ spoolfs_open_recmsg(struct spoolfs *fs, enum inode_area area, const char *id, of
 	return fd;
 }
 
-/* Opens a record for its .status file, which ends where an inline record's text does. */
+/*
+ * Opens a record for its .status file, which ends where an inline
+ * record's text does.  One that does not parse shows whole, as it is:
+ * what an operator reads to see what is wrong with it.
+ */
 static int
 spoolfs_open_recstatus(struct spoolfs *fs, enum inode_area area, const char *id, off_t *end)
 {
-	int fd = spoolfs_open_record(fs, area, id), r;
+	int fd = spoolfs_open_record(fs, area, id);
 	struct spoolfs_recinfo ri;
 
-	if (fd < 0)
-		return fd;
-	if ((r = spoolfs_record_info(fd, id, &ri)) < 0) {
-		(void) close(fd);
-		return r;
-	}
-	if (ri.inline_data)
+	if (fd >= 0 && spoolfs_record_info(fd, id, &ri) == 0 && ri.inline_data)
 		*end = ri.text_len;
 	return fd;
 }

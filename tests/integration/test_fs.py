@@ -1219,6 +1219,21 @@ class ParkedClaim(unittest.TestCase):
                          sorted([msgid, msgid + '.status']))
 
 
+    def test_corrupt_record_status_shows_it(self):
+        """a record that does not parse: its .status shows it whole, its message is EIO"""
+        gw = harness.Instance('fs-corrupt')
+        self.addCleanup(gw.cleanup)
+        gw.start_fs()
+        msgid = '1796000000.M1P1Q1'
+        with open(gw.path('queue', msgid), 'w') as f:
+            f.write('spoolgate-envelope: 1\nnot a record\n\nand no message either\n')
+        with open(os.path.join(gw.mnt, 'queue', msgid + '.status')) as f:
+            self.assertEqual(f.read(), 'spoolgate-envelope: 1\nnot a record\n\nand no message either\n')
+        with self.assertRaises(OSError) as cm:
+            open(os.path.join(gw.mnt, 'queue', msgid), 'rb').read()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+
+
 class Unmount(unittest.TestCase):
     """An unmount while listings and files are still open frees them (an
     AddressSanitizer build, ./test --sanitize, turns a leak into exit 1)."""
