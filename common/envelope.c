@@ -1069,28 +1069,31 @@ read_record_text(int fd, off_t size, char **out, size_t *outlen)
 }
 
 int
-envelope_read_at(int dirfd, const char *name, struct envelope *env)
+envelope_read_fd(int fd, struct envelope *env)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;		/* st is not filled in: nothing to judge it by */
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((r = read_record_text(fd, st.st_size, &buf, &len)) == 0)
+		r = envelope_parse(buf, len, env);
+	free(buf);
+	return r;
+}
+
+int
+envelope_read_at(int dirfd, const char *name, struct envelope *env)
+{
 	int fd, r;
 
 	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;		/* st is not filled in: nothing to judge it by */
-		close(fd);
-		return r;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return -EINVAL;
-	}
-	r = read_record_text(fd, st.st_size, &buf, &len);
+	r = envelope_read_fd(fd, env);
 	close(fd);
-	if (r == 0)
-		r = envelope_parse(buf, len, env);
-	free(buf);
 	return r;
 }

@@ -285,6 +285,8 @@ int envelope_parse(const char *buf, size_t len, struct envelope *env);	/* len ma
 									   record's message too */
 /* Reads and parses dirfd/name (O_NOFOLLOW). 0, -errno, -EBADMSG. */
 int envelope_read_at(int dirfd, const char *name, struct envelope *env);
+/* The same from an open record (read with pread, from its start); fd stays open. */
+int envelope_read_fd(int fd, struct envelope *env);
 void envelope_free(struct envelope *env);
 int envelope_copy(struct envelope *dst, const struct envelope *src);
 const char *rcpt_state_name(enum rcpt_state state);

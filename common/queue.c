@@ -171,7 +171,7 @@ int
 queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
 {
 	struct queue_claim *qc;
-	int r;
+	int fd, r;
 
 	if (!valid_id(id))
 		return -EINVAL;
@@ -186,7 +186,10 @@ queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
 		free(qc);
 		return r;
 	}
-	if ((r = envelope_read_at(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, &qc->env)) < 0) {
+	fd = openat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if ((r = fd < 0 ? -errno : envelope_read_fd(fd, &qc->env)) < 0) {
+		if (fd >= 0)
+			close(fd);
 		queue_claim_release(qc);
 		free(qc);
 		if (r == -EBADMSG)
@@ -194,9 +197,12 @@ queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
 		return r;
 	}
 	/* an inline record is its own data file until the first rewrite (envelope.h) */
-	qc->datafd = qc->env.inline_data ?
-	    openat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) :
-	    openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (qc->env.inline_data)
+		qc->datafd = fd;
+	else {
+		close(fd);
+		qc->datafd = openat(spool_dirfd(spool, SPOOL_DIR_DATA), id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
 	if (qc->datafd < 0) {
 		r = -errno;
 		log_error("queue-claim", "id=%s error=\"data file: %s\"", id, strerror(-r));

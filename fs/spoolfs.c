@@ -491,37 +491,19 @@ static int
 spoolfs_record_info(int recfd, const char *id, struct spoolfs_recinfo *ri)
 {
 	struct envelope env;
-	struct stat st;
-	size_t len;
-	char *buf;
-	ssize_t n;
-	int r;
+	int r = envelope_read_fd(recfd, &env);	/* an inline record's message is not read */
 
-	if (fstat(recfd, &st) < 0)
-		return -errno;
-	if (st.st_size <= 0)
-		goto corrupt;
-	/* an inline record's text ends within the largest record's size */
-	len = (uint64_t) st.st_size > ENVELOPE_MAX_SIZE + 2 ? ENVELOPE_MAX_SIZE + 2 : (size_t) st.st_size;
-	if ((buf = malloc(len)) == NULL)
-		return -ENOMEM;
-	n = spool_pread_all(recfd, buf, len, 0);
-	if (n < 0) {
-		free(buf);
-		return (int) n;
+	if (r == -EBADMSG || r == -EINVAL || r == -EIO) {
+		log_warn("record-unreadable", "id=%s reason=corrupt", id);
+		return -EIO;
 	}
-	r = envelope_parse(buf, (size_t) n, &env);
-	free(buf);
 	if (r < 0)
-		goto corrupt;
+		return r;
 	ri->data_offset = (off_t) env.data_offset;
 	ri->text_len = (off_t) env.text_len;
 	ri->inline_data = env.inline_data;
 	envelope_free(&env);
 	return 0;
-corrupt:
-	log_warn("record-unreadable", "id=%s reason=corrupt", id);
-	return -EIO;
 }
 
 /*
