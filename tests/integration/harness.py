@@ -757,21 +757,29 @@ class Instance:
         """The bytes of msgid's message as the spool holds them (after
         data-offset): in data/<id>, or in the record's own file when it is
         inline (a small outbox/ drop before the relay's first rewrite)."""
-        where, text = self.find_record(msgid)
+        where, _ = self.find_record(msgid)
         if where is None:
             raise FileNotFoundError('no record of %s' % msgid)
-        rec = parse_record(text)
-        if rec.get('data') != 'inline':
-            with open(self.path('data', msgid), 'rb') as f:
-                return f.read()[int(rec['data-offset']):]
         name = msgid if where != 'active' else next(
             (n for n in self.listdir('active') if n.split('@', 1)[0] == msgid), msgid)
-        with open(self.path(where, name), 'rb') as f:
-            raw = f.read()
-        return raw[raw.index(b'\n\n') + 2 + int(rec['data-offset']):]
+        return stored_message(self.path(where, name), self.path('data', msgid))
 
 
 # ---------------------------------------------------------------- records
+
+def stored_message(record_path, data_path):
+    """The message the record file at record_path names, after its
+    data-offset: in data_path, or in the record's own file after its empty
+    line when it is inline (common/envelope.h)."""
+    with open(record_path, 'rb') as f:
+        head, blank, rest = f.read().partition(b'\n\n')
+    rec = parse_record(head.decode(errors='replace'))
+    offset = int(rec.get('data-offset') or 0)
+    if blank and rec.get('data') == 'inline':
+        return rest[offset:]
+    with open(data_path, 'rb') as f:
+        return f.read()[offset:]
+
 
 def record_text(raw):
     """The record's text of a record file's content: an inline record

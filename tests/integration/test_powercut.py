@@ -126,18 +126,6 @@ def apply_writes(image, records):
 
 # ------------------------------------------------------------ the checks
 
-def record_message(root, rel, msgid):
-    """What the record root/rel says its message is: the whole of
-    data/<msgid>, or what follows an inline record's empty line
-    (common/envelope.h)."""
-    with open(os.path.join(root, rel), 'rb') as f:
-        head, blank, rest = f.read().partition(b'\n\n')
-    if blank and b'\ndata: inline\n' in head + b'\n':
-        return rest
-    with open(os.path.join(root, 'data', msgid), 'rb') as f:
-        return f.read()
-
-
 def listdir(root, d):
     path = os.path.join(root, d)
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
@@ -169,7 +157,7 @@ def scan_spool(root):
     queued, problems = set(), []
     for name, rel in sorted(queued_records(root).items()):
         try:
-            data = record_message(root, rel, name)
+            data = harness.stored_message(os.path.join(root, rel), os.path.join(root, 'data', name))
         except FileNotFoundError:
             # An unacknowledged commit cut between its two names (data
             # first): recovery drops the record.  Acknowledged, it is lost.
