@@ -757,12 +757,17 @@ class Instance:
         """The bytes of msgid's message as the spool holds them (after
         data-offset): in data/<id>, or in the record's own file when it is
         inline (a small outbox/ drop before the relay's first rewrite)."""
-        where, _ = self.find_record(msgid)
-        if where is None:
-            raise FileNotFoundError('no record of %s' % msgid)
-        name = msgid if where != 'active' else next(
-            (n for n in self.listdir('active') if n.split('@', 1)[0] == msgid), msgid)
-        return stored_message(self.path(where, name), self.path('data', msgid))
+        for _ in range(20):	# a live relay moves the record while we read it: look again
+            where, _ = self.find_record(msgid)
+            if where is None:
+                raise FileNotFoundError('no record of %s' % msgid)
+            names = [msgid] if where != 'active' else \
+                [n for n in self.listdir('active') if n.split('@', 1)[0] == msgid]
+            try:
+                return stored_message(self.path(where, names[0]), self.path('data', msgid))
+            except (FileNotFoundError, IndexError):
+                time.sleep(0.01)
+        raise FileNotFoundError('the record of %s kept moving' % msgid)
 
 
 # ---------------------------------------------------------------- records
