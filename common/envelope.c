@@ -15,9 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "envelope.h"
 
 #define ENVELOPE_MAGIC	"spoolgate-envelope"
+#define SEAL_KEY	"inline-crc32"	/* an inline record's seal: its last line */
 #define ENVELOPE_VERSION 1
 
 static const char *const rcpt_state_names[] = {
@@ -398,6 +401,7 @@ envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->binarymime = src->binarymime;
 	dst->smtputf8 = src->smtputf8;
 	dst->inline_data = src->inline_data;
+	dst->data_sealed = src->data_sealed;
 	for (i = 0; i < src->nrcpt; i++)
 		if ((r = append_rcpt(dst, src->rcpt[i].addr, src->rcpt[i].state, src->rcpt[i].reply)) < 0 ||
 		    (r = envelope_set_rcpt_at(dst, i, src->rcpt[i].host, src->rcpt[i].at)) < 0 ||
@@ -653,6 +657,8 @@ envelope_format(const struct envelope *env, char **out, size_t *outlen)
 	fprintf(fp, "from: <%s>\ndata-offset: %lld\n", env->from ? env->from : "", env->data_offset);
 	if (env->inline_data)
 		fprintf(fp, "data: inline\n");
+	else if (env->data_sealed)
+		fprintf(fp, "data: sealed\n");
 	if (env->auth != NULL)
 		fprintf(fp, "auth: %s\n", env->auth);
 	if (env->dsn_ret != DSN_RET_UNSPECIFIED)
@@ -926,10 +932,14 @@ parse_line(struct envelope *env, char *key, char *v, unsigned *seen, const char 
 			return -EBADMSG;
 		return (env->binarymime = true), 0;
 	}
-	if (strcmp(key, "data") == 0) {		/* the message follows the record */
-		if (env->inline_data || strcmp(v, "inline") != 0)
+	if (strcmp(key, "data") == 0) {		/* the message follows the record, or is such a file */
+		if (env->inline_data || env->data_sealed)
 			return -EBADMSG;
-		return (env->inline_data = true), 0;
+		if (strcmp(v, "inline") == 0)
+			return (env->inline_data = true), 0;
+		if (strcmp(v, "sealed") == 0)
+			return (env->data_sealed = true), 0;
+		return -EBADMSG;
 	}
 	if (strcmp(key, "smtputf8") == 0) {	/* RFC 6531 */
 		if (env->smtputf8 || strcmp(v, "yes") != 0)
@@ -979,6 +989,23 @@ record_body(const char *buf, size_t len)
 	return (long long)(blank - buf) + 2;
 }
 
+/*
+ * "inline-crc32: <8 hex digits>": only in an inline record (its "data:"
+ * line comes earlier), once, and its text's last line (rest is what
+ * follows it); at is where it starts in the file.
+ */
+static int
+parse_seal(struct envelope *env, const char *v, const char *rest, long long at)
+{
+	if (!env->inline_data || env->inline_sealed || *rest != '\0' || strlen(v) != 8 ||
+	    strspn(v, "0123456789abcdef") != 8)
+		return -EBADMSG;
+	env->inline_crc = (unsigned)strtoul(v, NULL, 16);
+	env->inline_sealed = true;
+	env->seal_at = at;
+	return 0;
+}
+
 int
 envelope_parse(const char *buf, size_t len, struct envelope *env)
 {
@@ -1006,7 +1033,10 @@ envelope_parse(const char *buf, size_t len, struct envelope *env)
 			break;
 		}
 		*colon = '\0';
-		r = parse_line(env, line, colon + 2, &seen, prev);
+		if (strcmp(line, SEAL_KEY) == 0)
+			r = parse_seal(env, colon + 2, next, (long long)(line - copy));
+		else
+			r = parse_line(env, line, colon + 2, &seen, prev);
 		prev = line;			/* in copy, alive until the end */
 	}
 	free(copy);
@@ -1084,6 +1114,69 @@ envelope_read_fd(int fd, struct envelope *env)
 		r = envelope_parse(buf, len, env);
 	free(buf);
 	return r;
+}
+
+int
+envelope_seal_inline(char **text, size_t *len, const void *msg, size_t msglen)
+{
+	uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), (const Bytef *)*text, *len);
+	char line[sizeof(SEAL_KEY) + 16], *grown;
+	int n;
+
+	crc = crc32_z(crc, msg, msglen);
+	n = snprintf(line, sizeof(line), "%s: %08lx\n\n", SEAL_KEY, (unsigned long)crc);
+	if ((grown = realloc(*text, *len + (size_t)n)) == NULL)
+		return -ENOMEM;
+	memcpy(grown + *len, line, (size_t)n);
+	*text = grown;
+	*len += (size_t)n;
+	return 0;
+}
+
+/*
+ * Adds to *crc the bytes of fd from off to end (-1: to the end of the
+ * file, at most ENVELOPE_INLINE_MAX).  -EBADMSG when the file ends first
+ * or goes on past that bound; -errno of a read.
+ */
+static int
+crc_of_range(int fd, off_t off, off_t end, uLong *crc)
+{
+	off_t limit = end >= 0 ? end : off + (off_t)ENVELOPE_INLINE_MAX;
+	char buf[16384];
+	ssize_t n;
+	size_t want;
+
+	while (off < limit) {
+		want = limit - off < (off_t)sizeof(buf) ? (size_t)(limit - off) : sizeof(buf);
+		if ((n = pread(fd, buf, want, off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return end >= 0 ? -EBADMSG : 0;
+		*crc = crc32_z(*crc, (const Bytef *)buf, (size_t)n);
+		off += n;
+	}
+	if (end < 0 && pread(fd, buf, 1, off) != 0)
+		return -EBADMSG;	/* larger than any writer makes it (or unreadable) */
+	return 0;
+}
+
+int
+envelope_check_inline(int fd, const struct envelope *env, const char *id)
+{
+	uLong crc = crc32_z(0L, Z_NULL, 0);
+	int r;
+
+	if (!env->inline_data || !env->inline_sealed)
+		return 0;
+	if (strcmp(env->id, id) != 0)
+		return -EBADMSG;	/* an older file's inode or blocks under this name */
+	if ((r = crc_of_range(fd, 0, (off_t)env->seal_at, &crc)) < 0 ||
+	    (r = crc_of_range(fd, (off_t)env->text_len + 1, -1, &crc)) < 0)
+		return r;
+	return crc == env->inline_crc ? 0 : -EBADMSG;
 }
 
 int

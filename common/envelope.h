@@ -144,6 +144,25 @@
  *	file).  envelope_format() writes an inline record's text without the
  *	empty line, and env->data_offset as it is: its writer gives the
  *	offset within what follows the empty line.
+ *
+ *	An inline record is sealed: its text's last line is
+ *
+ *	    inline-crc32: 8a1f03c2
+ *
+ *	the CRC-32 (zlib's crc32()) of the file without that line and
+ *	without the empty line after it: the record's text before the seal,
+ *	then the message to the file's end.  So spoolgate-fs may publish the
+ *	file before its content is durable (one sync for both, commitgroup.h):
+ *	after a power cut in between, the name may reach the disk with blocks
+ *	that never did (stale data, zeros, an older file's inode), and
+ *	envelope_check_inline() tells: the seal does not match, or the
+ *	record names another id.  Such a record was never acknowledged, and
+ *	recovery drops it.  Records without the line (written before it
+ *	existed, with their content synced first) are read as before.  The
+ *	plain record the runner writes from a sealed one says "data: sealed"
+ *	(same place): its data/<id> is that file, whose own seal recovery
+ *	checks before it gives such a record back (a power cut may have kept
+ *	the new record and lost the file's blocks).
  *	envelope_parse() reads that format strictly (it crosses a process
  *	boundary): unknown keys, a missing id/from, no rcpt in a record that
  *	is not rejected, a recipient line without angle brackets, a
@@ -168,6 +187,7 @@
 #define ENVELOPE_HOST_MAX	255		/* a rcpt-at: host */
 #define ENVELOPE_ATTEMPTS_MAX	10		/* attempt: lines kept, the newest */
 #define ENVELOPE_MAX_SIZE	(4u << 20)	/* a record larger than this is corrupt */
+#define ENVELOPE_INLINE_MAX	(1u << 20)	/* an inline record's message larger than this is corrupt */
 
 enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
 
@@ -213,6 +233,11 @@ struct envelope {
 						   its own file (data_offset counts from the file's start) */
 	long long		text_len;	/* set by envelope_parse(): bytes of the record's text,
 						   without an inline record's empty line and message */
+	bool			data_sealed;	/* "data: sealed": a plain record whose data/<id> is a sealed
+						   inline record's file (the runner's rewrite of one) */
+	bool			inline_sealed;	/* "inline-crc32:" read (envelope_parse() only) */
+	unsigned		inline_crc;	/* its value */
+	long long		seal_at;	/* where its line starts in the file */
 };
 
 /* 0 or -ENOMEM / -EINVAL (id too long). */
@@ -287,6 +312,19 @@ int envelope_parse(const char *buf, size_t len, struct envelope *env);	/* len ma
 int envelope_read_at(int dirfd, const char *name, struct envelope *env);
 /* The same from an open record (read with pread, from its start); fd stays open. */
 int envelope_read_fd(int fd, struct envelope *env);
+/*
+ * The seal of an inline record (above): appends its line and the empty
+ * line to text (envelope_format()'s, *len bytes, realloc'd) for the
+ * message msg.  0 or -ENOMEM.
+ */
+int envelope_seal_inline(char **text, size_t *len, const void *msg, size_t msglen);
+/*
+ * Whether the file fd, parsed into env, is the record named id as its
+ * writer wrote it: 0 for a record that is not inline or not sealed;
+ * -EBADMSG when its id is another or its seal does not match what the
+ * file holds (torn by a power cut); -errno of a read.
+ */
+int envelope_check_inline(int fd, const struct envelope *env, const char *id);
 void envelope_free(struct envelope *env);
 int envelope_copy(struct envelope *dst, const struct envelope *src);
 const char *rcpt_state_name(enum rcpt_state state);

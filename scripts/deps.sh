@@ -18,6 +18,7 @@ SPOOLGATE_PACKAGES=(
 	libevent-dev                                  # smtpd event loop (libevent_openssl: the relay's TLS)
 	libfuse3-dev fuse3                            # the mount (fusermount3)
 	libinih-dev                                   # configuration file
+	zlib1g-dev                                    # crc32: the seal of inline records (common/envelope.c)
 	libgmime-3.0-dev                              # RFC 5322 address lists (outbox)
 	libunbound-dev                                # relay: asynchronous DNS (MX, A, AAAA)
 	libssl-dev openssl                            # TLS (common/tls.c); ./run's self-signed certificate

@@ -6,7 +6,10 @@
  *	daemon read what the others wrote; anyone with access to the spool
  *	can edit one), so envelope_parse() takes any bytes.  When it accepts
  *	them, envelope_format() of the result must parse again into an equal
- *	envelope, and formatting that one must give the same bytes.
+ *	envelope, and formatting that one must give the same bytes.  An
+ *	inline record is formatted as the runner rewrites one: plain, its
+ *	data_offset as parsed (from the file's start), "data: sealed" when it
+ *	had a seal.
  */
 #include "fuzz.h"
 #include "common/envelope.h"
@@ -27,6 +30,7 @@ check_equal(const struct envelope *a, const struct envelope *b)
 	FUZZ_CHECK(same_str(a->origin, b->origin), "origin");
 	FUZZ_CHECK(same_str(a->from, b->from), "from");
 	FUZZ_CHECK(a->data_offset == b->data_offset, "data_offset");
+	FUZZ_CHECK(a->inline_data == b->inline_data && a->data_sealed == b->data_sealed, "data: line");
 	FUZZ_CHECK(a->attempts == b->attempts, "attempts");
 	FUZZ_CHECK(a->next_attempt == b->next_attempt, "next_attempt");
 	FUZZ_CHECK(same_str(a->last_host, b->last_host), "last_host");
@@ -62,6 +66,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (envelope_parse((const char *)data, size, &e1) != 0) {
 		envelope_free(&e1);
 		return 0;
+	}
+	FUZZ_CHECK(!e1.inline_sealed || (e1.inline_data && e1.seal_at < e1.text_len), "a seal out of place");
+	if (e1.inline_data) {
+		e1.inline_data = false;
+		e1.data_sealed = e1.inline_sealed;
 	}
 	FUZZ_CHECK(envelope_format(&e1, &t1, &l1) == 0, "an accepted record does not format");
 	FUZZ_CHECK(envelope_parse(t1, l1, &e2) == 0, "the formatted record does not parse:\n%.*s", (int)l1, t1);

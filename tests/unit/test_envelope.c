@@ -1150,6 +1150,136 @@ START_TEST(test_inline_record)
 }
 END_TEST
 
+/* A sealed inline record as spoolgate-fs writes it: envelope_seal_inline(), then the data. */
+static char *
+sealed_file(const struct envelope *env, const char *data, size_t dlen, size_t *outlen)
+{
+	char *text, *out;
+	size_t len;
+
+	ck_assert_int_eq(envelope_format(env, &text, &len), 0);
+	ck_assert_int_eq(envelope_seal_inline(&text, &len, data, dlen), 0);
+	ck_assert_ptr_nonnull(out = malloc(len + dlen));
+	memcpy(out, text, len);
+	memcpy(out + len, data, dlen);
+	free(text);
+	*outlen = len + dlen;
+	return out;
+}
+
+/* Writes buf as dirfd/name, parses it and checks its seal against id: the check's result. */
+static int
+check_sealed(int dirfd, const char *name, const char *buf, size_t len, const char *id)
+{
+	struct envelope env;
+	int fd, r;
+
+	ck_assert_int_eq(write_file_at(dirfd, name, buf, len), 0);
+	ck_assert_int_ge(fd = openat(dirfd, name, O_RDONLY), 0);
+	if ((r = envelope_read_fd(fd, &env)) == 0) {
+		r = envelope_check_inline(fd, &env, id);
+		envelope_free(&env);
+	}
+	close(fd);
+	return r;
+}
+
+/*
+ * The seal of an inline record: its last line, the CRC-32 of the rest of
+ * the file.  What a power cut can leave under the name (a byte of the
+ * text or of the message changed, the file cut short or grown with
+ * zeros, another record's whole file) does not pass
+ * envelope_check_inline(); the record as written does, and so does an
+ * inline record written before seals existed.  The line is refused
+ * anywhere but last in an inline record.
+ */
+START_TEST(test_inline_seal)
+{
+	static const char data[] = "Return-Path: <a@b>\nSubject: s\n\nbody\n";
+	const char *id = "1764442059.M123456P4242Q7";
+	char dir[sizeof(tmpbase) + 16], *file, *bad, *text;
+	struct envelope env, back;
+	size_t len, tlen, at;
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/seal", tmpbase);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_ge(dfd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	make_full(&env);
+	env.data_offset = 19;
+	env.inline_data = true;
+	file = sealed_file(&env, data, sizeof(data) - 1, &len);
+	ck_assert_int_eq(envelope_parse(file, len, &back), 0);
+	ck_assert(back.inline_sealed);
+	ck_assert_ptr_nonnull(strstr(file, "\ninline-crc32: "));
+	ck_assert_int_eq(back.seal_at, (long long)(strstr(file, "\ninline-crc32: ") - file + 1));
+	ck_assert_mem_eq(file + back.text_len, "\nReturn-Path: ", 14);
+	ck_assert_mem_eq(file + back.data_offset, "Subject: s\n", 11);
+	envelope_free(&back);
+	ck_assert_int_eq(check_sealed(dfd, "whole", file, len, id), 0);
+	/* under another name: an older record's file where this id's should be */
+	ck_assert_int_eq(check_sealed(dfd, "other", file, len, "1764442059.M123456P4242Q8"), -EBADMSG);
+	/* a byte of the message, a byte of the text (a recipient), the seal itself */
+	ck_assert_ptr_nonnull(bad = malloc(len + 4096));
+	memcpy(bad, file, len);
+	bad[len - 2] ^= 0x20;
+	ck_assert_int_eq(check_sealed(dfd, "body", bad, len, id), -EBADMSG);
+	memcpy(bad, file, len);
+	at = (size_t)(strstr(bad, "<bob@") - bad) + 1;
+	bad[at] = 'r';
+	ck_assert_int_eq(check_sealed(dfd, "rcpt", bad, len, id), -EBADMSG);
+	memcpy(bad, file, len);
+	at = (size_t)(strstr(bad, "\ninline-crc32: ") - bad) + 15;
+	bad[at] = bad[at] == '0' ? '1' : '0';
+	ck_assert_int_eq(check_sealed(dfd, "seal", bad, len, id), -EBADMSG);
+	/* cut short by a byte, or grown by a block of zeros (a size that reached the disk, its data not) */
+	ck_assert_int_eq(check_sealed(dfd, "short", file, len - 1, id), -EBADMSG);
+	memcpy(bad, file, len);
+	memset(bad + len, 0, 4096);
+	ck_assert_int_eq(check_sealed(dfd, "zeros", bad, len + 4096, id), -EBADMSG);
+	/* a message of zeros where the data should be (blocks allocated, never written) */
+	memcpy(bad, file, len);
+	memset(bad + back.text_len + 1, 0, len - (size_t)back.text_len - 1);
+	ck_assert_int_eq(check_sealed(dfd, "hole", bad, len, id), -EBADMSG);
+	free(bad);
+	/* an inline record without a seal (written before seals, its content synced first) still reads */
+	{
+		size_t ulen;
+		char *unsealed = inline_file(&env, data, sizeof(data) - 1, &ulen);
+
+		ck_assert_int_eq(check_sealed(dfd, "unsealed", unsealed, ulen, id), 0);
+		free(unsealed);
+	}
+	/* the line anywhere but last, twice, in a plain record, of the wrong form: not a record */
+	ck_assert_int_eq(envelope_format(&env, &text, &tlen), 0);
+	{
+		static const char *const wrong[] = {
+			"inline-crc32: 0011aabb\nattempts: 9\n\nx",
+			"inline-crc32: 0011aabb\ninline-crc32: 0011aabb\n\nx",
+			"inline-crc32: 0011AABB\n\nx",
+			"inline-crc32: 11aabb\n\nx",
+			"inline-crc32: 0011aabbcc\n\nx",
+		};
+		char buf[8192];
+		size_t i;
+
+		for (i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+			snprintf(buf, sizeof(buf), "%.*s%s", (int)tlen, text, wrong[i]);
+			ck_assert_msg(envelope_parse(buf, strlen(buf), &back) == -EBADMSG, "%s", wrong[i]);
+		}
+		env.inline_data = false;
+		free(text);
+		ck_assert_int_eq(envelope_format(&env, &text, &tlen), 0);
+		snprintf(buf, sizeof(buf), "%.*sinline-crc32: 0011aabb\n", (int)tlen, text);
+		ck_assert_int_eq(envelope_parse(buf, strlen(buf), &back), -EBADMSG);
+	}
+	free(text);
+	free(file);
+	envelope_free(&env);
+	close(dfd);
+}
+END_TEST
+
 static Suite *
 envelope_suite(void)
 {
@@ -1192,6 +1322,7 @@ envelope_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_read_at);
 	tcase_add_test(tc, test_inline_record);
+	tcase_add_test(tc, test_inline_seal);
 	suite_add_tcase(s, tc);
 	return s;
 }
