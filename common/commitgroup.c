@@ -28,6 +28,8 @@ struct commitgroup_entry {
 	struct spool_msg	       *msg;
 	int				result;
 	bool				contents_durable;	/* a syncfs covered its files: see above */
+	bool				self_checking;	/* may be published before its file is durable */
+	bool				check_after_names;	/* so it was: checked after the names' sync */
 	bool				published;
 	bool				finished;
 	struct commitgroup_entry       *next;
@@ -66,23 +68,56 @@ commitgroup_new(struct spool *spool, struct commitgroup **out)
 	return 0;
 }
 
+/* Whether e can be published without a syncfs of its files first. */
+static bool
+commitgroup_needs_no_content_sync(const struct commitgroup_entry *e)
+{
+	return e->contents_durable || e->self_checking;
+}
+
 /*
- * One syncfs for the files of the batch that no earlier syncfs covered, then
- * each message's own writeback errors (an error another syncfs consumed).
+ * One syncfs for the files of the batch that no earlier syncfs covered,
+ * then each message's own writeback errors (an error another syncfs
+ * consumed).  None when every such file is self-checking (a sealed inline
+ * record, spool_msg_self_checking()): those are published unsynced, and
+ * the names' syncfs makes file and name durable at once; their check
+ * comes after it.
  */
 static void
 commitgroup_sync_contents(struct commitgroup *g, struct commitgroup_entry *batch)
 {
 	struct commitgroup_entry *e;
+	bool synced = false;
 	int r = 0;
 
 	for (e = batch; e; e = e->next)
-		if (!e->contents_durable) {
+		if (!commitgroup_needs_no_content_sync(e)) {
 			r = spool_fs_sync(g->fs_sync_fd);
+			synced = true;
+			pthread_mutex_lock(&g->lock);
+			g->stats.content_syncs++;
+			pthread_mutex_unlock(&g->lock);
 			break;
 		}
+	for (e = batch; e; e = e->next) {
+		if (!e->contents_durable && !synced)
+			e->check_after_names = true;
+		else
+			e->result = r < 0 && !e->contents_durable ? r : spool_msg_commit_check(e->msg);
+	}
+}
+
+/* After the names' syncfs: the writeback errors of files published unsynced. */
+static void
+commitgroup_check_after_names(struct commitgroup_entry *batch)
+{
+	struct commitgroup_entry *e;
+
 	for (e = batch; e; e = e->next)
-		e->result = r < 0 && !e->contents_durable ? r : spool_msg_commit_check(e->msg);
+		if (e->check_after_names && e->published && (e->result = spool_msg_commit_check(e->msg)) < 0) {
+			spool_msg_commit_unpublish(e->msg);
+			e->published = false;
+		}
 }
 
 /*
@@ -139,6 +174,8 @@ commitgroup_run_batch(struct commitgroup *g, struct commitgroup_entry *batch)
 				spool_msg_commit_unpublish(e->msg);
 				e->result = r;
 			}
+	if (r == 0)
+		commitgroup_check_after_names(batch);
 	spool_dirset_free(dirs);
 }
 
@@ -153,9 +190,10 @@ commitgroup_any_covered(const struct commitgroup_entry *list)
 
 /*
  * Under lock: the next batch, taken off the waiting list.  Where a syncfs
- * covered some of the waiting messages, only those: the others stay and
- * are covered by this batch's second syncfs, so that a batch under load
- * costs one syncfs, not two.  Otherwise every message waiting.
+ * covered some of the waiting messages, only those and the self-checking
+ * ones: the others stay and are covered by this batch's second syncfs, so
+ * that a batch under load costs one syncfs, not two.  Otherwise every
+ * message waiting.
  */
 static struct commitgroup_entry *
 commitgroup_take_batch(struct commitgroup *g)
@@ -168,7 +206,7 @@ commitgroup_take_batch(struct commitgroup *g)
 		return batch;
 	}
 	while ((e = *link) != NULL) {
-		if (!e->contents_durable) {
+		if (!commitgroup_needs_no_content_sync(e)) {
 			link = &e->next;
 			continue;
 		}
@@ -212,6 +250,7 @@ commitgroup_commit(struct commitgroup *g, struct spool_msg *msg)
 	    spool_msg_commit_prepare(msg);	/* its own syncs, overlapping others' */
 	if (r < 0)
 		return r;
+	self.self_checking = g->fs_sync_fd >= 0 && spool_msg_self_checking(msg);
 	pthread_mutex_lock(&g->lock);
 	self.next = g->waiting;
 	g->waiting = &self;

@@ -19,8 +19,9 @@
  *	publishes each, makes the new names durable once for all, and wakes
  *	the others with their results.  Callers that arrive while a batch
  *	runs wait, and form the next batch.  No name is published before the
- *	content it names is durable, and no caller returns 0 before its
- *	names are.
+ *	content it names is durable, unless that content checks itself (a
+ *	sealed inline record, below), and no caller returns 0 before its
+ *	names and content are.
  *
  *	Where the spool's filesystem allows it (spool_fs_sync_open(), the
  *	group's own descriptor opened by commitgroup_new()), each caller
@@ -34,7 +35,13 @@
  *	others for the next batch: its own second syncfs covers them.  So
  *	under load a batch costs one spool_fs_sync() (a syncfs and an fsync
  *	of the spool's root); a lone caller costs two (against two
- *	fdatasyncs and two directory fsyncs).  Elsewhere (FUSE, NFS) each caller syncs its own files
+ *	fdatasyncs and two directory fsyncs).  A self-checking message
+ *	(spool_msg_self_checking(): an inline record, sealed) needs no first
+ *	syncfs at all: it joins any batch, is published unsynced, and its
+ *	file and name become durable in the one syncfs of the names, its
+ *	writeback errors checked after it.  A batch of such messages costs
+ *	one spool_fs_sync() even alone (stats: content_syncs counts the
+ *	batches that paid the first).  Elsewhere (FUSE, NFS) each caller syncs its own files
  *	(spool_msg_commit_prepare()), those syncs overlapping, and the leader
  *	fsyncs each directory that got a name once (spool_dirset_sync()).
  *	commitgroup_syncs_fs() says which: true when the names are made
@@ -72,6 +79,7 @@ struct commitgroup_stats {
 	unsigned long long	commits;	/* messages committed through batches */
 	unsigned long long	batches;	/* syncs of names (one per batch) */
 	unsigned long long	max_batch;
+	unsigned long long	content_syncs;	/* batches that synced their files first */
 };
 
 int commitgroup_new(struct spool *spool, struct commitgroup **out);

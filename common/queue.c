@@ -187,9 +187,11 @@ queue_claim(struct spool *spool, const char *id, struct queue_claim **out)
 		return r;
 	}
 	fd = openat(spool_dirfd(spool, SPOOL_DIR_ACTIVE), qc->claim, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if ((r = fd < 0 ? -errno : envelope_read_fd(fd, &qc->env)) < 0) {
+	if ((r = fd < 0 ? -errno : envelope_read_fd(fd, &qc->env)) < 0 ||
+	    (r = envelope_check_inline(fd, &qc->env, id)) < 0) {
 		if (fd >= 0)
 			close(fd);
+		envelope_free(&qc->env);	/* read whole, but torn (a cut before recovery ran) */
 		queue_claim_release(qc);
 		free(qc);
 		if (r == -EBADMSG)
@@ -294,6 +296,7 @@ link_inline_data(struct queue_claim *qc, bool sync)
 	if (sync && (fsync(qc->datafd) < 0 || fsync(datadir) < 0))
 		return -errno;
 	qc->env.inline_data = false;	/* data_offset counts from the file's start already */
+	qc->env.data_sealed = qc->env.inline_sealed;	/* data/<id> checks itself (envelope.h) */
 	qc->data_linked = 1;
 	return 0;
 }

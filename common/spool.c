@@ -881,7 +881,10 @@ msg_fits_inline(const struct spool_msg *msg)
 	    msg->used == msg->size;
 }
 
-/* The record, an empty line and the buffered data, in one write to the unnamed file. */
+/*
+ * The record, its seal, an empty line and the buffered data, in one write
+ * to the unnamed file.
+ */
 static int
 msg_write_inline(struct spool_msg *msg)
 {
@@ -892,14 +895,17 @@ msg_write_inline(struct spool_msg *msg)
 	msg->env.inline_data = true;	/* data_offset: the Return-Path line, after the empty line */
 	if ((r = envelope_format(&msg->env, &text, &len)) < 0)
 		return r;
-	if ((grown = realloc(text, len + 1 + msg->used)) == NULL) {
+	if ((r = envelope_seal_inline(&text, &len, msg->buf, msg->used)) < 0) {
+		free(text);
+		return r;
+	}
+	if ((grown = realloc(text, len + msg->used)) == NULL) {
 		free(text);
 		return -ENOMEM;
 	}
 	text = grown;
-	text[len] = '\n';
-	memcpy(text + len + 1, msg->buf, msg->used);
-	r = spool_write_all(msg->fd, text, len + 1 + msg->used);
+	memcpy(text + len, msg->buf, msg->used);
+	r = spool_write_all(msg->fd, text, len + msg->used);
 	free(text);
 	if (r < 0)
 		return r;
@@ -926,6 +932,12 @@ msg_commit_write(struct spool_msg *msg, bool synced)
 	    msg->unnamed ? NULL : msg->envtmp, synced, &msg->envfd)) < 0)
 		return msg_fail(msg, r);
 	return 0;
+}
+
+bool
+spool_msg_self_checking(const struct spool_msg *msg)
+{
+	return msg->inlined && msg->error == 0;
 }
 
 int
@@ -1251,6 +1263,28 @@ remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, con
 
 static int record_anywhere(struct spool *spool, const char *id);
 
+/*
+ * Is data/<id>, which a record says is a sealed inline record's file
+ * ("data: sealed"), not what its writer wrote: not such a record of this
+ * id, or its seal does not match (envelope_check_inline())?  False when it
+ * is whole, missing, or cannot be read now (not judged).
+ */
+static bool
+sealed_data_torn(struct spool *spool, const char *id)
+{
+	struct envelope env;
+	int fd, r;
+
+	if ((fd = openat(spool->dirfd[SPOOL_DIR_DATA], id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return false;
+	if ((r = envelope_read_fd(fd, &env)) == 0) {
+		r = env.inline_data && env.inline_sealed ? envelope_check_inline(fd, &env, id) : -EBADMSG;
+		envelope_free(&env);
+	}
+	close(fd);
+	return r == -EBADMSG || r == -EINVAL;
+}
+
 /* A claim of id parked in tmp/ (<id>@<host>,<pid>.old)? */
 static int
 parked_claim_of(struct spool *spool, const char *name, void *arg)
@@ -1285,12 +1319,20 @@ restore_new_record(struct spool *spool, const char *name, const char *id)
 {
 	struct envelope env;
 	enum spool_dir dest;
+	bool torn;
 
 	if (record_anywhere(spool, id) || for_each_entry(spool, SPOOL_DIR_TMP, parked_claim_of, (void *)id) != 0 ||
 	    envelope_read_at(spool->dirfd[SPOOL_DIR_TMP], name, &env) < 0)
 		return -1;
 	dest = record_dir_of(&env);
+	torn = env.data_sealed && sealed_data_torn(spool, id);
 	envelope_free(&env);
+	if (torn) {
+		/* its message's file did not reach the disk: a commit of spoolgate-fs never acknowledged */
+		log_warn("recovery-record-dropped", "id=%s name=tmp/%s reason=\"data/%s torn (its seal does not "
+		    "match): commit never completed\"", id, name, id);
+		return -1;
+	}
 	if (renameat(spool->dirfd[SPOOL_DIR_TMP], name, spool->dirfd[dest], id) < 0 || fsync(spool->dirfd[dest]) < 0)
 		return -1;
 	log_warn("recovery-record-restored", "id=%s name=tmp/%s to=%s/ reason=\"its claim was lost while the record "
@@ -1385,46 +1427,73 @@ own_process_dead(const char *host, long pid, void *arg)
 	return owner_is_dead(arg, host, pid);
 }
 
-static int
-data_exists(struct spool *spool, const char *id)
-{
-	struct stat st;
+/* What a queued record's file is, to recovery (check_queued_record()). */
+enum queued_file {
+	QUEUED_PLAIN,		/* a record whose data is data/<id> */
+	QUEUED_INLINE_WHOLE,	/* an inline record (envelope.h), or one that cannot be read now */
+	QUEUED_INLINE_TORN,	/* an inline record whose seal does not match */
+	QUEUED_UNREADABLE,	/* not a record: cut short or zeros by a power cut, or corrupt */
+};
 
-	return fstatat(spool->dirfd[SPOOL_DIR_DATA], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-/* Whether queue/<id> is an inline record: its data is in it (envelope.h). */
-static bool
-record_is_inline(struct spool *spool, const char *id)
+static enum queued_file
+queued_file_kind(struct spool *spool, const char *id)
 {
+	enum queued_file kind;
 	struct envelope env;
-	bool is;
+	int fd, r;
 
-	if (envelope_read_at(spool->dirfd[SPOOL_DIR_QUEUE], id, &env) < 0)
-		return false;
-	is = env.inline_data;
-	envelope_free(&env);
-	return is;
+	if ((fd = openat(spool->dirfd[SPOOL_DIR_QUEUE], id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return errno == ENOENT || errno == ELOOP ? QUEUED_UNREADABLE : QUEUED_INLINE_WHOLE;
+	if ((r = envelope_read_fd(fd, &env)) < 0)
+		kind = r == -EBADMSG || r == -EINVAL ? QUEUED_UNREADABLE : QUEUED_INLINE_WHOLE;
+	else {
+		r = env.inline_data ? envelope_check_inline(fd, &env, id) : 0;
+		kind = !env.inline_data ? QUEUED_PLAIN : r == -EBADMSG ? QUEUED_INLINE_TORN : QUEUED_INLINE_WHOLE;
+		envelope_free(&env);
+	}
+	close(fd);
+	return kind;
 }
 
 /*
- * A queued record whose data never became durable was never acknowledged;
- * one whose message has a record in sent/ is a leftover (above).
+ * A queued record whose data never became durable was never acknowledged
+ * (its data file missing, or an inline record torn or not readable); one
+ * whose message has a record in sent/ is a leftover (above).  data/<id>
+ * may be the record's own file: an inline record whose claim a runner
+ * was rewriting (it links the file there first), then given back.  Whole,
+ * it is queued; else dropped, its data with it (an orphan, below).
  */
 static int
 check_queued_record(struct spool *spool, const char *name, void *arg)
 {
+	static const char *const why[] = {
+		[QUEUED_PLAIN] = "data file missing",
+		[QUEUED_INLINE_TORN] = "inline record torn (its seal does not match)",
+		[QUEUED_UNREADABLE] = "record unreadable (torn: cut short or zeros) and no data file",
+	};
 	struct spool_recovery *stats = arg;
+	struct stat rec, data;
+	bool has_data, own_file;
+	enum queued_file kind;
 
 	if (sent_record_exists(spool, name))
 		return remove_superseded(spool, SPOOL_DIR_QUEUE, name, name, stats);
-	if (data_exists(spool, name) || record_is_inline(spool, name)) {
+	has_data = fstatat(spool->dirfd[SPOOL_DIR_DATA], name, &data, AT_SYMLINK_NOFOLLOW) == 0;
+	own_file = has_data && fstatat(spool->dirfd[SPOOL_DIR_QUEUE], name, &rec, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    rec.st_ino == data.st_ino && rec.st_dev == data.st_dev;
+	if (has_data && !own_file) {
 		stats->queued++;
 		return 0;
 	}
+	if ((kind = queued_file_kind(spool, name)) == QUEUED_INLINE_WHOLE) {
+		stats->queued++;
+		return 0;
+	}
+	if (own_file && kind != QUEUED_UNREADABLE)
+		kind = QUEUED_INLINE_TORN;
 	if (unlinkat(spool->dirfd[SPOOL_DIR_QUEUE], name, 0) == 0) {
 		stats->records_dropped++;
-		log_warn("recovery-record-dropped", "id=%s reason=\"data file missing: commit never completed\"", name);
+		log_warn("recovery-record-dropped", "id=%s reason=\"%s: commit never completed\"", name, why[kind]);
 	}
 	return 0;
 }

@@ -208,6 +208,15 @@ int spool_msg_commit_prepare(struct spool_msg *msg);
  */
 int spool_msg_commit_prepare_unsynced(struct spool_msg *msg);
 int spool_msg_commit_check(struct spool_msg *msg);
+/*
+ * After _prepare_unsynced: whether msg may be published before its file
+ * is durable, the publication and the file then made durable by one
+ * spool_fs_sync(), with spool_msg_commit_check() after it.  True for an
+ * inline record, which is sealed (envelope.h): a power cut between the
+ * two leaves a name that envelope_check_inline() refuses and recovery
+ * drops, never a message that reads whole but is not.
+ */
+bool spool_msg_self_checking(const struct spool_msg *msg);
 int spool_msg_commit_publish(struct spool_msg *msg, struct spool_dirset *dirs);
 /* After a failed dirset sync: remove the names published, best effort. */
 void spool_msg_commit_unpublish(struct spool_msg *msg);

@@ -491,8 +491,15 @@ static int
 spoolfs_record_info(int recfd, const char *id, struct spoolfs_recinfo *ri)
 {
 	struct envelope env;
-	int r = envelope_read_fd(recfd, &env);	/* an inline record's message is not read */
+	int r = envelope_read_fd(recfd, &env);	/* the text; an inline record's seal reads the rest */
 
+	if (r == 0 && (r = envelope_check_inline(recfd, &env, id)) < 0) {
+		envelope_free(&env);
+		if (r == -EBADMSG) {
+			log_warn("record-unreadable", "id=%s reason=torn", id);	/* until recovery drops it */
+			return -EIO;
+		}
+	}
 	if (r == -EBADMSG || r == -EINVAL || r == -EIO) {
 		log_warn("record-unreadable", "id=%s reason=corrupt", id);
 		return -EIO;
@@ -2596,8 +2603,8 @@ spoolfs_free(struct spoolfs *fs)
 		struct commitgroup_stats st;
 
 		commitgroup_get_stats(fs->outbox.group, &st);
-		log_info("outbox-commits", "commits=%llu batches=%llu max_batch=%llu", st.commits,
-		    st.batches, st.max_batch);
+		log_info("outbox-commits", "commits=%llu batches=%llu max_batch=%llu content_syncs=%llu", st.commits,
+		    st.batches, st.max_batch, st.content_syncs);
 	}
 	commitgroup_free(fs->outbox.group);
 	passthrough_free(fs->pt);

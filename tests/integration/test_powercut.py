@@ -21,17 +21,20 @@ half.  Cuts are taken at random points of the log, at the ends of sync
 epochs (just before a flush, with a random half of the epoch's writes),
 and right after control files were "acknowledged".  Each state
 gets what a boot would give it, e2fsck -fy (without a journal a cut
-leaves repairs to make; with one, it replays the journal), and is then
-mounted and checked, as "250 means durable" reads:
+leaves repairs to make; with one, it replays the journal), then is
+mounted and given spoolgate-smtpd's start-up recovery (tests/crash/recover,
+spool_recover() alone), and is checked, as "250 means durable" reads:
 
   - every outbox/ file whose close() returned before the cut is queued:
     in the record recovery keeps (queue/<id>, else a claim in active/ or
-    parked in tmp/, which recovery gives back), with its whole message
-    (its Subject token and its END line) in data/ or, inline, in the
-    record's own file;
-  - no record in queue/ names data that is cut short (a record whose data
-    file is missing is an unacknowledged commit cut between its two names,
-    which recovery drops: the first check says it was not acknowledged).
+    parked in tmp/), with its whole message (its Subject token and its END
+    line) in data/ or, inline, in the record's own file;
+  - no record in queue/ names data that is missing or cut short.  Before
+    recovery there may be such records, of commits never acknowledged: a
+    record whose data file is missing (a commit cut between its two
+    names), and an inline record published before its file was durable,
+    which its seal shows torn (common/envelope.h).  Recovery drops both;
+    the drops of torn inline records are counted.
 
 The control shows that the check sees a loss: some state must have lost
 a control file "acknowledged" before its cut.
@@ -40,6 +43,7 @@ a control file "acknowledged" before its cut.
 import os
 import random
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -52,6 +56,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import log
 
+RECOVER = os.environ.get('SPOOLGATE_RECOVER') or os.path.join(harness.BUILD, 'tests', 'recover')
+KEEP = os.environ.get('SPOOLGATE_POWERCUT_KEEP')	# a directory: failing states are copied there
 MESSAGES = 160
 WRITERS = 8
 CONTROLS = 6			# control files, one after every MESSAGES / CONTROLS drops
@@ -152,15 +158,33 @@ def queued_records(root):
     return records
 
 
+def recover(root):
+    """Recovery as spoolgate-smtpd runs it at start, on the mounted state
+    (this host's name: the test's daemons ran here): the number of
+    records it dropped as torn (an inline record whose seal does not
+    match, or whose file is cut short or zeros; a new record whose sealed
+    data file is)."""
+    r = subprocess.run([RECOVER, root, socket.gethostname()], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise AssertionError('recovery failed on the state: %s' % r.stderr.strip()[-500:])
+    if KEEP:
+        with open(os.path.join(KEEP, 'last-recovery.log'), 'w') as f:
+            f.write(r.stderr)
+    return sum(1 for line in r.stderr.splitlines()
+               if 'event=recovery-record-dropped' in line and 'torn' in line)
+
+
 def scan_spool(root):
-    """(tokens of whole queued messages, problems) of a mounted state."""
+    """(tokens of whole queued messages, problems) of a mounted state,
+    after recovery."""
     queued, problems = set(), []
     for name, rel in sorted(queued_records(root).items()):
         try:
             data = harness.stored_message(os.path.join(root, rel), os.path.join(root, 'data', name))
         except FileNotFoundError:
-            # An unacknowledged commit cut between its two names (data
-            # first): recovery drops the record.  Acknowledged, it is lost.
+            if rel.startswith('queue/'):
+                problems.append('%s: its data file is missing after recovery' % rel)
             continue
         m = TOKEN_RE.search(data)
         if m is None or (b'\nEND ' + m.group(1) + b'\n') not in data:
@@ -318,10 +342,13 @@ class PowerCut:
                         % (r.returncode, r.stdout.strip()[-300:])], set()
         if 'Unattached inode' in r.stdout and DIRECTORY_DAMAGED.search(r.stdout):
             return None		# the filesystem lost a directory: see filesystem_lost_a_directory
+        if KEEP:	# the state as recovery found it, kept if it fails
+            subprocess.run(['cp', '--sparse=always', state, state + '.before-recovery'], check=True)
         r = subprocess.run(['mount', '-o', 'loop', state, mnt], capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(r.returncode, 0, 'the state does not mount: %s' % r.stderr.strip())
         try:
+            self.torn_dropped += recover(mnt)
             queued, problems = scan_spool(mnt)
             lost_controls = set(controls_acked) - scan_controls(mnt)
             lost = sorted(set(acked) - queued)
@@ -358,7 +385,7 @@ class PowerCut:
         subprocess.run(['cp', '--sparse=always', gw.disk_first, base], check=True)
         applied = -1			# records of the log in base: [0, applied]
         failures, control_losses, checked, dirs_lost = [], 0, 0, 0
-        self.renames_lost = 0
+        self.renames_lost = self.torn_dropped = 0
         for k, variant in self.cuts(disk, controls):
             f = disk.last_flush(k)
             if f > applied:
@@ -369,6 +396,13 @@ class PowerCut:
             controls_acked = [c for c, pos in controls.items() if pos <= cut]
             state = self.state_image(disk, base, k, variant, rng)
             found = self.check_state(state, acked, controls_acked)
+            if KEEP and found is not None and (found[0] or found[1]):
+                kept = os.path.join(KEEP, '%s-%d-%s' % (type(self).__name__, k, variant))
+                os.rename(state + '.before-recovery', kept)
+                os.rename(os.path.join(KEEP, 'last-recovery.log'), kept + '.recovery.log')
+                log('  kept the state (before recovery) as %s' % kept)
+            if os.path.exists(state + '.before-recovery'):
+                os.unlink(state + '.before-recovery')
             os.unlink(state)
             if found is None:
                 dirs_lost += 1
@@ -384,7 +418,8 @@ class PowerCut:
                                 % (k, len(disk.records), variant, len(acked), lost[:5], problems[:5]))
         log('  %d power-cut states checked; control files lost in them: %d; states where '
             'e2fsck cleared a directory (not checked): %d; drops whose only record e2fsck put in '
-            'lost+found (not counted lost): %d' % (checked, control_losses, dirs_lost, self.renames_lost))
+            'lost+found (not counted lost): %d; torn records recovery dropped: %d'
+            % (checked, control_losses, dirs_lost, self.renames_lost, self.torn_dropped))
         if self.JOURNAL:
             self.assertEqual(self.renames_lost, 0, 'a record in lost+found on a journaled ext4')
         self.assertEqual(failures, [], 'acknowledged drops lost or cut short by a power cut')

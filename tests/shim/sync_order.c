@@ -11,10 +11,13 @@
  *	after the write returned.  A linkat(2) or renameat(2) that gives such
  *	an inode (named, or unnamed and linked by its descriptor) a name
  *	outside tmp/ appends "published-unsynced <name>" to
- *	FILE; every other one appends "published <name>", and every syncfs
- *	"syncfs", so that a test sees that the shim saw the commits.  The
- *	check stands for a crash: a name that reaches the disk before its
- *	content is what a crash between the two would leave.
+ *	FILE, or "published-sealed <name>" when the file is a sealed inline
+ *	record (its text's last line "inline-crc32: ...", common/envelope.h),
+ *	whose readers tell it torn; every other one appends "published
+ *	<name>", and every syncfs "syncfs", so that a test sees that the shim
+ *	saw the commits.  The check stands for a crash: a name that reaches
+ *	the disk before its content is what a crash between the two would
+ *	leave.
  * BUGS
  *	Knows the write calls the spool uses (write, pwrite, pwrite64), not
  *	writev, mmap or copy_file_range.  At most SHIM_DIRTY_MAX inodes
@@ -138,6 +141,33 @@ seq_now(void)
 }
 
 /*
+ * Is the file a sealed inline record: the last line of its text (before
+ * the first empty line) "inline-crc32: "?  fd is the file, or -1: oldpath.
+ */
+static bool
+is_sealed_inline(int olddirfd, const char *oldpath, int flags)
+{
+	static const char seal[] = "\ninline-crc32: ";
+	char buf[16384 + 1], *blank, *last;
+	int fd = (flags & AT_EMPTY_PATH) && oldpath[0] == '\0' ? olddirfd :
+	    openat(olddirfd, oldpath, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = pread(fd, buf, sizeof buf - 1, 0);
+	if (fd != olddirfd)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if ((blank = strstr(buf, "\n\n")) == NULL)
+		return false;
+	*blank = '\0';
+	return (last = strrchr(buf, '\n')) != NULL && strncmp(last, seal, sizeof seal - 1) == 0;
+}
+
+/*
  * Before oldpath gets newpath: is its inode written and unsynced?  flags
  * as linkat's: an unnamed file is linked by its descriptor (AT_EMPTY_PATH)
  * or through /proc/self/fd/N (AT_SYMLINK_FOLLOW).
@@ -164,7 +194,8 @@ check_publish(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 	pthread_mutex_lock(&shim_lock);
 	unsynced = dirty_find(st.st_dev, st.st_ino) < shim_ndirty;
 	pthread_mutex_unlock(&shim_lock);
-	shim_log(unsynced ? "published-unsynced" : "published", name);
+	shim_log(!unsynced ? "published" : is_sealed_inline(olddirfd, oldpath, flags) ? "published-sealed" :
+	    "published-unsynced", name);
 }
 
 ssize_t

@@ -1452,6 +1452,86 @@ START_TEST(test_inline_record)
 }
 END_TEST
 
+/* Changes one byte of dir/name, at off from its end (a block a power cut did not write). */
+static void
+tear_file(const char *path, const char *dir, const char *name, size_t from_end)
+{
+	char p[PATH_LEN], *raw;
+	size_t len;
+
+	pathf(p, "%s/%s/%s", path, dir, name);
+	raw = read_path(p, &len);
+	ck_assert_uint_gt(len, from_end);
+	raw[len - 1 - from_end] ^= 0x01;
+	write_path(p, raw, len);
+	free(raw);
+}
+
+/*
+ * An inline record is sealed (envelope.h), so the group publishes it
+ * without syncing its file first: a batch of inline records costs one
+ * sync (content_syncs stays 0), a message of two files still two.  A
+ * record torn by a power cut before that sync is refused where it is
+ * read: a claim sets it aside in failed/, and recovery drops it as a
+ * commit that never completed, whole records around it kept.  So is an
+ * older record's whole file under a new name (its id is another).
+ */
+START_TEST(test_inline_record_sealed)
+{
+	char path[PATH_LEN], id[4][SPOOL_ID_MAX], big_id[SPOOL_ID_MAX], p[PATH_LEN], *raw, *big;
+	struct spool *spool = open_spool("sealed", path);
+	const size_t big_len = (64u << 10) + 1;
+	struct commitgroup_stats st;
+	struct spool_recovery rec;
+	struct commitgroup *g;
+	struct queue_claim *qc;
+	struct envelope env;
+	size_t len, i;
+
+	ck_assert_int_eq(commitgroup_new(spool, &g), 0);
+	for (i = 0; i < 4; i++)
+		queue_unnamed(spool, g, queued_body, sizeof(queued_body) - 1, id[i]);
+	commitgroup_get_stats(g, &st);
+	ck_assert_uint_eq(st.commits, 4);
+	ck_assert_uint_eq(st.content_syncs, 0);
+	ck_assert_int_eq(envelope_read_at(spool_dirfd(spool, SPOOL_DIR_QUEUE), id[0], &env), 0);
+	ck_assert(env.inline_data && env.inline_sealed);
+	envelope_free(&env);
+	big = make_payload(big_len);
+	queue_unnamed(spool, g, big, big_len, big_id);
+	free(big);
+	commitgroup_get_stats(g, &st);
+	ck_assert_uint_eq(st.content_syncs, 1);
+
+	/* a claim of a torn record: refused, set aside in failed/ */
+	tear_file(path, "queue", id[1], 3);
+	ck_assert_int_eq(queue_claim(spool, id[1], &qc), -EBADMSG);
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, id[1]));
+	ck_assert(exists_at(spool, SPOOL_DIR_FAILED, id[1]));
+	ck_assert_int_eq(count_entries(path, "active"), 0);
+
+	/* recovery: a torn text, and id[0]'s whole file under id[3]'s name, dropped; id[0] and big kept */
+	tear_file(path, "queue", id[2], sizeof(queued_body) + 40);	/* in the record's text */
+	pathf(p, "%s/queue/%s", path, id[0]);
+	raw = read_path(p, &len);
+	pathf(p, "%s/queue/%s", path, id[3]);
+	write_path(p, raw, len);
+	free(raw);
+	ck_assert_int_eq(spool_recover(spool, &rec), 0);
+	ck_assert_uint_eq(rec.records_dropped, 2);
+	ck_assert_uint_eq(rec.queued, 2);
+	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, id[0]));
+	ck_assert(exists_at(spool, SPOOL_DIR_QUEUE, big_id));
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, id[2]));
+	ck_assert(!exists_at(spool, SPOOL_DIR_QUEUE, id[3]));
+	ck_assert_int_eq(queue_claim(spool, id[0], &qc), 0);
+	assert_claim_message(qc, queued_body, sizeof(queued_body) - 1);
+	queue_claim_free(qc);
+	commitgroup_free(g);
+	spool_close(spool);
+}
+END_TEST
+
 START_TEST(test_scan_claim_release)
 {
 	char path[PATH_LEN], id1[SPOOL_ID_MAX], id2[SPOOL_ID_MAX], claim[PATH_LEN], want[PATH_LEN], p[PATH_LEN];
@@ -2170,6 +2250,72 @@ START_TEST(test_new_record_of_a_lost_claim)
 }
 END_TEST
 
+/*
+ * The runner's first rewrite of a sealed inline record writes a plain
+ * record saying "data: sealed": data/<id> is the inline file, which checks
+ * itself.  Recovery checks it where a power cut may have kept names
+ * without the file's blocks: a new record whose claim was lost is
+ * restored only over a whole file; a claim given back to queue/ whose
+ * own file is data/<id> stays queued only whole.
+ */
+START_TEST(test_sealed_data_torn)
+{
+	char path[PATH_LEN], id[SPOOL_ID_MAX], claim[SPOOL_NAME_MAX], p[PATH_LEN], *raw;
+	struct spool *a = open_spool("sealeddata", path), *b;
+	struct spool_recovery rec;
+	struct spool_reclaim st;
+	struct commitgroup *g;
+	struct queue_claim *qc;
+	struct envelope env;
+	size_t len;
+	int torn;
+
+	ck_assert_int_eq(spool_open(path, &b), 0);
+	spool_set_hostname(a, "gw-a");
+	spool_set_hostname(b, "gw-b");
+	ck_assert_int_eq(commitgroup_new(a, &g), 0);
+	/* the claim lost, the new record in tmp/: restored over a whole file, dropped over a torn one */
+	for (torn = 0; torn < 2; torn++) {
+		queue_unnamed(a, g, queued_body, sizeof(queued_body) - 1, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+		pathf(claim, "%s@gw-a,%ld.new", id, (long)getpid());
+		pathf(p, "%s/tmp/%s", path, claim);
+		raw = read_path(p, &len);
+		ck_assert_ptr_nonnull(strstr(raw, "\ndata: sealed\n"));
+		free(raw);
+		pathf(claim, "%s@gw-a,%ld", id, (long)getpid());
+		ck_assert_int_eq(unlinkat(spool_dirfd(a, SPOOL_DIR_ACTIVE), claim, 0), 0);
+		if (torn)
+			tear_file(path, "data", id, 5);
+		ck_assert_int_eq(spool_reclaim(b, gw_a_dead, NULL, 3600, "gw-b", &st), 0);
+		ck_assert_int_eq(count_entries(path, "tmp"), 0);
+		ck_assert_int_eq(queue_locate(a, id), torn ? -ENOENT : SPOOL_DIR_QUEUE);
+		if (!torn) {
+			ck_assert_int_eq(envelope_read_at(spool_dirfd(a, SPOOL_DIR_QUEUE), id, &env), 0);
+			ck_assert(env.data_sealed && !env.inline_data);
+			envelope_free(&env);
+		}
+		queue_claim_free(qc);
+	}
+	/* a claim given back after its file was linked as data/<id>: queue/<id> is that file */
+	for (torn = 0; torn < 2; torn++) {
+		queue_unnamed(a, g, queued_body, sizeof(queued_body) - 1, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+		queue_claim_free(qc);
+		if (torn)
+			tear_file(path, "queue", id, 5);
+		ck_assert_int_eq(spool_recover(a, &rec), 0);
+		ck_assert_uint_eq(rec.records_dropped, (unsigned)torn);
+		ck_assert_int_eq(queue_locate(a, id), torn ? -ENOENT : SPOOL_DIR_QUEUE);
+	}
+	commitgroup_free(g);
+	spool_close(b);
+	spool_close(a);
+}
+END_TEST
+
 /* nodes/<name>: written as "another machine" would, with seq and an mtime age seconds ago (< 0: ahead). */
 static void
 fake_heartbeat(struct spool *spool, const char *name, const char *boot, long age, unsigned long seq)
@@ -2359,6 +2505,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_finish_write_then_fs_sync);
 	tcase_add_test(tc, test_finish_sent_drop);
 	tcase_add_test(tc, test_inline_record);
+	tcase_add_test(tc, test_inline_record_sealed);
 	tcase_add_test(tc, test_parked_claim_id);
 	tcase_add_test(tc, test_finish_failed);
 	tcase_add_test(tc, test_scan_moves_corrupt_to_failed);
@@ -2370,6 +2517,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_takeover_then_late_finish);
 	tcase_add_test(tc, test_parked_claim_reclaimed);
 	tcase_add_test(tc, test_new_record_of_a_lost_claim);
+	tcase_add_test(tc, test_sealed_data_torn);
 	tcase_add_test(tc, test_node_names_and_sweep);
 	suite_add_tcase(s, tc);
 	return s;
