@@ -28,6 +28,8 @@
 #include "spool.h"
 
 #define SPOOL_WRITE_BUF		(64u << 10)
+/* an inline record holds at most the buffer, which its readers must take */
+_Static_assert(SPOOL_WRITE_BUF <= ENVELOPE_INLINE_MAX, "inline records larger than their readers allow");
 #define SPOOL_FILE_MODE		0640
 #define SPOOL_DIR_MODE		0750
 #define SPOOL_STALE_SECONDS	(24 * 3600)	/* other hosts' temporaries */
@@ -1469,7 +1471,7 @@ check_queued_record(struct spool *spool, const char *name, void *arg)
 	static const char *const why[] = {
 		[QUEUED_PLAIN] = "data file missing",
 		[QUEUED_INLINE_TORN] = "inline record torn (its seal does not match)",
-		[QUEUED_UNREADABLE] = "record unreadable (torn: cut short or zeros) and no data file",
+		[QUEUED_UNREADABLE] = "record unreadable (cut short or zeros: torn)",
 	};
 	struct spool_recovery *stats = arg;
 	struct stat rec, data;
@@ -1564,8 +1566,40 @@ commit_may_be_under_way(struct spool *spool, const char *id)
 }
 
 /*
+ * data/<id> that is a whole inline record of that id: the runner linked a
+ * claim's file there at its first rewrite, and a power cut lost the
+ * claim's name (half of its rename, on ext4 without a journal) before the
+ * new record was durable.  The file is still the message's record, as
+ * submitted: it goes back to queue/<id> (the same file, data/<id> stays
+ * its own).  1 when restored, 0 when it is no such file.
+ */
+static int
+restore_inline_data(struct spool *spool, const char *id)
+{
+	struct envelope env;
+	int fd, r;
+
+	if ((fd = openat(spool->dirfd[SPOOL_DIR_DATA], id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return 0;
+	if ((r = envelope_read_fd(fd, &env)) == 0) {
+		r = env.inline_data ? envelope_check_inline(fd, &env, id) : -EBADMSG;
+		r = r == 0 && strcmp(env.id, id) != 0 ? -EBADMSG : r;	/* an unsealed one's id too */
+		envelope_free(&env);
+	}
+	close(fd);
+	if (r < 0 || linkat(spool->dirfd[SPOOL_DIR_DATA], id, spool->dirfd[SPOOL_DIR_QUEUE], id, 0) < 0 ||
+	    fsync(spool->dirfd[SPOOL_DIR_QUEUE]) < 0)
+		return 0;
+	log_warn("recovery-record-restored", "id=%s name=data/%s to=queue/ reason=\"its claim was lost while the "
+	    "relay rewrote its record (a filesystem without a journal keeps half of a rename): data/%s is its "
+	    "inline record, the message's only one\"", id, id, id);
+	return 1;
+}
+
+/*
  * Data without any record is the remains of a commit that never finished,
- * unless that commit is still under way: it stays.  The stale temporaries
+ * unless that commit is still under way: it stays; or unless it is a
+ * whole inline record, which is restored (above).  The stale temporaries
  * of dead processes of this host are gone already (first step of
  * recovery).  A runner may be moving the record between directories
  * while we look: look twice before removing.
@@ -1577,6 +1611,11 @@ remove_orphan_data(struct spool *spool, const char *name, void *arg)
 
 	if (record_anywhere(spool, name) || commit_may_be_under_way(spool, name) || record_anywhere(spool, name))
 		return 0;
+	if (restore_inline_data(spool, name)) {
+		stats->claims_returned++;
+		stats->queued++;
+		return 0;
+	}
 	if (unlinkat(spool->dirfd[SPOOL_DIR_DATA], name, 0) == 0) {
 		stats->orphans_removed++;
 		log_warn("recovery-orphan-removed", "id=%s reason=\"data without envelope record: commit never completed\"", name);

@@ -2298,6 +2298,31 @@ START_TEST(test_sealed_data_torn)
 		}
 		queue_claim_free(qc);
 	}
+	/*
+	 * the claim and its new record both lost, data/<id> (its own file) the message's only name:
+	 * given back to queue/ whole, removed as an orphan torn
+	 */
+	for (torn = 0; torn < 2; torn++) {
+		queue_unnamed(a, g, queued_body, sizeof(queued_body) - 1, id);
+		ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+		ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);
+		pathf(claim, "%s@gw-a,%ld", id, (long)getpid());
+		ck_assert_int_eq(unlinkat(spool_dirfd(a, SPOOL_DIR_ACTIVE), claim, 0), 0);
+		pathf(claim, "%s@gw-a,%ld.new", id, (long)getpid());
+		ck_assert_int_eq(unlinkat(spool_dirfd(a, SPOOL_DIR_TMP), claim, 0), 0);
+		if (torn)
+			tear_file(path, "data", id, 5);
+		ck_assert_int_eq(spool_recover(a, &rec), 0);
+		ck_assert_int_eq(queue_locate(a, id), torn ? -ENOENT : SPOOL_DIR_QUEUE);
+		ck_assert(exists_at(a, SPOOL_DIR_DATA, id) == !torn);
+		queue_claim_free(qc);	/* its late release finds no claim */
+		if (!torn) {
+			ck_assert_int_eq(queue_claim(a, id, &qc), 0);
+			assert_claim_message(qc, queued_body, sizeof(queued_body) - 1);
+			ck_assert_int_eq(queue_finish_prepare(qc, QUEUE_DEFERRED, true), 0);	/* data/<id>: the same file */
+			queue_claim_free(qc);
+		}
+	}
 	/* a claim given back after its file was linked as data/<id>: queue/<id> is that file */
 	for (torn = 0; torn < 2; torn++) {
 		queue_unnamed(a, g, queued_body, sizeof(queued_body) - 1, id);
