@@ -34,7 +34,7 @@ spool_recover() alone), and is checked, as "250 means durable" reads:
     record whose data file is missing (a commit cut between its two
     names), and an inline record published before its file was durable,
     which its seal shows torn (common/envelope.h).  Recovery drops both;
-    the drops of torn inline records are counted.
+    the records it drops as torn are counted.
 
 The control shows that the check sees a loss: some state must have lost
 a control file "acknowledged" before its cut.
@@ -396,7 +396,8 @@ class PowerCut:
             controls_acked = [c for c, pos in controls.items() if pos <= cut]
             state = self.state_image(disk, base, k, variant, rng)
             found = self.check_state(state, acked, controls_acked)
-            if KEEP and found is not None and (found[0] or found[1]):
+            if KEEP and found is not None and (found[0] or found[1]) and \
+                    os.path.exists(state + '.before-recovery'):
                 kept = os.path.join(KEEP, '%s-%d-%s' % (type(self).__name__, k, variant))
                 os.rename(state + '.before-recovery', kept)
                 os.rename(os.path.join(KEEP, 'last-recovery.log'), kept + '.recovery.log')

@@ -142,7 +142,8 @@ seq_now(void)
 
 /*
  * Is the file a sealed inline record: the last line of its text (before
- * the first empty line) "inline-crc32: "?  fd is the file, or -1: oldpath.
+ * the first empty line) "inline-crc32: "?  The file is olddirfd itself
+ * when flags has AT_EMPTY_PATH and oldpath is empty, else oldpath.
  */
 static bool
 is_sealed_inline(int olddirfd, const char *oldpath, int flags)
