@@ -991,18 +991,19 @@ class SyncOrder(unittest.TestCase):
                          'names published before their content was synced')
         self.assertNotIn('overflow', lines)
         # each small drop is one file, a sealed inline record: one name, in queue/,
-        # published before the syncfs that makes it and its content durable
+        # published before the syncfs that makes it and its content durable (or
+        # after one that covered it already: a drop waiting while the batch before
+        # it synced); the message of two files has two names, published synced
         def published(kind, d):
             return [i for i, l in enumerate(lines) if l.startswith(kind + ' ') and
                     os.path.basename(os.path.dirname(l.split(' ', 1)[1])) == d]
         self.assertEqual(published('published-sealed', 'data'), [])
-        sealed = published('published-sealed', 'queue')
-        self.assertEqual(len(sealed), self.FILES, 'the shim saw %d sealed records published in queue/'
-                         % len(sealed))
-        self.assertIn('syncfs', lines[sealed[-1]:], 'no syncfs after the last sealed record')
-        # the message of two files: its content synced before its names
         self.assertEqual(len(published('published', 'data')), 1)
-        self.assertEqual(len(published('published', 'queue')), 1)
+        sealed = published('published-sealed', 'queue')
+        self.assertEqual(len(sealed) + len(published('published', 'queue')), self.FILES + 1)
+        self.assertGreater(len(sealed), 0, 'no sealed record was published before its sync')
+        self.assertIn('syncfs', lines[sealed[-1]:], 'no syncfs after the last sealed record')
+        log('  %d of %d drops published before their one sync' % (len(sealed), self.FILES))
         commits, batches, max_batch = harness.batch_stats(self, gw.read_log('fs'), 'outbox-commits',
                                                           'commits')
         syncfs = lines.count('syncfs')
