@@ -1266,25 +1266,29 @@ remove_superseded(struct spool *spool, enum spool_dir dir, const char *name, con
 static int record_anywhere(struct spool *spool, const char *id);
 
 /*
- * Is data/<id>, which a record says is a sealed inline record's file
- * ("data: sealed"), not what its writer wrote: not such a record of this
- * id, or its seal does not match (envelope_check_inline())?  False when it
- * is whole, missing, or cannot be read now (not judged).
+ * Is data/<id> a whole inline record of that id (envelope.h), as the
+ * runner leaves a claim's file there at its first rewrite?  1: yes, its
+ * seal matches (need_seal: it has one; else an unsealed one of this id
+ * will do); 0: no (not such a record, another id, or torn); -1: not
+ * judged (missing, or it cannot be read now).
  */
-static bool
-sealed_data_torn(struct spool *spool, const char *id)
+static int
+data_is_inline_record(struct spool *spool, const char *id, bool need_seal)
 {
 	struct envelope env;
 	int fd, r;
 
 	if ((fd = openat(spool->dirfd[SPOOL_DIR_DATA], id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return false;
+		return -1;
 	if ((r = envelope_read_fd(fd, &env)) == 0) {
-		r = env.inline_data && env.inline_sealed ? envelope_check_inline(fd, &env, id) : -EBADMSG;
+		if (!env.inline_data || (need_seal && !env.inline_sealed) || strcmp(env.id, id) != 0)
+			r = -EBADMSG;
+		else
+			r = envelope_check_inline(fd, &env, id);
 		envelope_free(&env);
 	}
 	close(fd);
-	return r == -EBADMSG || r == -EINVAL;
+	return r == 0 ? 1 : r == -EBADMSG || r == -EINVAL ? 0 : -1;
 }
 
 /* A claim of id parked in tmp/ (<id>@<host>,<pid>.old)? */
@@ -1327,7 +1331,7 @@ restore_new_record(struct spool *spool, const char *name, const char *id)
 	    envelope_read_at(spool->dirfd[SPOOL_DIR_TMP], name, &env) < 0)
 		return -1;
 	dest = record_dir_of(&env);
-	torn = env.data_sealed && sealed_data_torn(spool, id);
+	torn = env.data_sealed && data_is_inline_record(spool, id, true) == 0;	/* not a whole sealed one */
 	envelope_free(&env);
 	if (torn) {
 		/* its message's file did not reach the disk: a commit of spoolgate-fs never acknowledged */
@@ -1576,18 +1580,8 @@ commit_may_be_under_way(struct spool *spool, const char *id)
 static int
 restore_inline_data(struct spool *spool, const char *id)
 {
-	struct envelope env;
-	int fd, r;
-
-	if ((fd = openat(spool->dirfd[SPOOL_DIR_DATA], id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return 0;
-	if ((r = envelope_read_fd(fd, &env)) == 0) {
-		r = env.inline_data ? envelope_check_inline(fd, &env, id) : -EBADMSG;
-		r = r == 0 && strcmp(env.id, id) != 0 ? -EBADMSG : r;	/* an unsealed one's id too */
-		envelope_free(&env);
-	}
-	close(fd);
-	if (r < 0 || linkat(spool->dirfd[SPOOL_DIR_DATA], id, spool->dirfd[SPOOL_DIR_QUEUE], id, 0) < 0 ||
+	if (data_is_inline_record(spool, id, false) != 1 ||
+	    linkat(spool->dirfd[SPOOL_DIR_DATA], id, spool->dirfd[SPOOL_DIR_QUEUE], id, 0) < 0 ||
 	    fsync(spool->dirfd[SPOOL_DIR_QUEUE]) < 0)
 		return 0;
 	log_warn("recovery-record-restored", "id=%s name=data/%s to=queue/ reason=\"its claim was lost while the "
